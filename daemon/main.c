@@ -1,0 +1,419 @@
+/*
+ * main.c - the provfs daemon: parse options, check the request, mount, serve.
+ *
+ * Everything that can be refused is refused before mounting, with one line
+ * on stderr and exit status 2, so a failed start never leaves a mount
+ * behind.  The order matters: the backing directory is opened before the
+ * mount, so that mounting over it in place (BACKING_DIR == MOUNTPOINT) still
+ * reaches the tree underneath; threads are started only after daemonizing,
+ * because fork() keeps only the calling thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "passthrough.h"
+
+#define EXIT_USAGE 2
+#define FUSE_SUPER_MAGIC 0x65735546
+
+struct options {
+	char *config_path;
+	char *store_path;
+	int norecord;
+	int nopolicy;
+	int foreground;
+	int debug;
+	int show_help;
+	int show_version;
+	int check_config;
+	char *paths[2];
+	int path_count;
+	char *bad_option; /* first unknown command-line option */
+};
+
+enum {
+	KEY_FOREGROUND,
+	KEY_DEBUG,
+	KEY_HELP,
+	KEY_VERSION,
+	KEY_CHECK_CONFIG,
+};
+
+#define OPTION(template, field, value) {template, offsetof(struct options, field), value}
+
+static const struct fuse_opt option_table[] = {
+	OPTION("config=%s", config_path, 0),
+	OPTION("--config=%s", config_path, 0),
+	OPTION("--config %s", config_path, 0),
+	OPTION("store=%s", store_path, 0),
+	OPTION("norecord", norecord, 1),
+	OPTION("nopolicy", nopolicy, 1),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("--check-config", KEY_CHECK_CONFIG),
+	FUSE_OPT_END,
+};
+
+static void
+print_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: provfs [options] BACKING_DIR MOUNTPOINT [-o OPT[,OPT...]]\n"
+		"       provfs --check-config [FILE]\n"
+		"\n"
+		"Mount BACKING_DIR at MOUNTPOINT (the same directory mounts in place) and\n"
+		"record which process read and wrote which file version.\n"
+		"\n"
+		"options:\n"
+		"  -f                 stay in the foreground (log to stderr)\n"
+		"  -d                 debug log; implies -f\n"
+		"  -o config=FILE     provfs.conf to use (default %s)\n"
+		"  -o store=PATH      provenance store (overrides [store] path)\n"
+		"  -o norecord        pass through and record nothing\n"
+		"  -o nopolicy        record, enforce no labels\n"
+		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
+		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
+		"  -h, --help         this text\n"
+		"  -V, --version      print the version\n",
+		CONFIG_DEFAULT_PATH);
+}
+
+static int
+process_option(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *options = data;
+
+	switch (key) {
+	case KEY_FOREGROUND:
+		options->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		options->debug = 1;
+		options->foreground = 1;
+		return 0;
+	case KEY_HELP:
+		options->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		options->show_version = 1;
+		return 0;
+	case KEY_CHECK_CONFIG:
+		options->check_config = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (options->path_count < 2) {
+			options->paths[options->path_count++] = strdup(arg);
+			return 0;
+		}
+		if (!options->bad_option)
+			options->bad_option = strdup(arg);
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		if (arg[0] == '-') {
+			if (!options->bad_option)
+				options->bad_option = strdup(arg);
+			return 0;
+		}
+		return 1; /* a -o option for FUSE */
+	}
+	return 1;
+}
+
+static char *
+resolve_directory(const char *path, const char *role)
+{
+	struct stat st;
+	char *resolved;
+
+	if (stat(path, &st) < 0) {
+		if (errno == ENOTCONN)
+			log_error("%s '%s' is a stale FUSE mount; run fusermount3 -u '%s'", role,
+				  path, path);
+		else
+			log_error("%s '%s': %s", role, path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_error("%s '%s' is not a directory", role, path);
+		return NULL;
+	}
+	resolved = realpath(path, NULL);
+	if (resolved == NULL)
+		log_error("%s '%s': %s", role, path, strerror(errno));
+	return resolved;
+}
+
+/* Is inner a strict descendant of outer (both canonical)? */
+static int
+is_inside(const char *inner, const char *outer)
+{
+	size_t length = strlen(outer);
+
+	if (strcmp(outer, "/") == 0)
+		return strcmp(inner, "/") != 0;
+	return strncmp(inner, outer, length) == 0 && inner[length] == '/';
+}
+
+/*
+ * Can users other than root reach the backing tree without the mount?
+ * True when the directory is not root's own or grants any rights to group
+ * or others, and every ancestor lets others pass.
+ */
+static int
+backing_reachable_by_others(const char *backing)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (stat(backing, &st) < 0)
+		return 0;
+	if (st.st_uid == 0 && (st.st_mode & 077) == 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s", backing);
+	for (;;) {
+		char *slash = strrchr(path, '/');
+		if (slash == NULL)
+			break;
+		if (slash == path)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(path, &st) < 0)
+			return 0;
+		if (st.st_uid == 0 && (st.st_mode & 011) == 0)
+			return 0;
+		if (strcmp(path, "/") == 0)
+			break;
+	}
+	return 1;
+}
+
+/* Refuse a store inside the backing tree or the mount: it would be exposed. */
+static int
+check_store_location(const char *store_path, const char *backing, const char *mountpoint)
+{
+	char directory[PATH_MAX], resolved[PATH_MAX];
+
+	snprintf(directory, sizeof(directory), "%s", store_path);
+	char *slash = strrchr(directory, '/');
+	if (slash == NULL || store_path[0] != '/') {
+		log_error("store path '%s' must be absolute", store_path);
+		return -1;
+	}
+	if (slash == directory)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	/* The directory may not exist yet: check the nearest existing ancestor. */
+	while (realpath(directory, resolved) == NULL) {
+		slash = strrchr(directory, '/');
+		if (slash == NULL || slash == directory) {
+			snprintf(resolved, sizeof(resolved), "/");
+			break;
+		}
+		*slash = '\0';
+	}
+	if (strcmp(resolved, backing) == 0 || is_inside(resolved, backing) ||
+	    strcmp(resolved, mountpoint) == 0 || is_inside(resolved, mountpoint)) {
+		log_error("store '%s' is inside the mounted tree; put it outside '%s'",
+			  store_path, backing);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options options = {0};
+	struct provfs_config *config = NULL;
+	struct fuse_session *session = NULL;
+	struct fuse_loop_config *loop_config = NULL;
+	struct fs *fs = NULL;
+	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
+	char error[600];
+	int status = EXIT_USAGE, backing_fd = -1;
+	struct statfs mount_fs;
+
+	log_set_program("provfs");
+	if (fuse_opt_parse(&args, &options, option_table, process_option) < 0)
+		goto out;
+	if (options.show_help) {
+		print_usage(stdout);
+		status = 0;
+		goto out;
+	}
+	if (options.show_version) {
+		printf("provfs %s (libfuse %s)\n", PROVFS_VERSION, fuse_pkgversion());
+		status = 0;
+		goto out;
+	}
+	if (options.bad_option) {
+		log_error("unknown option '%s' (see provfs --help)", options.bad_option);
+		goto out;
+	}
+	if (options.check_config) {
+		const char *path = options.config_path;
+		if (options.path_count > 1) {
+			log_error("--check-config takes at most one FILE");
+			goto out;
+		}
+		if (options.path_count == 1)
+			path = options.paths[0];
+		config = config_load(path, error, sizeof(error));
+		if (config == NULL) {
+			log_error("%s", error);
+			goto out;
+		}
+		if (options.store_path) {
+			free(config->store_path);
+			config->store_path = strdup(options.store_path);
+		}
+		config_print(config, stdout);
+		status = 0;
+		goto out;
+	}
+	if (options.path_count < 2) {
+		log_error("missing %s (usage: provfs [options] BACKING_DIR MOUNTPOINT)",
+			  options.path_count == 0 ? "BACKING_DIR and MOUNTPOINT" : "MOUNTPOINT");
+		goto out;
+	}
+	if (geteuid() != 0) {
+		log_error("must run as root (it mounts for every user, with allow_other)");
+		goto out;
+	}
+	log_set_debug(options.debug);
+
+	config = config_load(options.config_path, error, sizeof(error));
+	if (config == NULL) {
+		log_error("%s", error);
+		goto out;
+	}
+	if (options.store_path) {
+		free(config->store_path);
+		config->store_path = strdup(options.store_path);
+	}
+
+	backing = resolve_directory(options.paths[0], "backing directory");
+	if (backing == NULL)
+		goto out;
+	mountpoint = resolve_directory(options.paths[1], "mount point");
+	if (mountpoint == NULL)
+		goto out;
+	if (is_inside(mountpoint, backing) || is_inside(backing, mountpoint)) {
+		log_error("mount point '%s' and backing directory '%s' are nested; use "
+			  "separate trees, or the same directory to mount in place",
+			  mountpoint, backing);
+		goto out;
+	}
+	if (statfs(mountpoint, &mount_fs) == 0 && mount_fs.f_type == FUSE_SUPER_MAGIC) {
+		log_error("mount point '%s' is busy: a FUSE filesystem is already mounted there",
+			  mountpoint);
+		goto out;
+	}
+	if (!options.norecord && check_store_location(config->store_path, backing, mountpoint))
+		goto out;
+	if (strcmp(backing, mountpoint) != 0 && backing_reachable_by_others(backing))
+		log_warning("backing directory '%s' is reachable by other users outside the "
+			    "mount: their direct access bypasses provenance and labels (mount "
+			    "in place, or chmod 700 it)",
+			    backing);
+
+	umask(077);
+	backing_fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (backing_fd < 0) {
+		log_error("cannot open backing directory '%s': %s", backing, strerror(errno));
+		goto out;
+	}
+
+	struct fs_options fs_options = {
+		.backing_fd = backing_fd,
+		.timeout = 1.0,
+		.writeback = true,
+		.observer = NULL,
+	};
+	fs = fs_new(&fs_options);
+	if (fs == NULL) {
+		log_error("cannot set up the filesystem: %s", strerror(errno));
+		goto out;
+	}
+	backing_fd = -1; /* owned by fs now */
+
+	if (fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_opt(&mount_options, "allow_other,default_permissions,subtype=provfs") < 0 ||
+	    fuse_opt_add_opt(&mount_options, "fsname=") < 0 ||
+	    fuse_opt_add_opt_escaped(&mount_options, backing) < 0)
+		goto out;
+	/* fuse_opt_add_opt inserted a comma before the escaped value: join it. */
+	char *fsname = strstr(mount_options, "fsname=,");
+	if (fsname)
+		memmove(fsname + 7, fsname + 8, strlen(fsname + 8) + 1);
+	if (fuse_opt_add_arg(&args, mount_options) < 0)
+		goto out;
+	if (options.debug && fuse_opt_add_arg(&args, "-odebug") < 0)
+		goto out;
+
+	session = fuse_session_new(&args, fs_operations(), sizeof(struct fuse_lowlevel_ops), fs);
+	if (session == NULL)
+		goto out; /* libfuse said why (e.g. an unknown -o option) */
+	if (fuse_set_signal_handlers(session) != 0)
+		goto out;
+	if (fuse_session_mount(session, mountpoint) != 0) {
+		log_error("cannot mount on '%s'", mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(options.foreground) != 0)
+		goto out_unmount;
+	if (!options.foreground)
+		log_use_syslog();
+	log_info("mounted '%s' on '%s'", backing, mountpoint);
+
+	loop_config = fuse_loop_cfg_create();
+	if (loop_config == NULL)
+		goto out_unmount;
+	fuse_loop_cfg_set_clone_fd(loop_config, 1);
+	fuse_loop_cfg_set_max_threads(loop_config, 16);
+	status = fuse_session_loop_mt(session, loop_config) < 0 ? 1 : 0;
+	log_info("unmounting '%s'", mountpoint);
+
+out_unmount:
+	fuse_session_unmount(session);
+out_signals:
+	fuse_remove_signal_handlers(session);
+out:
+	if (loop_config)
+		fuse_loop_cfg_destroy(loop_config);
+	if (session)
+		fuse_session_destroy(session);
+	fs_free(fs);
+	if (backing_fd >= 0)
+		close(backing_fd);
+	config_free(config);
+	free(mount_options);
+	free(backing);
+	free(mountpoint);
+	free(options.paths[0]);
+	free(options.paths[1]);
+	free(options.config_path);
+	free(options.store_path);
+	free(options.bad_option);
+	fuse_opt_free_args(&args);
+	return status;
+}

@@ -1,0 +1,189 @@
+/*
+ * caller.c - caller identity and per-thread credential switching.
+ *
+ * Two small caches keyed by thread id serve the request path:
+ *   - thread id -> process id (the "Tgid:" line of /proc/TID/status)
+ *   - thread id -> supplementary groups (fuse_req_getgroups reads the same)
+ * Entries live one second.  Thread ids are handed out cyclically up to
+ * pid_max, so a thread id seen alive within the last second and reused by
+ * another process within that second would need pid_max forks in that time;
+ * the recorder's process table (which watches exits) is the authority for
+ * identity beyond that window.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "caller.h"
+
+#define CACHE_SLOTS 1024 /* power of two */
+#define CACHE_LIFETIME_NS 1000000000LL
+#define MAX_GROUPS 256
+
+struct thread_entry {
+	pid_t thread_id;
+	pid_t process_id;
+	int group_count; /* -1: groups not cached */
+	gid_t groups[MAX_GROUPS];
+	long long expires_ns;
+};
+
+static struct thread_entry cache[CACHE_SLOTS]; /* protected by cache_lock */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static _Thread_local bool umask_unshared;
+
+static long long
+monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static pid_t
+read_tgid(pid_t thread_id)
+{
+	char path[64], line[256];
+	pid_t tgid = 0;
+	FILE *file;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)thread_id);
+	file = fopen(path, "re");
+	if (file == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), file))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(file);
+	return tgid;
+}
+
+pid_t
+caller_process_of_thread(pid_t thread_id)
+{
+	struct thread_entry *entry = &cache[(unsigned)thread_id & (CACHE_SLOTS - 1)];
+	long long now = monotonic_ns();
+	pid_t process_id;
+
+	if (thread_id <= 0)
+		return 0;
+	pthread_mutex_lock(&cache_lock);
+	if (entry->thread_id == thread_id && entry->expires_ns > now && entry->process_id) {
+		process_id = entry->process_id;
+		pthread_mutex_unlock(&cache_lock);
+		return process_id;
+	}
+	pthread_mutex_unlock(&cache_lock);
+
+	process_id = read_tgid(thread_id);
+	if (process_id == 0)
+		return 0;
+	pthread_mutex_lock(&cache_lock);
+	if (entry->thread_id != thread_id || entry->expires_ns <= now) {
+		entry->thread_id = thread_id;
+		entry->group_count = -1;
+		entry->expires_ns = now + CACHE_LIFETIME_NS;
+	}
+	entry->process_id = process_id;
+	pthread_mutex_unlock(&cache_lock);
+	return process_id;
+}
+
+void
+caller_from_request(fuse_req_t req, struct caller *caller)
+{
+	const struct fuse_ctx *context = fuse_req_ctx(req);
+
+	caller->thread_id = context->pid;
+	caller->uid = context->uid;
+	caller->gid = context->gid;
+	caller->umask = context->umask;
+	caller->process_id = caller_process_of_thread(context->pid);
+}
+
+/* Supplementary groups of the caller, cached per thread id. */
+static int
+caller_groups(fuse_req_t req, gid_t *groups, int capacity)
+{
+	pid_t thread_id = fuse_req_ctx(req)->pid;
+	struct thread_entry *entry = &cache[(unsigned)thread_id & (CACHE_SLOTS - 1)];
+	long long now = monotonic_ns();
+	int count;
+
+	pthread_mutex_lock(&cache_lock);
+	if (thread_id > 0 && entry->thread_id == thread_id && entry->expires_ns > now &&
+	    entry->group_count >= 0) {
+		count = entry->group_count < capacity ? entry->group_count : capacity;
+		memcpy(groups, entry->groups, (size_t)count * sizeof(gid_t));
+		pthread_mutex_unlock(&cache_lock);
+		return count;
+	}
+	pthread_mutex_unlock(&cache_lock);
+
+	count = fuse_req_getgroups(req, capacity, groups);
+	if (count < 0)
+		return 0; /* caller gone or kernel request: primary group only */
+	if (count > capacity)
+		count = capacity;
+	if (thread_id <= 0)
+		return count;
+	pthread_mutex_lock(&cache_lock);
+	if (entry->thread_id != thread_id || entry->expires_ns <= now) {
+		entry->thread_id = thread_id;
+		entry->process_id = 0;
+		entry->expires_ns = now + CACHE_LIFETIME_NS;
+	}
+	entry->group_count = count;
+	memcpy(entry->groups, groups, (size_t)count * sizeof(gid_t));
+	pthread_mutex_unlock(&cache_lock);
+	return count;
+}
+
+int
+caller_become(fuse_req_t req)
+{
+	const struct fuse_ctx *context = fuse_req_ctx(req);
+	gid_t groups[MAX_GROUPS];
+	int count;
+
+	if (!umask_unshared) {
+		/* Give this thread its own umask, so umask() below is per request. */
+		if (unshare(CLONE_FS) < 0)
+			return -errno;
+		umask_unshared = true;
+	}
+	count = caller_groups(req, groups, MAX_GROUPS);
+	/* The raw system call: glibc's setgroups() would change every thread. */
+	if (syscall(SYS_setgroups, (size_t)count, groups) < 0)
+		return -errno;
+	setfsgid(context->gid);
+	setfsuid(context->uid);
+	if ((uid_t)setfsuid((uid_t)-1) != context->uid ||
+	    (gid_t)setfsgid((gid_t)-1) != context->gid) {
+		caller_restore();
+		return -EPERM;
+	}
+	umask(context->umask);
+	return 0;
+}
+
+void
+caller_restore(void)
+{
+	setfsuid(0);
+	setfsgid(0);
+	syscall(SYS_setgroups, (size_t)0, NULL);
+	umask(0);
+}

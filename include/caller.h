@@ -1,0 +1,46 @@
+/*
+ * caller.h - who is asking: the identity behind a FUSE request.
+ *
+ * The kernel tells the daemon the caller's thread id, uid, gid and umask.
+ * The recorder and the label policy need the process (thread group) and the
+ * supplementary groups as well; both come from /proc, so both are cached
+ * here and the request path reads /proc at most once per thread per second.
+ *
+ * caller_become() makes the current daemon thread act with the caller's
+ * filesystem credentials (fsuid, fsgid, supplementary groups, umask) so that
+ * files are created owned by the caller and setgid directories, default ACLs
+ * and quotas apply exactly as on the native filesystem.  Credentials are
+ * per thread: setfsuid/setfsgid and the raw setgroups system call change only
+ * the calling thread, and each worker thread unshares its umask (CLONE_FS)
+ * the first time it is used.
+ */
+#ifndef PROVFS_CALLER_H
+#define PROVFS_CALLER_H
+
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+struct caller {
+	pid_t thread_id;  /* as the kernel reported it; 0 for kernel-internal requests */
+	pid_t process_id; /* thread group id; 0 when unknown (thread already gone) */
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
+};
+
+/* Fill caller from the request (process id from the cache). */
+void caller_from_request(fuse_req_t req, struct caller *caller);
+
+/* The thread group id of thread_id, or 0 when it cannot be found. */
+pid_t caller_process_of_thread(pid_t thread_id);
+
+/*
+ * Act as the caller for filesystem access until caller_restore().
+ * Returns 0 or -errno; on error the thread's credentials are unchanged.
+ */
+int caller_become(fuse_req_t req);
+
+/* Back to the daemon's own credentials (root, no groups, umask 0). */
+void caller_restore(void);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * passthrough.h - the filesystem layer: a passthrough of a backing directory.
+ *
+ * Every inode the kernel knows is held as an O_PATH file descriptor to the
+ * backing inode, and every operation works on those descriptors with *at()
+ * system calls, one path component at a time and never following a symlink.
+ * So the daemon cannot be steered out of the backing directory, whatever the
+ * callers do to the tree (see fs/passthrough.c for the reasoning).
+ *
+ * Observers (the provenance recorder, the label policy) attach through
+ * struct fs_observer: the layer calls them at open, on data transfer, at
+ * release and on namespace changes, on the request thread.  An observer must
+ * never block on I/O there; it hands work to its own threads.
+ */
+#ifndef PROVFS_PASSTHROUGH_H
+#define PROVFS_PASSTHROUGH_H
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct fs;
+struct caller;
+
+/* What an observer sees of an inode: identity plus a slot it owns. */
+struct fs_node_info {
+	dev_t device;
+	ino_t inode;
+	int backing_fd; /* O_PATH; valid while the node is referenced */
+};
+
+/* Namespace changes reported to observers after they succeeded. */
+enum fs_namespace_change {
+	FS_CHANGE_CREATE,   /* a new regular file, directory, node or symlink */
+	FS_CHANGE_UNLINK,   /* name removed (file or directory) */
+	FS_CHANGE_RENAME,   /* name moved; with RENAME_EXCHANGE both ways */
+	FS_CHANGE_LINK,     /* a new hard link */
+	FS_CHANGE_TRUNCATE, /* size set through setattr */
+	FS_CHANGE_CHMOD,
+	FS_CHANGE_CHOWN,
+};
+
+struct fs_namespace_event {
+	enum fs_namespace_change change;
+	const struct caller *caller;
+	const struct stat *attributes; /* of the node the change is about, if known */
+	const char *name;              /* component in parent */
+	const struct stat *parent;     /* directory of name */
+	const char *new_name;          /* rename/link target component */
+	const struct stat *new_parent;
+	unsigned int flags; /* rename flags */
+};
+
+/*
+ * Callbacks; any may be NULL.  opened() returns an observer cookie stored
+ * with the handle and given back to data_read/data_written/released.
+ * check_open() may refuse an open with a negative errno (policy).
+ */
+struct fs_observer {
+	void *context;
+	int (*check_open)(void *context, fuse_req_t req, const struct fs_node_info *node,
+			  const char *name, int flags);
+	void *(*opened)(void *context, fuse_req_t req, const struct fs_node_info *node,
+			int open_fd, int flags, bool created);
+	void (*data_read)(void *cookie, off_t offset, size_t bytes);
+	void (*data_written)(void *cookie, const void *data, off_t offset, size_t bytes);
+	void (*released)(void *cookie, int open_fd);
+	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
+};
+
+struct fs_options {
+	int backing_fd;          /* O_PATH|O_DIRECTORY fd of BACKING_DIR; owned by fs */
+	double timeout;          /* entry and attribute cache timeout, seconds */
+	bool writeback;          /* kernel writeback cache */
+	const struct fs_observer *observer; /* may be NULL; must outlive the fs */
+};
+
+/* Create the filesystem state; NULL on error (errno set). */
+struct fs *fs_new(const struct fs_options *options);
+void fs_free(struct fs *fs);
+
+/* The low-level operation table; userdata for fuse_session_new is the fs. */
+const struct fuse_lowlevel_ops *fs_operations(void);
+
+#endif
