@@ -1,0 +1,44 @@
+/*
+ * store.h - the provenance store: one SQLite database, schema and migrations.
+ *
+ * The schema, with what every table and column means, is store/schema.sql;
+ * this module opens a store, creates or migrates it, and refuses one it
+ * cannot trust (corrupt, or written by a newer provfs).  It is shared by
+ * the daemon (read-write, through the recorder's writer thread only) and by
+ * provfs-query and provfs-label (read-only).
+ */
+#ifndef PROVFS_STORE_H
+#define PROVFS_STORE_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+enum store_mode {
+	STORE_READ_ONLY,
+	STORE_READ_WRITE, /* creates the file and its directory when missing */
+};
+
+/*
+ * Open the store at path.  For STORE_READ_WRITE the directory and file are
+ * created readable by root and reader_group only (NULL: root only), WAL
+ * mode is set, and the schema is created or migrated.  On error returns
+ * NULL with a one-line message in error, e.g. "store '/x' has schema
+ * version 3, newer than this provfs understands (1)".
+ */
+struct store *store_open(const char *path, enum store_mode mode, const char *reader_group,
+			 char *error, size_t error_size);
+
+/* The connection; owned by the store. */
+sqlite3 *store_db(struct store *store);
+
+/* Run PRAGMA quick_check; 0 when ok, else -1 with the reason in error. */
+int store_check_integrity(struct store *store, char *error, size_t error_size);
+
+void store_close(struct store *store);
+
+#endif

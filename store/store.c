@@ -1,0 +1,279 @@
+/*
+ * store.c - open, create and migrate the provenance store.
+ *
+ * DESIGN
+ *
+ * PRAGMA user_version is the schema version.  A fresh file gets the whole
+ * schema (store/schema.sql, compiled in) in one transaction; an older one
+ * gets each migration step in order, also in one transaction, so a crash
+ * never leaves a half-migrated store.  A store newer than this build is
+ * refused, never written.
+ *
+ * The store lives outside the mounted tree (the daemon refuses anything
+ * else) and is readable by root and reader_group only: it names every
+ * file, program and argument that passed through the mount.
+ *
+ * WAL mode lets provfs-query read while a daemon writes.  synchronous=NORMAL
+ * loses at most the last transactions on power failure, never consistency;
+ * the recorder's flush interval bounds what a kill -9 can lose.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "store_schema.h" /* generated from store/schema.sql: store_schema_sql */
+
+struct store {
+	sqlite3 *db;
+	char *path;
+};
+
+/* Migration steps: migrations[i] takes version i+1 to i+2. */
+static const char *const migrations[] = {
+	NULL, /* none yet: version 1 is the first */
+};
+
+static int
+exec_sql(sqlite3 *db, const char *sql, char *error, size_t error_size, const char *what)
+{
+	char *message = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &message) != SQLITE_OK) {
+		snprintf(error, error_size, "%s: %s", what, message ? message : sqlite3_errmsg(db));
+		sqlite3_free(message);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+schema_version(sqlite3 *db, int *version)
+{
+	sqlite3_stmt *statement;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, NULL);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(statement);
+	if (rc == SQLITE_ROW) {
+		*version = sqlite3_column_int(statement, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(statement);
+	return rc;
+}
+
+/* Create the directory of path (one level) for root and group only. */
+static int
+prepare_directory(const char *path, gid_t group, char *error, size_t error_size)
+{
+	char *directory = strdup(path);
+	char *slash = directory ? strrchr(directory, '/') : NULL;
+	int result = 0;
+
+	if (slash == NULL || slash == directory)
+		goto out;
+	*slash = '\0';
+	if (mkdir(directory, 0750) == 0) {
+		if (chown(directory, 0, group) < 0 || chmod(directory, group ? 0750 : 0700) < 0) {
+			snprintf(error, error_size, "cannot set owner of store directory '%s': %s",
+				 directory, strerror(errno));
+			result = -1;
+		}
+	} else if (errno != EEXIST) {
+		snprintf(error, error_size, "cannot create store directory '%s': %s", directory,
+			 strerror(errno));
+		result = -1;
+	}
+out:
+	free(directory);
+	return result;
+}
+
+static int
+resolve_group(const char *name, gid_t *gid, char *error, size_t error_size)
+{
+	struct group *group;
+
+	*gid = 0;
+	if (name == NULL)
+		return 0;
+	group = getgrnam(name);
+	if (group == NULL) {
+		snprintf(error, error_size, "reader_group '%s' does not exist", name);
+		return -1;
+	}
+	*gid = group->gr_gid;
+	return 0;
+}
+
+/* Make the store file and its WAL companions root:group, mode 0640. */
+static void
+restrict_files(const char *path, gid_t group)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	char name[4096];
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "%s%s", path, suffixes[i]);
+		if (chown(name, 0, group) == 0)
+			chmod(name, group ? 0640 : 0600);
+	}
+}
+
+static int
+migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
+{
+	int version = 0;
+
+	if (schema_version(db, &version) != SQLITE_OK) {
+		snprintf(error, error_size, "store '%s' cannot be read: %s", path,
+			 sqlite3_errmsg(db));
+		return -1;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		snprintf(error, error_size,
+			 "store '%s' has schema version %d, newer than this provfs understands "
+			 "(%d); upgrade provfs",
+			 path, version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	if (version == STORE_SCHEMA_VERSION)
+		return 0;
+	if (exec_sql(db, "BEGIN IMMEDIATE", error, error_size, "cannot lock the store"))
+		return -1;
+	/* Someone else may have migrated while we waited for the lock. */
+	if (schema_version(db, &version) != SQLITE_OK)
+		goto rollback;
+	if (version == 0) {
+		if (exec_sql(db, store_schema_sql, error, error_size, "cannot create the schema"))
+			goto rollback;
+		version = 1;
+	}
+	for (; version < STORE_SCHEMA_VERSION; version++) {
+		if (exec_sql(db, migrations[version - 1], error, error_size,
+			     "cannot migrate the store"))
+			goto rollback;
+	}
+	char pragma[64];
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+	if (exec_sql(db, pragma, error, error_size, "cannot set the schema version") ||
+	    exec_sql(db, "COMMIT", error, error_size, "cannot commit the schema"))
+		goto rollback;
+	return 0;
+rollback:
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+struct store *
+store_open(const char *path, enum store_mode mode, const char *reader_group, char *error,
+	   size_t error_size)
+{
+	struct store *store = calloc(1, sizeof(*store));
+	int flags = mode == STORE_READ_ONLY ? SQLITE_OPEN_READONLY
+					    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	gid_t group = 0;
+	int rc;
+
+	if (store == NULL) {
+		snprintf(error, error_size, "out of memory");
+		return NULL;
+	}
+	store->path = strdup(path);
+	if (mode == STORE_READ_WRITE) {
+		if (resolve_group(reader_group, &group, error, error_size) ||
+		    prepare_directory(path, group, error, error_size))
+			goto fail;
+	} else if (access(path, F_OK) < 0) {
+		snprintf(error, error_size, "store '%s' does not exist (mount with provfs first, "
+					    "or name the store with --store)", path);
+		goto fail;
+	} else if (access(path, R_OK) < 0) {
+		snprintf(error, error_size, "store '%s' is readable by root and its reader_group "
+					    "only; ask an administrator for access", path);
+		goto fail;
+	}
+	rc = sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(error, error_size, "cannot open store '%s': %s", path,
+			 store->db ? sqlite3_errmsg(store->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(store->db, 5000);
+	sqlite3_extended_result_codes(store->db, 1);
+	if (mode == STORE_READ_WRITE) {
+		char message[256];
+		if (exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
+			     "cannot use WAL")) {
+			snprintf(error, error_size, "store '%s' %s", path,
+				 strstr(message, "not a database") ? "is not a provfs store or is corrupt"
+								   : message);
+			goto fail;
+		}
+		if (exec_sql(store->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF",
+			     error, error_size, "cannot configure the store"))
+			goto fail;
+		restrict_files(path, group);
+	}
+	if (migrate(store->db, path, error, error_size))
+		goto fail;
+	if (mode == STORE_READ_ONLY) {
+		int version = 0;
+		schema_version(store->db, &version);
+		if (version == 0) {
+			snprintf(error, error_size, "'%s' is not a provfs store", path);
+			goto fail;
+		}
+	}
+	return store;
+fail:
+	store_close(store);
+	return NULL;
+}
+
+sqlite3 *
+store_db(struct store *store)
+{
+	return store->db;
+}
+
+int
+store_check_integrity(struct store *store, char *error, size_t error_size)
+{
+	sqlite3_stmt *statement;
+	int result = -1;
+
+	if (sqlite3_prepare_v2(store->db, "PRAGMA quick_check", -1, &statement, NULL) != SQLITE_OK) {
+		snprintf(error, error_size, "%s", sqlite3_errmsg(store->db));
+		return -1;
+	}
+	if (sqlite3_step(statement) == SQLITE_ROW) {
+		const char *answer = (const char *)sqlite3_column_text(statement, 0);
+		if (answer && strcmp(answer, "ok") == 0)
+			result = 0;
+		else
+			snprintf(error, error_size, "%s", answer ? answer : "no answer");
+	} else {
+		snprintf(error, error_size, "%s", sqlite3_errmsg(store->db));
+	}
+	sqlite3_finalize(statement);
+	return result;
+}
+
+void
+store_close(struct store *store)
+{
+	if (store == NULL)
+		return;
+	if (store->db)
+		sqlite3_close(store->db);
+	free(store->path);
+	free(store);
+}
