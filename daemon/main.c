@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "passthrough.h"
+#include "recorder.h"
 
 #define EXIT_USAGE 2
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -247,6 +248,7 @@ main(int argc, char *argv[])
 	struct fuse_session *session = NULL;
 	struct fuse_loop_config *loop_config = NULL;
 	struct fs *fs = NULL;
+	struct recorder *recorder = NULL;
 	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
 	char error[600];
 	int status = EXIT_USAGE, backing_fd = -1;
@@ -343,11 +345,29 @@ main(int argc, char *argv[])
 		goto out;
 	}
 
+	bool exposed = strcmp(backing, mountpoint) != 0 && backing_reachable_by_others(backing);
+	if (!options.norecord) {
+		struct recorder_options recorder_options = {
+			.config = config,
+			.store_path = config->store_path,
+			.backing_dir = backing,
+			.mount_point = mountpoint,
+			.backing_exposed = exposed,
+			.policy = !options.nopolicy,
+			.backing_fd = backing_fd,
+		};
+		recorder = recorder_new(&recorder_options, error, sizeof(error));
+		if (recorder == NULL) {
+			log_error("%s", error);
+			goto out;
+		}
+	}
+
 	struct fs_options fs_options = {
 		.backing_fd = backing_fd,
 		.timeout = 1.0,
 		.writeback = true,
-		.observer = NULL,
+		.observer = recorder ? recorder_observer(recorder) : NULL,
 	};
 	fs = fs_new(&fs_options);
 	if (fs == NULL) {
@@ -384,6 +404,11 @@ main(int argc, char *argv[])
 	if (!options.foreground)
 		log_use_syslog();
 	log_info("mounted '%s' on '%s'", backing, mountpoint);
+	if (recorder && recorder_start(recorder) < 0) {
+		log_error("cannot start the recorder threads");
+		status = 1;
+		goto out_unmount;
+	}
 
 	loop_config = fuse_loop_cfg_create();
 	if (loop_config == NULL)
@@ -398,6 +423,7 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(session);
 out:
+	recorder_stop(recorder); /* flushes everything before the store closes */
 	if (loop_config)
 		fuse_loop_cfg_destroy(loop_config);
 	if (session)

@@ -446,12 +446,16 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	if (error)
 		goto out;
 	if (valid & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
-		     FUSE_SET_ATTR_GID)) {
+		     FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MTIME)) {
 		struct fs_namespace_event event = {
-			.change = (valid & FUSE_SET_ATTR_SIZE)  ? FS_CHANGE_TRUNCATE
+			.change = (valid & FUSE_SET_ATTR_SIZE)	 ? FS_CHANGE_TRUNCATE
 				  : (valid & FUSE_SET_ATTR_MODE) ? FS_CHANGE_CHMOD
-								 : FS_CHANGE_CHOWN,
+				  : (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+					  ? FS_CHANGE_CHOWN
+					  : FS_CHANGE_TIMES,
 			.attributes = &st,
+			.parent_fd = -1,
+			.new_parent_fd = -1,
 		};
 		report_change(req, &event);
 	}
@@ -521,7 +525,9 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
 						   .attributes = &entry.attr,
 						   .name = name,
-						   .parent = &parent_st};
+						   .parent = &parent_st,
+						   .parent_fd = parent_fd,
+						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
 	fuse_reply_entry(req, &entry);
@@ -571,7 +577,9 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_n
 		struct fs_namespace_event event = {.change = FS_CHANGE_LINK,
 						   .attributes = &entry.attr,
 						   .new_name = new_name,
-						   .new_parent = &parent_st};
+						   .new_parent = &parent_st,
+						   .parent_fd = -1,
+						   .new_parent_fd = fd_of(req, new_parent)};
 		report_change(req, &event);
 	}
 	fuse_reply_entry(req, &entry);
@@ -597,7 +605,9 @@ remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 		struct fs_namespace_event event = {.change = FS_CHANGE_UNLINK,
 						   .attributes = &st,
 						   .name = name,
-						   .parent = &parent_st};
+						   .parent = &parent_st,
+						   .parent_fd = parent_fd,
+						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
 	fuse_reply_err(req, 0);
@@ -632,15 +642,18 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		fuse_reply_err(req, errno);
 		return;
 	}
-	if (known && stat_node(from_fd, &parent_st) == 0 &&
-	    stat_node(to_fd, &new_parent_st) == 0) {
+	/* Attributes after the move: rename changes the ctime. */
+	if (known && fstatat(to_fd, new_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    stat_node(from_fd, &parent_st) == 0 && stat_node(to_fd, &new_parent_st) == 0) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_RENAME,
 						   .attributes = &st,
 						   .name = name,
 						   .parent = &parent_st,
 						   .new_name = new_name,
 						   .new_parent = &new_parent_st,
-						   .flags = flags};
+						   .flags = flags,
+						   .parent_fd = from_fd,
+						   .new_parent_fd = to_fd};
 		report_change(req, &event);
 	}
 	fuse_reply_err(req, 0);
@@ -817,7 +830,9 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
 						   .attributes = &entry.attr,
 						   .name = name,
-						   .parent = &parent_st};
+						   .parent = &parent_st,
+						   .parent_fd = parent_fd,
+						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
 	error = attach_handle(req, node, fd, fi, true);

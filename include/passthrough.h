@@ -39,6 +39,7 @@ enum fs_namespace_change {
 	FS_CHANGE_TRUNCATE, /* size set through setattr */
 	FS_CHANGE_CHMOD,
 	FS_CHANGE_CHOWN,
+	FS_CHANGE_TIMES,    /* atime/mtime set (utimensat, or the kernel's writeback) */
 };
 
 struct fs_namespace_event {
@@ -50,6 +51,8 @@ struct fs_namespace_event {
 	const char *new_name;          /* rename/link target component */
 	const struct stat *new_parent;
 	unsigned int flags; /* rename flags */
+	int parent_fd;      /* O_PATH of parent; valid during the callback, -1 unknown */
+	int new_parent_fd;  /* O_PATH of new_parent; likewise */
 };
 
 /*

@@ -1,0 +1,116 @@
+/*
+ * process_table.h - process identity: who a caller is, once per process.
+ *
+ * A process image is identified by (pid, start time, exec index): the start
+ * time tells apart two processes that reused a pid, the exec index counts
+ * execve() calls of one process, each of which starts a new image (a cleared
+ * program that execs `cat` is not that program).  The table reads /proc once
+ * per image, on first sight, and keeps the result; the kernel's process
+ * connector (netlink) tells it about execs and exits, so entries never go
+ * stale and exit statuses are known.  Without the connector (no
+ * CAP_NET_ADMIN), entries are checked against the start time in /proc and
+ * exits are noticed by a sweep, with the exit status recorded as unknown.
+ *
+ * Images and runs are reference counted and immutable once published, but
+ * for executable_hash (written once by the hasher before its event) and
+ * store_id fields, which only the recorder's writer thread touches.
+ */
+#ifndef PROVFS_PROCESS_TABLE_H
+#define PROVFS_PROCESS_TABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct run_info {
+	atomic_int references;
+	char uuid[37];
+	char *job_name;
+	const char *named_by; /* "PROVFS_JOB" or "session" */
+	pid_t root_pid;
+	int64_t root_start_ns;
+	int64_t started_ns;
+	char *parent_namespace; /* OpenLineage orchestrator run, or NULL */
+	char *parent_job_name;
+	char *parent_run_id;
+	int64_t store_id; /* writer thread only; 0 until stored */
+};
+
+struct process_info {
+	atomic_int references;
+	pid_t pid;
+	int64_t start_ns;
+	int exec_index;
+	pid_t parent_pid;
+	pid_t session_id;
+	uid_t uid;
+	gid_t gid;
+	char *executable;   /* may be NULL (kernel thread, gone) */
+	char *argv;         /* NUL-terminated words, redacted */
+	size_t argv_length; /* bytes in argv including every NUL */
+	char *cwd;
+	char *cgroup;
+	char *job; /* PROVFS_JOB, or NULL */
+	int64_t seen_ns;
+	struct process_info *parent;   /* referenced; NULL at the top */
+	struct process_info *previous; /* image before execve; referenced */
+	struct run_info *run;          /* referenced */
+	char executable_hash[33];      /* "" until hashed */
+	int64_t store_id;              /* writer thread only */
+};
+
+struct process_table;
+
+/*
+ * Hooks the table calls: a new image to record, an exit, and an executable
+ * to hash (the table gives away fd).  Called from request threads and the
+ * watcher thread; they must not block.
+ */
+struct process_table_hooks {
+	void *context;
+	void (*image_seen)(void *context, struct process_info *image);
+	void (*image_exited)(void *context, struct process_info *image, int64_t time_ns,
+			     bool status_known, int status);
+	void (*hash_executable)(void *context, struct process_info *image, int fd);
+	/* An open made during execve (note_exec) now has the image it belongs to. */
+	void (*exec_input)(void *context, struct process_info *image, void *cookie);
+};
+
+struct process_table_options {
+	const char *const *redact; /* fnmatch globs for argv words */
+	size_t redact_count;
+	const char *mount_point;   /* executables inside it are hashed from the backing file */
+	int backing_fd;            /* borrowed */
+	struct process_table_hooks hooks;
+};
+
+struct process_table *process_table_new(const struct process_table_options *options);
+
+/* Start the exec/exit watcher thread; returns 0, or -1 when it runs degraded. */
+int process_table_start(struct process_table *table);
+
+/*
+ * The current image of process pid, with a new reference (release with
+ * process_info_release).  First sight reads /proc and reports image_seen.
+ * NULL when the process is gone.
+ */
+struct process_info *process_table_lookup(struct process_table *table, pid_t pid);
+
+/*
+ * pid is in execve and opened the file cookie stands for (exec flag on
+ * open).  exec_input() hands cookie back with the new image as soon as it
+ * exists (or with the old one, should the process exit without it).
+ */
+void process_table_note_exec(struct process_table *table, pid_t pid, void *cookie);
+
+void process_table_stop(struct process_table *table);
+void process_table_free(struct process_table *table);
+
+struct process_info *process_info_acquire(struct process_info *image);
+void process_info_release(struct process_info *image);
+
+/* Nanoseconds since the epoch, from CLOCK_REALTIME. */
+int64_t wall_clock_ns(void);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * content_hash.c - XXH3-128 of whole files, formatted as xxhsum -H2 does.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "content_hash.h"
+
+#define READ_CHUNK (1 << 20)
+
+void
+content_hash_format(XXH128_hash_t hash, char hex[static CONTENT_HASH_HEX_LENGTH + 1])
+{
+	/* xxhsum prints the canonical (big-endian) form: high 64 bits first. */
+	snprintf(hex, CONTENT_HASH_HEX_LENGTH + 1, "%016llx%016llx",
+		 (unsigned long long)hash.high64, (unsigned long long)hash.low64);
+}
+
+int
+content_hash_fd(int fd, char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes)
+{
+	XXH3_state_t *state = XXH3_createState();
+	char *buffer = malloc(READ_CHUNK);
+	off_t offset = 0;
+	int result = 0;
+
+	if (state == NULL || buffer == NULL) {
+		result = -ENOMEM;
+		goto out;
+	}
+	XXH3_128bits_reset(state);
+	for (;;) {
+		ssize_t count = pread(fd, buffer, READ_CHUNK, offset);
+		if (count < 0) {
+			if (errno == EINTR)
+				continue;
+			result = -errno;
+			goto out;
+		}
+		if (count == 0)
+			break;
+		XXH3_128bits_update(state, buffer, (size_t)count);
+		offset += count;
+	}
+	content_hash_format(XXH3_128bits_digest(state), hex);
+	if (bytes)
+		*bytes = offset;
+out:
+	free(buffer);
+	XXH3_freeState(state);
+	return result;
+}

@@ -1,0 +1,1070 @@
+/*
+ * recorder.c - the provenance recorder: from FUSE requests to lineage rows.
+ *
+ * DESIGN
+ *
+ * Request path.  The filesystem layer calls the observer on the FUSE
+ * request thread.  At open the recorder finds the caller's process image
+ * (process_table.c: a cache, /proc only on first sight), the file's state
+ * (a table keyed by device and inode) and the path (one readlink of the
+ * node's O_PATH descriptor), builds a struct access and queues an OPEN
+ * event.  Reads and writes only bump counters in the access, and writes
+ * feed a running XXH3-128 while they continue where the last one stopped.
+ * At release the access is closed; when it was the file's last writer the
+ * new version is complete: its hash is the running hash when the bytes were
+ * written in one sequential pass from offset 0, or else a job for the hash
+ * pool with a descriptor of the file.  No request ever waits on SQLite or
+ * on hashing a whole file.
+ *
+ * Queue.  A bounded FIFO of events (capacity 65,536).  When it is full a
+ * request waits: lossless backpressure while the store works.  When the
+ * store itself fails (disk full, I/O error) the writer stops applying
+ * events and counts them as lost, logs loudly, and probes the store each
+ * second; recording resumes when a probe succeeds.  Nothing is dropped
+ * without being counted.
+ *
+ * Writer.  One thread takes everything queued, at least every 100 ms, and
+ * applies it in one transaction (writer.c).  Events hold references to the
+ * in-memory images, accesses and versions they name, so rows are created
+ * in order and on demand: a process row before its accesses, a version
+ * before the hash that completes it.
+ *
+ * Durability.  WAL with synchronous=NORMAL: after kill -9 the store is
+ * consistent and holds every batch committed, so everything older than the
+ * flush interval plus one batch.  Clean unmount and SIGTERM drain the queue
+ * and the hash pool before the store is closed.
+ *
+ * Versions read.  A read-open compares the file's size, mtime, ctime and
+ * inode with the last recorded version.  When they match, that version was
+ * read.  When they do not, the content changed outside provfs (or was
+ * never seen): the writer records a new version, 'external' or 'initial',
+ * and has it hashed from a descriptor taken at open.  The filesystem layer
+ * has already dropped the kernel's cached pages in that case.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "caller.h"
+#include "content_hash.h"
+#include "log.h"
+#include "recorder_i.h"
+
+#define QUEUE_CAPACITY 65536
+#define FLUSH_INTERVAL_MS 100
+#define FILE_TABLE_LIMIT 65536 /* idle file states beyond this are evicted */
+#define OPEN_FOR_EXEC 040      /* __FMODE_EXEC in the open flags of an execve */
+
+struct executable_hash {
+	dev_t device;
+	ino_t inode;
+	off_t size;
+	int64_t mtime_ns, ctime_ns;
+	char hash[33];
+	struct executable_hash *next;
+};
+
+static int64_t
+timespec_ns(struct timespec t)
+{
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static struct stamp
+stamp_of(const struct stat *st)
+{
+	return (struct stamp){.size = st->st_size, .mtime_ns = timespec_ns(st->st_mtim),
+			      .ctime_ns = timespec_ns(st->st_ctim), .inode = st->st_ino};
+}
+
+static bool
+stamps_equal(const struct stamp *a, const struct stamp *b)
+{
+	return a->size == b->size && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+	       a->inode == b->inode;
+}
+
+/* ---- events and queue ---------------------------------------------------- */
+
+struct event *
+event_new(enum event_kind kind)
+{
+	struct event *event = calloc(1, sizeof(*event));
+
+	if (event == NULL)
+		abort(); /* a lost event must be counted; we cannot even do that */
+	event->kind = kind;
+	event->time_ns = wall_clock_ns();
+	return event;
+}
+
+void
+event_free(struct event *event)
+{
+	process_info_release(event->process);
+	access_release(event->access);
+	version_release(event->version);
+	free(event->path);
+	free(event->new_path);
+	free(event);
+}
+
+void
+recorder_enqueue(struct recorder *recorder, struct event *event)
+{
+	pthread_mutex_lock(&recorder->queue_lock);
+	while (recorder->queue_length >= recorder->queue_capacity && !recorder->stopping)
+		pthread_cond_wait(&recorder->queue_not_full, &recorder->queue_lock);
+	if (recorder->queue_tail)
+		recorder->queue_tail->next = event;
+	else
+		recorder->queue_head = event;
+	recorder->queue_tail = event;
+	recorder->queue_length++;
+	if (recorder->queue_length > recorder->queue_high_water)
+		recorder->queue_high_water = recorder->queue_length;
+	recorder->events_queued++;
+	if (recorder->queue_length == 1)
+		pthread_cond_signal(&recorder->queue_not_empty);
+	pthread_mutex_unlock(&recorder->queue_lock);
+}
+
+/* ---- reference counting ---------------------------------------------------- */
+
+void
+file_state_release(struct file_state *file)
+{
+	if (file == NULL || atomic_fetch_sub(&file->references, 1) != 1)
+		return;
+	for (size_t i = 0; i < file->pending_count; i++)
+		access_release(file->pending_writers[i]);
+	free(file->pending_writers);
+	if (file->stream)
+		XXH3_freeState(file->stream);
+	free(file->recorded_path);
+	pthread_mutex_destroy(&file->lock);
+	free(file);
+}
+
+void
+access_release(struct access *access)
+{
+	if (access == NULL || atomic_fetch_sub(&access->references, 1) != 1)
+		return;
+	process_info_release(access->process);
+	file_state_release(access->file);
+	if (access->hash_fd >= 0)
+		close(access->hash_fd);
+	free(access->path);
+	free(access);
+}
+
+void
+version_release(struct version *version)
+{
+	if (version == NULL || atomic_fetch_sub(&version->references, 1) != 1)
+		return;
+	file_state_release(version->file);
+	process_info_release(version->producer);
+	for (size_t i = 0; i < version->writer_count; i++)
+		access_release(version->writers[i]);
+	free(version->writers);
+	free(version);
+}
+
+static struct access *
+access_acquire(struct access *access)
+{
+	atomic_fetch_add(&access->references, 1);
+	return access;
+}
+
+static struct file_state *
+file_state_acquire(struct file_state *file)
+{
+	atomic_fetch_add(&file->references, 1);
+	return file;
+}
+
+/* ---- file table ------------------------------------------------------------ */
+
+static size_t
+file_slot(const struct recorder *recorder, dev_t device, ino_t inode)
+{
+	uint64_t key = (uint64_t)inode * 0x9e3779b97f4a7c15ULL ^ (uint64_t)device;
+
+	return (size_t)(key ^ (key >> 31)) & (recorder->file_slot_count - 1);
+}
+
+/* Drop idle states when the table is over its limit.  Holds files_lock. */
+static void
+evict_idle_files(struct recorder *recorder)
+{
+	for (size_t i = 0; i < recorder->file_slot_count &&
+			   recorder->file_count > FILE_TABLE_LIMIT / 2;
+	     i++) {
+		struct file_state **link = &recorder->file_slots[i];
+		while (*link) {
+			struct file_state *file = *link;
+			if (atomic_load(&file->references) == 1) {
+				*link = file->next;
+				recorder->file_count--;
+				file_state_release(file);
+			} else {
+				link = &file->next;
+			}
+		}
+	}
+}
+
+/* The state of (device, inode) if the table has it, with a reference. */
+struct file_state *
+recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode)
+{
+	struct file_state *file;
+
+	pthread_mutex_lock(&recorder->files_lock);
+	for (file = recorder->file_slots[file_slot(recorder, device, inode)]; file;
+	     file = file->next)
+		if (file->device == device && file->inode == inode)
+			break;
+	if (file)
+		file_state_acquire(file);
+	pthread_mutex_unlock(&recorder->files_lock);
+	return file;
+}
+
+/* The state of the file behind fd (an open descriptor), with a reference. */
+static struct file_state *
+file_state_get(struct recorder *recorder, const struct stat *st, int fd)
+{
+	struct file_state *file;
+
+	pthread_mutex_lock(&recorder->files_lock);
+	size_t slot = file_slot(recorder, st->st_dev, st->st_ino);
+	for (file = recorder->file_slots[slot]; file; file = file->next)
+		if (file->device == st->st_dev && file->inode == st->st_ino)
+			break;
+	if (file == NULL) {
+		file = calloc(1, sizeof(*file));
+		if (file == NULL) {
+			pthread_mutex_unlock(&recorder->files_lock);
+			return NULL;
+		}
+		atomic_init(&file->references, 1);
+		file->device = st->st_dev;
+		file->inode = st->st_ino;
+		unsigned int generation = 0;
+		if (ioctl(fd, FS_IOC_GETVERSION, &generation) == 0)
+			file->generation = generation;
+		pthread_mutex_init(&file->lock, NULL);
+		file->next = recorder->file_slots[slot];
+		recorder->file_slots[slot] = file;
+		if (++recorder->file_count > FILE_TABLE_LIMIT)
+			evict_idle_files(recorder);
+	}
+	file_state_acquire(file);
+	pthread_mutex_unlock(&recorder->files_lock);
+	return file;
+}
+
+/* ---- paths ----------------------------------------------------------------- */
+
+/*
+ * The path of an O_PATH descriptor relative to the backing root, or NULL
+ * when it lies outside (cannot happen through the mount) or is deleted.
+ */
+static char *
+relative_path(const struct recorder *recorder, int fd)
+{
+	char link[32], target[4096];
+	size_t root_length = strlen(recorder->backing_dir);
+	ssize_t length;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	length = readlink(link, target, sizeof(target) - 1);
+	if (length < 0)
+		return NULL;
+	target[length] = '\0';
+	if (strcmp(recorder->backing_dir, "/") == 0)
+		return strdup(target + 1);
+	if (strncmp(target, recorder->backing_dir, root_length) != 0)
+		return NULL;
+	if (target[root_length] == '\0')
+		return strdup("");
+	if (target[root_length] != '/')
+		return NULL;
+	return strdup(target + root_length + 1);
+}
+
+static char *
+join_path(const char *directory, const char *name)
+{
+	size_t length = strlen(directory) + strlen(name) + 2;
+	char *path = malloc(length);
+
+	if (path == NULL)
+		return NULL;
+	if (directory[0])
+		snprintf(path, length, "%s/%s", directory, name);
+	else
+		snprintf(path, length, "%s", name);
+	return path;
+}
+
+/*
+ * Does an exclude glob match path?  Globs are fnmatch(3) patterns with
+ * FNM_PATHNAME, where a "**" component matches any number of directories.
+ */
+static bool
+glob_matches(const char *glob, const char *path)
+{
+	const char *double_star = strstr(glob, "**");
+
+	if (double_star == NULL)
+		return fnmatch(glob, path, FNM_PATHNAME | FNM_PERIOD) == 0 ||
+		       (strchr(glob, '/') == NULL &&
+			fnmatch(glob, strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
+				FNM_PERIOD) == 0);
+	/* prefix before "**" must match a leading part; the rest any suffix. */
+	size_t prefix_length = (size_t)(double_star - glob);
+	const char *rest = double_star + 2;
+	if (*rest == '/')
+		rest++;
+	char prefix[1024];
+	if (prefix_length >= sizeof(prefix))
+		return false;
+	memcpy(prefix, glob, prefix_length);
+	prefix[prefix_length] = '\0';
+	for (const char *p = path;; p++) {
+		/* Try every split point at a component boundary. */
+		if (p == path || p[-1] == '/') {
+			size_t head_length = (size_t)(p - path);
+			char head[4096];
+			if (head_length < sizeof(head)) {
+				memcpy(head, path, head_length);
+				head[head_length] = '\0';
+				bool head_ok = prefix_length == 0 ||
+					       fnmatch(prefix, head, FNM_PATHNAME) == 0;
+				if (head_ok) {
+					if (*rest == '\0')
+						return true;
+					for (const char *q = p;; q++) {
+						if ((q == p || q[-1] == '/') &&
+						    glob_matches(rest, q))
+							return true;
+						if (*q == '\0')
+							break;
+					}
+				}
+			}
+		}
+		if (*p == '\0')
+			break;
+	}
+	return false;
+}
+
+static bool
+path_is_excluded(const struct recorder *recorder, const char *path)
+{
+	const struct string_list *exclude = &recorder->options.config->exclude;
+
+	for (size_t i = 0; i < exclude->count; i++)
+		if (glob_matches(exclude->items[i], path))
+			return true;
+	return false;
+}
+
+/* SQLite's companions fold into the database they belong to. */
+static bool
+is_sqlite_companion(const char *path)
+{
+	static const char *const suffixes[] = {"-journal", "-wal", "-shm"};
+	size_t length = strlen(path);
+
+	for (size_t i = 0; i < 3; i++) {
+		size_t suffix_length = strlen(suffixes[i]);
+		if (length > suffix_length &&
+		    strcmp(path + length - suffix_length, suffixes[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* ---- observer callbacks (request threads) ------------------------------------ */
+
+static struct process_info *
+caller_image(struct recorder *recorder, fuse_req_t req)
+{
+	struct caller caller;
+
+	caller_from_request(req, &caller);
+	return process_table_lookup(recorder->processes, caller.process_id);
+}
+
+static void *
+on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int open_fd,
+	  int flags, bool created)
+{
+	struct recorder *recorder = context;
+	struct access *access;
+	struct stat st;
+	char *path;
+
+	path = relative_path(recorder, node->backing_fd);
+	if (path == NULL || path_is_excluded(recorder, path) || is_sqlite_companion(path) ||
+	    fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		free(path);
+		return NULL;
+	}
+	access = calloc(1, sizeof(*access));
+	if (access == NULL) {
+		free(path);
+		return NULL;
+	}
+	atomic_init(&access->references, 1);
+	access->recorder = recorder;
+	access->path = path;
+	access->flags = flags;
+	access->hash_fd = -1;
+	access->opened_ns = wall_clock_ns();
+	access->open_stamp = stamp_of(&st);
+	access->is_exec = (flags & OPEN_FOR_EXEC) != 0;
+	int mode = flags & O_ACCMODE;
+	access->writes = mode != O_RDONLY || (flags & O_TRUNC);
+	access->reads = mode != O_WRONLY && !(flags & O_TRUNC) && !created;
+	access->file = file_state_get(recorder, &st, open_fd);
+	if (access->file == NULL) {
+		access_release(access);
+		return NULL;
+	}
+
+	struct file_state *file = access->file;
+	pthread_mutex_lock(&file->lock);
+	if (access->writes && file->writers++ == 0) {
+		/* First writer: the running hash is good only from an empty file. */
+		file->stream_valid = st.st_size == 0;
+		file->stream_offset = 0;
+		if (file->stream_valid) {
+			if (file->stream == NULL)
+				file->stream = XXH3_createState();
+			if (file->stream == NULL || XXH3_128bits_reset(file->stream) != XXH_OK)
+				file->stream_valid = false;
+		}
+	}
+	if (flags & O_TRUNC) {
+		file->dirty = true;
+		file->stamp_known = false;
+	}
+	bool need_hash = access->reads &&
+			 !(file->stamp_known && stamps_equal(&file->known_stamp, &access->open_stamp));
+	pthread_mutex_unlock(&file->lock);
+	if (need_hash)
+		access->hash_fd = fcntl(open_fd, F_DUPFD_CLOEXEC, 0);
+
+	if (access->is_exec) {
+		/* The opener is in execve: the access belongs to the image the
+		 * execve makes; the process table hands it over (on_exec_input). */
+		struct caller caller;
+		caller_from_request(req, &caller);
+		access_acquire(access);
+		process_table_note_exec(recorder->processes, caller.process_id, access);
+		return access;
+	}
+	access->process = caller_image(recorder, req);
+	if (access->process == NULL) {
+		access_release(access);
+		return NULL;
+	}
+	struct event *event = event_new(EVENT_OPEN);
+	event->access = access_acquire(access);
+	event->time_ns = access->opened_ns;
+	recorder_enqueue(recorder, event);
+	return access;
+}
+
+static void
+on_data_read(void *cookie, off_t offset, size_t bytes)
+{
+	struct access *access = cookie;
+
+	atomic_fetch_add_explicit(&access->bytes_read, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&access->read_calls, 1, memory_order_relaxed);
+}
+
+static void
+on_data_written(void *cookie, const void *data, off_t offset, size_t bytes)
+{
+	struct access *access = cookie;
+	struct file_state *file = access->file;
+
+	atomic_fetch_add_explicit(&access->bytes_written, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&access->write_calls, 1, memory_order_relaxed);
+	pthread_mutex_lock(&file->lock);
+	file->dirty = true;
+	file->stamp_known = false;
+	if (file->stream_valid) {
+		if (data && (uint64_t)offset == file->stream_offset) {
+			XXH3_128bits_update(file->stream, data, bytes);
+			file->stream_offset += bytes;
+		} else {
+			file->stream_valid = false; /* rehash in the pool at release */
+		}
+	}
+	pthread_mutex_unlock(&file->lock);
+}
+
+static const char *
+hash_state_after(int result, const struct stamp *expected, const struct stat *before,
+		 const struct stat *after)
+{
+	if (result < 0 || before == NULL || after == NULL)
+		return "failed";
+	struct stamp stamp_before = stamp_of(before), stamp_after = stamp_of(after);
+	if (!stamps_equal(&stamp_before, expected) || !stamps_equal(&stamp_after, expected))
+		return "changed";
+	return "hashed";
+}
+
+static void
+version_hash_done(void *argument, int result, const char *hex, const struct stat *before,
+		  const struct stat *after)
+{
+	struct version *version = argument;
+	struct recorder *recorder = version->writers[0]->recorder;
+	struct event *event = event_new(EVENT_VERSION_HASH);
+
+	event->version = version; /* the job's reference moves to the event */
+	event->hash_state = hash_state_after(result, &version->stamp, before, after);
+	if (strcmp(event->hash_state, "hashed") == 0)
+		snprintf(event->hash, sizeof(event->hash), "%s", hex);
+	recorder_enqueue(recorder, event);
+}
+
+/*
+ * The last writer of file closed: make the version it completed.  Called
+ * with file->lock held; fd is the closing handle's descriptor.
+ */
+static struct version *
+complete_version(struct recorder *recorder, struct file_state *file, struct access *closing,
+		 int fd)
+{
+	struct version *version = calloc(1, sizeof(*version));
+	struct stat st;
+
+	if (version == NULL || fstat(fd, &st) < 0) {
+		free(version);
+		return NULL;
+	}
+	atomic_init(&version->references, 1);
+	version->file = file_state_acquire(file);
+	version->stamp = stamp_of(&st);
+	version->producer = process_info_acquire(closing->process);
+	version->writers = file->pending_writers;
+	version->writer_count = file->pending_count;
+	file->pending_writers = NULL;
+	file->pending_count = 0;
+	if (file->stream_valid && file->stream_offset == (uint64_t)st.st_size)
+		content_hash_format(XXH3_128bits_digest(file->stream), version->hash);
+	file->dirty = false;
+	file->stream_valid = false;
+	file->stamp_known = true;
+	file->known_stamp = version->stamp;
+
+	if (version->hash[0] == '\0' && version->writer_count > 0) {
+		/* Not one sequential pass: hash the file in the background. */
+		int hash_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		/* A write-only descriptor cannot be read: reopen the same inode. */
+		if (hash_fd >= 0 && (fcntl(hash_fd, F_GETFL) & O_ACCMODE) == O_WRONLY) {
+			char link[32];
+			close(hash_fd);
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+			hash_fd = open(link, O_RDONLY | O_CLOEXEC);
+		}
+		if (hash_fd >= 0) {
+			atomic_fetch_add(&version->references, 1);
+			hash_pool_submit(recorder->hashes, hash_fd, version_hash_done, version);
+		}
+	}
+	return version;
+}
+
+static void
+on_released(void *cookie, int fd)
+{
+	struct access *access = cookie;
+	struct recorder *recorder = access->recorder;
+	struct file_state *file = access->file;
+	struct version *version = NULL;
+
+	access->closed_ns = wall_clock_ns();
+	if (access->is_exec) {
+		pthread_mutex_lock(&recorder->exec_lock);
+		bool waiting = access->process == NULL;
+		access->released = waiting;
+		pthread_mutex_unlock(&recorder->exec_lock);
+		if (waiting) {
+			access_release(access); /* on_exec_input queues OPEN and CLOSE */
+			return;
+		}
+	}
+	if (access->writes) {
+		pthread_mutex_lock(&file->lock);
+		if (atomic_load(&access->bytes_written) > 0 || (access->flags & O_TRUNC)) {
+			struct access **pending = realloc(file->pending_writers,
+							  (file->pending_count + 1) * sizeof(*pending));
+			if (pending) {
+				file->pending_writers = pending;
+				pending[file->pending_count++] = access_acquire(access);
+			}
+		}
+		if (--file->writers == 0 && file->dirty && access->process) {
+			/* A truncate through a handle changes content without a write. */
+			if (file->pending_count == 0) {
+				file->pending_writers = malloc(sizeof(*file->pending_writers));
+				if (file->pending_writers)
+					file->pending_writers[file->pending_count++] =
+						access_acquire(access);
+			}
+			if (file->pending_count > 0)
+				version = complete_version(recorder, file, access, fd);
+		}
+		pthread_mutex_unlock(&file->lock);
+	}
+	if (access->process == NULL) {
+		access_release(access);
+		version_release(version);
+		return;
+	}
+	struct event *event = event_new(EVENT_CLOSE);
+	event->access = access; /* the handle's reference moves to the event */
+	event->version = version;
+	event->time_ns = access->closed_ns;
+	recorder_enqueue(recorder, event);
+}
+
+/*
+ * Renames, links and attribute changes move a file's ctime without touching
+ * its content: keep the known stamp in step, so the next read does not
+ * take provfs's own change for one made outside.  A truncate does change
+ * the content; when no handle is writing, it makes a version by itself.
+ */
+static void
+refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *change,
+		    struct event *event)
+{
+	const struct stat *st = change->attributes;
+	struct file_state *file;
+
+	if (change->change == FS_CHANGE_CREATE || change->change == FS_CHANGE_UNLINK ||
+	    !S_ISREG(st->st_mode))
+		return;
+	pthread_mutex_lock(&recorder->files_lock);
+	for (file = recorder->file_slots[file_slot(recorder, st->st_dev, st->st_ino)]; file;
+	     file = file->next)
+		if (file->device == st->st_dev && file->inode == st->st_ino)
+			break;
+	if (file)
+		pthread_mutex_lock(&file->lock);
+	pthread_mutex_unlock(&recorder->files_lock);
+	if (file == NULL) {
+		event->truncated_closed = change->change == FS_CHANGE_TRUNCATE;
+		return;
+	}
+	if (change->change == FS_CHANGE_TRUNCATE) {
+		file->stamp_known = false;
+		if (file->writers > 0)
+			file->dirty = true;
+		else
+			event->truncated_closed = true;
+	} else if (file->stamp_known && file->known_stamp.size == st->st_size &&
+		   (file->known_stamp.mtime_ns == timespec_ns(st->st_mtim) ||
+		    change->change == FS_CHANGE_TIMES)) {
+		file->known_stamp.mtime_ns = timespec_ns(st->st_mtim);
+		file->known_stamp.ctime_ns = timespec_ns(st->st_ctim);
+	}
+	pthread_mutex_unlock(&file->lock);
+}
+
+static void
+on_namespace_changed(void *context, const struct fs_namespace_event *change)
+{
+	struct recorder *recorder = context;
+	struct event *event;
+	char *directory = NULL, *new_directory = NULL;
+
+	if (change->attributes == NULL)
+		return;
+	if (change->name && change->parent_fd >= 0)
+		directory = relative_path(recorder, change->parent_fd);
+	if (change->new_name && change->new_parent_fd >= 0)
+		new_directory = relative_path(recorder, change->new_parent_fd);
+	event = event_new(EVENT_NAMESPACE);
+	event->change = change->change;
+	event->flags = change->flags;
+	event->device = change->attributes->st_dev;
+	event->inode = change->attributes->st_ino;
+	if (directory && change->name)
+		event->path = join_path(directory, change->name);
+	if (new_directory && change->new_name)
+		event->new_path = join_path(new_directory, change->new_name);
+	free(directory);
+	free(new_directory);
+	if ((event->path && (path_is_excluded(recorder, event->path) ||
+			     is_sqlite_companion(event->path))) ||
+	    (event->new_path && path_is_excluded(recorder, event->new_path) && !event->path)) {
+		event_free(event);
+		return;
+	}
+	event->stamp = stamp_of(change->attributes);
+	refresh_known_stamp(recorder, change, event);
+	if (change->caller)
+		event->process = process_table_lookup(recorder->processes,
+						      change->caller->process_id);
+	recorder_enqueue(recorder, event);
+}
+
+/* ---- process table hooks ------------------------------------------------------ */
+
+static void
+on_exec_input(void *context, struct process_info *image, void *cookie)
+{
+	struct recorder *recorder = context;
+	struct access *access = cookie;
+	bool closed;
+
+	pthread_mutex_lock(&recorder->exec_lock);
+	if (image)
+		access->process = process_info_acquire(image);
+	closed = access->released;
+	pthread_mutex_unlock(&recorder->exec_lock);
+	if (image) {
+		struct event *event = event_new(EVENT_OPEN);
+		event->access = access_acquire(access);
+		event->time_ns = access->opened_ns;
+		recorder_enqueue(recorder, event);
+		if (closed) {
+			event = event_new(EVENT_CLOSE);
+			event->access = access_acquire(access);
+			event->time_ns = access->closed_ns;
+			recorder_enqueue(recorder, event);
+		}
+	}
+	access_release(access); /* the table's reference */
+}
+
+static void
+on_image_seen(void *context, struct process_info *image)
+{
+	struct event *event = event_new(EVENT_PROCESS);
+
+	event->process = process_info_acquire(image);
+	recorder_enqueue(context, event);
+}
+
+static void
+on_image_exited(void *context, struct process_info *image, int64_t time_ns, bool status_known,
+		int status)
+{
+	struct event *event = event_new(EVENT_PROCESS_EXIT);
+
+	event->process = process_info_acquire(image);
+	event->time_ns = time_ns;
+	event->status_known = status_known;
+	event->status = status;
+	recorder_enqueue(context, event);
+}
+
+struct executable_job {
+	struct recorder *recorder;
+	struct process_info *image;
+	struct stat st;
+};
+
+static struct executable_hash *
+find_executable(struct recorder *recorder, const struct stat *st)
+{
+	for (struct executable_hash *entry = recorder->executables; entry; entry = entry->next)
+		if (entry->device == st->st_dev && entry->inode == st->st_ino &&
+		    entry->size == st->st_size && entry->mtime_ns == timespec_ns(st->st_mtim) &&
+		    entry->ctime_ns == timespec_ns(st->st_ctim))
+			return entry;
+	return NULL;
+}
+
+static void
+executable_hash_done(void *argument, int result, const char *hex, const struct stat *before,
+		     const struct stat *after)
+{
+	struct executable_job *job = argument;
+	struct recorder *recorder = job->recorder;
+	struct stamp expected = stamp_of(&job->st);
+
+	if (strcmp(hash_state_after(result, &expected, before, after), "hashed") == 0) {
+		struct executable_hash *entry = calloc(1, sizeof(*entry));
+		if (entry) {
+			entry->device = job->st.st_dev;
+			entry->inode = job->st.st_ino;
+			entry->size = job->st.st_size;
+			entry->mtime_ns = timespec_ns(job->st.st_mtim);
+			entry->ctime_ns = timespec_ns(job->st.st_ctim);
+			snprintf(entry->hash, sizeof(entry->hash), "%s", hex);
+			pthread_mutex_lock(&recorder->executables_lock);
+			entry->next = recorder->executables;
+			recorder->executables = entry;
+			pthread_mutex_unlock(&recorder->executables_lock);
+		}
+		struct event *event = event_new(EVENT_EXECUTABLE_HASH);
+		event->process = job->image; /* the job's reference moves to the event */
+		snprintf(event->hash, sizeof(event->hash), "%s", hex);
+		recorder_enqueue(recorder, event);
+	} else {
+		process_info_release(job->image);
+	}
+	free(job);
+}
+
+/* Called before the image is published: a cached hash can go straight in. */
+static void
+on_hash_executable(void *context, struct process_info *image, int fd)
+{
+	struct recorder *recorder = context;
+	struct executable_job *job;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&recorder->executables_lock);
+	struct executable_hash *known = find_executable(recorder, &st);
+	if (known)
+		snprintf(image->executable_hash, sizeof(image->executable_hash), "%s", known->hash);
+	pthread_mutex_unlock(&recorder->executables_lock);
+	if (known) {
+		close(fd);
+		return;
+	}
+	job = malloc(sizeof(*job));
+	if (job == NULL) {
+		close(fd);
+		return;
+	}
+	job->recorder = recorder;
+	job->image = process_info_acquire(image);
+	job->st = st;
+	hash_pool_submit(recorder->hashes, fd, executable_hash_done, job);
+}
+
+/* ---- writer thread -------------------------------------------------------------- */
+
+static void *
+writer_main(void *argument)
+{
+	struct recorder *recorder = argument;
+	sigset_t all;
+	bool failing = false;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_setname_np(pthread_self(), "provfs-writer");
+	pthread_mutex_lock(&recorder->queue_lock);
+	for (;;) {
+		if (recorder->queue_head == NULL) {
+			if (recorder->stopping)
+				break;
+			struct timespec deadline;
+			clock_gettime(CLOCK_REALTIME, &deadline);
+			deadline.tv_nsec += FLUSH_INTERVAL_MS * 1000000L;
+			if (deadline.tv_nsec >= 1000000000L) {
+				deadline.tv_sec++;
+				deadline.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&recorder->queue_not_empty, &recorder->queue_lock,
+					       &deadline);
+			if (recorder->queue_head == NULL) {
+				pthread_cond_broadcast(&recorder->queue_drained);
+				continue;
+			}
+		}
+		struct event *batch = recorder->queue_head;
+		size_t count = recorder->queue_length;
+		recorder->queue_head = recorder->queue_tail = NULL;
+		recorder->queue_length = 0;
+		recorder->writer_busy = true;
+		pthread_cond_broadcast(&recorder->queue_not_full);
+		pthread_mutex_unlock(&recorder->queue_lock);
+
+		if (failing) {
+			/* Counted loss: probe the store, resume when it answers. */
+			if (writer_apply_batch(recorder, NULL) == 0) {
+				log_warning("store works again: recording resumed after %llu lost "
+					    "events",
+					    (unsigned long long)recorder->events_lost);
+				failing = false;
+			}
+		}
+		if (!failing && writer_apply_batch(recorder, batch) < 0) {
+			failing = true;
+			log_error("store failed (%s): recording suspended, events are counted "
+				  "as lost until it works again",
+				  recorder->last_error);
+		}
+		if (failing)
+			recorder->events_lost += count;
+		else
+			recorder->events_written += count;
+		recorder->batches++;
+		while (batch) {
+			struct event *next = batch->next;
+			event_free(batch);
+			batch = next;
+		}
+		if (failing)
+			sleep(1); /* the next probe in a second; requests keep queueing */
+
+		pthread_mutex_lock(&recorder->queue_lock);
+		recorder->writer_busy = false;
+	}
+	pthread_cond_broadcast(&recorder->queue_drained);
+	pthread_mutex_unlock(&recorder->queue_lock);
+	return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+struct recorder *
+recorder_new(const struct recorder_options *options, char *error, size_t error_size)
+{
+	struct recorder *recorder = calloc(1, sizeof(*recorder));
+
+	if (recorder == NULL) {
+		snprintf(error, error_size, "out of memory");
+		return NULL;
+	}
+	recorder->options = *options;
+	recorder->backing_dir = strdup(options->backing_dir);
+	recorder->mount_point = strdup(options->mount_point);
+	gethostname(recorder->host, sizeof(recorder->host) - 1);
+	pthread_mutex_init(&recorder->files_lock, NULL);
+	pthread_mutex_init(&recorder->queue_lock, NULL);
+	pthread_mutex_init(&recorder->executables_lock, NULL);
+	pthread_mutex_init(&recorder->exec_lock, NULL);
+	pthread_cond_init(&recorder->queue_not_empty, NULL);
+	pthread_cond_init(&recorder->queue_not_full, NULL);
+	pthread_cond_init(&recorder->queue_drained, NULL);
+	recorder->queue_capacity = QUEUE_CAPACITY;
+	recorder->file_slot_count = 16384;
+	recorder->file_slots = calloc(recorder->file_slot_count, sizeof(*recorder->file_slots));
+	if (recorder->file_slots == NULL) {
+		snprintf(error, error_size, "out of memory");
+		goto fail;
+	}
+	recorder->store = store_open(options->store_path, STORE_READ_WRITE,
+				     options->config->reader_group, error, error_size);
+	if (recorder->store == NULL)
+		goto fail;
+	if (writer_prepare(recorder, error, error_size) ||
+	    writer_record_session(recorder, error, error_size))
+		goto fail;
+
+	recorder->observer = (struct fs_observer){
+		.context = recorder,
+		.opened = on_opened,
+		.data_read = on_data_read,
+		.data_written = on_data_written,
+		.released = on_released,
+		.namespace_changed = on_namespace_changed,
+	};
+	return recorder;
+fail:
+	if (recorder->store)
+		store_close(recorder->store);
+	free(recorder->file_slots);
+	free(recorder->backing_dir);
+	free(recorder->mount_point);
+	free(recorder);
+	return NULL;
+}
+
+int
+recorder_start(struct recorder *recorder)
+{
+	const struct string_list *redact = &recorder->options.config->redact;
+	struct process_table_options table_options = {
+		.redact = (const char *const *)redact->items,
+		.redact_count = redact->count,
+		.mount_point = recorder->mount_point,
+		.backing_fd = recorder->options.backing_fd,
+		.hooks = {.context = recorder,
+			  .image_seen = on_image_seen,
+			  .image_exited = on_image_exited,
+			  .hash_executable = on_hash_executable,
+			  .exec_input = on_exec_input},
+	};
+
+	recorder->hashes = hash_pool_new(2);
+	recorder->processes = process_table_new(&table_options);
+	if (recorder->hashes == NULL || recorder->processes == NULL)
+		return -1;
+	if (pthread_create(&recorder->writer, NULL, writer_main, recorder) != 0)
+		return -1;
+	recorder->writer_running = true;
+	process_table_start(recorder->processes);
+	return 0;
+}
+
+const struct fs_observer *
+recorder_observer(struct recorder *recorder)
+{
+	return &recorder->observer;
+}
+
+void
+recorder_stop(struct recorder *recorder)
+{
+	if (recorder == NULL)
+		return;
+	if (recorder->processes)
+		process_table_stop(recorder->processes);
+	/* Hashes first: their results are events the writer must still apply. */
+	hash_pool_free(recorder->hashes);
+	recorder->hashes = NULL;
+	if (recorder->writer_running) {
+		pthread_mutex_lock(&recorder->queue_lock);
+		recorder->stopping = true;
+		pthread_cond_broadcast(&recorder->queue_not_empty);
+		pthread_cond_broadcast(&recorder->queue_not_full);
+		pthread_mutex_unlock(&recorder->queue_lock);
+		pthread_join(recorder->writer, NULL);
+	}
+	writer_close_session(recorder);
+	writer_finish(recorder);
+	store_close(recorder->store);
+	process_table_free(recorder->processes);
+	for (size_t i = 0; i < recorder->file_slot_count; i++) {
+		while (recorder->file_slots[i]) {
+			struct file_state *file = recorder->file_slots[i];
+			recorder->file_slots[i] = file->next;
+			file_state_release(file);
+		}
+	}
+	free(recorder->file_slots);
+	while (recorder->executables) {
+		struct executable_hash *next = recorder->executables->next;
+		free(recorder->executables);
+		recorder->executables = next;
+	}
+	free(recorder->backing_dir);
+	free(recorder->mount_point);
+	free(recorder);
+}

@@ -1,0 +1,190 @@
+/*
+ * recorder_i.h - the recorder's private structures, shared by recorder.c
+ * (request path, queue, threads) and writer.c (SQLite).  Not for use
+ * outside recorder/.
+ */
+#ifndef PROVFS_RECORDER_I_H
+#define PROVFS_RECORDER_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "hash_pool.h"
+#include "process_table.h"
+#include "recorder.h"
+#include "store.h"
+
+/* What identifies a version's content without reading it. */
+struct stamp {
+	off_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	ino_t inode;
+};
+
+/*
+ * Per-inode state.  Reference counted: the file table holds one, and so
+ * does every access or version naming it.  Fields under `lock` are for the
+ * request path; fields marked "writer" belong to the writer thread alone.
+ */
+struct file_state {
+	atomic_int references;
+	dev_t device;
+	ino_t inode;
+	uint64_t generation;
+	struct file_state *next; /* file table chain; protected by the table lock */
+
+	pthread_mutex_t lock;
+	int writers;                    /* open handles that may write */
+	bool dirty;                     /* written since the last version */
+	bool stream_valid;              /* every write so far continued at stream_offset */
+	uint64_t stream_offset;
+	XXH3_state_t *stream;           /* running hash of the bytes written */
+	bool stamp_known;               /* the current content is a recorded version */
+	struct stamp known_stamp;
+	struct access **pending_writers; /* wrote since the last version; referenced */
+	size_t pending_count;
+
+	/* writer */
+	int64_t store_id;
+	int64_t latest_version_id;
+	int64_t latest_number;
+	struct stamp latest_stamp;
+	char *recorded_path;
+};
+
+/* A version produced through the mount, made when its last writer closes. */
+struct version {
+	atomic_int references;
+	struct file_state *file;    /* referenced */
+	struct stamp stamp;
+	char hash[33];              /* set when hashed on the request path */
+	struct process_info *producer; /* referenced */
+	struct access **writers;    /* referenced */
+	size_t writer_count;
+	int64_t store_id;           /* writer */
+};
+
+/* One open handle. */
+struct access {
+	atomic_int references;
+	struct recorder *recorder;
+	struct process_info *process; /* referenced; NULL until an exec completes */
+	struct file_state *file;      /* referenced */
+	char *path;
+	int flags;
+	bool is_exec;
+	bool reads;   /* opened for reading existing content: an input */
+	bool writes;  /* opened with write access */
+	bool released; /* exec access closed before its image was known; under exec_lock */
+	int64_t opened_ns;
+	int64_t closed_ns;
+	struct stamp open_stamp;
+	int hash_fd; /* to hash the version read when its stamp is unknown; -1 */
+	atomic_uint_fast64_t bytes_read, bytes_written, read_calls, write_calls;
+	int64_t store_id;        /* writer */
+	int64_t read_version_id; /* writer */
+};
+
+enum event_kind {
+	EVENT_PROCESS,         /* image */
+	EVENT_PROCESS_EXIT,    /* image, time, status */
+	EVENT_EXECUTABLE_HASH, /* image, hash */
+	EVENT_OPEN,            /* access */
+	EVENT_CLOSE,           /* access, version (when it completed one) */
+	EVENT_VERSION_HASH,    /* version, hash, hash_state */
+	EVENT_READ_HASH,       /* access (its read version), hash, hash_state */
+	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
+};
+
+struct event {
+	enum event_kind kind;
+	int64_t time_ns;
+	struct process_info *process; /* referenced */
+	struct access *access;        /* referenced */
+	struct version *version;      /* referenced */
+	bool status_known;
+	int status;
+	char hash[33];
+	const char *hash_state; /* static string */
+	int change;             /* enum fs_namespace_change */
+	unsigned int flags;
+	dev_t device;
+	ino_t inode;
+	char *path;     /* owned */
+	char *new_path; /* owned */
+	struct stamp stamp;     /* namespace: the node's attributes after the change */
+	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
+	struct event *next;
+};
+
+struct recorder {
+	struct recorder_options options;
+	char *backing_dir;
+	char *mount_point;
+	char host[256];
+	struct store *store;
+	int64_t mount_session_id;
+	struct fs_observer observer;
+	struct process_table *processes;
+	struct hash_pool *hashes;
+
+	/* file table; protected by files_lock */
+	pthread_mutex_t files_lock;
+	struct file_state **file_slots;
+	size_t file_slot_count;
+	size_t file_count;
+
+	/* event queue; protected by queue_lock */
+	pthread_mutex_t queue_lock;
+	pthread_cond_t queue_not_empty;
+	pthread_cond_t queue_not_full;
+	pthread_cond_t queue_drained;
+	struct event *queue_head, *queue_tail;
+	size_t queue_length;
+	size_t queue_capacity;
+	bool stopping;
+	bool writer_busy;
+
+	pthread_mutex_t exec_lock; /* access->process of exec accesses, access->released */
+
+	/* executable hash cache; protected by executables_lock */
+	pthread_mutex_t executables_lock;
+	struct executable_hash *executables;
+
+	/* counters (atomics: read by the writer for recorder_stats) */
+	atomic_uint_fast64_t events_queued;
+	atomic_uint_fast64_t events_written;
+	atomic_uint_fast64_t events_lost;
+	atomic_uint_fast64_t batches;
+	atomic_uint_fast64_t store_errors;
+	atomic_uint_fast64_t queue_high_water;
+	char last_error[256]; /* writer */
+
+	pthread_t writer;
+	bool writer_running;
+};
+
+/* Queue an event (blocks while the queue is full). */
+void recorder_enqueue(struct recorder *recorder, struct event *event);
+struct event *event_new(enum event_kind kind);
+void event_free(struct event *event);
+
+struct file_state *recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode);
+void access_release(struct access *access);
+void version_release(struct version *version);
+void file_state_release(struct file_state *file);
+
+/* writer.c */
+int writer_prepare(struct recorder *recorder, char *error, size_t error_size);
+int writer_record_session(struct recorder *recorder, char *error, size_t error_size);
+/* Apply one batch in a transaction; -1 when the store failed (batch lost). */
+int writer_apply_batch(struct recorder *recorder, struct event *batch);
+void writer_close_session(struct recorder *recorder);
+void writer_finish(struct recorder *recorder);
+
+#endif

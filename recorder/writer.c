@@ -1,0 +1,994 @@
+/*
+ * writer.c - the recorder's writer thread: events become rows.
+ *
+ * Only the writer thread calls into this file after writer_prepare(), so
+ * the prepared statements and every `store_id` field need no lock.  A batch
+ * is one transaction; rows are created on demand in dependency order
+ * (run before process, process before access, file before version), so an
+ * event whose predecessors were lost while the store failed still lands
+ * whole.  See store/schema.sql for what every column means.
+ */
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "content_hash.h"
+#include "log.h"
+#include "passthrough.h"
+#include "recorder_i.h"
+
+enum statement_id {
+	INSERT_SESSION,
+	CLOSE_SESSION,
+	INSERT_RUN,
+	SELECT_RUN,
+	INSERT_PROCESS,
+	SELECT_PROCESS,
+	UPDATE_PROCESS_EXIT,
+	UPDATE_RUN_END,
+	UPDATE_PROCESS_HASH,
+	SELECT_FILE,
+	INSERT_FILE,
+	SELECT_LATEST_VERSION,
+	SELECT_CURRENT_NAME,
+	INSERT_NAME,
+	UPDATE_FILE_PATH,
+	INSERT_VERSION,
+	UPDATE_VERSION_HASH,
+	INSERT_ACCESS,
+	CLOSE_ACCESS,
+	SET_WRITTEN_VERSION,
+	INSERT_NAMESPACE_EVENT,
+	SELECT_FILE_BY_INODE,
+	CLOSE_NAME,
+	CLOSE_NAMES_UNDER,
+	COPY_NAMES_UNDER,
+	COUNT_CURRENT_NAMES,
+	MARK_FILE_REMOVED,
+	SELECT_LATEST_FOR_FILE,
+	UPDATE_VERSION_TIMES,
+	SELECT_FILE_PATH,
+	UPSERT_STATS,
+	STATEMENT_COUNT
+};
+
+static const char *const statement_sql[STATEMENT_COUNT] = {
+	[INSERT_SESSION] = "INSERT INTO mount_sessions (host, backing_dir, mount_point, "
+			   "provfs_version, daemon_pid, started_ns, backing_exposed, recording, "
+			   "policy) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+	[CLOSE_SESSION] = "UPDATE mount_sessions SET stopped_ns = ? WHERE id = ?",
+	[INSERT_RUN] = "INSERT OR IGNORE INTO runs (uuid, job_name, named_by, host, root_pid, "
+		       "root_start_ns, started_ns, parent_namespace, parent_job_name, "
+		       "parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	[SELECT_RUN] = "SELECT id FROM runs WHERE uuid = ?",
+	[INSERT_PROCESS] = "INSERT OR IGNORE INTO processes (host, pid, start_ns, exec_index, "
+			   "parent_id, previous_id, run_id, mount_session_id, executable, "
+			   "executable_hash, argv, cwd, uid, gid, session_id, cgroup, seen_ns) "
+			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	[SELECT_PROCESS] = "SELECT id FROM processes WHERE host = ? AND pid = ? AND "
+			   "start_ns = ? AND exec_index = ?",
+	[UPDATE_PROCESS_EXIT] = "UPDATE processes SET exited_ns = ?, exit_status = ?, "
+				"exit_known = ? WHERE id = ? AND exited_ns IS NULL",
+	[UPDATE_RUN_END] = "UPDATE runs SET ended_ns = ? WHERE id = ? AND root_pid = ? AND "
+			   "root_start_ns = ?",
+	[UPDATE_PROCESS_HASH] = "UPDATE processes SET executable_hash = ? WHERE id = ?",
+	[SELECT_FILE] = "SELECT id FROM files WHERE host = ? AND device = ? AND inode = ? AND "
+			"generation = ?",
+	[INSERT_FILE] = "INSERT INTO files (host, device, inode, generation, backing_dir, path, "
+			"first_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	[SELECT_LATEST_VERSION] = "SELECT id, number, size, mtime_ns, ctime_ns FROM versions "
+				  "WHERE file_id = ? ORDER BY number DESC LIMIT 1",
+	[SELECT_CURRENT_NAME] = "SELECT 1 FROM file_names WHERE file_id = ? AND backing_dir = ? "
+				"AND path = ? AND until_ns IS NULL",
+	[INSERT_NAME] = "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how) "
+			"VALUES (?, ?, ?, ?, ?)",
+	[UPDATE_FILE_PATH] = "UPDATE files SET path = ?, removed_ns = NULL WHERE id = ?",
+	[INSERT_VERSION] = "INSERT INTO versions (file_id, number, size, mtime_ns, ctime_ns, hash, "
+			   "hash_state, origin, producer_process_id, recorded_ns) "
+			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	[UPDATE_VERSION_HASH] = "UPDATE versions SET hash = ?, hash_state = ? WHERE id = ?",
+	[INSERT_ACCESS] = "INSERT INTO accesses (process_id, file_id, mount_session_id, path, "
+			  "open_flags, is_exec, opened_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	[CLOSE_ACCESS] = "UPDATE accesses SET closed_ns = ?, bytes_read = ?, bytes_written = ?, "
+			 "read_calls = ?, write_calls = ?, read_version_id = ? WHERE id = ?",
+	[SET_WRITTEN_VERSION] = "UPDATE accesses SET written_version_id = ? WHERE id = ?",
+	[INSERT_NAMESPACE_EVENT] = "INSERT INTO namespace_events (kind, file_id, process_id, "
+				   "mount_session_id, path, new_path, time_ns) "
+				   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+	[SELECT_FILE_BY_INODE] = "SELECT id FROM files WHERE host = ? AND device = ? AND "
+				 "inode = ? ORDER BY id DESC LIMIT 1",
+	[CLOSE_NAME] = "UPDATE file_names SET until_ns = ? WHERE backing_dir = ? AND path = ? "
+		       "AND until_ns IS NULL",
+	[CLOSE_NAMES_UNDER] = "UPDATE file_names SET until_ns = ?1 WHERE backing_dir = ?2 AND "
+			      "until_ns IS NULL AND since_ns < ?1 AND "
+			      "substr(path, 1, length(?3) + 1) = ?3 || '/'",
+	[COPY_NAMES_UNDER] = "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how) "
+			     "SELECT file_id, backing_dir, ?4 || substr(path, length(?3) + 1), "
+			     "?1, 'rename' FROM file_names WHERE backing_dir = ?2 AND "
+			     "until_ns IS NULL AND substr(path, 1, length(?3) + 1) = ?3 || '/'",
+	[COUNT_CURRENT_NAMES] = "SELECT count(*) FROM file_names WHERE file_id = ? AND "
+				"until_ns IS NULL",
+	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ? WHERE id = ?",
+	[SELECT_LATEST_FOR_FILE] = "SELECT id, number, size, mtime_ns FROM versions WHERE "
+				   "file_id = ? ORDER BY number DESC LIMIT 1",
+	[UPDATE_VERSION_TIMES] = "UPDATE versions SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+	[SELECT_FILE_PATH] = "SELECT path FROM files WHERE id = ?",
+	[UPSERT_STATS] = "INSERT OR REPLACE INTO recorder_stats (mount_session_id, events_queued, "
+			 "events_written, events_lost, batches, queue_high_water, queue_capacity, "
+			 "hash_backlog, hashes_done, store_errors, last_error, updated_ns) "
+			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+};
+
+static sqlite3_stmt *statements[STATEMENT_COUNT];
+static struct recorder *current; /* the recorder these statements serve */
+
+/*
+ * Undo journal of the open transaction: the in-memory ids it assigned and
+ * the file caches it changed.  A rollback forgets them, so that no object
+ * keeps the id of a row that was never committed.
+ */
+static int64_t **assigned_ids;
+static size_t assigned_count, assigned_capacity;
+static struct file_state **touched_files;
+static size_t touched_count, touched_capacity;
+
+static void
+journal_id(int64_t *slot)
+{
+	if (assigned_count == assigned_capacity) {
+		size_t capacity = assigned_capacity ? assigned_capacity * 2 : 256;
+		int64_t **grown = realloc(assigned_ids, capacity * sizeof(*grown));
+		if (grown == NULL)
+			abort();
+		assigned_ids = grown;
+		assigned_capacity = capacity;
+	}
+	assigned_ids[assigned_count++] = slot;
+}
+
+static void
+journal_file(struct file_state *file)
+{
+	if (touched_count == touched_capacity) {
+		size_t capacity = touched_capacity ? touched_capacity * 2 : 256;
+		struct file_state **grown = realloc(touched_files, capacity * sizeof(*grown));
+		if (grown == NULL)
+			abort();
+		touched_files = grown;
+		touched_capacity = capacity;
+	}
+	atomic_fetch_add(&file->references, 1); /* kept until the batch ends */
+	touched_files[touched_count++] = file;
+}
+
+/* The batch ended (committed or undone): let go of the journal. */
+static void
+journal_clear(void)
+{
+	for (size_t i = 0; i < touched_count; i++)
+		file_state_release(touched_files[i]);
+	assigned_count = touched_count = 0;
+}
+
+static void
+journal_undo(void)
+{
+	for (size_t i = 0; i < assigned_count; i++)
+		*assigned_ids[i] = 0;
+	for (size_t i = 0; i < touched_count; i++) {
+		struct file_state *file = touched_files[i];
+		file->store_id = 0;
+		file->latest_version_id = 0;
+		file->latest_number = 0;
+		free(file->recorded_path);
+		file->recorded_path = NULL;
+	}
+	journal_clear();
+}
+
+static sqlite3 *
+db(void)
+{
+	return store_db(current->store);
+}
+
+/* Reset a statement and bind the given values by their C types. */
+static sqlite3_stmt *
+statement(enum statement_id id)
+{
+	sqlite3_stmt *s = statements[id];
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static void
+bind_text(sqlite3_stmt *s, int index, const char *text)
+{
+	if (text)
+		sqlite3_bind_text(s, index, text, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, index);
+}
+
+static void
+bind_id(sqlite3_stmt *s, int index, int64_t id)
+{
+	if (id > 0)
+		sqlite3_bind_int64(s, index, id);
+	else
+		sqlite3_bind_null(s, index);
+}
+
+/* Run a statement that returns nothing; SQLITE_DONE or an error code. */
+static int
+run(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+/* Run a statement returning one integer; 0 when no row. */
+static int64_t
+select_integer(sqlite3_stmt *s, int *rc)
+{
+	int64_t value = 0;
+	int step = sqlite3_step(s);
+
+	if (step == SQLITE_ROW)
+		value = sqlite3_column_int64(s, 0);
+	else if (step != SQLITE_DONE)
+		*rc = step;
+	sqlite3_reset(s);
+	return value;
+}
+
+int
+writer_prepare(struct recorder *recorder, char *error, size_t error_size)
+{
+	current = recorder;
+	for (int i = 0; i < STATEMENT_COUNT; i++) {
+		if (sqlite3_prepare_v3(db(), statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &statements[i], NULL) != SQLITE_OK) {
+			snprintf(error, error_size, "cannot prepare store statement: %s",
+				 sqlite3_errmsg(db()));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+writer_finish(struct recorder *recorder)
+{
+	free(assigned_ids);
+	free(touched_files);
+	assigned_ids = NULL;
+	touched_files = NULL;
+	assigned_count = assigned_capacity = touched_count = touched_capacity = 0;
+	for (int i = 0; i < STATEMENT_COUNT; i++) {
+		sqlite3_finalize(statements[i]);
+		statements[i] = NULL;
+	}
+}
+
+static int write_stats(struct recorder *recorder);
+
+int
+writer_record_session(struct recorder *recorder, char *error, size_t error_size)
+{
+	sqlite3_stmt *s = statement(INSERT_SESSION);
+
+	bind_text(s, 1, recorder->host);
+	bind_text(s, 2, recorder->backing_dir);
+	bind_text(s, 3, recorder->mount_point);
+	bind_text(s, 4, PROVFS_VERSION);
+	sqlite3_bind_int(s, 5, getpid());
+	sqlite3_bind_int64(s, 6, wall_clock_ns());
+	sqlite3_bind_int(s, 7, recorder->options.backing_exposed);
+	sqlite3_bind_int(s, 8, recorder->options.policy);
+	if (run(s) != SQLITE_DONE) {
+		snprintf(error, error_size, "cannot write to store '%s': %s",
+			 recorder->options.store_path, sqlite3_errmsg(db()));
+		return -1;
+	}
+	recorder->mount_session_id = sqlite3_last_insert_rowid(db());
+	return 0;
+}
+
+void
+writer_close_session(struct recorder *recorder)
+{
+	sqlite3_stmt *s = statement(CLOSE_SESSION);
+
+	write_stats(recorder);
+	sqlite3_bind_int64(s, 1, wall_clock_ns());
+	sqlite3_bind_int64(s, 2, recorder->mount_session_id);
+	if (run(s) != SQLITE_DONE)
+		log_error("cannot close the mount session in the store: %s", sqlite3_errmsg(db()));
+}
+
+static int
+write_stats(struct recorder *recorder)
+{
+	sqlite3_stmt *s = statement(UPSERT_STATS);
+
+	sqlite3_bind_int64(s, 1, recorder->mount_session_id);
+	sqlite3_bind_int64(s, 2, (int64_t)recorder->events_queued);
+	sqlite3_bind_int64(s, 3, (int64_t)recorder->events_written);
+	sqlite3_bind_int64(s, 4, (int64_t)recorder->events_lost);
+	sqlite3_bind_int64(s, 5, (int64_t)recorder->batches);
+	sqlite3_bind_int64(s, 6, (int64_t)recorder->queue_high_water);
+	sqlite3_bind_int64(s, 7, (int64_t)recorder->queue_capacity);
+	sqlite3_bind_int64(s, 8, recorder->hashes ? (int64_t)hash_pool_backlog(recorder->hashes) : 0);
+	sqlite3_bind_int64(s, 9, recorder->hashes ? (int64_t)hash_pool_completed(recorder->hashes) : 0);
+	sqlite3_bind_int64(s, 10, (int64_t)recorder->store_errors);
+	bind_text(s, 11, recorder->last_error[0] ? recorder->last_error : NULL);
+	sqlite3_bind_int64(s, 12, wall_clock_ns());
+	return run(s);
+}
+
+/* ---- rows on demand ------------------------------------------------------------ */
+
+static int
+ensure_run(struct run_info *run_info)
+{
+	sqlite3_stmt *s;
+	int rc = SQLITE_DONE;
+
+	if (run_info == NULL || run_info->store_id)
+		return SQLITE_DONE;
+	s = statement(INSERT_RUN);
+	bind_text(s, 1, run_info->uuid);
+	bind_text(s, 2, run_info->job_name ? run_info->job_name : "unknown");
+	bind_text(s, 3, run_info->named_by);
+	bind_text(s, 4, current->host);
+	sqlite3_bind_int(s, 5, run_info->root_pid);
+	sqlite3_bind_int64(s, 6, run_info->root_start_ns);
+	sqlite3_bind_int64(s, 7, run_info->started_ns);
+	bind_text(s, 8, run_info->parent_namespace);
+	bind_text(s, 9, run_info->parent_job_name);
+	bind_text(s, 10, run_info->parent_run_id);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	s = statement(SELECT_RUN);
+	bind_text(s, 1, run_info->uuid);
+	run_info->store_id = select_integer(s, &rc);
+	journal_id(&run_info->store_id);
+	return rc;
+}
+
+static int
+ensure_process(struct process_info *image, int depth)
+{
+	sqlite3_stmt *s;
+	int rc = SQLITE_DONE;
+
+	if (image == NULL || image->store_id)
+		return SQLITE_DONE;
+	if (depth < 128) {
+		if ((rc = ensure_process(image->parent, depth + 1)) != SQLITE_DONE ||
+		    (rc = ensure_process(image->previous, depth + 1)) != SQLITE_DONE)
+			return rc;
+	}
+	if ((rc = ensure_run(image->run)) != SQLITE_DONE)
+		return rc;
+	s = statement(INSERT_PROCESS);
+	bind_text(s, 1, current->host);
+	sqlite3_bind_int(s, 2, image->pid);
+	sqlite3_bind_int64(s, 3, image->start_ns);
+	sqlite3_bind_int(s, 4, image->exec_index);
+	bind_id(s, 5, image->parent ? image->parent->store_id : 0);
+	bind_id(s, 6, image->previous ? image->previous->store_id : 0);
+	bind_id(s, 7, image->run ? image->run->store_id : 0);
+	sqlite3_bind_int64(s, 8, current->mount_session_id);
+	bind_text(s, 9, image->executable);
+	bind_text(s, 10, image->executable_hash[0] ? image->executable_hash : NULL);
+	if (image->argv)
+		sqlite3_bind_blob(s, 11, image->argv, (int)image->argv_length, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_blob(s, 11, "", 0, SQLITE_STATIC);
+	bind_text(s, 12, image->cwd);
+	sqlite3_bind_int64(s, 13, image->uid);
+	sqlite3_bind_int64(s, 14, image->gid);
+	sqlite3_bind_int(s, 15, image->session_id);
+	bind_text(s, 16, image->cgroup);
+	sqlite3_bind_int64(s, 17, image->seen_ns);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	s = statement(SELECT_PROCESS);
+	bind_text(s, 1, current->host);
+	sqlite3_bind_int(s, 2, image->pid);
+	sqlite3_bind_int64(s, 3, image->start_ns);
+	sqlite3_bind_int(s, 4, image->exec_index);
+	image->store_id = select_integer(s, &rc);
+	journal_id(&image->store_id);
+	return rc;
+}
+
+static void
+load_latest_version(struct file_state *file, int *rc)
+{
+	sqlite3_stmt *s = statement(SELECT_LATEST_VERSION);
+	int step;
+
+	sqlite3_bind_int64(s, 1, file->store_id);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		file->latest_version_id = sqlite3_column_int64(s, 0);
+		file->latest_number = sqlite3_column_int64(s, 1);
+		file->latest_stamp = (struct stamp){.size = sqlite3_column_int64(s, 2),
+						    .mtime_ns = sqlite3_column_int64(s, 3),
+						    .ctime_ns = sqlite3_column_int64(s, 4),
+						    .inode = file->inode};
+	} else if (step != SQLITE_DONE) {
+		*rc = step;
+	}
+	sqlite3_reset(s);
+}
+
+/* The file row, and path recorded as one of its current names. */
+static int
+ensure_file(struct file_state *file, const char *path, int64_t time_ns)
+{
+	sqlite3_stmt *s;
+	int rc = SQLITE_DONE;
+
+	journal_file(file);
+	if (file->store_id == 0) {
+		s = statement(SELECT_FILE);
+		bind_text(s, 1, current->host);
+		sqlite3_bind_int64(s, 2, (int64_t)file->device);
+		sqlite3_bind_int64(s, 3, (int64_t)file->inode);
+		sqlite3_bind_int64(s, 4, (int64_t)file->generation);
+		file->store_id = select_integer(s, &rc);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (file->store_id == 0) {
+			s = statement(INSERT_FILE);
+			bind_text(s, 1, current->host);
+			sqlite3_bind_int64(s, 2, (int64_t)file->device);
+			sqlite3_bind_int64(s, 3, (int64_t)file->inode);
+			sqlite3_bind_int64(s, 4, (int64_t)file->generation);
+			bind_text(s, 5, current->backing_dir);
+			bind_text(s, 6, path ? path : "");
+			sqlite3_bind_int64(s, 7, time_ns);
+			if ((rc = run(s)) != SQLITE_DONE)
+				return rc;
+			file->store_id = sqlite3_last_insert_rowid(db());
+		} else {
+			load_latest_version(file, &rc);
+		}
+	}
+	if (path && (file->recorded_path == NULL || strcmp(file->recorded_path, path) != 0)) {
+		s = statement(SELECT_CURRENT_NAME);
+		sqlite3_bind_int64(s, 1, file->store_id);
+		bind_text(s, 2, current->backing_dir);
+		bind_text(s, 3, path);
+		bool known = select_integer(s, &rc) != 0;
+		if (!known && rc == SQLITE_DONE) {
+			s = statement(INSERT_NAME);
+			sqlite3_bind_int64(s, 1, file->store_id);
+			bind_text(s, 2, current->backing_dir);
+			bind_text(s, 3, path);
+			sqlite3_bind_int64(s, 4, time_ns);
+			bind_text(s, 5, "seen");
+			rc = run(s);
+		}
+		if (rc == SQLITE_DONE) {
+			s = statement(UPDATE_FILE_PATH);
+			bind_text(s, 1, path);
+			sqlite3_bind_int64(s, 2, file->store_id);
+			rc = run(s);
+		}
+		free(file->recorded_path);
+		file->recorded_path = strdup(path);
+	}
+	return rc;
+}
+
+static int64_t
+insert_version(struct file_state *file, const struct stamp *stamp, const char *hash,
+	       const char *hash_state, const char *origin, int64_t producer_id, int *rc)
+{
+	sqlite3_stmt *s = statement(INSERT_VERSION);
+
+	sqlite3_bind_int64(s, 1, file->store_id);
+	sqlite3_bind_int64(s, 2, file->latest_number + 1);
+	sqlite3_bind_int64(s, 3, stamp->size);
+	sqlite3_bind_int64(s, 4, stamp->mtime_ns);
+	sqlite3_bind_int64(s, 5, stamp->ctime_ns);
+	bind_text(s, 6, hash && hash[0] ? hash : NULL);
+	bind_text(s, 7, hash_state);
+	bind_text(s, 8, origin);
+	bind_id(s, 9, producer_id);
+	sqlite3_bind_int64(s, 10, wall_clock_ns());
+	if ((*rc = run(s)) != SQLITE_DONE)
+		return 0;
+	file->latest_version_id = sqlite3_last_insert_rowid(db());
+	file->latest_number++;
+	file->latest_stamp = *stamp;
+	return file->latest_version_id;
+}
+
+static bool
+same_stamp(const struct stamp *a, const struct stamp *b)
+{
+	return a->size == b->size && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static void
+read_hash_done(void *argument, int result, const char *hex, const struct stat *before,
+	       const struct stat *after)
+{
+	struct access *access = argument;
+	struct event *event = event_new(EVENT_READ_HASH);
+	struct stamp expected = access->open_stamp;
+
+	event->access = access; /* the job's reference moves to the event */
+	if (result < 0 || before == NULL || after == NULL) {
+		event->hash_state = "failed";
+	} else {
+		bool same = before->st_size == expected.size && after->st_size == expected.size &&
+			    (int64_t)after->st_mtim.tv_sec * 1000000000LL + after->st_mtim.tv_nsec ==
+				    expected.mtime_ns;
+		event->hash_state = same ? "hashed" : "changed";
+		if (same)
+			snprintf(event->hash, sizeof(event->hash), "%s", hex);
+	}
+	recorder_enqueue(access->recorder, event);
+}
+
+/* Open a file of the backing tree by its relative path, never leaving it. */
+static int
+open_beneath(const char *path)
+{
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+
+	return (int)syscall(SYS_openat2, current->options.backing_fd, path, &how, sizeof(how));
+}
+
+/* Which version did this read-open see?  A new one when the stamp is new. */
+static int
+resolve_read_version(struct access *access)
+{
+	struct file_state *file = access->file;
+	int rc = SQLITE_DONE;
+
+	if (file->latest_version_id && same_stamp(&file->latest_stamp, &access->open_stamp)) {
+		access->read_version_id = file->latest_version_id;
+	} else {
+		const char *origin = file->latest_version_id ? "external" : "initial";
+		access->read_version_id = insert_version(file, &access->open_stamp, NULL,
+							 "pending", origin, 0, &rc);
+		if (rc != SQLITE_DONE)
+			return rc;
+		int fd = access->hash_fd;
+		access->hash_fd = -1;
+		if (fd < 0)
+			fd = open_beneath(access->path);
+		if (fd >= 0) {
+			atomic_fetch_add(&access->references, 1);
+			hash_pool_submit(current->hashes, fd, read_hash_done, access);
+		}
+		if (strcmp(origin, "external") == 0)
+			log_info("'%s' changed outside provfs (version %lld)", access->path,
+				 (long long)file->latest_number);
+	}
+	if (access->hash_fd >= 0) {
+		close(access->hash_fd);
+		access->hash_fd = -1;
+	}
+	pthread_mutex_lock(&file->lock);
+	if (!file->dirty && file->writers == 0) {
+		file->stamp_known = true;
+		file->known_stamp = access->open_stamp;
+	}
+	pthread_mutex_unlock(&file->lock);
+	return rc;
+}
+
+static int
+ensure_access(struct access *access)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (access->store_id)
+		return SQLITE_DONE;
+	if ((rc = ensure_process(access->process, 0)) != SQLITE_DONE ||
+	    (rc = ensure_file(access->file, access->path, access->opened_ns)) != SQLITE_DONE)
+		return rc;
+	s = statement(INSERT_ACCESS);
+	sqlite3_bind_int64(s, 1, access->process->store_id);
+	sqlite3_bind_int64(s, 2, access->file->store_id);
+	sqlite3_bind_int64(s, 3, current->mount_session_id);
+	bind_text(s, 4, access->path);
+	sqlite3_bind_int(s, 5, access->flags);
+	sqlite3_bind_int(s, 6, access->is_exec);
+	sqlite3_bind_int64(s, 7, access->opened_ns);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	access->store_id = sqlite3_last_insert_rowid(db());
+	journal_id(&access->store_id);
+	journal_id(&access->read_version_id);
+	if (access->reads)
+		rc = resolve_read_version(access);
+	return rc;
+}
+
+static int
+apply_close(struct event *event)
+{
+	struct access *access = event->access;
+	struct version *version = event->version;
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((rc = ensure_access(access)) != SQLITE_DONE)
+		return rc;
+	uint64_t bytes_read = atomic_load(&access->bytes_read);
+	uint64_t bytes_written = atomic_load(&access->bytes_written);
+	/* A read-write handle that wrote but read nothing was no input. */
+	bool input = access->read_version_id &&
+		     (bytes_written == 0 || bytes_read > 0);
+	s = statement(CLOSE_ACCESS);
+	sqlite3_bind_int64(s, 1, access->closed_ns);
+	sqlite3_bind_int64(s, 2, (int64_t)bytes_read);
+	sqlite3_bind_int64(s, 3, (int64_t)bytes_written);
+	sqlite3_bind_int64(s, 4, (int64_t)atomic_load(&access->read_calls));
+	sqlite3_bind_int64(s, 5, (int64_t)atomic_load(&access->write_calls));
+	bind_id(s, 6, input ? access->read_version_id : 0);
+	sqlite3_bind_int64(s, 7, access->store_id);
+	if ((rc = run(s)) != SQLITE_DONE || version == NULL)
+		return rc;
+
+	if ((rc = ensure_process(version->producer, 0)) != SQLITE_DONE)
+		return rc;
+	for (size_t i = 0; i < version->writer_count; i++)
+		if (version->writers[i]->process &&
+		    (rc = ensure_access(version->writers[i])) != SQLITE_DONE)
+			return rc;
+	version->store_id = insert_version(version->file, &version->stamp, version->hash,
+					   version->hash[0] ? "hashed" : "pending", "written",
+					   version->producer ? version->producer->store_id : 0, &rc);
+	if (rc != SQLITE_DONE)
+		return rc;
+	journal_id(&version->store_id);
+	for (size_t i = 0; i < version->writer_count; i++) {
+		if (version->writers[i]->store_id == 0)
+			continue;
+		s = statement(SET_WRITTEN_VERSION);
+		sqlite3_bind_int64(s, 1, version->store_id);
+		sqlite3_bind_int64(s, 2, version->writers[i]->store_id);
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+	}
+	return SQLITE_DONE;
+}
+
+static int
+update_version_hash(int64_t version_id, const char *hash, const char *state)
+{
+	sqlite3_stmt *s;
+
+	if (version_id == 0)
+		return SQLITE_DONE;
+	s = statement(UPDATE_VERSION_HASH);
+	bind_text(s, 1, hash[0] ? hash : NULL);
+	bind_text(s, 2, state);
+	sqlite3_bind_int64(s, 3, version_id);
+	return run(s);
+}
+
+static const char *
+change_kind(const struct event *event)
+{
+	switch (event->change) {
+	case FS_CHANGE_CREATE: return "create";
+	case FS_CHANGE_UNLINK: return "unlink";
+	case FS_CHANGE_RENAME: return (event->flags & RENAME_EXCHANGE) ? "exchange" : "rename";
+	case FS_CHANGE_LINK: return "link";
+	case FS_CHANGE_TRUNCATE: return "truncate";
+	case FS_CHANGE_CHMOD: return "chmod";
+	case FS_CHANGE_CHOWN: return "chown";
+	case FS_CHANGE_TIMES: return "times";
+	}
+	return "unknown";
+}
+
+/* Move the current name from to to (and every name beneath it, for a directory). */
+static int
+rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = statement(CLOSE_NAME);
+	sqlite3_bind_int64(s, 1, time_ns);
+	bind_text(s, 2, current->backing_dir);
+	bind_text(s, 3, to);
+	if ((rc = run(s)) != SQLITE_DONE) /* whatever was at the target is replaced */
+		return rc;
+	s = statement(CLOSE_NAME);
+	sqlite3_bind_int64(s, 1, time_ns);
+	bind_text(s, 2, current->backing_dir);
+	bind_text(s, 3, from);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	if (file_id) {
+		s = statement(INSERT_NAME);
+		sqlite3_bind_int64(s, 1, file_id);
+		bind_text(s, 2, current->backing_dir);
+		bind_text(s, 3, to);
+		sqlite3_bind_int64(s, 4, time_ns);
+		bind_text(s, 5, "rename");
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+		s = statement(UPDATE_FILE_PATH);
+		bind_text(s, 1, to);
+		sqlite3_bind_int64(s, 2, file_id);
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+	}
+	s = statement(COPY_NAMES_UNDER);
+	sqlite3_bind_int64(s, 1, time_ns);
+	bind_text(s, 2, current->backing_dir);
+	bind_text(s, 3, from);
+	bind_text(s, 4, to);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	s = statement(CLOSE_NAMES_UNDER);
+	sqlite3_bind_int64(s, 1, time_ns);
+	bind_text(s, 2, current->backing_dir);
+	bind_text(s, 3, from);
+	return run(s);
+}
+
+/*
+ * After a change made through provfs: a metadata change moves the latest
+ * version's ctime along; a truncate that no open handle covers is a new
+ * version, produced by the process that truncated.
+ */
+static int
+follow_content(struct event *event, int64_t file_id)
+{
+	sqlite3_stmt *s = statement(SELECT_LATEST_FOR_FILE);
+	int64_t version_id = 0, number = 0, size = -1, mtime_ns = 0;
+	int rc = SQLITE_DONE, step;
+
+	if (event->change == FS_CHANGE_CREATE || event->change == FS_CHANGE_UNLINK)
+		return SQLITE_DONE;
+	sqlite3_bind_int64(s, 1, file_id);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		version_id = sqlite3_column_int64(s, 0);
+		number = sqlite3_column_int64(s, 1);
+		size = sqlite3_column_int64(s, 2);
+		mtime_ns = sqlite3_column_int64(s, 3);
+	} else if (step != SQLITE_DONE) {
+		rc = step;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return rc;
+
+	/* The writer's cached view of the file must move along with the rows. */
+	struct file_state *cached = recorder_find_file(current, event->device, event->inode);
+	if (cached && cached->store_id != file_id) {
+		file_state_release(cached);
+		cached = NULL;
+	}
+	if (event->change == FS_CHANGE_TRUNCATE && event->truncated_closed) {
+		static const char empty_hash[] = "99aa06d3014798d86001c324468d497f";
+		struct file_state scratch = {.store_id = file_id, .latest_number = number};
+		struct file_state *file = cached ? cached : &scratch;
+		if (cached)
+			journal_file(cached);
+		int64_t id = insert_version(file, &event->stamp,
+					    event->stamp.size == 0 ? empty_hash : NULL,
+					    event->stamp.size == 0 ? "hashed" : "pending", "written",
+					    event->process ? event->process->store_id : 0, &rc);
+		file_state_release(cached);
+		if (rc != SQLITE_DONE || event->stamp.size == 0)
+			return rc;
+		/* Hash the truncated content from the backing tree. */
+		s = statement(SELECT_FILE_PATH);
+		sqlite3_bind_int64(s, 1, file_id);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			int fd = open_beneath((const char *)sqlite3_column_text(s, 0));
+			if (fd >= 0) {
+				char hex[33];
+				if (content_hash_fd(fd, hex, NULL) == 0)
+					update_version_hash(id, hex, "hashed");
+				close(fd);
+			}
+		}
+		sqlite3_reset(s);
+		return SQLITE_DONE;
+	}
+	if (version_id && size == event->stamp.size &&
+	    (mtime_ns == event->stamp.mtime_ns || event->change == FS_CHANGE_TIMES)) {
+		if (cached && cached->latest_version_id == version_id) {
+			cached->latest_stamp.mtime_ns = event->stamp.mtime_ns;
+			cached->latest_stamp.ctime_ns = event->stamp.ctime_ns;
+		}
+		file_state_release(cached);
+		s = statement(UPDATE_VERSION_TIMES);
+		sqlite3_bind_int64(s, 1, event->stamp.mtime_ns);
+		sqlite3_bind_int64(s, 2, event->stamp.ctime_ns);
+		sqlite3_bind_int64(s, 3, version_id);
+		return run(s);
+	}
+	file_state_release(cached);
+	return SQLITE_DONE;
+}
+
+static int
+apply_namespace(struct event *event)
+{
+	sqlite3_stmt *s;
+	int rc = SQLITE_DONE;
+	int64_t file_id;
+
+	if (event->process && (rc = ensure_process(event->process, 0)) != SQLITE_DONE)
+		return rc;
+	s = statement(SELECT_FILE_BY_INODE);
+	bind_text(s, 1, current->host);
+	sqlite3_bind_int64(s, 2, (int64_t)event->device);
+	sqlite3_bind_int64(s, 3, (int64_t)event->inode);
+	file_id = select_integer(s, &rc);
+	if (rc != SQLITE_DONE)
+		return rc;
+	if (file_id == 0 && event->path == NULL && event->new_path == NULL)
+		return SQLITE_DONE; /* attributes of something never recorded */
+
+	if (event->change == FS_CHANGE_RENAME && event->path && event->new_path) {
+		if (event->flags & RENAME_EXCHANGE) {
+			/* Swap the two names through a temporary one. */
+			char temporary[64];
+			snprintf(temporary, sizeof(temporary), "\x01provfs-exchange-%lld",
+				 (long long)event->time_ns);
+			if ((rc = rename_names(0, event->new_path, temporary, event->time_ns)) !=
+				    SQLITE_DONE ||
+			    (rc = rename_names(file_id, event->path, event->new_path,
+					       event->time_ns)) != SQLITE_DONE)
+				return rc;
+			/* the other file: whoever held the temporary name */
+			rc = rename_names(0, temporary, event->path, event->time_ns);
+		} else {
+			rc = rename_names(file_id, event->path, event->new_path, event->time_ns);
+		}
+	} else if (event->change == FS_CHANGE_LINK && file_id && event->new_path) {
+		s = statement(INSERT_NAME);
+		sqlite3_bind_int64(s, 1, file_id);
+		bind_text(s, 2, current->backing_dir);
+		bind_text(s, 3, event->new_path);
+		sqlite3_bind_int64(s, 4, event->time_ns);
+		bind_text(s, 5, "link");
+		rc = run(s);
+	} else if (event->change == FS_CHANGE_UNLINK && event->path) {
+		s = statement(CLOSE_NAME);
+		sqlite3_bind_int64(s, 1, event->time_ns);
+		bind_text(s, 2, current->backing_dir);
+		bind_text(s, 3, event->path);
+		rc = run(s);
+		if (rc == SQLITE_DONE && file_id) {
+			s = statement(COUNT_CURRENT_NAMES);
+			sqlite3_bind_int64(s, 1, file_id);
+			if (select_integer(s, &rc) == 0 && rc == SQLITE_DONE) {
+				s = statement(MARK_FILE_REMOVED);
+				sqlite3_bind_int64(s, 1, event->time_ns);
+				sqlite3_bind_int64(s, 2, file_id);
+				rc = run(s);
+			}
+		}
+	}
+	if (rc != SQLITE_DONE)
+		return rc;
+	if (file_id && (rc = follow_content(event, file_id)) != SQLITE_DONE)
+		return rc;
+	s = statement(INSERT_NAMESPACE_EVENT);
+	bind_text(s, 1, change_kind(event));
+	bind_id(s, 2, file_id);
+	bind_id(s, 3, event->process ? event->process->store_id : 0);
+	sqlite3_bind_int64(s, 4, current->mount_session_id);
+	bind_text(s, 5, event->path);
+	bind_text(s, 6, event->new_path);
+	sqlite3_bind_int64(s, 7, event->time_ns);
+	return run(s);
+}
+
+static int
+apply_event(struct event *event)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	switch (event->kind) {
+	case EVENT_PROCESS:
+		return ensure_process(event->process, 0);
+	case EVENT_PROCESS_EXIT:
+		if ((rc = ensure_process(event->process, 0)) != SQLITE_DONE)
+			return rc;
+		s = statement(UPDATE_PROCESS_EXIT);
+		sqlite3_bind_int64(s, 1, event->time_ns);
+		if (event->status_known)
+			sqlite3_bind_int(s, 2, event->status);
+		else
+			sqlite3_bind_null(s, 2);
+		sqlite3_bind_int(s, 3, event->status_known);
+		sqlite3_bind_int64(s, 4, event->process->store_id);
+		if ((rc = run(s)) != SQLITE_DONE || event->process->run == NULL)
+			return rc;
+		s = statement(UPDATE_RUN_END);
+		sqlite3_bind_int64(s, 1, event->time_ns);
+		sqlite3_bind_int64(s, 2, event->process->run->store_id);
+		sqlite3_bind_int(s, 3, event->process->pid);
+		sqlite3_bind_int64(s, 4, event->process->start_ns);
+		return run(s);
+	case EVENT_EXECUTABLE_HASH:
+		if ((rc = ensure_process(event->process, 0)) != SQLITE_DONE)
+			return rc;
+		s = statement(UPDATE_PROCESS_HASH);
+		bind_text(s, 1, event->hash);
+		sqlite3_bind_int64(s, 2, event->process->store_id);
+		return run(s);
+	case EVENT_OPEN:
+		return ensure_access(event->access);
+	case EVENT_CLOSE:
+		return apply_close(event);
+	case EVENT_VERSION_HASH:
+		return update_version_hash(event->version->store_id, event->hash,
+					   event->hash_state);
+	case EVENT_READ_HASH:
+		return update_version_hash(event->access->read_version_id, event->hash,
+					   event->hash_state);
+	case EVENT_NAMESPACE:
+		return apply_namespace(event);
+	}
+	return SQLITE_DONE;
+}
+
+int
+writer_apply_batch(struct recorder *recorder, struct event *batch)
+{
+	int rc;
+
+	journal_clear();
+	if (sqlite3_exec(db(), "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto failed;
+	for (struct event *event = batch; event; event = event->next) {
+		rc = apply_event(event);
+		if (rc != SQLITE_DONE && rc != SQLITE_OK)
+			goto failed_rollback;
+	}
+	/* The counters ride along: with an empty batch this is the probe that
+	 * tells a failing store works again. */
+	rc = write_stats(recorder);
+	if (rc != SQLITE_DONE)
+		goto failed_rollback;
+	if (sqlite3_exec(db(), "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto failed_rollback;
+	journal_clear();
+	return 0;
+failed_rollback:
+	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
+	sqlite3_exec(db(), "ROLLBACK", NULL, NULL, NULL);
+	journal_undo();
+	recorder->store_errors++;
+	return -1;
+failed:
+	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
+	journal_undo();
+	recorder->store_errors++;
+	return -1;
+}
