@@ -43,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -607,6 +606,8 @@ handle_exec(struct process_table *table, pid_t pid)
 {
 	pthread_mutex_lock(&table->lock);
 	struct table_entry *entry = find_entry(table, pid);
+	if (entry)
+		log_debug("exec of known process %d", (int)pid);
 	if (entry && entry->expect_exec_event) {
 		entry->expect_exec_event = false;
 	} else if (entry) {
@@ -624,6 +625,7 @@ handle_exit(struct process_table *table, pid_t pid, int status, int64_t time_ns)
 	pthread_mutex_lock(&table->lock);
 	struct table_entry *entry = find_entry(table, pid);
 	if (entry) {
+		log_debug("exit of known process %d", (int)pid);
 		if (table->options.hooks.image_exited)
 			table->options.hooks.image_exited(table->options.hooks.context, entry->image,
 							  time_ns, true, status);
@@ -728,11 +730,11 @@ read_connector(struct process_table *table)
 static void
 drain_connector(struct process_table *table)
 {
-	int pending = 0;
-
-	if (table->netlink_fd < 0 || ioctl(table->netlink_fd, FIONREAD, &pending) < 0 ||
-	    pending == 0)
+	if (table->netlink_fd < 0)
 		return;
+	/* Locked before looking: the watcher may hold an event it has read
+	 * but not yet applied.  (Netlink has no FIONREAD: a non-blocking
+	 * receive that finds nothing is the cheapest look.) */
 	pthread_mutex_lock(&table->connector_lock);
 	while (read_connector(table))
 		;
