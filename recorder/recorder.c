@@ -43,7 +43,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <linux/fs.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,6 +55,7 @@
 #include "caller.h"
 #include "content_hash.h"
 #include "log.h"
+#include "path_glob.h"
 #include "recorder_i.h"
 
 #define QUEUE_CAPACITY 65536
@@ -320,66 +320,13 @@ join_path(const char *directory, const char *name)
 	return path;
 }
 
-/*
- * Does an exclude glob match path?  Globs are fnmatch(3) patterns with
- * FNM_PATHNAME, where a "**" component matches any number of directories.
- */
-static bool
-glob_matches(const char *glob, const char *path)
-{
-	const char *double_star = strstr(glob, "**");
-
-	if (double_star == NULL)
-		return fnmatch(glob, path, FNM_PATHNAME | FNM_PERIOD) == 0 ||
-		       (strchr(glob, '/') == NULL &&
-			fnmatch(glob, strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
-				FNM_PERIOD) == 0);
-	/* prefix before "**" must match a leading part; the rest any suffix. */
-	size_t prefix_length = (size_t)(double_star - glob);
-	const char *rest = double_star + 2;
-	if (*rest == '/')
-		rest++;
-	char prefix[1024];
-	if (prefix_length >= sizeof(prefix))
-		return false;
-	memcpy(prefix, glob, prefix_length);
-	prefix[prefix_length] = '\0';
-	for (const char *p = path;; p++) {
-		/* Try every split point at a component boundary. */
-		if (p == path || p[-1] == '/') {
-			size_t head_length = (size_t)(p - path);
-			char head[4096];
-			if (head_length < sizeof(head)) {
-				memcpy(head, path, head_length);
-				head[head_length] = '\0';
-				bool head_ok = prefix_length == 0 ||
-					       fnmatch(prefix, head, FNM_PATHNAME) == 0;
-				if (head_ok) {
-					if (*rest == '\0')
-						return true;
-					for (const char *q = p;; q++) {
-						if ((q == p || q[-1] == '/') &&
-						    glob_matches(rest, q))
-							return true;
-						if (*q == '\0')
-							break;
-					}
-				}
-			}
-		}
-		if (*p == '\0')
-			break;
-	}
-	return false;
-}
-
 static bool
 path_is_excluded(const struct recorder *recorder, const char *path)
 {
 	const struct string_list *exclude = &recorder->options.config->exclude;
 
 	for (size_t i = 0; i < exclude->count; i++)
-		if (glob_matches(exclude->items[i], path))
+		if (path_glob_match(exclude->items[i], path))
 			return true;
 	return false;
 }
