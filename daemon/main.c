@@ -399,6 +399,10 @@ main(int argc, char *argv[])
 		log_error("cannot mount on '%s'", mountpoint);
 		goto out_signals;
 	}
+	if (fs_attach_session(fs, session) != 0) {
+		log_error("cannot set up the FUSE transport");
+		goto out_unmount;
+	}
 	if (fuse_daemonize(options.foreground) != 0)
 		goto out_unmount;
 	if (!options.foreground)

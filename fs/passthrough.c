@@ -58,6 +58,7 @@
 #include "caller.h"
 #include "log.h"
 #include "passthrough.h"
+#include "session_io_i.h"
 
 struct fs_inode {
 	int fd; /* O_PATH, owned */
@@ -96,6 +97,7 @@ struct fs {
 	bool writeback;
 	const struct fs_observer *observer;
 	int proc_fd; /* O_PATH of /proc/self/fd */
+	struct fuse_session *session; /* for notifications; NULL until attached */
 };
 
 static struct fs *
@@ -387,6 +389,20 @@ set_times(struct fs *fs, struct fs_inode *node, const struct timespec times[2],
 	return utimensat(fs->proc_fd, name, times, 0) < 0 ? errno : 0;
 }
 
+/*
+ * Drop suid, sgid and file capabilities as the kernel asked (see
+ * fs/session_io.c), and make it forget the mode it has cached.
+ */
+static int
+kill_privileges(struct fs *fs, fuse_ino_t ino, int fd)
+{
+	int result = fs_session_kill_privileges(fd);
+
+	if (result == 0 && fs->session)
+		fuse_lowlevel_notify_inval_inode(fs->session, ino, -1, 0);
+	return result;
+}
+
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	   struct fuse_file_info *fi)
@@ -439,6 +455,11 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			times[1] = attr->st_mtim;
 		error = set_times(fs, node, times, fi);
+		if (error)
+			goto out;
+	}
+	if (fs_session_kill_requested()) {
+		error = -kill_privileges(fs, ino, node->fd);
 		if (error)
 			goto out;
 	}
@@ -785,6 +806,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, errno);
 		return;
 	}
+	if (fs_session_kill_requested())
+		kill_privileges(fs, ino, fd);
 	error = attach_handle(req, node, fd, fi, false);
 	if (error)
 		fuse_reply_err(req, error);
@@ -886,6 +909,8 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 
 	/* Without the writeback cache, O_APPEND reached the backing fd and
 	 * pwrite() appends there whatever the offset. */
+	if (fs_session_kill_requested())
+		kill_privileges(fs_of(req), ino, handle->fd);
 	count = pwrite(handle->fd, data, size, offset);
 	if (count < 0) {
 		fuse_reply_err(req, errno);
@@ -1248,6 +1273,13 @@ static const struct fuse_lowlevel_ops operations = {
 	.copy_file_range = op_copy_file_range,
 	.lseek = op_lseek,
 };
+
+int
+fs_attach_session(struct fs *fs, struct fuse_session *session)
+{
+	fs->session = session;
+	return fs_session_use_io(session);
+}
 
 const struct fuse_lowlevel_ops *
 fs_operations(void)

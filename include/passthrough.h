@@ -86,4 +86,12 @@ void fs_free(struct fs *fs);
 /* The low-level operation table; userdata for fuse_session_new is the fs. */
 const struct fuse_lowlevel_ops *fs_operations(void);
 
+/*
+ * Attach the mounted session: its /dev/fuse traffic goes through provfs's
+ * transport, which takes over dropping privileges on write (see
+ * fs/session_io.c), and the fs may notify the kernel of changes.  Call
+ * after fuse_session_mount(); 0 or a negative errno.
+ */
+int fs_attach_session(struct fs *fs, struct fuse_session *session);
+
 #endif

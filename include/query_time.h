@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#define QUERY_TIME_BUFSIZE 40
+#define QUERY_TIME_BUFSIZE 96
 
 /*
  * Parse TIME relative to now_ns.  Returns 0 and stores nanoseconds since the
