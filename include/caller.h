@@ -40,7 +40,7 @@ pid_t caller_process_of_thread(pid_t thread_id);
  */
 int caller_become(fuse_req_t req);
 
-/* Back to the daemon's own credentials (root, no groups, umask 0). */
+/* Back to the daemon's own filesystem identity (fsuid and fsgid 0). */
 void caller_restore(void);
 
 #endif

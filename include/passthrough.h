@@ -46,10 +46,8 @@ struct fs_namespace_event {
 	enum fs_namespace_change change;
 	const struct caller *caller;
 	const struct stat *attributes; /* of the node the change is about, if known */
-	const char *name;              /* component in parent */
-	const struct stat *parent;     /* directory of name */
+	const char *name;              /* component in the parent directory */
 	const char *new_name;          /* rename/link target component */
-	const struct stat *new_parent;
 	unsigned int flags; /* rename flags */
 	int parent_fd;      /* O_PATH of parent; valid during the callback, -1 unknown */
 	int new_parent_fd;  /* O_PATH of new_parent; likewise */

@@ -389,6 +389,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	int mode = flags & O_ACCMODE;
 	access->writes = mode != O_RDONLY || (flags & O_TRUNC);
 	access->reads = mode != O_WRONLY && !(flags & O_TRUNC) && !created;
+	access->created = created;
 	access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
 		access_release(access);
@@ -650,6 +651,9 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	char *directory = NULL, *new_directory = NULL;
 
 	if (change->attributes == NULL)
+		return;
+	/* A regular file is created by an open, whose access records it. */
+	if (change->change == FS_CHANGE_CREATE && S_ISREG(change->attributes->st_mode))
 		return;
 	if (change->name && change->parent_fd >= 0)
 		directory = relative_path(recorder, change->parent_fd);

@@ -436,10 +436,11 @@ load_latest_version(struct file_state *file, int *rc)
 
 /* The file row, and path recorded as one of its current names. */
 static int
-ensure_file(struct file_state *file, const char *path, int64_t time_ns)
+ensure_file(struct file_state *file, const char *path, int64_t time_ns, const char *how)
 {
 	sqlite3_stmt *s;
 	int rc = SQLITE_DONE;
+	bool inserted = false;
 
 	journal_file(file);
 	if (file->store_id == 0) {
@@ -463,6 +464,7 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns)
 			if ((rc = run(s)) != SQLITE_DONE)
 				return rc;
 			file->store_id = sqlite3_last_insert_rowid(db());
+			inserted = true;
 		} else {
 			load_latest_version(file, &rc);
 		}
@@ -479,10 +481,10 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns)
 			bind_text(s, 2, current->backing_dir);
 			bind_text(s, 3, path);
 			sqlite3_bind_int64(s, 4, time_ns);
-			bind_text(s, 5, "seen");
+			bind_text(s, 5, how);
 			rc = run(s);
 		}
-		if (rc == SQLITE_DONE) {
+		if (rc == SQLITE_DONE && !inserted) {
 			s = statement(UPDATE_FILE_PATH);
 			bind_text(s, 1, path);
 			sqlite3_bind_int64(s, 2, file->store_id);
@@ -605,7 +607,8 @@ ensure_access(struct access *access)
 	if (access->store_id)
 		return SQLITE_DONE;
 	if ((rc = ensure_process(access->process, 0)) != SQLITE_DONE ||
-	    (rc = ensure_file(access->file, access->path, access->opened_ns)) != SQLITE_DONE)
+	    (rc = ensure_file(access->file, access->path, access->opened_ns,
+			      access->created ? "create" : "seen")) != SQLITE_DONE)
 		return rc;
 	s = statement(INSERT_ACCESS);
 	sqlite3_bind_int64(s, 1, access->process->store_id);
@@ -896,6 +899,8 @@ apply_namespace(struct event *event)
 		return rc;
 	if (file_id && (rc = follow_content(event, file_id)) != SQLITE_DONE)
 		return rc;
+	if (event->change == FS_CHANGE_TIMES)
+		return SQLITE_DONE; /* mostly the kernel flushing mtime: not an event */
 	s = statement(INSERT_NAMESPACE_EVENT);
 	bind_text(s, 1, change_kind(event));
 	bind_id(s, 2, file_id);
