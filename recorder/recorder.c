@@ -60,6 +60,7 @@
 
 #define QUEUE_CAPACITY 65536
 #define FLUSH_INTERVAL_MS 100
+#define BATCH_WAKE_LENGTH 512  /* queued events that wake the writer early */
 #define FILE_TABLE_LIMIT 65536 /* idle file states beyond this are evicted */
 #define OPEN_FOR_EXEC 040      /* __FMODE_EXEC in the open flags of an execve */
 
@@ -132,7 +133,9 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 	if (recorder->queue_length > recorder->queue_high_water)
 		recorder->queue_high_water = recorder->queue_length;
 	recorder->events_queued++;
-	if (recorder->queue_length == 1)
+	/* The writer wakes on its own every flush interval; a full batch
+	 * wakes it early.  Small transactions would cost more than they save. */
+	if (recorder->queue_length == BATCH_WAKE_LENGTH)
 		pthread_cond_signal(&recorder->queue_not_empty);
 	pthread_mutex_unlock(&recorder->queue_lock);
 }
@@ -830,9 +833,8 @@ writer_main(void *argument)
 	pthread_setname_np(pthread_self(), "provfs-writer");
 	pthread_mutex_lock(&recorder->queue_lock);
 	for (;;) {
-		if (recorder->queue_head == NULL) {
-			if (recorder->stopping)
-				break;
+		if (recorder->queue_length < BATCH_WAKE_LENGTH && !recorder->stopping) {
+			/* Sleep one flush interval, or until a full batch is queued. */
 			struct timespec deadline;
 			clock_gettime(CLOCK_REALTIME, &deadline);
 			deadline.tv_nsec += FLUSH_INTERVAL_MS * 1000000L;
@@ -840,12 +842,16 @@ writer_main(void *argument)
 				deadline.tv_sec++;
 				deadline.tv_nsec -= 1000000000L;
 			}
-			pthread_cond_timedwait(&recorder->queue_not_empty, &recorder->queue_lock,
-					       &deadline);
-			if (recorder->queue_head == NULL) {
-				pthread_cond_broadcast(&recorder->queue_drained);
-				continue;
-			}
+			while (recorder->queue_length < BATCH_WAKE_LENGTH && !recorder->stopping &&
+			       pthread_cond_timedwait(&recorder->queue_not_empty,
+						      &recorder->queue_lock, &deadline) == 0)
+				;
+		}
+		if (recorder->queue_head == NULL) {
+			if (recorder->stopping)
+				break;
+			pthread_cond_broadcast(&recorder->queue_drained);
+			continue;
 		}
 		struct event *batch = recorder->queue_head;
 		size_t count = recorder->queue_length;

@@ -470,11 +470,14 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 		}
 	}
 	if (path && (file->recorded_path == NULL || strcmp(file->recorded_path, path) != 0)) {
-		s = statement(SELECT_CURRENT_NAME);
-		sqlite3_bind_int64(s, 1, file->store_id);
-		bind_text(s, 2, current->backing_dir);
-		bind_text(s, 3, path);
-		bool known = select_integer(s, &rc) != 0;
+		bool known = false;
+		if (!inserted) {
+			s = statement(SELECT_CURRENT_NAME);
+			sqlite3_bind_int64(s, 1, file->store_id);
+			bind_text(s, 2, current->backing_dir);
+			bind_text(s, 3, path);
+			known = select_integer(s, &rc) != 0;
+		}
 		if (!known && rc == SQLITE_DONE) {
 			s = statement(INSERT_NAME);
 			sqlite3_bind_int64(s, 1, file->store_id);
@@ -844,13 +847,19 @@ apply_namespace(struct event *event)
 
 	if (event->process && (rc = ensure_process(event->process, 0)) != SQLITE_DONE)
 		return rc;
-	s = statement(SELECT_FILE_BY_INODE);
-	bind_text(s, 1, current->host);
-	sqlite3_bind_int64(s, 2, (int64_t)event->device);
-	sqlite3_bind_int64(s, 3, (int64_t)event->inode);
-	file_id = select_integer(s, &rc);
-	if (rc != SQLITE_DONE)
-		return rc;
+	/* The file table usually knows the row already. */
+	struct file_state *known_file = recorder_find_file(current, event->device, event->inode);
+	file_id = known_file ? known_file->store_id : 0;
+	file_state_release(known_file);
+	if (file_id == 0) {
+		s = statement(SELECT_FILE_BY_INODE);
+		bind_text(s, 1, current->host);
+		sqlite3_bind_int64(s, 2, (int64_t)event->device);
+		sqlite3_bind_int64(s, 3, (int64_t)event->inode);
+		file_id = select_integer(s, &rc);
+		if (rc != SQLITE_DONE)
+			return rc;
+	}
 	if (file_id == 0 && event->path == NULL && event->new_path == NULL)
 		return SQLITE_DONE; /* attributes of something never recorded */
 
