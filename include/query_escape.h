@@ -43,7 +43,10 @@ struct qbuf {
 	size_t alloc;
 };
 
-#define QBUF_INIT {NULL, 0, 0}
+#define QBUF_INIT                                                                                  \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 void qbuf_init(struct qbuf *sb);
 void qbuf_release(struct qbuf *sb);

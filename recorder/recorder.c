@@ -843,6 +843,7 @@ writer_main(void *argument)
 				deadline.tv_nsec -= 1000000000L;
 			}
 			while (recorder->queue_length < BATCH_WAKE_LENGTH && !recorder->stopping &&
+			       !recorder->flush_now &&
 			       pthread_cond_timedwait(&recorder->queue_not_empty,
 						      &recorder->queue_lock, &deadline) == 0)
 				;
@@ -993,16 +994,39 @@ recorder_stop(struct recorder *recorder)
 		return;
 	if (recorder->processes)
 		process_table_stop(recorder->processes);
-	/* Hashes first: their results are events the writer must still apply. */
-	hash_pool_free(recorder->hashes);
-	recorder->hashes = NULL;
+	/*
+	 * No request comes any more, but the writer and the hash pool feed each
+	 * other: applying a read may start a hash, a finished hash is an event.
+	 * Wait until both are idle at once, then stop them.
+	 */
 	if (recorder->writer_running) {
 		pthread_mutex_lock(&recorder->queue_lock);
+		for (;;) {
+			bool hashing = recorder->hashes && hash_pool_backlog(recorder->hashes) > 0;
+			if (!hashing && recorder->queue_head == NULL && !recorder->writer_busy)
+				break;
+			recorder->flush_now = true;
+			pthread_cond_signal(&recorder->queue_not_empty);
+			struct timespec wait = {0};
+			clock_gettime(CLOCK_REALTIME, &wait);
+			wait.tv_nsec += 10 * 1000000L;
+			if (wait.tv_nsec >= 1000000000L) {
+				wait.tv_sec++;
+				wait.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&recorder->queue_drained, &recorder->queue_lock, &wait);
+		}
 		recorder->stopping = true;
 		pthread_cond_broadcast(&recorder->queue_not_empty);
 		pthread_cond_broadcast(&recorder->queue_not_full);
 		pthread_mutex_unlock(&recorder->queue_lock);
 		pthread_join(recorder->writer, NULL);
+		recorder->writer_running = false;
+	}
+	if (recorder->hashes) {
+		recorder->hashes_completed = hash_pool_completed(recorder->hashes);
+		hash_pool_free(recorder->hashes);
+		recorder->hashes = NULL;
 	}
 	writer_close_session(recorder);
 	writer_finish(recorder);

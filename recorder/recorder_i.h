@@ -149,6 +149,7 @@ struct recorder {
 	size_t queue_length;
 	size_t queue_capacity;
 	bool stopping;
+	bool flush_now;   /* shutting down: apply what is queued at once */
 	bool writer_busy;
 
 	pthread_mutex_t exec_lock; /* access->process of exec accesses, access->released */
@@ -164,6 +165,7 @@ struct recorder {
 	atomic_uint_fast64_t batches;
 	atomic_uint_fast64_t store_errors;
 	atomic_uint_fast64_t queue_high_water;
+	uint64_t hashes_completed; /* kept when the pool is gone */
 	char last_error[256]; /* writer */
 
 	pthread_t writer;

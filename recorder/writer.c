@@ -328,7 +328,8 @@ write_stats(struct recorder *recorder)
 	sqlite3_bind_int64(s, 6, (int64_t)recorder->queue_high_water);
 	sqlite3_bind_int64(s, 7, (int64_t)recorder->queue_capacity);
 	sqlite3_bind_int64(s, 8, recorder->hashes ? (int64_t)hash_pool_backlog(recorder->hashes) : 0);
-	sqlite3_bind_int64(s, 9, recorder->hashes ? (int64_t)hash_pool_completed(recorder->hashes) : 0);
+	sqlite3_bind_int64(s, 9, recorder->hashes ? (int64_t)hash_pool_completed(recorder->hashes)
+						  : (int64_t)recorder->hashes_completed);
 	sqlite3_bind_int64(s, 10, (int64_t)recorder->store_errors);
 	bind_text(s, 11, recorder->last_error[0] ? recorder->last_error : NULL);
 	sqlite3_bind_int64(s, 12, wall_clock_ns());

@@ -72,7 +72,8 @@ CREATE TABLE processes (
 	mount_session_id INTEGER REFERENCES mount_sessions(id),
 	executable TEXT,                     -- absolute path as the kernel reports it
 	executable_hash TEXT,                -- NULL until hashed, or when unreadable
-	argv TEXT NOT NULL,                  -- JSON array of strings; redacted words are "[REDACTED]"
+	argv BLOB NOT NULL,                  -- the words, each followed by a NUL byte (exact bytes,
+	                                     -- any encoding); redacted words are "[REDACTED]"
 	cwd TEXT,
 	uid INTEGER NOT NULL,
 	gid INTEGER NOT NULL,

@@ -172,6 +172,38 @@ rollback:
 	return -1;
 }
 
+/* A reader never migrates: it takes the store as it is, or says why not. */
+static int
+check_readable_version(sqlite3 *db, const char *path, char *error, size_t error_size)
+{
+	int version = 0;
+
+	if (schema_version(db, &version) != SQLITE_OK) {
+		snprintf(error, error_size, "store '%s' is not a provfs store or is corrupt (%s)",
+			 path, sqlite3_errmsg(db));
+		return -1;
+	}
+	if (version == 0) {
+		snprintf(error, error_size, "'%s' is not a provfs store", path);
+		return -1;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		snprintf(error, error_size,
+			 "store '%s' has schema version %d, newer than this provfs understands "
+			 "(%d); upgrade provfs",
+			 path, version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	if (version < STORE_SCHEMA_VERSION) {
+		snprintf(error, error_size,
+			 "store '%s' has the older schema version %d; mount it once with this "
+			 "provfs to migrate it",
+			 path, version);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open(const char *path, enum store_mode mode, const char *reader_group, char *error,
 	   size_t error_size)
@@ -222,15 +254,11 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 			goto fail;
 		restrict_files(path, group);
 	}
-	if (migrate(store->db, path, error, error_size))
-		goto fail;
-	if (mode == STORE_READ_ONLY) {
-		int version = 0;
-		schema_version(store->db, &version);
-		if (version == 0) {
-			snprintf(error, error_size, "'%s' is not a provfs store", path);
+	if (mode == STORE_READ_WRITE) {
+		if (migrate(store->db, path, error, error_size))
 			goto fail;
-		}
+	} else if (check_readable_version(store->db, path, error, error_size)) {
+		goto fail;
 	}
 	return store;
 fail:

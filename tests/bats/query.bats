@@ -1,0 +1,375 @@
+#!/usr/bin/env bats
+# query.bats - provfs-query against a store that a real mount filled while
+# real jobs ran through it (no hand-inserted rows).
+#
+# setup_file mounts provfs once (with reader_group = provfs-g) and runs the
+# scenario: an ingest job writes a feed three times (good, compromised,
+# good), a features job runs after each, a training job reads the features
+# built from the compromised feed, a shell pipeline (cat | sort) makes a
+# report, a file is renamed, and a program with hostile argv writes a file
+# with a hostile name.  It then unmounts, so the store is complete, and every
+# test reads it; only the verify test changes a backing file, its own.
+#
+# Output checks: text (escaped: no control byte reaches the terminal), JSON
+# (parsed with python3; non-UTF-8 bytes recovered with surrogateescape), DOT
+# (accepted by `dot`).  Bad input: exit status 1 or 2 with one line on stderr
+# and nothing on stdout.
+
+load helpers
+load recorder_helpers
+
+bats_require_minimum_version 1.5.0
+
+QUERY=${PROVFS_QUERY:-${PROVFS_BUILD_ROOT:-/work/main/build}/provfs-query}
+
+setup_file() {
+	if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
+		skip "needs root and /dev/fuse"
+	fi
+	common_setup
+	ensure_test_users
+	chmod 700 "$BACKING"
+	CONF=$TMP/provfs.conf
+	printf '%s\n' '[store]' "reader_group = $TEST_GROUP" >"$CONF"
+	chown root:root "$CONF"
+	chmod 644 "$CONF"
+	mkdir -p "$BACKING/raw" "$BACKING/features" "$BACKING/models" "$BACKING/hostile"
+	cat >"$BACKING/features.py" <<-'EOF'
+		import sys
+		rows = open("raw/feed.csv").read().splitlines()[1:]
+		with open("features/f.csv", "w") as out:
+		    out.write("id,feature\n")
+		    for row in rows:
+		        i, v = row.split(",")
+		        out.write(f"{i},{int(v) * 2}\n")
+	EOF
+	cat >"$BACKING/train.py" <<-'EOF'
+		data = open("features/f.csv").read()
+		open("models/model.bin", "w").write("MODEL:" + str(len(data)) + "\n")
+	EOF
+	cat >"$BACKING/hostile.py" <<-'EOF'
+		import os, sys
+		name = b"hostile/ev\nil\x1b[31m\"q'uote\\back\xff\xfe.csv"
+		fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+		os.write(fd, b"x\n")
+		os.close(fd)
+	EOF
+	mount_provfs -o "config=$CONF"
+	(
+		cd "$MNT"
+		set -e
+		PROVFS_JOB=ingest sh -c 'printf "id,v\n1,10\n2,20\n" > raw/feed.csv'
+		PROVFS_JOB=features "$PYTHON" features.py
+		sleep 0.1
+		date -u +%Y-%m-%dT%H:%M:%S.%3NZ >"$TMP/t_bad"
+		sleep 0.1
+		PROVFS_JOB=ingest sh -c 'printf "id,v\n1,666\n2,666\n" > raw/feed.csv'
+		PROVFS_JOB=features "$PYTHON" features.py
+		PROVFS_JOB=train "$PYTHON" train.py
+		sleep 0.1
+		date -u +%Y-%m-%dT%H:%M:%S.%3NZ >"$TMP/t_good"
+		sleep 0.1
+		PROVFS_JOB=ingest sh -c 'printf "id,v\n1,11\n2,21\n" > raw/feed.csv'
+		PROVFS_JOB=features "$PYTHON" features.py
+		PROVFS_JOB=report sh -c 'cat raw/feed.csv | sort > report.csv'
+		PROVFS_JOB=copy cp report.csv old-name.csv
+		mv old-name.csv new-name.csv
+		PROVFS_JOB=tamper sh -c 'echo "fine" > tamper.csv'
+		PROVFS_JOB=$'evil\e]0;pwned\a' "$PYTHON" hostile.py $'\e[2J' $'a\nb' $'\xff\xfe' "it's \"q\""
+	)
+	# Let the hashing threads finish before unmounting.
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 10 || true
+	stop_provfs
+	HOSTILE=$(printf 'hostile/ev\nil\033[31m"q'"'"'uote\\back\377\376.csv')
+	export TMP BACKING MNT STORE CONF QUERY HOSTILE
+}
+
+teardown_file() {
+	common_teardown
+}
+
+setup() {
+	cd "$TMP"
+}
+
+# pq ARGS...: provfs-query on the scenario's store, stdout and stderr apart.
+pq() {
+	run_split "$QUERY" --store "$STORE" "$@"
+}
+
+# The last pq succeeded with nothing on stderr.
+assert_ok() {
+	if [ "$status" -ne 0 ] || [ -n "$stderr" ]; then
+		printf 'exit status %s\nstderr: %s\nstdout: %s\n' "$status" "$stderr" "$stdout" >&2
+		return 1
+	fi
+}
+
+# The last pq failed with status $1 and one "provfs-query: " line matching $2, no stdout.
+assert_fails() {
+	if [ "$status" -ne "$1" ]; then
+		printf 'exit status %s, expected %s\nstderr: %s\n' "$status" "$1" "$stderr" >&2
+		return 1
+	fi
+	if [ "${#stderr_lines[@]}" -ne 1 ]; then
+		printf 'expected one line on stderr, got:\n%s\n' "$stderr" >&2
+		return 1
+	fi
+	assert_match "${stderr_lines[0]}" "^provfs-query: "
+	assert_match "${stderr_lines[0]}" "$2"
+	assert_equal "$stdout" ""
+}
+
+# Evaluate a python3 expression over the JSON document on stdout ("d").
+json() {
+	printf '%s' "$stdout" | "$PYTHON" -c "import json, sys
+d = json.load(sys.stdin)
+$1"
+}
+
+# No byte below 0x20 but tab and newline, no DEL, no C1 control in stdout.
+assert_terminal_safe() {
+	if printf '%s' "$stdout" | LC_ALL=C grep -qP '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]'; then
+		echo "control characters in the output:" >&2
+		printf '%s' "$stdout" | cat -A >&2
+		return 1
+	fi
+}
+
+@test "producer: the training job, its program, and the features it read" {
+	pq producer "$MNT/models/model.bin"
+	assert_ok
+	assert_match "$stdout" "job +train"
+	assert_match "$stdout" "train\.py"
+	assert_match "$stdout" "features/f\.csv +v2 "
+	assert_match "$stdout" "same size and mtime as recorded"
+	pq producer "$BACKING/models/model.bin" --format json
+	assert_ok
+	json 'assert d["command"] == "producer"
+assert d["run"]["job"] == "train"
+assert [i["version"]["path"] for i in d["inputs"] if i["version"]["path"] == "features/f.csv"][0]
+assert [i for i in d["inputs"] if i["version"]["path"] == "features/f.csv"][0]["version"]["version"] == 2
+assert d["disk"] == "matches"'
+	[ "$(json 'print(d["version"]["hash"])')" = "$(xxh "$BACKING/models/model.bin")" ]
+}
+
+@test "producer: relative paths resolve through the mount session" {
+	# Unmounted now: the mount point is an empty directory, the rest lexical.
+	cd "$MNT"
+	pq producer models/model.bin
+	assert_ok
+	cd "$BACKING/models"
+	pq producer ../features/../models/model.bin
+	assert_ok
+}
+
+@test "lineage: model <- train <- features v2 <- features job <- compromised feed v2" {
+	pq lineage "$MNT/models/model.bin"
+	assert_ok
+	assert_match "$stdout" "features/f\.csv +v2 "
+	assert_match "$stdout" "raw/feed\.csv +v2 "
+	pq lineage "$MNT/models/model.bin" --format json
+	assert_ok
+	json 'nodes = {n["key"]: n for n in d["nodes"]}
+versions = {(n["path"], n["version"]) for n in d["nodes"] if n["kind"] == "version"}
+assert ("raw/feed.csv", 2) in versions and ("raw/feed.csv", 1) not in versions, versions
+assert all(e["from"] in nodes and e["to"] in nodes for e in d["edges"])
+assert {e["relation"] for e in d["edges"]} <= {"used", "wasGeneratedBy", "wasInformedBy"}
+assert nodes[d["start"]]["path"] == "models/model.bin"'
+	pq lineage "$MNT/models/model.bin" --depth 1 --format json
+	assert_ok
+	json 'assert d["truncated"] is True
+assert not any(n.get("path") == "raw/feed.csv" for n in d["nodes"])'
+}
+
+@test "lineage: --version and --at pick the version; --run follows a shell pipeline" {
+	pq lineage "$MNT/features/f.csv" --version 1 --format json
+	assert_ok
+	json 'assert any(n.get("path") == "raw/feed.csv" and n["version"] == 1 for n in d["nodes"])'
+	pq lineage "$MNT/features/f.csv" --at "$(cat "$TMP/t_bad")" --format json
+	assert_ok
+	json 'start = [n for n in d["nodes"] if n["key"] == d["start"]][0]
+assert start["version"] == 1, start'
+	pq lineage "$MNT/report.csv" --run
+	assert_ok
+	assert_match "$stdout" "raw/feed\.csv +v3 "
+}
+
+@test "lineage and impact as DOT that Graphviz accepts" {
+	command -v dot >/dev/null || skip "graphviz not installed"
+	pq lineage "$MNT/models/model.bin" --format dot
+	assert_ok
+	printf '%s\n' "$stdout" | dot -Tsvg >/dev/null
+	assert_match "$stdout" "wasGeneratedBy"
+	assert_match "$stdout" "used"
+	pq impact "$MNT/raw/feed.csv" --version 2 --format dot
+	assert_ok
+	printf '%s\n' "$stdout" | dot -Tsvg >/dev/null
+}
+
+@test "impact: the compromised feed reached the model; runs on good versions are told apart" {
+	pq impact "$MNT/raw/feed.csv" --version 2
+	assert_ok
+	assert_match "$stdout" "models/model\.bin"
+	pq impact "$MNT/raw/feed.csv" --version 2 --format json
+	assert_ok
+	json 'runs = {}
+for r in d["runs"]:
+    runs.setdefault(r["job"], []).append(r["impact"])
+assert runs["train"] == ["derived"], runs
+assert sorted(runs["features"]) == ["read", "unaffected", "unaffected"], runs
+assert any(n.get("path") == "models/model.bin" for n in d["nodes"])
+derived = {(n["path"], n["version"]) for n in d["nodes"] if n["kind"] == "version" and not n["start"]}
+assert ("features/f.csv", 2) in derived and ("features/f.csv", 1) not in derived, derived'
+}
+
+@test "impact: --since selects the window of the compromise, --hash every copy of the content" {
+	pq impact "$MNT/raw/feed.csv" --since "$(cat "$TMP/t_bad")" --format json
+	assert_ok
+	json 'starts = sorted(n["version"] for n in d["nodes"] if n["kind"] == "version" and n["start"])
+assert starts == [2, 3], starts'
+	hash=$(q "SELECT hash FROM versions WHERE number = 2 AND file_id = ($(file_id_sql raw/feed.csv))")
+	pq impact --hash "$hash" --format json
+	assert_ok
+	json 'assert [n["version"] for n in d["nodes"] if n["kind"] == "version" and n["start"]] == [2]
+assert any(n.get("path") == "models/model.bin" for n in d["nodes"])'
+	pq impact --hash "${hash:0:12}"
+	assert_ok
+}
+
+@test "history: every version with its producer, and the rename" {
+	pq history "$MNT/raw/feed.csv"
+	assert_ok
+	assert_match "$stdout" "v3 "
+	assert_match "$stdout" "ingest"
+	pq history "$MNT/new-name.csv" --format json
+	assert_ok
+	json 'names = [n["path"] for n in d["names"]]
+assert names == ["old-name.csv", "new-name.csv"], names
+assert [e["kind"] for e in d["events"]].count("rename") == 1'
+	pq history "$MNT/old-name.csv"
+	assert_ok
+}
+
+@test "verify: ok, then a change made in the backing directory is caught" {
+	pq verify "$MNT/tamper.csv" "$MNT/models/model.bin"
+	assert_ok
+	echo "changed behind provfs's back" >>"$BACKING/tamper.csv"
+	pq verify "$MNT/tamper.csv"
+	[ "$status" -eq 1 ]
+	assert_match "$stdout" "MODIFIED"
+	pq verify --all --format json
+	[ "$status" -eq 1 ]
+	json 'st = {f["path"]: f["status"] for f in d["files"]}
+assert st["tamper.csv"] == "mismatch", st
+assert st["models/model.bin"] == "ok", st
+assert d["summary"]["mismatch"] == 1'
+	pq gaps
+	assert_ok
+	assert_match "$stdout" "tamper\.csv"
+}
+
+@test "runs, run, process, stats" {
+	pq runs --job features
+	assert_ok
+	[ "$(printf '%s\n' "$stdout" | grep -c features)" -eq 3 ]
+	pq runs --format json
+	assert_ok
+	uuid=$(json 'print([r["uuid"] for r in d["runs"] if r["job"] == "train"][0])')
+	pq run "$uuid"
+	assert_ok
+	assert_match "$stdout" "models/model\.bin"
+	pq run "${uuid:0:8}" --format json
+	assert_ok
+	json 'assert d["run"]["job"] == "train"'
+	ref=$(json 'print(d["processes"][0]["ref"])')
+	pq process "$ref"
+	assert_ok
+	assert_match "$stdout" "train\.py"
+	pq stats --format json
+	assert_ok
+	json 'assert d["counts"]["runs"] >= 8 and d["schema_version"] == 1'
+}
+
+@test "report: the provenance section of the model card" {
+	pq report "$MNT/models/model.bin"
+	assert_ok
+	assert_match "$stdout" "## Provenance of models/model.bin"
+	assert_match "$stdout" "### Source datasets"
+	assert_match "$stdout" "raw/feed.csv"
+	assert_match "$stdout" "$(xxh "$BACKING/models/model.bin")"
+	pq report "$MNT/models/model.bin" --format json
+	assert_ok
+	json 'assert any(s["path"] == "raw/feed.csv" and s["version"] == 2 for s in d["sources"]), d["sources"]
+assert d["run"]["job"] == "train"'
+}
+
+@test "hostile names and argv: escaped text, valid JSON, valid DOT" {
+	pq producer "$MNT/$HOSTILE"
+	assert_ok
+	assert_terminal_safe
+	assert_match "$stdout" 'ev\\nil\\e\[31m"q'"'"'uote\\\\back\\xff\\xfe\.csv'
+	LC_ALL=C.UTF-8 run_split "$QUERY" --store "$STORE" lineage "$MNT/$HOSTILE"
+	assert_ok
+	assert_terminal_safe
+	pq history "$MNT/$HOSTILE"
+	assert_ok
+	assert_terminal_safe
+	pq runs
+	assert_terminal_safe
+	pq producer "$MNT/$HOSTILE" --format json
+	assert_ok
+	printf '%s' "$stdout" | iconv -f UTF-8 -t UTF-8 >/dev/null
+	json 'raw = d["version"]["path"].encode("utf-8", "surrogateescape")
+assert raw == b"hostile/ev\nil\x1b[31m\"q\x27uote\\back\xff\xfe.csv", raw
+argv = [w.encode("utf-8", "surrogateescape") for w in d["process"]["argv"]]
+assert argv[-4:] == [b"\x1b[2J", b"a\nb", b"\xff\xfe", b"it\x27s \"q\""], argv
+assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
+	if command -v dot >/dev/null; then
+		pq lineage "$MNT/$HOSTILE" --format dot
+		assert_ok
+		printf '%s\n' "$stdout" | dot -Tsvg >/dev/null
+		assert_terminal_safe
+	fi
+}
+
+@test "the store is readable by reader_group members only" {
+	ensure_test_users
+	as_user "$U1" "$QUERY" --store "$STORE" stats >/dev/null
+	run_split as_user "$U2" "$QUERY" --store "$STORE" stats
+	assert_fails 2 "readable by root and its reader_group only"
+}
+
+@test "bad input: one line, the right status, never a partial document" {
+	pq producer "$TMP/elsewhere.csv"
+	assert_fails 1 "never seen through provfs"
+	pq producer "$MNT/no-such-file.csv" --format json
+	assert_fails 1 "no-such-file\.csv: never seen through provfs"
+	pq lineage "$MNT/models/model.bin" --version 7
+	assert_fails 1 "has no version 7"
+	pq lineage "$MNT/models/model.bin" --at yesterday
+	assert_fails 2 "not a TIME"
+	pq lineage "$MNT/models/model.bin" --format xml
+	assert_fails 2 "unknown format 'xml'"
+	pq lineage "$MNT/models/model.bin" --at 1d --version 1
+	assert_fails 2 "mutually exclusive"
+	pq verify --all "$MNT/models/model.bin"
+	assert_fails 2 "not both"
+	pq producer "$MNT/models/model.bin" --depth 2
+	assert_fails 2 "does not apply"
+	pq frobnicate
+	assert_fails 2 "unknown command"
+	pq process 4194000
+	assert_fails 1 "no such process"
+	run_split "$QUERY" --store "$TMP/missing.db" stats
+	assert_fails 2 "does not exist"
+	head -c 8192 /dev/urandom >"$TMP/corrupt.db"
+	run_split "$QUERY" --store "$TMP/corrupt.db" stats --format json
+	assert_fails 2 "corrupt.db"
+	cp "$STORE" "$TMP/newer.db"
+	sqlite3 "$TMP/newer.db" "PRAGMA user_version = 99"
+	run_split "$QUERY" --store "$TMP/newer.db" stats
+	assert_fails 2 "newer than this provfs understands"
+	run_split "$QUERY" --config "$TMP/no-such.conf" stats
+	assert_fails 2 "no-such\.conf"
+}

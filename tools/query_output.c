@@ -1,0 +1,489 @@
+/*
+ * query_output.c - what every command needs to print: store columns to C
+ * values, names escaped for a terminal, times and sizes for people, JSON
+ * values whose strings follow the scheme of query_escape.h.
+ *
+ * JSON strings: json-c writes bytes above 0x7f as they are, which makes an
+ * invalid document when a name is not UTF-8.  q_jstr() therefore gives every
+ * string a serializer of its own (json_object_set_serializer) that writes it
+ * with escape_json(): valid UTF-8 always, non-UTF-8 bytes as "\udcXX".
+ */
+#include <errno.h>
+#include <json-c/printbuf.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query_i.h"
+
+char *
+q_col_text(sqlite3_stmt *statement, int column)
+{
+	const unsigned char *text = sqlite3_column_text(statement, column);
+	char *copy;
+	int len;
+
+	if (text == NULL)
+		return NULL;
+	len = sqlite3_column_bytes(statement, column);
+	copy = malloc((size_t)len + 1);
+	if (copy == NULL) {
+		fputs("provfs-query: out of memory\n", stderr);
+		abort();
+	}
+	memcpy(copy, text, (size_t)len);
+	copy[len] = '\0';
+	return copy;
+}
+
+int64_t
+q_col_int(sqlite3_stmt *statement, int column)
+{
+	if (sqlite3_column_type(statement, column) == SQLITE_NULL)
+		return Q_NONE;
+	return sqlite3_column_int64(statement, column);
+}
+
+void
+q_bind_int(sqlite3_stmt *statement, int index, int64_t value)
+{
+	if (value == Q_NONE)
+		sqlite3_bind_null(statement, index);
+	else
+		sqlite3_bind_int64(statement, index, value);
+}
+
+/* --- text ---------------------------------------------------------------- */
+
+static struct qbuf *
+ring_next(void)
+{
+	static struct qbuf ring[16];
+	static unsigned next;
+	struct qbuf *sb = &ring[next++ % 16];
+
+	qbuf_reset(sb);
+	return sb;
+}
+
+const char *
+q_tx(struct query *q, const char *s)
+{
+	struct qbuf *sb;
+
+	if (s == NULL)
+		return "-";
+	sb = ring_next();
+	escape_text(sb, s, strlen(s), q->utf8);
+	return sb->buf;
+}
+
+const char *
+q_short_hash(const char *hash, const char *state)
+{
+	struct qbuf *sb;
+
+	if (hash == NULL || strlen(hash) < 12)
+		return state && strcmp(state, "hashed") != 0 ? state : "(no hash)";
+	sb = ring_next();
+	qbuf_add(sb, hash, 12);
+	return sb->buf;
+}
+
+const char *
+q_size(int64_t bytes)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	struct qbuf *sb = ring_next();
+	double value = (double)bytes;
+	int unit = -1;
+
+	if (bytes == Q_NONE) {
+		qbuf_adds(sb, "-");
+		return sb->buf;
+	}
+	if (bytes < 1024) {
+		qbuf_addf(sb, "%lld B", (long long)bytes);
+		return sb->buf;
+	}
+	while (value >= 1024 && unit < 4) {
+		value /= 1024;
+		unit++;
+	}
+	qbuf_addf(sb, value < 10 ? "%.1f %s" : "%.0f %s", value, units[unit]);
+	return sb->buf;
+}
+
+const char *
+q_when(struct query *q, int64_t ns)
+{
+	char local[QUERY_TIME_BUFSIZE], relative[QUERY_TIME_BUFSIZE];
+	struct qbuf *sb = ring_next();
+
+	if (ns == Q_NONE) {
+		qbuf_adds(sb, "-");
+		return sb->buf;
+	}
+	query_time_local(ns, local);
+	query_time_relative(ns, q->now_ns, relative);
+	qbuf_addf(sb, "%s (%s)", local, relative);
+	return sb->buf;
+}
+
+/* Words that read unambiguously without quotes. */
+static bool
+plain_word(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!(strchr("_@%+=:,./-", *s) || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      (unsigned char)*s >= 0x80))
+			return false;
+	return true;
+}
+
+const char *
+q_argv_text(struct query *q, char *const *words, size_t count, const char *executable)
+{
+	struct qbuf *sb = ring_next();
+
+	if (count == 0) {
+		escape_text(sb, executable ? executable : "?",
+		            strlen(executable ? executable : "?"), q->utf8);
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (i)
+			qbuf_addc(sb, ' ');
+		if (plain_word(words[i])) {
+			escape_text(sb, words[i], strlen(words[i]), q->utf8);
+		} else {
+			/* Quoted for reading; inside, ' is \' and escapes are as always. */
+			qbuf_addc(sb, '\'');
+			for (const char *p = words[i]; *p;) {
+				uint32_t cp;
+				size_t n = utf8_decode((const unsigned char *)p, strlen(p), &cp);
+
+				if (n == 0)
+					n = 1;
+				if (*p == '\'')
+					qbuf_adds(sb, "\\'");
+				else
+					escape_text(sb, p, n, q->utf8);
+				p += n;
+			}
+			qbuf_addc(sb, '\'');
+		}
+	}
+	return sb->buf;
+}
+
+const char *
+q_tree_branch(struct query *q, bool last)
+{
+	if (q->utf8)
+		return last ? "└─ " : "├─ ";
+	return last ? "`- " : "|- ";
+}
+
+const char *
+q_tree_stem(struct query *q, bool last)
+{
+	if (last)
+		return "   ";
+	return q->utf8 ? "│  " : "|  ";
+}
+
+/* --- users ---------------------------------------------------------------- */
+
+const char *
+q_user_name(int64_t uid)
+{
+	static struct {
+		int64_t uid;
+		char name[64];
+	} cache[32];
+	static size_t count;
+	struct passwd *pw;
+	size_t slot;
+
+	if (uid == Q_NONE)
+		return "?";
+	for (size_t i = 0; i < count; i++)
+		if (cache[i].uid == uid)
+			return cache[i].name;
+	slot = count < 32 ? count++ : (size_t)(uid % 32);
+	cache[slot].uid = uid;
+	pw = getpwuid((uid_t)uid);
+	if (pw)
+		snprintf(cache[slot].name, sizeof(cache[slot].name), "%s", pw->pw_name);
+	else
+		snprintf(cache[slot].name, sizeof(cache[slot].name), "%lld", (long long)uid);
+	return cache[slot].name;
+}
+
+/* --- argv ----------------------------------------------------------------- */
+
+static char **
+words_alloc(size_t n)
+{
+	char **words = calloc(n ? n : 1, sizeof(*words));
+
+	if (words == NULL)
+		abort();
+	return words;
+}
+
+static char *
+dup_bytes(const char *s, size_t len)
+{
+	char *copy = malloc(len + 1);
+
+	if (copy == NULL)
+		abort();
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
+}
+
+/* A JSON array of strings; NULL when text is not one. */
+static char **
+json_words(const char *text, size_t *count)
+{
+	json_object *array = json_tokener_parse(text);
+	char **words;
+	size_t n;
+
+	if (array == NULL || !json_object_is_type(array, json_type_array)) {
+		json_object_put(array);
+		return NULL;
+	}
+	n = json_object_array_length(array);
+	words = words_alloc(n);
+	for (size_t i = 0; i < n; i++) {
+		json_object *word = json_object_array_get_idx(array, i);
+		const char *s = json_object_get_string(word);
+		words[i] = strdup(s ? s : "");
+	}
+	*count = n;
+	json_object_put(array);
+	return words;
+}
+
+char **
+q_col_argv(sqlite3_stmt *statement, int column, size_t *count)
+{
+	const char *data;
+	size_t len, n = 0, start = 0;
+	char **words;
+
+	*count = 0;
+	if (sqlite3_column_type(statement, column) == SQLITE_NULL)
+		return NULL;
+	data = (const char *)sqlite3_column_blob(statement, column);
+	len = (size_t)sqlite3_column_bytes(statement, column);
+	if (data == NULL || len == 0)
+		return NULL;
+	if (data[0] == '[' && memchr(data, '\0', len) == NULL) {
+		char *text = dup_bytes(data, len);
+		words = json_words(text, count);
+		free(text);
+		if (words)
+			return words;
+	}
+	/* NUL-terminated words, as /proc/PID/cmdline has them; a last word may lack its NUL. */
+	for (size_t i = 0; i < len; i++)
+		n += data[i] == '\0';
+	if (data[len - 1] != '\0')
+		n++;
+	words = words_alloc(n);
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len ? start < len : data[i] == '\0') {
+			words[*count] = dup_bytes(data + start, i - start);
+			(*count)++;
+			start = i + 1;
+		}
+	}
+	return words;
+}
+
+void
+q_words_free(char **words, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(words[i]);
+	free(words);
+}
+
+/* --- JSON ----------------------------------------------------------------- */
+
+static int
+string_serializer(json_object *jso, struct printbuf *pb, int level, int flags)
+{
+	struct qbuf sb = QBUF_INIT;
+	int rc;
+
+	qbuf_init(&sb);
+	escape_json(&sb, json_object_get_string(jso), (size_t)json_object_get_string_len(jso));
+	rc = printbuf_memappend(pb, sb.buf, (int)sb.len);
+	qbuf_release(&sb);
+	return rc < 0 ? -1 : 0;
+}
+
+json_object *
+q_jstr(const char *s)
+{
+	json_object *jso;
+
+	if (s == NULL)
+		return NULL;
+	jso = json_object_new_string(s);
+	json_object_set_serializer(jso, string_serializer, NULL, NULL);
+	return jso;
+}
+
+json_object *
+q_jint(int64_t value)
+{
+	return value == Q_NONE ? NULL : json_object_new_int64(value);
+}
+
+json_object *
+q_jtime(int64_t ns)
+{
+	char iso[QUERY_TIME_BUFSIZE];
+
+	if (ns == Q_NONE)
+		return NULL;
+	query_time_iso(ns, iso);
+	return json_object_new_string(iso);
+}
+
+json_object *
+q_jargv(char *const *argv, size_t argc)
+{
+	json_object *array = json_object_new_array();
+
+	for (size_t i = 0; i < argc; i++)
+		json_object_array_add(array, q_jstr(argv[i]));
+	return array;
+}
+
+json_object *
+q_jdoc(struct query *q)
+{
+	json_object *doc = json_object_new_object();
+
+	json_object_object_add(doc, "schema", json_object_new_string(Q_SCHEMA));
+	json_object_object_add(doc, "command", json_object_new_string(q->command));
+	return doc;
+}
+
+int
+q_emit_json(struct query *q, json_object *doc)
+{
+	const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+	                                                           JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	if (text == NULL) {
+		json_object_put(doc);
+		return q_error(q, 2, "cannot format the JSON document");
+	}
+	fputs(text, stdout);
+	fputc('\n', stdout);
+	json_object_put(doc);
+	return 0;
+}
+
+int
+q_finish_output(struct query *q)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return q_error(q, 2, "cannot write the output: %s", strerror(errno));
+	return 0;
+}
+
+/* --- tables ----------------------------------------------------------------- */
+
+void
+q_table_init(struct q_table *table, size_t columns)
+{
+	memset(table, 0, sizeof(*table));
+	table->columns = columns;
+}
+
+void
+q_table_add(struct q_table *table, ...)
+{
+	va_list ap;
+
+	if (table->rows == table->alloc) {
+		table->alloc = table->alloc ? table->alloc * 2 : 16;
+		table->cells =
+		    realloc(table->cells, table->alloc * table->columns * sizeof(char *));
+		if (table->cells == NULL)
+			abort();
+	}
+	va_start(ap, table);
+	for (size_t i = 0; i < table->columns; i++) {
+		const char *cell = va_arg(ap, const char *);
+		table->cells[table->rows * table->columns + i] = strdup(cell ? cell : "");
+	}
+	va_end(ap);
+	table->rows++;
+}
+
+/* Columns on a terminal: one per character (the cells are escaped already). */
+static size_t
+display_width(const char *s)
+{
+	size_t width = 0;
+
+	for (; *s; s++)
+		width += ((unsigned char)*s & 0xc0) != 0x80;
+	return width;
+}
+
+void
+q_table_print(struct q_table *table, const char *indent)
+{
+	size_t *widths = calloc(table->columns, sizeof(size_t));
+
+	if (widths == NULL)
+		abort();
+	for (size_t r = 0; r < table->rows; r++)
+		for (size_t c = 0; c < table->columns; c++) {
+			size_t w = display_width(table->cells[r * table->columns + c]);
+			if (w > widths[c])
+				widths[c] = w;
+		}
+	for (size_t r = 0; r < table->rows; r++) {
+		struct qbuf line = QBUF_INIT;
+		qbuf_init(&line);
+		qbuf_adds(&line, indent);
+		for (size_t c = 0; c < table->columns; c++) {
+			const char *cell = table->cells[r * table->columns + c];
+			qbuf_adds(&line, cell);
+			if (c + 1 < table->columns && widths[c + 1] + widths[c] > 0) {
+				for (size_t w = display_width(cell); w < widths[c] + 2; w++)
+					qbuf_addc(&line, ' ');
+			}
+		}
+		while (line.len && line.buf[line.len - 1] == ' ')
+			line.buf[--line.len] = '\0';
+		puts(line.buf);
+		qbuf_release(&line);
+	}
+	free(widths);
+}
+
+void
+q_table_release(struct q_table *table)
+{
+	for (size_t i = 0; i < table->rows * table->columns; i++)
+		free(table->cells[i]);
+	free(table->cells);
+	memset(table, 0, sizeof(*table));
+}

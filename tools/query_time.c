@@ -1,0 +1,265 @@
+/*
+ * query_time.c - parse TIME arguments, format times for JSON and for people.
+ *
+ * Parsing is strict (every character must be accounted for, every field in
+ * range) so that a typo is an error rather than a surprising time.  Local
+ * times go through mktime() with tm_isdst = -1, so the zone rules of TZ
+ * decide, as they do for date(1).
+ */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "query_time.h"
+
+#define NS_PER_SEC 1000000000LL
+
+int64_t
+query_time_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+/* Read exactly width decimal digits. */
+static bool
+digits(const char **p, int width, int *value)
+{
+	int v = 0;
+
+	for (int i = 0; i < width; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += width;
+	*value = v;
+	return true;
+}
+
+static int
+days_in_month(int year, int month)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+static int
+parse_relative(const char *text, int64_t now_ns, int64_t *result_ns)
+{
+	char *end;
+	long long count;
+	int64_t unit;
+
+	if (strcmp(text, "now") == 0) {
+		*result_ns = now_ns;
+		return 0;
+	}
+	if (!isdigit((unsigned char)text[0]))
+		return -1;
+	count = strtoll(text, &end, 10);
+	if (end[0] == '\0' || end[1] != '\0')
+		return -1;
+	switch (end[0]) {
+	case 's':
+		unit = NS_PER_SEC;
+		break;
+	case 'm':
+		unit = 60 * NS_PER_SEC;
+		break;
+	case 'h':
+		unit = 3600 * NS_PER_SEC;
+		break;
+	case 'd':
+		unit = 86400 * NS_PER_SEC;
+		break;
+	case 'w':
+		unit = 7 * 86400 * NS_PER_SEC;
+		break;
+	default:
+		return -1;
+	}
+	/* A century back is far enough and keeps the product in range. */
+	if (count > 100LL * 366 * 86400 * NS_PER_SEC / unit)
+		return -1;
+	*result_ns = now_ns - count * unit;
+	return 0;
+}
+
+int
+query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
+{
+	const char *p = text;
+	struct tm tm = {0};
+	int year, month, day, hour = 0, minute = 0, second = 0;
+	int64_t fraction_ns = 0;
+	bool has_zone = false;
+	int zone_sign = 1, zone_hour = 0, zone_minute = 0;
+	time_t seconds;
+
+	if (text == NULL || text[0] == '\0')
+		return -1;
+	if (strlen(text) < 10 || text[4] != '-')
+		return parse_relative(text, now_ns, result_ns);
+
+	if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
+	    !digits(&p, 2, &day))
+		return -1;
+	if (year < 1970 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))
+		return -1;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (!digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &minute))
+			return -1;
+		if (*p == ':') {
+			p++;
+			if (!digits(&p, 2, &second))
+				return -1;
+			if (*p == '.' || *p == ',') {
+				int64_t scale = NS_PER_SEC / 10;
+				p++;
+				if (!isdigit((unsigned char)*p))
+					return -1;
+				for (; isdigit((unsigned char)*p); p++) {
+					fraction_ns += (*p - '0') * scale;
+					scale /= 10;
+				}
+			}
+		}
+		if (hour > 23 || minute > 59 || second > 60)
+			return -1;
+		if (*p == 'Z' || *p == 'z') {
+			has_zone = true;
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			has_zone = true;
+			zone_sign = *p++ == '-' ? -1 : 1;
+			if (!digits(&p, 2, &zone_hour))
+				return -1;
+			if (*p == ':')
+				p++;
+			if (isdigit((unsigned char)*p) && !digits(&p, 2, &zone_minute))
+				return -1;
+			if (zone_hour > 14 || zone_minute > 59)
+				return -1;
+		}
+	}
+	if (*p != '\0')
+		return -1;
+
+	tm.tm_year = year - 1900;
+	tm.tm_mon = month - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = minute;
+	tm.tm_sec = second;
+	if (has_zone) {
+		seconds = timegm(&tm);
+		seconds -= zone_sign * (zone_hour * 3600 + zone_minute * 60);
+	} else {
+		tm.tm_isdst = -1;
+		seconds = mktime(&tm);
+		if (seconds == (time_t)-1)
+			return -1;
+	}
+	*result_ns = (int64_t)seconds * NS_PER_SEC + fraction_ns;
+	return 0;
+}
+
+/* Split ns into whole seconds and the rest, rounding toward the past. */
+static void
+split(int64_t ns, time_t *seconds, int64_t *rest_ns)
+{
+	int64_t s = ns / NS_PER_SEC, r = ns % NS_PER_SEC;
+
+	if (r < 0) {
+		r += NS_PER_SEC;
+		s--;
+	}
+	*seconds = (time_t)s;
+	*rest_ns = r;
+}
+
+void
+query_time_iso(int64_t ns, char buf[QUERY_TIME_BUFSIZE])
+{
+	struct tm tm;
+	time_t seconds;
+	int64_t rest;
+
+	split(ns, &seconds, &rest);
+	gmtime_r(&seconds, &tm);
+	snprintf(buf, QUERY_TIME_BUFSIZE, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	         (int)(rest / 1000000));
+}
+
+void
+query_time_local(int64_t ns, char buf[QUERY_TIME_BUFSIZE])
+{
+	struct tm tm;
+	time_t seconds;
+	int64_t rest;
+
+	split(ns, &seconds, &rest);
+	localtime_r(&seconds, &tm);
+	snprintf(buf, QUERY_TIME_BUFSIZE, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void
+coarse(int64_t ns, char *buf, size_t size)
+{
+	int64_t s = ns / NS_PER_SEC;
+
+	if (s < 60)
+		snprintf(buf, size, "%llds", (long long)s);
+	else if (s < 3600)
+		snprintf(buf, size, "%lldm", (long long)(s / 60));
+	else if (s < 2 * 86400)
+		snprintf(buf, size, "%lldh", (long long)(s / 3600));
+	else if (s < 14 * 86400)
+		snprintf(buf, size, "%lldd", (long long)(s / 86400));
+	else
+		snprintf(buf, size, "%lldw", (long long)(s / (7 * 86400)));
+}
+
+void
+query_time_relative(int64_t ns, int64_t now_ns, char buf[QUERY_TIME_BUFSIZE])
+{
+	int64_t delta = now_ns - ns;
+	char amount[32];
+
+	if (delta >= 0 && delta < NS_PER_SEC) {
+		snprintf(buf, QUERY_TIME_BUFSIZE, "just now");
+		return;
+	}
+	coarse(delta < 0 ? -delta : delta, amount, sizeof(amount));
+	snprintf(buf, QUERY_TIME_BUFSIZE, delta < 0 ? "in %s" : "%s ago", amount);
+}
+
+void
+query_time_duration(int64_t ns, char buf[QUERY_TIME_BUFSIZE])
+{
+	long long ms = (long long)(ns / 1000000), s = (long long)(ns / NS_PER_SEC);
+
+	if (ns < 0)
+		snprintf(buf, QUERY_TIME_BUFSIZE, "?");
+	else if (ms < 1000)
+		snprintf(buf, QUERY_TIME_BUFSIZE, "%lldms", ms);
+	else if (s < 60)
+		snprintf(buf, QUERY_TIME_BUFSIZE, "%lld.%llds", s, (ms % 1000) / 100);
+	else if (s < 3600)
+		snprintf(buf, QUERY_TIME_BUFSIZE, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, QUERY_TIME_BUFSIZE, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, QUERY_TIME_BUFSIZE, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
