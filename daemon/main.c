@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -239,6 +240,23 @@ check_store_location(const char *store_path, const char *backing, const char *mo
 	return 0;
 }
 
+/*
+ * The daemon holds a descriptor for every inode the kernel remembers: take
+ * all the descriptors the hard limit allows, as the native filesystem
+ * would not run out where a tree of many files is walked.
+ */
+static void
+raise_file_limit(void)
+{
+	struct rlimit limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+		limit.rlim_cur = limit.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+			log_warning("cannot raise the open-file limit: %s", strerror(errno));
+	}
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -338,6 +356,7 @@ main(int argc, char *argv[])
 			    "in place, or chmod 700 it)",
 			    backing);
 
+	raise_file_limit();
 	umask(077);
 	backing_fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (backing_fd < 0) {

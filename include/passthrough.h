@@ -66,6 +66,7 @@ struct fs_observer {
 			int open_fd, int flags, bool created);
 	void (*data_read)(void *cookie, off_t offset, size_t bytes);
 	void (*data_written)(void *cookie, const void *data, off_t offset, size_t bytes);
+	void (*flushed)(void *cookie, fuse_req_t req); /* close() by the caller of req */
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 };

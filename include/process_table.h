@@ -41,6 +41,7 @@ struct process_info {
 	atomic_int references;
 	pid_t pid;
 	int64_t start_ns;
+	uint64_t kernel_id; /* pidfs inode of the process: unique since boot; 0 unknown */
 	int exec_index;
 	pid_t parent_pid;
 	pid_t session_id;

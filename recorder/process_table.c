@@ -395,6 +395,25 @@ open_executable(const struct process_table *table, pid_t pid, const char *execut
 }
 
 static void drain_connector(struct process_table *table);
+/*
+ * The inode of a pidfd: pidfs gives every process one that is never reused
+ * while the system runs, finer than the start time's clock ticks.
+ */
+static uint64_t
+kernel_id_of(pid_t pid)
+{
+	struct stat st;
+	uint64_t id = 0;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) == 0)
+		id = (uint64_t)st.st_ino;
+	close(fd);
+	return id;
+}
+
 static struct process_info *lookup_locked_miss(struct process_table *table, pid_t pid,
 					       struct process_info *previous, int depth);
 
@@ -420,6 +439,7 @@ read_image(struct process_table *table, pid_t pid, struct process_info *previous
 	atomic_init(&image->references, 1);
 	image->pid = pid;
 	image->start_ns = start_ns_of(table, fields.start_ticks);
+	image->kernel_id = previous ? previous->kernel_id : kernel_id_of(pid);
 	image->parent_pid = fields.parent_pid;
 	image->session_id = fields.session_id;
 	image->seen_ns = wall_clock_ns();

@@ -163,6 +163,7 @@ access_release(struct access *access)
 	if (access == NULL || atomic_fetch_sub(&access->references, 1) != 1)
 		return;
 	process_info_release(access->process);
+	process_info_release(access->last_image);
 	file_state_release(access->file);
 	if (access->hash_fd >= 0)
 		close(access->hash_fd);
@@ -531,8 +532,10 @@ complete_version(struct recorder *recorder, struct file_state *file, struct acce
 	file->stamp_known = true;
 	file->known_stamp = version->stamp;
 
+	version->hash_fd = -1;
 	if (version->hash[0] == '\0' && version->writer_count > 0) {
-		/* Not one sequential pass: hash the file in the background. */
+		/* Not one sequential pass: hash the file in the background, once
+		 * the CLOSE that records the version is queued (on_released). */
 		int hash_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		/* A write-only descriptor cannot be read: reopen the same inode. */
 		if (hash_fd >= 0 && (fcntl(hash_fd, F_GETFL) & O_ACCMODE) == O_WRONLY) {
@@ -541,12 +544,39 @@ complete_version(struct recorder *recorder, struct file_state *file, struct acce
 			snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 			hash_fd = open(link, O_RDONLY | O_CLOEXEC);
 		}
-		if (hash_fd >= 0) {
-			atomic_fetch_add(&version->references, 1);
-			hash_pool_submit(recorder->hashes, hash_fd, version_hash_done, version);
-		}
+		version->hash_fd = hash_fd;
 	}
 	return version;
+}
+
+/*
+ * close() by a process: remember which image closed a written handle.  A
+ * shell opens the redirect "prog >out" and execs prog; the image that
+ * writes and closes is prog's (same pid and start, a later exec).
+ */
+static void
+on_flushed(void *cookie, fuse_req_t req)
+{
+	struct access *access = cookie;
+	struct caller caller;
+
+	if (!access->writes || access->process == NULL)
+		return;
+	caller_from_request(req, &caller);
+	if (caller.process_id != access->process->pid)
+		return;
+	struct process_info *image = process_table_lookup(access->recorder->processes,
+							  caller.process_id);
+	if (image && image->start_ns == access->process->start_ns &&
+	    image->exec_index > access->process->exec_index) {
+		pthread_mutex_lock(&access->file->lock);
+		struct process_info *previous = access->last_image;
+		access->last_image = image;
+		pthread_mutex_unlock(&access->file->lock);
+		process_info_release(previous);
+	} else {
+		process_info_release(image);
+	}
 }
 
 static void
@@ -596,11 +626,23 @@ on_released(void *cookie, int fd)
 		version_release(version);
 		return;
 	}
+	if (version && access->last_image) {
+		/* The image that closed it wrote it (a shell opened the redirect,
+		 * the program it exec'd wrote): it is the producer. */
+		process_info_release(version->producer);
+		version->producer = process_info_acquire(access->last_image);
+	}
+	int hash_fd = version ? version->hash_fd : -1;
 	struct event *event = event_new(EVENT_CLOSE);
 	event->access = access; /* the handle's reference moves to the event */
 	event->version = version;
 	event->time_ns = access->closed_ns;
+	if (hash_fd >= 0)
+		atomic_fetch_add(&version->references, 1); /* the job's */
 	recorder_enqueue(recorder, event);
+	/* After the CLOSE: the hash must find the version's row. */
+	if (hash_fd >= 0)
+		hash_pool_submit(recorder->hashes, hash_fd, version_hash_done, version);
 }
 
 /*
@@ -940,6 +982,7 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.opened = on_opened,
 		.data_read = on_data_read,
 		.data_written = on_data_written,
+		.flushed = on_flushed,
 		.released = on_released,
 		.namespace_changed = on_namespace_changed,
 	};

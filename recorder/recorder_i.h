@@ -64,6 +64,7 @@ struct version {
 	struct stamp stamp;
 	char hash[33];              /* set when hashed on the request path */
 	struct process_info *producer; /* referenced */
+	int hash_fd;                /* to hash in the pool after CLOSE is queued; -1 */
 	struct access **writers;    /* referenced */
 	size_t writer_count;
 	int64_t store_id;           /* writer */
@@ -74,6 +75,7 @@ struct access {
 	atomic_int references;
 	struct recorder *recorder;
 	struct process_info *process; /* referenced; NULL until an exec completes */
+	struct process_info *last_image; /* a later exec of the same process closed it */
 	struct file_state *file;      /* referenced */
 	char *path;
 	int flags;

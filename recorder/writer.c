@@ -47,6 +47,7 @@ enum statement_id {
 	CLOSE_NAME,
 	CLOSE_NAMES_UNDER,
 	COPY_NAMES_UNDER,
+	UPDATE_PATHS_UNDER,
 	COUNT_CURRENT_NAMES,
 	MARK_FILE_REMOVED,
 	SELECT_LATEST_FOR_FILE,
@@ -67,10 +68,10 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[SELECT_RUN] = "SELECT id FROM runs WHERE uuid = ?",
 	[INSERT_PROCESS] = "INSERT OR IGNORE INTO processes (host, pid, start_ns, exec_index, "
 			   "parent_id, previous_id, run_id, mount_session_id, executable, "
-			   "executable_hash, argv, cwd, uid, gid, session_id, cgroup, seen_ns) "
-			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			   "executable_hash, argv, cwd, uid, gid, session_id, cgroup, seen_ns, "
+			   "kernel_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	[SELECT_PROCESS] = "SELECT id FROM processes WHERE host = ? AND pid = ? AND "
-			   "start_ns = ? AND exec_index = ?",
+			   "start_ns = ? AND exec_index = ? AND kernel_id = ?",
 	[UPDATE_PROCESS_EXIT] = "UPDATE processes SET exited_ns = ?, exit_status = ?, "
 				"exit_known = ? WHERE id = ? AND exited_ns IS NULL",
 	[UPDATE_RUN_END] = "UPDATE runs SET ended_ns = ? WHERE id = ? AND root_pid = ? AND "
@@ -94,7 +95,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[INSERT_ACCESS] = "INSERT INTO accesses (process_id, file_id, mount_session_id, path, "
 			  "open_flags, is_exec, opened_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
 	[CLOSE_ACCESS] = "UPDATE accesses SET closed_ns = ?, bytes_read = ?, bytes_written = ?, "
-			 "read_calls = ?, write_calls = ?, read_version_id = ? WHERE id = ?",
+			 "read_calls = ?, write_calls = ?, read_version_id = ?, "
+			 "process_id = coalesce(?, process_id) WHERE id = ?",
 	[SET_WRITTEN_VERSION] = "UPDATE accesses SET written_version_id = ? WHERE id = ?",
 	[INSERT_NAMESPACE_EVENT] = "INSERT INTO namespace_events (kind, file_id, process_id, "
 				   "mount_session_id, path, new_path, time_ns) "
@@ -110,6 +112,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 			     "SELECT file_id, backing_dir, ?4 || substr(path, length(?3) + 1), "
 			     "?1, 'rename' FROM file_names WHERE backing_dir = ?2 AND "
 			     "until_ns IS NULL AND substr(path, 1, length(?3) + 1) = ?3 || '/'",
+	[UPDATE_PATHS_UNDER] = "UPDATE files SET path = ?3 || substr(path, length(?2) + 1) "
+			       "WHERE backing_dir = ?1 AND substr(path, 1, length(?2) + 1) = ?2 || '/'",
 	[COUNT_CURRENT_NAMES] = "SELECT count(*) FROM file_names WHERE file_id = ? AND "
 				"until_ns IS NULL",
 	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ? WHERE id = ?",
@@ -402,6 +406,7 @@ ensure_process(struct process_info *image, int depth)
 	sqlite3_bind_int(s, 15, image->session_id);
 	bind_text(s, 16, image->cgroup);
 	sqlite3_bind_int64(s, 17, image->seen_ns);
+	sqlite3_bind_int64(s, 18, (int64_t)image->kernel_id);
 	if ((rc = run(s)) != SQLITE_DONE)
 		return rc;
 	s = statement(SELECT_PROCESS);
@@ -409,6 +414,7 @@ ensure_process(struct process_info *image, int depth)
 	sqlite3_bind_int(s, 2, image->pid);
 	sqlite3_bind_int64(s, 3, image->start_ns);
 	sqlite3_bind_int(s, 4, image->exec_index);
+	sqlite3_bind_int64(s, 5, (int64_t)image->kernel_id);
 	image->store_id = select_integer(s, &rc);
 	journal_id(&image->store_id);
 	return rc;
@@ -640,7 +646,8 @@ apply_close(struct event *event)
 	sqlite3_stmt *s;
 	int rc;
 
-	if ((rc = ensure_access(access)) != SQLITE_DONE)
+	if ((rc = ensure_access(access)) != SQLITE_DONE ||
+	    (rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)
 		return rc;
 	uint64_t bytes_read = atomic_load(&access->bytes_read);
 	uint64_t bytes_written = atomic_load(&access->bytes_written);
@@ -654,7 +661,8 @@ apply_close(struct event *event)
 	sqlite3_bind_int64(s, 4, (int64_t)atomic_load(&access->read_calls));
 	sqlite3_bind_int64(s, 5, (int64_t)atomic_load(&access->write_calls));
 	bind_id(s, 6, input ? access->read_version_id : 0);
-	sqlite3_bind_int64(s, 7, access->store_id);
+	bind_id(s, 7, access->last_image ? access->last_image->store_id : 0);
+	sqlite3_bind_int64(s, 8, access->store_id);
 	if ((rc = run(s)) != SQLITE_DONE || version == NULL)
 		return rc;
 
@@ -751,6 +759,12 @@ rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns)
 	bind_text(s, 2, current->backing_dir);
 	bind_text(s, 3, from);
 	bind_text(s, 4, to);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	s = statement(UPDATE_PATHS_UNDER);
+	bind_text(s, 1, current->backing_dir);
+	bind_text(s, 2, from);
+	bind_text(s, 3, to);
 	if ((rc = run(s)) != SQLITE_DONE)
 		return rc;
 	s = statement(CLOSE_NAMES_UNDER);

@@ -32,7 +32,8 @@ CREATE TABLE mount_sessions (
 	started_ns INTEGER NOT NULL,
 	stopped_ns INTEGER,                  -- NULL while mounted, or after the daemon was killed
 	backing_exposed INTEGER NOT NULL,    -- 1: users other than root can reach backing_dir directly
-	recording INTEGER NOT NULL,          -- 0 when mounted with -o norecord
+	recording INTEGER NOT NULL,          -- 1: this daemon records (a -o norecord mount has no
+	                                     -- store and leaves no session row)
 	policy INTEGER NOT NULL              -- 0 when mounted with -o nopolicy
 );
 
@@ -57,9 +58,9 @@ CREATE TABLE runs (
 CREATE INDEX runs_job ON runs(job_name, started_ns);
 CREATE INDEX runs_started ON runs(started_ns);
 
--- A process image: (host, pid, start time) tells processes apart across pid
--- reuse; exec_index counts execve() calls, each of which makes a new row
--- linked to the image before it (previous_id).
+-- A process image: (host, pid, start time, kernel_id) tells processes apart
+-- across pid reuse; exec_index counts execve() calls, each of which makes a
+-- new row linked to the image before it (previous_id).
 CREATE TABLE processes (
 	id INTEGER PRIMARY KEY,
 	host TEXT NOT NULL,
@@ -83,7 +84,9 @@ CREATE TABLE processes (
 	exited_ns INTEGER,                   -- exit, or when it was seen gone
 	exit_status INTEGER,                 -- wait status as the kernel reports it; NULL when unknown
 	exit_known INTEGER NOT NULL DEFAULT 0,
-	UNIQUE (host, pid, start_ns, exec_index)
+	kernel_id INTEGER NOT NULL DEFAULT 0, -- the process's pidfs inode: unique since boot, tells
+	                                     -- apart a pid reused within one clock tick; 0 unknown
+	UNIQUE (host, pid, start_ns, exec_index, kernel_id)
 );
 CREATE INDEX processes_run ON processes(run_id);
 CREATE INDEX processes_parent ON processes(parent_id);

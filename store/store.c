@@ -39,13 +39,27 @@ static const char *const migrations[] = {
 	NULL, /* none yet: version 1 is the first */
 };
 
+/* SQLite's message, with the system's reason when there is one. */
+static void
+describe(sqlite3 *db, const char *message, char *out, size_t out_size)
+{
+	int system_error = sqlite3_system_errno(db);
+
+	if (system_error)
+		snprintf(out, out_size, "%s (%s)", message, strerror(system_error));
+	else
+		snprintf(out, out_size, "%s", message);
+}
+
 static int
 exec_sql(sqlite3 *db, const char *sql, char *error, size_t error_size, const char *what)
 {
 	char *message = NULL;
 
 	if (sqlite3_exec(db, sql, NULL, NULL, &message) != SQLITE_OK) {
-		snprintf(error, error_size, "%s: %s", what, message ? message : sqlite3_errmsg(db));
+		char reason[300];
+		describe(db, message ? message : sqlite3_errmsg(db), reason, sizeof(reason));
+		snprintf(error, error_size, "%s: %s", what, reason);
 		sqlite3_free(message);
 		return -1;
 	}
@@ -90,6 +104,17 @@ prepare_directory(const char *path, gid_t group, char *error, size_t error_size)
 		snprintf(error, error_size, "cannot create store directory '%s': %s", directory,
 			 strerror(errno));
 		result = -1;
+	} else {
+		struct stat st;
+		if (stat(directory, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			snprintf(error, error_size, "store directory '%s' is not a directory",
+				 directory);
+			result = -1;
+		} else if (access(directory, W_OK) < 0) {
+			snprintf(error, error_size, "cannot write in store directory '%s': %s",
+				 directory, strerror(errno));
+			result = -1;
+		}
 	}
 out:
 	free(directory);
@@ -244,9 +269,12 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 		char message[256];
 		if (exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
 			     "cannot use WAL")) {
-			snprintf(error, error_size, "store '%s' %s", path,
-				 strstr(message, "not a database") ? "is not a provfs store or is corrupt"
-								   : message);
+			if (strstr(message, "not a database"))
+				snprintf(error, error_size, "store '%s' is not a provfs store or is corrupt",
+					 path);
+			else
+				snprintf(error, error_size, "cannot open store '%s': %s", path,
+					 message + strlen("cannot use WAL: "));
 			goto fail;
 		}
 		if (exec_sql(store->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF",
