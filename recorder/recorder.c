@@ -893,6 +893,7 @@ writer_main(void *argument)
 		if (recorder->queue_head == NULL) {
 			if (recorder->stopping)
 				break;
+			recorder->flush_now = false; /* done: wait normally again */
 			pthread_cond_broadcast(&recorder->queue_drained);
 			continue;
 		}
