@@ -549,10 +549,23 @@ complete_version(struct recorder *recorder, struct file_state *file, struct acce
 	return version;
 }
 
+/* Is image the same process as ancestor (a later exec), or below it? */
+static bool
+descends_from(const struct process_info *image, const struct process_info *ancestor)
+{
+	for (int depth = 0; image && depth < 32; depth++, image = image->parent)
+		if (image->pid == ancestor->pid && image->start_ns == ancestor->start_ns &&
+		    image->kernel_id == ancestor->kernel_id)
+			return true;
+	return false;
+}
+
 /*
- * close() by a process: remember which image closed a written handle.  A
- * shell opens the redirect "prog >out" and execs prog; the image that
- * writes and closes is prog's (same pid and start, a later exec).
+ * close() by a process: remember who closed a written handle.  A shell
+ * opens the redirect of "prog >out" (bash in the forked child before the
+ * exec, dash in itself before the fork) and prog writes and closes it last:
+ * the image that closes it, when it is the opener's exec successor or
+ * descendant, is the one that wrote, and so the producer.
  */
 static void
 on_flushed(void *cookie, fuse_req_t req)
@@ -563,12 +576,9 @@ on_flushed(void *cookie, fuse_req_t req)
 	if (!access->writes || access->process == NULL)
 		return;
 	caller_from_request(req, &caller);
-	if (caller.process_id != access->process->pid)
-		return;
 	struct process_info *image = process_table_lookup(access->recorder->processes,
 							  caller.process_id);
-	if (image && image->start_ns == access->process->start_ns &&
-	    image->exec_index > access->process->exec_index) {
+	if (image && image != access->process && descends_from(image, access->process)) {
 		pthread_mutex_lock(&access->file->lock);
 		struct process_info *previous = access->last_image;
 		access->last_image = image;

@@ -1,0 +1,700 @@
+#!/usr/bin/env bats
+# recorder.bats - what the provenance recorder leaves in the store, checked
+# the way an auditor would: real programs through a real mount, then plain
+# sqlite3 queries on the store (no provfs-query).
+#
+# Conventions of the store (store/schema.sql): paths are relative to the
+# mount root; argv is a BLOB of NUL-terminated words; hashes are the first
+# field of `xxhsum -H2`; exit_status is a wait status.  Every test unmounts
+# (stop_provfs) and waits for the daemon to exit before it reads the store;
+# teardown unmounts whatever is left, also after a failure.
+
+load helpers
+load recorder_helpers
+
+setup() {
+	common_setup
+	# 700: no "reachable by other users" warning line on stderr.
+	chmod 700 "$BACKING"
+	CONF=$TMP/provfs.conf
+	MNT_REAL=$(realpath "$MNT")
+}
+
+teardown() {
+	common_teardown
+}
+
+write_conf() {
+	printf '%s\n' "$@" >"$CONF"
+	chown root:root "$CONF"
+	chmod 644 "$CONF"
+}
+
+# The process row (id) that produced the newest version of PATH.
+producer_of() {
+	q "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql "$1"))"
+}
+
+latest_version_sql() {
+	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
+}
+
+# Assert: PATH has exactly one version, written through provfs, hashed, and
+# its hash is the hash of the bytes now in the backing file.
+assert_single_written_version() {
+	local path=$1
+	assert_sql "SELECT count(*), origin, hash_state, hash FROM versions
+	            WHERE file_id = ($(file_id_sql "$path"))" \
+		"1|written|hashed|$(xxh "$BACKING/$path")"
+}
+
+# Assert: the process row $1 has executable $2 and argv (a word an argument) $3...
+assert_process() {
+	local id=$1 exe=$2
+	shift 2
+	assert_sql "SELECT executable FROM processes WHERE id = $id" "$exe"
+	local expected actual
+	expected=$(printf '%s\n' "$@")
+	actual=$(argv_of "$id")
+	if [ "$actual" != "$expected" ]; then
+		printf 'argv of process %s\nexpected:\n%s\nactual:\n%s\n' "$id" "$expected" "$actual" >&2
+		return 1
+	fi
+}
+
+# ------------------------------------------------------------ a pipeline
+
+@test "pipeline under PROVFS_JOB: producers, argv, inputs with versions, hashes, one run, parent links" {
+	printf 'region,amount\nnorth,10\nsouth,5\nnorth,7\neast,1\n' >"$BACKING/raw.csv"
+	cat >"$TMP/pipeline.sh" <<'EOF'
+#!/bin/sh
+# A nightly ETL job: CSV -> SQLite -> summary -> report.
+set -eu
+echo $$ >"$TMP/pipeline.pid"
+cd "$1"
+sqlite3 -bail sales.db <<'SQL'
+.mode csv
+.import raw.csv sales
+.headers on
+.once summary.csv
+SELECT region, SUM(amount) AS total FROM sales GROUP BY region ORDER BY region;
+SQL
+awk -F, 'NR > 1 { printf "%s %d\n", $1, $2 * 2 }' summary.csv >doubled.txt
+"$PYTHON" -c '
+import os, sys
+with open(sys.argv[1]) as source, open(sys.argv[2] + ".tmp", "w") as out:
+    for line in source:
+        region, value = line.split()
+        out.write("%s=%s\n" % (region.upper(), value))
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+' doubled.txt report.txt
+sort -r doubled.txt >sorted.tmp
+mv sorted.tmp sorted.txt
+EOF
+	mount_provfs
+	PROVFS_JOB=nightly-etl sh "$TMP/pipeline.sh" "$MNT"
+	stop_provfs
+
+	[ "$(cat "$BACKING/report.txt")" = "$(printf 'EAST=2\nNORTH=34\nSOUTH=10')" ]
+	local script_pid run
+	script_pid=$(cat "$TMP/pipeline.pid")
+
+	# One run, named by PROVFS_JOB, rooted at the script's shell.
+	assert_sql "SELECT count(*) FROM runs WHERE job_name = 'nightly-etl'" 1
+	run=$(q "SELECT id FROM runs WHERE job_name = 'nightly-etl'")
+	assert_sql "SELECT named_by, root_pid FROM runs WHERE id = $run" "PROVFS_JOB|$script_pid"
+	local script
+	script=$(q "SELECT id FROM processes WHERE pid = $script_pid AND exec_index = 0")
+	[ -n "$script" ]
+	assert_process "$script" "$(real_exe sh)" sh "$TMP/pipeline.sh" "$MNT"
+	assert_sql "SELECT run_id FROM processes WHERE id = $script" "$run"
+
+	# Every output: one version, written, hashed, hash = xxhsum of the bytes.
+	local out
+	for out in sales.db summary.csv doubled.txt report.txt sorted.txt; do
+		assert_single_written_version "$out"
+	done
+
+	# sqlite3 made sales.db and summary.csv, from raw.csv version 1.
+	local sqlite
+	sqlite=$(producer_of sales.db)
+	[ -n "$sqlite" ]
+	assert_process "$sqlite" "$(real_exe sqlite3)" sqlite3 -bail sales.db
+	assert_sql "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql summary.csv))" \
+		"$sqlite"
+	assert_sql "SELECT v.number, v.origin, v.hash FROM accesses a JOIN versions v ON v.id = a.read_version_id
+	            WHERE a.process_id = $sqlite AND a.path = 'raw.csv'" \
+		"1|initial|$(xxh "$BACKING/raw.csv")"
+
+	# awk read summary.csv as sqlite3 left it and made doubled.txt.
+	local awk
+	awk=$(producer_of doubled.txt)
+	assert_process "$awk" "$(real_exe awk)" awk -F, 'NR > 1 { printf "%s %d\n", $1, $2 * 2 }' summary.csv
+	assert_sql "SELECT count(*) FROM accesses WHERE process_id = $awk
+	            AND read_version_id = ($(latest_version_sql summary.csv))" 1
+
+	# python3 read doubled.txt and wrote report.txt.tmp, renamed into place:
+	# the lineage is on the final name.
+	local python
+	python=$(producer_of report.txt)
+	assert_sql "SELECT executable FROM processes WHERE id = $python" "$(realpath "$PYTHON")"
+	[ "$(argv_of "$python" | head -n 2 | paste -sd ' ')" = "$PYTHON -c" ]
+	[ "$(argv_of "$python" | tail -n 2 | paste -sd ' ')" = "doubled.txt report.txt" ]
+	assert_sql "SELECT count(*) FROM accesses WHERE process_id = $python
+	            AND read_version_id = ($(latest_version_sql doubled.txt))" 1
+	assert_sql "SELECT path, how, until_ns IS NOT NULL FROM file_names
+	            WHERE file_id = ($(file_id_sql report.txt)) ORDER BY since_ns, id" \
+		"$(printf 'report.txt.tmp|create|1\nreport.txt|rename|0')"
+
+	# sort read doubled.txt and made sorted.tmp; mv renamed it.
+	local sort mv
+	sort=$(producer_of sorted.txt)
+	assert_process "$sort" "$(real_exe sort)" sort -r doubled.txt
+	assert_sql "SELECT count(*) FROM accesses WHERE process_id = $sort
+	            AND read_version_id = ($(latest_version_sql doubled.txt))" 1
+	mv=$(q "SELECT process_id FROM namespace_events WHERE kind = 'rename'
+	        AND path = 'sorted.tmp' AND new_path = 'sorted.txt'")
+	assert_process "$mv" "$(real_exe mv)" mv sorted.tmp sorted.txt
+
+	# All of them in the run, children of the script's shell.
+	local p
+	for p in "$sqlite" "$awk" "$python" "$sort" "$mv"; do
+		assert_sql "SELECT run_id, parent_id FROM processes WHERE id = $p" "$run|$script"
+	done
+	# SQLite's journal is no file of its own.
+	assert_sql "SELECT count(*) FROM files WHERE path LIKE '%-journal' OR path LIKE '%-wal'" 0
+}
+
+@test "output of a shell redirect ('prog >out') is produced by prog, not by the shell before exec" {
+	printf 'b\na\nc\n' >"$BACKING/in.txt"
+	mount_provfs
+	(cd "$MNT" && sort in.txt >out.txt)
+	stop_provfs
+	assert_single_written_version out.txt
+	local producer
+	producer=$(producer_of out.txt)
+	assert_process "$producer" "$(real_exe sort)" sort in.txt
+}
+
+# ------------------------------------------------------------ writers and readers
+
+@test "two processes appending to one file: both accesses are writers of the final version" {
+	mount_provfs
+	# A opens, appends, waits; B appends and closes; A appends again and closes.
+	"$PYTHON" -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(fd, b"A1\n")
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+os.write(fd, b"A2\n")
+os.close(fd)
+' "$MNT/log.txt" "$TMP/ready" "$TMP/go" 3>&- &
+	local a=$!
+	wait_for_file "$TMP/ready"
+	sh -c 'echo B1 >>"$1"' sh "$MNT/log.txt"
+	touch "$TMP/go"
+	wait "$a"
+	stop_provfs
+
+	[ "$(cat "$BACKING/log.txt")" = "$(printf 'A1\nB1\nA2')" ]
+	local final
+	final=$(q "$(latest_version_sql log.txt)")
+	assert_sql "SELECT origin, hash_state, hash FROM versions WHERE id = $final" \
+		"written|hashed|$(xxh "$BACKING/log.txt")"
+	# Both handles are writers of that version: the python3 one and the sh one.
+	assert_sql "SELECT count(*), count(DISTINCT process_id) FROM accesses WHERE written_version_id = $final" "2|2"
+	assert_sql "SELECT p.executable FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE a.written_version_id = $final ORDER BY p.executable" \
+		"$(printf '%s\n' "$(realpath "$PYTHON")" "$(real_exe sh)" | sort)"
+	# The last writer to close (python3) is the producer.
+	assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
+	            WHERE v.id = $final" "$(realpath "$PYTHON")"
+}
+
+@test "a process that opens O_RDWR and only reads is an input, not a producer" {
+	printf 'some input\n' >"$BACKING/data.txt"
+	mount_provfs
+	"$PYTHON" -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+assert os.read(fd, 100) == b"some input\n"
+os.close(fd)
+' "$MNT/data.txt"
+	stop_provfs
+
+	local file
+	file=$(file_id_of data.txt)
+	assert_sql "SELECT count(*), origin, hash FROM versions WHERE file_id = $file" \
+		"1|initial|$(xxh "$BACKING/data.txt")"
+	assert_sql "SELECT count(*) FROM accesses WHERE file_id = $file" 1
+	assert_sql "SELECT open_flags & 3, read_version_id IS NOT NULL, written_version_id IS NULL, bytes_written
+	            FROM accesses WHERE file_id = $file" "2|1|1|0"
+	assert_sql "SELECT p.executable FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = $file" "$(realpath "$PYTHON")"
+	assert_sql "SELECT count(*) FROM versions WHERE producer_process_id IS NOT NULL AND file_id = $file" 0
+}
+
+# ------------------------------------------------------------ process identity
+
+@test "pid reuse: two processes with the same pid are two process rows" {
+	echo data >"$BACKING/f"
+	mount_provfs
+	local target attempt pid1 pid2
+	target=$(free_pid_after $(($(cat /proc/sys/kernel/ns_last_pid) + 3000)))
+	for attempt in $(seq 20); do
+		target=$(free_pid_after "$target")
+		rm -f "$TMP/pid1" "$TMP/pid2"
+		echo $((target - 1)) >/proc/sys/kernel/ns_last_pid
+		sh -c 'echo $$ >"$1"; read -r line <"$2"' sh "$TMP/pid1" "$MNT/f"
+		sleep 0.05 # another clock tick: a start time of its own
+		echo $((target - 1)) >/proc/sys/kernel/ns_last_pid
+		sh -c 'echo $$ >"$1"; read -r line <"$2"' sh "$TMP/pid2" "$MNT/f"
+		pid1=$(cat "$TMP/pid1") pid2=$(cat "$TMP/pid2")
+		[ "$pid1" = "$pid2" ] && break
+		target=$((target + 50))
+	done
+	[ "$pid1" = "$pid2" ] || skip "could not get the same pid twice (raced $attempt times)"
+	stop_provfs
+
+	assert_sql "SELECT count(*), count(DISTINCT start_ns) FROM processes WHERE pid = $pid1" "2|2"
+	# Each of the two read f once.
+	assert_sql "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.pid = $pid1 AND a.path = 'f' GROUP BY p.id" "$(printf '1\n1')"
+	local first second
+	first=$(q "SELECT id FROM processes WHERE pid = $pid1 ORDER BY start_ns LIMIT 1")
+	second=$(q "SELECT id FROM processes WHERE pid = $pid1 ORDER BY start_ns DESC LIMIT 1")
+	argv_of "$first" | grep -qx "$TMP/pid1"
+	argv_of "$second" | grep -qx "$TMP/pid2"
+	assert_sql "SELECT exited_ns IS NOT NULL, exit_known FROM processes WHERE id = $first" "1|1"
+}
+
+@test "pid reused within one clock tick (same PID@START): still two process rows, each with its own read" {
+	echo data >"$BACKING/f"
+	mount_provfs
+	# Each shell writes "PID START_TICKS" (fields 1 and 22 of /proc/self/stat).
+	local probe='read -r stat </proc/$$/stat; set -- ${stat##*) }; echo "$$ ${20}" >"$0"; read -r line <"$MNT/f"'
+	local target attempt first second
+	target=$(free_pid_after $(($(cat /proc/sys/kernel/ns_last_pid) + 3000)))
+	for attempt in $(seq 50); do
+		target=$(free_pid_after "$target")
+		echo $((target - 1)) >/proc/sys/kernel/ns_last_pid
+		sh -c "$probe" "$TMP/one"
+		echo $((target - 1)) >/proc/sys/kernel/ns_last_pid
+		sh -c "$probe" "$TMP/two"
+		first=$(cat "$TMP/one") second=$(cat "$TMP/two")
+		[ "$first" = "$second" ] && break
+		target=$((target + 50))
+	done
+	[ "$first" = "$second" ] || skip "could not start two processes with the same pid in one tick"
+	stop_provfs
+	local pid=${first%% *}
+	assert_sql "SELECT count(*) FROM processes WHERE pid = $pid" 2
+	assert_sql "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.pid = $pid AND a.path = 'f' GROUP BY p.id" "$(printf '1\n1')"
+}
+
+@test "a process that execs another program: two images, same pid, linked, the read is the new image's" {
+	echo payload >"$BACKING/f"
+	mount_provfs
+	sh -c 'echo $$ >"$2"; read -r line <"$1"; exec cat "$1"' sh "$MNT/f" "$TMP/pid" >"$TMP/out"
+	stop_provfs
+	[ "$(cat "$TMP/out")" = payload ]
+
+	local pid before after
+	pid=$(cat "$TMP/pid")
+	assert_sql "SELECT count(*), count(DISTINCT start_ns) FROM processes WHERE pid = $pid" "2|1"
+	before=$(q "SELECT id FROM processes WHERE pid = $pid AND exec_index = 0")
+	after=$(q "SELECT id FROM processes WHERE pid = $pid AND exec_index = 1")
+	assert_process "$before" "$(real_exe sh)" sh -c 'echo $$ >"$2"; read -r line <"$1"; exec cat "$1"' \
+		sh "$MNT/f" "$TMP/pid"
+	assert_process "$after" "$(real_exe cat)" cat "$MNT/f"
+	assert_sql "SELECT previous_id FROM processes WHERE id = $after" "$before"
+	# Same parent and run for both images.
+	assert_sql "SELECT count(DISTINCT parent_id), count(DISTINCT run_id) FROM processes WHERE pid = $pid" "1|1"
+	# One read-open each: the shell's read, and cat's.
+	assert_sql "SELECT count(*) FROM accesses WHERE process_id = $before AND path = 'f'" 1
+	assert_sql "SELECT count(*), min(read_version_id IS NOT NULL) FROM accesses
+	            WHERE process_id = $after AND path = 'f'" "1|1"
+}
+
+@test "exit status is recorded: exit 3 gives WEXITSTATUS 3, a signal gives WTERMSIG" {
+	echo x >"$BACKING/f"
+	mount_provfs
+	run sh -c 'echo $$ >"$2"; read -r line <"$1"; exit 3' sh "$MNT/f" "$TMP/pid3"
+	[ "$status" -eq 3 ]
+	run sh -c 'echo $$ >"$2"; read -r line <"$1"; kill -TERM $$' sh "$MNT/f" "$TMP/pid15"
+	stop_provfs
+	assert_sql "SELECT exit_known, (exit_status >> 8) & 255, exit_status & 127, exited_ns > start_ns
+	            FROM processes WHERE pid = $(cat "$TMP/pid3")" "1|3|0|1"
+	assert_sql "SELECT exit_known, exit_status & 127 FROM processes WHERE pid = $(cat "$TMP/pid15")" "1|15"
+}
+
+# ------------------------------------------------------------ executables in the mount
+
+@test "exec of a script that lives in the mount: an is_exec access of the exec'd image" {
+	printf '#!/bin/sh\nread -r line <"$(dirname "$0")/data.txt"\necho "$line"\n' >"$BACKING/job.sh"
+	chmod 755 "$BACKING/job.sh"
+	echo datum >"$BACKING/data.txt"
+	mount_provfs
+	run "$MNT/job.sh"
+	[ "$status" -eq 0 ]
+	[ "$output" = datum ]
+	stop_provfs
+
+	local access image
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'job.sh' AND is_exec = 1" 1
+	access=$(q "SELECT id FROM accesses WHERE path = 'job.sh' AND is_exec = 1")
+	image=$(q "SELECT process_id FROM accesses WHERE id = $access")
+	# The image that runs the script: /bin/sh with the script as its argument.
+	assert_process "$image" "$(real_exe sh)" /bin/sh "$MNT/job.sh"
+	assert_sql "SELECT v.hash FROM accesses a JOIN versions v ON v.id = a.read_version_id WHERE a.id = $access" \
+		"$(xxh "$BACKING/job.sh")"
+	# The same image read data.txt.
+	assert_sql "SELECT count(*) FROM accesses WHERE process_id = $image AND path = 'data.txt'" 1
+}
+
+@test "exec of a binary that lives in the mount: is_exec input, executable and its hash from the backing file" {
+	cp "$(real_exe cat)" "$BACKING/mycat"
+	echo meow >"$BACKING/in.txt"
+	mount_provfs
+	run "$MNT/mycat" "$MNT/in.txt"
+	[ "$output" = meow ]
+	stop_provfs
+
+	local image
+	image=$(q "SELECT process_id FROM accesses WHERE path = 'mycat' AND is_exec = 1")
+	[ -n "$image" ]
+	assert_process "$image" "$MNT_REAL/mycat" "$MNT/mycat" "$MNT/in.txt"
+	assert_sql "SELECT executable_hash FROM processes WHERE id = $image" "$(xxh "$BACKING/mycat")"
+	assert_sql "SELECT count(*) FROM accesses WHERE process_id = $image AND path = 'in.txt'
+	            AND read_version_id IS NOT NULL" 1
+}
+
+# ------------------------------------------------------------ external changes
+
+@test "a change made directly in BACKING: new 'external' version with the new hash, new bytes served" {
+	mount_provfs
+	echo 'version one' >"$MNT/same.txt"
+	echo 'short' >"$MNT/grow.txt"
+	echo 'a long original line' >"$MNT/shrink.txt"
+	echo 'untouched' >"$BACKING/never.txt"
+	# Read through the mount: the pages are in the kernel's cache now.
+	[ "$(cat "$MNT/same.txt")" = 'version one' ]
+	[ "$(cat "$MNT/grow.txt")" = short ]
+	[ "$(cat "$MNT/shrink.txt")" = 'a long original line' ]
+	[ "$(cat "$MNT/never.txt")" = untouched ]
+	# Change them behind provfs's back: same size, longer, shorter, and one
+	# that was only ever read.
+	echo 'VERSION TWO' >"$BACKING/same.txt"
+	echo 'much longer content now' >"$BACKING/grow.txt"
+	echo 'tiny' >"$BACKING/shrink.txt"
+	echo 'tampered!' >"$BACKING/never.txt"
+	local path
+	for path in same.txt grow.txt shrink.txt never.txt; do
+		cmp "$BACKING/$path" "$MNT/$path"
+		[ "$(stat -c %s "$MNT/$path")" = "$(stat -c %s "$BACKING/$path")" ]
+	done
+	stop_provfs
+
+	for path in same.txt grow.txt shrink.txt never.txt; do
+		assert_sql "SELECT origin, hash_state, hash, producer_process_id IS NULL FROM versions
+		            WHERE id = ($(latest_version_sql "$path"))" "external|hashed|$(xxh "$BACKING/$path")|1"
+		# The reader of the new bytes read the external version.
+		assert_sql "SELECT a.read_version_id = ($(latest_version_sql "$path")) FROM accesses a
+		            WHERE a.path = $(sqlq "$path") ORDER BY a.opened_ns DESC LIMIT 1" 1
+	done
+	assert_sql "SELECT group_concat(origin, ',') FROM (SELECT origin FROM versions
+	            WHERE file_id = ($(file_id_sql same.txt)) ORDER BY number)" "written,external"
+	assert_sql "SELECT group_concat(origin, ',') FROM (SELECT origin FROM versions
+	            WHERE file_id = ($(file_id_sql never.txt)) ORDER BY number)" "initial,external"
+}
+
+# ------------------------------------------------------------ databases
+
+@test "a SQLite job writing a .db file: one output file, hashed after its writers close" {
+	mount_provfs
+	# Rollback journal (the default), several transactions.
+	sqlite3 "$MNT/dim.db" 'CREATE TABLE dim (k INTEGER PRIMARY KEY, v TEXT);' \
+		"INSERT INTO dim (v) SELECT 'row' || value FROM generate_series(1, 2000);" \
+		"UPDATE dim SET v = upper(v) WHERE k % 3 = 0;"
+	# WAL mode: -wal and -shm come and go.
+	sqlite3 "$MNT/wal.db" 'PRAGMA journal_mode=WAL;' 'CREATE TABLE t (x);' \
+		"INSERT INTO t SELECT value FROM generate_series(1, 5000);" >/dev/null
+	stop_provfs
+	[ "$(sqlite3 "$BACKING/dim.db" 'SELECT count(*) FROM dim')" = 2000 ]
+
+	assert_sql "SELECT path FROM files ORDER BY path" "$(printf 'dim.db\nwal.db')"
+	assert_sql "SELECT count(*) FROM file_names WHERE path LIKE '%-journal' OR path LIKE '%-wal' OR path LIKE '%-shm'" 0
+	assert_sql "SELECT count(*) FROM accesses WHERE path LIKE '%-journal' OR path LIKE '%-wal' OR path LIKE '%-shm'" 0
+	local db
+	for db in dim.db wal.db; do
+		assert_single_written_version "$db"
+		assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
+		            WHERE v.id = ($(latest_version_sql "$db"))" "$(real_exe sqlite3)"
+	done
+}
+
+# ------------------------------------------------------------ names
+
+@test "hard link and rename history: file_names with how and until_ns, directory renames carry their files" {
+	mount_provfs
+	(
+		cd "$MNT"
+		echo one >f
+		ln f g
+		mv f h
+		mkdir d
+		echo two >d/x
+		mv d e
+	)
+	stop_provfs
+
+	assert_sql "SELECT path, how, until_ns IS NOT NULL FROM file_names
+	            WHERE file_id = ($(file_id_sql g)) ORDER BY since_ns, id" \
+		"$(printf 'f|create|1\ng|link|0\nh|rename|0')"
+	assert_sql "SELECT count(DISTINCT file_id) FROM file_names WHERE path IN ('f', 'g', 'h')" 1
+	assert_sql "SELECT path, how, until_ns IS NOT NULL FROM file_names
+	            WHERE file_id = ($(file_id_sql e/x)) ORDER BY since_ns, id" \
+		"$(printf 'd/x|create|1\ne/x|rename|0')"
+	# The old name was closed when the new one began.
+	assert_sql "SELECT (SELECT until_ns FROM file_names WHERE path = 'f') =
+	                   (SELECT since_ns FROM file_names WHERE path = 'h')" 1
+	assert_sql "SELECT path FROM files WHERE id = ($(file_id_sql e/x))" e/x
+	# The creating open is an access of the file (O_CREAT, wrote version 1).
+	assert_sql "SELECT count(*) FROM accesses WHERE file_id = ($(file_id_sql h)) AND path = 'f'
+	            AND open_flags & 64 AND written_version_id IS NOT NULL" 1
+	# The link and the renames are namespace events naming the file and who did it.
+	assert_sql "SELECT kind, new_path FROM namespace_events
+	            WHERE file_id = ($(file_id_sql h)) AND kind IN ('link', 'rename') ORDER BY time_ns, id" \
+		"$(printf 'link|g\nrename|h')"
+	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
+	            WHERE e.file_id = ($(file_id_sql h)) AND e.kind = 'link'" "$(real_exe ln)"
+	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
+	            WHERE e.kind = 'rename' AND e.path = 'd' AND e.new_path = 'e'" "$(real_exe mv)"
+}
+
+# ------------------------------------------------------------ durability
+
+@test "kill -9 of the daemon: store intact, events older than 0.5 s present, a new mount continues" {
+	mount_provfs
+	local daemon=$MOUNTED_PID
+	echo first >"$MNT/kept.txt"
+	cat "$MNT/kept.txt" >/dev/null
+	sleep 0.6
+	kill -9 "$daemon"
+	wait_pids_gone "$daemon"
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+	wait_unmounted "$MNT"
+
+	assert_sql 'PRAGMA integrity_check' ok
+	local file
+	file=$(file_id_of kept.txt)
+	[ -n "$file" ]
+	assert_sql "SELECT number, origin, hash FROM versions WHERE file_id = $file" \
+		"1|written|$(xxh "$BACKING/kept.txt")"
+	assert_sql "SELECT count(*), sum(written_version_id IS NOT NULL), sum(read_version_id IS NOT NULL)
+	            FROM accesses WHERE file_id = $file" "2|1|1"
+	assert_sql "SELECT count(*), stopped_ns IS NULL FROM mount_sessions" "1|1"
+
+	# Mount again on the same store: a second session, same file id, version 2.
+	mount_provfs
+	echo second >>"$MNT/kept.txt"
+	stop_provfs
+	assert_sql "SELECT count(*) FROM mount_sessions" 2
+	assert_sql "SELECT count(*) FROM files" 1
+	assert_sql "SELECT file_id_of FROM (SELECT ($(file_id_sql kept.txt)) AS file_id_of)" "$file"
+	assert_sql "SELECT number, origin, hash FROM versions WHERE file_id = $file ORDER BY number" \
+		"$(printf '1|written|%s\n2|written|%s' "$(q "SELECT hash FROM versions WHERE file_id = $file AND number = 1")" "$(xxh "$BACKING/kept.txt")")"
+	assert_sql "SELECT a.mount_session_id FROM accesses a JOIN versions v ON v.id = a.written_version_id
+	            WHERE v.file_id = $file AND v.number = 2" 2
+}
+
+@test "mounting again after a clean unmount continues the same file's history" {
+	echo base >"$BACKING/f.txt"
+	mount_provfs
+	cat "$MNT/f.txt" >/dev/null
+	stop_provfs
+	mount_provfs
+	cat "$MNT/f.txt" >/dev/null # unchanged: no new version
+	echo more >>"$MNT/f.txt"
+	stop_provfs
+	assert_sql "SELECT count(*), count(stopped_ns) FROM mount_sessions" "2|2"
+	assert_sql "SELECT count(*) FROM files" 1
+	assert_sql "SELECT number, origin FROM versions ORDER BY number" "$(printf '1|initial\n2|written')"
+	assert_sql "SELECT count(*) FROM accesses WHERE read_version_id = (SELECT id FROM versions WHERE number = 1)" 2
+}
+
+# ------------------------------------------------------------ options and configuration
+
+@test "-o norecord: files pass through, nothing is recorded" {
+	echo old >"$BACKING/in.txt"
+	mount_provfs -o norecord
+	cat "$MNT/in.txt" >/dev/null
+	echo new >"$MNT/out.txt"
+	mv "$MNT/out.txt" "$MNT/renamed.txt"
+	[ "$(cat "$MNT/renamed.txt")" = new ]
+	unmount_provfs
+	[ "$(cat "$BACKING/renamed.txt")" = new ]
+	if [ -e "$STORE" ]; then
+		assert_sql "SELECT (SELECT count(*) FROM accesses) + (SELECT count(*) FROM files) +
+		            (SELECT count(*) FROM versions) + (SELECT count(*) FROM processes) +
+		            (SELECT count(*) FROM namespace_events)" 0
+	fi
+}
+
+@test "exclude globs from provfs.conf: excluded paths work but leave nothing in the store" {
+	write_conf '[record]' 'exclude = *.swp tmp/**'
+	mount_provfs -o "config=$CONF"
+	(
+		cd "$MNT"
+		mkdir -p sub tmp/deep sub/tmp
+		echo a >.notes.swp
+		echo b >sub/.x.swp
+		echo c >tmp/a.txt
+		echo d >tmp/deep/b.txt
+		mv tmp/a.txt tmp/deep/a2.txt
+		echo keep >keep.txt
+		echo keep2 >sub/tmp/c.txt
+		cat .notes.swp sub/.x.swp tmp/deep/b.txt tmp/deep/a2.txt keep.txt sub/tmp/c.txt
+	) >"$TMP/out"
+	stop_provfs
+	[ "$(cat "$TMP/out")" = "$(printf 'a\nb\nd\nc\nkeep\nkeep2')" ]
+	[ "$(cat "$BACKING/tmp/deep/a2.txt")" = c ]
+
+	assert_sql "SELECT path FROM files ORDER BY path" "$(printf 'keep.txt\nsub/tmp/c.txt')"
+	assert_sql "SELECT count(*) FROM file_names WHERE path LIKE '%.swp' OR path LIKE 'tmp/%'" 0
+	assert_sql "SELECT count(*) FROM accesses WHERE path LIKE '%.swp' OR path LIKE 'tmp/%'" 0
+	assert_sql "SELECT count(*) FROM namespace_events WHERE path LIKE '%.swp' OR path LIKE 'tmp/%'
+	            OR new_path LIKE '%.swp' OR new_path LIKE 'tmp/%'" 0
+}
+
+@test "redact globs: matching argv words and the value after --token are stored as [REDACTED]" {
+	write_conf '[record]' 'redact = *password* *token*'
+	echo x >"$BACKING/f"
+	mount_provfs -o "config=$CONF"
+	sh -c 'cat "$1" >/dev/null' sh "$MNT/f" --password=hunter2
+	"$PYTHON" -c 'import sys; open(sys.argv[1]).read()' "$MNT/f" --password=sup3rs3cret --token tok-abc123 --user bob
+	stop_provfs
+
+	local sh_id py_id
+	sh_id=$(q "SELECT id FROM processes WHERE executable = '$(real_exe sh)' AND hex(argv) LIKE '%$(printf '%s' "$MNT/f" | xxd -p | tr -d '\n' | tr a-f A-F)%'")
+	[ -n "$sh_id" ]
+	assert_process "$sh_id" "$(real_exe sh)" sh -c 'cat "$1" >/dev/null' sh "$MNT/f" '[REDACTED]'
+	py_id=$(q "SELECT id FROM processes WHERE executable = '$(realpath "$PYTHON")'")
+	assert_process "$py_id" "$(realpath "$PYTHON")" "$PYTHON" -c 'import sys; open(sys.argv[1]).read()' \
+		"$MNT/f" '[REDACTED]' '[REDACTED]' '[REDACTED]' --user bob
+	# The secrets are nowhere in the store's bytes.
+	local secret
+	for secret in hunter2 sup3rs3cret tok-abc123; do
+		! grep -q -a -- "$secret" "$STORE" "$STORE"-wal 2>/dev/null
+	done
+}
+
+# ------------------------------------------------------------ bad stores
+
+# The last run_split was a refusal: status 2, one line naming $1 (regex), nothing mounted.
+assert_store_refused() {
+	if [ "$status" -ne 2 ]; then
+		echo "exit status $status, expected 2; stderr: $stderr" >&2
+		return 1
+	fi
+	if [ "${#stderr_lines[@]}" -ne 1 ]; then
+		printf 'expected one line on stderr, got %d:\n%s\n' "${#stderr_lines[@]}" "$stderr" >&2
+		return 1
+	fi
+	assert_match "${stderr_lines[0]}" "^provfs: "
+	assert_match "${stderr_lines[0]}" "$1"
+	assert_nothing_mounted
+}
+
+@test "store under a regular file: mount refused, exit 2, one line" {
+	touch "$TMP/afile"
+	run_split "$PROVFS" -o "store=$TMP/afile/provfs.db" "$BACKING" "$MNT"
+	assert_store_refused "$TMP/afile.*(Not a directory|not a directory)"
+}
+
+@test "store on a read-only filesystem: mount refused, exit 2, one line" {
+	mkdir -p "$TMP/ro"
+	mount --bind "$TMP/ro" "$TMP/ro"
+	mount -o remount,bind,ro "$TMP/ro"
+	run_split "$PROVFS" -o "store=$TMP/ro/provfs.db" "$BACKING" "$MNT"
+	umount "$TMP/ro"
+	assert_store_refused "$TMP/ro.*([Rr]ead-only|readonly)"
+}
+
+@test "corrupt store (random bytes): mount refused, exit 2, one line, file left as it was" {
+	head -c 65536 /dev/urandom >"$STORE"
+	chmod 600 "$STORE"
+	local before
+	before=$(xxh "$STORE")
+	run_split "$PROVFS" -o "store=$STORE" "$BACKING" "$MNT"
+	assert_store_refused "$STORE.*(not a database|corrupt|malformed)"
+	[ "$(xxh "$STORE")" = "$before" ]
+}
+
+@test "store of a newer schema (user_version 99): mount refused, exit 2, one line, not migrated" {
+	sqlite3 "$STORE" 'PRAGMA user_version = 99; CREATE TABLE future (x);'
+	chmod 600 "$STORE"
+	run_split "$PROVFS" -o "store=$STORE" "$BACKING" "$MNT"
+	assert_store_refused "$STORE.*99"
+	assert_sql 'PRAGMA user_version' 99
+	assert_sql "SELECT group_concat(name) FROM sqlite_master" future
+}
+
+@test "store inside BACKING reached through a symlink: refused" {
+	ln -s "$BACKING" "$TMP/link"
+	run_split "$PROVFS" -o "store=$TMP/link/provfs.db" "$BACKING" "$MNT"
+	assert_store_refused "inside"
+	[ ! -e "$BACKING/provfs.db" ]
+}
+
+# ------------------------------------------------------------ counted loss
+
+@test "store on a full disk: the filesystem keeps serving, loss is counted and logged, recording resumes" {
+	local small=$TMP/small
+	mkdir -p "$small"
+	mount -t tmpfs -o size=1M,mode=700 tmpfs "$small"
+	STORE=$small/provfs.db
+	start_background "$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
+	wait_mounted "$MNT"
+	# Fill the tmpfs but for a few pages.
+	local free_kb
+	free_kb=$(df -k --output=avail "$small" | tail -n 1)
+	dd if=/dev/zero of="$small/filler" bs=1k count=$((free_kb - 8)) status=none 2>/dev/null || true
+	# Events until the store fails: every write through the mount must succeed.
+	local i=0 n
+	mkdir "$MNT/many"
+	while :; do
+		for n in $(seq 50); do
+			echo "line $i $n" >"$MNT/many/file-with-a-rather-long-name-$i-$n.txt"
+		done
+		i=$((i + 1))
+		grep -q 'store failed' "$TMP/daemon.err" && break
+		[ "$i" -lt 200 ] || break
+		sleep 0.05
+	done
+	grep 'store failed' "$TMP/daemon.err"
+	[ "$(cat "$MNT/many/file-with-a-rather-long-name-0-1.txt")" = "line 0 1" ]
+	echo 'still serving' >"$MNT/during.txt"
+	[ "$(cat "$MNT/during.txt")" = 'still serving' ]
+	[ "$(cat "$BACKING/during.txt")" = 'still serving' ]
+	# Free the space: recording resumes (the writer probes the store when
+	# events arrive).
+	rm -f "$small/filler"
+	for i in $(seq 50); do
+		grep -q 'recording resumed' "$TMP/daemon.err" && break
+		echo poke >"$MNT/poke.txt"
+		sleep 0.2
+	done
+	grep 'recording resumed' "$TMP/daemon.err"
+	echo after >"$MNT/after.txt"
+	cat "$MNT/after.txt" >/dev/null
+	stop_provfs
+
+	assert_sql 'PRAGMA integrity_check' ok
+	assert_sql "SELECT events_lost > 0, store_errors > 0, last_error IS NOT NULL FROM recorder_stats" "1|1|1"
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'after.txt'" 2
+	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql after.txt))" "$(xxh "$BACKING/after.txt")"
+}
