@@ -451,6 +451,32 @@ config_defaults(void)
 	return config;
 }
 
+/*
+ * libinih reports a section only through its keys: a "[bogus]" with no key
+ * under it would pass unseen.  Check every section header as a line.
+ */
+static void
+check_section_line(struct parse_state *state, const char *line, int number)
+{
+	static const char *const known[] = {"store",	"record",    "classification",
+					    "paths",	"clearance", "openlineage"};
+	const char *start = line;
+
+	while (isspace((unsigned char)*start))
+		start++;
+	if (*start != '[')
+		return;
+	const char *end = strchr(start, ']');
+	if (end == NULL)
+		return; /* libinih reports the malformed line */
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if ((size_t)(end - start - 1) == strlen(known[i]) &&
+		    strncmp(start + 1, known[i], strlen(known[i])) == 0)
+			return;
+	state->line = number;
+	fail(state, "unknown section [%.*s]", (int)(end - start - 1), start + 1);
+}
+
 /* Read the whole file into memory, split into lines, checking their length. */
 static int
 read_lines(FILE *file, struct parse_state *state)
@@ -471,6 +497,7 @@ read_lines(FILE *file, struct parse_state *state)
 				    "(continue the value on an indented line)",
 			     INI_LINE_LIMIT);
 		}
+		check_section_line(state, text, number);
 		char **lines = realloc(line_index.lines, (size_t)(number) * sizeof(char *));
 		if (lines == NULL)
 			abort();
@@ -623,11 +650,11 @@ config_print(const struct provfs_config *config, FILE *out)
 	fprintf(out, "\n[clearance]\n");
 	for (size_t i = 0; i < config->grant_count; i++)
 		print_list(out, config->grants[i].level, &config->grants[i].conditions);
-	fprintf(out, "\n[openlineage]\ntransport = %s\nurl = %s\napi_key = %s\n"
+	fprintf(out, "\n[openlineage]\ntransport = %s\nurl = %s\napi_key = %s\nca_file = %s\n"
 		     "timeout_ms = %d\npath = %s\nnamespace = %s\ndataset_namespace = %s\n",
 		config->openlineage_transport, or_empty(config->openlineage_url),
 		config->openlineage_api_key ? "(set, not shown)" : "",
-		config->openlineage_timeout_ms, or_empty(config->openlineage_path),
-		or_empty(config->openlineage_namespace),
+		or_empty(config->openlineage_ca_file), config->openlineage_timeout_ms,
+		or_empty(config->openlineage_path), or_empty(config->openlineage_namespace),
 		or_empty(config->openlineage_dataset_namespace));
 }

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,34 @@ check_store_location(const char *store_path, const char *backing, const char *mo
 }
 
 /*
+ * libfuse's own messages ("unknown option(s)") in provfs's voice.  libfuse
+ * may write one line in several calls: gather up to the newline.
+ */
+static void
+log_from_fuse(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	static char line[1024];
+	static size_t used;
+	char *newline;
+
+	vsnprintf(line + used, sizeof(line) - used, fmt, ap);
+	used = strlen(line);
+	while ((newline = strchr(line, '\n')) != NULL || used == sizeof(line) - 1) {
+		if (newline)
+			*newline = '\0';
+		if (line[0])
+			log_message(level <= FUSE_LOG_ERR	? LOG_ERR
+				    : level == FUSE_LOG_WARNING ? LOG_WARNING
+				    : level == FUSE_LOG_DEBUG	? LOG_DEBUG
+								: LOG_INFO,
+				    "%s", line);
+		size_t rest = newline ? strlen(newline + 1) : 0;
+		memmove(line, newline ? newline + 1 : line + used, rest + 1);
+		used = rest;
+	}
+}
+
+/*
  * The daemon holds a descriptor for every inode the kernel remembers: take
  * all the descriptors the hard limit allows, as the native filesystem
  * would not run out where a tree of many files is walked.
@@ -273,6 +302,7 @@ main(int argc, char *argv[])
 	struct statfs mount_fs;
 
 	log_set_program("provfs");
+	fuse_set_log_func(log_from_fuse);
 	if (fuse_opt_parse(&args, &options, option_table, process_option) < 0)
 		goto out;
 	if (options.show_help) {
@@ -364,36 +394,19 @@ main(int argc, char *argv[])
 		goto out;
 	}
 
-	bool exposed = strcmp(backing, mountpoint) != 0 && backing_reachable_by_others(backing);
-	if (!options.norecord) {
-		struct recorder_options recorder_options = {
-			.config = config,
-			.store_path = config->store_path,
-			.backing_dir = backing,
-			.mount_point = mountpoint,
-			.backing_exposed = exposed,
-			.policy = !options.nopolicy,
-			.backing_fd = backing_fd,
-		};
-		recorder = recorder_new(&recorder_options, error, sizeof(error));
-		if (recorder == NULL) {
-			log_error("%s", error);
-			goto out;
-		}
-	}
-
 	struct fs_options fs_options = {
 		.backing_fd = backing_fd,
 		.timeout = 1.0,
 		.writeback = true,
-		.observer = recorder ? recorder_observer(recorder) : NULL,
+		.observer = NULL, /* the recorder attaches once the options are known good */
 	};
 	fs = fs_new(&fs_options);
 	if (fs == NULL) {
 		log_error("cannot set up the filesystem: %s", strerror(errno));
 		goto out;
 	}
-	backing_fd = -1; /* owned by fs now */
+	int root_fd = backing_fd; /* owned by fs now; lent to the recorder */
+	backing_fd = -1;
 
 	if (fuse_opt_add_arg(&args, "-o") < 0 ||
 	    fuse_opt_add_opt(&mount_options, "allow_other,default_permissions,subtype=provfs") < 0 ||
@@ -412,6 +425,27 @@ main(int argc, char *argv[])
 	session = fuse_session_new(&args, fs_operations(), sizeof(struct fuse_lowlevel_ops), fs);
 	if (session == NULL)
 		goto out; /* libfuse said why (e.g. an unknown -o option) */
+
+	/* The store only now: a refused option must not leave one behind. */
+	bool exposed = strcmp(backing, mountpoint) != 0 && backing_reachable_by_others(backing);
+	if (!options.norecord) {
+		struct recorder_options recorder_options = {
+			.config = config,
+			.store_path = config->store_path,
+			.backing_dir = backing,
+			.mount_point = mountpoint,
+			.backing_exposed = exposed,
+			.policy = !options.nopolicy,
+			.backing_fd = root_fd,
+		};
+		recorder = recorder_new(&recorder_options, error, sizeof(error));
+		if (recorder == NULL) {
+			log_error("%s", error);
+			goto out;
+		}
+		fs_set_observer(fs, recorder_observer(recorder));
+	}
+
 	if (fuse_set_signal_handlers(session) != 0)
 		goto out;
 	if (fuse_session_mount(session, mountpoint) != 0) {

@@ -82,6 +82,9 @@ struct fs_options {
 struct fs *fs_new(const struct fs_options *options);
 void fs_free(struct fs *fs);
 
+/* Attach an observer before the filesystem is mounted (it must outlive fs). */
+void fs_set_observer(struct fs *fs, const struct fs_observer *observer);
+
 /* The low-level operation table; userdata for fuse_session_new is the fs. */
 const struct fuse_lowlevel_ops *fs_operations(void);
 
