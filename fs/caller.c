@@ -113,7 +113,11 @@ caller_from_request(fuse_req_t req, struct caller *caller)
 	caller->process_id = caller_process_of_thread(context->pid);
 }
 
-/* Supplementary groups of the caller, cached per thread id. */
+/*
+ * Supplementary groups of the caller into groups[capacity], cached per
+ * thread id.  Returns how many the caller has: more than capacity when they
+ * did not all fit (then only capacity were filled and nothing is cached).
+ */
 static int
 caller_groups(fuse_req_t req, gid_t *groups, int capacity)
 {
@@ -124,8 +128,8 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity)
 
 	pthread_mutex_lock(&cache_lock);
 	if (thread_id > 0 && entry->thread_id == thread_id && entry->expires_ns > now &&
-	    entry->group_count >= 0) {
-		count = entry->group_count < capacity ? entry->group_count : capacity;
+	    entry->group_count >= 0 && entry->group_count <= capacity) {
+		count = entry->group_count;
 		memcpy(groups, entry->groups, (size_t)count * sizeof(gid_t));
 		pthread_mutex_unlock(&cache_lock);
 		return count;
@@ -135,9 +139,7 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity)
 	count = fuse_req_getgroups(req, capacity, groups);
 	if (count < 0)
 		return 0; /* caller gone or kernel request: primary group only */
-	if (count > capacity)
-		count = capacity;
-	if (thread_id <= 0)
+	if (count > capacity || count > MAX_GROUPS || thread_id <= 0)
 		return count;
 	pthread_mutex_lock(&cache_lock);
 	if (entry->thread_id != thread_id || entry->expires_ns <= now) {
@@ -151,6 +153,51 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity)
 	return count;
 }
 
+/*
+ * All supplementary groups of the caller: in buffer when they fit, else in
+ * an allocated array the caller frees (a cut list would make the backing
+ * filesystem refuse what the kernel allowed).  *count is their number.
+ */
+static gid_t *
+caller_all_groups(fuse_req_t req, gid_t buffer[static MAX_GROUPS], int *count)
+{
+	int wanted = caller_groups(req, buffer, MAX_GROUPS);
+
+	while (wanted > MAX_GROUPS) {
+		gid_t *groups = malloc((size_t)wanted * sizeof(gid_t));
+		if (groups == NULL)
+			break; /* the first MAX_GROUPS, as before */
+		int found = fuse_req_getgroups(req, wanted, groups);
+		if (found >= 0 && found <= wanted) {
+			*count = found;
+			return groups;
+		}
+		free(groups);
+		if (found < 0)
+			break;
+		wanted = found; /* grew meanwhile */
+	}
+	*count = wanted < 0 ? 0 : wanted > MAX_GROUPS ? MAX_GROUPS : wanted;
+	return buffer;
+}
+
+bool
+caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t buffer[MAX_GROUPS];
+	int count;
+	bool found = false;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	gid_t *groups = caller_all_groups(req, buffer, &count);
+	for (int i = 0; i < count && !found; i++)
+		found = groups[i] == gid;
+	if (groups != buffer)
+		free(groups);
+	return found;
+}
+
 /* What this thread last set, so a request for the same caller costs less. */
 static _Thread_local gid_t thread_groups[MAX_GROUPS];
 static _Thread_local int thread_group_count = -1;
@@ -160,7 +207,7 @@ int
 caller_become(fuse_req_t req)
 {
 	const struct fuse_ctx *context = fuse_req_ctx(req);
-	gid_t groups[MAX_GROUPS];
+	gid_t buffer[MAX_GROUPS];
 	int count;
 
 	if (!umask_unshared) {
@@ -169,16 +216,22 @@ caller_become(fuse_req_t req)
 			return -errno;
 		umask_unshared = true;
 	}
-	count = caller_groups(req, groups, MAX_GROUPS);
-	if (count != thread_group_count ||
+	gid_t *groups = caller_all_groups(req, buffer, &count);
+	if (groups != buffer || count != thread_group_count ||
 	    memcmp(groups, thread_groups, (size_t)count * sizeof(gid_t)) != 0) {
 		/* The raw system call: glibc's setgroups() changes every thread. */
-		if (syscall(SYS_setgroups, (size_t)count, groups) < 0) {
+		long result = syscall(SYS_setgroups, (size_t)count, groups);
+		int error = errno;
+		if (result == 0 && groups == buffer) {
+			memcpy(thread_groups, groups, (size_t)count * sizeof(gid_t));
+			thread_group_count = count;
+		} else {
 			thread_group_count = -1;
-			return -errno;
 		}
-		memcpy(thread_groups, groups, (size_t)count * sizeof(gid_t));
-		thread_group_count = count;
+		if (groups != buffer)
+			free(groups);
+		if (result < 0)
+			return -error;
 	}
 	setfsgid(context->gid);
 	setfsuid(context->uid);

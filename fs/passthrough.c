@@ -399,18 +399,80 @@ set_times(struct fs *fs, struct fs_inode *node, const struct timespec times[2],
 }
 
 /*
- * Drop suid, sgid and file capabilities as the kernel asked (see
- * fs/session_io.c), and make it forget the mode it has cached.
+ * Drop suid, sgid and file capabilities from a regular file, as the VFS
+ * does when a caller without CAP_FSETID writes or truncates it
+ * (setattr_should_drop_suidgid): suid always, sgid when the group may
+ * execute or the caller is not in the file's group.  The kernel asks for it
+ * per request (see fs/session_io.c); the caller is the one of that request.
+ * With notify, the kernel is told to forget the mode it has cached (a
+ * setattr reply carries fresh attributes instead).
  */
 static int
-kill_privileges(struct fs *fs, fuse_ino_t ino, int fd)
+drop_privileges(fuse_req_t req, struct fs *fs, fuse_ino_t ino, int fd, bool notify)
 {
-	int result = fs_session_kill_privileges(fd);
+	char name[16], path[32];
+	struct stat st;
+	bool changed = false;
 
-	if (result == 0 && fs->session)
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	mode_t mode = st.st_mode & ~(mode_t)S_ISUID;
+	if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller_in_group(req, st.st_gid)))
+		mode &= ~(mode_t)S_ISGID;
+	proc_name(name, fd);
+	if (mode != st.st_mode) {
+		if (fchmodat(fs->proc_fd, name, mode & 07777, 0) < 0)
+			return -errno;
+		changed = true;
+	}
+	/* removexattr takes a path; /proc/self/fd/N names fd's inode. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if (removexattr(path, "security.capability") == 0)
+		changed = true;
+	else if (errno != ENODATA && errno != ENOTSUP)
+		return -errno;
+	if (changed && notify && fs->session)
 		fuse_lowlevel_notify_inval_inode(fs->session, ino, -1, 0);
-	return result;
+	return 0;
 }
+
+/*
+ * chown(2), also with owner and group both -1, as the VFS does it
+ * (chown_common): the backing filesystem, called as root, updates ctime and
+ * drops suid, sgid with group execute and file capabilities from a
+ * non-directory.  A caller without the privilege (uid 0 stands for
+ * CAP_FSETID) who is not in the file's group also loses a sgid without
+ * group execute; root cannot make the backing filesystem see that.
+ */
+static int
+change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gid_t gid)
+{
+	struct stat before;
+	bool drop_sgid = false;
+	char name[16];
+
+	if (fuse_req_ctx(req)->uid != 0 && stat_node(node->fd, &before) == 0 &&
+	    !S_ISDIR(before.st_mode) && (before.st_mode & (S_ISGID | S_IXGRP)) == S_ISGID &&
+	    !caller_in_group(req, before.st_gid))
+		drop_sgid = true;
+	if (fchownat(node->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return errno;
+	if (drop_sgid) {
+		proc_name(name, node->fd);
+		if (fchmodat(fs->proc_fd, name, before.st_mode & 07777 & ~(mode_t)(S_ISUID | S_ISGID),
+			     0) < 0)
+			return errno;
+	}
+	return 0;
+}
+
+/* Attributes a setattr request may change; the rest are flags. */
+#define SETATTR_CHANGES                                                                  \
+	(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE |   \
+	 FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |                \
+	 FUSE_SET_ATTR_MTIME_NOW)
 
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
@@ -423,13 +485,19 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	struct stat st;
 
 	proc_name(name, node->fd);
-	/* Owner before mode: chown clears set-id bits, a mode set with it
-	 * must survive. */
-	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+	/*
+	 * Owner before mode: chown clears set-id bits, a mode set with it
+	 * must survive.  A request that changes nothing is chown(2) with
+	 * owner and group -1 (the kernel sends at most a ctime with it), or
+	 * the kernel dropping privileges before a write: both are the same
+	 * chown on the backing file.
+	 */
+	if ((valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) || !(valid & SETATTR_CHANGES)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		if (fchownat(node->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-			goto out_errno;
+		error = change_owner(req, fs, node, uid, gid);
+		if (error)
+			goto out;
 	}
 	if (valid & FUSE_SET_ATTR_MODE) {
 		int result = fi ? fchmod(handle_of(fi)->fd, attr->st_mode)
@@ -467,8 +535,9 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		if (error)
 			goto out;
 	}
-	if (fs_session_kill_requested()) {
-		error = -kill_privileges(fs, ino, node->fd);
+	/* With a chown the kernel asks too, but change_owner() did that part. */
+	if (fs_session_kill_requested() && !(valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+		error = -drop_privileges(req, fs, ino, node->fd, false);
 		if (error)
 			goto out;
 	}
@@ -810,7 +879,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (fs_session_kill_requested())
-		kill_privileges(fs, ino, fd);
+		drop_privileges(req, fs, ino, fd, true);
 	error = attach_handle(req, node, fd, fi, false);
 	if (error)
 		fuse_reply_err(req, error);
@@ -836,10 +905,21 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, error);
 		return;
 	}
-	fd = openat(parent_fd, name, (backing_flags(fs, fi->flags) | O_CREAT) & ~O_NOFOLLOW,
+	/*
+	 * Always exclusive and never following a symlink: the kernel sends
+	 * CREATE only for a name it believes absent, so the file made here is
+	 * new (what the observer and keep_cache are told).  When the name
+	 * exists after all (made behind the kernel's back, its negative entry
+	 * still cached) and the caller did not ask for O_EXCL, ESTALE makes
+	 * the VFS look the name up again and open what is there, with its own
+	 * permission checks and following a symlink in the caller's namespace.
+	 */
+	fd = openat(parent_fd, name, backing_flags(fs, fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
 		    mode);
 	error = fd < 0 ? errno : 0;
 	caller_restore();
+	if (error == EEXIST && !(fi->flags & O_EXCL))
+		error = ESTALE;
 	if (error) {
 		fuse_reply_err(req, error);
 		return;
@@ -869,9 +949,24 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		discard_handle(fs, fi);
 }
 
-/* Thread-local read buffer, grown to the largest request seen. */
+/*
+ * Thread-local read buffer, grown to the largest request seen.  The key's
+ * destructor frees it when the worker thread exits (libfuse ends idle
+ * workers, and all of them at unmount).
+ */
 static _Thread_local char *read_buffer;
 static _Thread_local size_t read_buffer_size;
+static pthread_key_t read_buffer_key;
+static pthread_once_t read_buffer_once = PTHREAD_ONCE_INIT;
+static bool read_buffer_key_made;
+
+static void
+read_buffer_make_key(void)
+{
+	read_buffer_key_made = pthread_key_create(&read_buffer_key, free) == 0;
+	if (!read_buffer_key_made)
+		log_error("cannot create the read buffer key: buffers of ended threads leak");
+}
 
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
@@ -889,6 +984,9 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		}
 		read_buffer = buffer;
 		read_buffer_size = size;
+		pthread_once(&read_buffer_once, read_buffer_make_key);
+		if (read_buffer_key_made)
+			pthread_setspecific(read_buffer_key, buffer);
 	}
 	count = pread(handle->fd, read_buffer, size, offset);
 	if (count < 0) {
@@ -911,7 +1009,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 	/* Without the writeback cache, O_APPEND reached the backing fd and
 	 * pwrite() appends there whatever the offset. */
 	if (fs_session_kill_requested())
-		kill_privileges(fs_of(req), ino, handle->fd);
+		drop_privileges(req, fs_of(req), ino, handle->fd, true);
 	count = pwrite(handle->fd, data, size, offset);
 	if (count < 0) {
 		fuse_reply_err(req, errno);
@@ -927,8 +1025,11 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	/* close() of a duplicate reports deferred write errors of the backing
 	 * filesystem to the caller's close(), as the native filesystem would. */
+	const struct fs_observer *observer = fs_of(req)->observer;
 	int fd = dup(handle_of(fi)->fd);
 
+	if (observer && observer->flushed && handle_of(fi)->cookie)
+		observer->flushed(handle_of(fi)->cookie, req);
 	if (fd < 0 || close(fd) < 0)
 		fuse_reply_err(req, errno);
 	else
@@ -1180,10 +1281,27 @@ static void
 op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 	    size_t size, int flags)
 {
+	/*
+	 * Setting an access ACL may clear the setgid bit, depending on who
+	 * sets it (posix_acl_update_mode): done as the caller, as on the native
+	 * filesystem.  The kernel has already checked that the caller may.
+	 */
+	bool as_caller = strcmp(name, "system.posix_acl_access") == 0;
 	char path[32];
+	int error;
 
 	xattr_path(req, ino, path);
-	fuse_reply_err(req, setxattr(path, name, value, size, flags) < 0 ? errno : 0);
+	if (as_caller) {
+		error = -caller_become(req);
+		if (error) {
+			fuse_reply_err(req, error);
+			return;
+		}
+	}
+	error = setxattr(path, name, value, size, flags) < 0 ? errno : 0;
+	if (as_caller)
+		caller_restore();
+	fuse_reply_err(req, error);
 }
 
 static void
@@ -1274,6 +1392,12 @@ static const struct fuse_lowlevel_ops operations = {
 	.copy_file_range = op_copy_file_range,
 	.lseek = op_lseek,
 };
+
+void
+fs_set_observer(struct fs *fs, const struct fs_observer *observer)
+{
+	fs->observer = observer;
+}
 
 int
 fs_attach_session(struct fs *fs, struct fuse_session *session)

@@ -16,23 +16,19 @@
  * when the kernel offers it, and notes, per request, whether the kernel
  * asked for privileges to be dropped (WRITE, SETATTR and OPEN carry a
  * KILL_SUIDGID flag that libfuse 3.14 does not pass on).  The request
- * handlers call fs_session_kill_privileges() when asked, which does what
- * the kernel would have done: clear suid, clear sgid when the group may
- * execute, and remove security.capability.  The kernel sets the flag only
- * for callers without CAP_FSETID, exactly when the native filesystem drops
- * them.
+ * handlers then drop them as the kernel would have done (drop_privileges()
+ * in passthrough.c): clear suid, clear sgid when the group may execute or
+ * the caller is not in the file's group, and remove security.capability.
+ * The kernel sets the flag only for callers without CAP_FSETID, exactly
+ * when the native filesystem drops them.
  *
  * libfuse reads each request and processes it on the same worker thread,
  * so a thread-local flag carries the note from read() to the handler.
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "session_io_i.h"
@@ -150,28 +146,4 @@ bool
 fs_session_kill_requested(void)
 {
 	return kill_requested;
-}
-
-int
-fs_session_kill_privileges(int fd)
-{
-	char path[32];
-	struct stat st;
-	mode_t mode;
-
-	/* Through /proc/self/fd, so fd may be an O_PATH descriptor. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	if (stat(path, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	mode = st.st_mode & ~(mode_t)S_ISUID;
-	if (st.st_mode & S_IXGRP)
-		mode &= ~(mode_t)S_ISGID;
-	if (mode != st.st_mode && chmod(path, mode & 07777) < 0)
-		return -errno;
-	if (removexattr(path, "security.capability") < 0 && errno != ENODATA &&
-	    errno != ENOTSUP)
-		return -errno;
-	return 0;
 }

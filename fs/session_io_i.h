@@ -14,7 +14,4 @@ int fs_session_use_io(struct fuse_session *session);
  * privileges be dropped (suid, sgid, file capabilities)? */
 bool fs_session_kill_requested(void);
 
-/* Drop them on the file open as fd, as the kernel's VFS would. 0 or -errno. */
-int fs_session_kill_privileges(int fd);
-
 #endif

@@ -18,6 +18,7 @@
 #define PROVFS_CALLER_H
 
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct caller {
@@ -42,5 +43,8 @@ int caller_become(fuse_req_t req);
 
 /* Back to the daemon's own filesystem identity (fsuid and fsgid 0). */
 void caller_restore(void);
+
+/* Is gid the caller's filesystem group or one of its supplementary groups? */
+bool caller_in_group(fuse_req_t req, gid_t gid);
 
 #endif
