@@ -35,6 +35,7 @@ struct options {
 	char *store_path;
 	int norecord;
 	int nopolicy;
+	int writeback; /* -o writeback_cache: the kernel's writeback cache, at its price */
 	int foreground;
 	int debug;
 	int show_help;
@@ -62,6 +63,7 @@ static const struct fuse_opt option_table[] = {
 	OPTION("store=%s", store_path, 0),
 	OPTION("norecord", norecord, 1),
 	OPTION("nopolicy", nopolicy, 1),
+	OPTION("writeback_cache", writeback, 1),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -90,6 +92,8 @@ print_usage(FILE *out)
 		"  -o store=PATH      provenance store (overrides [store] path)\n"
 		"  -o norecord        pass through and record nothing\n"
 		"  -o nopolicy        record, enforce no labels\n"
+		"  -o writeback_cache let the kernel gather writes (faster small writes; changes\n"
+		"                     made outside the mount and SEEK_DATA see data late)\n"
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
@@ -397,7 +401,7 @@ main(int argc, char *argv[])
 	struct fs_options fs_options = {
 		.backing_fd = backing_fd,
 		.timeout = 1.0,
-		.writeback = true,
+		.writeback = options.writeback,
 		.observer = NULL, /* the recorder attaches once the options are known good */
 	};
 	fs = fs_new(&fs_options);

@@ -25,12 +25,16 @@
  * native filesystem.
  *
  * Caching: entries and attributes are cached by the kernel for `timeout`
- * seconds; with the writeback cache the kernel gathers writes and keeps
- * mtime, so write-only opens are widened to read-write and O_APPEND is left
- * to the kernel.  Page cache is kept across opens only when the backing
- * file's size, mtime and ctime are as they were when it was last closed
- * through the mount; a change made directly in the backing directory drops
- * it, so no reader is served stale bytes.
+ * seconds, and data in its page cache.  Page cache is kept across opens only
+ * when the backing file's size, mtime and ctime are as they were when it was
+ * last closed through the mount; a change made directly in the backing
+ * directory drops it, so no reader is served stale bytes.  The kernel's
+ * writeback cache is off by default: with it the kernel owns a file's size
+ * and mtime, so it would miss changes made outside the mount and answer
+ * SEEK_DATA/SEEK_HOLE before its dirty pages reach the backing file.  It is
+ * there for those who accept that (-o writeback_cache); then write-only
+ * opens are widened to read-write (the kernel reads around partial pages)
+ * and O_APPEND is left to the kernel.
  *
  * Locks (flock and POSIX) are handled by the kernel for the mount, which
  * is exact as long as the backing tree is reached only through the mount
