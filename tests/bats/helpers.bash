@@ -56,9 +56,9 @@ common_teardown() {
 
 # Mount points (one a line, as in /proc/mounts) at or below $1.
 mounts_under() {
-	local prefix=$1 source target rest
+	local prefix=$1 target
 	# (The test paths hold no characters /proc/mounts would escape.)
-	while read -r source target rest; do
+	while read -r _ target _; do
 		case $target in
 		"$prefix" | "$prefix"/*) echo "$target" ;;
 		esac
@@ -93,16 +93,23 @@ pid_running() {
 	[ "${line%% *}" != Z ]
 }
 
-# Wait until none of the given pids runs; 1 after $WAIT_TIMEOUT (5) seconds.
+# Wait until none of the given pids runs; 1 after $WAIT_TIMEOUT (10) seconds,
+# with what the survivors are doing on stderr.
 wait_pids_gone() {
-	local deadline=$((SECONDS + ${WAIT_TIMEOUT:-5})) pid alive
+	local deadline=$((SECONDS + ${WAIT_TIMEOUT:-10})) pid alive
 	while :; do
 		alive=
 		for pid in "$@"; do
-			pid_running "$pid" && alive=1
+			pid_running "$pid" && alive="$alive $pid"
 		done
 		[ -z "$alive" ] && return 0
-		[ "$SECONDS" -ge "$deadline" ] && return 1
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "still running after ${WAIT_TIMEOUT:-10} s:$alive" >&2
+			for pid in $alive; do
+				ps -L -o pid,tid,stat,wchan:32,comm,args -p "$pid" >&2 || true
+			done
+			return 1
+		fi
 		sleep 0.05
 	done
 }
@@ -184,6 +191,7 @@ assert_nothing_mounted() {
 		return 1
 	fi
 	left=$(provfs_pids "$TMP")
+	# shellcheck disable=SC2086 # one pid a word
 	if [ -n "$left" ] && ! wait_pids_gone $left; then
 		echo "provfs still running: $left" >&2
 		return 1
