@@ -538,6 +538,26 @@ remove_entry(struct process_table *table, struct table_entry *entry)
 }
 
 /*
+ * Without exit events: when entry's process is gone (or its pid now names
+ * another process), record it as seen gone, status unknown, and drop it.
+ * Caller holds table->lock.  True when dropped.
+ */
+static bool
+drop_if_gone(struct process_table *table, struct table_entry *entry)
+{
+	struct stat_fields fields;
+
+	if (read_stat(entry->pid, &fields) == 0 &&
+	    start_ns_of(table, fields.start_ticks) == entry->image->start_ns)
+		return false;
+	if (table->options.hooks.image_exited)
+		table->options.hooks.image_exited(table->options.hooks.context, entry->image,
+						  wall_clock_ns(), false, 0);
+	remove_entry(table, entry);
+	return true;
+}
+
+/*
  * Caller holds table->lock.  Returns a new reference to pid's image,
  * creating it (and its ancestors) when missing or stale.
  */
@@ -550,16 +570,8 @@ lookup_locked_miss(struct process_table *table, pid_t pid, struct process_info *
 	if (entry && !entry->exec_in_progress && previous == NULL) {
 		if (table->netlink_fd < 0) {
 			/* No exit events: make sure the pid was not reused. */
-			struct stat_fields fields;
-			if (read_stat(pid, &fields) < 0 ||
-			    start_ns_of(table, fields.start_ticks) != entry->image->start_ns) {
-				if (table->options.hooks.image_exited)
-					table->options.hooks.image_exited(
-						table->options.hooks.context, entry->image,
-						wall_clock_ns(), false, 0);
-				remove_entry(table, entry);
+			if (drop_if_gone(table, entry))
 				entry = NULL;
-			}
 		}
 		if (entry)
 			return process_info_acquire(entry->image);
@@ -663,15 +675,7 @@ sweep(struct process_table *table)
 		struct table_entry *entry = table->slots[i];
 		while (entry) {
 			struct table_entry *next = entry->next;
-			struct stat_fields fields;
-			if (read_stat(entry->pid, &fields) < 0 ||
-			    start_ns_of(table, fields.start_ticks) != entry->image->start_ns) {
-				if (table->options.hooks.image_exited)
-					table->options.hooks.image_exited(
-						table->options.hooks.context, entry->image,
-						wall_clock_ns(), false, 0);
-				remove_entry(table, entry);
-			}
+			drop_if_gone(table, entry);
 			entry = next;
 		}
 	}

@@ -152,6 +152,17 @@ restrict_files(const char *path, gid_t group)
 	}
 }
 
+/* A store written by a newer provfs is never touched. */
+static int
+refuse_newer(const char *path, int version, char *error, size_t error_size)
+{
+	snprintf(error, error_size,
+		 "store '%s' has schema version %d, newer than this provfs understands (%d); "
+		 "upgrade provfs",
+		 path, version, STORE_SCHEMA_VERSION);
+	return -1;
+}
+
 static int
 migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 {
@@ -162,13 +173,8 @@ migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 			 sqlite3_errmsg(db));
 		return -1;
 	}
-	if (version > STORE_SCHEMA_VERSION) {
-		snprintf(error, error_size,
-			 "store '%s' has schema version %d, newer than this provfs understands "
-			 "(%d); upgrade provfs",
-			 path, version, STORE_SCHEMA_VERSION);
-		return -1;
-	}
+	if (version > STORE_SCHEMA_VERSION)
+		return refuse_newer(path, version, error, error_size);
 	if (version == STORE_SCHEMA_VERSION)
 		return 0;
 	if (exec_sql(db, "BEGIN IMMEDIATE", error, error_size, "cannot lock the store"))
@@ -212,13 +218,8 @@ check_readable_version(sqlite3 *db, const char *path, char *error, size_t error_
 		snprintf(error, error_size, "'%s' is not a provfs store", path);
 		return -1;
 	}
-	if (version > STORE_SCHEMA_VERSION) {
-		snprintf(error, error_size,
-			 "store '%s' has schema version %d, newer than this provfs understands "
-			 "(%d); upgrade provfs",
-			 path, version, STORE_SCHEMA_VERSION);
-		return -1;
-	}
+	if (version > STORE_SCHEMA_VERSION)
+		return refuse_newer(path, version, error, error_size);
 	if (version < STORE_SCHEMA_VERSION) {
 		snprintf(error, error_size,
 			 "store '%s' has the older schema version %d; mount it once with this "
