@@ -40,6 +40,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -733,13 +734,20 @@ read_connector(struct process_table *table)
 		if (header->nlmsg_type != NLMSG_DONE)
 			continue;
 		struct cn_msg *message = NLMSG_DATA(header);
-		struct proc_event *event = (struct proc_event *)message->data;
-		if (event->what == PROC_EVENT_EXEC) {
-			handle_exec(table, event->event_data.exec.process_tgid);
-		} else if (event->what == PROC_EVENT_EXIT &&
-			   event->event_data.exit.process_pid == event->event_data.exit.process_tgid) {
-			handle_exit(table, event->event_data.exit.process_tgid,
-				    (int)event->event_data.exit.exit_code, wall_clock_ns());
+		struct proc_event event;
+		/* The event sits 4-byte aligned in the datagram; it wants 8. */
+		size_t available = (size_t)((const char *)header + header->nlmsg_len -
+					    (const char *)message->data);
+		if (available < offsetof(struct proc_event, event_data) + sizeof(event.event_data.exit))
+			continue;
+		memset(&event, 0, sizeof(event));
+		memcpy(&event, message->data, available < sizeof(event) ? available : sizeof(event));
+		if (event.what == PROC_EVENT_EXEC) {
+			handle_exec(table, event.event_data.exec.process_tgid);
+		} else if (event.what == PROC_EVENT_EXIT &&
+			   event.event_data.exit.process_pid == event.event_data.exit.process_tgid) {
+			handle_exit(table, event.event_data.exit.process_tgid,
+				    (int)event.event_data.exit.exit_code, wall_clock_ns());
 		}
 	}
 	return true;
