@@ -305,6 +305,7 @@ report_change(fuse_req_t req, struct fs_namespace_event *event)
 	caller_from_request(req, &caller);
 	event->caller = &caller;
 	observer->namespace_changed(observer->context, event);
+	event->caller = NULL; /* it pointed into this frame */
 }
 
 static void

@@ -17,6 +17,7 @@
  * loses at most the last transactions on power failure, never consistency;
  * the recorder's flush interval bounds what a kill -9 can lose.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -187,7 +188,9 @@ migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 			goto rollback;
 		version = 1;
 	}
+	assert(version >= 1); /* migrations[i] takes version i+1 to i+2 */
 	for (; version < STORE_SCHEMA_VERSION; version++) {
+		/* cppcheck-suppress negativeIndex ; version >= 1 here, asserted above */
 		if (exec_sql(db, migrations[version - 1], error, error_size,
 			     "cannot migrate the store"))
 			goto rollback;
