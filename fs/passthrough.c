@@ -458,10 +458,19 @@ change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gi
 	bool drop_sgid = false;
 	char name[16];
 
-	if (fuse_req_ctx(req)->uid != 0 && stat_node(node->fd, &before) == 0 &&
-	    !S_ISDIR(before.st_mode) && (before.st_mode & (S_ISGID | S_IXGRP)) == S_ISGID &&
-	    !caller_in_group(req, before.st_gid))
-		drop_sgid = true;
+	uid_t caller_uid = fuse_req_ctx(req)->uid;
+	if (caller_uid != 0) {
+		if (stat_node(node->fd, &before) < 0)
+			return errno;
+		/* chown(f, -1, -1) reaches us with no change the kernel could check
+		 * (with KILLPRIV_V2 it leaves the privilege drop to us): as on ext4,
+		 * only the owner may do it, or it would strip another's setuid. */
+		if (uid == (uid_t)-1 && gid == (gid_t)-1 && caller_uid != before.st_uid)
+			return EPERM;
+		if (!S_ISDIR(before.st_mode) && (before.st_mode & (S_ISGID | S_IXGRP)) == S_ISGID &&
+		    !caller_in_group(req, before.st_gid))
+			drop_sgid = true;
+	}
 	if (fchownat(node->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return errno;
 	if (drop_sgid) {
@@ -1263,6 +1272,27 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	free(buffer);
 }
 
+/*
+ * Remove trusted.* names from a listxattr result: the daemon lists as root,
+ * and the native filesystem shows those names only to privileged callers
+ * (uid 0 stands in for CAP_SYS_ADMIN, which FUSE does not pass on).
+ */
+static size_t
+hide_trusted_names(char *list, size_t length)
+{
+	size_t kept = 0;
+
+	for (size_t offset = 0; offset < length;) {
+		size_t name_length = strnlen(list + offset, length - offset) + 1;
+		if (strncmp(list + offset, "trusted.", 8) != 0) {
+			memmove(list + kept, list + offset, name_length);
+			kept += name_length;
+		}
+		offset += name_length;
+	}
+	return kept;
+}
+
 static void
 op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
@@ -1270,6 +1300,34 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	ssize_t result;
 
 	xattr_path(req, ino, path);
+	if (fuse_req_ctx(req)->uid != 0) {
+		/* The whole list, filtered, answers both the size and the data. */
+		for (;;) {
+			result = listxattr(path, NULL, 0);
+			if (result < 0)
+				break;
+			char *list = realloc(buffer, (size_t)result + 1);
+			if (list == NULL) {
+				result = -1;
+				errno = ENOMEM;
+				break;
+			}
+			buffer = list;
+			result = listxattr(path, buffer, (size_t)result + 1);
+			if (result >= 0 || errno != ERANGE)
+				break;
+		}
+		if (result >= 0) {
+			result = (ssize_t)hide_trusted_names(buffer, (size_t)result);
+			if (size && (size_t)result > size) {
+				result = -1;
+				errno = ERANGE;
+			}
+		}
+		reply_xattr_size_or_data(req, result, size, buffer);
+		free(buffer);
+		return;
+	}
 	if (size) {
 		buffer = malloc(size);
 		if (buffer == NULL) {

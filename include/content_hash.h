@@ -17,9 +17,12 @@
 void content_hash_format(XXH128_hash_t hash, char hex[static CONTENT_HASH_HEX_LENGTH + 1]);
 
 /*
- * Hash everything fd holds, reading with pread from offset 0 (the file
- * offset is not moved).  Returns 0, or -errno on a read error.
+ * Hash what fd holds from offset 0, up to limit bytes (all of it when limit
+ * is negative), reading with pread (the file offset is not moved).  A file
+ * that keeps growing is thus read for a bounded time.  Returns 0, or -errno
+ * on a read error.
  */
-int content_hash_fd(int fd, char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes);
+int content_hash_fd(int fd, off_t limit, char hex[static CONTENT_HASH_HEX_LENGTH + 1],
+		    off_t *bytes);
 
 #endif

@@ -19,7 +19,7 @@ content_hash_format(XXH128_hash_t hash, char hex[static CONTENT_HASH_HEX_LENGTH 
 }
 
 int
-content_hash_fd(int fd, char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes)
+content_hash_fd(int fd, off_t limit, char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes)
 {
 	XXH3_state_t *state = XXH3_createState();
 	char *buffer = malloc(READ_CHUNK);
@@ -32,7 +32,12 @@ content_hash_fd(int fd, char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *byt
 	}
 	XXH3_128bits_reset(state);
 	for (;;) {
-		ssize_t count = pread(fd, buffer, READ_CHUNK, offset);
+		size_t want = READ_CHUNK;
+		if (limit >= 0 && limit - offset < (off_t)want)
+			want = (size_t)(limit - offset);
+		if (want == 0)
+			break;
+		ssize_t count = pread(fd, buffer, want, offset);
 		if (count < 0) {
 			if (errno == EINTR)
 				continue;

@@ -58,7 +58,9 @@ worker_main(void *argument)
 		char hex[CONTENT_HASH_HEX_LENGTH + 1] = "";
 		int result = fstat(job->fd, &before) < 0 ? -1 : 0;
 		if (result == 0)
-			result = content_hash_fd(job->fd, hex, NULL);
+			/* The size at the start bounds the read; a file that grew
+			 * meanwhile shows in the stat after, and the caller decides. */
+			result = content_hash_fd(job->fd, before.st_size, hex, NULL);
 		fstat(job->fd, &after);
 		close(job->fd);
 		job->done(job->argument, result, hex, &before, &after);

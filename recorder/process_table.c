@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@
 
 #define TABLE_SLOTS 4096 /* power of two; chains grow beyond */
 #define ENVIRON_LIMIT (1 << 20)
+#define FUSE_SUPER_MAGIC 0x65735546
 
 struct table_entry {
 	pid_t pid;
@@ -380,19 +382,43 @@ open_executable(const struct process_table *table, pid_t pid, const char *execut
 {
 	char path[64];
 	size_t length = strlen(table->mount_point);
+	struct statfs filesystem;
+	struct stat st;
+	int fd;
 
 	if (executable && strncmp(executable, table->mount_point, length) == 0 &&
 	    (executable[length] == '/' || strcmp(table->mount_point, "/") == 0)) {
-		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
+		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
 				       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
 		const char *relative = executable + length;
 		while (*relative == '/')
 			relative++;
-		return (int)syscall(SYS_openat2, table->options.backing_fd, relative, &how,
-				    sizeof(how));
+		fd = (int)syscall(SYS_openat2, table->options.backing_fd, relative, &how,
+				  sizeof(how));
+	} else {
+		/*
+		 * O_PATH first: the executable may be on a FUSE filesystem (this
+		 * very mount, seen from another mount namespace), whose open would
+		 * be a request to ourselves.  Those are not hashed.
+		 */
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+		int path_fd = open(path, O_PATH | O_CLOEXEC);
+		if (path_fd < 0)
+			return -1;
+		if (fstatfs(path_fd, &filesystem) < 0 || filesystem.f_type == FUSE_SUPER_MAGIC) {
+			close(path_fd);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", path_fd);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		close(path_fd);
 	}
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	return open(path, O_RDONLY | O_CLOEXEC);
+	/* Never block on, or hash, anything but a regular file. */
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 static void drain_connector(struct process_table *table);

@@ -252,11 +252,22 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 {
 	struct file_state *file;
 
+	unsigned int generation = 0;
+	if (ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
+		generation = 0;
 	pthread_mutex_lock(&recorder->files_lock);
 	size_t slot = file_slot(recorder, st->st_dev, st->st_ino);
-	for (file = recorder->file_slots[slot]; file; file = file->next)
+	struct file_state **link = &recorder->file_slots[slot];
+	for (file = *link; file; link = &file->next, file = file->next)
 		if (file->device == st->st_dev && file->inode == st->st_ino)
 			break;
+	if (file && file->generation != generation) {
+		/* The inode number was reused by another file: forget the old one. */
+		*link = file->next;
+		recorder->file_count--;
+		file_state_release(file);
+		file = NULL;
+	}
 	if (file == NULL) {
 		file = calloc(1, sizeof(*file));
 		if (file == NULL) {
@@ -266,16 +277,17 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 		atomic_init(&file->references, 1);
 		file->device = st->st_dev;
 		file->inode = st->st_ino;
-		unsigned int generation = 0;
-		if (ioctl(fd, FS_IOC_GETVERSION, &generation) == 0)
-			file->generation = generation;
+		file->generation = generation;
 		pthread_mutex_init(&file->lock, NULL);
 		file->next = recorder->file_slots[slot];
 		recorder->file_slots[slot] = file;
+		/* The caller's reference first, so eviction cannot take this one. */
+		file_state_acquire(file);
 		if (++recorder->file_count > FILE_TABLE_LIMIT)
 			evict_idle_files(recorder);
+	} else {
+		file_state_acquire(file);
 	}
-	file_state_acquire(file);
 	pthread_mutex_unlock(&recorder->files_lock);
 	return file;
 }
@@ -416,6 +428,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	if (flags & O_TRUNC) {
 		file->dirty = true;
 		file->stamp_known = false;
+		if (file->writers > 1)
+			file->stream_valid = false; /* truncated under another writer */
 	}
 	bool need_hash = access->reads &&
 			 !(file->stamp_known && stamps_equal(&file->known_stamp, &access->open_stamp));
@@ -434,6 +448,11 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->process = caller_image(recorder, req);
 	if (access->process == NULL) {
+		if (access->writes) {
+			pthread_mutex_lock(&file->lock);
+			file->writers--;
+			pthread_mutex_unlock(&file->lock);
+		}
 		access_release(access);
 		return NULL;
 	}
@@ -487,12 +506,12 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 	return "hashed";
 }
 
-static void
+void
 version_hash_done(void *argument, int result, const char *hex, const struct stat *before,
 		  const struct stat *after)
 {
 	struct version *version = argument;
-	struct recorder *recorder = version->writers[0]->recorder;
+	struct recorder *recorder = version->recorder;
 	struct event *event = event_new(EVENT_VERSION_HASH);
 
 	event->version = version; /* the job's reference moves to the event */
@@ -518,6 +537,7 @@ complete_version(struct recorder *recorder, struct file_state *file, struct acce
 		return NULL;
 	}
 	atomic_init(&version->references, 1);
+	version->recorder = recorder;
 	version->file = file_state_acquire(file);
 	version->stamp = stamp_of(&st);
 	version->producer = process_info_acquire(closing->process);
@@ -676,8 +696,10 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 	     file = file->next)
 		if (file->device == st->st_dev && file->inode == st->st_ino)
 			break;
-	if (file)
+	if (file) {
+		file_state_acquire(file); /* eviction may drop the table's meanwhile */
 		pthread_mutex_lock(&file->lock);
+	}
 	pthread_mutex_unlock(&recorder->files_lock);
 	if (file == NULL) {
 		event->truncated_closed = change->change == FS_CHANGE_TRUNCATE;
@@ -685,6 +707,7 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 	}
 	if (change->change == FS_CHANGE_TRUNCATE) {
 		file->stamp_known = false;
+		file->stream_valid = false; /* the bytes hashed so far are not the file's */
 		if (file->writers > 0)
 			file->dirty = true;
 		else
@@ -696,6 +719,7 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 		file->known_stamp.ctime_ns = timespec_ns(st->st_ctim);
 	}
 	pthread_mutex_unlock(&file->lock);
+	file_state_release(file);
 }
 
 static void
@@ -980,13 +1004,17 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		snprintf(error, error_size, "out of memory");
 		goto fail;
 	}
+	/*
+	 * Create or migrate the store now, so a bad one stops the mount, but
+	 * keep no connection: SQLite's locks do not survive the fork that
+	 * daemonizes, so the writer's connection is opened in recorder_start().
+	 */
 	recorder->store = store_open(options->store_path, STORE_READ_WRITE,
 				     options->config->reader_group, error, error_size);
 	if (recorder->store == NULL)
 		goto fail;
-	if (writer_prepare(recorder, error, error_size) ||
-	    writer_record_session(recorder, error, error_size))
-		goto fail;
+	store_close(recorder->store);
+	recorder->store = NULL;
 
 	recorder->observer = (struct fs_observer){
 		.context = recorder,
@@ -1024,6 +1052,14 @@ recorder_start(struct recorder *recorder)
 			  .exec_input = on_exec_input},
 	};
 
+	char error[512];
+	recorder->store = store_open(recorder->options.store_path, STORE_READ_WRITE,
+				     recorder->options.config->reader_group, error, sizeof(error));
+	if (recorder->store == NULL || writer_prepare(recorder, error, sizeof(error)) ||
+	    writer_record_session(recorder, error, sizeof(error))) {
+		log_error("%s", error);
+		return -1;
+	}
 	recorder->hashes = hash_pool_new(2);
 	recorder->processes = process_table_new(&table_options);
 	if (recorder->hashes == NULL || recorder->processes == NULL)
@@ -1082,9 +1118,11 @@ recorder_stop(struct recorder *recorder)
 		hash_pool_free(recorder->hashes);
 		recorder->hashes = NULL;
 	}
-	writer_close_session(recorder);
-	writer_finish(recorder);
-	store_close(recorder->store);
+	if (recorder->store) {
+		writer_close_session(recorder);
+		writer_finish(recorder);
+		store_close(recorder->store);
+	}
 	process_table_free(recorder->processes);
 	for (size_t i = 0; i < recorder->file_slot_count; i++) {
 		while (recorder->file_slots[i]) {

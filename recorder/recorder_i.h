@@ -60,6 +60,7 @@ struct file_state {
 /* A version produced through the mount, made when its last writer closes. */
 struct version {
 	atomic_int references;
+	struct recorder *recorder;
 	struct file_state *file;    /* referenced */
 	struct stamp stamp;
 	char hash[33];              /* set when hashed on the request path */
@@ -179,6 +180,9 @@ void recorder_enqueue(struct recorder *recorder, struct event *event);
 struct event *event_new(enum event_kind kind);
 void event_free(struct event *event);
 
+/* Hash-pool callback for a version: queues its EVENT_VERSION_HASH. */
+void version_hash_done(void *argument, int result, const char *hex, const struct stat *before,
+		       const struct stat *after);
 struct file_state *recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode);
 void access_release(struct access *access);
 void version_release(struct version *version);

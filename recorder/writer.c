@@ -512,6 +512,10 @@ insert_version(struct file_state *file, const struct stamp *stamp, const char *h
 {
 	sqlite3_stmt *s = statement(INSERT_VERSION);
 
+	/* Its cached latest version moves with this row (a scratch state on
+	 * the stack, which no table holds, has nothing cached to undo). */
+	if (atomic_load(&file->references) > 0)
+		journal_file(file);
 	sqlite3_bind_int64(s, 1, file->store_id);
 	sqlite3_bind_int64(s, 2, file->latest_number + 1);
 	sqlite3_bind_int64(s, 3, stamp->size);
@@ -558,14 +562,26 @@ read_hash_done(void *argument, int result, const char *hex, const struct stat *b
 	recorder_enqueue(access->recorder, event);
 }
 
-/* Open a file of the backing tree by its relative path, never leaving it. */
+/*
+ * Open the regular file at path in the backing tree for hashing, never
+ * leaving the tree, never blocking (a FIFO may stand there now), and only
+ * when it is still the inode expected (inode 0: any).  -1 otherwise.
+ */
 static int
-open_beneath(const char *path)
+open_beneath(const char *path, ino_t inode)
 {
-	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
 			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+	struct stat st;
+	int fd = (int)syscall(SYS_openat2, current->options.backing_fd, path, &how, sizeof(how));
 
-	return (int)syscall(SYS_openat2, current->options.backing_fd, path, &how, sizeof(how));
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (inode && st.st_ino != inode)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* Which version did this read-open see?  A new one when the stamp is new. */
@@ -586,7 +602,7 @@ resolve_read_version(struct access *access)
 		int fd = access->hash_fd;
 		access->hash_fd = -1;
 		if (fd < 0)
-			fd = open_beneath(access->path);
+			fd = open_beneath(access->path, access->file->inode);
 		if (fd >= 0) {
 			atomic_fetch_add(&access->references, 1);
 			hash_pool_submit(current->hashes, fd, read_hash_done, access);
@@ -821,19 +837,24 @@ follow_content(struct event *event, int64_t file_id)
 		file_state_release(cached);
 		if (rc != SQLITE_DONE || event->stamp.size == 0)
 			return rc;
-		/* Hash the truncated content from the backing tree. */
+		/* Hash the truncated content from the backing tree, in the pool. */
 		s = statement(SELECT_FILE_PATH);
 		sqlite3_bind_int64(s, 1, file_id);
-		if (sqlite3_step(s) == SQLITE_ROW) {
-			int fd = open_beneath((const char *)sqlite3_column_text(s, 0));
-			if (fd >= 0) {
-				char hex[33];
-				if (content_hash_fd(fd, hex, NULL) == 0)
-					update_version_hash(id, hex, "hashed");
-				close(fd);
-			}
-		}
+		int fd = -1;
+		if (sqlite3_step(s) == SQLITE_ROW)
+			fd = open_beneath((const char *)sqlite3_column_text(s, 0), event->inode);
 		sqlite3_reset(s);
+		struct version *version = fd >= 0 ? calloc(1, sizeof(*version)) : NULL;
+		if (version == NULL) {
+			if (fd >= 0)
+				close(fd);
+			return SQLITE_DONE; /* stays 'pending': no hash is better than a wrong one */
+		}
+		atomic_init(&version->references, 1); /* the job's */
+		version->recorder = current;
+		version->stamp = event->stamp;
+		version->store_id = id;
+		hash_pool_submit(current->hashes, fd, version_hash_done, version);
 		return SQLITE_DONE;
 	}
 	if (version_id && size == event->stamp.size &&

@@ -101,3 +101,27 @@ teardown() {
 	run as_user provfs-u1 cat "$STORE"
 	[ "$status" -ne 0 ]
 }
+
+@test "chown(f, -1, -1) by someone else is refused and leaves setuid alone, as on ext4" {
+	for dir in "$NATIVE" "$MNT"; do
+		cp /bin/true "$dir/prog"
+		chmod 4755 "$dir/prog"
+		run as_user provfs-u1 "$PYTHON" -c "import os, sys; os.chown(sys.argv[1], -1, -1)" "$dir/prog"
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"Operation not permitted"* ]]
+		[ "$(stat -c %A "$dir/prog")" = "-rwsr-xr-x" ]
+	done
+}
+
+@test "trusted.* attribute names are listed to root only, as on ext4" {
+	for dir in "$NATIVE" "$MNT"; do
+		echo x >"$dir/f"
+		setfattr -n trusted.secret -v 1 "$dir/f"
+		setfattr -n user.visible -v 1 "$dir/f"
+		[[ "$(getfattr -m - "$dir/f")" == *trusted.secret* ]]
+		run as_user provfs-u1 getfattr -m - "$dir/f"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *user.visible* ]]
+		[[ "$output" != *trusted.secret* ]]
+	done
+}
