@@ -1380,8 +1380,13 @@ static void
 op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 	     struct fuse_file_info *fi)
 {
-	int result = fallocate(handle_of(fi)->fd, mode, offset, length);
+	struct fs_handle *handle = handle_of(fi);
+	const struct fs_observer *observer = fs_of(req)->observer;
+	int result = fallocate(handle->fd, mode, offset, length);
 
+	/* Punching or zeroing changes content without a write: say so. */
+	if (result == 0 && observer && observer->data_written && handle->cookie)
+		observer->data_written(handle->cookie, NULL, offset, 0);
 	fuse_reply_err(req, result < 0 ? errno : 0);
 }
 

@@ -422,6 +422,7 @@ open_executable(const struct process_table *table, pid_t pid, const char *execut
 }
 
 static void drain_connector(struct process_table *table);
+static void sweep(struct process_table *table);
 /*
  * The inode of a pidfd: pidfs gives every process one that is never reused
  * while the system runs, finer than the start time's clock ticks.
@@ -751,9 +752,13 @@ read_connector(struct process_table *table)
 	ssize_t length = recv(table->netlink_fd, buffer, sizeof(buffer), MSG_DONTWAIT);
 
 	if (length < 0) {
-		if (errno == ENOBUFS)
-			log_warning("process connector overflowed: some exits were missed");
-		return errno == ENOBUFS;
+		if (errno == ENOBUFS) {
+			/* Exits and execs were lost: check every entry against /proc. */
+			log_warning("process connector overflowed: checking every process");
+			sweep(table);
+			return true;
+		}
+		return false;
 	}
 	for (struct nlmsghdr *header = (struct nlmsghdr *)buffer; NLMSG_OK(header, (size_t)length);
 	     header = NLMSG_NEXT(header, length)) {
