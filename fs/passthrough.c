@@ -451,6 +451,21 @@ drop_privileges(fuse_req_t req, struct fs *fs, fuse_ino_t ino, int fd, bool noti
  * CAP_FSETID) who is not in the file's group also loses a sgid without
  * group execute; root cannot make the backing filesystem see that.
  */
+/* May the caller of req write the node (mode bits, ACLs, its groups)? */
+static bool
+caller_may_write(fuse_req_t req, struct fs *fs, struct fs_inode *node)
+{
+	char name[16];
+	bool allowed;
+
+	if (caller_become(req) != 0)
+		return false;
+	proc_name(name, node->fd);
+	allowed = faccessat(fs->proc_fd, name, W_OK, AT_EACCESS) == 0;
+	caller_restore();
+	return allowed;
+}
+
 static int
 change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gid_t gid)
 {
@@ -462,10 +477,16 @@ change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gi
 	if (caller_uid != 0) {
 		if (stat_node(node->fd, &before) < 0)
 			return errno;
-		/* chown(f, -1, -1) reaches us with no change the kernel could check
-		 * (with KILLPRIV_V2 it leaves the privilege drop to us): as on ext4,
-		 * only the owner may do it, or it would strip another's setuid. */
-		if (uid == (uid_t)-1 && gid == (gid_t)-1 && caller_uid != before.st_uid)
+		/*
+		 * A request that changes nothing is either chown(f, -1, -1) or the
+		 * kernel dropping privileges before a write (KILLPRIV_V2 leaves
+		 * that to us); the two look the same.  The owner may do either; a
+		 * caller who may write the file may drop its privileges by
+		 * writing anyway.  Anyone else is refused, as chown is on ext4, so
+		 * nobody strips another user's setuid bit.
+		 */
+		if (uid == (uid_t)-1 && gid == (gid_t)-1 && caller_uid != before.st_uid &&
+		    !caller_may_write(req, fs, node))
 			return EPERM;
 		if (!S_ISDIR(before.st_mode) && (before.st_mode & (S_ISGID | S_IXGRP)) == S_ISGID &&
 		    !caller_in_group(req, before.st_gid))
