@@ -566,6 +566,27 @@ remove_entry(struct process_table *table, struct table_entry *entry)
 }
 
 /*
+ * Is pid still running the image recorded as image (same executable and
+ * argv)?  After an exec-open, that means the execve failed.
+ */
+static bool
+image_unchanged(const struct process_table *table, pid_t pid, const struct process_info *image)
+{
+	char *executable = read_proc_link(pid, "exe");
+	size_t raw_length = 0, length = 0;
+	char *raw = read_proc_file(pid, "cmdline", 1 << 20, &raw_length);
+	char *argv = raw ? redact_argv(table, raw, raw_length, &length) : NULL;
+	bool same = executable && image->executable && strcmp(executable, image->executable) == 0 &&
+		    argv && image->argv && length == image->argv_length &&
+		    memcmp(argv, image->argv, length) == 0;
+
+	free(executable);
+	free(raw);
+	free(argv);
+	return same;
+}
+
+/*
  * Without exit events: when entry's process is gone (or its pid now names
  * another process), record it as seen gone, status unknown, and drop it.
  * Caller holds table->lock.  True when dropped.
@@ -604,8 +625,15 @@ lookup_locked_miss(struct process_table *table, pid_t pid, struct process_info *
 		if (entry)
 			return process_info_acquire(entry->image);
 	}
-	if (entry && entry->exec_in_progress)
+	if (entry && entry->exec_in_progress) {
+		if (image_unchanged(table, pid, entry->image)) {
+			/* The execve failed (ENOEXEC, say): same program, same image. */
+			entry->exec_in_progress = false;
+			deliver_exec_inputs(table, entry, entry->image);
+			return process_info_acquire(entry->image);
+		}
 		previous = entry->image;
+	}
 	struct process_info *image = read_image(table, pid, previous, depth);
 	if (image == NULL)
 		return NULL;
