@@ -451,6 +451,22 @@ drop_privileges(fuse_req_t req, struct fs *fs, fuse_ino_t ino, int fd, bool noti
  * CAP_FSETID) who is not in the file's group also loses a sgid without
  * group execute; root cannot make the backing filesystem see that.
  */
+/* Does a write drop anything from this file: suid, sgid, capabilities? */
+static bool
+has_privileges(struct fs_inode *node, const struct stat *st)
+{
+	char path[32];
+
+	if (S_ISDIR(st->st_mode))
+		return false;
+	if ((st->st_mode & S_ISUID) || (st->st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		return true;
+	if (!S_ISREG(st->st_mode))
+		return false;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", node->fd);
+	return getxattr(path, "security.capability", NULL, 0) >= 0;
+}
+
 /* May the caller of req write the node (mode bits, ACLs, its groups)? */
 static bool
 caller_may_write(fuse_req_t req, struct fs *fs, struct fs_inode *node)
@@ -480,13 +496,14 @@ change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gi
 		/*
 		 * A request that changes nothing is either chown(f, -1, -1) or the
 		 * kernel dropping privileges before a write (KILLPRIV_V2 leaves
-		 * that to us); the two look the same.  The owner may do either; a
-		 * caller who may write the file may drop its privileges by
-		 * writing anyway.  Anyone else is refused, as chown is on ext4, so
-		 * nobody strips another user's setuid bit.
+		 * that to us); the two look the same.  On ext4 anyone may chown a
+		 * file to -1, -1, but when it has privileges to drop only its owner
+		 * may (dropping them is a mode change), while a writer drops them
+		 * by writing.  So: refuse a caller who is neither, and nobody
+		 * strips another user's setuid bit.
 		 */
 		if (uid == (uid_t)-1 && gid == (gid_t)-1 && caller_uid != before.st_uid &&
-		    !caller_may_write(req, fs, node))
+		    has_privileges(node, &before) && !caller_may_write(req, fs, node))
 			return EPERM;
 		if (!S_ISDIR(before.st_mode) && (before.st_mode & (S_ISGID | S_IXGRP)) == S_ISGID &&
 		    !caller_in_group(req, before.st_gid))
