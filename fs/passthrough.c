@@ -338,6 +338,18 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 				  FUSE_CAP_SPLICE_MOVE);
 }
 
+/*
+ * Reply with a looked-up entry.  When the reply does not reach the kernel
+ * (the request was interrupted), the kernel never counts the lookup and
+ * will never forget it: give the reference back here.
+ */
+static void
+reply_entry(fuse_req_t req, const struct fuse_entry_param *entry)
+{
+	if (fuse_reply_entry(req, entry) == -ENOENT && entry->ino)
+		table_release(fs_of(req), inode_of(req, entry->ino), 1);
+}
+
 static void
 op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -351,7 +363,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (error) {
 		fuse_reply_err(req, error);
 	} else {
-		fuse_reply_entry(req, &entry);
+		reply_entry(req, &entry);
 	}
 }
 
@@ -679,7 +691,7 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
-	fuse_reply_entry(req, &entry);
+	reply_entry(req, &entry);
 }
 
 static void
@@ -729,7 +741,7 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_n
 						   .new_parent_fd = fd_of(req, new_parent)};
 		report_change(req, &event);
 	}
-	fuse_reply_entry(req, &entry);
+	reply_entry(req, &entry);
 }
 
 static void
@@ -997,8 +1009,10 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, error);
 		return;
 	}
-	if (fuse_reply_create(req, &entry, fi) == -ENOENT)
+	if (fuse_reply_create(req, &entry, fi) == -ENOENT) {
 		discard_handle(fs, fi);
+		table_release(fs, node, 1); /* the lookup the kernel never got */
+	}
 }
 
 /*
