@@ -36,9 +36,6 @@ struct store *store_open(const char *path, enum store_mode mode, const char *rea
 /* The connection; owned by the store. */
 sqlite3 *store_db(struct store *store);
 
-/* Run PRAGMA quick_check; 0 when ok, else -1 with the reason in error. */
-int store_check_integrity(struct store *store, char *error, size_t error_size);
-
 void store_close(struct store *store);
 
 #endif

@@ -304,29 +304,6 @@ store_db(struct store *store)
 	return store->db;
 }
 
-int
-store_check_integrity(struct store *store, char *error, size_t error_size)
-{
-	sqlite3_stmt *statement;
-	int result = -1;
-
-	if (sqlite3_prepare_v2(store->db, "PRAGMA quick_check", -1, &statement, NULL) != SQLITE_OK) {
-		snprintf(error, error_size, "%s", sqlite3_errmsg(store->db));
-		return -1;
-	}
-	if (sqlite3_step(statement) == SQLITE_ROW) {
-		const char *answer = (const char *)sqlite3_column_text(statement, 0);
-		if (answer && strcmp(answer, "ok") == 0)
-			result = 0;
-		else
-			snprintf(error, error_size, "%s", answer ? answer : "no answer");
-	} else {
-		snprintf(error, error_size, "%s", sqlite3_errmsg(store->db));
-	}
-	sqlite3_finalize(statement);
-	return result;
-}
-
 void
 store_close(struct store *store)
 {

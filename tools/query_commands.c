@@ -288,27 +288,15 @@ other_writers(struct query *q, int64_t version_id, const struct q_process *produ
 	sqlite3_stmt *statement =
 	    q_prepare(q, "SELECT DISTINCT process_id FROM accesses WHERE written_version_id = ?");
 	int64_t *ids = NULL;
-	size_t n = 0, alloc = 0;
-	int rc;
+	size_t n = 0;
 
 	*list = NULL;
 	*count = 0;
 	if (statement == NULL)
 		return -1;
 	q_bind_int(statement, 1, version_id);
-	while ((rc = q_step(q, statement)) == SQLITE_ROW) {
-		if (n == alloc) {
-			alloc = alloc ? alloc * 2 : 8;
-			ids = realloc(ids, alloc * sizeof(*ids));
-			if (ids == NULL)
-				abort();
-		}
-		ids[n++] = sqlite3_column_int64(statement, 0);
-	}
-	if (rc < 0) {
-		free(ids);
+	if (q_collect_ids(q, statement, &ids, &n) < 0)
 		return -1;
-	}
 	for (size_t i = 0; i < n; i++) {
 		struct q_process p;
 		bool dup = false;
@@ -515,7 +503,7 @@ cmd_history(struct query *q)
 	struct q_table table;
 	json_object *doc = NULL, *versions = NULL, *names = NULL, *events = NULL;
 	int64_t *ids = NULL;
-	size_t count = 0, alloc = 0;
+	size_t count = 0;
 	sqlite3_stmt *statement;
 	int status, rc;
 
@@ -530,16 +518,7 @@ cmd_history(struct query *q)
 	if (statement == NULL)
 		goto out;
 	q_bind_int(statement, 1, file.id);
-	while ((rc = q_step(q, statement)) == SQLITE_ROW) {
-		if (count == alloc) {
-			alloc = alloc ? alloc * 2 : 16;
-			ids = realloc(ids, alloc * sizeof(*ids));
-			if (ids == NULL)
-				abort();
-		}
-		ids[count++] = sqlite3_column_int64(statement, 0);
-	}
-	if (rc < 0)
+	if (q_collect_ids(q, statement, &ids, &count) < 0)
 		goto out;
 
 	if (q->format == Q_FORMAT_JSON) {
@@ -806,12 +785,7 @@ cmd_process(struct query *q)
 		if (statement == NULL)
 			goto out;
 		q_bind_int(statement, 1, process.images[i].id);
-		while ((rc = q_step(q, statement)) == SQLITE_ROW) {
-			ids = realloc(ids, (n + 1) * sizeof(*ids));
-			if (ids == NULL)
-				abort();
-			ids[n++] = sqlite3_column_int64(statement, 0);
-		}
+		rc = q_collect_ids(q, statement, &ids, &n);
 		for (size_t j = 0; rc >= 0 && j < n; j++) {
 			struct q_process child;
 			bool dup = false;

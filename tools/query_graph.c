@@ -1264,7 +1264,7 @@ static int
 impact_starts(struct query *q, struct q_graph *g, const struct q_target *target, bool have_target)
 {
 	sqlite3_stmt *statement;
-	int rc, found = 0;
+	int found = 0;
 
 	if (q->hash) {
 		char upper[40];
@@ -1299,20 +1299,9 @@ impact_starts(struct query *q, struct q_graph *g, const struct q_target *target,
 	(void)have_target;
 	/* Collect first: version_node() uses other statements. */
 	int64_t *ids = NULL;
-	size_t count = 0, alloc = 0;
-	while ((rc = q_step(q, statement)) == SQLITE_ROW) {
-		if (count == alloc) {
-			alloc = alloc ? alloc * 2 : 16;
-			ids = realloc(ids, alloc * sizeof(*ids));
-			if (ids == NULL)
-				abort();
-		}
-		ids[count++] = sqlite3_column_int64(statement, 0);
-	}
-	if (rc < 0) {
-		free(ids);
+	size_t count = 0;
+	if (q_collect_ids(q, statement, &ids, &count) < 0)
 		return -1;
-	}
 	for (size_t i = 0; i < count; i++) {
 		size_t index;
 		bool created;

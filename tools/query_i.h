@@ -76,6 +76,12 @@ sqlite3_stmt *q_prepare(struct query *q, const char *sql);
 
 /* sqlite3_step(); an error other than ROW or DONE is printed and gives -1. */
 int q_step(struct query *q, sqlite3_stmt *statement);
+/*
+ * Step statement to its end, collecting column 0 of every row into *ids
+ * (allocated; the caller frees it) and their number into *count.  Returns
+ * 0, or -1 on a store error (then *ids is NULL and *count 0).
+ */
+int q_collect_ids(struct query *q, sqlite3_stmt *statement, int64_t **ids, size_t *count);
 
 /* The store error, as q_error(q, 2, ...) with SQLite's message. */
 int q_store_error(struct query *q);

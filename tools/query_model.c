@@ -429,3 +429,30 @@ q_run_line(struct query *q, struct qbuf *out, const struct q_run *run)
 {
 	qbuf_addf(out, "job %s, run %.8s", q_tx(q, run->job_name), run->uuid ? run->uuid : "?");
 }
+
+int
+q_collect_ids(struct query *q, sqlite3_stmt *statement, int64_t **ids, size_t *count)
+{
+	size_t capacity = 0;
+	int rc;
+
+	*ids = NULL;
+	*count = 0;
+	while ((rc = q_step(q, statement)) == SQLITE_ROW) {
+		if (*count == capacity) {
+			capacity = capacity ? capacity * 2 : 16;
+			int64_t *grown = realloc(*ids, capacity * sizeof(**ids));
+			if (grown == NULL)
+				abort();
+			*ids = grown;
+		}
+		(*ids)[(*count)++] = sqlite3_column_int64(statement, 0);
+	}
+	if (rc < 0) {
+		free(*ids);
+		*ids = NULL;
+		*count = 0;
+		return -1;
+	}
+	return 0;
+}
