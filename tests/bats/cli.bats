@@ -188,7 +188,7 @@ write_conf() {
 @test "running as a non-root user: refused" {
 	ensure_test_users
 	chmod 755 "$BACKING"
-	run_split as_user provfs-u1 "$PROVFS" -o "store=$TMP/u1.db" "$BACKING" "$MNT"
+	run_split as_user provfs-u1 "$(user_reachable "$PROVFS")" -o "store=$TMP/u1.db" "$BACKING" "$MNT"
 	assert_refused "must run as root"
 }
 

@@ -281,6 +281,21 @@ as_user() {
 		PYTHON="$PYTHON" "$@")
 }
 
+# user_reachable PROGRAM: the path of a copy of PROGRAM that every user can
+# run.  The build directory may sit in a tree other users cannot traverse
+# (a clone in root's home, mode 700), so tests that run a built program as
+# a test user run this copy, kept in the test's own world-traversable $TMP.
+user_reachable() {
+	local program=$1 copy
+	copy=$TMP/bin/$(basename "$program")
+	if [ ! -x "$copy" ]; then
+		mkdir -p "$TMP/bin"
+		chmod 755 "$TMP/bin"
+		install -m 755 "$program" "$copy" || return 1
+	fi
+	printf '%s\n' "$copy"
+}
+
 # as_user_sh USER 'shell text': the same, through sh -c.
 as_user_sh() {
 	local user=$1

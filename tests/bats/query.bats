@@ -335,8 +335,10 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 
 @test "the store is readable by reader_group members only" {
 	ensure_test_users
-	as_user "$U1" "$QUERY" --store "$STORE" stats >/dev/null
-	run_split as_user "$U2" "$QUERY" --store "$STORE" stats
+	local query
+	query=$(user_reachable "$QUERY")
+	as_user "$U1" "$query" --store "$STORE" stats >/dev/null
+	run_split as_user "$U2" "$query" --store "$STORE" stats
 	assert_fails 2 "readable by root and its reader_group only"
 }
 
