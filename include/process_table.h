@@ -59,6 +59,21 @@ struct process_info {
 	struct run_info *run;          /* referenced */
 	char executable_hash[33];      /* "" until hashed */
 	int64_t store_id;              /* writer thread only */
+	/*
+	 * What the label policy needs to trust an exe:/script: grant.  Read
+	 * with the image's other facts at first sight; traced also follows
+	 * the process connector's ptrace events for the life of the image.
+	 */
+	unsigned int environment_injection; /* PROCESS_INJECTION_* found in environ */
+	atomic_bool traced;                 /* a tracer is (or was) attached */
+	dev_t executable_device;            /* the very inode that was executed; */
+	ino_t executable_inode;             /* 0/0 when unknown */
+};
+
+/* Environment variables through which a caller can run its own code. */
+enum process_injection {
+	PROCESS_INJECTION_LOADER = 1u << 0, /* LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ... */
+	PROCESS_INJECTION_SCRIPT = 1u << 1, /* PYTHONPATH, PYTHONSTARTUP, PERL5LIB, NODE_OPTIONS, ... */
 };
 
 struct process_table;
@@ -107,6 +122,15 @@ void process_table_note_exec(struct process_table *table, pid_t pid, void *cooki
 
 void process_table_stop(struct process_table *table);
 void process_table_free(struct process_table *table);
+
+/*
+ * The XXH3-128 hash (32 hex digits) of the inode image executed, waiting up
+ * to timeout_ms for the background hasher; 0 with hash filled, or -1 when it
+ * is unknown (unreadable, replaced, timed out).  May block the caller: for
+ * the policy's exe: grants only, never called with a lock held.
+ */
+int process_table_executable_hash(struct process_table *table, struct process_info *image,
+				  int timeout_ms, char hash[33]);
 
 struct process_info *process_info_acquire(struct process_info *image);
 void process_info_release(struct process_info *image);
