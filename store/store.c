@@ -238,8 +238,9 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 	   size_t error_size)
 {
 	struct store *store = calloc(1, sizeof(*store));
-	int flags = mode == STORE_READ_ONLY ? SQLITE_OPEN_READONLY
-					    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int flags = mode == STORE_READ_ONLY  ? SQLITE_OPEN_READONLY
+		    : mode == STORE_MAINTAIN ? SQLITE_OPEN_READWRITE
+					     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	gid_t group = 0;
 	int rc;
 
@@ -271,14 +272,20 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 	sqlite3_extended_result_codes(store->db, 1);
 	if (mode == STORE_READ_WRITE) {
 		char message[256];
-		if (exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
+		/*
+		 * Takes effect only on a new, empty file, and only before WAL is
+		 * set (see store.h, Space); a no-op on an existing store.
+		 */
+		if (exec_sql(store->db, "PRAGMA auto_vacuum = INCREMENTAL", message,
+			     sizeof(message), "cannot set auto_vacuum") == 0 &&
+		    exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
 			     "cannot use WAL")) {
 			if (strstr(message, "not a database"))
 				snprintf(error, error_size, "store '%s' is not a provfs store or is corrupt",
 					 path);
 			else
 				snprintf(error, error_size, "cannot open store '%s': %s", path,
-					 message + strlen("cannot use WAL: "));
+					 strstr(message, ": ") ? strstr(message, ": ") + 2 : message);
 			goto fail;
 		}
 		if (exec_sql(store->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF",

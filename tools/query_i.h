@@ -60,6 +60,11 @@ struct query {
 	bool run_scope;
 	char **args; /* positional arguments after the command */
 	int nargs;
+
+	/* prune */
+	int64_t before_ns;     /* --before: Q_NONE when not given */
+	int64_t keep_audit_ns; /* --keep-audit: denials, declassifications since */
+	bool dry_run;
 };
 
 /* --- provfs_query.c -------------------------------------------------- */
@@ -329,5 +334,28 @@ enum q_disk_state {
 enum q_disk_state q_disk_check(struct query *q, const struct q_file *file,
                                const struct q_version *last);
 const char *q_disk_state_name(enum q_disk_state state);
+
+/* --- query_prune.c -------------------------------------------------- */
+
+int cmd_prune(struct query *q);
+
+/* --- query_progress.c: a progress bar on stderr, terminals only ------ */
+
+struct q_progress {
+	bool enabled; /* stderr is a terminal */
+	bool shown;   /* a bar is on the screen */
+	const char *program, *what, *unit;
+	int64_t total; /* 0: unknown */
+	int64_t done;
+	int64_t begin_ns, drawn_ns;
+};
+
+/* A bar "COMMAND: WHAT [####....] DONE/TOTAL UNIT  RATE/s"; what and unit are kept. */
+void q_progress_start(struct query *q, struct q_progress *progress, const char *what,
+                      const char *unit, int64_t total);
+/* Set the count; redraws at most ten times a second. */
+void q_progress_update(struct q_progress *progress, int64_t done);
+/* Erase the bar. */
+void q_progress_end(struct q_progress *progress);
 
 #endif

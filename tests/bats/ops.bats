@@ -112,3 +112,227 @@ tiny_store() {
 	[ -e "$BACKING/created" ]
 	unmount_provfs
 }
+
+# ---------------------------------------------------------------- retention: prune
+
+# A night through a real mount: the CRM export written twice (the first
+# version nobody read), a scratch file made and removed, features built from
+# the export, a model trained on the features.
+prune_scenario() {
+	mount_provfs
+	mkdir -p "$MNT/raw" "$MNT/features" "$MNT/models"
+	cat >"$MNT/features.py" <<-'EOF2'
+		rows = open("raw/export.csv").read().splitlines()[1:]
+		with open("features/f.csv", "w") as out:
+		    out.write("id,f\n")
+		    for row in rows:
+		        i, v = row.split(",")
+		        out.write(f"{i},{int(v) * 2}\n")
+	EOF2
+	cat >"$MNT/train.py" <<-'EOF2'
+		data = open("features/f.csv").read()
+		open("models/model.bin", "w").write("MODEL:" + str(len(data)) + "\n")
+	EOF2
+	(
+		cd "$MNT"
+		set -e
+		PROVFS_JOB=etl sh -c 'printf "id,v\n1,1\n" > raw/export.csv'
+		PROVFS_JOB=etl sh -c 'printf "id,v\n1,2\n2,3\n" > raw/export.csv'
+		PROVFS_JOB=scratch sh -c 'echo tmp > scratch.txt && cat scratch.txt >/dev/null && rm scratch.txt'
+		PROVFS_JOB=features "$PYTHON" features.py
+		PROVFS_JOB=train "$PYTHON" train.py
+	)
+	# The writer commits every 100 ms: wait for the model's hashed version.
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+		WHERE f.path = 'models/model.bin' AND v.hash_state = 'hashed'\")\" = 1 ]" 10
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 10
+}
+
+# pq ARGS...: provfs-query on the test's store, stdout and stderr apart.
+pq() {
+	run_split "$QUERY" --store "$STORE" "$@"
+}
+
+assert_consistent() {
+	assert_equal "$(q 'PRAGMA integrity_check')" "ok"
+	assert_equal "$(q 'PRAGMA foreign_key_check')" ""
+}
+
+@test "prune: the model's producer is still the training job with its inputs and hashes, while the mount records" {
+	needs_fuse
+	prune_scenario
+	pq producer "$MNT/models/model.bin" --format json
+	[ "$status" -eq 0 ]
+	local producer_before=$stdout
+	pq lineage "$MNT/models/model.bin" --format json
+	local lineage_before=$stdout
+	[[ "$producer_before" == *'"job":"train"'* ]]
+	[[ "$producer_before" == *"$(xxh "$BACKING/features/f.csv")"* ]]
+	[ "$(q "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql raw/export.csv))")" -eq 2 ]
+	[ "$(q "SELECT count(*) FROM files WHERE path = 'scratch.txt'")" -eq 1 ]
+	# The mount keeps recording while prune runs.
+	mkdir "$MNT/during"
+	start_background env PROVFS_JOB=during sh -c \
+		'for i in $(seq 300); do echo "$i" > "$1/during/f$i"; cat "$1/during/f$i" >/dev/null; done' \
+		sh "$MNT"
+	local writer=$LAST_BG
+	pq prune --before now
+	echo "$stdout$stderr"
+	[ "$status" -eq 0 ]
+	[ -z "$stderr" ]
+	assert_match "$stdout" "versions +[1-9][0-9]* +[0-9]"
+	assert_match "$stdout" "files +[1-9][0-9]* +[0-9]"
+	# Every text line fits 80 columns.
+	[ "$(printf '%s\n' "$stdout" | awk 'length > 80' | wc -l)" -eq 0 ]
+	wait "$writer"
+	# The lineage of what exists is whole: the same answers as before.
+	pq producer "$MNT/models/model.bin" --format json
+	[ "$status" -eq 0 ]
+	assert_equal "$stdout" "$producer_before"
+	pq lineage "$MNT/models/model.bin" --format json
+	assert_equal "$stdout" "$lineage_before"
+	# What nothing needs is gone: the export's unread first version, the scratch file.
+	assert_sql "SELECT number FROM versions WHERE file_id = ($(file_id_sql raw/export.csv))" "2"
+	assert_sql "SELECT count(*) FROM files WHERE path = 'scratch.txt'" "0"
+	assert_consistent
+	stop_provfs
+	# Every open made during the prune was recorded, nothing lost.
+	assert_sql "SELECT count(DISTINCT file_id) FROM accesses WHERE path LIKE 'during/f%'" "300"
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'during/f%' AND v.hash_state = 'hashed'" "300"
+	assert_sql "SELECT sum(events_lost) FROM recorder_stats" "0"
+	assert_consistent
+}
+
+@test "prune: keeps denials and declassifications younger than --keep-audit, undelivered OpenLineage events, each file's label" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local day=$((86400 * 1000000000)) now file process session run
+	now=$(date +%s%N)
+	file=$(q "SELECT id FROM files WHERE path = 'models/model.bin'")
+	process=$(q "SELECT producer_process_id FROM versions WHERE file_id = $file")
+	session=$(q "SELECT max(id) FROM mount_sessions")
+	run=$(q "SELECT run_id FROM processes WHERE id = $process")
+	q "INSERT INTO denials (process_id, file_id, mount_session_id, path, uid, label, clearance, rule, time_ns) VALUES
+	   ($process, $file, $session, 'models/model.bin', 1000, 'restricted', 'internal', 'old', $((now - 700 * day))),
+	   ($process, $file, $session, 'models/model.bin', 1000, 'restricted', 'internal', 'recent', $((now - 100 * day)));
+	   INSERT INTO label_changes (file_id, level, forced, reason, uid, time_ns) VALUES
+	   ($file, 'public', 1, 'old declassification', 0, $((now - 700 * day))),
+	   ($file, 'internal', 1, 'recent declassification', 0, $((now - 100 * day))),
+	   ($file, 'confidential', 0, 'old label', 0, $((now - 600 * day))),
+	   ($file, 'restricted', 0, 'current label', 0, $((now - 500 * day)));
+	   INSERT INTO openlineage_outbox (run_id, event_type, event, created_ns, delivered_ns) VALUES
+	   ($run, 'COMPLETE', '{}', $((now - 400 * day)), $((now - 400 * day))),
+	   ($run, 'COMPLETE', '{}', $((now - 400 * day)), NULL);"
+	pq prune --before 1d
+	[ "$status" -eq 0 ]
+	assert_sql "SELECT rule FROM denials ORDER BY id" "recent"
+	assert_sql "SELECT reason FROM label_changes ORDER BY id" "recent declassification
+current label"
+	assert_sql "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL" "1"
+	assert_sql "SELECT count(*) FROM openlineage_outbox" "1"
+	assert_sql "SELECT count(*) FROM runs WHERE id = $run" "1"
+	# A shorter audit period lets the recent ones go too, but never the
+	# file's current label nor the undelivered event.
+	pq prune --before 1d --keep-audit 30d
+	[ "$status" -eq 0 ]
+	assert_sql "SELECT count(*) FROM denials" "0"
+	assert_sql "SELECT reason FROM label_changes" "current label"
+	assert_sql "SELECT count(*) FROM openlineage_outbox" "1"
+	assert_consistent
+}
+
+@test "prune: --dry-run reports what a prune removes and removes nothing" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local counts
+	counts=$(q "SELECT (SELECT count(*) FROM accesses), (SELECT count(*) FROM versions),
+	            (SELECT count(*) FROM files), (SELECT count(*) FROM processes)")
+	pq prune --before now --dry-run --format json
+	[ "$status" -eq 0 ]
+	local would=$stdout
+	assert_equal "$(q "SELECT (SELECT count(*) FROM accesses), (SELECT count(*) FROM versions),
+	            (SELECT count(*) FROM files), (SELECT count(*) FROM processes)")" "$counts"
+	pq prune --before now --format json
+	[ "$status" -eq 0 ]
+	# The same counts, apart from dry_run and the sizes.
+	assert_equal "$(printf '%s' "$would" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["tables"])')" \
+		"$(printf '%s' "$stdout" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["tables"])')"
+	[[ "$would" == *'"dry_run":true'* ]]
+}
+
+@test "prune: the space comes back (incremental vacuum on a store the daemon created; reuse on an older one)" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	assert_sql "PRAGMA auto_vacuum" "2"
+	# Bulk the store up with records nothing needs: a removed file's many versions.
+	q "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+	   INSERT INTO files (host, device, inode, generation, backing_dir, path, first_seen_ns, removed_ns)
+	   SELECT 'h', 1, 900000 + i, 0, '/x', 'bulk/' || i || '-' || hex(randomblob(40)), 1, 2 FROM n"
+	local pages_before
+	pages_before=$(q "PRAGMA page_count")
+	pq prune --before 1d
+	[ "$status" -eq 0 ]
+	[[ "$stdout" == *"files "*"20,000"* ]]
+	[ "$(q "PRAGMA page_count")" -lt $((pages_before / 2)) ]
+	assert_sql "PRAGMA freelist_count" "0"
+	assert_consistent
+	# A store made before auto_vacuum was set: the pages stay for reuse, and prune says so.
+	sqlite3 "$STORE" "PRAGMA auto_vacuum = NONE; VACUUM"
+	assert_sql "PRAGMA auto_vacuum" "0"
+	q "INSERT INTO files (host, device, inode, generation, backing_dir, path, first_seen_ns, removed_ns)
+	   VALUES ('h', 1, 1, 0, '/x', 'bulk/again', 1, 2)"
+	pq prune --before 1d
+	[ "$status" -eq 0 ]
+	[[ "$stdout" == *"auto_vacuum is off in this older store"* ]]
+	assert_consistent
+}
+
+@test "prune: bad input is one line and exit 2, and changes nothing" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local before
+	before=$(q "SELECT count(*) FROM accesses")
+	pq prune
+	assert_equal "$status" 2
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "provfs-query: prune: --before TIME is required"* ]]
+	pq prune --before yesterday
+	assert_equal "$status" 2
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "provfs-query: prune: --before: 'yesterday' is not a TIME"* ]]
+	pq prune --before 1d --keep-audit soon
+	assert_equal "$status" 2
+	[[ "$stderr" == "provfs-query: prune: --keep-audit: 'soon' is not a TIME"* ]]
+	pq prune --before 2200-01-01
+	assert_equal "$status" 2
+	[[ "$stderr" == *"is in the future"* ]]
+	pq prune --before 1d --depth 2
+	assert_equal "$status" 2
+	[[ "$stderr" == *"option '--depth' does not apply"* ]]
+	pq prune --before 1d extra
+	assert_equal "$status" 2
+	[[ "$stderr" == *"too many arguments"* ]]
+	# Only root prunes.
+	ensure_test_users
+	chmod 755 "$TMP/store"
+	chmod 644 "$STORE"
+	local query
+	query=$(user_reachable "$QUERY")
+	run_split as_user "$U1" "$query" --store "$STORE" prune --before 1d
+	assert_equal "$status" 2
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "provfs-query: prune: only root may prune the store" ]]
+	assert_equal "$stdout" ""
+	assert_equal "$(q "SELECT count(*) FROM accesses")" "$before"
+	# No store: said, never created.
+	pq prune --before 1d
+	run_split "$QUERY" --store "$TMP/none.db" prune --before 1d
+	assert_equal "$status" 2
+	[[ "$stderr" == *"does not exist"* ]]
+	[ ! -e "$TMP/none.db" ]
+}
