@@ -26,6 +26,7 @@
 #include "log.h"
 #include "passthrough.h"
 #include "recorder.h"
+#include "store.h"
 
 #define EXIT_USAGE 2
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -97,7 +98,7 @@ print_usage(FILE *out)
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
-		"  -V, --version      print the version\n",
+		"  -V, --version      print the version and the store schema version\n",
 		CONFIG_DEFAULT_PATH);
 }
 
@@ -315,7 +316,8 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (options.show_version) {
-		printf("provfs %s (libfuse %s)\n", PROVFS_VERSION, fuse_pkgversion());
+		printf("provfs %s (store schema %d, libfuse %s)\n", PROVFS_VERSION,
+		       STORE_SCHEMA_VERSION, fuse_pkgversion());
 		status = 0;
 		goto out;
 	}
