@@ -349,3 +349,235 @@ current label"
 	[[ "$stderr" == *"does not exist"* ]]
 	[ ! -e "$TMP/none.db" ]
 }
+
+# ---------------------------------------------------------------- install, service, fstab, man
+
+BUILD=${PROVFS_BUILD_ROOT:-/work/main/build}
+
+# The build's install directories: PREFIX BINDIR SBINDIR MANDIR DATADIR UNITDIR HELPERDIR.
+install_dirs() {
+	meson introspect "$BUILD" --buildoptions | "$PYTHON" -c '
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+unit = o["systemd_unit_dir"] or o["prefix"] + "/lib/systemd/system"
+print(o["prefix"], o["bindir"], o["sbindir"], o["mandir"], o["datadir"], unit, o["mount_helper_dir"])'
+}
+
+stage_install() {
+	DEST=$TMP/dest
+	meson install -C "$BUILD" --no-rebuild --destdir "$DEST" >"$TMP/install.log" 2>&1 || {
+		cat "$TMP/install.log"
+		return 1
+	}
+	read -r PREFIX BINDIR SBINDIR MANDIR DATADIR UNITDIR HELPERDIR < <(install_dirs)
+}
+
+@test "install: meson install into a DESTDIR puts programs, man pages, unit, helper and example config in place" {
+	stage_install
+	local sbin=$DEST$PREFIX/$SBINDIR bin=$DEST$PREFIX/$BINDIR man=$DEST$PREFIX/$MANDIR
+	[ -x "$sbin/provfs" ]
+	[ -x "$bin/provfs-query" ]
+	[ ! -e "$bin/provfs" ]
+	# provfs-label, once built, is an administrator's program too.
+	if [ -e "$BUILD/provfs-label" ]; then
+		[ -x "$sbin/provfs-label" ]
+	fi
+	[ -f "$man/man8/provfs.8" ]
+	[ -f "$man/man1/provfs-query.1" ]
+	[ -f "$man/man8/provfs-label.8" ]
+	[ -f "$man/man5/provfs.conf.5" ]
+	# The unit and the helper run the installed provfs by its absolute path.
+	grep -qx "ExecStart=$PREFIX/$SBINDIR/provfs -o config=/etc/provfs/%I.conf %f %f" \
+		"$DEST$UNITDIR/provfs@.service"
+	[ -x "$DEST$HELPERDIR/mount.fuse.provfs" ]
+	grep -qx "PROVFS=$PREFIX/$SBINDIR/provfs" "$DEST$HELPERDIR/mount.fuse.provfs"
+	# The example configuration, valid as it stands, owned by root, 0644.
+	cmp "$PROVFS_SOURCE_ROOT/provfs.conf" "$DEST/etc/provfs/provfs.conf"
+	cmp "$PROVFS_SOURCE_ROOT/provfs.conf" "$DEST$PREFIX/$DATADIR/doc/provfs/provfs.conf.example"
+	assert_equal "$(stat -c '%U %a' "$DEST/etc/provfs/provfs.conf")" "root 644"
+	run "$sbin/provfs" --check-config "$DEST/etc/provfs/provfs.conf"
+	[ "$status" -eq 0 ]
+	# Nothing outside the DESTDIR's tree of known places.
+	run sh -c "cd '$DEST' && find . -type f | sort"
+	local f
+	for f in "${lines[@]}"; do
+		case $f in
+		./etc/provfs/provfs.conf | ".$PREFIX/"* | ".$HELPERDIR/mount.fuse.provfs") ;;
+		*) echo "unexpected file $f" >&2; return 1 ;;
+		esac
+	done
+	# An administrator's configuration is never replaced.
+	echo "; edited by the administrator" >>"$DEST/etc/provfs/provfs.conf"
+	cp "$DEST/etc/provfs/provfs.conf" "$TMP/edited.conf"
+	meson install -C "$BUILD" --no-rebuild --destdir "$DEST" >"$TMP/install2.log" 2>&1
+	cmp "$TMP/edited.conf" "$DEST/etc/provfs/provfs.conf"
+}
+
+@test "--version: provfs and provfs-query print their version and the store schema version" {
+	local schema version
+	schema=$(sed -n 's/^#define STORE_SCHEMA_VERSION \([0-9]*\)$/\1/p' "$PROVFS_SOURCE_ROOT/include/store.h")
+	version=$(meson introspect "$BUILD" --projectinfo | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+	run "$PROVFS" --version
+	[ "$status" -eq 0 ]
+	[[ "$output" == "provfs $version (store schema $schema, libfuse "*")" ]]
+	run "$QUERY" --version
+	[ "$status" -eq 0 ]
+	assert_equal "$output" "provfs-query $version (store schema $schema)"
+}
+
+@test "--help: every option of provfs and provfs-query is listed, in 80 columns" {
+	run "$QUERY" --help
+	[ "$status" -eq 0 ]
+	local option
+	for option in --store --config --format --depth --at --version --hash --since --job --all \
+		--under --run --before --keep-audit --dry-run --help; do
+		[[ "$output" == *"$option"* ]] || { echo "provfs-query --help lacks $option" >&2; return 1; }
+	done
+	printf '%s\n' "$output" | awk 'length > 80 { print "too wide: " $0; bad = 1 } END { exit bad }' >&2
+	run "$PROVFS" --help
+	[ "$status" -eq 0 ]
+	for option in -f -d config= store= norecord nopolicy writeback_cache --check-config --help --version; do
+		[[ "$output" == *"$option"* ]] || { echo "provfs --help lacks $option" >&2; return 1; }
+	done
+	printf '%s\n' "$output" | awk 'length > 80 { print "too wide: " $0; bad = 1 } END { exit bad }' >&2
+}
+
+@test "man pages render at 80 columns without warnings" {
+	command -v man >/dev/null || skip "man is not installed"
+	local page err
+	for page in provfs.8 provfs-query.1 provfs-label.8 provfs.conf.5; do
+		err=$(MANWIDTH=80 man --warnings -l "$PROVFS_SOURCE_ROOT/docs/man/$page" 2>&1 >"$TMP/page")
+		[ -z "$err" ] || { echo "$page: $err" >&2; return 1; }
+		[ -s "$TMP/page" ]
+		[ "$(awk 'length > 80' "$TMP/page" | wc -l)" -eq 0 ] || { echo "$page is wider than 80 columns" >&2; return 1; }
+	done
+}
+
+@test "systemd: provfs@.service passes systemd-analyze verify" {
+	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
+	stage_install
+	# Verify an instance of the staged unit, pointed at the staged program and
+	# man pages (verify checks that both exist).
+	mkdir -p "$TMP/units"
+	sed "s|$PREFIX/$SBINDIR/provfs|$DEST$PREFIX/$SBINDIR/provfs|" "$DEST$UNITDIR/provfs@.service" \
+		>"$TMP/units/provfs@data.service"
+	run env MANPATH="$DEST$PREFIX/$MANDIR" systemd-analyze verify "$TMP/units/provfs@data.service"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+# unit_words KEY INSTANCE: the words of the unit's KEY= line for INSTANCE, one
+# per line, as systemd would run them: quotes removed, %I and %f replaced,
+# the program the one built, configs in $TMP/conf instead of /etc/provfs.
+unit_words() {
+	local path
+	path=$(systemd-escape --unescape --path "$2")
+	sed -n "s/^$1=//p" "$DEST$UNITDIR/provfs@.service" |
+		sed "s|$PREFIX/$SBINDIR/provfs|$PROVFS|; s|/etc/provfs/%I.conf|$TMP/conf/%I.conf|" |
+		"$PYTHON" -c '
+import shlex, sys
+words = shlex.split(sys.stdin.read())
+print("\n".join(w.replace("%I", sys.argv[1]).replace("%f", sys.argv[2]) for w in words))' \
+			"$(systemd-escape --unescape "$2")" "$path"
+}
+
+# run_unit KEY INSTANCE: run that command.
+run_unit() {
+	local words
+	mapfile -t words < <(unit_words "$1" "$2")
+	"${words[@]}"
+}
+
+@test "systemd: the unit's commands mount the instance's directory in place, stop cleanly, and restart after a crash with the store intact" {
+	needs_fuse
+	command -v systemd-escape >/dev/null || skip "systemd-escape is not installed"
+	stage_install
+	local data=$TMP/data instance pid
+	mkdir -p "$data" "$TMP/conf"
+	echo "before" >"$data/kept.txt"
+	instance=$(systemd-escape --path "$data")
+	# The configuration is named by the unescaped instance (%I): the path
+	# without its leading slash.
+	mkdir -p "$(dirname "$TMP/conf/${data#/}.conf")"
+	assert_equal "$(systemd-escape --unescape "$instance")" "${data#/}"
+	printf '[store]\npath = %s\n' "$STORE" >"$TMP/conf/${data#/}.conf"
+	assert_equal "$(unit_words ExecStart "$instance" | paste -sd ' ')" \
+		"$PROVFS -o config=$TMP/conf/${data#/}.conf $data $data"
+	# Type=forking: the command returns once mounted.
+	run_unit ExecStartPre "$instance"
+	run_unit ExecStart "$instance"
+	is_mounted "$data"
+	(cd "$data" && PROVFS_JOB=service sh -c 'cat kept.txt > copy.txt')
+	# systemctl stop: SIGTERM to the main process; it unmounts and writes the queue.
+	pid=$(provfs_pids "$data")
+	kill -TERM "$pid"
+	wait_unmounted "$data"
+	wait_pids_gone "$pid"
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'copy.txt'" "1"
+	assert_sql "SELECT count(*) FROM mount_sessions WHERE stopped_ns IS NULL" "0"
+	# A crash leaves a stale mount; Restart=on-failure runs ExecStartPre, then ExecStart.
+	run_unit ExecStart "$instance"
+	(cd "$data" && PROVFS_JOB=service sh -c 'cat copy.txt > copy2.txt')
+	wait_until "[ \"\$(q \"SELECT count(*) FROM accesses WHERE path = 'copy2.txt'\")\" = 1 ]" 10
+	pid=$(provfs_pids "$data")
+	kill -KILL "$pid"
+	wait_pids_gone "$pid"
+	run stat "$data"
+	[ "$status" -ne 0 ]
+	run_unit ExecStartPre "$instance"
+	run_unit ExecStart "$instance"
+	is_mounted "$data"
+	[ "$(cat "$data/copy2.txt")" = "before" ]
+	assert_equal "$(q 'PRAGMA integrity_check')" "ok"
+	assert_sql "SELECT count(DISTINCT file_id) FROM accesses WHERE written_version_id IS NOT NULL
+	            AND path IN ('copy.txt', 'copy2.txt')" "2"
+	# ExecStartPre leaves a live mount alone.
+	run_unit ExecStartPre "$instance"
+	is_mounted "$data"
+	unmount_provfs "$data"
+}
+
+@test "fstab: mount -t fuse.provfs and an fstab line mount through mount.fuse.provfs; umount unmounts" {
+	needs_fuse
+	stage_install
+	# mount(8) looks for /sbin/mount.fuse.provfs: in a private mount namespace,
+	# the staged helper (pointed at this build's provfs) is laid over /usr/sbin.
+	mkdir -p "$TMP/helper" "$TMP/data" "$TMP/data2" "$TMP/conf"
+	sed "s|^PROVFS=.*|PROVFS=$PROVFS|" "$DEST$HELPERDIR/mount.fuse.provfs" >"$TMP/helper/mount.fuse.provfs"
+	chmod 755 "$TMP/helper/mount.fuse.provfs"
+	printf '[store]\npath = %s\n' "$STORE" >"$TMP/conf/data.conf"
+	echo "x" >"$TMP/data/in.txt"
+	echo "y" >"$TMP/data2/in.txt"
+	cat /etc/fstab >"$TMP/fstab"
+	echo "$TMP/data2 $TMP/data2 fuse.provfs config=$TMP/conf/data.conf,noauto,nofail,x-systemd.requires=local-fs.target 0 0" >>"$TMP/fstab"
+	cat >"$TMP/ns.sh" <<-EOF2
+		set -e
+		sbin=\$(readlink -f /sbin)
+		mount -t overlay overlay -o "lowerdir=$TMP/helper:\$sbin" "\$sbin"
+		mount --bind "$TMP/fstab" /etc/fstab
+		mount -t fuse.provfs "$TMP/data" "$TMP/data" -o "config=$TMP/conf/data.conf"
+		grep -q " $TMP/data fuse.provfs " /proc/self/mounts
+		(cd "$TMP/data" && PROVFS_JOB=fstab cat in.txt > out.txt)
+		mount "$TMP/data2"
+		grep -q " $TMP/data2 fuse.provfs " /proc/self/mounts
+		(cd "$TMP/data2" && PROVFS_JOB=fstab cat in.txt > out2.txt)
+		umount "$TMP/data"
+		umount "$TMP/data2"
+		! grep -q "fuse.provfs" /proc/self/mounts
+		echo done
+	EOF2
+	run timeout 60 unshare -m --propagation private sh "$TMP/ns.sh"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *done* ]]
+	assert_nothing_mounted
+	assert_sql "SELECT count(*) FROM accesses WHERE path IN ('out.txt', 'out2.txt')" "2"
+	# Bad use of the helper: one line, exit 2.
+	run "$TMP/helper/mount.fuse.provfs" "$TMP/data"
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+	run "$TMP/helper/mount.fuse.provfs" "$TMP/data" "$TMP/data" -o
+	[ "$status" -eq 2 ]
+	[[ "$output" == "mount.fuse.provfs: option '-o' needs a value" ]]
+}
