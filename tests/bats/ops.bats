@@ -581,3 +581,63 @@ run_unit() {
 	[ "$status" -eq 2 ]
 	[[ "$output" == "mount.fuse.provfs: option '-o' needs a value" ]]
 }
+
+# ---------------------------------------------------------------- the lineage picture
+
+@test "lineage DOT: data flows forward, files and processes apart, runs in labeled clusters, page-shaped, labels with a legend" {
+	needs_fuse
+	command -v dot >/dev/null || skip "graphviz not installed"
+	prune_scenario
+	stop_provfs
+	local model export features
+	model=$(q "SELECT v.id FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'models/model.bin'")
+	features=$(q "SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'features/f.csv'")
+	export=$(q "SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'raw/export.csv'")
+	pq lineage "$MNT/models/model.bin" --format dot
+	[ "$status" -eq 0 ]
+	local graph=$stdout
+	# Edges run from inputs to processes to outputs: the model is only ever a
+	# head, the export only ever a tail.
+	[[ "$graph" =~ p[0-9]+\ -\>\ v$model\  ]]
+	! [[ "$graph" =~ v$model\ -\> ]]
+	[[ "$graph" =~ v$export\ -\>\ p[0-9]+ ]]
+	! [[ "$graph" =~ -\>\ v$export\  ]]
+	[[ "$graph" =~ v$features\ -\>\ p[0-9]+ ]]
+	[[ "$graph" =~ p[0-9]+\ -\>\ v$features\  ]]
+	# PROV's relation stays on each edge, as its tooltip.
+	[[ "$graph" == *'tooltip="used"'* ]]
+	[[ "$graph" == *'tooltip="wasGeneratedBy"'* ]]
+	# Files are notes, processes rounded boxes; each run is a cluster named by its job.
+	[[ "$graph" =~ v$model\ \[shape=note ]]
+	[[ "$graph" =~ p[0-9]+\ \[shape=box,\ style=\"rounded,filled\" ]]
+	[[ "$graph" == *'subgraph "cluster_run_'* ]]
+	[[ "$graph" == *'job train\nrun '* ]]
+	[[ "$graph" == *'job features\nrun '* ]]
+	# Version and short hash on each file.
+	local hash
+	hash=$(xxh "$BACKING/models/model.bin")
+	[[ "$graph" == *"models/model.bin\\nv1  ${hash:0:12}"* ]]
+	# No more than about 3:1 either way (dot -Tplain: "graph SCALE WIDTH HEIGHT").
+	local size
+	size=$(printf '%s\n' "$graph" | dot -Tplain | head -n 1)
+	"$PYTHON" -c 'import sys; _, _, w, h = sys.argv[1].split(); w, h = float(w), float(h); sys.exit(0 if max(w / h, h / w) <= 3.2 else 1)' "$size" ||
+		{ echo "not page-shaped: $size" >&2; return 1; }
+	[[ "$graph" != *cluster_legend* ]]
+	# Labels color the files, with a legend; a version changed outside
+	# provfs and an unhashed one stand out.
+	q "UPDATE versions SET label = 'confidential' WHERE id = $export;
+	   UPDATE versions SET label = 'restricted' WHERE id IN ($features, $model);
+	   UPDATE versions SET origin = 'external' WHERE id = $export"
+	q "UPDATE versions SET hash = NULL, hash_state = 'failed'
+	   WHERE id = (SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id
+	               WHERE f.path = 'train.py')"
+	pq lineage "$MNT/models/model.bin" --format dot
+	[ "$status" -eq 0 ]
+	graph=$stdout
+	[[ "$graph" =~ v$model\ \[shape=note,\ style=\"filled\",\ fillcolor=\"#f4cccc\" ]]
+	[[ "$graph" =~ v$export\ \[shape=note,\ style=\"filled\",\ fillcolor=\"#fce5cd\",\ color=\"#cc0000\" ]]
+	[[ "$graph" == *"CHANGED OUTSIDE PROVFS"* ]]
+	[[ "$graph" == *'style="filled,dashed"'*'not hashed'* ]]
+	[[ "$graph" == *cluster_legend*'label="confidential"'*'label="restricted"'*'changed outside provfs'* ]]
+	printf '%s\n' "$graph" | dot -Tsvg >/dev/null
+}
