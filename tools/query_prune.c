@@ -30,7 +30,9 @@
  * closure over temp tables (frontier, next, kept), each step an indexed
  * lookup per frontier row (versions_producer, accesses_written_version,
  * accesses_process, processes_pid), so the closure is linear in what it
- * keeps.  The rows to remove are listed per table in temp tables.
+ * keeps.  The temp tables have no statistics: CROSS JOIN makes SQLite loop
+ * over the (small) frontier and look up the store's rows by index, never the
+ * other way round (a scan of accesses per step).  The rows to remove are listed per table in temp tables.
  *
  * Phase 2 deletes them in batches of BATCH rows, each batch its own short
  * write transaction (BEGIN IMMEDIATE, the store's busy timeout), children
@@ -163,16 +165,16 @@ static const char *const seed_sql[] = {
     "  AND v.number = (SELECT MAX(number) FROM versions WHERE file_id = f.id)"
     "  WHERE f.removed_ns IS NULL OR f.removed_ns >= :before"
     " UNION SELECT id FROM versions WHERE recorded_ns >= :before"
-    " UNION SELECT a.read_version_id FROM temp.keep_access k JOIN accesses a ON a.id = k.id"
+    " UNION SELECT a.read_version_id FROM temp.keep_access k CROSS JOIN accesses a ON a.id = k.id"
     "  WHERE a.read_version_id IS NOT NULL"
-    " UNION SELECT a.written_version_id FROM temp.keep_access k JOIN accesses a ON a.id = k.id"
+    " UNION SELECT a.written_version_id FROM temp.keep_access k CROSS JOIN accesses a ON a.id = k.id"
     "  WHERE a.written_version_id IS NOT NULL"
-    " UNION SELECT l.version_id FROM temp.keep_label_change k JOIN label_changes l ON l.id = k.id"
+    " UNION SELECT l.version_id FROM temp.keep_label_change k CROSS JOIN label_changes l ON l.id = k.id"
     "  WHERE l.version_id IS NOT NULL",
     /* Processes: young, maybe still running, or named by kept rows. */
     "INSERT OR IGNORE INTO temp.keep_process"
     " SELECT id FROM processes WHERE seen_ns >= :before OR exited_ns IS NULL"
-    " UNION SELECT a.process_id FROM temp.keep_access k JOIN accesses a ON a.id = k.id"
+    " UNION SELECT a.process_id FROM temp.keep_access k CROSS JOIN accesses a ON a.id = k.id"
     " UNION SELECT process_id FROM denials WHERE time_ns >= :audit AND process_id IS NOT NULL"
     " UNION SELECT process_id FROM namespace_events"
     "  WHERE time_ns >= :before AND process_id IS NOT NULL",
@@ -186,34 +188,34 @@ static const char *const step_sql[] = {
     "DELETE FROM temp.next_process",
     /* A version needs its writers... */
     "INSERT OR IGNORE INTO temp.next_process"
-    " SELECT v.producer_process_id FROM temp.front_version f JOIN versions v ON v.id = f.id"
+    " SELECT v.producer_process_id FROM temp.front_version f CROSS JOIN versions v ON v.id = f.id"
     " WHERE v.producer_process_id IS NOT NULL"
     " AND v.producer_process_id NOT IN (SELECT id FROM temp.keep_process)",
     "INSERT OR IGNORE INTO temp.next_process"
-    " SELECT a.process_id FROM temp.front_version f JOIN accesses a"
+    " SELECT a.process_id FROM temp.front_version f CROSS JOIN accesses a"
     " ON a.written_version_id = f.id"
     " WHERE a.process_id NOT IN (SELECT id FROM temp.keep_process)",
     /* ...and the version its label was propagated from. */
     "INSERT OR IGNORE INTO temp.next_version"
-    " SELECT v.label_from_version_id FROM temp.front_version f JOIN versions v ON v.id = f.id"
+    " SELECT v.label_from_version_id FROM temp.front_version f CROSS JOIN versions v ON v.id = f.id"
     " WHERE v.label_from_version_id IS NOT NULL"
     " AND v.label_from_version_id NOT IN (SELECT id FROM temp.keep_version)",
     /* A process needs its other images (one activity across execve), its
      * parent and the image before it... */
     "INSERT OR IGNORE INTO temp.next_process"
-    " SELECT i.id FROM temp.front_process f JOIN processes p ON p.id = f.id"
-    " JOIN processes i ON i.pid = p.pid AND i.start_ns = p.start_ns AND i.host = p.host"
+    " SELECT i.id FROM temp.front_process f CROSS JOIN processes p ON p.id = f.id"
+    " CROSS JOIN processes i ON i.pid = p.pid AND i.start_ns = p.start_ns AND i.host = p.host"
     " WHERE i.id NOT IN (SELECT id FROM temp.keep_process)",
     "INSERT OR IGNORE INTO temp.next_process"
-    " SELECT p.parent_id FROM temp.front_process f JOIN processes p ON p.id = f.id"
+    " SELECT p.parent_id FROM temp.front_process f CROSS JOIN processes p ON p.id = f.id"
     " WHERE p.parent_id IS NOT NULL AND p.parent_id NOT IN (SELECT id FROM temp.keep_process)",
     "INSERT OR IGNORE INTO temp.next_process"
-    " SELECT p.previous_id FROM temp.front_process f JOIN processes p ON p.id = f.id"
+    " SELECT p.previous_id FROM temp.front_process f CROSS JOIN processes p ON p.id = f.id"
     " WHERE p.previous_id IS NOT NULL"
     " AND p.previous_id NOT IN (SELECT id FROM temp.keep_process)",
     /* ...and every version it read: data, programs, scripts. */
     "INSERT OR IGNORE INTO temp.next_version"
-    " SELECT a.read_version_id FROM temp.front_process f JOIN accesses a"
+    " SELECT a.read_version_id FROM temp.front_process f CROSS JOIN accesses a"
     " ON a.process_id = f.id"
     " WHERE a.read_version_id IS NOT NULL"
     " AND a.read_version_id NOT IN (SELECT id FROM temp.keep_version)",
@@ -230,14 +232,14 @@ static const char *const finish_sql[] = {
     "INSERT OR IGNORE INTO temp.keep_file"
     " SELECT id FROM files"
     "  WHERE removed_ns IS NULL OR removed_ns >= :before OR first_seen_ns >= :before"
-    " UNION SELECT v.file_id FROM temp.keep_version k JOIN versions v ON v.id = k.id"
-    " UNION SELECT a.file_id FROM temp.keep_access k JOIN accesses a ON a.id = k.id"
-    " UNION SELECT l.file_id FROM temp.keep_label_change k JOIN label_changes l ON l.id = k.id"
+    " UNION SELECT v.file_id FROM temp.keep_version k CROSS JOIN versions v ON v.id = k.id"
+    " UNION SELECT a.file_id FROM temp.keep_access k CROSS JOIN accesses a ON a.id = k.id"
+    " UNION SELECT l.file_id FROM temp.keep_label_change k CROSS JOIN label_changes l ON l.id = k.id"
     " UNION SELECT file_id FROM denials WHERE time_ns >= :audit AND file_id IS NOT NULL"
     " UNION SELECT file_id FROM namespace_events"
     "  WHERE time_ns >= :before AND file_id IS NOT NULL",
     "INSERT OR IGNORE INTO temp.keep_run"
-    " SELECT p.run_id FROM temp.keep_process k JOIN processes p ON p.id = k.id"
+    " SELECT p.run_id FROM temp.keep_process k CROSS JOIN processes p ON p.id = k.id"
     "  WHERE p.run_id IS NOT NULL"
     " UNION SELECT run_id FROM openlineage_outbox"
     "  WHERE delivered_ns IS NULL OR created_ns >= :before"
@@ -286,7 +288,7 @@ static const char *const session_sql[] = {
     "INSERT OR IGNORE INTO temp.keep_session"
     " SELECT id FROM mount_sessions"
     "  WHERE stopped_ns IS NULL OR stopped_ns >= :before OR started_ns >= :before"
-    " UNION SELECT p.mount_session_id FROM temp.keep_process k JOIN processes p ON p.id = k.id"
+    " UNION SELECT p.mount_session_id FROM temp.keep_process k CROSS JOIN processes p ON p.id = k.id"
     "  WHERE p.mount_session_id IS NOT NULL"
     " UNION SELECT mount_session_id FROM accesses"
     "  WHERE id NOT IN (SELECT id FROM temp.doomed_accesses)"
