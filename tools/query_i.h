@@ -348,6 +348,7 @@ struct q_progress {
 	int64_t total; /* 0: unknown */
 	int64_t done;
 	int64_t begin_ns, drawn_ns;
+	char detail[32]; /* shown after the rate, e.g. "1.2 GiB, 340 MiB/s" */
 };
 
 /* A bar "COMMAND: WHAT [####....] DONE/TOTAL UNIT  RATE/s"; what and unit are kept. */
@@ -355,6 +356,8 @@ void q_progress_start(struct query *q, struct q_progress *progress, const char *
                       const char *unit, int64_t total);
 /* Set the count; redraws at most ten times a second. */
 void q_progress_update(struct q_progress *progress, int64_t done);
+/* Text shown after the rate from the next redraw on (kept short: 80 columns). */
+void q_progress_detail(struct q_progress *progress, const char *detail);
 /* Erase the bar. */
 void q_progress_end(struct q_progress *progress);
 

@@ -79,10 +79,11 @@ draw(struct q_progress *progress, int64_t now_ns)
 		for (int i = 0; i < BAR_WIDTH; i++)
 			bar[i] = i < filled ? '#' : '.';
 		bar[BAR_WIDTH] = '\0';
-		fprintf(stderr, "\r%s: %s [%s] %s/%s %s  %s/s\033[K", progress->program,
+		fprintf(stderr, "\r%s: %s [%s] %s/%s %s  %s/s%s%s\033[K", progress->program,
 		        progress->what, bar, grouped(progress->done, done, sizeof(done)),
 		        grouped(progress->total, total, sizeof(total)), progress->unit,
-		        grouped(per_second, rate, sizeof(rate)));
+		        grouped(per_second, rate, sizeof(rate)), progress->detail[0] ? "  " : "",
+		        progress->detail);
 	} else {
 		/* Unknown total: counts and rate only. */
 		fprintf(stderr, "\r%s: %s %s %s  %s/s\033[K", progress->program, progress->what,
@@ -105,6 +106,12 @@ q_progress_update(struct q_progress *progress, int64_t done)
 	if (now_ns - progress->drawn_ns < REDRAW_NS)
 		return;
 	draw(progress, now_ns);
+}
+
+void
+q_progress_detail(struct q_progress *progress, const char *detail)
+{
+	snprintf(progress->detail, sizeof(progress->detail), "%s", detail);
 }
 
 void

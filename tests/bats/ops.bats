@@ -350,6 +350,25 @@ current label"
 	[ ! -e "$TMP/none.db" ]
 }
 
+@test "progress: prune shows a bar with counts and rate on a terminal, nothing when piped" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+	command -v script >/dev/null || skip "script(1) is not installed"
+	"$SCRIPTS/gen-store" --pipelines 2 --days 60 --stages 4 --accesses 20000 --retention-days 7 \
+		"$TMP/p.db" >/dev/null
+	cp "$TMP/p.db" "$TMP/q.db"
+	# Piped: the report alone, no carriage return or escape sequence anywhere.
+	"$QUERY" --store "$TMP/p.db" prune --before 2026-09-10 >"$TMP/out" 2>"$TMP/err"
+	[ ! -s "$TMP/err" ]
+	! grep -q $'[\r\e]' "$TMP/out"
+	# On a terminal (script(1) gives it one): the bar, erased at the end.
+	script -qec "'$QUERY' --store '$TMP/q.db' prune --before 2026-09-10" "$TMP/typescript" >/dev/null
+	tr '\r' '\n' <"$TMP/typescript" >"$TMP/screen"
+	grep -Eq 'prune: lineage to keep [0-9,]+ records  [0-9,]+/s' "$TMP/screen"
+	grep -Eq 'prune: removing \[[#.]{20}\] [0-9,]+/[0-9,]+ rows  [0-9,]+/s' "$TMP/screen"
+	# Every drawn line fits 80 columns.
+	[ "$(grep -v '^Script ' "$TMP/screen" | sed 's/\x1b\[K//g' | awk 'length > 80' | wc -l)" -eq 0 ]
+}
+
 # ---------------------------------------------------------------- install, service, fstab, man
 
 BUILD=${PROVFS_BUILD_ROOT:-/work/main/build}
