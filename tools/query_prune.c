@@ -415,7 +415,8 @@ remove_rows(struct prune *p)
 	return 0;
 rollback:
 	q_progress_end(&progress);
-	q_store_error(p->q);
+	q_error(p->q, 2, "cannot remove rows from store '%s': %s (removed so far: %lld rows)",
+	        p->q->store_path, sqlite3_errmsg(p->q->db), (long long)done);
 	sqlite3_exec(p->q->db, "ROLLBACK", NULL, NULL, NULL);
 	return -1;
 fail:
