@@ -1121,7 +1121,9 @@ print_dot(struct q_graph *g, const char *name)
 				qbuf_adds(&job, "job ");
 				escape_dot(&job, run->job_name ? run->job_name : "?",
 				           strlen(run->job_name ? run->job_name : "?"));
-				qbuf_addf(&job, "\\nrun %.8s", run->uuid ? run->uuid : "?");
+				qbuf_adds(&job, "\\nrun ");
+				escape_dot(&job, run->uuid ? run->uuid : "?",
+				           run->uuid ? utf8_prefix(run->uuid, strlen(run->uuid), 8) : 1);
 				printf("\tsubgraph \"cluster_run_%lld\" {\n", (long long)run->id);
 				printf("\t\tstyle=\"rounded,filled\"; fillcolor=\"#f5f5f5\"; "
 				       "color=\"#aaaaaa\"; fontsize=10;\n");
