@@ -50,6 +50,10 @@ static const char usage_text[] =
     "  stats                              store size, counts, recorder counters\n"
     "  report PATH [--format markdown|json]\n"
     "                                     the provenance section of a model card\n"
+    "  denials [--since TIME] [--user U] [--path P]\n"
+    "                                     refused opens, each with its explanation\n"
+    "  exposure PATH                      who read PATH or data derived from it\n"
+    "                                     with a clearance below its label\n"
     "\n"
     "  --format text|json (every command), dot (lineage, impact), markdown (report)\n"
     "  TIME is ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z) or relative (30m, 12h, 3d, 2w)\n"
@@ -67,6 +71,8 @@ enum opt_bit {
 	OPT_ALL = 1 << 6,
 	OPT_UNDER = 1 << 7,
 	OPT_RUN = 1 << 8,
+	OPT_USER = 1 << 9,
+	OPT_PATH = 1 << 10,
 };
 
 enum fmt_bit {
@@ -104,6 +110,9 @@ static const struct command commands[] = {
     {"stats", cmd_stats, 0, FMT_TEXT | FMT_JSON, 0, 0, "stats"},
     {"report", cmd_report, 0, FMT_TEXT | FMT_JSON | FMT_MARKDOWN, 1, 1,
      "report PATH [--format markdown|json]"},
+    {"denials", cmd_denials, OPT_SINCE | OPT_USER | OPT_PATH, FMT_TEXT | FMT_JSON, 0, 0,
+     "denials [--since TIME] [--user U] [--path P]"},
+    {"exposure", cmd_exposure, 0, FMT_TEXT | FMT_JSON, 1, 1, "exposure PATH"},
 };
 
 static const char *const format_names[] = {"text", "json", "dot", "markdown"};
@@ -247,6 +256,10 @@ option_name(unsigned bit)
 		return "--under";
 	case OPT_RUN:
 		return "--run";
+	case OPT_USER:
+		return "--user";
+	case OPT_PATH:
+		return "--path";
 	}
 	return "?";
 }
@@ -324,6 +337,7 @@ main(int argc, char **argv)
 	    {"hash", required_argument, NULL, 'H'},   {"since", required_argument, NULL, 's'},
 	    {"job", required_argument, NULL, 'j'},    {"all", no_argument, NULL, 'A'},
 	    {"under", required_argument, NULL, 'u'},  {"run", no_argument, NULL, 'r'},
+	    {"user", required_argument, NULL, 'U'},   {"path", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	struct query q = {0};
@@ -358,6 +372,7 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			config_option = optarg;
+			q.config_path = optarg;
 			break;
 		case 'F':
 			format_option = optarg;
@@ -415,6 +430,14 @@ main(int argc, char **argv)
 			given |= OPT_RUN;
 			q.run_scope = true;
 			break;
+		case 'U':
+			given |= OPT_USER;
+			q.user = optarg;
+			break;
+		case 'P':
+			given |= OPT_PATH;
+			q.path = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			free(hash);
@@ -452,7 +475,7 @@ main(int argc, char **argv)
 		q_error(&q, 2, "%s", bad_option);
 		goto out;
 	}
-	for (unsigned bit = 1; bit <= OPT_RUN; bit <<= 1) {
+	for (unsigned bit = 1; bit <= OPT_PATH; bit <<= 1) {
 		if ((given & bit) && !(command->options & bit)) {
 			q_error(&q, 2, "option '%s' does not apply (usage: provfs-query %s)",
 			        option_name(bit), command->synopsis);
