@@ -61,7 +61,7 @@ enum denial_column {
 	D_FROM_VERSION, /* optional: the input the label was propagated from */
 	D_GRANTS,       /* optional: grant lines considered */
 	D_REVISION,     /* optional: hash of the provfs.conf in force */
-	D_ACCESS,       /* optional: "read", "exec", "write" */
+	D_ACCESS,       /* optional: "read", "exec", "write-down" */
 	D_COUNT,
 };
 
@@ -82,7 +82,7 @@ static const char *const denial_names[D_COUNT][4] = {
 	[D_FROM_VERSION] = {"label_from_version_id", "propagated_from_version_id"},
 	[D_GRANTS] = {"grants", "grants_considered", "grant_lines"},
 	[D_REVISION] = {"policy_revision", "policy_hash", "config_hash"},
-	[D_ACCESS] = {"access", "kind", "mode"},
+	[D_ACCESS] = {"operation", "access", "kind"},
 };
 
 static int
@@ -151,7 +151,7 @@ show_denial(struct query *q, sqlite3_stmt *row, const int *column_of, json_objec
 	struct q_process process;
 	bool have_process = false;
 	int64_t version_id = Q_NONE, file_id, time_ns, process_id;
-	const char *mount_point = NULL, *host = NULL;
+	const char *mount_point = NULL, *host = NULL, *source, *rule;
 	struct qbuf line = QBUF_INIT;
 	sqlite3_stmt *session;
 	int status = 2, rc;
@@ -258,11 +258,14 @@ show_denial(struct query *q, sqlite3_stmt *row, const int *column_of, json_objec
 	if (mount_point)
 		printf("  (mount %s on %s)", q_tx(q, mount_point), q_tx(q, host));
 	putchar('\n');
+	/* A store may keep the label's source in both columns: say it once. */
+	source = TEXT(D_SOURCE);
+	rule = TEXT(D_RULE);
 	printf("  label      %s", q_tx(q, TEXT(D_LABEL)));
-	if (TEXT(D_SOURCE))
-		printf(" (%s)", q_tx(q, TEXT(D_SOURCE)));
-	if (TEXT(D_RULE))
-		printf(": %s", q_tx(q, TEXT(D_RULE)));
+	if (source && !(rule && strcmp(source, rule) == 0))
+		printf(" (%s)", q_tx(q, source));
+	if (rule)
+		printf(": %s", q_tx(q, rule));
 	putchar('\n');
 	if (INT(D_FROM_VERSION) != Q_NONE) {
 		qbuf_reset(&line);

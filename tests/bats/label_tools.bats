@@ -29,16 +29,19 @@ ns_ago() {
 
 # A store with the scenario below (see the comments in the SQL).
 make_store() {
-	local host u1 u2 u3 g
+	local host u1 u2 u3 g version
 	host=$(hostname)
 	u1=$(id -u provfs-u1) u2=$(id -u provfs-u2) u3=$(id -u provfs-u3)
 	g=$(getent group provfs-g | cut -d: -f3)
 	mkdir -p "$(dirname "$HSTORE")"
+	# schema.sql is always the newest schema; its first line names its version.
+	version=$(sed -n '1s/.*schema version \([0-9][0-9]*\).*/\1/p' "$PROVFS_SOURCE_ROOT/store/schema.sql")
 	sqlite3 -batch "$HSTORE" <"$PROVFS_SOURCE_ROOT/store/schema.sql"
 	sqlite3 -batch "$HSTORE" <<-EOF
-		PRAGMA user_version = 1;
+		PRAGMA user_version = $version;
 		BEGIN;
-		INSERT INTO mount_sessions VALUES (1, '$host', '$HB', '$HM', '0.1.0', 1, $(ns_ago 3600), NULL, 1, 1, 1);
+		INSERT INTO mount_sessions (id, host, backing_dir, mount_point, provfs_version, daemon_pid, started_ns,
+		                            stopped_ns, backing_exposed, recording, policy) VALUES (1, '$host', '$HB', '$HM', '0.1.0', 1, $(ns_ago 3600), NULL, 1, 1, 1);
 		INSERT INTO runs (id, uuid, job_name, named_by, host, root_pid, root_start_ns, started_ns)
 		VALUES (1, '11111111-1111-4111-8111-111111111111', 'etl', 'PROVFS_JOB', '$host', 100, $(ns_ago 3000), $(ns_ago 3000)),
 		       (2, '22222222-2222-4222-8222-222222222222', 'report', 'PROVFS_JOB', '$host', 200, $(ns_ago 2000), $(ns_ago 2000));
@@ -275,7 +278,7 @@ $1"
 @test "denials: each refusal with process, file version, label and its rule, clearance" {
 	pq denials
 	assert_ok
-	assert_match "$stdout" "DENIED raw/crm/a.csv"
+	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
 	assert_match "$stdout" "process +300@[0-9]+ cat raw/crm/a.csv"
 	assert_match "$stdout" "exe /usr/bin/cat cccccccccccc, user provfs-u3"
 	assert_match "$stdout" "file +raw/crm/a.csv v1 a1a1a1a1a1a1 +\(mount $HM on "
@@ -297,7 +300,7 @@ assert x["time"].endswith("Z"), x'
 @test "denials --user, --path, --since filter; an unknown user is an error" {
 	pq denials --user provfs-u3
 	assert_ok
-	assert_match "$stdout" "DENIED raw/crm/a.csv"
+	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
 	pq denials --user provfs-u2
 	assert_ok
 	assert_equal "$stdout" "no denials match"
@@ -306,7 +309,7 @@ assert x["time"].endswith("Z"), x'
 	json 'assert len(d["denials"]) == 1'
 	pq denials --path "$HM/raw"
 	assert_ok
-	assert_match "$stdout" "DENIED raw/crm/a.csv"
+	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
 	pq denials --path "$HM/public"
 	assert_ok
 	assert_equal "$stdout" "no denials match"
@@ -326,11 +329,16 @@ assert x["time"].endswith("Z"), x'
 
 @test "denials: columns a later schema adds (grants, revision, label source) are shown" {
 	cp "$HSTORE" "$TMP/v2.db"
-	sqlite3 -batch "$TMP/v2.db" "ALTER TABLE denials ADD COLUMN grants TEXT;
-		ALTER TABLE denials ADD COLUMN policy_revision TEXT;
-		ALTER TABLE denials ADD COLUMN label_source TEXT;
-		ALTER TABLE denials ADD COLUMN version_id INTEGER;
-		ALTER TABLE denials ADD COLUMN executable_inode INTEGER;
+	# The columns the label policy's schema adds (present already once it is merged),
+	# and one this provfs-query has never heard of.
+	for column in "grants TEXT" "policy_revision TEXT" "label_source TEXT" \
+		"version_id INTEGER" "operation TEXT" "executable_inode INTEGER"; do
+		if ! sqlite3 -batch "$TMP/v2.db" "SELECT 1 FROM pragma_table_info('denials')
+			WHERE name = '${column% *}'" | grep -q 1; then
+			sqlite3 -batch "$TMP/v2.db" "ALTER TABLE denials ADD COLUMN $column"
+		fi
+	done
+	sqlite3 -batch "$TMP/v2.db" "UPDATE denials SET operation = 'read';
 		UPDATE denials SET grants = 'confidential = group:provfs-g (line 11)',
 			policy_revision = 'beefbeefbeefbeefbeefbeefbeefbeef', label_source = 'rule',
 			version_id = 1, executable_inode = 77;"
@@ -339,6 +347,7 @@ assert x["time"].endswith("Z"), x'
 	assert_match "$stdout" "label +confidential \(rule\): paths: raw/crm/\*\* \(line 9\)"
 	assert_match "$stdout" "grants +confidential = group:provfs-g \(line 11\)"
 	assert_match "$stdout" "policy +revision beefbeefbeefbeefbeefbeefbeefbeef"
+	assert_match "$stdout" "DENIED read of raw/crm/a.csv"
 	assert_match "$stdout" "executable_inode 77"
 	run_split "$QUERY" --config "$CONF" --store "$TMP/v2.db" denials --format json
 	assert_ok
@@ -346,7 +355,7 @@ assert x["time"].endswith("Z"), x'
 x = d["denials"][0]
 assert x["grants_considered"] == "confidential = group:provfs-g (line 11)", x
 assert x["policy_revision"] == "beef" * 8 and x["label_source"] == "rule", x
-assert x["executable_inode"] == 77, x'
+assert x["executable_inode"] == 77 and x["access"] == "read", x'
 }
 
 @test "denials: an empty store says so" {
