@@ -209,6 +209,22 @@ not_admin(const struct label_cmd *cmd, const char *path)
 		    path, cmd->config->admin_group);
 }
 
+/*
+ * EACCES on a label change comes from the kernel, before the daemon: with
+ * default_permissions, setting or removing a user.* attribute needs write
+ * permission on the file (xattr_permission() in the VFS).
+ */
+static int
+kernel_refused(const struct label_cmd *cmd, const char *path)
+{
+	if (!caller_is_admin(cmd->config))
+		return not_admin(cmd, path);
+	return fail(cmd, 1,
+		    "%s: permission denied by the kernel: changing a user.* attribute needs write "
+		    "permission on the file (label it as root, or with write access to it)",
+		    path);
+}
+
 /* --- the mount ------------------------------------------------------------- */
 
 /* Undo mountinfo's octal escapes (\040 space, \011 tab, \012 newline, \134 backslash). */
@@ -373,9 +389,14 @@ why_source_text(json_object *why, struct qbuf *out)
 	    json_object_is_type(from, json_type_object)) {
 		json_object *path, *version, *hash;
 		qbuf_adds(out, " from");
-		if (json_object_object_get_ex(from, "path", &path))
+		/* Absent facts are null: say nothing rather than "v0". */
+		if (json_object_object_get_ex(from, "path", &path) &&
+		    json_object_is_type(path, json_type_string))
 			qbuf_addf(out, " %s", json_object_get_string(path));
-		if (json_object_object_get_ex(from, "version", &version))
+		else
+			qbuf_adds(out, " an input not recorded");
+		if (json_object_object_get_ex(from, "version", &version) &&
+		    json_object_is_type(version, json_type_int))
 			qbuf_addf(out, " v%lld", (long long)json_object_get_int64(version));
 		if (json_object_object_get_ex(from, "hash", &hash) &&
 		    json_object_is_type(hash, json_type_string))
@@ -475,6 +496,8 @@ set_one(const struct label_cmd *cmd, const char *arg, const char *mount_point,
 		if (!caller_is_admin(cmd->config))
 			return not_admin(cmd, arg);
 		return explain_refusal(cmd, arg, o);
+	case EACCES:
+		return kernel_refused(cmd, arg);
 	case EINVAL:
 		if (cmd->config) {
 			struct qbuf levels = QBUF_INIT;
@@ -567,6 +590,8 @@ cmd_unset(struct label_cmd *cmd, const char *arg)
 	saved = errno;
 	if (saved == EPERM)
 		return not_admin(cmd, arg);
+	if (saved == EACCES)
+		return kernel_refused(cmd, arg);
 	if (saved == ENODATA) {
 		/* Both "no explicit label" and "no label support" say ENODATA: ask. */
 		char probe[256];
@@ -762,6 +787,73 @@ facts_source_text(const struct label_facts *f, struct qbuf *out)
 }
 
 /*
+ * Canonical form of path (PATH_MAX bytes) that need not exist any more (a
+ * mount point after unmounting): realpath(3) of its longest existing
+ * ancestor, the rest normalized lexically.  -1 with errno set on failure.
+ */
+static int
+canonicalize_missing(const char *path, char *canonical)
+{
+	char absolute[PATH_MAX], cwd[PATH_MAX];
+	struct qbuf rest = QBUF_INIT;
+	size_t cut;
+	int n;
+
+	if (path[0] == '/')
+		n = snprintf(absolute, sizeof(absolute), "%s", path);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = snprintf(absolute, sizeof(absolute), "%s/%s", cwd, path);
+	else
+		return -1;
+	if (n < 0 || (size_t)n >= sizeof(absolute)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* Drop trailing components until what is left exists. */
+	for (cut = strlen(absolute);;) {
+		char saved = absolute[cut];
+		absolute[cut] = '\0';
+		char *resolved = realpath(cut ? absolute : "/", canonical);
+		absolute[cut] = saved;
+		if (resolved)
+			break;
+		if (errno != ENOENT && errno != ENOTDIR)
+			return -1;
+		while (cut > 0 && absolute[cut - 1] != '/')
+			cut--;
+		while (cut > 0 && absolute[cut - 1] == '/')
+			cut--;
+	}
+	/* Append the missing components, with "." and ".." applied. */
+	qbuf_init(&rest);
+	qbuf_adds(&rest, strcmp(canonical, "/") == 0 ? "" : canonical);
+	for (const char *p = absolute + cut; *p;) {
+		const char *end;
+		size_t len;
+		while (*p == '/')
+			p++;
+		end = strchrnul(p, '/');
+		len = (size_t)(end - p);
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			char *slash = strrchr(rest.buf, '/');
+			rest.len = slash ? (size_t)(slash - rest.buf) : 0;
+			rest.buf[rest.len] = '\0';
+		} else if (len && !(len == 1 && p[0] == '.')) {
+			qbuf_addc(&rest, '/');
+			qbuf_add(&rest, p, len);
+		}
+		p = end;
+	}
+	n = snprintf(canonical, PATH_MAX, "%s", rest.len ? rest.buf : "/");
+	qbuf_release(&rest);
+	if ((size_t)n >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * --under DIR as a backing directory and a prefix relative to its root, from
  * the mount sessions the store recorded (the directory may be given in the
  * mount or in the backing directory).  0, or the exit status after the message.
@@ -776,7 +868,7 @@ resolve_under(const struct label_cmd *cmd, sqlite3 *db, const char *dir, char **
 	int rc;
 
 	*backing = *prefix = NULL;
-	if (realpath(dir, canonical) == NULL)
+	if (canonicalize_missing(dir, canonical) < 0)
 		return fail(cmd, 2, "--under: %s: %s", dir, strerror(errno));
 	if (sqlite3_prepare_v2(db,
 			       "SELECT backing_dir, mount_point FROM mount_sessions "

@@ -491,6 +491,8 @@ mount_with_labels() {
 		admin_group = provfs-g
 		[paths]
 		raw/crm/** = confidential
+		[clearance]
+		confidential = group:provfs-g
 	EOF
 	chmod 644 "$MCONF"
 	mkdir -p "$BACKING/raw/crm" "$BACKING/pub/sub"
@@ -499,6 +501,7 @@ mount_with_labels() {
 	echo "y" >"$BACKING/pub/sub/q.csv"
 	ln -s "$BACKING/raw/crm/a.csv" "$BACKING/pub/link.csv"
 	chmod -R a+rX "$BACKING"
+	chmod 1777 "$BACKING/pub" # test users write here
 	mount_provfs -o "config=$MCONF"
 	if ! getfattr --only-values -n user.provfs.label "$MNT/pub/p.csv" >/dev/null 2>&1; then
 		skip "the daemon does not serve user.provfs.label (no label policy in this provfs)"
@@ -533,12 +536,26 @@ mount_with_labels() {
 
 @test "e2e: a non-admin is refused (exit 1, one line naming admin_group); a member may" {
 	mount_with_labels
-	run_split as_user provfs-u2 "$UL" --config "$MCONF" set "$MNT/pub/p.csv" restricted
-	assert_fails 1 "$MNT/pub/p.csv: only root or members of admin_group 'provfs-g' may change labels"
-	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/p.csv")" public
+	# The kernel lets only users who may write a file change its user.* attributes:
+	# provfs-u2 owns u2.csv (so the daemon itself refuses it), not p.csv (the kernel does).
+	echo z >"$BACKING/pub/u2.csv"
+	chown provfs-u2 "$BACKING/pub/u2.csv"
+	for file in u2.csv p.csv; do
+		run_split as_user provfs-u2 "$UL" --config "$MCONF" set "$MNT/pub/$file" restricted
+		assert_fails 1 "$MNT/pub/$file: only root or members of admin_group 'provfs-g' may change labels"
+		assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/$file")" public
+		run_split as_user provfs-u2 "$UL" --config "$MCONF" unset "$MNT/pub/$file"
+		assert_fails 1 "$MNT/pub/$file: only root or members of admin_group 'provfs-g' may change labels"
+	done
+	# A member of admin_group with write access to the file may.
+	chgrp provfs-g "$BACKING/pub/p.csv"
+	chmod g+w "$BACKING/pub/p.csv"
 	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/pub/p.csv" confidential
 	assert_ok
 	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/p.csv")" confidential
+	# Without write access, the kernel refuses the member before the daemon sees it.
+	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/pub/sub/q.csv" confidential
+	assert_fails 1 "$MNT/pub/sub/q.csv: permission denied by the kernel: changing a user.\* attribute needs write permission"
 }
 
 @test "e2e: lowering below the rule needs --force --reason; declassifying is recorded" {
@@ -573,4 +590,62 @@ mount_with_labels() {
 	assert_fails 2 "not inside a provfs mount"
 	run getfattr -n user.provfs.label "$BACKING/pub/p.csv"
 	[ "$status" -ne 0 ]
+}
+
+@test "e2e: a refused read is a denial that explains itself" {
+	mount_with_labels
+	run as_user provfs-u2 cat "$MNT/raw/crm/a.csv"
+	[ "$status" -ne 0 ]
+	assert_match "$output" "Permission denied"
+	unmount_provfs
+	run_split "$QUERY" --config "$MCONF" --store "$STORE" denials --user provfs-u2
+	assert_ok
+	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
+	assert_match "$stdout" "process +[0-9]+@[0-9]+ cat $MNT/raw/crm/a.csv"
+	assert_match "$stdout" "user provfs-u2"
+	assert_match "$stdout" "label +confidential.*raw/crm/\*\*"
+	assert_match "$stdout" "clearance +internal"
+	run_split "$QUERY" --config "$MCONF" --store "$STORE" denials --format json --path "$MNT/raw"
+	assert_ok
+	json '
+x = d["denials"]
+assert len(x) == 1 and x[0]["user"] == "provfs-u2" and x[0]["clearance"] == "internal", x
+assert x[0]["process"]["argv"][0] == "cat", x'
+}
+
+@test "e2e: a cleared copy into a public path raises the copy; gaps lists it; get says where from" {
+	mount_with_labels
+	as_user_sh provfs-u1 "cat '$MNT/raw/crm/a.csv' > '$MNT/pub/out.csv'"
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/out.csv")" confidential
+	run_split "$LABEL" --config "$MCONF" get "$MNT/pub/out.csv"
+	assert_ok
+	assert_match "$stdout" "source: +propagated from raw/crm/a.csv"
+	unmount_provfs
+	run_split "$QUERY" --config "$MCONF" --store "$STORE" gaps --format json
+	assert_ok
+	json '
+assert [x["path"] for x in d["labels_raised_by_propagation"]] == ["pub/out.csv"], d
+w = d["writes_down_allowed"]
+assert [x["path"] for x in w] == ["pub/out.csv"] and w[0]["label_before"] == "public", w
+assert w[0]["propagated_from"]["path"] == "raw/crm/a.csv", w'
+	run_split "$LABEL" --config "$MCONF" --store "$STORE" list --under "$MNT/pub"
+	assert_ok
+	assert_match "$stdout" "^confidential +$MNT/pub/out.csv +propagated from raw/crm/a.csv v1"
+}
+
+@test "e2e: after a label is raised, exposure names who read it or a copy below the new label" {
+	mount_with_labels
+	as_user_sh provfs-u2 "cp '$MNT/pub/p.csv' '$MNT/pub/copy.csv'"
+	as_user_sh provfs-u3 "cat '$MNT/pub/copy.csv' >/dev/null"
+	as_user_sh provfs-u1 "cat '$MNT/pub/p.csv' >/dev/null"
+	run_split "$LABEL" --config "$MCONF" set "$MNT/pub/p.csv" confidential
+	assert_ok
+	unmount_provfs
+	run_split "$QUERY" --config "$MCONF" --store "$STORE" exposure "$MNT/pub/p.csv" --format json
+	assert_ok
+	json '
+assert d["label"] == "confidential" and d["label_source"] == "explicit", d
+users = sorted(p["user"] for p in d["processes"])
+assert users == ["provfs-u2", "provfs-u3"], users
+assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 }
