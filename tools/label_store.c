@@ -214,6 +214,12 @@ fail:
 }
 
 void
+label_store_finish(void)
+{
+	cache_clear();
+}
+
+void
 label_facts_release(struct label_facts *f)
 {
 	free(f->explicit_level);

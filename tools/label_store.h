@@ -76,6 +76,13 @@ int label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t fi
 void label_facts_release(struct label_facts *facts);
 
 /*
+ * Finalize the statements label_facts_load() keeps prepared on its
+ * connection; call before closing the store (sqlite3_close() refuses a
+ * connection with live statements).
+ */
+void label_store_finish(void);
+
+/*
  * The clearance a recorded process image had, and how that is known:
  *
  *   "denial"  a denial record of this image states the clearance the daemon

@@ -472,10 +472,14 @@ explain_refusal(const struct label_cmd *cmd, const char *arg, const struct set_o
 	return status;
 }
 
-/* Label one file; 0 or the exit status after the message. */
+/*
+ * Label one file: target is the path the call uses (canonical, checked to
+ * be in the mount), arg the one messages name.  0 or the exit status after
+ * the message.
+ */
 static int
-set_one(const struct label_cmd *cmd, const char *arg, const char *mount_point,
-	const struct set_options *o)
+set_one(const struct label_cmd *cmd, const char *arg, const char *target,
+	const char *mount_point, const struct set_options *o)
 {
 	struct qbuf value = QBUF_INIT;
 	int rc, saved;
@@ -483,9 +487,9 @@ set_one(const struct label_cmd *cmd, const char *arg, const char *mount_point,
 	qbuf_init(&value);
 	if (o->force) {
 		qbuf_addf(&value, "%s\n%s", o->level, o->reason);
-		rc = setxattr(arg, XATTR_DECLASSIFY, value.buf, value.len, 0);
+		rc = setxattr(target, XATTR_DECLASSIFY, value.buf, value.len, 0);
 	} else {
-		rc = setxattr(arg, XATTR_LABEL, o->level, strlen(o->level), 0);
+		rc = setxattr(target, XATTR_LABEL, o->level, strlen(o->level), 0);
 	}
 	saved = errno;
 	qbuf_release(&value);
@@ -546,7 +550,7 @@ cmd_set(struct label_cmd *cmd, const char *arg, const struct set_options *o)
 	if (!S_ISDIR(st.st_mode)) {
 		if (!S_ISREG(st.st_mode))
 			return fail(cmd, 2, "%s: not a regular file (labels belong to files)", arg);
-		return set_one(cmd, arg, mount_point, o);
+		return set_one(cmd, arg, canonical, mount_point, o);
 	}
 	if (!o->recursive)
 		return fail(cmd, 2,
@@ -560,7 +564,7 @@ cmd_set(struct label_cmd *cmd, const char *arg, const struct set_options *o)
 		return fail(cmd, 2, "%s: cannot walk the directory: %s", arg, strerror(errno));
 	status = 0;
 	for (size_t i = 0; i < walk.count && status == 0; i++) {
-		status = set_one(cmd, walk.paths[i], mount_point, o);
+		status = set_one(cmd, walk.paths[i], walk.paths[i], mount_point, o);
 		if (status && i > 0)
 			fprintf(stderr, PROGRAM ": set: stopped: %zu of %zu files under %s were "
 					"labeled before it\n",
@@ -585,7 +589,7 @@ cmd_unset(struct label_cmd *cmd, const char *arg)
 	status = locate(cmd, arg, canonical, mount_point);
 	if (status)
 		return status;
-	if (removexattr(arg, XATTR_LABEL) == 0)
+	if (removexattr(canonical, XATTR_LABEL) == 0)
 		return 0;
 	saved = errno;
 	if (saved == EPERM)
@@ -999,7 +1003,8 @@ out:
 	free(backing);
 	free(prefix);
 	sqlite3_finalize(statement);
-	sqlite3_exec(db = store_db(store), "COMMIT", NULL, NULL, NULL);
+	label_store_finish();
+	sqlite3_exec(store_db(store), "COMMIT", NULL, NULL, NULL);
 	store_close(store);
 	return status;
 }

@@ -653,6 +653,7 @@ out:
 	free(versions);
 	q_graph_free(g);
 	label_facts_release(&facts);
+	label_store_finish();
 	q_file_release(&file);
 	q_target_release(&target);
 out_config:
@@ -931,6 +932,7 @@ out:
 	q_table_release(&t_raised);
 	q_table_release(&t_declassified);
 	q_table_release(&t_down);
+	label_store_finish();
 	config_free(config);
 	return status;
 }
