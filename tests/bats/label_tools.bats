@@ -649,3 +649,26 @@ users = sorted(p["user"] for p in d["processes"])
 assert users == ["provfs-u2", "provfs-u3"], users
 assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 }
+
+@test "e2e: a mount without the label policy (-o nopolicy): one line, exit 2, nothing set" {
+	if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
+		skip "needs root and /dev/fuse"
+	fi
+	E=$(mktemp -d "$TMP/e2e.XXXXXX")
+	chmod 755 "$E"
+	BACKING=$E/backing MNT=$E/mnt STORE=$E/store/provfs.db
+	mkdir -p "$BACKING" "$MNT" "$E/store"
+	echo x >"$BACKING/f.csv"
+	echo y >"$BACKING/probe"
+	mount_provfs -o nopolicy
+	# A provfs from before the label policy passes user.provfs.* to the backing file.
+	if setfattr -n user.provfs.label -v public "$MNT/probe" 2>/dev/null; then
+		skip "the daemon passes user.provfs.* through (no label policy in this provfs)"
+	fi
+	run_split "$LABEL" get "$MNT/f.csv"
+	assert_fails 2 "$MNT/f.csv: the provfs serving $MNT does not support labels"
+	run_split "$LABEL" set "$MNT/f.csv" public
+	assert_fails 2 "$MNT/f.csv: the provfs serving $MNT does not support labels"
+	run getfattr -n user.provfs.label "$BACKING/f.csv"
+	[ "$status" -ne 0 ]
+}
