@@ -259,25 +259,32 @@ path_under(const char *path, const char *dir)
 /*
  * The provfs mount that serves canonical: its mount point in mount_point
  * (PATH_MAX bytes).  Returns 0; 1 when the mount above the path is not
- * provfs; -1 when mountinfo cannot be read (errno set).
+ * provfs, with hint (PATH_MAX bytes) set to the path through the mount when
+ * canonical lies in a provfs mount's backing directory (the mount's source,
+ * as provfs names it) and "" otherwise; -1 when mountinfo cannot be read
+ * (errno set).
  */
 static int
-find_mount(const char *canonical, char *mount_point)
+find_mount(const char *canonical, char *mount_point, char *hint)
 {
 	FILE *file = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL, best[PATH_MAX] = "";
 	bool best_is_provfs = false;
 	size_t size = 0;
 
+	hint[0] = '\0';
 	if (file == NULL)
 		return -1;
 	while (getline(&line, &size, file) >= 0) {
-		char *fields[5], *save = NULL, *word, *separator, fstype[64];
+		char *fields[5], *save = NULL, *word, *separator, fstype[64], source[PATH_MAX];
 		int n = 0;
 
 		separator = strstr(line, " - ");
 		if (separator == NULL || sscanf(separator + 3, "%63s", fstype) != 1)
 			continue;
+		if (strcmp(fstype, "fuse.provfs") != 0 ||
+		    sscanf(separator + 3, "%*s %4095s", source) != 1)
+			source[0] = '\0';
 		*separator = '\0';
 		for (word = strtok_r(line, " ", &save); word && n < 5;
 		     word = strtok_r(NULL, " ", &save))
@@ -285,6 +292,12 @@ find_mount(const char *canonical, char *mount_point)
 		if (n < 5)
 			continue;
 		unescape_mountinfo(fields[4]);
+		unescape_mountinfo(source);
+		if (source[0] == '/' && strcmp(source, fields[4]) != 0 &&
+		    path_under(canonical, source)) {
+			const char *rest = canonical + strlen(source);
+			snprintf(hint, PATH_MAX, "%s%s", fields[4], strcmp(source, "/") ? rest : canonical);
+		}
 		if (!path_under(canonical, fields[4]) || strlen(fields[4]) < strlen(best))
 			continue;
 		/* Equal length: a later line is a mount stacked on top. */
@@ -295,6 +308,7 @@ find_mount(const char *canonical, char *mount_point)
 	fclose(file);
 	if (!best_is_provfs)
 		return 1;
+	hint[0] = '\0';
 	snprintf(mount_point, PATH_MAX, "%s", best);
 	return 0;
 }
@@ -307,6 +321,7 @@ find_mount(const char *canonical, char *mount_point)
 static int
 locate(const struct label_cmd *cmd, const char *arg, char *canonical, char *mount_point)
 {
+	char hint[PATH_MAX];
 	int rc;
 
 	if (realpath(arg, canonical) == NULL) {
@@ -314,9 +329,14 @@ locate(const struct label_cmd *cmd, const char *arg, char *canonical, char *moun
 			return fail(cmd, 2, "%s: no such file or directory", arg);
 		return fail(cmd, 2, "%s: %s", arg, strerror(errno));
 	}
-	rc = find_mount(canonical, mount_point);
+	rc = find_mount(canonical, mount_point, hint);
 	if (rc < 0)
 		return fail(cmd, 2, "cannot read /proc/self/mountinfo: %s", strerror(errno));
+	if (rc > 0 && hint[0])
+		return fail(cmd, 2,
+			    "%s: not inside a provfs mount: it is in the backing directory of one "
+			    "(labels are set through the mount: %s)",
+			    arg, hint);
 	if (rc > 0)
 		return fail(cmd, 2, "%s: not inside a provfs mount", arg);
 	return 0;

@@ -587,7 +587,7 @@ mount_with_labels() {
 @test "e2e: the backing directory is outside the mount: refused, nothing set there" {
 	mount_with_labels
 	run_split "$LABEL" --config "$MCONF" set "$BACKING/pub/p.csv" restricted
-	assert_fails 2 "not inside a provfs mount"
+	assert_fails 2 "$BACKING/pub/p.csv: not inside a provfs mount: it is in the backing directory of one \(labels are set through the mount: $MNT/pub/p.csv\)"
 	run getfattr -n user.provfs.label "$BACKING/pub/p.csv"
 	[ "$status" -ne 0 ]
 }
@@ -670,5 +670,24 @@ assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 	run_split "$LABEL" set "$MNT/f.csv" public
 	assert_fails 2 "$MNT/f.csv: the provfs serving $MNT does not support labels"
 	run getfattr -n user.provfs.label "$BACKING/f.csv"
+	[ "$status" -ne 0 ]
+}
+
+@test "provfs-label: a path in a mount's backing directory names the path through the mount" {
+	if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
+		skip "needs root and /dev/fuse"
+	fi
+	E=$(mktemp -d "$TMP/e2e.XXXXXX")
+	chmod 755 "$E"
+	BACKING=$E/backing MNT=$E/mnt STORE=$E/store/provfs.db
+	mkdir -p "$BACKING/d" "$MNT" "$E/store"
+	echo x >"$BACKING/d/f.csv"
+	mount_provfs
+	for command in "set $BACKING/d/f.csv public" "unset $BACKING/d/f.csv" "get $BACKING/d/f.csv"; do
+		# shellcheck disable=SC2086
+		run_split "$LABEL" $command
+		assert_fails 2 "$BACKING/d/f.csv: not inside a provfs mount: it is in the backing directory of one \(labels are set through the mount: $MNT/d/f.csv\)"
+	done
+	run getfattr -n user.provfs.label "$BACKING/d/f.csv"
 	[ "$status" -ne 0 ]
 }
