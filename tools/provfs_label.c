@@ -92,18 +92,23 @@ struct label_cmd {
 /* --- messages ------------------------------------------------------------- */
 
 static bool stdout_utf8;
+/* Appended to the next error (set --recursive: how far it got). */
+static char error_suffix[PATH_MAX + 128];
 
 /* One line on stderr, control characters escaped; returns status. */
 __attribute__((format(printf, 3, 4))) static int
 fail(const struct label_cmd *cmd, int status, const char *fmt, ...)
 {
-	char message[4096];
+	char message[4096 + sizeof(error_suffix)];
 	struct qbuf line = QBUF_INIT;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
+	if (error_suffix[0])
+		snprintf(message + strlen(message), sizeof(message) - strlen(message), "%s",
+			 error_suffix);
 	qbuf_init(&line);
 	escape_text(&line, message, strlen(message), stdout_utf8);
 	fflush(stdout);
@@ -395,16 +400,27 @@ why_string(json_object *why, const char *key)
 	return json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN);
 }
 
+static void why_from_text(json_object *why, struct qbuf *out);
+
 /* The source in words: "rule GLOB (line 14)", "propagated from raw/a.csv v3 (a1b2c3d4e5f6)" */
 static void
 why_source_text(json_object *why, struct qbuf *out)
 {
 	const char *source = why_string(why, "source");
-	json_object *from;
 
 	qbuf_adds(out, source ? source : "unknown");
 	if (source && strcmp(source, "rule") == 0 && why_string(why, "rule"))
 		qbuf_addf(out, " %s", why_string(why, "rule"));
+	if (source && strcmp(source, "propagated") == 0)
+		why_from_text(why, out);
+}
+
+/* " from raw/a.csv v3 (a1b2c3d4e5f6)" when the file carries a propagated label. */
+static void
+why_from_text(json_object *why, struct qbuf *out)
+{
+	json_object *from;
+
 	if (json_object_object_get_ex(why, "propagated_from", &from) &&
 	    json_object_is_type(from, json_type_object)) {
 		json_object *path, *version, *hash;
@@ -438,12 +454,18 @@ static struct {
 	char **paths;
 	size_t count, alloc;
 	dev_t device;
+	char *unreadable; /* a directory or file the walk could not read: stop */
 } walk;
 
 static int
 collect(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	(void)ftw;
+	if (type == FTW_DNR || type == FTW_NS) {
+		/* Labeling all but what we cannot see would be half a job. */
+		walk.unreadable = strdup(path);
+		return 1;
+	}
 	if (type == FTW_F && S_ISREG(st->st_mode) && st->st_dev == walk.device) {
 		if (walk.count == walk.alloc) {
 			walk.alloc = walk.alloc ? walk.alloc * 2 : 64;
@@ -457,6 +479,12 @@ collect(const char *path, const struct stat *st, int type, struct FTW *ftw)
 		walk.count++;
 	}
 	return 0;
+}
+
+static int
+compare_paths(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /*
@@ -477,15 +505,24 @@ explain_refusal(const struct label_cmd *cmd, const char *arg, const struct set_o
 		status = fail(cmd, 1, "%s: the daemon refused to declassify it to %s%s%s%s", arg,
 			      o->level, why ? " (its label: " : "", why ? source.buf : "",
 			      why ? ")" : "");
-	else if (why && why_string(why, "label"))
+	else if (why && why_string(why, "label") && cmd->config &&
+		 label_rank(cmd->config, why_string(why, "label")) >
+		     label_rank(cmd->config, o->level))
 		status = fail(cmd, 1,
 			      "%s: %s is below its label %s (%s); lowering it is a "
 			      "declassification: add --force --reason TEXT",
 			      arg, o->level, why_string(why, "label"), source.buf);
+	else if (why)
+		/* Not below: the mount's policy does not count the caller as an admin. */
+		status = fail(cmd, 1,
+			      "%s: the daemon refused the change: the mount's policy does not let "
+			      "this user change labels (is %s the config the mount uses?)",
+			      arg, cmd->config && cmd->config->source ? cmd->config->source
+								      : "the built-in policy");
 	else
 		status = fail(cmd, 1,
-			      "%s: the daemon refused %s (below the label the file carries?); "
-			      "lowering a label needs --force --reason TEXT",
+			      "%s: the daemon refused %s (not an admin of the mount's policy, or "
+			      "below the label the file carries: lowering needs --force --reason TEXT)",
 			      arg, o->level);
 	qbuf_release(&source);
 	json_object_put(why);
@@ -580,19 +617,30 @@ cmd_set(struct label_cmd *cmd, const char *arg, const struct set_options *o)
 
 	/* Collect first, so a walk error changes nothing; never follow a symlink. */
 	walk.device = st.st_dev;
-	if (nftw(arg, collect, 64, FTW_PHYS | FTW_MOUNT) != 0)
-		return fail(cmd, 2, "%s: cannot walk the directory: %s", arg, strerror(errno));
-	status = 0;
-	for (size_t i = 0; i < walk.count && status == 0; i++) {
-		status = set_one(cmd, walk.paths[i], walk.paths[i], mount_point, o);
-		if (status && i > 0)
-			fprintf(stderr, PROGRAM ": set: stopped: %zu of %zu files under %s were "
-					"labeled before it\n",
-				i, walk.count, tx(arg));
+	status = nftw(arg, collect, 64, FTW_PHYS | FTW_MOUNT);
+	if (status != 0) {
+		if (walk.unreadable)
+			status = fail(cmd, 2, "%s: cannot read '%s' (nothing was labeled)", arg,
+				      walk.unreadable);
+		else
+			status = fail(cmd, 2, "%s: cannot walk the directory: %s", arg,
+				      strerror(errno));
+		goto out_walk;
 	}
+	qsort(walk.paths, walk.count, sizeof(*walk.paths), compare_paths);
+	for (size_t i = 0; i < walk.count && status == 0; i++) {
+		if (i > 0)
+			snprintf(error_suffix, sizeof(error_suffix),
+				 " (stopped there: %zu of the %zu files under %s were labeled)", i,
+				 walk.count, arg);
+		status = set_one(cmd, walk.paths[i], walk.paths[i], mount_point, o);
+	}
+	error_suffix[0] = '\0';
+out_walk:
 	for (size_t i = 0; i < walk.count; i++)
 		free(walk.paths[i]);
 	free(walk.paths);
+	free(walk.unreadable);
 	return status;
 }
 
@@ -740,6 +788,13 @@ cmd_get(struct label_cmd *cmd, const char *arg)
 		printf("%-12s%s\n", "explicit:", tx(field));
 	if ((field = why_string(why, "declassified")) && strcmp(field, "null") != 0)
 		printf("%-12s%s\n", "declassified:", tx(field));
+	if (strcmp(why_string(why, "source") ? why_string(why, "source") : "", "propagated") != 0) {
+		/* A propagated label below the deciding one: still worth knowing. */
+		qbuf_reset(&source);
+		why_from_text(why, &source);
+		if (source.len)
+			printf("%-12s%s\n", "propagated:", tx(source.buf + 1));
+	}
 	qbuf_release(&source);
 	json_object_put(why);
 	return show_acls(cmd, arg, S_ISDIR(st.st_mode));

@@ -691,3 +691,39 @@ assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 	run getfattr -n user.provfs.label "$BACKING/d/f.csv"
 	[ "$status" -ne 0 ]
 }
+
+@test "provfs-label set --recursive: an unreadable directory below stops it before anything is set" {
+	if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
+		skip "needs root and /dev/fuse"
+	fi
+	ensure_test_users
+	E=$(mktemp -d "$TMP/e2e.XXXXXX")
+	chmod 755 "$E"
+	BACKING=$E/backing MNT=$E/mnt STORE=$E/store/provfs.db
+	mkdir -p "$BACKING/d/a" "$BACKING/d/z" "$MNT" "$E/store"
+	echo x >"$BACKING/d/a/f.csv"
+	echo y >"$BACKING/d/z/g.csv"
+	chmod -R a+rwX "$BACKING/d"
+	chmod 700 "$BACKING/d/z"
+	mount_provfs
+	UL=$(user_reachable "$LABEL")
+	run_split as_user provfs-u1 "$UL" --config "$CONF" set "$MNT/d" confidential --recursive
+	assert_fails 2 "$MNT/d: cannot read '$MNT/d/z' \(nothing was labeled\)"
+	run getfattr -n user.provfs.label "$BACKING/d/a/f.csv"
+	[ "$status" -ne 0 ]
+}
+
+@test "e2e: a refusal part way through --recursive says how far it got, in the one line" {
+	mount_with_labels
+	mkdir -p "$BACKING/grp"
+	echo 1 >"$BACKING/grp/1.csv"
+	echo 2 >"$BACKING/grp/2.csv"
+	echo 3 >"$BACKING/grp/3.csv"
+	chgrp provfs-g "$BACKING/grp/1.csv" "$BACKING/grp/2.csv"
+	chmod g+w "$BACKING/grp/1.csv" "$BACKING/grp/2.csv"
+	chmod 755 "$BACKING/grp"
+	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/grp" restricted --recursive
+	assert_fails 1 "$MNT/grp/3.csv: permission denied by the kernel.* \(stopped there: 2 of the 3 files under $MNT/grp were labeled\)"
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/grp/2.csv")" restricted
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/grp/3.csv")" public
+}
