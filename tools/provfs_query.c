@@ -52,6 +52,10 @@ static const char usage_text[] =
     "  report PATH                  the provenance section of a model card\n"
     "  prune --before TIME [--keep-audit TIME] [--dry-run]\n"
     "                               remove older records no lineage needs (root)\n"
+    "  denials [--since TIME] [--user U] [--path P]\n"
+    "                               refused opens, each with its explanation\n"
+    "  exposure PATH                who read PATH or data derived from it\n"
+    "                               with a clearance below its label\n"
     "\n"
     "  --format text|json (every command), dot (lineage, impact),\n"
     "           markdown (report, its default)\n"
@@ -77,6 +81,8 @@ enum opt_bit {
 	OPT_BEFORE = 1 << 9,
 	OPT_KEEP_AUDIT = 1 << 10,
 	OPT_DRY_RUN = 1 << 11,
+	OPT_USER = 1 << 12,
+	OPT_PATH = 1 << 13,
 };
 
 enum fmt_bit {
@@ -116,6 +122,9 @@ static const struct command commands[] = {
      "report PATH [--format markdown|json]"},
     {"prune", cmd_prune, OPT_BEFORE | OPT_KEEP_AUDIT | OPT_DRY_RUN, FMT_TEXT | FMT_JSON, 0, 0,
      "prune --before TIME [--keep-audit TIME] [--dry-run]"},
+    {"denials", cmd_denials, OPT_SINCE | OPT_USER | OPT_PATH, FMT_TEXT | FMT_JSON, 0, 0,
+     "denials [--since TIME] [--user U] [--path P]"},
+    {"exposure", cmd_exposure, 0, FMT_TEXT | FMT_JSON, 1, 1, "exposure PATH"},
 };
 
 static const char *const format_names[] = {"text", "json", "dot", "markdown"};
@@ -265,6 +274,10 @@ option_name(unsigned bit)
 		return "--keep-audit";
 	case OPT_DRY_RUN:
 		return "--dry-run";
+	case OPT_USER:
+		return "--user";
+	case OPT_PATH:
+		return "--path";
 	}
 	return "?";
 }
@@ -372,6 +385,7 @@ main(int argc, char **argv)
 	    {"under", required_argument, NULL, 'u'},  {"run", no_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},         {"before", required_argument, NULL, 'B'},
 	    {"keep-audit", required_argument, NULL, 'K'}, {"dry-run", no_argument, NULL, 'n'},
+	    {"user", required_argument, NULL, 'U'},   {"path", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *before_option = NULL, *keep_audit_option = NULL;
@@ -407,6 +421,7 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			config_option = optarg;
+			q.config_path = optarg;
 			break;
 		case 'F':
 			format_option = optarg;
@@ -476,6 +491,14 @@ main(int argc, char **argv)
 			given |= OPT_DRY_RUN;
 			q.dry_run = true;
 			break;
+		case 'U':
+			given |= OPT_USER;
+			q.user = optarg;
+			break;
+		case 'P':
+			given |= OPT_PATH;
+			q.path = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			free(hash);
@@ -513,7 +536,7 @@ main(int argc, char **argv)
 		q_error(&q, 2, "%s", bad_option);
 		goto out;
 	}
-	for (unsigned bit = 1; bit <= OPT_DRY_RUN; bit <<= 1) {
+	for (unsigned bit = 1; bit <= OPT_PATH; bit <<= 1) {
 		if ((given & bit) && !(command->options & bit)) {
 			q_error(&q, 2, "option '%s' does not apply (usage: provfs-query %s)",
 			        option_name(bit), command->synopsis);

@@ -1843,3 +1843,32 @@ q_graph_truncated(const struct q_graph *graph)
 {
 	return graph->truncated;
 }
+
+/* --- impact for other commands ------------------------------------------------ */
+
+struct q_graph *
+q_impact_build(struct query *q, const int64_t *version_ids, size_t count)
+{
+	struct q_graph *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		abort();
+	g->q = q;
+	g->forward = true;
+	g->max_depth = q->depth;
+	for (size_t i = 0; i < count; i++) {
+		size_t index;
+		bool created;
+		if (version_node(g, version_ids[i], 0, &index, &created) < 0)
+			goto fail;
+		g->nodes[index].start = true;
+		enqueue(g, index);
+	}
+	if (walk(g) < 0)
+		goto fail;
+	classify(g);
+	return g;
+fail:
+	q_graph_free(g);
+	return NULL;
+}

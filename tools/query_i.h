@@ -58,6 +58,9 @@ struct query {
 	const char *under;
 	bool all;
 	bool run_scope;
+	const char *user;        /* denials --user */
+	const char *path;        /* denials --path */
+	const char *config_path; /* --config FILE, NULL: the default (label policy) */
 	char **args; /* positional arguments after the command */
 	int nargs;
 
@@ -305,6 +308,11 @@ bool q_graph_truncated(const struct q_graph *graph);
 bool q_graph_is_code(const struct q_graph *graph, size_t i);
 /* Version node i entered from outside: no writer of it read a dataset. */
 bool q_graph_is_source(const struct q_graph *graph, size_t i);
+/*
+ * Impact (forward, process scope unless --run) from several versions, for
+ * exposure.  NULL after printing an error.
+ */
+struct q_graph *q_impact_build(struct query *q, const int64_t *version_ids, size_t count);
 
 /* --- commands -------------------------------------------------------- */
 
@@ -319,6 +327,17 @@ int cmd_process(struct query *q);
 int cmd_gaps(struct query *q);
 int cmd_stats(struct query *q);
 int cmd_report(struct query *q);
+int cmd_denials(struct query *q);
+int cmd_exposure(struct query *q);
+
+/* --- query_labels.c, for gaps ----------------------------------------- */
+
+/*
+ * The label sections of gaps: files raised above their path rule by
+ * propagation, declassifications, writes down that were allowed.  Adds them
+ * to doc (JSON) or prints them (text).  0, or 2 after an error.
+ */
+int q_gaps_labels(struct query *q, json_object *doc);
 
 /* --- query_verify.c, shared with gaps and producer ------------------- */
 

@@ -626,6 +626,8 @@ cmd_gaps(struct query *q)
 		json_object_object_add(doc, "unhashed_versions", unhashed);
 		json_object_object_add(doc, "exposed_mounts", mounts);
 		external = changed = unhashed = mounts = NULL;
+		if (q_gaps_labels(q, doc))
+			goto out;
 		status = q_emit_json(q, doc);
 		doc = NULL;
 		goto out;
@@ -642,6 +644,8 @@ cmd_gaps(struct query *q)
 	printf("\nmounts whose backing directory other users can reach directly (%zu):\n",
 	       t_mounts.rows);
 	q_table_print(&t_mounts, "  ");
+	if (q_gaps_labels(q, NULL))
+		goto out;
 	status = 0;
 out:
 	json_object_put(external);
