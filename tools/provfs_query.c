@@ -50,8 +50,11 @@ static const char usage_text[] =
     "  stats                              store size, counts, recorder counters\n"
     "  report PATH [--format markdown|json]\n"
     "                                     the provenance section of a model card\n"
+    "  export --format openlineage|prov-json|prov-o [--since TIME] [--job NAME]\n"
+    "                                     runs as OpenLineage events or a W3C PROV document\n"
     "\n"
-    "  --format text|json (every command), dot (lineage, impact), markdown (report)\n"
+    "  --format text|json (every command), dot (lineage, impact), markdown (report),\n"
+    "           prov-json|prov-o (lineage, export), openlineage (export)\n"
     "  TIME is ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z) or relative (30m, 12h, 3d, 2w)\n"
     "  --run widens lineage and impact from a process to the rest of its run\n"
     "\n"
@@ -74,6 +77,9 @@ enum fmt_bit {
 	FMT_JSON = 1 << Q_FORMAT_JSON,
 	FMT_DOT = 1 << Q_FORMAT_DOT,
 	FMT_MARKDOWN = 1 << Q_FORMAT_MARKDOWN,
+	FMT_OPENLINEAGE = 1 << Q_FORMAT_OPENLINEAGE,
+	FMT_PROV_JSON = 1 << Q_FORMAT_PROV_JSON,
+	FMT_PROV_O = 1 << Q_FORMAT_PROV_O,
 };
 
 struct command {
@@ -89,7 +95,8 @@ struct command {
 static const struct command commands[] = {
     {"producer", cmd_producer, 0, FMT_TEXT | FMT_JSON, 1, 1, "producer PATH"},
     {"lineage", cmd_lineage, OPT_DEPTH | OPT_AT | OPT_VERSION | OPT_RUN,
-     FMT_TEXT | FMT_JSON | FMT_DOT, 1, 1, "lineage PATH [--depth N] [--at TIME | --version N]"},
+     FMT_TEXT | FMT_JSON | FMT_DOT | FMT_PROV_JSON | FMT_PROV_O, 1, 1,
+     "lineage PATH [--depth N] [--at TIME | --version N]"},
     {"impact", cmd_impact, OPT_DEPTH | OPT_VERSION | OPT_HASH | OPT_SINCE | OPT_RUN,
      FMT_TEXT | FMT_JSON | FMT_DOT, 0, 1,
      "impact PATH [--version N | --hash HASH] [--since TIME] [--depth N]"},
@@ -104,9 +111,12 @@ static const struct command commands[] = {
     {"stats", cmd_stats, 0, FMT_TEXT | FMT_JSON, 0, 0, "stats"},
     {"report", cmd_report, 0, FMT_TEXT | FMT_JSON | FMT_MARKDOWN, 1, 1,
      "report PATH [--format markdown|json]"},
+    {"export", cmd_export, OPT_SINCE | OPT_JOB, FMT_OPENLINEAGE | FMT_PROV_JSON | FMT_PROV_O, 0,
+     0, "export --format openlineage|prov-json|prov-o [--since TIME] [--job NAME]"},
 };
 
-static const char *const format_names[] = {"text", "json", "dot", "markdown"};
+static const char *const format_names[] = {"text",        "json",      "dot",   "markdown",
+					   "openlineage", "prov-json", "prov-o"};
 
 /* --- errors and the statement cache ------------------------------------ */
 
@@ -445,6 +455,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	q.command = command->name;
+	q.config_path = config_option;
 	q.args = argv + optind + 1;
 	q.nargs = argc - optind - 1;
 
@@ -534,7 +545,11 @@ main(int argc, char **argv)
 
 	if (open_store(&q, store_option, config_option, &store_path))
 		goto out;
-	status = command->fn(&q);
+	if (command->fn == cmd_lineage &&
+	    (q.format == Q_FORMAT_PROV_JSON || q.format == Q_FORMAT_PROV_O))
+		status = cmd_lineage_prov(&q);
+	else
+		status = command->fn(&q);
 	if (status == 0 || status == 1) {
 		int flushed = q_finish_output(&q);
 		if (flushed)
