@@ -73,7 +73,14 @@ int openlineage_build(const struct openlineage *ol, sqlite3 *db, int64_t run_id,
 		      enum openlineage_stage stage, char **event, const char **event_type);
 
 /*
- * Write every run started at or after since_ns (INT64_MIN: all) whose job
+ * 1 when a process of the run used the mount (an access, or a create,
+ * rename, unlink ... through it), 0 when not (a run recorded only as the
+ * ancestor of other processes: no lineage, no events), -1 on a store error.
+ */
+int openlineage_run_touched(sqlite3 *db, int64_t run_id);
+
+/*
+ * Write every run that used the mount, started at or after since_ns (INT64_MIN: all) whose job
  * is job (NULL: any) to out, oldest first: its START, then its terminal
  * event once its root has ended.  0, or -1 on a store error.
  */

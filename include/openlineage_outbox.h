@@ -20,7 +20,10 @@
  * of the versions its run read or wrote that are still pending, so that it
  * carries their version facets; it is then spooled in the transaction that
  * records the last of those hashes.  A terminal event is spooled only after
- * its run's START.  Nothing is spooled unless openlineage_outbox_enable()
+ * its run's START.  A START waits for its run's first use of the mount (a
+ * run recorded only as the ancestor of processes that used it, like a
+ * login session or init, has no lineage to report); a run that ends
+ * without one sends nothing.  Nothing is spooled unless openlineage_outbox_enable()
  * was called (transport = http or file): a store mounted with transport =
  * none does not grow an outbox nobody reads.
  */

@@ -599,6 +599,26 @@ out:
 	return rc;
 }
 
+#define RUN_TOUCHED(run)                                                                          \
+	"(EXISTS (SELECT 1 FROM processes tp JOIN accesses ta ON ta.process_id = tp.id "          \
+	"WHERE tp.run_id = " run ") OR EXISTS (SELECT 1 FROM processes tp JOIN namespace_events " \
+	"te ON te.process_id = tp.id WHERE tp.run_id = " run "))"
+
+int
+openlineage_run_touched(sqlite3 *db, int64_t run_id)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (prepare(db, "SELECT " RUN_TOUCHED("?1"), &s))
+		return -1;
+	sqlite3_bind_int64(s, 1, run_id);
+	rc = sqlite3_step(s);
+	rc = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) != 0 : -1;
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int
 openlineage_export(const struct openlineage *ol, sqlite3 *db, int64_t since_ns, const char *job,
 		   FILE *out)
@@ -609,9 +629,10 @@ openlineage_export(const struct openlineage *ol, sqlite3 *db, int64_t since_ns, 
 	/* Every event in time order; a run's START before its terminal event. */
 	if (prepare(db,
 		    "SELECT id, started_ns AS t, 0 AS stage FROM runs "
-		    "WHERE started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) "
-		    "UNION ALL SELECT id, ended_ns, 1 FROM runs WHERE ended_ns IS NOT NULL AND "
-		    "started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) ORDER BY t, stage, id",
+		    "WHERE started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) AND "
+		    RUN_TOUCHED("runs.id") " UNION ALL SELECT id, ended_ns, 1 FROM runs WHERE "
+		    "ended_ns IS NOT NULL AND started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) AND "
+		    RUN_TOUCHED("runs.id") " ORDER BY t, stage, id",
 		    &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, since_ns);

@@ -103,6 +103,23 @@ hashes_pending(sqlite3 *db, int64_t run_id)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* 1: the run's end is recorded (or the run is gone). */
+static int
+run_ended(sqlite3 *db, int64_t run_id)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "SELECT ended_ns IS NOT NULL FROM runs WHERE id = ?", -1, &s,
+			       NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(s, 1, run_id);
+	rc = sqlite3_step(s);
+	rc = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : rc == SQLITE_DONE ? 1 : -1;
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /* Insert the event unless the outbox has it; SQLITE_DONE or an error. */
 static int
 spool(sqlite3 *db, struct note *n, int64_t now)
@@ -190,6 +207,24 @@ openlineage_outbox_flush(sqlite3 *db)
 				continue;
 			if (n->first_flush_ns == 0)
 				n->first_flush_ns = now;
+			if (n->stage == OPENLINEAGE_START) {
+				/*
+				 * A run seen only as an ancestor has no lineage: its
+				 * START waits for its first use of the mount, and is
+				 * dropped (with its end) if it ends without one.
+				 */
+				int touched = openlineage_run_touched(db, n->run_id);
+				if (touched < 0)
+					return sqlite3_errcode(db);
+				if (!touched) {
+					int ended = run_ended(db, n->run_id);
+					if (ended < 0)
+						return sqlite3_errcode(db);
+					if (ended)
+						n->written = true; /* settled: nothing to send */
+					continue;
+				}
+			}
 			if (n->stage == OPENLINEAGE_TERMINAL &&
 			    now - n->first_flush_ns < OPENLINEAGE_HASH_WAIT_NS) {
 				int pending = hashes_pending(db, n->run_id);

@@ -134,6 +134,8 @@ killed = one('killed', 'ABORT')['run']['facets']['provfs_process']
 assert killed['exitStatus'] == 'killed' and killed['signal'] == 9, killed
 assert one('ingest', 'COMPLETE')
 assert not any('lineage' in d.get('facets', {}) for e in E for d in e['inputs'] + e['outputs'])
+# Runs recorded only as ancestors of the jobs (the test's session, init) never used the mount: no events.
+assert {e['job']['name'] for e in E} == {'ingest', 'etl', 'fails', 'killed'}, {e['job']['name'] for e in E}
 "
 	# --job and --since choose runs.
 	"$QUERY" --store "$STORE" --config "$CONF" export --format openlineage --job etl >"$TMP/etl"
@@ -194,6 +196,7 @@ assert raw['facets']['provfs_fileVersion']['label'] == 'confidential'
 assert [e['eventType'] for e in of('etl')] == ['START', 'COMPLETE']
 assert [e['eventType'] for e in of('fails')] == ['START', 'FAIL']
 assert [e['eventType'] for e in of('killed')] == ['START', 'ABORT']
+assert {e['job']['name'] for e in E} == {'ingest', 'etl', 'fails', 'killed'}, {e['job']['name'] for e in E}
 assert ds(one('etl', 'COMPLETE'), 'inputs', '/data/raw.csv')['facets']['version']
 "
 	# The live terminal event is the exported one, byte for byte.
