@@ -498,6 +498,10 @@ check_levels(struct parse_state *state)
 		state->line = 0;
 		fail(state, "[openlineage] transport = file needs a path");
 	}
+	if (config->openlineage_path && config->openlineage_path[0] != '/') {
+		state->line = 0;
+		fail(state, "[openlineage] path '%s' must be absolute", config->openlineage_path);
+	}
 	check_openlineage_transport(state);
 }
 

@@ -6,7 +6,9 @@
  * The writer calls four hooks, all from its one thread (this module keeps
  * its state without a lock for that reason):
  *
- *   openlineage_outbox_start(run)     it inserted the runs row (a new run);
+ *   openlineage_outbox_start(run)     it met a run for the first time (inserted
+ *                                     its row, or found it made by another mount
+ *                                     or an earlier daemon);
  *   openlineage_outbox_complete(run)  it recorded the end of the run's root;
  *   openlineage_outbox_flush(db)      before COMMIT: the events of the
  *                                     runs noted are built from the rows of

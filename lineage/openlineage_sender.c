@@ -18,6 +18,11 @@
  * When the outbox is empty the thread polls it every 200 ms: a query of a
  * partial index, cheaper than coupling the writer thread to this one.
  *
+ * One sender per store: several mounts may share a store, so a sender
+ * delivers only while it holds an exclusive flock(2) on STORE.ol-sender
+ * (released by the kernel when its daemon dies, kill -9 included); the
+ * others wait for it, so no two daemons send the same event at once.
+ *
  * Stopping: openlineage_sender_stop() sets `stop`, which the curl progress
  * callback and the waits observe, so an attempt in flight (a receiver that
  * never answers) is abandoned at once; its event stays undelivered.
@@ -36,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,6 +84,8 @@ struct openlineage_sender {
 	size_t ca_blob_length;
 	int fd; /* transport = file */
 	char *path;
+	int lock_fd;    /* STORE.ol-sender */
+	bool have_lock; /* this daemon is the store's sender */
 
 	unsigned failures; /* consecutive retryable failures */
 	unsigned int seed;
@@ -337,13 +346,27 @@ sender_main(void *argument)
 {
 	struct openlineage_sender *sender = argument;
 	sqlite3 *db = store_db(sender->store);
+	sigset_t all;
 
+	/* Signals are the FUSE loop's business (as in Redis's bio threads). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&sender->stop)) {
 		char error[RESPONSE_KEEP + 128] = "", *event = NULL;
 		size_t length = 0;
 		int64_t id = 0;
 		enum outcome outcome;
-		int found = next_event(db, &id, &event, &length);
+		int found;
+
+		if (!sender->have_lock) {
+			if (flock(sender->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+				if (wait_ms(sender, 1000))
+					break;
+				continue; /* another daemon sends this store's events */
+			}
+			sender->have_lock = true;
+		}
+		found = next_event(db, &id, &event, &length);
 
 		if (found <= 0) {
 			if (found < 0)
@@ -404,6 +427,8 @@ sender_free(struct openlineage_sender *sender)
 	curl_slist_free_all(sender->headers);
 	if (sender->fd >= 0)
 		close(sender->fd);
+	if (sender->lock_fd >= 0)
+		close(sender->lock_fd); /* releases the flock */
 	store_close(sender->store);
 	free(sender->ca_blob);
 	free(sender->url);
@@ -496,7 +521,7 @@ openlineage_sender_start(const struct provfs_config *config, const char *store_p
 		snprintf(error, error_size, "openlineage: out of memory");
 		return NULL;
 	}
-	sender->fd = -1;
+	sender->fd = sender->lock_fd = -1;
 	pthread_mutex_init(&sender->lock, NULL);
 	pthread_condattr_t attributes;
 	pthread_condattr_init(&attributes);
@@ -525,6 +550,16 @@ openlineage_sender_start(const struct provfs_config *config, const char *store_p
 				   sizeof(store_error));
 	if (sender->store == NULL) {
 		snprintf(error, error_size, "openlineage: %s", store_error);
+		goto fail;
+	}
+	char *lock_path = NULL;
+	if (asprintf(&lock_path, "%s.ol-sender", store_path) >= 0) {
+		sender->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		free(lock_path);
+	}
+	if (sender->lock_fd < 0) {
+		snprintf(error, error_size, "openlineage: cannot create '%s.ol-sender': %s",
+			 store_path, strerror(errno));
 		goto fail;
 	}
 	if (pthread_create(&sender->thread, NULL, sender_main, sender) != 0) {

@@ -364,12 +364,11 @@ ensure_run(struct run_info *run_info)
 	bind_text(s, 10, run_info->parent_run_id);
 	if ((rc = run(s)) != SQLITE_DONE)
 		return rc;
-	bool inserted = sqlite3_changes(db()) > 0; /* a new run: its START is spooled */
 	s = statement(SELECT_RUN);
 	bind_text(s, 1, run_info->uuid);
 	run_info->store_id = select_integer(s, &rc);
 	journal_id(&run_info->store_id);
-	if (inserted && rc == SQLITE_DONE)
+	if (rc == SQLITE_DONE) /* its START is spooled, unless the outbox has it */
 		openlineage_outbox_start(run_info->store_id);
 	return rc;
 }

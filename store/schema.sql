@@ -223,7 +223,8 @@ CREATE TABLE openlineage_outbox (
 	dead_ns INTEGER,                     -- (version 2) refused for good (4xx): dead-lettered
 	response TEXT                        -- (version 2) the refusing response, status and body
 );
-CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id) WHERE delivered_ns IS NULL;
+CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id)
+	WHERE delivered_ns IS NULL AND dead_ns IS NULL;
 CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);
 
 -- Recorder counters per mount session, refreshed by the writer thread.

@@ -40,7 +40,10 @@ static const char *const migrations[] = {
 	/* 1 -> 2: the OpenLineage outbox's dead-letter list, and lookups by run. */
 	"ALTER TABLE openlineage_outbox ADD COLUMN dead_ns INTEGER;"
 	"ALTER TABLE openlineage_outbox ADD COLUMN response TEXT;"
-	"CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);",
+	"CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);"
+	"DROP INDEX openlineage_outbox_pending;"
+	"CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id) "
+	"WHERE delivered_ns IS NULL AND dead_ns IS NULL;",
 };
 
 /* SQLite's message, with the system's reason when there is one. */

@@ -241,17 +241,23 @@ write_receiver() {
 		        pass
 		server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
 		server.daemon_threads = True
+		if len(sys.argv) > 5:  # https with CERT:KEY
+		    import ssl
+		    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+		    context.load_cert_chain(*sys.argv[5].split(":"))
+		    server.socket = context.wrap_socket(server.socket, server_side=True)
 		open(port_file + ".tmp", "w").write(str(server.server_address[1]))
 		import os; os.rename(port_file + ".tmp", port_file)
 		server.serve_forever()
 	EOF
 }
 
-# start_receiver MODE [PORT]: sets PORT and RECEIVER.
+# start_receiver MODE [PORT [CERT:KEY]]: sets PORT and RECEIVER.
 start_receiver() {
 	echo "$1" >"$TMP/mode"
 	rm -f "$TMP/port"
-	start_background /usr/bin/python3 "$TMP/receiver.py" "$TMP/mode" "$TMP/received" "$TMP/port" "${2:-0}"
+	start_background /usr/bin/python3 "$TMP/receiver.py" "$TMP/mode" "$TMP/received" "$TMP/port" \
+		"${2:-0}" ${3:+"$3"}
 	RECEIVER=$LAST_BG
 	wait_for_file "$TMP/port"
 	PORT=$(cat "$TMP/port")
@@ -376,12 +382,75 @@ assert d['dead_lettered'] == $rows and d['sent'] == 0 and d['queued'] == 0, d
 	stop_receiver
 }
 
+@test "http: two mounts sharing one store send each event once" {
+	write_receiver
+	start_receiver ok
+	conf '[openlineage]' 'transport = http' "url = http://127.0.0.1:$PORT/api/v1/lineage"
+	local backing_b=$TMP/backing-b mnt_b=$TMP/mnt-b
+	mkdir -p "$backing_b" "$mnt_b"
+	chmod 700 "$backing_b"
+	mount_provfs -o "config=$CONF"
+	MOUNT_BACKING=$backing_b MOUNT_POINT=$mnt_b mount_provfs -o "config=$CONF"
+	local i
+	for i in 1 2 3 4 5 6; do
+		(cd "$MNT" && PROVFS_JOB=a$i sh -c "echo $i >a$i")
+		(cd "$mnt_b" && PROVFS_JOB=b$i sh -c "echo $i >b$i")
+	done
+	wait_until 'terminal_spooled a6 && terminal_spooled b6' 40
+	wait_until '[ "$(q "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL")" = 0 ]' 40
+	sleep 1 # a second sender, if there were one, would send again now
+	MOUNT_POINT=$mnt_b unmount_provfs
+	stop_provfs
+	q "SELECT event FROM openlineage_outbox ORDER BY id" >"$TMP/outbox"
+	[ "$(wc -l <"$TMP/outbox")" -eq 24 ]
+	/usr/bin/python3 - "$TMP/received" "$TMP/outbox" <<-'EOF'
+		import json, sys
+		accepted = [json.loads(l)["body"] for l in open(sys.argv[1])]
+		events = [l.rstrip("\n") for l in open(sys.argv[2])]
+		assert sorted(accepted) == sorted(events), (len(accepted), len(events))
+	EOF
+	stop_receiver
+}
+
+@test "https: the endpoint is verified; ca_file adds a CA to the system's; the key goes only over TLS" {
+	command -v openssl >/dev/null || skip "needs openssl to make a certificate"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/key.pem" -out "$TMP/cert.pem" \
+		-days 1 -subj /CN=provfs-test -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+	write_receiver
+	start_receiver ok 0 "$TMP/cert.pem:$TMP/key.pem"
+	conf '[openlineage]' 'transport = http' "url = https://127.0.0.1:$PORT/api/v1/lineage" \
+		'timeout_ms = 3000' 'api_key = t0ken'
+	mount_provfs -o "config=$CONF"
+	(cd "$MNT" && PROVFS_JOB=tls sh -c 'echo 1 >t.csv')
+	wait_until 'terminal_spooled tls' 30
+	# A self-signed endpoint is not trusted by the system's CAs: nothing is delivered.
+	wait_until '[ "$(q "SELECT count(*) FROM openlineage_outbox WHERE attempts > 0")" -ge 1 ]' 30
+	stop_provfs
+	assert_sql "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NOT NULL" 0
+	assert_match "$(q "SELECT last_error FROM openlineage_outbox WHERE attempts > 0 LIMIT 1")" \
+		'[Cc]ertificate|SSL'
+	[ ! -s "$TMP/received" ]
+	# ca_file adds the endpoint's CA: everything queued is delivered, with the key.
+	conf '[openlineage]' 'transport = http' "url = https://127.0.0.1:$PORT/api/v1/lineage" \
+		'timeout_ms = 3000' 'api_key = t0ken' "ca_file = $TMP/cert.pem"
+	mount_provfs -o "config=$CONF"
+	wait_until '[ "$(q "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL")" = 0 ]' 60
+	stop_provfs
+	[ "$(received_with 200)" -eq "$(q "SELECT count(*) FROM openlineage_outbox")" ]
+	/usr/bin/python3 -c "
+import json, sys
+assert all(json.loads(l)['auth'] == 'Bearer t0ken' for l in open(sys.argv[1]))
+" "$TMP/received"
+	stop_receiver
+}
+
 @test "bad [openlineage] config: one line, exit 2, at mount and with --check-config" {
 	local bad
 	for bad in 'transport = kafka' \
 		$'transport = http\nurl = https://catalog.example/api/v1/lineage\nca_file = /nonexistent/ca.pem' \
 		$'transport = http\nurl = http://catalog.example:5000/api/v1/lineage\napi_key = s3cret' \
-		$'transport = http' $'compression = brotli' $'path_map = relative=/data'; do
+		$'transport = http' $'compression = brotli' $'path_map = relative=/data' \
+		$'transport = file\npath = events.ndjson'; do
 		conf '[openlineage]' "$bad"
 		run_split "$PROVFS" --check-config "$CONF"
 		[ "$status" -eq 2 ] && [ -z "$stdout" ]
