@@ -51,7 +51,11 @@ void openlineage_outbox_disable(void);
 void openlineage_outbox_start(int64_t run_id);
 void openlineage_outbox_complete(int64_t run_id);
 
-/* SQLITE_DONE, or the SQLite error that must roll the batch back. */
+/*
+ * SQLITE_DONE, or the SQLite error of an INSERT into the outbox (the store
+ * failing), which rolls the batch back.  An event that cannot be built is
+ * logged and given up instead: it never costs the batch its records.
+ */
 int openlineage_outbox_flush(sqlite3 *db);
 void openlineage_outbox_committed(void);
 

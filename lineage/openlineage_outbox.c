@@ -120,6 +120,21 @@ run_ended(sqlite3 *db, int64_t run_id)
 	return rc;
 }
 
+/*
+ * An event that cannot be built is given up with a log line: the batch it
+ * rides in holds the provenance records themselves, which must not be
+ * rolled back for the sake of one event.  Only the INSERT's own failure
+ * (the store failing) fails the batch.
+ */
+static void
+give_up(sqlite3 *db, struct note *n, const char *what)
+{
+	log_warning("openlineage: %s the %s event of run %lld (%s): not sent", what,
+		    n->stage == OPENLINEAGE_START ? "START" : "terminal", (long long)n->run_id,
+		    sqlite3_errmsg(db));
+	n->written = true;
+}
+
 /* Insert the event unless the outbox has it; SQLITE_DONE or an error. */
 static int
 spool(sqlite3 *db, struct note *n, int64_t now)
@@ -130,8 +145,10 @@ spool(sqlite3 *db, struct note *n, int64_t now)
 	int rc;
 
 	rc = openlineage_build(context, db, n->run_id, n->stage, &event, &type);
-	if (rc < 0)
-		return sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errcode(db) : SQLITE_ERROR;
+	if (rc < 0) {
+		give_up(db, n, "cannot build");
+		return SQLITE_DONE;
+	}
 	if (rc > 0) {
 		n->written = true; /* no such run (a rolled-back id): nothing to send */
 		return SQLITE_DONE;
@@ -189,8 +206,9 @@ openlineage_outbox_flush(sqlite3 *db)
 	if (context == NULL)
 		return SQLITE_DONE;
 	if (!recovered) {
-		if ((rc = recover(db)) != SQLITE_DONE)
-			return rc;
+		if (recover(db) != SQLITE_DONE)
+			log_warning("openlineage: cannot look for unfinished runs: %s",
+				    sqlite3_errmsg(db));
 		recovered = true;
 	}
 	if (note_count == 0)
@@ -214,13 +232,15 @@ openlineage_outbox_flush(sqlite3 *db)
 				 * dropped (with its end) if it ends without one.
 				 */
 				int touched = openlineage_run_touched(db, n->run_id);
-				if (touched < 0)
-					return sqlite3_errcode(db);
+				if (touched < 0) {
+					give_up(db, n, "cannot check");
+					continue;
+				}
 				if (!touched) {
 					int ended = run_ended(db, n->run_id);
 					if (ended < 0)
-						return sqlite3_errcode(db);
-					if (ended)
+						give_up(db, n, "cannot check");
+					else if (ended)
 						n->written = true; /* settled: nothing to send */
 					continue;
 				}
@@ -228,8 +248,10 @@ openlineage_outbox_flush(sqlite3 *db)
 			if (n->stage == OPENLINEAGE_TERMINAL &&
 			    now - n->first_flush_ns < OPENLINEAGE_HASH_WAIT_NS) {
 				int pending = hashes_pending(db, n->run_id);
-				if (pending < 0)
-					return sqlite3_errcode(db);
+				if (pending < 0) {
+					give_up(db, n, "cannot check");
+					continue;
+				}
 				if (pending)
 					continue; /* a later batch records the hash */
 			}

@@ -118,7 +118,13 @@ assert ds(etl, 'outputs', '/data/out.tmp')['facets']['lifecycleStateChange']['li
 renamed = ds(etl, 'outputs', '/data/out.csv')['facets']['lifecycleStateChange']
 assert renamed['lifecycleStateChange'] == 'RENAME'
 assert renamed['previousIdentifier'] == {'name': '/data/out.tmp', 'namespace': 'file://shared-nas'}
-assert ds(etl, 'outputs', '/data/out.tmp')['facets']['version']['datasetVersion'] == 'xxh3-128:$out_hash'
+out = ds(etl, 'outputs', '/data/out.tmp')['facets']
+# A version gets a version facet exactly when its hash was taken (the recorder may mark a
+# version renamed right after its write 'changed': then it has no hash, and no facet).
+if out['provfs_fileVersion']['hashState'] == 'hashed':
+    assert out['version']['datasetVersion'] == 'xxh3-128:$out_hash'
+else:
+    assert 'version' not in out and 'hash' not in out['provfs_fileVersion'], out
 assert ds(etl, 'outputs', '/data/report.txt')['facets']['lifecycleStateChange']['lifecycleStateChange'] == 'OVERWRITE'
 assert ds(etl, 'outputs', '/data/scratch')['facets']['lifecycleStateChange']['lifecycleStateChange'] == 'DROP'
 assert ds(etl, 'outputs', '/data/out.tmp')['outputFacets']['outputStatistics']['fileCount'] == 1
