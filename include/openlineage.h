@@ -45,7 +45,8 @@ struct openlineage;
 #define OPENLINEAGE_PRODUCER "https://github.com/provfs/provfs/tree/v" PROVFS_VERSION
 #define OPENLINEAGE_SCHEMA_URL "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 /* Where the custom facets' JSON Schemas live (schemas/ in this project). */
-#define OPENLINEAGE_PROVFS_SCHEMAS "https://github.com/provfs/provfs/blob/v" PROVFS_VERSION "/schemas/"
+#define OPENLINEAGE_PROVFS_SCHEMAS                                                                 \
+	"https://github.com/provfs/provfs/blob/v" PROVFS_VERSION "/schemas/"
 
 enum openlineage_stage {
 	OPENLINEAGE_START,
@@ -58,7 +59,7 @@ enum openlineage_stage {
  * a message in error when out of memory.  Free with openlineage_free().
  */
 struct openlineage *openlineage_new(const struct provfs_config *config, char *error,
-				    size_t error_size);
+                                    size_t error_size);
 void openlineage_free(struct openlineage *ol);
 
 /*
@@ -70,7 +71,7 @@ void openlineage_free(struct openlineage *ol);
  * ended), or -1 on a store error (sqlite3_errmsg(db) says which).
  */
 int openlineage_build(const struct openlineage *ol, sqlite3 *db, int64_t run_id,
-		      enum openlineage_stage stage, char **event, const char **event_type);
+                      enum openlineage_stage stage, char **event, const char **event_type);
 
 /*
  * 1 when a process of the run used the mount (an access, or a create,
@@ -84,7 +85,7 @@ int openlineage_run_touched(sqlite3 *db, int64_t run_id);
  * is job (NULL: any) to out, oldest first: its START, then its terminal
  * event once its root has ended.  0, or -1 on a store error.
  */
-int openlineage_export(const struct openlineage *ol, sqlite3 *db, int64_t since_ns,
-		       const char *job, FILE *out);
+int openlineage_export(const struct openlineage *ol, sqlite3 *db, int64_t since_ns, const char *job,
+                       FILE *out);
 
 #endif

@@ -35,8 +35,8 @@ struct openlineage_sender;
  * message in error when it cannot start.  Call after daemonizing.
  */
 struct openlineage_sender *openlineage_sender_start(const struct provfs_config *config,
-						    const char *store_path, char *error,
-						    size_t error_size);
+                                                    const char *store_path, char *error,
+                                                    size_t error_size);
 
 /* Stop the thread (an attempt in flight is abandoned) and free everything. NULL is fine. */
 void openlineage_sender_stop(struct openlineage_sender *sender);

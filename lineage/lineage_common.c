@@ -72,7 +72,7 @@ string_serializer(json_object *jso, struct printbuf *pb, int level, int flags)
 			}
 			i++;
 		} else if (n == 3 && s[i] == 0xe2 && s[i + 1] == 0x80 &&
-			   (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
+		           (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
 			/* U+2028, U+2029: valid JSON, but they end lines in JavaScript. */
 			printbuf_memappend(pb, s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
 			i += 3;
@@ -138,7 +138,7 @@ const char *
 lineage_json_text(json_object *jso)
 {
 	return json_object_to_json_string_ext(jso, JSON_C_TO_STRING_PLAIN |
-						       JSON_C_TO_STRING_NOSLASHESCAPE);
+	                                               JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 void
@@ -161,15 +161,14 @@ lineage_time(int64_t ns, int offset, char out[LINEAGE_TIME_SIZE])
 }
 
 char *
-lineage_dataset_name(const struct string_list *path_map, const char *mount_point,
-		     const char *path)
+lineage_dataset_name(const struct string_list *path_map, const char *mount_point, const char *path)
 {
 	char *name = NULL;
 	size_t root = strlen(mount_point);
 
 	/* The mount root itself is "/"-terminated only when it is "/". */
 	if (asprintf(&name, "%s%s%s", mount_point,
-		     (root && mount_point[root - 1] == '/') || !path[0] ? "" : "/", path) < 0)
+	             (root && mount_point[root - 1] == '/') || !path[0] ? "" : "/", path) < 0)
 		return NULL;
 	for (size_t i = 0; path_map && i < path_map->count; i++) {
 		const char *map = path_map->items[i], *equals = strchr(map, '=');

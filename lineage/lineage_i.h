@@ -43,6 +43,6 @@ void lineage_time(int64_t ns, int offset, char out[LINEAGE_TIME_SIZE]);
  * is a whole-component prefix.  malloc'd; NULL only when out of memory.
  */
 char *lineage_dataset_name(const struct string_list *path_map, const char *mount_point,
-			   const char *path);
+                           const char *path);
 
 #endif

@@ -45,15 +45,17 @@
 #define URL_JOB_TYPE FACETS "2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
 #define URL_VERSION FACETS "1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
 #define URL_TYPE FACETS "1-0-1/DatasetTypeDatasetFacet.json#/$defs/DatasetTypeDatasetFacet"
-#define URL_INPUT_STATS                                                                           \
-	FACETS "1-0-0/InputStatisticsInputDatasetFacet.json#/$defs/InputStatisticsInputDatasetFacet"
-#define URL_OUTPUT_STATS                                                                          \
-	FACETS "1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/"                            \
+#define URL_INPUT_STATS                                                                            \
+	FACETS "1-0-0/InputStatisticsInputDatasetFacet.json#/$defs/"                               \
+	       "InputStatisticsInputDatasetFacet"
+#define URL_OUTPUT_STATS                                                                           \
+	FACETS "1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/"                             \
 	       "OutputStatisticsOutputDatasetFacet"
-#define URL_LIFECYCLE                                                                             \
-	FACETS "1-0-1/LifecycleStateChangeDatasetFacet.json#/$defs/LifecycleStateChangeDatasetFacet"
+#define URL_LIFECYCLE                                                                              \
+	FACETS "1-0-1/LifecycleStateChangeDatasetFacet.json#/$defs/"                               \
+	       "LifecycleStateChangeDatasetFacet"
 #define URL_TAGS FACETS "1-0-0/TagsDatasetFacet.json#/$defs/TagsDatasetFacet"
-#define URL_FILE_VERSION                                                                          \
+#define URL_FILE_VERSION                                                                           \
 	OPENLINEAGE_PROVFS_SCHEMAS "provfs_fileVersion.json#/$defs/ProvfsFileVersionDatasetFacet"
 #define URL_PROCESS OPENLINEAGE_PROVFS_SCHEMAS "provfs_process.json#/$defs/ProvfsProcessRunFacet"
 
@@ -155,8 +157,8 @@ column_text(sqlite3_stmt *statement, int column)
 static json_object *
 dataset_name(const struct openlineage *ol, const char *mount_point, const char *path)
 {
-	char *name = lineage_dataset_name(&ol->path_map, mount_point ? mount_point : "",
-					  path ? path : "");
+	char *name =
+	    lineage_dataset_name(&ol->path_map, mount_point ? mount_point : "", path ? path : "");
 	json_object *jso = lineage_jstr(name);
 
 	free(name);
@@ -200,10 +202,10 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
 
 	memset(run, 0, sizeof(*run));
 	if (prepare(db,
-		    "SELECT uuid, job_name, host, parent_namespace, parent_job_name, "
-		    "parent_run_id, root_pid, root_start_ns, started_ns, ended_ns "
-		    "FROM runs WHERE id = ?",
-		    &s))
+	            "SELECT uuid, job_name, host, parent_namespace, parent_job_name, "
+	            "parent_run_id, root_pid, root_start_ns, started_ns, ended_ns "
+	            "FROM runs WHERE id = ?",
+	            &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	rc = sqlite3_step(s);
@@ -235,7 +237,7 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
  */
 static int
 process_facet(sqlite3 *db, int64_t run_id, const struct run_row *run, bool terminal,
-	      json_object **out, const char **event_type)
+              json_object **out, const char **event_type)
 {
 	sqlite3_stmt *s = NULL;
 	json_object *f = NULL;
@@ -244,14 +246,14 @@ process_facet(sqlite3 *db, int64_t run_id, const struct run_row *run, bool termi
 	*out = NULL;
 	*event_type = terminal ? "COMPLETE" : "START";
 	if (prepare(db,
-		    "SELECT p.pid, p.start_ns, p.executable, p.executable_hash, p.argv, p.uid, "
-		    "p.exit_status, p.exit_known, p.exited_ns, p.pid = ?2 AND p.start_ns = ?3, "
-		    "m.id, m.host, m.mount_point, p.cwd "
-		    "FROM processes p LEFT JOIN mount_sessions m ON m.id = p.mount_session_id "
-		    "WHERE p.run_id = ?1 ORDER BY p.pid = ?2 AND p.start_ns = ?3 DESC, "
-		    "CASE WHEN p.pid = ?2 AND p.start_ns = ?3 THEN p.exec_index * ?4 ELSE p.id END "
-		    "LIMIT 1",
-		    &s))
+	            "SELECT p.pid, p.start_ns, p.executable, p.executable_hash, p.argv, p.uid, "
+	            "p.exit_status, p.exit_known, p.exited_ns, p.pid = ?2 AND p.start_ns = ?3, "
+	            "m.id, m.host, m.mount_point, p.cwd "
+	            "FROM processes p LEFT JOIN mount_sessions m ON m.id = p.mount_session_id "
+	            "WHERE p.run_id = ?1 ORDER BY p.pid = ?2 AND p.start_ns = ?3 DESC, "
+	            "CASE WHEN p.pid = ?2 AND p.start_ns = ?3 THEN p.exec_index * ?4 ELSE p.id END "
+	            "LIMIT 1",
+	            &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	sqlite3_bind_int64(s, 2, run->root_pid);
@@ -269,7 +271,7 @@ process_facet(sqlite3 *db, int64_t run_id, const struct run_row *run, bool termi
 	f = facet(URL_PROCESS);
 	char ref[64];
 	snprintf(ref, sizeof(ref), "%lld@%lld", (long long)sqlite3_column_int64(s, 0),
-		 (long long)(sqlite3_column_int64(s, 1) / 1000000000));
+	         (long long)(sqlite3_column_int64(s, 1) / 1000000000));
 	add(f, "process", json_object_new_string(ref));
 	add(f, "root", json_object_new_boolean(sqlite3_column_int(s, 9)));
 	add(f, "executable", lineage_jcol(s, 2));
@@ -296,8 +298,8 @@ process_facet(sqlite3 *db, int64_t run_id, const struct run_row *run, bool termi
 	}
 	if (terminal) {
 		bool is_root = sqlite3_column_int(s, 9);
-		bool known = is_root && sqlite3_column_int(s, 7) &&
-			     sqlite3_column_type(s, 6) != SQLITE_NULL;
+		bool known =
+		    is_root && sqlite3_column_int(s, 7) && sqlite3_column_type(s, 6) != SQLITE_NULL;
 		int status = sqlite3_column_int(s, 6);
 		if (!known) {
 			add(f, "exitStatus", json_object_new_string("unknown"));
@@ -328,7 +330,7 @@ run_object(const struct run_row *run, json_object *process)
 	add(object, "runId", json_object_new_string(run->uuid));
 	if (run->parent_namespace && run->parent_job_name && looks_like_uuid(run->parent_run_id)) {
 		json_object *parent = facet(URL_PARENT), *prun = json_object_new_object(),
-			    *pjob = json_object_new_object();
+		            *pjob = json_object_new_object();
 		add(prun, "runId", lineage_jstr(run->parent_run_id));
 		add(pjob, "namespace", lineage_jstr(run->parent_namespace));
 		add(pjob, "name", lineage_jstr(run->parent_job_name));
@@ -369,13 +371,13 @@ job_object(const struct openlineage *ol, const struct run_row *run)
  * v.size, v.hash, v.hash_state, v.label, v.origin, f.device, f.inode,
  * f.host, m.id, m.host, m.mount_point, a.path.
  */
-#define DATASET_COLUMNS                                                                           \
-	"v.number, v.size, v.hash, v.hash_state, v.label, v.origin, f.device, f.inode, f.host, "  \
+#define DATASET_COLUMNS                                                                            \
+	"v.number, v.size, v.hash, v.hash_state, v.label, v.origin, f.device, f.inode, f.host, "   \
 	"m.id, m.host, m.mount_point, a.path"
 
 static json_object *
 dataset_base(const struct openlineage *ol, const char *mount_point, const char *path,
-	     json_object **facets)
+             json_object **facets)
 {
 	json_object *dataset = json_object_new_object(), *type = facet(URL_TYPE);
 
@@ -405,7 +407,7 @@ version_dataset(const struct openlineage *ol, sqlite3_stmt *s, json_object **fac
 	}
 	if (label) {
 		json_object *tags = facet(URL_TAGS), *list = json_object_new_array(),
-			    *tag = json_object_new_object();
+		            *tag = json_object_new_object();
 		add(tag, "key", json_object_new_string("classification"));
 		add(tag, "value", lineage_jstr(label));
 		add(tag, "source", json_object_new_string("PROVFS"));
@@ -450,15 +452,15 @@ add_inputs(const struct openlineage *ol, sqlite3 *db, int64_t run_id, json_objec
 	int rc;
 
 	if (prepare(db,
-		    "SELECT " DATASET_COLUMNS ", min(a.opened_ns) FROM accesses a "
-		    "JOIN processes p ON p.id = a.process_id "
-		    "JOIN versions v ON v.id = a.read_version_id "
-		    "JOIN files f ON f.id = v.file_id "
-		    "JOIN mount_sessions m ON m.id = a.mount_session_id "
-		    "WHERE p.run_id = ?1 AND NOT EXISTS (SELECT 1 FROM processes w WHERE "
-		    "w.id = v.producer_process_id AND w.run_id = ?1) "
-		    "GROUP BY v.id ORDER BY min(a.opened_ns), v.id",
-		    &s))
+	            "SELECT " DATASET_COLUMNS ", min(a.opened_ns) FROM accesses a "
+	            "JOIN processes p ON p.id = a.process_id "
+	            "JOIN versions v ON v.id = a.read_version_id "
+	            "JOIN files f ON f.id = v.file_id "
+	            "JOIN mount_sessions m ON m.id = a.mount_session_id "
+	            "WHERE p.run_id = ?1 AND NOT EXISTS (SELECT 1 FROM processes w WHERE "
+	            "w.id = v.producer_process_id AND w.run_id = ?1) "
+	            "GROUP BY v.id ORDER BY min(a.opened_ns), v.id",
+	            &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -488,19 +490,20 @@ add_outputs(const struct openlineage *ol, sqlite3 *db, int64_t run_id, json_obje
 	sqlite3_stmt *s = NULL;
 	int rc;
 
-	if (prepare(db,
-		    "SELECT " DATASET_COLUMNS ", max(a.opened_ns), "
-		    "EXISTS (SELECT 1 FROM accesses t JOIN processes tp ON tp.id = t.process_id "
-		    "  WHERE t.written_version_id = v.id AND t.open_flags & ?2 AND tp.run_id = ?1), "
-		    "EXISTS (SELECT 1 FROM namespace_events e JOIN processes ep ON "
-		    "  ep.id = e.process_id WHERE e.file_id = v.file_id AND e.kind = 'truncate' "
-		    "  AND ep.run_id = ?1) "
-		    "FROM accesses a JOIN processes p ON p.id = a.process_id "
-		    "JOIN versions v ON v.id = a.written_version_id "
-		    "JOIN files f ON f.id = v.file_id "
-		    "JOIN mount_sessions m ON m.id = a.mount_session_id "
-		    "WHERE p.run_id = ?1 GROUP BY v.id ORDER BY v.id",
-		    &s))
+	if (prepare(
+	        db,
+	        "SELECT " DATASET_COLUMNS ", max(a.opened_ns), "
+	        "EXISTS (SELECT 1 FROM accesses t JOIN processes tp ON tp.id = t.process_id "
+	        "  WHERE t.written_version_id = v.id AND t.open_flags & ?2 AND tp.run_id = ?1), "
+	        "EXISTS (SELECT 1 FROM namespace_events e JOIN processes ep ON "
+	        "  ep.id = e.process_id WHERE e.file_id = v.file_id AND e.kind = 'truncate' "
+	        "  AND ep.run_id = ?1) "
+	        "FROM accesses a JOIN processes p ON p.id = a.process_id "
+	        "JOIN versions v ON v.id = a.written_version_id "
+	        "JOIN files f ON f.id = v.file_id "
+	        "JOIN mount_sessions m ON m.id = a.mount_session_id "
+	        "WHERE p.run_id = ?1 GROUP BY v.id ORDER BY v.id",
+	        &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	sqlite3_bind_int(s, 2, O_TRUNC);
@@ -525,12 +528,12 @@ add_outputs(const struct openlineage *ol, sqlite3 *db, int64_t run_id, json_obje
 
 	/* Names the run changed: renames and unlinks, as datasets of their own. */
 	if (prepare(db,
-		    "SELECT e.kind, e.path, e.new_path, m.mount_point FROM namespace_events e "
-		    "JOIN processes p ON p.id = e.process_id "
-		    "JOIN mount_sessions m ON m.id = e.mount_session_id "
-		    "WHERE p.run_id = ?1 AND e.kind IN ('rename', 'unlink') AND e.path IS NOT NULL "
-		    "ORDER BY e.time_ns, e.id",
-		    &s))
+	            "SELECT e.kind, e.path, e.new_path, m.mount_point FROM namespace_events e "
+	            "JOIN processes p ON p.id = e.process_id "
+	            "JOIN mount_sessions m ON m.id = e.mount_session_id "
+	            "WHERE p.run_id = ?1 AND e.kind IN ('rename', 'unlink') AND e.path IS NOT NULL "
+	            "ORDER BY e.time_ns, e.id",
+	            &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -558,7 +561,7 @@ add_outputs(const struct openlineage *ol, sqlite3 *db, int64_t run_id, json_obje
 
 int
 openlineage_build(const struct openlineage *ol, sqlite3 *db, int64_t run_id,
-		  enum openlineage_stage stage, char **event, const char **event_type)
+                  enum openlineage_stage stage, char **event, const char **event_type)
 {
 	bool terminal = stage == OPENLINEAGE_TERMINAL;
 	struct run_row run;
@@ -587,7 +590,8 @@ openlineage_build(const struct openlineage *ol, sqlite3 *db, int64_t run_id,
 	outputs = json_object_new_array();
 	add(root, "inputs", inputs);
 	add(root, "outputs", outputs);
-	if (terminal && (add_inputs(ol, db, run_id, inputs) || add_outputs(ol, db, run_id, outputs))) {
+	if (terminal &&
+	    (add_inputs(ol, db, run_id, inputs) || add_outputs(ol, db, run_id, outputs))) {
 		rc = -1;
 		goto out;
 	}
@@ -599,9 +603,9 @@ out:
 	return rc;
 }
 
-#define RUN_TOUCHED(run)                                                                          \
-	"(EXISTS (SELECT 1 FROM processes tp JOIN accesses ta ON ta.process_id = tp.id "          \
-	"WHERE tp.run_id = " run ") OR EXISTS (SELECT 1 FROM processes tp JOIN namespace_events " \
+#define RUN_TOUCHED(run)                                                                           \
+	"(EXISTS (SELECT 1 FROM processes tp JOIN accesses ta ON ta.process_id = tp.id "           \
+	"WHERE tp.run_id = " run ") OR EXISTS (SELECT 1 FROM processes tp JOIN namespace_events "  \
 	"te ON te.process_id = tp.id WHERE tp.run_id = " run "))"
 
 int
@@ -621,19 +625,20 @@ openlineage_run_touched(sqlite3 *db, int64_t run_id)
 
 int
 openlineage_export(const struct openlineage *ol, sqlite3 *db, int64_t since_ns, const char *job,
-		   FILE *out)
+                   FILE *out)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
 
 	/* Every event in time order; a run's START before its terminal event. */
 	if (prepare(db,
-		    "SELECT id, started_ns AS t, 0 AS stage FROM runs "
-		    "WHERE started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) AND "
-		    RUN_TOUCHED("runs.id") " UNION ALL SELECT id, ended_ns, 1 FROM runs WHERE "
-		    "ended_ns IS NOT NULL AND started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) AND "
-		    RUN_TOUCHED("runs.id") " ORDER BY t, stage, id",
-		    &s))
+	            "SELECT id, started_ns AS t, 0 AS stage FROM runs "
+	            "WHERE started_ns >= ?1 AND (?2 IS NULL OR job_name = ?2) AND " RUN_TOUCHED(
+	                "runs.id") " UNION ALL SELECT id, ended_ns, 1 FROM runs WHERE "
+	                           "ended_ns IS NOT NULL AND started_ns >= ?1 AND (?2 IS NULL OR "
+	                           "job_name = ?2) AND " RUN_TOUCHED(
+	                               "runs.id") " ORDER BY t, stage, id",
+	            &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, since_ns);
 	if (job)
@@ -642,9 +647,9 @@ openlineage_export(const struct openlineage *ol, sqlite3 *db, int64_t since_ns, 
 		char *event;
 		const char *type;
 		int built = openlineage_build(ol, db, sqlite3_column_int64(s, 0),
-					      sqlite3_column_int(s, 2) ? OPENLINEAGE_TERMINAL
-								       : OPENLINEAGE_START,
-					      &event, &type);
+		                              sqlite3_column_int(s, 2) ? OPENLINEAGE_TERMINAL
+		                                                       : OPENLINEAGE_START,
+		                              &event, &type);
 		if (built < 0) {
 			rc = SQLITE_ERROR;
 			break;

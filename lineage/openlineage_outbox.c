@@ -53,7 +53,7 @@ note(int64_t run_id, enum openlineage_stage stage)
 		struct note *grown = realloc(notes, capacity * sizeof(*grown));
 		if (grown == NULL) {
 			log_error("openlineage: out of memory: run %lld loses an event",
-				  (long long)run_id);
+			          (long long)run_id);
 			return;
 		}
 		notes = grown;
@@ -91,11 +91,11 @@ hashes_pending(sqlite3 *db, int64_t run_id)
 	int rc;
 
 	if (sqlite3_prepare_v2(db,
-			       "SELECT 1 FROM accesses a JOIN processes p ON p.id = a.process_id "
-			       "JOIN versions v ON v.id = a.read_version_id OR "
-			       "v.id = a.written_version_id WHERE p.run_id = ? AND "
-			       "v.hash_state = 'pending' LIMIT 1",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT 1 FROM accesses a JOIN processes p ON p.id = a.process_id "
+	                       "JOIN versions v ON v.id = a.read_version_id OR "
+	                       "v.id = a.written_version_id WHERE p.run_id = ? AND "
+	                       "v.hash_state = 'pending' LIMIT 1",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	rc = sqlite3_step(s);
@@ -111,7 +111,7 @@ run_ended(sqlite3 *db, int64_t run_id)
 	int rc;
 
 	if (sqlite3_prepare_v2(db, "SELECT ended_ns IS NOT NULL FROM runs WHERE id = ?", -1, &s,
-			       NULL) != SQLITE_OK)
+	                       NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
 	rc = sqlite3_step(s);
@@ -130,8 +130,8 @@ static void
 give_up(sqlite3 *db, struct note *n, const char *what)
 {
 	log_warning("openlineage: %s the %s event of run %lld (%s): not sent", what,
-		    n->stage == OPENLINEAGE_START ? "START" : "terminal", (long long)n->run_id,
-		    sqlite3_errmsg(db));
+	            n->stage == OPENLINEAGE_START ? "START" : "terminal", (long long)n->run_id,
+	            sqlite3_errmsg(db));
 	n->written = true;
 }
 
@@ -185,11 +185,11 @@ recover(sqlite3 *db)
 	int rc;
 
 	if (sqlite3_prepare_v2(db,
-			       "SELECT o.run_id FROM openlineage_outbox o JOIN runs r ON "
-			       "r.id = o.run_id WHERE o.event_type = 'START' AND r.ended_ns IS NOT "
-			       "NULL AND NOT EXISTS (SELECT 1 FROM openlineage_outbox t WHERE "
-			       "t.run_id = o.run_id AND t.event_type != 'START')",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT o.run_id FROM openlineage_outbox o JOIN runs r ON "
+	                       "r.id = o.run_id WHERE o.event_type = 'START' AND r.ended_ns IS NOT "
+	                       "NULL AND NOT EXISTS (SELECT 1 FROM openlineage_outbox t WHERE "
+	                       "t.run_id = o.run_id AND t.event_type != 'START')",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return sqlite3_errcode(db);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		note(sqlite3_column_int64(s, 0), OPENLINEAGE_TERMINAL);
@@ -208,7 +208,7 @@ openlineage_outbox_flush(sqlite3 *db)
 	if (!recovered) {
 		if (recover(db) != SQLITE_DONE)
 			log_warning("openlineage: cannot look for unfinished runs: %s",
-				    sqlite3_errmsg(db));
+			            sqlite3_errmsg(db));
 		recovered = true;
 	}
 	if (note_count == 0)

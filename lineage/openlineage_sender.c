@@ -239,8 +239,7 @@ post(struct openlineage_sender *sender, const char *event, size_t length, char *
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (sender->ca_blob) {
-		struct curl_blob blob = {sender->ca_blob, sender->ca_blob_length,
-					 CURL_BLOB_NOCOPY};
+		struct curl_blob blob = {sender->ca_blob, sender->ca_blob_length, CURL_BLOB_NOCOPY};
 		curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
 	}
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_response);
@@ -254,7 +253,8 @@ post(struct openlineage_sender *sender, const char *event, size_t length, char *
 		return STOPPED;
 	if (rc != CURLE_OK) {
 		snprintf(error, error_size, "%s", curl_easy_strerror(rc));
-		return RETRY; /* connection refused, reset, timeout, TLS: the endpoint may recover */
+		return RETRY; /* connection refused, reset, timeout, TLS: the endpoint may recover
+		               */
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status == 200 || status == 201 || status == 202 || status == 204)
@@ -274,7 +274,7 @@ append(struct openlineage_sender *sender, const char *event, size_t length, char
 
 	if (written != (ssize_t)length + 1) {
 		snprintf(error, error_size, "cannot append to '%s': %s", sender->path,
-			 written < 0 ? strerror(errno) : "short write");
+		         written < 0 ? strerror(errno) : "short write");
 		return RETRY;
 	}
 	if (fsync(sender->fd) < 0) {
@@ -293,10 +293,11 @@ next_event(sqlite3 *db, int64_t *id, char **event, size_t *length)
 	sqlite3_stmt *s = NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(db,
-			       "SELECT id, event FROM openlineage_outbox WHERE delivered_ns IS NULL "
-			       "AND dead_ns IS NULL ORDER BY id LIMIT 1",
-			       -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+	        db,
+	        "SELECT id, event FROM openlineage_outbox WHERE delivered_ns IS NULL "
+	        "AND dead_ns IS NULL ORDER BY id LIMIT 1",
+	        -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -321,13 +322,13 @@ record(sqlite3 *db, int64_t id, enum outcome outcome, const char *error)
 	sqlite3_stmt *s = NULL;
 	const char *sql =
 	    outcome == DELIVERED
-		? "UPDATE openlineage_outbox SET attempts = attempts + 1, delivered_ns = ?2 "
-		  "WHERE id = ?1"
+	        ? "UPDATE openlineage_outbox SET attempts = attempts + 1, delivered_ns = ?2 "
+	          "WHERE id = ?1"
 	    : outcome == DEAD
-		? "UPDATE openlineage_outbox SET attempts = attempts + 1, dead_ns = ?2, "
-		  "response = ?3, last_error = ?3 WHERE id = ?1"
-		: "UPDATE openlineage_outbox SET attempts = attempts + 1, last_error = ?3 "
-		  "WHERE id = ?1";
+	        ? "UPDATE openlineage_outbox SET attempts = attempts + 1, dead_ns = ?2, "
+	          "response = ?3, last_error = ?3 WHERE id = ?1"
+	        : "UPDATE openlineage_outbox SET attempts = attempts + 1, last_error = ?3 "
+	          "WHERE id = ?1";
 	int rc;
 
 	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
@@ -371,43 +372,46 @@ sender_main(void *argument)
 		if (found <= 0) {
 			if (found < 0)
 				log_warning("openlineage: cannot read the outbox: %s",
-					    sqlite3_errmsg(db));
+				            sqlite3_errmsg(db));
 			if (wait_ms(sender, found < 0 ? 1000 : POLL_MS))
 				break;
 			continue;
 		}
 		outcome = sender->http ? post(sender, event, length, error, sizeof(error))
-				       : append(sender, event, length, error, sizeof(error));
+		                       : append(sender, event, length, error, sizeof(error));
 		free(event);
 		if (outcome == STOPPED)
 			break;
 		/* A busy store (the writer's batch) is waited for by the busy timeout. */
 		while (record(db, id, outcome, error) < 0) {
 			log_warning("openlineage: cannot record event %lld: %s", (long long)id,
-				    sqlite3_errmsg(db));
+			            sqlite3_errmsg(db));
 			if (wait_ms(sender, 1000))
 				goto out;
 		}
 		if (outcome == DEAD) {
-			log_warning("openlineage: event %lld refused, moved to the dead-letter list: "
-				    "%s",
-				    (long long)id, error);
+			log_warning(
+			    "openlineage: event %lld refused, moved to the dead-letter list: "
+			    "%s",
+			    (long long)id, error);
 		} else if (outcome == RETRY) {
 			if (sender->failures++ == 0)
-				log_warning("openlineage: cannot deliver event %lld (will retry): %s",
-					    (long long)id, error);
+				log_warning(
+				    "openlineage: cannot deliver event %lld (will retry): %s",
+				    (long long)id, error);
 			unsigned shift = sender->failures - 1 < 16 ? sender->failures - 1 : 16;
 			long delay = (long)BACKOFF_BASE_MS << shift;
 			if (delay > BACKOFF_CAP_MS)
 				delay = BACKOFF_CAP_MS;
-			delay = delay / 2 + (long)(rand_r(&sender->seed) % (unsigned)(delay / 2 + 1));
+			delay =
+			    delay / 2 + (long)(rand_r(&sender->seed) % (unsigned)(delay / 2 + 1));
 			if (wait_ms(sender, delay))
 				break;
 			continue;
 		}
 		if (sender->failures) {
 			log_info("openlineage: delivering again after %u failed attempts",
-				 sender->failures);
+			         sender->failures);
 			sender->failures = 0;
 		}
 	}
@@ -446,7 +450,7 @@ init_curl(void)
 
 static int
 set_up_http(struct openlineage_sender *sender, const struct provfs_config *config, char *error,
-	    size_t error_size)
+            size_t error_size)
 {
 	static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 	char *bearer = NULL;
@@ -463,7 +467,8 @@ set_up_http(struct openlineage_sender *sender, const struct provfs_config *confi
 		sender->headers = curl_slist_append(sender->headers, "Content-Encoding: gzip");
 	if (config->openlineage_api_key) {
 		struct curl_slist *with_key = NULL;
-		if (asprintf(&bearer, "Authorization: Bearer %s", config->openlineage_api_key) >= 0) {
+		if (asprintf(&bearer, "Authorization: Bearer %s", config->openlineage_api_key) >=
+		    0) {
 			with_key = curl_slist_append(sender->headers, bearer);
 			explicit_bzero(bearer, strlen(bearer));
 			free(bearer);
@@ -489,7 +494,7 @@ set_up_http(struct openlineage_sender *sender, const struct provfs_config *confi
 		extra = read_whole(config->openlineage_ca_file, &extra_length);
 		if (extra == NULL) {
 			snprintf(error, error_size, "openlineage: cannot read ca_file '%s': %s",
-				 config->openlineage_ca_file, strerror(errno));
+			         config->openlineage_ca_file, strerror(errno));
 			free(bundle);
 			return -1;
 		}
@@ -512,7 +517,7 @@ set_up_http(struct openlineage_sender *sender, const struct provfs_config *confi
 
 struct openlineage_sender *
 openlineage_sender_start(const struct provfs_config *config, const char *store_path, char *error,
-			 size_t error_size)
+                         size_t error_size)
 {
 	struct openlineage_sender *sender = calloc(1, sizeof(*sender));
 	char store_error[512];
@@ -531,23 +536,23 @@ openlineage_sender_start(const struct provfs_config *config, const char *store_p
 	sender->seed = (unsigned)(now_ns() ^ getpid());
 	sender->http = strcmp(config->openlineage_transport, "http") == 0;
 	sender->timeout_ms = config->openlineage_timeout_ms;
-	sender->gzip = config->openlineage_compression &&
-		       strcmp(config->openlineage_compression, "gzip") == 0;
+	sender->gzip =
+	    config->openlineage_compression && strcmp(config->openlineage_compression, "gzip") == 0;
 	if (sender->http) {
 		if (set_up_http(sender, config, error, error_size))
 			goto fail;
 	} else {
 		sender->path = strdup(config->openlineage_path);
 		sender->fd = open(config->openlineage_path,
-				  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+		                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 		if (sender->fd < 0) {
 			snprintf(error, error_size, "openlineage: cannot open '%s': %s",
-				 config->openlineage_path, strerror(errno));
+			         config->openlineage_path, strerror(errno));
 			goto fail;
 		}
 	}
 	sender->store = store_open(store_path, STORE_READ_WRITE, config->reader_group, store_error,
-				   sizeof(store_error));
+	                           sizeof(store_error));
 	if (sender->store == NULL) {
 		snprintf(error, error_size, "openlineage: %s", store_error);
 		goto fail;
@@ -559,7 +564,7 @@ openlineage_sender_start(const struct provfs_config *config, const char *store_p
 	}
 	if (sender->lock_fd < 0) {
 		snprintf(error, error_size, "openlineage: cannot create '%s.ol-sender': %s",
-			 store_path, strerror(errno));
+		         store_path, strerror(errno));
 		goto fail;
 	}
 	if (pthread_create(&sender->thread, NULL, sender_main, sender) != 0) {

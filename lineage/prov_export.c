@@ -164,8 +164,8 @@ struct usage {
 struct agent {
 	char *id;
 	bool person;
-	char *name;       /* user name or executable */
-	char *hash;       /* programs: the executable's hash */
+	char *name; /* user name or executable */
+	char *hash; /* programs: the executable's hash */
 	int64_t uid;
 };
 
@@ -267,8 +267,8 @@ append_encoded(char **out, const char *s)
 	*out = bigger;
 	p = bigger + have;
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		    strchr("-._~/@", *c)) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr("-._~/@", *c)) {
 			*p++ = (char)*c;
 		} else {
 			static const char hex[] = "0123456789ABCDEF";
@@ -314,13 +314,14 @@ prov_add_process(struct prov_document *doc, sqlite3 *db, int64_t image_id)
 
 	if (map_get(&doc->images, image_id) != SIZE_MAX)
 		return 0;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT i.id, i.host, i.pid, i.start_ns, i.kernel_id, i.parent_id, "
-			       "i.run_id, i.executable, i.executable_hash, i.argv, i.uid, i.seen_ns, "
-			       "i.exited_ns FROM processes p JOIN processes i ON i.host = p.host AND "
-			       "i.pid = p.pid AND i.start_ns = p.start_ns AND i.kernel_id = p.kernel_id "
-			       "WHERE p.id = ? ORDER BY i.exec_index, i.id",
-			       -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+	        db,
+	        "SELECT i.id, i.host, i.pid, i.start_ns, i.kernel_id, i.parent_id, "
+	        "i.run_id, i.executable, i.executable_hash, i.argv, i.uid, i.seen_ns, "
+	        "i.exited_ns FROM processes p JOIN processes i ON i.host = p.host AND "
+	        "i.pid = p.pid AND i.start_ns = p.start_ns AND i.kernel_id = p.kernel_id "
+	        "WHERE p.id = ? ORDER BY i.exec_index, i.id",
+	        -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(s, 1, image_id);
 	a = NULL;
@@ -328,7 +329,7 @@ prov_add_process(struct prov_document *doc, sqlite3 *db, int64_t image_id)
 		int64_t id = sqlite3_column_int64(s, 0);
 		if (a == NULL) {
 			a = grow(&doc->activities, &doc->activity_count, &doc->activity_alloc,
-				 sizeof(*a));
+			         sizeof(*a));
 			if (a == NULL)
 				goto out;
 			a->key = id;
@@ -382,10 +383,10 @@ prov_add_runs(struct prov_document *doc, sqlite3 *db, int64_t since_ns, const ch
 
 	doc->widen = true;
 	if (sqlite3_prepare_v2(db,
-			       "SELECT p.id FROM processes p JOIN runs r ON r.id = p.run_id "
-			       "WHERE r.started_ns >= ?1 AND (?2 IS NULL OR r.job_name = ?2) "
-			       "ORDER BY p.id",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT p.id FROM processes p JOIN runs r ON r.id = p.run_id "
+	                       "WHERE r.started_ns >= ?1 AND (?2 IS NULL OR r.job_name = ?2) "
+	                       "ORDER BY p.id",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(s, 1, since_ns);
 	if (job)
@@ -409,14 +410,15 @@ prov_add_version(struct prov_document *doc, sqlite3 *db, int64_t version_id)
 
 	if (map_get(&doc->version_map, version_id) != SIZE_MAX)
 		return 0;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT v.id, v.file_id, v.number, v.size, v.producer_process_id, "
-			       "v.recorded_ns, v.hash, v.hash_state, v.origin, v.label, f.host, f.path, "
-			       "coalesce((SELECT ms.mount_point FROM mount_sessions ms WHERE "
-			       "ms.host = f.host AND ms.backing_dir = f.backing_dir ORDER BY ms.id DESC "
-			       "LIMIT 1), f.backing_dir) "
-			       "FROM versions v JOIN files f ON f.id = v.file_id WHERE v.id = ?",
-			       -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+	        db,
+	        "SELECT v.id, v.file_id, v.number, v.size, v.producer_process_id, "
+	        "v.recorded_ns, v.hash, v.hash_state, v.origin, v.label, f.host, f.path, "
+	        "coalesce((SELECT ms.mount_point FROM mount_sessions ms WHERE "
+	        "ms.host = f.host AND ms.backing_dir = f.backing_dir ORDER BY ms.id DESC "
+	        "LIMIT 1), f.backing_dir) "
+	        "FROM versions v JOIN files f ON f.id = v.file_id WHERE v.id = ?",
+	        -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(s, 1, version_id);
 	step = sqlite3_step(s);
@@ -439,7 +441,7 @@ prov_add_version(struct prov_document *doc, sqlite3 *db, int64_t version_id)
 	v->label = dup_text(s, 9);
 	v->host = dup_text(s, 10);
 	v->name = lineage_dataset_name(&doc->path_map, (const char *)sqlite3_column_text(s, 12),
-				       (const char *)sqlite3_column_text(s, 11));
+	                               (const char *)sqlite3_column_text(s, 11));
 	v->generated_by = v->previous = SIZE_MAX;
 	snprintf(file, sizeof(file), "/f%lld", (long long)v->file_id);
 	snprintf(number, sizeof(number), "/v%lld", (long long)v->number);
@@ -469,11 +471,11 @@ widen(struct prov_document *doc, sqlite3 *db)
 	int step = SQLITE_DONE;
 
 	if (sqlite3_prepare_v2(db,
-			       "SELECT read_version_id FROM accesses WHERE process_id = ?1 AND "
-			       "read_version_id IS NOT NULL UNION SELECT written_version_id FROM "
-			       "accesses WHERE process_id = ?1 AND written_version_id IS NOT NULL "
-			       "UNION SELECT id FROM versions WHERE producer_process_id = ?1",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT read_version_id FROM accesses WHERE process_id = ?1 AND "
+	                       "read_version_id IS NOT NULL UNION SELECT written_version_id FROM "
+	                       "accesses WHERE process_id = ?1 AND written_version_id IS NOT NULL "
+	                       "UNION SELECT id FROM versions WHERE producer_process_id = ?1",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	for (size_t i = 0; i < doc->activity_count && step == SQLITE_DONE; i++)
 		for (size_t j = 0; j < doc->activities[i].image_count && step == SQLITE_DONE; j++) {
@@ -498,7 +500,7 @@ add_previous_versions(struct prov_document *doc, sqlite3 *db)
 	int step = SQLITE_DONE;
 
 	if (sqlite3_prepare_v2(db, "SELECT id FROM versions WHERE file_id = ? AND number = ?", -1,
-			       &s, NULL) != SQLITE_OK)
+	                       &s, NULL) != SQLITE_OK)
 		return -1;
 	for (size_t i = 0; i < count; i++) {
 		if (doc->versions[i].number <= 1)
@@ -541,9 +543,9 @@ load_accesses(struct prov_document *doc, sqlite3 *db)
 	int step = SQLITE_DONE;
 
 	if (sqlite3_prepare_v2(db,
-			       "SELECT read_version_id, opened_ns, coalesce(closed_ns, opened_ns) "
-			       "FROM accesses WHERE process_id = ?",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT read_version_id, opened_ns, coalesce(closed_ns, opened_ns) "
+	                       "FROM accesses WHERE process_id = ?",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	for (size_t i = 0; i < doc->activity_count && step == SQLITE_DONE; i++) {
 		struct activity *a = &doc->activities[i];
@@ -557,14 +559,14 @@ load_accesses(struct prov_document *doc, sqlite3 *db)
 					a->begin_ns = opened;
 				if (a->ended && closed > a->end_ns)
 					a->end_ns = closed;
-				size_t version = sqlite3_column_type(s, 0) == SQLITE_NULL
-						     ? SIZE_MAX
-						     : map_get(&doc->version_map,
-							       sqlite3_column_int64(s, 0));
+				size_t version =
+				    sqlite3_column_type(s, 0) == SQLITE_NULL
+				        ? SIZE_MAX
+				        : map_get(&doc->version_map, sqlite3_column_int64(s, 0));
 				if (version == SIZE_MAX)
 					continue;
 				struct usage *u = grow(&doc->usages, &doc->usage_count,
-						       &doc->usage_alloc, sizeof(*u));
+				                       &doc->usage_alloc, sizeof(*u));
 				if (u == NULL) {
 					step = SQLITE_NOMEM;
 					break;
@@ -597,14 +599,14 @@ load_generations(struct prov_document *doc, sqlite3 *db)
 	int step = SQLITE_DONE;
 
 	if (sqlite3_prepare_v2(db,
-			       "SELECT process_id, coalesce(closed_ns, opened_ns) FROM accesses "
-			       "WHERE written_version_id = ?",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT process_id, coalesce(closed_ns, opened_ns) FROM accesses "
+	                       "WHERE written_version_id = ?",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	for (size_t i = 0; i < doc->version_count && step == SQLITE_DONE; i++) {
 		struct version *v = &doc->versions[i];
-		size_t producer = v->producer_image ? map_get(&doc->images, v->producer_image)
-						    : SIZE_MAX;
+		size_t producer =
+		    v->producer_image ? map_get(&doc->images, v->producer_image) : SIZE_MAX;
 		bool found = false;
 		if (producer == SIZE_MAX)
 			continue;
@@ -638,8 +640,8 @@ load_runs(struct prov_document *doc, sqlite3 *db)
 	int rc = 0;
 
 	if (sqlite3_prepare_v2(db,
-			       "SELECT uuid, job_name, started_ns, ended_ns FROM runs WHERE id = ?",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       "SELECT uuid, job_name, started_ns, ended_ns FROM runs WHERE id = ?",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	for (size_t i = 0; i < doc->activity_count && rc == 0; i++) {
 		int64_t id = doc->activities[i].run_id;
@@ -675,7 +677,8 @@ load_runs(struct prov_document *doc, sqlite3 *db)
 		struct run *run = &doc->runs[r];
 		if (doc->activities[i].begin_ns < run->started_ns)
 			run->started_ns = doc->activities[i].begin_ns;
-		if (run->ended && doc->activities[i].ended && doc->activities[i].end_ns > run->ended_ns)
+		if (run->ended && doc->activities[i].ended &&
+		    doc->activities[i].end_ns > run->ended_ns)
 			run->ended_ns = doc->activities[i].end_ns;
 	}
 	sqlite3_finalize(s);
@@ -684,15 +687,15 @@ load_runs(struct prov_document *doc, sqlite3 *db)
 
 static const char *
 find_agent(struct prov_document *doc, char *id, bool person, const char *name, const char *hash,
-	   int64_t uid)
+           int64_t uid)
 {
 	for (size_t i = 0; i < doc->agent_count; i++)
 		if (strcmp(doc->agents[i].id, id) == 0) {
 			free(id);
 			return doc->agents[i].id;
 		}
-	struct agent *agent = grow(&doc->agents, &doc->agent_count, &doc->agent_alloc,
-				   sizeof(*agent));
+	struct agent *agent =
+	    grow(&doc->agents, &doc->agent_count, &doc->agent_alloc, sizeof(*agent));
 	if (agent == NULL) {
 		free(id);
 		return NULL;
@@ -715,20 +718,21 @@ name_activities(struct prov_document *doc)
 		const char *agent;
 
 		snprintf(part, sizeof(part), "/process/%lld@%lld/%lld", (long long)a->pid,
-			 (long long)(a->start_ns / 1000000000), (long long)a->key);
+		         (long long)(a->start_ns / 1000000000), (long long)a->key);
 		a->id = make_id(a->host ? a->host : "", part, NULL);
 		snprintf(part, sizeof(part), "/user/%lld", (long long)a->uid);
 		agent = find_agent(doc, make_id(a->host ? a->host : "", part, NULL), true, NULL,
-				   NULL, a->uid);
+		                   NULL, a->uid);
 		a->user_id = agent ? strdup(agent) : NULL;
 		if (a->executable_hash)
-			agent = find_agent(doc, make_id("program/xxh3-128/", a->executable_hash, NULL),
-					   false, a->executable, a->executable_hash, a->uid);
+			agent =
+			    find_agent(doc, make_id("program/xxh3-128/", a->executable_hash, NULL),
+			               false, a->executable, a->executable_hash, a->uid);
 		else
 			agent = find_agent(doc,
-					   make_id(a->host ? a->host : "", "/program",
-						   a->executable ? a->executable : "/unknown"),
-					   false, a->executable, NULL, a->uid);
+			                   make_id(a->host ? a->host : "", "/program",
+			                           a->executable ? a->executable : "/unknown"),
+			                   false, a->executable, NULL, a->uid);
 		a->program_id = agent ? strdup(agent) : NULL;
 		if (a->id == NULL || a->user_id == NULL || a->program_id == NULL)
 			return -1;
@@ -881,7 +885,7 @@ write_json(struct prov_document *doc, FILE *out)
 			add(a, "prov:endTime", json_time(p->end_ns));
 		add(a, "prov:type", typed("provfs:Process", "prov:QUALIFIED_NAME"));
 		snprintf(ref, sizeof(ref), "%lld@%lld", (long long)p->pid,
-			 (long long)(p->start_ns / 1000000000));
+		         (long long)(p->start_ns / 1000000000));
 		add(a, "provfs:process", json_object_new_string(ref));
 		add(a, "provfs:host", lineage_jstr(p->host));
 		add(a, "provfs:executable", lineage_jstr(p->executable));
@@ -930,18 +934,20 @@ write_json(struct prov_document *doc, FILE *out)
 		/* Derivations: every later generation of this activity came from it. */
 		for (size_t j = 0; j < doc->version_count; j++) {
 			const struct version *g = &doc->versions[j];
-			if (g->generated_by != u->activity || j == u->version || g->gen_ns < u->time_ns)
+			if (g->generated_by != u->activity || j == u->version ||
+			    g->gen_ns < u->time_ns)
 				continue;
 			json_object *d = relation(root, "wasDerivedFrom", "d", &counter);
 			add(d, "prov:generatedEntity", json_object_new_string(g->id_text));
 			add(d, "prov:usedEntity",
 			    json_object_new_string(doc->versions[u->version].id_text));
-			add(d, "prov:activity", json_object_new_string(doc->activities[u->activity].id));
+			add(d, "prov:activity",
+			    json_object_new_string(doc->activities[u->activity].id));
 		}
 	}
 	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE),
+	                                               JSON_C_TO_STRING_SPACED |
+	                                               JSON_C_TO_STRING_NOSLASHESCAPE),
 	      out);
 	fputc('\n', out);
 	json_object_put(root);
@@ -1012,9 +1018,10 @@ write_turtle(struct prov_document *doc, FILE *out)
 		ttl_string(out, v->name);
 		fputs(" ;\n    provfs:host ", out);
 		ttl_string(out, v->host);
-		fprintf(out, " ;\n    provfs:version \"%lld\"^^xsd:long ;\n"
-			     "    provfs:size \"%lld\"^^xsd:long ;\n",
-			(long long)v->number, (long long)v->size);
+		fprintf(out,
+		        " ;\n    provfs:version \"%lld\"^^xsd:long ;\n"
+		        "    provfs:size \"%lld\"^^xsd:long ;\n",
+		        (long long)v->number, (long long)v->size);
 		if (v->hash)
 			fprintf(out, "    provfs:hash \"xxh3-128:%s\" ;\n", v->hash);
 		if (v->label) {
@@ -1036,8 +1043,9 @@ write_turtle(struct prov_document *doc, FILE *out)
 			const char *activity = doc->activities[v->generated_by].id;
 			fputs(" ;\n    prov:wasGeneratedBy ", out);
 			ttl_iri(out, activity);
-			fputs(" ;\n    prov:qualifiedGeneration [ a prov:Generation ; prov:activity ",
-			      out);
+			fputs(
+			    " ;\n    prov:qualifiedGeneration [ a prov:Generation ; prov:activity ",
+			    out);
 			ttl_iri(out, activity);
 			fputs(" ; prov:atTime ", out);
 			ttl_time(out, v->gen_ns);
@@ -1070,7 +1078,7 @@ write_turtle(struct prov_document *doc, FILE *out)
 			ttl_time(out, p->end_ns);
 		}
 		fprintf(out, " ;\n    provfs:process \"%lld@%lld\" ;\n    provfs:host ",
-			(long long)p->pid, (long long)(p->start_ns / 1000000000));
+		        (long long)p->pid, (long long)(p->start_ns / 1000000000));
 		ttl_string(out, p->host);
 		if (p->executable) {
 			fputs(" ;\n    provfs:executable ", out);
@@ -1089,7 +1097,8 @@ write_turtle(struct prov_document *doc, FILE *out)
 		ttl_iri(out, p->program_id);
 		size_t parent = p->parent_image ? map_get(&doc->images, p->parent_image) : SIZE_MAX;
 		if (parent != SIZE_MAX && parent != i) {
-			fputs(" ;\n    prov:qualifiedStart [ a prov:Start ; prov:hadActivity ", out);
+			fputs(" ;\n    prov:qualifiedStart [ a prov:Start ; prov:hadActivity ",
+			      out);
 			ttl_iri(out, doc->activities[parent].id);
 			fputs(" ; prov:atTime ", out);
 			ttl_time(out, p->begin_ns);
@@ -1114,7 +1123,8 @@ write_turtle(struct prov_document *doc, FILE *out)
 		const struct usage *u = &doc->usages[i];
 		for (size_t j = 0; j < doc->version_count; j++) {
 			const struct version *g = &doc->versions[j];
-			if (g->generated_by != u->activity || j == u->version || g->gen_ns < u->time_ns)
+			if (g->generated_by != u->activity || j == u->version ||
+			    g->gen_ns < u->time_ns)
 				continue;
 			ttl_iri(out, g->id_text);
 			fputs(" prov:wasDerivedFrom ", out);
@@ -1126,8 +1136,10 @@ write_turtle(struct prov_document *doc, FILE *out)
 		const struct agent *agent = &doc->agents[i];
 		ttl_iri(out, agent->id);
 		if (agent->person) {
-			fprintf(out, " a prov:Agent, prov:Person ;\n    provfs:uid \"%lld\"^^xsd:long .\n",
-				(long long)agent->uid);
+			fprintf(
+			    out,
+			    " a prov:Agent, prov:Person ;\n    provfs:uid \"%lld\"^^xsd:long .\n",
+			    (long long)agent->uid);
 			continue;
 		}
 		fputs(" a prov:Agent, prov:SoftwareAgent", out);

@@ -108,9 +108,9 @@ cmd_export(struct query *q)
 		if (prov_add_runs(doc, q->db, since, q->job) < 0)
 			status = q_store_error(q);
 		else
-			status = write_prov(q, doc, q->format == Q_FORMAT_PROV_JSON
-							? PROV_FORMAT_JSON
-							: PROV_FORMAT_O);
+			status = write_prov(q, doc,
+			                    q->format == Q_FORMAT_PROV_JSON ? PROV_FORMAT_JSON
+			                                                    : PROV_FORMAT_O);
 		prov_document_free(doc);
 	}
 out:
@@ -161,8 +161,8 @@ cmd_lineage_prov(struct query *q)
 			goto out;
 		}
 	}
-	status = write_prov(q, doc, q->format == Q_FORMAT_PROV_JSON ? PROV_FORMAT_JSON
-								   : PROV_FORMAT_O);
+	status =
+	    write_prov(q, doc, q->format == Q_FORMAT_PROV_JSON ? PROV_FORMAT_JSON : PROV_FORMAT_O);
 out:
 	prov_document_free(doc);
 	config_free(config);
@@ -179,12 +179,12 @@ out:
 int
 q_openlineage_stats(struct query *q, json_object *doc)
 {
-	sqlite3_stmt *s = q_prepare(
-	    q, "SELECT count(*) FILTER (WHERE delivered_ns IS NULL AND dead_ns IS NULL), "
-	       "count(delivered_ns), coalesce(sum(attempts), 0) - count(delivered_ns) - "
-	       "count(dead_ns), count(dead_ns), "
-	       "min(created_ns) FILTER (WHERE delivered_ns IS NULL AND dead_ns IS NULL) "
-	       "FROM openlineage_outbox");
+	sqlite3_stmt *s =
+	    q_prepare(q, "SELECT count(*) FILTER (WHERE delivered_ns IS NULL AND dead_ns IS NULL), "
+	                 "count(delivered_ns), coalesce(sum(attempts), 0) - count(delivered_ns) - "
+	                 "count(dead_ns), count(dead_ns), "
+	                 "min(created_ns) FILTER (WHERE delivered_ns IS NULL AND dead_ns IS NULL) "
+	                 "FROM openlineage_outbox");
 	int64_t queued, sent, retried, dead, oldest;
 	json_object *stats = NULL, *letters = NULL;
 	int rc;
@@ -214,8 +214,8 @@ q_openlineage_stats(struct query *q, json_object *doc)
 			printf("  oldest queued event: %s\n", q_when(q, oldest));
 	}
 	s = q_prepare(q, "SELECT o.id, r.uuid, r.job_name, o.event_type, o.dead_ns, o.response "
-			 "FROM openlineage_outbox o LEFT JOIN runs r ON r.id = o.run_id "
-			 "WHERE o.dead_ns IS NOT NULL ORDER BY o.id DESC LIMIT 20");
+	                 "FROM openlineage_outbox o LEFT JOIN runs r ON r.id = o.run_id "
+	                 "WHERE o.dead_ns IS NOT NULL ORDER BY o.id DESC LIMIT 20");
 	if (s == NULL)
 		return -1;
 	while ((rc = q_step(q, s)) == SQLITE_ROW) {
@@ -232,8 +232,8 @@ q_openlineage_stats(struct query *q, json_object *doc)
 			json_object_array_add(letters, letter);
 		} else {
 			printf("  dead letter %lld: %s of %s (run %s), %s: %s\n",
-			       (long long)q_col_int(s, 0), q_tx(q, type), q_tx(q, job), q_tx(q, uuid),
-			       q_when(q, q_col_int(s, 4)), q_tx(q, response));
+			       (long long)q_col_int(s, 0), q_tx(q, type), q_tx(q, job),
+			       q_tx(q, uuid), q_when(q, q_col_int(s, 4)), q_tx(q, response));
 		}
 		free(uuid);
 		free(job);

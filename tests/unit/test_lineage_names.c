@@ -23,7 +23,7 @@ expect_name(const char *maps, const char *mount_point, const char *path, const c
 	char *got = lineage_dataset_name(&map, mount_point, path);
 	if (got == NULL || strcmp(got, expected) != 0) {
 		fprintf(stderr, "FAIL: map '%s', '%s' + '%s': got '%s', expected '%s'\n", maps,
-			mount_point, path, got ? got : "(null)", expected);
+		        mount_point, path, got ? got : "(null)", expected);
 		failures++;
 	}
 	free(got);
@@ -39,7 +39,7 @@ expect_json(const char *bytes, size_t length, const char *expected)
 
 	if (strcmp(got, expected) != 0) {
 		fprintf(stderr, "FAIL: JSON of %zu bytes: got %s, expected %s\n", length, got,
-			expected);
+		        expected);
 		failures++;
 	}
 	json_object_put(jso);
@@ -53,7 +53,7 @@ expect_time(int64_t ns, int offset, const char *expected)
 	lineage_time(ns, offset, got);
 	if (strcmp(got, expected) != 0) {
 		fprintf(stderr, "FAIL: time %lld: got %s, expected %s\n", (long long)ns, got,
-			expected);
+		        expected);
 		failures++;
 	}
 }
