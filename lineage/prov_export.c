@@ -188,6 +188,9 @@ struct prov_document {
 	struct usage *usages;
 	size_t usage_count, usage_alloc;
 
+	/* Versions by generating activity: generated[first[a] .. first[a + 1]). */
+	size_t *generated, *first;
+
 	struct agent *agents;
 	size_t agent_count, agent_alloc;
 };
@@ -245,6 +248,8 @@ prov_document_free(struct prov_document *doc)
 	free(doc->versions);
 	free(doc->runs);
 	free(doc->usages);
+	free(doc->generated);
+	free(doc->first);
 	free(doc->agents);
 	map_release(&doc->images);
 	map_release(&doc->version_map);
@@ -932,10 +937,10 @@ write_json(struct prov_document *doc, FILE *out)
 		add(r, "prov:entity", json_object_new_string(doc->versions[u->version].id_text));
 		add(r, "prov:time", json_time(u->time_ns));
 		/* Derivations: every later generation of this activity came from it. */
-		for (size_t j = 0; j < doc->version_count; j++) {
+		for (size_t k = doc->first[u->activity]; k < doc->first[u->activity + 1]; k++) {
+			size_t j = doc->generated[k];
 			const struct version *g = &doc->versions[j];
-			if (g->generated_by != u->activity || j == u->version ||
-			    g->gen_ns < u->time_ns)
+			if (j == u->version || g->gen_ns < u->time_ns)
 				continue;
 			json_object *d = relation(root, "wasDerivedFrom", "d", &counter);
 			add(d, "prov:generatedEntity", json_object_new_string(g->id_text));
@@ -1121,10 +1126,10 @@ write_turtle(struct prov_document *doc, FILE *out)
 	/* Derivations, as statements about the generated versions. */
 	for (size_t i = 0; i < doc->usage_count; i++) {
 		const struct usage *u = &doc->usages[i];
-		for (size_t j = 0; j < doc->version_count; j++) {
+		for (size_t k = doc->first[u->activity]; k < doc->first[u->activity + 1]; k++) {
+			size_t j = doc->generated[k];
 			const struct version *g = &doc->versions[j];
-			if (g->generated_by != u->activity || j == u->version ||
-			    g->gen_ns < u->time_ns)
+			if (j == u->version || g->gen_ns < u->time_ns)
 				continue;
 			ttl_iri(out, g->id_text);
 			fputs(" prov:wasDerivedFrom ", out);
@@ -1154,12 +1159,31 @@ write_turtle(struct prov_document *doc, FILE *out)
 	return 0;
 }
 
+/* Index the generations by activity (a counting sort), for derivations. */
+static int
+index_generations(struct prov_document *doc)
+{
+	doc->first = calloc(doc->activity_count + 2, sizeof(*doc->first));
+	doc->generated = malloc((doc->version_count + 1) * sizeof(*doc->generated));
+	if (doc->first == NULL || doc->generated == NULL)
+		return -1;
+	for (size_t i = 0; i < doc->version_count; i++)
+		if (doc->versions[i].generated_by != SIZE_MAX)
+			doc->first[doc->versions[i].generated_by + 2]++;
+	for (size_t a = 2; a < doc->activity_count + 2; a++)
+		doc->first[a] += doc->first[a - 1];
+	for (size_t i = 0; i < doc->version_count; i++)
+		if (doc->versions[i].generated_by != SIZE_MAX)
+			doc->generated[doc->first[doc->versions[i].generated_by + 1]++] = i;
+	return 0;
+}
+
 int
 prov_write(struct prov_document *doc, sqlite3 *db, enum prov_format format, FILE *out)
 {
 	if ((doc->widen && widen(doc, db) < 0) || add_previous_versions(doc, db) < 0 ||
-	    load_accesses(doc, db) < 0 || load_generations(doc, db) < 0 || load_runs(doc, db) < 0 ||
-	    name_activities(doc) < 0)
+	    load_accesses(doc, db) < 0 || load_generations(doc, db) < 0 ||
+	    index_generations(doc) < 0 || load_runs(doc, db) < 0 || name_activities(doc) < 0)
 		return -1;
 	return format == PROV_FORMAT_JSON ? write_json(doc, out) : write_turtle(doc, out);
 }
