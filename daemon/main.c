@@ -24,6 +24,9 @@
 
 #include "config.h"
 #include "log.h"
+#include "openlineage.h"
+#include "openlineage_outbox.h"
+#include "openlineage_sender.h"
 #include "passthrough.h"
 #include "recorder.h"
 #include "store.h"
@@ -301,6 +304,8 @@ main(int argc, char *argv[])
 	struct fuse_loop_config *loop_config = NULL;
 	struct fs *fs = NULL;
 	struct recorder *recorder = NULL;
+	struct openlineage *lineage = NULL;          /* events the writer spools */
+	struct openlineage_sender *lineage_sender = NULL;
 	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
 	char error[600];
 	int status = EXIT_USAGE, backing_fd = -1;
@@ -450,6 +455,14 @@ main(int argc, char *argv[])
 			goto out;
 		}
 		fs_set_observer(fs, recorder_observer(recorder));
+		if (strcmp(config->openlineage_transport, "none") != 0) {
+			lineage = openlineage_new(config, error, sizeof(error));
+			if (lineage == NULL) {
+				log_error("%s", error);
+				goto out;
+			}
+			openlineage_outbox_enable(lineage);
+		}
 	}
 
 	if (fuse_set_signal_handlers(session) != 0)
@@ -472,6 +485,15 @@ main(int argc, char *argv[])
 		status = 1;
 		goto out_unmount;
 	}
+	if (lineage) {
+		lineage_sender = openlineage_sender_start(config, config->store_path, error,
+							  sizeof(error));
+		if (lineage_sender == NULL) {
+			log_error("%s", error);
+			status = 1;
+			goto out_unmount;
+		}
+	}
 
 	loop_config = fuse_loop_cfg_create();
 	if (loop_config == NULL)
@@ -486,7 +508,10 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(session);
 out:
+	openlineage_sender_stop(lineage_sender); /* what it did not send stays in the store */
 	recorder_stop(recorder); /* flushes everything before the store closes */
+	openlineage_outbox_disable();
+	openlineage_free(lineage);
 	if (loop_config)
 		fuse_loop_cfg_destroy(loop_config);
 	if (session)

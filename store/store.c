@@ -37,7 +37,13 @@ struct store {
 
 /* Migration steps: migrations[i] takes version i+1 to i+2. */
 static const char *const migrations[] = {
-	NULL, /* none yet: version 1 is the first */
+	/* 1 -> 2: the OpenLineage outbox's dead-letter list, and lookups by run. */
+	"ALTER TABLE openlineage_outbox ADD COLUMN dead_ns INTEGER;"
+	"ALTER TABLE openlineage_outbox ADD COLUMN response TEXT;"
+	"CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);"
+	"DROP INDEX openlineage_outbox_pending;"
+	"CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id) "
+	"WHERE delivered_ns IS NULL AND dead_ns IS NULL;",
 };
 
 /* SQLite's message, with the system's reason when there is one. */
@@ -186,7 +192,7 @@ migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 	if (version == 0) {
 		if (exec_sql(db, store_schema_sql, error, error_size, "cannot create the schema"))
 			goto rollback;
-		version = 1;
+		version = STORE_SCHEMA_VERSION; /* schema.sql is the current version */
 	}
 	assert(version >= 1); /* migrations[i] takes version i+1 to i+2 */
 	for (; version < STORE_SCHEMA_VERSION; version++) {

@@ -56,9 +56,13 @@ static const char usage_text[] =
     "                               refused opens, each with its explanation\n"
     "  exposure PATH                who read PATH or data derived from it\n"
     "                               with a clearance below its label\n"
+    "  export --format openlineage|prov-json|prov-o [--since TIME] [--job NAME]\n"
+    "                               runs as OpenLineage events or a W3C PROV\n"
+    "                               document\n"
     "\n"
     "  --format text|json (every command), dot (lineage, impact),\n"
-    "           markdown (report, its default)\n"
+    "           markdown (report, its default), prov-json|prov-o (lineage,\n"
+    "           export), openlineage (export)\n"
     "  --run    widens lineage and impact from a process to the rest of its run\n"
     "  --keep-audit  keep denials and declassifications since TIME (default 1y)\n"
     "  --store PATH, --config FILE  the store (default: [store] path of\n"
@@ -90,6 +94,9 @@ enum fmt_bit {
 	FMT_JSON = 1 << Q_FORMAT_JSON,
 	FMT_DOT = 1 << Q_FORMAT_DOT,
 	FMT_MARKDOWN = 1 << Q_FORMAT_MARKDOWN,
+	FMT_OPENLINEAGE = 1 << Q_FORMAT_OPENLINEAGE,
+	FMT_PROV_JSON = 1 << Q_FORMAT_PROV_JSON,
+	FMT_PROV_O = 1 << Q_FORMAT_PROV_O,
 };
 
 struct command {
@@ -105,7 +112,8 @@ struct command {
 static const struct command commands[] = {
     {"producer", cmd_producer, 0, FMT_TEXT | FMT_JSON, 1, 1, "producer PATH"},
     {"lineage", cmd_lineage, OPT_DEPTH | OPT_AT | OPT_VERSION | OPT_RUN,
-     FMT_TEXT | FMT_JSON | FMT_DOT, 1, 1, "lineage PATH [--depth N] [--at TIME | --version N]"},
+     FMT_TEXT | FMT_JSON | FMT_DOT | FMT_PROV_JSON | FMT_PROV_O, 1, 1,
+     "lineage PATH [--depth N] [--at TIME | --version N]"},
     {"impact", cmd_impact, OPT_DEPTH | OPT_VERSION | OPT_HASH | OPT_SINCE | OPT_RUN,
      FMT_TEXT | FMT_JSON | FMT_DOT, 0, 1,
      "impact PATH [--version N | --hash HASH] [--since TIME] [--depth N]"},
@@ -125,9 +133,12 @@ static const struct command commands[] = {
     {"denials", cmd_denials, OPT_SINCE | OPT_USER | OPT_PATH, FMT_TEXT | FMT_JSON, 0, 0,
      "denials [--since TIME] [--user U] [--path P]"},
     {"exposure", cmd_exposure, 0, FMT_TEXT | FMT_JSON, 1, 1, "exposure PATH"},
+    {"export", cmd_export, OPT_SINCE | OPT_JOB, FMT_OPENLINEAGE | FMT_PROV_JSON | FMT_PROV_O, 0,
+     0, "export --format openlineage|prov-json|prov-o [--since TIME] [--job NAME]"},
 };
 
-static const char *const format_names[] = {"text", "json", "dot", "markdown"};
+static const char *const format_names[] = {"text",        "json",      "dot",   "markdown",
+					   "openlineage", "prov-json", "prov-o"};
 
 /* --- errors and the statement cache ------------------------------------ */
 
@@ -421,7 +432,6 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			config_option = optarg;
-			q.config_path = optarg;
 			break;
 		case 'F':
 			format_option = optarg;
@@ -529,6 +539,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	q.command = command->name;
+	q.config_path = config_option;
 	q.args = argv + optind + 1;
 	q.nargs = argc - optind - 1;
 
@@ -620,7 +631,11 @@ main(int argc, char **argv)
 		goto out;
 	if (open_store(&q, store_option, config_option, &store_path, command->fn == cmd_prune))
 		goto out;
-	status = command->fn(&q);
+	if (command->fn == cmd_lineage &&
+	    (q.format == Q_FORMAT_PROV_JSON || q.format == Q_FORMAT_PROV_O))
+		status = cmd_lineage_prov(&q);
+	else
+		status = command->fn(&q);
 	if (status == 0 || status == 1) {
 		int flushed = q_finish_output(&q);
 		if (flushed)

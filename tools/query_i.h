@@ -33,6 +33,9 @@ enum q_format {
 	Q_FORMAT_JSON,
 	Q_FORMAT_DOT,
 	Q_FORMAT_MARKDOWN,
+	Q_FORMAT_OPENLINEAGE, /* export: newline-delimited OpenLineage RunEvents */
+	Q_FORMAT_PROV_JSON,   /* export, lineage: W3C PROV-JSON */
+	Q_FORMAT_PROV_O,      /* export, lineage: W3C PROV-O (Turtle) */
 };
 
 struct store;
@@ -42,6 +45,7 @@ struct query {
 	struct store *store;
 	sqlite3 *db;
 	const char *store_path;
+	const char *config_path; /* --config, or NULL for the default */
 	enum q_format format;
 	int64_t now_ns;
 	bool utf8;      /* stdout's locale is UTF-8: tree lines, names unescaped */
@@ -60,7 +64,6 @@ struct query {
 	bool run_scope;
 	const char *user;        /* denials --user */
 	const char *path;        /* denials --path */
-	const char *config_path; /* --config FILE, NULL: the default (label policy) */
 	char **args; /* positional arguments after the command */
 	int nargs;
 
@@ -338,6 +341,12 @@ int cmd_exposure(struct query *q);
  * to doc (JSON) or prints them (text).  0, or 2 after an error.
  */
 int q_gaps_labels(struct query *q, json_object *doc);
+
+/* query_export.c: export, and lineage --format prov-json|prov-o */
+int cmd_export(struct query *q);
+int cmd_lineage_prov(struct query *q);
+/* The outbox counters, into doc (JSON) or printed (doc NULL); -1 after a store error. */
+int q_openlineage_stats(struct query *q, json_object *doc);
 
 /* --- query_verify.c, shared with gaps and producer ------------------- */
 
