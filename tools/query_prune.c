@@ -56,8 +56,8 @@
 
 #include "query_i.h"
 
-#define BATCH 2000
-#define VACUUM_STEP 2048
+#define BATCH 500
+#define VACUUM_STEP 256
 
 /* The tables prune removes from, children before parents (delete order). */
 static const char *const tables[] = {
