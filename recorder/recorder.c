@@ -842,6 +842,8 @@ executable_hashed(struct recorder *recorder, struct process_info *image, const c
 	recorder_enqueue(recorder, event);
 }
 
+#define EXECUTABLE_CACHE_LIMIT 4096 /* executable hashes remembered */
+
 static void
 executable_hash_done(void *argument, int result, const char *hex, const struct stat *before,
 		     const struct stat *after)
@@ -862,7 +864,21 @@ executable_hash_done(void *argument, int result, const char *hex, const struct s
 			pthread_mutex_lock(&recorder->executables_lock);
 			entry->next = recorder->executables;
 			recorder->executables = entry;
+			/* Bounded: one who rewrites and runs a binary over and over
+			 * must not grow the daemon; the oldest entries go. */
+			struct executable_hash *last = entry, *dropped = NULL;
+			for (int kept = 1; last && kept < EXECUTABLE_CACHE_LIMIT; kept++)
+				last = last->next;
+			if (last) {
+				dropped = last->next;
+				last->next = NULL;
+			}
 			pthread_mutex_unlock(&recorder->executables_lock);
+			while (dropped) {
+				struct executable_hash *next = dropped->next;
+				free(dropped);
+				dropped = next;
+			}
 		}
 		executable_hashed(recorder, job->image, hex);
 	} else {

@@ -3,9 +3,11 @@
 # stall the mount, to grow the daemon without bound, or to have a decoy's
 # hash recorded for what it ran (issue 8, cases 1, 2 and 7).
 #
-# Every wait on the mount is bounded by timeout(1): a regression shows as a
-# failed test, never as a hung suite, and teardown aborts the FUSE
-# connection if requests are still stuck so nothing is left behind.
+# Every wait on the mount is bounded (bounded below, or timeout(1) where
+# the wait is interruptible): a regression shows as a failed test, never as
+# a hung suite.  A caller stuck in a FUSE request whose answer never comes
+# cannot be killed, so when a bounded command overruns, the test aborts the
+# mount's FUSE connection, which frees it, and fails.
 
 load helpers
 load recorder_helpers
@@ -17,26 +19,47 @@ setup() {
 }
 
 teardown() {
-	abort_stuck_mount "$MNT"
+	[ -e "$TMP/.stuck" ] && abort_fuse_connection "$MNT"
 	common_teardown
 }
 
-# When requests to MNT no longer get answers (a deadlocked daemon), abort
-# its FUSE connection: the stuck callers then fail, and the daemon can end.
-abort_stuck_mount() {
+# Abort the FUSE connection of mount point $1: every request waiting on it
+# fails at once, and its daemon can end.
+abort_fuse_connection() {
 	local mnt=$1 device fusectl_mounted=
-	is_mounted "$mnt" || return 0
-	timeout 3 stat "$mnt" >/dev/null 2>&1 && return 0
 	device=$(awk -v m="$mnt" '$5 == m { print $3 }' /proc/self/mountinfo | tail -n 1)
 	[ -n "$device" ] || return 0
 	if [ ! -e /sys/fs/fuse/connections/"${device#*:}" ]; then
 		mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null && fusectl_mounted=1
 	fi
 	echo 1 >/sys/fs/fuse/connections/"${device#*:}"/abort 2>/dev/null || true
-	echo "# teardown: aborted the stuck FUSE connection of $mnt" >&3
+	echo "# aborted the FUSE connection of $mnt" >&3
 	if [ -n "$fusectl_mounted" ]; then
 		umount /sys/fs/fuse/connections 2>/dev/null || true
 	fi
+}
+
+# bounded SECONDS CMD...: like run (sets $status and $output), but when CMD
+# has not finished after SECONDS the mount is stuck: abort it and fail.
+bounded() {
+	local seconds=$1 deadline pid
+	shift
+	"$@" >"$TMP/.bounded" 2>&1 3>&- &
+	pid=$!
+	deadline=$((SECONDS + seconds))
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "no answer after $seconds s: $*" >&2
+			: >"$TMP/.stuck"
+			abort_fuse_connection "$MNT"
+			wait "$pid" 2>/dev/null || true
+			return 1
+		fi
+		sleep 0.1
+	done
+	status=0
+	wait "$pid" || status=$?
+	output=$(cat "$TMP/.bounded")
 }
 
 # ------------------------------------------------------------ case 1: no stall
@@ -66,7 +89,7 @@ userns_overlay_works() {
 
 	# The executable's open goes through the overlay to the mount: before
 	# the fix the daemon's own open of it waited on itself, for good.
-	run timeout 20 setpriv --reuid="$U1" --regid="$U1" --init-groups --reset-env \
+	bounded 20 setpriv --reuid="$U1" --regid="$U1" --init-groups --reset-env \
 		env PATH="$SAFE_PATH" unshare -Urm sh -c \
 		'mount -t overlay o -o "lowerdir=$1/u/lo,upperdir=$2/up,workdir=$2/work" "$2/m2" &&
 		 exec "$2/m2/bin/cat" "$1/u/f"' sh "$MNT" "$TMP/ov"
@@ -74,20 +97,16 @@ userns_overlay_works() {
 	[ "$output" = hello ]
 
 	# Every user's opens keep answering, many at once.
-	run timeout 5 cat "$MNT/u/f"
+	bounded 10 cat "$MNT/u/f"
 	[ "$output" = hello ]
-	run as_user "$U2" timeout 5 cat "$MNT/g"
+	bounded 10 as_user "$U2" cat "$MNT/g"
 	[ "$output" = other ]
-	local pids=() i
-	for i in $(seq 16); do
-		timeout 10 cat "$MNT/g" >"$TMP/out.$i" &
-		pids+=($!)
-	done
-	for i in "${pids[@]}"; do wait "$i"; done
+	bounded 20 sh -c 'for i in $(seq 16); do cat "$1" >"$2.$i" & done; wait' sh "$MNT/g" "$TMP/out"
+	local i
 	for i in $(seq 16); do [ "$(cat "$TMP/out.$i")" = other ]; done
 
 	# And again from the overlay, now that the image is known.
-	run timeout 20 setpriv --reuid="$U1" --regid="$U1" --init-groups --reset-env \
+	bounded 20 setpriv --reuid="$U1" --regid="$U1" --init-groups --reset-env \
 		env PATH="$SAFE_PATH" unshare -Urm sh -c \
 		'mount -t overlay o -o "lowerdir=$1/u/lo,upperdir=$2/up,workdir=$2/work" "$2/m2" &&
 		 "$2/m2/bin/cat" "$1/u/f" && "$2/m2/bin/cat" "$1/u/f"' sh "$MNT" "$TMP/ov"
@@ -154,7 +173,7 @@ EOF
 	[ $((after - before)) -lt 16384 ]
 
 	kill "$CHAIN_PID"
-	run timeout 5 cat "$MNT/in"
+	bounded 10 cat "$MNT/in"
 	[ "$output" = data ]
 	pid_running "$daemon"
 	stop_provfs
@@ -182,7 +201,7 @@ EOF
 	echo meow >"$BACKING/u/in.txt"
 	mount_provfs
 
-	run timeout 20 "$PYTHON" -c '
+	bounded 20 "$PYTHON" -c '
 import os, sys
 path, data = sys.argv[1], sys.argv[2]
 fd = os.open(path, os.O_RDONLY)
@@ -204,7 +223,7 @@ os.execve(fd, [path, data], {})
 	echo meow >"$BACKING/in.txt"
 	touch -r "$(real_exe cat)" "$BACKING/tool"
 	mount_provfs
-	run timeout 10 "$MNT/tool" "$MNT/in.txt"
+	bounded 10 "$MNT/tool" "$MNT/in.txt"
 	[ "$output" = meow ]
 	local first
 	first=$(xxh "$BACKING/tool")
@@ -213,7 +232,7 @@ os.execve(fd, [path, data], {})
 		conv=notrunc status=none
 	touch -r "$(real_exe cat)" "$BACKING/tool"
 	sleep 1.1 # let the first run's hash job finish before the second run
-	run timeout 10 "$MNT/tool" "$MNT/in.txt"
+	bounded 10 "$MNT/tool" "$MNT/in.txt"
 	[ "$output" = meow ]
 	stop_provfs
 

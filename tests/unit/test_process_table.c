@@ -272,6 +272,54 @@ test_traced(struct process_table *table)
 	reap(child);
 }
 
+/* The child of parent that runs program (strace starts helpers first), or 0. */
+static pid_t
+child_running(pid_t parent, const char *program)
+{
+	char path[64], target[256];
+
+	for (int attempt = 0; attempt < 500; attempt++) {
+		FILE *children;
+		int pid;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent, (int)parent);
+		if ((children = fopen(path, "r")) != NULL) {
+			while (fscanf(children, "%d", &pid) == 1) {
+				snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+				ssize_t length = readlink(path, target, sizeof(target) - 1);
+				if (length > 0 && (target[length] = '\0', strcmp(target, program) == 0)) {
+					fclose(children);
+					return pid;
+				}
+			}
+			fclose(children);
+		}
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void
+test_under_strace(struct process_table *table)
+{
+	char *argv[] = {"/usr/bin/strace", "-o", "/dev/null", "/bin/sleep", "30", NULL};
+
+	if (access(argv[0], X_OK) != 0) {
+		fprintf(stderr, "no strace: its test skipped\n");
+		return;
+	}
+	pid_t tracer = spawn(argv, NULL, -1);
+	pid_t child = child_running(tracer, "/usr/bin/sleep");
+	CHECK(child > 0, "strace started no child");
+	if (child > 0) {
+		struct process_info *image = lookup_until(table, child, runs, "/usr/bin/sleep");
+		CHECK(image && atomic_load(&image->traced), "a process under strace is not traced");
+		process_info_release(image);
+	}
+	reap(tracer);
+	if (child > 0)
+		kill(child, SIGKILL);
+}
+
 static void
 test_executable_hash(struct process_table *table)
 {
@@ -413,6 +461,7 @@ main(void)
 	struct process_table *table = new_table(&hasher);
 	test_injection_of_live_processes(table);
 	test_traced(table);
+	test_under_strace(table);
 	test_executable_hash(table);
 	test_exec_chain_is_two_images(table);
 	test_concurrent_first_lookups(table);
