@@ -1669,8 +1669,8 @@ read_connector(struct process_table *table, struct table_entry **retired)
 
 	if (length < 0) {
 		if (errno == ENOBUFS) {
-			/* Exits and execs were lost: the watcher checks every entry. */
-			log_warning("process connector overflowed: checking every process");
+			/* Exits and execs were lost: the watcher checks every entry
+			 * (and says so: not here, a log may block). */
 			atomic_store(&table->sweep_needed, true);
 			wake_watcher(table);
 			return true;
@@ -1768,9 +1768,12 @@ watcher_main(void *argument)
 		}
 		if (table->netlink_fd >= 0 && (fds[2].revents & POLLIN))
 			drain_connector(table);
-		if (atomic_exchange(&table->sweep_needed, false) ||
-		    (table->netlink_fd < 0 && ready == 0))
+		if (atomic_exchange(&table->sweep_needed, false)) {
+			log_warning("process connector overflowed: checking every process");
 			sweep(table);
+		} else if (table->netlink_fd < 0 && ready == 0) {
+			sweep(table);
+		}
 		build_stale(table);
 	}
 	return NULL;
