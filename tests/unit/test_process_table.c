@@ -127,18 +127,30 @@ lookup_until(struct process_table *table, pid_t pid,
 {
 	for (int i = 0; i < 500; i++) {
 		struct process_info *image = process_table_lookup(table, pid);
-		if (image && check(image, argument))
-			return image;
+		if (image && check(image, argument)) {
+			/* Settle: the exec's event may come a moment after /proc
+			 * shows the new image; take the image it leaves. */
+			usleep(50000);
+			process_info_release(image);
+			image = process_table_lookup(table, pid);
+			if (image && check(image, argument))
+				return image;
+		}
 		process_info_release(image);
 		usleep(10000);
 	}
 	return NULL;
 }
 
+/*
+ * Runs program path, its execve done: between the exec's switch of exe and
+ * the new stack, /proc shows the new exe with no argv and no environment.
+ */
 static bool
 runs(const struct process_info *image, const void *path)
 {
-	return image->executable && strcmp(image->executable, path) == 0;
+	return image->executable && strcmp(image->executable, path) == 0 &&
+	       image->argv_length > 0;
 }
 
 static bool
