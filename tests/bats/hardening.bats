@@ -169,8 +169,12 @@ EOF
 	sleep 1
 	after=$(rss_kb "$daemon")
 	echo "daemon VmRSS: $before kB after 200 execs, $after kB with a live 2,000-exec chain" >&3
-	# Each image holds 24 KB of argv: a kept chain is about 50 MB.
-	[ $((after - before)) -lt 16384 ]
+	# Each image holds 24 KB of argv: a kept chain is about 50 MB.  (Under
+	# AddressSanitizer freed memory stays resident in its quarantine: there
+	# the leak check at exit stands in for the bound.)
+	if ! ldd "$PROVFS" 2>/dev/null | grep -q libasan; then
+		[ $((after - before)) -lt 16384 ]
+	fi
 
 	kill "$CHAIN_PID"
 	bounded 10 cat "$MNT/in"
