@@ -12,8 +12,14 @@
  * exits are noticed by a sweep, with the exit status recorded as unknown.
  *
  * Images and runs are reference counted and immutable once published, but
- * for executable_hash (written once by the hasher before its event) and
- * store_id fields, which only the recorder's writer thread touches.
+ * for store_id (the recorder's writer thread alone), traced (an atomic that
+ * only ever goes from false to true) and the hasher's verdict (under the
+ * table's lock, see process_table_executable_hash).  executable_hash is
+ * never set after publication: the hash arrives later as its own event.
+ *
+ * An image keeps the one before its execve (previous) only as a detached
+ * copy that has no previous of its own, so a process that execs itself
+ * thousands of times holds two images, not a chain.
  */
 #ifndef PROVFS_PROCESS_TABLE_H
 #define PROVFS_PROCESS_TABLE_H
@@ -41,7 +47,8 @@ struct process_info {
 	atomic_int references;
 	pid_t pid;
 	int64_t start_ns;
-	uint64_t kernel_id; /* pidfs inode of the process: unique since boot; 0 unknown */
+	uint64_t kernel_id; /* pidfs inode of the process (Linux >= 6.9): unique since
+			     * boot; 0 when unknown or before pidfs */
 	int exec_index;
 	pid_t parent_pid;
 	pid_t session_id;
@@ -55,9 +62,10 @@ struct process_info {
 	char *job; /* PROVFS_JOB, or NULL */
 	int64_t seen_ns;
 	struct process_info *parent;   /* referenced; NULL at the top */
-	struct process_info *previous; /* image before execve; referenced */
+	struct process_info *previous; /* image before execve, as a detached copy
+					* whose own previous is NULL; referenced */
 	struct run_info *run;          /* referenced */
-	char executable_hash[33];      /* "" until hashed */
+	char executable_hash[33];      /* "" (the hash comes as a later event) */
 	int64_t store_id;              /* writer thread only */
 	/*
 	 * What the label policy needs to trust an exe:/script: grant.  Read
@@ -66,8 +74,13 @@ struct process_info {
 	 */
 	unsigned int environment_injection; /* PROCESS_INJECTION_* found in environ */
 	atomic_bool traced;                 /* a tracer is (or was) attached */
-	dev_t executable_device;            /* the very inode that was executed; */
-	ino_t executable_inode;             /* 0/0 when unknown */
+	dev_t executable_device;            /* the very inode that was executed, as the */
+	ino_t executable_inode;             /* kernel's /proc/PID/exe names it; 0/0 unknown */
+
+	/* The hasher's verdict on that inode: under the table's lock. */
+	int executable_verdict;             /* 0 pending, 1 hashed, -1 unknown */
+	char executable_verdict_hash[33];
+	struct process_info *release_next;  /* process_info_release's own worklist */
 };
 
 /* Environment variables through which a caller can run its own code. */
@@ -76,12 +89,24 @@ enum process_injection {
 	PROCESS_INJECTION_SCRIPT = 1u << 1, /* PYTHONPATH, PYTHONSTARTUP, PERL5LIB, NODE_OPTIONS, ... */
 };
 
+/*
+ * The PROCESS_INJECTION_* bits that an environment (NUL-separated
+ * NAME=value entries, length bytes) carries.  The variables are listed in
+ * process_table.c.
+ */
+unsigned int process_injection_of(const char *environment, size_t length);
+
 struct process_table;
 
 /*
  * Hooks the table calls: a new image to record, an exit, and an executable
- * to hash (the table gives away fd).  Called from request threads and the
- * watcher thread; they must not block.
+ * to hash.  image_seen, image_exited and exec_input are called from request
+ * threads and the watcher thread, never with a table lock held; they must
+ * not block on I/O.  hash_executable is called from the table's own
+ * executable thread with fd, a readable descriptor of the very inode the
+ * image executed (never opened through a FUSE or stacked filesystem), which
+ * the hook owns; the hook must end with process_table_executable_hashed(),
+ * now or from the thread that hashes.
  */
 struct process_table_hooks {
 	void *context;
@@ -116,9 +141,12 @@ struct process_info *process_table_lookup(struct process_table *table, pid_t pid
 /*
  * pid is in execve and opened the file cookie stands for (exec flag on
  * open).  exec_input() hands cookie back with the new image as soon as it
- * exists (or with the old one, should the process exit without it).
+ * exists (or with the old one, should the process exit without it).  fd
+ * (borrowed; -1 when none) is the backing file the execve opened: when the
+ * new image runs that very inode, its hash is taken from it, which holds
+ * even when its name was removed.
  */
-void process_table_note_exec(struct process_table *table, pid_t pid, void *cookie);
+void process_table_note_exec(struct process_table *table, pid_t pid, void *cookie, int fd);
 
 void process_table_stop(struct process_table *table);
 void process_table_free(struct process_table *table);
@@ -131,6 +159,14 @@ void process_table_free(struct process_table *table);
  */
 int process_table_executable_hash(struct process_table *table, struct process_info *image,
 				  int timeout_ms, char hash[33]);
+
+/*
+ * The hasher's verdict on image's executable (from the hash_executable
+ * hook): hash, 32 hex digits, or NULL when it cannot be known.  Wakes the
+ * waiters of process_table_executable_hash.
+ */
+void process_table_executable_hashed(struct process_table *table, struct process_info *image,
+				     const char *hash);
 
 struct process_info *process_info_acquire(struct process_info *image);
 void process_info_release(struct process_info *image);

@@ -6,29 +6,73 @@
  *
  * The table maps a pid to its current image (struct process_info).  A
  * lookup that misses reads /proc/PID once: stat (parent, session, start
- * ticks), cmdline, exe, cwd, cgroup and the few environment variables that
- * name a run.  Parents are looked up the same way, so every image links to
- * the chain above it and a pipeline is one tree.
+ * ticks), cmdline, exe, cwd, cgroup, status (a tracer) and the environment
+ * (the variables that name a run or inject code).  Parents are looked up
+ * the same way, so every image links to the chain above it and a pipeline
+ * is one tree.
  *
- * The watcher thread listens on the netlink process connector:
- *   - EXEC of a known pid replaces its image with a new one (exec_index + 1,
- *     previous = the old image, /proc read again for the new argv);
- *   - EXIT of a known thread-group leader reports the exit status and drops
- *     the entry, so the table holds only live processes.
+ * No lock is held while /proc is read.  A lookup takes the lock to find
+ * the entry, notes what it saw (a build plan), drops the lock, reads /proc,
+ * and takes the lock again to publish.  Reading /proc may wait (a process's
+ * cmdline and environ take its mmap lock, which a page fault on this very
+ * mount may hold), so a lock held there could stall every request or, when
+ * the wait is on a FUSE request, deadlock the mount.  Two threads that
+ * build the same image both succeed; the first to publish wins and the
+ * other frees its copy and returns the winner's.
+ *
+ * Nothing that may call into a filesystem is opened on a request thread or
+ * by the connector's reader: the executed file is pinned with an O_PATH
+ * open of /proc/PID/exe and statx(AT_STATX_DONT_SYNC), neither of which
+ * reaches the filesystem, and the executable thread of this table turns
+ * the pin into a readable descriptor later: from the backing tree when the
+ * file is in this mount (checked to be the same inode), never through a
+ * FUSE or stacked filesystem (an overlayfs whose lower layer is this mount
+ * would send its open back to us).  The hash is then computed by the
+ * hash_executable hook (the recorder's pool), which reports the verdict
+ * back with process_table_executable_hashed().
+ *
+ * The process connector (netlink) tells the table about execs, exits and
+ * ptrace attaches.  Its events only mark entries, under the lock:
+ *   - EXEC of a known pid counts a pending exec; the next lookup of the
+ *     pid, or the watcher thread soon after, builds the new image
+ *     (exec_index + the execs counted, previous = the old image);
+ *   - EXIT of a known thread-group leader drops the entry and reports the
+ *     exit status (for the image a build in progress is about to publish,
+ *     when there is one);
+ *   - PTRACE attach marks the image traced for good: a grant refused to a
+ *     traced process does not come back when the tracer detaches.
  * An open with the exec flag means an execve is in progress for that pid:
- * the next lookup makes the new image itself (the process connector may be
- * a few microseconds behind), and the EXEC event that follows is then
- * recognised and not counted twice.
+ * the next lookup makes the new image itself, and the EXEC event that
+ * follows is then recognised and not counted twice.
  *
  * Without the connector the table still works: a lookup checks the start
- * time in /proc/PID/stat (cheap, one read) to notice pid reuse, and the
- * sweep in the watcher thread notices processes that are gone, recording
- * the time seen gone and an unknown status.
+ * time in /proc/PID/stat (cheap, one read, unlocked) to notice pid reuse,
+ * and the sweep in the watcher thread notices processes that are gone,
+ * recording the time seen gone and an unknown status.
+ *
+ * Exec chains stay short: a new image keeps the one before it only as a
+ * detached copy (same facts, no previous of its own), so a process that
+ * execs itself 20,000 times holds two images, and releasing images walks
+ * a worklist instead of recursing.
  *
  * Runs: an image belongs to its parent's run when both are in the same
  * session and carry the same PROVFS_JOB; otherwise it roots a new run.  So
  * by default the run is the session (a cron job, a login shell), and
  * PROVFS_JOB names and delimits a job inside it.
+ *
+ * LOCKS (they nest only as connector_lock, then lock)
+ *   lock            the entries (slots and every field of struct
+ *                   table_entry), the stale list, the serial counter and
+ *                   every image's executable verdict.  Held only to look
+ *                   at and change memory: no I/O, no hook call.
+ *                   verdict_changed is waited on with it (which releases
+ *                   it).
+ *   connector_lock  one reader of the netlink socket at a time, so events
+ *                   are applied in the kernel's order.  Held across a
+ *                   non-blocking recv() and the marks above, no more: the
+ *                   exits found are reported after it is released.
+ *   jobs_lock       the executable thread's job queue.  The thread takes
+ *                   a job and releases the lock before it opens anything.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -44,8 +88,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -58,32 +104,71 @@
 
 #define TABLE_SLOTS 4096 /* power of two; chains grow beyond */
 #define ENVIRON_LIMIT (1 << 20)
-#define FUSE_SUPER_MAGIC 0x65735546
+#define EXEC_FILE_LIMIT 8 /* exec-opens kept per execve: binary, interpreter, script */
 
 struct table_entry {
 	pid_t pid;
-	struct process_info *image; /* referenced */
-	bool exec_in_progress;      /* an exec-open was seen; next lookup re-reads */
-	bool expect_exec_event;     /* image made by a lookup; skip the next EXEC */
+	uint64_t serial;            /* tells this entry from a later one of the same pid */
+	struct process_info *image; /* referenced; NULL until the first build publishes */
+	unsigned int generation;    /* images published so far */
+	int builders;               /* lookups reading /proc for this entry now */
+	unsigned int execs_pending; /* EXEC events since image */
+	unsigned int execs_ahead;   /* execs a lookup counted before their EXEC event */
+	unsigned int attaches;      /* ptrace attaches seen */
+	bool exec_opened;           /* an exec-open was seen; next lookup re-reads */
 	void **exec_inputs;         /* cookies of opens made during the execve */
 	size_t exec_input_count;
+	int *exec_files;            /* their backing descriptors (dups) */
+	size_t exec_file_count;
+	bool exited;                /* the last builder reports it */
+	bool exit_known;
+	int exit_status;
+	int64_t exit_ns;
 	struct table_entry *next;
 };
 
+/* An executed inode to open and hand to the hasher (executable thread). */
+struct executable_job {
+	struct process_info *image; /* referenced */
+	int pinned_fd;              /* O_PATH of /proc/PID/exe */
+	uint64_t mount_id;          /* of the mount it was executed from */
+	int *exec_files;            /* backing descriptors of the exec-opens */
+	size_t exec_file_count;
+	struct executable_job *next;
+};
+
 struct process_table {
-	pthread_mutex_t lock;                     /* protects slots and entries */
+	pthread_mutex_t lock; /* see LOCKS above */
+	pthread_cond_t verdict_changed;
 	struct table_entry *slots[TABLE_SLOTS];
+	uint64_t next_serial;
+	pid_t *stale; /* exec'd pids whose new image the watcher builds */
+	size_t stale_count, stale_capacity;
+
 	struct process_table_options options;
 	char *mount_point;
 	int64_t boot_ns;
 	long ticks_per_second;
-	int netlink_fd;      /* -1 when the connector is unavailable */
-	pthread_mutex_t connector_lock; /* one reader of netlink_fd at a time */
+	int netlink_fd;                 /* -1 when the connector is unavailable */
+	pthread_mutex_t connector_lock; /* see LOCKS above */
+	atomic_bool sweep_needed;       /* the connector overflowed */
 	int stop_pipe[2];
+	int wake_fd; /* eventfd: stale images to build, or a sweep */
 	pthread_t watcher;
 	bool watcher_running;
+
+	pthread_mutex_t jobs_lock; /* see LOCKS above */
+	pthread_cond_t jobs_ready;
+	struct executable_job *jobs_head, **jobs_tail;
+	bool jobs_running, jobs_stopping;
+	pthread_t executable_thread;
+	dev_t mount_device;      /* executable thread only */
+	bool mount_device_known;
+
 	char host[256];
 };
+
+static void drain_connector(struct process_table *table);
 
 int64_t
 wall_clock_ns(void)
@@ -114,20 +199,36 @@ run_release(struct run_info *run)
 	free(run);
 }
 
+/*
+ * Drop a reference; an image whose last reference goes drops its parent's
+ * and previous's in turn.  Iterative (a worklist threaded through
+ * release_next), so no chain, however long, can overflow the stack.
+ */
 void
 process_info_release(struct process_info *image)
 {
-	while (image && atomic_fetch_sub(&image->references, 1) == 1) {
-		struct process_info *parent = image->parent;
-		process_info_release(image->previous);
-		run_release(image->run);
-		free(image->executable);
-		free(image->argv);
-		free(image->cwd);
-		free(image->cgroup);
-		free(image->job);
-		free(image);
-		image = parent; /* iterate up the chain instead of recursing */
+	struct process_info *dying;
+
+	if (image == NULL || atomic_fetch_sub(&image->references, 1) != 1)
+		return;
+	image->release_next = NULL;
+	dying = image;
+	while (dying) {
+		struct process_info *gone = dying;
+		struct process_info *links[2] = {gone->parent, gone->previous};
+		dying = gone->release_next;
+		run_release(gone->run);
+		free(gone->executable);
+		free(gone->argv);
+		free(gone->cwd);
+		free(gone->cgroup);
+		free(gone->job);
+		free(gone);
+		for (int i = 0; i < 2; i++)
+			if (links[i] && atomic_fetch_sub(&links[i]->references, 1) == 1) {
+				links[i]->release_next = dying;
+				dying = links[i];
+			}
 	}
 }
 
@@ -373,89 +474,588 @@ same_job(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
 }
 
+/* ---- what a caller could have injected ------------------------------------ */
+
 /*
- * Open the executable of pid for hashing without going through the mount:
- * one inside the mount is opened from the backing tree, beneath its root.
+ * Variables through which whoever set a process's environment runs code of
+ * its choosing inside that process.  A name ending in '*' is a prefix.
+ *
+ * LOADER: what glibc's dynamic loader honours for an ordinary program and
+ * drops for a setuid one (its UNSECURE_ENVVARS) because it changes which
+ * objects are loaded or how their symbols bind, musl's two (LD_PRELOAD,
+ * LD_LIBRARY_PATH, both in the list), GLIBC_TUNABLES (parsed by the loader
+ * itself) and GCONV_PATH (glibc dlopen()s iconv modules from it).
+ *
+ * SCRIPT: what makes an interpreter load or run code from elsewhere before
+ * or beside the script it was given: Python (search paths, startup file,
+ * home, inspect mode, user site, breakpoint hook and warning filters, which
+ * import their category's module), Perl, Ruby (and its gems), Node.js, the
+ * shells (BASH_ENV, ENV, exported bash functions, and SHELLOPTS/PS4, which
+ * together run a command substitution on every traced line), Lua, Tcl, R
+ * and the JVM.
+ *
+ * A variable with an empty value changes nothing and is not counted.
+ */
+static const char *const loader_variables[] = {
+	"LD_PRELOAD",	 "LD_LIBRARY_PATH",  "LD_AUDIT",     "LD_ORIGIN_PATH", "LD_DEBUG",
+	"LD_DEBUG_OUTPUT", "LD_DYNAMIC_WEAK", "LD_HWCAP_MASK", "LD_PROFILE",	"LD_PROFILE_OUTPUT",
+	"LD_SHOW_AUXV",	 "LD_USE_LOAD_BIAS", "LD_BIND_NOT",  "GLIBC_TUNABLES", "GCONV_PATH",
+};
+
+static const char *const script_variables[] = {
+	"PYTHONPATH",	 "PYTHONSTARTUP",    "PYTHONHOME",	 "PYTHONINSPECT",
+	"PYTHONUSERBASE", "PYTHONPLATLIBDIR", "PYTHONBREAKPOINT", "PYTHONWARNINGS",
+	"PERL5LIB",	 "PERL5OPT",	     "PERLLIB",		 "PERL5DB",
+	"RUBYLIB",	 "RUBYOPT",	     "GEM_PATH",	 "GEM_HOME",
+	"NODE_OPTIONS",	 "NODE_PATH",	     "BASH_ENV",	 "ENV",
+	"BASH_FUNC_*",	 "SHELLOPTS",	     "PS4",		 "LUA_PATH*",
+	"LUA_CPATH*",	 "LUA_INIT*",	     "TCLLIBPATH",	 "R_PROFILE",
+	"R_PROFILE_USER", "R_LIBS",	     "R_LIBS_USER",	 "JAVA_TOOL_OPTIONS",
+	"_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+};
+
+static bool
+name_listed(const char *name, size_t length, const char *const *list, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		size_t listed = strlen(list[i]);
+		if (list[i][listed - 1] == '*') {
+			if (length >= listed - 1 && memcmp(name, list[i], listed - 1) == 0)
+				return true;
+		} else if (length == listed && memcmp(name, list[i], length) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+unsigned int
+process_injection_of(const char *environment, size_t length)
+{
+	unsigned int found = 0;
+
+	for (size_t offset = 0; environment && offset < length;) {
+		const char *entry = environment + offset;
+		size_t entry_length = strnlen(entry, length - offset);
+		const char *equals = memchr(entry, '=', entry_length);
+		offset += entry_length + 1;
+		if (equals == NULL || equals == entry || equals + 1 == entry + entry_length)
+			continue; /* no name, or an empty value */
+		size_t name_length = (size_t)(equals - entry);
+		if (name_listed(entry, name_length, loader_variables,
+				sizeof(loader_variables) / sizeof(loader_variables[0])))
+			found |= PROCESS_INJECTION_LOADER;
+		if (name_listed(entry, name_length, script_variables,
+				sizeof(script_variables) / sizeof(script_variables[0])))
+			found |= PROCESS_INJECTION_SCRIPT;
+	}
+	return found;
+}
+
+/* Is a tracer attached to pid's main thread (TracerPid in its status)? */
+static bool
+read_traced(pid_t pid)
+{
+	char *status = read_proc_file(pid, "status", 1 << 16, NULL);
+	const char *line = status ? strstr(status, "\nTracerPid:") : NULL;
+	bool traced = line && strtol(line + strlen("\nTracerPid:"), NULL, 10) != 0;
+
+	free(status);
+	return traced;
+}
+
+/* ---- the executed inode ------------------------------------------------------ */
+
+/*
+ * Pin the inode pid executes: an O_PATH descriptor of /proc/PID/exe, which
+ * is the executed file itself, unlinked or renamed or not, whatever names
+ * now say.  Neither the O_PATH open of that magic link nor statx with
+ * AT_STATX_DONT_SYNC calls into the file's filesystem (no open, no FUSE
+ * request: cached attributes only), so this is safe on a request thread
+ * even when the executable lives on this very mount or on a filesystem
+ * stacked on it (overlayfs).  Reading the file is left to the executable
+ * thread.
  */
 static int
-open_executable(const struct process_table *table, pid_t pid, const char *executable)
+pin_executable(pid_t pid, struct statx *attributes)
 {
 	char path[64];
-	size_t length = strlen(table->mount_point);
-	struct statfs filesystem;
-	struct stat st;
 	int fd;
 
-	if (executable && strncmp(executable, table->mount_point, length) == 0 &&
-	    (executable[length] == '/' || strcmp(table->mount_point, "/") == 0)) {
-		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-				       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-		const char *relative = executable + length;
-		while (*relative == '/')
-			relative++;
-		fd = (int)syscall(SYS_openat2, table->options.backing_fd, relative, &how,
-				  sizeof(how));
-	} else {
-		/*
-		 * O_PATH first: the executable may be on a FUSE filesystem (this
-		 * very mount, seen from another mount namespace), whose open would
-		 * be a request to ourselves.  Those are not hashed.
-		 */
-		snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-		int path_fd = open(path, O_PATH | O_CLOEXEC);
-		if (path_fd < 0)
-			return -1;
-		if (fstatfs(path_fd, &filesystem) < 0 || filesystem.f_type == FUSE_SUPER_MAGIC) {
-			close(path_fd);
-			return -1;
-		}
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", path_fd);
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-		close(path_fd);
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
+		  STATX_TYPE | STATX_INO | STATX_MNT_ID, attributes) < 0 ||
+	    !(attributes->stx_mask & STATX_MNT_ID) || !S_ISREG(attributes->stx_mode)) {
+		close(fd);
+		return -1;
 	}
+	return fd;
+}
+
+/* A whole small file (mountinfo): NUL-terminated, or NULL. */
+static char *
+read_small_file(const char *path, size_t limit)
+{
+	size_t size = 0, capacity = 16384;
+	char *buffer = malloc(capacity + 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (buffer == NULL || fd < 0) {
+		free(buffer);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	for (;;) {
+		if (size == capacity) {
+			char *grown = capacity < limit ? realloc(buffer, capacity * 2 + 1) : NULL;
+			if (grown == NULL)
+				break;
+			buffer = grown;
+			capacity *= 2;
+		}
+		ssize_t count = read(fd, buffer + size, capacity - size);
+		if (count <= 0)
+			break;
+		size += (size_t)count;
+	}
+	close(fd);
+	buffer[size] = '\0';
+	return buffer;
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo: undo it in place. */
+static void
+unescape_octal(char *text)
+{
+	char *out = text;
+
+	for (char *in = text; *in;) {
+		if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
+		    in[3] >= '0' && in[3] <= '7') {
+			*out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
+			in += 4;
+		} else {
+			*out++ = *in++;
+		}
+	}
+	*out = '\0';
+}
+
+struct mount_line {
+	uint64_t id;
+	unsigned int major, minor;
+	char *mount_point;
+	char *type;
+};
+
+/* Split one mountinfo line (modified in place); false when malformed. */
+static bool
+parse_mount_line(char *line, struct mount_line *mount)
+{
+	char *fields[5], *save = NULL, *word;
+	int count = 0;
+
+	for (word = strtok_r(line, " ", &save); word && count < 5;
+	     word = strtok_r(NULL, " ", &save))
+		fields[count++] = word;
+	if (count < 5)
+		return false;
+	/* Optional fields end with a lone "-"; the type follows it. */
+	while ((word = strtok_r(NULL, " ", &save)) && strcmp(word, "-") != 0)
+		;
+	if (word == NULL || (mount->type = strtok_r(NULL, " ", &save)) == NULL)
+		return false;
+	if (sscanf(fields[2], "%u:%u", &mount->major, &mount->minor) != 2)
+		return false;
+	mount->id = strtoull(fields[0], NULL, 10);
+	mount->mount_point = fields[4];
+	unescape_octal(mount->mount_point);
+	return true;
+}
+
+/*
+ * The filesystem type of mount id in mountinfo file path: 0 with type
+ * filled, or -1 when the mount is not listed there.
+ */
+static int
+mount_type_in(const char *path, uint64_t id, char *type, size_t type_size)
+{
+	char *text = read_small_file(path, 1 << 24), *save = NULL;
+	int result = -1;
+
+	if (text == NULL)
+		return -1;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		struct mount_line mount;
+		if (parse_mount_line(line, &mount) && mount.id == id) {
+			snprintf(type, type_size, "%s", mount.type);
+			result = 0;
+			break;
+		}
+	}
+	free(text);
+	return result;
+}
+
+/*
+ * The device of this mount as the kernel numbers it (what st_dev says of
+ * the files seen through it), from our own mountinfo.  Executable thread
+ * only; found once.
+ */
+static bool
+mount_device_of(struct process_table *table, dev_t *device)
+{
+	if (!table->mount_device_known) {
+		char *text = read_small_file("/proc/self/mountinfo", 1 << 24), *save = NULL;
+		for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			struct mount_line mount;
+			if (parse_mount_line(line, &mount) &&
+			    strcmp(mount.mount_point, table->mount_point) == 0 &&
+			    strncmp(mount.type, "fuse", 4) == 0) {
+				table->mount_device = makedev(mount.major, mount.minor);
+				table->mount_device_known = true; /* the last such line is on top */
+			}
+		}
+		free(text);
+	}
+	*device = table->mount_device;
+	return table->mount_device_known;
+}
+
+/*
+ * Filesystems whose files the daemon must not open: a FUSE filesystem is
+ * served by a process that may never answer (or by this daemon: a request
+ * to ourselves), and a stacked one (overlayfs and kin) opens a file of a
+ * lower layer that may be on FUSE, this mount included.
+ */
+static bool
+filesystem_may_be_opened(const char *type)
+{
+	static const char *const refused[] = {"fuse", "fuseblk", "overlay", "aufs",
+					      "ecryptfs", "shiftfs", "unionfs"};
+
+	if (strncmp(type, "fuse.", 5) == 0)
+		return false;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (strcmp(type, refused[i]) == 0)
+			return false;
+	return true;
+}
+
+/* fd, reopened read-only as a file description of its own; -1 on error. */
+static int
+reopen_readable(int fd)
+{
+	char path[64];
+	struct stat st;
+	int readable;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	readable = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	/* Never block on, or hash, anything but a regular file. */
-	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+	if (readable >= 0 && (fstat(readable, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(readable);
+		readable = -1;
+	}
+	return readable;
+}
+
+static bool
+is_inode(int fd, ino_t inode)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == inode;
+}
+
+/*
+ * An executable that lives in this mount, read from the backing tree: the
+ * descriptor an exec-open of this execve was served with, else the backing
+ * file under the name /proc/PID/exe gave, each only when it is the executed
+ * inode (FUSE passes the backing inode numbers through), so a decoy put
+ * where the name points is never taken for it.
+ */
+static int
+open_backing_executable(struct process_table *table, const struct process_info *image,
+			const int *exec_files, size_t exec_file_count)
+{
+	size_t length = strlen(table->mount_point);
+	const char *executable = image->executable;
+	int fd;
+
+	for (size_t i = 0; i < exec_file_count; i++)
+		if (is_inode(exec_files[i], image->executable_inode))
+			return reopen_readable(exec_files[i]);
+	if (executable == NULL || strncmp(executable, table->mount_point, length) != 0 ||
+	    (executable[length] != '/' && strcmp(table->mount_point, "/") != 0))
+		return -1;
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+					  RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV};
+	const char *relative = executable + length;
+	while (*relative == '/')
+		relative++;
+	fd = (int)syscall(SYS_openat2, table->options.backing_fd, relative, &how, sizeof(how));
+	if (fd >= 0 && !is_inode(fd, image->executable_inode)) {
 		close(fd);
 		fd = -1;
 	}
 	return fd;
 }
 
-static void drain_connector(struct process_table *table);
-static void sweep(struct process_table *table);
 /*
- * The inode of a pidfd: pidfs gives every process one that is never reused
- * while the system runs, finer than the start time's clock ticks.
+ * A readable descriptor of the very inode job's image executed, or -1 when
+ * it cannot be had safely.  Runs on the executable thread alone: it may
+ * wait on a slow disk, never on FUSE.
+ */
+static int
+open_executed_inode(struct process_table *table, struct executable_job *job)
+{
+	const struct process_info *image = job->image;
+	char path[64], type[64];
+	dev_t device;
+	int fd;
+
+	if (mount_device_of(table, &device) && image->executable_device == device)
+		return open_backing_executable(table, image, job->exec_files, job->exec_file_count);
+	/* The process's own mount namespace first: the mount may be private to it. */
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)image->pid);
+	if (mount_type_in(path, job->mount_id, type, sizeof(type)) < 0 &&
+	    mount_type_in("/proc/self/mountinfo", job->mount_id, type, sizeof(type)) < 0)
+		return -1;
+	if (!filesystem_may_be_opened(type))
+		return -1;
+	fd = reopen_readable(job->pinned_fd);
+	if (fd >= 0) {
+		struct stat st;
+		if (fstat(fd, &st) < 0 || st.st_dev != image->executable_device ||
+		    st.st_ino != image->executable_inode) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	return fd;
+}
+
+static void
+executable_job_free(struct executable_job *job)
+{
+	if (job->pinned_fd >= 0)
+		close(job->pinned_fd);
+	for (size_t i = 0; i < job->exec_file_count; i++)
+		close(job->exec_files[i]);
+	free(job->exec_files);
+	process_info_release(job->image);
+	free(job);
+}
+
+static void
+queue_executable_job(struct process_table *table, struct executable_job *job)
+{
+	pthread_mutex_lock(&table->jobs_lock);
+	if (table->jobs_running) {
+		*table->jobs_tail = job;
+		table->jobs_tail = &job->next;
+		pthread_cond_signal(&table->jobs_ready);
+		job = NULL;
+	}
+	pthread_mutex_unlock(&table->jobs_lock);
+	if (job) {
+		/* No executable thread (not started, or stopped): unknown. */
+		process_table_executable_hashed(table, job->image, NULL);
+		executable_job_free(job);
+	}
+}
+
+static void *
+executable_main(void *argument)
+{
+	struct process_table *table = argument;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_setname_np(pthread_self(), "provfs-exe");
+	pthread_mutex_lock(&table->jobs_lock);
+	for (;;) {
+		while (table->jobs_head == NULL && !table->jobs_stopping)
+			pthread_cond_wait(&table->jobs_ready, &table->jobs_lock);
+		if (table->jobs_head == NULL)
+			break; /* stopping, and every job queued before is done */
+		struct executable_job *job = table->jobs_head;
+		table->jobs_head = job->next;
+		if (table->jobs_head == NULL)
+			table->jobs_tail = &table->jobs_head;
+		pthread_mutex_unlock(&table->jobs_lock);
+
+		int fd = open_executed_inode(table, job);
+		if (fd >= 0 && table->options.hooks.hash_executable) {
+			table->options.hooks.hash_executable(table->options.hooks.context, job->image,
+							     fd);
+		} else {
+			if (fd >= 0)
+				close(fd);
+			process_table_executable_hashed(table, job->image, NULL);
+		}
+		executable_job_free(job);
+		pthread_mutex_lock(&table->jobs_lock);
+	}
+	pthread_mutex_unlock(&table->jobs_lock);
+	return NULL;
+}
+
+void
+process_table_executable_hashed(struct process_table *table, struct process_info *image,
+				const char *hash)
+{
+	pthread_mutex_lock(&table->lock);
+	if (hash && strlen(hash) == 32) {
+		memcpy(image->executable_verdict_hash, hash, 33);
+		image->executable_verdict = 1;
+	} else {
+		image->executable_verdict = -1;
+	}
+	pthread_cond_broadcast(&table->verdict_changed);
+	pthread_mutex_unlock(&table->lock);
+}
+
+int
+process_table_executable_hash(struct process_table *table, struct process_info *image,
+			      int timeout_ms, char hash[33])
+{
+	struct timespec deadline;
+	int result = -1;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&table->lock);
+	while (image->executable_verdict == 0 &&
+	       pthread_cond_timedwait(&table->verdict_changed, &table->lock, &deadline) == 0)
+		;
+	if (image->executable_verdict == 1) {
+		memcpy(hash, image->executable_verdict_hash, 33);
+		result = 0;
+	}
+	pthread_mutex_unlock(&table->lock);
+	return result;
+}
+
+/* ---- building an image (no lock held) ---------------------------------------- */
+
+#define PIDFS_SUPER_MAGIC 0x50494446
+
+/*
+ * The inode of a pidfd: since Linux 6.9 pidfs gives every process one that
+ * is never reused while the system runs, finer than the start time's clock
+ * ticks.  Before, every pidfd shares one anonymous inode, which tells
+ * nothing: 0 (unknown) then.
  */
 static uint64_t
 kernel_id_of(pid_t pid)
 {
+	struct statfs filesystem;
 	struct stat st;
 	uint64_t id = 0;
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
 	if (fd < 0)
 		return 0;
-	if (fstat(fd, &st) == 0)
+	if (fstatfs(fd, &filesystem) == 0 && filesystem.f_type == PIDFS_SUPER_MAGIC &&
+	    fstat(fd, &st) == 0)
 		id = (uint64_t)st.st_ino;
 	close(fd);
 	return id;
 }
 
-static struct process_info *lookup_locked_miss(struct process_table *table, pid_t pid,
-					       struct process_info *previous, int depth);
-
 /*
- * Read /proc for pid and build its image.  previous is the image before an
- * execve (or NULL).  depth bounds the walk up the parent chain.
+ * image, detached from its history, to be a new image's previous: the same
+ * facts (so the store finds or makes the same row), but no previous of its
+ * own, so exec chains never grow.  The image itself when it has none.
  */
 static struct process_info *
-read_image(struct process_table *table, pid_t pid, struct process_info *previous, int depth)
+detached_copy(struct process_info *image)
 {
+	struct process_info *copy;
+
+	if (image->previous == NULL)
+		return process_info_acquire(image);
+	copy = calloc(1, sizeof(*copy));
+	if (copy == NULL)
+		return NULL;
+	atomic_init(&copy->references, 1);
+	copy->pid = image->pid;
+	copy->start_ns = image->start_ns;
+	copy->kernel_id = image->kernel_id;
+	copy->exec_index = image->exec_index;
+	copy->parent_pid = image->parent_pid;
+	copy->session_id = image->session_id;
+	copy->uid = image->uid;
+	copy->gid = image->gid;
+	copy->executable = image->executable ? strdup(image->executable) : NULL;
+	if (image->argv && (copy->argv = malloc(image->argv_length)) != NULL) {
+		memcpy(copy->argv, image->argv, image->argv_length);
+		copy->argv_length = image->argv_length;
+	}
+	copy->cwd = image->cwd ? strdup(image->cwd) : NULL;
+	copy->cgroup = image->cgroup ? strdup(image->cgroup) : NULL;
+	copy->job = image->job ? strdup(image->job) : NULL;
+	copy->seen_ns = image->seen_ns;
+	copy->parent = process_info_acquire(image->parent);
+	copy->run = image->run;
+	if (copy->run)
+		atomic_fetch_add(&copy->run->references, 1);
+	memcpy(copy->executable_hash, image->executable_hash, sizeof(copy->executable_hash));
+	copy->environment_injection = image->environment_injection;
+	atomic_init(&copy->traced, atomic_load(&image->traced));
+	copy->executable_device = image->executable_device;
+	copy->executable_inode = image->executable_inode;
+	copy->executable_verdict = -1; /* never asked: the live image is */
+	return copy;
+}
+
+/* What a builder saw of a table entry before it read /proc. */
+struct build_plan {
+	pid_t pid;
+	uint64_t serial;              /* the entry's */
+	unsigned int generation;      /* entry->generation then */
+	unsigned int attaches;        /* entry->attaches then */
+	struct process_info *previous; /* entry->image then (referenced), or NULL */
+	unsigned int execs;           /* EXEC events not yet in previous */
+	bool exec_opened;
+	/* out of read_image */
+	int pinned_fd;
+	uint64_t mount_id;
+};
+
+static struct process_info *lookup(struct process_table *table, pid_t pid, int depth,
+				   bool create);
+
+/*
+ * Read /proc for plan->pid and build its image, with no lock held: the
+ * reads may wait (on the process's mmap lock, say) and nobody waits for us.
+ * plan->previous is the image before an execve (or NULL).  depth bounds
+ * the walk up the parent chain.
+ */
+static struct process_info *
+read_image(struct process_table *table, struct build_plan *plan, int depth)
+{
+	pid_t pid = plan->pid;
+	struct process_info *previous = plan->previous;
 	struct stat_fields fields;
 	struct process_info *image;
 	char *raw_argv, *environment;
 	size_t raw_length = 0, environment_length = 0;
+	struct statx executed;
 	struct stat st;
 	char path[64];
 
@@ -465,6 +1065,7 @@ read_image(struct process_table *table, pid_t pid, struct process_info *previous
 	if (image == NULL)
 		return NULL;
 	atomic_init(&image->references, 1);
+	atomic_init(&image->traced, false);
 	image->pid = pid;
 	image->start_ns = start_ns_of(table, fields.start_ticks);
 	image->kernel_id = previous ? previous->kernel_id : kernel_id_of(pid);
@@ -475,6 +1076,14 @@ read_image(struct process_table *table, pid_t pid, struct process_info *previous
 	if (stat(path, &st) == 0) {
 		image->uid = st.st_uid;
 		image->gid = st.st_gid;
+	}
+	plan->pinned_fd = pin_executable(pid, &executed);
+	if (plan->pinned_fd >= 0) {
+		image->executable_device = makedev(executed.stx_dev_major, executed.stx_dev_minor);
+		image->executable_inode = (ino_t)executed.stx_ino;
+		plan->mount_id = executed.stx_mnt_id;
+	} else {
+		image->executable_verdict = -1; /* nothing pinned: never known */
 	}
 	image->executable = read_proc_link(pid, "exe");
 	image->cwd = read_proc_link(pid, "cwd");
@@ -493,18 +1102,23 @@ read_image(struct process_table *table, pid_t pid, struct process_info *previous
 		free(cgroup);
 	}
 	environment = read_proc_file(pid, "environ", ENVIRON_LIMIT, &environment_length);
-	if (environment)
+	if (environment) {
 		image->job = environment_value(environment, environment_length, "PROVFS_JOB");
+		image->environment_injection =
+			process_injection_of(environment, environment_length);
+	}
+	if (read_traced(pid))
+		atomic_store(&image->traced, true);
 
 	if (previous) {
-		image->exec_index = previous->exec_index + 1;
-		image->previous = process_info_acquire(previous);
+		image->exec_index = previous->exec_index + (plan->execs ? (int)plan->execs : 1);
+		image->previous = detached_copy(previous);
 		image->parent = process_info_acquire(previous->parent);
 	} else if (fields.parent_pid > 0 && depth < 64) {
-		image->parent = lookup_locked_miss(table, fields.parent_pid, NULL, depth + 1);
+		image->parent = lookup(table, fields.parent_pid, depth + 1, true);
 	}
 	struct process_info *parent = image->parent;
-	if (previous && same_job(previous->job, image->job))
+	if (previous && previous->run && same_job(previous->job, image->job))
 		image->run = previous->run, atomic_fetch_add(&previous->run->references, 1);
 	else if (parent && parent->run && parent->session_id == image->session_id &&
 		 same_job(parent->job, image->job))
@@ -512,62 +1126,13 @@ read_image(struct process_table *table, pid_t pid, struct process_info *previous
 	else
 		image->run = new_run(table, image, environment, environment_length);
 	free(environment);
-
-	int fd = open_executable(table, pid, image->executable);
-	if (fd >= 0 && table->options.hooks.hash_executable)
-		table->options.hooks.hash_executable(table->options.hooks.context, image, fd);
-	else if (fd >= 0)
-		close(fd);
-	if (table->options.hooks.image_seen)
-		table->options.hooks.image_seen(table->options.hooks.context, image);
 	return image;
-}
-
-static struct table_entry **
-slot_of(struct process_table *table, pid_t pid)
-{
-	return &table->slots[(unsigned)pid & (TABLE_SLOTS - 1)];
-}
-
-static struct table_entry *
-find_entry(struct process_table *table, pid_t pid)
-{
-	for (struct table_entry *entry = *slot_of(table, pid); entry; entry = entry->next)
-		if (entry->pid == pid)
-			return entry;
-	return NULL;
-}
-
-/* Hand the opens made during an execve to the image they belong to. */
-static void
-deliver_exec_inputs(struct process_table *table, struct table_entry *entry,
-		    struct process_info *image)
-{
-	for (size_t i = 0; i < entry->exec_input_count; i++)
-		if (table->options.hooks.exec_input)
-			table->options.hooks.exec_input(table->options.hooks.context, image,
-							entry->exec_inputs[i]);
-	free(entry->exec_inputs);
-	entry->exec_inputs = NULL;
-	entry->exec_input_count = 0;
-}
-
-static void
-remove_entry(struct process_table *table, struct table_entry *entry)
-{
-	struct table_entry **link = slot_of(table, entry->pid);
-
-	while (*link != entry)
-		link = &(*link)->next;
-	*link = entry->next;
-	deliver_exec_inputs(table, entry, entry->image);
-	process_info_release(entry->image);
-	free(entry);
 }
 
 /*
  * Is pid still running the image recorded as image (same executable and
- * argv)?  After an exec-open, that means the execve failed.
+ * argv)?  After an exec-open with no exec event, that means the execve
+ * failed.
  */
 static bool
 image_unchanged(const struct process_table *table, pid_t pid, const struct process_info *image)
@@ -586,156 +1151,476 @@ image_unchanged(const struct process_table *table, pid_t pid, const struct proce
 	return same;
 }
 
-/*
- * Without exit events: when entry's process is gone (or its pid now names
- * another process), record it as seen gone, status unknown, and drop it.
- * Caller holds table->lock.  True when dropped.
- */
-static bool
-drop_if_gone(struct process_table *table, struct table_entry *entry)
-{
-	struct stat_fields fields;
+/* ---- the table (in memory, under lock) --------------------------------------- */
 
-	if (read_stat(entry->pid, &fields) == 0 &&
-	    start_ns_of(table, fields.start_ticks) == entry->image->start_ns)
-		return false;
-	if (table->options.hooks.image_exited)
-		table->options.hooks.image_exited(table->options.hooks.context, entry->image,
-						  wall_clock_ns(), false, 0);
-	remove_entry(table, entry);
-	return true;
+static struct table_entry **
+slot_of(struct process_table *table, pid_t pid)
+{
+	return &table->slots[(unsigned)pid & (TABLE_SLOTS - 1)];
+}
+
+static struct table_entry *
+find_entry(struct process_table *table, pid_t pid)
+{
+	for (struct table_entry *entry = *slot_of(table, pid); entry; entry = entry->next)
+		if (entry->pid == pid)
+			return entry;
+	return NULL;
+}
+
+static struct table_entry *
+insert_entry(struct process_table *table, pid_t pid)
+{
+	struct table_entry *entry = calloc(1, sizeof(*entry));
+
+	if (entry == NULL)
+		return NULL;
+	entry->pid = pid;
+	entry->serial = ++table->next_serial;
+	entry->next = *slot_of(table, pid);
+	*slot_of(table, pid) = entry;
+	return entry;
+}
+
+/* Unlink entry and put it on *retired, for retire_entries() after the lock. */
+static void
+unlink_entry(struct process_table *table, struct table_entry *entry,
+	     struct table_entry **retired)
+{
+	struct table_entry **link = slot_of(table, entry->pid);
+
+	while (*link != entry)
+		link = &(*link)->next;
+	*link = entry->next;
+	entry->next = *retired;
+	*retired = entry;
+}
+
+static bool
+entry_stale(const struct table_entry *entry)
+{
+	return entry->image == NULL || entry->execs_pending > 0 || entry->exec_opened;
+}
+
+/* Hand the opens made during an execve to image (NULL: to nobody). */
+static void
+deliver_exec_inputs(struct process_table *table, struct process_info *image, void **inputs,
+		    size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (table->options.hooks.exec_input)
+			table->options.hooks.exec_input(table->options.hooks.context, image,
+							inputs[i]);
+	free(inputs);
+}
+
+static void
+close_files(int *files, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		close(files[i]);
+	free(files);
 }
 
 /*
- * Caller holds table->lock.  Returns a new reference to pid's image,
- * creating it (and its ancestors) when missing or stale.
+ * Entries taken out of the table: their pending exec inputs go to their
+ * image, their exit is reported when they exited, and they are freed.
+ * Called with no lock held.
+ */
+static void
+retire_entries(struct process_table *table, struct table_entry *retired)
+{
+	while (retired) {
+		struct table_entry *entry = retired;
+		retired = entry->next;
+		deliver_exec_inputs(table, entry->image, entry->exec_inputs,
+				    entry->exec_input_count);
+		close_files(entry->exec_files, entry->exec_file_count);
+		if (entry->exited && entry->image && table->options.hooks.image_exited)
+			table->options.hooks.image_exited(table->options.hooks.context, entry->image,
+							  entry->exit_ns, entry->exit_known,
+							  entry->exit_status);
+		process_info_release(entry->image);
+		free(entry);
+	}
+}
+
+/*
+ * A builder is done with entry (its image published or not): when it was
+ * the last one and the process exited meanwhile, the exit is reported
+ * now, for the image the entry ended with.  Under lock.
+ */
+static void
+builder_done(struct process_table *table, struct table_entry *entry,
+	     struct table_entry **retired)
+{
+	entry->builders--;
+	if (entry->builders > 0)
+		return;
+	if (entry->exited || entry->image == NULL)
+		unlink_entry(table, entry, retired);
+}
+
+/*
+ * Publish what a builder made.  The first builder of a generation wins:
+ * its image becomes the entry's; a later one (two threads built the same
+ * image) frees its copy and takes the winner's.  Hooks run after the lock.
  */
 static struct process_info *
-lookup_locked_miss(struct process_table *table, pid_t pid, struct process_info *previous,
-		   int depth)
+publish(struct process_table *table, struct build_plan *plan, struct process_info *image,
+	bool failed_exec)
 {
-	struct table_entry *entry = find_entry(table, pid);
+	struct table_entry *retired = NULL, *entry;
+	struct process_info *result = NULL, *replaced = NULL, *loser = NULL;
+	struct process_info *inputs_image = NULL;
+	void **inputs = NULL;
+	size_t input_count = 0, file_count = 0;
+	int *files = NULL;
+	struct executable_job *job = NULL;
 
-	if (entry && !entry->exec_in_progress && previous == NULL) {
-		if (table->netlink_fd < 0) {
-			/* No exit events: make sure the pid was not reused. */
-			if (drop_if_gone(table, entry))
-				entry = NULL;
+	pthread_mutex_lock(&table->lock);
+	entry = find_entry(table, plan->pid);
+	/* Our builders count keeps the entry in the table until we are done. */
+	if (failed_exec) {
+		/* The execve failed (ENOEXEC, say): same program, same image. */
+		if (entry->generation == plan->generation && entry->exec_opened &&
+		    entry->execs_pending == 0) {
+			entry->exec_opened = false;
+			inputs = entry->exec_inputs, input_count = entry->exec_input_count;
+			files = entry->exec_files, file_count = entry->exec_file_count;
+			entry->exec_inputs = NULL, entry->exec_input_count = 0;
+			entry->exec_files = NULL, entry->exec_file_count = 0;
 		}
-		if (entry)
-			return process_info_acquire(entry->image);
-	}
-	if (entry && entry->exec_in_progress) {
-		if (image_unchanged(table, pid, entry->image)) {
-			/* The execve failed (ENOEXEC, say): same program, same image. */
-			entry->exec_in_progress = false;
-			deliver_exec_inputs(table, entry, entry->image);
-			return process_info_acquire(entry->image);
+		inputs_image = process_info_acquire(plan->previous);
+		result = process_info_acquire(plan->previous);
+	} else if (image && entry->generation == plan->generation) {
+		replaced = entry->image;
+		entry->image = process_info_acquire(image);
+		entry->generation++;
+		entry->execs_pending -= plan->execs;
+		if (plan->exec_opened && plan->execs == 0 && table->netlink_fd >= 0)
+			entry->execs_ahead++; /* counted from the exec-open: its event is to come */
+		if (plan->exec_opened) {
+			entry->exec_opened = false;
+			inputs = entry->exec_inputs, input_count = entry->exec_input_count;
+			files = entry->exec_files, file_count = entry->exec_file_count;
+			entry->exec_inputs = NULL, entry->exec_input_count = 0;
+			entry->exec_files = NULL, entry->exec_file_count = 0;
 		}
-		previous = entry->image;
+		if (entry->attaches != plan->attaches)
+			atomic_store(&image->traced, true); /* attached while we read */
+		inputs_image = process_info_acquire(image);
+		result = image; /* the builder's reference */
+		if (plan->pinned_fd >= 0 && (job = calloc(1, sizeof(*job))) != NULL) {
+			job->image = process_info_acquire(image);
+			job->pinned_fd = plan->pinned_fd;
+			job->mount_id = plan->mount_id;
+			job->exec_files = files, job->exec_file_count = file_count;
+			files = NULL, file_count = 0;
+			plan->pinned_fd = -1;
+		}
+	} else if (image) {
+		loser = image;
+		result = process_info_acquire(entry->image);
 	}
-	struct process_info *image = read_image(table, pid, previous, depth);
-	if (image == NULL)
+	builder_done(table, entry, &retired);
+	pthread_mutex_unlock(&table->lock);
+
+	if (image && result == image && job == NULL)
+		process_table_executable_hashed(table, image, NULL); /* nothing to hash from */
+	if (plan->pinned_fd >= 0)
+		close(plan->pinned_fd);
+	plan->pinned_fd = -1;
+	close_files(files, file_count);
+	if (inputs)
+		deliver_exec_inputs(table, inputs_image, inputs, input_count);
+	process_info_release(inputs_image);
+	retire_entries(table, retired);
+	process_info_release(replaced);
+	process_info_release(loser);
+	if (job)
+		queue_executable_job(table, job);
+	return result;
+}
+
+/*
+ * A process seen once, not kept: pid's entry belongs to a process that
+ * exited while its image was being built, and pid is asked for again.
+ */
+static struct process_info *
+standalone_image(struct process_table *table, pid_t pid, int depth)
+{
+	struct build_plan plan = {.pid = pid, .pinned_fd = -1};
+	struct process_info *image = read_image(table, &plan, depth);
+
+	if (plan.pinned_fd >= 0)
+		close(plan.pinned_fd);
+	if (image) {
+		image->executable_verdict = -1; /* not published: never hashed */
+		if (table->options.hooks.image_seen)
+			table->options.hooks.image_seen(table->options.hooks.context, image);
+	}
+	return image;
+}
+
+/*
+ * The current image of pid, with a new reference, built when missing or
+ * stale (an exec since).  The lock is held only to look and to publish;
+ * /proc is read in between, unlocked.  create: make an entry for a pid the
+ * table does not know (false: only refresh a known one).
+ */
+static struct process_info *
+lookup(struct process_table *table, pid_t pid, int depth, bool create)
+{
+	struct table_entry *retired = NULL, *entry;
+	struct process_info *image;
+	struct build_plan plan = {.pid = pid, .pinned_fd = -1};
+	bool checked = table->netlink_fd < 0;
+	int64_t running_start = -1;
+
+	if (checked) {
+		/* No exit events: make sure the pid was not reused. */
+		struct stat_fields fields;
+		if (read_stat(pid, &fields) == 0)
+			running_start = start_ns_of(table, fields.start_ticks);
+	}
+	pthread_mutex_lock(&table->lock);
+	entry = find_entry(table, pid);
+	if (entry && checked && entry->image && entry->builders == 0 && !entry->exited &&
+	    entry->image->start_ns != running_start) {
+		entry->exited = true; /* seen gone: status unknown */
+		entry->exit_known = false;
+		entry->exit_ns = wall_clock_ns();
+		unlink_entry(table, entry, &retired);
+		entry = NULL;
+	}
+	if (entry && entry->exited) {
+		pthread_mutex_unlock(&table->lock);
+		return standalone_image(table, pid, depth);
+	}
+	if (entry && !entry_stale(entry)) {
+		image = process_info_acquire(entry->image);
+		pthread_mutex_unlock(&table->lock);
+		retire_entries(table, retired);
+		return image;
+	}
+	if (entry == NULL && (!create || (entry = insert_entry(table, pid)) == NULL)) {
+		pthread_mutex_unlock(&table->lock);
+		retire_entries(table, retired);
 		return NULL;
-	if (entry == NULL) {
-		entry = calloc(1, sizeof(*entry));
-		if (entry == NULL)
-			return image;
-		entry->pid = pid;
-		entry->next = *slot_of(table, pid);
-		*slot_of(table, pid) = entry;
-	} else {
-		process_info_release(entry->image);
 	}
-	entry->expect_exec_event = entry->exec_in_progress;
-	entry->exec_in_progress = false;
-	entry->image = process_info_acquire(image);
-	if (previous)
-		deliver_exec_inputs(table, entry, image);
+	plan.serial = entry->serial;
+	plan.generation = entry->generation;
+	plan.attaches = entry->attaches;
+	plan.previous = process_info_acquire(entry->image);
+	plan.execs = entry->execs_pending;
+	plan.exec_opened = entry->exec_opened;
+	entry->builders++;
+	pthread_mutex_unlock(&table->lock);
+	retire_entries(table, retired);
+
+	bool failed_exec = plan.previous && plan.execs == 0 && plan.exec_opened &&
+			   image_unchanged(table, pid, plan.previous);
+	image = failed_exec ? NULL : read_image(table, &plan, depth);
+	/*
+	 * Reported before it is published, so the image's record is queued
+	 * before that of any image that names it (a later exec's previous).
+	 * A copy that loses the race is recorded as the same row.
+	 */
+	if (image && table->options.hooks.image_seen)
+		table->options.hooks.image_seen(table->options.hooks.context, image);
+	image = publish(table, &plan, image, failed_exec);
+	process_info_release(plan.previous);
 	return image;
 }
 
 struct process_info *
 process_table_lookup(struct process_table *table, pid_t pid)
 {
-	struct process_info *image;
-
 	if (pid <= 0)
 		return NULL;
 	drain_connector(table);
-	pthread_mutex_lock(&table->lock);
-	image = lookup_locked_miss(table, pid, NULL, 0);
-	pthread_mutex_unlock(&table->lock);
-	return image;
+	return lookup(table, pid, 0, true);
 }
 
 void
-process_table_note_exec(struct process_table *table, pid_t pid, void *cookie)
+process_table_note_exec(struct process_table *table, pid_t pid, void *cookie, int fd)
 {
+	struct table_entry *entry;
+	int file = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+
 	pthread_mutex_lock(&table->lock);
-	/* The image before the execve is recorded too: it made the call. */
-	process_info_release(lookup_locked_miss(table, pid, NULL, 0));
-	struct table_entry *entry = find_entry(table, pid);
-	void **inputs = entry ? realloc(entry->exec_inputs,
-					(entry->exec_input_count + 1) * sizeof(void *))
-			      : NULL;
+	entry = find_entry(table, pid);
+	if (entry == NULL) {
+		/* The image before the execve is recorded too: it made the call
+		 * (and /proc still shows it until the execve's point of no return). */
+		pthread_mutex_unlock(&table->lock);
+		drain_connector(table);
+		process_info_release(lookup(table, pid, 0, true));
+		pthread_mutex_lock(&table->lock);
+		entry = find_entry(table, pid);
+	}
+	void **inputs = entry && !entry->exited
+				? realloc(entry->exec_inputs,
+					  (entry->exec_input_count + 1) * sizeof(void *))
+				: NULL;
 	if (inputs) {
-		entry->exec_in_progress = true;
+		entry->exec_opened = true;
 		entry->exec_inputs = inputs;
 		inputs[entry->exec_input_count++] = cookie;
-	} else if (table->options.hooks.exec_input) {
-		table->options.hooks.exec_input(table->options.hooks.context, NULL, cookie);
+		int *files = file >= 0 && entry->exec_file_count < EXEC_FILE_LIMIT
+				     ? realloc(entry->exec_files,
+					       (entry->exec_file_count + 1) * sizeof(int))
+				     : NULL;
+		if (files) {
+			entry->exec_files = files;
+			files[entry->exec_file_count++] = file;
+			file = -1;
+		}
 	}
 	pthread_mutex_unlock(&table->lock);
+	if (file >= 0)
+		close(file);
+	if (inputs == NULL && table->options.hooks.exec_input)
+		table->options.hooks.exec_input(table->options.hooks.context, NULL, cookie);
+}
+
+/* ---- events of the process connector (marks only, under lock) ---------------- */
+
+static void
+wake_watcher(struct process_table *table)
+{
+	uint64_t one = 1;
+
+	if (table->wake_fd >= 0)
+		(void)!write(table->wake_fd, &one, sizeof(one));
+}
+
+/* An execve completed: the next lookup (or the watcher) builds the new image. */
+static void
+mark_exec(struct process_table *table, pid_t pid)
+{
+	bool wake = false;
+
+	pthread_mutex_lock(&table->lock);
+	struct table_entry *entry = find_entry(table, pid);
+	if (entry && !entry->exited) {
+		if (entry->execs_ahead > 0) {
+			entry->execs_ahead--; /* a lookup made this image already */
+		} else {
+			entry->execs_pending++;
+			pid_t *stale = table->stale_count < table->stale_capacity
+					       ? table->stale
+					       : realloc(table->stale, (table->stale_capacity * 2 + 16) *
+								       sizeof(pid_t));
+			if (stale) {
+				if (stale != table->stale) {
+					table->stale = stale;
+					table->stale_capacity = table->stale_capacity * 2 + 16;
+				}
+				table->stale[table->stale_count++] = pid;
+				wake = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&table->lock);
+	if (wake)
+		wake_watcher(table);
 }
 
 static void
-handle_exec(struct process_table *table, pid_t pid)
+mark_exit(struct process_table *table, pid_t pid, int status, int64_t time_ns,
+	  struct table_entry **retired)
 {
 	pthread_mutex_lock(&table->lock);
 	struct table_entry *entry = find_entry(table, pid);
-	if (entry)
-		log_debug("exec of known process %d", (int)pid);
-	if (entry && entry->expect_exec_event) {
-		entry->expect_exec_event = false;
-	} else if (entry) {
-		struct process_info *old = process_info_acquire(entry->image);
-		struct process_info *image = lookup_locked_miss(table, pid, old, 0);
-		process_info_release(image);
-		process_info_release(old);
+	if (entry && !entry->exited) {
+		entry->exited = true;
+		entry->exit_known = true;
+		entry->exit_status = status;
+		entry->exit_ns = time_ns;
+		/* Being built: the last builder reports it, for the image it made. */
+		if (entry->builders == 0)
+			unlink_entry(table, entry, retired);
 	}
 	pthread_mutex_unlock(&table->lock);
 }
 
+/* A tracer attached: the image is traced for good, and so is one being built. */
 static void
-handle_exit(struct process_table *table, pid_t pid, int status, int64_t time_ns)
+mark_traced(struct process_table *table, pid_t pid)
 {
 	pthread_mutex_lock(&table->lock);
 	struct table_entry *entry = find_entry(table, pid);
 	if (entry) {
-		log_debug("exit of known process %d", (int)pid);
-		if (table->options.hooks.image_exited)
-			table->options.hooks.image_exited(table->options.hooks.context, entry->image,
-							  time_ns, true, status);
-		remove_entry(table, entry);
+		entry->attaches++;
+		if (entry->image)
+			atomic_store(&entry->image->traced, true);
 	}
 	pthread_mutex_unlock(&table->lock);
 }
 
-/* Without the connector: drop entries whose process is gone. */
+/*
+ * Without the connector (or after it overflowed): entries whose process is
+ * gone, or whose pid now names another process, are reported as seen gone,
+ * status unknown, and dropped.  /proc is read between two short holds of
+ * the lock.
+ */
 static void
 sweep(struct process_table *table)
 {
+	struct known {
+		pid_t pid;
+		uint64_t serial;
+		int64_t start_ns;
+	} *known = NULL;
+	size_t count = 0, capacity = 0;
+	struct table_entry *retired = NULL;
+
 	pthread_mutex_lock(&table->lock);
-	for (size_t i = 0; i < TABLE_SLOTS; i++) {
-		struct table_entry *entry = table->slots[i];
-		while (entry) {
-			struct table_entry *next = entry->next;
-			drop_if_gone(table, entry);
-			entry = next;
+	for (size_t i = 0; i < TABLE_SLOTS; i++)
+		for (struct table_entry *entry = table->slots[i]; entry; entry = entry->next) {
+			if (entry->image == NULL || entry->builders > 0 || entry->exited)
+				continue;
+			if (count == capacity) {
+				struct known *grown =
+					realloc(known, (capacity * 2 + 64) * sizeof(*known));
+				if (grown == NULL)
+					goto collected;
+				known = grown;
+				capacity = capacity * 2 + 64;
+			}
+			known[count++] = (struct known){entry->pid, entry->serial,
+							entry->image->start_ns};
 		}
-	}
+collected:
 	pthread_mutex_unlock(&table->lock);
+
+	size_t gone = 0;
+	for (size_t i = 0; i < count; i++) {
+		struct stat_fields fields;
+		if (read_stat(known[i].pid, &fields) < 0 ||
+		    start_ns_of(table, fields.start_ticks) != known[i].start_ns)
+			known[gone++] = known[i];
+	}
+	if (gone > 0) {
+		int64_t now = wall_clock_ns();
+		pthread_mutex_lock(&table->lock);
+		for (size_t i = 0; i < gone; i++) {
+			struct table_entry *entry = find_entry(table, known[i].pid);
+			if (entry && entry->serial == known[i].serial && entry->builders == 0 &&
+			    !entry->exited && entry->image &&
+			    entry->image->start_ns == known[i].start_ns) {
+				entry->exited = true;
+				entry->exit_known = false;
+				entry->exit_ns = now;
+				unlink_entry(table, entry, &retired);
+			}
+		}
+		pthread_mutex_unlock(&table->lock);
+	}
+	free(known);
+	retire_entries(table, retired);
 }
 
 static int
@@ -772,18 +1657,22 @@ fail:
 	return -1;
 }
 
-/* Handle one datagram of the connector; false when none was waiting. */
+/*
+ * Apply one datagram of the connector (in-memory marks); false when none
+ * was waiting.  Exits found go on *retired, to be reported after the locks.
+ */
 static bool
-read_connector(struct process_table *table)
+read_connector(struct process_table *table, struct table_entry **retired)
 {
 	char buffer[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
 	ssize_t length = recv(table->netlink_fd, buffer, sizeof(buffer), MSG_DONTWAIT);
 
 	if (length < 0) {
 		if (errno == ENOBUFS) {
-			/* Exits and execs were lost: check every entry against /proc. */
-			log_warning("process connector overflowed: checking every process");
-			sweep(table);
+			/* Exits and execs were lost: the watcher checks every entry
+			 * (and says so: not here, a log may block). */
+			atomic_store(&table->sweep_needed, true);
+			wake_watcher(table);
 			return true;
 		}
 		return false;
@@ -802,11 +1691,14 @@ read_connector(struct process_table *table)
 		memset(&event, 0, sizeof(event));
 		memcpy(&event, message->data, available < sizeof(event) ? available : sizeof(event));
 		if (event.what == PROC_EVENT_EXEC) {
-			handle_exec(table, event.event_data.exec.process_tgid);
+			mark_exec(table, event.event_data.exec.process_tgid);
 		} else if (event.what == PROC_EVENT_EXIT &&
 			   event.event_data.exit.process_pid == event.event_data.exit.process_tgid) {
-			handle_exit(table, event.event_data.exit.process_tgid,
-				    (int)event.event_data.exit.exit_code, wall_clock_ns());
+			mark_exit(table, event.event_data.exit.process_tgid,
+				  (int)event.event_data.exit.exit_code, wall_clock_ns(), retired);
+		} else if (event.what == PROC_EVENT_PTRACE &&
+			   event.event_data.ptrace.tracer_pid != 0) {
+			mark_traced(table, event.event_data.ptrace.process_tgid);
 		}
 	}
 	return true;
@@ -816,20 +1708,40 @@ read_connector(struct process_table *table)
  * Apply every connector event already queued by the kernel.  The kernel
  * queues an exec's event before the new image runs a single instruction,
  * so draining here before a lookup means a process is never taken for the
- * image it replaced, however far behind the watcher thread is.
+ * image it replaced, however far behind the watcher thread is.  Events
+ * only mark entries; images are built later, with no lock held, and exits
+ * are reported once connector_lock is released.
  */
 static void
 drain_connector(struct process_table *table)
 {
+	struct table_entry *retired = NULL;
+
 	if (table->netlink_fd < 0)
 		return;
 	/* Locked before looking: the watcher may hold an event it has read
 	 * but not yet applied.  (Netlink has no FIONREAD: a non-blocking
 	 * receive that finds nothing is the cheapest look.) */
 	pthread_mutex_lock(&table->connector_lock);
-	while (read_connector(table))
+	while (read_connector(table, &retired))
 		;
 	pthread_mutex_unlock(&table->connector_lock);
+	retire_entries(table, retired);
+}
+
+/* Build the images of processes that exec'd, so each image is recorded. */
+static void
+build_stale(struct process_table *table)
+{
+	pthread_mutex_lock(&table->lock);
+	pid_t *stale = table->stale;
+	size_t count = table->stale_count;
+	table->stale = NULL;
+	table->stale_count = table->stale_capacity = 0;
+	pthread_mutex_unlock(&table->lock);
+	for (size_t i = 0; i < count; i++)
+		process_info_release(lookup(table, stale[i], 0, false));
+	free(stale);
 }
 
 static void *
@@ -842,17 +1754,27 @@ watcher_main(void *argument)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "provfs-procs");
 	for (;;) {
-		struct pollfd fds[2] = {{.fd = table->stop_pipe[0], .events = POLLIN},
+		struct pollfd fds[3] = {{.fd = table->stop_pipe[0], .events = POLLIN},
+					{.fd = table->wake_fd, .events = POLLIN},
 					{.fd = table->netlink_fd, .events = POLLIN}};
-		int ready = poll(fds, table->netlink_fd >= 0 ? 2 : 1, 1000);
+		int ready = poll(fds, table->netlink_fd >= 0 ? 3 : 2, 1000);
 		if (ready < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents)
 			break;
-		if (table->netlink_fd >= 0 && (fds[1].revents & POLLIN))
+		if (fds[1].revents & POLLIN) {
+			uint64_t count;
+			(void)!read(table->wake_fd, &count, sizeof(count));
+		}
+		if (table->netlink_fd >= 0 && (fds[2].revents & POLLIN))
 			drain_connector(table);
-		else if (table->netlink_fd < 0 && ready == 0)
+		if (atomic_exchange(&table->sweep_needed, false)) {
+			log_warning("process connector overflowed: checking every process");
 			sweep(table);
+		} else if (table->netlink_fd < 0 && ready == 0) {
+			sweep(table);
+		}
+		build_stale(table);
 	}
 	return NULL;
 }
@@ -877,20 +1799,34 @@ struct process_table *
 process_table_new(const struct process_table_options *options)
 {
 	struct process_table *table = calloc(1, sizeof(*table));
+	pthread_condattr_t monotonic;
 
 	if (table == NULL)
 		return NULL;
 	pthread_mutex_init(&table->lock, NULL);
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&table->verdict_changed, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	pthread_mutex_init(&table->connector_lock, NULL);
+	pthread_mutex_init(&table->jobs_lock, NULL);
+	pthread_cond_init(&table->jobs_ready, NULL);
+	table->jobs_tail = &table->jobs_head;
 	table->options = *options;
-	table->mount_point = strdup(options->mount_point);
+	table->mount_point = strdup(options->mount_point ? options->mount_point : "");
 	table->boot_ns = read_boot_ns();
 	table->ticks_per_second = sysconf(_SC_CLK_TCK);
 	if (table->ticks_per_second <= 0)
 		table->ticks_per_second = 100;
 	table->netlink_fd = -1;
 	table->stop_pipe[0] = table->stop_pipe[1] = -1;
+	table->wake_fd = -1;
+	atomic_init(&table->sweep_needed, false);
 	gethostname(table->host, sizeof(table->host) - 1);
+	if (table->mount_point == NULL) {
+		process_table_free(table);
+		return NULL;
+	}
 	return table;
 }
 
@@ -904,6 +1840,14 @@ process_table_start(struct process_table *table)
 			    strerror(errno));
 	if (pipe2(table->stop_pipe, O_CLOEXEC) < 0)
 		return -1;
+	table->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (table->wake_fd < 0)
+		return -1;
+	if (pthread_create(&table->executable_thread, NULL, executable_main, table) != 0)
+		return -1;
+	pthread_mutex_lock(&table->jobs_lock);
+	table->jobs_running = true;
+	pthread_mutex_unlock(&table->jobs_lock);
 	if (pthread_create(&table->watcher, NULL, watcher_main, table) != 0)
 		return -1;
 	table->watcher_running = true;
@@ -918,24 +1862,59 @@ process_table_stop(struct process_table *table)
 		pthread_join(table->watcher, NULL);
 		table->watcher_running = false;
 	}
+	/*
+	 * The executable thread finishes the jobs queued (an open each: the
+	 * hashing itself is the pool's, which the recorder drains), so a clean
+	 * unmount records the hash of everything that ran.
+	 */
+	pthread_mutex_lock(&table->jobs_lock);
+	bool running = table->jobs_running;
+	table->jobs_running = false;
+	table->jobs_stopping = true;
+	pthread_cond_broadcast(&table->jobs_ready);
+	pthread_mutex_unlock(&table->jobs_lock);
+	if (running)
+		pthread_join(table->executable_thread, NULL);
+	pthread_mutex_lock(&table->jobs_lock);
+	struct executable_job *jobs = table->jobs_head;
+	table->jobs_head = NULL;
+	table->jobs_tail = &table->jobs_head;
+	pthread_mutex_unlock(&table->jobs_lock);
+	/* Never started: unknown, and their waiters are told so. */
+	while (jobs) {
+		struct executable_job *next = jobs->next;
+		process_table_executable_hashed(table, jobs->image, NULL);
+		executable_job_free(jobs);
+		jobs = next;
+	}
 }
 
 void
 process_table_free(struct process_table *table)
 {
+	struct table_entry *retired = NULL;
+
 	if (table == NULL)
 		return;
 	process_table_stop(table);
 	for (size_t i = 0; i < TABLE_SLOTS; i++)
 		while (table->slots[i])
-			remove_entry(table, table->slots[i]);
+			unlink_entry(table, table->slots[i], &retired);
+	retire_entries(table, retired);
 	if (table->netlink_fd >= 0)
 		close(table->netlink_fd);
 	if (table->stop_pipe[0] >= 0) {
 		close(table->stop_pipe[0]);
 		close(table->stop_pipe[1]);
 	}
+	if (table->wake_fd >= 0)
+		close(table->wake_fd);
+	free(table->stale);
 	free(table->mount_point);
 	pthread_mutex_destroy(&table->lock);
+	pthread_cond_destroy(&table->verdict_changed);
+	pthread_mutex_destroy(&table->connector_lock);
+	pthread_mutex_destroy(&table->jobs_lock);
+	pthread_cond_destroy(&table->jobs_ready);
 	free(table);
 }

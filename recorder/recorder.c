@@ -443,7 +443,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		struct caller caller;
 		caller_from_request(req, &caller);
 		access_acquire(access);
-		process_table_note_exec(recorder->processes, caller.process_id, access);
+		process_table_note_exec(recorder->processes, caller.process_id, access, open_fd);
 		return access;
 	}
 	access->process = caller_image(recorder, req);
@@ -831,6 +831,19 @@ find_executable(struct recorder *recorder, const struct stat *st)
 	return NULL;
 }
 
+/* The hash of image's executable is known: tell the table's waiters and the store. */
+static void
+executable_hashed(struct recorder *recorder, struct process_info *image, const char *hash)
+{
+	process_table_executable_hashed(recorder->processes, image, hash);
+	struct event *event = event_new(EVENT_EXECUTABLE_HASH);
+	event->process = process_info_acquire(image);
+	snprintf(event->hash, sizeof(event->hash), "%s", hash);
+	recorder_enqueue(recorder, event);
+}
+
+#define EXECUTABLE_CACHE_LIMIT 4096 /* executable hashes remembered */
+
 static void
 executable_hash_done(void *argument, int result, const char *hex, const struct stat *before,
 		     const struct stat *after)
@@ -851,42 +864,64 @@ executable_hash_done(void *argument, int result, const char *hex, const struct s
 			pthread_mutex_lock(&recorder->executables_lock);
 			entry->next = recorder->executables;
 			recorder->executables = entry;
+			/* Bounded: one who rewrites and runs a binary over and over
+			 * must not grow the daemon; the oldest entries go. */
+			struct executable_hash *last = entry, *dropped = NULL;
+			for (int kept = 1; last && kept < EXECUTABLE_CACHE_LIMIT; kept++)
+				last = last->next;
+			if (last) {
+				dropped = last->next;
+				last->next = NULL;
+			}
 			pthread_mutex_unlock(&recorder->executables_lock);
+			while (dropped) {
+				struct executable_hash *next = dropped->next;
+				free(dropped);
+				dropped = next;
+			}
 		}
-		struct event *event = event_new(EVENT_EXECUTABLE_HASH);
-		event->process = job->image; /* the job's reference moves to the event */
-		snprintf(event->hash, sizeof(event->hash), "%s", hex);
-		recorder_enqueue(recorder, event);
+		executable_hashed(recorder, job->image, hex);
 	} else {
-		process_info_release(job->image);
+		/* Changed while read, or unreadable: what ran is not known. */
+		process_table_executable_hashed(recorder->processes, job->image, NULL);
 	}
+	process_info_release(job->image);
 	free(job);
 }
 
-/* Called before the image is published: a cached hash can go straight in. */
+/*
+ * On the process table's executable thread, after the image is published:
+ * fd is the very inode the image executed.  A hash is cached by device,
+ * inode, size, mtime and ctime, so a binary rewritten in place and
+ * backdated (touch -r) is hashed again: its ctime moved.
+ */
 static void
 on_hash_executable(void *context, struct process_info *image, int fd)
 {
 	struct recorder *recorder = context;
 	struct executable_job *job;
 	struct stat st;
+	char hash[33] = "";
 
 	if (fstat(fd, &st) < 0) {
 		close(fd);
+		process_table_executable_hashed(recorder->processes, image, NULL);
 		return;
 	}
 	pthread_mutex_lock(&recorder->executables_lock);
 	struct executable_hash *known = find_executable(recorder, &st);
 	if (known)
-		snprintf(image->executable_hash, sizeof(image->executable_hash), "%s", known->hash);
+		memcpy(hash, known->hash, sizeof(hash));
 	pthread_mutex_unlock(&recorder->executables_lock);
-	if (known) {
+	if (hash[0]) {
 		close(fd);
+		executable_hashed(recorder, image, hash);
 		return;
 	}
 	job = malloc(sizeof(*job));
 	if (job == NULL) {
 		close(fd);
+		process_table_executable_hashed(recorder->processes, image, NULL);
 		return;
 	}
 	job->recorder = recorder;

@@ -60,7 +60,11 @@ CREATE INDEX runs_started ON runs(started_ns);
 
 -- A process image: (host, pid, start time, kernel_id) tells processes apart
 -- across pid reuse; exec_index counts execve() calls, each of which makes a
--- new row linked to the image before it (previous_id).
+-- new row linked to the image before it (previous_id).  kernel_id is the
+-- pidfs inode of the process, which only Linux 6.9 and later give each
+-- process; before, every pidfd shares one anonymous inode, kernel_id is 0,
+-- and a pid reused within one clock tick of the start time (PID@START) is
+-- not told apart.
 CREATE TABLE processes (
 	id INTEGER PRIMARY KEY,
 	host TEXT NOT NULL,
@@ -84,8 +88,9 @@ CREATE TABLE processes (
 	exited_ns INTEGER,                   -- exit, or when it was seen gone
 	exit_status INTEGER,                 -- wait status as the kernel reports it; NULL when unknown
 	exit_known INTEGER NOT NULL DEFAULT 0,
-	kernel_id INTEGER NOT NULL DEFAULT 0, -- the process's pidfs inode: unique since boot, tells
-	                                     -- apart a pid reused within one clock tick; 0 unknown
+	kernel_id INTEGER NOT NULL DEFAULT 0, -- pidfs inode (Linux >= 6.9): unique since boot, tells
+	                                     -- apart a pid reused within one clock tick; 0 unknown,
+	                                     -- always 0 before 6.9 (see above)
 	UNIQUE (host, pid, start_ns, exec_index, kernel_id)
 );
 CREATE INDEX processes_run ON processes(run_id);

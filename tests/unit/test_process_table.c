@@ -1,0 +1,489 @@
+/*
+ * Unit tests of the process table's identity facts on live processes: the
+ * injection variables, tracing (at first sight and by the connector's
+ * ptrace events, sticky after a detach), the executable's hash waited for
+ * with process_table_executable_hash(), exec chains that stay two images
+ * long, and concurrent first lookups that agree on one image.
+ *
+ * Needs root (the process connector and ptrace of its children).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "process_table.h"
+
+static int failures;
+
+#define CHECK(condition, ...)                                                   \
+	do {                                                                    \
+		if (!(condition)) {                                             \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);    \
+			fprintf(stderr, __VA_ARGS__);                           \
+			fputc('\n', stderr);                                    \
+			failures++;                                             \
+		}                                                               \
+	} while (0)
+
+static void
+hash_fd(int fd, char hex[33])
+{
+	XXH3_state_t *state = XXH3_createState();
+	char buffer[65536];
+	ssize_t count;
+
+	XXH3_128bits_reset(state);
+	while ((count = read(fd, buffer, sizeof(buffer))) > 0)
+		XXH3_128bits_update(state, buffer, (size_t)count);
+	XXH128_hash_t hash = XXH3_128bits_digest(state);
+	XXH3_freeState(state);
+	snprintf(hex, 33, "%016llx%016llx", (unsigned long long)hash.high64,
+		 (unsigned long long)hash.low64);
+}
+
+/* ---- hooks ---------------------------------------------------------------------- */
+
+struct hasher {
+	struct process_table *table;
+	bool answer; /* false: keep the table waiting forever */
+};
+
+static void
+hash_now(void *context, struct process_info *image, int fd)
+{
+	struct hasher *hasher = context;
+	char hex[33];
+
+	if (!hasher->answer) {
+		close(fd);
+		return;
+	}
+	hash_fd(fd, hex);
+	close(fd);
+	process_table_executable_hashed(hasher->table, image, hex);
+}
+
+static struct process_table *
+new_table(struct hasher *hasher)
+{
+	static const char *const no_redaction[] = {NULL};
+	struct process_table_options options = {
+		.redact = no_redaction,
+		.redact_count = 0,
+		.mount_point = "/nonexistent/provfs-unit-mount",
+		.backing_fd = -1,
+		.hooks = {.context = hasher, .hash_executable = hash_now},
+	};
+	struct process_table *table = process_table_new(&options);
+
+	hasher->table = table;
+	if (table == NULL || process_table_start(table) != 0) {
+		fprintf(stderr, "cannot start a process table with the connector (root?)\n");
+		exit(77); /* skipped */
+	}
+	return table;
+}
+
+/* ---- children ------------------------------------------------------------------- */
+
+/* Run argv with environment env (NULL: empty), stdin from in_fd (-1: /dev/null). */
+static pid_t
+spawn(char *const argv[], char *const env[], int in_fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(in_fd >= 0 ? in_fd : null, 0);
+		dup2(null, 2);
+		static char *const empty[] = {NULL};
+		execve(argv[0], argv, env ? env : empty);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void
+reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+		;
+}
+
+/* Look pid up until its image passes check (the child is still starting). */
+static struct process_info *
+lookup_until(struct process_table *table, pid_t pid,
+	     bool (*check)(const struct process_info *, const void *), const void *argument)
+{
+	for (int i = 0; i < 500; i++) {
+		struct process_info *image = process_table_lookup(table, pid);
+		if (image && check(image, argument)) {
+			/* Settle: the exec's event may come a moment after /proc
+			 * shows the new image; take the image it leaves. */
+			usleep(50000);
+			process_info_release(image);
+			image = process_table_lookup(table, pid);
+			if (image && check(image, argument))
+				return image;
+		}
+		process_info_release(image);
+		usleep(10000);
+	}
+	return NULL;
+}
+
+/*
+ * Runs program path, its execve done: between the exec's switch of exe and
+ * the new stack, /proc shows the new exe with no argv and no environment.
+ */
+static bool
+runs(const struct process_info *image, const void *path)
+{
+	return image->executable && strcmp(image->executable, path) == 0 &&
+	       image->argv_length > 0;
+}
+
+static bool
+exec_index_is(const struct process_info *image, const void *index)
+{
+	return image->exec_index == *(const int *)index;
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void
+test_injection_lists(void)
+{
+	static const struct {
+		const char *environment; /* '|' stands for NUL */
+		unsigned int expected;
+	} cases[] = {
+		{"PATH=/bin|HOME=/root|", 0},
+		{"LD_PRELOAD=/tmp/evil.so|", PROCESS_INJECTION_LOADER},
+		{"LD_LIBRARY_PATH=/tmp|", PROCESS_INJECTION_LOADER},
+		{"LD_AUDIT=/tmp/a.so|", PROCESS_INJECTION_LOADER},
+		{"GCONV_PATH=/tmp|", PROCESS_INJECTION_LOADER},
+		{"LD_PRELOAD=|", 0}, /* empty: the loader does nothing */
+		{"LD_RUN_PATH=/x|", 0}, /* the linker's, not the loader's */
+		{"XLD_PRELOAD=/x|", 0},
+		{"PYTHONPATH=/tmp|", PROCESS_INJECTION_SCRIPT},
+		{"PYTHONSTARTUP=/tmp/s.py|", PROCESS_INJECTION_SCRIPT},
+		{"PERL5OPT=-Mevil|", PROCESS_INJECTION_SCRIPT},
+		{"NODE_OPTIONS=--require /tmp/x.js|", PROCESS_INJECTION_SCRIPT},
+		{"BASH_ENV=/tmp/rc|", PROCESS_INJECTION_SCRIPT},
+		{"BASH_FUNC_ls%%=() { id; }|", PROCESS_INJECTION_SCRIPT},
+		{"LUA_INIT_5_4=@/tmp/x.lua|", PROCESS_INJECTION_SCRIPT},
+		{"PYTHONPATHX=/tmp|", 0},
+		{"PYTHONPATH|", 0}, /* no '=' */
+		{"A=1|LD_PRELOAD=x.so|RUBYOPT=-rx|",
+		 PROCESS_INJECTION_LOADER | PROCESS_INJECTION_SCRIPT},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char block[256];
+		size_t length = strlen(cases[i].environment);
+		memcpy(block, cases[i].environment, length);
+		for (size_t j = 0; j < length; j++)
+			if (block[j] == '|')
+				block[j] = '\0';
+		unsigned int got = process_injection_of(block, length);
+		CHECK(got == cases[i].expected, "injection of \"%s\": %u, expected %u",
+		      cases[i].environment, got, cases[i].expected);
+	}
+}
+
+static void
+test_injection_of_live_processes(struct process_table *table)
+{
+	static const struct {
+		const char *variable;
+		unsigned int expected;
+	} cases[] = {
+		{"LD_PRELOAD=/nonexistent/provfs-unit.so", PROCESS_INJECTION_LOADER},
+		{"PYTHONPATH=/nonexistent", PROCESS_INJECTION_SCRIPT},
+		{"LANG=C", 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *argv[] = {"/bin/sleep", "30", NULL};
+		char *env[] = {(char *)cases[i].variable, NULL};
+		pid_t child = spawn(argv, env, -1);
+		struct process_info *image =
+			lookup_until(table, child, runs, "/usr/bin/sleep");
+		CHECK(image != NULL, "no image of sleep");
+		if (image)
+			CHECK(image->environment_injection == cases[i].expected,
+			      "%s: injection %u, expected %u", cases[i].variable,
+			      image->environment_injection, cases[i].expected);
+		process_info_release(image);
+		reap(child);
+	}
+}
+
+static bool
+traced_now(struct process_table *table, pid_t pid, struct process_info *image)
+{
+	/* A lookup applies the connector's queued events. */
+	for (int i = 0; i < 500; i++) {
+		process_info_release(process_table_lookup(table, pid));
+		if (atomic_load(&image->traced))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static void
+detach(pid_t child)
+{
+	ptrace(PTRACE_INTERRUPT, child, 0, 0);
+	waitpid(child, NULL, __WALL);
+	ptrace(PTRACE_DETACH, child, 0, 0);
+}
+
+static void
+test_traced(struct process_table *table)
+{
+	char *argv[] = {"/bin/sleep", "30", NULL};
+
+	/* Traced before provfs first sees it: TracerPid. */
+	pid_t child = spawn(argv, NULL, -1);
+	usleep(100000); /* let it exec sleep before provfs sees it */
+	CHECK(ptrace(PTRACE_SEIZE, child, 0, 0) == 0, "PTRACE_SEIZE: %s", strerror(errno));
+	struct process_info *image = lookup_until(table, child, runs, "/usr/bin/sleep");
+	CHECK(image && atomic_load(&image->traced), "a traced process at first sight is not traced");
+	process_info_release(image);
+	detach(child);
+	reap(child);
+
+	/* Attached after first sight: the connector's ptrace event, sticky. */
+	child = spawn(argv, NULL, -1);
+	image = lookup_until(table, child, runs, "/usr/bin/sleep");
+	CHECK(image && !atomic_load(&image->traced), "an untraced process is traced");
+	if (image) {
+		CHECK(ptrace(PTRACE_SEIZE, child, 0, 0) == 0, "PTRACE_SEIZE: %s", strerror(errno));
+		CHECK(traced_now(table, child, image), "attach after first sight not seen");
+		detach(child);
+		usleep(100000);
+		struct process_info *again = process_table_lookup(table, child);
+		CHECK(again == image, "a detach made a new image");
+		CHECK(again && atomic_load(&again->traced), "traced cleared by a detach");
+		process_info_release(again);
+	}
+	process_info_release(image);
+	reap(child);
+}
+
+/* The child of parent that runs program (strace starts helpers first), or 0. */
+static pid_t
+child_running(pid_t parent, const char *program)
+{
+	char path[64], target[256];
+
+	for (int attempt = 0; attempt < 500; attempt++) {
+		FILE *children;
+		int pid;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent, (int)parent);
+		if ((children = fopen(path, "r")) != NULL) {
+			while (fscanf(children, "%d", &pid) == 1) {
+				snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+				ssize_t length = readlink(path, target, sizeof(target) - 1);
+				if (length > 0 && (target[length] = '\0', strcmp(target, program) == 0)) {
+					fclose(children);
+					return pid;
+				}
+			}
+			fclose(children);
+		}
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void
+test_under_strace(struct process_table *table)
+{
+	char *argv[] = {"/usr/bin/strace", "-o", "/dev/null", "/bin/sleep", "30", NULL};
+
+	if (access(argv[0], X_OK) != 0) {
+		fprintf(stderr, "no strace: its test skipped\n");
+		return;
+	}
+	pid_t tracer = spawn(argv, NULL, -1);
+	pid_t child = child_running(tracer, "/usr/bin/sleep");
+	CHECK(child > 0, "strace started no child");
+	if (child > 0) {
+		struct process_info *image = lookup_until(table, child, runs, "/usr/bin/sleep");
+		CHECK(image && atomic_load(&image->traced), "a process under strace is not traced");
+		process_info_release(image);
+	}
+	reap(tracer);
+	if (child > 0)
+		kill(child, SIGKILL);
+}
+
+static void
+test_executable_hash(struct process_table *table)
+{
+	char *argv[] = {"/bin/sleep", "30", NULL};
+	char expected[33] = "", got[33] = "";
+	struct stat st;
+
+	int fd = open("/usr/bin/sleep", O_RDONLY);
+	if (fd >= 0) {
+		hash_fd(fd, expected);
+		fstat(fd, &st);
+		close(fd);
+	}
+	pid_t child = spawn(argv, NULL, -1);
+	struct process_info *image = lookup_until(table, child, runs, "/usr/bin/sleep");
+	CHECK(image != NULL, "no image of sleep");
+	if (image) {
+		CHECK(process_table_executable_hash(table, image, 5000, got) == 0,
+		      "executable hash not known");
+		CHECK(strcmp(got, expected) == 0, "executable hash %s, expected %s", got, expected);
+		CHECK(image->executable_device == st.st_dev && image->executable_inode == st.st_ino,
+		      "executed inode %ju:%ju, expected %ju:%ju",
+		      (uintmax_t)image->executable_device, (uintmax_t)image->executable_inode,
+		      (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+	}
+	process_info_release(image);
+	reap(child);
+}
+
+static void
+test_executable_hash_times_out(void)
+{
+	struct hasher silent = {.answer = false};
+	struct process_table *table = new_table(&silent);
+	char *argv[] = {"/bin/sleep", "30", NULL};
+	char got[33];
+
+	pid_t child = spawn(argv, NULL, -1);
+	struct process_info *image = lookup_until(table, child, runs, "/usr/bin/sleep");
+	CHECK(image != NULL, "no image of sleep");
+	if (image) {
+		struct timespec start, end;
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		CHECK(process_table_executable_hash(table, image, 200, got) == -1,
+		      "a hash nobody computed is known");
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		double waited = (double)(end.tv_sec - start.tv_sec) +
+				(double)(end.tv_nsec - start.tv_nsec) / 1e9;
+		CHECK(waited >= 0.19 && waited < 3, "waited %.3f s for a 200 ms timeout", waited);
+	}
+	process_info_release(image);
+	reap(child);
+	process_table_free(table);
+}
+
+static void
+test_exec_chain_is_two_images(struct process_table *table)
+{
+	int pipe_fds[2];
+	char *argv[] = {"/bin/sh", "-c", "read a; exec /bin/sh -c 'read b; exec /bin/sleep 30'",
+			NULL};
+
+	if (pipe(pipe_fds) < 0)
+		return;
+	char shell[4096];
+	if (realpath("/bin/sh", shell) == NULL)
+		return;
+	pid_t child = spawn(argv, NULL, pipe_fds[0]);
+	close(pipe_fds[0]);
+	/* First seen once it runs the shell (not the fork before its exec). */
+	struct process_info *image = lookup_until(table, child, runs, shell);
+	CHECK(image != NULL, "no first image");
+	int first = image ? image->exec_index : 0, index;
+	process_info_release(image);
+	(void)!write(pipe_fds[1], "x\n", 2);
+	index = first + 1;
+	image = lookup_until(table, child, exec_index_is, &index);
+	CHECK(image != NULL, "no second image");
+	process_info_release(image);
+	(void)!write(pipe_fds[1], "y\n", 2);
+	index = first + 2;
+	image = lookup_until(table, child, exec_index_is, &index);
+	CHECK(image != NULL, "no third image");
+	if (image) {
+		CHECK(image->previous && image->previous->exec_index == first + 1,
+		      "the previous image is missing");
+		CHECK(image->previous && image->previous->previous == NULL,
+		      "an image keeps the whole exec chain");
+	}
+	process_info_release(image);
+	close(pipe_fds[1]);
+	reap(child);
+}
+
+struct racer {
+	struct process_table *table;
+	pid_t pid;
+	struct process_info *image;
+};
+
+static void *
+race(void *argument)
+{
+	struct racer *racer = argument;
+
+	racer->image = process_table_lookup(racer->table, racer->pid);
+	return NULL;
+}
+
+static void
+test_concurrent_first_lookups(struct process_table *table)
+{
+	char *argv[] = {"/bin/sleep", "30", NULL};
+	struct racer racers[8];
+	pthread_t threads[8];
+
+	pid_t child = spawn(argv, NULL, -1);
+	usleep(100000);
+	for (int i = 0; i < 8; i++) {
+		racers[i] = (struct racer){.table = table, .pid = child};
+		pthread_create(&threads[i], NULL, race, &racers[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < 8; i++) {
+		CHECK(racers[i].image != NULL, "lookup %d found nothing", i);
+		CHECK(racers[i].image == racers[0].image, "two images of one process published");
+		process_info_release(racers[i].image);
+	}
+	reap(child);
+}
+
+int
+main(void)
+{
+	struct hasher hasher = {.answer = true};
+
+	test_injection_lists();
+	if (geteuid() != 0) {
+		fprintf(stderr, "not root: live-process tests skipped\n");
+		return failures ? 1 : 77;
+	}
+	struct process_table *table = new_table(&hasher);
+	test_injection_of_live_processes(table);
+	test_traced(table);
+	test_under_strace(table);
+	test_executable_hash(table);
+	test_exec_chain_is_two_images(table);
+	test_concurrent_first_lookups(table);
+	process_table_free(table);
+	test_executable_hash_times_out();
+	if (failures)
+		fprintf(stderr, "%d failure(s)\n", failures);
+	return failures ? 1 : 0;
+}
