@@ -37,7 +37,13 @@ struct store {
 
 /* Migration steps: migrations[i] takes version i+1 to i+2. */
 static const char *const migrations[] = {
-	NULL, /* none yet: version 1 is the first */
+	/* 1 -> 2: the writer's statements all use an index (names current now,
+	 * paths by range); counters of unhashed versions and of the queue. */
+	"CREATE INDEX file_names_current ON file_names(backing_dir, path) WHERE until_ns IS NULL;"
+	"CREATE INDEX file_names_current_file ON file_names(file_id) WHERE until_ns IS NULL;"
+	"CREATE INDEX files_path ON files(backing_dir, path);"
+	"ALTER TABLE recorder_stats ADD COLUMN hashes_unhashed INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE recorder_stats ADD COLUMN queue_length INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* SQLite's message, with the system's reason when there is one. */
@@ -186,7 +192,7 @@ migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 	if (version == 0) {
 		if (exec_sql(db, store_schema_sql, error, error_size, "cannot create the schema"))
 			goto rollback;
-		version = 1;
+		version = STORE_SCHEMA_VERSION; /* schema.sql is the newest schema */
 	}
 	assert(version >= 1); /* migrations[i] takes version i+1 to i+2 */
 	for (; version < STORE_SCHEMA_VERSION; version++) {
