@@ -451,3 +451,22 @@ assert all("queue_length" in r for r in d["recorders"])
 	[ "${#lines[@]}" -eq 1 ]
 	[[ "$output" == *"-r: not a number: x"* ]]
 }
+
+@test "a version-1 store is migrated to version 2: the writer's indexes and counters are added" {
+	mount_provfs
+	echo a >"$MNT/a"
+	stop_provfs
+	# Make it what version 1 was.
+	q "DROP INDEX file_names_current; DROP INDEX file_names_current_file; DROP INDEX files_path;
+	   ALTER TABLE recorder_stats DROP COLUMN hashes_unhashed;
+	   ALTER TABLE recorder_stats DROP COLUMN queue_length; PRAGMA user_version = 1"
+	mount_provfs
+	mv "$MNT/a" "$MNT/b"
+	stop_provfs
+	assert_sql "PRAGMA user_version" 2
+	assert_sql "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master
+	            WHERE name IN ('file_names_current', 'file_names_current_file', 'files_path')
+	            ORDER BY name)" "file_names_current,file_names_current_file,files_path"
+	assert_sql "SELECT count(*), sum(queue_length >= 0), sum(hashes_unhashed) FROM recorder_stats" "2|2|0"
+	assert_sql "SELECT path FROM file_names WHERE until_ns IS NULL" b
+}
