@@ -735,10 +735,6 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 	file->known_stamp = version->stamp;
 	version_release(file->known_version); /* never the last reference: the table holds file */
 	file->known_version = version_acquire(version);
-	/* Not one sequential pass: hashed in the pool once its row is
-	 * committed, reaching the file by handle (no descriptor kept). */
-	if (version->hash[0] == '\0')
-		version->hash_source = hash_source_new(recorder->hashes, fd);
 	return version;
 }
 
@@ -836,6 +832,10 @@ on_released(void *cookie, int fd)
 		}
 		pthread_mutex_unlock(&file->lock);
 	}
+	/* Not one sequential pass: hashed in the pool once its row is
+	 * committed, reaching the file by handle (no descriptor kept). */
+	if (version && version->hash[0] == '\0')
+		version->hash_source = hash_source_new(recorder->hashes, fd);
 	if (access->recorded) {
 		struct event *event = event_new(EVENT_CLOSE);
 		event->access = access; /* the handle's reference moves to the event */
