@@ -450,6 +450,9 @@ assert all("queue_length" in r for r in d["recorders"])
 	[ "$status" -eq 2 ]
 	[ "${#lines[@]}" -eq 1 ]
 	[[ "$output" == *"-r: not a number: x"* ]]
+	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -z
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-renames: unknown option -z (see -h)" ]
 }
 
 @test "a version-1 store is migrated to version 2: the writer's indexes and counters are added" {
