@@ -546,7 +546,9 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	struct fs_inode *node = inode_of(req, ino);
 	char name[16];
 	int error = 0;
-	struct stat st;
+	struct stat st, before;
+	/* Observers tell a touch of known content from one hiding a change. */
+	bool before_known = observing_changes(req) && stat_node(node->fd, &before) == 0;
 
 	proc_name(name, node->fd);
 	/*
@@ -617,6 +619,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 					  ? FS_CHANGE_CHOWN
 					  : FS_CHANGE_TIMES,
 			.attributes = &st,
+			.before = before_known ? &before : NULL,
 			.parent_fd = -1,
 			.new_parent_fd = -1,
 		};
@@ -1082,7 +1085,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 		return;
 	}
 	if (observer && observer->data_written && handle->cookie)
-		observer->data_written(handle->cookie, data, offset, (size_t)count);
+		observer->data_written(handle->cookie, req, data, offset, (size_t)count);
 	fuse_reply_write(req, (size_t)count);
 }
 
@@ -1438,7 +1441,7 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t lengt
 
 	/* Punching or zeroing changes content without a write: say so. */
 	if (result == 0 && observer && observer->data_written && handle->cookie)
-		observer->data_written(handle->cookie, NULL, offset, 0);
+		observer->data_written(handle->cookie, req, NULL, offset, 0);
 	fuse_reply_err(req, result < 0 ? errno : 0);
 }
 
@@ -1460,7 +1463,7 @@ op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t offset_in,
 	if (observer && observer->data_read && in->cookie)
 		observer->data_read(in->cookie, offset_in - count, (size_t)count);
 	if (observer && observer->data_written && out->cookie)
-		observer->data_written(out->cookie, NULL, offset_out - count, (size_t)count);
+		observer->data_written(out->cookie, req, NULL, offset_out - count, (size_t)count);
 	fuse_reply_write(req, (size_t)count);
 }
 

@@ -46,6 +46,7 @@ struct fs_namespace_event {
 	enum fs_namespace_change change;
 	const struct caller *caller;
 	const struct stat *attributes; /* of the node the change is about, if known */
+	const struct stat *before;     /* setattr: its attributes before, if known */
 	const char *name;              /* component in the parent directory */
 	const char *new_name;          /* rename/link target component */
 	unsigned int flags; /* rename flags */
@@ -65,7 +66,9 @@ struct fs_observer {
 	void *(*opened)(void *context, fuse_req_t req, const struct fs_node_info *node,
 			int open_fd, int flags, bool created);
 	void (*data_read)(void *cookie, off_t offset, size_t bytes);
-	void (*data_written)(void *cookie, const void *data, off_t offset, size_t bytes);
+	/* req: the write request (its caller wrote), or NULL */
+	void (*data_written)(void *cookie, fuse_req_t req, const void *data, off_t offset,
+			     size_t bytes);
 	void (*flushed)(void *cookie, fuse_req_t req); /* close() by the caller of req */
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);

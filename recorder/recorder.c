@@ -13,8 +13,22 @@
  * At release the access is closed; when it was the file's last writer the
  * new version is complete: its hash is the running hash when the bytes were
  * written in one sequential pass from offset 0, or else a job for the hash
- * pool with a descriptor of the file.  No request ever waits on SQLite or
- * on hashing a whole file.
+ * pool, which reaches the file by handle (hash_pool.h).  No request ever
+ * waits on SQLite or on hashing a whole file.
+ *
+ * Producers.  A write request names the process that made it: that process
+ * (looked up on its first write, while it surely lives) is who wrote the
+ * handle's bytes, and the producer of a version is chosen among the handles
+ * that wrote or truncated it.  A handle nobody records (excluded name,
+ * unidentified caller) is still watched for writes: the file is dirty
+ * whatever name the writes came through.
+ *
+ * Readers of files being written.  A read-open while others write is linked
+ * to the version those writers complete (file->upcoming), or to the known
+ * version whose row may still be queued (file->known_version): never to a
+ * made-up 'external' one.  A change counter per file, bumped by every write
+ * and truncate, tells a hash job whether the bytes it read are still its
+ * version's, where timestamps may be too coarse to tell.
  *
  * Queue.  A bounded FIFO of events (capacity 65,536).  When it is full a
  * request waits: lossless backpressure while the store works.  When the
@@ -30,9 +44,12 @@
  * before the hash that completes it.
  *
  * Durability.  WAL with synchronous=NORMAL: after kill -9 the store is
- * consistent and holds every batch committed, so everything older than the
- * flush interval plus one batch.  Clean unmount and SIGTERM drain the queue
- * and the hash pool before the store is closed.
+ * consistent and holds every batch committed: a crash loses the flush
+ * interval plus whatever is queued behind the writer, at most the queue's
+ * capacity.  Each batch records the queue's length (recorder_stats), so a
+ * crash's loss is visible afterwards.  Clean unmount and SIGTERM drain the
+ * event queue; hash jobs still queued are cancelled (their versions stay
+ * 'pending'), so unmounting never waits for a hashing backlog.
  *
  * Versions read.  A read-open compares the file's size, mtime, ctime and
  * inode with the last recorded version.  When they match, that version was
@@ -59,6 +76,7 @@
 #include "recorder_i.h"
 
 #define QUEUE_CAPACITY 65536
+#define HASH_QUEUE_CAPACITY 4096 /* queued hash jobs; one per file at most */
 #define FLUSH_INTERVAL_MS 100
 #define BATCH_WAKE_LENGTH 512  /* queued events that wake the writer early */
 #define FILE_TABLE_LIMIT 65536 /* idle file states beyond this are evicted */
@@ -95,6 +113,8 @@ stamps_equal(const struct stamp *a, const struct stamp *b)
 
 /* ---- events and queue ---------------------------------------------------- */
 
+static _Thread_local bool on_writer_thread;
+
 struct event *
 event_new(enum event_kind kind)
 {
@@ -122,7 +142,10 @@ void
 recorder_enqueue(struct recorder *recorder, struct event *event)
 {
 	pthread_mutex_lock(&recorder->queue_lock);
-	while (recorder->queue_length >= recorder->queue_capacity && !recorder->stopping)
+	/* The writer never waits for itself (a hash job it submits may be
+	 * refused at once, and that is an event). */
+	while (recorder->queue_length >= recorder->queue_capacity && !recorder->stopping &&
+	       !on_writer_thread)
 		pthread_cond_wait(&recorder->queue_not_full, &recorder->queue_lock);
 	if (recorder->queue_tail)
 		recorder->queue_tail->next = event;
@@ -150,6 +173,7 @@ file_state_release(struct file_state *file)
 	for (size_t i = 0; i < file->pending_count; i++)
 		access_release(file->pending_writers[i]);
 	free(file->pending_writers);
+	version_release(file->upcoming);
 	if (file->stream)
 		XXH3_freeState(file->stream);
 	free(file->recorded_path);
@@ -164,9 +188,10 @@ access_release(struct access *access)
 		return;
 	process_info_release(access->process);
 	process_info_release(access->last_image);
+	process_info_release(access->writer_image);
+	version_release(access->version_read);
 	file_state_release(access->file);
-	if (access->hash_fd >= 0)
-		close(access->hash_fd);
+	hash_source_free(access->hash_source);
 	free(access->path);
 	free(access);
 }
@@ -181,6 +206,10 @@ version_release(struct version *version)
 	for (size_t i = 0; i < version->writer_count; i++)
 		access_release(version->writers[i]);
 	free(version->writers);
+	for (size_t i = 0; i < version->reader_count; i++)
+		access_release(version->readers[i]);
+	free(version->readers);
+	hash_source_free(version->hash_source);
 	free(version);
 }
 
@@ -198,6 +227,26 @@ file_state_acquire(struct file_state *file)
 	return file;
 }
 
+static struct version *
+version_acquire(struct version *version)
+{
+	atomic_fetch_add(&version->references, 1);
+	return version;
+}
+
+static struct version *
+version_new(struct recorder *recorder, struct file_state *file)
+{
+	struct version *version = calloc(1, sizeof(*version));
+
+	if (version == NULL)
+		return NULL;
+	atomic_init(&version->references, 1);
+	version->recorder = recorder;
+	version->file = file_state_acquire(file);
+	return version;
+}
+
 /* ---- file table ------------------------------------------------------------ */
 
 static size_t
@@ -206,6 +255,35 @@ file_slot(const struct recorder *recorder, dev_t device, ino_t inode)
 	uint64_t key = (uint64_t)inode * 0x9e3779b97f4a7c15ULL ^ (uint64_t)device;
 
 	return (size_t)(key ^ (key >> 31)) & (recorder->file_slot_count - 1);
+}
+
+/*
+ * The known version refers to its file: let go of it before the table
+ * lets go of the file, or neither is ever freed.
+ */
+static void
+detach_known_version(struct file_state *file)
+{
+	pthread_mutex_lock(&file->lock);
+	struct version *known = file->known_version;
+	file->known_version = NULL;
+	pthread_mutex_unlock(&file->lock);
+	version_release(known);
+}
+
+/* Is file referenced by the table alone (and by its own known version)? */
+static bool
+file_is_idle(struct file_state *file)
+{
+	int references = atomic_load(&file->references);
+
+	if (references == 1)
+		return true;
+	pthread_mutex_lock(&file->lock);
+	bool idle = references == 2 && file->known_version &&
+		    atomic_load(&file->known_version->references) == 1;
+	pthread_mutex_unlock(&file->lock);
+	return idle;
 }
 
 /* Drop idle states when the table is over its limit.  Holds files_lock. */
@@ -218,9 +296,10 @@ evict_idle_files(struct recorder *recorder)
 		struct file_state **link = &recorder->file_slots[i];
 		while (*link) {
 			struct file_state *file = *link;
-			if (atomic_load(&file->references) == 1) {
+			if (file_is_idle(file)) {
 				*link = file->next;
 				recorder->file_count--;
+				detach_known_version(file);
 				file_state_release(file);
 			} else {
 				link = &file->next;
@@ -265,6 +344,7 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 		/* The inode number was reused by another file: forget the old one. */
 		*link = file->next;
 		recorder->file_count--;
+		detach_known_version(file);
 		file_state_release(file);
 		file = NULL;
 	}
@@ -383,9 +463,25 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	struct stat st;
 	char *path;
 
+	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	int mode = flags & O_ACCMODE;
+	bool writes = mode != O_RDONLY || (flags & O_TRUNC);
 	path = relative_path(recorder, node->backing_fd);
-	if (path == NULL || path_is_excluded(recorder, path) || is_sqlite_companion(path) ||
-	    fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	/*
+	 * The name kept is the first one the kernel looked up; an open does
+	 * not say which hard link the caller used.  A file with other links
+	 * may have been opened under a recorded name: it is recorded (a hard
+	 * link never hides a file from the record).
+	 */
+	bool recorded = path && !is_sqlite_companion(path) &&
+			!(path_is_excluded(recorder, path) && st.st_nlink <= 1);
+	/*
+	 * A handle nobody may record (an excluded or companion name, a caller
+	 * that cannot be identified) is still watched when it may write: its
+	 * writes change the file whatever name it goes by later.
+	 */
+	if (!recorded && !writes) {
 		free(path);
 		return NULL;
 	}
@@ -398,14 +494,23 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	access->recorder = recorder;
 	access->path = path;
 	access->flags = flags;
-	access->hash_fd = -1;
 	access->opened_ns = wall_clock_ns();
 	access->open_stamp = stamp_of(&st);
 	access->is_exec = (flags & OPEN_FOR_EXEC) != 0;
-	int mode = flags & O_ACCMODE;
-	access->writes = mode != O_RDONLY || (flags & O_TRUNC);
+	access->writes = writes;
 	access->reads = mode != O_WRONLY && !(flags & O_TRUNC) && !created;
 	access->created = created;
+	if (recorded && !access->is_exec) {
+		access->process = caller_image(recorder, req);
+		if (access->process == NULL) {
+			recorded = false;
+			if (!writes) {
+				access_release(access);
+				return NULL;
+			}
+		}
+	}
+	access->recorded = recorded;
 	access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
 		access_release(access);
@@ -413,6 +518,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 
 	struct file_state *file = access->file;
+	bool need_hash = false;
 	pthread_mutex_lock(&file->lock);
 	if (access->writes && file->writers++ == 0) {
 		/* First writer: the running hash is good only from an empty file. */
@@ -425,17 +531,36 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 				file->stream_valid = false;
 		}
 	}
-	if (flags & O_TRUNC) {
+	if ((flags & O_TRUNC) || created) {
+		/* New content (empty) without a write. */
 		file->dirty = true;
 		file->stamp_known = false;
+		file->changes++;
 		if (file->writers > 1)
 			file->stream_valid = false; /* truncated under another writer */
 	}
-	bool need_hash = access->reads &&
-			 !(file->stamp_known && stamps_equal(&file->known_stamp, &access->open_stamp));
+	access->open_changes = file->changes;
+	if (access->reads && recorded) {
+		if (file->writers > (access->writes ? 1 : 0)) {
+			/* Others are writing: this reads the version they will
+			 * complete (or, if they change nothing, the one there was). */
+			if (file->upcoming == NULL)
+				file->upcoming = version_new(recorder, file);
+			if (file->upcoming)
+				access->version_read = version_acquire(file->upcoming);
+		} else {
+			need_hash = !(file->stamp_known &&
+				      stamps_equal(&file->known_stamp, &access->open_stamp));
+			/* Its row may still be queued behind this open. */
+			if (!need_hash && file->known_version)
+				access->version_read = version_acquire(file->known_version);
+		}
+	}
 	pthread_mutex_unlock(&file->lock);
 	if (need_hash)
-		access->hash_fd = fcntl(open_fd, F_DUPFD_CLOEXEC, 0);
+		access->hash_source = hash_source_new(recorder->hashes, open_fd);
+	if (!recorded)
+		return access; /* watched for its writes, never recorded */
 
 	if (access->is_exec) {
 		/* The opener is in execve: the access belongs to the image the
@@ -445,16 +570,6 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		access_acquire(access);
 		process_table_note_exec(recorder->processes, caller.process_id, access, open_fd);
 		return access;
-	}
-	access->process = caller_image(recorder, req);
-	if (access->process == NULL) {
-		if (access->writes) {
-			pthread_mutex_lock(&file->lock);
-			file->writers--;
-			pthread_mutex_unlock(&file->lock);
-		}
-		access_release(access);
-		return NULL;
 	}
 	struct event *event = event_new(EVENT_OPEN);
 	event->access = access_acquire(access);
@@ -472,17 +587,38 @@ on_data_read(void *cookie, off_t offset, size_t bytes)
 	atomic_fetch_add_explicit(&access->read_calls, 1, memory_order_relaxed);
 }
 
+/*
+ * A write request: the file changed.  The process that made the request
+ * wrote (not necessarily the opener: a shell opens a redirect, a child
+ * inherits it), so it is looked up on the first request of each thread,
+ * while it is certainly alive.  The writeback cache sends writes from the
+ * kernel (no caller): those keep the attribution the handle had.
+ */
 static void
-on_data_written(void *cookie, const void *data, off_t offset, size_t bytes)
+on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, size_t bytes)
 {
 	struct access *access = cookie;
 	struct file_state *file = access->file;
+	struct process_info *image = NULL, *previous = NULL;
+	pid_t thread = 0;
 
 	atomic_fetch_add_explicit(&access->bytes_written, bytes, memory_order_relaxed);
 	atomic_fetch_add_explicit(&access->write_calls, 1, memory_order_relaxed);
+	if (req && access->recorded) {
+		thread = fuse_req_ctx(req)->pid;
+		if (thread > 0 &&
+		    atomic_load_explicit(&access->writer_thread, memory_order_relaxed) != thread) {
+			struct caller caller;
+			caller_from_request(req, &caller);
+			if (caller.process_id > 0)
+				image = process_table_lookup(access->recorder->processes,
+							     caller.process_id);
+		}
+	}
 	pthread_mutex_lock(&file->lock);
 	file->dirty = true;
 	file->stamp_known = false;
+	file->changes++;
 	if (file->stream_valid) {
 		if (data && (uint64_t)offset == file->stream_offset) {
 			XXH3_128bits_update(file->stream, data, bytes);
@@ -491,7 +627,13 @@ on_data_written(void *cookie, const void *data, off_t offset, size_t bytes)
 			file->stream_valid = false; /* rehash in the pool at release */
 		}
 	}
+	if (image) {
+		previous = access->writer_image;
+		access->writer_image = image;
+		atomic_store_explicit(&access->writer_thread, thread, memory_order_relaxed);
+	}
 	pthread_mutex_unlock(&file->lock);
+	process_info_release(previous);
 }
 
 static const char *
@@ -506,41 +648,80 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 	return "hashed";
 }
 
+const char *
+hash_outcome(int result, const struct stamp *expected, const struct stat *before,
+	     const struct stat *after, struct file_state *file, uint64_t changes)
+{
+	if (result == -ESHUTDOWN)
+		return NULL;
+	if (result == -ECANCELED)
+		return "changed"; /* a newer version's job took its place */
+	if (result == -EBUSY)
+		return "unhashed";
+	const char *state = hash_state_after(result, expected, before, after);
+	if (strcmp(state, "hashed") != 0 || file == NULL)
+		return state;
+	/*
+	 * Stamps miss a same-size rewrite within one timestamp tick; the
+	 * counter does not.  An open writer may have a write in flight whose
+	 * count is not taken yet: then the bytes read are not to be trusted.
+	 */
+	pthread_mutex_lock(&file->lock);
+	bool unchanged = file->changes == changes && file->writers == 0;
+	pthread_mutex_unlock(&file->lock);
+	return unchanged ? "hashed" : "changed";
+}
+
 void
 version_hash_done(void *argument, int result, const char *hex, const struct stat *before,
 		  const struct stat *after)
 {
 	struct version *version = argument;
 	struct recorder *recorder = version->recorder;
-	struct event *event = event_new(EVENT_VERSION_HASH);
+	const char *state = hash_outcome(result, &version->stamp, before, after, version->file,
+					 version->changes);
 
+	if (state == NULL) {
+		version_release(version); /* stays 'pending': nothing is known */
+		return;
+	}
+	struct event *event = event_new(EVENT_VERSION_HASH);
 	event->version = version; /* the job's reference moves to the event */
-	event->hash_state = hash_state_after(result, &version->stamp, before, after);
-	if (strcmp(event->hash_state, "hashed") == 0)
+	event->hash_state = state;
+	if (strcmp(state, "hashed") == 0)
 		snprintf(event->hash, sizeof(event->hash), "%s", hex);
 	recorder_enqueue(recorder, event);
 }
 
 /*
- * The last writer of file closed: make the version it completed.  Called
- * with file->lock held; fd is the closing handle's descriptor.
+ * The last writer of file closed and some handle wrote or truncated: make
+ * the version they completed.  Its producer is the last of those handles
+ * to close, attributed to the process that made its write requests (or,
+ * for a handle that only truncated, the image that closed it or opened
+ * it).  *upcoming, the version readers already wait for, is used and
+ * taken when there is one.  Called with file->lock held; fd is the closing
+ * handle's descriptor.
  */
 static struct version *
-complete_version(struct recorder *recorder, struct file_state *file, struct access *closing,
+complete_version(struct recorder *recorder, struct file_state *file, struct version **upcoming,
 		 int fd)
 {
-	struct version *version = calloc(1, sizeof(*version));
+	struct version *version;
 	struct stat st;
 
-	if (version == NULL || fstat(fd, &st) < 0) {
-		free(version);
+	if (fstat(fd, &st) < 0)
 		return NULL;
-	}
-	atomic_init(&version->references, 1);
-	version->recorder = recorder;
-	version->file = file_state_acquire(file);
+	version = *upcoming ? *upcoming : version_new(recorder, file);
+	if (version == NULL)
+		return NULL;
+	*upcoming = NULL;
+	struct access *last = file->pending_writers[file->pending_count - 1];
+	struct process_info *producer = last->writer_image ? last->writer_image
+					: last->last_image ? last->last_image
+							   : last->process;
 	version->stamp = stamp_of(&st);
-	version->producer = process_info_acquire(closing->process);
+	version->producer = producer ? process_info_acquire(producer) : NULL;
+	version->changes = file->changes;
 	version->writers = file->pending_writers;
 	version->writer_count = file->pending_count;
 	file->pending_writers = NULL;
@@ -548,24 +729,12 @@ complete_version(struct recorder *recorder, struct file_state *file, struct acce
 	if (file->stream_valid && file->stream_offset == (uint64_t)st.st_size)
 		content_hash_format(XXH3_128bits_digest(file->stream), version->hash);
 	file->dirty = false;
+	file->truncated = false;
 	file->stream_valid = false;
 	file->stamp_known = true;
 	file->known_stamp = version->stamp;
-
-	version->hash_fd = -1;
-	if (version->hash[0] == '\0' && version->writer_count > 0) {
-		/* Not one sequential pass: hash the file in the background, once
-		 * the CLOSE that records the version is queued (on_released). */
-		int hash_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		/* A write-only descriptor cannot be read: reopen the same inode. */
-		if (hash_fd >= 0 && (fcntl(hash_fd, F_GETFL) & O_ACCMODE) == O_WRONLY) {
-			char link[32];
-			close(hash_fd);
-			snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-			hash_fd = open(link, O_RDONLY | O_CLOEXEC);
-		}
-		version->hash_fd = hash_fd;
-	}
+	version_release(file->known_version); /* never the last reference: the table holds file */
+	file->known_version = version_acquire(version);
 	return version;
 }
 
@@ -583,9 +752,9 @@ descends_from(const struct process_info *image, const struct process_info *ances
 /*
  * close() by a process: remember who closed a written handle.  A shell
  * opens the redirect of "prog >out" (bash in the forked child before the
- * exec, dash in itself before the fork) and prog writes and closes it last:
- * the image that closes it, when it is the opener's exec successor or
- * descendant, is the one that wrote, and so the producer.
+ * exec, dash in itself before the fork) and prog closes it last: for a
+ * handle that truncated without writing, the image that closes it, when it
+ * is the opener's exec successor or descendant, is the producer.
  */
 static void
 on_flushed(void *cookie, fuse_req_t req)
@@ -593,7 +762,7 @@ on_flushed(void *cookie, fuse_req_t req)
 	struct access *access = cookie;
 	struct caller caller;
 
-	if (!access->writes || access->process == NULL)
+	if (!access->writes || access->process == NULL || !access->recorded)
 		return;
 	caller_from_request(req, &caller);
 	struct process_info *image = process_table_lookup(access->recorder->processes,
@@ -615,7 +784,7 @@ on_released(void *cookie, int fd)
 	struct access *access = cookie;
 	struct recorder *recorder = access->recorder;
 	struct file_state *file = access->file;
-	struct version *version = NULL;
+	struct version *version = NULL, *abandoned = NULL;
 
 	access->closed_ns = wall_clock_ns();
 	if (access->is_exec) {
@@ -630,7 +799,8 @@ on_released(void *cookie, int fd)
 	}
 	if (access->writes) {
 		pthread_mutex_lock(&file->lock);
-		if (atomic_load(&access->bytes_written) > 0 || (access->flags & O_TRUNC)) {
+		if (access->recorded && (atomic_load(&access->bytes_written) > 0 ||
+					 (access->flags & O_TRUNC) || access->created)) {
 			struct access **pending = realloc(file->pending_writers,
 							  (file->pending_count + 1) * sizeof(*pending));
 			if (pending) {
@@ -638,48 +808,63 @@ on_released(void *cookie, int fd)
 				pending[file->pending_count++] = access_acquire(access);
 			}
 		}
-		if (--file->writers == 0 && file->dirty && access->process) {
-			/* A truncate through a handle changes content without a write. */
-			if (file->pending_count == 0) {
+		if (--file->writers == 0) {
+			/* A truncate (setattr) through a handle changes content
+			 * without a write: the closing handle stands for it. */
+			if (file->pending_count == 0 && file->truncated && access->recorded) {
 				file->pending_writers = malloc(sizeof(*file->pending_writers));
 				if (file->pending_writers)
 					file->pending_writers[file->pending_count++] =
 						access_acquire(access);
 			}
 			if (file->pending_count > 0)
-				version = complete_version(recorder, file, access, fd);
+				version = complete_version(recorder, file, &file->upcoming, fd);
+			if (version == NULL && file->dirty) {
+				/* Changed only by handles nobody records: the
+				 * content is unknown until read again. */
+				file->dirty = false;
+				file->truncated = false;
+				file->stream_valid = false;
+				file->stamp_known = false;
+			}
+			abandoned = file->upcoming; /* its writers changed nothing */
+			file->upcoming = NULL;
 		}
 		pthread_mutex_unlock(&file->lock);
 	}
-	if (access->process == NULL) {
+	/* Not one sequential pass: hashed in the pool once its row is
+	 * committed, reaching the file by handle (no descriptor kept). */
+	if (version && version->hash[0] == '\0')
+		version->hash_source = hash_source_new(recorder->hashes, fd);
+	if (access->recorded) {
+		struct event *event = event_new(EVENT_CLOSE);
+		event->access = access; /* the handle's reference moves to the event */
+		event->time_ns = access->closed_ns;
+		recorder_enqueue(recorder, event);
+	} else {
 		access_release(access);
-		version_release(version);
-		return;
 	}
-	if (version && access->last_image) {
-		/* The image that closed it wrote it (a shell opened the redirect,
-		 * the program it exec'd wrote): it is the producer. */
-		process_info_release(version->producer);
-		version->producer = process_info_acquire(access->last_image);
+	if (version) {
+		struct event *event = event_new(EVENT_VERSION);
+		event->version = version;
+		event->time_ns = access->closed_ns;
+		recorder_enqueue(recorder, event);
 	}
-	int hash_fd = version ? version->hash_fd : -1;
-	struct event *event = event_new(EVENT_CLOSE);
-	event->access = access; /* the handle's reference moves to the event */
-	event->version = version;
-	event->time_ns = access->closed_ns;
-	if (hash_fd >= 0)
-		atomic_fetch_add(&version->references, 1); /* the job's */
-	recorder_enqueue(recorder, event);
-	/* After the CLOSE: the hash must find the version's row. */
-	if (hash_fd >= 0)
-		hash_pool_submit(recorder->hashes, hash_fd, version_hash_done, version);
+	if (abandoned) {
+		struct event *event = event_new(EVENT_ABANDONED);
+		event->version = abandoned;
+		recorder_enqueue(recorder, event);
+	}
 }
 
 /*
  * Renames, links and attribute changes move a file's ctime without touching
  * its content: keep the known stamp in step, so the next read does not
- * take provfs's own change for one made outside.  A truncate does change
- * the content; when no handle is writing, it makes a version by itself.
+ * take provfs's own change for one made outside.  Only when the content is
+ * known unchanged: the attributes before a setattr must be the known ones
+ * (a same-size write outside the mount, then a touch through it, must not
+ * pass for the version before).  A truncate does change the content; when
+ * no handle is writing, it makes a version by itself.
  */
 static void
 refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *change,
@@ -708,15 +893,30 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 	if (change->change == FS_CHANGE_TRUNCATE) {
 		file->stamp_known = false;
 		file->stream_valid = false; /* the bytes hashed so far are not the file's */
-		if (file->writers > 0)
+		file->changes++;
+		event->changes = file->changes;
+		if (file->writers > 0) {
 			file->dirty = true;
-		else
+			file->truncated = true;
+		} else {
 			event->truncated_closed = true;
-	} else if (file->stamp_known && file->known_stamp.size == st->st_size &&
-		   (file->known_stamp.mtime_ns == timespec_ns(st->st_mtim) ||
-		    change->change == FS_CHANGE_TIMES)) {
-		file->known_stamp.mtime_ns = timespec_ns(st->st_mtim);
-		file->known_stamp.ctime_ns = timespec_ns(st->st_ctim);
+		}
+	} else if (file->stamp_known && !file->dirty) {
+		bool unchanged;
+		if (change->before) {
+			struct stamp before = stamp_of(change->before);
+			unchanged = stamps_equal(&file->known_stamp, &before);
+		} else {
+			unchanged = change->change != FS_CHANGE_TIMES &&
+				    file->known_stamp.size == st->st_size &&
+				    file->known_stamp.mtime_ns == timespec_ns(st->st_mtim);
+		}
+		if (unchanged) {
+			file->known_stamp.mtime_ns = timespec_ns(st->st_mtim);
+			file->known_stamp.ctime_ns = timespec_ns(st->st_ctim);
+		} else {
+			file->stamp_known = false;
+		}
 	}
 	pthread_mutex_unlock(&file->lock);
 	file_state_release(file);
@@ -749,14 +949,20 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		event->new_path = join_path(new_directory, change->new_name);
 	free(directory);
 	free(new_directory);
+	event->stamp = stamp_of(change->attributes);
+	event->is_directory = S_ISDIR(change->attributes->st_mode);
+	if (change->before) {
+		event->before_known = true;
+		event->before = stamp_of(change->before);
+	}
+	/* Whatever the name, the file's state follows the change. */
+	refresh_known_stamp(recorder, change, event);
 	if ((event->path && (path_is_excluded(recorder, event->path) ||
 			     is_sqlite_companion(event->path))) ||
 	    (event->new_path && path_is_excluded(recorder, event->new_path) && !event->path)) {
 		event_free(event);
 		return;
 	}
-	event->stamp = stamp_of(change->attributes);
-	refresh_known_stamp(recorder, change, event);
 	if (change->caller)
 		event->process = process_table_lookup(recorder->processes,
 						      change->caller->process_id);
@@ -942,6 +1148,7 @@ writer_main(void *argument)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "provfs-writer");
+	on_writer_thread = true;
 	pthread_mutex_lock(&recorder->queue_lock);
 	for (;;) {
 		if (recorder->queue_length < BATCH_WAKE_LENGTH && !recorder->stopping) {
@@ -1095,7 +1302,7 @@ recorder_start(struct recorder *recorder)
 		log_error("%s", error);
 		return -1;
 	}
-	recorder->hashes = hash_pool_new(2);
+	recorder->hashes = hash_pool_new(2, HASH_QUEUE_CAPACITY, recorder->options.backing_fd);
 	recorder->processes = process_table_new(&table_options);
 	if (recorder->hashes == NULL || recorder->processes == NULL)
 		return -1;
@@ -1120,15 +1327,19 @@ recorder_stop(struct recorder *recorder)
 	if (recorder->processes)
 		process_table_stop(recorder->processes);
 	/*
-	 * No request comes any more, but the writer and the hash pool feed each
-	 * other: applying a read may start a hash, a finished hash is an event.
-	 * Wait until both are idle at once, then stop them.
+	 * No request comes any more.  Hashes still queued are not waited for:
+	 * their versions stay 'pending' (never wrong), and an unmount takes
+	 * seconds whatever the backlog.  Then the writer applies what is
+	 * queued (what it submits to the stopped pool is refused at once).
 	 */
+	if (recorder->hashes) {
+		recorder->hashes_completed = hash_pool_completed(recorder->hashes);
+		hash_pool_stop(recorder->hashes);
+	}
 	if (recorder->writer_running) {
 		pthread_mutex_lock(&recorder->queue_lock);
 		for (;;) {
-			bool hashing = recorder->hashes && hash_pool_backlog(recorder->hashes) > 0;
-			if (!hashing && recorder->queue_head == NULL && !recorder->writer_busy)
+			if (recorder->queue_head == NULL && !recorder->writer_busy)
 				break;
 			recorder->flush_now = true;
 			pthread_cond_signal(&recorder->queue_not_empty);
@@ -1150,6 +1361,7 @@ recorder_stop(struct recorder *recorder)
 	}
 	if (recorder->hashes) {
 		recorder->hashes_completed = hash_pool_completed(recorder->hashes);
+		recorder->hashes_refused = hash_pool_refused(recorder->hashes);
 		hash_pool_free(recorder->hashes);
 		recorder->hashes = NULL;
 	}
@@ -1163,6 +1375,7 @@ recorder_stop(struct recorder *recorder)
 		while (recorder->file_slots[i]) {
 			struct file_state *file = recorder->file_slots[i];
 			recorder->file_slots[i] = file->next;
+			detach_known_version(file);
 			file_state_release(file);
 		}
 	}

@@ -41,6 +41,7 @@ struct file_state {
 	pthread_mutex_t lock;
 	int writers;                    /* open handles that may write */
 	bool dirty;                     /* written since the last version */
+	bool truncated;                 /* truncated by setattr under open writers */
 	bool stream_valid;              /* every write so far continued at stream_offset */
 	uint64_t stream_offset;
 	XXH3_state_t *stream;           /* running hash of the bytes written */
@@ -48,6 +49,12 @@ struct file_state {
 	struct stamp known_stamp;
 	struct access **pending_writers; /* wrote since the last version; referenced */
 	size_t pending_count;
+	uint64_t changes;               /* content changes through the mount, ever */
+	struct version *upcoming;       /* what the open writers will complete, once a
+					 * reader waits for it; referenced */
+	struct version *known_version;  /* the version made through the mount that
+					 * known_stamp stands for, if any; referenced
+					 * (a cycle: detach_known_version before freeing) */
 
 	/* writer */
 	int64_t store_id;
@@ -65,10 +72,16 @@ struct version {
 	struct stamp stamp;
 	char hash[33];              /* set when hashed on the request path */
 	struct process_info *producer; /* referenced */
-	int hash_fd;                /* to hash in the pool after CLOSE is queued; -1 */
+	uint64_t changes;           /* file->changes when it was completed */
+	struct hash_source *hash_source; /* to hash in the pool once its row is committed */
 	struct access **writers;    /* referenced */
 	size_t writer_count;
 	int64_t store_id;           /* writer */
+	/* writer: readers that opened while it was being written (referenced),
+	 * until it is recorded or abandoned (its writers wrote nothing) */
+	struct access **readers;
+	size_t reader_count;
+	bool abandoned;             /* writer */
 };
 
 /* One open handle. */
@@ -88,7 +101,15 @@ struct access {
 	int64_t opened_ns;
 	int64_t closed_ns;
 	struct stamp open_stamp;
-	int hash_fd; /* to hash the version read when its stamp is unknown; -1 */
+	uint64_t open_changes; /* file->changes at open */
+	bool recorded;  /* false: excluded or unidentified, kept only to see its writes */
+	/* The version made through the mount that this handle reads, when the
+	 * request path knows it: the one its writers will complete (opened while
+	 * others wrote), or the known one (its row may not be written yet). */
+	struct version *version_read;
+	struct hash_source *hash_source; /* to hash the version read when its stamp is unknown */
+	atomic_int writer_thread;          /* thread of the last write request */
+	struct process_info *writer_image; /* its process; under file->lock; referenced */
 	atomic_uint_fast64_t bytes_read, bytes_written, read_calls, write_calls;
 	int64_t store_id;        /* writer */
 	int64_t read_version_id; /* writer */
@@ -99,10 +120,12 @@ enum event_kind {
 	EVENT_PROCESS_EXIT,    /* image, time, status */
 	EVENT_EXECUTABLE_HASH, /* image, hash */
 	EVENT_OPEN,            /* access */
-	EVENT_CLOSE,           /* access, version (when it completed one) */
+	EVENT_CLOSE,           /* access */
+	EVENT_VERSION,         /* version: completed when its last writer closed */
 	EVENT_VERSION_HASH,    /* version, hash, hash_state */
 	EVENT_READ_HASH,       /* access (its read version), hash, hash_state */
 	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
+	EVENT_ABANDONED,       /* version: its writers closed without changing the file */
 };
 
 struct event {
@@ -122,7 +145,11 @@ struct event {
 	char *path;     /* owned */
 	char *new_path; /* owned */
 	struct stamp stamp;     /* namespace: the node's attributes after the change */
+	bool before_known;      /* namespace (setattr): before holds the attributes ahead of it */
+	struct stamp before;
 	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
+	bool is_directory;      /* namespace: the node is a directory */
+	uint64_t changes;       /* namespace (truncate): the file's change count after it */
 	struct event *next;
 };
 
@@ -169,6 +196,7 @@ struct recorder {
 	atomic_uint_fast64_t store_errors;
 	atomic_uint_fast64_t queue_high_water;
 	uint64_t hashes_completed; /* kept when the pool is gone */
+	uint64_t hashes_refused;   /* likewise */
 	char last_error[256]; /* writer */
 
 	pthread_t writer;
@@ -183,6 +211,15 @@ void event_free(struct event *event);
 /* Hash-pool callback for a version: queues its EVENT_VERSION_HASH. */
 void version_hash_done(void *argument, int result, const char *hex, const struct stat *before,
 		       const struct stat *after);
+/*
+ * What a finished hash job means for content stamped expected: "hashed",
+ * "changed" (written again, through the mount per the change counter or
+ * outside it per the stamps), "unhashed" (refused by a full pool),
+ * "failed", or NULL when the pool stopped first (the version stays
+ * pending).  file may be NULL (no counter known).
+ */
+const char *hash_outcome(int result, const struct stamp *expected, const struct stat *before,
+			 const struct stat *after, struct file_state *file, uint64_t changes);
 struct file_state *recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode);
 void access_release(struct access *access);
 void version_release(struct version *version);
@@ -195,5 +232,8 @@ int writer_record_session(struct recorder *recorder, char *error, size_t error_s
 int writer_apply_batch(struct recorder *recorder, struct event *batch);
 void writer_close_session(struct recorder *recorder);
 void writer_finish(struct recorder *recorder);
+/* The writer's SQL, for tests that check every statement's query plan. */
+size_t writer_statement_count(void);
+const char *writer_statement_sql(size_t index);
 
 #endif

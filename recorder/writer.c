@@ -8,6 +8,7 @@
  * event whose predecessors were lost while the store failed still lands
  * whole.  See store/schema.sql for what every column means.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ enum statement_id {
 	INSERT_ACCESS,
 	CLOSE_ACCESS,
 	SET_WRITTEN_VERSION,
+	SET_READ_VERSION,
 	INSERT_NAMESPACE_EVENT,
 	SELECT_FILE_BY_INODE,
 	CLOSE_NAME,
@@ -99,6 +101,7 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 			 "read_calls = ?, write_calls = ?, read_version_id = ?, "
 			 "process_id = coalesce(?, process_id) WHERE id = ?",
 	[SET_WRITTEN_VERSION] = "UPDATE accesses SET written_version_id = ? WHERE id = ?",
+	[SET_READ_VERSION] = "UPDATE accesses SET read_version_id = ? WHERE id = ?",
 	[INSERT_NAMESPACE_EVENT] = "INSERT INTO namespace_events (kind, file_id, process_id, "
 				   "mount_session_id, path, new_path, time_ns) "
 				   "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -106,26 +109,30 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				 "inode = ? ORDER BY id DESC LIMIT 1",
 	[CLOSE_NAME] = "UPDATE file_names SET until_ns = ? WHERE backing_dir = ? AND path = ? "
 		       "AND until_ns IS NULL",
+	/* Names beneath dir are the range ['dir/', 'dir0'): '0' follows '/'.
+	 * With the partial index of current names, a rename costs the names
+	 * it moves, not the names the store holds. */
 	[CLOSE_NAMES_UNDER] = "UPDATE file_names SET until_ns = ?1 WHERE backing_dir = ?2 AND "
 			      "until_ns IS NULL AND since_ns < ?1 AND "
-			      "substr(path, 1, length(?3) + 1) = ?3 || '/'",
+			      "path >= ?3 || '/' AND path < ?3 || '0'",
 	[COPY_NAMES_UNDER] = "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how) "
 			     "SELECT file_id, backing_dir, ?4 || substr(path, length(?3) + 1), "
 			     "?1, 'rename' FROM file_names WHERE backing_dir = ?2 AND "
-			     "until_ns IS NULL AND substr(path, 1, length(?3) + 1) = ?3 || '/'",
+			     "until_ns IS NULL AND path >= ?3 || '/' AND path < ?3 || '0'",
 	[UPDATE_PATHS_UNDER] = "UPDATE files SET path = ?3 || substr(path, length(?2) + 1) "
-			       "WHERE backing_dir = ?1 AND substr(path, 1, length(?2) + 1) = ?2 || '/'",
-	[COUNT_CURRENT_NAMES] = "SELECT count(*) FROM file_names WHERE file_id = ? AND "
-				"until_ns IS NULL",
+			       "WHERE backing_dir = ?1 AND path >= ?2 || '/' AND path < ?2 || '0'",
+	[COUNT_CURRENT_NAMES] = "SELECT 1 FROM file_names WHERE file_id = ? AND "
+				"until_ns IS NULL LIMIT 1",
 	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ? WHERE id = ?",
-	[SELECT_LATEST_FOR_FILE] = "SELECT id, number, size, mtime_ns FROM versions WHERE "
+	[SELECT_LATEST_FOR_FILE] = "SELECT id, number, size, mtime_ns, ctime_ns FROM versions WHERE "
 				   "file_id = ? ORDER BY number DESC LIMIT 1",
 	[UPDATE_VERSION_TIMES] = "UPDATE versions SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
 	[SELECT_FILE_PATH] = "SELECT path FROM files WHERE id = ?",
 	[UPSERT_STATS] = "INSERT OR REPLACE INTO recorder_stats (mount_session_id, events_queued, "
 			 "events_written, events_lost, batches, queue_high_water, queue_capacity, "
-			 "hash_backlog, hashes_done, store_errors, last_error, updated_ns) "
-			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			 "hash_backlog, hashes_done, store_errors, last_error, updated_ns, "
+			 "hashes_unhashed, queue_length) "
+			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 };
 
 static sqlite3_stmt *statements[STATEMENT_COUNT];
@@ -195,6 +202,60 @@ journal_undo(void)
 	journal_clear();
 }
 
+/*
+ * Hash jobs found by the open transaction.  They are handed to the pool
+ * only after COMMIT: a job must never carry the id of a row that a
+ * rollback could take back (SQLite would give that id to another row).
+ */
+struct deferred_hash {
+	dev_t device;
+	ino_t inode;
+	struct hash_source *source;
+	hash_done_fn *done;
+	void *argument;
+};
+static struct deferred_hash *deferred;
+static size_t deferred_count, deferred_capacity;
+
+static void
+defer_hash(dev_t device, ino_t inode, struct hash_source *source, hash_done_fn *done,
+	   void *argument)
+{
+	if (deferred_count == deferred_capacity) {
+		size_t capacity = deferred_capacity ? deferred_capacity * 2 : 64;
+		struct deferred_hash *grown = realloc(deferred, capacity * sizeof(*grown));
+		if (grown == NULL)
+			abort();
+		deferred = grown;
+		deferred_capacity = capacity;
+	}
+	deferred[deferred_count++] = (struct deferred_hash){
+		.device = device, .inode = inode, .source = source, .done = done,
+		.argument = argument};
+}
+
+/* The batch committed: its rows exist, their jobs may run. */
+static void
+deferred_submit(void)
+{
+	for (size_t i = 0; i < deferred_count; i++)
+		hash_pool_submit_source(current->hashes, deferred[i].device, deferred[i].inode,
+					deferred[i].source, deferred[i].done,
+					deferred[i].argument);
+	deferred_count = 0;
+}
+
+/* The batch was undone: its jobs have no rows to complete. */
+static void
+deferred_cancel(void)
+{
+	for (size_t i = 0; i < deferred_count; i++) {
+		hash_source_free(deferred[i].source);
+		deferred[i].done(deferred[i].argument, -ESHUTDOWN, NULL, NULL, NULL);
+	}
+	deferred_count = 0;
+}
+
 static sqlite3 *
 db(void)
 {
@@ -255,6 +316,18 @@ select_integer(sqlite3_stmt *s, int *rc)
 	return value;
 }
 
+size_t
+writer_statement_count(void)
+{
+	return STATEMENT_COUNT;
+}
+
+const char *
+writer_statement_sql(size_t index)
+{
+	return index < STATEMENT_COUNT ? statement_sql[index] : NULL;
+}
+
 int
 writer_prepare(struct recorder *recorder, char *error, size_t error_size)
 {
@@ -273,6 +346,10 @@ writer_prepare(struct recorder *recorder, char *error, size_t error_size)
 void
 writer_finish(struct recorder *recorder)
 {
+	deferred_cancel();
+	free(deferred);
+	deferred = NULL;
+	deferred_capacity = 0;
 	free(assigned_ids);
 	free(touched_files);
 	assigned_ids = NULL;
@@ -338,6 +415,13 @@ write_stats(struct recorder *recorder)
 	sqlite3_bind_int64(s, 10, (int64_t)recorder->store_errors);
 	bind_text(s, 11, recorder->last_error[0] ? recorder->last_error : NULL);
 	sqlite3_bind_int64(s, 12, wall_clock_ns());
+	sqlite3_bind_int64(s, 13, recorder->hashes ? (int64_t)hash_pool_refused(recorder->hashes)
+						  : (int64_t)recorder->hashes_refused);
+	/* What a crash now would lose: events queued behind this batch. */
+	pthread_mutex_lock(&recorder->queue_lock);
+	int64_t queued = (int64_t)recorder->queue_length;
+	pthread_mutex_unlock(&recorder->queue_lock);
+	sqlite3_bind_int64(s, 14, queued);
 	return run(s);
 }
 
@@ -548,20 +632,25 @@ read_hash_done(void *argument, int result, const char *hex, const struct stat *b
 	       const struct stat *after)
 {
 	struct access *access = argument;
-	struct event *event = event_new(EVENT_READ_HASH);
 	struct stamp expected = access->open_stamp;
 
-	event->access = access; /* the job's reference moves to the event */
-	if (result < 0 || before == NULL || after == NULL) {
-		event->hash_state = "failed";
-	} else {
-		bool same = before->st_size == expected.size && after->st_size == expected.size &&
-			    (int64_t)after->st_mtim.tv_sec * 1000000000LL + after->st_mtim.tv_nsec ==
-				    expected.mtime_ns;
-		event->hash_state = same ? "hashed" : "changed";
-		if (same)
-			snprintf(event->hash, sizeof(event->hash), "%s", hex);
+	/* A rename through the mount moves the ctime, not the content: the
+	 * change counter stands for changes made through the mount. */
+	if (before && after && before->st_ctim.tv_sec == after->st_ctim.tv_sec &&
+	    before->st_ctim.tv_nsec == after->st_ctim.tv_nsec)
+		expected.ctime_ns = (int64_t)before->st_ctim.tv_sec * 1000000000LL +
+				    before->st_ctim.tv_nsec;
+	const char *state = hash_outcome(result, &expected, before, after, access->file,
+					 access->open_changes);
+	if (state == NULL) {
+		access_release(access);
+		return;
 	}
+	struct event *event = event_new(EVENT_READ_HASH);
+	event->access = access; /* the job's reference moves to the event */
+	event->hash_state = state;
+	if (strcmp(state, "hashed") == 0)
+		snprintf(event->hash, sizeof(event->hash), "%s", hex);
 	recorder_enqueue(access->recorder, event);
 }
 
@@ -587,13 +676,47 @@ open_beneath(const char *path, ino_t inode)
 	return fd;
 }
 
-/* Which version did this read-open see?  A new one when the stamp is new. */
+/* A pool source for the file at path (inode), or NULL. */
+static struct hash_source *
+source_beneath(const char *path, ino_t inode)
+{
+	int fd = path ? open_beneath(path, inode) : -1;
+	struct hash_source *source = NULL;
+
+	if (fd >= 0) {
+		source = hash_source_new(current->hashes, fd);
+		close(fd);
+	}
+	return source;
+}
+
+/*
+ * Which version did this read-open see?  The one its stamp names, or a new
+ * one when the stamp is new.  A reader that opened while others were
+ * writing reads what they complete: it waits in that version's readers
+ * until it is recorded (apply_version) or abandoned (apply_abandoned).
+ */
 static int
 resolve_read_version(struct access *access)
 {
 	struct file_state *file = access->file;
+	struct version *upcoming = access->version_read;
 	int rc = SQLITE_DONE;
 
+	if (upcoming && upcoming->store_id) {
+		access->read_version_id = upcoming->store_id;
+		return SQLITE_DONE;
+	}
+	if (upcoming && !upcoming->abandoned) {
+		struct access **grown = realloc(upcoming->readers,
+						(upcoming->reader_count + 1) * sizeof(*grown));
+		if (grown == NULL)
+			abort();
+		upcoming->readers = grown;
+		atomic_fetch_add(&access->references, 1);
+		grown[upcoming->reader_count++] = access;
+		return SQLITE_DONE;
+	}
 	if (file->latest_version_id && same_stamp(&file->latest_stamp, &access->open_stamp)) {
 		access->read_version_id = file->latest_version_id;
 	} else {
@@ -602,29 +725,57 @@ resolve_read_version(struct access *access)
 							 "pending", origin, 0, &rc);
 		if (rc != SQLITE_DONE)
 			return rc;
-		int fd = access->hash_fd;
-		access->hash_fd = -1;
-		if (fd < 0)
-			fd = open_beneath(access->path, access->file->inode);
-		if (fd >= 0) {
-			atomic_fetch_add(&access->references, 1);
-			hash_pool_submit(current->hashes, fd, read_hash_done, access);
-		}
+		struct hash_source *source = access->hash_source;
+		access->hash_source = NULL;
+		if (source == NULL)
+			source = source_beneath(access->path, access->file->inode);
+		atomic_fetch_add(&access->references, 1);
+		defer_hash(file->device, file->inode, source, read_hash_done, access);
 		if (strcmp(origin, "external") == 0)
 			log_info("'%s' changed outside provfs (version %lld)", access->path,
 				 (long long)file->latest_number);
 	}
-	if (access->hash_fd >= 0) {
-		close(access->hash_fd);
-		access->hash_fd = -1;
-	}
+	hash_source_free(access->hash_source);
+	access->hash_source = NULL;
+	struct version *forgotten = NULL;
 	pthread_mutex_lock(&file->lock);
-	if (!file->dirty && file->writers == 0) {
+	if (!upcoming && !file->dirty && file->writers == 0 &&
+	    file->changes == access->open_changes) {
 		file->stamp_known = true;
 		file->known_stamp = access->open_stamp;
+		forgotten = file->known_version; /* a row of the store now */
+		file->known_version = NULL;
 	}
 	pthread_mutex_unlock(&file->lock);
+	version_release(forgotten);
 	return rc;
+}
+
+/* A reader resolved after its OPEN (and maybe its CLOSE) was applied. */
+static int
+set_read_version(struct access *reader)
+{
+	sqlite3_stmt *s;
+
+	if (reader->store_id == 0 || reader->read_version_id == 0)
+		return SQLITE_DONE;
+	/* The rule of apply_close: a handle that wrote but read nothing was no input. */
+	if (atomic_load(&reader->bytes_written) > 0 && atomic_load(&reader->bytes_read) == 0)
+		return SQLITE_DONE;
+	s = statement(SET_READ_VERSION);
+	sqlite3_bind_int64(s, 1, reader->read_version_id);
+	sqlite3_bind_int64(s, 2, reader->store_id);
+	return run(s);
+}
+
+static void
+drop_readers(struct version *version)
+{
+	for (size_t i = 0; i < version->reader_count; i++)
+		access_release(version->readers[i]);
+	free(version->readers);
+	version->readers = NULL;
+	version->reader_count = 0;
 }
 
 static int
@@ -661,7 +812,6 @@ static int
 apply_close(struct event *event)
 {
 	struct access *access = event->access;
-	struct version *version = event->version;
 	sqlite3_stmt *s;
 	int rc;
 
@@ -682,8 +832,25 @@ apply_close(struct event *event)
 	bind_id(s, 6, input ? access->read_version_id : 0);
 	bind_id(s, 7, access->last_image ? access->last_image->store_id : 0);
 	sqlite3_bind_int64(s, 8, access->store_id);
-	if ((rc = run(s)) != SQLITE_DONE || version == NULL)
-		return rc;
+	return run(s);
+}
+
+static bool
+is_writer_of(const struct version *version, const struct access *access)
+{
+	for (size_t i = 0; i < version->writer_count; i++)
+		if (version->writers[i] == access)
+			return true;
+	return false;
+}
+
+/* A version completed by its last writer's close: the row, its writers, its readers. */
+static int
+apply_version(struct event *event)
+{
+	struct version *version = event->version;
+	sqlite3_stmt *s;
+	int rc;
 
 	if ((rc = ensure_process(version->producer, 0)) != SQLITE_DONE)
 		return rc;
@@ -691,12 +858,20 @@ apply_close(struct event *event)
 		if (version->writers[i]->process &&
 		    (rc = ensure_access(version->writers[i])) != SQLITE_DONE)
 			return rc;
+	if ((rc = ensure_file(version->file, NULL, event->time_ns, "seen")) != SQLITE_DONE)
+		return rc;
 	version->store_id = insert_version(version->file, &version->stamp, version->hash,
 					   version->hash[0] ? "hashed" : "pending", "written",
 					   version->producer ? version->producer->store_id : 0, &rc);
 	if (rc != SQLITE_DONE)
 		return rc;
 	journal_id(&version->store_id);
+	if (version->hash[0] == '\0') {
+		atomic_fetch_add(&version->references, 1); /* the job's */
+		defer_hash(version->file->device, version->file->inode, version->hash_source,
+			   version_hash_done, version);
+		version->hash_source = NULL;
+	}
 	for (size_t i = 0; i < version->writer_count; i++) {
 		if (version->writers[i]->store_id == 0)
 			continue;
@@ -706,7 +881,38 @@ apply_close(struct event *event)
 		if ((rc = run(s)) != SQLITE_DONE)
 			return rc;
 	}
+	for (size_t i = 0; i < version->reader_count; i++) {
+		struct access *reader = version->readers[i];
+		if (is_writer_of(version, reader))
+			continue; /* it read (partly) what it wrote */
+		reader->read_version_id = version->store_id;
+		journal_id(&reader->read_version_id);
+		if ((rc = set_read_version(reader)) != SQLITE_DONE)
+			return rc;
+	}
+	drop_readers(version);
 	return SQLITE_DONE;
+}
+
+/* Writers closed without changing the file: its readers read what was there. */
+static int
+apply_abandoned(struct event *event)
+{
+	struct version *version = event->version;
+	int rc = SQLITE_DONE;
+
+	version->abandoned = true;
+	for (size_t i = 0; i < version->reader_count && rc == SQLITE_DONE; i++) {
+		struct access *reader = version->readers[i];
+		if (reader->store_id == 0)
+			continue;
+		if ((rc = resolve_read_version(reader)) == SQLITE_DONE) {
+			journal_id(&reader->read_version_id);
+			rc = set_read_version(reader);
+		}
+	}
+	drop_readers(version);
+	return rc;
 }
 
 static int
@@ -741,7 +947,8 @@ change_kind(const struct event *event)
 
 /* Move the current name from to to (and every name beneath it, for a directory). */
 static int
-rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns)
+rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns,
+	     bool directory)
 {
 	sqlite3_stmt *s;
 	int rc;
@@ -773,6 +980,8 @@ rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns)
 		if ((rc = run(s)) != SQLITE_DONE)
 			return rc;
 	}
+	if (!directory)
+		return SQLITE_DONE;
 	s = statement(COPY_NAMES_UNDER);
 	sqlite3_bind_int64(s, 1, time_ns);
 	bind_text(s, 2, current->backing_dir);
@@ -802,7 +1011,7 @@ static int
 follow_content(struct event *event, int64_t file_id)
 {
 	sqlite3_stmt *s = statement(SELECT_LATEST_FOR_FILE);
-	int64_t version_id = 0, number = 0, size = -1, mtime_ns = 0;
+	int64_t version_id = 0, number = 0, size = -1, mtime_ns = 0, ctime_ns = 0;
 	int rc = SQLITE_DONE, step;
 
 	if (event->change == FS_CHANGE_CREATE || event->change == FS_CHANGE_UNLINK)
@@ -814,6 +1023,7 @@ follow_content(struct event *event, int64_t file_id)
 		number = sqlite3_column_int64(s, 1);
 		size = sqlite3_column_int64(s, 2);
 		mtime_ns = sqlite3_column_int64(s, 3);
+		ctime_ns = sqlite3_column_int64(s, 4);
 	} else if (step != SQLITE_DONE) {
 		rc = step;
 	}
@@ -837,31 +1047,50 @@ follow_content(struct event *event, int64_t file_id)
 					    event->stamp.size == 0 ? empty_hash : NULL,
 					    event->stamp.size == 0 ? "hashed" : "pending", "written",
 					    event->process ? event->process->store_id : 0, &rc);
-		file_state_release(cached);
-		if (rc != SQLITE_DONE || event->stamp.size == 0)
+		if (rc != SQLITE_DONE || event->stamp.size == 0) {
+			file_state_release(cached);
 			return rc;
+		}
 		/* Hash the truncated content from the backing tree, in the pool. */
 		s = statement(SELECT_FILE_PATH);
 		sqlite3_bind_int64(s, 1, file_id);
-		int fd = -1;
+		struct hash_source *source = NULL;
 		if (sqlite3_step(s) == SQLITE_ROW)
-			fd = open_beneath((const char *)sqlite3_column_text(s, 0), event->inode);
+			source = source_beneath((const char *)sqlite3_column_text(s, 0),
+						event->inode);
 		sqlite3_reset(s);
-		struct version *version = fd >= 0 ? calloc(1, sizeof(*version)) : NULL;
+		struct version *version = calloc(1, sizeof(*version));
 		if (version == NULL) {
-			if (fd >= 0)
-				close(fd);
+			hash_source_free(source);
+			file_state_release(cached);
 			return SQLITE_DONE; /* stays 'pending': no hash is better than a wrong one */
 		}
 		atomic_init(&version->references, 1); /* the job's */
 		version->recorder = current;
 		version->stamp = event->stamp;
 		version->store_id = id;
-		hash_pool_submit(current->hashes, fd, version_hash_done, version);
+		/* The change counter, when the file had a state at the truncate. */
+		if (cached && event->changes) {
+			version->file = cached; /* the reference moves */
+			version->changes = event->changes;
+		} else {
+			file_state_release(cached);
+		}
+		defer_hash(event->device, event->inode, source, version_hash_done, version);
 		return SQLITE_DONE;
 	}
-	if (version_id && size == event->stamp.size &&
-	    (mtime_ns == event->stamp.mtime_ns || event->change == FS_CHANGE_TIMES)) {
+	/*
+	 * Only content known unchanged moves along: after a setattr, the
+	 * attributes before it must be the version's (a touch must not hide a
+	 * same-size change made outside provfs); otherwise size and mtime.
+	 */
+	bool unchanged = event->before_known
+				 ? version_id && size == event->before.size &&
+					   mtime_ns == event->before.mtime_ns &&
+					   ctime_ns == event->before.ctime_ns
+				 : event->change != FS_CHANGE_TIMES && size == event->stamp.size &&
+					   mtime_ns == event->stamp.mtime_ns;
+	if (version_id && unchanged) {
 		if (cached && cached->latest_version_id == version_id) {
 			cached->latest_stamp.mtime_ns = event->stamp.mtime_ns;
 			cached->latest_stamp.ctime_ns = event->stamp.ctime_ns;
@@ -908,15 +1137,17 @@ apply_namespace(struct event *event)
 			char temporary[64];
 			snprintf(temporary, sizeof(temporary), "\x01provfs-exchange-%lld",
 				 (long long)event->time_ns);
-			if ((rc = rename_names(0, event->new_path, temporary, event->time_ns)) !=
-				    SQLITE_DONE ||
+			/* The other node's type is not known: both may be directories. */
+			if ((rc = rename_names(0, event->new_path, temporary, event->time_ns,
+					       true)) != SQLITE_DONE ||
 			    (rc = rename_names(file_id, event->path, event->new_path,
-					       event->time_ns)) != SQLITE_DONE)
+					       event->time_ns, true)) != SQLITE_DONE)
 				return rc;
 			/* the other file: whoever held the temporary name */
-			rc = rename_names(0, temporary, event->path, event->time_ns);
+			rc = rename_names(0, temporary, event->path, event->time_ns, true);
 		} else {
-			rc = rename_names(file_id, event->path, event->new_path, event->time_ns);
+			rc = rename_names(file_id, event->path, event->new_path, event->time_ns,
+					  event->is_directory);
 		}
 	} else if (event->change == FS_CHANGE_LINK && file_id && event->new_path) {
 		s = statement(INSERT_NAME);
@@ -1001,6 +1232,10 @@ apply_event(struct event *event)
 		return ensure_access(event->access);
 	case EVENT_CLOSE:
 		return apply_close(event);
+	case EVENT_VERSION:
+		return apply_version(event);
+	case EVENT_ABANDONED:
+		return apply_abandoned(event);
 	case EVENT_VERSION_HASH:
 		return update_version_hash(event->version->store_id, event->hash,
 					   event->hash_state);
@@ -1038,16 +1273,19 @@ writer_apply_batch(struct recorder *recorder, struct event *batch)
 		goto failed_rollback;
 	openlineage_outbox_committed();
 	journal_clear();
+	deferred_submit();
 	return 0;
 failed_rollback:
 	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
 	sqlite3_exec(db(), "ROLLBACK", NULL, NULL, NULL);
 	journal_undo();
+	deferred_cancel();
 	recorder->store_errors++;
 	return -1;
 failed:
 	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
 	journal_undo();
+	deferred_cancel();
 	recorder->store_errors++;
 	return -1;
 }

@@ -110,6 +110,7 @@ CREATE TABLE files (
 	removed_ns INTEGER,                  -- last name unlinked
 	UNIQUE (host, device, inode, generation)
 );
+CREATE INDEX files_path ON files(backing_dir, path);
 
 -- Every path a file had, with when; several at once for hard links.
 CREATE TABLE file_names (
@@ -123,6 +124,11 @@ CREATE TABLE file_names (
 );
 CREATE INDEX file_names_path ON file_names(backing_dir, path, since_ns);
 CREATE INDEX file_names_file ON file_names(file_id);
+-- The current names: what every rename and unlink looks at, in O(log n)
+-- however many names a path or a file had before.  Names beneath a
+-- directory are a range: path >= 'dir/' AND path < 'dir0'.
+CREATE INDEX file_names_current ON file_names(backing_dir, path) WHERE until_ns IS NULL;
+CREATE INDEX file_names_current_file ON file_names(file_id) WHERE until_ns IS NULL;
 
 -- A version: the content of a file between two changes.  number counts
 -- 1, 2, 3 ... per file in recording order.
@@ -135,7 +141,9 @@ CREATE TABLE versions (
 	ctime_ns INTEGER NOT NULL,
 	hash TEXT,                           -- NULL while pending or when not hashable
 	hash_state TEXT NOT NULL,            -- 'pending', 'hashed', 'changed' (modified again before
-	                                     -- its hash was taken), 'failed'
+	                                     -- its hash was taken), 'failed', 'unhashed' (the hash
+	                                     -- queue was full: never hashed, counted in
+	                                     -- recorder_stats.hashes_unhashed)
 	origin TEXT NOT NULL,                -- 'written': produced through provfs;
 	                                     -- 'external': changed outside provfs (unattributed);
 	                                     -- 'initial': first seen, history unknown
@@ -245,5 +253,8 @@ CREATE TABLE recorder_stats (
 	hashes_done INTEGER NOT NULL,
 	store_errors INTEGER NOT NULL,
 	last_error TEXT,
-	updated_ns INTEGER NOT NULL
+	updated_ns INTEGER NOT NULL,
+	hashes_unhashed INTEGER NOT NULL DEFAULT 0, -- versions left 'unhashed' (hash queue full)
+	queue_length INTEGER NOT NULL DEFAULT 0 -- events queued, not yet written, as of updated_ns:
+	                                     -- what a crash then loses (see stats)
 );

@@ -37,13 +37,22 @@ struct store {
 
 /* Migration steps: migrations[i] takes version i+1 to i+2. */
 static const char *const migrations[] = {
-	/* 1 -> 2: the OpenLineage outbox's dead-letter list, and lookups by run. */
+	/*
+	 * 1 -> 2: the OpenLineage outbox's dead-letter list and lookups by run;
+	 * the writer's statements all use an index (names current now, paths by
+	 * range); counters of unhashed versions and of the queue.
+	 */
 	"ALTER TABLE openlineage_outbox ADD COLUMN dead_ns INTEGER;"
 	"ALTER TABLE openlineage_outbox ADD COLUMN response TEXT;"
 	"CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);"
 	"DROP INDEX openlineage_outbox_pending;"
 	"CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id) "
-	"WHERE delivered_ns IS NULL AND dead_ns IS NULL;",
+	"WHERE delivered_ns IS NULL AND dead_ns IS NULL;"
+	"CREATE INDEX file_names_current ON file_names(backing_dir, path) WHERE until_ns IS NULL;"
+	"CREATE INDEX file_names_current_file ON file_names(file_id) WHERE until_ns IS NULL;"
+	"CREATE INDEX files_path ON files(backing_dir, path);"
+	"ALTER TABLE recorder_stats ADD COLUMN hashes_unhashed INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE recorder_stats ADD COLUMN queue_length INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* SQLite's message, with the system's reason when there is one. */

@@ -135,7 +135,10 @@ cmd_stats(struct query *q)
 	    q_prepare(q, "SELECT m.host, m.mount_point, m.backing_dir, m.stopped_ns, "
 	                 "s.events_queued, s.events_written, s.events_lost, s.batches, "
 	                 "s.queue_high_water, s.queue_capacity, s.hash_backlog, s.hashes_done, "
-	                 "s.store_errors, s.last_error, s.updated_ns, m.id "
+	                 "s.store_errors, s.last_error, s.updated_ns, m.id, s.queue_length, "
+	                 "s.hashes_unhashed, m.stopped_ns IS NULL AND EXISTS (SELECT 1 FROM "
+	                 "mount_sessions n WHERE n.host = m.host AND n.mount_point = m.mount_point "
+	                 "AND n.started_ns > m.started_ns) "
 	                 "FROM recorder_stats s JOIN mount_sessions m ON m.id = s.mount_session_id "
 	                 "ORDER BY m.started_ns");
 	if (statement == NULL)
@@ -170,6 +173,13 @@ cmd_stats(struct query *q)
 			    j, "last_error",
 			    q_jstr((const char *)sqlite3_column_text(statement, 13)));
 			json_object_object_add(j, "updated", q_jtime(q_col_int(statement, 14)));
+			json_object_object_add(j, "queue_length", q_jint(q_col_int(statement, 16)));
+			json_object_object_add(j, "hashes_unhashed",
+			                       q_jint(q_col_int(statement, 17)));
+			/* Mounted again later without having been unmounted: the daemon
+			 * died, and what was queued behind its last batch was lost. */
+			json_object_object_add(
+			    j, "crashed", json_object_new_boolean(sqlite3_column_int(statement, 18)));
 			json_object_array_add(recorders, j);
 		} else {
 			printf("  %s:%s (%s)%s, updated %s\n",
@@ -193,6 +203,13 @@ cmd_stats(struct query *q)
 			       sqlite3_column_type(statement, 13) == SQLITE_NULL
 			           ? ""
 			           : q_tx(q, (const char *)sqlite3_column_text(statement, 13)));
+			if (q_col_int(statement, 17) > 0)
+				printf("    %lld versions left unhashed (hash queue full)\n",
+				       (long long)q_col_int(statement, 17));
+			if (sqlite3_column_int(statement, 18))
+				printf("    ended without unmount (daemon killed): the events queued "
+				       "after its last batch were lost (%lld were queued then)\n",
+				       (long long)q_col_int(statement, 16));
 		}
 	}
 	if (rc < 0)

@@ -1,0 +1,475 @@
+#!/usr/bin/env bats
+# lineage_integrity.bats - recorded facts stay true under load and concurrency
+# (issue 8, cases 3, 4, 5, 6, 8) and the writer keeps up whatever the size
+# of the store (issue 9).
+#
+# Real programs through a real mount, then plain sqlite3 on the store, as
+# in recorder.bats.  A wrong record is worse than a missing one: where a
+# hash cannot be known, the store must say so ('changed', 'unhashed',
+# 'pending'), never keep a hash of other bytes.
+
+load helpers
+load recorder_helpers
+
+setup() {
+	common_setup
+	chmod 700 "$BACKING"
+	CONF=$TMP/provfs.conf
+}
+
+teardown() {
+	common_teardown
+}
+
+write_conf() {
+	printf '%s\n' "$@" >"$CONF"
+	chown root:root "$CONF"
+	chmod 644 "$CONF"
+}
+
+latest_version_sql() {
+	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
+}
+
+producer_of() {
+	q "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql "$1"))"
+}
+
+# Every version recorded as 'hashed' has the hash of the bytes it names:
+# the backing file's for the newest version of each file given.
+assert_newest_hashes_true() {
+	local path expected actual
+	for path in "$@"; do
+		actual=$(q "SELECT hash_state || ' ' || coalesce(hash, '') FROM versions
+		            WHERE id = ($(latest_version_sql "$path"))")
+		case $actual in
+		"hashed "*)
+			expected=$(xxh "$BACKING/$path")
+			if [ "$actual" != "hashed $expected" ]; then
+				echo "$path: recorded '$actual', the bytes hash to $expected" >&2
+				return 1
+			fi
+			;;
+		esac
+	done
+}
+
+# --------------------------------------------------- case 3: bounded hash jobs
+
+# occupy_hash_pool [GIB]: two sparse files of GIB GiB (default 400), written
+# out of order: both hashing threads stay busy with them (400 GiB: for
+# minutes, until the unmount interrupts them).
+occupy_hash_pool() {
+	"$PYTHON" - "$MNT" "${1:-400}" <<'EOF'
+import os, sys
+for name in ("big1", "big2"):
+    fd = os.open(os.path.join(sys.argv[1], name), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, b"end", int(sys.argv[2]) << 30)
+    os.close(fd)
+EOF
+}
+
+@test "hash jobs: 4,000 random-write versions under a 1,024-descriptor limit: no EMFILE, unmount in seconds" {
+	mount_provfs
+	prlimit --pid "$MOUNTED_PID" --nofile=1024:1024
+	occupy_hash_pool
+	# 100 files, 40 versions each, every one written out of order (a pool job).
+	"$PYTHON" - "$MNT" <<'EOF'
+import os, sys
+errors = 0
+for round in range(40):
+    for i in range(100):
+        try:
+            fd = os.open(os.path.join(sys.argv[1], "s%03d" % i), os.O_CREAT | os.O_WRONLY, 0o644)
+            os.pwrite(fd, b"%05d" % round, 1)
+            os.pwrite(fd, b"x", 0)
+            os.close(fd)
+        except OSError as e:
+            errors += 1
+            if errors < 5:
+                print("error:", round, i, e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+EOF
+	local started=$SECONDS
+	stop_provfs
+	# The backlog (two 400 GiB files, thousands of versions) is not waited for.
+	[ $((SECONDS - started)) -le 10 ]
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 's%'" 4000
+	# Interrupted hashes stay pending, never a wrong hash.
+	assert_sql "SELECT group_concat(hash_state) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path IN ('big1', 'big2')" "pending,pending"
+	local wrong
+	wrong=$(q "SELECT f.path || ' ' || v.hash FROM versions v JOIN files f ON f.id = v.file_id
+	           WHERE v.hash_state = 'hashed' AND f.path LIKE 's%' AND v.number = 40" |
+		(cd "$BACKING" && while read -r path hash; do
+			[ "$(xxh "$path")" = "$hash" ] || echo "$path"
+		done))
+	[ -z "$wrong" ]
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 's%' AND v.number < 40 AND v.hash_state = 'hashed'" 0
+}
+
+@test "hash jobs: the queue is bounded: versions beyond it are 'unhashed', counted, listed by gaps" {
+	mount_provfs
+	occupy_hash_pool
+	"$PYTHON" - "$MNT" <<'EOF'
+import os, sys
+for i in range(4500):
+    fd = os.open(os.path.join(sys.argv[1], "s%05d" % i), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, b"%05d" % i, 1)
+    os.pwrite(fd, b"x", 0)
+    os.close(fd)
+EOF
+	local started=$SECONDS
+	stop_provfs
+	[ $((SECONDS - started)) -le 10 ]
+	local unhashed
+	unhashed=$(q "SELECT count(*) FROM versions WHERE hash_state = 'unhashed'")
+	[ "$unhashed" -gt 0 ]
+	assert_sql "SELECT hashes_unhashed FROM recorder_stats" "$unhashed"
+	"$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" gaps >"$TMP/gaps"
+	grep -q "unhashed" "$TMP/gaps"
+}
+
+@test "hash jobs: one pending job per file: superseded versions are 'changed', the newest is hashed" {
+	mount_provfs
+	occupy_hash_pool 24
+	"$PYTHON" - "$MNT" <<'EOF'
+import os, sys
+mnt = sys.argv[1]
+for i in range(300):
+    fd = os.open(os.path.join(mnt, "churn"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.pwrite(fd, b"%05d" % i, 1)
+    os.pwrite(fd, b"x", 0)
+    os.close(fd)
+EOF
+	# Let the pool finish the newest job before unmounting.
+	sleep 1
+	wait_until "[ \"\$(q \"SELECT hash_state FROM versions WHERE id = (\$(latest_version_sql churn))\")\" != pending ]" 240
+	stop_provfs
+	# (A release may come after the next open: then two closes make one version.)
+	local versions
+	versions=$(q "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql churn))")
+	[ "$versions" -ge 100 ]
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql churn))" \
+		"hashed|$(xxh "$BACKING/churn")"
+	# The superseded ones never got a hash of bytes that were not theirs.
+	assert_sql "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql churn))
+	            AND hash_state = 'changed' AND number < $versions" $((versions - 1))
+}
+
+# --------------------------------------------------- case 4: readers of files being written
+
+@test "a reader of a file being written reads the version its writer completes, no external version" {
+	mount_provfs
+	(for i in 1 2 3; do echo $i; sleep 1; done) >"$MNT/log" &
+	local writer=$!
+	sleep 1.5
+	cat "$MNT/log" >"$TMP/seen"
+	wait "$writer"
+	stop_provfs
+	assert_sql "SELECT count(*), origin FROM versions WHERE file_id = ($(file_id_sql log))" "1|written"
+	# cat's access has as input the version the loop completed.
+	assert_sql "SELECT a.read_version_id = ($(latest_version_sql log)) FROM accesses a
+	            JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = ($(file_id_sql log)) AND p.executable = '$(real_exe cat)'" 1
+	assert_sql "SELECT count(*) FROM versions WHERE origin IN ('external', 'initial')" 0
+}
+
+@test "create, close, rename, open read-only, close, unlink, 200 times: no external version" {
+	mount_provfs
+	"$PYTHON" - "$MNT" <<'EOF'
+import os, sys
+os.chdir(sys.argv[1])
+for i in range(200):
+    fd = os.open("a%d" % i, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b"data %d\n" % i)
+    os.close(fd)
+    os.rename("a%d" % i, "b%d" % i)
+    fd = os.open("b%d" % i, os.O_RDONLY)
+    assert os.read(fd, 100) == b"data %d\n" % i
+    os.close(fd)
+    os.unlink("b%d" % i)
+EOF
+	stop_provfs
+	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
+	assert_sql "SELECT count(*) FROM versions WHERE origin = 'initial'" 0
+	assert_sql "SELECT count(*) FROM versions WHERE origin = 'written'" 200
+	"$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" gaps --format json >"$TMP/gaps.json"
+	"$PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["external_versions"] == [], d["external_versions"]' "$TMP/gaps.json"
+	# Every read names the version written before it.
+	assert_sql "SELECT count(*) FROM accesses WHERE open_flags & 3 = 0 AND read_version_id IS NULL" 0
+}
+
+# --------------------------------------------------- case 5: the producer is the process that wrote
+
+@test "producer: a subshell writing between sleeps is the producer, not sleep" {
+	mount_provfs
+	(for i in 1 2 3; do echo $i; sleep 1; done) >"$MNT/log"
+	stop_provfs
+	local producer
+	producer=$(producer_of log)
+	assert_sql "SELECT executable FROM processes WHERE id = $producer" "$(real_exe bash)"
+}
+
+@test "producer: '{ python3 -c ...; /bin/true; } >o.txt' is python3 with its argv" {
+	mount_provfs
+	{ "$PYTHON" -c 'print(1)'; /bin/true; } >"$MNT/o.txt"
+	stop_provfs
+	local producer
+	producer=$(producer_of o.txt)
+	assert_sql "SELECT executable FROM processes WHERE id = $producer" "$(realpath "$PYTHON")"
+	[ "$(argv_line_of "$producer")" = "$PYTHON -c print(1)" ]
+}
+
+@test "producer: a handle opened read-write that writes nothing is never the producer" {
+	echo a >"$BACKING/o.csv"
+	mount_provfs
+	# Alone: no new version.
+	bash -c 'exec 3<>"$1"; exec 3>&-' bash "$MNT/o.csv"
+	# With a writer: the writer is the producer even when the idle handle closes last.
+	"$PYTHON" -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"b\n")
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+os.close(fd)
+' "$MNT/o.csv" "$TMP/ready" "$TMP/go" &
+	local writer=$!
+	wait_for_file "$TMP/ready"
+	bash -c 'exec 3<>"$1"; touch "$2"; sleep 1; exec 3>&-' bash "$MNT/o.csv" "$TMP/go"
+	wait "$writer"
+	stop_provfs
+	local file
+	file=$(file_id_of o.csv)
+	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = $file ORDER BY number" \
+		"initial,written"
+	assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
+	            WHERE v.id = ($(latest_version_sql o.csv))" "$(realpath "$PYTHON")"
+}
+
+@test "producer: a process that writes and exits at once is stored with its program and argv" {
+	mount_provfs
+	for i in 1 2 3 4 5; do
+		"$PYTHON" -c 'import os; os.write(1, b"x")' >"$MNT/quick$i"
+	done
+	stop_provfs
+	for i in 1 2 3 4 5; do
+		local producer
+		producer=$(producer_of "quick$i")
+		assert_sql "SELECT executable FROM processes WHERE id = $producer" "$(realpath "$PYTHON")"
+		[ "$(argv_line_of "$producer")" = "$PYTHON -c import os; os.write(1, b\"x\")" ]
+	done
+}
+
+@test "producer: the redirect rule holds (sort >out: sort, not the shell)" {
+	printf 'b\na\n' >"$BACKING/in.txt"
+	mount_provfs
+	(cd "$MNT" && sort in.txt >out.txt)
+	stop_provfs
+	local producer
+	producer=$(producer_of out.txt)
+	assert_sql "SELECT executable FROM processes WHERE id = $producer" "$(real_exe sort)"
+}
+
+# --------------------------------------------------- case 6: unobserved writes
+
+@test "a handle opened under an excluded name, renamed back, written and touched: the next read is of the new bytes" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	printf 'aaaa' >"$MNT/data.csv"
+	local mtime
+	mtime=$(stat -c %Y "$MNT/data.csv")
+	mv "$MNT/data.csv" "$MNT/x.swp"
+	"$PYTHON" -c '
+import os, sys
+fd = os.open(sys.argv[1] + "/x.swp", os.O_WRONLY)
+os.rename(sys.argv[1] + "/x.swp", sys.argv[1] + "/data.csv")
+os.pwrite(fd, b"bbbb", 0)
+os.close(fd)
+' "$MNT"
+	touch -d "@$mtime" "$MNT/data.csv"
+	cat "$MNT/data.csv" >/dev/null
+	stop_provfs
+	[ "$(cat "$BACKING/data.csv")" = bbbb ]
+	# cat read a version whose hash is that of bbbb (never aaaa's).
+	assert_sql "SELECT v.hash_state, v.hash FROM accesses a JOIN processes p ON p.id = a.process_id
+	            JOIN versions v ON v.id = a.read_version_id
+	            WHERE p.executable = '$(real_exe cat)'" "hashed|$(xxh "$BACKING/data.csv")"
+}
+
+@test "touch through the mount does not hide a same-size change made outside it" {
+	mount_provfs
+	printf 'aaaa' >"$MNT/data.csv"
+	cat "$MNT/data.csv" >/dev/null
+	printf 'cccc' >"$BACKING/data.csv"
+	touch "$MNT/data.csv"
+	cat "$MNT/data.csv" >/dev/null
+	stop_provfs
+	assert_sql "SELECT v.origin, v.hash FROM accesses a JOIN processes p ON p.id = a.process_id
+	            JOIN versions v ON v.id = a.read_version_id
+	            WHERE p.executable = '$(real_exe cat)' ORDER BY a.id DESC LIMIT 1" \
+		"external|$(xxh "$BACKING/data.csv")"
+}
+
+@test "touch of content known unchanged keeps the version (no false external)" {
+	mount_provfs
+	printf 'aaaa' >"$MNT/data.csv"
+	touch "$MNT/data.csv"
+	touch -d '2001-01-01' "$MNT/data.csv"
+	cat "$MNT/data.csv" >/dev/null
+	stop_provfs
+	assert_sql "SELECT count(*), group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql data.csv))" "1|written"
+}
+
+# --------------------------------------------------- case 8: a hash belongs to its version
+
+@test "a same-size rewrite right after a version: no version gets the later bytes' hash" {
+	mount_provfs
+	"$PYTHON" - "$MNT" "$TMP/expected" <<'EOF'
+import os, sys
+mnt, expected = sys.argv[1], sys.argv[2]
+os.mkdir(expected)
+# Both hashing threads busy a few seconds: version 1 jobs wait behind them.
+for name in ("big1", "big2"):
+    fd = os.open(os.path.join(mnt, name), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, b"end", 3 << 30)
+    os.close(fd)
+for i in range(200):
+    path = os.path.join(mnt, "f%03d" % i)
+    for version, byte in ((1, b"A"), (2, b"B")):
+        data = byte * 64
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+        os.pwrite(fd, data[1:], 1)
+        os.pwrite(fd, data[:1], 0)
+        os.close(fd)
+        with open(os.path.join(expected, "f%03d.v%d" % (i, version)), "wb") as f:
+            f.write(data)
+EOF
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 60
+	stop_provfs
+	local a b
+	a=$(xxh "$TMP/expected/f000.v1")
+	b=$(xxh "$TMP/expected/f000.v2")
+	# The newest version of every file holds B bytes; an earlier one (there is
+	# none when a release came after the next open and both closes made one
+	# version) holds A bytes: 'hashed' only with those bytes' hash.
+	local newest="v.number = (SELECT max(number) FROM versions w WHERE w.file_id = v.file_id)"
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'f%' AND NOT $newest AND v.hash_state = 'hashed'
+	            AND v.hash <> '$a'" 0
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'f%' AND $newest AND v.hash_state = 'hashed'
+	            AND v.hash <> '$b'" 0
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'f%' AND $newest AND v.hash_state = 'hashed'" 200
+}
+
+@test "a hard link under a recorded name is recorded, even when the daemon knows the file by an excluded name" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo secret-ish >"$MNT/x.swp"
+	ln "$MNT/x.swp" "$MNT/data.csv"
+	cat "$MNT/data.csv" >/dev/null
+	stop_provfs
+	assert_sql "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.executable = '$(real_exe cat)' AND a.read_version_id IS NOT NULL" 1
+}
+
+# --------------------------------------------------- issue 9: the writer keeps up
+
+@test "directory rename moves exactly the names beneath it (range bounds: d/ but not d0, d-x, d.txt)" {
+	mkdir -p "$BACKING/d/sub" "$BACKING/d0" "$BACKING/d-x"
+	for f in d/a d/sub/b d0/c d-x/e d.txt; do echo "$f" >"$BACKING/$f"; done
+	mount_provfs
+	for f in d/a d/sub/b d0/c d-x/e d.txt; do cat "$MNT/$f" >/dev/null; done
+	mv "$MNT/d" "$MNT/e"
+	mv "$MNT/d.txt" "$MNT/d.moved"
+	stop_provfs
+	assert_sql "SELECT path FROM file_names WHERE until_ns IS NULL ORDER BY path" \
+		"$(printf '%s\n' d-x/e d.moved d0/c e/a e/sub/b)"
+	assert_sql "SELECT path FROM files ORDER BY path" \
+		"$(printf '%s\n' d-x/e d.moved d0/c e/a e/sub/b)"
+	assert_sql "SELECT count(*) FROM file_names WHERE until_ns IS NOT NULL" 3
+}
+
+@test "unlink of a file that had many names marks it removed only when its last name goes" {
+	echo x >"$BACKING/f"
+	mount_provfs
+	cat "$MNT/f" >/dev/null
+	for i in $(seq 30); do
+		ln "$MNT/f" "$MNT/l$i"
+		rm "$MNT/l$i"
+	done
+	ln "$MNT/f" "$MNT/keep"
+	rm "$MNT/f"
+	stop_provfs
+	assert_sql "SELECT removed_ns IS NULL FROM files" 1
+	assert_sql "SELECT path FROM file_names WHERE until_ns IS NULL" keep
+	assert_sql "SELECT count(*) FROM file_names" 32
+	mount_provfs
+	rm "$MNT/keep"
+	stop_provfs
+	assert_sql "SELECT removed_ns IS NOT NULL FROM files" 1
+}
+
+@test "a daemon killed with events queued: the next mount's stats say the session ended without unmount" {
+	mount_provfs
+	local daemon=$MOUNTED_PID
+	echo one >"$MNT/a"
+	sleep 0.5
+	kill -9 "$daemon"
+	wait_pids_gone "$daemon"
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+	wait_unmounted "$MNT"
+	mount_provfs
+	stop_provfs
+	"$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" stats >"$TMP/stats"
+	grep -q "ended without unmount (daemon killed)" "$TMP/stats"
+	[ "$(grep -c 'ended without unmount' "$TMP/stats")" = 1 ]
+	"$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" stats --format json >"$TMP/stats.json"
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+crashed = [r["crashed"] for r in d["recorders"]]
+assert crashed == [True, False], crashed
+assert all("queue_length" in r for r in d["recorders"])
+' "$TMP/stats.json"
+}
+
+@test "bench-renames: smoke run (tiny sizes)" {
+	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -n 500 -r 20 -d "$TMP/bench"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"provfs renames/s"* ]]
+	[[ "$output" =~ lost\ +0 ]]
+	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -r x
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == *"-r: not a number: x"* ]]
+	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -z
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-renames: unknown option -z (see -h)" ]
+}
+
+@test "a version-1 store is migrated to version 2: the writer's indexes and counters are added" {
+	mount_provfs
+	echo a >"$MNT/a"
+	stop_provfs
+	# Make it what version 1 was.
+	q "DROP INDEX file_names_current; DROP INDEX file_names_current_file; DROP INDEX files_path;
+	   ALTER TABLE recorder_stats DROP COLUMN hashes_unhashed;
+	   ALTER TABLE recorder_stats DROP COLUMN queue_length; PRAGMA user_version = 1"
+	mount_provfs
+	mv "$MNT/a" "$MNT/b"
+	stop_provfs
+	assert_sql "PRAGMA user_version" 2
+	assert_sql "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master
+	            WHERE name IN ('file_names_current', 'file_names_current_file', 'files_path')
+	            ORDER BY name)" "file_names_current,file_names_current_file,files_path"
+	assert_sql "SELECT count(*), sum(queue_length >= 0), sum(hashes_unhashed) FROM recorder_stats" "2|2|0"
+	assert_sql "SELECT path FROM file_names WHERE until_ns IS NULL" b
+}

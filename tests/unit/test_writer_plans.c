@@ -1,0 +1,107 @@
+/*
+ * test_writer_plans.c - every statement of the recorder's writer uses an
+ * index: EXPLAIN QUERY PLAN of each, on a fresh store of the current
+ * schema, never shows a full scan of a table that grows with the store.
+ * A scan would make each event cost O(n) in the store's size, and a busy
+ * mount's writer fall behind for good (issue 9).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../recorder/recorder_i.h"
+
+/* Tables that grow with the store; a scan of any of them fails the test. */
+static const char *const growing[] = {"runs",     "processes", "files",     "file_names",
+				      "versions", "accesses",  "namespace_events"};
+
+/*
+ * Columns shared by (nearly) every row: a search on them alone, like
+ * "SEARCH file_names USING INDEX i (backing_dir=?)", visits every name of
+ * the mount, a full scan in all but name.
+ */
+static bool
+is_unselective_search(const char *detail)
+{
+	static const char *const shared[] = {"backing_dir", "host", "mount_session_id"};
+	const char *constraints = strchr(detail, '(');
+
+	if (strncmp(detail, "SEARCH ", 7) != 0 || constraints == NULL)
+		return false;
+	for (const char *term = constraints + 1; *term;) {
+		size_t length = strcspn(term, "=<>");
+		bool is_shared = false;
+		for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
+			if (length == strlen(shared[i]) && strncmp(term, shared[i], length) == 0)
+				is_shared = true;
+		if (!is_shared)
+			return false;
+		const char *next = strstr(term, " AND ");
+		if (next == NULL)
+			break;
+		term = next + 5;
+	}
+	return true;
+}
+
+static bool
+is_full_scan(const char *detail)
+{
+	/* "SCAN t", "SCAN t USING INDEX i", "SCAN t USING COVERING INDEX i". */
+	if (strncmp(detail, "SCAN ", 5) != 0)
+		return false;
+	for (size_t i = 0; i < sizeof(growing) / sizeof(growing[0]); i++) {
+		size_t length = strlen(growing[i]);
+		if (strncmp(detail + 5, growing[i], length) == 0 &&
+		    (detail[5 + length] == '\0' || detail[5 + length] == ' '))
+			return true;
+	}
+	return false;
+}
+
+int
+main(void)
+{
+	char directory[] = "/tmp/provfs-unit-plans.XXXXXX", path[64], error[512];
+	int failures = 0;
+
+	if (mkdtemp(directory) == NULL)
+		return 2;
+	snprintf(path, sizeof(path), "%s/store.db", directory);
+	struct store *store = store_open(path, STORE_READ_WRITE, NULL, error, sizeof(error));
+	if (store == NULL) {
+		fprintf(stderr, "%s\n", error);
+		return 2;
+	}
+	sqlite3 *db = store_db(store);
+	for (size_t i = 0; i < writer_statement_count(); i++) {
+		const char *sql = writer_statement_sql(i);
+		char *explain = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+		sqlite3_stmt *statement;
+		if (sqlite3_prepare_v2(db, explain, -1, &statement, NULL) != SQLITE_OK) {
+			fprintf(stderr, "cannot prepare statement %zu: %s\n", i, sqlite3_errmsg(db));
+			failures++;
+			sqlite3_free(explain);
+			continue;
+		}
+		while (sqlite3_step(statement) == SQLITE_ROW) {
+			const char *detail = (const char *)sqlite3_column_text(statement, 3);
+			if (detail && (is_full_scan(detail) || is_unselective_search(detail))) {
+				fprintf(stderr, "full scan (%s) in writer statement %zu:\n  %s\n",
+					detail, i, sql);
+				failures++;
+			}
+		}
+		sqlite3_finalize(statement);
+		sqlite3_free(explain);
+	}
+	store_close(store);
+	char command[128];
+	snprintf(command, sizeof(command), "rm -rf '%s'", directory);
+	if (system(command) != 0)
+		return 2;
+	if (failures == 0)
+		printf("%zu writer statements: every one uses an index\n", writer_statement_count());
+	return failures ? 1 : 0;
+}
