@@ -900,7 +900,7 @@ caller_may_write(fuse_req_t req, struct fs *fs, int node_fd)
 	char name[16];
 	bool allowed;
 
-	if (caller_become(req) != 0)
+	if (caller_become_exactly(req) != 0)
 		return false;
 	proc_name(name, node_fd);
 	allowed = faccessat(fs->proc_fd, name, W_OK, AT_EACCESS) == 0;
@@ -1876,19 +1876,21 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
  * descriptor is borrowed for the call: xattr_begin() fills path, and
  * xattr_end() gives the descriptor back.
  *
- * Who may change what: every change runs with the caller's credentials,
- * so the backing filesystem checks owner, mode and ACLs for the caller as
- * the native filesystem would.  The daemon's thread keeps capabilities
- * that fsuid does not drop (CAP_SYS_ADMIN among them), so a name is
- * changed only where the kernel has already checked that privilege for
- * the caller, before the request reached the daemon: user.* (write
- * permission, sticky directories), trusted.* and security.* (CAP_SYS_ADMIN,
- * CAP_SETFCAP), and the POSIX ACLs (the file's owner).  Other namespaces
- * (system.nfs4_acl and other system.* names, btrfs.*, ceph.*, ...) have
- * permission models of their own that the kernel does not check for a FUSE
- * filesystem and the daemon cannot evaluate for the caller: they are
- * refused with EOPNOTSUPP, except to root (uid 0 stands for the
- * capabilities, as elsewhere in this file).
+ * Who may change what: every change runs with the caller's credentials
+ * (fsuid, fsgid, groups), so the backing filesystem checks owner, mode and
+ * ACLs for the caller as the native filesystem would.  The kernel checks
+ * only some names for a FUSE filesystem before the request arrives (user.*
+ * and other names: write permission; trusted.* and security.*:
+ * CAP_SYS_ADMIN or CAP_SETFCAP; POSIX ACLs: the owner), and none of
+ * system.* (system.nfs4_acl ...), whose handlers in the backing filesystem
+ * decide alone, as may those of btrfs.* or ceph.*.  So a change by a caller
+ * other than root runs without the daemon's capabilities too
+ * (caller_become_exactly()): setfsuid() drops only the filesystem ones, and
+ * CAP_SYS_ADMIN would let a handler grant what the caller may not.  Only
+ * trusted.* and security.* keep them, the capability having been checked
+ * for the caller by the kernel (root stands for the capabilities, as
+ * elsewhere in this file: a caller with capabilities but another uid gets
+ * what that uid may do).
  *
  * The names user.provfs.label and user.provfs.lineage belong to the label
  * policy (INTERFACES.md), which answers them through its own observer hook;
@@ -1910,14 +1912,11 @@ xattr_end(fuse_req_t req, fuse_ino_t ino)
 	return_ino(req, ino);
 }
 
-/* Is name in a namespace whose changes the kernel checked for the caller? */
+/* Did the kernel check the capability a change of name needs, for the caller? */
 static bool
-xattr_checked_by_kernel(const char *name)
+xattr_needs_capability(const char *name)
 {
-	return strncmp(name, "user.", 5) == 0 || strncmp(name, "trusted.", 8) == 0 ||
-	       strncmp(name, "security.", 9) == 0 ||
-	       strcmp(name, "system.posix_acl_access") == 0 ||
-	       strcmp(name, "system.posix_acl_default") == 0;
+	return strncmp(name, "trusted.", 8) == 0 || strncmp(name, "security.", 9) == 0;
 }
 
 static void
@@ -2051,16 +2050,12 @@ change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value
 	char path[32];
 	int error, result;
 
-	if (!xattr_checked_by_kernel(name) && fuse_req_ctx(req)->uid != 0) {
-		fuse_reply_err(req, EOPNOTSUPP);
-		return;
-	}
 	error = -xattr_begin(req, ino, path);
 	if (error) {
 		fuse_reply_err(req, error);
 		return;
 	}
-	error = -caller_become(req);
+	error = xattr_needs_capability(name) ? -caller_become(req) : -caller_become_exactly(req);
 	if (error == 0) {
 		result = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
 		error = result < 0 ? errno : 0;
