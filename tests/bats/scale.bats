@@ -147,3 +147,14 @@ make_tree() {
 	echo more >>"$MNT/file"
 	[ "$(cat "$inner/file")" = "$(printf 'content\nmore')" ]
 }
+
+@test "scripts/bench-million runs (smoke: a tiny tree, no timing asserted)" {
+	run -0 env PROVFS="$PROVFS" "$PROVFS_SOURCE_ROOT/scripts/bench-million" --smoke -d "$TMP/bench"
+	[[ "$output" == *"300 files in 3 directories"* ]]
+	for variant in native passthrough_ll provfs provfs-norecord; do
+		[[ "$output" == *"| $variant | "* ]]
+	done
+	# Every variant read every file.
+	[ "$(awk -F, 'NR > 1 && $4 != 0' "$TMP/bench/results.csv" | wc -l)" = 0 ]
+	! grep -qs " $TMP/bench" /proc/mounts
+}
