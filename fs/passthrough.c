@@ -118,7 +118,8 @@ struct fs_inode {
 
 	/* The handle's bytes follow the node (node_handle()); protected by
 	 * fs->cache_lock, since a rename through the mount renews them. */
-	unsigned short handle_size;     /* 0: no handle, fd held for life */
+	bool by_handle;                 /* set once: false, fd held for life */
+	unsigned short handle_size;
 	unsigned short handle_capacity;
 	int handle_type;
 
@@ -430,7 +431,7 @@ node_borrow(struct fs *fs, struct fs_inode *node)
 {
 	int fd;
 
-	if (node->handle_size == 0)
+	if (!node->by_handle)
 		return node->fd; /* held for life, never closed before forget */
 	pthread_mutex_lock(&fs->cache_lock);
 	fd = node->fd;
@@ -451,7 +452,7 @@ node_return(struct fs *fs, struct fs_inode *node)
 	int victims[TRIM_BATCH];
 	size_t count;
 
-	if (node->handle_size == 0)
+	if (!node->by_handle)
 		return;
 	pthread_mutex_lock(&fs->cache_lock);
 	assert(node->borrowers > 0 && node->fd >= 0);
@@ -531,7 +532,7 @@ table_acquire(struct fs *fs, int fd, const struct stat *st)
 			if (node->device == st->st_dev && node->inode == st->st_ino) {
 				node->lookup_count++;
 				pthread_mutex_unlock(&fs->table_lock);
-				if (node->handle_size)
+				if (node->by_handle)
 					cache_admit(fs, node, fd, false); /* a fresh copy, or closed */
 				else
 					close(fd);
@@ -561,7 +562,8 @@ table_acquire(struct fs *fs, int fd, const struct stat *st)
 	node->handle_capacity = node->handle_size;
 	node->handle_type = handle.header.handle_type;
 	memcpy(node_handle(node), handle.header.f_handle, node->handle_size);
-	if (node->handle_size == 0)
+	node->by_handle = node->handle_size > 0;
+	if (!node->by_handle)
 		node->fd = fd;
 	pthread_mutex_init(&node->stamp_lock, NULL);
 	node->next = fs->buckets[b];
@@ -569,7 +571,7 @@ table_acquire(struct fs *fs, int fd, const struct stat *st)
 	if (++fs->node_count > fs->bucket_count)
 		table_grow(fs);
 	pthread_mutex_unlock(&fs->table_lock);
-	if (node->handle_size)
+	if (node->by_handle)
 		cache_admit(fs, node, fd, false);
 	return node;
 }
@@ -582,7 +584,7 @@ node_free(struct fs *fs, struct fs_inode *node)
 
 	pthread_mutex_lock(&fs->cache_lock);
 	fd = node->fd;
-	if (fd >= 0 && node->handle_size) {
+	if (fd >= 0 && node->by_handle) {
 		assert(node->borrowers == 0);
 		lru_remove(fs, node);
 		fs->cached_count--;
@@ -635,7 +637,7 @@ table_renew_handle(struct fs *fs, const struct stat *st, int fd)
 	for (node = fs->buckets[bucket_of(fs, st->st_dev, st->st_ino)]; node; node = node->next)
 		if (node->device == st->st_dev && node->inode == st->st_ino)
 			break;
-	if (node && node->handle_size && handle.header.handle_bytes <= node->handle_capacity) {
+	if (node && node->by_handle && handle.header.handle_bytes <= node->handle_capacity) {
 		pthread_mutex_lock(&fs->cache_lock);
 		node->handle_size = (unsigned short)handle.header.handle_bytes;
 		node->handle_type = handle.header.handle_type;
