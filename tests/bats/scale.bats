@@ -158,3 +158,28 @@ make_tree() {
 	[ "$(awk -F, 'NR > 1 && $4 != 0' "$TMP/bench/results.csv" | wc -l)" = 0 ]
 	! grep -qs " $TMP/bench" /proc/mounts
 }
+
+@test "a daemon left without a free descriptor: close() and the next opens still succeed" {
+	make_tree "$BACKING/tree" 4 100
+	mount_limited 1024
+	# Every inode known: the descriptor cache holds as many as it may.
+	cat "$MNT"/tree/*/* >/dev/null
+	run -0 "$PYTHON" - "$MNT" "$MOUNTED_PID" <<-'EOF'
+	import os, subprocess, sys
+	mnt, pid = sys.argv[1], sys.argv[2]
+	fd = os.open(os.path.join(mnt, "written"), os.O_CREAT | os.O_WRONLY, 0o644)
+	os.write(fd, b"data\n")
+	# Leave the daemon no descriptor to open: its limit becomes its lowest free number.
+	used = {int(n) for n in os.listdir("/proc/%s/fd" % pid)}
+	free = min(set(range(len(used) + 1)) - used)
+	subprocess.run(["prlimit", "--pid", pid, "--nofile=%d:%d" % (free, free)], check=True)
+	os.close(fd)  # flush: may only report the backing file's own errors
+	with open(os.path.join(mnt, "tree", "d003", "f00099")) as f:
+	    assert f.read() == "3/99\n"
+	with open(os.path.join(mnt, "again"), "w") as f:
+	    f.write("more\n")
+	print("ok")
+	EOF
+	[ "$output" = ok ]
+	[ "$(cat "$BACKING/written")" = data ]
+}
