@@ -1529,7 +1529,6 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
-	return_ino(req, parent);
 	int node_fd = node_borrow(fs, node);
 	error = node_fd < 0 ? -node_fd : attach_handle(req, node, fd, fi, true);
 	if (node_fd >= 0)
@@ -1538,9 +1537,12 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		close(fd);
 	if (error) {
 		table_release(fs, node, 1);
+		undo_create(req, parent_fd, name, false);
+		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
 	}
+	return_ino(req, parent);
 	if (fuse_reply_create(req, &entry, fi) == -ENOENT) {
 		discard_handle(fs, fi);
 		table_release(fs, node, 1); /* the lookup the kernel never got */
