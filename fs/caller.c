@@ -9,9 +9,24 @@
  * another process within that second would need pid_max forks in that time;
  * the recorder's process table (which watches exits) is the authority for
  * identity beyond that window.
+ *
+ * Groups and setgroups().  Reading /proc costs about 40 us, a tenth of a
+ * small-file create through the mount, so creates use the cache.  Nothing
+ * the daemon can see changes when a thread calls setgroups(), so the cache
+ * is keyed on what does change when a process drops privileges
+ * (setgroups() then setgid() and setuid()): the thread id with the uid and
+ * gid of the request.  A process that changes only its groups keeps its
+ * entry for up to a second; what it gets from stale groups there is at
+ * most a create refused that its new groups allow (EACCES from the backing
+ * filesystem), never more: the kernel has checked the create with the
+ * caller's true groups before the request arrives, and stripped a setgid
+ * bit they do not allow.  Every decision the daemon makes itself from
+ * group membership (setgid bits kept or dropped, write access, ACLs) reads
+ * the groups afresh: caller_in_group() and caller_become_exactly().
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -32,6 +47,8 @@
 
 struct thread_entry {
 	pid_t thread_id;
+	uid_t uid;       /* the request's, when the groups were read */
+	gid_t gid;
 	pid_t process_id;
 	int group_count; /* -1: groups not cached */
 	gid_t groups[MAX_GROUPS];
@@ -115,19 +132,22 @@ caller_from_request(fuse_req_t req, struct caller *caller)
 
 /*
  * Supplementary groups of the caller into groups[capacity], cached per
- * thread id.  Returns how many the caller has: more than capacity when they
- * did not all fit (then only capacity were filled and nothing is cached).
+ * thread id, uid and gid (fresh: read now, and cached).  Returns how many
+ * the caller has: more than capacity when they did not all fit (then only
+ * capacity were filled and nothing is cached).
  */
 static int
-caller_groups(fuse_req_t req, gid_t *groups, int capacity)
+caller_groups(fuse_req_t req, gid_t *groups, int capacity, bool fresh)
 {
-	pid_t thread_id = fuse_req_ctx(req)->pid;
+	const struct fuse_ctx *context = fuse_req_ctx(req);
+	pid_t thread_id = context->pid;
 	struct thread_entry *entry = &cache[(unsigned)thread_id & (CACHE_SLOTS - 1)];
 	long long now = monotonic_ns();
 	int count;
 
 	pthread_mutex_lock(&cache_lock);
-	if (thread_id > 0 && entry->thread_id == thread_id && entry->expires_ns > now &&
+	if (!fresh && thread_id > 0 && entry->thread_id == thread_id && entry->expires_ns > now &&
+	    entry->uid == context->uid && entry->gid == context->gid &&
 	    entry->group_count >= 0 && entry->group_count <= capacity) {
 		count = entry->group_count;
 		memcpy(groups, entry->groups, (size_t)count * sizeof(gid_t));
@@ -147,6 +167,8 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity)
 		entry->process_id = 0;
 		entry->expires_ns = now + CACHE_LIFETIME_NS;
 	}
+	entry->uid = context->uid;
+	entry->gid = context->gid;
 	entry->group_count = count;
 	memcpy(entry->groups, groups, (size_t)count * sizeof(gid_t));
 	pthread_mutex_unlock(&cache_lock);
@@ -159,9 +181,9 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity)
  * filesystem refuse what the kernel allowed).  *count is their number.
  */
 static gid_t *
-caller_all_groups(fuse_req_t req, gid_t buffer[static MAX_GROUPS], int *count)
+caller_all_groups(fuse_req_t req, gid_t buffer[static MAX_GROUPS], int *count, bool fresh)
 {
-	int wanted = caller_groups(req, buffer, MAX_GROUPS);
+	int wanted = caller_groups(req, buffer, MAX_GROUPS, fresh);
 
 	while (wanted > MAX_GROUPS) {
 		gid_t *groups = malloc((size_t)wanted * sizeof(gid_t));
@@ -190,7 +212,7 @@ caller_in_group(fuse_req_t req, gid_t gid)
 
 	if (fuse_req_ctx(req)->gid == gid)
 		return true;
-	gid_t *groups = caller_all_groups(req, buffer, &count);
+	gid_t *groups = caller_all_groups(req, buffer, &count, true);
 	for (int i = 0; i < count && !found; i++)
 		found = groups[i] == gid;
 	if (groups != buffer)
@@ -203,8 +225,9 @@ static _Thread_local gid_t thread_groups[MAX_GROUPS];
 static _Thread_local int thread_group_count = -1;
 static _Thread_local mode_t thread_umask = (mode_t)-1;
 
-int
-caller_become(fuse_req_t req)
+/* caller_become(), with the groups read afresh when fresh. */
+static int
+become(fuse_req_t req, bool fresh)
 {
 	const struct fuse_ctx *context = fuse_req_ctx(req);
 	gid_t buffer[MAX_GROUPS];
@@ -216,7 +239,7 @@ caller_become(fuse_req_t req)
 			return -errno;
 		umask_unshared = true;
 	}
-	gid_t *groups = caller_all_groups(req, buffer, &count);
+	gid_t *groups = caller_all_groups(req, buffer, &count, fresh);
 	if (groups != buffer || count != thread_group_count ||
 	    memcmp(groups, thread_groups, (size_t)count * sizeof(gid_t)) != 0) {
 		/* The raw system call: glibc's setgroups() changes every thread. */
@@ -246,6 +269,46 @@ caller_become(fuse_req_t req)
 	return 0;
 }
 
+int
+caller_become(fuse_req_t req)
+{
+	return become(req, false);
+}
+
+/* The effective capabilities this thread gave up in caller_become_exactly(). */
+static _Thread_local bool capabilities_dropped;
+
+/* Set this thread's effective capabilities to none, or back to all it is permitted. */
+static int
+set_effective_capabilities(bool all)
+{
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	/* The raw system calls act on this thread only (libcap's do too). */
+	if (syscall(SYS_capget, &header, data) < 0)
+		return -errno;
+	for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+		data[i].effective = all ? data[i].permitted : 0;
+	return syscall(SYS_capset, &header, data) < 0 ? -errno : 0;
+}
+
+int
+caller_become_exactly(fuse_req_t req)
+{
+	int error = become(req, true);
+
+	if (error || fuse_req_ctx(req)->uid == 0)
+		return error;
+	error = set_effective_capabilities(false);
+	if (error) {
+		caller_restore();
+		return error;
+	}
+	capabilities_dropped = true;
+	return 0;
+}
+
 /*
  * Supplementary groups and umask stay as the last caller's: they matter
  * only while acting as a caller, and root's own work needs neither.
@@ -253,6 +316,8 @@ caller_become(fuse_req_t req)
 void
 caller_restore(void)
 {
+	if (capabilities_dropped && set_effective_capabilities(true) == 0)
+		capabilities_dropped = false;
 	setfsuid(0);
 	setfsgid(0);
 }

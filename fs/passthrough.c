@@ -5,9 +5,39 @@
  * DESIGN
  *
  * The kernel names files by node ids; each node id here is the address of a
- * struct fs_inode holding an O_PATH descriptor of the backing inode, found
- * again by (device, inode) so hard links share one node.  The kernel counts
- * lookups; the node lives until forget() brings the count to zero.
+ * struct fs_inode for one backing inode, found again by (device, inode) so
+ * hard links share one node.  The kernel counts lookups; the node lives
+ * until forget() brings the count to zero.
+ *
+ * Millions of files, a bounded number of descriptors.  The kernel may
+ * remember every inode of a tree it has walked, far more than the daemon
+ * may hold open.  So a node is named by the backing filesystem's file handle
+ * (name_to_handle_at), and its O_PATH descriptor is only cached: at most a
+ * quarter of the open-file limit of them stay open, the least recently used
+ * closed first, and a request that needs one borrows it (node_borrow(),
+ * reopened with open_by_handle_at on a miss) so that it stays open until
+ * the request gives it back.  When the daemon runs out of descriptors
+ * anyway, the cache shrinks and the call is retried: a caller never gets
+ * EMFILE because of the daemon's own descriptors.  virtiofsd's
+ * --inode-file-handles works the same way.  Where the backing filesystem
+ * has no usable handles (said once at mount), or for an inode on another
+ * mount below the backing directory, the node holds its descriptor for
+ * life, as before, and the open-file limit bounds the tree.
+ *
+ * Handles and confinement.  open_by_handle_at can open any inode of the
+ * backing filesystem, inside the backing directory or not, so where a
+ * handle comes from matters: only from name_to_handle_at on a descriptor
+ * the daemon itself got by the confined resolution below, and it never
+ * leaves the daemon (the kernel sees node ids, which are addresses).  A
+ * handle therefore names an inode that was reached inside the backing
+ * tree, exactly as a descriptor held since that lookup would; its
+ * generation makes a reused inode number fail (ESTALE) instead of naming
+ * another file.  On Linux 6.13+ handles are connectable: they name the
+ * file's directory too, and the kernel resolves them only to a path below
+ * the backing root (the mount fd given to open_by_handle_at), so the
+ * descriptor has a real path for observers.  A file moved to another
+ * directory outside the mount loses that (ESTALE) and is opened by its
+ * identity alone; a rename through the mount renews the handle.
  *
  * Resolution is one component at a time: openat(parent_fd, name,
  * O_PATH|O_NOFOLLOW).  A symlink in the backing tree is therefore never
@@ -43,6 +73,7 @@
  * Errors: every operation replies exactly once, with fuse_reply_err(req,
  * errno) on failure.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +84,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
@@ -64,12 +97,31 @@
 #include "passthrough.h"
 #include "session_io_i.h"
 
+/*
+ * A node: one backing inode the kernel knows.  It is named by its file
+ * handle when the backing filesystem has them (handle_size > 0); its O_PATH
+ * descriptor is then only a cached copy, closed when the cache is full and
+ * opened again by handle when a request needs it.  A node without a handle
+ * (no handle support, or an inode on another mount below the backing
+ * directory) keeps its descriptor for life, as every node once did.
+ */
 struct fs_inode {
-	int fd; /* O_PATH, owned */
 	dev_t device;
 	ino_t inode;
 	uint64_t lookup_count;  /* protected by fs->table_lock */
 	struct fs_inode *next;  /* hash chain, protected by fs->table_lock */
+
+	/* The descriptor cache (see node_borrow()); protected by fs->cache_lock. */
+	int fd;                 /* O_PATH, owned; -1 while closed */
+	unsigned int borrowers; /* requests using fd: it is not closed meanwhile */
+	struct fs_inode *newer, *older; /* in fs's LRU while open and not borrowed */
+
+	/* The handle's bytes follow the node (node_handle()); protected by
+	 * fs->cache_lock, since a rename through the mount renews them. */
+	bool by_handle;                 /* set once: false, fd held for life */
+	unsigned short handle_size;
+	unsigned short handle_capacity;
+	int handle_type;
 
 	/* Backing file as last seen closed through the mount; keep_cache
 	 * is granted only while it still matches.  Protected by stamp_lock. */
@@ -97,6 +149,23 @@ struct fs {
 	struct fs_inode **buckets; /* protected by table_lock */
 	size_t bucket_count;       /* power of two */
 	size_t node_count;
+
+	/*
+	 * The descriptor cache: the O_PATH descriptors of nodes with a handle
+	 * that are open, at most cache_capacity of them (borrowed ones may
+	 * exceed it until given back).  The least recently used unborrowed one
+	 * is closed first.  No I/O under cache_lock: descriptors are opened
+	 * before and closed after it.
+	 */
+	pthread_mutex_t cache_lock;
+	struct fs_inode *lru_newest, *lru_oldest; /* protected by cache_lock */
+	size_t cached_count;                      /* protected by cache_lock */
+	size_t cache_capacity;
+	int mount_fd;      /* O_RDONLY of the backing root, for open_by_handle_at; -1 */
+	int mount_id;      /* of the backing root's mount */
+	bool handles;      /* the backing filesystem names inodes by handle */
+	bool connectable;  /* ... and its handles name a file's directory (Linux 6.13+) */
+
 	double timeout;
 	bool writeback;
 	const struct fs_observer *observer;
@@ -116,12 +185,6 @@ inode_of(fuse_req_t req, fuse_ino_t ino)
 	if (ino == FUSE_ROOT_ID)
 		return &fs_of(req)->root;
 	return (struct fs_inode *)(uintptr_t)ino;
-}
-
-static int
-fd_of(fuse_req_t req, fuse_ino_t ino)
-{
-	return inode_of(req, ino)->fd;
 }
 
 static struct fs_handle *
@@ -179,15 +242,281 @@ table_grow(struct fs *fs)
 	free(old);
 }
 
+#ifndef AT_HANDLE_CONNECTABLE
+#define AT_HANDLE_CONNECTABLE 0x002 /* Linux 6.13: the handle names the parent too */
+#endif
+#define HANDLE_TYPE_CONNECTABLE 0x10000 /* FILEID_IS_CONNECTABLE, in handle_type */
+#define HANDLE_BYTES_MAX 128           /* MAX_HANDLE_SZ */
+#define TRIM_BATCH 16                  /* descriptors closed per lock hold */
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/* Room for any file handle. */
+union handle_buffer {
+	struct file_handle header;
+	unsigned char space[sizeof(struct file_handle) + HANDLE_BYTES_MAX];
+};
+
+static unsigned char *
+node_handle(struct fs_inode *node)
+{
+	return (unsigned char *)(node + 1);
+}
+
+static bool
+out_of_descriptors(int error)
+{
+	return error == EMFILE || error == ENFILE;
+}
+
+static void
+close_all(const int *fds, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		close(fds[i]);
+}
+
+/* Caller holds cache_lock for the LRU helpers. */
+static void
+lru_remove(struct fs *fs, struct fs_inode *node)
+{
+	if (node->newer)
+		node->newer->older = node->older;
+	else
+		fs->lru_newest = node->older;
+	if (node->older)
+		node->older->newer = node->newer;
+	else
+		fs->lru_oldest = node->newer;
+	node->newer = node->older = NULL;
+}
+
+static void
+lru_push(struct fs *fs, struct fs_inode *node)
+{
+	node->newer = NULL;
+	node->older = fs->lru_newest;
+	if (fs->lru_newest)
+		fs->lru_newest->newer = node;
+	else
+		fs->lru_oldest = node;
+	fs->lru_newest = node;
+}
+
 /*
- * Find the node for st, or adopt fd as a new one.  Takes one lookup
- * reference.  fd is consumed: kept by a new node, closed otherwise.
- * Returns NULL (errno ENOMEM) when a new node cannot be allocated.
+ * Take the least recently used descriptors out of the cache until it holds
+ * at most keep (or victims[TRIM_BATCH] is full); the caller closes them
+ * after unlocking.  Caller holds cache_lock.
+ */
+static size_t
+cache_trim(struct fs *fs, size_t keep, int victims[static TRIM_BATCH])
+{
+	size_t count = 0;
+
+	while (fs->cached_count > keep && fs->lru_oldest && count < TRIM_BATCH) {
+		struct fs_inode *node = fs->lru_oldest;
+		lru_remove(fs, node);
+		victims[count++] = node->fd;
+		node->fd = -1;
+		fs->cached_count--;
+	}
+	return count;
+}
+
+/*
+ * The daemon ran out of descriptors (EMFILE, ENFILE): something else holds
+ * more than the cache left room for.  Halve the cache, and keep it at that
+ * size, so that the failed call can be retried.  Whether any was closed.
+ */
+static bool
+cache_shrink(struct fs *fs)
+{
+	int victims[TRIM_BATCH];
+	size_t count, closed = 0;
+
+	pthread_mutex_lock(&fs->cache_lock);
+	if (fs->cache_capacity > 2 * TRIM_BATCH)
+		fs->cache_capacity = fs->cache_capacity / 2;
+	pthread_mutex_unlock(&fs->cache_lock);
+	do {
+		pthread_mutex_lock(&fs->cache_lock);
+		count = cache_trim(fs, fs->cached_count / 2, victims);
+		pthread_mutex_unlock(&fs->cache_lock);
+		close_all(victims, count);
+		closed += count;
+	} while (count == TRIM_BATCH);
+	if (closed)
+		log_warning("out of descriptors: the inode cache now keeps at most %zu open",
+			    fs->cache_capacity);
+	return closed > 0;
+}
+
+/*
+ * Make fd, just opened for node, the node's cached descriptor; when another
+ * thread was faster, fd is closed and theirs kept.  With borrow, the caller
+ * borrows it (see node_borrow()) and the descriptor is returned; without,
+ * it goes in the LRU and -1 is returned.
+ */
+static int
+cache_admit(struct fs *fs, struct fs_inode *node, int fd, bool borrow)
+{
+	int victims[TRIM_BATCH], extra = -1;
+	size_t count;
+
+	pthread_mutex_lock(&fs->cache_lock);
+	if (node->fd >= 0) {
+		extra = fd;
+		fd = node->fd;
+		if (node->borrowers == 0)
+			lru_remove(fs, node);
+	} else {
+		node->fd = fd;
+		fs->cached_count++;
+	}
+	if (borrow)
+		node->borrowers++;
+	else if (node->borrowers == 0)
+		lru_push(fs, node);
+	count = cache_trim(fs, fs->cache_capacity, victims);
+	pthread_mutex_unlock(&fs->cache_lock);
+	if (extra >= 0)
+		close(extra);
+	close_all(victims, count);
+	return borrow ? fd : -1;
+}
+
+/*
+ * Open node's inode again from its handle.  The handle came from the
+ * daemon's own lookup inside the backing tree (see node_take_handle()), so
+ * this reaches an inode that was reached there.  A connectable handle
+ * (Linux 6.13+) is resolved by the kernel to a path below mount_fd, the
+ * backing root, or refused: the descriptor then names a file inside the
+ * tree, with a path the observer can read.  When the file has moved to
+ * another directory since (ESTALE), the inode is opened by its identity
+ * alone, as a descriptor held since the lookup would still name it.
+ */
+static int
+node_reopen(struct fs *fs, struct fs_inode *node)
+{
+	union handle_buffer handle;
+	int fd, attempts = 0;
+
+	pthread_mutex_lock(&fs->cache_lock);
+	handle.header.handle_bytes = node->handle_size;
+	handle.header.handle_type = node->handle_type;
+	memcpy(handle.header.f_handle, node_handle(node), node->handle_size);
+	pthread_mutex_unlock(&fs->cache_lock);
+	for (;;) {
+		fd = open_by_handle_at(fs->mount_fd, &handle.header, O_PATH | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		int error = errno;
+		if (error == ESTALE && (handle.header.handle_type & HANDLE_TYPE_CONNECTABLE)) {
+			handle.header.handle_type &= ~HANDLE_TYPE_CONNECTABLE;
+			continue;
+		}
+		if (out_of_descriptors(error) && attempts++ < 2 && cache_shrink(fs))
+			continue;
+		return -error;
+	}
+}
+
+/*
+ * Borrow node's O_PATH descriptor for the length of a request; give it back
+ * with node_return().  A borrowed descriptor stays open and unchanged, so
+ * it may be handed to observers (struct fs_node_info) during a callback.
+ * Returns the descriptor or -errno (ESTALE: the inode is gone).
+ */
+static int
+node_borrow(struct fs *fs, struct fs_inode *node)
+{
+	int fd;
+
+	if (!node->by_handle)
+		return node->fd; /* held for life, never closed before forget */
+	pthread_mutex_lock(&fs->cache_lock);
+	fd = node->fd;
+	if (fd >= 0 && node->borrowers++ == 0)
+		lru_remove(fs, node);
+	pthread_mutex_unlock(&fs->cache_lock);
+	if (fd >= 0)
+		return fd;
+	fd = node_reopen(fs, node);
+	if (fd < 0)
+		return fd;
+	return cache_admit(fs, node, fd, true);
+}
+
+static void
+node_return(struct fs *fs, struct fs_inode *node)
+{
+	int victims[TRIM_BATCH];
+	size_t count;
+
+	if (!node->by_handle)
+		return;
+	pthread_mutex_lock(&fs->cache_lock);
+	assert(node->borrowers > 0 && node->fd >= 0);
+	if (--node->borrowers == 0)
+		lru_push(fs, node);
+	count = cache_trim(fs, fs->cache_capacity, victims);
+	pthread_mutex_unlock(&fs->cache_lock);
+	close_all(victims, count);
+}
+
+/* Borrow the descriptor of the node the kernel calls ino. */
+static int
+borrow_ino(fuse_req_t req, fuse_ino_t ino)
+{
+	return node_borrow(fs_of(req), inode_of(req, ino));
+}
+
+static void
+return_ino(fuse_req_t req, fuse_ino_t ino)
+{
+	node_return(fs_of(req), inode_of(req, ino));
+}
+
+/*
+ * The handle of the inode fd names, into *handle.  Asked through
+ * /proc/self/fd/N so that a connectable handle can be had (that flag
+ * refuses AT_EMPTY_PATH): the magic link resolves to fd's own dentry,
+ * nothing is looked up by name.  False when the inode cannot be named by
+ * a handle that opens through mount_fd (another mount below the backing
+ * directory, or a filesystem without handles): the node then keeps fd.
+ */
+static bool
+node_take_handle(struct fs *fs, int fd, union handle_buffer *handle)
+{
+	char name[16];
+	int mount_id, flags = AT_SYMLINK_FOLLOW | AT_HANDLE_CONNECTABLE;
+
+	if (!fs->handles || fs->proc_fd < 0)
+		return false;
+	proc_name(name, fd);
+	handle->header.handle_bytes = HANDLE_BYTES_MAX;
+	if (fs->connectable &&
+	    name_to_handle_at(fs->proc_fd, name, &handle->header, &mount_id, flags) == 0)
+		goto named;
+	/* Not connectable here (tmpfs, a disconnected dentry): by identity alone. */
+	handle->header.handle_bytes = HANDLE_BYTES_MAX;
+	if (name_to_handle_at(fs->proc_fd, name, &handle->header, &mount_id,
+			      AT_SYMLINK_FOLLOW) < 0)
+		return false;
+named:
+	return mount_id == fs->mount_id && handle->header.handle_bytes <= UINT16_MAX;
+}
+
+/*
+ * Find the node for st, or make a new one for the inode fd names.  Takes
+ * one lookup reference.  fd is consumed: cached or kept by the node, or
+ * closed.  Returns NULL (errno ENOMEM) when a new node cannot be allocated.
  */
 static struct fs_inode *
 table_acquire(struct fs *fs, int fd, const struct stat *st)
 {
+	union handle_buffer handle;
 	struct fs_inode *node;
+	size_t b;
 
 	if (st->st_dev == fs->root.device && st->st_ino == fs->root.inode) {
 		close(fd);
@@ -196,34 +525,76 @@ table_acquire(struct fs *fs, int fd, const struct stat *st)
 		pthread_mutex_unlock(&fs->table_lock);
 		return &fs->root;
 	}
-	pthread_mutex_lock(&fs->table_lock);
-	size_t b = bucket_of(fs, st->st_dev, st->st_ino);
-	for (node = fs->buckets[b]; node; node = node->next) {
-		if (node->device == st->st_dev && node->inode == st->st_ino) {
-			node->lookup_count++;
-			pthread_mutex_unlock(&fs->table_lock);
-			close(fd);
-			return node;
+	for (bool named = false;; named = true) {
+		pthread_mutex_lock(&fs->table_lock);
+		b = bucket_of(fs, st->st_dev, st->st_ino);
+		for (node = fs->buckets[b]; node; node = node->next) {
+			if (node->device == st->st_dev && node->inode == st->st_ino) {
+				node->lookup_count++;
+				pthread_mutex_unlock(&fs->table_lock);
+				if (node->by_handle)
+					cache_admit(fs, node, fd, false); /* a fresh copy, or closed */
+				else
+					close(fd);
+				return node;
+			}
 		}
+		if (named)
+			break;
+		/* New: name it outside the lock, then look again. */
+		pthread_mutex_unlock(&fs->table_lock);
+		if (!node_take_handle(fs, fd, &handle))
+			handle.header.handle_bytes = 0;
 	}
-	node = calloc(1, sizeof(*node));
+	/* table_lock held */
+	node = calloc(1, sizeof(*node) + handle.header.handle_bytes);
 	if (node == NULL) {
 		pthread_mutex_unlock(&fs->table_lock);
 		close(fd);
 		errno = ENOMEM;
 		return NULL;
 	}
-	node->fd = fd;
 	node->device = st->st_dev;
 	node->inode = st->st_ino;
 	node->lookup_count = 1;
+	node->fd = -1;
+	node->handle_size = (unsigned short)handle.header.handle_bytes;
+	node->handle_capacity = node->handle_size;
+	node->handle_type = handle.header.handle_type;
+	memcpy(node_handle(node), handle.header.f_handle, node->handle_size);
+	node->by_handle = node->handle_size > 0;
+	if (!node->by_handle)
+		node->fd = fd;
 	pthread_mutex_init(&node->stamp_lock, NULL);
 	node->next = fs->buckets[b];
 	fs->buckets[b] = node;
 	if (++fs->node_count > fs->bucket_count)
 		table_grow(fs);
 	pthread_mutex_unlock(&fs->table_lock);
+	if (node->by_handle)
+		cache_admit(fs, node, fd, false);
 	return node;
+}
+
+/* Forget node: its descriptor, if open, is closed (no request borrows it now). */
+static void
+node_free(struct fs *fs, struct fs_inode *node)
+{
+	int fd;
+
+	pthread_mutex_lock(&fs->cache_lock);
+	fd = node->fd;
+	if (fd >= 0 && node->by_handle) {
+		assert(node->borrowers == 0);
+		lru_remove(fs, node);
+		fs->cached_count--;
+	}
+	node->fd = -1;
+	pthread_mutex_unlock(&fs->cache_lock);
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_destroy(&node->stamp_lock);
+	free(node);
 }
 
 static void
@@ -243,10 +614,35 @@ table_release(struct fs *fs, struct fs_inode *node, uint64_t count)
 		*link = node->next;
 		fs->node_count--;
 		pthread_mutex_unlock(&fs->table_lock);
-		close(node->fd);
-		pthread_mutex_destroy(&node->stamp_lock);
-		free(node);
+		node_free(fs, node);
 		return;
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/*
+ * A name of a known inode moved (rename through the mount): renew its
+ * connectable handle, which names the directory, so that reopening it
+ * still finds a path.  fd is a descriptor of the inode, borrowed.
+ */
+static void
+table_renew_handle(struct fs *fs, const struct stat *st, int fd)
+{
+	union handle_buffer handle;
+	struct fs_inode *node;
+
+	if (!fs->connectable || !node_take_handle(fs, fd, &handle))
+		return;
+	pthread_mutex_lock(&fs->table_lock);
+	for (node = fs->buckets[bucket_of(fs, st->st_dev, st->st_ino)]; node; node = node->next)
+		if (node->device == st->st_dev && node->inode == st->st_ino)
+			break;
+	if (node && node->by_handle && handle.header.handle_bytes <= node->handle_capacity) {
+		pthread_mutex_lock(&fs->cache_lock);
+		node->handle_size = (unsigned short)handle.header.handle_bytes;
+		node->handle_type = handle.header.handle_type;
+		memcpy(node_handle(node), handle.header.f_handle, node->handle_size);
+		pthread_mutex_unlock(&fs->cache_lock);
 	}
 	pthread_mutex_unlock(&fs->table_lock);
 }
@@ -257,10 +653,23 @@ stat_node(int fd, struct stat *st)
 	return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
-/* Look name up in parent and fill an entry reply; 0 or a positive errno. */
+/* openat() that makes room in the descriptor cache when the daemon is out. */
 static int
-lookup_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
-	     struct fuse_entry_param *entry)
+open_below(struct fs *fs, int directory_fd, const char *name, int flags)
+{
+	for (int attempts = 0;; attempts++) {
+		int fd = openat(directory_fd, name, flags);
+		if (fd >= 0 || !out_of_descriptors(errno) || attempts == 2 || !cache_shrink(fs))
+			return fd;
+	}
+}
+
+/*
+ * Look name up in the directory parent_fd (borrowed) and fill an entry
+ * reply; 0 or a positive errno.
+ */
+static int
+lookup_entry(fuse_req_t req, int parent_fd, const char *name, struct fuse_entry_param *entry)
 {
 	struct fs *fs = fs_of(req);
 	int fd, error;
@@ -270,7 +679,7 @@ lookup_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	entry->entry_timeout = fs->timeout;
 	if (!name_is_safe(name))
 		return EINVAL;
-	fd = openat(fd_of(req, parent), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_below(fs, parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno;
 	error = stat_node(fd, &entry->attr);
@@ -354,8 +763,11 @@ static void
 op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param entry;
-	int error = lookup_entry(req, parent, name, &entry);
+	int parent_fd = borrow_ino(req, parent);
+	int error = parent_fd < 0 ? -parent_fd : lookup_entry(req, parent_fd, name, &entry);
 
+	if (parent_fd >= 0)
+		return_ino(req, parent);
 	if (error == ENOENT) {
 		/* Negative entry: the kernel remembers the name is absent. */
 		entry.ino = 0;
@@ -388,10 +800,14 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	int error;
 
-	if (fi)
+	if (fi) {
 		error = fstat(handle_of(fi)->fd, &st) < 0 ? errno : 0;
-	else
-		error = -stat_node(fd_of(req, ino), &st);
+	} else {
+		int fd = borrow_ino(req, ino);
+		error = fd < 0 ? -fd : -stat_node(fd, &st);
+		if (fd >= 0)
+			return_ino(req, ino);
+	}
 	if (error)
 		fuse_reply_err(req, error);
 	else
@@ -400,18 +816,18 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* utimensat on a node, which may be a symlink or a file without a handle. */
 static int
-set_times(struct fs *fs, struct fs_inode *node, const struct timespec times[2],
+set_times(struct fs *fs, int node_fd, const struct timespec times[2],
 	  struct fuse_file_info *fi)
 {
 	char name[16];
 
 	if (fi)
 		return futimens(handle_of(fi)->fd, times) < 0 ? errno : 0;
-	if (utimensat(node->fd, "", times, AT_EMPTY_PATH) == 0)
+	if (utimensat(node_fd, "", times, AT_EMPTY_PATH) == 0)
 		return 0;
 	if (errno != EINVAL && errno != EBADF)
 		return errno;
-	proc_name(name, node->fd);
+	proc_name(name, node_fd);
 	return utimensat(fs->proc_fd, name, times, 0) < 0 ? errno : 0;
 }
 
@@ -465,7 +881,7 @@ drop_privileges(fuse_req_t req, struct fs *fs, fuse_ino_t ino, int fd, bool noti
  */
 /* Does a write drop anything from this file: suid, sgid, capabilities? */
 static bool
-has_privileges(struct fs_inode *node, const struct stat *st)
+has_privileges(int node_fd, const struct stat *st)
 {
 	char path[32];
 
@@ -475,27 +891,27 @@ has_privileges(struct fs_inode *node, const struct stat *st)
 		return true;
 	if (!S_ISREG(st->st_mode))
 		return false;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", node->fd);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", node_fd);
 	return getxattr(path, "security.capability", NULL, 0) >= 0;
 }
 
 /* May the caller of req write the node (mode bits, ACLs, its groups)? */
 static bool
-caller_may_write(fuse_req_t req, struct fs *fs, struct fs_inode *node)
+caller_may_write(fuse_req_t req, struct fs *fs, int node_fd)
 {
 	char name[16];
 	bool allowed;
 
-	if (caller_become(req) != 0)
+	if (caller_become_exactly(req) != 0)
 		return false;
-	proc_name(name, node->fd);
+	proc_name(name, node_fd);
 	allowed = faccessat(fs->proc_fd, name, W_OK, AT_EACCESS) == 0;
 	caller_restore();
 	return allowed;
 }
 
 static int
-change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gid_t gid)
+change_owner(fuse_req_t req, struct fs *fs, int node_fd, uid_t uid, gid_t gid)
 {
 	struct stat before;
 	bool drop_sgid = false;
@@ -503,8 +919,9 @@ change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gi
 
 	uid_t caller_uid = fuse_req_ctx(req)->uid;
 	if (caller_uid != 0) {
-		if (stat_node(node->fd, &before) < 0)
-			return errno;
+		int error = -stat_node(node_fd, &before);
+		if (error)
+			return error;
 		/*
 		 * A request that changes nothing is either chown(f, -1, -1) or the
 		 * kernel dropping privileges before a write (KILLPRIV_V2 leaves
@@ -515,16 +932,16 @@ change_owner(fuse_req_t req, struct fs *fs, struct fs_inode *node, uid_t uid, gi
 		 * strips another user's setuid bit.
 		 */
 		if (uid == (uid_t)-1 && gid == (gid_t)-1 && caller_uid != before.st_uid &&
-		    has_privileges(node, &before) && !caller_may_write(req, fs, node))
+		    has_privileges(node_fd, &before) && !caller_may_write(req, fs, node_fd))
 			return EPERM;
 		if (!S_ISDIR(before.st_mode) && (before.st_mode & (S_ISGID | S_IXGRP)) == S_ISGID &&
 		    !caller_in_group(req, before.st_gid))
 			drop_sgid = true;
 	}
-	if (fchownat(node->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+	if (fchownat(node_fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return errno;
 	if (drop_sgid) {
-		proc_name(name, node->fd);
+		proc_name(name, node_fd);
 		if (fchmodat(fs->proc_fd, name, before.st_mode & 07777 & ~(mode_t)(S_ISUID | S_ISGID),
 			     0) < 0)
 			return errno;
@@ -543,14 +960,19 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	   struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_inode *node = inode_of(req, ino);
 	char name[16];
 	int error = 0;
 	struct stat st, before;
+	int node_fd = borrow_ino(req, ino);
 	/* Observers tell a touch of known content from one hiding a change. */
-	bool before_known = observing_changes(req) && stat_node(node->fd, &before) == 0;
+	bool before_known =
+		node_fd >= 0 && observing_changes(req) && stat_node(node_fd, &before) == 0;
 
-	proc_name(name, node->fd);
+	if (node_fd < 0) {
+		fuse_reply_err(req, -node_fd);
+		return;
+	}
+	proc_name(name, node_fd);
 	/*
 	 * Owner before mode: chown clears set-id bits, a mode set with it
 	 * must survive.  A request that changes nothing is chown(2) with
@@ -561,7 +983,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	if ((valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) || !(valid & SETATTR_CHANGES)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		error = change_owner(req, fs, node, uid, gid);
+		error = change_owner(req, fs, node_fd, uid, gid);
 		if (error)
 			goto out;
 	}
@@ -597,17 +1019,17 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 			times[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			times[1] = attr->st_mtim;
-		error = set_times(fs, node, times, fi);
+		error = set_times(fs, node_fd, times, fi);
 		if (error)
 			goto out;
 	}
 	/* With a chown the kernel asks too, but change_owner() did that part. */
 	if (fs_session_kill_requested() && !(valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
-		error = -drop_privileges(req, fs, ino, node->fd, false);
+		error = -drop_privileges(req, fs, ino, node_fd, false);
 		if (error)
 			goto out;
 	}
-	error = -stat_node(node->fd, &st);
+	error = -stat_node(node_fd, &st);
 	if (error)
 		goto out;
 	if (valid & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
@@ -625,11 +1047,13 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		};
 		report_change(req, &event);
 	}
+	return_ino(req, ino);
 	fuse_reply_attr(req, &st, fs->timeout);
 	return;
 out_errno:
 	error = errno;
 out:
+	return_ino(req, ino);
 	fuse_reply_err(req, error);
 }
 
@@ -637,10 +1061,18 @@ static void
 op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char target[PATH_MAX + 1];
-	ssize_t length = readlinkat(fd_of(req, ino), "", target, sizeof(target));
+	int fd = borrow_ino(req, ino);
+	ssize_t length;
 
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	length = readlinkat(fd, "", target, sizeof(target));
+	int error = errno;
+	return_ino(req, ino);
 	if (length < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, error);
 	else if (length >= (ssize_t)sizeof(target))
 		fuse_reply_err(req, ENAMETOOLONG);
 	else {
@@ -651,24 +1083,39 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 enum node_kind { NODE_SPECIAL, NODE_DIRECTORY, NODE_SYMLINK };
 
+/*
+ * Take back a name this request created, as the caller, when the request
+ * fails after all: an error must mean that nothing happened.
+ */
+static void
+undo_create(fuse_req_t req, int parent_fd, const char *name, bool directory)
+{
+	if (caller_become(req) != 0)
+		return;
+	unlinkat(parent_fd, name, directory ? AT_REMOVEDIR : 0);
+	caller_restore();
+}
+
 /* mknod, mkdir and symlink: create as the caller, then look the name up. */
 static void
 make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind kind,
 	  mode_t mode, dev_t device, const char *link_target)
 {
-	int parent_fd = fd_of(req, parent);
 	struct fuse_entry_param entry;
-	int error, result;
+	int parent_fd, error, result;
 
 	if (!name_is_safe(name)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	error = -caller_become(req);
-	if (error) {
-		fuse_reply_err(req, error);
+	parent_fd = borrow_ino(req, parent);
+	if (parent_fd < 0) {
+		fuse_reply_err(req, -parent_fd);
 		return;
 	}
+	error = -caller_become(req);
+	if (error)
+		goto out;
 	if (kind == NODE_DIRECTORY)
 		result = mkdirat(parent_fd, name, mode);
 	else if (kind == NODE_SYMLINK)
@@ -677,14 +1124,12 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 		result = mknodat(parent_fd, name, mode, device);
 	error = result < 0 ? errno : 0;
 	caller_restore();
+	if (error)
+		goto out;
+	error = lookup_entry(req, parent_fd, name, &entry);
 	if (error) {
-		fuse_reply_err(req, error);
-		return;
-	}
-	error = lookup_entry(req, parent, name, &entry);
-	if (error) {
-		fuse_reply_err(req, error);
-		return;
+		undo_create(req, parent_fd, name, kind == NODE_DIRECTORY);
+		goto out;
 	}
 	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
@@ -694,7 +1139,12 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
+	return_ino(req, parent);
 	reply_entry(req, &entry);
+	return;
+out:
+	return_ino(req, parent);
+	fuse_reply_err(req, error);
 }
 
 static void
@@ -719,52 +1169,73 @@ static void
 op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_name)
 {
 	struct fs *fs = fs_of(req);
+	struct fuse_entry_param entry;
 	char name[16];
+	int fd, parent_fd, error;
 
 	if (!name_is_safe(new_name)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	proc_name(name, fd_of(req, ino));
-	if (linkat(fs->proc_fd, name, fd_of(req, new_parent), new_name, AT_SYMLINK_FOLLOW) < 0) {
-		fuse_reply_err(req, errno);
+	fd = borrow_ino(req, ino);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
 		return;
 	}
-	struct fuse_entry_param entry;
-	int error = lookup_entry(req, new_parent, new_name, &entry);
-	if (error) {
-		fuse_reply_err(req, error);
+	parent_fd = borrow_ino(req, new_parent);
+	if (parent_fd < 0) {
+		return_ino(req, ino);
+		fuse_reply_err(req, -parent_fd);
 		return;
+	}
+	proc_name(name, fd);
+	if (linkat(fs->proc_fd, name, parent_fd, new_name, AT_SYMLINK_FOLLOW) < 0) {
+		error = errno;
+		goto out;
+	}
+	error = lookup_entry(req, parent_fd, new_name, &entry);
+	if (error) {
+		undo_create(req, parent_fd, new_name, false);
+		goto out;
 	}
 	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_LINK,
 						   .attributes = &entry.attr,
 						   .new_name = new_name,
 						   .parent_fd = -1,
-						   .new_parent_fd = fd_of(req, new_parent)};
+						   .new_parent_fd = parent_fd};
 		report_change(req, &event);
 	}
-	reply_entry(req, &entry);
+out:
+	return_ino(req, new_parent);
+	return_ino(req, ino);
+	if (error)
+		fuse_reply_err(req, error);
+	else
+		reply_entry(req, &entry);
 }
 
 static void
 remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 {
-	int parent_fd = fd_of(req, parent);
 	struct stat st;
 	bool known;
+	int parent_fd, error = 0;
 
 	if (!name_is_safe(name)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	parent_fd = borrow_ino(req, parent);
+	if (parent_fd < 0) {
+		fuse_reply_err(req, -parent_fd);
+		return;
+	}
 	known = observing_changes(req) &&
 		fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (unlinkat(parent_fd, name, flags) < 0) {
-		fuse_reply_err(req, errno);
-		return;
-	}
-	if (known) {
+		error = errno;
+	} else if (known) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_UNLINK,
 						   .attributes = &st,
 						   .name = name,
@@ -772,7 +1243,8 @@ remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
-	fuse_reply_err(req, 0);
+	return_ino(req, parent);
+	fuse_reply_err(req, error);
 }
 
 static void
@@ -787,11 +1259,29 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	remove_name(req, parent, name, AT_REMOVEDIR);
 }
 
+/* After a rename through the mount: the moved inode's handle names its new directory. */
+static void
+renew_moved_handle(struct fs *fs, int directory_fd, const char *name)
+{
+	struct stat st;
+	int fd;
+
+	if (!fs->connectable)
+		return;
+	fd = openat(directory_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (stat_node(fd, &st) == 0)
+		table_renew_handle(fs, &st, fd);
+	close(fd);
+}
+
 static void
 op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_parent,
 	  const char *new_name, unsigned int flags)
 {
-	int from_fd = fd_of(req, parent), to_fd = fd_of(req, new_parent);
+	struct fs *fs = fs_of(req);
+	int from_fd, to_fd, error = 0;
 	struct stat st;
 	bool known;
 
@@ -799,11 +1289,27 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	from_fd = borrow_ino(req, parent);
+	if (from_fd < 0) {
+		fuse_reply_err(req, -from_fd);
+		return;
+	}
+	to_fd = borrow_ino(req, new_parent);
+	if (to_fd < 0) {
+		return_ino(req, parent);
+		fuse_reply_err(req, -to_fd);
+		return;
+	}
 	known = observing_changes(req) &&
 		fstatat(from_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (renameat2(from_fd, name, to_fd, new_name, flags) < 0) {
-		fuse_reply_err(req, errno);
-		return;
+		error = errno;
+		goto out;
+	}
+	if (from_fd != to_fd) {
+		renew_moved_handle(fs, to_fd, new_name);
+		if (flags & RENAME_EXCHANGE)
+			renew_moved_handle(fs, from_fd, name);
 	}
 	/* Attributes after the move: rename changes the ctime. */
 	if (known && fstatat(to_fd, new_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -816,7 +1322,10 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 						   .new_parent_fd = to_fd};
 		report_change(req, &event);
 	}
-	fuse_reply_err(req, 0);
+out:
+	return_ino(req, new_parent);
+	return_ino(req, parent);
+	fuse_reply_err(req, error);
 }
 
 /* Flags for the backing descriptor of a handle. */
@@ -868,6 +1377,7 @@ remember_stamp(struct fs_inode *node, int fd)
 	pthread_mutex_unlock(&node->stamp_lock);
 }
 
+/* What observers see of node; the caller has borrowed its descriptor. */
 static struct fs_node_info
 node_info(struct fs_inode *node)
 {
@@ -933,21 +1443,30 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_inode *node = inode_of(req, ino);
 	char name[16];
 	int fd, error;
+	int node_fd = node_borrow(fs, node);
 
+	if (node_fd < 0) {
+		fuse_reply_err(req, -node_fd);
+		return;
+	}
 	error = -check_open(req, node, NULL, fi->flags);
 	if (error) {
+		node_return(fs, node);
 		fuse_reply_err(req, error);
 		return;
 	}
-	proc_name(name, node->fd);
-	fd = openat(fs->proc_fd, name, backing_flags(fs, fi->flags));
+	proc_name(name, node_fd);
+	fd = open_below(fs, fs->proc_fd, name, backing_flags(fs, fi->flags));
 	if (fd < 0) {
-		fuse_reply_err(req, errno);
+		error = errno;
+		node_return(fs, node);
+		fuse_reply_err(req, error);
 		return;
 	}
 	if (fs_session_kill_requested())
 		drop_privileges(req, fs, ino, fd, true);
 	error = attach_handle(req, node, fd, fi, false);
+	node_return(fs, node);
 	if (error)
 		fuse_reply_err(req, error);
 	else if (fuse_reply_open(req, fi) == -ENOENT)
@@ -959,16 +1478,21 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	  struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	int parent_fd = fd_of(req, parent);
 	struct fuse_entry_param entry;
-	int fd, error;
+	int parent_fd, fd, error;
 
 	if (!name_is_safe(name)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	parent_fd = borrow_ino(req, parent);
+	if (parent_fd < 0) {
+		fuse_reply_err(req, -parent_fd);
+		return;
+	}
 	error = -caller_become(req);
 	if (error) {
+		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
 	}
@@ -988,12 +1512,15 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	if (error == EEXIST && !(fi->flags & O_EXCL))
 		error = ESTALE;
 	if (error) {
+		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
 	}
-	error = lookup_entry(req, parent, name, &entry);
+	error = lookup_entry(req, parent_fd, name, &entry);
 	if (error) {
 		close(fd);
+		undo_create(req, parent_fd, name, false);
+		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
 	}
@@ -1006,12 +1533,20 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 						   .new_parent_fd = -1};
 		report_change(req, &event);
 	}
-	error = attach_handle(req, node, fd, fi, true);
+	int node_fd = node_borrow(fs, node);
+	error = node_fd < 0 ? -node_fd : attach_handle(req, node, fd, fi, true);
+	if (node_fd >= 0)
+		node_return(fs, node);
+	else
+		close(fd);
 	if (error) {
 		table_release(fs, node, 1);
+		undo_create(req, parent_fd, name, false);
+		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
 	}
+	return_ino(req, parent);
 	if (fuse_reply_create(req, &entry, fi) == -ENOENT) {
 		discard_handle(fs, fi);
 		table_release(fs, node, 1); /* the lookup the kernel never got */
@@ -1092,17 +1627,27 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	/* close() of a duplicate reports deferred write errors of the backing
-	 * filesystem to the caller's close(), as the native filesystem would. */
-	const struct fs_observer *observer = fs_of(req)->observer;
-	int fd = dup(handle_of(fi)->fd);
+	/*
+	 * close() of a duplicate reports deferred write errors of the backing
+	 * filesystem to the caller's close(), as the native filesystem would.
+	 * Those are the only errors a close may report: when the daemon cannot
+	 * even make the duplicate (out of descriptors, its own business, not
+	 * the file's), there is nothing to report.  errno is read right after
+	 * the call that set it, before the observer runs.
+	 */
+	struct fs *fs = fs_of(req);
+	const struct fs_observer *observer = fs->observer;
+	struct fs_handle *handle = handle_of(fi);
+	int error = 0;
+	int fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
 
-	if (observer && observer->flushed && handle_of(fi)->cookie)
-		observer->flushed(handle_of(fi)->cookie, req);
-	if (fd < 0 || close(fd) < 0)
-		fuse_reply_err(req, errno);
-	else
-		fuse_reply_err(req, 0);
+	if (fd < 0 && out_of_descriptors(errno) && cache_shrink(fs))
+		fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd >= 0 && close(fd) < 0 && errno != EINTR)
+		error = errno;
+	if (observer && observer->flushed && handle->cookie)
+		observer->flushed(handle->cookie, req);
+	fuse_reply_err(req, error);
 }
 
 static void
@@ -1134,9 +1679,16 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fd = openat(fd_of(req, ino), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int node_fd = borrow_ino(req, ino);
+	if (node_fd < 0) {
+		error = -node_fd;
+		goto out;
+	}
+	fd = open_below(fs_of(req), node_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	error = errno;
+	return_ino(req, ino);
 	if (fd < 0)
-		goto out_errno;
+		goto out;
 	directory->stream = fdopendir(fd);
 	if (directory->stream == NULL) {
 		error = errno;
@@ -1150,8 +1702,6 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		free(directory);
 	}
 	return;
-out_errno:
-	error = errno;
 out:
 	free(directory);
 	fuse_reply_err(req, error);
@@ -1173,14 +1723,26 @@ static void
 read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	       struct fuse_file_info *fi, bool plus)
 {
+	struct fs *fs = fs_of(req);
 	struct fs_directory *directory = directory_of(fi);
 	char *buffer = malloc(size);
+	/* Nodes whose lookups this reply carries: given back if it fails. */
+	struct fs_inode **taken = NULL;
+	size_t taken_count = 0, taken_capacity = 0;
 	size_t used = 0;
-	int error = 0;
+	int error = 0, directory_fd = -1;
 
 	if (buffer == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
+	}
+	if (plus) {
+		directory_fd = borrow_ino(req, ino);
+		if (directory_fd < 0) {
+			free(buffer);
+			fuse_reply_err(req, -directory_fd);
+			return;
+		}
 	}
 	if (offset != directory->offset) {
 		seekdir(directory->stream, offset);
@@ -1206,7 +1768,18 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 				entry.attr.st_ino = dirent->d_ino;
 				entry.attr.st_mode = (mode_t)DTTOIF(dirent->d_type);
 			} else {
-				error = lookup_entry(req, ino, dirent->d_name, &entry);
+				if (taken_count == taken_capacity) {
+					size_t capacity = taken_capacity ? 2 * taken_capacity : 32;
+					struct fs_inode **grown =
+						realloc(taken, capacity * sizeof(*taken));
+					if (grown == NULL) {
+						error = ENOMEM;
+						break;
+					}
+					taken = grown;
+					taken_capacity = capacity;
+				}
+				error = lookup_entry(req, directory_fd, dirent->d_name, &entry);
 				if (error == ENOENT) { /* removed meanwhile */
 					error = 0;
 					directory->entry = NULL;
@@ -1220,9 +1793,11 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 							    dirent->d_name, &entry, next);
 			if (entry_size > size - used) {
 				if (entry.ino)
-					table_release(fs_of(req), inode_of(req, entry.ino), 1);
+					table_release(fs, inode_of(req, entry.ino), 1);
 				break;
 			}
+			if (entry.ino)
+				taken[taken_count++] = inode_of(req, entry.ino);
 		} else {
 			struct stat st = {.st_ino = dirent->d_ino,
 					  .st_mode = (mode_t)DTTOIF(dirent->d_type)};
@@ -1235,11 +1810,19 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		directory->entry = NULL;
 		directory->offset = next;
 	}
-	/* An error after some entries is reported on the next call. */
+	if (plus)
+		return_ino(req, ino);
+	/*
+	 * An error after some entries is reported on the next call.  When the
+	 * reply does not reach the kernel, it never counts the lookups the
+	 * entries carry and will never forget them: give them back here.
+	 */
 	if (error && used == 0)
 		fuse_reply_err(req, error);
-	else
-		fuse_reply_buf(req, buffer, used);
+	else if (fuse_reply_buf(req, buffer, used) < 0)
+		for (size_t i = 0; i < taken_count; i++)
+			table_release(fs, taken[i], 1);
+	free(taken);
 	free(buffer);
 }
 
@@ -1281,27 +1864,75 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs st;
 
-	if (fstatvfs(fd_of(req, ino), &st) < 0)
-		fuse_reply_err(req, errno);
+	int fd = borrow_ino(req, ino);
+
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	int result = fstatvfs(fd, &st), error = errno;
+	return_ino(req, ino);
+	if (result < 0)
+		fuse_reply_err(req, error);
 	else
 		fuse_reply_statfs(req, &st);
 }
 
 /*
  * Extended attributes go through /proc/self/fd/N, which names the inode
- * itself (an O_PATH descriptor cannot be used with f*xattr).
+ * itself (an O_PATH descriptor cannot be used with f*xattr).  The node's
+ * descriptor is borrowed for the call: xattr_begin() fills path, and
+ * xattr_end() gives the descriptor back.
+ *
+ * Who may change what: every change runs with the caller's credentials
+ * (fsuid, fsgid, groups), so the backing filesystem checks owner, mode and
+ * ACLs for the caller as the native filesystem would.  The kernel checks
+ * only some names for a FUSE filesystem before the request arrives (user.*
+ * and other names: write permission; trusted.* and security.*:
+ * CAP_SYS_ADMIN or CAP_SETFCAP; POSIX ACLs: the owner), and none of
+ * system.* (system.nfs4_acl ...), whose handlers in the backing filesystem
+ * decide alone, as may those of btrfs.* or ceph.*.  So a change by a caller
+ * other than root runs without the daemon's capabilities too
+ * (caller_become_exactly()): setfsuid() drops only the filesystem ones, and
+ * CAP_SYS_ADMIN would let a handler grant what the caller may not.  Only
+ * trusted.* and security.* keep them, the capability having been checked
+ * for the caller by the kernel (root stands for the capabilities, as
+ * elsewhere in this file: a caller with capabilities but another uid gets
+ * what that uid may do).
+ *
+ * The names user.provfs.label and user.provfs.lineage belong to the label
+ * policy (INTERFACES.md), which answers them through its own observer hook;
+ * until it does, they pass through like any user.* name.
  */
-static void
-xattr_path(fuse_req_t req, fuse_ino_t ino, char path[static 32])
+static int
+xattr_begin(fuse_req_t req, fuse_ino_t ino, char path[static 32])
 {
-	snprintf(path, 32, "/proc/self/fd/%d", fd_of(req, ino));
+	int fd = borrow_ino(req, ino);
+
+	if (fd >= 0)
+		snprintf(path, 32, "/proc/self/fd/%d", fd);
+	return fd < 0 ? fd : 0;
 }
 
 static void
-reply_xattr_size_or_data(fuse_req_t req, ssize_t result, size_t size, const char *buffer)
+xattr_end(fuse_req_t req, fuse_ino_t ino)
+{
+	return_ino(req, ino);
+}
+
+/* Did the kernel check the capability a change of name needs, for the caller? */
+static bool
+xattr_needs_capability(const char *name)
+{
+	return strncmp(name, "trusted.", 8) == 0 || strncmp(name, "security.", 9) == 0;
+}
+
+static void
+reply_xattr_size_or_data(fuse_req_t req, ssize_t result, int error, size_t size,
+			 const char *buffer)
 {
 	if (result < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, error);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)result);
 	else
@@ -1313,8 +1944,8 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char path[32], *buffer = NULL;
 	ssize_t result;
+	int error;
 
-	xattr_path(req, ino, path);
 	if (size) {
 		buffer = malloc(size);
 		if (buffer == NULL) {
@@ -1322,8 +1953,16 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 			return;
 		}
 	}
+	error = -xattr_begin(req, ino, path);
+	if (error) {
+		free(buffer);
+		fuse_reply_err(req, error);
+		return;
+	}
 	result = getxattr(path, name, buffer, size);
-	reply_xattr_size_or_data(req, result, size, buffer);
+	error = errno;
+	xattr_end(req, ino);
+	reply_xattr_size_or_data(req, result, error, size, buffer);
 	free(buffer);
 }
 
@@ -1348,87 +1987,103 @@ hide_trusted_names(char *list, size_t length)
 	return kept;
 }
 
+/* listxattr of path for a caller who is not root: trusted.* names hidden. */
+static ssize_t
+list_unprivileged(const char *path, char **buffer, size_t size)
+{
+	ssize_t result;
+
+	/* The whole list, filtered, answers both the size and the data. */
+	for (;;) {
+		result = listxattr(path, NULL, 0);
+		if (result < 0)
+			return -errno;
+		char *list = realloc(*buffer, (size_t)result + 1);
+		if (list == NULL)
+			return -ENOMEM;
+		*buffer = list;
+		result = listxattr(path, *buffer, (size_t)result + 1);
+		if (result >= 0)
+			break;
+		if (errno != ERANGE)
+			return -errno;
+	}
+	result = (ssize_t)hide_trusted_names(*buffer, (size_t)result);
+	if (size && (size_t)result > size)
+		return -ERANGE;
+	return result;
+}
+
 static void
 op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char path[32], *buffer = NULL;
 	ssize_t result;
+	int error;
 
-	xattr_path(req, ino, path);
-	if (fuse_req_ctx(req)->uid != 0) {
-		/* The whole list, filtered, answers both the size and the data. */
-		for (;;) {
-			result = listxattr(path, NULL, 0);
-			if (result < 0)
-				break;
-			char *list = realloc(buffer, (size_t)result + 1);
-			if (list == NULL) {
-				result = -1;
-				errno = ENOMEM;
-				break;
-			}
-			buffer = list;
-			result = listxattr(path, buffer, (size_t)result + 1);
-			if (result >= 0 || errno != ERANGE)
-				break;
-		}
-		if (result >= 0) {
-			result = (ssize_t)hide_trusted_names(buffer, (size_t)result);
-			if (size && (size_t)result > size) {
-				result = -1;
-				errno = ERANGE;
-			}
-		}
-		reply_xattr_size_or_data(req, result, size, buffer);
-		free(buffer);
-		return;
-	}
-	if (size) {
+	if (fuse_req_ctx(req)->uid == 0 && size) {
 		buffer = malloc(size);
 		if (buffer == NULL) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
 	}
-	result = listxattr(path, buffer, size);
-	reply_xattr_size_or_data(req, result, size, buffer);
+	error = -xattr_begin(req, ino, path);
+	if (error) {
+		free(buffer);
+		fuse_reply_err(req, error);
+		return;
+	}
+	if (fuse_req_ctx(req)->uid != 0) {
+		result = list_unprivileged(path, &buffer, size);
+		error = result < 0 ? (int)-result : 0;
+	} else {
+		result = listxattr(path, buffer, size);
+		error = errno;
+	}
+	xattr_end(req, ino);
+	reply_xattr_size_or_data(req, result, error, size, buffer);
 	free(buffer);
+}
+
+/*
+ * setxattr (value != NULL) or removexattr of name, as the caller (see
+ * above).  Setting an access ACL may also clear the setgid bit, depending
+ * on who sets it (posix_acl_update_mode): as on the native filesystem.
+ */
+static void
+change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+	     size_t size, int flags)
+{
+	char path[32];
+	int error, result;
+
+	error = -xattr_begin(req, ino, path);
+	if (error) {
+		fuse_reply_err(req, error);
+		return;
+	}
+	error = xattr_needs_capability(name) ? -caller_become(req) : -caller_become_exactly(req);
+	if (error == 0) {
+		result = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
+		error = result < 0 ? errno : 0;
+		caller_restore();
+	}
+	xattr_end(req, ino);
+	fuse_reply_err(req, error);
 }
 
 static void
 op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 	    size_t size, int flags)
 {
-	/*
-	 * Setting an access ACL may clear the setgid bit, depending on who
-	 * sets it (posix_acl_update_mode): done as the caller, as on the native
-	 * filesystem.  The kernel has already checked that the caller may.
-	 */
-	bool as_caller = strcmp(name, "system.posix_acl_access") == 0;
-	char path[32];
-	int error;
-
-	xattr_path(req, ino, path);
-	if (as_caller) {
-		error = -caller_become(req);
-		if (error) {
-			fuse_reply_err(req, error);
-			return;
-		}
-	}
-	error = setxattr(path, name, value, size, flags) < 0 ? errno : 0;
-	if (as_caller)
-		caller_restore();
-	fuse_reply_err(req, error);
+	change_xattr(req, ino, name, value ? value : "", size, flags);
 }
 
 static void
 op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	char path[32];
-
-	xattr_path(req, ino, path);
-	fuse_reply_err(req, removexattr(path, name) < 0 ? errno : 0);
+	change_xattr(req, ino, name, NULL, 0, 0);
 }
 
 static void
@@ -1535,6 +2190,64 @@ fs_operations(void)
 	return &operations;
 }
 
+/*
+ * Can inodes of the backing filesystem be named by handle and opened again
+ * by the daemon (CAP_DAC_READ_SEARCH)?  Sets fs->handles, fs->connectable,
+ * fs->mount_fd and fs->mount_id, and says once why not.
+ */
+static void
+probe_handles(struct fs *fs, int root_fd)
+{
+	union handle_buffer handle;
+	struct statfs backing;
+	const char *reason;
+	char path[32];
+	int fd;
+
+	fs->mount_fd = -1;
+	if (fstatfs(root_fd, &backing) == 0 && backing.f_type == FUSE_SUPER_MAGIC) {
+		/* It makes handles, but opens them only while the inode is cached. */
+		reason = "a FUSE filesystem opens them only while it caches the inode";
+		goto out;
+	}
+	fs->mount_fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->mount_fd < 0)
+		goto out_errno;
+	handle.header.handle_bytes = HANDLE_BYTES_MAX;
+	if (name_to_handle_at(root_fd, "", &handle.header, &fs->mount_id, AT_EMPTY_PATH) < 0)
+		goto out_errno;
+	fd = open_by_handle_at(fs->mount_fd, &handle.header, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		goto out_errno;
+	close(fd);
+	fs->handles = true;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", root_fd);
+	handle.header.handle_bytes = HANDLE_BYTES_MAX;
+	fs->connectable = name_to_handle_at(AT_FDCWD, path, &handle.header, &fd,
+					    AT_SYMLINK_FOLLOW | AT_HANDLE_CONNECTABLE) == 0;
+	return;
+out_errno:
+	reason = strerror(errno);
+out:
+	log_warning("the backing filesystem cannot name files by handle (%s): one descriptor "
+		    "is held per file the kernel knows, so the open-file limit bounds the tree",
+		    reason);
+	if (fs->mount_fd >= 0)
+		close(fs->mount_fd);
+	fs->mount_fd = -1;
+}
+
+/* A quarter of the descriptors the daemon may open; the rest for open files. */
+static size_t
+cache_capacity_for_limit(void)
+{
+	struct rlimit limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_cur == RLIM_INFINITY)
+		return 4096;
+	return limit.rlim_cur / 4 > 2 * TRIM_BATCH ? (size_t)limit.rlim_cur / 4 : 2 * TRIM_BATCH;
+}
+
 struct fs *
 fs_new(const struct fs_options *options)
 {
@@ -1551,6 +2264,9 @@ fs_new(const struct fs_options *options)
 	if (fs->buckets == NULL)
 		goto out_free;
 	pthread_mutex_init(&fs->table_lock, NULL);
+	pthread_mutex_init(&fs->cache_lock, NULL);
+	fs->cache_capacity = cache_capacity_for_limit();
+	probe_handles(fs, options->backing_fd);
 	fs->root.fd = options->backing_fd;
 	fs->root.device = st.st_dev;
 	fs->root.inode = st.st_ino;
@@ -1574,7 +2290,8 @@ fs_free(struct fs *fs)
 		struct fs_inode *node = fs->buckets[i];
 		while (node) {
 			struct fs_inode *next = node->next;
-			close(node->fd);
+			if (node->fd >= 0)
+				close(node->fd);
 			pthread_mutex_destroy(&node->stamp_lock);
 			free(node);
 			node = next;
@@ -1584,6 +2301,9 @@ fs_free(struct fs *fs)
 	close(fs->root.fd);
 	if (fs->proc_fd >= 0)
 		close(fs->proc_fd);
+	if (fs->mount_fd >= 0)
+		close(fs->mount_fd);
+	pthread_mutex_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->table_lock);
 	pthread_mutex_destroy(&fs->root.stamp_lock);
 	free(fs);

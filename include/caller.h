@@ -41,10 +41,21 @@ pid_t caller_process_of_thread(pid_t thread_id);
  */
 int caller_become(fuse_req_t req);
 
-/* Back to the daemon's own filesystem identity (fsuid and fsgid 0). */
+/*
+ * caller_become() with the groups read afresh, and for a caller other than
+ * root also without the daemon's capabilities (setfsuid() drops only the
+ * filesystem ones; others, CAP_SYS_ADMIN among them, would still grant
+ * what the caller may not): for calls whose permission the kernel has not
+ * checked for the caller, or where group membership decides.  Same
+ * contract; caller_restore() gives them back.
+ */
+int caller_become_exactly(fuse_req_t req);
+
+/* Back to the daemon's own identity (fsuid and fsgid 0, all capabilities). */
 void caller_restore(void);
 
-/* Is gid the caller's filesystem group or one of its supplementary groups? */
+/* Is gid the caller's filesystem group or one of its supplementary groups
+ * (read afresh: the answer may keep a setgid bit)? */
 bool caller_in_group(fuse_req_t req, gid_t gid);
 
 #endif

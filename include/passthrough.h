@@ -1,11 +1,14 @@
 /*
  * passthrough.h - the filesystem layer: a passthrough of a backing directory.
  *
- * Every inode the kernel knows is held as an O_PATH file descriptor to the
- * backing inode, and every operation works on those descriptors with *at()
- * system calls, one path component at a time and never following a symlink.
- * So the daemon cannot be steered out of the backing directory, whatever the
- * callers do to the tree (see fs/passthrough.c for the reasoning).
+ * Every inode the kernel knows is named by its file handle (or, where the
+ * backing filesystem has none, held as an O_PATH descriptor), with a bounded
+ * cache of open O_PATH descriptors, so the tree served is not bounded by
+ * the daemon's open-file limit.  Every operation works on those descriptors
+ * with *at() system calls, one path component at a time and never following
+ * a symlink.  So the daemon cannot be steered out of the backing directory,
+ * whatever the callers do to the tree (see fs/passthrough.c for the
+ * reasoning).
  *
  * Observers (the provenance recorder, the label policy) attach through
  * struct fs_observer: the layer calls them at open, on data transfer, at
@@ -27,7 +30,8 @@ struct caller;
 struct fs_node_info {
 	dev_t device;
 	ino_t inode;
-	int backing_fd; /* O_PATH; valid while the node is referenced */
+	int backing_fd; /* O_PATH; valid during the callback it is given to (the
+			 * layer borrows it from its descriptor cache); never keep it */
 };
 
 /* Namespace changes reported to observers after they succeeded. */

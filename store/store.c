@@ -126,6 +126,17 @@ prepare_directory(const char *path, gid_t group, char *error, size_t error_size)
 			snprintf(error, error_size, "store directory '%s' is not a directory",
 				 directory);
 			result = -1;
+		} else if (st.st_uid != 0) {
+			/* Whoever owns it could swap the store or plant its companions. */
+			snprintf(error, error_size, "store directory '%s' must be owned by root",
+				 directory);
+			result = -1;
+		} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+			snprintf(error, error_size,
+				 "store directory '%s' is writable by group or others; run chmod "
+				 "go-w on it, or put the store elsewhere",
+				 directory);
+			result = -1;
 		} else if (access(directory, W_OK) < 0) {
 			snprintf(error, error_size, "cannot write in store directory '%s': %s",
 				 directory, strerror(errno));
@@ -154,17 +165,26 @@ resolve_group(const char *name, gid_t *gid, char *error, size_t error_size)
 	return 0;
 }
 
-/* Make the store file and its WAL companions root:group, mode 0640. */
+/*
+ * Make the store file and its WAL companions root:group, mode 0640.  On
+ * the files themselves, through a descriptor opened without following a
+ * symlink: a symlink under a companion's name gives nobody its target.
+ */
 static void
 restrict_files(const char *path, gid_t group)
 {
 	static const char *const suffixes[] = {"", "-wal", "-shm"};
 	char name[4096];
+	struct stat st;
 
 	for (size_t i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "%s%s", path, suffixes[i]);
-		if (chown(name, 0, group) == 0)
-			chmod(name, group ? 0640 : 0600);
+		int fd = open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fchown(fd, 0, group) == 0)
+			fchmod(fd, group ? 0640 : 0600);
+		close(fd);
 	}
 }
 

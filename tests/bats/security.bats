@@ -129,3 +129,125 @@ teardown() {
 		[[ "$output" != *trusted.secret* ]]
 	done
 }
+
+# The daemon threads' system calls on xattrs, with the setfsuid and capset
+# calls before them (strace of the running daemon).
+trace_daemon() {
+	strace -f -qq -p "$MOUNTED_PID" -e trace=setfsuid,capset,setxattr,removexattr \
+		-o "$TMP/trace" &
+	TRACER=$!
+	# strace has attached when the daemon's threads show a tracer.
+	local tid
+	for _ in $(seq 100); do
+		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
+		[ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+untrace_daemon() {
+	kill "$TRACER"
+	wait "$TRACER" || true
+}
+
+# For every setxattr/removexattr of NAME in the trace: the last setfsuid
+# (other than the -1 query) of its thread before it, and the last capset.
+credentials_of_xattr_calls() {
+	awk -v name="\"$1\"" '
+		$2 ~ /^setfsuid\(/ && $2 !~ /^setfsuid\((-1|4294967295)\)/ {
+			fsuid[$1] = $2
+		}
+		$2 ~ /^capset\(/ { caps[$1] = ($0 ~ /effective=0,/) ? "no-caps" : "caps" }
+		($2 ~ /^(setxattr|removexattr)\(/) && index($0, name) {
+			print fsuid[$1], (caps[$1] ? caps[$1] : "caps")
+		}' "$TMP/trace"
+}
+
+@test "every xattr change by a user runs with the user's credentials and without the daemon's capabilities" {
+	local uid
+	uid=$(id -u provfs-u1)
+	echo x >"$MNT/owned"
+	chown provfs-u1 "$MNT/owned"
+	trace_daemon
+	as_user provfs-u1 setfattr -n user.note -v 1 "$MNT/owned"
+	as_user provfs-u1 setfattr -x user.note "$MNT/owned"
+	# Names the kernel does not check for a FUSE filesystem (system.*)
+	# are decided by the backing filesystem, for the caller.
+	run as_user provfs-u1 setfattr -n system.nfs4_acl -v 1 "$MNT/owned"
+	[ "$status" -ne 0 ]
+	untrace_daemon
+	run credentials_of_xattr_calls user.note
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = "setfsuid($uid) no-caps" ]
+	[ "${lines[1]}" = "setfsuid($uid) no-caps" ]
+	run credentials_of_xattr_calls system.nfs4_acl
+	for line in "${lines[@]}"; do
+		[ "$line" = "setfsuid($uid) no-caps" ]
+	done
+	run getfattr -n user.note "$BACKING/owned"
+	[ "$status" -ne 0 ]
+}
+
+@test "root's xattr changes keep root's privileges (trusted.*), as on ext4" {
+	echo x >"$MNT/f"
+	setfattr -n trusted.t -v 1 "$MNT/f"
+	[ "$(getfattr --only-values -n trusted.t "$BACKING/f")" = 1 ]
+	run as_user provfs-u1 setfattr -n trusted.u -v 1 "$MNT/f"
+	[ "$status" -ne 0 ]
+}
+
+@test "a store directory writable by others, with a planted -wal symlink: refused, the target untouched" {
+	unmount_provfs
+	local shared=$TMP/shared
+	mkdir -p "$shared"
+	chmod 1777 "$shared"
+	echo private >"$TMP/target"
+	chmod 600 "$TMP/target"
+	ln -s "$TMP/target" "$shared/provfs.db-wal"
+	ln -s "$TMP/target" "$shared/provfs.db-shm"
+	chmod 700 "$BACKING" # no warning about it
+	run_split "$PROVFS" -o "store=$shared/provfs.db" "$BACKING" "$MNT"
+	[ "$status" -eq 2 ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "${stderr_lines[0]}" == "provfs: "*"$shared"*"writable by group or others"* ]]
+	! is_mounted "$MNT"
+	[ "$(stat -c '%U:%G %a' "$TMP/target")" = "root:root 600" ]
+	[ "$(cat "$TMP/target")" = private ]
+}
+
+@test "a store directory owned by another user: refused with one line, exit 2" {
+	unmount_provfs
+	ensure_test_users
+	local theirs=$TMP/theirs
+	mkdir -p "$theirs"
+	chown provfs-u1 "$theirs"
+	chmod 755 "$theirs"
+	chmod 700 "$BACKING" # no warning about it
+	run_split "$PROVFS" -o "store=$theirs/provfs.db" "$BACKING" "$MNT"
+	[ "$status" -eq 2 ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "${stderr_lines[0]}" == "provfs: "*"$theirs"*"owned by root"* ]]
+	! is_mounted "$MNT"
+	[ ! -e "$theirs/provfs.db" ]
+}
+
+@test "groups set with setgroups() count at once, for a create right after it" {
+	# The same thread creates as root, then drops to a user who is in the
+	# directory's group only by the setgroups() it just made.
+	mkdir "$MNT/shared"
+	chgrp provfs-g "$MNT/shared"
+	chmod 2770 "$MNT/shared"
+	run "$PYTHON" - "$MNT" "$(id -u provfs-u2)" "$(getent group provfs-g | cut -d: -f3)" <<-'EOF'
+	import os, sys
+	mnt, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+	open(os.path.join(mnt, "warm"), "w").close()
+	os.setgroups([gid])
+	os.setresgid(uid, uid, uid)
+	os.setresuid(uid, uid, uid)
+	os.mkdir(os.path.join(mnt, "shared", "d"))
+	open(os.path.join(mnt, "shared", "f"), "w").close()
+	EOF
+	[ "$status" -eq 0 ]
+	[ "$(stat -c %U:%G "$BACKING/shared/d")" = provfs-u2:provfs-g ]
+}
