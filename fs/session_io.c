@@ -44,19 +44,23 @@
  * open, with the opener's flags and the credentials the daemon had when it
  * registered the backing file; writes through it run the backing
  * filesystem's own privilege dropping with those credentials.  So they are
- * registered without CAP_FSETID: a file that gains suid or sgid while it is
- * open loses it again on the next write through such a handle, as it would
- * for an unprivileged writer on the native filesystem.  (Files that carry
+ * registered as a writer who may keep nothing: without CAP_FSETID, with
+ * the overflow group and no supplementary groups.  A file that gains suid
+ * or sgid while it is open loses them again on the next write through such
+ * a handle, as it would for an unprivileged writer outside the file's group
+ * on the native filesystem (a writer in the group would keep a sgid without
+ * group execute: the one case where passthrough drops more).  (Files that carry
  * privileges when they are opened are not passed through at all; see
  * fs/backing_files.c.)
  */
-#include <stdbool.h>
-#include <stdint.h>
 #include <errno.h>
 #include <linux/capability.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/fsuid.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -297,18 +301,33 @@ set_fsetid(bool on)
 	return (int)syscall(SYS_capset, &header, data);
 }
 
+enum { OVERFLOW_GID = 65534, SAVED_GROUPS_MAX = 256 };
+
 int
 fs_session_backing_open(int fd)
 {
 	struct wire_backing_map map = {.fd = fd};
-	int id, error;
+	gid_t groups[SAVED_GROUPS_MAX];
+	int id = -1, error;
 
 	/* The kernel keeps the credentials of this call for the I/O it does
-	 * on the handles (see WHY above): register without CAP_FSETID. */
-	if (set_fsetid(false) < 0)
+	 * on the handles (see KERNEL PASSTHROUGH above).  This thread's
+	 * supplementary groups are the last caller's (fs/caller.c): put them
+	 * back exactly, with raw system calls that change this thread only. */
+	int group_count = getgroups(SAVED_GROUPS_MAX, groups);
+	if (group_count < 0 || set_fsetid(false) < 0)
 		return -errno;
+	if (syscall(SYS_setgroups, (size_t)0, NULL) < 0) {
+		error = errno;
+		goto out_caps;
+	}
+	setfsgid(OVERFLOW_GID);
 	id = ioctl(device_fd, DEV_IOC_BACKING_OPEN, &map);
 	error = id < 0 ? errno : 0;
+	setfsgid(0);
+	if (syscall(SYS_setgroups, (size_t)group_count, groups) < 0)
+		log_error("cannot restore supplementary groups: %s", strerror(errno));
+out_caps:
 	if (set_fsetid(true) < 0)
 		log_error("cannot restore CAP_FSETID: %s", strerror(errno));
 	return id < 0 ? -error : id;

@@ -406,6 +406,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	access->writes = mode != O_RDONLY || (flags & O_TRUNC);
 	access->reads = mode != O_WRONLY && !(flags & O_TRUNC) && !created;
 	access->created = created;
+	access->bypass = node->data_bypass;
 	access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
 		access_release(access);
@@ -425,6 +426,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 				file->stream_valid = false;
 		}
 	}
+	if (access->writes && access->bypass)
+		file->stream_valid = false; /* its bytes never reach us */
 	if (flags & O_TRUNC) {
 		file->dirty = true;
 		file->stamp_known = false;
@@ -629,8 +632,23 @@ on_released(void *cookie, int fd)
 		}
 	}
 	if (access->writes) {
+		/* Passthrough writes (and mmap) show only in the file itself:
+		 * a stamp moved since open counts as written. */
+		bool bypass_wrote = false;
+		if (access->bypass) {
+			struct stat now;
+			struct stamp stamp_now;
+			bypass_wrote = fstat(fd, &now) < 0 ||
+				       (stamp_now = stamp_of(&now),
+					!stamps_equal(&access->open_stamp, &stamp_now));
+		}
 		pthread_mutex_lock(&file->lock);
-		if (atomic_load(&access->bytes_written) > 0 || (access->flags & O_TRUNC)) {
+		if (bypass_wrote) {
+			file->dirty = true;
+			file->stamp_known = false;
+		}
+		if (atomic_load(&access->bytes_written) > 0 || (access->flags & O_TRUNC) ||
+		    bypass_wrote) {
 			struct access **pending = realloc(file->pending_writers,
 							  (file->pending_count + 1) * sizeof(*pending));
 			if (pending) {

@@ -84,6 +84,7 @@ struct access {
 	bool reads;   /* opened for reading existing content: an input */
 	bool writes;  /* opened with write access */
 	bool created; /* the open created the file */
+	bool bypass;  /* kernel passthrough: its bytes and calls are unknown */
 	bool released; /* exec access closed before its image was known; under exec_lock */
 	int64_t opened_ns;
 	int64_t closed_ns;
