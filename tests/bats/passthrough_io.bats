@@ -227,3 +227,13 @@ daemon_io_while() {
 	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql f))" \
 		"initial,external"
 }
+
+@test "scripts/bench smoke run: passthrough rows beside native and -o nopassthrough" {
+	PROVFS="$PROVFS" run "$PROVFS_SOURCE_ROOT/scripts/bench" --quick -r 1 -w seqio \
+		-V native,provfs,provfs-nopassthrough -d "$TMP/bench"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"| seqio/reread | provfs | "* ]]
+	[[ "$output" == *"| seqio/read | provfs-nopassthrough | "* ]]
+	[[ "$output" == *"check seqio: all runs agree"* ]]
+	assert_nothing_mounted
+}
