@@ -203,7 +203,14 @@ daemon_io_while() {
 			echo more >&3; touch '$sig/wrote'; read x <'$sig/go2'; echo again >>'$dir/f'" &
 		local writer=$!
 		wait_for_file "$sig/opened"
-		chmod 6666 "$dir/f"
+		# Through the backing directory: the kernel's cached mode of the
+		# mount's inode stays without suid, so only the backing write can
+		# drop it (the credentials passthrough registered the file with).
+		if [ "$dir" = "$MNT" ]; then
+			chmod 6666 "$BACKING/f"
+		else
+			chmod 6666 "$dir/f"
+		fi
 		echo go >"$sig/go1"
 		wait_for_file "$sig/wrote"
 		[ "$(stat -c %A "$dir/f")" = "-rw-rw-rw-" ]
