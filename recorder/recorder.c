@@ -426,6 +426,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 				file->stream_valid = false;
 		}
 	}
+	if (access->writes)
+		file->write_opens++;
 	if (access->writes && access->bypass)
 		file->stream_valid = false; /* its bytes never reach us */
 	if (flags & O_TRUNC) {
@@ -509,6 +511,31 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 	return "hashed";
 }
 
+/*
+ * A version's stamp moved while it was hashed in the pool, but only its
+ * ctime: a rename, link or chmod (the atomic-save pattern renames right
+ * after the close).  Its bytes are the version's when size and mtime are
+ * as recorded and no handle was opened to write it through the mount since
+ * (content cannot change through the mount without one).
+ */
+static bool
+content_unchanged(struct version *version, const struct stat *before, const struct stat *after)
+{
+	struct file_state *file = version->file;
+	bool unchanged;
+
+	if (before == NULL || after == NULL || before->st_size != version->stamp.size ||
+	    after->st_size != version->stamp.size ||
+	    timespec_ns(before->st_mtim) != version->stamp.mtime_ns ||
+	    timespec_ns(after->st_mtim) != version->stamp.mtime_ns ||
+	    before->st_ino != version->stamp.inode || after->st_ino != version->stamp.inode)
+		return false;
+	pthread_mutex_lock(&file->lock);
+	unchanged = file->writers == 0 && file->write_opens == version->write_opens;
+	pthread_mutex_unlock(&file->lock);
+	return unchanged;
+}
+
 void
 version_hash_done(void *argument, int result, const char *hex, const struct stat *before,
 		  const struct stat *after)
@@ -519,6 +546,9 @@ version_hash_done(void *argument, int result, const char *hex, const struct stat
 
 	event->version = version; /* the job's reference moves to the event */
 	event->hash_state = hash_state_after(result, &version->stamp, before, after);
+	if (strcmp(event->hash_state, "changed") == 0 &&
+	    content_unchanged(version, before, after))
+		event->hash_state = "hashed";
 	if (strcmp(event->hash_state, "hashed") == 0)
 		snprintf(event->hash, sizeof(event->hash), "%s", hex);
 	recorder_enqueue(recorder, event);
@@ -543,6 +573,7 @@ complete_version(struct recorder *recorder, struct file_state *file, struct acce
 	version->recorder = recorder;
 	version->file = file_state_acquire(file);
 	version->stamp = stamp_of(&st);
+	version->write_opens = file->write_opens;
 	version->producer = process_info_acquire(closing->process);
 	version->writers = file->pending_writers;
 	version->writer_count = file->pending_count;

@@ -40,6 +40,7 @@ struct file_state {
 
 	pthread_mutex_t lock;
 	int writers;                    /* open handles that may write */
+	uint64_t write_opens;           /* handles ever opened to write */
 	bool dirty;                     /* written since the last version */
 	bool stream_valid;              /* every write so far continued at stream_offset */
 	uint64_t stream_offset;
@@ -66,6 +67,7 @@ struct version {
 	char hash[33];              /* set when hashed on the request path */
 	struct process_info *producer; /* referenced */
 	int hash_fd;                /* to hash in the pool after CLOSE is queued; -1 */
+	uint64_t write_opens;       /* the file's write_opens when it was made */
 	struct access **writers;    /* referenced */
 	size_t writer_count;
 	int64_t store_id;           /* writer */

@@ -182,6 +182,25 @@ daemon_io_while() {
 	stop_provfs
 	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql kept))" \
 		initial
+	assert_sql "SELECT open_flags & 3, read_version_id IS NOT NULL, written_version_id IS NULL,
+	            bytes_written IS NULL FROM accesses WHERE file_id = ($(file_id_sql kept))" "2|1|1|1"
+}
+
+@test "a file written then renamed at once (atomic save) is hashed, not 'changed'" {
+	mount_provfs
+	require_kernel_passthrough
+	"$PYTHON" - "$MNT" <<-'EOF'
+	import os, sys
+	for i in range(1, 9):
+	    tmp = os.path.join(sys.argv[1], "save.tmp")
+	    with open(tmp, "wb") as f:
+	        f.write(os.urandom(200000))
+	    os.rename(tmp, os.path.join(sys.argv[1], "saved%d" % i))
+	EOF
+	stop_provfs
+	for i in 1 2 3 4 5 6 7 8; do
+		assert_single_written_version "saved$i"
+	done
 }
 
 @test "a file that gains suid while a user writes it through passthrough loses it, as on ext4" {
