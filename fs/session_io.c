@@ -285,6 +285,10 @@ fs_session_passthrough(void)
 	return atomic_load_explicit(&passthrough_on, memory_order_relaxed);
 }
 
+/* This thread's capability sets, read once: a worker's never change. */
+static _Thread_local struct __user_cap_data_struct thread_caps[2];
+static _Thread_local bool thread_caps_known;
+
 /* Set or clear CAP_FSETID in this thread's effective set; 0 or -1. */
 static int
 set_fsetid(bool on)
@@ -292,11 +296,13 @@ set_fsetid(bool on)
 	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2];
 
-	if (syscall(SYS_capget, &header, data) < 0)
-		return -1;
-	if (on)
-		data[0].effective |= CAP_TO_MASK(CAP_FSETID);
-	else
+	if (!thread_caps_known) {
+		if (syscall(SYS_capget, &header, thread_caps) < 0)
+			return -1;
+		thread_caps_known = true;
+	}
+	memcpy(data, thread_caps, sizeof(data));
+	if (!on)
 		data[0].effective &= ~CAP_TO_MASK(CAP_FSETID);
 	return (int)syscall(SYS_capset, &header, data);
 }
@@ -317,7 +323,7 @@ fs_session_backing_open(int fd)
 	int group_count = getgroups(SAVED_GROUPS_MAX, groups);
 	if (group_count < 0 || set_fsetid(false) < 0)
 		return -errno;
-	if (syscall(SYS_setgroups, (size_t)0, NULL) < 0) {
+	if (group_count > 0 && syscall(SYS_setgroups, (size_t)0, NULL) < 0) {
 		error = errno;
 		goto out_caps;
 	}
@@ -325,7 +331,7 @@ fs_session_backing_open(int fd)
 	id = ioctl(device_fd, DEV_IOC_BACKING_OPEN, &map);
 	error = id < 0 ? errno : 0;
 	setfsgid(0);
-	if (syscall(SYS_setgroups, (size_t)group_count, groups) < 0)
+	if (group_count > 0 && syscall(SYS_setgroups, (size_t)group_count, groups) < 0)
 		log_error("cannot restore supplementary groups: %s", strerror(errno));
 out_caps:
 	if (set_fsetid(true) < 0)
