@@ -263,3 +263,29 @@ daemon_io_while() {
 	[[ "$output" == *"check seqio: all runs agree"* ]]
 	assert_nothing_mounted
 }
+
+@test "provfs-query shows a passthrough handle's byte count as null, not 0" {
+	head -c 100000 /dev/urandom >"$BACKING/in"
+	mount_provfs
+	require_kernel_passthrough
+	cp "$MNT/in" "$MNT/out" &
+	local pid=$!
+	wait "$pid"
+	stop_provfs
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" process "$pid" --format json
+	[ "$status" -eq 0 ]
+	echo "$output" | "$PYTHON" -c '
+import json, sys
+found = []
+def walk(node):
+    if isinstance(node, dict):
+        if "bytes" in node:
+            found.append(node["bytes"])
+        for value in node.values():
+            walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            walk(value)
+walk(json.load(sys.stdin))
+assert found == [None, None], found'
+}
