@@ -289,3 +289,24 @@ def walk(node):
 walk(json.load(sys.stdin))
 assert found == [None, None], found'
 }
+
+@test "opens of one file in both modes at once never fail (the kernel's one-mode-per-inode rule)" {
+	echo data >"$BACKING/f"
+	chmod 4755 "$BACKING/f"
+	mount_provfs -o norecord
+	require_kernel_passthrough
+	# Held open while it has suid: through the daemon, in the page cache.
+	exec 5<"$MNT/f"
+	chmod 755 "$MNT/f"
+	# No privileges now, but the cached handle is open: this one is cached too.
+	[ "$(cat "$MNT/f")" = data ]
+	echo more >>"$MNT/f"
+	exec 5<&-
+	# And the other way round: a passthrough handle held, then suid appears.
+	exec 5<"$MNT/f"
+	chmod 4755 "$MNT/f"
+	[ "$(cat "$MNT/f")" = "$(printf 'data\nmore')" ]
+	echo again >>"$MNT/f"
+	exec 5<&-
+	[ "$(cat "$BACKING/f")" = "$(printf 'data\nmore\nagain')" ]
+}
