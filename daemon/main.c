@@ -40,6 +40,7 @@ struct options {
 	int norecord;
 	int nopolicy;
 	int writeback; /* -o writeback_cache: the kernel's writeback cache, at its price */
+	int nopassthrough; /* -o nopassthrough: file data through the daemon, never the kernel */
 	int foreground;
 	int debug;
 	int show_help;
@@ -68,6 +69,7 @@ static const struct fuse_opt option_table[] = {
 	OPTION("norecord", norecord, 1),
 	OPTION("nopolicy", nopolicy, 1),
 	OPTION("writeback_cache", writeback, 1),
+	OPTION("nopassthrough", nopassthrough, 1),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -98,6 +100,8 @@ print_usage(FILE *out)
 		"  -o nopolicy        record, enforce no labels\n"
 		"  -o writeback_cache let the kernel gather writes (faster small writes; changes\n"
 		"                     made outside the mount and SEEK_DATA see data late)\n"
+		"  -o nopassthrough   no kernel FUSE passthrough: file data goes through the\n"
+		"                     daemon (default: passed through where the kernel offers it)\n"
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
@@ -409,6 +413,7 @@ main(int argc, char *argv[])
 		.backing_fd = backing_fd,
 		.timeout = 1.0,
 		.writeback = options.writeback,
+		.passthrough = !options.nopassthrough,
 		.observer = NULL, /* the recorder attaches once the options are known good */
 	};
 	fs = fs_new(&fs_options);

@@ -92,6 +92,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "backing_files_i.h"
 #include "caller.h"
 #include "log.h"
 #include "passthrough.h"
@@ -135,6 +136,8 @@ struct fs_handle {
 	int fd;
 	struct fs_inode *inode;
 	void *cookie; /* observer's per-handle state */
+	fuse_ino_t ino;
+	enum fs_io_mode io_mode;
 };
 
 struct fs_directory {
@@ -171,6 +174,8 @@ struct fs {
 	const struct fs_observer *observer;
 	int proc_fd; /* O_PATH of /proc/self/fd */
 	struct fuse_session *session; /* for notifications; NULL until attached */
+	bool passthrough;             /* offer kernel passthrough (fs_options) */
+	struct backing_files *backing_files; /* with passthrough */
 };
 
 static struct fs *
@@ -1386,12 +1391,56 @@ node_info(struct fs_inode *node)
 }
 
 /*
+ * May the kernel read and write this handle's file itself?  Only a regular
+ * file whose writes drop nothing: suid, sgid and file capabilities are
+ * dropped on write by the daemon, as the native filesystem does for the
+ * writer (see drop_privileges()).  A new file has no capabilities yet.
+ */
+static bool
+may_pass_through(const struct fs *fs, int fd, bool created)
+{
+	struct stat st;
+
+	if (fs->backing_files == NULL || !fs_session_passthrough())
+		return false;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & (S_ISUID | S_ISGID)))
+		return false;
+	return created || fgetxattr(fd, "security.capability", NULL, 0) < 0;
+}
+
+/* Choose how the handle's data is served and put it in fi (see
+ * fs/backing_files.c); a passthrough id goes into this thread's reply.
+ * 0 or a positive errno. */
+static int
+choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *fi,
+	       bool created)
+{
+	int backing_id, error;
+
+	handle->io_mode = FS_IO_CACHED;
+	if (fs->backing_files == NULL || !fs_session_passthrough())
+		return 0;
+	error = -backing_files_open(fs->backing_files, handle->ino, handle->fd,
+				    may_pass_through(fs, handle->fd, created), &handle->io_mode,
+				    &backing_id);
+	if (error)
+		return error;
+	if (handle->io_mode != FS_IO_CACHED) {
+		/* The kernel refuses passthrough with its page cache kept. */
+		fi->keep_cache = 0;
+		fi->direct_io = handle->io_mode == FS_IO_PASSTHROUGH_DIRECT;
+		fs_session_pass_through(backing_id);
+	}
+	return 0;
+}
+
+/*
  * Wrap an open descriptor in a handle, tell the observer, fill fi.
  * Consumes fd.  Returns 0 or a positive errno.
  */
 static int
-attach_handle(fuse_req_t req, struct fs_inode *node, int fd, struct fuse_file_info *fi,
-	      bool created)
+attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
+	      struct fuse_file_info *fi, bool created)
 {
 	struct fs *fs = fs_of(req);
 	struct fs_handle *handle = malloc(sizeof(*handle));
@@ -1403,10 +1452,19 @@ attach_handle(fuse_req_t req, struct fs_inode *node, int fd, struct fuse_file_in
 	handle->fd = fd;
 	handle->inode = node;
 	handle->cookie = NULL;
+	handle->ino = ino;
 	fi->keep_cache = !created && cache_still_valid(node, fd);
+	int error = choose_io_mode(fs, handle, fi, created);
+	if (error) {
+		close(fd);
+		free(handle);
+		return error;
+	}
 	fi->fh = (uintptr_t)handle;
 	if (fs->observer && fs->observer->opened) {
 		struct fs_node_info info = node_info(node);
+		/* Direct I/O still maps the backing file: mmap writes bypass us. */
+		info.data_bypass = handle->io_mode != FS_IO_CACHED;
 		handle->cookie = fs->observer->opened(fs->observer->context, req, &info, fd,
 						       fi->flags, created);
 	}
@@ -1421,6 +1479,8 @@ discard_handle(struct fs *fs, struct fuse_file_info *fi)
 
 	if (fs->observer && fs->observer->released && handle->cookie)
 		fs->observer->released(handle->cookie, handle->fd);
+	if (fs->backing_files && fs_session_passthrough())
+		backing_files_close(fs->backing_files, handle->ino, handle->io_mode);
 	close(handle->fd);
 	free(handle);
 }
@@ -1465,7 +1525,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (fs_session_kill_requested())
 		drop_privileges(req, fs, ino, fd, true);
-	error = attach_handle(req, node, fd, fi, false);
+	error = attach_handle(req, ino, node, fd, fi, false);
 	node_return(fs, node);
 	if (error)
 		fuse_reply_err(req, error);
@@ -1534,7 +1594,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		report_change(req, &event);
 	}
 	int node_fd = node_borrow(fs, node);
-	error = node_fd < 0 ? -node_fd : attach_handle(req, node, fd, fi, true);
+	error = node_fd < 0 ? -node_fd : attach_handle(req, entry.ino, node, fd, fi, true);
 	if (node_fd >= 0)
 		node_return(fs, node);
 	else
@@ -2181,7 +2241,7 @@ int
 fs_attach_session(struct fs *fs, struct fuse_session *session)
 {
 	fs->session = session;
-	return fs_session_use_io(session);
+	return fs_session_use_io(session, fs->passthrough);
 }
 
 const struct fuse_lowlevel_ops *
@@ -2275,6 +2335,15 @@ fs_new(const struct fs_options *options)
 	fs->timeout = options->timeout;
 	fs->writeback = options->writeback;
 	fs->observer = options->observer;
+	fs->passthrough = options->passthrough && !options->writeback;
+	if (options->passthrough && options->writeback)
+		log_info("kernel FUSE passthrough is off: the kernel refuses it with "
+			 "writeback_cache");
+	if (fs->passthrough) {
+		fs->backing_files = backing_files_new();
+		if (fs->backing_files == NULL)
+			goto out_free;
+	}
 	return fs;
 out_free:
 	free(fs);
@@ -2298,6 +2367,7 @@ fs_free(struct fs *fs)
 		}
 	}
 	free(fs->buckets);
+	backing_files_free(fs->backing_files);
 	close(fs->root.fd);
 	if (fs->proc_fd >= 0)
 		close(fs->proc_fd);

@@ -24,13 +24,48 @@
  *
  * libfuse reads each request and processes it on the same worker thread,
  * so a thread-local flag carries the note from read() to the handler.
+ *
+ * KERNEL PASSTHROUGH
+ *
+ * Linux 6.9+ can serve an open file's reads, writes and mmap from a backing
+ * file itself, without a request to the daemon (FUSE_PASSTHROUGH).  libfuse
+ * 3.14 knows nothing of it, so this file speaks that part of the protocol
+ * too: it offers FUSE_PASSTHROUGH in the INIT reply (with the stacking depth
+ * the kernel requires: the backing filesystem's depth must stay below it,
+ * so 1 admits any non-stacked backing filesystem), registers backing files
+ * with FUSE_DEV_IOC_BACKING_OPEN/CLOSE on the /dev/fuse descriptor, and
+ * writes FOPEN_PASSTHROUGH and the backing id into the OPEN or CREATE reply
+ * the handler is sending on this thread (libfuse writes a reply on the
+ * thread that makes it).  The kernel refuses passthrough together with the
+ * writeback cache; provfs then keeps the writeback cache the user asked
+ * for and says so once.
+ *
+ * The kernel opens its own file on the backing inode for every passthrough
+ * open, with the opener's flags and the credentials the daemon had when it
+ * registered the backing file; writes through it run the backing
+ * filesystem's own privilege dropping with those credentials.  So they are
+ * registered as a writer who may keep nothing: without CAP_FSETID, with
+ * the overflow group and no supplementary groups.  A file that gains suid
+ * or sgid while it is open loses them again on the next write through such
+ * a handle, as it would for an unprivileged writer outside the file's group
+ * on the native filesystem (a writer in the group would keep a sgid without
+ * group execute: the one case where passthrough drops more).  (Files that carry
+ * privileges when they are opened are not passed through at all; see
+ * fs/backing_files.c.)
  */
+#include <errno.h>
+#include <linux/capability.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "session_io_i.h"
 
 /* The parts of the kernel's protocol (linux/fuse.h, a stable ABI) used here. */
@@ -58,6 +93,33 @@ struct wire_write_in {
 struct wire_open_in {
 	uint32_t flags, open_flags;
 };
+struct wire_init_in {
+	uint32_t major, minor, max_readahead, flags, flags2;
+};
+/* fuse_init_out up to max_stack_depth (protocol 7.40); libfuse 3.14 sends
+ * 64 bytes, the tail of which it leaves zero. */
+struct wire_init_out {
+	uint32_t major, minor, max_readahead, flags;
+	uint16_t max_background, congestion_threshold;
+	uint32_t max_write, time_gran;
+	uint16_t max_pages, map_alignment;
+	uint32_t flags2, max_stack_depth;
+};
+struct wire_open_out {
+	uint64_t handle;
+	uint32_t open_flags;
+	int32_t backing_id;
+};
+struct wire_backing_map {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+_Static_assert(sizeof(struct wire_init_out) == 40, "fuse_init_out through max_stack_depth");
+_Static_assert(sizeof(struct wire_open_out) == 16, "fuse_open_out is 16 bytes");
+
+#define DEV_IOC_BACKING_OPEN _IOW(229, 1, struct wire_backing_map)
+#define DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
 _Static_assert(sizeof(struct wire_in_header) == 40, "fuse_in_header is 40 bytes");
 _Static_assert(sizeof(struct wire_out_header) == 16, "fuse_out_header is 16 bytes");
 
@@ -66,6 +128,12 @@ enum {
 	OPCODE_OPEN = 14,
 	OPCODE_WRITE = 16,
 	OPCODE_INIT = 26,
+	OPCODE_CREATE = 35,
+	INIT_WRITEBACK_CACHE = 1u << 16, /* INIT flag */
+	INIT_EXT = 1u << 30,             /* INIT flag: flags2 is valid */
+	INIT2_PASSTHROUGH = 1u << 5,     /* FUSE_PASSTHROUGH (bit 37) in flags2 */
+	OPEN_PASSTHROUGH = 1u << 7,      /* FOPEN_PASSTHROUGH */
+	PASSTHROUGH_STACK_DEPTH = 1,
 	HANDLE_KILLPRIV_V2 = 1u << 28,   /* INIT flag */
 	WRITE_KILL_SUIDGID = 1u << 2,    /* fuse_write_in.write_flags */
 	SETATTR_KILL_SUIDGID = 1u << 11, /* FATTR_KILL_SUIDGID in fuse_setattr_in.valid */
@@ -76,6 +144,14 @@ static uint64_t init_unique;   /* the INIT request's id, to find its reply */
 static bool kernel_offers_v2;  /* set while handling INIT, before any other request */
 static _Thread_local bool kill_requested;
 
+static int device_fd = -1;            /* /dev/fuse, for the backing ioctls */
+static bool passthrough_wanted;       /* set before mounting */
+static bool kernel_offers_passthrough; /* set while handling INIT */
+static atomic_bool passthrough_on;    /* the INIT reply enabled it */
+static _Thread_local uint64_t request_unique;  /* the request this thread handles */
+static _Thread_local uint32_t request_opcode;
+static _Thread_local int32_t reply_backing_id; /* for its OPEN/CREATE reply; 0 none */
+
 static ssize_t
 session_read(int fd, void *buffer, size_t size, void *userdata)
 {
@@ -83,8 +159,11 @@ session_read(int fd, void *buffer, size_t size, void *userdata)
 	const struct wire_in_header *header = buffer;
 
 	kill_requested = false;
+	reply_backing_id = 0;
 	if (count < (ssize_t)sizeof(*header))
 		return count;
+	request_unique = header->unique;
+	request_opcode = header->opcode;
 	const char *argument = (const char *)buffer + sizeof(*header);
 	size_t argument_size = (size_t)count - sizeof(*header);
 	switch (header->opcode) {
@@ -93,6 +172,12 @@ session_read(int fd, void *buffer, size_t size, void *userdata)
 			const struct wire_init *init = (const void *)argument;
 			init_unique = header->unique;
 			kernel_offers_v2 = (init->flags & HANDLE_KILLPRIV_V2) != 0;
+			kernel_offers_passthrough = false;
+			if (argument_size >= sizeof(struct wire_init_in)) {
+				const struct wire_init_in *ext = (const void *)argument;
+				kernel_offers_passthrough = (ext->flags & INIT_EXT) &&
+							    (ext->flags2 & INIT2_PASSTHROUGH);
+			}
 		}
 		break;
 	case OPCODE_WRITE:
@@ -116,16 +201,60 @@ session_read(int fd, void *buffer, size_t size, void *userdata)
 	return count;
 }
 
+/* Called with the successful INIT reply: turn passthrough on if we can. */
+static void
+negotiate_passthrough(struct wire_init_out *init, size_t size)
+{
+	if (!passthrough_wanted)
+		return;
+	if (!kernel_offers_passthrough || size < sizeof(*init)) {
+		log_info("kernel FUSE passthrough unavailable (Linux 6.9+ with "
+			 "CONFIG_FUSE_PASSTHROUGH): file data goes through the daemon");
+		return;
+	}
+	if (init->flags & INIT_WRITEBACK_CACHE) {
+		log_info("kernel FUSE passthrough is off: the kernel refuses it with "
+			 "writeback_cache");
+		return;
+	}
+	init->flags |= INIT_EXT;
+	init->flags2 |= INIT2_PASSTHROUGH;
+	init->max_stack_depth = PASSTHROUGH_STACK_DEPTH;
+	atomic_store(&passthrough_on, true);
+}
+
+/* The OPEN or CREATE reply this thread makes: its fuse_open_out ends it. */
+static void
+mark_passthrough_reply(struct iovec *iov, int count)
+{
+	struct iovec *last = &iov[count - 1];
+
+	if (last->iov_len < sizeof(struct wire_open_out))
+		return;
+	struct wire_open_out *open_out =
+		(void *)((char *)last->iov_base + last->iov_len - sizeof(struct wire_open_out));
+	open_out->open_flags |= OPEN_PASSTHROUGH;
+	open_out->backing_id = reply_backing_id;
+}
+
 static ssize_t
 session_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
-	if (kernel_offers_v2 && count >= 2 && iov[0].iov_len >= sizeof(struct wire_out_header) &&
-	    iov[1].iov_len >= sizeof(struct wire_init)) {
+	if (count >= 2 && iov[0].iov_len >= sizeof(struct wire_out_header)) {
 		const struct wire_out_header *header = iov[0].iov_base;
-		if (header->unique == init_unique && header->error == 0) {
+		if (header->unique == init_unique && header->error == 0 &&
+		    iov[1].iov_len >= sizeof(struct wire_init) && init_unique != 0) {
 			struct wire_init *init = iov[1].iov_base;
-			init->flags |= HANDLE_KILLPRIV_V2;
+			if (kernel_offers_v2)
+				init->flags |= HANDLE_KILLPRIV_V2;
 			kernel_offers_v2 = false; /* once */
+			negotiate_passthrough(iov[1].iov_base, iov[1].iov_len);
+			init_unique = 0;
+		} else if (reply_backing_id > 0 && header->unique == request_unique &&
+			   header->error == 0 &&
+			   (request_opcode == OPCODE_OPEN || request_opcode == OPCODE_CREATE)) {
+			mark_passthrough_reply(iov, count);
+			reply_backing_id = 0;
 		}
 	}
 	return writev(fd, iov, count);
@@ -137,13 +266,90 @@ static const struct fuse_custom_io session_io = {
 };
 
 int
-fs_session_use_io(struct fuse_session *session)
+fs_session_use_io(struct fuse_session *session, bool passthrough)
 {
-	return fuse_session_custom_io(session, &session_io, fuse_session_fd(session));
+	device_fd = fuse_session_fd(session);
+	passthrough_wanted = passthrough;
+	return fuse_session_custom_io(session, &session_io, device_fd);
 }
 
 bool
 fs_session_kill_requested(void)
 {
 	return kill_requested;
+}
+
+bool
+fs_session_passthrough(void)
+{
+	return atomic_load_explicit(&passthrough_on, memory_order_relaxed);
+}
+
+/* This thread's capability sets, read once: a worker's never change. */
+static _Thread_local struct __user_cap_data_struct thread_caps[2];
+static _Thread_local bool thread_caps_known;
+
+/* Set or clear CAP_FSETID in this thread's effective set; 0 or -1. */
+static int
+set_fsetid(bool on)
+{
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2];
+
+	if (!thread_caps_known) {
+		if (syscall(SYS_capget, &header, thread_caps) < 0)
+			return -1;
+		thread_caps_known = true;
+	}
+	memcpy(data, thread_caps, sizeof(data));
+	if (!on)
+		data[0].effective &= ~CAP_TO_MASK(CAP_FSETID);
+	return (int)syscall(SYS_capset, &header, data);
+}
+
+enum { OVERFLOW_GID = 65534, SAVED_GROUPS_MAX = 256 };
+
+int
+fs_session_backing_open(int fd)
+{
+	struct wire_backing_map map = {.fd = fd};
+	gid_t groups[SAVED_GROUPS_MAX];
+	int id = -1, error;
+
+	/* The kernel keeps the credentials of this call for the I/O it does
+	 * on the handles (see KERNEL PASSTHROUGH above).  This thread's
+	 * supplementary groups are the last caller's (fs/caller.c): put them
+	 * back exactly, with raw system calls that change this thread only. */
+	int group_count = getgroups(SAVED_GROUPS_MAX, groups);
+	if (group_count < 0 || set_fsetid(false) < 0)
+		return -errno;
+	if (group_count > 0 && syscall(SYS_setgroups, (size_t)0, NULL) < 0) {
+		error = errno;
+		goto out_caps;
+	}
+	setfsgid(OVERFLOW_GID);
+	id = ioctl(device_fd, DEV_IOC_BACKING_OPEN, &map);
+	error = id < 0 ? errno : 0;
+	setfsgid(0);
+	if (group_count > 0 && syscall(SYS_setgroups, (size_t)group_count, groups) < 0)
+		log_error("cannot restore supplementary groups: %s", strerror(errno));
+out_caps:
+	if (set_fsetid(true) < 0)
+		log_error("cannot restore CAP_FSETID: %s", strerror(errno));
+	return id < 0 ? -error : id;
+}
+
+void
+fs_session_backing_close(int backing_id)
+{
+	uint32_t id = (uint32_t)backing_id;
+
+	if (ioctl(device_fd, DEV_IOC_BACKING_CLOSE, &id) < 0)
+		log_error("cannot release backing file %d: %s", backing_id, strerror(errno));
+}
+
+void
+fs_session_pass_through(int backing_id)
+{
+	reply_backing_id = backing_id;
 }

@@ -7,11 +7,25 @@
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
 
-/* Install the transport on a mounted session. */
-int fs_session_use_io(struct fuse_session *session);
+/* Install the transport on a mounted session; with passthrough, offer the
+ * kernel FUSE passthrough at INIT. */
+int fs_session_use_io(struct fuse_session *session, bool passthrough);
 
 /* Did the kernel ask, for the request this thread is handling, that
  * privileges be dropped (suid, sgid, file capabilities)? */
 bool fs_session_kill_requested(void);
+
+/* Did the INIT reply turn kernel passthrough on? */
+bool fs_session_passthrough(void);
+
+/* Register fd's file as a backing file: its backing id (> 0) or -errno. */
+int fs_session_backing_open(int fd);
+
+/* Drop a backing id; handles already opened with it keep their file. */
+void fs_session_backing_close(int backing_id);
+
+/* The OPEN or CREATE reply this thread sends next passes the handle's data
+ * through to backing_id. */
+void fs_session_pass_through(int backing_id);
 
 #endif

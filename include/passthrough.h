@@ -32,6 +32,10 @@ struct fs_node_info {
 	ino_t inode;
 	int backing_fd; /* O_PATH; valid during the callback it is given to (the
 			 * layer borrows it from its descriptor cache); never keep it */
+	/* opened() only: the kernel reads, writes and maps this handle's data
+	 * itself (kernel FUSE passthrough), so data_read and data_written are
+	 * never called for it; what it wrote shows only in the file. */
+	bool data_bypass;
 };
 
 /* Namespace changes reported to observers after they succeeded. */
@@ -82,6 +86,7 @@ struct fs_options {
 	int backing_fd;          /* O_PATH|O_DIRECTORY fd of BACKING_DIR; owned by fs */
 	double timeout;          /* entry and attribute cache timeout, seconds */
 	bool writeback;          /* kernel writeback cache */
+	bool passthrough;        /* kernel FUSE passthrough where offered; not with writeback */
 	const struct fs_observer *observer; /* may be NULL; must outlive the fs */
 };
 

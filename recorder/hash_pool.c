@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -126,14 +127,15 @@ source_open(struct hash_pool *pool, struct hash_source *source)
 
 	if (source->handle) {
 		fd = open_by_handle_at(pool->mount_fd, source->handle,
-				       O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+				       O_RDONLY | O_NOATIME | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 		if (fd < 0)
 			return -errno;
 	} else {
 		char link[32];
-		/* Reopen for reading: the duplicate may be write-only. */
+		/* Reopen for reading: the duplicate may be write-only.  Hashing
+		 * is no access: O_NOATIME leaves atime as the file's users left it. */
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", source->fd);
-		fd = open(link, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		fd = open(link, O_RDONLY | O_NOATIME | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 		if (fd < 0)
 			return -errno;
 	}

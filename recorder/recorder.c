@@ -511,6 +511,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		}
 	}
 	access->recorded = recorded;
+	access->bypass = node->data_bypass;
 	access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
 		access_release(access);
@@ -531,6 +532,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 				file->stream_valid = false;
 		}
 	}
+	if (access->writes && access->bypass)
+		file->stream_valid = false; /* its bytes never reach us */
 	if ((flags & O_TRUNC) || created) {
 		/* New content (empty) without a write. */
 		file->dirty = true;
@@ -636,6 +639,14 @@ on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, si
 	process_info_release(previous);
 }
 
+/* Size, mtime and inode as expected: only the ctime may have moved. */
+static bool
+only_ctime_moved(const struct stamp *expected, const struct stat *st)
+{
+	return st->st_size == expected->size && timespec_ns(st->st_mtim) == expected->mtime_ns &&
+	       st->st_ino == expected->inode;
+}
+
 static const char *
 hash_state_after(int result, const struct stamp *expected, const struct stat *before,
 		 const struct stat *after)
@@ -659,6 +670,14 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	if (result == -EBUSY)
 		return "unhashed";
 	const char *state = hash_state_after(result, expected, before, after);
+	/*
+	 * A ctime that alone moved is a rename, link or chmod (an atomic save
+	 * renames right after the close): the bytes are still the version's
+	 * when the change counter below agrees.
+	 */
+	if (strcmp(state, "changed") == 0 && file && only_ctime_moved(expected, before) &&
+	    only_ctime_moved(expected, after))
+		state = "hashed";
 	if (strcmp(state, "hashed") != 0 || file == NULL)
 		return state;
 	/*
@@ -798,9 +817,25 @@ on_released(void *cookie, int fd)
 		}
 	}
 	if (access->writes) {
+		/* Passthrough writes (and mmap) show only in the file itself:
+		 * a stamp moved since open counts as written. */
+		bool bypass_wrote = false;
+		if (access->bypass) {
+			struct stat now;
+			struct stamp stamp_now;
+			bypass_wrote = fstat(fd, &now) < 0 ||
+				       (stamp_now = stamp_of(&now),
+					!stamps_equal(&access->open_stamp, &stamp_now));
+		}
 		pthread_mutex_lock(&file->lock);
+		if (bypass_wrote) {
+			file->dirty = true;
+			file->stamp_known = false;
+			file->changes++;
+		}
 		if (access->recorded && (atomic_load(&access->bytes_written) > 0 ||
-					 (access->flags & O_TRUNC) || access->created)) {
+					 (access->flags & O_TRUNC) || access->created ||
+					 bypass_wrote)) {
 			struct access **pending = realloc(file->pending_writers,
 							  (file->pending_count + 1) * sizeof(*pending));
 			if (pending) {

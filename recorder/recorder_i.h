@@ -40,6 +40,7 @@ struct file_state {
 
 	pthread_mutex_t lock;
 	int writers;                    /* open handles that may write */
+	uint64_t write_opens;           /* handles ever opened to write */
 	bool dirty;                     /* written since the last version */
 	bool truncated;                 /* truncated by setattr under open writers */
 	bool stream_valid;              /* every write so far continued at stream_offset */
@@ -97,6 +98,7 @@ struct access {
 	bool reads;   /* opened for reading existing content: an input */
 	bool writes;  /* opened with write access */
 	bool created; /* the open created the file */
+	bool bypass;  /* kernel passthrough: its bytes and calls are unknown */
 	bool released; /* exec access closed before its image was known; under exec_lock */
 	int64_t opened_ns;
 	int64_t closed_ns;

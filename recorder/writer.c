@@ -820,15 +820,18 @@ apply_close(struct event *event)
 		return rc;
 	uint64_t bytes_read = atomic_load(&access->bytes_read);
 	uint64_t bytes_written = atomic_load(&access->bytes_written);
-	/* A read-write handle that wrote but read nothing was no input. */
+	/* A read-write handle that wrote but read nothing was no input.  A
+	 * passthrough handle's counts are unknown (NULL): it may have read. */
 	bool input = access->read_version_id &&
-		     (bytes_written == 0 || bytes_read > 0);
+		     (access->bypass || bytes_written == 0 || bytes_read > 0);
 	s = statement(CLOSE_ACCESS);
 	sqlite3_bind_int64(s, 1, access->closed_ns);
 	sqlite3_bind_int64(s, 2, (int64_t)bytes_read);
 	sqlite3_bind_int64(s, 3, (int64_t)bytes_written);
 	sqlite3_bind_int64(s, 4, (int64_t)atomic_load(&access->read_calls));
 	sqlite3_bind_int64(s, 5, (int64_t)atomic_load(&access->write_calls));
+	for (int column = 2; access->bypass && column <= 5; column++)
+		sqlite3_bind_null(s, column);
 	bind_id(s, 6, input ? access->read_version_id : 0);
 	bind_id(s, 7, access->last_image ? access->last_image->store_id : 0);
 	sqlite3_bind_int64(s, 8, access->store_id);

@@ -170,10 +170,12 @@ CREATE TABLE accesses (
 	written_version_id INTEGER REFERENCES versions(id), -- output: the version produced
 	opened_ns INTEGER NOT NULL,
 	closed_ns INTEGER,
-	bytes_read INTEGER NOT NULL DEFAULT 0,  -- bytes the daemon served (page-cache hits excluded)
-	bytes_written INTEGER NOT NULL DEFAULT 0,
-	read_calls INTEGER NOT NULL DEFAULT 0,
-	write_calls INTEGER NOT NULL DEFAULT 0
+	-- Bytes and calls the daemon served (page-cache hits excluded); NULL when
+	-- unknown: the kernel passed the handle's data through (FUSE passthrough).
+	bytes_read INTEGER DEFAULT 0,
+	bytes_written INTEGER DEFAULT 0,
+	read_calls INTEGER DEFAULT 0,
+	write_calls INTEGER DEFAULT 0
 );
 CREATE INDEX accesses_process ON accesses(process_id);
 CREATE INDEX accesses_read_version ON accesses(read_version_id) WHERE read_version_id IS NOT NULL;

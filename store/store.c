@@ -40,7 +40,9 @@ static const char *const migrations[] = {
 	/*
 	 * 1 -> 2: the OpenLineage outbox's dead-letter list and lookups by run;
 	 * the writer's statements all use an index (names current now, paths by
-	 * range); counters of unhashed versions and of the queue.
+	 * range); counters of unhashed versions and of the queue; access byte
+	 * and call counts may be NULL (unknown: kernel passthrough), and SQLite
+	 * cannot drop NOT NULL in place, so accesses is rebuilt.
 	 */
 	"ALTER TABLE openlineage_outbox ADD COLUMN dead_ns INTEGER;"
 	"ALTER TABLE openlineage_outbox ADD COLUMN response TEXT;"
@@ -52,7 +54,34 @@ static const char *const migrations[] = {
 	"CREATE INDEX file_names_current_file ON file_names(file_id) WHERE until_ns IS NULL;"
 	"CREATE INDEX files_path ON files(backing_dir, path);"
 	"ALTER TABLE recorder_stats ADD COLUMN hashes_unhashed INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE recorder_stats ADD COLUMN queue_length INTEGER NOT NULL DEFAULT 0;",
+	"ALTER TABLE recorder_stats ADD COLUMN queue_length INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE accesses_v2 ("
+	" id INTEGER PRIMARY KEY,"
+	" process_id INTEGER NOT NULL REFERENCES processes(id),"
+	" file_id INTEGER NOT NULL REFERENCES files(id),"
+	" mount_session_id INTEGER NOT NULL REFERENCES mount_sessions(id),"
+	" path TEXT NOT NULL,"
+	" open_flags INTEGER NOT NULL,"
+	" is_exec INTEGER NOT NULL DEFAULT 0,"
+	" read_version_id INTEGER REFERENCES versions(id),"
+	" written_version_id INTEGER REFERENCES versions(id),"
+	" opened_ns INTEGER NOT NULL,"
+	" closed_ns INTEGER,"
+	" bytes_read INTEGER DEFAULT 0,"
+	" bytes_written INTEGER DEFAULT 0,"
+	" read_calls INTEGER DEFAULT 0,"
+	" write_calls INTEGER DEFAULT 0);"
+	"INSERT INTO accesses_v2 SELECT id, process_id, file_id, mount_session_id, path,"
+	" open_flags, is_exec, read_version_id, written_version_id, opened_ns, closed_ns,"
+	" bytes_read, bytes_written, read_calls, write_calls FROM accesses;"
+	"DROP TABLE accesses;"
+	"ALTER TABLE accesses_v2 RENAME TO accesses;"
+	"CREATE INDEX accesses_process ON accesses(process_id);"
+	"CREATE INDEX accesses_read_version ON accesses(read_version_id)"
+	" WHERE read_version_id IS NOT NULL;"
+	"CREATE INDEX accesses_written_version ON accesses(written_version_id)"
+	" WHERE written_version_id IS NOT NULL;"
+	"CREATE INDEX accesses_file ON accesses(file_id, opened_ns);",
 };
 
 /* SQLite's message, with the system's reason when there is one. */

@@ -17,7 +17,7 @@ struct access {
 	char *path; /* path at open */
 	int64_t opened_ns;
 	int64_t closed_ns;
-	int64_t bytes;
+	int64_t bytes; /* -1: unknown (kernel passthrough) */
 	bool is_exec;
 	bool intermediate; /* run inputs: produced by the run itself */
 	struct q_version version;
@@ -78,7 +78,8 @@ access_list_fill(struct query *q, sqlite3_stmt *statement, struct access_list *l
 		a->path = q_col_text(statement, 2);
 		a->opened_ns = q_col_int(statement, 3);
 		a->closed_ns = q_col_int(statement, 4);
-		a->bytes = q_col_int(statement, 5);
+		a->bytes = sqlite3_column_type(statement, 5) == SQLITE_NULL ? -1
+										: q_col_int(statement, 5);
 		a->is_exec = sqlite3_column_int(statement, 6) != 0;
 	}
 	if (rc < 0)
@@ -126,7 +127,7 @@ access_json(const struct access *a, const char *via)
 	json_object_object_add(o, "process_id", q_jint(a->process_id));
 	json_object_object_add(o, "opened", q_jtime(a->opened_ns));
 	json_object_object_add(o, "closed", q_jtime(a->closed_ns));
-	json_object_object_add(o, "bytes", q_jint(a->bytes));
+	json_object_object_add(o, "bytes", a->bytes < 0 ? NULL : q_jint(a->bytes));
 	json_object_object_add(o, "is_exec", json_object_new_boolean(a->is_exec));
 	if (via)
 		json_object_object_add(o, "via", json_object_new_string(via));

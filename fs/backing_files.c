@@ -1,0 +1,268 @@
+/*
+ * backing_files.c - which handles the kernel may pass through, and their
+ * backing ids.
+ *
+ * WHY
+ *
+ * With kernel FUSE passthrough (see fs/session_io.c) the kernel puts each
+ * inode in one I/O mode at a time: while any handle of it is cached (the
+ * kernel's page cache over requests to the daemon) a passthrough open
+ * fails, and while any handle is passed through every other open must be
+ * passed through too, naming the same backing id; otherwise the caller's
+ * open fails with EIO.  A passthrough open may add FOPEN_DIRECT_IO: then
+ * reads and writes come to the daemon and only mmap goes to the backing
+ * file.  So the daemon keeps, per node with open handles, how many are
+ * cached and how many passed through, and the one backing id they share,
+ * and decides each open under one lock:
+ *
+ *   eligible, no cached handle open    -> passthrough (register the backing
+ *                                         file on the first one)
+ *   eligible, a cached handle open     -> cached
+ *   not eligible, passthrough handles  -> passthrough with direct I/O
+ *   not eligible, otherwise            -> cached
+ *
+ * A handle that may not be passed through is one whose writes must drop
+ * privileges the way only the daemon does it (a file with suid, sgid or
+ * file capabilities at open): direct I/O keeps its reads and writes in the
+ * daemon while others pass through.
+ *
+ * The daemon's counts cover the kernel's at every moment: a handle is
+ * counted before its open reply is sent and uncounted at RELEASE, which
+ * the kernel sends after it stopped using the handle.  The backing id is
+ * dropped when the last passthrough handle is released; a kernel inode
+ * holds the backing file itself while it has passthrough handles, so an
+ * id is only needed until the open replies that name it are taken.
+ *
+ * The ioctl that registers a backing file is made outside the lock; when
+ * two first opens race, the loser drops its id and takes the winner's.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backing_files_i.h"
+#include "log.h"
+#include "session_io_i.h"
+
+struct backing_entry {
+	fuse_ino_t ino;
+	unsigned long cached;      /* open cached handles */
+	unsigned long passthrough; /* open passthrough handles */
+	int backing_id;            /* > 0 while passthrough > 0 */
+	struct backing_entry *next;
+};
+
+struct backing_files {
+	pthread_mutex_t lock;
+	struct backing_entry **buckets; /* protected by lock */
+	size_t bucket_count;            /* power of two */
+	size_t entry_count;
+	bool open_failure_logged;
+};
+
+struct backing_files *
+backing_files_new(void)
+{
+	struct backing_files *files = calloc(1, sizeof(*files));
+
+	if (files == NULL)
+		return NULL;
+	files->bucket_count = 256;
+	files->buckets = calloc(files->bucket_count, sizeof(*files->buckets));
+	if (files->buckets == NULL) {
+		free(files);
+		return NULL;
+	}
+	pthread_mutex_init(&files->lock, NULL);
+	return files;
+}
+
+void
+backing_files_free(struct backing_files *files)
+{
+	if (files == NULL)
+		return;
+	for (size_t i = 0; i < files->bucket_count; i++) {
+		struct backing_entry *entry = files->buckets[i];
+		while (entry) {
+			struct backing_entry *next = entry->next;
+			free(entry);
+			entry = next;
+		}
+	}
+	free(files->buckets);
+	pthread_mutex_destroy(&files->lock);
+	free(files);
+}
+
+static size_t
+bucket_of(const struct backing_files *files, fuse_ino_t ino)
+{
+	uint64_t key = (uint64_t)ino * 0x9e3779b97f4a7c15ULL;
+
+	return (size_t)(key >> 32) & (files->bucket_count - 1);
+}
+
+/* The entry of ino, made when absent (NULL when out of memory).  Locked. */
+static struct backing_entry **
+entry_slot(struct backing_files *files, fuse_ino_t ino)
+{
+	struct backing_entry **slot = &files->buckets[bucket_of(files, ino)];
+
+	while (*slot && (*slot)->ino != ino)
+		slot = &(*slot)->next;
+	return slot;
+}
+
+static void
+grow(struct backing_files *files)
+{
+	size_t count = files->bucket_count * 2;
+	struct backing_entry **buckets = calloc(count, sizeof(*buckets));
+	struct backing_entry **old = files->buckets;
+	size_t old_count = files->bucket_count;
+
+	if (buckets == NULL)
+		return; /* longer chains, still correct */
+	files->buckets = buckets;
+	files->bucket_count = count;
+	for (size_t i = 0; i < old_count; i++) {
+		struct backing_entry *entry = old[i];
+		while (entry) {
+			struct backing_entry *next = entry->next;
+			size_t b = bucket_of(files, entry->ino);
+			entry->next = buckets[b];
+			buckets[b] = entry;
+			entry = next;
+		}
+	}
+	free(old);
+}
+
+static struct backing_entry *
+entry_get(struct backing_files *files, fuse_ino_t ino)
+{
+	struct backing_entry **slot = entry_slot(files, ino);
+
+	if (*slot)
+		return *slot;
+	struct backing_entry *entry = calloc(1, sizeof(*entry));
+	if (entry == NULL)
+		return NULL;
+	entry->ino = ino;
+	*slot = entry;
+	if (++files->entry_count > files->bucket_count)
+		grow(files);
+	return entry;
+}
+
+/* Forget an entry with no handles left.  Locked. */
+static void
+entry_put(struct backing_files *files, struct backing_entry *entry)
+{
+	if (entry->cached || entry->passthrough)
+		return;
+	struct backing_entry **slot = entry_slot(files, entry->ino);
+	*slot = entry->next;
+	files->entry_count--;
+	free(entry);
+}
+
+int
+backing_files_open(struct backing_files *files, fuse_ino_t ino, int fd, bool eligible,
+		   enum fs_io_mode *mode_out, int *backing_id)
+{
+	enum fs_io_mode mode = FS_IO_CACHED;
+	struct backing_entry *entry;
+	int registered = 0; /* an id this call registered and may have to drop */
+
+	*backing_id = 0;
+	for (;;) {
+		pthread_mutex_lock(&files->lock);
+		entry = entry_get(files, ino);
+		if (entry == NULL) {
+			pthread_mutex_unlock(&files->lock);
+			if (registered > 0)
+				fs_session_backing_close(registered);
+			return -ENOMEM;
+		}
+		if (!eligible) {
+			if (entry->passthrough) {
+				entry->passthrough++;
+				*backing_id = entry->backing_id;
+				mode = FS_IO_PASSTHROUGH_DIRECT;
+			} else {
+				entry->cached++;
+				mode = FS_IO_CACHED;
+			}
+			break;
+		}
+		if (entry->cached) {
+			entry->cached++;
+			mode = FS_IO_CACHED;
+			break;
+		}
+		if (entry->passthrough) {
+			entry->passthrough++;
+			*backing_id = entry->backing_id;
+			mode = FS_IO_PASSTHROUGH;
+			break;
+		}
+		if (registered > 0) {
+			entry->passthrough = 1;
+			entry->backing_id = registered;
+			*backing_id = registered;
+			registered = 0;
+			mode = FS_IO_PASSTHROUGH;
+			break;
+		}
+		entry_put(files, entry);
+		pthread_mutex_unlock(&files->lock);
+
+		registered = fs_session_backing_open(fd);
+		if (registered < 0) {
+			pthread_mutex_lock(&files->lock);
+			bool logged = files->open_failure_logged;
+			files->open_failure_logged = true;
+			pthread_mutex_unlock(&files->lock);
+			if (!logged)
+				log_info("cannot register a backing file for kernel passthrough "
+					 "(%s): such files go through the daemon",
+					 strerror(-registered));
+			eligible = false;
+			registered = 0;
+		}
+	}
+	entry_put(files, entry); /* frees nothing it counted */
+	pthread_mutex_unlock(&files->lock);
+	if (registered > 0)
+		fs_session_backing_close(registered); /* another open won the race */
+	*mode_out = mode;
+	return 0;
+}
+
+void
+backing_files_close(struct backing_files *files, fuse_ino_t ino, enum fs_io_mode mode)
+{
+	int backing_id = 0;
+
+	pthread_mutex_lock(&files->lock);
+	struct backing_entry *entry = *entry_slot(files, ino);
+	if (entry == NULL) {
+		pthread_mutex_unlock(&files->lock);
+		log_error("handle of an untracked node closed");
+		return;
+	}
+	if (mode == FS_IO_CACHED) {
+		entry->cached--;
+	} else if (--entry->passthrough == 0) {
+		backing_id = entry->backing_id;
+		entry->backing_id = 0;
+	}
+	entry_put(files, entry);
+	pthread_mutex_unlock(&files->lock);
+	if (backing_id > 0)
+		fs_session_backing_close(backing_id);
+}

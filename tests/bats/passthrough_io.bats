@@ -1,0 +1,312 @@
+#!/usr/bin/env bats
+# passthrough_io.bats - kernel FUSE passthrough of file data (Linux 6.9+):
+# the kernel reads and writes the backing file itself, and lineage, hashes
+# and privilege dropping stay as they are without it.
+#
+# Evidence that the data bypassed the daemon, without strace: the daemon's
+# own I/O counters (/proc/PID/io rchar + wchar count every byte it reads or
+# writes, the /dev/fuse traffic included).  A file's data through the
+# daemon moves at least its size twice; passed through, it moves none.
+
+load helpers
+load recorder_helpers
+
+SIZE=$((8 * 1024 * 1024))
+
+setup() {
+	common_setup
+	chmod 700 "$BACKING"
+	[ -e /dev/fuse ] || skip "no /dev/fuse"
+}
+
+teardown() {
+	common_teardown
+}
+
+# Bytes the daemon serving $MNT has read and written so far.
+daemon_io() {
+	local pid
+	pid=$(provfs_pids "$MNT" | head -n 1)
+	[ -n "$pid" ] || return 1
+	awk '/^(rchar|wchar):/ { total += $2 } END { print total }' "/proc/$pid/io"
+}
+
+# Does this kernel pass data through?  The mount log says so when it does not.
+require_kernel_passthrough() {
+	if grep -q "passthrough unavailable" "$TMP/mount.err"; then
+		skip "the kernel offers no FUSE passthrough"
+	fi
+}
+
+# PATH has exactly one version, written through provfs, hashed right.
+assert_single_written_version() {
+	assert_sql "SELECT count(*), origin, hash_state, hash FROM versions
+	            WHERE file_id = ($(file_id_sql "$1"))" \
+		"1|written|hashed|$(xxh "$BACKING/$1")"
+}
+
+latest_version_sql() {
+	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
+}
+
+# Read the whole of $1 through the mount; echo the daemon's I/O meanwhile.
+daemon_io_while() {
+	local before after
+	before=$(daemon_io)
+	"$@" >/dev/null
+	after=$(daemon_io)
+	echo $((after - before))
+}
+
+@test "passthrough: reads and writes of a file's data never pass through the daemon" {
+	head -c "$SIZE" /dev/urandom >"$BACKING/data"
+	mount_provfs -o norecord
+	require_kernel_passthrough
+	run daemon_io_while cat "$MNT/data"
+	[ "$status" -eq 0 ]
+	[ "$output" -lt $((SIZE / 8)) ]
+	run daemon_io_while dd if=/dev/zero of="$MNT/written" bs=1M count=8 status=none
+	[ "$output" -lt $((SIZE / 8)) ]
+	[ "$(stat -c %s "$BACKING/written")" -eq "$SIZE" ]
+	cmp "$MNT/data" "$BACKING/data"
+}
+
+@test "-o nopassthrough: the same data goes through the daemon" {
+	head -c "$SIZE" /dev/urandom >"$BACKING/data"
+	mount_provfs -o norecord,nopassthrough
+	run daemon_io_while cat "$MNT/data"
+	[ "$output" -ge "$SIZE" ]
+	run daemon_io_while dd if=/dev/zero of="$MNT/written" bs=1M count=8 status=none
+	[ "$output" -ge "$SIZE" ]
+	cmp "$MNT/data" "$BACKING/data"
+}
+
+@test "a file with suid, sgid or capabilities is not passed through" {
+	for f in suid sgid caps; do
+		head -c "$SIZE" /dev/urandom >"$BACKING/$f"
+	done
+	chmod 4755 "$BACKING/suid"
+	chmod 2755 "$BACKING/sgid"
+	setcap cap_net_raw+ep "$BACKING/caps"
+	head -c "$SIZE" /dev/urandom >"$BACKING/plain"
+	mount_provfs -o norecord
+	require_kernel_passthrough
+	for f in suid sgid caps; do
+		run daemon_io_while cat "$MNT/$f"
+		[ "$output" -ge "$SIZE" ]
+	done
+	run daemon_io_while cat "$MNT/plain"
+	[ "$output" -lt $((SIZE / 8)) ]
+}
+
+@test "-o writeback_cache: passthrough is off, said once at mount, data through the daemon" {
+	head -c "$SIZE" /dev/urandom >"$BACKING/data"
+	mount_provfs -o norecord,writeback_cache
+	[ "$(grep -c "passthrough is off" "$TMP/mount.err")" -eq 1 ]
+	run daemon_io_while cat "$MNT/data"
+	[ "$output" -ge "$SIZE" ]
+}
+
+@test "versions written through passthrough are hashed right, after the last writer closes" {
+	mount_provfs
+	require_kernel_passthrough
+	head -c 3000000 /dev/urandom >"$MNT/seq"
+	head -c 100000 /dev/urandom >"$MNT/patched"
+	# Two writers at once; the version is made when the second closes.
+	"$PYTHON" - "$MNT/patched" <<-'EOF'
+	import os, sys
+	a = os.open(sys.argv[1], os.O_RDWR)
+	b = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+	os.pwrite(a, b"middle", 5000)
+	os.close(a)
+	os.write(b, b"tail")
+	os.close(b)
+	EOF
+	stop_provfs
+	assert_single_written_version seq
+	assert_sql "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql patched))" 2
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql patched))" \
+		"hashed|$(xxh "$BACKING/patched")"
+	# Both writers of the second version are recorded as its writers.
+	assert_sql "SELECT count(*) FROM accesses WHERE written_version_id = \
+	            ($(latest_version_sql patched))" 2
+}
+
+@test "byte counts of a passthrough handle are unknown (NULL), never zero" {
+	head -c 100000 /dev/urandom >"$BACKING/in"
+	mount_provfs
+	require_kernel_passthrough
+	cp "$MNT/in" "$MNT/out"
+	stop_provfs
+	assert_sql "SELECT count(*) FROM accesses WHERE file_id IN (($(file_id_sql in)), \
+	            ($(file_id_sql out))) AND closed_ns IS NOT NULL" 2
+	assert_sql "SELECT count(*) FROM accesses WHERE bytes_read IS NOT NULL OR \
+	            bytes_written IS NOT NULL OR read_calls IS NOT NULL OR write_calls IS NOT NULL" 0
+	# The copy is still an input of the version it produced.
+	assert_sql "SELECT count(*) FROM accesses WHERE read_version_id IS NOT NULL AND \
+	            file_id = ($(file_id_sql in))" 1
+}
+
+@test "-o nopassthrough: byte counts are the bytes the daemon served" {
+	head -c 100000 /dev/urandom >"$BACKING/in"
+	mount_provfs -o nopassthrough
+	cp "$MNT/in" "$MNT/out"
+	stop_provfs
+	assert_sql "SELECT bytes_read FROM accesses WHERE file_id = ($(file_id_sql in))" 100000
+	assert_sql "SELECT bytes_written FROM accesses WHERE file_id = ($(file_id_sql out))" 100000
+}
+
+@test "mmap writes through a passthrough handle make a new version" {
+	mount_provfs
+	require_kernel_passthrough
+	"$PYTHON" -c 'import sys; open(sys.argv[1], "wb").write(b"." * 8192)' "$MNT/mapped"
+	"$PYTHON" - "$MNT/mapped" <<-'EOF'
+	import mmap, sys
+	with open(sys.argv[1], "r+b") as f:
+	    m = mmap.mmap(f.fileno(), 8192)
+	    m[100:105] = b"hello"
+	    m.close()
+	EOF
+	[ "$(head -c 105 "$BACKING/mapped" | tail -c 5)" = hello ]
+	stop_provfs
+	assert_sql "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql mapped))" 2
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql mapped))" \
+		"hashed|$(xxh "$BACKING/mapped")"
+}
+
+@test "a read-write open that writes nothing makes no version" {
+	echo content >"$BACKING/kept"
+	mount_provfs
+	require_kernel_passthrough
+	"$PYTHON" -c 'import sys; open(sys.argv[1], "r+b").read()' "$MNT/kept"
+	stop_provfs
+	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql kept))" \
+		initial
+	assert_sql "SELECT open_flags & 3, read_version_id IS NOT NULL, written_version_id IS NULL,
+	            bytes_written IS NULL FROM accesses WHERE file_id = ($(file_id_sql kept))" "2|1|1|1"
+}
+
+@test "a file written then renamed at once (atomic save) is hashed, not 'changed'" {
+	mount_provfs
+	require_kernel_passthrough
+	"$PYTHON" - "$MNT" <<-'EOF'
+	import os, sys
+	for i in range(1, 9):
+	    tmp = os.path.join(sys.argv[1], "save.tmp")
+	    with open(tmp, "wb") as f:
+	        f.write(os.urandom(200000))
+	    os.rename(tmp, os.path.join(sys.argv[1], "saved%d" % i))
+	EOF
+	stop_provfs
+	for i in 1 2 3 4 5 6 7 8; do
+		assert_single_written_version "saved$i"
+	done
+}
+
+@test "a file that gains suid while a user writes it through passthrough loses it, as on ext4" {
+	ensure_test_users
+	chmod 755 "$BACKING"
+	mount_provfs -o norecord
+	require_kernel_passthrough
+	local sig=$TMP/sig
+	mkdir -m 777 "$sig"
+	for dir in "$NATIVE" "$MNT"; do
+		echo data >"$dir/f"
+		chmod 666 "$dir/f"
+		rm -f "$sig/opened" "$sig/wrote" "$sig/go1" "$sig/go2"
+		mkfifo "$sig/go1" "$sig/go2"
+		# The user opens it (no privileges yet: passed through) and writes
+		# after root made it suid and sgid; then, with that handle still
+		# open, opens it again after root did so once more.
+		as_user_sh provfs-u1 "exec 3>>'$dir/f'; touch '$sig/opened'; read x <'$sig/go1'; \
+			echo more >&3; touch '$sig/wrote'; read x <'$sig/go2'; echo again >>'$dir/f'" &
+		local writer=$!
+		wait_for_file "$sig/opened"
+		# Through the backing directory: the kernel's cached mode of the
+		# mount's inode stays without suid, so only the backing write can
+		# drop it (the credentials passthrough registered the file with).
+		if [ "$dir" = "$MNT" ]; then
+			chmod 6666 "$BACKING/f"
+		else
+			chmod 6666 "$dir/f"
+		fi
+		echo go >"$sig/go1"
+		wait_for_file "$sig/wrote"
+		[ "$(stat -c %A "$dir/f")" = "-rw-rw-rw-" ]
+		chmod 6666 "$dir/f"
+		echo go >"$sig/go2"
+		wait "$writer"
+		[ "$(stat -c %A "$dir/f")" = "-rw-rw-rw-" ]
+	done
+	[ "$(cat "$MNT/f")" = "$(printf 'data\nmore\nagain')" ]
+}
+
+@test "external changes are still seen at open under passthrough" {
+	echo one >"$BACKING/f"
+	mount_provfs
+	require_kernel_passthrough
+	cat "$MNT/f" >/dev/null
+	echo two >"$BACKING/f"
+	touch -d '2001-01-01' "$BACKING/f"
+	[ "$(cat "$MNT/f")" = two ]
+	stop_provfs
+	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql f))" \
+		"initial,external"
+}
+
+@test "scripts/bench smoke run: passthrough rows beside native and -o nopassthrough" {
+	PROVFS="$PROVFS" run "$PROVFS_SOURCE_ROOT/scripts/bench" --quick -r 1 -w seqio \
+		-V native,provfs,provfs-nopassthrough -d "$TMP/bench"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"| seqio/reread | provfs | "* ]]
+	[[ "$output" == *"| seqio/read | provfs-nopassthrough | "* ]]
+	[[ "$output" == *"check seqio: all runs agree"* ]]
+	assert_nothing_mounted
+}
+
+@test "provfs-query shows a passthrough handle's byte count as null, not 0" {
+	head -c 100000 /dev/urandom >"$BACKING/in"
+	mount_provfs
+	require_kernel_passthrough
+	cp "$MNT/in" "$MNT/out" &
+	local pid=$!
+	wait "$pid"
+	stop_provfs
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" process "$pid" --format json
+	[ "$status" -eq 0 ]
+	echo "$output" | "$PYTHON" -c '
+import json, sys
+found = []
+def walk(node):
+    if isinstance(node, dict):
+        if "bytes" in node:
+            found.append(node["bytes"])
+        for value in node.values():
+            walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            walk(value)
+walk(json.load(sys.stdin))
+assert found == [None, None], found'
+}
+
+@test "opens of one file in both modes at once never fail (the kernel's one-mode-per-inode rule)" {
+	echo data >"$BACKING/f"
+	chmod 4755 "$BACKING/f"
+	mount_provfs -o norecord
+	require_kernel_passthrough
+	# Held open while it has suid: through the daemon, in the page cache.
+	exec 5<"$MNT/f"
+	chmod 755 "$MNT/f"
+	# No privileges now, but the cached handle is open: this one is cached too.
+	[ "$(cat "$MNT/f")" = data ]
+	echo more >>"$MNT/f"
+	exec 5<&-
+	# And the other way round: a passthrough handle held, then suid appears.
+	exec 5<"$MNT/f"
+	chmod 4755 "$MNT/f"
+	[ "$(cat "$MNT/f")" = "$(printf 'data\nmore')" ]
+	echo again >>"$MNT/f"
+	exec 5<&-
+	[ "$(cat "$BACKING/f")" = "$(printf 'data\nmore\nagain')" ]
+}
