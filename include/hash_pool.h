@@ -67,6 +67,12 @@ uint64_t hash_pool_completed(struct hash_pool *pool);
 uint64_t hash_pool_refused(struct hash_pool *pool);
 
 /*
+ * Wait until no job is queued or running, or timeout_ms passed; true when
+ * the pool is idle.  Jobs may still be submitted meanwhile.
+ */
+bool hash_pool_drain(struct hash_pool *pool, int timeout_ms);
+
+/*
  * Cancel every queued job (-ESHUTDOWN), interrupt running ones, wait for
  * the threads.  Later submissions are refused with -ESHUTDOWN.  Returns
  * within a read of one chunk per thread.

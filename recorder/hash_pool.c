@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -434,6 +435,21 @@ uint64_t
 hash_pool_refused(struct hash_pool *pool)
 {
 	return atomic_load(&pool->refused);
+}
+
+bool
+hash_pool_drain(struct hash_pool *pool, int timeout_ms)
+{
+	/* Polled: this runs once, at unmount, and a job ends in milliseconds. */
+	const struct timespec pause = {.tv_nsec = 10 * 1000000L};
+
+	for (int waited = 0;; waited += 10) {
+		if (hash_pool_backlog(pool) == 0)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		nanosleep(&pause, NULL);
+	}
 }
 
 void

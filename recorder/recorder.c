@@ -1354,6 +1354,31 @@ recorder_observer(struct recorder *recorder)
 	return &recorder->observer;
 }
 
+/* How long an unmount waits for the hashes of the last versions. */
+#define UNMOUNT_HASH_WAIT_MS 3000
+
+/* Wait until the writer has applied everything queued so far. */
+static void
+writer_flush(struct recorder *recorder)
+{
+	pthread_mutex_lock(&recorder->queue_lock);
+	for (;;) {
+		if (recorder->queue_head == NULL && !recorder->writer_busy)
+			break;
+		recorder->flush_now = true;
+		pthread_cond_signal(&recorder->queue_not_empty);
+		struct timespec wait = {0};
+		clock_gettime(CLOCK_REALTIME, &wait);
+		wait.tv_nsec += 10 * 1000000L;
+		if (wait.tv_nsec >= 1000000000L) {
+			wait.tv_sec++;
+			wait.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&recorder->queue_drained, &recorder->queue_lock, &wait);
+	}
+	pthread_mutex_unlock(&recorder->queue_lock);
+}
+
 void
 recorder_stop(struct recorder *recorder)
 {
@@ -1362,31 +1387,26 @@ recorder_stop(struct recorder *recorder)
 	if (recorder->processes)
 		process_table_stop(recorder->processes);
 	/*
-	 * No request comes any more.  Hashes still queued are not waited for:
-	 * their versions stay 'pending' (never wrong), and an unmount takes
-	 * seconds whatever the backlog.  Then the writer applies what is
-	 * queued (what it submits to the stopped pool is refused at once).
+	 * No request comes any more.  The writer commits what is queued, which
+	 * hands the last versions to the hash pool, and the pool gets a few
+	 * seconds to finish them: a job's output is hashed when its mount
+	 * ends.  Hashes still queued after that are not waited for: their
+	 * versions stay 'pending' (never wrong), and an unmount takes seconds
+	 * whatever the backlog.  Then the writer applies what is queued (what
+	 * it submits to the stopped pool is refused at once).
 	 */
+	if (recorder->writer_running && recorder->hashes) {
+		writer_flush(recorder);
+		if (hash_pool_drain(recorder->hashes, UNMOUNT_HASH_WAIT_MS))
+			writer_flush(recorder); /* the hashes' events */
+	}
 	if (recorder->hashes) {
 		recorder->hashes_completed = hash_pool_completed(recorder->hashes);
 		hash_pool_stop(recorder->hashes);
 	}
 	if (recorder->writer_running) {
+		writer_flush(recorder);
 		pthread_mutex_lock(&recorder->queue_lock);
-		for (;;) {
-			if (recorder->queue_head == NULL && !recorder->writer_busy)
-				break;
-			recorder->flush_now = true;
-			pthread_cond_signal(&recorder->queue_not_empty);
-			struct timespec wait = {0};
-			clock_gettime(CLOCK_REALTIME, &wait);
-			wait.tv_nsec += 10 * 1000000L;
-			if (wait.tv_nsec >= 1000000000L) {
-				wait.tv_sec++;
-				wait.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&recorder->queue_drained, &recorder->queue_lock, &wait);
-		}
 		recorder->stopping = true;
 		pthread_cond_broadcast(&recorder->queue_not_empty);
 		pthread_cond_broadcast(&recorder->queue_not_full);
