@@ -37,7 +37,9 @@
  * Phase 2 deletes them in batches of BATCH rows, each batch its own short
  * write transaction (BEGIN IMMEDIATE, the store's busy timeout), children
  * before parents, so a recording daemon waits at most one batch for the
- * write lock.  Rows a daemon adds meanwhile never refer to a removed row:
+ * write lock; prune checkpoints its own WAL frames every few batches
+ * (passive: it never waits for a reader), so the daemon's commits do not
+ * inherit the copying.  Rows a daemon adds meanwhile never refer to a removed row:
  * they belong to running processes, live versions, open mount sessions and
  * files not removed, all of which phase 1 keeps.
  *
@@ -58,6 +60,7 @@
 
 #define BATCH 500
 #define VACUUM_STEP 256
+#define CHECKPOINT_EVERY 8 /* batches between passive checkpoints */
 
 /* The tables prune removes from, children before parents (delete order). */
 static const char *const tables[] = {
@@ -362,7 +365,7 @@ static int
 remove_rows(struct prune *p)
 {
 	struct q_progress progress;
-	int64_t total = 0, done = 0;
+	int64_t total = 0, done = 0, batches = 0;
 	char sql[512];
 
 	for (size_t t = 0; t < TABLE_COUNT; t++)
@@ -409,6 +412,14 @@ remove_rows(struct prune *p)
 			last = high;
 			done += count;
 			q_progress_update(&progress, done);
+			/*
+			 * Copy our WAL frames into the file now and then ourselves: else
+			 * the daemon's next commit past the auto-checkpoint threshold
+			 * pays for copying what prune wrote.
+			 */
+			if (++batches % CHECKPOINT_EVERY == 0)
+				sqlite3_wal_checkpoint_v2(p->q->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+				                          NULL, NULL);
 		}
 	}
 	q_progress_end(&progress);
@@ -446,6 +457,8 @@ reclaim(struct prune *p)
 			if ((left = scalar(p, "PRAGMA freelist_count")) < 0)
 				goto fail;
 			q_progress_update(&progress, start_free - left);
+			sqlite3_wal_checkpoint_v2(p->q->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+			                          NULL);
 			if (left >= before)
 				break; /* a daemon is filling pages as fast: stop here */
 		}
