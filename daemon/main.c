@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "labels.h"
 #include "log.h"
 #include "passthrough.h"
 #include "recorder.h"
@@ -245,6 +247,15 @@ check_store_location(const char *store_path, const char *backing, const char *mo
 	return 0;
 }
 
+/* SIGHUP reloads provfs.conf; the handler only wakes the reload thread. */
+static struct labels *reload_target;
+
+static void
+on_hangup(int signal_number)
+{
+	labels_request_reload(reload_target);
+}
+
 /*
  * libfuse's own messages ("unknown option(s)") in provfs's voice.  libfuse
  * may write one line in several calls: gather up to the newline.
@@ -300,6 +311,7 @@ main(int argc, char *argv[])
 	struct fuse_loop_config *loop_config = NULL;
 	struct fs *fs = NULL;
 	struct recorder *recorder = NULL;
+	struct labels *labels = NULL;
 	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
 	char error[600];
 	int status = EXIT_USAGE, backing_fd = -1;
@@ -449,9 +461,32 @@ main(int argc, char *argv[])
 		}
 		fs_set_observer(fs, recorder_observer(recorder));
 	}
+	/* The label policy goes in front of the recorder (-o norecord: alone). */
+	if (!options.nopolicy) {
+		struct labels_options labels_options = {
+			.config = config,
+			.config_path = options.config_path,
+			.backing_dir = backing,
+			.mount_point = mountpoint,
+			.backing_fd = root_fd,
+			.store_path = config->store_path,
+			.recorder = recorder,
+		};
+		labels = labels_new(&labels_options, error, sizeof(error));
+		if (labels == NULL) {
+			log_error("%s", error);
+			goto out;
+		}
+		fs_set_observer(fs, labels_observer(labels));
+	}
 
 	if (fuse_set_signal_handlers(session) != 0)
 		goto out;
+	reload_target = labels;
+	struct sigaction hangup = {.sa_handler = on_hangup};
+	sigemptyset(&hangup.sa_mask);
+	hangup.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &hangup, NULL);
 	if (fuse_session_mount(session, mountpoint) != 0) {
 		log_error("cannot mount on '%s'", mountpoint);
 		goto out_signals;
@@ -470,6 +505,11 @@ main(int argc, char *argv[])
 		status = 1;
 		goto out_unmount;
 	}
+	if (labels && labels_start(labels) < 0) {
+		log_error("cannot start the label policy");
+		status = 1;
+		goto out_unmount;
+	}
 
 	loop_config = fuse_loop_cfg_create();
 	if (loop_config == NULL)
@@ -484,6 +524,8 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(session);
 out:
+	reload_target = NULL;
+	labels_stop(labels); /* it writes through the recorder: first */
 	recorder_stop(recorder); /* flushes everything before the store closes */
 	if (loop_config)
 		fuse_loop_cfg_destroy(loop_config);

@@ -964,6 +964,12 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	/* The label policy may refuse a new file (no_write_down). */
+	error = -check_open(req, inode_of(req, parent), name, fi->flags);
+	if (error) {
+		fuse_reply_err(req, error);
+		return;
+	}
 	error = -caller_become(req);
 	if (error) {
 		fuse_reply_err(req, error);
@@ -1305,12 +1311,32 @@ reply_xattr_size_or_data(fuse_req_t req, ssize_t result, size_t size, const char
 		fuse_reply_buf(req, buffer, (size_t)result);
 }
 
+/* user.provfs.* names belong to the observer (labels, lineage); true when handled. */
+static bool
+virtual_xattr(fuse_req_t req, fuse_ino_t ino, char op, const char *name, const char *value,
+	      size_t size)
+{
+	const struct fs_observer *observer = fs_of(req)->observer;
+
+	if (strncmp(name, "user.provfs.", 12) != 0)
+		return false;
+	if (observer == NULL || observer->virtual_xattr == NULL) {
+		fuse_reply_err(req, op == 'g' ? ENODATA : ENOTSUP);
+		return true;
+	}
+	struct fs_node_info info = node_info(inode_of(req, ino));
+	observer->virtual_xattr(observer->context, req, &info, op, name, value, size);
+	return true;
+}
+
 static void
 op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char path[32], *buffer = NULL;
 	ssize_t result;
 
+	if (virtual_xattr(req, ino, 'g', name, NULL, size))
+		return;
 	xattr_path(req, ino, path);
 	if (size) {
 		buffer = malloc(size);
@@ -1405,6 +1431,8 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 	char path[32];
 	int error;
 
+	if (virtual_xattr(req, ino, 's', name, value, size))
+		return;
 	xattr_path(req, ino, path);
 	if (as_caller) {
 		error = -caller_become(req);
@@ -1424,6 +1452,8 @@ op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	char path[32];
 
+	if (virtual_xattr(req, ino, 'r', name, NULL, 0))
+		return;
 	xattr_path(req, ino, path);
 	fuse_reply_err(req, removexattr(path, name) < 0 ? errno : 0);
 }

@@ -103,6 +103,7 @@ enum event_kind {
 	EVENT_VERSION_HASH,    /* version, hash, hash_state */
 	EVENT_READ_HASH,       /* access (its read version), hash, hash_state */
 	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
+	EVENT_POLICY,          /* policy_record (label policy audit rows) */
 };
 
 struct event {
@@ -123,6 +124,7 @@ struct event {
 	char *new_path; /* owned */
 	struct stamp stamp;     /* namespace: the node's attributes after the change */
 	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
+	struct recorder_policy_record *policy_record; /* owned */
 	struct event *next;
 };
 
@@ -195,5 +197,6 @@ int writer_record_session(struct recorder *recorder, char *error, size_t error_s
 int writer_apply_batch(struct recorder *recorder, struct event *batch);
 void writer_close_session(struct recorder *recorder);
 void writer_finish(struct recorder *recorder);
+int writer_apply_policy(struct event *event);
 
 #endif

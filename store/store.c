@@ -37,7 +37,15 @@ struct store {
 
 /* Migration steps: migrations[i] takes version i+1 to i+2. */
 static const char *const migrations[] = {
-	NULL, /* none yet: version 1 is the first */
+	/* 1 -> 2: the label policy's audit (labels issue). */
+	"ALTER TABLE denials ADD COLUMN operation TEXT NOT NULL DEFAULT 'read';"
+	"ALTER TABLE denials ADD COLUMN label_source TEXT;"
+	"ALTER TABLE denials ADD COLUMN grants TEXT;"
+	"ALTER TABLE denials ADD COLUMN version_id INTEGER REFERENCES versions(id);"
+	"ALTER TABLE denials ADD COLUMN policy_revision TEXT;"
+	"ALTER TABLE mount_sessions ADD COLUMN policy_revision TEXT;"
+	"ALTER TABLE mount_sessions ADD COLUMN config_reload_failures INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE mount_sessions ADD COLUMN last_config_error TEXT;",
 };
 
 /* SQLite's message, with the system's reason when there is one. */
@@ -186,7 +194,7 @@ migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 	if (version == 0) {
 		if (exec_sql(db, store_schema_sql, error, error_size, "cannot create the schema"))
 			goto rollback;
-		version = 1;
+		version = STORE_SCHEMA_VERSION; /* schema.sql is always the newest */
 	}
 	assert(version >= 1); /* migrations[i] takes version i+1 to i+2 */
 	for (; version < STORE_SCHEMA_VERSION; version++) {

@@ -363,7 +363,7 @@ full_conf() {
 		'pub/* = low' \
 		'' \
 		'[clearance]' \
-		'high = user:alice exe:/usr/bin/python3@xxh3:0123456789abcdef0123456789abcdef' \
+		'high = user:nobody exe:/usr/bin/python3@xxh3:0123456789abcdef0123456789abcdef' \
 		'mid = group:staff job:nightly' \
 		'' \
 		'[openlineage]' \
@@ -387,7 +387,7 @@ full_conf() {
 		'exclude = \*\.tmp build/\*\*' 'redact = password token' \
 		'levels = low mid high' 'default_clearance = mid' 'no_write_down = true' \
 		'admin_group = root' 'propagation = run' 'secret/\*\* = high' 'pub/\* = low' \
-		'high = user:alice exe:/usr/bin/python3@xxh3:0123456789abcdef0123456789abcdef' \
+		'high = user:nobody exe:/usr/bin/python3@xxh3:0123456789abcdef0123456789abcdef' \
 		'mid = group:staff job:nightly' 'transport = http' 'url = https://ol.example/api' \
 		'timeout_ms = 2500' 'namespace = ns' 'dataset_namespace = files'; do
 		assert_match "$stdout" $'(^|\n)'"$expected"$'(\n|$)'
