@@ -732,10 +732,13 @@ is_admin(const struct policy *policy, fuse_req_t req)
 	return policy_admin_group(policy, &admin) && caller_in_group(req, admin);
 }
 
+static uint64_t generation_of(int backing_fd);
+
 /* Write a denial record (or, without a store, a log line). */
 static void
 record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req,
-	      struct process_info *image, dev_t device, ino_t inode, const char *path,
+	      struct process_info *image, dev_t device, ino_t inode, int backing_fd,
+	      const char *path,
 	      const struct label_view *view, const struct policy_decision *decision,
 	      const char *operation)
 {
@@ -756,6 +759,7 @@ record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req
 	record->process = image ? process_info_acquire(image) : NULL;
 	record->device = device;
 	record->inode = inode;
+	record->generation = backing_fd >= 0 ? generation_of(backing_fd) : 0;
 	record->path = xstrdup_or_null(path ? path : "");
 	record->uid = fuse_req_ctx(req)->uid;
 	record->level = strdup(policy_level_name(policy, view->level));
@@ -876,8 +880,9 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 		if (!decision.allowed) {
 			if (path == NULL)
 				path = relative_path(labels, node->backing_fd);
-			record_denial(labels, policy, req, image, node->device, node->inode, path,
-				      &view, &decision, flags & OPEN_FOR_EXEC ? "exec" : "read");
+			record_denial(labels, policy, req, image, node->device, node->inode,
+				      node->backing_fd, path, &view, &decision,
+				      flags & OPEN_FOR_EXEC ? "exec" : "read");
 			result = -EACCES;
 			goto out;
 		}
@@ -890,7 +895,8 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 			if (path == NULL)
 				path = relative_path(labels, node->backing_fd);
 			record_denial(labels, policy, req, image, name ? 0 : node->device,
-				      name ? 0 : node->inode, path, &view, &decision, "write-down");
+				      name ? 0 : node->inode, name ? -1 : node->backing_fd, path,
+				      &view, &decision, "write-down");
 			result = -EACCES;
 			goto out;
 		}
@@ -1346,7 +1352,7 @@ on_virtual_xattr(void *context, fuse_req_t req, const struct fs_node_info *node,
 		return;
 	}
 	json_object *json = why_json(policy, &view);
-	const char *text = json_object_to_json_string_ext(json, JSON_C_TO_STRING_PLAIN);
+	const char *text = json_object_to_json_string_ext(json, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	reply_value(req, text, strlen(text), size);
 	json_object_put(json);
 }
@@ -1500,7 +1506,7 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 				   "v.id != ? ORDER BY f.path, v.number")
 		     : NULL;
 	if (s) {
-		size_t used = strlen(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
+		size_t used = strlen(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 		sqlite3_bind_int64(s, 1, producer);
 		sqlite3_bind_int64(s, 2, version_id);
 		while (sqlite3_step(s) == SQLITE_ROW) {
@@ -1511,7 +1517,7 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 			json_object_object_add(input, "hash", column_string(s, 2));
 			json_object_object_add(input, "label", column_string(s, 3));
 			size_t add = strlen(json_object_to_json_string_ext(input,
-									   JSON_C_TO_STRING_PLAIN));
+									   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 			if (used + add + 32 > LINEAGE_LIMIT) {
 				json_object_put(input);
 				truncated = true;
@@ -1559,7 +1565,7 @@ lineage_main(void *argument)
 		if (doc == NULL) {
 			fuse_reply_err(job->req, ENODATA);
 		} else {
-			const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN);
+			const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 			reply_value(job->req, text, strlen(text), job->size);
 			json_object_put(doc);
 		}

@@ -1115,7 +1115,7 @@ writer_apply_policy(struct event *event)
 	case RECORDER_DENIAL:
 		if ((rc = ensure_process(record->process, 0)) != SQLITE_DONE)
 			return rc;
-		file_id = policy_file_id(record->device, record->inode, &rc);
+		file_id = record->inode ? policy_ensure_file(record, event->time_ns, &rc) : 0;
 		version_id = policy_latest_version(file_id, &rc);
 		if (rc != SQLITE_DONE ||
 		    (rc = policy_step("INSERT INTO denials (process_id, file_id, mount_session_id, "
