@@ -63,8 +63,7 @@ struct labels_options {
  * the labels persisted in the store.  NULL with a one-line message in
  * error when the policy cannot be compiled.
  */
-struct labels *labels_new(const struct labels_options *options, char *error,
-			  size_t error_size);
+struct labels *labels_new(const struct labels_options *options, char *error, size_t error_size);
 
 /* Start after daemonizing (the process table, the reload thread). */
 int labels_start(struct labels *labels);

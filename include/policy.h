@@ -68,8 +68,8 @@ struct policy;
  * groups were refused by config_load(); one that vanished since is refused
  * here.  NULL with a one-line message in error on failure.
  */
-struct policy *policy_compile(const struct provfs_config *config, const char *revision,
-			      char *error, size_t error_size);
+struct policy *policy_compile(const struct provfs_config *config, const char *revision, char *error,
+                              size_t error_size);
 void policy_free(struct policy *policy);
 
 /* The XXH3-128 of the file at path ("" for built-in defaults); 0 or -1. */
@@ -99,8 +99,7 @@ struct policy_rule_info {
  * root), or -1 when no rule matches.  "Most specific" = most literal
  * characters; ties go to the later line.  rule (may be NULL) gets the rule.
  */
-int policy_path_level(const struct policy *policy, const char *path,
-		      struct policy_rule_info *rule);
+int policy_path_level(const struct policy *policy, const char *path, struct policy_rule_info *rule);
 
 /*
  * Directories (relative to the mount root, "" for the root) under which a
@@ -120,8 +119,8 @@ struct policy_subject {
 	const char *executable; /* may be NULL */
 	const char *argv;       /* NUL-separated words; may be NULL */
 	size_t argv_length;
-	const char *cwd;        /* for a relative script argument; may be NULL */
-	const char *job;        /* PROVFS_JOB, or NULL */
+	const char *cwd; /* for a relative script argument; may be NULL */
+	const char *job; /* PROVFS_JOB, or NULL */
 	bool traced;
 	unsigned int injection; /* PROCESS_INJECTION_* */
 };
@@ -138,7 +137,7 @@ struct policy_decision {
 };
 
 /* May subject read a file of level label?  Fills decision. */
-void policy_decide(const struct policy *policy, const struct policy_subject *subject,
-		   int label, struct policy_decision *decision);
+void policy_decide(const struct policy *policy, const struct policy_subject *subject, int label,
+                   struct policy_decision *decision);
 
 #endif

@@ -16,7 +16,7 @@
 
 __attribute__((weak)) int
 process_table_executable_hash(struct process_table *table, struct process_info *image,
-			      int timeout_ms, char hash[33])
+                              int timeout_ms, char hash[33])
 {
 	const struct timespec pause = {0, 1000000};
 

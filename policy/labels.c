@@ -74,8 +74,8 @@ enum label_source { SOURCE_DEFAULT, SOURCE_RULE, SOURCE_EXPLICIT, SOURCE_PROPAGA
 struct label_entry {
 	dev_t device;
 	ino_t inode;
-	int rule;       /* highest path-rule level of any of its names; -1 */
-	char *rule_text; /* the rule as "GLOB (line N)" */
+	int rule;           /* highest path-rule level of any of its names; -1 */
+	char *rule_text;    /* the rule as "GLOB (line N)" */
 	int explicit_level; /* -1: none */
 	bool forced;        /* a declassification: explicit_level is the label */
 	int propagated;     /* -1: none */
@@ -88,6 +88,8 @@ struct label_entry {
 };
 
 struct label_view {
+	int path_rule_level;               /* the rule of the path opened; -1 */
+	struct policy_rule_info path_rule; /* its glob belongs to the policy */
 	int level;
 	enum label_source source;
 	char rule_text[512];
@@ -95,6 +97,8 @@ struct label_view {
 	bool forced;
 	int propagated;
 	char from_path[512];
+	dev_t from_device;
+	ino_t from_inode;
 	int64_t from_version;
 	char from_hash[33];
 };
@@ -180,13 +184,30 @@ struct labels {
 	struct lineage_queue *lineage;
 };
 
+/*
+ * What check_open found, handed to the opened() that follows it on the
+ * same thread (op_open calls one right after the other): the open is then
+ * decided once.  path is owned; a check whose open failed leaves it to the
+ * next check to free.
+ */
 static _Thread_local struct {
 	struct labels *labels;
 	dev_t device;
 	ino_t inode;
 	int level;
+	int path_rule_level;
+	struct policy_rule_info path_rule;
+	char *path;
 	bool valid;
 } last_check;
+
+static void
+forget_last_check(void)
+{
+	free(last_check.path);
+	last_check.path = NULL;
+	last_check.valid = false;
+}
 
 static struct policy *
 current_policy(struct labels *labels)
@@ -307,10 +328,17 @@ set_string(char **slot, const char *value)
 /* Remember that (device, inode) had a name under a rule of level. */
 static void
 index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
-	   const struct policy_rule_info *rule)
+           const struct policy_rule_info *rule)
 {
 	char text[512];
 
+	/* Most opens find it indexed already: look before taking the lock to write. */
+	pthread_rwlock_rdlock(&labels->table_lock);
+	const struct label_entry *known = table_find(labels, device, inode);
+	bool indexed = known && known->rule >= level;
+	pthread_rwlock_unlock(&labels->table_lock);
+	if (indexed)
+		return;
 	pthread_rwlock_wrlock(&labels->table_lock);
 	struct label_entry *entry = table_get(labels, device, inode);
 	if (level > entry->rule) {
@@ -327,13 +355,15 @@ index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
  */
 static void
 effective_label(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
-		const char *path, bool known_inode, struct label_view *view)
+                const char *path, bool known_inode, struct label_view *view)
 {
 	struct policy_rule_info rule;
-	int path_level = path && policy_has_path_rules(policy)
-				 ? policy_path_level(policy, path, &rule)
-				 : -1;
+	int path_level =
+	    path && policy_has_path_rules(policy) ? policy_path_level(policy, path, &rule) : -1;
 
+	view->path_rule_level = path_level;
+	if (path_level >= 0)
+		view->path_rule = rule;
 	view->level = 0;
 	view->source = SOURCE_DEFAULT;
 	view->rule_text[0] = view->from_path[0] = view->from_hash[0] = '\0';
@@ -344,7 +374,7 @@ effective_label(struct labels *labels, const struct policy *policy, dev_t device
 		view->level = path_level;
 		view->source = SOURCE_RULE;
 		snprintf(view->rule_text, sizeof(view->rule_text), "%s (line %d)", rule.glob,
-			 rule.line);
+		         rule.line);
 	}
 	if (!known_inode || atomic_load_explicit(&labels->entry_count, memory_order_relaxed) == 0)
 		return;
@@ -357,6 +387,8 @@ effective_label(struct labels *labels, const struct policy *policy, dev_t device
 		if (entry->from_path)
 			snprintf(view->from_path, sizeof(view->from_path), "%s", entry->from_path);
 		view->from_version = entry->from_version;
+		view->from_device = entry->from_device;
+		view->from_inode = entry->from_inode;
 		snprintf(view->from_hash, sizeof(view->from_hash), "%s", entry->from_hash);
 		if (entry->forced) {
 			view->level = entry->explicit_level;
@@ -366,7 +398,7 @@ effective_label(struct labels *labels, const struct policy *policy, dev_t device
 				view->level = entry->rule;
 				view->source = SOURCE_RULE;
 				snprintf(view->rule_text, sizeof(view->rule_text), "%s",
-					 entry->rule_text ? entry->rule_text : "");
+				         entry->rule_text ? entry->rule_text : "");
 			}
 			if (entry->explicit_level > view->level) {
 				view->level = entry->explicit_level;
@@ -393,7 +425,8 @@ describe_source(const struct label_view *view, char *out, size_t size)
 		snprintf(out, size, view->forced ? "explicit (declassified)" : "explicit");
 		break;
 	case SOURCE_PROPAGATED:
-		snprintf(out, size, "propagated from %s", view->from_path[0] ? view->from_path : "?");
+		snprintf(out, size, "propagated from %s",
+		         view->from_path[0] ? view->from_path : "?");
 		break;
 	case SOURCE_DEFAULT:
 		snprintf(out, size, "default");
@@ -472,7 +505,7 @@ marks_find(struct labels *labels, pid_t pid, int64_t start_ns, const char *run, 
 
 	for (marks = labels->mark_slots[slot]; marks; marks = marks->next)
 		if (run ? marks->run && strcmp(marks->run, run) == 0
-			: !marks->run && marks->pid == pid && marks->start_ns == start_ns)
+		        : !marks->run && marks->pid == pid && marks->start_ns == start_ns)
 			return marks;
 	if (!create)
 		return NULL;
@@ -497,8 +530,7 @@ mark_copy(struct mark *to, const struct mark *from)
 }
 
 static void
-mark_level(struct marks *marks, int level, int64_t now, dev_t device, ino_t inode,
-	   const char *path)
+mark_level(struct marks *marks, int level, int64_t now, dev_t device, ino_t inode, const char *path)
 {
 	struct mark *mark = &marks->levels[level];
 
@@ -509,17 +541,17 @@ mark_level(struct marks *marks, int level, int64_t now, dev_t device, ino_t inod
 
 /* image opened a file of level for reading. */
 static void
-note_read(struct labels *labels, const struct policy *policy, struct process_info *image,
-	  int level, dev_t device, ino_t inode, const char *path)
+note_read(struct labels *labels, const struct policy *policy, struct process_info *image, int level,
+          dev_t device, ino_t inode, const char *path)
 {
 	int64_t now = wall_clock_ns();
 
 	pthread_mutex_lock(&labels->marks_lock);
 	mark_level(marks_find(labels, image->pid, image->start_ns, NULL, true), level, now, device,
-		   inode, path);
+	           inode, path);
 	if (policy_propagates_by_run(policy) && image->run)
 		mark_level(marks_find(labels, 0, 0, image->run->uuid, true), level, now, device,
-			   inode, path);
+		           inode, path);
 	pthread_mutex_unlock(&labels->marks_lock);
 }
 
@@ -530,7 +562,7 @@ note_read(struct labels *labels, const struct policy *policy, struct process_inf
  */
 static int
 read_level(struct labels *labels, const struct policy *policy, const struct process_info *image,
-	   struct mark *source)
+           struct mark *source)
 {
 	int best = 0;
 
@@ -550,8 +582,8 @@ read_level(struct labels *labels, const struct policy *policy, const struct proc
 	int depth = 0;
 	for (const struct process_info *ancestor = image->parent; ancestor && depth < 128;
 	     ancestor = ancestor->parent, depth++) {
-		struct marks *marks = marks_find(labels, ancestor->pid, ancestor->start_ns, NULL,
-						 false);
+		struct marks *marks =
+		    marks_find(labels, ancestor->pid, ancestor->start_ns, NULL, false);
 		for (int level = top; marks && level > best; level--) {
 			const struct mark *mark = &marks->levels[level];
 			if (mark->time_ns && mark->time_ns < child_start + CHILD_START_MARGIN_NS) {
@@ -583,7 +615,7 @@ same_process(const struct process_info *a, const struct process_info *b)
 /* Is holder (the opener of a handle) image itself, an ancestor, or of its run? */
 static bool
 shares_handles(const struct policy *policy, const struct process_info *holder,
-	       const struct process_info *image)
+               const struct process_info *image)
 {
 	int depth = 0;
 
@@ -620,7 +652,7 @@ subject_executable_hash(void *context, char hash[33])
 		return 0;
 	}
 	return process_table_executable_hash(subject->labels->processes, subject->image,
-					     EXECUTABLE_HASH_WAIT_MS, hash);
+	                                     EXECUTABLE_HASH_WAIT_MS, hash);
 }
 
 /*
@@ -634,9 +666,9 @@ open_script(struct labels *labels, const char *path)
 
 	if (strncmp(path, labels->mount_point, length) == 0 && path[length] == '/') {
 		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-				       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+		                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 		return (int)syscall(SYS_openat2, labels->backing_fd, path + length + 1, &how,
-				    sizeof(how));
+		                    sizeof(how));
 	}
 	return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 }
@@ -681,10 +713,10 @@ subject_file_hash(void *context, const char *path, char hash[33])
 	struct script_hash *entry = calloc(1, sizeof(*entry));
 	if (entry) {
 		*entry = (struct script_hash){.device = st.st_dev,
-					      .inode = st.st_ino,
-					      .size = st.st_size,
-					      .mtime_ns = timespec_ns(st.st_mtim),
-					      .ctime_ns = timespec_ns(st.st_ctim)};
+		                              .inode = st.st_ino,
+		                              .size = st.st_size,
+		                              .mtime_ns = timespec_ns(st.st_mtim),
+		                              .ctime_ns = timespec_ns(st.st_ctim)};
 		memcpy(entry->hash, hash, 33);
 		pthread_mutex_lock(&labels->scripts_lock);
 		entry->next = labels->scripts;
@@ -703,11 +735,11 @@ decide(struct labels *labels, const struct policy *policy, fuse_req_t req,
 {
 	struct subject_context context = {labels, req, image};
 	struct policy_subject subject = {
-		.uid = fuse_req_ctx(req)->uid,
-		.context = &context,
-		.in_group = subject_in_group,
-		.executable_hash = image ? subject_executable_hash : NULL,
-		.file_hash = subject_file_hash,
+	    .uid = fuse_req_ctx(req)->uid,
+	    .context = &context,
+	    .in_group = subject_in_group,
+	    .executable_hash = image ? subject_executable_hash : NULL,
+	    .file_hash = subject_file_hash,
 	};
 
 	if (image) {
@@ -737,19 +769,18 @@ static uint64_t generation_of(int backing_fd);
 /* Write a denial record (or, without a store, a log line). */
 static void
 record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req,
-	      struct process_info *image, dev_t device, ino_t inode, int backing_fd,
-	      const char *path,
-	      const struct label_view *view, const struct policy_decision *decision,
-	      const char *operation)
+              struct process_info *image, dev_t device, ino_t inode, int backing_fd,
+              const char *path, const struct label_view *view,
+              const struct policy_decision *decision, const char *operation)
 {
 	char source[600];
 
 	atomic_fetch_add(&labels->denials, 1);
 	describe_source(view, source, sizeof(source));
 	log_debug("denied %s of '%s' (%s, %s) to pid %d uid %u: clearance %s; %s", operation,
-		  path ? path : "?", policy_level_name(policy, view->level), source,
-		  image ? image->pid : 0, (unsigned)fuse_req_ctx(req)->uid,
-		  policy_level_name(policy, decision->clearance), decision->explanation);
+	          path ? path : "?", policy_level_name(policy, view->level), source,
+	          image ? image->pid : 0, (unsigned)fuse_req_ctx(req)->uid,
+	          policy_level_name(policy, decision->clearance), decision->explanation);
 	if (labels->recorder == NULL)
 		return;
 	struct recorder_policy_record *record = calloc(1, sizeof(*record));
@@ -798,21 +829,20 @@ caller_image(struct labels *labels, fuse_req_t req)
 
 /* A write-down refused under no_write_down: the decision that explains it. */
 static void
-write_down_decision(const struct policy *policy, int level, const char *reason,
-		    const char *path, struct policy_decision *decision)
+write_down_decision(const struct policy *policy, int level, const char *reason, const char *path,
+                    struct policy_decision *decision)
 {
 	decision->allowed = false;
 	decision->clearance = level;
-	snprintf(decision->explanation, sizeof(decision->explanation),
-		 "no_write_down: %s %s (%s)", reason, path && path[0] ? path : "?",
-		 policy_level_name(policy, level));
+	snprintf(decision->explanation, sizeof(decision->explanation), "no_write_down: %s %s (%s)",
+	         reason, path && path[0] ? path : "?", policy_level_name(policy, level));
 }
 
 /* Under no_write_down, may image open this file (of view's level)? */
 static bool
-write_down_refused(struct labels *labels, const struct policy *policy,
-		   struct process_info *image, bool reads, bool writes,
-		   const struct label_view *view, struct policy_decision *decision)
+write_down_refused(struct labels *labels, const struct policy *policy, struct process_info *image,
+                   bool reads, bool writes, const struct label_view *view,
+                   struct policy_decision *decision)
 {
 	if (writes) {
 		struct mark source;
@@ -820,7 +850,7 @@ write_down_refused(struct labels *labels, const struct policy *policy,
 		bool refused = level > view->level;
 		if (refused)
 			write_down_decision(policy, level, "the process has read", source.path,
-					    decision);
+			                    decision);
 		free(source.path);
 		if (refused)
 			return true;
@@ -835,11 +865,11 @@ write_down_refused(struct labels *labels, const struct policy *policy,
 			continue;
 		struct label_view written;
 		effective_label(labels, policy, handle->device, handle->inode, handle->path, true,
-				&written);
+		                &written);
 		if (written.level < view->level) {
 			refused = true;
 			write_down_decision(policy, written.level, "it holds open for writing",
-					    handle->path, decision);
+			                    handle->path, decision);
 		}
 	}
 	pthread_mutex_unlock(&labels->handles_lock);
@@ -848,7 +878,7 @@ write_down_refused(struct labels *labels, const struct policy *policy,
 
 static int
 on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, const char *name,
-	      int flags)
+              int flags)
 {
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
@@ -862,7 +892,7 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 	char *path = NULL;
 	int result = 0;
 
-	last_check.valid = false;
+	forget_last_check();
 	if (name) {
 		/* Create: node is the parent directory, name the new file. */
 		char *directory = relative_path(labels, node->backing_fd);
@@ -881,8 +911,8 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 			if (path == NULL)
 				path = relative_path(labels, node->backing_fd);
 			record_denial(labels, policy, req, image, node->device, node->inode,
-				      node->backing_fd, path, &view, &decision,
-				      flags & OPEN_FOR_EXEC ? "exec" : "read");
+			              node->backing_fd, path, &view, &decision,
+			              flags & OPEN_FOR_EXEC ? "exec" : "read");
 			result = -EACCES;
 			goto out;
 		}
@@ -890,13 +920,13 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 	if (policy_no_write_down(policy)) {
 		if (image == NULL)
 			image = caller_image(labels, req);
-		if (image && write_down_refused(labels, policy, image, reads, writes, &view,
-						&decision)) {
+		if (image &&
+		    write_down_refused(labels, policy, image, reads, writes, &view, &decision)) {
 			if (path == NULL)
 				path = relative_path(labels, node->backing_fd);
 			record_denial(labels, policy, req, image, name ? 0 : node->device,
-				      name ? 0 : node->inode, name ? -1 : node->backing_fd, path,
-				      &view, &decision, "write-down");
+			              name ? 0 : node->inode, name ? -1 : node->backing_fd, path,
+			              &view, &decision, "write-down");
 			result = -EACCES;
 			goto out;
 		}
@@ -908,7 +938,11 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 		last_check.device = node->device;
 		last_check.inode = node->inode;
 		last_check.level = view.level;
+		last_check.path_rule_level = view.path_rule_level;
+		last_check.path_rule = view.path_rule;
+		last_check.path = path;
 		last_check.valid = true;
+		path = NULL;
 	}
 out:
 	process_info_release(image);
@@ -918,15 +952,15 @@ out:
 }
 
 static void *
-on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int open_fd,
-	  int flags, bool created)
+on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int open_fd, int flags,
+          bool created)
 {
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
 	const struct fs_observer *next = labels->next;
 	void *next_cookie = next && next->opened
-				    ? next->opened(next->context, req, node, open_fd, flags, created)
-				    : NULL;
+	                        ? next->opened(next->context, req, node, open_fd, flags, created)
+	                        : NULL;
 	int mode = flags & O_ACCMODE;
 	bool reads = mode != O_WRONLY && !created;
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC) || created;
@@ -937,22 +971,30 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	struct stat st;
 
 	bool checked = last_check.valid && last_check.labels == labels &&
-		       last_check.device == node->device && last_check.inode == node->inode;
+	               last_check.device == node->device && last_check.inode == node->inode &&
+	               !created;
 	int level = checked ? last_check.level : -1;
-	last_check.valid = false;
+	int path_rule_level = checked ? last_check.path_rule_level : -1;
+	struct policy_rule_info path_rule = last_check.path_rule;
+	if (checked) {
+		path = last_check.path;
+		last_check.path = NULL;
+	}
+	forget_last_check();
 	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
 		goto wrap;
-	if (!checked || created || (reads && level > 0) || policy_has_path_rules(policy)) {
+	if (!checked) {
 		path = relative_path(labels, node->backing_fd);
 		effective_label(labels, policy, node->device, node->inode, path, true, &view);
 		level = view.level;
-		/* Its name under a labeled rule goes with the inode from now on. */
-		if (view.source == SOURCE_RULE && path) {
-			struct policy_rule_info rule;
-			if (policy_path_level(policy, path, &rule) > 0)
-				index_rule(labels, node->device, node->inode, rule.level, &rule);
-		}
+		path_rule_level = view.path_rule_level;
+		path_rule = view.path_rule;
 	}
+	/* Its name under a labeled rule goes with the inode from now on. */
+	if (path_rule_level > 0)
+		index_rule(labels, node->device, node->inode, path_rule_level, &path_rule);
+	if (path == NULL && ((reads && level > 0) || writes))
+		path = relative_path(labels, node->backing_fd);
 	if ((reads && level > 0) || writes)
 		image = caller_image(labels, req);
 	if (image && reads && level > 0) {
@@ -989,7 +1031,8 @@ wrap:
 		if (image) {
 			struct mark source;
 			int read = read_level(labels, policy, image, &source);
-			if (read > level && raise_label(labels, node->device, node->inode, read, &source)) {
+			if (read > level &&
+			    raise_label(labels, node->device, node->inode, read, &source)) {
 				handle->raised = read;
 				handle->from_device = source.device;
 				handle->from_inode = source.inode;
@@ -1063,7 +1106,8 @@ on_released(void *cookie, int fd)
 				record->kind = RECORDER_LABEL_PROPAGATED;
 				record->device = handle->device;
 				record->inode = handle->inode;
-				record->level = strdup(policy_level_name(current_policy(labels), raised));
+				record->level =
+				    strdup(policy_level_name(current_policy(labels), raised));
 				record->from_device = handle->from_device;
 				record->from_inode = handle->from_inode;
 				recorder_record_policy(labels->recorder, record);
@@ -1092,8 +1136,51 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		char *directory = relative_path(labels, change->parent_fd);
 		char *path = directory ? join_path(directory, change->name) : NULL;
 		struct policy_rule_info rule;
-		if (path && policy_path_level(policy, path, &rule) > 0)
-			index_rule(labels, st->st_dev, st->st_ino, rule.level, &rule);
+		int level = path ? policy_path_level(policy, path, &rule) : -1;
+		if (level > 0) {
+			index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+			/*
+			 * Moved below its rule: the store keeps the label as a
+			 * label change saying why, so that a remount (whose walk
+			 * no longer finds the file under the rule) loads it again.
+			 */
+			char *new_directory = change->new_parent_fd >= 0
+						      ? relative_path(labels, change->new_parent_fd)
+						      : NULL;
+			char *new_path = new_directory && change->new_name
+						 ? join_path(new_directory, change->new_name)
+						 : NULL;
+			if (new_path && policy_path_level(policy, new_path, NULL) < level &&
+			    labels->recorder) {
+				struct recorder_policy_record *record = calloc(1, sizeof(*record));
+				char reason[1024];
+				snprintf(reason, sizeof(reason),
+					 "kept from rule %s (line %d) when renamed from %s", rule.glob,
+					 rule.line, path);
+				if (record) {
+					record->kind = RECORDER_LABEL_CHANGE;
+					record->device = st->st_dev;
+					record->inode = st->st_ino;
+					int fd = openat(change->new_parent_fd, change->new_name,
+							O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+								O_NOCTTY | O_CLOEXEC);
+					unsigned int generation = 0;
+					if (fd >= 0 && ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
+						generation = 0;
+					if (fd >= 0)
+						close(fd);
+					record->generation = generation;
+					record->path = strdup(new_path);
+					record->uid = change->caller ? change->caller->uid : 0;
+					record->level = strdup(policy_level_name(policy, level));
+					record->reason = strdup(reason);
+					record->time_ns = wall_clock_ns();
+					recorder_record_policy(labels->recorder, record);
+				}
+			}
+			free(new_directory);
+			free(new_path);
+		}
 		free(directory);
 		free(path);
 	} else if (change->change == FS_CHANGE_UNLINK && st->st_nlink <= 1) {
@@ -1145,7 +1232,7 @@ generation_of(int backing_fd)
 
 static void
 record_label_change(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
-		    const char *path, const char *level, bool forced, const char *reason)
+                    const char *path, const char *level, bool forced, const char *reason)
 {
 	if (labels->recorder == NULL)
 		return;
@@ -1171,8 +1258,8 @@ record_label_change(struct labels *labels, fuse_req_t req, const struct fs_node_
  * propagation give the file is refused: lowering takes a declassification.
  */
 static int
-set_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
-	  const char *value, size_t size, bool declassify)
+set_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *node, const char *value,
+          size_t size, bool declassify)
 {
 	const struct policy *policy = current_policy(labels);
 	char text[256], *reason = NULL;
@@ -1219,7 +1306,7 @@ set_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *node
 	pthread_rwlock_unlock(&labels->table_lock);
 	record_label_change(labels, req, node, path, text, declassify, reason);
 	log_info("label of '%s' set to %s%s by uid %u", path ? path : "?", text,
-		 declassify ? " (declassified)" : "", (unsigned)fuse_req_ctx(req)->uid);
+	         declassify ? " (declassified)" : "", (unsigned)fuse_req_ctx(req)->uid);
 	free(path);
 	return 0;
 }
@@ -1249,10 +1336,10 @@ unset_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *no
 }
 
 static const char *const source_names[] = {
-	[SOURCE_DEFAULT] = "default",
-	[SOURCE_RULE] = "rule",
-	[SOURCE_EXPLICIT] = "explicit",
-	[SOURCE_PROPAGATED] = "propagated",
+    [SOURCE_DEFAULT] = "default",
+    [SOURCE_RULE] = "rule",
+    [SOURCE_EXPLICIT] = "explicit",
+    [SOURCE_PROPAGATED] = "propagated",
 };
 
 static json_object *
@@ -1267,22 +1354,20 @@ why_json(const struct policy *policy, const struct label_view *view)
 	json_object *why = json_object_new_object();
 
 	json_object_object_add(why, "label",
-			       json_object_new_string(policy_level_name(policy, view->level)));
+	                       json_object_new_string(policy_level_name(policy, view->level)));
 	json_object_object_add(why, "source", json_object_new_string(source_names[view->source]));
 	json_object_object_add(why, "rule", json_string_or_null(view->rule_text));
 	json_object_object_add(why, "explicit",
-			       view->explicit_level >= 0
-				       ? json_object_new_string(
-						 policy_level_name(policy, view->explicit_level))
-				       : NULL);
+	                       view->explicit_level >= 0 ? json_object_new_string(policy_level_name(
+	                                                       policy, view->explicit_level))
+	                                                 : NULL);
 	json_object *from = NULL;
 	if (view->propagated >= 0) {
 		from = json_object_new_object();
 		json_object_object_add(from, "path", json_string_or_null(view->from_path));
-		json_object_object_add(from, "version",
-				       view->from_version
-					       ? json_object_new_int64(view->from_version)
-					       : NULL);
+		json_object_object_add(
+		    from, "version",
+		    view->from_version ? json_object_new_int64(view->from_version) : NULL);
 		json_object_object_add(from, "hash", json_string_or_null(view->from_hash));
 	}
 	json_object_object_add(why, "propagated_from", from);
@@ -1291,8 +1376,7 @@ why_json(const struct policy *policy, const struct label_view *view)
 
 /* May the caller read what the file's lineage and label reasons say? */
 static bool
-may_read_details(struct labels *labels, const struct policy *policy, fuse_req_t req,
-		 int level)
+may_read_details(struct labels *labels, const struct policy *policy, fuse_req_t req, int level)
 {
 	if (is_admin(policy, req))
 		return true;
@@ -1303,13 +1387,12 @@ may_read_details(struct labels *labels, const struct policy *policy, fuse_req_t 
 	return decision.allowed;
 }
 
-static void lineage_request(struct labels *labels, fuse_req_t req,
-			    const struct fs_node_info *node, const struct label_view *view,
-			    size_t size);
+static void lineage_request(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
+                            const struct label_view *view, size_t size, json_object *why);
 
 static void
 on_virtual_xattr(void *context, fuse_req_t req, const struct fs_node_info *node, char op,
-		 const char *name, const char *value, size_t size)
+                 const char *name, const char *value, size_t size)
 {
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
@@ -1348,11 +1431,17 @@ on_virtual_xattr(void *context, fuse_req_t req, const struct fs_node_info *node,
 		return;
 	}
 	if (lineage) {
-		lineage_request(labels, req, node, &view, size);
+		lineage_request(labels, req, node, &view, size, NULL);
 		return;
 	}
 	json_object *json = why_json(policy, &view);
-	const char *text = json_object_to_json_string_ext(json, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (view.propagated >= 0 && view.from_version == 0) {
+		/* The input's version number and hash are in the store. */
+		lineage_request(labels, req, node, &view, size, json);
+		return;
+	}
+	const char *text = json_object_to_json_string_ext(json, JSON_C_TO_STRING_PLAIN |
+	                                                            JSON_C_TO_STRING_NOSLASHESCAPE);
 	reply_value(req, text, strlen(text), size);
 	json_object_put(json);
 }
@@ -1365,6 +1454,9 @@ struct lineage_job {
 	ino_t inode;
 	size_t size;
 	char label[64];
+	json_object *why; /* a label.why answer to complete with the input's version */
+	dev_t from_device;
+	ino_t from_inode;
 	struct lineage_job *next;
 };
 
@@ -1382,21 +1474,32 @@ static struct lineage_queue *lineage_of(struct labels *labels);
 
 static void
 lineage_request(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
-		const struct label_view *view, size_t size)
+                const struct label_view *view, size_t size, json_object *why)
 {
 	struct lineage_queue *queue = lineage_of(labels);
 	struct lineage_job *job;
 
 	if (queue == NULL || !queue->running || (job = calloc(1, sizeof(*job))) == NULL) {
-		fuse_reply_err(req, ENODATA); /* no store: no lineage */
+		if (why) {
+			/* No store: the answer from memory alone. */
+			const char *text = json_object_to_json_string_ext(
+			    why, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			reply_value(req, text, strlen(text), size);
+			json_object_put(why);
+		} else {
+			fuse_reply_err(req, ENODATA); /* no store: no lineage */
+		}
 		return;
 	}
+	job->why = why;
+	job->from_device = view->from_device;
+	job->from_inode = view->from_inode;
 	job->req = req;
 	job->device = node->device;
 	job->inode = node->inode;
 	job->size = size;
 	snprintf(job->label, sizeof(job->label), "%s",
-		 policy_level_name(current_policy(labels), view->level));
+	         policy_level_name(current_policy(labels), view->level));
 	pthread_mutex_lock(&queue->lock);
 	if (queue->tail)
 		queue->tail->next = job;
@@ -1434,7 +1537,7 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 	sqlite3_stmt *s;
 
 	s = prepare(db, "SELECT id, path FROM files WHERE host = ? AND device = ? AND inode = ? "
-			"ORDER BY id DESC LIMIT 1");
+	                "ORDER BY id DESC LIMIT 1");
 	if (s == NULL)
 		return NULL;
 	sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
@@ -1450,13 +1553,13 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 	if (doc == NULL)
 		return NULL;
 	s = prepare(db, "SELECT id, number, hash, producer_process_id, origin FROM versions "
-			"WHERE file_id = ? ORDER BY number DESC LIMIT 1");
+	                "WHERE file_id = ? ORDER BY number DESC LIMIT 1");
 	if (s) {
 		sqlite3_bind_int64(s, 1, file_id);
 		if (sqlite3_step(s) == SQLITE_ROW) {
 			version_id = sqlite3_column_int64(s, 0);
 			json_object_object_add(doc, "version",
-					       json_object_new_int64(sqlite3_column_int64(s, 1)));
+			                       json_object_new_int64(sqlite3_column_int64(s, 1)));
 			json_object_object_add(doc, "hash", column_string(s, 2));
 			json_object_object_add(doc, "origin", column_string(s, 4));
 			producer = sqlite3_column_int64(s, 3);
@@ -1465,15 +1568,15 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 	}
 	json_object *process = NULL;
 	s = producer ? prepare(db, "SELECT p.pid, p.start_ns, p.executable, p.executable_hash, "
-				   "p.argv, p.uid, r.uuid, r.job_name FROM processes p LEFT JOIN "
-				   "runs r ON r.id = p.run_id WHERE p.id = ?")
-		     : NULL;
+	                           "p.argv, p.uid, r.uuid, r.job_name FROM processes p LEFT JOIN "
+	                           "runs r ON r.id = p.run_id WHERE p.id = ?")
+	             : NULL;
 	if (s) {
 		sqlite3_bind_int64(s, 1, producer);
 		if (sqlite3_step(s) == SQLITE_ROW) {
 			char id[64];
 			snprintf(id, sizeof(id), "%lld@%lld", (long long)sqlite3_column_int64(s, 0),
-				 (long long)(sqlite3_column_int64(s, 1) / 1000000000LL));
+			         (long long)(sqlite3_column_int64(s, 1) / 1000000000LL));
 			process = json_object_new_object();
 			json_object_object_add(process, "id", json_object_new_string(id));
 			json_object_object_add(process, "executable", column_string(s, 2));
@@ -1483,13 +1586,13 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 			int length = sqlite3_column_bytes(s, 4);
 			for (int at = 0; words && at < length;) {
 				size_t word = strnlen(words + at, (size_t)(length - at));
-				json_object_array_add(argv,
-						      json_object_new_string_len(words + at, (int)word));
+				json_object_array_add(
+				    argv, json_object_new_string_len(words + at, (int)word));
 				at += (int)word + 1;
 			}
 			json_object_object_add(process, "argv", argv);
 			json_object_object_add(process, "uid",
-					       json_object_new_int64(sqlite3_column_int64(s, 5)));
+			                       json_object_new_int64(sqlite3_column_int64(s, 5)));
 			json_object *run = json_object_new_object();
 			json_object_object_add(run, "id", column_string(s, 6));
 			json_object_object_add(run, "job", column_string(s, 7));
@@ -1501,23 +1604,24 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 	json_object *inputs = json_object_new_array();
 	bool truncated = false;
 	s = producer ? prepare(db, "SELECT DISTINCT f.path, v.number, v.hash, v.label FROM "
-				   "accesses a JOIN versions v ON v.id = a.read_version_id JOIN "
-				   "files f ON f.id = v.file_id WHERE a.process_id = ? AND "
-				   "v.id != ? ORDER BY f.path, v.number")
-		     : NULL;
+	                           "accesses a JOIN versions v ON v.id = a.read_version_id JOIN "
+	                           "files f ON f.id = v.file_id WHERE a.process_id = ? AND "
+	                           "v.id != ? ORDER BY f.path, v.number")
+	             : NULL;
 	if (s) {
-		size_t used = strlen(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		size_t used = strlen(json_object_to_json_string_ext(
+		    doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 		sqlite3_bind_int64(s, 1, producer);
 		sqlite3_bind_int64(s, 2, version_id);
 		while (sqlite3_step(s) == SQLITE_ROW) {
 			json_object *input = json_object_new_object();
 			json_object_object_add(input, "path", column_string(s, 0));
 			json_object_object_add(input, "version",
-					       json_object_new_int64(sqlite3_column_int64(s, 1)));
+			                       json_object_new_int64(sqlite3_column_int64(s, 1)));
 			json_object_object_add(input, "hash", column_string(s, 2));
 			json_object_object_add(input, "label", column_string(s, 3));
-			size_t add = strlen(json_object_to_json_string_ext(input,
-									   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+			size_t add = strlen(json_object_to_json_string_ext(
+			    input, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 			if (used + add + 32 > LINEAGE_LIMIT) {
 				json_object_put(input);
 				truncated = true;
@@ -1532,6 +1636,49 @@ lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *j
 	if (truncated)
 		json_object_object_add(doc, "truncated", json_object_new_boolean(true));
 	return doc;
+}
+
+/*
+ * The version and hash of the input a propagated label came from: the one
+ * the labeled version names, or else (not flushed yet) the input's latest.
+ */
+static void
+complete_why(struct labels *labels, sqlite3 *db, struct lineage_job *job)
+{
+	json_object *from = NULL;
+	sqlite3_stmt *s;
+
+	if (!json_object_object_get_ex(job->why, "propagated_from", &from) || from == NULL)
+		return;
+	s = prepare(db,
+	            "SELECT sv.number, sv.hash FROM files f JOIN versions v ON v.file_id = "
+	            "f.id JOIN versions sv ON sv.id = v.label_from_version_id WHERE f.host = ?1 "
+	            "AND f.device = ?2 AND f.inode = ?3 ORDER BY f.id DESC, v.number DESC LIMIT 1");
+	if (s == NULL)
+		return;
+	sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)job->device);
+	sqlite3_bind_int64(s, 3, (int64_t)job->inode);
+	int step = sqlite3_step(s);
+	if (step != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		s = prepare(db,
+		            "SELECT v.number, v.hash FROM files f JOIN versions v ON v.file_id = "
+		            "f.id WHERE f.host = ?1 AND f.device = ?2 AND f.inode = ?3 ORDER BY "
+		            "f.id DESC, v.number DESC LIMIT 1");
+		if (s == NULL)
+			return;
+		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (int64_t)job->from_device);
+		sqlite3_bind_int64(s, 3, (int64_t)job->from_inode);
+		step = sqlite3_step(s);
+	}
+	if (step == SQLITE_ROW) {
+		json_object_object_add(from, "version",
+		                       json_object_new_int64(sqlite3_column_int64(s, 0)));
+		json_object_object_add(from, "hash", column_string(s, 1));
+	}
+	sqlite3_finalize(s);
 }
 
 static void *
@@ -1555,17 +1702,25 @@ lineage_main(void *argument)
 		if (queue->store == NULL) {
 			char error[512];
 			queue->store = store_open(labels->store_path, STORE_READ_ONLY, NULL, error,
-						  sizeof(error));
+			                          sizeof(error));
 			if (queue->store == NULL)
 				log_warning("lineage xattr: %s", error);
 		}
-		json_object *doc = queue->store && !queue->stopping
-					   ? lineage_document(labels, store_db(queue->store), job)
-					   : NULL;
+		json_object *doc;
+		if (job->why) {
+			if (queue->store && !queue->stopping)
+				complete_why(labels, store_db(queue->store), job);
+			doc = job->why;
+		} else {
+			doc = queue->store && !queue->stopping
+			          ? lineage_document(labels, store_db(queue->store), job)
+			          : NULL;
+		}
 		if (doc == NULL) {
 			fuse_reply_err(job->req, ENODATA);
 		} else {
-			const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			const char *text = json_object_to_json_string_ext(
+			    doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 			reply_value(job->req, text, strlen(text), job->size);
 			json_object_put(doc);
 		}
@@ -1585,8 +1740,8 @@ lineage_of(struct labels *labels)
 /* ---- the inode index: walk the backing tree under labeled rules -------------------- */
 
 static size_t
-index_directory(struct labels *labels, const struct policy *policy, int directory_fd,
-		char *path, size_t path_length, int depth)
+index_directory(struct labels *labels, const struct policy *policy, int directory_fd, char *path,
+                size_t path_length, int depth)
 {
 	size_t indexed = 0;
 	DIR *directory = fdopendir(directory_fd);
@@ -1612,10 +1767,10 @@ index_directory(struct labels *labels, const struct policy *policy, int director
 		if (fstatat(dirfd(directory), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			if (S_ISDIR(st.st_mode) && depth < 512) {
 				int child = openat(dirfd(directory), name,
-						   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 				if (child >= 0)
 					indexed += index_directory(labels, policy, child, path,
-								   child_length, depth + 1);
+					                           child_length, depth + 1);
 			} else if (S_ISREG(st.st_mode)) {
 				struct policy_rule_info rule;
 				if (policy_path_level(policy, path, &rule) > 0) {
@@ -1644,10 +1799,10 @@ index_tree(struct labels *labels, const struct policy *policy)
 
 	for (size_t i = 0; i < count; i++) {
 		struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-				       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-						  RESOLVE_NO_MAGICLINKS};
+		                       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+		                                  RESOLVE_NO_MAGICLINKS};
 		int fd = (int)syscall(SYS_openat2, labels->backing_fd, roots[i][0] ? roots[i] : ".",
-				      &how, sizeof(how));
+		                      &how, sizeof(how));
 		if (fd < 0)
 			continue; /* not there (yet): nothing to index */
 		snprintf(path, sizeof(path), "%s", roots[i]);
@@ -1667,8 +1822,8 @@ load_persisted(struct labels *labels, const struct policy *policy)
 
 	if (labels->store_path == NULL || stat(labels->store_path, &st) < 0)
 		return;
-	struct store *store = store_open(labels->store_path, STORE_READ_ONLY, NULL, error,
-					 sizeof(error));
+	struct store *store =
+	    store_open(labels->store_path, STORE_READ_ONLY, NULL, error, sizeof(error));
 	if (store == NULL) {
 		log_warning("labels: cannot load persisted labels: %s", error);
 		return;
@@ -1676,11 +1831,11 @@ load_persisted(struct labels *labels, const struct policy *policy)
 	sqlite3 *db = store_db(store);
 	/* The latest change per file; a declassification holds for its version only. */
 	sqlite3_stmt *s = prepare(
-		db, "SELECT f.device, f.inode, c.level, c.forced, c.version_id IS "
-		    "(SELECT id FROM versions WHERE file_id = f.id ORDER BY number DESC LIMIT 1) "
-		    "FROM label_changes c JOIN files f ON f.id = c.file_id WHERE f.host = ?1 AND "
-		    "f.backing_dir = ?2 AND c.id = (SELECT max(id) FROM label_changes WHERE "
-		    "file_id = c.file_id)");
+	    db, "SELECT f.device, f.inode, c.level, c.forced, c.version_id IS "
+	        "(SELECT id FROM versions WHERE file_id = f.id ORDER BY number DESC LIMIT 1) "
+	        "FROM label_changes c JOIN files f ON f.id = c.file_id WHERE f.host = ?1 AND "
+	        "f.backing_dir = ?2 AND c.id = (SELECT max(id) FROM label_changes WHERE "
+	        "file_id = c.file_id)");
 	if (s) {
 		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, labels->backing_dir, -1, SQLITE_STATIC);
@@ -1693,8 +1848,9 @@ load_persisted(struct labels *labels, const struct policy *policy)
 			if (forced && !sqlite3_column_int(s, 4))
 				continue; /* declassified a version since rewritten */
 			pthread_rwlock_wrlock(&labels->table_lock);
-			struct label_entry *entry = table_get(labels, (dev_t)sqlite3_column_int64(s, 0),
-							      (ino_t)sqlite3_column_int64(s, 1));
+			struct label_entry *entry =
+			    table_get(labels, (dev_t)sqlite3_column_int64(s, 0),
+			              (ino_t)sqlite3_column_int64(s, 1));
 			entry->explicit_level = level;
 			entry->forced = forced;
 			pthread_rwlock_unlock(&labels->table_lock);
@@ -1704,11 +1860,11 @@ load_persisted(struct labels *labels, const struct policy *policy)
 	}
 	/* The latest labeled version per file, with the input that carried it. */
 	s = prepare(db, "SELECT f.device, f.inode, v.label, sv.number, sv.hash, sf.path, "
-			"sf.device, sf.inode FROM versions v JOIN files f ON f.id = v.file_id "
-			"LEFT JOIN versions sv ON sv.id = v.label_from_version_id LEFT JOIN files "
-			"sf ON sf.id = sv.file_id WHERE f.host = ?1 AND f.backing_dir = ?2 AND "
-			"v.id = (SELECT id FROM versions WHERE file_id = f.id AND label IS NOT "
-			"NULL ORDER BY number DESC LIMIT 1)");
+	                "sf.device, sf.inode FROM versions v JOIN files f ON f.id = v.file_id "
+	                "LEFT JOIN versions sv ON sv.id = v.label_from_version_id LEFT JOIN files "
+	                "sf ON sf.id = sv.file_id WHERE f.host = ?1 AND f.backing_dir = ?2 AND "
+	                "v.id = (SELECT id FROM versions WHERE file_id = f.id AND label IS NOT "
+	                "NULL ORDER BY number DESC LIMIT 1)");
 	if (s) {
 		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, labels->backing_dir, -1, SQLITE_STATIC);
@@ -1718,15 +1874,17 @@ load_persisted(struct labels *labels, const struct policy *policy)
 			if (level < 0)
 				continue;
 			pthread_rwlock_wrlock(&labels->table_lock);
-			struct label_entry *entry = table_get(labels, (dev_t)sqlite3_column_int64(s, 0),
-							      (ino_t)sqlite3_column_int64(s, 1));
+			struct label_entry *entry =
+			    table_get(labels, (dev_t)sqlite3_column_int64(s, 0),
+			              (ino_t)sqlite3_column_int64(s, 1));
 			if (level > entry->propagated && !entry->forced) {
 				entry->propagated = level;
 				entry->from_version = sqlite3_column_int64(s, 3);
 				const char *hash = (const char *)sqlite3_column_text(s, 4);
 				snprintf(entry->from_hash, sizeof(entry->from_hash), "%s",
-					 hash ? hash : "");
-				set_string(&entry->from_path, (const char *)sqlite3_column_text(s, 5));
+				         hash ? hash : "");
+				set_string(&entry->from_path,
+				           (const char *)sqlite3_column_text(s, 5));
 				entry->from_device = (dev_t)sqlite3_column_int64(s, 6);
 				entry->from_inode = (ino_t)sqlite3_column_int64(s, 7);
 			}
@@ -1737,8 +1895,8 @@ load_persisted(struct labels *labels, const struct policy *policy)
 	}
 	store_close(store);
 	if (explicit_count || propagated_count)
-		log_info("labels: %zu explicit and %zu propagated labels loaded from the store",
-			 explicit_count, propagated_count);
+		log_debug("labels: %zu explicit and %zu propagated labels loaded from the store",
+		          explicit_count, propagated_count);
 }
 
 /* ---- life cycle ----------------------------------------------------------------------- */
@@ -1749,7 +1907,8 @@ compile_file_policy(const struct provfs_config *config, char *error, size_t erro
 	char revision[33];
 
 	if (policy_revision_of_file(config->source, revision) < 0) {
-		snprintf(error, error_size, "cannot read '%s': %s", config->source, strerror(errno));
+		snprintf(error, error_size, "cannot read '%s': %s", config->source,
+		         strerror(errno));
 		return NULL;
 	}
 	return policy_compile(config, revision, error, error_size);
@@ -1794,19 +1953,19 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 
 	size_t indexed = index_tree(labels, policy);
 	load_persisted(labels, policy);
-	log_info("labels: policy %.12s, %d levels, %zu files indexed under labeled rules",
-		 policy_revision(policy), policy_level_count(policy), indexed);
+	log_debug("labels: policy %.12s, %d levels, %zu files indexed under labeled rules",
+	          policy_revision(policy), policy_level_count(policy), indexed);
 
 	labels->observer = (struct fs_observer){
-		.context = labels,
-		.check_open = on_check_open,
-		.opened = on_opened,
-		.data_read = on_data_read,
-		.data_written = on_data_written,
-		.flushed = on_flushed,
-		.released = on_released,
-		.namespace_changed = on_namespace_changed,
-		.virtual_xattr = on_virtual_xattr,
+	    .context = labels,
+	    .check_open = on_check_open,
+	    .opened = on_opened,
+	    .data_read = on_data_read,
+	    .data_written = on_data_written,
+	    .flushed = on_flushed,
+	    .released = on_released,
+	    .namespace_changed = on_namespace_changed,
+	    .virtual_xattr = on_virtual_xattr,
 	};
 	return labels;
 }
@@ -1858,20 +2017,20 @@ reload(struct labels *labels)
 	struct policy *old = current_policy(labels);
 	if (policy && !same_levels(policy, old)) {
 		snprintf(error, sizeof(error),
-			 "[classification] levels changed; levels change only with a remount");
+		         "[classification] levels changed; levels change only with a remount");
 		policy_free(policy);
 		policy = NULL;
 	}
 	if (policy == NULL) {
 		log_error("reload refused, the policy in force stays (%.12s): %s",
-			  policy_revision(old), error);
+		          policy_revision(old), error);
 		record_reload(labels, NULL, error);
 		return;
 	}
 	size_t indexed = index_tree(labels, policy);
 	pthread_mutex_lock(&labels->reload_lock);
-	struct policy **retired = realloc(labels->retired,
-					  (labels->retired_count + 1) * sizeof(*retired));
+	struct policy **retired =
+	    realloc(labels->retired, (labels->retired_count + 1) * sizeof(*retired));
 	if (retired == NULL)
 		abort();
 	labels->retired = retired;
@@ -1879,8 +2038,8 @@ reload(struct labels *labels)
 	atomic_store_explicit(&labels->policy, policy, memory_order_release);
 	pthread_mutex_unlock(&labels->reload_lock);
 	log_info("reloaded '%s': policy %.12s, %zu files indexed under labeled rules",
-		 labels->config_path ? labels->config_path : CONFIG_DEFAULT_PATH,
-		 policy_revision(policy), indexed);
+	         labels->config_path ? labels->config_path : CONFIG_DEFAULT_PATH,
+	         policy_revision(policy), indexed);
 	record_reload(labels, policy_revision(policy), NULL);
 }
 
@@ -1919,7 +2078,7 @@ labels_start(struct labels *labels)
 	if (labels->processes == NULL) {
 		/* -o norecord: a table of its own, reporting to no one. */
 		struct process_table_options options = {.mount_point = labels->mount_point,
-							.backing_fd = labels->backing_fd};
+		                                        .backing_fd = labels->backing_fd};
 		labels->processes = process_table_new(&options);
 		if (labels->processes == NULL)
 			return -1;
@@ -1958,10 +2117,10 @@ log_decision_times(struct labels *labels)
 			p99 = upper;
 	}
 	log_info("policy: %llu decisions at open, median <= %.1f us, 99th percentile <= %.1f us"
-		 "%s, %llu denied",
-		 (unsigned long long)total, median, p99,
-		 p99 > HISTOGRAM_BUCKETS * HISTOGRAM_BUCKET_NS / 1000.0 ? " (or more)" : "",
-		 (unsigned long long)atomic_load(&labels->denials));
+	         "%s, %llu denied",
+	         (unsigned long long)total, median, p99,
+	         p99 > HISTOGRAM_BUCKETS * HISTOGRAM_BUCKET_NS / 1000.0 ? " (or more)" : "",
+	         (unsigned long long)atomic_load(&labels->denials));
 }
 
 void

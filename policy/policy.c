@@ -36,8 +36,8 @@ struct condition {
 	char *text; /* as written, for explanations */
 	uid_t uid;
 	gid_t gid;
-	char *path;    /* exe:, script: */
-	char pin[33];  /* "" when not pinned */
+	char *path;   /* exe:, script: */
+	char pin[33]; /* "" when not pinned */
 	char *job;
 };
 
@@ -99,8 +99,8 @@ resolve_group(const char *name, gid_t *gid)
 
 /* Parse one condition (already validated by config.c). */
 static int
-compile_condition(struct condition *condition, const char *text, char *error,
-		  size_t error_size, int line)
+compile_condition(struct condition *condition, const char *text, char *error, size_t error_size,
+                  int line)
 {
 	const char *value = strchr(text, ':') + 1;
 	size_t kind_length = (size_t)(value - 1 - text);
@@ -179,8 +179,8 @@ add_index_root(struct policy *policy, char *root)
 			return;
 		}
 	}
-	const char **roots = realloc(policy->index_roots,
-				     (policy->index_root_count + 1) * sizeof(*roots));
+	const char **roots =
+	    realloc(policy->index_roots, (policy->index_root_count + 1) * sizeof(*roots));
 	if (roots == NULL)
 		abort();
 	policy->index_roots = roots;
@@ -189,7 +189,7 @@ add_index_root(struct policy *policy, char *root)
 
 struct policy *
 policy_compile(const struct provfs_config *config, const char *revision, char *error,
-	       size_t error_size)
+               size_t error_size)
 {
 	struct policy *policy = calloc(1, sizeof(*policy));
 
@@ -198,7 +198,7 @@ policy_compile(const struct provfs_config *config, const char *revision, char *e
 	snprintf(policy->revision, sizeof(policy->revision), "%s", revision ? revision : "");
 	if (config->levels.count > POLICY_MAX_LEVELS) {
 		snprintf(error, error_size, "[classification] has %zu levels; at most %d",
-			 config->levels.count, POLICY_MAX_LEVELS);
+		         config->levels.count, POLICY_MAX_LEVELS);
 		goto fail;
 	}
 	policy->level_count = (int)config->levels.count;
@@ -211,7 +211,7 @@ policy_compile(const struct provfs_config *config, const char *revision, char *e
 	if (config->admin_group) {
 		if (resolve_group(config->admin_group, &policy->admin_gid) < 0) {
 			snprintf(error, error_size, "admin_group: unknown group '%s'",
-				 config->admin_group);
+			         config->admin_group);
 			goto fail;
 		}
 		policy->has_admin_group = true;
@@ -248,7 +248,7 @@ policy_compile(const struct provfs_config *config, const char *revision, char *e
 		for (size_t j = 0; j < source->conditions.count; j++) {
 			grant->condition_count++;
 			if (compile_condition(&grant->conditions[j], source->conditions.items[j],
-					      error, error_size, source->line) < 0)
+			                      error, error_size, source->line) < 0)
 				goto fail;
 		}
 	}
@@ -366,8 +366,7 @@ policy_has_path_rules(const struct policy *policy)
 }
 
 int
-policy_path_level(const struct policy *policy, const char *path,
-		  struct policy_rule_info *rule)
+policy_path_level(const struct policy *policy, const char *path, struct policy_rule_info *rule)
 {
 	const struct rule *best = NULL;
 
@@ -394,9 +393,8 @@ policy_index_roots(const struct policy *policy, const char ***roots)
 
 /* ---- the decision ----------------------------------------------------------- */
 
-static void
-explain(struct policy_decision *decision, const char *format, ...)
-	__attribute__((format(printf, 2, 3)));
+static void explain(struct policy_decision *decision, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 explain(struct policy_decision *decision, const char *format, ...)
@@ -448,13 +446,14 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 		return subject->uid == condition->uid ? NULL : "other user";
 	case CONDITION_GROUP:
 		return subject->in_group && subject->in_group(subject->context, condition->gid)
-			       ? NULL
-			       : "not a member";
+		           ? NULL
+		           : "not a member";
 	case CONDITION_JOB:
 		return subject->job && strcmp(subject->job, condition->job) == 0 ? NULL
-										 : "other job";
+		                                                                 : "other job";
 	case CONDITION_EXE:
-		if (subject->executable == NULL || strcmp(subject->executable, condition->path) != 0)
+		if (subject->executable == NULL ||
+		    strcmp(subject->executable, condition->path) != 0)
 			return "other executable";
 		if (subject->traced)
 			return "traced";
@@ -485,7 +484,7 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 
 void
 policy_decide(const struct policy *policy, const struct policy_subject *subject, int label,
-	      struct policy_decision *decision)
+              struct policy_decision *decision)
 {
 	decision->explanation[0] = '\0';
 	decision->clearance = policy->default_clearance;
@@ -502,15 +501,15 @@ policy_decide(const struct policy *policy, const struct policy_subject *subject,
 		if (failed == NULL) {
 			decision->allowed = true;
 			decision->clearance = grant->level;
-			explain(decision, "%sline %d %s: holds", decision->explanation[0] ? "; " : "",
-				grant->line, grant->text);
+			explain(decision, "%sline %d %s: holds",
+			        decision->explanation[0] ? "; " : "", grant->line, grant->text);
 			return;
 		}
 		explain(decision, "%sline %d %s: %s (%s)", decision->explanation[0] ? "; " : "",
-			grant->line, grant->text, failed_text, failed);
+		        grant->line, grant->text, failed_text, failed);
 	}
 	if (decision->explanation[0] == '\0')
 		explain(decision, "no grant reaches %s; default_clearance %s",
-			policy_level_name(policy, label),
-			policy_level_name(policy, policy->default_clearance));
+		        policy_level_name(policy, label),
+		        policy_level_name(policy, policy->default_clearance));
 }

@@ -143,6 +143,12 @@ label_of() {
 	# A rename of the directory above it too.
 	mv "$MNT/features/pii" "$MNT/pub/pii"
 	refused provfs-u1 cat "$MNT/pub/pii/scores.csv"
+	# And after a remount, whose walk no longer finds it under the rule.
+	as_user provfs-u2 cat "$MNT/pub/renamed.csv" >/dev/null
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/renamed.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/renamed.csv"
 }
 
 @test "bypass: a hard link made in the backing directory before mounting" {
@@ -165,6 +171,9 @@ label_of() {
 	why=$(getfattr --only-values -n user.provfs.label.why "$MNT/pub/copy.csv")
 	[[ $why == *'"label":"confidential","source":"propagated"'* ]]
 	[[ $why == *'"propagated_from":{"path":"raw/crm/customers.csv"'* ]]
+	# The input's version and hash, once the writer has stored them.
+	wait_until "getfattr --only-values -n user.provfs.label.why '$MNT/pub/copy.csv' |
+		grep -qF '\"version\":1,\"hash\":\"$(xxh "$BACKING/raw/crm/customers.csv")\"'"
 	stop_provfs
 	# The version produced carries the label and the input version behind it.
 	assert_sql "SELECT v.label, sf.path FROM versions v

@@ -18,12 +18,12 @@
 static int failures;
 static char conf_path[] = "/tmp/provfs-test-policy.XXXXXX";
 
-#define CHECK(condition)                                                         \
-	do {                                                                     \
-		if (!(condition)) {                                              \
-			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition); \
-			failures++;                                              \
-		}                                                                \
+#define CHECK(condition)                                                                           \
+	do {                                                                                       \
+		if (!(condition)) {                                                                \
+			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition);               \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static struct provfs_config *
@@ -129,18 +129,18 @@ fake_file_hash(void *context, const char *path, char hash[33])
 
 static struct policy_subject
 subject_of(struct fake *fake, uid_t uid, const char *executable, const char *argv,
-	   size_t argv_length)
+           size_t argv_length)
 {
 	return (struct policy_subject){
-		.uid = uid,
-		.context = fake,
-		.in_group = fake_in_group,
-		.executable_hash = fake_executable_hash,
-		.file_hash = fake_file_hash,
-		.executable = executable,
-		.argv = argv,
-		.argv_length = argv_length,
-		.cwd = "/srv",
+	    .uid = uid,
+	    .context = fake,
+	    .in_group = fake_in_group,
+	    .executable_hash = fake_executable_hash,
+	    .file_hash = fake_file_hash,
+	    .executable = executable,
+	    .argv = argv,
+	    .argv_length = argv_length,
+	    .cwd = "/srv",
 	};
 }
 
@@ -160,14 +160,14 @@ static void
 test_rules(void)
 {
 	struct policy *policy = compile("[classification]\n"
-					"levels = public internal confidential restricted\n"
-					"[paths]\n"
-					"raw/** = internal\n"              /* line 4 */
-					"raw/crm/** = confidential\n"      /* line 5 */
-					"raw/crm/public/** = public\n"     /* line 6 */
-					"*.key = restricted\n"             /* line 7 */
-					"a/*/x = internal\n"               /* line 8 */
-					"a/x/* = confidential\n");         /* line 9 */
+	                                "levels = public internal confidential restricted\n"
+	                                "[paths]\n"
+	                                "raw/** = internal\n"          /* line 4 */
+	                                "raw/crm/** = confidential\n"  /* line 5 */
+	                                "raw/crm/public/** = public\n" /* line 6 */
+	                                "*.key = restricted\n"         /* line 7 */
+	                                "a/*/x = internal\n"           /* line 8 */
+	                                "a/x/* = confidential\n");     /* line 9 */
 	struct policy_rule_info rule;
 
 	CHECK(policy_path_level(policy, "raw/a.csv", NULL) == 1);
@@ -200,15 +200,15 @@ test_grants(void)
 
 	CHECK(group != NULL);
 	snprintf(text, sizeof(text),
-		 "[classification]\n"
-		 "levels = public internal confidential restricted\n"
-		 "default_clearance = internal\n"
-		 "[clearance]\n"
-		 "confidential = group:staff\n"                                /* line 5 */
-		 "restricted = exe:/opt/train@xxh3:%s uid:1000\n"              /* line 6 */
-		 "restricted = script:/srv/score.py@xxh3:%s user:nobody\n"    /* line 7 */
-		 "confidential = job:nightly uid:1001\n",                      /* line 8 */
-		 PIN_A, PIN_B);
+	         "[classification]\n"
+	         "levels = public internal confidential restricted\n"
+	         "default_clearance = internal\n"
+	         "[clearance]\n"
+	         "confidential = group:staff\n"                            /* line 5 */
+	         "restricted = exe:/opt/train@xxh3:%s uid:1000\n"          /* line 6 */
+	         "restricted = script:/srv/score.py@xxh3:%s user:nobody\n" /* line 7 */
+	         "confidential = job:nightly uid:1001\n",                  /* line 8 */
+	         PIN_A, PIN_B);
 	struct policy *policy = compile(text);
 	uid_t nobody = getpwnam("nobody")->pw_uid;
 	struct fake fake = {.executable_hash = PIN_A, .script_hash = PIN_B};
@@ -262,8 +262,7 @@ test_grants(void)
 	static const char relative[] = "python3\0./score.py";
 	static const char option_first[] = "python3\0-i\0/srv/score.py";
 	static const char other[] = "python3\0/srv/other.py";
-	subject = subject_of(&fake, nobody, "/usr/bin/python3.11", run_script,
-			     sizeof(run_script));
+	subject = subject_of(&fake, nobody, "/usr/bin/python3.11", run_script, sizeof(run_script));
 	CHECK(allowed(policy, &subject, "restricted"));
 	subject.argv = relative;
 	subject.argv_length = sizeof(relative);
@@ -297,12 +296,12 @@ test_grants(void)
 static void
 test_bad_input(void)
 {
-	expect_error("[classification]\nlevels = low high\ndefault_clearance = low\n[paths]\nx/** = secret\n", 5,
-		     "unknown level 'secret'");
+	expect_error("[classification]\nlevels = low high\ndefault_clearance = low\n[paths]\nx/** "
+	             "= secret\n",
+	             5, "unknown level 'secret'");
 	expect_error("[clearance]\nrestricted = job:nightly\n", 2, "job:");
 	expect_error("[clearance]\nrestricted = user:no-such-user-provfs\n", 2, "unknown user");
-	expect_error("[clearance]\nrestricted = group:no-such-group-provfs\n", 2,
-		     "unknown group");
+	expect_error("[clearance]\nrestricted = group:no-such-group-provfs\n", 2, "unknown group");
 	expect_error("[clearance]\nrestricted = exe:relative/path\n", 2, "absolute path");
 	expect_error("[clearance]\nrestricted = exe:/bin/sh@xxh3:XYZ\n", 2, "xxh3");
 	expect_error("[clearance]\nrestricted = colour:blue\n", 2, "unknown condition");
