@@ -205,6 +205,21 @@ label_of() {
 	[ "$status" -eq 0 ]
 }
 
+@test "propagation = run: data passed between siblings through a pipe is caught" {
+	# Process scope: tee never read the secret, cat never opened the output.
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' | tee '$MNT/pub/teed' >/dev/null"
+	run as_user provfs-u1 cat "$MNT/pub/teed"
+	[ "$status" -eq 0 ]
+	stop_provfs
+	# Run scope: everything the run read before raises what it writes.
+	write_policy "propagation = run"
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' | tee '$MNT/pub/teed2' >/dev/null"
+	refused provfs-u1 cat "$MNT/pub/teed2"
+	[ "$(label_of "$MNT/pub/teed2")" = confidential ]
+}
+
 @test "bypass: changing the label xattr as a non-admin; admins label, declassify, unset" {
 	mount_labels
 	chmod 666 "$MNT/raw/crm/customers.csv" "$MNT/pub/readme"
