@@ -68,6 +68,7 @@
 #define HISTOGRAM_BUCKET_NS 100
 #define HISTOGRAM_BUCKETS 1000
 #define LINEAGE_LIMIT 65536
+#define PATH_CACHE_SLOTS 65536 /* power of two, at most TABLE_SLOTS */
 
 enum label_source { SOURCE_DEFAULT, SOURCE_RULE, SOURCE_EXPLICIT, SOURCE_PROPAGATED };
 
@@ -141,6 +142,16 @@ struct script_hash {
 	struct script_hash *next;
 };
 
+struct path_cache_entry {
+	pthread_spinlock_t lock;
+	dev_t device;
+	ino_t inode;
+	const struct policy *policy; /* NULL: empty */
+	uint64_t generation;
+	int level;
+	struct policy_rule_info rule;
+};
+
 struct labels {
 	char *config_path;
 	char *backing_dir;
@@ -178,10 +189,15 @@ struct labels {
 	bool reload_running;
 	atomic_bool stopping;
 
-	atomic_uint_fast64_t histogram[HISTOGRAM_BUCKETS + 1];
+	atomic_uint_fast64_t histogram[HISTOGRAM_BUCKETS + 1];     /* wall clock */
+	atomic_uint_fast64_t cpu_histogram[HISTOGRAM_BUCKETS + 1]; /* thread CPU, sampled */
+	atomic_uint_fast64_t decisions;
 	atomic_uint_fast64_t denials;
 
 	struct lineage_queue *lineage;
+
+	struct path_cache_entry *path_cache;
+	atomic_uint_fast64_t path_generation; /* bumped by a directory rename */
 };
 
 /*
@@ -354,16 +370,12 @@ index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
  * path unknown, the inode's own labels only).
  */
 static void
-effective_label(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
-                const char *path, bool known_inode, struct label_view *view)
+effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_level,
+                   const struct policy_rule_info *rule, bool known_inode, struct label_view *view)
 {
-	struct policy_rule_info rule;
-	int path_level =
-	    path && policy_has_path_rules(policy) ? policy_path_level(policy, path, &rule) : -1;
-
 	view->path_rule_level = path_level;
 	if (path_level >= 0)
-		view->path_rule = rule;
+		view->path_rule = *rule;
 	view->level = 0;
 	view->source = SOURCE_DEFAULT;
 	view->rule_text[0] = view->from_path[0] = view->from_hash[0] = '\0';
@@ -373,8 +385,8 @@ effective_label(struct labels *labels, const struct policy *policy, dev_t device
 	if (path_level > 0) {
 		view->level = path_level;
 		view->source = SOURCE_RULE;
-		snprintf(view->rule_text, sizeof(view->rule_text), "%s (line %d)", rule.glob,
-		         rule.line);
+		snprintf(view->rule_text, sizeof(view->rule_text), "%s (line %d)", rule->glob,
+		         rule->line);
 	}
 	if (!known_inode || atomic_load_explicit(&labels->entry_count, memory_order_relaxed) == 0)
 		return;
@@ -411,6 +423,100 @@ effective_label(struct labels *labels, const struct policy *policy, dev_t device
 		}
 	}
 	pthread_rwlock_unlock(&labels->table_lock);
+}
+
+/* The effective label of (device, inode) opened by path (NULL: unknown). */
+static void
+effective_label(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
+                const char *path, bool known_inode, struct label_view *view)
+{
+	struct policy_rule_info rule;
+	int path_level =
+	    path && policy_has_path_rules(policy) ? policy_path_level(policy, path, &rule) : -1;
+
+	effective_label_at(labels, device, inode, path_level, &rule, known_inode, view);
+}
+
+/* ---- the path-rule cache ----------------------------------------------------------
+ *
+ * The rule of a node's name needs its path, one readlink of /proc/self/fd/N:
+ * on a virtual machine that system call costs more than the rest of the
+ * decision.  The result is cached per inode in a fixed table (a collision
+ * is a miss, never a wrong answer): the key holds the policy it was computed
+ * with and the namespace generation, which a directory rename bumps (every
+ * path below it changed); a rename, link or unlink of a file forgets that
+ * file's slot.
+ */
+
+static size_t
+path_cache_slot(dev_t device, ino_t inode)
+{
+	return table_slot(device, inode) & (PATH_CACHE_SLOTS - 1);
+}
+
+static void
+path_cache_forget(struct labels *labels, dev_t device, ino_t inode)
+{
+	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
+
+	pthread_spin_lock(&slot->lock);
+	if (slot->device == device && slot->inode == inode)
+		slot->policy = NULL;
+	pthread_spin_unlock(&slot->lock);
+}
+
+/*
+ * The rule level of node's current name (-1: none), from the cache or from
+ * one readlink; path (may be NULL) gets the path when it had to be read.
+ */
+static int
+node_path_rule(struct labels *labels, const struct policy *policy, const struct fs_node_info *node,
+               struct policy_rule_info *rule, char **path)
+{
+	struct path_cache_entry *slot =
+	    &labels->path_cache[path_cache_slot(node->device, node->inode)];
+	uint64_t generation = atomic_load_explicit(&labels->path_generation, memory_order_acquire);
+	int level = -2;
+
+	if (!policy_has_path_rules(policy))
+		return -1;
+	pthread_spin_lock(&slot->lock);
+	if (slot->policy == policy && slot->generation == generation &&
+	    slot->device == node->device && slot->inode == node->inode) {
+		level = slot->level;
+		*rule = slot->rule;
+	}
+	pthread_spin_unlock(&slot->lock);
+	if (level != -2)
+		return level;
+	char *name = relative_path(labels, node->backing_fd);
+	level = name ? policy_path_level(policy, name, rule) : -1;
+	if (name) {
+		pthread_spin_lock(&slot->lock);
+		slot->device = node->device;
+		slot->inode = node->inode;
+		slot->policy = policy;
+		slot->generation = generation;
+		slot->level = level;
+		slot->rule = *rule;
+		pthread_spin_unlock(&slot->lock);
+	}
+	if (path)
+		*path = name;
+	else
+		free(name);
+	return level;
+}
+
+/* The effective label of node as opened by its current name. */
+static void
+effective_label_of_node(struct labels *labels, const struct policy *policy,
+                        const struct fs_node_info *node, struct label_view *view, char **path)
+{
+	struct policy_rule_info rule;
+	int level = node_path_rule(labels, policy, node, &rule, path);
+
+	effective_label_at(labels, node->device, node->inode, level, &rule, true, view);
 }
 
 /* "rule GLOB (line N)", "explicit", "propagated from PATH", "default". */
@@ -542,10 +648,20 @@ mark_level(struct marks *marks, int level, int64_t now, dev_t device, ino_t inod
 /* image opened a file of level for reading. */
 static void
 note_read(struct labels *labels, const struct policy *policy, struct process_info *image, int level,
-          dev_t device, ino_t inode, const char *path)
+          dev_t device, ino_t inode, int backing_fd, const char *path)
 {
 	int64_t now = wall_clock_ns();
 
+	pthread_mutex_lock(&labels->marks_lock);
+	struct marks *own = marks_find(labels, image->pid, image->start_ns, NULL, false);
+	bool known = own && own->levels[level].time_ns &&
+	             (!policy_propagates_by_run(policy) || image->run == NULL);
+	pthread_mutex_unlock(&labels->marks_lock);
+	if (known)
+		return; /* read at this level before: the first read is the mark */
+	char *name = path ? NULL : relative_path(labels, backing_fd);
+	if (path == NULL)
+		path = name;
 	pthread_mutex_lock(&labels->marks_lock);
 	mark_level(marks_find(labels, image->pid, image->start_ns, NULL, true), level, now, device,
 	           inode, path);
@@ -553,6 +669,7 @@ note_read(struct labels *labels, const struct policy *policy, struct process_inf
 		mark_level(marks_find(labels, 0, 0, image->run->uuid, true), level, now, device,
 		           inode, path);
 	pthread_mutex_unlock(&labels->marks_lock);
+	free(name);
 }
 
 /*
@@ -803,15 +920,51 @@ record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req
 	recorder_record_policy(labels->recorder, record);
 }
 
-static void
-count_decision(struct labels *labels, int64_t started_ns)
+static int64_t
+thread_cpu_ns(void)
 {
-	int64_t elapsed = monotonic_ns() - started_ns;
+	struct timespec now;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static void
+histogram_add(atomic_uint_fast64_t *histogram, int64_t elapsed)
+{
 	size_t bucket = (size_t)(elapsed / HISTOGRAM_BUCKET_NS);
 
 	if (bucket > HISTOGRAM_BUCKETS)
 		bucket = HISTOGRAM_BUCKETS;
-	atomic_fetch_add_explicit(&labels->histogram[bucket], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&histogram[bucket], 1, memory_order_relaxed);
+}
+
+/*
+ * Time a decision: wall clock always (what a caller waits, preemption
+ * included), and on one decision in 16 the thread's CPU time (what the
+ * decision costs, whatever else the machine runs; reading that clock is a
+ * system call, hence the sampling).
+ */
+struct decision_timer {
+	int64_t wall_ns;
+	int64_t cpu_ns; /* 0: not sampled */
+};
+
+static struct decision_timer
+decision_timer_start(struct labels *labels)
+{
+	bool sample =
+	    (atomic_fetch_add_explicit(&labels->decisions, 1, memory_order_relaxed) & 15) == 0;
+
+	return (struct decision_timer){monotonic_ns(), sample ? thread_cpu_ns() : 0};
+}
+
+static void
+count_decision(struct labels *labels, const struct decision_timer *timer)
+{
+	if (timer->cpu_ns)
+		histogram_add(labels->cpu_histogram, thread_cpu_ns() - timer->cpu_ns);
+	histogram_add(labels->histogram, monotonic_ns() - timer->wall_ns);
 }
 
 static struct process_info *
@@ -882,7 +1035,7 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 {
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
-	int64_t started = monotonic_ns();
+	struct decision_timer timer = decision_timer_start(labels);
 	int mode = flags & O_ACCMODE;
 	bool reads = mode != O_WRONLY && name == NULL; /* a create reads nothing */
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC) || name != NULL;
@@ -900,9 +1053,7 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 		free(directory);
 		effective_label(labels, policy, 0, 0, path, false, &view);
 	} else {
-		if (policy_has_path_rules(policy))
-			path = relative_path(labels, node->backing_fd);
-		effective_label(labels, policy, node->device, node->inode, path, true, &view);
+		effective_label_of_node(labels, policy, node, &view, &path);
 	}
 	if (reads && view.level > policy_default_clearance(policy)) {
 		image = caller_image(labels, req);
@@ -947,7 +1098,7 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 out:
 	process_info_release(image);
 	free(path);
-	count_decision(labels, started);
+	count_decision(labels, &timer);
 	return result;
 }
 
@@ -984,8 +1135,12 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
 		goto wrap;
 	if (!checked) {
-		path = relative_path(labels, node->backing_fd);
-		effective_label(labels, policy, node->device, node->inode, path, true, &view);
+		if (created)
+			effective_label(labels, policy, node->device, node->inode,
+			                path = relative_path(labels, node->backing_fd), true,
+			                &view);
+		else
+			effective_label_of_node(labels, policy, node, &view, &path);
 		level = view.level;
 		path_rule_level = view.path_rule_level;
 		path_rule = view.path_rule;
@@ -993,18 +1148,20 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	/* Its name under a labeled rule goes with the inode from now on. */
 	if (path_rule_level > 0)
 		index_rule(labels, node->device, node->inode, path_rule_level, &path_rule);
-	if (path == NULL && ((reads && level > 0) || writes))
-		path = relative_path(labels, node->backing_fd);
 	if ((reads && level > 0) || writes)
 		image = caller_image(labels, req);
 	if (image && reads && level > 0) {
-		note_read(labels, policy, image, level, node->device, node->inode, path);
+		note_read(labels, policy, image, level, node->device, node->inode, node->backing_fd,
+		          path);
 		/* What it (or the shell before it) writes now holds this data. */
 		struct mark from = {1, node->device, node->inode, path};
 		pthread_mutex_lock(&labels->handles_lock);
 		for (struct handle *h = labels->handles; h; h = h->next) {
-			if (h->opener && shares_handles(policy, h->opener, image) &&
-			    raise_label(labels, h->device, h->inode, level, &from) &&
+			if (h->opener == NULL || !shares_handles(policy, h->opener, image))
+				continue;
+			if (path == NULL)
+				from.path = path = relative_path(labels, node->backing_fd);
+			if (raise_label(labels, h->device, h->inode, level, &from) &&
 			    level > h->raised) {
 				h->raised = level;
 				h->from_device = node->device;
@@ -1026,7 +1183,10 @@ wrap:
 	handle->inode = node->inode;
 	handle->raised = -1;
 	if (handle->writes) {
-		handle->path = path ? strdup(path) : relative_path(labels, node->backing_fd);
+		/* Named in no_write_down refusals only. */
+		if (policy_no_write_down(policy))
+			handle->path =
+			    path ? strdup(path) : relative_path(labels, node->backing_fd);
 		handle->opener = image ? process_info_acquire(image) : NULL;
 		if (image) {
 			struct mark source;
@@ -1127,9 +1287,28 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 
 	if (labels->next && labels->next->namespace_changed)
 		labels->next->namespace_changed(labels->next->context, change);
-	if (change->attributes == NULL || !S_ISREG(change->attributes->st_mode))
+	if (change->attributes == NULL)
 		return;
 	const struct stat *st = change->attributes;
+	/* Names changed: cached path rules of what moved are stale. */
+	if (change->change == FS_CHANGE_RENAME)
+		atomic_fetch_add_explicit(&labels->path_generation, 1, memory_order_release);
+	else if (change->change == FS_CHANGE_LINK || change->change == FS_CHANGE_UNLINK)
+		path_cache_forget(labels, st->st_dev, st->st_ino);
+	if (!S_ISREG(st->st_mode))
+		return;
+	if (change->change == FS_CHANGE_LINK && change->new_name && change->new_parent_fd >= 0 &&
+	    policy_has_path_rules(policy)) {
+		/* A new name under a labeled rule labels the file, whatever name opens it. */
+		char *directory = relative_path(labels, change->new_parent_fd);
+		char *path = directory ? join_path(directory, change->new_name) : NULL;
+		struct policy_rule_info rule;
+		int level = path ? policy_path_level(policy, path, &rule) : -1;
+		if (level > 0)
+			index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+		free(directory);
+		free(path);
+	}
 	if (change->change == FS_CHANGE_RENAME && change->name && change->parent_fd >= 0 &&
 	    policy_has_path_rules(policy)) {
 		/* The label of the name it leaves goes with the file. */
@@ -1145,27 +1324,28 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 			 * no longer finds the file under the rule) loads it again.
 			 */
 			char *new_directory = change->new_parent_fd >= 0
-						      ? relative_path(labels, change->new_parent_fd)
-						      : NULL;
+			                          ? relative_path(labels, change->new_parent_fd)
+			                          : NULL;
 			char *new_path = new_directory && change->new_name
-						 ? join_path(new_directory, change->new_name)
-						 : NULL;
+			                     ? join_path(new_directory, change->new_name)
+			                     : NULL;
 			if (new_path && policy_path_level(policy, new_path, NULL) < level &&
 			    labels->recorder) {
 				struct recorder_policy_record *record = calloc(1, sizeof(*record));
 				char reason[1024];
 				snprintf(reason, sizeof(reason),
-					 "kept from rule %s (line %d) when renamed from %s", rule.glob,
-					 rule.line, path);
+				         "kept from rule %s (line %d) when renamed from %s",
+				         rule.glob, rule.line, path);
 				if (record) {
 					record->kind = RECORDER_LABEL_CHANGE;
 					record->device = st->st_dev;
 					record->inode = st->st_ino;
 					int fd = openat(change->new_parent_fd, change->new_name,
-							O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-								O_NOCTTY | O_CLOEXEC);
+					                O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+					                    O_NOCTTY | O_CLOEXEC);
 					unsigned int generation = 0;
-					if (fd >= 0 && ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
+					if (fd >= 0 &&
+					    ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
 						generation = 0;
 					if (fd >= 0)
 						close(fd);
@@ -1946,6 +2126,11 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	labels->slots = calloc(TABLE_SLOTS, sizeof(*labels->slots));
 	labels->mark_slots = calloc(MARK_SLOTS, sizeof(*labels->mark_slots));
 	labels->lineage = calloc(1, sizeof(*labels->lineage));
+	labels->path_cache = calloc(PATH_CACHE_SLOTS, sizeof(*labels->path_cache));
+	if (labels->path_cache == NULL)
+		abort();
+	for (size_t i = 0; i < PATH_CACHE_SLOTS; i++)
+		pthread_spin_init(&labels->path_cache[i].lock, PTHREAD_PROCESS_PRIVATE);
 	if (labels->slots == NULL || labels->mark_slots == NULL || labels->lineage == NULL)
 		abort();
 	pthread_mutex_init(&labels->lineage->lock, NULL);
@@ -2097,30 +2282,41 @@ labels_start(struct labels *labels)
 	return labels->reload_running ? 0 : -1;
 }
 
-/* The median and 99th percentile of the decision times, from the histogram. */
+/* The median and 99th percentile of a histogram, in microseconds; false when empty. */
+static bool
+percentiles(atomic_uint_fast64_t *histogram, uint64_t *total, double *median, double *p99)
+{
+	uint64_t seen = 0;
+
+	*total = 0;
+	*median = *p99 = -1;
+	for (size_t i = 0; i <= HISTOGRAM_BUCKETS; i++)
+		*total += atomic_load(&histogram[i]);
+	for (size_t i = 0; *total && i <= HISTOGRAM_BUCKETS; i++) {
+		seen += atomic_load(&histogram[i]);
+		double upper = (double)((i + 1) * HISTOGRAM_BUCKET_NS) / 1000.0;
+		if (*median < 0 && seen * 2 >= *total)
+			*median = upper;
+		if (*p99 < 0 && seen * 100 >= *total * 99)
+			*p99 = upper;
+	}
+	return *total > 0;
+}
+
 static void
 log_decision_times(struct labels *labels)
 {
-	uint64_t total = 0, seen = 0;
-	double median = -1, p99 = -1;
+	uint64_t total, sampled;
+	double median, p99, cpu_median, cpu_p99;
 
-	for (size_t i = 0; i <= HISTOGRAM_BUCKETS; i++)
-		total += atomic_load(&labels->histogram[i]);
-	if (total == 0)
+	if (!percentiles(labels->histogram, &total, &median, &p99))
 		return;
-	for (size_t i = 0; i <= HISTOGRAM_BUCKETS; i++) {
-		seen += atomic_load(&labels->histogram[i]);
-		double upper = (double)((i + 1) * HISTOGRAM_BUCKET_NS) / 1000.0;
-		if (median < 0 && seen * 2 >= total)
-			median = upper;
-		if (p99 < 0 && seen * 100 >= total * 99)
-			p99 = upper;
-	}
-	log_info("policy: %llu decisions at open, median <= %.1f us, 99th percentile <= %.1f us"
-	         "%s, %llu denied",
-	         (unsigned long long)total, median, p99,
-	         p99 > HISTOGRAM_BUCKETS * HISTOGRAM_BUCKET_NS / 1000.0 ? " (or more)" : "",
-	         (unsigned long long)atomic_load(&labels->denials));
+	percentiles(labels->cpu_histogram, &sampled, &cpu_median, &cpu_p99);
+	log_info("policy: %llu decisions at open, median <= %.1f us (99th percentile <= %.1f us) "
+	         "wall clock, median <= %.1f us (99th <= %.1f us) CPU over %llu sampled; "
+	         "%llu denied",
+	         (unsigned long long)total, median, p99, cpu_median, cpu_p99,
+	         (unsigned long long)sampled, (unsigned long long)atomic_load(&labels->denials));
 }
 
 void
@@ -2187,6 +2383,7 @@ labels_stop(struct labels *labels)
 	free(labels->slots);
 	free(labels->mark_slots);
 	free(labels->lineage);
+	free(labels->path_cache);
 	sem_destroy(&labels->reload_requests);
 	free(labels->config_path);
 	free(labels->backing_dir);

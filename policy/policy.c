@@ -54,6 +54,8 @@ struct rule {
 	int level;
 	int line;
 	size_t specificity;
+	char *prefix; /* literal leading directories: a path elsewhere cannot match */
+	size_t prefix_length;
 };
 
 struct policy {
@@ -133,6 +135,16 @@ compile_condition(struct condition *condition, const char *text, char *error, si
 			snprintf(condition->pin, sizeof(condition->pin), "%s", pin + 6);
 	}
 	return 0;
+}
+
+static int
+compare_rules(const void *a, const void *b)
+{
+	const struct rule *x = a, *y = b;
+
+	if (x->specificity != y->specificity)
+		return x->specificity < y->specificity ? 1 : -1;
+	return y->line - x->line;
 }
 
 static int
@@ -225,9 +237,13 @@ policy_compile(const struct provfs_config *config, const char *revision, char *e
 		rule->level = config_level_index(config, source->level);
 		rule->line = source->line;
 		rule->specificity = path_glob_specificity(source->glob);
+		rule->prefix = literal_root(source->glob);
+		rule->prefix_length = strlen(rule->prefix);
 		if (rule->level > 0)
-			add_index_root(policy, literal_root(source->glob));
+			add_index_root(policy, strdup(rule->prefix));
 	}
+	/* Most specific first, the later line first among equals: the first match wins. */
+	qsort(policy->rules, policy->rule_count, sizeof(*policy->rules), compare_rules);
 
 	policy->grants = calloc(config->grant_count + 1, sizeof(*policy->grants));
 	for (size_t i = 0; i < config->grant_count; i++) {
@@ -267,8 +283,10 @@ policy_free(struct policy *policy)
 	for (int i = 0; i < policy->level_count; i++)
 		free(policy->levels ? policy->levels[i] : NULL);
 	free(policy->levels);
-	for (size_t i = 0; i < policy->rule_count; i++)
+	for (size_t i = 0; i < policy->rule_count; i++) {
 		free(policy->rules[i].glob);
+		free(policy->rules[i].prefix);
+	}
 	free(policy->rules);
 	for (size_t i = 0; i < policy->grant_count; i++) {
 		struct grant *grant = &policy->grants[i];
@@ -368,20 +386,21 @@ policy_has_path_rules(const struct policy *policy)
 int
 policy_path_level(const struct policy *policy, const char *path, struct policy_rule_info *rule)
 {
-	const struct rule *best = NULL;
-
 	for (size_t i = 0; i < policy->rule_count; i++) {
 		const struct rule *candidate = &policy->rules[i];
-		/* Later lines win ties: >= while walking in line order. */
-		if ((best == NULL || candidate->specificity >= best->specificity) &&
-		    path_glob_match(candidate->glob, path))
-			best = candidate;
+		if (candidate->prefix_length &&
+		    (strncmp(path, candidate->prefix, candidate->prefix_length) != 0 ||
+		     (path[candidate->prefix_length] != '/' &&
+		      path[candidate->prefix_length] != '\0')))
+			continue;
+		if (!path_glob_match(candidate->glob, path))
+			continue;
+		if (rule)
+			*rule = (struct policy_rule_info){candidate->glob, candidate->level,
+							  candidate->line};
+		return candidate->level;
 	}
-	if (best == NULL)
-		return -1;
-	if (rule)
-		*rule = (struct policy_rule_info){best->glob, best->level, best->line};
-	return best->level;
+	return -1;
 }
 
 size_t

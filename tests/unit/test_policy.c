@@ -179,6 +179,10 @@ test_rules(void)
 	/* A tie goes to the later line. */
 	CHECK(policy_path_level(policy, "a/x/x", &rule) == 2 && rule.line == 9);
 	CHECK(policy_path_level(policy, "elsewhere/file", NULL) == -1);
+	/* The literal prefix only filters: "**" matches nothing below it too. */
+	CHECK(policy_path_level(policy, "raw/crm", &rule) == 2 && rule.line == 5);
+	CHECK(policy_path_level(policy, "raw/crmx/a.csv", &rule) == 1 && rule.line == 4);
+	CHECK(policy_path_level(policy, "rawx/a.csv", NULL) == -1);
 	const char **roots;
 	size_t count = policy_index_roots(policy, &roots);
 	/* Labeled rules only (not "public"); "*.key" matches anywhere: the root. */
