@@ -293,6 +293,24 @@ handle_classification(struct parse_state *state, const char *name, const char *v
 	}
 }
 
+/* "path_map = /mnt/data=/data ...": absolute FROM=TO prefixes, in order. */
+static void
+add_path_maps(struct parse_state *state, const char *value)
+{
+	struct string_list words = {0};
+
+	split_words(&words, value);
+	for (size_t i = 0; i < words.count; i++) {
+		const char *map = words.items[i], *equals = strchr(map, '=');
+		if (equals == NULL || map[0] != '/' || equals[1] != '/') {
+			fail(state, "path_map takes FROM=TO with absolute paths, not '%s'", map);
+			break;
+		}
+		string_list_append(&state->config->openlineage_path_map, map);
+	}
+	string_list_release(&words);
+}
+
 static void
 handle_openlineage(struct parse_state *state, const char *name, const char *value)
 {
@@ -325,6 +343,12 @@ handle_openlineage(struct parse_state *state, const char *name, const char *valu
 		replace_string(&config->openlineage_namespace, value);
 	} else if (strcmp(name, "dataset_namespace") == 0) {
 		replace_string(&config->openlineage_dataset_namespace, value);
+	} else if (strcmp(name, "compression") == 0) {
+		if (value[0] && strcmp(value, "gzip"))
+			fail(state, "compression takes gzip or nothing, not '%s'", value);
+		replace_string(&config->openlineage_compression, value);
+	} else if (strcmp(name, "path_map") == 0) {
+		add_path_maps(state, value);
 	} else {
 		fail(state, "unknown key '%s' in [openlineage]", name);
 	}
@@ -389,6 +413,59 @@ handle_entry(void *user, const char *section, const char *name, const char *valu
 	return state->error[0] ? 0 : 1;
 }
 
+/* The host of an http(s) URL is loopback: 127.0.0.0/8, [::1] or localhost. */
+static bool
+url_host_is_loopback(const char *url)
+{
+	const char *host = strstr(url, "://");
+	size_t length;
+
+	host = host ? host + 3 : url;
+	const char *at = strpbrk(host, "@/");
+	if (at && *at == '@')
+		host = at + 1; /* user:password@host */
+	length = strcspn(host, "/?#");
+	if (length >= 5 && strncmp(host, "[::1]", 5) == 0)
+		return host[5] == ':' || length == 5;
+	size_t name = strcspn(host, ":/?#");
+	if (name == 9 && strncasecmp(host, "localhost", 9) == 0)
+		return true;
+	return name >= 4 && strncmp(host, "127.", 4) == 0 &&
+	       strspn(host, "0123456789.") == name;
+}
+
+/*
+ * Transport settings that would leak a key or fail only at the first event
+ * are refused when the file is read, so --check-config and the mount say so.
+ */
+static void
+check_openlineage_transport(struct parse_state *state)
+{
+	struct provfs_config *config = state->config;
+	const char *url = config->openlineage_url;
+	struct stat st;
+
+	if (!config->openlineage_transport || strcmp(config->openlineage_transport, "http") != 0 ||
+	    url == NULL)
+		return;
+	state->line = 0;
+	if (config->openlineage_api_key && strncmp(url, "http://", 7) == 0 &&
+	    !url_host_is_loopback(url)) {
+		fail(state, "[openlineage] api_key would be sent in clear text to '%s': use "
+			    "https, or a loopback host",
+		     url);
+		return;
+	}
+	if (config->openlineage_ca_file) {
+		if (stat(config->openlineage_ca_file, &st) < 0)
+			fail(state, "[openlineage] ca_file '%s': %s", config->openlineage_ca_file,
+			     strerror(errno));
+		else if (!S_ISREG(st.st_mode))
+			fail(state, "[openlineage] ca_file '%s' is not a regular file",
+			     config->openlineage_ca_file);
+	}
+}
+
 /* Checks that need the whole file. */
 static void
 check_levels(struct parse_state *state)
@@ -425,6 +502,11 @@ check_levels(struct parse_state *state)
 		state->line = 0;
 		fail(state, "[openlineage] transport = file needs a path");
 	}
+	if (config->openlineage_path && config->openlineage_path[0] != '/') {
+		state->line = 0;
+		fail(state, "[openlineage] path '%s' must be absolute", config->openlineage_path);
+	}
+	check_openlineage_transport(state);
 }
 
 int
@@ -613,6 +695,8 @@ config_free(struct provfs_config *config)
 	free(config->openlineage_path);
 	free(config->openlineage_namespace);
 	free(config->openlineage_dataset_namespace);
+	free(config->openlineage_compression);
+	string_list_release(&config->openlineage_path_map);
 	free(config);
 }
 
@@ -661,4 +745,6 @@ config_print(const struct provfs_config *config, FILE *out)
 		or_empty(config->openlineage_ca_file), config->openlineage_timeout_ms,
 		or_empty(config->openlineage_path), or_empty(config->openlineage_namespace),
 		or_empty(config->openlineage_dataset_namespace));
+	fprintf(out, "compression = %s\n", or_empty(config->openlineage_compression));
+	print_list(out, "path_map", &config->openlineage_path_map);
 }

@@ -26,8 +26,12 @@
 #include "config.h"
 #include "labels.h"
 #include "log.h"
+#include "openlineage.h"
+#include "openlineage_outbox.h"
+#include "openlineage_sender.h"
 #include "passthrough.h"
 #include "recorder.h"
+#include "store.h"
 
 #define EXIT_USAGE 2
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -99,7 +103,7 @@ print_usage(FILE *out)
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
-		"  -V, --version      print the version\n",
+		"  -V, --version      print the version and the store schema version\n",
 		CONFIG_DEFAULT_PATH);
 }
 
@@ -312,6 +316,8 @@ main(int argc, char *argv[])
 	struct fs *fs = NULL;
 	struct recorder *recorder = NULL;
 	struct labels *labels = NULL;
+	struct openlineage *lineage = NULL;          /* events the writer spools */
+	struct openlineage_sender *lineage_sender = NULL;
 	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
 	char error[600];
 	int status = EXIT_USAGE, backing_fd = -1;
@@ -327,7 +333,8 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (options.show_version) {
-		printf("provfs %s (libfuse %s)\n", PROVFS_VERSION, fuse_pkgversion());
+		printf("provfs %s (store schema %d, libfuse %s)\n", PROVFS_VERSION,
+		       STORE_SCHEMA_VERSION, fuse_pkgversion());
 		status = 0;
 		goto out;
 	}
@@ -460,6 +467,14 @@ main(int argc, char *argv[])
 			goto out;
 		}
 		fs_set_observer(fs, recorder_observer(recorder));
+		if (strcmp(config->openlineage_transport, "none") != 0) {
+			lineage = openlineage_new(config, error, sizeof(error));
+			if (lineage == NULL) {
+				log_error("%s", error);
+				goto out;
+			}
+			openlineage_outbox_enable(lineage);
+		}
 	}
 	/* The label policy goes in front of the recorder (-o norecord: alone). */
 	if (!options.nopolicy) {
@@ -510,6 +525,15 @@ main(int argc, char *argv[])
 		status = 1;
 		goto out_unmount;
 	}
+	if (lineage) {
+		lineage_sender = openlineage_sender_start(config, config->store_path, error,
+							  sizeof(error));
+		if (lineage_sender == NULL) {
+			log_error("%s", error);
+			status = 1;
+			goto out_unmount;
+		}
+	}
 
 	loop_config = fuse_loop_cfg_create();
 	if (loop_config == NULL)
@@ -526,7 +550,10 @@ out_signals:
 out:
 	reload_target = NULL;
 	labels_stop(labels); /* it writes through the recorder: first */
+	openlineage_sender_stop(lineage_sender); /* what it did not send stays in the store */
 	recorder_stop(recorder); /* flushes everything before the store closes */
+	openlineage_outbox_disable();
+	openlineage_free(lineage);
 	if (loop_config)
 		fuse_loop_cfg_destroy(loop_config);
 	if (session)

@@ -74,6 +74,8 @@ struct provfs_config {
 	char *openlineage_path;
 	char *openlineage_namespace; /* NULL: the host name */
 	char *openlineage_dataset_namespace;
+	char *openlineage_compression;          /* "gzip", or NULL */
+	struct string_list openlineage_path_map; /* "FROM=TO": absolute prefixes */
 };
 
 /*

@@ -5,7 +5,16 @@
  * this module opens a store, creates or migrates it, and refuses one it
  * cannot trust (corrupt, or written by a newer provfs).  It is shared by
  * the daemon (read-write, through the recorder's writer thread only) and by
- * provfs-query and provfs-label (read-only).
+ * provfs-query and provfs-label (read-only), and by provfs-query prune
+ * (STORE_MAINTAIN).
+ *
+ * Space: a store created by this provfs uses auto_vacuum=INCREMENTAL, so
+ * prune can hand freed pages back to the filesystem in short steps while a
+ * daemon records (PRAGMA incremental_vacuum).  A store created before has
+ * auto_vacuum=NONE: prune's freed pages are reused by the store as it grows,
+ * and the file shrinks only after an offline
+ * `sqlite3 STORE 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM'` (no mount
+ * recording into it meanwhile).
  */
 #ifndef PROVFS_STORE_H
 #define PROVFS_STORE_H
@@ -21,6 +30,13 @@ struct store;
 enum store_mode {
 	STORE_READ_ONLY,
 	STORE_READ_WRITE, /* creates the file and its directory when missing */
+	/*
+	 * An existing store of this schema version, opened for writing by a
+	 * maintenance command (provfs-query prune): never created, never
+	 * migrated (migrating is the daemon's job), refused like a reader
+	 * refuses it when older or newer.
+	 */
+	STORE_MAINTAIN,
 };
 
 /*

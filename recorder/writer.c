@@ -18,6 +18,7 @@
 
 #include "content_hash.h"
 #include "log.h"
+#include "openlineage_outbox.h"
 #include "passthrough.h"
 #include "recorder_i.h"
 
@@ -367,6 +368,8 @@ ensure_run(struct run_info *run_info)
 	bind_text(s, 1, run_info->uuid);
 	run_info->store_id = select_integer(s, &rc);
 	journal_id(&run_info->store_id);
+	if (rc == SQLITE_DONE) /* its START is spooled, unless the outbox has it */
+		openlineage_outbox_start(run_info->store_id);
 	return rc;
 }
 
@@ -984,7 +987,9 @@ apply_event(struct event *event)
 		sqlite3_bind_int64(s, 2, event->process->run->store_id);
 		sqlite3_bind_int(s, 3, event->process->pid);
 		sqlite3_bind_int64(s, 4, event->process->start_ns);
-		return run(s);
+		if ((rc = run(s)) == SQLITE_DONE && sqlite3_changes(db()) > 0)
+			openlineage_outbox_complete(event->process->run->store_id);
+		return rc;
 	case EVENT_EXECUTABLE_HASH:
 		if ((rc = ensure_process(event->process, 0)) != SQLITE_DONE)
 			return rc;
@@ -1028,8 +1033,12 @@ writer_apply_batch(struct recorder *recorder, struct event *batch)
 	rc = write_stats(recorder);
 	if (rc != SQLITE_DONE)
 		goto failed_rollback;
+	/* OpenLineage events of this batch's runs, in its transaction. */
+	if (openlineage_outbox_flush(db()) != SQLITE_DONE)
+		goto failed_rollback;
 	if (sqlite3_exec(db(), "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto failed_rollback;
+	openlineage_outbox_committed();
 	journal_clear();
 	return 0;
 failed_rollback:

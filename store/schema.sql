@@ -223,14 +223,18 @@ CREATE INDEX label_changes_file ON label_changes(file_id, time_ns);
 CREATE TABLE openlineage_outbox (
 	id INTEGER PRIMARY KEY,
 	run_id INTEGER NOT NULL REFERENCES runs(id),
-	event_type TEXT NOT NULL,            -- 'START', 'COMPLETE', 'FAIL'
+	event_type TEXT NOT NULL,            -- 'START', 'COMPLETE', 'FAIL', 'ABORT'
 	event TEXT NOT NULL,                 -- the JSON document, byte-identical on every attempt
 	created_ns INTEGER NOT NULL,
 	attempts INTEGER NOT NULL DEFAULT 0,
 	last_error TEXT,
-	delivered_ns INTEGER
+	delivered_ns INTEGER,
+	dead_ns INTEGER,                     -- (version 2) refused for good (4xx): dead-lettered
+	response TEXT                        -- (version 2) the refusing response, status and body
 );
-CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id) WHERE delivered_ns IS NULL;
+CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id)
+	WHERE delivered_ns IS NULL AND dead_ns IS NULL;
+CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);
 
 -- Recorder counters per mount session, refreshed by the writer thread.
 CREATE TABLE recorder_stats (

@@ -45,7 +45,14 @@ static const char *const migrations[] = {
 	"ALTER TABLE denials ADD COLUMN policy_revision TEXT;"
 	"ALTER TABLE mount_sessions ADD COLUMN policy_revision TEXT;"
 	"ALTER TABLE mount_sessions ADD COLUMN config_reload_failures INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE mount_sessions ADD COLUMN last_config_error TEXT;",
+	"ALTER TABLE mount_sessions ADD COLUMN last_config_error TEXT;"
+	/* 1 -> 2: the OpenLineage outbox's dead-letter list, and lookups by run. */
+	"ALTER TABLE openlineage_outbox ADD COLUMN dead_ns INTEGER;"
+	"ALTER TABLE openlineage_outbox ADD COLUMN response TEXT;"
+	"CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);"
+	"DROP INDEX openlineage_outbox_pending;"
+	"CREATE INDEX openlineage_outbox_pending ON openlineage_outbox(id) "
+	"WHERE delivered_ns IS NULL AND dead_ns IS NULL;",
 };
 
 /* SQLite's message, with the system's reason when there is one. */
@@ -194,7 +201,7 @@ migrate(sqlite3 *db, const char *path, char *error, size_t error_size)
 	if (version == 0) {
 		if (exec_sql(db, store_schema_sql, error, error_size, "cannot create the schema"))
 			goto rollback;
-		version = STORE_SCHEMA_VERSION; /* schema.sql is always the newest */
+		version = STORE_SCHEMA_VERSION; /* schema.sql is the current version */
 	}
 	assert(version >= 1); /* migrations[i] takes version i+1 to i+2 */
 	for (; version < STORE_SCHEMA_VERSION; version++) {
@@ -246,8 +253,9 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 	   size_t error_size)
 {
 	struct store *store = calloc(1, sizeof(*store));
-	int flags = mode == STORE_READ_ONLY ? SQLITE_OPEN_READONLY
-					    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int flags = mode == STORE_READ_ONLY  ? SQLITE_OPEN_READONLY
+		    : mode == STORE_MAINTAIN ? SQLITE_OPEN_READWRITE
+					     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	gid_t group = 0;
 	int rc;
 
@@ -279,14 +287,20 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 	sqlite3_extended_result_codes(store->db, 1);
 	if (mode == STORE_READ_WRITE) {
 		char message[256];
-		if (exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
+		/*
+		 * Takes effect only on a new, empty file, and only before WAL is
+		 * set (see store.h, Space); a no-op on an existing store.
+		 */
+		if (exec_sql(store->db, "PRAGMA auto_vacuum = INCREMENTAL", message,
+			     sizeof(message), "cannot set auto_vacuum") == 0 &&
+		    exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
 			     "cannot use WAL")) {
 			if (strstr(message, "not a database"))
 				snprintf(error, error_size, "store '%s' is not a provfs store or is corrupt",
 					 path);
 			else
 				snprintf(error, error_size, "cannot open store '%s': %s", path,
-					 message + strlen("cannot use WAL: "));
+					 strstr(message, ": ") ? strstr(message, ": ") + 2 : message);
 			goto fail;
 		}
 		if (exec_sql(store->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF",

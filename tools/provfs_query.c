@@ -33,27 +33,42 @@
 #define PROGRAM "provfs-query"
 
 static const char usage_text[] =
-    "usage: provfs-query [--store PATH] [--config FILE] COMMAND [--format FORMAT] [ARGS]\n"
+    "usage: provfs-query [--store PATH] [--config FILE] COMMAND [--format FMT] [ARGS]\n"
     "\n"
-    "  producer PATH                      the process and run that produced PATH\n"
+    "  producer PATH                the process and run that produced PATH\n"
     "  lineage PATH [--depth N] [--at TIME | --version N] [--run]\n"
-    "                                     everything PATH was derived from (text|json|dot)\n"
+    "                               everything PATH was derived from\n"
     "  impact [PATH] [--version N | --hash HASH] [--since TIME] [--depth N] [--run]\n"
-    "                                     everything derived from PATH (text|json|dot)\n"
-    "  history PATH                       every version, rename and link of PATH\n"
+    "                               everything derived from PATH\n"
+    "  history PATH                 every version, rename and link of PATH\n"
     "  verify PATH... | --all [--under DIR]\n"
-    "                                     rehash files, compare with the last version\n"
-    "  runs [--job NAME] [--since TIME]   runs of jobs\n"
-    "  run ID                             what a run read and wrote\n"
-    "  process PID[@START]                what a process read and wrote\n"
-    "  gaps                               what an auditor must look at\n"
-    "  stats                              store size, counts, recorder counters\n"
-    "  report PATH [--format markdown|json]\n"
-    "                                     the provenance section of a model card\n"
+    "                               rehash files, compare with the last version\n"
+    "  runs [--job NAME] [--since TIME]\n"
+    "                               runs of jobs\n"
+    "  run ID                       what a run read and wrote\n"
+    "  process PID[@START]          what a process read and wrote\n"
+    "  gaps                         what an auditor must look at\n"
+    "  stats                        store size, counts, recorder counters\n"
+    "  report PATH                  the provenance section of a model card\n"
+    "  prune --before TIME [--keep-audit TIME] [--dry-run]\n"
+    "                               remove older records no lineage needs (root)\n"
+    "  denials [--since TIME] [--user U] [--path P]\n"
+    "                               refused opens, each with its explanation\n"
+    "  exposure PATH                who read PATH or data derived from it\n"
+    "                               with a clearance below its label\n"
+    "  export --format openlineage|prov-json|prov-o [--since TIME] [--job NAME]\n"
+    "                               runs as OpenLineage events or a W3C PROV\n"
+    "                               document\n"
     "\n"
-    "  --format text|json (every command), dot (lineage, impact), markdown (report)\n"
-    "  TIME is ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z) or relative (30m, 12h, 3d, 2w)\n"
-    "  --run widens lineage and impact from a process to the rest of its run\n"
+    "  --format text|json (every command), dot (lineage, impact),\n"
+    "           markdown (report, its default), prov-json|prov-o (lineage,\n"
+    "           export), openlineage (export)\n"
+    "  --run    widens lineage and impact from a process to the rest of its run\n"
+    "  --keep-audit  keep denials and declassifications since TIME (default 1y)\n"
+    "  --store PATH, --config FILE  the store (default: [store] path of\n"
+    "           /etc/provfs/provfs.conf); --help; --version alone: provfs-query's\n"
+    "  TIME     ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z) or relative\n"
+    "           (30m, 12h, 3d, 2w)\n"
     "\n"
     "Exit status: 0 success, 1 negative answer (mismatch, never seen), 2 error.\n";
 
@@ -67,6 +82,11 @@ enum opt_bit {
 	OPT_ALL = 1 << 6,
 	OPT_UNDER = 1 << 7,
 	OPT_RUN = 1 << 8,
+	OPT_BEFORE = 1 << 9,
+	OPT_KEEP_AUDIT = 1 << 10,
+	OPT_DRY_RUN = 1 << 11,
+	OPT_USER = 1 << 12,
+	OPT_PATH = 1 << 13,
 };
 
 enum fmt_bit {
@@ -74,6 +94,9 @@ enum fmt_bit {
 	FMT_JSON = 1 << Q_FORMAT_JSON,
 	FMT_DOT = 1 << Q_FORMAT_DOT,
 	FMT_MARKDOWN = 1 << Q_FORMAT_MARKDOWN,
+	FMT_OPENLINEAGE = 1 << Q_FORMAT_OPENLINEAGE,
+	FMT_PROV_JSON = 1 << Q_FORMAT_PROV_JSON,
+	FMT_PROV_O = 1 << Q_FORMAT_PROV_O,
 };
 
 struct command {
@@ -89,7 +112,8 @@ struct command {
 static const struct command commands[] = {
     {"producer", cmd_producer, 0, FMT_TEXT | FMT_JSON, 1, 1, "producer PATH"},
     {"lineage", cmd_lineage, OPT_DEPTH | OPT_AT | OPT_VERSION | OPT_RUN,
-     FMT_TEXT | FMT_JSON | FMT_DOT, 1, 1, "lineage PATH [--depth N] [--at TIME | --version N]"},
+     FMT_TEXT | FMT_JSON | FMT_DOT | FMT_PROV_JSON | FMT_PROV_O, 1, 1,
+     "lineage PATH [--depth N] [--at TIME | --version N]"},
     {"impact", cmd_impact, OPT_DEPTH | OPT_VERSION | OPT_HASH | OPT_SINCE | OPT_RUN,
      FMT_TEXT | FMT_JSON | FMT_DOT, 0, 1,
      "impact PATH [--version N | --hash HASH] [--since TIME] [--depth N]"},
@@ -104,9 +128,17 @@ static const struct command commands[] = {
     {"stats", cmd_stats, 0, FMT_TEXT | FMT_JSON, 0, 0, "stats"},
     {"report", cmd_report, 0, FMT_TEXT | FMT_JSON | FMT_MARKDOWN, 1, 1,
      "report PATH [--format markdown|json]"},
+    {"prune", cmd_prune, OPT_BEFORE | OPT_KEEP_AUDIT | OPT_DRY_RUN, FMT_TEXT | FMT_JSON, 0, 0,
+     "prune --before TIME [--keep-audit TIME] [--dry-run]"},
+    {"denials", cmd_denials, OPT_SINCE | OPT_USER | OPT_PATH, FMT_TEXT | FMT_JSON, 0, 0,
+     "denials [--since TIME] [--user U] [--path P]"},
+    {"exposure", cmd_exposure, 0, FMT_TEXT | FMT_JSON, 1, 1, "exposure PATH"},
+    {"export", cmd_export, OPT_SINCE | OPT_JOB, FMT_OPENLINEAGE | FMT_PROV_JSON | FMT_PROV_O, 0,
+     0, "export --format openlineage|prov-json|prov-o [--since TIME] [--job NAME]"},
 };
 
-static const char *const format_names[] = {"text", "json", "dot", "markdown"};
+static const char *const format_names[] = {"text",        "json",      "dot",   "markdown",
+					   "openlineage", "prov-json", "prov-o"};
 
 /* --- errors and the statement cache ------------------------------------ */
 
@@ -247,6 +279,16 @@ option_name(unsigned bit)
 		return "--under";
 	case OPT_RUN:
 		return "--run";
+	case OPT_BEFORE:
+		return "--before";
+	case OPT_KEEP_AUDIT:
+		return "--keep-audit";
+	case OPT_DRY_RUN:
+		return "--dry-run";
+	case OPT_USER:
+		return "--user";
+	case OPT_PATH:
+		return "--path";
 	}
 	return "?";
 }
@@ -277,7 +319,8 @@ detect_terminal(struct query *q)
 }
 
 static int
-open_store(struct query *q, const char *store_option, const char *config_option, char **store_path)
+open_store(struct query *q, const char *store_option, const char *config_option, char **store_path,
+           bool maintain)
 {
 	struct provfs_config *config = NULL;
 	char error[1024];
@@ -295,10 +338,14 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 	if (*store_path == NULL)
 		return q_error(q, 2, "out of memory");
 	q->store_path = *store_path;
-	q->store = store_open(*store_path, STORE_READ_ONLY, NULL, error, sizeof(error));
+	q->store = store_open(*store_path, maintain ? STORE_MAINTAIN : STORE_READ_ONLY, NULL, error,
+	                      sizeof(error));
 	if (q->store == NULL)
 		return q_error(q, 2, "%s", error);
 	q->db = store_db(q->store);
+	/* prune writes: it runs its own short transactions (query_prune.c). */
+	if (maintain)
+		return 0;
 	/*
 	 * One read transaction for the whole command: every answer comes from
 	 * one snapshot even while a mount records, and SQLite neither relocks
@@ -314,6 +361,29 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 	return 0;
 }
 
+/* prune's TIMEs, and who may prune: one line and exit 2 otherwise. */
+static int
+prune_arguments(struct query *q, const char *before, const char *keep_audit)
+{
+	static const char time_help[] =
+	    "is not a TIME (ISO 8601 like 2026-11-27T04:10, or 30m, 12h, 3d, 2w)";
+
+	if (before == NULL)
+		return q_error(q, 2, "--before TIME is required (usage: provfs-query prune "
+		                     "--before TIME [--keep-audit TIME] [--dry-run])");
+	if (query_time_parse(before, q->now_ns, &q->before_ns) < 0)
+		return q_error(q, 2, "--before: '%s' %s", before, time_help);
+	if (keep_audit == NULL)
+		q->keep_audit_ns = q->now_ns - 365LL * 86400 * 1000000000;
+	else if (query_time_parse(keep_audit, q->now_ns, &q->keep_audit_ns) < 0)
+		return q_error(q, 2, "--keep-audit: '%s' %s", keep_audit, time_help);
+	if (q->before_ns > q->now_ns)
+		return q_error(q, 2, "--before: '%s' is in the future", before);
+	if (geteuid() != 0)
+		return q_error(q, 2, "only root may prune the store");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -324,8 +394,12 @@ main(int argc, char **argv)
 	    {"hash", required_argument, NULL, 'H'},   {"since", required_argument, NULL, 's'},
 	    {"job", required_argument, NULL, 'j'},    {"all", no_argument, NULL, 'A'},
 	    {"under", required_argument, NULL, 'u'},  {"run", no_argument, NULL, 'r'},
-	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},         {"before", required_argument, NULL, 'B'},
+	    {"keep-audit", required_argument, NULL, 'K'}, {"dry-run", no_argument, NULL, 'n'},
+	    {"user", required_argument, NULL, 'U'},   {"path", required_argument, NULL, 'P'},
+	    {NULL, 0, NULL, 0},
 	};
+	const char *before_option = NULL, *keep_audit_option = NULL;
 	struct query q = {0};
 	const struct command *command;
 	const char *store_option = NULL, *config_option = NULL, *format_option = NULL;
@@ -339,14 +413,14 @@ main(int argc, char **argv)
 	log_set_program(PROGRAM);
 	detect_terminal(&q);
 	q.depth = -1;
-	q.at_ns = q.version = q.since_ns = Q_NONE;
+	q.at_ns = q.version = q.since_ns = q.before_ns = q.keep_audit_ns = Q_NONE;
 	q.now_ns = query_time_now();
 	if (gethostname(q.host, sizeof(q.host) - 1) < 0)
 		q.host[0] = '\0';
 
 	/* "provfs-query --version" alone is the program's version. */
 	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-		printf("provfs-query %s\n", PROVFS_VERSION);
+		printf("provfs-query %s (store schema %d)\n", PROVFS_VERSION, STORE_SCHEMA_VERSION);
 		return 0;
 	}
 
@@ -415,6 +489,26 @@ main(int argc, char **argv)
 			given |= OPT_RUN;
 			q.run_scope = true;
 			break;
+		case 'B':
+			given |= OPT_BEFORE;
+			before_option = optarg;
+			break;
+		case 'K':
+			given |= OPT_KEEP_AUDIT;
+			keep_audit_option = optarg;
+			break;
+		case 'n':
+			given |= OPT_DRY_RUN;
+			q.dry_run = true;
+			break;
+		case 'U':
+			given |= OPT_USER;
+			q.user = optarg;
+			break;
+		case 'P':
+			given |= OPT_PATH;
+			q.path = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			free(hash);
@@ -445,6 +539,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	q.command = command->name;
+	q.config_path = config_option;
 	q.args = argv + optind + 1;
 	q.nargs = argc - optind - 1;
 
@@ -452,7 +547,7 @@ main(int argc, char **argv)
 		q_error(&q, 2, "%s", bad_option);
 		goto out;
 	}
-	for (unsigned bit = 1; bit <= OPT_RUN; bit <<= 1) {
+	for (unsigned bit = 1; bit <= OPT_PATH; bit <<= 1) {
 		if ((given & bit) && !(command->options & bit)) {
 			q_error(&q, 2, "option '%s' does not apply (usage: provfs-query %s)",
 			        option_name(bit), command->synopsis);
@@ -532,9 +627,15 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	if (open_store(&q, store_option, config_option, &store_path))
+	if (command->fn == cmd_prune && prune_arguments(&q, before_option, keep_audit_option))
 		goto out;
-	status = command->fn(&q);
+	if (open_store(&q, store_option, config_option, &store_path, command->fn == cmd_prune))
+		goto out;
+	if (command->fn == cmd_lineage &&
+	    (q.format == Q_FORMAT_PROV_JSON || q.format == Q_FORMAT_PROV_O))
+		status = cmd_lineage_prov(&q);
+	else
+		status = command->fn(&q);
 	if (status == 0 || status == 1) {
 		int flushed = q_finish_output(&q);
 		if (flushed)

@@ -840,21 +840,131 @@ graph_json(struct q_graph *g)
 	return o;
 }
 
+/*
+ * DOT: a picture people want to look at.
+ *
+ * Data flows forward in the drawing: sources first, the asked-about version
+ * last (lineage), or the tainted version first and what it reached after it
+ * (impact).  Edges are therefore drawn input -> process -> output, the
+ * reverse of PROV's arrows for "used" (the PROV relation stays on every edge
+ * as its tooltip, and JSON keeps PROV's direction).  Files are page-shaped
+ * notes, processes rounded boxes; the processes of one run sit in a cluster
+ * labeled with its job and run id; each file shows its version and short
+ * hash and, when it has a classification label, is filled with the label's
+ * color, explained by a legend.  A version changed outside provfs has a red
+ * border and says so; an unhashed one a dashed red border.
+ *
+ * The drawing runs left to right unless that would be more than about
+ * three times wider than tall (a long chain of a few nodes per step, as the
+ * demo's nightly pipeline is), then top to bottom, so the picture fits a
+ * page.  Every name and argument is data: escaped with escape_dot().
+ */
+
+/* Approximate drawn size of a node, with the gap to its neighbours (inches). */
+#define DOT_NODE_WIDTH 2.0
+#define DOT_NODE_HEIGHT 0.85
+#define DOT_WRAP 26 /* characters per line of a wrapped label */
+
+/* Fill colors of the usual levels; other level names get one of spare[]. */
+static const char *
+level_color(const char *level)
+{
+	static const char *const known[][2] = {
+	    {"public", "#d9ead3"},       {"internal", "#cfe2f3"},
+	    {"confidential", "#fce5cd"}, {"restricted", "#f4cccc"},
+	    {"secret", "#ead1dc"},
+	};
+	static const char *const spare[] = {"#d9d2e9", "#fff2cc", "#d0e0e3", "#e6b8af"};
+	unsigned hash = 0;
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(level, known[i][0]) == 0)
+			return known[i][1];
+	for (const char *p = level; *p; p++)
+		hash = hash * 31 + (unsigned char)*p;
+	return spare[hash % (sizeof(spare) / sizeof(spare[0]))];
+}
+
+/* The usual levels lowest first, then others by name (for the legend). */
+static int
+level_rank(const char *level)
+{
+	static const char *const order[] = {"public", "internal", "confidential", "restricted",
+	                                    "secret"};
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (strcmp(level, order[i]) == 0)
+			return (int)i;
+	return (int)(sizeof(order) / sizeof(order[0]));
+}
+
+static int
+compare_levels(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	int rx = level_rank(x), ry = level_rank(y);
+
+	return rx != ry ? rx - ry : strcmp(x, y);
+}
+
+/* Append s escaped, broken into lines of about DOT_WRAP characters at spaces or slashes. */
+static void
+dot_wrapped(struct qbuf *out, const char *s, size_t max_lines)
+{
+	size_t len = strlen(s), lines = 0;
+
+	while (len > 0 && lines < max_lines) {
+		size_t keep = utf8_prefix(s, len, DOT_WRAP);
+		if (keep < len) {
+			/* Prefer to break after a '/' or at a space within the line. */
+			for (size_t k = keep; k > 1; k--) {
+				if (s[k - 1] == '/' || s[k] == ' ') {
+					keep = k;
+					break;
+				}
+			}
+		}
+		if (lines > 0)
+			qbuf_adds(out, "\\n");
+		if (lines + 1 == max_lines && keep < len) {
+			keep = utf8_prefix(s, len, DOT_WRAP - 3);
+			escape_dot(out, s, keep);
+			qbuf_adds(out, "...");
+			return;
+		}
+		escape_dot(out, s, keep);
+		s += keep;
+		len -= keep;
+		while (len > 0 && *s == ' ') {
+			s++;
+			len--;
+		}
+		lines++;
+	}
+}
+
 /* DOT: the label of a node, already escaped for the inside of a quoted string. */
 static void
 dot_label(struct q_graph *g, struct qbuf *out, const struct node *n)
 {
 	if (!n->is_process) {
 		const struct q_version *v = &n->version;
-		escape_dot(out, v->path ? v->path : "?", strlen(v->path ? v->path : "?"));
-		qbuf_addf(out, "\\nv%lld %s", (long long)v->number,
+		const char *path = v->path ? v->path : "?";
+
+		dot_wrapped(out, path, 3);
+		qbuf_addf(out, "\\nv%lld  %s", (long long)v->number,
 		          q_short_hash(v->hash, v->hash_state));
 		if (v->label) {
-			qbuf_adds(out, "\\n");
+			qbuf_adds(out, "\\n[");
 			escape_dot(out, v->label, strlen(v->label));
+			qbuf_adds(out, "]");
 		}
 		if (v->origin && strcmp(v->origin, "external") == 0)
-			qbuf_adds(out, "\\nchanged outside provfs");
+			qbuf_adds(out, "\\nCHANGED OUTSIDE PROVFS");
+		else if (v->hash == NULL)
+			qbuf_adds(out, "\\nnot hashed");
+		if (n->truncated)
+			qbuf_adds(out, "\\n... (depth limit)");
 		return;
 	}
 	const struct q_image *image = q_process_last(&n->process);
@@ -872,55 +982,230 @@ dot_label(struct q_graph *g, struct qbuf *out, const struct node *n)
 		qbuf_adds(&args, words[i]);
 	}
 	if (args.len) {
-		size_t keep = utf8_prefix(args.buf, args.len, 60);
 		qbuf_adds(out, "\\n");
-		escape_dot(out, args.buf, keep);
-		if (keep < args.len)
-			qbuf_adds(out, "...");
+		dot_wrapped(out, args.buf, 2);
 	}
 	qbuf_addf(out, "\\n%s", q_process_ref(&n->process));
 	qbuf_release(&args);
 	(void)g;
 }
 
+/*
+ * Distance in edges of every node from node 0 (the version asked about),
+ * ignoring direction: the drawing's ranks, roughly.  Returns the number of
+ * ranks and stores the most nodes any rank has in *breadth.
+ */
+static size_t
+dot_ranks(const struct q_graph *g, size_t *breadth)
+{
+	size_t *dist = malloc(g->node_count * sizeof(*dist)), *per_rank, ranks = 0;
+	bool changed = true;
+
+	*breadth = 1;
+	if (dist == NULL || g->node_count == 0) {
+		free(dist);
+		return g->node_count;
+	}
+	for (size_t i = 0; i < g->node_count; i++)
+		dist[i] = SIZE_MAX;
+	dist[0] = 0;
+	while (changed) {
+		changed = false;
+		for (size_t i = 0; i < g->edge_count; i++) {
+			size_t a = g->edges[i].from, b = g->edges[i].to;
+			if (dist[a] != SIZE_MAX && dist[a] + 1 < dist[b]) {
+				dist[b] = dist[a] + 1;
+				changed = true;
+			}
+			if (dist[b] != SIZE_MAX && dist[b] + 1 < dist[a]) {
+				dist[a] = dist[b] + 1;
+				changed = true;
+			}
+		}
+	}
+	for (size_t i = 0; i < g->node_count; i++)
+		if (dist[i] != SIZE_MAX && dist[i] + 1 > ranks)
+			ranks = dist[i] + 1;
+	per_rank = calloc(ranks ? ranks : 1, sizeof(*per_rank));
+	if (per_rank) {
+		for (size_t i = 0; i < g->node_count; i++)
+			if (dist[i] != SIZE_MAX && ++per_rank[dist[i]] > *breadth)
+				*breadth = per_rank[dist[i]];
+	}
+	free(per_rank);
+	free(dist);
+	return ranks;
+}
+
+/* Is version node n a program or script only (executed, never read as data)? */
+static bool
+dot_is_code(const struct node *n)
+{
+	return !n->is_process && n->read_as_exec && !n->read_as_data;
+}
+
 static void
 print_dot(struct q_graph *g, const char *name)
 {
-	struct qbuf label = QBUF_INIT;
+	struct qbuf label = QBUF_INIT, title = QBUF_INIT;
+	const char *levels[16];
+	size_t level_count = 0, breadth, ranks = dot_ranks(g, &breadth);
+	bool any_external = false, any_unhashed = false;
+	/* Left to right when no wider than about 3:1, else top to bottom. */
+	bool left_right = ranks * DOT_NODE_WIDTH <= 3.0 * breadth * DOT_NODE_HEIGHT + DOT_NODE_WIDTH;
 
 	qbuf_init(&label);
+	qbuf_init(&title);
+	if (g->node_count > 0 && !g->nodes[0].is_process) {
+		const struct q_version *v = &g->nodes[0].version;
+		qbuf_adds(&title, g->forward ? "What " : "Lineage of ");
+		escape_dot(&title, v->path ? v->path : "?", strlen(v->path ? v->path : "?"));
+		qbuf_addf(&title, " v%lld", (long long)v->number);
+		qbuf_adds(&title, g->forward ? " reached" : "");
+	}
 	printf("digraph \"%s\" {\n", name);
-	printf("\tgraph [rankdir=RL, fontname=\"Helvetica\"];\n");
-	printf("\tnode [fontname=\"Helvetica\", fontsize=10];\n");
-	printf("\tedge [fontname=\"Helvetica\", fontsize=9];\n");
+	printf("\tgraph [rankdir=%s, fontname=\"Helvetica\", fontsize=12, labelloc=t, "
+	       "label=\"%s\", nodesep=0.25, ranksep=0.4, newrank=true];\n",
+	       left_right ? "LR" : "TB", title.buf);
+	printf("\tnode [fontname=\"Helvetica\", fontsize=10, margin=\"0.12,0.06\"];\n");
+	printf("\tedge [fontname=\"Helvetica\", fontsize=8, color=\"#666666\", "
+	       "arrowsize=0.7];\n");
+
+	/* Files. */
 	for (size_t i = 0; i < g->node_count; i++) {
 		const struct node *n = &g->nodes[i];
-		const char *style;
+		const struct q_version *v = &n->version;
+		bool external, unhashed;
+		struct qbuf style = QBUF_INIT;
 
+		if (n->is_process)
+			continue;
+		external = v->origin && strcmp(v->origin, "external") == 0;
+		unhashed = v->hash == NULL;
+		any_external |= external;
+		any_unhashed |= unhashed && !external;
+		qbuf_init(&style);
+		qbuf_addf(&style, "shape=note, style=\"filled%s\", fillcolor=\"%s\"",
+		          unhashed || n->truncated ? ",dashed" : "",
+		          v->label ? level_color(v->label) : dot_is_code(n) ? "#eeeeee" : "#ffffff");
+		if (external || unhashed)
+			qbuf_adds(&style, ", color=\"#cc0000\", fontcolor=\"#990000\", penwidth=2");
+		else if (n->start)
+			qbuf_adds(&style, ", penwidth=2.5");
+		if (v->label) {
+			size_t k;
+			for (k = 0; k < level_count; k++)
+				if (strcmp(levels[k], v->label) == 0)
+					break;
+			if (k == level_count && level_count < sizeof(levels) / sizeof(levels[0]))
+				levels[level_count++] = v->label;
+		}
 		qbuf_reset(&label);
 		dot_label(g, &label, n);
-		if (n->is_process)
-			style = "shape=ellipse";
-		else if (n->start)
-			style = g->forward
-			            ? "shape=box, style=\"filled,bold\", fillcolor=\"#f4cccc\""
-			            : "shape=box, style=bold";
-		else if (n->version.origin && strcmp(n->version.origin, "external") == 0)
-			style = "shape=box, style=filled, fillcolor=\"#fff2cc\"";
-		else if (n->truncated)
-			style = "shape=box, style=dashed";
-		else
-			style = "shape=box";
-		printf("\t%s [%s, label=\"%s\"];\n", node_key_text(n), style, label.buf);
+		printf("\t%s [%s, label=\"%s\"];\n", node_key_text(n), style.buf, label.buf);
+		qbuf_release(&style);
 	}
+
+	/* Processes, in one cluster per run. */
+	for (size_t r = 0; r <= g->run_count; r++) {
+		const struct q_run *run = r < g->run_count ? &g->runs[r] : NULL;
+		bool opened = false;
+
+		for (size_t i = 0; i < g->node_count; i++) {
+			const struct node *n = &g->nodes[i];
+			if (!n->is_process || run_of(g, n) != run)
+				continue;
+			if (run && !opened) {
+				struct qbuf job = QBUF_INIT;
+				qbuf_init(&job);
+				qbuf_adds(&job, "job ");
+				escape_dot(&job, run->job_name ? run->job_name : "?",
+				           strlen(run->job_name ? run->job_name : "?"));
+				qbuf_adds(&job, "\\nrun ");
+				escape_dot(&job, run->uuid ? run->uuid : "?",
+				           run->uuid ? utf8_prefix(run->uuid, strlen(run->uuid), 8) : 1);
+				printf("\tsubgraph \"cluster_run_%lld\" {\n", (long long)run->id);
+				printf("\t\tstyle=\"rounded,filled\"; fillcolor=\"#f5f5f5\"; "
+				       "color=\"#aaaaaa\"; fontsize=10;\n");
+				/*
+				 * Top to bottom, edges enter a cluster through its top, where
+				 * its label would be: the label is a node beside the first
+				 * process instead.
+				 */
+				if (left_right)
+					printf("\t\tlabel=\"%s\";\n", job.buf);
+				else
+					printf("\t\tlabel=\"\"; \"run_%lld\" [shape=plaintext, "
+					       "fontsize=9, fontcolor=\"#444444\", label=\"%s\"];\n"
+					       "\t\t{ rank=same; \"run_%lld\"; %s; }\n",
+					       (long long)run->id, job.buf, (long long)run->id,
+					       node_key_text(n));
+				qbuf_release(&job);
+				opened = true;
+			}
+			qbuf_reset(&label);
+			dot_label(g, &label, n);
+			printf("\t%s%s [shape=box, style=\"rounded,filled\", fillcolor=\"#dae8fc\", "
+			       "color=\"#6c8ebf\", label=\"%s\"];\n",
+			       opened ? "\t" : "", node_key_text(n), label.buf);
+		}
+		if (opened)
+			printf("\t}\n");
+	}
+
+	/* Edges in the direction data flowed; PROV's relation as the tooltip. */
 	for (size_t i = 0; i < g->edge_count; i++) {
 		const struct edge *e = &g->edges[i];
-		printf("\t%s -> %s [label=\"%s\"%s];\n", node_key_text(&g->nodes[e->from]),
-		       node_key_text(&g->nodes[e->to]), relation_names[e->relation],
-		       e->relation == REL_INFORMED ? ", style=dashed" : "");
+		const struct node *from = &g->nodes[e->from], *to = &g->nodes[e->to];
+
+		if (e->relation == REL_USED)
+			printf("\t%s -> %s [tooltip=\"used\"%s];\n", node_key_text(to),
+			       node_key_text(from),
+			       e->is_exec ? ", style=dashed, label=\"ran\"" : "");
+		else if (e->relation == REL_GENERATED)
+			printf("\t%s -> %s [tooltip=\"wasGeneratedBy\", penwidth=1.3];\n",
+			       node_key_text(to), node_key_text(from));
+		else
+			printf("\t%s -> %s [tooltip=\"wasInformedBy\", style=dotted, "
+			       "constraint=false, label=\"same run\"];\n",
+			       node_key_text(to), node_key_text(from));
+	}
+
+	/* The legend: what the colors and borders mean, when they appear. */
+	qsort(levels, level_count, sizeof(levels[0]), compare_levels);
+	if (level_count || any_external || any_unhashed) {
+		printf("\tsubgraph cluster_legend {\n");
+		printf("\t\tlabel=\"legend\"; fontsize=9; style=rounded; color=\"#cccccc\";\n");
+		for (size_t k = 0; k < level_count; k++) {
+			qbuf_reset(&label);
+			escape_dot(&label, levels[k], strlen(levels[k]));
+			printf("\t\t\"legend_%zu\" [shape=note, style=filled, fillcolor=\"%s\", "
+			       "fontsize=9, label=\"%s\"];\n",
+			       k, level_color(levels[k]), label.buf);
+		}
+		if (any_external)
+			printf("\t\tlegend_external [shape=note, style=filled, fillcolor=\"#ffffff\", "
+			       "color=\"#cc0000\", penwidth=2, fontsize=9, "
+			       "label=\"changed outside provfs\"];\n");
+		if (any_unhashed)
+			printf("\t\tlegend_unhashed [shape=note, style=\"filled,dashed\", "
+			       "fillcolor=\"#ffffff\", color=\"#cc0000\", penwidth=2, fontsize=9, "
+			       "label=\"not hashed\"];\n");
+		/* One column: stacked by invisible edges top to bottom, by rank left to right. */
+		printf("\t\t%s", left_right ? "{ rank=same; " : "");
+		for (size_t k = 0; k < level_count; k++)
+			printf("%s\"legend_%zu\"", k && !left_right ? " -> " : " ", k);
+		if (any_external)
+			printf("%slegend_external", level_count && !left_right ? " -> " : " ");
+		if (any_unhashed)
+			printf("%slegend_unhashed",
+			       (level_count || any_external) && !left_right ? " -> " : " ");
+		printf("%s\n", left_right ? " }" : " [style=invis];");
+		printf("\t}\n");
 	}
 	printf("}\n");
 	qbuf_release(&label);
+	qbuf_release(&title);
 }
 
 /* Text: one node's line (without the tree prefix). */
@@ -1557,4 +1842,33 @@ bool
 q_graph_truncated(const struct q_graph *graph)
 {
 	return graph->truncated;
+}
+
+/* --- impact for other commands ------------------------------------------------ */
+
+struct q_graph *
+q_impact_build(struct query *q, const int64_t *version_ids, size_t count)
+{
+	struct q_graph *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		abort();
+	g->q = q;
+	g->forward = true;
+	g->max_depth = q->depth;
+	for (size_t i = 0; i < count; i++) {
+		size_t index;
+		bool created;
+		if (version_node(g, version_ids[i], 0, &index, &created) < 0)
+			goto fail;
+		g->nodes[index].start = true;
+		enqueue(g, index);
+	}
+	if (walk(g) < 0)
+		goto fail;
+	classify(g);
+	return g;
+fail:
+	q_graph_free(g);
+	return NULL;
 }

@@ -33,6 +33,9 @@ enum q_format {
 	Q_FORMAT_JSON,
 	Q_FORMAT_DOT,
 	Q_FORMAT_MARKDOWN,
+	Q_FORMAT_OPENLINEAGE, /* export: newline-delimited OpenLineage RunEvents */
+	Q_FORMAT_PROV_JSON,   /* export, lineage: W3C PROV-JSON */
+	Q_FORMAT_PROV_O,      /* export, lineage: W3C PROV-O (Turtle) */
 };
 
 struct store;
@@ -42,6 +45,7 @@ struct query {
 	struct store *store;
 	sqlite3 *db;
 	const char *store_path;
+	const char *config_path; /* --config, or NULL for the default */
 	enum q_format format;
 	int64_t now_ns;
 	bool utf8;      /* stdout's locale is UTF-8: tree lines, names unescaped */
@@ -58,8 +62,15 @@ struct query {
 	const char *under;
 	bool all;
 	bool run_scope;
+	const char *user;        /* denials --user */
+	const char *path;        /* denials --path */
 	char **args; /* positional arguments after the command */
 	int nargs;
+
+	/* prune */
+	int64_t before_ns;     /* --before: Q_NONE when not given */
+	int64_t keep_audit_ns; /* --keep-audit: denials, declassifications since */
+	bool dry_run;
 };
 
 /* --- provfs_query.c -------------------------------------------------- */
@@ -300,6 +311,11 @@ bool q_graph_truncated(const struct q_graph *graph);
 bool q_graph_is_code(const struct q_graph *graph, size_t i);
 /* Version node i entered from outside: no writer of it read a dataset. */
 bool q_graph_is_source(const struct q_graph *graph, size_t i);
+/*
+ * Impact (forward, process scope unless --run) from several versions, for
+ * exposure.  NULL after printing an error.
+ */
+struct q_graph *q_impact_build(struct query *q, const int64_t *version_ids, size_t count);
 
 /* --- commands -------------------------------------------------------- */
 
@@ -314,6 +330,23 @@ int cmd_process(struct query *q);
 int cmd_gaps(struct query *q);
 int cmd_stats(struct query *q);
 int cmd_report(struct query *q);
+int cmd_denials(struct query *q);
+int cmd_exposure(struct query *q);
+
+/* --- query_labels.c, for gaps ----------------------------------------- */
+
+/*
+ * The label sections of gaps: files raised above their path rule by
+ * propagation, declassifications, writes down that were allowed.  Adds them
+ * to doc (JSON) or prints them (text).  0, or 2 after an error.
+ */
+int q_gaps_labels(struct query *q, json_object *doc);
+
+/* query_export.c: export, and lineage --format prov-json|prov-o */
+int cmd_export(struct query *q);
+int cmd_lineage_prov(struct query *q);
+/* The outbox counters, into doc (JSON) or printed (doc NULL); -1 after a store error. */
+int q_openlineage_stats(struct query *q, json_object *doc);
 
 /* --- query_verify.c, shared with gaps and producer ------------------- */
 
@@ -329,5 +362,31 @@ enum q_disk_state {
 enum q_disk_state q_disk_check(struct query *q, const struct q_file *file,
                                const struct q_version *last);
 const char *q_disk_state_name(enum q_disk_state state);
+
+/* --- query_prune.c -------------------------------------------------- */
+
+int cmd_prune(struct query *q);
+
+/* --- query_progress.c: a progress bar on stderr, terminals only ------ */
+
+struct q_progress {
+	bool enabled; /* stderr is a terminal */
+	bool shown;   /* a bar is on the screen */
+	const char *program, *what, *unit;
+	int64_t total; /* 0: unknown */
+	int64_t done;
+	int64_t begin_ns, drawn_ns;
+	char detail[32]; /* shown after the rate, e.g. "1.2 GiB, 340 MiB/s" */
+};
+
+/* A bar "COMMAND: WHAT [####....] DONE/TOTAL UNIT  RATE/s"; what and unit are kept. */
+void q_progress_start(struct query *q, struct q_progress *progress, const char *what,
+                      const char *unit, int64_t total);
+/* Set the count; redraws at most ten times a second. */
+void q_progress_update(struct q_progress *progress, int64_t done);
+/* Text shown after the rate from the next redraw on (kept short: 80 columns). */
+void q_progress_detail(struct q_progress *progress, const char *detail);
+/* Erase the bar. */
+void q_progress_end(struct q_progress *progress);
 
 #endif

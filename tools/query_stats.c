@@ -200,12 +200,14 @@ cmd_stats(struct query *q)
 	if (doc) {
 		json_object_object_add(doc, "recorders", recorders);
 		recorders = NULL;
+		if (q_openlineage_stats(q, doc) < 0)
+			goto out;
 		status = q_emit_json(q, doc);
 		doc = NULL;
 	} else {
 		if (sessions == 0)
 			printf("  (no recorder counters yet)\n");
-		status = 0;
+		status = q_openlineage_stats(q, NULL) < 0 ? 2 : 0;
 	}
 	(void)pending;
 out:

@@ -231,6 +231,7 @@ run_verify(struct query *q, struct verify_job *job, int64_t total_bytes)
 	size_t nthreads = job->count < MAX_THREADS ? job->count : MAX_THREADS;
 	size_t started = 0;
 	struct timespec begin;
+	struct q_progress progress;
 
 	if (cpus > 0 && (size_t)cpus < nthreads)
 		nthreads = (size_t)cpus;
@@ -242,23 +243,25 @@ run_verify(struct query *q, struct verify_job *job, int64_t total_bytes)
 			started++;
 	if (started == 0)
 		verify_worker(job);
+	q_progress_start(q, &progress, "hashing", "files", (int64_t)job->count);
 	while (q->progress && atomic_load(&job->done) < job->count) {
 		struct timespec now, pause = {0, 100 * 1000 * 1000};
 		double elapsed, rate;
 		long long bytes = atomic_load(&job->bytes);
+		char detail[32];
 
-		nanosleep(&pause, NULL);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		elapsed = (double)(now.tv_sec - begin.tv_sec) + (now.tv_nsec - begin.tv_nsec) / 1e9;
 		rate = elapsed > 0 ? bytes / elapsed : 0;
-		fprintf(stderr, "\rverify: %zu/%zu files, %s of %s, %s/s   ",
-		        atomic_load(&job->done), job->count, q_size(bytes), q_size(total_bytes),
-		        q_size((int64_t)rate));
+		snprintf(detail, sizeof(detail), "%s, %s/s", q_size(bytes), q_size((int64_t)rate));
+		q_progress_detail(&progress, detail);
+		q_progress_update(&progress, (int64_t)atomic_load(&job->done));
+		nanosleep(&pause, NULL);
 	}
 	for (size_t i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
-	if (q->progress)
-		fprintf(stderr, "\r\033[K");
+	q_progress_end(&progress);
+	(void)total_bytes; /* the bar counts files; the detail says the bytes */
 }
 
 /* Fill an item from a row: file id, host, backing dir, path, removed, version id. */
@@ -623,6 +626,8 @@ cmd_gaps(struct query *q)
 		json_object_object_add(doc, "unhashed_versions", unhashed);
 		json_object_object_add(doc, "exposed_mounts", mounts);
 		external = changed = unhashed = mounts = NULL;
+		if (q_gaps_labels(q, doc))
+			goto out;
 		status = q_emit_json(q, doc);
 		doc = NULL;
 		goto out;
@@ -639,6 +644,8 @@ cmd_gaps(struct query *q)
 	printf("\nmounts whose backing directory other users can reach directly (%zu):\n",
 	       t_mounts.rows);
 	q_table_print(&t_mounts, "  ");
+	if (q_gaps_labels(q, NULL))
+		goto out;
 	status = 0;
 out:
 	json_object_put(external);

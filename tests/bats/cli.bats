@@ -373,7 +373,9 @@ full_conf() {
 		'timeout_ms = 2500' \
 		'namespace = ns' \
 		'dataset_namespace = files' \
-		'ca_file = /etc/ssl/ca.pem'
+		"ca_file = $TMP/ca.pem"
+	# ca_file must name a file that exists (it is checked when read).
+	touch "$TMP/ca.pem"
 }
 
 @test "--check-config FILE prints the effective configuration and exits 0" {
@@ -401,7 +403,7 @@ full_conf() {
 	full_conf
 	run_split "$PROVFS" --check-config "$CONF"
 	[ "$status" -eq 0 ]
-	assert_match "$stdout" $'\nca_file = /etc/ssl/ca.pem(\n|$)'
+	assert_match "$stdout" $'\nca_file = '"$TMP"$'/ca.pem(\n|$)'
 }
 
 @test "--check-config output is itself a valid config with the same meaning" {

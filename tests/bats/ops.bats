@@ -1,0 +1,662 @@
+#!/usr/bin/env bats
+# ops.bats - provfs as an operator runs it: the benchmark and generator
+# scripts still run (smoke runs: tiny sizes, one round, no timing asserted),
+# retention (provfs-query prune), install, the systemd unit, the fstab
+# mount helper and the man pages.
+
+load helpers
+load recorder_helpers
+
+bats_require_minimum_version 1.5.0
+
+QUERY=${PROVFS_QUERY:-${PROVFS_BUILD_ROOT:-/work/main/build}/provfs-query}
+SCRIPTS=$PROVFS_SOURCE_ROOT/scripts
+
+setup() {
+	common_setup
+}
+
+teardown() {
+	common_teardown
+}
+
+needs_fuse() {
+	if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
+		skip "needs root and /dev/fuse"
+	fi
+}
+
+# A tiny store from the generator: two nightly pipelines over three days.
+tiny_store() {
+	"$SCRIPTS/gen-store" --pipelines 2 --days 3 --stages 3 --accesses 2000 --files 100 "$1"
+}
+
+# ---------------------------------------------------------------- smoke runs of scripts/
+
+@test "smoke: scripts/gen-store writes a store provfs-query reads, consistent and of the current schema" {
+	run tiny_store "$TMP/gen.db"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"gen-store: $TMP/gen.db: 6 runs, 18 processes"* ]]
+	local version
+	version=$(sed -n 's/^#define STORE_SCHEMA_VERSION \([0-9]*\)$/\1/p' "$PROVFS_SOURCE_ROOT/include/store.h")
+	assert_equal "$(sqlite3 "$TMP/gen.db" 'PRAGMA user_version')" "$version"
+	assert_equal "$(sqlite3 "$TMP/gen.db" 'PRAGMA integrity_check')" "ok"
+	assert_equal "$(sqlite3 "$TMP/gen.db" 'PRAGMA foreign_key_check')" ""
+	run "$QUERY" --store "$TMP/gen.db" stats
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"accesses"*"2000"* ]]
+	# An existing target is refused unless --force.
+	run tiny_store "$TMP/gen.db"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"exists (use --force to replace it)"* ]]
+}
+
+@test "smoke: scripts/bench-query builds a tiny store and times every command" {
+	run "$SCRIPTS/bench-query" --store "$TMP/bq/bench.db" --query "$QUERY" --runs 1 \
+		--verify-mib 2 --gen-args "--pipelines 2 --days 3 --stages 3 --accesses 2000 --files 100"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# Every command ran and answered (no "exit N" verdict).
+	[[ "$output" != *"exit "* ]]
+	[[ "$output" == *"producer  deepest output"* ]]
+	[[ "$output" == *"verify --all"* ]]
+}
+
+@test "smoke: scripts/bench-prune prunes a tiny generated year while a writer records, checks pass" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+	run "$SCRIPTS/bench-prune" --store "$TMP/bp/year.db" --query "$QUERY" --keep-days 20 \
+		--gen-args "--pipelines 2 --days 60 --stages 4 --accesses 20000 --retention-days 7"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"checks: integrity_check ok; foreign_key_check clean; lineage of 7 existing files unchanged"* ]]
+	[[ "$output" =~ writer\ during\ prune:\ [0-9]+\ commits,\ 0\ failed ]]
+	[[ "$output" =~ versions\ +[0-9,]+\ +[1-9][0-9,]*\  ]]
+	# The cached store is never changed; the work copy is gone.
+	! ls "$TMP/bp" | grep -q provfs-bench-prune-
+}
+
+@test "smoke: scripts/bench --quick runs every workload on native, passthrough_ll and provfs" {
+	needs_fuse
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" -V native,passthrough_ll,provfs
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"check seqio: all runs agree"* ]]
+	[[ "$output" == *"check sqlite-etl: all runs agree"* ]]
+	[[ "$output" == *"| **smallfiles** | provfs |"* ]]
+	assert_nothing_mounted
+}
+
+@test "smoke: scripts/bench-recorder records every open, loses nothing" {
+	needs_fuse
+	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -d "$TMP/br"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# The recording row: opens/s, failed 0, ... lost 0.
+	[[ "$output" =~ record\ +[0-9]+\ +0\ +[0-9]+\ +[0-9.]+\ +[0-9]+\ +0\  ]]
+	assert_nothing_mounted
+}
+
+@test "smoke: scripts/strace-compare runs the ETL job four ways with the same result" {
+	needs_fuse
+	run "$SCRIPTS/strace-compare" -r 1 -m 1 -d "$TMP/sc"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"result.csv identical across all runs: yes"* ]]
+	assert_nothing_mounted
+}
+
+@test "smoke: scripts/pjdfstest-run runs a suite with prove in a directory of a mount" {
+	needs_fuse
+	run "$SCRIPTS/pjdfstest-run" "$TMP" "$TMP"
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == *"is not a built pjdfstest checkout"* ]]
+	# A stand-in checkout (pjdfstest itself is built outside the repository):
+	# one TAP test that creates a file where it runs.
+	mkdir -p "$TMP/pjd/tests/smoke"
+	printf '#!/bin/sh\n' >"$TMP/pjd/pjdfstest"
+	printf '#!/bin/sh\necho 1..1\n: >created && echo ok 1 - create\n' >"$TMP/pjd/tests/smoke/00.t"
+	chmod 755 "$TMP/pjd/pjdfstest" "$TMP/pjd/tests/smoke/00.t"
+	mount_provfs
+	run "$SCRIPTS/pjdfstest-run" -o "$TMP/pjd.log" "$TMP/pjd" "$MNT"
+	cat "$TMP/pjd.log"
+	[ "$status" -eq 0 ]
+	grep -q "Result: PASS" "$TMP/pjd.log"
+	[ -e "$BACKING/created" ]
+	unmount_provfs
+}
+
+# ---------------------------------------------------------------- retention: prune
+
+# A night through a real mount: the CRM export written twice (the first
+# version nobody read), a scratch file made and removed, features built from
+# the export, a model trained on the features.
+prune_scenario() {
+	mount_provfs
+	mkdir -p "$MNT/raw" "$MNT/features" "$MNT/models"
+	cat >"$MNT/features.py" <<-'EOF2'
+		rows = open("raw/export.csv").read().splitlines()[1:]
+		with open("features/f.csv", "w") as out:
+		    out.write("id,f\n")
+		    for row in rows:
+		        i, v = row.split(",")
+		        out.write(f"{i},{int(v) * 2}\n")
+	EOF2
+	cat >"$MNT/train.py" <<-'EOF2'
+		data = open("features/f.csv").read()
+		open("models/model.bin", "w").write("MODEL:" + str(len(data)) + "\n")
+	EOF2
+	(
+		cd "$MNT"
+		set -e
+		PROVFS_JOB=etl sh -c 'printf "id,v\n1,1\n" > raw/export.csv'
+		PROVFS_JOB=etl sh -c 'printf "id,v\n1,2\n2,3\n" > raw/export.csv'
+		PROVFS_JOB=scratch sh -c 'echo tmp > scratch.txt && cat scratch.txt >/dev/null && rm scratch.txt'
+		PROVFS_JOB=features "$PYTHON" features.py
+		PROVFS_JOB=train "$PYTHON" train.py
+	)
+	# The writer commits every 100 ms: wait for the model's hashed version.
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+		WHERE f.path = 'models/model.bin' AND v.hash_state = 'hashed'\")\" = 1 ]" 10
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 10
+}
+
+# pq ARGS...: provfs-query on the test's store, stdout and stderr apart.
+pq() {
+	run_split "$QUERY" --store "$STORE" "$@"
+}
+
+assert_consistent() {
+	assert_equal "$(q 'PRAGMA integrity_check')" "ok"
+	assert_equal "$(q 'PRAGMA foreign_key_check')" ""
+}
+
+@test "prune: the model's producer is still the training job with its inputs and hashes, while the mount records" {
+	needs_fuse
+	prune_scenario
+	pq producer "$MNT/models/model.bin" --format json
+	[ "$status" -eq 0 ]
+	local producer_before=$stdout
+	pq lineage "$MNT/models/model.bin" --format json
+	local lineage_before=$stdout
+	[[ "$producer_before" == *'"job":"train"'* ]]
+	[[ "$producer_before" == *"$(xxh "$BACKING/features/f.csv")"* ]]
+	[ "$(q "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql raw/export.csv))")" -eq 2 ]
+	[ "$(q "SELECT count(*) FROM files WHERE path = 'scratch.txt'")" -eq 1 ]
+	# The mount keeps recording while prune runs.
+	mkdir "$MNT/during"
+	start_background env PROVFS_JOB=during sh -c \
+		'for i in $(seq 300); do echo "$i" > "$1/during/f$i"; cat "$1/during/f$i" >/dev/null; done' \
+		sh "$MNT"
+	local writer=$LAST_BG
+	pq prune --before now
+	echo "$stdout$stderr"
+	[ "$status" -eq 0 ]
+	[ -z "$stderr" ]
+	assert_match "$stdout" "versions +[1-9][0-9]* +[0-9]"
+	assert_match "$stdout" "files +[1-9][0-9]* +[0-9]"
+	# Every text line fits 80 columns.
+	[ "$(printf '%s\n' "$stdout" | awk 'length > 80' | wc -l)" -eq 0 ]
+	wait "$writer"
+	# The lineage of what exists is whole: the same answers as before.
+	pq producer "$MNT/models/model.bin" --format json
+	[ "$status" -eq 0 ]
+	assert_equal "$stdout" "$producer_before"
+	pq lineage "$MNT/models/model.bin" --format json
+	assert_equal "$stdout" "$lineage_before"
+	# What nothing needs is gone: the export's unread first version, the scratch file.
+	assert_sql "SELECT number FROM versions WHERE file_id = ($(file_id_sql raw/export.csv))" "2"
+	assert_sql "SELECT count(*) FROM files WHERE path = 'scratch.txt'" "0"
+	assert_consistent
+	stop_provfs
+	# Every open made during the prune was recorded, nothing lost.
+	assert_sql "SELECT count(DISTINCT file_id) FROM accesses WHERE path LIKE 'during/f%'" "300"
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'during/f%' AND v.hash_state = 'hashed'" "300"
+	assert_sql "SELECT sum(events_lost) FROM recorder_stats" "0"
+	assert_consistent
+}
+
+@test "prune: keeps denials and declassifications younger than --keep-audit, undelivered OpenLineage events, each file's label" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local day=$((86400 * 1000000000)) now file process session run
+	now=$(date +%s%N)
+	file=$(q "SELECT id FROM files WHERE path = 'models/model.bin'")
+	process=$(q "SELECT producer_process_id FROM versions WHERE file_id = $file")
+	session=$(q "SELECT max(id) FROM mount_sessions")
+	run=$(q "SELECT run_id FROM processes WHERE id = $process")
+	q "INSERT INTO denials (process_id, file_id, mount_session_id, path, uid, label, clearance, rule, time_ns) VALUES
+	   ($process, $file, $session, 'models/model.bin', 1000, 'restricted', 'internal', 'old', $((now - 700 * day))),
+	   ($process, $file, $session, 'models/model.bin', 1000, 'restricted', 'internal', 'recent', $((now - 100 * day)));
+	   INSERT INTO label_changes (file_id, level, forced, reason, uid, time_ns) VALUES
+	   ($file, 'public', 1, 'old declassification', 0, $((now - 700 * day))),
+	   ($file, 'internal', 1, 'recent declassification', 0, $((now - 100 * day))),
+	   ($file, 'confidential', 0, 'old label', 0, $((now - 600 * day))),
+	   ($file, 'restricted', 0, 'current label', 0, $((now - 500 * day)));
+	   INSERT INTO openlineage_outbox (run_id, event_type, event, created_ns, delivered_ns) VALUES
+	   ($run, 'COMPLETE', '{}', $((now - 400 * day)), $((now - 400 * day))),
+	   ($run, 'COMPLETE', '{}', $((now - 400 * day)), NULL);"
+	pq prune --before 1d
+	[ "$status" -eq 0 ]
+	assert_sql "SELECT rule FROM denials ORDER BY id" "recent"
+	assert_sql "SELECT reason FROM label_changes ORDER BY id" "recent declassification
+current label"
+	assert_sql "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL" "1"
+	assert_sql "SELECT count(*) FROM openlineage_outbox" "1"
+	assert_sql "SELECT count(*) FROM runs WHERE id = $run" "1"
+	# A shorter audit period lets the recent ones go too, but never the
+	# file's current label nor the undelivered event.
+	pq prune --before 1d --keep-audit 30d
+	[ "$status" -eq 0 ]
+	assert_sql "SELECT count(*) FROM denials" "0"
+	assert_sql "SELECT reason FROM label_changes" "current label"
+	assert_sql "SELECT count(*) FROM openlineage_outbox" "1"
+	assert_consistent
+}
+
+@test "prune: --dry-run reports what a prune removes and removes nothing" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local counts
+	counts=$(q "SELECT (SELECT count(*) FROM accesses), (SELECT count(*) FROM versions),
+	            (SELECT count(*) FROM files), (SELECT count(*) FROM processes)")
+	pq prune --before now --dry-run --format json
+	[ "$status" -eq 0 ]
+	local would=$stdout
+	assert_equal "$(q "SELECT (SELECT count(*) FROM accesses), (SELECT count(*) FROM versions),
+	            (SELECT count(*) FROM files), (SELECT count(*) FROM processes)")" "$counts"
+	pq prune --before now --format json
+	[ "$status" -eq 0 ]
+	# The same counts, apart from dry_run and the sizes.
+	assert_equal "$(printf '%s' "$would" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["tables"])')" \
+		"$(printf '%s' "$stdout" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["tables"])')"
+	[[ "$would" == *'"dry_run":true'* ]]
+}
+
+@test "prune: the space comes back (incremental vacuum on a store the daemon created; reuse on an older one)" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	assert_sql "PRAGMA auto_vacuum" "2"
+	# Bulk the store up with records nothing needs: a removed file's many versions.
+	q "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+	   INSERT INTO files (host, device, inode, generation, backing_dir, path, first_seen_ns, removed_ns)
+	   SELECT 'h', 1, 900000 + i, 0, '/x', 'bulk/' || i || '-' || hex(randomblob(40)), 1, 2 FROM n"
+	local pages_before
+	pages_before=$(q "PRAGMA page_count")
+	pq prune --before 1d
+	[ "$status" -eq 0 ]
+	[[ "$stdout" == *"files "*"20,000"* ]]
+	[ "$(q "PRAGMA page_count")" -lt $((pages_before / 2)) ]
+	assert_sql "PRAGMA freelist_count" "0"
+	assert_consistent
+	# A store made before auto_vacuum was set: the pages stay for reuse, and prune says so.
+	sqlite3 "$STORE" "PRAGMA auto_vacuum = NONE; VACUUM"
+	assert_sql "PRAGMA auto_vacuum" "0"
+	q "INSERT INTO files (host, device, inode, generation, backing_dir, path, first_seen_ns, removed_ns)
+	   VALUES ('h', 1, 1, 0, '/x', 'bulk/again', 1, 2)"
+	pq prune --before 1d
+	[ "$status" -eq 0 ]
+	[[ "$stdout" == *"auto_vacuum is off in this older store"* ]]
+	assert_consistent
+}
+
+@test "prune: bad input is one line and exit 2, and changes nothing" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local before
+	before=$(q "SELECT count(*) FROM accesses")
+	pq prune
+	assert_equal "$status" 2
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "provfs-query: prune: --before TIME is required"* ]]
+	pq prune --before yesterday
+	assert_equal "$status" 2
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "provfs-query: prune: --before: 'yesterday' is not a TIME"* ]]
+	pq prune --before 1d --keep-audit soon
+	assert_equal "$status" 2
+	[[ "$stderr" == "provfs-query: prune: --keep-audit: 'soon' is not a TIME"* ]]
+	pq prune --before 2200-01-01
+	assert_equal "$status" 2
+	[[ "$stderr" == *"is in the future"* ]]
+	pq prune --before 1d --depth 2
+	assert_equal "$status" 2
+	[[ "$stderr" == *"option '--depth' does not apply"* ]]
+	pq prune --before 1d extra
+	assert_equal "$status" 2
+	[[ "$stderr" == *"too many arguments"* ]]
+	# Only root prunes.
+	ensure_test_users
+	chmod 755 "$TMP/store"
+	chmod 644 "$STORE"
+	local query
+	query=$(user_reachable "$QUERY")
+	run_split as_user "$U1" "$query" --store "$STORE" prune --before 1d
+	assert_equal "$status" 2
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "provfs-query: prune: only root may prune the store" ]]
+	assert_equal "$stdout" ""
+	assert_equal "$(q "SELECT count(*) FROM accesses")" "$before"
+	# No store: said, never created.
+	pq prune --before 1d
+	run_split "$QUERY" --store "$TMP/none.db" prune --before 1d
+	assert_equal "$status" 2
+	[[ "$stderr" == *"does not exist"* ]]
+	[ ! -e "$TMP/none.db" ]
+}
+
+@test "progress: prune shows a bar with counts and rate on a terminal, nothing when piped" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+	command -v script >/dev/null || skip "script(1) is not installed"
+	"$SCRIPTS/gen-store" --pipelines 2 --days 60 --stages 4 --accesses 20000 --retention-days 7 \
+		"$TMP/p.db" >/dev/null
+	cp "$TMP/p.db" "$TMP/q.db"
+	# Piped: the report alone, no carriage return or escape sequence anywhere.
+	"$QUERY" --store "$TMP/p.db" prune --before 2026-09-10 >"$TMP/out" 2>"$TMP/err"
+	[ ! -s "$TMP/err" ]
+	! grep -q $'[\r\e]' "$TMP/out"
+	# On a terminal (script(1) gives it one): the bar, erased at the end.
+	script -qec "'$QUERY' --store '$TMP/q.db' prune --before 2026-09-10" "$TMP/typescript" >/dev/null
+	tr '\r' '\n' <"$TMP/typescript" >"$TMP/screen"
+	grep -Eq 'prune: lineage to keep [0-9,]+ records  [0-9,]+/s' "$TMP/screen"
+	grep -Eq 'prune: removing \[[#.]{20}\] [0-9,]+/[0-9,]+ rows  [0-9,]+/s' "$TMP/screen"
+	# Every drawn line fits 80 columns.
+	[ "$(grep -v '^Script ' "$TMP/screen" | sed 's/\x1b\[K//g' | awk 'length > 80' | wc -l)" -eq 0 ]
+}
+
+# ---------------------------------------------------------------- install, service, fstab, man
+
+BUILD=${PROVFS_BUILD_ROOT:-/work/main/build}
+
+# The build's install directories: PREFIX BINDIR SBINDIR MANDIR DATADIR UNITDIR HELPERDIR.
+install_dirs() {
+	meson introspect "$BUILD" --buildoptions | "$PYTHON" -c '
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+unit = o["systemd_unit_dir"] or o["prefix"] + "/lib/systemd/system"
+print(o["prefix"], o["bindir"], o["sbindir"], o["mandir"], o["datadir"], unit, o["mount_helper_dir"])'
+}
+
+stage_install() {
+	DEST=$TMP/dest
+	meson install -C "$BUILD" --no-rebuild --destdir "$DEST" >"$TMP/install.log" 2>&1 || {
+		cat "$TMP/install.log"
+		return 1
+	}
+	read -r PREFIX BINDIR SBINDIR MANDIR DATADIR UNITDIR HELPERDIR < <(install_dirs)
+}
+
+@test "install: meson install into a DESTDIR puts programs, man pages, unit, helper and example config in place" {
+	stage_install
+	local sbin=$DEST$PREFIX/$SBINDIR bin=$DEST$PREFIX/$BINDIR man=$DEST$PREFIX/$MANDIR
+	[ -x "$sbin/provfs" ]
+	[ -x "$bin/provfs-query" ]
+	[ ! -e "$bin/provfs" ]
+	# provfs-label, once built, is an administrator's program too.
+	if [ -e "$BUILD/provfs-label" ]; then
+		[ -x "$sbin/provfs-label" ]
+	fi
+	[ -f "$man/man8/provfs.8" ]
+	[ -f "$man/man1/provfs-query.1" ]
+	[ -f "$man/man8/provfs-label.8" ]
+	[ -f "$man/man5/provfs.conf.5" ]
+	# The unit and the helper run the installed provfs by its absolute path.
+	grep -qx "ExecStart=$PREFIX/$SBINDIR/provfs -o config=/etc/provfs/%I.conf %f %f" \
+		"$DEST$UNITDIR/provfs@.service"
+	[ -x "$DEST$HELPERDIR/mount.fuse.provfs" ]
+	grep -qx "PROVFS=$PREFIX/$SBINDIR/provfs" "$DEST$HELPERDIR/mount.fuse.provfs"
+	# The example configuration, valid as it stands, owned by root, 0644.
+	cmp "$PROVFS_SOURCE_ROOT/provfs.conf" "$DEST/etc/provfs/provfs.conf"
+	cmp "$PROVFS_SOURCE_ROOT/provfs.conf" "$DEST$PREFIX/$DATADIR/doc/provfs/provfs.conf.example"
+	assert_equal "$(stat -c '%U %a' "$DEST/etc/provfs/provfs.conf")" "root 644"
+	run "$sbin/provfs" --check-config "$DEST/etc/provfs/provfs.conf"
+	[ "$status" -eq 0 ]
+	# Nothing outside the DESTDIR's tree of known places.
+	run sh -c "cd '$DEST' && find . -type f | sort"
+	local f
+	for f in "${lines[@]}"; do
+		case $f in
+		./etc/provfs/provfs.conf | ".$PREFIX/"* | ".$HELPERDIR/mount.fuse.provfs") ;;
+		*) echo "unexpected file $f" >&2; return 1 ;;
+		esac
+	done
+	# An administrator's configuration is never replaced.
+	echo "; edited by the administrator" >>"$DEST/etc/provfs/provfs.conf"
+	cp "$DEST/etc/provfs/provfs.conf" "$TMP/edited.conf"
+	meson install -C "$BUILD" --no-rebuild --destdir "$DEST" >"$TMP/install2.log" 2>&1
+	cmp "$TMP/edited.conf" "$DEST/etc/provfs/provfs.conf"
+}
+
+@test "--version: provfs and provfs-query print their version and the store schema version" {
+	local schema version
+	schema=$(sed -n 's/^#define STORE_SCHEMA_VERSION \([0-9]*\)$/\1/p' "$PROVFS_SOURCE_ROOT/include/store.h")
+	version=$(meson introspect "$BUILD" --projectinfo | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+	run "$PROVFS" --version
+	[ "$status" -eq 0 ]
+	[[ "$output" == "provfs $version (store schema $schema, libfuse "*")" ]]
+	run "$QUERY" --version
+	[ "$status" -eq 0 ]
+	assert_equal "$output" "provfs-query $version (store schema $schema)"
+}
+
+@test "--help: every option of provfs and provfs-query is listed, in 80 columns" {
+	run "$QUERY" --help
+	[ "$status" -eq 0 ]
+	local option
+	for option in --store --config --format --depth --at --version --hash --since --job --all \
+		--under --run --before --keep-audit --dry-run --help; do
+		[[ "$output" == *"$option"* ]] || { echo "provfs-query --help lacks $option" >&2; return 1; }
+	done
+	printf '%s\n' "$output" | awk 'length > 80 { print "too wide: " $0; bad = 1 } END { exit bad }' >&2
+	run "$PROVFS" --help
+	[ "$status" -eq 0 ]
+	for option in -f -d config= store= norecord nopolicy writeback_cache --check-config --help --version; do
+		[[ "$output" == *"$option"* ]] || { echo "provfs --help lacks $option" >&2; return 1; }
+	done
+	printf '%s\n' "$output" | awk 'length > 80 { print "too wide: " $0; bad = 1 } END { exit bad }' >&2
+}
+
+@test "man pages render at 80 columns without warnings" {
+	command -v man >/dev/null || skip "man is not installed"
+	local page err
+	for page in provfs.8 provfs-query.1 provfs-label.8 provfs.conf.5; do
+		err=$(MANWIDTH=80 man --warnings -l "$PROVFS_SOURCE_ROOT/docs/man/$page" 2>&1 >"$TMP/page")
+		[ -z "$err" ] || { echo "$page: $err" >&2; return 1; }
+		[ -s "$TMP/page" ]
+		[ "$(awk 'length > 80' "$TMP/page" | wc -l)" -eq 0 ] || { echo "$page is wider than 80 columns" >&2; return 1; }
+	done
+}
+
+@test "systemd: provfs@.service passes systemd-analyze verify" {
+	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
+	stage_install
+	# Verify an instance of the staged unit, pointed at the staged program and
+	# man pages (verify checks that both exist).
+	mkdir -p "$TMP/units"
+	sed "s|$PREFIX/$SBINDIR/provfs|$DEST$PREFIX/$SBINDIR/provfs|" "$DEST$UNITDIR/provfs@.service" \
+		>"$TMP/units/provfs@data.service"
+	run env MANPATH="$DEST$PREFIX/$MANDIR" systemd-analyze verify "$TMP/units/provfs@data.service"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+# unit_words KEY INSTANCE: the words of the unit's KEY= line for INSTANCE, one
+# per line, as systemd would run them: quotes removed, %I and %f replaced,
+# the program the one built, configs in $TMP/conf instead of /etc/provfs.
+unit_words() {
+	local path
+	path=$(systemd-escape --unescape --path "$2")
+	sed -n "s/^$1=//p" "$DEST$UNITDIR/provfs@.service" |
+		sed "s|$PREFIX/$SBINDIR/provfs|$PROVFS|; s|/etc/provfs/%I.conf|$TMP/conf/%I.conf|" |
+		"$PYTHON" -c '
+import shlex, sys
+words = shlex.split(sys.stdin.read())
+print("\n".join(w.replace("%I", sys.argv[1]).replace("%f", sys.argv[2]) for w in words))' \
+			"$(systemd-escape --unescape "$2")" "$path"
+}
+
+# run_unit KEY INSTANCE: run that command.
+run_unit() {
+	local words
+	mapfile -t words < <(unit_words "$1" "$2")
+	"${words[@]}"
+}
+
+@test "systemd: the unit's commands mount the instance's directory in place, stop cleanly, and restart after a crash with the store intact" {
+	needs_fuse
+	command -v systemd-escape >/dev/null || skip "systemd-escape is not installed"
+	stage_install
+	local data=$TMP/data instance pid
+	mkdir -p "$data" "$TMP/conf"
+	echo "before" >"$data/kept.txt"
+	instance=$(systemd-escape --path "$data")
+	# The configuration is named by the unescaped instance (%I): the path
+	# without its leading slash.
+	mkdir -p "$(dirname "$TMP/conf/${data#/}.conf")"
+	assert_equal "$(systemd-escape --unescape "$instance")" "${data#/}"
+	printf '[store]\npath = %s\n' "$STORE" >"$TMP/conf/${data#/}.conf"
+	assert_equal "$(unit_words ExecStart "$instance" | paste -sd ' ')" \
+		"$PROVFS -o config=$TMP/conf/${data#/}.conf $data $data"
+	# Type=forking: the command returns once mounted.
+	run_unit ExecStartPre "$instance"
+	run_unit ExecStart "$instance"
+	is_mounted "$data"
+	(cd "$data" && PROVFS_JOB=service sh -c 'cat kept.txt > copy.txt')
+	# systemctl stop: SIGTERM to the main process; it unmounts and writes the queue.
+	pid=$(provfs_pids "$data")
+	kill -TERM "$pid"
+	wait_unmounted "$data"
+	wait_pids_gone "$pid"
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'copy.txt'" "1"
+	assert_sql "SELECT count(*) FROM mount_sessions WHERE stopped_ns IS NULL" "0"
+	# A crash leaves a stale mount; Restart=on-failure runs ExecStartPre, then ExecStart.
+	run_unit ExecStart "$instance"
+	(cd "$data" && PROVFS_JOB=service sh -c 'cat copy.txt > copy2.txt')
+	wait_until "[ \"\$(q \"SELECT count(*) FROM accesses WHERE path = 'copy2.txt'\")\" = 1 ]" 10
+	pid=$(provfs_pids "$data")
+	kill -KILL "$pid"
+	wait_pids_gone "$pid"
+	run stat "$data"
+	[ "$status" -ne 0 ]
+	run_unit ExecStartPre "$instance"
+	run_unit ExecStart "$instance"
+	is_mounted "$data"
+	[ "$(cat "$data/copy2.txt")" = "before" ]
+	assert_equal "$(q 'PRAGMA integrity_check')" "ok"
+	assert_sql "SELECT count(DISTINCT file_id) FROM accesses WHERE written_version_id IS NOT NULL
+	            AND path IN ('copy.txt', 'copy2.txt')" "2"
+	# ExecStartPre leaves a live mount alone.
+	run_unit ExecStartPre "$instance"
+	is_mounted "$data"
+	unmount_provfs "$data"
+}
+
+@test "fstab: mount -t fuse.provfs and an fstab line mount through mount.fuse.provfs; umount unmounts" {
+	needs_fuse
+	stage_install
+	# mount(8) looks for /sbin/mount.fuse.provfs: in a private mount namespace,
+	# the staged helper (pointed at this build's provfs) is laid over /usr/sbin.
+	mkdir -p "$TMP/helper" "$TMP/data" "$TMP/data2" "$TMP/conf"
+	sed "s|^PROVFS=.*|PROVFS=$PROVFS|" "$DEST$HELPERDIR/mount.fuse.provfs" >"$TMP/helper/mount.fuse.provfs"
+	chmod 755 "$TMP/helper/mount.fuse.provfs"
+	printf '[store]\npath = %s\n' "$STORE" >"$TMP/conf/data.conf"
+	echo "x" >"$TMP/data/in.txt"
+	echo "y" >"$TMP/data2/in.txt"
+	cat /etc/fstab >"$TMP/fstab"
+	echo "$TMP/data2 $TMP/data2 fuse.provfs config=$TMP/conf/data.conf,noauto,nofail,x-systemd.requires=local-fs.target 0 0" >>"$TMP/fstab"
+	cat >"$TMP/ns.sh" <<-EOF2
+		set -e
+		sbin=\$(readlink -f /sbin)
+		mount -t overlay overlay -o "lowerdir=$TMP/helper:\$sbin" "\$sbin"
+		mount --bind "$TMP/fstab" /etc/fstab
+		mount -t fuse.provfs "$TMP/data" "$TMP/data" -o "config=$TMP/conf/data.conf"
+		grep -q " $TMP/data fuse.provfs " /proc/self/mounts
+		(cd "$TMP/data" && PROVFS_JOB=fstab cat in.txt > out.txt)
+		mount "$TMP/data2"
+		grep -q " $TMP/data2 fuse.provfs " /proc/self/mounts
+		(cd "$TMP/data2" && PROVFS_JOB=fstab cat in.txt > out2.txt)
+		umount "$TMP/data"
+		umount "$TMP/data2"
+		! grep -q "fuse.provfs" /proc/self/mounts
+		echo done
+	EOF2
+	run timeout 60 unshare -m --propagation private sh "$TMP/ns.sh"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *done* ]]
+	assert_nothing_mounted
+	assert_sql "SELECT count(*) FROM accesses WHERE path IN ('out.txt', 'out2.txt')" "2"
+	# Bad use of the helper: one line, exit 2.
+	run "$TMP/helper/mount.fuse.provfs" "$TMP/data"
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+	run "$TMP/helper/mount.fuse.provfs" "$TMP/data" "$TMP/data" -o
+	[ "$status" -eq 2 ]
+	[[ "$output" == "mount.fuse.provfs: option '-o' needs a value" ]]
+}
+
+# ---------------------------------------------------------------- the lineage picture
+
+@test "lineage DOT: data flows forward, files and processes apart, runs in labeled clusters, page-shaped, labels with a legend" {
+	needs_fuse
+	command -v dot >/dev/null || skip "graphviz not installed"
+	prune_scenario
+	stop_provfs
+	local model export features
+	model=$(q "SELECT v.id FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'models/model.bin'")
+	features=$(q "SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'features/f.csv'")
+	export=$(q "SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'raw/export.csv'")
+	pq lineage "$MNT/models/model.bin" --format dot
+	[ "$status" -eq 0 ]
+	local graph=$stdout
+	# Edges run from inputs to processes to outputs: the model is only ever a
+	# head, the export only ever a tail.
+	[[ "$graph" =~ p[0-9]+\ -\>\ v$model\  ]]
+	! [[ "$graph" =~ v$model\ -\> ]]
+	[[ "$graph" =~ v$export\ -\>\ p[0-9]+ ]]
+	! [[ "$graph" =~ -\>\ v$export\  ]]
+	[[ "$graph" =~ v$features\ -\>\ p[0-9]+ ]]
+	[[ "$graph" =~ p[0-9]+\ -\>\ v$features\  ]]
+	# PROV's relation stays on each edge, as its tooltip.
+	[[ "$graph" == *'tooltip="used"'* ]]
+	[[ "$graph" == *'tooltip="wasGeneratedBy"'* ]]
+	# Files are notes, processes rounded boxes; each run is a cluster named by its job.
+	[[ "$graph" =~ v$model\ \[shape=note ]]
+	[[ "$graph" =~ p[0-9]+\ \[shape=box,\ style=\"rounded,filled\" ]]
+	[[ "$graph" == *'subgraph "cluster_run_'* ]]
+	[[ "$graph" == *'job train\nrun '* ]]
+	[[ "$graph" == *'job features\nrun '* ]]
+	# Version and short hash on each file.
+	local hash
+	hash=$(xxh "$BACKING/models/model.bin")
+	[[ "$graph" == *"models/model.bin\\nv1  ${hash:0:12}"* ]]
+	# No more than about 3:1 either way (dot -Tplain: "graph SCALE WIDTH HEIGHT").
+	local size
+	size=$(printf '%s\n' "$graph" | dot -Tplain | head -n 1)
+	"$PYTHON" -c 'import sys; _, _, w, h = sys.argv[1].split(); w, h = float(w), float(h); sys.exit(0 if max(w / h, h / w) <= 3.2 else 1)' "$size" ||
+		{ echo "not page-shaped: $size" >&2; return 1; }
+	[[ "$graph" != *cluster_legend* ]]
+	# Labels color the files, with a legend; a version changed outside
+	# provfs and an unhashed one stand out.
+	q "UPDATE versions SET label = 'confidential' WHERE id = $export;
+	   UPDATE versions SET label = 'restricted' WHERE id IN ($features, $model);
+	   UPDATE versions SET origin = 'external' WHERE id = $export"
+	q "UPDATE versions SET hash = NULL, hash_state = 'failed'
+	   WHERE id = (SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id
+	               WHERE f.path = 'train.py')"
+	pq lineage "$MNT/models/model.bin" --format dot
+	[ "$status" -eq 0 ]
+	graph=$stdout
+	[[ "$graph" =~ v$model\ \[shape=note,\ style=\"filled\",\ fillcolor=\"#f4cccc\" ]]
+	[[ "$graph" =~ v$export\ \[shape=note,\ style=\"filled\",\ fillcolor=\"#fce5cd\",\ color=\"#cc0000\" ]]
+	[[ "$graph" == *"CHANGED OUTSIDE PROVFS"* ]]
+	[[ "$graph" == *'style="filled,dashed"'*'not hashed'* ]]
+	[[ "$graph" == *cluster_legend*'label="confidential"'*'label="restricted"'*'changed outside provfs'* ]]
+	printf '%s\n' "$graph" | dot -Tsvg >/dev/null
+}

@@ -1,0 +1,466 @@
+/*
+ * label_store.c - the label policy as the store and provfs.conf record it,
+ * for provfs-label list and provfs-query (see label_store.h).
+ */
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "label_store.h"
+#include "path_glob.h"
+
+int
+label_rank(const struct provfs_config *config, const char *level)
+{
+	if (config == NULL || level == NULL)
+		return -1;
+	return config_level_index(config, level);
+}
+
+const struct path_rule *
+label_path_rule(const struct provfs_config *config, const char *path)
+{
+	const struct path_rule *best = NULL;
+	size_t best_specificity = 0;
+
+	if (config == NULL || path == NULL)
+		return NULL;
+	for (size_t i = 0; i < config->path_rule_count; i++) {
+		const struct path_rule *rule = &config->path_rules[i];
+		size_t specificity;
+
+		if (!path_glob_match(rule->glob, path))
+			continue;
+		specificity = path_glob_specificity(rule->glob);
+		/* Ties go to the later line: >=. */
+		if (best == NULL || specificity >= best_specificity) {
+			best = rule;
+			best_specificity = specificity;
+		}
+	}
+	return best;
+}
+
+static char *
+column_text(sqlite3_stmt *statement, int column)
+{
+	const unsigned char *text = sqlite3_column_text(statement, column);
+
+	return text ? strdup((const char *)text) : NULL;
+}
+
+static int64_t
+column_int(sqlite3_stmt *statement, int column)
+{
+	if (sqlite3_column_type(statement, column) == SQLITE_NULL)
+		return LABEL_NONE;
+	return sqlite3_column_int64(statement, column);
+}
+
+static int
+fail(sqlite3 *db, char *error, size_t error_size)
+{
+	snprintf(error, error_size, "cannot read the store: %s", sqlite3_errmsg(db));
+	return -1;
+}
+
+/*
+ * The statements of label_facts_load, prepared once per connection: list
+ * and exposure call it once per file.
+ */
+static const char sql_version[] =
+	"SELECT v.id, v.number, v.label, v.label_from_version_id, f.path, w.number, w.hash "
+	"FROM versions v LEFT JOIN versions w ON w.id = v.label_from_version_id "
+	"LEFT JOIN files f ON f.id = w.file_id "
+	"WHERE v.file_id = ? ORDER BY v.number DESC LIMIT 1";
+static const char sql_explicit[] =
+	"SELECT level, uid, time_ns FROM label_changes WHERE file_id = ? AND forced = 0 "
+	"ORDER BY time_ns DESC, id DESC LIMIT 1";
+static const char sql_forced[] =
+	"SELECT level, reason, uid, time_ns FROM label_changes "
+	"WHERE file_id = ? AND forced = 1 AND version_id = ? ORDER BY time_ns DESC, id DESC LIMIT 1";
+
+static struct {
+	sqlite3 *db;
+	sqlite3_stmt *version, *explicit_label, *forced;
+} cache;
+
+static void
+cache_clear(void)
+{
+	sqlite3_finalize(cache.version);
+	sqlite3_finalize(cache.explicit_label);
+	sqlite3_finalize(cache.forced);
+	cache.version = cache.explicit_label = cache.forced = NULL;
+	cache.db = NULL;
+}
+
+static int
+cache_prepare(sqlite3 *db)
+{
+	if (cache.db == db)
+		return 0;
+	cache_clear();
+	if (sqlite3_prepare_v2(db, sql_version, -1, &cache.version, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql_explicit, -1, &cache.explicit_label, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql_forced, -1, &cache.forced, NULL) != SQLITE_OK) {
+		cache_clear();
+		return -1;
+	}
+	cache.db = db;
+	return 0;
+}
+
+/* Pick the effective label and its source (see label_store.h). */
+static void
+decide(const struct provfs_config *config, struct label_facts *f)
+{
+	int best = -2;
+
+	f->effective = NULL;
+	f->source = "default";
+	if (f->declassified) {
+		f->effective = f->declassified;
+		f->source = "declassified";
+		return;
+	}
+	if (f->rule) {
+		best = label_rank(config, f->rule->level);
+		f->effective = f->rule->level;
+		f->source = "rule";
+	}
+	if (f->explicit_level && label_rank(config, f->explicit_level) > best) {
+		best = label_rank(config, f->explicit_level);
+		f->effective = f->explicit_level;
+		f->source = "explicit";
+	}
+	if (f->propagated && label_rank(config, f->propagated) > best) {
+		f->effective = f->propagated;
+		f->source = "propagated";
+	}
+}
+
+int
+label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t file_id,
+		 const char *path, struct label_facts *f, char *error, size_t error_size)
+{
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	f->file_id = file_id;
+	f->version_id = f->version_number = f->from_version_id = f->from_number = LABEL_NONE;
+	f->explicit_uid = f->explicit_ns = f->declassify_uid = f->declassify_ns = LABEL_NONE;
+	if (cache_prepare(db) < 0)
+		return fail(db, error, error_size);
+	f->rule = label_path_rule(config, path);
+
+	sqlite3_reset(cache.version);
+	sqlite3_bind_int64(cache.version, 1, file_id);
+	rc = sqlite3_step(cache.version);
+	if (rc == SQLITE_ROW) {
+		f->version_id = sqlite3_column_int64(cache.version, 0);
+		f->version_number = sqlite3_column_int64(cache.version, 1);
+		f->propagated = column_text(cache.version, 2);
+		f->from_version_id = column_int(cache.version, 3);
+		f->from_path = column_text(cache.version, 4);
+		f->from_number = column_int(cache.version, 5);
+		f->from_hash = column_text(cache.version, 6);
+	} else if (rc != SQLITE_DONE) {
+		goto fail;
+	}
+	sqlite3_reset(cache.version);
+
+	sqlite3_reset(cache.explicit_label);
+	sqlite3_bind_int64(cache.explicit_label, 1, file_id);
+	rc = sqlite3_step(cache.explicit_label);
+	if (rc == SQLITE_ROW) {
+		f->explicit_level = column_text(cache.explicit_label, 0);
+		if (f->explicit_level) {
+			f->explicit_uid = column_int(cache.explicit_label, 1);
+			f->explicit_ns = column_int(cache.explicit_label, 2);
+		}
+	} else if (rc != SQLITE_DONE) {
+		goto fail;
+	}
+	sqlite3_reset(cache.explicit_label);
+
+	if (f->version_id != LABEL_NONE) {
+		sqlite3_reset(cache.forced);
+		sqlite3_bind_int64(cache.forced, 1, file_id);
+		sqlite3_bind_int64(cache.forced, 2, f->version_id);
+		rc = sqlite3_step(cache.forced);
+		if (rc == SQLITE_ROW) {
+			f->declassified = column_text(cache.forced, 0);
+			f->declassify_reason = column_text(cache.forced, 1);
+			f->declassify_uid = column_int(cache.forced, 2);
+			f->declassify_ns = column_int(cache.forced, 3);
+		} else if (rc != SQLITE_DONE) {
+			goto fail;
+		}
+		sqlite3_reset(cache.forced);
+	}
+	decide(config, f);
+	return 0;
+fail:
+	fail(db, error, error_size);
+	sqlite3_reset(cache.version);
+	sqlite3_reset(cache.explicit_label);
+	sqlite3_reset(cache.forced);
+	label_facts_release(f);
+	return -1;
+}
+
+void
+label_store_finish(void)
+{
+	cache_clear();
+}
+
+void
+label_facts_release(struct label_facts *f)
+{
+	free(f->explicit_level);
+	free(f->propagated);
+	free(f->from_path);
+	free(f->from_hash);
+	free(f->declassified);
+	free(f->declassify_reason);
+	memset(f, 0, sizeof(*f));
+}
+
+bool
+label_has_column(sqlite3 *db, const char *table, const char *column)
+{
+	sqlite3_stmt *statement;
+	bool found = false;
+
+	/* pragma_table_info() is an ordinary query: no schema knowledge needed. */
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", -1,
+			       &statement, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(statement, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(statement, 2, column, -1, SQLITE_STATIC);
+	found = sqlite3_step(statement) == SQLITE_ROW;
+	sqlite3_finalize(statement);
+	return found;
+}
+
+/* --- clearance of a recorded process ------------------------------------- */
+
+/* What the store recorded of one process image, for grant conditions. */
+struct image_facts {
+	int64_t id;
+	int64_t uid, gid;
+	char *executable, *executable_hash;
+	char *argv1; /* the first argument: a script, if the program is an interpreter */
+	char *job;   /* PROVFS_JOB of its run, NULL when the run was named otherwise */
+};
+
+static void
+image_facts_release(struct image_facts *image)
+{
+	free(image->executable);
+	free(image->executable_hash);
+	free(image->argv1);
+	free(image->job);
+}
+
+static int
+image_facts_load(sqlite3 *db, int64_t image_id, struct image_facts *image)
+{
+	sqlite3_stmt *statement;
+	int rc;
+
+	memset(image, 0, sizeof(*image));
+	image->id = image_id;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT p.uid, p.gid, p.executable, p.executable_hash, p.argv, "
+			       "CASE WHEN r.named_by = 'PROVFS_JOB' THEN r.job_name END "
+			       "FROM processes p LEFT JOIN runs r ON r.id = p.run_id WHERE p.id = ?",
+			       -1, &statement, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(statement, 1, image_id);
+	rc = sqlite3_step(statement);
+	if (rc == SQLITE_ROW) {
+		const char *argv = sqlite3_column_blob(statement, 4);
+		int size = sqlite3_column_bytes(statement, 4);
+		const char *first_end = argv ? memchr(argv, '\0', (size_t)size) : NULL;
+
+		image->uid = sqlite3_column_int64(statement, 0);
+		image->gid = sqlite3_column_int64(statement, 1);
+		image->executable = column_text(statement, 2);
+		image->executable_hash = column_text(statement, 3);
+		/* argv is NUL-terminated words: the second word, if any. */
+		if (first_end && first_end + 1 < argv + size) {
+			const char *second = first_end + 1;
+			size_t max = (size_t)(argv + size - second);
+			image->argv1 = strndup(second, strnlen(second, max));
+		}
+		image->job = column_text(statement, 5);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_finalize(statement);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* "/path@xxh3:HEX" into path and hash (NULL when not pinned); both owned by the caller. */
+static void
+split_pin(const char *value, char **path, char **hash)
+{
+	const char *at = strstr(value, "@xxh3:");
+
+	if (at) {
+		*path = strndup(value, (size_t)(at - value));
+		*hash = strdup(at + 6);
+	} else {
+		*path = strdup(value);
+		*hash = NULL;
+	}
+}
+
+static bool
+user_in_group(int64_t uid, int64_t primary_gid, const char *group_name)
+{
+	struct group *group = getgrnam(group_name);
+	struct passwd *pw;
+
+	if (group == NULL)
+		return false;
+	if ((int64_t)group->gr_gid == primary_gid)
+		return true;
+	pw = getpwuid((uid_t)uid);
+	if (pw == NULL)
+		return false;
+	for (char **member = group->gr_mem; *member; member++)
+		if (strcmp(*member, pw->pw_name) == 0)
+			return true;
+	return (int64_t)pw->pw_gid == (int64_t)group->gr_gid;
+}
+
+/* Did the image read a version with this hash (the script it ran)? */
+static int
+read_hash(sqlite3 *db, int64_t image_id, const char *hash, bool *found)
+{
+	sqlite3_stmt *statement;
+	int rc;
+
+	*found = false;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT 1 FROM accesses a JOIN versions v ON v.id = a.read_version_id "
+			       "WHERE a.process_id = ? AND v.hash = ? LIMIT 1",
+			       -1, &statement, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(statement, 1, image_id);
+	sqlite3_bind_text(statement, 2, hash, -1, SQLITE_STATIC);
+	rc = sqlite3_step(statement);
+	*found = rc == SQLITE_ROW;
+	sqlite3_finalize(statement);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+condition_holds(sqlite3 *db, const struct image_facts *image, const char *condition,
+		bool *holds)
+{
+	const char *value = strchr(condition, ':');
+	int rc = 0;
+
+	*holds = false;
+	if (value == NULL)
+		return 0;
+	value++;
+	if (strncmp(condition, "user:", 5) == 0) {
+		struct passwd *pw = getpwnam(value);
+		*holds = pw && (int64_t)pw->pw_uid == image->uid;
+	} else if (strncmp(condition, "uid:", 4) == 0) {
+		char *end;
+		long long uid = strtoll(value, &end, 10);
+		*holds = *value && *end == '\0' && uid == image->uid;
+	} else if (strncmp(condition, "group:", 6) == 0) {
+		*holds = user_in_group(image->uid, image->gid, value);
+	} else if (strncmp(condition, "exe:", 4) == 0) {
+		char *path, *hash;
+		split_pin(value, &path, &hash);
+		*holds = image->executable && strcmp(image->executable, path) == 0 &&
+			 (hash == NULL ||
+			  (image->executable_hash && strcmp(image->executable_hash, hash) == 0));
+		free(path);
+		free(hash);
+	} else if (strncmp(condition, "script:", 7) == 0) {
+		char *path, *hash;
+		split_pin(value, &path, &hash);
+		if (image->argv1 && strcmp(image->argv1, path) == 0) {
+			if (hash == NULL)
+				*holds = true;
+			else
+				rc = read_hash(db, image->id, hash, holds);
+		}
+		free(path);
+		free(hash);
+	} else if (strncmp(condition, "job:", 4) == 0) {
+		*holds = image->job && strcmp(image->job, value) == 0;
+	}
+	return rc;
+}
+
+int
+label_clearance_of(sqlite3 *db, const struct provfs_config *config, int64_t image_id,
+		   char *buffer, size_t buffer_size, const char **level, const char **how,
+		   char *error, size_t error_size)
+{
+	struct image_facts image;
+	sqlite3_stmt *statement;
+	int best, rc;
+
+	*level = config->default_clearance;
+	*how = "default";
+
+	/* 1. The daemon's own answer, when it refused this image something. */
+	if (sqlite3_prepare_v2(db,
+			       "SELECT clearance FROM denials WHERE process_id = ? "
+			       "ORDER BY time_ns DESC LIMIT 1",
+			       -1, &statement, NULL) != SQLITE_OK)
+		return fail(db, error, error_size);
+	sqlite3_bind_int64(statement, 1, image_id);
+	rc = sqlite3_step(statement);
+	if (rc == SQLITE_ROW && sqlite3_column_text(statement, 0)) {
+		snprintf(buffer, buffer_size, "%s", (const char *)sqlite3_column_text(statement, 0));
+		*level = buffer;
+		*how = "denial";
+	}
+	sqlite3_finalize(statement);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc != SQLITE_DONE)
+		return fail(db, error, error_size);
+
+	/* 2. The grants, against what the store recorded of the image. */
+	if (image_facts_load(db, image_id, &image) < 0)
+		return fail(db, error, error_size);
+	best = label_rank(config, config->default_clearance);
+	for (size_t i = 0; i < config->grant_count; i++) {
+		const struct clearance_grant *grant = &config->grants[i];
+		bool all = grant->conditions.count > 0;
+
+		if (label_rank(config, grant->level) <= best)
+			continue;
+		for (size_t c = 0; all && c < grant->conditions.count; c++) {
+			bool holds;
+			if (condition_holds(db, &image, grant->conditions.items[c], &holds) < 0) {
+				image_facts_release(&image);
+				return fail(db, error, error_size);
+			}
+			all = holds;
+		}
+		if (all) {
+			best = label_rank(config, grant->level);
+			*level = grant->level;
+			*how = "grants";
+		}
+	}
+	image_facts_release(&image);
+	return 0;
+}
