@@ -374,8 +374,7 @@ effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_le
                    const struct policy_rule_info *rule, bool known_inode, struct label_view *view)
 {
 	view->path_rule_level = path_level;
-	if (path_level >= 0)
-		view->path_rule = *rule;
+	view->path_rule = path_level >= 0 ? *rule : (struct policy_rule_info){0};
 	view->level = 0;
 	view->source = SOURCE_DEFAULT;
 	view->rule_text[0] = view->from_path[0] = view->from_hash[0] = '\0';
@@ -465,6 +464,22 @@ path_cache_forget(struct labels *labels, dev_t device, ino_t inode)
 	pthread_spin_unlock(&slot->lock);
 }
 
+static void
+path_cache_store(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
+                 uint64_t generation, int level, const struct policy_rule_info *rule)
+{
+	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
+
+	pthread_spin_lock(&slot->lock);
+	slot->device = device;
+	slot->inode = inode;
+	slot->policy = policy;
+	slot->generation = generation;
+	slot->level = level;
+	slot->rule = *rule;
+	pthread_spin_unlock(&slot->lock);
+}
+
 /*
  * The rule level of node's current name (-1: none), from the cache or from
  * one readlink; path (may be NULL) gets the path when it had to be read.
@@ -491,16 +506,9 @@ node_path_rule(struct labels *labels, const struct policy *policy, const struct 
 		return level;
 	char *name = relative_path(labels, node->backing_fd);
 	level = name ? policy_path_level(policy, name, rule) : -1;
-	if (name) {
-		pthread_spin_lock(&slot->lock);
-		slot->device = node->device;
-		slot->inode = node->inode;
-		slot->policy = policy;
-		slot->generation = generation;
-		slot->level = level;
-		slot->rule = *rule;
-		pthread_spin_unlock(&slot->lock);
-	}
+	if (name)
+		path_cache_store(labels, policy, node->device, node->inode, generation, level,
+		                 rule);
 	if (path)
 		*path = name;
 	else
@@ -1135,12 +1143,19 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
 		goto wrap;
 	if (!checked) {
-		if (created)
-			effective_label(labels, policy, node->device, node->inode,
-			                path = relative_path(labels, node->backing_fd), true,
+		if (created) {
+			/* A new name: its rule now, and in the cache for the opens to come. */
+			uint64_t generation =
+			    atomic_load_explicit(&labels->path_generation, memory_order_acquire);
+			path = relative_path(labels, node->backing_fd);
+			effective_label(labels, policy, node->device, node->inode, path, true,
 			                &view);
-		else
+			if (path && policy_has_path_rules(policy))
+				path_cache_store(labels, policy, node->device, node->inode,
+				                 generation, view.path_rule_level, &view.path_rule);
+		} else {
 			effective_label_of_node(labels, policy, node, &view, &path);
+		}
 		level = view.level;
 		path_rule_level = view.path_rule_level;
 		path_rule = view.path_rule;
