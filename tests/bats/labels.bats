@@ -271,9 +271,11 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 	local why
 	why=$(as_user provfs-u2 getfattr --only-values -n user.provfs.label.why "$MNT/raw/crm/customers.csv")
 	[ "$why" = '{"label":"confidential","source":"rule","rule":"raw/crm/** (line 7)","explicit":null,"propagated_from":null}' ]
-	# Lineage comes from the store: wait for the writer's flush.
-	local lineage
-	wait_until "getfattr --only-values -n user.provfs.lineage '$MNT/pub/copy.csv' >'$TMP/lineage' 2>/dev/null"
+	# Lineage comes from the store: wait for the writer's flush and the input's hash.
+	local lineage input_hash
+	input_hash=$(xxh "$BACKING/raw/crm/customers.csv")
+	wait_until "getfattr --only-values -n user.provfs.lineage '$MNT/pub/copy.csv' >'$TMP/lineage' 2>/dev/null &&
+		grep -qF '$input_hash' '$TMP/lineage'"
 	lineage=$(cat "$TMP/lineage")
 	echo "$lineage"
 	[[ $lineage == *'"label":"confidential"'* ]]
