@@ -10,7 +10,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,9 +158,9 @@ check_condition(const char *condition)
 	size_t kind_length = (size_t)(colon - condition);
 	const char *value = colon + 1;
 	if (strncmp(condition, "user", kind_length) == 0 && kind_length == 4)
-		return NULL;
+		return getpwnam(value) ? NULL : "unknown user";
 	if (strncmp(condition, "group", kind_length) == 0 && kind_length == 5)
-		return NULL;
+		return getgrnam(value) ? NULL : "unknown group";
 	if (strncmp(condition, "job", kind_length) == 0 && kind_length == 3)
 		return NULL;
 	if (strncmp(condition, "uid", kind_length) == 0 && kind_length == 3) {
@@ -279,6 +281,8 @@ handle_classification(struct parse_state *state, const char *name, const char *v
 		if (!parse_bool(value, &config->no_write_down))
 			fail(state, "no_write_down takes true or false, not '%s'", value);
 	} else if (strcmp(name, "admin_group") == 0) {
+		if (value[0] && getgrnam(value) == NULL)
+			fail(state, "admin_group: unknown group '%s'", value);
 		replace_string(&config->admin_group, value);
 	} else if (strcmp(name, "propagation") == 0) {
 		if (strcmp(value, "process") != 0 && strcmp(value, "run") != 0)

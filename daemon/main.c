@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "labels.h"
 #include "log.h"
 #include "openlineage.h"
 #include "openlineage_outbox.h"
@@ -253,6 +255,15 @@ check_store_location(const char *store_path, const char *backing, const char *mo
 	return 0;
 }
 
+/* SIGHUP reloads provfs.conf; the handler only wakes the reload thread. */
+static struct labels *reload_target;
+
+static void
+on_hangup(int signal_number)
+{
+	labels_request_reload(reload_target);
+}
+
 /*
  * libfuse's own messages ("unknown option(s)") in provfs's voice.  libfuse
  * may write one line in several calls: gather up to the newline.
@@ -308,6 +319,7 @@ main(int argc, char *argv[])
 	struct fuse_loop_config *loop_config = NULL;
 	struct fs *fs = NULL;
 	struct recorder *recorder = NULL;
+	struct labels *labels = NULL;
 	struct openlineage *lineage = NULL;          /* events the writer spools */
 	struct openlineage_sender *lineage_sender = NULL;
 	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
@@ -469,9 +481,32 @@ main(int argc, char *argv[])
 			openlineage_outbox_enable(lineage);
 		}
 	}
+	/* The label policy goes in front of the recorder (-o norecord: alone). */
+	if (!options.nopolicy) {
+		struct labels_options labels_options = {
+			.config = config,
+			.config_path = options.config_path,
+			.backing_dir = backing,
+			.mount_point = mountpoint,
+			.backing_fd = root_fd,
+			.store_path = config->store_path,
+			.recorder = recorder,
+		};
+		labels = labels_new(&labels_options, error, sizeof(error));
+		if (labels == NULL) {
+			log_error("%s", error);
+			goto out;
+		}
+		fs_set_observer(fs, labels_observer(labels));
+	}
 
 	if (fuse_set_signal_handlers(session) != 0)
 		goto out;
+	reload_target = labels;
+	struct sigaction hangup = {.sa_handler = on_hangup};
+	sigemptyset(&hangup.sa_mask);
+	hangup.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &hangup, NULL);
 	if (fuse_session_mount(session, mountpoint) != 0) {
 		log_error("cannot mount on '%s'", mountpoint);
 		goto out_signals;
@@ -487,6 +522,11 @@ main(int argc, char *argv[])
 	log_info("mounted '%s' on '%s'", backing, mountpoint);
 	if (recorder && recorder_start(recorder) < 0) {
 		log_error("cannot start the recorder threads");
+		status = 1;
+		goto out_unmount;
+	}
+	if (labels && labels_start(labels) < 0) {
+		log_error("cannot start the label policy");
 		status = 1;
 		goto out_unmount;
 	}
@@ -513,6 +553,8 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(session);
 out:
+	reload_target = NULL;
+	labels_stop(labels); /* it writes through the recorder: first */
 	openlineage_sender_stop(lineage_sender); /* what it did not send stays in the store */
 	recorder_stop(recorder); /* flushes everything before the store closes */
 	openlineage_outbox_disable();

@@ -1550,6 +1550,13 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, -parent_fd);
 		return;
 	}
+	/* The label policy may refuse a new file (no_write_down). */
+	error = -check_open(req, inode_of(req, parent), name, fi->flags);
+	if (error) {
+		return_ino(req, parent);
+		fuse_reply_err(req, error);
+		return;
+	}
 	error = -caller_become(req);
 	if (error) {
 		return_ino(req, parent);
@@ -1999,6 +2006,31 @@ reply_xattr_size_or_data(fuse_req_t req, ssize_t result, int error, size_t size,
 		fuse_reply_buf(req, buffer, (size_t)result);
 }
 
+/* user.provfs.* names belong to the observer (labels, lineage); true when handled. */
+static bool
+virtual_xattr(fuse_req_t req, fuse_ino_t ino, char op, const char *name, const char *value,
+	      size_t size)
+{
+	const struct fs_observer *observer = fs_of(req)->observer;
+
+	if (strncmp(name, "user.provfs.", 12) != 0)
+		return false;
+	if (observer == NULL || observer->virtual_xattr == NULL) {
+		fuse_reply_err(req, op == 'g' ? ENODATA : ENOTSUP);
+		return true;
+	}
+	int fd = borrow_ino(req, ino);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return true;
+	}
+	/* The descriptor is the observer's for the call only (node_info()). */
+	struct fs_node_info info = node_info(inode_of(req, ino));
+	observer->virtual_xattr(observer->context, req, &info, op, name, value, size);
+	return_ino(req, ino);
+	return true;
+}
+
 static void
 op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
@@ -2006,6 +2038,8 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	ssize_t result;
 	int error;
 
+	if (virtual_xattr(req, ino, 'g', name, NULL, size))
+		return;
 	if (size) {
 		buffer = malloc(size);
 		if (buffer == NULL) {
@@ -2137,12 +2171,16 @@ static void
 op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 	    size_t size, int flags)
 {
+	if (virtual_xattr(req, ino, 's', name, value, size))
+		return;
 	change_xattr(req, ino, name, value ? value : "", size, flags);
 }
 
 static void
 op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	if (virtual_xattr(req, ino, 'r', name, NULL, 0))
+		return;
 	change_xattr(req, ino, name, NULL, 0, 0);
 }
 

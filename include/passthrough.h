@@ -80,6 +80,15 @@ struct fs_observer {
 	void (*flushed)(void *cookie, fuse_req_t req); /* close() by the caller of req */
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
+	/*
+	 * Extended attributes named "user.provfs.*" are virtual (labels,
+	 * lineage) and never reach the backing file: the observer replies to
+	 * req itself, from any thread.  op is 'g' (get; size is the caller's
+	 * buffer size, 0 asks for the length), 's' (set value of size bytes)
+	 * or 'r' (remove).  Without this callback: ENODATA, or ENOTSUP to set.
+	 */
+	void (*virtual_xattr)(void *context, fuse_req_t req, const struct fs_node_info *node,
+			      char op, const char *name, const char *value, size_t size);
 };
 
 struct fs_options {

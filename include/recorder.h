@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "passthrough.h"
@@ -47,5 +48,49 @@ const struct fs_observer *recorder_observer(struct recorder *recorder);
  * and the store, and free the recorder.
  */
 void recorder_stop(struct recorder *recorder);
+
+/* ---- label policy records (policy/enforce.c) ----------------------------------
+ *
+ * The label policy writes its audit rows through the recorder's queue, so
+ * they land in order with the accesses and versions they refer to, on the
+ * writer thread, in the same transactions.
+ */
+enum recorder_policy_kind {
+	RECORDER_DENIAL,           /* a refused open: one row in denials */
+	RECORDER_LABEL_PROPAGATED, /* the file's latest version carries level, from source */
+	RECORDER_LABEL_CHANGE,     /* an admin set/unset/declassified: label_changes */
+	RECORDER_CONFIG_RELOAD,    /* SIGHUP: revision in force, or a failure (reason) */
+};
+
+struct process_info;
+
+struct recorder_policy_record {
+	enum recorder_policy_kind kind;
+	struct process_info *process; /* referenced; the recorder releases it; may be NULL */
+	dev_t device;
+	ino_t inode;
+	uint64_t generation;  /* for a file row the recorder never saw */
+	char *path;           /* relative to the mount root */
+	uid_t uid;
+	char *level;          /* label (denial, propagated, change; NULL: unset) */
+	char *label_source;   /* denial: "rule GLOB (line N)", "explicit", "propagated from P" */
+	char *clearance;      /* denial */
+	char *grants;         /* denial: the grant lines considered */
+	char *operation;      /* denial: "read", "exec", "write-down" */
+	char *revision;       /* denial, reload: hash of the provfs.conf in force */
+	dev_t from_device;    /* propagated: the input file */
+	ino_t from_inode;
+	bool forced;          /* change: a declassification */
+	bool failed;          /* reload */
+	char *reason;         /* change: the declassification's reason; reload: the error */
+	int64_t time_ns;
+};
+
+/* Queue record (its strings and reference are taken over). */
+void recorder_record_policy(struct recorder *recorder, struct recorder_policy_record *record);
+void recorder_policy_record_free(struct recorder_policy_record *record);
+
+/* The process table (after recorder_start), shared with the label policy. */
+struct process_table *recorder_processes(struct recorder *recorder);
 
 #endif

@@ -135,6 +135,7 @@ event_free(struct event *event)
 	version_release(event->version);
 	free(event->path);
 	free(event->new_path);
+	recorder_policy_record_free(event->policy_record);
 	free(event);
 }
 
@@ -1443,4 +1444,40 @@ recorder_stop(struct recorder *recorder)
 	free(recorder->backing_dir);
 	free(recorder->mount_point);
 	free(recorder);
+}
+
+/* ---- label policy records ----------------------------------------------------- */
+
+void
+recorder_policy_record_free(struct recorder_policy_record *record)
+{
+	if (record == NULL)
+		return;
+	process_info_release(record->process);
+	free(record->path);
+	free(record->level);
+	free(record->label_source);
+	free(record->clearance);
+	free(record->grants);
+	free(record->operation);
+	free(record->revision);
+	free(record->reason);
+	free(record);
+}
+
+void
+recorder_record_policy(struct recorder *recorder, struct recorder_policy_record *record)
+{
+	struct event *event = event_new(EVENT_POLICY);
+
+	event->policy_record = record;
+	if (record->time_ns)
+		event->time_ns = record->time_ns;
+	recorder_enqueue(recorder, event);
+}
+
+struct process_table *
+recorder_processes(struct recorder *recorder)
+{
+	return recorder->processes;
 }

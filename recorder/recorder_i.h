@@ -128,6 +128,7 @@ enum event_kind {
 	EVENT_READ_HASH,       /* access (its read version), hash, hash_state */
 	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
 	EVENT_ABANDONED,       /* version: its writers closed without changing the file */
+	EVENT_POLICY,          /* policy_record (label policy audit rows) */
 };
 
 struct event {
@@ -152,6 +153,7 @@ struct event {
 	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
 	bool is_directory;      /* namespace: the node is a directory */
 	uint64_t changes;       /* namespace (truncate): the file's change count after it */
+	struct recorder_policy_record *policy_record; /* owned */
 	struct event *next;
 };
 
@@ -237,5 +239,6 @@ void writer_finish(struct recorder *recorder);
 /* The writer's SQL, for tests that check every statement's query plan. */
 size_t writer_statement_count(void);
 const char *writer_statement_sql(size_t index);
+int writer_apply_policy(struct event *event);
 
 #endif

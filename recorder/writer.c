@@ -1247,6 +1247,8 @@ apply_event(struct event *event)
 					   event->hash_state);
 	case EVENT_NAMESPACE:
 		return apply_namespace(event);
+	case EVENT_POLICY:
+		return writer_apply_policy(event);
 	}
 	return SQLITE_DONE;
 }
@@ -1291,4 +1293,151 @@ failed:
 	deferred_cancel();
 	recorder->store_errors++;
 	return -1;
+}
+
+/* ---- label policy records -------------------------------------------------------
+ *
+ * Rare rows (denials, label changes, reloads): each statement is prepared
+ * when used rather than kept in the table above.
+ */
+
+static int
+policy_step(const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v2(db(), sql, -1, out, NULL);
+
+	return rc == SQLITE_OK ? SQLITE_DONE : rc;
+}
+
+/* The newest file row of (device, inode) on this host; 0 when none. */
+static int64_t
+policy_file_id(dev_t device, ino_t inode, int *rc)
+{
+	sqlite3_stmt *s = statement(SELECT_FILE_BY_INODE);
+
+	bind_text(s, 1, current->host);
+	sqlite3_bind_int64(s, 2, (int64_t)device);
+	sqlite3_bind_int64(s, 3, (int64_t)inode);
+	return select_integer(s, rc);
+}
+
+static int64_t
+policy_latest_version(int64_t file_id, int *rc)
+{
+	sqlite3_stmt *s = statement(SELECT_LATEST_FOR_FILE);
+
+	if (file_id == 0)
+		return 0;
+	sqlite3_bind_int64(s, 1, file_id);
+	return select_integer(s, rc);
+}
+
+/* A file row for a label set on a file the recorder never saw opened. */
+static int64_t
+policy_ensure_file(const struct recorder_policy_record *record, int64_t time_ns, int *rc)
+{
+	int64_t id = policy_file_id(record->device, record->inode, rc);
+
+	if (id || *rc != SQLITE_DONE)
+		return id;
+	sqlite3_stmt *s = statement(INSERT_FILE);
+	bind_text(s, 1, current->host);
+	sqlite3_bind_int64(s, 2, (int64_t)record->device);
+	sqlite3_bind_int64(s, 3, (int64_t)record->inode);
+	sqlite3_bind_int64(s, 4, (int64_t)record->generation);
+	bind_text(s, 5, current->backing_dir);
+	bind_text(s, 6, record->path ? record->path : "");
+	sqlite3_bind_int64(s, 7, time_ns);
+	if ((*rc = run(s)) != SQLITE_DONE)
+		return 0;
+	return sqlite3_last_insert_rowid(db());
+}
+
+int
+writer_apply_policy(struct event *event)
+{
+	const struct recorder_policy_record *record = event->policy_record;
+	sqlite3_stmt *s = NULL;
+	int rc = SQLITE_DONE;
+	int64_t file_id, version_id;
+
+	switch (record->kind) {
+	case RECORDER_DENIAL:
+		if ((rc = ensure_process(record->process, 0)) != SQLITE_DONE)
+			return rc;
+		file_id = record->inode ? policy_ensure_file(record, event->time_ns, &rc) : 0;
+		version_id = policy_latest_version(file_id, &rc);
+		if (rc != SQLITE_DONE ||
+		    (rc = policy_step("INSERT INTO denials (process_id, file_id, mount_session_id, "
+				      "path, uid, label, clearance, rule, time_ns, operation, "
+				      "label_source, grants, version_id, policy_revision) VALUES "
+				      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				      &s)) != SQLITE_DONE)
+			break;
+		bind_id(s, 1, record->process ? record->process->store_id : 0);
+		bind_id(s, 2, file_id);
+		sqlite3_bind_int64(s, 3, current->mount_session_id);
+		bind_text(s, 4, record->path ? record->path : "");
+		sqlite3_bind_int64(s, 5, record->uid);
+		bind_text(s, 6, record->level);
+		bind_text(s, 7, record->clearance);
+		bind_text(s, 8, record->label_source);
+		sqlite3_bind_int64(s, 9, event->time_ns);
+		bind_text(s, 10, record->operation);
+		bind_text(s, 11, record->label_source);
+		bind_text(s, 12, record->grants);
+		bind_id(s, 13, version_id);
+		bind_text(s, 14, record->revision);
+		rc = sqlite3_step(s);
+		break;
+	case RECORDER_LABEL_PROPAGATED: {
+		file_id = policy_file_id(record->device, record->inode, &rc);
+		version_id = policy_latest_version(file_id, &rc);
+		int64_t from_file = policy_file_id(record->from_device, record->from_inode, &rc);
+		int64_t from_version = policy_latest_version(from_file, &rc);
+		if (rc != SQLITE_DONE || version_id == 0)
+			break; /* no version of it recorded (excluded, or norecord) */
+		if ((rc = policy_step("UPDATE versions SET label = ?, label_from_version_id = ? "
+				      "WHERE id = ?",
+				      &s)) != SQLITE_DONE)
+			break;
+		bind_text(s, 1, record->level);
+		bind_id(s, 2, from_version);
+		sqlite3_bind_int64(s, 3, version_id);
+		rc = sqlite3_step(s);
+		break;
+	}
+	case RECORDER_LABEL_CHANGE:
+		file_id = policy_ensure_file(record, event->time_ns, &rc);
+		version_id = policy_latest_version(file_id, &rc);
+		if (rc != SQLITE_DONE ||
+		    (rc = policy_step("INSERT INTO label_changes (file_id, version_id, level, "
+				      "forced, reason, uid, time_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+				      &s)) != SQLITE_DONE)
+			break;
+		sqlite3_bind_int64(s, 1, file_id);
+		bind_id(s, 2, version_id);
+		bind_text(s, 3, record->level);
+		sqlite3_bind_int(s, 4, record->forced);
+		bind_text(s, 5, record->reason);
+		sqlite3_bind_int64(s, 6, record->uid);
+		sqlite3_bind_int64(s, 7, event->time_ns);
+		rc = sqlite3_step(s);
+		break;
+	case RECORDER_CONFIG_RELOAD:
+		if ((rc = policy_step(record->failed
+					      ? "UPDATE mount_sessions SET config_reload_failures = "
+						"config_reload_failures + 1, last_config_error = ? "
+						"WHERE id = ?"
+					      : "UPDATE mount_sessions SET policy_revision = ? "
+						"WHERE id = ?",
+				      &s)) != SQLITE_DONE)
+			break;
+		bind_text(s, 1, record->failed ? record->reason : record->revision);
+		sqlite3_bind_int64(s, 2, current->mount_session_id);
+		rc = sqlite3_step(s);
+		break;
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? SQLITE_DONE : rc;
 }

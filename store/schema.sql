@@ -34,7 +34,10 @@ CREATE TABLE mount_sessions (
 	backing_exposed INTEGER NOT NULL,    -- 1: users other than root can reach backing_dir directly
 	recording INTEGER NOT NULL,          -- 1: this daemon records (a -o norecord mount has no
 	                                     -- store and leaves no session row)
-	policy INTEGER NOT NULL              -- 0 when mounted with -o nopolicy
+	policy INTEGER NOT NULL,             -- 0 when mounted with -o nopolicy
+	policy_revision TEXT,                -- XXH3-128 of the provfs.conf in force (labels issue)
+	config_reload_failures INTEGER NOT NULL DEFAULT 0, -- SIGHUP reloads refused
+	last_config_error TEXT               -- why the last refused reload failed
 );
 
 -- A run: one execution of a job; groups the processes of a pipeline.
@@ -208,7 +211,13 @@ CREATE TABLE denials (
 	label TEXT NOT NULL,
 	clearance TEXT NOT NULL,
 	rule TEXT NOT NULL,                  -- what decided, e.g. "paths: raw/crm/** (line 14)"
-	time_ns INTEGER NOT NULL
+	time_ns INTEGER NOT NULL,
+	operation TEXT NOT NULL DEFAULT 'read', -- 'read', 'exec', 'write-down' (no_write_down)
+	label_source TEXT,                   -- where the label came from: "rule raw/crm/** (line 14)",
+	                                     -- "explicit", "propagated from PATH"
+	grants TEXT,                         -- the grant lines considered and why each did not hold
+	version_id INTEGER REFERENCES versions(id), -- the file's version at the time, if recorded
+	policy_revision TEXT                 -- XXH3-128 of the provfs.conf in force
 );
 CREATE INDEX denials_time ON denials(time_ns);
 

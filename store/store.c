@@ -38,12 +38,20 @@ struct store {
 /* Migration steps: migrations[i] takes version i+1 to i+2. */
 static const char *const migrations[] = {
 	/*
-	 * 1 -> 2: the OpenLineage outbox's dead-letter list and lookups by run;
+	 * 1 -> 2: the label policy's audit; the OpenLineage outbox's dead-letter list and lookups by run;
 	 * the writer's statements all use an index (names current now, paths by
 	 * range); counters of unhashed versions and of the queue; access byte
 	 * and call counts may be NULL (unknown: kernel passthrough), and SQLite
 	 * cannot drop NOT NULL in place, so accesses is rebuilt.
 	 */
+	"ALTER TABLE denials ADD COLUMN operation TEXT NOT NULL DEFAULT 'read';"
+	"ALTER TABLE denials ADD COLUMN label_source TEXT;"
+	"ALTER TABLE denials ADD COLUMN grants TEXT;"
+	"ALTER TABLE denials ADD COLUMN version_id INTEGER REFERENCES versions(id);"
+	"ALTER TABLE denials ADD COLUMN policy_revision TEXT;"
+	"ALTER TABLE mount_sessions ADD COLUMN policy_revision TEXT;"
+	"ALTER TABLE mount_sessions ADD COLUMN config_reload_failures INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE mount_sessions ADD COLUMN last_config_error TEXT;"
 	"ALTER TABLE openlineage_outbox ADD COLUMN dead_ns INTEGER;"
 	"ALTER TABLE openlineage_outbox ADD COLUMN response TEXT;"
 	"CREATE INDEX openlineage_outbox_run ON openlineage_outbox(run_id, event_type);"

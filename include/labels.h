@@ -1,0 +1,84 @@
+/*
+ * labels.h - classification labels enforced at open (the label policy at work).
+ *
+ * The labels module is an observer of the filesystem layer placed in front
+ * of the recorder (it wraps the recorder's observer as sshfs's cache wraps
+ * its next operations): every open for reading or executing is checked
+ * against the caller's clearance (policy.h) and refused with EACCES, with
+ * a denial record, when the file's effective label is above it.
+ *
+ * Effective label of a file = the highest of
+ *   - the path rule of the path it is opened by,
+ *   - the highest path rule any of its names had (the inode index: built
+ *     by walking the backing tree under labeled rules at mount and reload,
+ *     and kept up to date at open, create and rename, so a hard link or a
+ *     rename into a public directory still carries the label),
+ *   - its explicit label (user.provfs.label, set by an admin),
+ *   - its propagated label (what the processes that wrote it had read);
+ * or exactly the declassified level while a forced explicit label holds
+ * (until the file is next opened for writing).  Labels belong to the inode
+ * (device, inode).  Levels are the policy's indexes, 0 the lowest.
+ *
+ * Propagation.  A process's read level is the highest label it opened for
+ * reading, plus what its ancestors had read before it was started (fork
+ * inherits memory), plus, with propagation = run, what any process of its
+ * run read.  It raises at once every file the process opens for writing,
+ * and every file it or an ancestor holds open for writing when it reads
+ * (the shell opened `> out` before `cat secret` ran).  With no_write_down
+ * such opens are refused instead.  The limit of the default scope: data a
+ * process passes to an unrelated process (a pipe to a sibling, a socket, a
+ * file descriptor passed over a socket) carries no label; `run` catches
+ * siblings of one run, nothing catches a descriptor passed to another run.
+ *
+ * Virtual xattrs (user.provfs.*) are answered here; see ../shared/INTERFACES.md
+ * and the README.  They never reach the backing file.
+ *
+ * Threads: the observer callbacks run on FUSE request threads and never
+ * touch SQLite: labels live in memory; persisted ones are loaded at mount.
+ * Audit rows go through the recorder's queue.
+ */
+#ifndef PROVFS_LABELS_H
+#define PROVFS_LABELS_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "passthrough.h"
+
+struct labels;
+struct recorder;
+
+struct labels_options {
+	const struct provfs_config *config; /* compiled now; not kept */
+	const char *config_path;            /* for reloads; NULL: the default path */
+	const char *backing_dir;            /* canonical */
+	const char *mount_point;            /* canonical */
+	int backing_fd;                     /* O_PATH of the backing root; borrowed */
+	const char *store_path;             /* persisted labels; NULL: none */
+	struct recorder *recorder;          /* audit rows and the next observer; may be NULL */
+};
+
+/*
+ * Compile the policy, index the backing tree under labeled rules and load
+ * the labels persisted in the store.  NULL with a one-line message in
+ * error when the policy cannot be compiled.
+ */
+struct labels *labels_new(const struct labels_options *options, char *error, size_t error_size);
+
+/* Start after daemonizing (the process table, the reload thread). */
+int labels_start(struct labels *labels);
+
+/* The observer for fs_set_observer: labels first, then the recorder. */
+const struct fs_observer *labels_observer(struct labels *labels);
+
+/*
+ * Ask for provfs.conf to be reloaded (async-signal-safe: a SIGHUP handler
+ * calls it).  The reload thread compiles the new file; a file that fails
+ * leaves the policy in force, is logged and counted (mount_sessions).
+ */
+void labels_request_reload(struct labels *labels);
+
+/* Stop threads, log the decision timings, free everything. */
+void labels_stop(struct labels *labels);
+
+#endif

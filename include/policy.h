@@ -1,0 +1,143 @@
+/*
+ * policy.h - the classification policy: who may read a file of which label.
+ *
+ * provfs.conf's [classification], [paths] and [clearance] sections are
+ * compiled once (at mount, and again on SIGHUP) into an immutable struct
+ * policy: the ordered levels, the path rules and the grants as lists of
+ * typed conditions with users and groups already resolved to ids.  Nothing
+ * in a compiled policy changes; a reload builds a new one and swaps the
+ * pointer, so a decision never sees half a policy.
+ *
+ * THE DECISION
+ *
+ * policy_decide() answers one question: may this process image read (or
+ * execute) a file whose effective label is `label`?  A process's clearance
+ * is the highest level among the grants all of whose conditions hold for
+ * it, and default_clearance when none does.  A read is allowed when
+ * label <= clearance.  Only grants whose level is at least `label` can
+ * change the answer, so only those are evaluated (a file at or below the
+ * default clearance costs one comparison), highest level first, stopping
+ * at the first that holds.  Every grant line considered is written into
+ * the explanation, with why it did not hold, for the denial record.
+ *
+ * INPUTS (struct policy_subject)
+ *
+ *   uid, and group membership through a callback: FUSE passes only the
+ *   caller's uid, gid and thread id; the supplementary groups come from
+ *   the caller cache (fs/caller.c: /proc/TID/status read at most once per
+ *   thread per second), so a group: grant follows `usermod -G` within a
+ *   second.
+ *   the image (process_table.h): executable path, argv, cwd, job, and the
+ *   trust facts environment_injection and traced.  An exe: or script:
+ *   condition never holds for a traced image; exe: never holds with
+ *   LD_PRELOAD-style injection, script: never with either kind.
+ *   executable and script hashes through callbacks, so that a pinned
+ *   condition costs a hash lookup only when it is evaluated.
+ *
+ * Root is a user like any other: it gets the default clearance unless a
+ * grant names it.  job: conditions come from the caller's environment and
+ * are refused by the configuration loader unless combined with an identity
+ * condition on the same line.
+ *
+ * COST
+ *
+ * policy_path_level() walks the rules (fnmatch per component); with R
+ * rules it costs R glob matches.  policy_decide() walks at most the grants
+ * above the label; every condition is an integer or string comparison,
+ * but for pinned hashes, which are cached by the caller (process table,
+ * script hash cache).  The daemon measures the whole decision at open (see
+ * policy/enforce.c).
+ */
+#ifndef PROVFS_POLICY_H
+#define PROVFS_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+#define POLICY_MAX_LEVELS 64
+
+struct policy;
+
+/*
+ * Compile config.  revision is the policy's identity in audit records (the
+ * hash of the provfs.conf text in force); it is copied.  Unknown users and
+ * groups were refused by config_load(); one that vanished since is refused
+ * here.  NULL with a one-line message in error on failure.
+ */
+struct policy *policy_compile(const struct provfs_config *config, const char *revision, char *error,
+                              size_t error_size);
+void policy_free(struct policy *policy);
+
+/* The XXH3-128 of the file at path ("" for built-in defaults); 0 or -1. */
+int policy_revision_of_file(const char *path, char revision[33]);
+
+const char *policy_revision(const struct policy *policy);
+int policy_level_count(const struct policy *policy);
+const char *policy_level_name(const struct policy *policy, int level);
+/* Index of a level name, or -1 when the policy has no such level. */
+int policy_level_index(const struct policy *policy, const char *name);
+int policy_default_clearance(const struct policy *policy);
+bool policy_no_write_down(const struct policy *policy);
+bool policy_propagates_by_run(const struct policy *policy);
+/* The admin group's id; false when no admin_group is configured. */
+bool policy_admin_group(const struct policy *policy, gid_t *gid);
+bool policy_has_path_rules(const struct policy *policy);
+
+/* A path rule as the configuration wrote it. */
+struct policy_rule_info {
+	const char *glob;
+	int level;
+	int line;
+};
+
+/*
+ * The level the most specific path rule gives path (relative to the mount
+ * root), or -1 when no rule matches.  "Most specific" = most literal
+ * characters; ties go to the later line.  rule (may be NULL) gets the rule.
+ */
+int policy_path_level(const struct policy *policy, const char *path, struct policy_rule_info *rule);
+
+/*
+ * Directories (relative to the mount root, "" for the root) under which a
+ * labeled rule may match: the literal leading components of every rule
+ * whose level is above the lowest.  The mount-time index walks these.
+ */
+size_t policy_index_roots(const struct policy *policy, const char ***roots);
+
+struct policy_subject {
+	uid_t uid;
+	void *context; /* for the callbacks */
+	bool (*in_group)(void *context, gid_t gid);
+	/* The executed image's XXH3-128, or -1 when unknown (may wait briefly). */
+	int (*executable_hash)(void *context, char hash[33]);
+	/* The XXH3-128 of the file at an absolute path, or -1. */
+	int (*file_hash)(void *context, const char *path, char hash[33]);
+	const char *executable; /* may be NULL */
+	const char *argv;       /* NUL-separated words; may be NULL */
+	size_t argv_length;
+	const char *cwd; /* for a relative script argument; may be NULL */
+	const char *job; /* PROVFS_JOB, or NULL */
+	bool traced;
+	unsigned int injection; /* PROCESS_INJECTION_* */
+};
+
+struct policy_decision {
+	bool allowed;
+	int clearance; /* the highest level found to hold (at least the default) */
+	/*
+	 * The grant lines considered and why each did not hold, e.g.
+	 * "line 14 restricted: exe:/opt/train@xxh3:... (hash differs)".
+	 * Empty when no grant had to be considered.
+	 */
+	char explanation[1024];
+};
+
+/* May subject read a file of level label?  Fills decision. */
+void policy_decide(const struct policy *policy, const struct policy_subject *subject, int label,
+                   struct policy_decision *decision);
+
+#endif

@@ -1,0 +1,2408 @@
+/*
+ * labels.c - labels enforced at open, propagated at open, explained.
+ *
+ * DESIGN
+ *
+ * Three in-memory tables serve every decision; none is ever read from the
+ * store on a request thread:
+ *
+ *   inode table   (device, inode) -> rule/explicit/propagated levels and
+ *                 where they came from.  A read-write lock: opens read it,
+ *                 label changes and propagation write it.
+ *   read marks    (pid, start) and run uuid -> for each level, when the
+ *                 process (run) first opened a file of that level for
+ *                 reading, and which file.  Children inherit the marks of
+ *                 their ancestors made before they were started.
+ *   write handles every open handle that may write, with its opener, so
+ *                 that a read can raise the files its process is writing.
+ *
+ * Lock order: handles_lock, then table_lock; marks_lock and scripts_lock
+ * are never held with another.  No lock is held across I/O but for the
+ * inode table during the mount-time walk, before any request.
+ *
+ * The policy object is immutable; a reload compiles a new one and swaps
+ * the pointer.  Old policies stay allocated until unmount (a reload is a
+ * rare admin action; this spares the request path any reference counting).
+ *
+ * Clocks.  A process's start time has clock-tick resolution (10 ms); a
+ * mark made up to CHILD_START_MARGIN_NS after a child's recorded start is
+ * still inherited by it, so a child forked right after its parent read a
+ * secret never slips through (a child forked just before is raised too: the
+ * error is on the safe side).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "caller.h"
+#include "content_hash.h"
+#include "labels.h"
+#include "log.h"
+#include "policy.h"
+#include "process_table.h"
+#include "recorder.h"
+#include "store.h"
+
+#define OPEN_FOR_EXEC 040 /* __FMODE_EXEC in the open flags of an execve */
+#define TABLE_SLOTS 65536 /* power of two */
+#define MARK_SLOTS 4096   /* power of two */
+#define CHILD_START_MARGIN_NS 20000000LL
+#define EXECUTABLE_HASH_WAIT_MS 2000
+#define SCRIPT_HASH_LIMIT (16 << 20) /* bytes hashed inline for a script: grant */
+#define HISTOGRAM_BUCKET_NS 100
+#define HISTOGRAM_BUCKETS 1000
+#define LINEAGE_LIMIT 65536
+#define PATH_CACHE_SLOTS 65536 /* power of two, at most TABLE_SLOTS */
+
+enum label_source { SOURCE_DEFAULT, SOURCE_RULE, SOURCE_EXPLICIT, SOURCE_PROPAGATED };
+
+struct label_entry {
+	dev_t device;
+	ino_t inode;
+	int rule;           /* highest path-rule level of any of its names; -1 */
+	char *rule_text;    /* the rule as "GLOB (line N)" */
+	int explicit_level; /* -1: none */
+	bool forced;        /* a declassification: explicit_level is the label */
+	int propagated;     /* -1: none */
+	char *from_path;    /* the input it was propagated from */
+	dev_t from_device;
+	ino_t from_inode;
+	int64_t from_version; /* as loaded from the store; 0 unknown */
+	char from_hash[33];
+	struct label_entry *next;
+};
+
+struct label_view {
+	int path_rule_level;               /* the rule of the path opened; -1 */
+	struct policy_rule_info path_rule; /* its glob belongs to the policy */
+	int level;
+	enum label_source source;
+	char rule_text[512];
+	int explicit_level;
+	bool forced;
+	int propagated;
+	char from_path[512];
+	dev_t from_device;
+	ino_t from_inode;
+	int64_t from_version;
+	char from_hash[33];
+};
+
+struct mark {
+	int64_t time_ns; /* 0: never */
+	dev_t device;
+	ino_t inode;
+	char *path;
+};
+
+struct marks {
+	pid_t pid;
+	int64_t start_ns;
+	char *run; /* run uuid for run-scope marks, else NULL */
+	struct mark levels[POLICY_MAX_LEVELS];
+	struct marks *next;
+};
+
+struct handle {
+	struct labels *labels;
+	void *next_cookie;
+	bool writes;
+	dev_t device;
+	ino_t inode;
+	struct process_info *opener; /* referenced */
+	int raised;                  /* propagated level this handle caused; -1 */
+	dev_t from_device;
+	ino_t from_inode;
+	char *path;
+	struct handle *prev, *next; /* write handles list; handles_lock */
+};
+
+struct script_hash {
+	dev_t device;
+	ino_t inode;
+	off_t size;
+	int64_t mtime_ns, ctime_ns;
+	char hash[33];
+	struct script_hash *next;
+};
+
+struct path_cache_entry {
+	pthread_spinlock_t lock;
+	dev_t device;
+	ino_t inode;
+	const struct policy *policy; /* NULL: empty */
+	uint64_t generation;
+	int level;
+	struct policy_rule_info rule;
+};
+
+struct labels {
+	char *config_path;
+	char *backing_dir;
+	char *mount_point;
+	int backing_fd;
+	char *store_path;
+	char host[256];
+	struct recorder *recorder;
+	const struct fs_observer *next;
+	struct fs_observer observer;
+	struct process_table *processes;
+	bool own_processes;
+
+	_Atomic(struct policy *) policy;
+	struct policy **retired; /* reload_lock */
+	size_t retired_count;
+	pthread_mutex_t reload_lock;
+
+	pthread_rwlock_t table_lock;
+	struct label_entry **slots;
+	atomic_size_t entry_count;
+
+	pthread_mutex_t marks_lock;
+	struct marks **mark_slots;
+	atomic_size_t mark_count;
+
+	pthread_mutex_t handles_lock;
+	struct handle *handles;
+
+	pthread_mutex_t scripts_lock;
+	struct script_hash *scripts;
+
+	sem_t reload_requests;
+	pthread_t reload_thread;
+	bool reload_running;
+	atomic_bool stopping;
+
+	atomic_uint_fast64_t histogram[HISTOGRAM_BUCKETS + 1];     /* wall clock */
+	atomic_uint_fast64_t cpu_histogram[HISTOGRAM_BUCKETS + 1]; /* thread CPU, sampled */
+	atomic_uint_fast64_t decisions;
+	atomic_uint_fast64_t denials;
+
+	struct lineage_queue *lineage;
+
+	struct path_cache_entry *path_cache;
+	atomic_uint_fast64_t path_generation; /* bumped by a directory rename */
+};
+
+/*
+ * What check_open found, handed to the opened() that follows it on the
+ * same thread (op_open calls one right after the other): the open is then
+ * decided once.  path is owned; a check whose open failed leaves it to the
+ * next check to free.
+ */
+static _Thread_local struct {
+	struct labels *labels;
+	dev_t device;
+	ino_t inode;
+	int level;
+	int path_rule_level;
+	struct policy_rule_info path_rule;
+	char *path;
+	bool valid;
+} last_check;
+
+static void
+forget_last_check(void)
+{
+	free(last_check.path);
+	last_check.path = NULL;
+	last_check.valid = false;
+}
+
+static struct policy *
+current_policy(struct labels *labels)
+{
+	return atomic_load_explicit(&labels->policy, memory_order_acquire);
+}
+
+static int64_t
+monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static int64_t
+timespec_ns(struct timespec t)
+{
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static char *
+xstrdup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+/* The path of an O_PATH descriptor relative to the backing root, or NULL. */
+static char *
+relative_path(const struct labels *labels, int fd)
+{
+	char link[32], target[4096];
+	size_t root_length = strlen(labels->backing_dir);
+	ssize_t length;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	length = readlink(link, target, sizeof(target) - 1);
+	if (length < 0)
+		return NULL;
+	target[length] = '\0';
+	if (strcmp(labels->backing_dir, "/") == 0)
+		return strdup(target + 1);
+	if (strncmp(target, labels->backing_dir, root_length) != 0)
+		return NULL;
+	if (target[root_length] == '\0')
+		return strdup("");
+	if (target[root_length] != '/')
+		return NULL;
+	return strdup(target + root_length + 1);
+}
+
+static char *
+join_path(const char *directory, const char *name)
+{
+	size_t length = strlen(directory) + strlen(name) + 2;
+	char *path = malloc(length);
+
+	if (path == NULL)
+		return NULL;
+	snprintf(path, length, "%s%s%s", directory, directory[0] ? "/" : "", name);
+	return path;
+}
+
+/* ---- inode table -------------------------------------------------------------- */
+
+static size_t
+table_slot(dev_t device, ino_t inode)
+{
+	uint64_t key = (uint64_t)inode * 0x9e3779b97f4a7c15ULL ^ (uint64_t)device;
+
+	return (size_t)(key ^ (key >> 31)) & (TABLE_SLOTS - 1);
+}
+
+/* Under table_lock (either mode). */
+static struct label_entry *
+table_find(struct labels *labels, dev_t device, ino_t inode)
+{
+	for (struct label_entry *entry = labels->slots[table_slot(device, inode)]; entry;
+	     entry = entry->next)
+		if (entry->device == device && entry->inode == inode)
+			return entry;
+	return NULL;
+}
+
+/* Under table_lock for writing. */
+static struct label_entry *
+table_get(struct labels *labels, dev_t device, ino_t inode)
+{
+	struct label_entry *entry = table_find(labels, device, inode);
+
+	if (entry)
+		return entry;
+	entry = calloc(1, sizeof(*entry));
+	if (entry == NULL)
+		abort();
+	entry->device = device;
+	entry->inode = inode;
+	entry->rule = -1;
+	entry->explicit_level = -1;
+	entry->propagated = -1;
+	size_t slot = table_slot(device, inode);
+	entry->next = labels->slots[slot];
+	labels->slots[slot] = entry;
+	atomic_fetch_add(&labels->entry_count, 1);
+	return entry;
+}
+
+static void
+set_string(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = xstrdup_or_null(value);
+}
+
+/* Remember that (device, inode) had a name under a rule of level. */
+static void
+index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
+           const struct policy_rule_info *rule)
+{
+	char text[512];
+
+	/* Most opens find it indexed already: look before taking the lock to write. */
+	pthread_rwlock_rdlock(&labels->table_lock);
+	const struct label_entry *known = table_find(labels, device, inode);
+	bool indexed = known && known->rule >= level;
+	pthread_rwlock_unlock(&labels->table_lock);
+	if (indexed)
+		return;
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_get(labels, device, inode);
+	if (level > entry->rule) {
+		entry->rule = level;
+		snprintf(text, sizeof(text), "%s (line %d)", rule->glob, rule->line);
+		set_string(&entry->rule_text, text);
+	}
+	pthread_rwlock_unlock(&labels->table_lock);
+}
+
+/*
+ * The effective label of the file (device, inode) opened by path (NULL:
+ * path unknown, the inode's own labels only).
+ */
+static void
+effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_level,
+                   const struct policy_rule_info *rule, bool known_inode, struct label_view *view)
+{
+	view->path_rule_level = path_level;
+	view->path_rule = path_level >= 0 ? *rule : (struct policy_rule_info){0};
+	view->level = 0;
+	view->source = SOURCE_DEFAULT;
+	view->rule_text[0] = view->from_path[0] = view->from_hash[0] = '\0';
+	view->explicit_level = view->propagated = -1;
+	view->forced = false;
+	view->from_version = 0;
+	if (path_level > 0) {
+		view->level = path_level;
+		view->source = SOURCE_RULE;
+		snprintf(view->rule_text, sizeof(view->rule_text), "%s (line %d)", rule->glob,
+		         rule->line);
+	}
+	if (!known_inode || atomic_load_explicit(&labels->entry_count, memory_order_relaxed) == 0)
+		return;
+	pthread_rwlock_rdlock(&labels->table_lock);
+	const struct label_entry *entry = table_find(labels, device, inode);
+	if (entry) {
+		view->explicit_level = entry->explicit_level;
+		view->forced = entry->forced;
+		view->propagated = entry->propagated;
+		if (entry->from_path)
+			snprintf(view->from_path, sizeof(view->from_path), "%s", entry->from_path);
+		view->from_version = entry->from_version;
+		view->from_device = entry->from_device;
+		view->from_inode = entry->from_inode;
+		snprintf(view->from_hash, sizeof(view->from_hash), "%s", entry->from_hash);
+		if (entry->forced) {
+			view->level = entry->explicit_level;
+			view->source = SOURCE_EXPLICIT;
+		} else {
+			if (entry->rule > view->level) {
+				view->level = entry->rule;
+				view->source = SOURCE_RULE;
+				snprintf(view->rule_text, sizeof(view->rule_text), "%s",
+				         entry->rule_text ? entry->rule_text : "");
+			}
+			if (entry->explicit_level > view->level) {
+				view->level = entry->explicit_level;
+				view->source = SOURCE_EXPLICIT;
+			}
+			if (entry->propagated > view->level) {
+				view->level = entry->propagated;
+				view->source = SOURCE_PROPAGATED;
+			}
+		}
+	}
+	pthread_rwlock_unlock(&labels->table_lock);
+}
+
+/* The effective label of (device, inode) opened by path (NULL: unknown). */
+static void
+effective_label(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
+                const char *path, bool known_inode, struct label_view *view)
+{
+	struct policy_rule_info rule;
+	int path_level =
+	    path && policy_has_path_rules(policy) ? policy_path_level(policy, path, &rule) : -1;
+
+	effective_label_at(labels, device, inode, path_level, &rule, known_inode, view);
+}
+
+/* ---- the path-rule cache ----------------------------------------------------------
+ *
+ * The rule of a node's name needs its path, one readlink of /proc/self/fd/N:
+ * on a virtual machine that system call costs more than the rest of the
+ * decision.  The result is cached per inode in a fixed table (a collision
+ * is a miss, never a wrong answer): the key holds the policy it was computed
+ * with and the namespace generation, which a directory rename bumps (every
+ * path below it changed); a rename, link or unlink of a file forgets that
+ * file's slot.
+ */
+
+static size_t
+path_cache_slot(dev_t device, ino_t inode)
+{
+	return table_slot(device, inode) & (PATH_CACHE_SLOTS - 1);
+}
+
+static void
+path_cache_forget(struct labels *labels, dev_t device, ino_t inode)
+{
+	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
+
+	pthread_spin_lock(&slot->lock);
+	if (slot->device == device && slot->inode == inode)
+		slot->policy = NULL;
+	pthread_spin_unlock(&slot->lock);
+}
+
+static void
+path_cache_store(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
+                 uint64_t generation, int level, const struct policy_rule_info *rule)
+{
+	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
+
+	pthread_spin_lock(&slot->lock);
+	slot->device = device;
+	slot->inode = inode;
+	slot->policy = policy;
+	slot->generation = generation;
+	slot->level = level;
+	slot->rule = *rule;
+	pthread_spin_unlock(&slot->lock);
+}
+
+/*
+ * The rule level of node's current name (-1: none), from the cache or from
+ * one readlink; path (may be NULL) gets the path when it had to be read.
+ */
+static int
+node_path_rule(struct labels *labels, const struct policy *policy, const struct fs_node_info *node,
+               struct policy_rule_info *rule, char **path)
+{
+	struct path_cache_entry *slot =
+	    &labels->path_cache[path_cache_slot(node->device, node->inode)];
+	uint64_t generation = atomic_load_explicit(&labels->path_generation, memory_order_acquire);
+	int level = -2;
+
+	if (!policy_has_path_rules(policy))
+		return -1;
+	pthread_spin_lock(&slot->lock);
+	if (slot->policy == policy && slot->generation == generation &&
+	    slot->device == node->device && slot->inode == node->inode) {
+		level = slot->level;
+		*rule = slot->rule;
+	}
+	pthread_spin_unlock(&slot->lock);
+	if (level != -2)
+		return level;
+	char *name = relative_path(labels, node->backing_fd);
+	level = name ? policy_path_level(policy, name, rule) : -1;
+	if (name)
+		path_cache_store(labels, policy, node->device, node->inode, generation, level,
+		                 rule);
+	if (path)
+		*path = name;
+	else
+		free(name);
+	return level;
+}
+
+/* The effective label of node as opened by its current name. */
+static void
+effective_label_of_node(struct labels *labels, const struct policy *policy,
+                        const struct fs_node_info *node, struct label_view *view, char **path)
+{
+	struct policy_rule_info rule;
+	int level = node_path_rule(labels, policy, node, &rule, path);
+
+	effective_label_at(labels, node->device, node->inode, level, &rule, true, view);
+}
+
+/* "rule GLOB (line N)", "explicit", "propagated from PATH", "default". */
+static void
+describe_source(const struct label_view *view, char *out, size_t size)
+{
+	switch (view->source) {
+	case SOURCE_RULE:
+		snprintf(out, size, "rule %s", view->rule_text);
+		break;
+	case SOURCE_EXPLICIT:
+		snprintf(out, size, view->forced ? "explicit (declassified)" : "explicit");
+		break;
+	case SOURCE_PROPAGATED:
+		snprintf(out, size, "propagated from %s",
+		         view->from_path[0] ? view->from_path : "?");
+		break;
+	case SOURCE_DEFAULT:
+		snprintf(out, size, "default");
+		break;
+	}
+}
+
+/* Raise (device, inode)'s propagated label to level; true when it rose. */
+static bool
+raise_label(struct labels *labels, dev_t device, ino_t inode, int level, const struct mark *from)
+{
+	bool raised = false;
+
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_get(labels, device, inode);
+	if (level > entry->propagated) {
+		entry->propagated = level;
+		set_string(&entry->from_path, from->path);
+		entry->from_device = from->device;
+		entry->from_inode = from->inode;
+		entry->from_version = 0;
+		entry->from_hash[0] = '\0';
+		raised = true;
+	}
+	/* A new version is being written: a declassification held for the old. */
+	entry->forced = false;
+	pthread_rwlock_unlock(&labels->table_lock);
+	return raised;
+}
+
+/* Opened for writing: a declassification held for the version before. */
+static void
+end_declassification(struct labels *labels, dev_t device, ino_t inode)
+{
+	if (atomic_load_explicit(&labels->entry_count, memory_order_relaxed) == 0)
+		return;
+	pthread_rwlock_rdlock(&labels->table_lock);
+	struct label_entry *entry = table_find(labels, device, inode);
+	bool forced = entry && entry->forced;
+	pthread_rwlock_unlock(&labels->table_lock);
+	if (!forced)
+		return;
+	pthread_rwlock_wrlock(&labels->table_lock);
+	entry = table_find(labels, device, inode);
+	if (entry)
+		entry->forced = false;
+	pthread_rwlock_unlock(&labels->table_lock);
+}
+
+/* ---- read marks ------------------------------------------------------------------ */
+
+static size_t
+mark_slot_of_process(pid_t pid, int64_t start_ns)
+{
+	uint64_t key = (uint64_t)pid * 0x9e3779b97f4a7c15ULL ^ (uint64_t)start_ns;
+
+	return (size_t)(key ^ (key >> 29)) & (MARK_SLOTS - 1);
+}
+
+static size_t
+mark_slot_of_run(const char *uuid)
+{
+	uint64_t key = 1469598103934665603ULL;
+
+	for (const char *p = uuid; *p; p++)
+		key = (key ^ (unsigned char)*p) * 1099511628211ULL;
+	return (size_t)key & (MARK_SLOTS - 1);
+}
+
+/* Under marks_lock.  run != NULL finds the run's marks. */
+static struct marks *
+marks_find(struct labels *labels, pid_t pid, int64_t start_ns, const char *run, bool create)
+{
+	size_t slot = run ? mark_slot_of_run(run) : mark_slot_of_process(pid, start_ns);
+	struct marks *marks;
+
+	for (marks = labels->mark_slots[slot]; marks; marks = marks->next)
+		if (run ? marks->run && strcmp(marks->run, run) == 0
+		        : !marks->run && marks->pid == pid && marks->start_ns == start_ns)
+			return marks;
+	if (!create)
+		return NULL;
+	marks = calloc(1, sizeof(*marks));
+	if (marks == NULL)
+		abort();
+	marks->pid = pid;
+	marks->start_ns = start_ns;
+	marks->run = xstrdup_or_null(run);
+	marks->next = labels->mark_slots[slot];
+	labels->mark_slots[slot] = marks;
+	atomic_fetch_add(&labels->mark_count, 1);
+	return marks;
+}
+
+static void
+mark_copy(struct mark *to, const struct mark *from)
+{
+	free(to->path);
+	*to = *from;
+	to->path = xstrdup_or_null(from->path);
+}
+
+static void
+mark_level(struct marks *marks, int level, int64_t now, dev_t device, ino_t inode, const char *path)
+{
+	struct mark *mark = &marks->levels[level];
+
+	if (mark->time_ns)
+		return;
+	*mark = (struct mark){now, device, inode, xstrdup_or_null(path)};
+}
+
+/* image opened a file of level for reading. */
+static void
+note_read(struct labels *labels, const struct policy *policy, struct process_info *image, int level,
+          dev_t device, ino_t inode, int backing_fd, const char *path)
+{
+	int64_t now = wall_clock_ns();
+
+	pthread_mutex_lock(&labels->marks_lock);
+	struct marks *own = marks_find(labels, image->pid, image->start_ns, NULL, false);
+	bool known = own && own->levels[level].time_ns &&
+	             (!policy_propagates_by_run(policy) || image->run == NULL);
+	pthread_mutex_unlock(&labels->marks_lock);
+	if (known)
+		return; /* read at this level before: the first read is the mark */
+	char *name = path ? NULL : relative_path(labels, backing_fd);
+	if (path == NULL)
+		path = name;
+	pthread_mutex_lock(&labels->marks_lock);
+	mark_level(marks_find(labels, image->pid, image->start_ns, NULL, true), level, now, device,
+	           inode, path);
+	if (policy_propagates_by_run(policy) && image->run)
+		mark_level(marks_find(labels, 0, 0, image->run->uuid, true), level, now, device,
+		           inode, path);
+	pthread_mutex_unlock(&labels->marks_lock);
+	free(name);
+}
+
+/*
+ * The read level of image: its own marks, its ancestors' marks made before
+ * the child on the way down was started, and its run's (propagation = run).
+ * 0 when it read nothing labeled; source gets the mark (path copied).
+ */
+static int
+read_level(struct labels *labels, const struct policy *policy, const struct process_info *image,
+           struct mark *source)
+{
+	int best = 0;
+
+	*source = (struct mark){0};
+	if (atomic_load_explicit(&labels->mark_count, memory_order_relaxed) == 0)
+		return 0;
+	int top = policy_level_count(policy) - 1;
+	pthread_mutex_lock(&labels->marks_lock);
+	struct marks *own = marks_find(labels, image->pid, image->start_ns, NULL, false);
+	for (int level = top; own && level > best; level--) {
+		if (own->levels[level].time_ns) {
+			best = level;
+			mark_copy(source, &own->levels[level]);
+		}
+	}
+	int64_t child_start = image->start_ns;
+	int depth = 0;
+	for (const struct process_info *ancestor = image->parent; ancestor && depth < 128;
+	     ancestor = ancestor->parent, depth++) {
+		struct marks *marks =
+		    marks_find(labels, ancestor->pid, ancestor->start_ns, NULL, false);
+		for (int level = top; marks && level > best; level--) {
+			const struct mark *mark = &marks->levels[level];
+			if (mark->time_ns && mark->time_ns < child_start + CHILD_START_MARGIN_NS) {
+				best = level;
+				mark_copy(source, mark);
+			}
+		}
+		child_start = ancestor->start_ns;
+	}
+	if (policy_propagates_by_run(policy) && image->run) {
+		struct marks *marks = marks_find(labels, 0, 0, image->run->uuid, false);
+		for (int level = top; marks && level > best; level--) {
+			if (marks->levels[level].time_ns) {
+				best = level;
+				mark_copy(source, &marks->levels[level]);
+			}
+		}
+	}
+	pthread_mutex_unlock(&labels->marks_lock);
+	return best;
+}
+
+static bool
+same_process(const struct process_info *a, const struct process_info *b)
+{
+	return a->pid == b->pid && a->start_ns == b->start_ns;
+}
+
+/* Is holder (the opener of a handle) image itself, an ancestor, or of its run? */
+static bool
+shares_handles(const struct policy *policy, const struct process_info *holder,
+               const struct process_info *image)
+{
+	int depth = 0;
+
+	for (const struct process_info *p = image; p && depth < 128; p = p->parent, depth++)
+		if (same_process(p, holder))
+			return true;
+	return policy_propagates_by_run(policy) && holder->run && image->run &&
+	       strcmp(holder->run->uuid, image->run->uuid) == 0;
+}
+
+/* ---- the subject of a decision ------------------------------------------------------ */
+
+struct subject_context {
+	struct labels *labels;
+	fuse_req_t req;
+	struct process_info *image;
+};
+
+static bool
+subject_in_group(void *context, gid_t gid)
+{
+	struct subject_context *subject = context;
+
+	return caller_in_group(subject->req, gid);
+}
+
+static int
+subject_executable_hash(void *context, char hash[33])
+{
+	struct subject_context *subject = context;
+
+	if (subject->image->executable_hash[0]) {
+		memcpy(hash, subject->image->executable_hash, 33);
+		return 0;
+	}
+	return process_table_executable_hash(subject->labels->processes, subject->image,
+	                                     EXECUTABLE_HASH_WAIT_MS, hash);
+}
+
+/*
+ * Open a script named by an absolute path.  One inside the mount is opened
+ * from the backing tree: the daemon never opens through its own mount.
+ */
+static int
+open_script(struct labels *labels, const char *path)
+{
+	size_t length = strlen(labels->mount_point);
+
+	if (strncmp(path, labels->mount_point, length) == 0 && path[length] == '/') {
+		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+		                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+		return (int)syscall(SYS_openat2, labels->backing_fd, path + length + 1, &how,
+		                    sizeof(how));
+	}
+	return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+}
+
+/*
+ * A script's hash, cached by (device, inode, size, mtime, ctime) like the
+ * recorder's executables: a script rewritten and backdated has a new
+ * ctime.  A miss hashes the script on the request thread, once per
+ * content; scripts larger than SCRIPT_HASH_LIMIT are not trusted.
+ */
+static int
+subject_file_hash(void *context, const char *path, char hash[33])
+{
+	struct subject_context *subject = context;
+	struct labels *labels = subject->labels;
+	struct stat st;
+	off_t bytes;
+	int result = -1;
+
+	int fd = open_script(labels, path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SCRIPT_HASH_LIMIT)
+		goto out;
+	pthread_mutex_lock(&labels->scripts_lock);
+	for (struct script_hash *known = labels->scripts; known; known = known->next) {
+		if (known->device == st.st_dev && known->inode == st.st_ino &&
+		    known->size == st.st_size && known->mtime_ns == timespec_ns(st.st_mtim) &&
+		    known->ctime_ns == timespec_ns(st.st_ctim)) {
+			memcpy(hash, known->hash, 33);
+			result = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&labels->scripts_lock);
+	if (result == 0)
+		goto out;
+	struct stat after;
+	if (content_hash_fd(fd, st.st_size, hash, &bytes) < 0 || fstat(fd, &after) < 0 ||
+	    after.st_size != st.st_size || timespec_ns(after.st_ctim) != timespec_ns(st.st_ctim))
+		goto out;
+	struct script_hash *entry = calloc(1, sizeof(*entry));
+	if (entry) {
+		*entry = (struct script_hash){.device = st.st_dev,
+		                              .inode = st.st_ino,
+		                              .size = st.st_size,
+		                              .mtime_ns = timespec_ns(st.st_mtim),
+		                              .ctime_ns = timespec_ns(st.st_ctim)};
+		memcpy(entry->hash, hash, 33);
+		pthread_mutex_lock(&labels->scripts_lock);
+		entry->next = labels->scripts;
+		labels->scripts = entry;
+		pthread_mutex_unlock(&labels->scripts_lock);
+	}
+	result = 0;
+out:
+	close(fd);
+	return result;
+}
+
+static void
+decide(struct labels *labels, const struct policy *policy, fuse_req_t req,
+       struct process_info *image, int label, struct policy_decision *decision)
+{
+	struct subject_context context = {labels, req, image};
+	struct policy_subject subject = {
+	    .uid = fuse_req_ctx(req)->uid,
+	    .context = &context,
+	    .in_group = subject_in_group,
+	    .executable_hash = image ? subject_executable_hash : NULL,
+	    .file_hash = subject_file_hash,
+	};
+
+	if (image) {
+		subject.executable = image->executable;
+		subject.argv = image->argv;
+		subject.argv_length = image->argv_length;
+		subject.cwd = image->cwd;
+		subject.job = image->job;
+		subject.traced = atomic_load(&image->traced);
+		subject.injection = image->environment_injection;
+	}
+	policy_decide(policy, &subject, label, decision);
+}
+
+static bool
+is_admin(const struct policy *policy, fuse_req_t req)
+{
+	gid_t admin;
+
+	if (fuse_req_ctx(req)->uid == 0)
+		return true;
+	return policy_admin_group(policy, &admin) && caller_in_group(req, admin);
+}
+
+static uint64_t generation_of(int backing_fd);
+
+/* Write a denial record (or, without a store, a log line). */
+static void
+record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req,
+              struct process_info *image, dev_t device, ino_t inode, int backing_fd,
+              const char *path, const struct label_view *view,
+              const struct policy_decision *decision, const char *operation)
+{
+	char source[600];
+
+	atomic_fetch_add(&labels->denials, 1);
+	describe_source(view, source, sizeof(source));
+	log_debug("denied %s of '%s' (%s, %s) to pid %d uid %u: clearance %s; %s", operation,
+	          path ? path : "?", policy_level_name(policy, view->level), source,
+	          image ? image->pid : 0, (unsigned)fuse_req_ctx(req)->uid,
+	          policy_level_name(policy, decision->clearance), decision->explanation);
+	if (labels->recorder == NULL)
+		return;
+	struct recorder_policy_record *record = calloc(1, sizeof(*record));
+	if (record == NULL)
+		return;
+	record->kind = RECORDER_DENIAL;
+	record->process = image ? process_info_acquire(image) : NULL;
+	record->device = device;
+	record->inode = inode;
+	record->generation = backing_fd >= 0 ? generation_of(backing_fd) : 0;
+	record->path = xstrdup_or_null(path ? path : "");
+	record->uid = fuse_req_ctx(req)->uid;
+	record->level = strdup(policy_level_name(policy, view->level));
+	record->label_source = strdup(source);
+	record->clearance = strdup(policy_level_name(policy, decision->clearance));
+	record->grants = strdup(decision->explanation);
+	record->operation = strdup(operation);
+	record->revision = strdup(policy_revision(policy));
+	record->time_ns = wall_clock_ns();
+	recorder_record_policy(labels->recorder, record);
+}
+
+static int64_t
+thread_cpu_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static void
+histogram_add(atomic_uint_fast64_t *histogram, int64_t elapsed)
+{
+	size_t bucket = (size_t)(elapsed / HISTOGRAM_BUCKET_NS);
+
+	if (bucket > HISTOGRAM_BUCKETS)
+		bucket = HISTOGRAM_BUCKETS;
+	atomic_fetch_add_explicit(&histogram[bucket], 1, memory_order_relaxed);
+}
+
+/*
+ * Time a decision: wall clock always (what a caller waits, preemption
+ * included), and on one decision in 16 the thread's CPU time (what the
+ * decision costs, whatever else the machine runs; reading that clock is a
+ * system call, hence the sampling).
+ */
+struct decision_timer {
+	int64_t wall_ns;
+	int64_t cpu_ns; /* 0: not sampled */
+};
+
+static struct decision_timer
+decision_timer_start(struct labels *labels)
+{
+	bool sample =
+	    (atomic_fetch_add_explicit(&labels->decisions, 1, memory_order_relaxed) & 15) == 0;
+
+	return (struct decision_timer){monotonic_ns(), sample ? thread_cpu_ns() : 0};
+}
+
+static void
+count_decision(struct labels *labels, const struct decision_timer *timer)
+{
+	if (timer->cpu_ns)
+		histogram_add(labels->cpu_histogram, thread_cpu_ns() - timer->cpu_ns);
+	histogram_add(labels->histogram, monotonic_ns() - timer->wall_ns);
+}
+
+static struct process_info *
+caller_image(struct labels *labels, fuse_req_t req)
+{
+	struct caller caller;
+
+	if (labels->processes == NULL)
+		return NULL;
+	caller_from_request(req, &caller);
+	return process_table_lookup(labels->processes, caller.process_id);
+}
+
+/* ---- observer callbacks (request threads) ------------------------------------------ */
+
+/* A write-down refused under no_write_down: the decision that explains it. */
+static void
+write_down_decision(const struct policy *policy, int level, const char *reason, const char *path,
+                    struct policy_decision *decision)
+{
+	decision->allowed = false;
+	decision->clearance = level;
+	snprintf(decision->explanation, sizeof(decision->explanation), "no_write_down: %s %s (%s)",
+	         reason, path && path[0] ? path : "?", policy_level_name(policy, level));
+}
+
+/* Under no_write_down, may image open this file (of view's level)? */
+static bool
+write_down_refused(struct labels *labels, const struct policy *policy, struct process_info *image,
+                   bool reads, bool writes, const struct label_view *view,
+                   struct policy_decision *decision)
+{
+	if (writes) {
+		struct mark source;
+		int level = read_level(labels, policy, image, &source);
+		bool refused = level > view->level;
+		if (refused)
+			write_down_decision(policy, level, "the process has read", source.path,
+			                    decision);
+		free(source.path);
+		if (refused)
+			return true;
+	}
+	if (!reads || view->level == 0)
+		return false;
+	/* Reading this would raise a lower file it writes: refuse the read. */
+	bool refused = false;
+	pthread_mutex_lock(&labels->handles_lock);
+	for (struct handle *handle = labels->handles; handle && !refused; handle = handle->next) {
+		if (handle->opener == NULL || !shares_handles(policy, handle->opener, image))
+			continue;
+		struct label_view written;
+		effective_label(labels, policy, handle->device, handle->inode, handle->path, true,
+		                &written);
+		if (written.level < view->level) {
+			refused = true;
+			write_down_decision(policy, written.level, "it holds open for writing",
+			                    handle->path, decision);
+		}
+	}
+	pthread_mutex_unlock(&labels->handles_lock);
+	return refused;
+}
+
+static int
+on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, const char *name,
+              int flags)
+{
+	struct labels *labels = context;
+	const struct policy *policy = current_policy(labels);
+	struct decision_timer timer = decision_timer_start(labels);
+	int mode = flags & O_ACCMODE;
+	bool reads = mode != O_WRONLY && name == NULL; /* a create reads nothing */
+	bool writes = mode != O_RDONLY || (flags & O_TRUNC) || name != NULL;
+	struct process_info *image = NULL;
+	struct policy_decision decision;
+	struct label_view view;
+	char *path = NULL;
+	int result = 0;
+
+	forget_last_check();
+	if (name) {
+		/* Create: node is the parent directory, name the new file. */
+		char *directory = relative_path(labels, node->backing_fd);
+		path = directory ? join_path(directory, name) : NULL;
+		free(directory);
+		effective_label(labels, policy, 0, 0, path, false, &view);
+	} else {
+		effective_label_of_node(labels, policy, node, &view, &path);
+	}
+	if (reads && view.level > policy_default_clearance(policy)) {
+		image = caller_image(labels, req);
+		decide(labels, policy, req, image, view.level, &decision);
+		if (!decision.allowed) {
+			if (path == NULL)
+				path = relative_path(labels, node->backing_fd);
+			record_denial(labels, policy, req, image, node->device, node->inode,
+			              node->backing_fd, path, &view, &decision,
+			              flags & OPEN_FOR_EXEC ? "exec" : "read");
+			result = -EACCES;
+			goto out;
+		}
+	}
+	if (policy_no_write_down(policy)) {
+		if (image == NULL)
+			image = caller_image(labels, req);
+		if (image &&
+		    write_down_refused(labels, policy, image, reads, writes, &view, &decision)) {
+			if (path == NULL)
+				path = relative_path(labels, node->backing_fd);
+			record_denial(labels, policy, req, image, name ? 0 : node->device,
+			              name ? 0 : node->inode, name ? -1 : node->backing_fd, path,
+			              &view, &decision, "write-down");
+			result = -EACCES;
+			goto out;
+		}
+	}
+	if (labels->next && labels->next->check_open)
+		result = labels->next->check_open(labels->next->context, req, node, name, flags);
+	if (result == 0 && name == NULL) {
+		last_check.labels = labels;
+		last_check.device = node->device;
+		last_check.inode = node->inode;
+		last_check.level = view.level;
+		last_check.path_rule_level = view.path_rule_level;
+		last_check.path_rule = view.path_rule;
+		last_check.path = path;
+		last_check.valid = true;
+		path = NULL;
+	}
+out:
+	process_info_release(image);
+	free(path);
+	count_decision(labels, &timer);
+	return result;
+}
+
+static void *
+on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int open_fd, int flags,
+          bool created)
+{
+	struct labels *labels = context;
+	const struct policy *policy = current_policy(labels);
+	const struct fs_observer *next = labels->next;
+	void *next_cookie = next && next->opened
+	                        ? next->opened(next->context, req, node, open_fd, flags, created)
+	                        : NULL;
+	int mode = flags & O_ACCMODE;
+	bool reads = mode != O_WRONLY && !created;
+	bool writes = mode != O_RDONLY || (flags & O_TRUNC) || created;
+	struct process_info *image = NULL;
+	struct handle *handle = NULL;
+	struct label_view view;
+	char *path = NULL;
+	struct stat st;
+
+	bool checked = last_check.valid && last_check.labels == labels &&
+	               last_check.device == node->device && last_check.inode == node->inode &&
+	               !created;
+	int level = checked ? last_check.level : -1;
+	int path_rule_level = checked ? last_check.path_rule_level : -1;
+	struct policy_rule_info path_rule = last_check.path_rule;
+	if (checked) {
+		path = last_check.path;
+		last_check.path = NULL;
+	}
+	forget_last_check();
+	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		goto wrap;
+	if (!checked) {
+		if (created) {
+			/* A new name: its rule now, and in the cache for the opens to come. */
+			uint64_t generation =
+			    atomic_load_explicit(&labels->path_generation, memory_order_acquire);
+			path = relative_path(labels, node->backing_fd);
+			effective_label(labels, policy, node->device, node->inode, path, true,
+			                &view);
+			if (path && policy_has_path_rules(policy))
+				path_cache_store(labels, policy, node->device, node->inode,
+				                 generation, view.path_rule_level, &view.path_rule);
+		} else {
+			effective_label_of_node(labels, policy, node, &view, &path);
+		}
+		level = view.level;
+		path_rule_level = view.path_rule_level;
+		path_rule = view.path_rule;
+	}
+	/* Its name under a labeled rule goes with the inode from now on. */
+	if (path_rule_level > 0)
+		index_rule(labels, node->device, node->inode, path_rule_level, &path_rule);
+	if ((reads && level > 0) || writes)
+		image = caller_image(labels, req);
+	if (image && reads && level > 0) {
+		note_read(labels, policy, image, level, node->device, node->inode, node->backing_fd,
+		          path);
+		/* What it (or the shell before it) writes now holds this data. */
+		struct mark from = {1, node->device, node->inode, path};
+		pthread_mutex_lock(&labels->handles_lock);
+		for (struct handle *h = labels->handles; h; h = h->next) {
+			if (h->opener == NULL || !shares_handles(policy, h->opener, image))
+				continue;
+			if (path == NULL)
+				from.path = path = relative_path(labels, node->backing_fd);
+			if (raise_label(labels, h->device, h->inode, level, &from) &&
+			    level > h->raised) {
+				h->raised = level;
+				h->from_device = node->device;
+				h->from_inode = node->inode;
+			}
+		}
+		pthread_mutex_unlock(&labels->handles_lock);
+	}
+wrap:
+	if (!writes && next_cookie == NULL)
+		goto out;
+	handle = calloc(1, sizeof(*handle));
+	if (handle == NULL)
+		goto out;
+	handle->labels = labels;
+	handle->next_cookie = next_cookie;
+	handle->writes = writes && S_ISREG(st.st_mode);
+	handle->device = node->device;
+	handle->inode = node->inode;
+	handle->raised = -1;
+	if (handle->writes) {
+		/* Named in no_write_down refusals only. */
+		if (policy_no_write_down(policy))
+			handle->path =
+			    path ? strdup(path) : relative_path(labels, node->backing_fd);
+		handle->opener = image ? process_info_acquire(image) : NULL;
+		if (image) {
+			struct mark source;
+			int read = read_level(labels, policy, image, &source);
+			if (read > level &&
+			    raise_label(labels, node->device, node->inode, read, &source)) {
+				handle->raised = read;
+				handle->from_device = source.device;
+				handle->from_inode = source.inode;
+			} else {
+				end_declassification(labels, node->device, node->inode);
+			}
+			free(source.path);
+		}
+		pthread_mutex_lock(&labels->handles_lock);
+		handle->next = labels->handles;
+		if (labels->handles)
+			labels->handles->prev = handle;
+		labels->handles = handle;
+		pthread_mutex_unlock(&labels->handles_lock);
+	}
+out:
+	process_info_release(image);
+	free(path);
+	return handle;
+}
+
+static void
+on_data_read(void *cookie, off_t offset, size_t bytes)
+{
+	struct handle *handle = cookie;
+
+	if (handle->next_cookie && handle->labels->next->data_read)
+		handle->labels->next->data_read(handle->next_cookie, offset, bytes);
+}
+
+static void
+on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, size_t bytes)
+{
+	struct handle *handle = cookie;
+
+	if (handle->next_cookie && handle->labels->next->data_written)
+		handle->labels->next->data_written(handle->next_cookie, req, data, offset, bytes);
+}
+
+static void
+on_flushed(void *cookie, fuse_req_t req)
+{
+	struct handle *handle = cookie;
+
+	if (handle->next_cookie && handle->labels->next->flushed)
+		handle->labels->next->flushed(handle->next_cookie, req);
+}
+
+static void
+on_released(void *cookie, int fd)
+{
+	struct handle *handle = cookie;
+	struct labels *labels = handle->labels;
+
+	/* The recorder first: its CLOSE makes the version the label goes on. */
+	if (handle->next_cookie && labels->next->released)
+		labels->next->released(handle->next_cookie, fd);
+	if (handle->writes) {
+		pthread_mutex_lock(&labels->handles_lock);
+		if (handle->prev)
+			handle->prev->next = handle->next;
+		else
+			labels->handles = handle->next;
+		if (handle->next)
+			handle->next->prev = handle->prev;
+		int raised = handle->raised;
+		pthread_mutex_unlock(&labels->handles_lock);
+		if (raised >= 0 && labels->recorder) {
+			struct recorder_policy_record *record = calloc(1, sizeof(*record));
+			if (record) {
+				record->kind = RECORDER_LABEL_PROPAGATED;
+				record->device = handle->device;
+				record->inode = handle->inode;
+				record->level =
+				    strdup(policy_level_name(current_policy(labels), raised));
+				record->from_device = handle->from_device;
+				record->from_inode = handle->from_inode;
+				recorder_record_policy(labels->recorder, record);
+			}
+		}
+	}
+	process_info_release(handle->opener);
+	free(handle->path);
+	free(handle);
+}
+
+static void
+on_namespace_changed(void *context, const struct fs_namespace_event *change)
+{
+	struct labels *labels = context;
+	const struct policy *policy = current_policy(labels);
+
+	if (labels->next && labels->next->namespace_changed)
+		labels->next->namespace_changed(labels->next->context, change);
+	if (change->attributes == NULL)
+		return;
+	const struct stat *st = change->attributes;
+	/* Names changed: cached path rules of what moved are stale. */
+	if (change->change == FS_CHANGE_RENAME)
+		atomic_fetch_add_explicit(&labels->path_generation, 1, memory_order_release);
+	else if (change->change == FS_CHANGE_LINK || change->change == FS_CHANGE_UNLINK)
+		path_cache_forget(labels, st->st_dev, st->st_ino);
+	if (!S_ISREG(st->st_mode))
+		return;
+	if (change->change == FS_CHANGE_LINK && change->new_name && change->new_parent_fd >= 0 &&
+	    policy_has_path_rules(policy)) {
+		/* A new name under a labeled rule labels the file, whatever name opens it. */
+		char *directory = relative_path(labels, change->new_parent_fd);
+		char *path = directory ? join_path(directory, change->new_name) : NULL;
+		struct policy_rule_info rule;
+		int level = path ? policy_path_level(policy, path, &rule) : -1;
+		if (level > 0)
+			index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+		free(directory);
+		free(path);
+	}
+	if (change->change == FS_CHANGE_RENAME && change->name && change->parent_fd >= 0 &&
+	    policy_has_path_rules(policy)) {
+		/* The label of the name it leaves goes with the file. */
+		char *directory = relative_path(labels, change->parent_fd);
+		char *path = directory ? join_path(directory, change->name) : NULL;
+		struct policy_rule_info rule;
+		int level = path ? policy_path_level(policy, path, &rule) : -1;
+		if (level > 0) {
+			index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+			/*
+			 * Moved below its rule: the store keeps the label as a
+			 * label change saying why, so that a remount (whose walk
+			 * no longer finds the file under the rule) loads it again.
+			 */
+			char *new_directory = change->new_parent_fd >= 0
+			                          ? relative_path(labels, change->new_parent_fd)
+			                          : NULL;
+			char *new_path = new_directory && change->new_name
+			                     ? join_path(new_directory, change->new_name)
+			                     : NULL;
+			if (new_path && policy_path_level(policy, new_path, NULL) < level &&
+			    labels->recorder) {
+				struct recorder_policy_record *record = calloc(1, sizeof(*record));
+				char reason[1024];
+				snprintf(reason, sizeof(reason),
+				         "kept from rule %s (line %d) when renamed from %s",
+				         rule.glob, rule.line, path);
+				if (record) {
+					record->kind = RECORDER_LABEL_CHANGE;
+					record->device = st->st_dev;
+					record->inode = st->st_ino;
+					int fd = openat(change->new_parent_fd, change->new_name,
+					                O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+					                    O_NOCTTY | O_CLOEXEC);
+					unsigned int generation = 0;
+					if (fd >= 0 &&
+					    ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
+						generation = 0;
+					if (fd >= 0)
+						close(fd);
+					record->generation = generation;
+					record->path = strdup(new_path);
+					record->uid = change->caller ? change->caller->uid : 0;
+					record->level = strdup(policy_level_name(policy, level));
+					record->reason = strdup(reason);
+					record->time_ns = wall_clock_ns();
+					recorder_record_policy(labels->recorder, record);
+				}
+			}
+			free(new_directory);
+			free(new_path);
+		}
+		free(directory);
+		free(path);
+	} else if (change->change == FS_CHANGE_UNLINK && st->st_nlink <= 1) {
+		/* Its last name: the inode number may be reused by another file. */
+		pthread_rwlock_wrlock(&labels->table_lock);
+		struct label_entry **link = &labels->slots[table_slot(st->st_dev, st->st_ino)];
+		while (*link && !((*link)->device == st->st_dev && (*link)->inode == st->st_ino))
+			link = &(*link)->next;
+		if (*link) {
+			struct label_entry *entry = *link;
+			*link = entry->next;
+			free(entry->rule_text);
+			free(entry->from_path);
+			free(entry);
+			atomic_fetch_sub(&labels->entry_count, 1);
+		}
+		pthread_rwlock_unlock(&labels->table_lock);
+	}
+}
+
+/* ---- virtual extended attributes ------------------------------------------------------ */
+
+static void
+reply_value(fuse_req_t req, const char *value, size_t length, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, length);
+	else if (length > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, length);
+}
+
+static uint64_t
+generation_of(int backing_fd)
+{
+	char link[32];
+	unsigned int generation = 0;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", backing_fd);
+	int fd = open(link, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
+			generation = 0;
+		close(fd);
+	}
+	return generation;
+}
+
+static void
+record_label_change(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
+                    const char *path, const char *level, bool forced, const char *reason)
+{
+	if (labels->recorder == NULL)
+		return;
+	struct recorder_policy_record *record = calloc(1, sizeof(*record));
+	if (record == NULL)
+		return;
+	record->kind = RECORDER_LABEL_CHANGE;
+	record->device = node->device;
+	record->inode = node->inode;
+	record->generation = generation_of(node->backing_fd);
+	record->path = xstrdup_or_null(path);
+	record->uid = fuse_req_ctx(req)->uid;
+	record->level = xstrdup_or_null(level);
+	record->forced = forced;
+	record->reason = xstrdup_or_null(reason);
+	record->time_ns = wall_clock_ns();
+	recorder_record_policy(labels->recorder, record);
+}
+
+/*
+ * setxattr user.provfs.label (LEVEL) or user.provfs.declassify
+ * (LEVEL\nREASON): admins only.  A plain label below what the rules and
+ * propagation give the file is refused: lowering takes a declassification.
+ */
+static int
+set_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *node, const char *value,
+          size_t size, bool declassify)
+{
+	const struct policy *policy = current_policy(labels);
+	char text[256], *reason = NULL;
+
+	if (!is_admin(policy, req))
+		return EPERM;
+	if (size == 0 || size >= sizeof(text) - 1)
+		return EINVAL;
+	memcpy(text, value, size);
+	text[size] = '\0';
+	if (declassify) {
+		char *newline = strchr(text, '\n');
+		if (newline == NULL || newline[1] == '\0')
+			return EINVAL; /* a declassification says why */
+		*newline = '\0';
+		reason = newline + 1;
+	} else if (text[size - 1] == '\n') {
+		text[size - 1] = '\0';
+	}
+	int level = policy_level_index(policy, text);
+	if (level < 0)
+		return EINVAL;
+	char *path = relative_path(labels, node->backing_fd);
+	if (!declassify) {
+		/* What the file is without an explicit label: rules and propagation. */
+		struct policy_rule_info rule;
+		int floor = path ? policy_path_level(policy, path, &rule) : -1;
+		pthread_rwlock_rdlock(&labels->table_lock);
+		const struct label_entry *entry = table_find(labels, node->device, node->inode);
+		if (entry && entry->rule > floor)
+			floor = entry->rule;
+		if (entry && entry->propagated > floor)
+			floor = entry->propagated;
+		pthread_rwlock_unlock(&labels->table_lock);
+		if (level < floor) {
+			free(path);
+			return EPERM;
+		}
+	}
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_get(labels, node->device, node->inode);
+	entry->explicit_level = level;
+	entry->forced = declassify;
+	pthread_rwlock_unlock(&labels->table_lock);
+	record_label_change(labels, req, node, path, text, declassify, reason);
+	log_info("label of '%s' set to %s%s by uid %u", path ? path : "?", text,
+	         declassify ? " (declassified)" : "", (unsigned)fuse_req_ctx(req)->uid);
+	free(path);
+	return 0;
+}
+
+static int
+unset_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *node)
+{
+	const struct policy *policy = current_policy(labels);
+
+	if (!is_admin(policy, req))
+		return EPERM;
+	bool had = false;
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_find(labels, node->device, node->inode);
+	if (entry && entry->explicit_level >= 0) {
+		had = true;
+		entry->explicit_level = -1;
+		entry->forced = false;
+	}
+	pthread_rwlock_unlock(&labels->table_lock);
+	if (!had)
+		return ENODATA;
+	char *path = relative_path(labels, node->backing_fd);
+	record_label_change(labels, req, node, path, NULL, false, NULL);
+	free(path);
+	return 0;
+}
+
+static const char *const source_names[] = {
+    [SOURCE_DEFAULT] = "default",
+    [SOURCE_RULE] = "rule",
+    [SOURCE_EXPLICIT] = "explicit",
+    [SOURCE_PROPAGATED] = "propagated",
+};
+
+static json_object *
+json_string_or_null(const char *s)
+{
+	return s && s[0] ? json_object_new_string(s) : NULL;
+}
+
+static json_object *
+why_json(const struct policy *policy, const struct label_view *view)
+{
+	json_object *why = json_object_new_object();
+
+	json_object_object_add(why, "label",
+	                       json_object_new_string(policy_level_name(policy, view->level)));
+	json_object_object_add(why, "source", json_object_new_string(source_names[view->source]));
+	json_object_object_add(why, "rule", json_string_or_null(view->rule_text));
+	json_object_object_add(why, "explicit",
+	                       view->explicit_level >= 0 ? json_object_new_string(policy_level_name(
+	                                                       policy, view->explicit_level))
+	                                                 : NULL);
+	json_object *from = NULL;
+	if (view->propagated >= 0) {
+		from = json_object_new_object();
+		json_object_object_add(from, "path", json_string_or_null(view->from_path));
+		json_object_object_add(
+		    from, "version",
+		    view->from_version ? json_object_new_int64(view->from_version) : NULL);
+		json_object_object_add(from, "hash", json_string_or_null(view->from_hash));
+	}
+	json_object_object_add(why, "propagated_from", from);
+	return why;
+}
+
+/* May the caller read what the file's lineage and label reasons say? */
+static bool
+may_read_details(struct labels *labels, const struct policy *policy, fuse_req_t req, int level)
+{
+	if (is_admin(policy, req))
+		return true;
+	struct process_info *image = caller_image(labels, req);
+	struct policy_decision decision;
+	decide(labels, policy, req, image, level, &decision);
+	process_info_release(image);
+	return decision.allowed;
+}
+
+static void lineage_request(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
+                            const struct label_view *view, size_t size, json_object *why);
+
+static void
+on_virtual_xattr(void *context, fuse_req_t req, const struct fs_node_info *node, char op,
+                 const char *name, const char *value, size_t size)
+{
+	struct labels *labels = context;
+	const struct policy *policy = current_policy(labels);
+	bool label = strcmp(name, "user.provfs.label") == 0;
+	bool why = strcmp(name, "user.provfs.label.why") == 0;
+	bool lineage = strcmp(name, "user.provfs.lineage") == 0;
+	bool declassify = strcmp(name, "user.provfs.declassify") == 0;
+
+	if (op == 's' && (label || declassify)) {
+		fuse_reply_err(req, set_label(labels, req, node, value, size, declassify));
+		return;
+	}
+	if (op == 'r' && label) {
+		fuse_reply_err(req, unset_label(labels, req, node));
+		return;
+	}
+	if (op != 'g') {
+		fuse_reply_err(req, why || lineage ? EPERM : ENOTSUP);
+		return;
+	}
+	if (!label && !why && !lineage) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	char *path = relative_path(labels, node->backing_fd);
+	struct label_view view;
+	effective_label(labels, policy, node->device, node->inode, path, true, &view);
+	free(path);
+	if (label) {
+		const char *level = policy_level_name(policy, view.level);
+		reply_value(req, level, strlen(level), size);
+		return;
+	}
+	if (!may_read_details(labels, policy, req, view.level)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (lineage) {
+		lineage_request(labels, req, node, &view, size, NULL);
+		return;
+	}
+	json_object *json = why_json(policy, &view);
+	if (view.propagated >= 0 && view.from_version == 0) {
+		/* The input's version number and hash are in the store. */
+		lineage_request(labels, req, node, &view, size, json);
+		return;
+	}
+	const char *text = json_object_to_json_string_ext(json, JSON_C_TO_STRING_PLAIN |
+	                                                            JSON_C_TO_STRING_NOSLASHESCAPE);
+	reply_value(req, text, strlen(text), size);
+	json_object_put(json);
+}
+
+/* ---- the lineage xattr: answered from the store, off the request thread ------------- */
+
+struct lineage_job {
+	fuse_req_t req;
+	dev_t device;
+	ino_t inode;
+	size_t size;
+	char label[64];
+	json_object *why; /* a label.why answer to complete with the input's version */
+	dev_t from_device;
+	ino_t from_inode;
+	struct lineage_job *next;
+};
+
+struct lineage_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct lineage_job *head, *tail;
+	bool stopping;
+	pthread_t thread;
+	bool running;
+	struct store *store;
+};
+
+static struct lineage_queue *lineage_of(struct labels *labels);
+
+static void
+lineage_request(struct labels *labels, fuse_req_t req, const struct fs_node_info *node,
+                const struct label_view *view, size_t size, json_object *why)
+{
+	struct lineage_queue *queue = lineage_of(labels);
+	struct lineage_job *job;
+
+	if (queue == NULL || !queue->running || (job = calloc(1, sizeof(*job))) == NULL) {
+		if (why) {
+			/* No store: the answer from memory alone. */
+			const char *text = json_object_to_json_string_ext(
+			    why, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			reply_value(req, text, strlen(text), size);
+			json_object_put(why);
+		} else {
+			fuse_reply_err(req, ENODATA); /* no store: no lineage */
+		}
+		return;
+	}
+	job->why = why;
+	job->from_device = view->from_device;
+	job->from_inode = view->from_inode;
+	job->req = req;
+	job->device = node->device;
+	job->inode = node->inode;
+	job->size = size;
+	snprintf(job->label, sizeof(job->label), "%s",
+	         policy_level_name(current_policy(labels), view->level));
+	pthread_mutex_lock(&queue->lock);
+	if (queue->tail)
+		queue->tail->next = job;
+	else
+		queue->head = job;
+	queue->tail = job;
+	pthread_cond_signal(&queue->wake);
+	pthread_mutex_unlock(&queue->lock);
+}
+
+static sqlite3_stmt *
+prepare(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return NULL;
+	return s;
+}
+
+static json_object *
+column_string(sqlite3_stmt *s, int column)
+{
+	const unsigned char *text = sqlite3_column_text(s, column);
+
+	return text ? json_object_new_string((const char *)text) : NULL;
+}
+
+/* The lineage document of (device, inode), or NULL when provfs never saw it. */
+static json_object *
+lineage_document(struct labels *labels, sqlite3 *db, const struct lineage_job *job)
+{
+	json_object *doc = NULL;
+	int64_t file_id = 0, version_id = 0, producer = 0;
+	sqlite3_stmt *s;
+
+	s = prepare(db, "SELECT id, path FROM files WHERE host = ? AND device = ? AND inode = ? "
+	                "ORDER BY id DESC LIMIT 1");
+	if (s == NULL)
+		return NULL;
+	sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)job->device);
+	sqlite3_bind_int64(s, 3, (int64_t)job->inode);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		file_id = sqlite3_column_int64(s, 0);
+		doc = json_object_new_object();
+		json_object_object_add(doc, "path", column_string(s, 1));
+		json_object_object_add(doc, "label", json_object_new_string(job->label));
+	}
+	sqlite3_finalize(s);
+	if (doc == NULL)
+		return NULL;
+	s = prepare(db, "SELECT id, number, hash, producer_process_id, origin FROM versions "
+	                "WHERE file_id = ? ORDER BY number DESC LIMIT 1");
+	if (s) {
+		sqlite3_bind_int64(s, 1, file_id);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			version_id = sqlite3_column_int64(s, 0);
+			json_object_object_add(doc, "version",
+			                       json_object_new_int64(sqlite3_column_int64(s, 1)));
+			json_object_object_add(doc, "hash", column_string(s, 2));
+			json_object_object_add(doc, "origin", column_string(s, 4));
+			producer = sqlite3_column_int64(s, 3);
+		}
+		sqlite3_finalize(s);
+	}
+	json_object *process = NULL;
+	s = producer ? prepare(db, "SELECT p.pid, p.start_ns, p.executable, p.executable_hash, "
+	                           "p.argv, p.uid, r.uuid, r.job_name FROM processes p LEFT JOIN "
+	                           "runs r ON r.id = p.run_id WHERE p.id = ?")
+	             : NULL;
+	if (s) {
+		sqlite3_bind_int64(s, 1, producer);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			char id[64];
+			snprintf(id, sizeof(id), "%lld@%lld", (long long)sqlite3_column_int64(s, 0),
+			         (long long)(sqlite3_column_int64(s, 1) / 1000000000LL));
+			process = json_object_new_object();
+			json_object_object_add(process, "id", json_object_new_string(id));
+			json_object_object_add(process, "executable", column_string(s, 2));
+			json_object_object_add(process, "executable_hash", column_string(s, 3));
+			json_object *argv = json_object_new_array();
+			const char *words = sqlite3_column_blob(s, 4);
+			int length = sqlite3_column_bytes(s, 4);
+			for (int at = 0; words && at < length;) {
+				size_t word = strnlen(words + at, (size_t)(length - at));
+				json_object_array_add(
+				    argv, json_object_new_string_len(words + at, (int)word));
+				at += (int)word + 1;
+			}
+			json_object_object_add(process, "argv", argv);
+			json_object_object_add(process, "uid",
+			                       json_object_new_int64(sqlite3_column_int64(s, 5)));
+			json_object *run = json_object_new_object();
+			json_object_object_add(run, "id", column_string(s, 6));
+			json_object_object_add(run, "job", column_string(s, 7));
+			json_object_object_add(doc, "run", run);
+		}
+		sqlite3_finalize(s);
+	}
+	json_object_object_add(doc, "process", process);
+	json_object *inputs = json_object_new_array();
+	bool truncated = false;
+	s = producer ? prepare(db, "SELECT DISTINCT f.path, v.number, v.hash, v.label FROM "
+	                           "accesses a JOIN versions v ON v.id = a.read_version_id JOIN "
+	                           "files f ON f.id = v.file_id WHERE a.process_id = ? AND "
+	                           "v.id != ? ORDER BY f.path, v.number")
+	             : NULL;
+	if (s) {
+		size_t used = strlen(json_object_to_json_string_ext(
+		    doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		sqlite3_bind_int64(s, 1, producer);
+		sqlite3_bind_int64(s, 2, version_id);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			json_object *input = json_object_new_object();
+			json_object_object_add(input, "path", column_string(s, 0));
+			json_object_object_add(input, "version",
+			                       json_object_new_int64(sqlite3_column_int64(s, 1)));
+			json_object_object_add(input, "hash", column_string(s, 2));
+			json_object_object_add(input, "label", column_string(s, 3));
+			size_t add = strlen(json_object_to_json_string_ext(
+			    input, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+			if (used + add + 32 > LINEAGE_LIMIT) {
+				json_object_put(input);
+				truncated = true;
+				break;
+			}
+			used += add + 1;
+			json_object_array_add(inputs, input);
+		}
+		sqlite3_finalize(s);
+	}
+	json_object_object_add(doc, "inputs", inputs);
+	if (truncated)
+		json_object_object_add(doc, "truncated", json_object_new_boolean(true));
+	return doc;
+}
+
+/*
+ * The version and hash of the input a propagated label came from: the one
+ * the labeled version names, or else (not flushed yet) the input's latest.
+ */
+static void
+complete_why(struct labels *labels, sqlite3 *db, struct lineage_job *job)
+{
+	json_object *from = NULL;
+	sqlite3_stmt *s;
+
+	if (!json_object_object_get_ex(job->why, "propagated_from", &from) || from == NULL)
+		return;
+	s = prepare(db,
+	            "SELECT sv.number, sv.hash FROM files f JOIN versions v ON v.file_id = "
+	            "f.id JOIN versions sv ON sv.id = v.label_from_version_id WHERE f.host = ?1 "
+	            "AND f.device = ?2 AND f.inode = ?3 ORDER BY f.id DESC, v.number DESC LIMIT 1");
+	if (s == NULL)
+		return;
+	sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)job->device);
+	sqlite3_bind_int64(s, 3, (int64_t)job->inode);
+	int step = sqlite3_step(s);
+	if (step != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		s = prepare(db,
+		            "SELECT v.number, v.hash FROM files f JOIN versions v ON v.file_id = "
+		            "f.id WHERE f.host = ?1 AND f.device = ?2 AND f.inode = ?3 ORDER BY "
+		            "f.id DESC, v.number DESC LIMIT 1");
+		if (s == NULL)
+			return;
+		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (int64_t)job->from_device);
+		sqlite3_bind_int64(s, 3, (int64_t)job->from_inode);
+		step = sqlite3_step(s);
+	}
+	if (step == SQLITE_ROW) {
+		json_object_object_add(from, "version",
+		                       json_object_new_int64(sqlite3_column_int64(s, 0)));
+		json_object_object_add(from, "hash", column_string(s, 1));
+	}
+	sqlite3_finalize(s);
+}
+
+static void *
+lineage_main(void *argument)
+{
+	struct labels *labels = argument;
+	struct lineage_queue *queue = lineage_of(labels);
+
+	pthread_setname_np(pthread_self(), "provfs-lineage");
+	pthread_mutex_lock(&queue->lock);
+	for (;;) {
+		while (queue->head == NULL && !queue->stopping)
+			pthread_cond_wait(&queue->wake, &queue->lock);
+		struct lineage_job *job = queue->head;
+		if (job == NULL)
+			break;
+		queue->head = job->next;
+		if (queue->head == NULL)
+			queue->tail = NULL;
+		pthread_mutex_unlock(&queue->lock);
+		if (queue->store == NULL) {
+			char error[512];
+			queue->store = store_open(labels->store_path, STORE_READ_ONLY, NULL, error,
+			                          sizeof(error));
+			if (queue->store == NULL)
+				log_warning("lineage xattr: %s", error);
+		}
+		json_object *doc;
+		if (job->why) {
+			if (queue->store && !queue->stopping)
+				complete_why(labels, store_db(queue->store), job);
+			doc = job->why;
+		} else {
+			doc = queue->store && !queue->stopping
+			          ? lineage_document(labels, store_db(queue->store), job)
+			          : NULL;
+		}
+		if (doc == NULL) {
+			fuse_reply_err(job->req, ENODATA);
+		} else {
+			const char *text = json_object_to_json_string_ext(
+			    doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			reply_value(job->req, text, strlen(text), job->size);
+			json_object_put(doc);
+		}
+		free(job);
+		pthread_mutex_lock(&queue->lock);
+	}
+	pthread_mutex_unlock(&queue->lock);
+	return NULL;
+}
+
+static struct lineage_queue *
+lineage_of(struct labels *labels)
+{
+	return labels->lineage;
+}
+
+/* ---- the inode index: walk the backing tree under labeled rules -------------------- */
+
+static size_t
+index_directory(struct labels *labels, const struct policy *policy, int directory_fd, char *path,
+                size_t path_length, int depth)
+{
+	size_t indexed = 0;
+	DIR *directory = fdopendir(directory_fd);
+
+	if (directory == NULL) {
+		close(directory_fd);
+		return 0;
+	}
+	struct dirent *entry;
+	while ((entry = readdir(directory)) != NULL) {
+		const char *name = entry->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			continue;
+		size_t name_length = strlen(name);
+		if (path_length + name_length + 2 >= PATH_MAX)
+			continue;
+		size_t child_length = path_length;
+		if (path_length)
+			path[child_length++] = '/';
+		memcpy(path + child_length, name, name_length + 1);
+		child_length += name_length;
+		struct stat st;
+		if (fstatat(dirfd(directory), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISDIR(st.st_mode) && depth < 512) {
+				int child = openat(dirfd(directory), name,
+				                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (child >= 0)
+					indexed += index_directory(labels, policy, child, path,
+					                           child_length, depth + 1);
+			} else if (S_ISREG(st.st_mode)) {
+				struct policy_rule_info rule;
+				if (policy_path_level(policy, path, &rule) > 0) {
+					index_rule(labels, st.st_dev, st.st_ino, rule.level, &rule);
+					indexed++;
+				}
+			}
+		}
+		path[path_length] = '\0';
+	}
+	closedir(directory);
+	return indexed;
+}
+
+/*
+ * Index every regular file under a labeled rule, so that the label
+ * follows the inode to every other name it has (a hard link made before
+ * the mount, in a public directory).  Runs before requests are served.
+ */
+static size_t
+index_tree(struct labels *labels, const struct policy *policy)
+{
+	const char **roots;
+	size_t count = policy_index_roots(policy, &roots), indexed = 0;
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < count; i++) {
+		struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+		                       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+		                                  RESOLVE_NO_MAGICLINKS};
+		int fd = (int)syscall(SYS_openat2, labels->backing_fd, roots[i][0] ? roots[i] : ".",
+		                      &how, sizeof(how));
+		if (fd < 0)
+			continue; /* not there (yet): nothing to index */
+		snprintf(path, sizeof(path), "%s", roots[i]);
+		indexed += index_directory(labels, policy, fd, path, strlen(path), 0);
+	}
+	return indexed;
+}
+
+/* ---- labels persisted in the store ------------------------------------------------------ */
+
+static void
+load_persisted(struct labels *labels, const struct policy *policy)
+{
+	char error[512];
+	size_t explicit_count = 0, propagated_count = 0;
+	struct stat st;
+
+	if (labels->store_path == NULL || stat(labels->store_path, &st) < 0)
+		return;
+	struct store *store =
+	    store_open(labels->store_path, STORE_READ_ONLY, NULL, error, sizeof(error));
+	if (store == NULL) {
+		log_warning("labels: cannot load persisted labels: %s", error);
+		return;
+	}
+	sqlite3 *db = store_db(store);
+	/* The latest change per file; a declassification holds for its version only. */
+	sqlite3_stmt *s = prepare(
+	    db, "SELECT f.device, f.inode, c.level, c.forced, c.version_id IS "
+	        "(SELECT id FROM versions WHERE file_id = f.id ORDER BY number DESC LIMIT 1) "
+	        "FROM label_changes c JOIN files f ON f.id = c.file_id WHERE f.host = ?1 AND "
+	        "f.backing_dir = ?2 AND c.id = (SELECT max(id) FROM label_changes WHERE "
+	        "file_id = c.file_id)");
+	if (s) {
+		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, labels->backing_dir, -1, SQLITE_STATIC);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			const char *name = (const char *)sqlite3_column_text(s, 2);
+			int level = name ? policy_level_index(policy, name) : -1;
+			if (level < 0)
+				continue;
+			bool forced = sqlite3_column_int(s, 3) != 0;
+			if (forced && !sqlite3_column_int(s, 4))
+				continue; /* declassified a version since rewritten */
+			pthread_rwlock_wrlock(&labels->table_lock);
+			struct label_entry *entry =
+			    table_get(labels, (dev_t)sqlite3_column_int64(s, 0),
+			              (ino_t)sqlite3_column_int64(s, 1));
+			entry->explicit_level = level;
+			entry->forced = forced;
+			pthread_rwlock_unlock(&labels->table_lock);
+			explicit_count++;
+		}
+		sqlite3_finalize(s);
+	}
+	/* The latest labeled version per file, with the input that carried it. */
+	s = prepare(db, "SELECT f.device, f.inode, v.label, sv.number, sv.hash, sf.path, "
+	                "sf.device, sf.inode FROM versions v JOIN files f ON f.id = v.file_id "
+	                "LEFT JOIN versions sv ON sv.id = v.label_from_version_id LEFT JOIN files "
+	                "sf ON sf.id = sv.file_id WHERE f.host = ?1 AND f.backing_dir = ?2 AND "
+	                "v.id = (SELECT id FROM versions WHERE file_id = f.id AND label IS NOT "
+	                "NULL ORDER BY number DESC LIMIT 1)");
+	if (s) {
+		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, labels->backing_dir, -1, SQLITE_STATIC);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			const char *name = (const char *)sqlite3_column_text(s, 2);
+			int level = name ? policy_level_index(policy, name) : -1;
+			if (level < 0)
+				continue;
+			pthread_rwlock_wrlock(&labels->table_lock);
+			struct label_entry *entry =
+			    table_get(labels, (dev_t)sqlite3_column_int64(s, 0),
+			              (ino_t)sqlite3_column_int64(s, 1));
+			if (level > entry->propagated && !entry->forced) {
+				entry->propagated = level;
+				entry->from_version = sqlite3_column_int64(s, 3);
+				const char *hash = (const char *)sqlite3_column_text(s, 4);
+				snprintf(entry->from_hash, sizeof(entry->from_hash), "%s",
+				         hash ? hash : "");
+				set_string(&entry->from_path,
+				           (const char *)sqlite3_column_text(s, 5));
+				entry->from_device = (dev_t)sqlite3_column_int64(s, 6);
+				entry->from_inode = (ino_t)sqlite3_column_int64(s, 7);
+			}
+			pthread_rwlock_unlock(&labels->table_lock);
+			propagated_count++;
+		}
+		sqlite3_finalize(s);
+	}
+	store_close(store);
+	if (explicit_count || propagated_count)
+		log_debug("labels: %zu explicit and %zu propagated labels loaded from the store",
+		          explicit_count, propagated_count);
+}
+
+/* ---- life cycle ----------------------------------------------------------------------- */
+
+static struct policy *
+compile_file_policy(const struct provfs_config *config, char *error, size_t error_size)
+{
+	char revision[33];
+
+	if (policy_revision_of_file(config->source, revision) < 0) {
+		snprintf(error, error_size, "cannot read '%s': %s", config->source,
+		         strerror(errno));
+		return NULL;
+	}
+	return policy_compile(config, revision, error, error_size);
+}
+
+struct labels *
+labels_new(const struct labels_options *options, char *error, size_t error_size)
+{
+	struct labels *labels = calloc(1, sizeof(*labels));
+
+	if (labels == NULL) {
+		snprintf(error, error_size, "out of memory");
+		return NULL;
+	}
+	struct policy *policy = compile_file_policy(options->config, error, error_size);
+	if (policy == NULL) {
+		free(labels);
+		return NULL;
+	}
+	atomic_init(&labels->policy, policy);
+	labels->config_path = xstrdup_or_null(options->config_path);
+	labels->backing_dir = strdup(options->backing_dir);
+	labels->mount_point = strdup(options->mount_point);
+	labels->backing_fd = options->backing_fd;
+	labels->store_path = xstrdup_or_null(options->store_path);
+	labels->recorder = options->recorder;
+	labels->next = options->recorder ? recorder_observer(options->recorder) : NULL;
+	gethostname(labels->host, sizeof(labels->host) - 1);
+	pthread_mutex_init(&labels->reload_lock, NULL);
+	pthread_rwlock_init(&labels->table_lock, NULL);
+	pthread_mutex_init(&labels->marks_lock, NULL);
+	pthread_mutex_init(&labels->handles_lock, NULL);
+	pthread_mutex_init(&labels->scripts_lock, NULL);
+	sem_init(&labels->reload_requests, 0, 0);
+	labels->slots = calloc(TABLE_SLOTS, sizeof(*labels->slots));
+	labels->mark_slots = calloc(MARK_SLOTS, sizeof(*labels->mark_slots));
+	labels->lineage = calloc(1, sizeof(*labels->lineage));
+	labels->path_cache = calloc(PATH_CACHE_SLOTS, sizeof(*labels->path_cache));
+	if (labels->path_cache == NULL)
+		abort();
+	for (size_t i = 0; i < PATH_CACHE_SLOTS; i++)
+		pthread_spin_init(&labels->path_cache[i].lock, PTHREAD_PROCESS_PRIVATE);
+	if (labels->slots == NULL || labels->mark_slots == NULL || labels->lineage == NULL)
+		abort();
+	pthread_mutex_init(&labels->lineage->lock, NULL);
+	pthread_cond_init(&labels->lineage->wake, NULL);
+
+	size_t indexed = index_tree(labels, policy);
+	load_persisted(labels, policy);
+	log_debug("labels: policy %.12s, %d levels, %zu files indexed under labeled rules",
+	          policy_revision(policy), policy_level_count(policy), indexed);
+
+	labels->observer = (struct fs_observer){
+	    .context = labels,
+	    .check_open = on_check_open,
+	    .opened = on_opened,
+	    .data_read = on_data_read,
+	    .data_written = on_data_written,
+	    .flushed = on_flushed,
+	    .released = on_released,
+	    .namespace_changed = on_namespace_changed,
+	    .virtual_xattr = on_virtual_xattr,
+	};
+	return labels;
+}
+
+const struct fs_observer *
+labels_observer(struct labels *labels)
+{
+	return &labels->observer;
+}
+
+static bool
+same_levels(const struct policy *a, const struct policy *b)
+{
+	if (policy_level_count(a) != policy_level_count(b))
+		return false;
+	for (int i = 0; i < policy_level_count(a); i++)
+		if (strcmp(policy_level_name(a, i), policy_level_name(b, i)) != 0)
+			return false;
+	return true;
+}
+
+static void
+record_reload(struct labels *labels, const char *revision, const char *failure)
+{
+	if (labels->recorder == NULL)
+		return;
+	struct recorder_policy_record *record = calloc(1, sizeof(*record));
+	if (record == NULL)
+		return;
+	record->kind = RECORDER_CONFIG_RELOAD;
+	record->failed = failure != NULL;
+	record->reason = xstrdup_or_null(failure);
+	record->revision = xstrdup_or_null(revision);
+	record->time_ns = wall_clock_ns();
+	recorder_record_policy(labels->recorder, record);
+}
+
+/* SIGHUP: the new provfs.conf, or the old policy and a reason. */
+static void
+reload(struct labels *labels)
+{
+	char error[600];
+	struct policy *policy = NULL;
+	struct provfs_config *config = config_load(labels->config_path, error, sizeof(error));
+
+	if (config)
+		policy = compile_file_policy(config, error, sizeof(error));
+	config_free(config);
+	struct policy *old = current_policy(labels);
+	if (policy && !same_levels(policy, old)) {
+		snprintf(error, sizeof(error),
+		         "[classification] levels changed; levels change only with a remount");
+		policy_free(policy);
+		policy = NULL;
+	}
+	if (policy == NULL) {
+		log_error("reload refused, the policy in force stays (%.12s): %s",
+		          policy_revision(old), error);
+		record_reload(labels, NULL, error);
+		return;
+	}
+	size_t indexed = index_tree(labels, policy);
+	pthread_mutex_lock(&labels->reload_lock);
+	struct policy **retired =
+	    realloc(labels->retired, (labels->retired_count + 1) * sizeof(*retired));
+	if (retired == NULL)
+		abort();
+	labels->retired = retired;
+	retired[labels->retired_count++] = old;
+	atomic_store_explicit(&labels->policy, policy, memory_order_release);
+	pthread_mutex_unlock(&labels->reload_lock);
+	log_info("reloaded '%s': policy %.12s, %zu files indexed under labeled rules",
+	         labels->config_path ? labels->config_path : CONFIG_DEFAULT_PATH,
+	         policy_revision(policy), indexed);
+	record_reload(labels, policy_revision(policy), NULL);
+}
+
+static void *
+reload_main(void *argument)
+{
+	struct labels *labels = argument;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_setname_np(pthread_self(), "provfs-reload");
+	for (;;) {
+		while (sem_wait(&labels->reload_requests) < 0 && errno == EINTR)
+			;
+		if (atomic_load(&labels->stopping))
+			break;
+		reload(labels);
+	}
+	return NULL;
+}
+
+void
+labels_request_reload(struct labels *labels)
+{
+	if (labels)
+		sem_post(&labels->reload_requests);
+}
+
+int
+labels_start(struct labels *labels)
+{
+	sigset_t all, old;
+
+	labels->processes = labels->recorder ? recorder_processes(labels->recorder) : NULL;
+	if (labels->processes == NULL) {
+		/* -o norecord: a table of its own, reporting to no one. */
+		struct process_table_options options = {.mount_point = labels->mount_point,
+		                                        .backing_fd = labels->backing_fd};
+		labels->processes = process_table_new(&options);
+		if (labels->processes == NULL)
+			return -1;
+		labels->own_processes = true;
+		process_table_start(labels->processes);
+	}
+	/* The threads take no signal: SIGHUP is the main thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&labels->reload_thread, NULL, reload_main, labels) == 0)
+		labels->reload_running = true;
+	if (labels->store_path &&
+	    pthread_create(&labels->lineage->thread, NULL, lineage_main, labels) == 0)
+		labels->lineage->running = true;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return labels->reload_running ? 0 : -1;
+}
+
+/* The median and 99th percentile of a histogram, in microseconds; false when empty. */
+static bool
+percentiles(atomic_uint_fast64_t *histogram, uint64_t *total, double *median, double *p99)
+{
+	uint64_t seen = 0;
+
+	*total = 0;
+	*median = *p99 = -1;
+	for (size_t i = 0; i <= HISTOGRAM_BUCKETS; i++)
+		*total += atomic_load(&histogram[i]);
+	for (size_t i = 0; *total && i <= HISTOGRAM_BUCKETS; i++) {
+		seen += atomic_load(&histogram[i]);
+		double upper = (double)((i + 1) * HISTOGRAM_BUCKET_NS) / 1000.0;
+		if (*median < 0 && seen * 2 >= *total)
+			*median = upper;
+		if (*p99 < 0 && seen * 100 >= *total * 99)
+			*p99 = upper;
+	}
+	return *total > 0;
+}
+
+static void
+log_decision_times(struct labels *labels)
+{
+	uint64_t total, sampled;
+	double median, p99, cpu_median, cpu_p99;
+
+	if (!percentiles(labels->histogram, &total, &median, &p99))
+		return;
+	percentiles(labels->cpu_histogram, &sampled, &cpu_median, &cpu_p99);
+	log_info("policy: %llu decisions at open, median <= %.1f us (99th percentile <= %.1f us) "
+	         "wall clock, median <= %.1f us (99th <= %.1f us) CPU over %llu sampled; "
+	         "%llu denied",
+	         (unsigned long long)total, median, p99, cpu_median, cpu_p99,
+	         (unsigned long long)sampled, (unsigned long long)atomic_load(&labels->denials));
+}
+
+void
+labels_stop(struct labels *labels)
+{
+	if (labels == NULL)
+		return;
+	atomic_store(&labels->stopping, true);
+	if (labels->reload_running) {
+		sem_post(&labels->reload_requests);
+		pthread_join(labels->reload_thread, NULL);
+	}
+	struct lineage_queue *queue = labels->lineage;
+	if (queue->running) {
+		pthread_mutex_lock(&queue->lock);
+		queue->stopping = true;
+		pthread_cond_signal(&queue->wake);
+		pthread_mutex_unlock(&queue->lock);
+		pthread_join(queue->thread, NULL);
+	}
+	if (queue->store)
+		store_close(queue->store);
+	log_decision_times(labels);
+	if (labels->own_processes) {
+		process_table_stop(labels->processes);
+		process_table_free(labels->processes);
+	}
+	for (size_t i = 0; i < TABLE_SLOTS; i++) {
+		while (labels->slots[i]) {
+			struct label_entry *entry = labels->slots[i];
+			labels->slots[i] = entry->next;
+			free(entry->rule_text);
+			free(entry->from_path);
+			free(entry);
+		}
+	}
+	for (size_t i = 0; i < MARK_SLOTS; i++) {
+		while (labels->mark_slots[i]) {
+			struct marks *marks = labels->mark_slots[i];
+			labels->mark_slots[i] = marks->next;
+			for (int level = 0; level < POLICY_MAX_LEVELS; level++)
+				free(marks->levels[level].path);
+			free(marks->run);
+			free(marks);
+		}
+	}
+	while (labels->scripts) {
+		struct script_hash *next = labels->scripts->next;
+		free(labels->scripts);
+		labels->scripts = next;
+	}
+	/* Handles still open belong to a session that is gone: no release comes. */
+	while (labels->handles) {
+		struct handle *next = labels->handles->next;
+		process_info_release(labels->handles->opener);
+		free(labels->handles->path);
+		free(labels->handles);
+		labels->handles = next;
+	}
+	for (size_t i = 0; i < labels->retired_count; i++)
+		policy_free(labels->retired[i]);
+	free(labels->retired);
+	policy_free(current_policy(labels));
+	free(labels->slots);
+	free(labels->mark_slots);
+	free(labels->lineage);
+	free(labels->path_cache);
+	sem_destroy(&labels->reload_requests);
+	free(labels->config_path);
+	free(labels->backing_dir);
+	free(labels->mount_point);
+	free(labels->store_path);
+	free(labels);
+}

@@ -1,0 +1,425 @@
+#!/usr/bin/env bats
+# labels.bats - classification labels enforced at open, through a real mount,
+# with real users: every bypass attempt the labels issue lists must fail,
+# and every refusal must leave a denial record that explains itself.
+#
+# Cast (tests/bats/helpers.bash creates them):
+#   provfs-u1  member of provfs-g = admin_group: may set labels, cleared for nothing
+#   provfs-u2  cleared for confidential by user:
+#   provfs-u3  cleared for restricted only when running the pinned trainer
+#   root       no grant: the default clearance, like anyone
+
+bats_require_minimum_version 1.5.0
+
+load helpers
+load recorder_helpers
+
+setup() {
+	common_setup
+	ensure_test_users
+	# Users reach the tree through the mount (the backing tree warning is fine here).
+	chmod 755 "$BACKING"
+	CONF=$TMP/provfs.conf
+	mkdir -p "$BACKING/raw/crm" "$BACKING/features/pii" "$BACKING/pub"
+	chmod 755 "$BACKING/raw" "$BACKING/raw/crm" "$BACKING/features" "$BACKING/features/pii"
+	chmod 1777 "$BACKING/pub"
+	echo "alice,555-0100" >"$BACKING/raw/crm/customers.csv"
+	echo "income,0.93" >"$BACKING/features/pii/scores.csv"
+	echo "hello" >"$BACKING/pub/readme"
+	chmod 644 "$BACKING/raw/crm/customers.csv" "$BACKING/features/pii/scores.csv" \
+		"$BACKING/pub/readme"
+	# The authorized program: a shell, copied where every user may run it.
+	mkdir -p "$TMP/bin"
+	chmod 755 "$TMP/bin"
+	install -m 755 /bin/dash "$TMP/bin/trainer"
+	TRAINER=$TMP/bin/trainer
+	TRAINER_HASH=$(xxh "$TRAINER")
+	mkdir -m 1777 "$TMP/shared"
+	write_policy
+}
+
+teardown() {
+	common_teardown
+}
+
+# write_policy [EXTRA CLASSIFICATION LINES...]
+write_policy() {
+	{
+		echo "[classification]"
+		echo "levels = public internal confidential restricted"
+		echo "default_clearance = internal"
+		echo "admin_group = provfs-g"
+		printf '%s\n' "$@"
+		echo "[paths]"
+		echo "raw/crm/** = confidential"
+		echo "features/pii/** = restricted"
+		echo "[clearance]"
+		echo "confidential = user:provfs-u2"
+		echo "confidential = job:nightly user:provfs-u3"
+		echo "restricted = exe:$TRAINER@xxh3:$TRAINER_HASH user:provfs-u3"
+	} >"$CONF"
+	chown root:root "$CONF"
+	chmod 644 "$CONF"
+}
+
+mount_labels() {
+	mount_provfs -o "config=$CONF" "$@"
+}
+
+# refused USER CMD...: CMD as USER fails with EACCES.
+refused() {
+	run as_user "$@"
+	if [ "$status" -eq 0 ] || [[ $output != *"Permission denied"* ]]; then
+		echo "expected a refusal, got status $status: $output" >&2
+		return 1
+	fi
+}
+
+latest_version_sql() {
+	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
+}
+
+label_of() {
+	getfattr --only-values -n user.provfs.label "$1"
+}
+
+@test "a user without a grant is refused, a cleared one reads; the denial explains itself" {
+	mount_labels
+	run as_user provfs-u2 cat "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "alice,555-0100" ]
+	refused provfs-u1 cat "$MNT/raw/crm/customers.csv"
+	stop_provfs
+	local uid
+	uid=$(id -u provfs-u1)
+	assert_sql "SELECT operation, path, uid, label, clearance, label_source
+	            FROM denials" "read|raw/crm/customers.csv|$uid|confidential|internal|rule raw/crm/** (line 7)"
+	assert_sql "SELECT grants FROM denials" \
+		"line 12 restricted = exe:$TRAINER@xxh3:$TRAINER_HASH user:provfs-u3: exe:$TRAINER@xxh3:$TRAINER_HASH (other executable); line 10 confidential = user:provfs-u2: user:provfs-u2 (other user); line 11 confidential = job:nightly user:provfs-u3: job:nightly (other job)"
+	assert_sql "SELECT policy_revision FROM denials" "$(xxh "$CONF")"
+	# The process behind it: exe and argv are one join away.
+	assert_sql "SELECT p.executable, p.uid FROM denials d JOIN processes p ON p.id = d.process_id" \
+		"$(real_exe cat)|$uid"
+	# The file and the version that was refused.
+	assert_sql "SELECT f.path, v.number FROM denials d JOIN files f ON f.id = d.file_id
+	            JOIN versions v ON v.id = d.version_id" "raw/crm/customers.csv|1"
+}
+
+@test "root without a grant is refused like anyone" {
+	mount_labels
+	run cat "$MNT/raw/crm/customers.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	# Root still administers: it may see the label and change it.
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	stop_provfs
+	# A file never read before still gets its row in the denial.
+	assert_sql "SELECT d.uid, d.label, f.path FROM denials d JOIN files f ON f.id = d.file_id" \
+		"0|confidential|raw/crm/customers.csv"
+}
+
+@test "bypass: a hard link into a public directory carries the label" {
+	mount_labels
+	ln "$MNT/raw/crm/customers.csv" "$MNT/pub/link.csv"
+	[ "$(label_of "$MNT/pub/link.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/link.csv"
+	run as_user provfs-u2 cat "$MNT/pub/link.csv"
+	[ "$status" -eq 0 ]
+}
+
+@test "bypass: a symlink from a public path to a labeled file" {
+	mount_labels
+	ln -s ../raw/crm/customers.csv "$MNT/pub/sym.csv"
+	refused provfs-u1 cat "$MNT/pub/sym.csv"
+	as_user provfs-u1 ln -s "$MNT/features/pii/scores.csv" "$MNT/pub/mine"
+	refused provfs-u1 cat "$MNT/pub/mine"
+}
+
+@test "bypass: renaming a labeled file into a public directory keeps its label" {
+	mount_labels
+	mv "$MNT/raw/crm/customers.csv" "$MNT/pub/renamed.csv"
+	[ "$(label_of "$MNT/pub/renamed.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/renamed.csv"
+	# A rename of the directory above it too.
+	mv "$MNT/features/pii" "$MNT/pub/pii"
+	refused provfs-u1 cat "$MNT/pub/pii/scores.csv"
+	# And after a remount, whose walk no longer finds it under the rule.
+	as_user provfs-u2 cat "$MNT/pub/renamed.csv" >/dev/null
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/renamed.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/renamed.csv"
+}
+
+@test "bypass: a hard link made in the backing directory before mounting" {
+	ln "$BACKING/features/pii/scores.csv" "$BACKING/pub/early.csv"
+	mount_labels
+	[ "$(label_of "$MNT/pub/early.csv")" = restricted ]
+	refused provfs-u1 cat "$MNT/pub/early.csv"
+	refused provfs-u2 cat "$MNT/pub/early.csv"
+}
+
+@test "bypass: a cleared process copies into a public path; the copy is labeled at once" {
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/copy.csv'"
+	[ "$(label_of "$MNT/pub/copy.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/copy.csv"
+	# cp opens the output after reading the input: the other order.
+	as_user provfs-u2 cp "$MNT/raw/crm/customers.csv" "$MNT/pub/cp.csv"
+	refused provfs-u1 cat "$MNT/pub/cp.csv"
+	local why
+	why=$(getfattr --only-values -n user.provfs.label.why "$MNT/pub/copy.csv")
+	[[ $why == *'"label":"confidential","source":"propagated"'* ]]
+	[[ $why == *'"propagated_from":{"path":"raw/crm/customers.csv"'* ]]
+	# The input's version and hash, once the writer has stored them.
+	wait_until "getfattr --only-values -n user.provfs.label.why '$MNT/pub/copy.csv' |
+		grep -qF '\"version\":1,\"hash\":\"$(xxh "$BACKING/raw/crm/customers.csv")\"'"
+	stop_provfs
+	# The version produced carries the label and the input version behind it.
+	assert_sql "SELECT v.label, sf.path FROM versions v
+	            JOIN versions sv ON sv.id = v.label_from_version_id
+	            JOIN files sf ON sf.id = sv.file_id
+	            WHERE v.id = ($(latest_version_sql pub/copy.csv))" "confidential|raw/crm/customers.csv"
+}
+
+@test "bypass: the copy is labeled while it is still open for writing" {
+	mount_labels
+	# The shell opens the output first, cat reads the secret, the file stays open.
+	start_background as_user_sh provfs-u2 \
+		"(cat '$MNT/raw/crm/customers.csv'; echo written >'$TMP/shared/marker'; sleep 30) >'$MNT/pub/live.csv'"
+	wait_for_file "$TMP/shared/marker"
+	[ -s "$BACKING/pub/live.csv" ]
+	refused provfs-u1 cat "$MNT/pub/live.csv"
+	[ "$(label_of "$MNT/pub/live.csv")" = confidential ]
+	cleanup_background
+}
+
+@test "propagation: a child forked after its parent read carries the read" {
+	mount_labels
+	# The shell reads with a builtin, then forks cat to write.
+	as_user_sh provfs-u2 "read line <'$MNT/raw/crm/customers.csv'; cat '$MNT/pub/readme' >'$MNT/pub/derived'"
+	refused provfs-u1 cat "$MNT/pub/derived"
+	# A child started before the read does not inherit it.
+	as_user_sh provfs-u2 "cat '$MNT/pub/readme' >'$MNT/pub/clean'; read line <'$MNT/raw/crm/customers.csv'"
+	run as_user provfs-u1 cat "$MNT/pub/clean"
+	[ "$status" -eq 0 ]
+}
+
+@test "propagation = run: data passed between siblings through a pipe is caught" {
+	# Process scope: tee never read the secret, cat never opened the output.
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' | tee '$MNT/pub/teed' >/dev/null"
+	run as_user provfs-u1 cat "$MNT/pub/teed"
+	[ "$status" -eq 0 ]
+	stop_provfs
+	# Run scope: everything the run read before raises what it writes.
+	write_policy "propagation = run"
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' | tee '$MNT/pub/teed2' >/dev/null"
+	refused provfs-u1 cat "$MNT/pub/teed2"
+	[ "$(label_of "$MNT/pub/teed2")" = confidential ]
+}
+
+@test "bypass: changing the label xattr as a non-admin; admins label, declassify, unset" {
+	mount_labels
+	chmod 666 "$MNT/raw/crm/customers.csv" "$MNT/pub/readme"
+	# provfs-u3 is no admin: EPERM, the label stays.
+	run as_user provfs-u3 setfattr -n user.provfs.label -v public "$MNT/raw/crm/customers.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u3 setfattr -n user.provfs.declassify -v $'public\nmine now' \
+		"$MNT/raw/crm/customers.csv"
+	[ "$status" -ne 0 ]
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	# An admin cannot go below the rule without declassifying...
+	run as_user provfs-u1 setfattr -n user.provfs.label -v public "$MNT/raw/crm/customers.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u1 setfattr -n user.provfs.label -v topsecret "$MNT/pub/readme"
+	[[ $output == *"Invalid argument"* ]]
+	# ...raises at once...
+	as_user provfs-u1 setfattr -n user.provfs.label -v restricted "$MNT/pub/readme"
+	[ "$(label_of "$MNT/pub/readme")" = restricted ]
+	refused provfs-u2 cat "$MNT/pub/readme"
+	as_user provfs-u1 setfattr -x user.provfs.label "$MNT/pub/readme"
+	run as_user provfs-u2 cat "$MNT/pub/readme"
+	[ "$status" -eq 0 ]
+	# ...and declassifies with a reason, for the current version.
+	run as_user provfs-u1 setfattr -n user.provfs.declassify -v public "$MNT/raw/crm/customers.csv"
+	[[ $output == *"Invalid argument"* ]]
+	as_user provfs-u1 setfattr -n user.provfs.declassify -v $'public\nreviewed: synthetic data' \
+		"$MNT/raw/crm/customers.csv"
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = public ]
+	run as_user provfs-u3 cat "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	echo "new secret" >>"$MNT/raw/crm/customers.csv"
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	stop_provfs
+	assert_sql "SELECT c.level, c.forced, c.reason, c.uid FROM label_changes c
+	            ORDER BY c.id" "restricted|0||$(id -u provfs-u1)
+|0||$(id -u provfs-u1)
+public|1|reviewed: synthetic data|$(id -u provfs-u1)"
+}
+
+@test "virtual xattrs: label for anyone, why and lineage for the cleared, none listed" {
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/copy.csv'"
+	[ "$(as_user provfs-u3 getfattr --only-values -n user.provfs.label "$MNT/pub/copy.csv")" = confidential ]
+	run as_user provfs-u3 getfattr -n user.provfs.label.why "$MNT/pub/copy.csv"
+	[ "$status" -ne 0 ]
+	run as_user provfs-u3 getfattr -n user.provfs.lineage "$MNT/pub/copy.csv"
+	[ "$status" -ne 0 ]
+	local why
+	why=$(as_user provfs-u2 getfattr --only-values -n user.provfs.label.why "$MNT/raw/crm/customers.csv")
+	[ "$why" = '{"label":"confidential","source":"rule","rule":"raw/crm/** (line 7)","explicit":null,"propagated_from":null}' ]
+	# Lineage comes from the store: wait for the writer's flush and the input's hash.
+	local lineage input_hash
+	input_hash=$(xxh "$BACKING/raw/crm/customers.csv")
+	wait_until "getfattr --only-values -n user.provfs.lineage '$MNT/pub/copy.csv' >'$TMP/lineage' 2>/dev/null &&
+		grep -qF '$input_hash' '$TMP/lineage'"
+	lineage=$(cat "$TMP/lineage")
+	echo "$lineage"
+	[[ $lineage == *'"label":"confidential"'* ]]
+	[[ $lineage == *'"executable":"'"$(real_exe cat)"'"'* ]]
+	[[ $lineage == *'"inputs":[{"path":"raw/crm/customers.csv","version":1,"hash":"'"$(xxh "$BACKING/raw/crm/customers.csv")"'"'* ]]
+	run setfattr -n user.provfs.lineage -v x "$MNT/pub/copy.csv"
+	[ "$status" -ne 0 ]
+	run getfattr -d -m - "$MNT/pub/copy.csv"
+	[[ $output != *provfs* ]]
+	# Never on the backing file.
+	run getfattr -d -m - "$BACKING/pub/copy.csv"
+	[[ $output != *provfs* ]]
+}
+
+@test "bypass: a faked PROVFS_JOB" {
+	mount_labels
+	refused provfs-u1 env PROVFS_JOB=nightly cat "$MNT/raw/crm/customers.csv"
+	# The grant needs the job and the user: the user alone is not enough...
+	refused provfs-u3 cat "$MNT/raw/crm/customers.csv"
+	# ...and both together hold.
+	run as_user provfs-u3 env PROVFS_JOB=nightly cat "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+}
+
+@test "bypass: the authorized program reads; when it execs cat, cat is refused" {
+	mount_labels
+	run as_user provfs-u3 "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'; echo \"\$line\""
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	refused provfs-u3 "$TRAINER" -c "exec cat '$MNT/features/pii/scores.csv'"
+	# The same program as another user: every condition must hold.
+	refused provfs-u2 "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'"
+}
+
+@test "bypass: a renamed copy of the authorized binary" {
+	mount_labels
+	install -m 755 "$TRAINER" "$TMP/bin/trainer-copy"
+	refused provfs-u3 "$TMP/bin/trainer-copy" -c "read line <'$MNT/features/pii/scores.csv'"
+}
+
+@test "bypass: the pinned binary rewritten and backdated loses its grant" {
+	mount_labels
+	run as_user provfs-u3 "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'"
+	[ "$status" -eq 0 ]
+	cp -p "$TRAINER" "$TMP/original"
+	printf '\0' >>"$TRAINER"
+	touch -r "$TMP/original" "$TRAINER"
+	refused provfs-u3 "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'"
+	stop_provfs
+	assert_sql "SELECT grants LIKE '%hash differs%' FROM denials" 1
+}
+
+@test "bypass: the pinned binary run with LD_PRELOAD loses its grant" {
+	if ! grep -q LD_PRELOAD "$PROVFS_SOURCE_ROOT/recorder/process_table.c"; then
+		skip "needs the process table's environment_injection (recorder/process_table.c)"
+	fi
+	mount_labels
+	local libc
+	libc=$(ldd /bin/dash | awk '/libc.so/ {print $3}')
+	refused provfs-u3 env LD_PRELOAD="$libc" "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'"
+	run as_user provfs-u3 "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'"
+	[ "$status" -eq 0 ]
+}
+
+@test "bypass: writing the store or provfs.conf as a non-root user" {
+	mount_labels
+	run as_user provfs-u1 sh -c "echo x >>'$STORE'"
+	[ "$status" -ne 0 ]
+	run as_user provfs-u1 sh -c "echo '[paths]' >>'$CONF'"
+	[ "$status" -ne 0 ]
+	# A provfs.conf others may write is refused outright.
+	chmod 666 "$CONF"
+	run_split "$PROVFS" --check-config "$CONF"
+	[ "$status" -eq 2 ]
+}
+
+@test "no_write_down = true refuses the write instead of raising the file" {
+	write_policy "no_write_down = true"
+	mount_labels
+	run as_user provfs-u2 cp "$MNT/raw/crm/customers.csv" "$MNT/pub/down.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	# The other order: a file open for writing, then the read is refused.
+	run as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/down2.csv'"
+	[ "$status" -ne 0 ]
+	# Writing up is fine.
+	install -m 666 /dev/null "$BACKING/raw/crm/more.csv"
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >>'$MNT/raw/crm/more.csv'"
+	stop_provfs
+	assert_sql "SELECT count(*) > 0 FROM denials WHERE operation = 'write-down'" 1
+}
+
+@test "-o norecord still enforces; -o nopolicy enforces nothing and says so" {
+	mount_labels -o norecord
+	refused provfs-u1 cat "$MNT/raw/crm/customers.csv"
+	unmount_provfs
+	mount_labels -o nopolicy
+	run as_user provfs-u1 cat "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	stop_provfs
+	assert_sql "SELECT policy FROM mount_sessions ORDER BY id DESC LIMIT 1" 0
+}
+
+@test "labels persist: explicit and propagated labels hold after a remount" {
+	mount_labels
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/copy.csv'"
+	setfattr -n user.provfs.label -v restricted "$MNT/pub/readme"
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/copy.csv")" = confidential ]
+	[ "$(label_of "$MNT/pub/readme")" = restricted ]
+	refused provfs-u1 cat "$MNT/pub/copy.csv"
+	refused provfs-u2 cat "$MNT/pub/readme"
+}
+
+@test "SIGHUP reloads provfs.conf; a bad one leaves the policy in force and is counted" {
+	mount_labels
+	local daemon
+	daemon=$(provfs_pids "$MNT" | head -n 1)
+	refused provfs-u1 cat "$MNT/raw/crm/customers.csv"
+	sed -i 's/^confidential = user:provfs-u2$/confidential = user:provfs-u1/' "$CONF"
+	kill -HUP "$daemon"
+	wait_until "as_user provfs-u1 cat '$MNT/raw/crm/customers.csv' >/dev/null 2>&1"
+	# A broken file: the policy in force stays.
+	echo "restricted = user:no-such-user-provfs" >>"$CONF"
+	kill -HUP "$daemon"
+	sleep 1
+	run as_user provfs-u1 cat "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	is_mounted "$MNT"
+	stop_provfs
+	assert_sql "SELECT config_reload_failures, last_config_error LIKE '%unknown user%'
+	            FROM mount_sessions" "1|1"
+}
+
+@test "config: an unknown user or group in a grant is one line naming it, exit 2" {
+	printf '[clearance]\nconfidential = user:no-such-user-provfs\n' >"$CONF"
+	run_split "$PROVFS" -o "config=$CONF" "$BACKING" "$MNT"
+	[ "$status" -eq 2 ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	assert_match "$stderr" "^provfs: $CONF:2: .*unknown user"
+	printf '[clearance]\nconfidential = group:no-such-group-provfs uid:0\n' >"$CONF"
+	run_split "$PROVFS" --check-config "$CONF"
+	[ "$status" -eq 2 ]
+	assert_match "$stderr" "^provfs: $CONF:2: .*unknown group"
+	assert_nothing_mounted
+}

@@ -1,0 +1,334 @@
+/*
+ * Unit tests of the label policy's pure logic (policy/policy.c): which
+ * path rule is the most specific, when a grant holds, what a refusal
+ * explains, and the configuration errors the loader must refuse.
+ */
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "policy.h"
+#include "process_table.h"
+
+static int failures;
+static char conf_path[] = "/tmp/provfs-test-policy.XXXXXX";
+
+#define CHECK(condition)                                                                           \
+	do {                                                                                       \
+		if (!(condition)) {                                                                \
+			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition);               \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+static struct provfs_config *
+load(const char *text, char *error, size_t error_size)
+{
+	FILE *file = fopen(conf_path, "w");
+
+	fputs(text, file);
+	fclose(file);
+	return config_load(conf_path, error, error_size);
+}
+
+static struct policy *
+compile(const char *text)
+{
+	char error[600];
+	struct provfs_config *config = load(text, error, sizeof(error));
+
+	if (config == NULL) {
+		fprintf(stderr, "FAIL: config refused: %s\n", error);
+		exit(1);
+	}
+	struct policy *policy = policy_compile(config, "0123", error, sizeof(error));
+	if (policy == NULL) {
+		fprintf(stderr, "FAIL: policy refused: %s\n", error);
+		exit(1);
+	}
+	config_free(config);
+	return policy;
+}
+
+/* The configuration error for text, or "" when it loads. */
+static const char *
+config_error(const char *text)
+{
+	static char error[600];
+	struct provfs_config *config = load(text, error, sizeof(error));
+
+	if (config) {
+		config_free(config);
+		return "";
+	}
+	return error;
+}
+
+static void
+expect_error(const char *text, int line, const char *needle)
+{
+	const char *error = config_error(text);
+	char prefix[128];
+
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", conf_path, line);
+	if (strncmp(error, prefix, strlen(prefix)) != 0 || strstr(error, needle) == NULL) {
+		fprintf(stderr, "FAIL: expected '%s...%s', got '%s'\n", prefix, needle, error);
+		failures++;
+	}
+}
+
+/* ---- a test subject -------------------------------------------------------- */
+
+struct fake {
+	gid_t groups[4];
+	int group_count;
+	const char *executable_hash;
+	const char *script_hash;
+	int hash_calls;
+};
+
+static bool
+fake_in_group(void *context, gid_t gid)
+{
+	struct fake *fake = context;
+
+	for (int i = 0; i < fake->group_count; i++)
+		if (fake->groups[i] == gid)
+			return true;
+	return false;
+}
+
+static int
+fake_executable_hash(void *context, char hash[33])
+{
+	struct fake *fake = context;
+
+	fake->hash_calls++;
+	if (fake->executable_hash == NULL)
+		return -1;
+	snprintf(hash, 33, "%s", fake->executable_hash);
+	return 0;
+}
+
+static int
+fake_file_hash(void *context, const char *path, char hash[33])
+{
+	struct fake *fake = context;
+
+	fake->hash_calls++;
+	if (fake->script_hash == NULL)
+		return -1;
+	snprintf(hash, 33, "%s", fake->script_hash);
+	return 0;
+}
+
+static struct policy_subject
+subject_of(struct fake *fake, uid_t uid, const char *executable, const char *argv,
+           size_t argv_length)
+{
+	return (struct policy_subject){
+	    .uid = uid,
+	    .context = fake,
+	    .in_group = fake_in_group,
+	    .executable_hash = fake_executable_hash,
+	    .file_hash = fake_file_hash,
+	    .executable = executable,
+	    .argv = argv,
+	    .argv_length = argv_length,
+	    .cwd = "/srv",
+	};
+}
+
+static bool
+allowed(const struct policy *policy, const struct policy_subject *subject, const char *level)
+{
+	struct policy_decision decision;
+
+	policy_decide(policy, subject, policy_level_index(policy, level), &decision);
+	return decision.allowed;
+}
+
+#define PIN_A "0123456789abcdef0123456789abcdef"
+#define PIN_B "fedcba9876543210fedcba9876543210"
+
+static void
+test_rules(void)
+{
+	struct policy *policy = compile("[classification]\n"
+	                                "levels = public internal confidential restricted\n"
+	                                "[paths]\n"
+	                                "raw/** = internal\n"          /* line 4 */
+	                                "raw/crm/** = confidential\n"  /* line 5 */
+	                                "raw/crm/public/** = public\n" /* line 6 */
+	                                "*.key = restricted\n"         /* line 7 */
+	                                "a/*/x = internal\n"           /* line 8 */
+	                                "a/x/* = confidential\n");     /* line 9 */
+	struct policy_rule_info rule;
+
+	CHECK(policy_path_level(policy, "raw/a.csv", NULL) == 1);
+	CHECK(policy_path_level(policy, "raw/crm/x.csv", &rule) == 2 && rule.line == 5);
+	/* More literal characters win, whatever the level. */
+	CHECK(policy_path_level(policy, "raw/crm/public/p.csv", &rule) == 0 && rule.line == 6);
+	CHECK(policy_path_level(policy, "raw/crm/secret.key", NULL) == 2); /* 8 > 4 literals */
+	CHECK(policy_path_level(policy, "home/a.key", NULL) == 3);
+	/* A tie goes to the later line. */
+	CHECK(policy_path_level(policy, "a/x/x", &rule) == 2 && rule.line == 9);
+	CHECK(policy_path_level(policy, "elsewhere/file", NULL) == -1);
+	/* The literal prefix only filters: "**" matches nothing below it too. */
+	CHECK(policy_path_level(policy, "raw/crm", &rule) == 2 && rule.line == 5);
+	CHECK(policy_path_level(policy, "raw/crmx/a.csv", &rule) == 1 && rule.line == 4);
+	CHECK(policy_path_level(policy, "rawx/a.csv", NULL) == -1);
+	const char **roots;
+	size_t count = policy_index_roots(policy, &roots);
+	/* Labeled rules only (not "public"); "*.key" matches anywhere: the root. */
+	bool saw_crm = false, saw_top = false;
+	for (size_t i = 0; i < count; i++) {
+		saw_crm |= strcmp(roots[i], "raw/crm") == 0;
+		saw_top |= strcmp(roots[i], "") == 0;
+		CHECK(strcmp(roots[i], "raw/crm/public") != 0);
+	}
+	CHECK(saw_crm && saw_top);
+	policy_free(policy);
+}
+
+static void
+test_grants(void)
+{
+	struct group *group = getgrnam("staff");
+	char text[2048];
+
+	CHECK(group != NULL);
+	snprintf(text, sizeof(text),
+	         "[classification]\n"
+	         "levels = public internal confidential restricted\n"
+	         "default_clearance = internal\n"
+	         "[clearance]\n"
+	         "confidential = group:staff\n"                            /* line 5 */
+	         "restricted = exe:/opt/train@xxh3:%s uid:1000\n"          /* line 6 */
+	         "restricted = script:/srv/score.py@xxh3:%s user:nobody\n" /* line 7 */
+	         "confidential = job:nightly uid:1001\n",                  /* line 8 */
+	         PIN_A, PIN_B);
+	struct policy *policy = compile(text);
+	uid_t nobody = getpwnam("nobody")->pw_uid;
+	struct fake fake = {.executable_hash = PIN_A, .script_hash = PIN_B};
+	struct policy_subject subject;
+	struct policy_decision decision;
+
+	/* At or below the default clearance: no grant is even looked at. */
+	subject = subject_of(&fake, 0, "/bin/cat", NULL, 0);
+	CHECK(allowed(policy, &subject, "internal"));
+	CHECK(fake.hash_calls == 0);
+	/* Root is a user like any other. */
+	CHECK(!allowed(policy, &subject, "confidential"));
+	policy_decide(policy, &subject, 2, &decision);
+	CHECK(decision.clearance == 1);
+	CHECK(strstr(decision.explanation, "line 5 confidential = group:staff") != NULL);
+	CHECK(strstr(decision.explanation, "not a member") != NULL);
+	CHECK(strstr(decision.explanation, "line 6 restricted") != NULL); /* higher grants too */
+	/* group: by the caller's groups. */
+	fake.groups[fake.group_count++] = group->gr_gid;
+	CHECK(allowed(policy, &subject, "confidential"));
+	CHECK(!allowed(policy, &subject, "restricted"));
+	fake.group_count = 0;
+
+	/* exe: pinned: path, hash, no tracing, no loader injection. */
+	subject = subject_of(&fake, 1000, "/opt/train", NULL, 0);
+	CHECK(allowed(policy, &subject, "restricted"));
+	policy_decide(policy, &subject, 3, &decision);
+	CHECK(decision.clearance == 3 && strstr(decision.explanation, "holds"));
+	subject.executable = "/opt/train-copy"; /* a renamed copy */
+	CHECK(!allowed(policy, &subject, "restricted"));
+	subject.executable = "/opt/train";
+	fake.executable_hash = PIN_B; /* rewritten */
+	CHECK(!allowed(policy, &subject, "restricted"));
+	policy_decide(policy, &subject, 3, &decision);
+	CHECK(strstr(decision.explanation, "hash differs") != NULL);
+	fake.executable_hash = NULL; /* unknown: never a grant */
+	CHECK(!allowed(policy, &subject, "restricted"));
+	fake.executable_hash = PIN_A;
+	subject.traced = true;
+	CHECK(!allowed(policy, &subject, "restricted"));
+	subject.traced = false;
+	subject.injection = PROCESS_INJECTION_LOADER;
+	CHECK(!allowed(policy, &subject, "restricted"));
+	subject.injection = PROCESS_INJECTION_SCRIPT; /* no interpreter here: exe: holds */
+	CHECK(allowed(policy, &subject, "restricted"));
+	subject.uid = 1001; /* every condition must hold */
+	CHECK(!allowed(policy, &subject, "restricted"));
+
+	/* script: argv[1] is the script, no option before it, hash matches. */
+	static const char run_script[] = "python3\0/srv/score.py\0--fast";
+	static const char relative[] = "python3\0./score.py";
+	static const char option_first[] = "python3\0-i\0/srv/score.py";
+	static const char other[] = "python3\0/srv/other.py";
+	subject = subject_of(&fake, nobody, "/usr/bin/python3.11", run_script, sizeof(run_script));
+	CHECK(allowed(policy, &subject, "restricted"));
+	subject.argv = relative;
+	subject.argv_length = sizeof(relative);
+	CHECK(allowed(policy, &subject, "restricted"));
+	subject.argv = option_first;
+	subject.argv_length = sizeof(option_first);
+	CHECK(!allowed(policy, &subject, "restricted"));
+	subject.argv = other;
+	subject.argv_length = sizeof(other);
+	CHECK(!allowed(policy, &subject, "restricted"));
+	subject.argv = run_script;
+	subject.argv_length = sizeof(run_script);
+	subject.injection = PROCESS_INJECTION_SCRIPT; /* PYTHONPATH and the like */
+	CHECK(!allowed(policy, &subject, "restricted"));
+	subject.injection = 0;
+	fake.script_hash = PIN_A; /* the script was changed */
+	CHECK(!allowed(policy, &subject, "restricted"));
+	fake.script_hash = PIN_B;
+
+	/* job: only with the identity on its line. */
+	subject = subject_of(&fake, 1002, "/bin/sh", NULL, 0);
+	subject.job = "nightly"; /* faked PROVFS_JOB */
+	CHECK(!allowed(policy, &subject, "confidential"));
+	subject.uid = 1001;
+	CHECK(allowed(policy, &subject, "confidential"));
+	subject.job = NULL;
+	CHECK(!allowed(policy, &subject, "confidential"));
+	policy_free(policy);
+}
+
+static void
+test_bad_input(void)
+{
+	expect_error("[classification]\nlevels = low high\ndefault_clearance = low\n[paths]\nx/** "
+	             "= secret\n",
+	             5, "unknown level 'secret'");
+	expect_error("[clearance]\nrestricted = job:nightly\n", 2, "job:");
+	expect_error("[clearance]\nrestricted = user:no-such-user-provfs\n", 2, "unknown user");
+	expect_error("[clearance]\nrestricted = group:no-such-group-provfs\n", 2, "unknown group");
+	expect_error("[clearance]\nrestricted = exe:relative/path\n", 2, "absolute path");
+	expect_error("[clearance]\nrestricted = exe:/bin/sh@xxh3:XYZ\n", 2, "xxh3");
+	expect_error("[clearance]\nrestricted = colour:blue\n", 2, "unknown condition");
+	expect_error("[clearance]\ntopsecret = uid:0\n", 2, "unknown level 'topsecret'");
+	expect_error("[classification]\nadmin_group = no-such-group-provfs\n", 2, "admin_group");
+	CHECK(strcmp(config_error("[clearance]\nrestricted = job:nightly uid:5\n"), "") == 0);
+}
+
+int
+main(void)
+{
+	int fd = mkstemp(conf_path);
+
+	if (fd < 0 || fchmod(fd, 0644) < 0) {
+		perror("mkstemp");
+		return 1;
+	}
+	close(fd);
+	test_rules();
+	test_grants();
+	test_bad_input();
+	unlink(conf_path);
+	if (failures)
+		fprintf(stderr, "%d failures\n", failures);
+	return failures ? 1 : 0;
+}
