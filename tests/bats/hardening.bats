@@ -247,3 +247,22 @@ os.execve(fd, [path, data], {})
 	            ORDER BY id" "$first
 $second"
 }
+
+@test "soak (smoke): four users' jobs with the store filling up; the mount answers, the store is intact, verify finds no wrong hash" {
+	run_split env PROVFS="$PROVFS" PROVFS_QUERY="${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query" \
+		timeout 240 "$PROVFS_SOURCE_ROOT/scripts/soak" -s 9 -m 8 -d "$TMP/soak"
+	printf '%s\n' "$stdout"
+	[ "$status" -eq 0 ]
+	[[ $stdout == *"ok: PRAGMA integrity_check is ok"* ]]
+	[[ $stdout == *"ok: verify --all: no version whose bytes disagree with its hash"* ]]
+	[[ $stdout == *"soak: every check passed"* ]]
+}
+
+@test "soak: bad arguments are one line and exit 2" {
+	run_split "$PROVFS_SOURCE_ROOT/scripts/soak" -s abc
+	[ "$status" -eq 2 ]
+	[ "$stderr" = "soak: -s takes a whole number of seconds, not 'abc'" ]
+	run_split "$PROVFS_SOURCE_ROOT/scripts/soak" extra
+	[ "$status" -eq 2 ]
+	[ "$stderr" = "soak: unexpected argument 'extra' (see -h)" ]
+}
