@@ -2019,15 +2019,18 @@ virtual_xattr(fuse_req_t req, fuse_ino_t ino, char op, const char *name, const c
 		fuse_reply_err(req, op == 'g' ? ENODATA : ENOTSUP);
 		return true;
 	}
-	int fd = borrow_ino(req, ino);
+	struct fs *fs = fs_of(req);
+	struct fs_inode *node = inode_of(req, ino);
+	int fd = node_borrow(fs, node);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return true;
 	}
 	/* The descriptor is the observer's for the call only (node_info()). */
-	struct fs_node_info info = node_info(inode_of(req, ino));
+	struct fs_node_info info = node_info(node);
 	observer->virtual_xattr(observer->context, req, &info, op, name, value, size);
-	return_ino(req, ino);
+	/* The observer has replied: req is gone, so no fs_of(req) from here. */
+	node_return(fs, node);
 	return true;
 }
 
