@@ -206,21 +206,29 @@ resolve_group(const char *name, gid_t *gid, char *error, size_t error_size)
  * Make the store file and its WAL companions root:group, mode 0640.  On
  * the files themselves, through a descriptor opened without following a
  * symlink: a symlink under a companion's name gives nobody its target.
+ *
+ * The descriptor is O_PATH, and must be: closing any other descriptor of
+ * a file drops every POSIX lock this process holds on it, SQLite's among
+ * them (this runs while other connections of the daemon are open), and
+ * another process would then take the store for unused and delete its WAL
+ * under the writer.  Closing an O_PATH descriptor releases no lock.
  */
 static void
 restrict_files(const char *path, gid_t group)
 {
 	static const char *const suffixes[] = {"", "-wal", "-shm"};
-	char name[4096];
+	char name[4096], link[32];
 	struct stat st;
 
 	for (size_t i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "%s%s", path, suffixes[i]);
-		int fd = open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		int fd = open(name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fchown(fd, 0, group) == 0)
-			fchmod(fd, group ? 0640 : 0600);
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    fchownat(fd, "", 0, group, AT_EMPTY_PATH) == 0)
+			chmod(link, group ? 0640 : 0600); /* the magic link: the file itself */
 		close(fd);
 	}
 }
