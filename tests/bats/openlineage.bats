@@ -15,6 +15,11 @@ load recorder_helpers
 bats_require_minimum_version 1.5.0
 
 QUERY=${PROVFS_QUERY:-${PROVFS_BUILD_ROOT:-/work/main/build}/provfs-query}
+# The OpenLineage project's schemas, in shared/ beside the checkout (as CI
+# lays it out), else where the developers' machines keep it.
+if [ -z "${OPENLINEAGE_SCHEMAS:-}" ] && [ -f "$PROVFS_SOURCE_ROOT/../shared/schemas/openlineage/OpenLineage.json" ]; then
+	OPENLINEAGE_SCHEMAS=$PROVFS_SOURCE_ROOT/../shared/schemas/openlineage
+fi
 OL_SCHEMAS=${OPENLINEAGE_SCHEMAS:-/work/shared/schemas/openlineage}
 HERE=$PROVFS_SOURCE_ROOT/tests/bats
 
