@@ -1397,11 +1397,21 @@ node_info(struct fs_inode *node)
  * writer (see drop_privileges()).  A new file has no capabilities yet.
  */
 static bool
-may_pass_through(const struct fs *fs, int fd, bool created)
+may_pass_through(const struct fs *fs, int fd, int flags, bool created)
 {
 	struct stat st;
 
 	if (fs->backing_files == NULL || !fs_session_passthrough())
+		return false;
+	/*
+	 * A handle that may write stays with the daemon: the recorder learns
+	 * from each write request which process wrote (the producer of a
+	 * version is the process that wrote, not the last one to close an
+	 * inherited descriptor) and hashes the bytes as they are written.  The
+	 * kernel would hide both.  Reads, the bulk of a training epoch, pass
+	 * through.
+	 */
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		return false;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & (S_ISUID | S_ISGID)))
 		return false;
@@ -1421,7 +1431,7 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return 0;
 	error = -backing_files_open(fs->backing_files, handle->ino, handle->fd,
-				    may_pass_through(fs, handle->fd, created), &handle->io_mode,
+				    may_pass_through(fs, handle->fd, fi->flags, created), &handle->io_mode,
 				    &backing_id);
 	if (error)
 		return error;
