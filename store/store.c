@@ -357,7 +357,7 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 		 * set (see store.h, Space); a no-op on an existing store.
 		 */
 		if (exec_sql(store->db, "PRAGMA auto_vacuum = INCREMENTAL", message,
-			     sizeof(message), "cannot set auto_vacuum") == 0 &&
+			     sizeof(message), "cannot set auto_vacuum") ||
 		    exec_sql(store->db, "PRAGMA journal_mode = WAL", message, sizeof(message),
 			     "cannot use WAL")) {
 			if (strstr(message, "not a database"))

@@ -456,20 +456,26 @@ assert all("queue_length" in r for r in d["recorders"])
 }
 
 @test "a version-1 store is migrated to version 2: the writer's indexes and counters are added" {
+	# A store as provfs 0.1 with schema version 1 made it (the schema of that
+	# release, kept as a fixture), with one file recorded by hand.
+	sqlite3 "$STORE" <"$PROVFS_SOURCE_ROOT/tests/fixtures/store-schema-v1.sql"
+	q "PRAGMA user_version = 1"
 	mount_provfs
 	echo a >"$MNT/a"
-	stop_provfs
-	# Make it what version 1 was.
-	q "DROP INDEX file_names_current; DROP INDEX file_names_current_file; DROP INDEX files_path;
-	   ALTER TABLE recorder_stats DROP COLUMN hashes_unhashed;
-	   ALTER TABLE recorder_stats DROP COLUMN queue_length; PRAGMA user_version = 1"
-	mount_provfs
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
 	assert_sql "PRAGMA user_version" 2
+	# Every branch of version 2 is there: the label audit, the outbox's dead
+	# letters, nullable byte counts (kernel passthrough).
+	assert_sql "SELECT count(*) FROM pragma_table_info('denials') WHERE name IN
+	            ('operation', 'label_source', 'grants', 'version_id', 'policy_revision')" 5
+	assert_sql "SELECT count(*) FROM pragma_table_info('openlineage_outbox')
+	            WHERE name IN ('dead_ns', 'response')" 2
+	assert_sql "SELECT \"notnull\" FROM pragma_table_info('accesses') WHERE name = 'bytes_read'" 0
+	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master
 	            WHERE name IN ('file_names_current', 'file_names_current_file', 'files_path')
 	            ORDER BY name)" "file_names_current,file_names_current_file,files_path"
-	assert_sql "SELECT count(*), sum(queue_length >= 0), sum(hashes_unhashed) FROM recorder_stats" "2|2|0"
+	assert_sql "SELECT count(*), sum(queue_length >= 0), sum(hashes_unhashed) FROM recorder_stats" "1|1|0"
 	assert_sql "SELECT path FROM file_names WHERE until_ns IS NULL" b
 }
