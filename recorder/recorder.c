@@ -69,6 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backing_path.h"
 #include "caller.h"
 #include "content_hash.h"
 #include "log.h"
@@ -375,46 +376,17 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 
 /* ---- paths ----------------------------------------------------------------- */
 
-/*
- * The path of an O_PATH descriptor relative to the backing root, or NULL
- * when it lies outside (cannot happen through the mount) or is deleted.
- */
+/* The path of an O_PATH descriptor below the backing root (backing_path.h). */
 static char *
 relative_path(const struct recorder *recorder, int fd)
 {
-	char link[32], target[4096];
-	size_t root_length = strlen(recorder->backing_dir);
-	ssize_t length;
-
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	length = readlink(link, target, sizeof(target) - 1);
-	if (length < 0)
-		return NULL;
-	target[length] = '\0';
-	if (strcmp(recorder->backing_dir, "/") == 0)
-		return strdup(target + 1);
-	if (strncmp(target, recorder->backing_dir, root_length) != 0)
-		return NULL;
-	if (target[root_length] == '\0')
-		return strdup("");
-	if (target[root_length] != '/')
-		return NULL;
-	return strdup(target + root_length + 1);
+	return backing_path_of(recorder->backing_dir, fd);
 }
 
 static char *
 join_path(const char *directory, const char *name)
 {
-	size_t length = strlen(directory) + strlen(name) + 2;
-	char *path = malloc(length);
-
-	if (path == NULL)
-		return NULL;
-	if (directory[0])
-		snprintf(path, length, "%s/%s", directory, name);
-	else
-		snprintf(path, length, "%s", name);
-	return path;
+	return backing_path_join(directory, name);
 }
 
 static bool

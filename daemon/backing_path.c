@@ -1,0 +1,44 @@
+/*
+ * backing_path.c - paths of backing-tree inodes (see include/backing_path.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backing_path.h"
+
+char *
+backing_path_of(const char *backing_dir, int fd)
+{
+	char link[32], target[4096];
+	size_t root_length = strlen(backing_dir);
+	ssize_t length;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	length = readlink(link, target, sizeof(target) - 1);
+	if (length < 0)
+		return NULL;
+	target[length] = '\0';
+	if (strcmp(backing_dir, "/") == 0)
+		return strdup(target + 1);
+	if (strncmp(target, backing_dir, root_length) != 0)
+		return NULL;
+	if (target[root_length] == '\0')
+		return strdup("");
+	if (target[root_length] != '/')
+		return NULL; /* a sibling that shares the prefix, or " (deleted)" */
+	return strdup(target + root_length + 1);
+}
+
+char *
+backing_path_join(const char *directory, const char *name)
+{
+	size_t length = strlen(directory) + strlen(name) + 2;
+	char *path = malloc(length);
+
+	if (path == NULL)
+		return NULL;
+	snprintf(path, length, "%s%s%s", directory, directory[0] ? "/" : "", name);
+	return path;
+}
