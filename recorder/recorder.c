@@ -1404,6 +1404,22 @@ recorder_stop(struct recorder *recorder)
 			struct file_state *file = recorder->file_slots[i];
 			recorder->file_slots[i] = file->next;
 			detach_known_version(file);
+			/*
+			 * The version readers wait for and the writers of a version
+			 * never completed refer back to the file: break those
+			 * cycles, or the file, its versions, accesses and process
+			 * images outlive the recorder.
+			 */
+			struct version *upcoming = file->upcoming;
+			struct access **pending = file->pending_writers;
+			size_t pending_count = file->pending_count;
+			file->upcoming = NULL;
+			file->pending_writers = NULL;
+			file->pending_count = 0;
+			version_release(upcoming);
+			for (size_t j = 0; j < pending_count; j++)
+				access_release(pending[j]);
+			free(pending);
 			file_state_release(file);
 		}
 	}
