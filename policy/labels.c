@@ -549,6 +549,32 @@ raise_label(struct labels *labels, dev_t device, ino_t inode, int level, const s
 	return raised;
 }
 
+/*
+ * The data now written to (device, inode) carries level, which the file
+ * already holds as its propagated label (an earlier version raised it): the
+ * new version is recorded with that label too, from this input.  True when
+ * it does.
+ */
+static bool
+carry_label(struct labels *labels, dev_t device, ino_t inode, int level, const struct mark *from)
+{
+	bool carried = false;
+
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_find(labels, device, inode);
+	if (entry && level > 0 && level == entry->propagated) {
+		set_string(&entry->from_path, from->path);
+		entry->from_device = from->device;
+		entry->from_inode = from->inode;
+		entry->from_version = 0;
+		entry->from_hash[0] = '\0';
+		entry->forced = false;
+		carried = true;
+	}
+	pthread_rwlock_unlock(&labels->table_lock);
+	return carried;
+}
+
 /* Opened for writing: a declassification held for the version before. */
 static void
 end_declassification(struct labels *labels, dev_t device, ino_t inode)
@@ -1154,8 +1180,9 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 				continue;
 			if (path == NULL)
 				from.path = path = relative_path(labels, node->backing_fd);
-			if (raise_label(labels, h->device, h->inode, level, &from) &&
-			    level > h->raised) {
+			bool rose = raise_label(labels, h->device, h->inode, level, &from);
+			if (level > h->raised &&
+			    (rose || carry_label(labels, h->device, h->inode, level, &from))) {
 				h->raised = level;
 				h->from_device = node->device;
 				h->from_inode = node->inode;
@@ -1184,8 +1211,10 @@ wrap:
 		if (image) {
 			struct mark source;
 			int read = read_level(labels, policy, image, &source);
-			if (read > level &&
-			    raise_label(labels, node->device, node->inode, read, &source)) {
+			if ((read > level &&
+			     raise_label(labels, node->device, node->inode, read, &source)) ||
+			    (read == level &&
+			     carry_label(labels, node->device, node->inode, read, &source))) {
 				handle->raised = read;
 				handle->from_device = source.device;
 				handle->from_inode = source.inode;

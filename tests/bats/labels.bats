@@ -423,3 +423,20 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 	assert_match "$stderr" "^provfs: $CONF:2: .*unknown group"
 	assert_nothing_mounted
 }
+
+@test "propagation: every version a cleared writer produces records its label, not only the first" {
+	mount_labels
+	# Night after night the cleared job rewrites the same output: the file is
+	# confidential from the first night on, and each new version holds the
+	# confidential data again (a model retrained on restricted features).
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/nightly.csv'"
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' '$MNT/pub/readme' >'$MNT/pub/nightly.csv'"
+	[ "$(label_of "$MNT/pub/nightly.csv")" = confidential ]
+	stop_provfs
+	assert_sql "SELECT v.number, v.label, sf.path FROM versions v
+	            JOIN versions sv ON sv.id = v.label_from_version_id
+	            JOIN files sf ON sf.id = sv.file_id
+	            WHERE v.file_id = ($(file_id_sql pub/nightly.csv)) ORDER BY v.number" \
+		"1|confidential|raw/crm/customers.csv
+2|confidential|raw/crm/customers.csv"
+}
