@@ -183,3 +183,13 @@ print(d["label"], d["run"]["job"], " ".join(d["process"]["argv"]),
 	[[ ${lines[-1]} == "demo: $TMP/private/demo/data: the service account provfs-train cannot reach it"* ]]
 	! mounts_under "$TMP/private" | grep -q .
 }
+
+@test "scripts/demo: a DEMO_DIR that is not a demo directory is left alone" {
+	mkdir -p "$TMP/precious"
+	echo keep >"$TMP/precious/notes.txt"
+	run "$PROVFS_SOURCE_ROOT/scripts/demo" "$TMP/precious"
+	[ "$status" -eq 2 ]
+	[[ ${lines[-1]} == "demo: $TMP/precious: exists and is not a demo directory: not removing it"* ]]
+	[ "$(cat "$TMP/precious/notes.txt")" = keep ]
+	! mounts_under "$TMP/precious" | grep -q .
+}
