@@ -31,7 +31,8 @@ teardown_file() {
 setup() {
 	TMP=$DEMO_TMP
 	DEMO=$TMP/demo
-	STORE=$DEMO/store/provfs.db
+	STORE=$DEMO/store/provfs.db # read by q and assert_sql (recorder_helpers)
+	export STORE
 	output=$(cat "$TMP/demo.out")
 }
 
@@ -47,7 +48,7 @@ section() {
 		return 1
 	fi
 	[[ $output == *"nothing left mounted"* ]]
-	! mounts_under "$DEMO" | grep -q .
+	[ -z "$(mounts_under "$DEMO")" ]
 	[ -z "$(provfs_pids "$DEMO")" ]
 	# The daemon closed its mount session: the store is complete.
 	assert_sql "SELECT count(*) FROM mount_sessions WHERE stopped_ns IS NULL" 0
@@ -181,7 +182,7 @@ print(d["label"], d["run"]["job"], " ".join(d["process"]["argv"]),
 	run "$PROVFS_SOURCE_ROOT/scripts/demo" "$TMP/private/demo"
 	[ "$status" -eq 2 ]
 	[[ ${lines[-1]} == "demo: $TMP/private/demo/data: the service account provfs-train cannot reach it"* ]]
-	! mounts_under "$TMP/private" | grep -q .
+	[ -z "$(mounts_under "$TMP/private")" ]
 }
 
 @test "scripts/demo: a DEMO_DIR that is not a demo directory is left alone" {
@@ -191,5 +192,5 @@ print(d["label"], d["run"]["job"], " ".join(d["process"]["argv"]),
 	[ "$status" -eq 2 ]
 	[[ ${lines[-1]} == "demo: $TMP/precious: exists and is not a demo directory: not removing it"* ]]
 	[ "$(cat "$TMP/precious/notes.txt")" = keep ]
-	! mounts_under "$TMP/precious" | grep -q .
+	[ -z "$(mounts_under "$TMP/precious")" ]
 }
