@@ -151,6 +151,31 @@ label_of() {
 	refused provfs-u1 cat "$MNT/pub/renamed.csv"
 }
 
+@test "a file created in a directory moved under a labeled rule carries the rule" {
+	mount_labels
+	# Creates in a directory name their file from its cached path: the
+	# cache must follow the directory's rename, and forget a removed one.
+	mkdir -m 1777 "$MNT/pub/dir"
+	echo one >"$MNT/pub/dir/first"
+	[ "$(label_of "$MNT/pub/dir/first")" = public ]
+	mv "$MNT/pub/dir" "$MNT/raw/crm/dir"
+	as_user_sh provfs-u2 "echo two >'$MNT/raw/crm/dir/second'"
+	[ "$(label_of "$MNT/raw/crm/dir/second")" = confidential ]
+	refused provfs-u1 cat "$MNT/raw/crm/dir/second"
+	mv "$MNT/raw/crm/dir" "$MNT/pub/back"
+	echo three >"$MNT/pub/back/third"
+	[ "$(label_of "$MNT/pub/back/third")" = public ]
+	# A directory removed; new ones (its inode number may come back) elsewhere.
+	mkdir "$MNT/raw/crm/gone"
+	echo x >"$MNT/raw/crm/gone/f"
+	rm -r "$MNT/raw/crm/gone"
+	for i in 1 2 3; do
+		mkdir "$MNT/pub/new$i"
+		echo y >"$MNT/pub/new$i/f"
+		[ "$(label_of "$MNT/pub/new$i/f")" = public ]
+	done
+}
+
 @test "bypass: a hard link made in the backing directory before mounting" {
 	ln "$BACKING/features/pii/scores.csv" "$BACKING/pub/early.csv"
 	mount_labels
