@@ -133,7 +133,7 @@ struct policy_decision {
 	 * "line 14 restricted: exe:/opt/train@xxh3:... (hash differs)".
 	 * Empty when no grant had to be considered.
 	 */
-	char explanation[1024];
+	char explanation[4096];
 };
 
 /* May subject read a file of level label?  Fills decision. */

@@ -53,6 +53,7 @@
 #include "backing_path.h"
 #include "caller.h"
 #include "content_hash.h"
+#include "hash_pool.h"
 #include "labels.h"
 #include "log.h"
 #include "policy.h"
@@ -65,7 +66,9 @@
 #define MARK_SLOTS 4096   /* power of two */
 #define CHILD_START_MARGIN_NS 20000000LL
 #define EXECUTABLE_HASH_WAIT_MS 2000
-#define SCRIPT_HASH_LIMIT (16 << 20) /* bytes hashed inline for a script: grant */
+#define SCRIPT_HASH_LIMIT (16 << 20) /* larger scripts are not trusted */
+#define SCRIPT_HASH_WAIT_MS 2000     /* a decision waits this long for a script's hash */
+#define SCRIPT_HASH_QUEUE 64
 #define HISTOGRAM_BUCKET_NS 100
 #define HISTOGRAM_BUCKETS 1000
 #define LINEAGE_LIMIT 65536
@@ -136,14 +139,19 @@ struct handle {
 	struct handle *prev, *next; /* write handles list; handles_lock */
 };
 
+/* A script's hash by its stamp: known, or being computed by the pool. */
 struct script_hash {
+	struct labels *labels;
 	dev_t device;
 	ino_t inode;
 	off_t size;
 	int64_t mtime_ns, ctime_ns;
+	int state; /* SCRIPT_HASHING, SCRIPT_KNOWN */
 	char hash[33];
 	struct script_hash *next;
 };
+
+enum { SCRIPT_HASHING, SCRIPT_KNOWN };
 
 struct path_cache_entry {
 	pthread_spinlock_t lock;
@@ -195,7 +203,10 @@ struct labels {
 	struct handle *handles;
 
 	pthread_mutex_t scripts_lock;
+	pthread_cond_t scripts_changed; /* a script's hash became known, or failed */
 	struct script_hash *scripts;
+	struct hash_pool *script_hashes; /* hashes scripts off the request threads */
+	struct crossing_opener *crossing;
 
 	sem_t reload_requests;
 	pthread_t reload_thread;
@@ -859,77 +870,374 @@ subject_executable_hash(void *context, char hash[33])
 }
 
 /*
- * Open a script named by an absolute path.  One inside the mount is opened
- * from the backing tree: the daemon never opens through its own mount.
+ * Open a script named by an absolute path, never through the mount.  One
+ * inside the mount is opened from the backing tree.  One outside is opened
+ * without crossing into another mount (RESOLVE_NO_XDEV), so that no path
+ * (a symlink into the mount) makes the daemon open its own files: this
+ * runs on a request thread.  -EXDEV: the path crosses a mount point, and
+ * the hashing thread must open it (open_script_crossing).
  */
 static int
 open_script(struct labels *labels, const char *path)
 {
 	size_t length = strlen(labels->mount_point);
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+	                       .resolve = RESOLVE_NO_MAGICLINKS};
+	int fd;
 
 	if (strncmp(path, labels->mount_point, length) == 0 && path[length] == '/') {
-		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-		                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-		return (int)syscall(SYS_openat2, labels->backing_fd, path + length + 1, &how,
-		                    sizeof(how));
+		how.resolve |= RESOLVE_IN_ROOT;
+		fd = (int)syscall(SYS_openat2, labels->backing_fd, path + length + 1, &how,
+		                  sizeof(how));
+	} else {
+		how.resolve |= RESOLVE_NO_XDEV;
+		fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
 	}
-	return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	return fd < 0 ? -errno : fd;
+}
+
+static bool
+same_stamp(const struct script_hash *known, const struct stat *st)
+{
+	return known->device == st->st_dev && known->inode == st->st_ino &&
+	       known->size == st->st_size && known->mtime_ns == timespec_ns(st->st_mtim) &&
+	       known->ctime_ns == timespec_ns(st->st_ctim);
+}
+
+/* Under scripts_lock: the entry for st's stamp, or NULL. */
+static struct script_hash *
+script_find(struct labels *labels, const struct stat *st)
+{
+	for (struct script_hash *known = labels->scripts; known; known = known->next)
+		if (same_stamp(known, st))
+			return known;
+	return NULL;
+}
+
+/* Under scripts_lock: take entry out of the list. */
+static void
+script_unlink(struct labels *labels, struct script_hash *entry)
+{
+	for (struct script_hash **link = &labels->scripts; *link; link = &(*link)->next) {
+		if (*link == entry) {
+			*link = entry->next;
+			return;
+		}
+	}
+}
+
+/* The pool's answer (a pool thread, or the submitter's when refused). */
+static void
+script_hashed(void *argument, int result, const char *hex, const struct stat *before,
+              const struct stat *after)
+{
+	struct script_hash *entry = argument;
+	struct labels *labels = entry->labels;
+	/* The bytes hashed are the stamp's: unchanged from open to end. */
+	bool good = result == 0 && hex && strlen(hex) == 32 && before && after &&
+	            same_stamp(entry, before) && same_stamp(entry, after);
+
+	pthread_mutex_lock(&labels->scripts_lock);
+	if (good) {
+		memcpy(entry->hash, hex, 33);
+		entry->state = SCRIPT_KNOWN;
+		/* Older contents of the same file are of no further use. */
+		for (struct script_hash **link = &labels->scripts; *link;) {
+			struct script_hash *old = *link;
+			if (old != entry && old->state == SCRIPT_KNOWN &&
+			    old->device == entry->device && old->inode == entry->inode) {
+				*link = old->next;
+				free(old);
+			} else {
+				link = &old->next;
+			}
+		}
+	} else {
+		script_unlink(labels, entry); /* the next decision tries again */
+	}
+	pthread_cond_broadcast(&labels->scripts_changed);
+	pthread_mutex_unlock(&labels->scripts_lock);
+	if (!good)
+		free(entry);
 }
 
 /*
- * A script's hash, cached by (device, inode, size, mtime, ctime) like the
- * recorder's executables: a script rewritten and backdated has a new
- * ctime.  A miss hashes the script on the request thread, once per
- * content; scripts larger than SCRIPT_HASH_LIMIT are not trusted.
+ * Queue the hash of the script open as fd (taken) with stamp st, unless a
+ * job for that stamp is queued already.  Under no lock.
+ */
+static void
+script_hash_submit(struct labels *labels, int fd, const struct stat *st)
+{
+	pthread_mutex_lock(&labels->scripts_lock);
+	if (script_find(labels, st) || labels->script_hashes == NULL) {
+		pthread_mutex_unlock(&labels->scripts_lock);
+		close(fd);
+		return;
+	}
+	struct script_hash *entry = calloc(1, sizeof(*entry));
+	if (entry == NULL) {
+		pthread_mutex_unlock(&labels->scripts_lock);
+		close(fd);
+		return;
+	}
+	*entry = (struct script_hash){.labels = labels,
+	                              .device = st->st_dev,
+	                              .inode = st->st_ino,
+	                              .size = st->st_size,
+	                              .mtime_ns = timespec_ns(st->st_mtim),
+	                              .ctime_ns = timespec_ns(st->st_ctim),
+	                              .state = SCRIPT_HASHING};
+	entry->next = labels->scripts;
+	labels->scripts = entry;
+	pthread_mutex_unlock(&labels->scripts_lock);
+	hash_pool_submit(labels->script_hashes, fd, script_hashed, entry);
+}
+
+/*
+ * Wait (at most until deadline) for the hash of the stamp st; 0 with hash
+ * when known, -1 when it failed, was never queued, or is still running.
+ */
+static int
+script_hash_wait(struct labels *labels, const struct stat *st, const struct timespec *deadline,
+                 char hash[33])
+{
+	int result = -1;
+
+	pthread_mutex_lock(&labels->scripts_lock);
+	for (;;) {
+		struct script_hash *entry = script_find(labels, st);
+		if (entry && entry->state == SCRIPT_KNOWN) {
+			memcpy(hash, entry->hash, 33);
+			result = 0;
+			break;
+		}
+		if (entry == NULL ||
+		    pthread_cond_timedwait(&labels->scripts_changed, &labels->scripts_lock,
+		                           deadline) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&labels->scripts_lock);
+	return result;
+}
+
+/* ---- scripts whose path crosses a mount: opened off the request threads -------------
+ *
+ * Opening such a path may enter this very mount (a symlink into it): the
+ * request thread would then wait on FUSE requests to its own daemon.  The
+ * opener thread does it instead: it resolves the path to an O_PATH
+ * descriptor (lookups at most, served by the request threads, none of which
+ * waits for it longer than SCRIPT_HASH_WAIT_MS), refuses a file of this
+ * mount (a script under the mount is named by its path there and read from
+ * the backing tree), and only then opens it for reading.
+ */
+
+struct crossing_job {
+	char *path;
+	int fd; /* the result, or -errno */
+	struct stat st;
+	bool finished, abandoned;
+	struct crossing_job *next;
+};
+
+struct crossing_opener {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* the opener: a job, or stop */
+	pthread_cond_t finished; /* the requesters */
+	struct crossing_job *head, *tail;
+	size_t queued;
+	bool stopping, running;
+	pthread_t thread;
+	dev_t mount_device;
+	bool mount_device_known;
+};
+
+#define CROSSING_QUEUE 16
+
+static int
+open_crossing(struct crossing_opener *opener, const char *mount_point, const char *path,
+              struct stat *st)
+{
+	char link[32];
+	struct stat mount;
+
+	if (!opener->mount_device_known && stat(mount_point, &mount) == 0) {
+		opener->mount_device = mount.st_dev; /* the opener thread's own field */
+		opener->mount_device_known = true;
+	}
+	if (!opener->mount_device_known)
+		return -EAGAIN;
+	int where = open(path, O_PATH | O_CLOEXEC);
+	if (where < 0)
+		return -errno;
+	if (fstat(where, st) < 0 || st->st_dev == opener->mount_device) {
+		close(where);
+		return -EXDEV;
+	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", where);
+	int fd = open(link, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int error = errno;
+	close(where);
+	if (fd < 0)
+		return -error;
+	if (fstat(fd, st) < 0 || st->st_dev == opener->mount_device) {
+		close(fd);
+		return -EXDEV;
+	}
+	return fd;
+}
+
+static void
+crossing_job_free(struct crossing_job *job)
+{
+	if (job->fd >= 0)
+		close(job->fd);
+	free(job->path);
+	free(job);
+}
+
+static void *
+crossing_main(void *argument)
+{
+	struct labels *labels = argument;
+	struct crossing_opener *opener = labels->crossing;
+
+	pthread_mutex_lock(&opener->lock);
+	for (;;) {
+		while (!opener->stopping && opener->head == NULL)
+			pthread_cond_wait(&opener->wake, &opener->lock);
+		if (opener->stopping)
+			break;
+		struct crossing_job *job = opener->head;
+		opener->head = job->next;
+		if (opener->head == NULL)
+			opener->tail = NULL;
+		opener->queued--;
+		pthread_mutex_unlock(&opener->lock);
+		struct stat st;
+		int fd = open_crossing(opener, labels->mount_point, job->path, &st);
+		pthread_mutex_lock(&opener->lock);
+		job->fd = fd;
+		job->st = st;
+		job->finished = true;
+		if (job->abandoned)
+			crossing_job_free(job);
+		else
+			pthread_cond_broadcast(&opener->finished);
+	}
+	/* Stopping: what is queued is abandoned or waited for no more. */
+	while (opener->head) {
+		struct crossing_job *job = opener->head;
+		opener->head = job->next;
+		job->fd = -ESHUTDOWN;
+		job->finished = true;
+		if (job->abandoned)
+			crossing_job_free(job);
+	}
+	opener->tail = NULL;
+	pthread_cond_broadcast(&opener->finished);
+	pthread_mutex_unlock(&opener->lock);
+	return NULL;
+}
+
+/* Open path on the opener thread, waiting until deadline; fd or -errno. */
+static int
+crossing_open(struct labels *labels, const char *path, const struct timespec *deadline,
+              struct stat *st)
+{
+	struct crossing_opener *opener = labels->crossing;
+	int fd;
+
+	if (opener == NULL)
+		return -ENOSYS;
+	struct crossing_job *job = calloc(1, sizeof(*job));
+	if (job == NULL || (job->path = strdup(path)) == NULL) {
+		free(job);
+		return -ENOMEM;
+	}
+	job->fd = -1;
+	pthread_mutex_lock(&opener->lock);
+	if (!opener->running || opener->stopping || opener->queued >= CROSSING_QUEUE) {
+		pthread_mutex_unlock(&opener->lock);
+		crossing_job_free(job);
+		return -EBUSY;
+	}
+	if (opener->tail)
+		opener->tail->next = job;
+	else
+		opener->head = job;
+	opener->tail = job;
+	opener->queued++;
+	pthread_cond_signal(&opener->wake);
+	while (!job->finished &&
+	       pthread_cond_timedwait(&opener->finished, &opener->lock, deadline) == 0)
+		;
+	if (job->finished) {
+		fd = job->fd;
+		*st = job->st;
+		job->fd = -1;
+		crossing_job_free(job);
+	} else {
+		job->abandoned = true; /* the opener frees it */
+		fd = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&opener->lock);
+	return fd;
+}
+
+/*
+ * The hash of the script at an absolute path, or -1 (the grant then does
+ * not hold, and the explanation says the hash is unknown).
+ *
+ * The request thread only opens and stamps the script (a few system calls,
+ * never through the mount) and looks the stamp up: hashes are cached by
+ * (device, inode, size, mtime, ctime) like the recorder's executables, so
+ * a script rewritten and backdated has a new ctime.  A stamp not known yet
+ * is hashed by the script pool; the decision waits for it at most
+ * SCRIPT_HASH_WAIT_MS (a job per stamp, whoever asks meanwhile waits for
+ * the same one), then says "script hash unknown" and the next open is
+ * decided again.  Scripts larger than SCRIPT_HASH_LIMIT are not trusted.
  */
 static int
 subject_file_hash(void *context, const char *path, char hash[33])
 {
 	struct subject_context *subject = context;
 	struct labels *labels = subject->labels;
+	struct timespec deadline;
 	struct stat st;
-	off_t bytes;
-	int result = -1;
 
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += SCRIPT_HASH_WAIT_MS / 1000;
+	deadline.tv_nsec += (long)(SCRIPT_HASH_WAIT_MS % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
 	int fd = open_script(labels, path);
-	if (fd < 0)
+	if (fd == -EXDEV && path[0] == '/') {
+		fd = crossing_open(labels, path, &deadline, &st);
+		if (fd < 0)
+			return -1;
+	} else if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SCRIPT_HASH_LIMIT)
-		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > SCRIPT_HASH_LIMIT) {
+		close(fd);
+		return -1;
+	}
 	pthread_mutex_lock(&labels->scripts_lock);
-	for (struct script_hash *known = labels->scripts; known; known = known->next) {
-		if (known->device == st.st_dev && known->inode == st.st_ino &&
-		    known->size == st.st_size && known->mtime_ns == timespec_ns(st.st_mtim) &&
-		    known->ctime_ns == timespec_ns(st.st_ctim)) {
-			memcpy(hash, known->hash, 33);
-			result = 0;
-			break;
-		}
-	}
+	struct script_hash *known = script_find(labels, &st);
+	bool ready = known && known->state == SCRIPT_KNOWN;
+	if (ready)
+		memcpy(hash, known->hash, 33);
 	pthread_mutex_unlock(&labels->scripts_lock);
-	if (result == 0)
-		goto out;
-	struct stat after;
-	if (content_hash_fd(fd, st.st_size, hash, &bytes) < 0 || fstat(fd, &after) < 0 ||
-	    after.st_size != st.st_size || timespec_ns(after.st_ctim) != timespec_ns(st.st_ctim))
-		goto out;
-	struct script_hash *entry = calloc(1, sizeof(*entry));
-	if (entry) {
-		*entry = (struct script_hash){.device = st.st_dev,
-		                              .inode = st.st_ino,
-		                              .size = st.st_size,
-		                              .mtime_ns = timespec_ns(st.st_mtim),
-		                              .ctime_ns = timespec_ns(st.st_ctim)};
-		memcpy(entry->hash, hash, 33);
-		pthread_mutex_lock(&labels->scripts_lock);
-		entry->next = labels->scripts;
-		labels->scripts = entry;
-		pthread_mutex_unlock(&labels->scripts_lock);
+	if (ready) {
+		close(fd);
+		return 0;
 	}
-	result = 0;
-out:
-	close(fd);
-	return result;
+	script_hash_submit(labels, fd, &st);
+	return script_hash_wait(labels, &st, &deadline, hash);
 }
 
 static void
@@ -2255,6 +2563,11 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	pthread_mutex_init(&labels->marks_lock, NULL);
 	pthread_mutex_init(&labels->handles_lock, NULL);
 	pthread_mutex_init(&labels->scripts_lock, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&labels->scripts_changed, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	sem_init(&labels->reload_requests, 0, 0);
 	labels->slots = calloc(TABLE_SLOTS, sizeof(*labels->slots));
 	labels->mark_slots = calloc(MARK_SLOTS, sizeof(*labels->mark_slots));
@@ -2413,6 +2726,19 @@ labels_start(struct labels *labels)
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (pthread_create(&labels->reload_thread, NULL, reload_main, labels) == 0)
 		labels->reload_running = true;
+	labels->script_hashes = hash_pool_new(1, SCRIPT_HASH_QUEUE, labels->backing_fd);
+	labels->crossing = calloc(1, sizeof(*labels->crossing));
+	if (labels->crossing) {
+		pthread_mutex_init(&labels->crossing->lock, NULL);
+		pthread_cond_init(&labels->crossing->wake, NULL);
+		pthread_condattr_t monotonic;
+		pthread_condattr_init(&monotonic);
+		pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+		pthread_cond_init(&labels->crossing->finished, &monotonic);
+		pthread_condattr_destroy(&monotonic);
+		labels->crossing->running = pthread_create(&labels->crossing->thread, NULL,
+		                                           crossing_main, labels) == 0;
+	}
 	if (labels->store_path &&
 	    pthread_create(&labels->lineage->thread, NULL, lineage_main, labels) == 0)
 		labels->lineage->running = true;
@@ -2482,6 +2808,25 @@ labels_stop(struct labels *labels)
 	if (queue->store)
 		store_close(queue->store);
 	log_decision_times(labels);
+	/* Script jobs end first: their answers go into the scripts list. */
+	if (labels->script_hashes) {
+		hash_pool_stop(labels->script_hashes);
+		hash_pool_free(labels->script_hashes);
+	}
+	struct crossing_opener *opener = labels->crossing;
+	if (opener) {
+		if (opener->running) {
+			pthread_mutex_lock(&opener->lock);
+			opener->stopping = true;
+			pthread_cond_signal(&opener->wake);
+			pthread_mutex_unlock(&opener->lock);
+			pthread_join(opener->thread, NULL);
+		}
+		pthread_mutex_destroy(&opener->lock);
+		pthread_cond_destroy(&opener->wake);
+		pthread_cond_destroy(&opener->finished);
+		free(opener);
+	}
 	if (labels->own_processes) {
 		process_table_stop(labels->processes);
 		process_table_free(labels->processes);
