@@ -2017,6 +2017,33 @@ on_virtual_xattr(void *context, fuse_req_t req, const struct fs_node_info *node,
 {
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
+
+	/*
+	 * The admin route.  With default_permissions the kernel lets a caller
+	 * set or remove a user.* attribute only with write permission on the
+	 * file, so an admin without it never reaches us through
+	 * user.provfs.label.  system.* names are left to the filesystem (no
+	 * mode check in the VFS): system.provfs.label and
+	 * system.provfs.declassify reach us from anyone, and set_label and
+	 * unset_label decide, as for user.provfs.*, who may change a label:
+	 * root or admin_group, EPERM otherwise.  Only these two names, and only
+	 * on the file types user.* names apply to; the lineage and the reasons
+	 * stay behind the kernel's read check of user.* names.
+	 */
+	if (strncmp(name, "system.provfs.", 14) == 0) {
+		const char *rest = name + 14;
+		struct stat st;
+		if (strcmp(rest, "label") != 0 && strcmp(rest, "declassify") != 0) {
+			fuse_reply_err(req, op == 'g' ? ENODATA : ENOTSUP);
+			return;
+		}
+		if (fstat(node->backing_fd, &st) < 0 ||
+		    !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+			fuse_reply_err(req, op == 'g' ? ENODATA : EPERM);
+			return;
+		}
+		name = strcmp(rest, "label") == 0 ? "user.provfs.label" : "user.provfs.declassify";
+	}
 	bool label = strcmp(name, "user.provfs.label") == 0;
 	bool why = strcmp(name, "user.provfs.label.why") == 0;
 	bool lineage = strcmp(name, "user.provfs.lineage") == 0;

@@ -257,6 +257,16 @@ label_of() {
 		"$MNT/raw/crm/customers.csv"
 	[ "$status" -ne 0 ]
 	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	# Nor through the admin route, which the kernel does not check against the mode.
+	run as_user provfs-u3 setfattr -n system.provfs.label -v public "$MNT/raw/crm/customers.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u3 setfattr -n system.provfs.declassify -v $'public\nmine now' \
+		"$MNT/raw/crm/customers.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u3 setfattr -n system.provfs.label -v restricted "$MNT/pub/readme"
+	[[ $output == *"Operation not permitted"* ]]
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	[ "$(label_of "$MNT/pub/readme")" = public ]
 	# An admin cannot go below the rule without declassifying...
 	run as_user provfs-u1 setfattr -n user.provfs.label -v public "$MNT/raw/crm/customers.csv"
 	[[ $output == *"Operation not permitted"* ]]
