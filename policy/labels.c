@@ -16,9 +16,24 @@
  *   write handles every open handle that may write, with its opener, so
  *                 that a read can raise the files its process is writing.
  *
- * Lock order: handles_lock, then table_lock; marks_lock and scripts_lock
- * are never held with another.  No lock is held across I/O but for the
- * inode table during the mount-time walk, before any request.
+ * Lock order: handles_lock, then table_lock; marks_lock, scripts_lock and
+ * the crossing opener's lock are never held with another.  No lock is held
+ * across I/O but for the inode table during the mount-time walk, before
+ * any request.
+ *
+ * The warm open.  A path's rule is cached per inode with the file's type
+ * (no readlink, no fstat), a directory's path for the creates in it; the
+ * check hands what it found, the caller's process image included, to the
+ * opened() that follows on the same thread, so an open looks its caller up
+ * once and a create names its file once.  The rest is hash lookups under
+ * short locks.  The daemon logs at unmount what its decisions, and its
+ * whole share of an open, took (log_decision_times).
+ *
+ * Scripts.  A script: grant needs the script's hash; hashing is whole-file
+ * I/O, so it runs on a hash pool thread of the policy's own, once per
+ * script content, and the request thread waits for it at most
+ * SCRIPT_HASH_WAIT_MS (see subject_file_hash).  Neither thread ever reads
+ * a script through the mount.
  *
  * The policy object is immutable; a reload compiles a new one and swaps
  * the pointer.  Old policies stay allocated until unmount (a reload is a
@@ -2899,6 +2914,9 @@ labels_stop(struct labels *labels)
 	if (queue->store)
 		store_close(queue->store);
 	log_decision_times(labels);
+	/* What a check on this thread (-s: the requests' thread) still holds. */
+	if (last_check.labels == labels)
+		forget_last_check();
 	/* Script jobs end first: their answers go into the scripts list. */
 	if (labels->script_hashes) {
 		hash_pool_stop(labels->script_hashes);
@@ -2963,6 +2981,7 @@ labels_stop(struct labels *labels)
 	free(labels->lineage);
 	free(labels->path_cache);
 	free(labels->directory_cache);
+	pthread_cond_destroy(&labels->scripts_changed);
 	sem_destroy(&labels->reload_requests);
 	free(labels->config_path);
 	free(labels->backing_dir);
