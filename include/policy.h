@@ -115,7 +115,10 @@ struct policy_subject {
 	bool (*in_group)(void *context, gid_t gid);
 	/* The executed image's XXH3-128, or -1 when unknown (may wait briefly). */
 	int (*executable_hash)(void *context, char hash[33]);
-	/* The XXH3-128 of the file at an absolute path, or -1 (may wait briefly). */
+	/*
+	 * The XXH3-128 of the file at an absolute path: 0, -1 when unknown, -2
+	 * while it is still being computed (may wait briefly).
+	 */
 	int (*file_hash)(void *context, const char *path, char hash[33]);
 	const char *executable; /* may be NULL */
 	const char *argv;       /* NUL-separated words; may be NULL */

@@ -1039,7 +1039,8 @@ script_hash_submit(struct labels *labels, int fd, const struct stat *st)
 
 /*
  * Wait (at most until deadline) for the hash of the stamp st; 0 with hash
- * when known, -1 when it failed, was never queued, or is still running.
+ * when known, -2 while it is still being computed, -1 when it failed or
+ * was never queued.
  */
 static int
 script_hash_wait(struct labels *labels, const struct stat *st, const struct timespec *deadline,
@@ -1055,10 +1056,19 @@ script_hash_wait(struct labels *labels, const struct stat *st, const struct time
 			result = 0;
 			break;
 		}
-		if (entry == NULL ||
-		    pthread_cond_timedwait(&labels->scripts_changed, &labels->scripts_lock,
-		                           deadline) != 0)
+		if (entry == NULL)
 			break;
+		if (pthread_cond_timedwait(&labels->scripts_changed, &labels->scripts_lock,
+		                           deadline) != 0) {
+			entry = script_find(labels, st);
+			if (entry && entry->state == SCRIPT_KNOWN) {
+				memcpy(hash, entry->hash, 33);
+				result = 0;
+			} else if (entry) {
+				result = -2;
+			}
+			break;
+		}
 	}
 	pthread_mutex_unlock(&labels->scripts_lock);
 	return result;
@@ -1260,7 +1270,7 @@ subject_file_hash(void *context, const char *path, char hash[33])
 	if (fd == -EXDEV && path[0] == '/') {
 		fd = crossing_open(labels, path, &deadline, &st);
 		if (fd < 0)
-			return -1;
+			return fd == -ETIMEDOUT ? -2 : -1;
 	} else if (fd < 0 || fstat(fd, &st) < 0) {
 		if (fd >= 0)
 			close(fd);
