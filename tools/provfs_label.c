@@ -571,8 +571,10 @@ set_one(const struct label_cmd *cmd, const char *arg, const char *target,
 		rc = setxattr(target, o->force ? XATTR_ADMIN_DECLASSIFY : XATTR_ADMIN_LABEL,
 			      value.buf, value.len, 0);
 		saved = errno;
-		if (rc < 0 && (saved == ENOTSUP || saved == EOPNOTSUPP))
+		if (rc < 0 && (saved == ENOTSUP || saved == EOPNOTSUPP)) {
+			qbuf_release(&value);
 			return kernel_refused(cmd, arg, false);
+		}
 	}
 	qbuf_release(&value);
 	if (rc == 0)
