@@ -21,8 +21,9 @@
  * The configuration the labels are decided by: --config FILE, else the
  * default provfs.conf (absent: the built-in levels and no path rules).  An
  * auditor may read the store but not provfs.conf (it may be mode 600 for its
- * API key): then the versions show the labels the store recorded, and one
- * warning says the path rules are missing.
+ * API key): then the versions show the propagated labels the store
+ * recorded, and one warning says that path rules and explicit labels are
+ * missing (their levels cannot be ranked without the configuration).
  */
 static const struct provfs_config *
 label_config(struct query *q)
