@@ -76,25 +76,35 @@ static const char sql_version[] =
 	"FROM versions v LEFT JOIN versions w ON w.id = v.label_from_version_id "
 	"LEFT JOIN files f ON f.id = w.file_id "
 	"WHERE v.file_id = ? ORDER BY v.number DESC LIMIT 1";
+/* One version by id, with when it was superseded (NULL: it is the current one). */
+static const char sql_version_id[] =
+	"SELECT v.id, v.number, v.label, v.label_from_version_id, f.path, w.number, w.hash, "
+	"(SELECT MIN(n.recorded_ns) FROM versions n WHERE n.file_id = v.file_id "
+	"AND n.number > v.number) "
+	"FROM versions v LEFT JOIN versions w ON w.id = v.label_from_version_id "
+	"LEFT JOIN files f ON f.id = w.file_id "
+	"WHERE v.id = ?2 AND v.file_id = ?1";
+/* ?2: the end of the version's time, or NULL for the current version. */
 static const char sql_explicit[] =
-	"SELECT level, uid, time_ns FROM label_changes WHERE file_id = ? AND forced = 0 "
-	"ORDER BY time_ns DESC, id DESC LIMIT 1";
+	"SELECT level, uid, time_ns FROM label_changes WHERE file_id = ?1 AND forced = 0 "
+	"AND (?2 IS NULL OR time_ns < ?2) ORDER BY time_ns DESC, id DESC LIMIT 1";
 static const char sql_forced[] =
 	"SELECT level, reason, uid, time_ns FROM label_changes "
 	"WHERE file_id = ? AND forced = 1 AND version_id = ? ORDER BY time_ns DESC, id DESC LIMIT 1";
 
 static struct {
 	sqlite3 *db;
-	sqlite3_stmt *version, *explicit_label, *forced;
+	sqlite3_stmt *version, *version_id, *explicit_label, *forced;
 } cache;
 
 static void
 cache_clear(void)
 {
 	sqlite3_finalize(cache.version);
+	sqlite3_finalize(cache.version_id);
 	sqlite3_finalize(cache.explicit_label);
 	sqlite3_finalize(cache.forced);
-	cache.version = cache.explicit_label = cache.forced = NULL;
+	cache.version = cache.version_id = cache.explicit_label = cache.forced = NULL;
 	cache.db = NULL;
 }
 
@@ -105,6 +115,7 @@ cache_prepare(sqlite3 *db)
 		return 0;
 	cache_clear();
 	if (sqlite3_prepare_v2(db, sql_version, -1, &cache.version, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql_version_id, -1, &cache.version_id, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, sql_explicit, -1, &cache.explicit_label, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, sql_forced, -1, &cache.forced, NULL) != SQLITE_OK) {
 		cache_clear();
@@ -147,6 +158,17 @@ int
 label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t file_id,
 		 const char *path, struct label_facts *f, char *error, size_t error_size)
 {
+	return label_facts_load_version(db, config, file_id, LABEL_NONE, path, f, error,
+					error_size);
+}
+
+int
+label_facts_load_version(sqlite3 *db, const struct provfs_config *config, int64_t file_id,
+			 int64_t version_id, const char *path, struct label_facts *f,
+			 char *error, size_t error_size)
+{
+	sqlite3_stmt *version;
+	int64_t superseded_ns = LABEL_NONE; /* the end of the version's time; NONE: current */
 	int rc;
 
 	memset(f, 0, sizeof(*f));
@@ -157,24 +179,33 @@ label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t file_i
 		return fail(db, error, error_size);
 	f->rule = label_path_rule(config, path);
 
-	sqlite3_reset(cache.version);
-	sqlite3_bind_int64(cache.version, 1, file_id);
-	rc = sqlite3_step(cache.version);
+	version = version_id == LABEL_NONE ? cache.version : cache.version_id;
+	sqlite3_reset(version);
+	sqlite3_bind_int64(version, 1, file_id);
+	if (version_id != LABEL_NONE)
+		sqlite3_bind_int64(version, 2, version_id);
+	rc = sqlite3_step(version);
 	if (rc == SQLITE_ROW) {
-		f->version_id = sqlite3_column_int64(cache.version, 0);
-		f->version_number = sqlite3_column_int64(cache.version, 1);
-		f->propagated = column_text(cache.version, 2);
-		f->from_version_id = column_int(cache.version, 3);
-		f->from_path = column_text(cache.version, 4);
-		f->from_number = column_int(cache.version, 5);
-		f->from_hash = column_text(cache.version, 6);
+		f->version_id = sqlite3_column_int64(version, 0);
+		f->version_number = sqlite3_column_int64(version, 1);
+		f->propagated = column_text(version, 2);
+		f->from_version_id = column_int(version, 3);
+		f->from_path = column_text(version, 4);
+		f->from_number = column_int(version, 5);
+		f->from_hash = column_text(version, 6);
+		if (version_id != LABEL_NONE)
+			superseded_ns = column_int(version, 7);
 	} else if (rc != SQLITE_DONE) {
 		goto fail;
 	}
-	sqlite3_reset(cache.version);
+	sqlite3_reset(version);
 
 	sqlite3_reset(cache.explicit_label);
 	sqlite3_bind_int64(cache.explicit_label, 1, file_id);
+	if (superseded_ns != LABEL_NONE)
+		sqlite3_bind_int64(cache.explicit_label, 2, superseded_ns);
+	else
+		sqlite3_bind_null(cache.explicit_label, 2);
 	rc = sqlite3_step(cache.explicit_label);
 	if (rc == SQLITE_ROW) {
 		f->explicit_level = column_text(cache.explicit_label, 0);
@@ -207,6 +238,7 @@ label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t file_i
 fail:
 	fail(db, error, error_size);
 	sqlite3_reset(cache.version);
+	sqlite3_reset(cache.version_id);
 	sqlite3_reset(cache.explicit_label);
 	sqlite3_reset(cache.forced);
 	label_facts_release(f);

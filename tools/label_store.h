@@ -73,6 +73,26 @@ struct label_facts {
  */
 int label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t file_id,
 		     const char *path, struct label_facts *facts, char *error, size_t error_size);
+
+/*
+ * The same for one version of the file (version_id; LABEL_NONE: the current
+ * one, as label_facts_load), for the tools that show past versions: the
+ * label that version carried when it was superseded by the next one (the
+ * current version: now), so that an old version never shows a label set
+ * after it was replaced, and the current one shows what
+ * `provfs-label get` shows.
+ *   - propagated: versions.label of that version (the daemon records it
+ *     per version);
+ *   - explicit: the last label_changes row that is not forced, set before
+ *     the next version was recorded (labels belong to the file: one set
+ *     before the version was written still held while it was current);
+ *   - declassified: a forced row of that version;
+ *   - rule: the rule of path, the name the caller shows the file by (the
+ *     store keeps no policy history: the rules of the configuration given).
+ */
+int label_facts_load_version(sqlite3 *db, const struct provfs_config *config, int64_t file_id,
+			     int64_t version_id, const char *path, struct label_facts *facts,
+			     char *error, size_t error_size);
 void label_facts_release(struct label_facts *facts);
 
 /*

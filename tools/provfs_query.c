@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "label_store.h"
 #include "log.h"
 #include "query_i.h"
 #include "store.h"
@@ -333,7 +334,9 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 			return q_error(q, 2, "%s", error);
 		*store_path =
 		    strdup(config->store_path ? config->store_path : CONFIG_DEFAULT_STORE);
-		config_free(config);
+		/* Kept: its path rules and levels decide the labels shown. */
+		q->label_config = config;
+		q->label_config_tried = true;
 	}
 	if (*store_path == NULL)
 		return q_error(q, 2, "out of memory");
@@ -643,6 +646,8 @@ main(int argc, char **argv)
 	}
 out:
 	statement_cache_clear();
+	label_store_finish();
+	config_free(q.label_config);
 	if (q.db)
 		sqlite3_exec(q.db, "COMMIT", NULL, NULL, NULL);
 	store_close(q.store);

@@ -954,9 +954,9 @@ dot_label(struct q_graph *g, struct qbuf *out, const struct node *n)
 		dot_wrapped(out, path, 3);
 		qbuf_addf(out, "\\nv%lld  %s", (long long)v->number,
 		          q_short_hash(v->hash, v->hash_state));
-		if (v->label) {
+		if (v->effective_label) {
 			qbuf_adds(out, "\\n[");
-			escape_dot(out, v->label, strlen(v->label));
+			escape_dot(out, v->effective_label, strlen(v->effective_label));
 			qbuf_adds(out, "]");
 		}
 		if (v->origin && strcmp(v->origin, "external") == 0)
@@ -1087,18 +1087,20 @@ print_dot(struct q_graph *g, const char *name)
 		qbuf_init(&style);
 		qbuf_addf(&style, "shape=note, style=\"filled%s\", fillcolor=\"%s\"",
 		          unhashed || n->truncated ? ",dashed" : "",
-		          v->label ? level_color(v->label) : dot_is_code(n) ? "#eeeeee" : "#ffffff");
+		          v->effective_label ? level_color(v->effective_label)
+		          : dot_is_code(n)   ? "#eeeeee"
+		                             : "#ffffff");
 		if (external || unhashed)
 			qbuf_adds(&style, ", color=\"#cc0000\", fontcolor=\"#990000\", penwidth=2");
 		else if (n->start)
 			qbuf_adds(&style, ", penwidth=2.5");
-		if (v->label) {
+		if (v->effective_label) {
 			size_t k;
 			for (k = 0; k < level_count; k++)
-				if (strcmp(levels[k], v->label) == 0)
+				if (strcmp(levels[k], v->effective_label) == 0)
 					break;
 			if (k == level_count && level_count < sizeof(levels) / sizeof(levels[0]))
-				levels[level_count++] = v->label;
+				levels[level_count++] = v->effective_label;
 		}
 		qbuf_reset(&label);
 		dot_label(g, &label, n);

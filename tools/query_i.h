@@ -39,6 +39,7 @@ enum q_format {
 };
 
 struct store;
+struct provfs_config;
 
 struct query {
 	const char *command; /* names errors */
@@ -71,6 +72,14 @@ struct query {
 	int64_t before_ns;     /* --before: Q_NONE when not given */
 	int64_t keep_audit_ns; /* --keep-audit: denials, declassifications since */
 	bool dry_run;
+
+	/*
+	 * The configuration whose path rules and levels decide the labels shown
+	 * (query_model.c); loaded once, by open_store or at the first version.
+	 * NULL with label_config_tried: unreadable, the recorded labels are shown.
+	 */
+	struct provfs_config *label_config;
+	bool label_config_tried;
 };
 
 /* --- provfs_query.c -------------------------------------------------- */
@@ -179,10 +188,18 @@ struct q_version {
 	char *hash;
 	char *hash_state;
 	char *origin;
-	char *label;
-	char *path; /* the file's last known path */
+	char *label; /* the propagated label the daemon recorded (versions.label) */
+	char *path;  /* the file's last known path */
 	char *backing_dir;
 	char *host;
+	/*
+	 * The effective label of this version (label_store.h: the highest of its
+	 * path rule, explicit label and propagated label, or its declassified
+	 * level), NULL when nothing labels it; label_source says which decided:
+	 * "rule", "explicit", "propagated" or "declassified" (a string literal).
+	 */
+	char *effective_label;
+	const char *label_source;
 };
 
 /* One process image: a processes row. */

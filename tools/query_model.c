@@ -8,12 +8,74 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "config.h"
+#include "label_store.h"
 #include "query_i.h"
 
 #define VERSION_COLUMNS                                                                            \
 	"SELECT v.id, v.file_id, v.number, v.size, v.mtime_ns, v.recorded_ns, "                    \
 	"v.producer_process_id, v.hash, v.hash_state, v.origin, v.label, f.path, "                 \
 	"f.backing_dir, f.host FROM versions v JOIN files f ON f.id = v.file_id "
+
+/*
+ * The configuration the labels are decided by: --config FILE, else the
+ * default provfs.conf (absent: the built-in levels and no path rules).  An
+ * auditor may read the store but not provfs.conf (it may be mode 600 for its
+ * API key): then the versions show the propagated labels the store
+ * recorded, and one warning says that path rules and explicit labels are
+ * missing (their levels cannot be ranked without the configuration).
+ */
+static const struct provfs_config *
+label_config(struct query *q)
+{
+	char error[1024];
+
+	if (!q->label_config_tried) {
+		q->label_config_tried = true;
+		q->label_config = config_load(q->config_path, error, sizeof(error));
+		if (q->label_config == NULL)
+			q_error(q, 0, "warning: only the propagated labels the store recorded "
+			              "are shown (path rules and explicit labels need the "
+			              "configuration): %s", error);
+	}
+	return q->label_config;
+}
+
+/*
+ * The effective label of a loaded version, as provfs-label get and the
+ * user.provfs.label xattr report it (label_store.c decides; see
+ * label_facts_load_version() for which explicit label a past version shows).
+ */
+static int
+load_label(struct query *q, struct q_version *version)
+{
+	const struct provfs_config *config = label_config(q);
+	struct label_facts facts;
+	char error[1024];
+
+	if (config == NULL) {
+		if (version->label) {
+			version->effective_label = strdup(version->label);
+			if (version->effective_label == NULL)
+				abort();
+			version->label_source = "propagated";
+		}
+		return 0;
+	}
+	if (label_facts_load_version(q->db, config, version->file_id, version->id,
+	                             version->path, &facts, error, sizeof(error)) < 0) {
+		q_error(q, 2, "%s", error);
+		return -1;
+	}
+	if (facts.effective) {
+		version->effective_label = strdup(facts.effective);
+		if (version->effective_label == NULL)
+			abort();
+		version->label_source = facts.source;
+	}
+	label_facts_release(&facts);
+	return 0;
+}
 
 static int
 load_rows(struct query *q, sqlite3_stmt *statement, struct q_version *version)
@@ -42,6 +104,10 @@ load_rows(struct query *q, sqlite3_stmt *statement, struct q_version *version)
 	version->backing_dir = q_col_text(statement, 12);
 	version->host = q_col_text(statement, 13);
 	sqlite3_reset(statement);
+	if (load_label(q, version) < 0) {
+		q_version_release(version);
+		return -1;
+	}
 	return 0;
 }
 
@@ -102,6 +168,7 @@ q_version_release(struct q_version *version)
 	free(version->path);
 	free(version->backing_dir);
 	free(version->host);
+	free(version->effective_label);
 	memset(version, 0, sizeof(*version));
 }
 
@@ -315,7 +382,9 @@ q_version_json(const struct q_version *version)
 	ADD(o, "mtime", q_jtime(version->mtime_ns));
 	ADD(o, "recorded", q_jtime(version->recorded_ns));
 	ADD(o, "origin", q_jstr(version->origin));
-	ADD(o, "label", q_jstr(version->label));
+	ADD(o, "label", q_jstr(version->effective_label));
+	ADD(o, "label_source", q_jstr(version->label_source));
+	ADD(o, "propagated_label", q_jstr(version->label));
 	ADD(o, "producer_process_id", q_jint(version->producer_id));
 	return o;
 }
@@ -408,8 +477,8 @@ q_version_line(struct query *q, struct qbuf *out, const struct q_version *versio
 {
 	qbuf_addf(out, "%s  v%lld  %s  %s", q_tx(q, version->path), (long long)version->number,
 	          q_short_hash(version->hash, version->hash_state), q_size(version->size));
-	if (version->label)
-		qbuf_addf(out, "  [%s]", q_tx(q, version->label));
+	if (version->effective_label)
+		qbuf_addf(out, "  [%s]", q_tx(q, version->effective_label));
 }
 
 void

@@ -512,7 +512,8 @@ cmd_report(struct query *q)
 	printf("| Recorded | %s |\n", iso);
 	printf("| Content hash | XXH3-128 `%s` |\n", version.hash ? version.hash : "none");
 	printf("| Size | %s (%lld bytes) |\n", q_size(version.size), (long long)version.size);
-	printf("| Label | %s |\n", version.label ? md(q, version.label) : "none");
+	printf("| Label | %s |\n",
+	       version.effective_label ? md(q, version.effective_label) : "none");
 	printf("| On disk | %s |\n",
 	       disk == Q_DISK_MATCHES   ? "matches the recorded size and modification time"
 	       : disk == Q_DISK_DIFFERS ? "**differs from the recorded version**"
@@ -551,7 +552,7 @@ cmd_report(struct query *q)
 		query_time_iso(v->recorded_ns, iso);
 		printf("| %s | %lld | `%s` | %s | %s | %s |\n", md(q, v->path),
 		       (long long)v->number, v->hash ? v->hash : "none",
-		       v->label ? md(q, v->label) : "", iso,
+		       v->effective_label ? md(q, v->effective_label) : "", iso,
 		       changed_outside(q, v) ? "**yes**" : "no");
 	}
 	if (sources == 0)
@@ -570,7 +571,7 @@ cmd_report(struct query *q)
 			query_time_iso(v->recorded_ns, iso);
 			printf("| %s | %lld | `%s` | %s | %s |\n", md(q, v->path),
 			       (long long)v->number, v->hash ? v->hash : "none",
-			       v->label ? md(q, v->label) : "", iso);
+			       v->effective_label ? md(q, v->effective_label) : "", iso);
 		}
 	}
 	size_t programs = 0;

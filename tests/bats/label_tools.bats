@@ -467,6 +467,140 @@ assert [x["path"] for x in d["writes_down_allowed"]] == ["public/summary.csv"], 
 	assert_match "$stdout" "mounts whose backing directory other users can reach directly \(1\):"
 }
 
+# ----------------------------------------- 2b. the effective label in lineage, impact, report
+#
+# raw/crm/a.csv is labeled only by its path rule (confidential), public/x.csv
+# only by an explicit label (restricted): neither carries a propagated label
+# (versions.label), yet both are what the daemon enforces.
+
+# The version node of PATH in a lineage/impact JSON document, as "label source propagated".
+node_label() {
+	json "
+n = [x for x in d['nodes'] if x['kind'] == 'version' and x['path'] == '$1']
+assert len(n) == 1, n
+print(n[0]['label'], n[0]['label_source'], n[0]['propagated_label'])"
+}
+
+@test "lineage, impact: a file labeled by a path rule shows its label (text, JSON)" {
+	pq lineage "$HM/features/f.csv"
+	assert_ok
+	assert_match "$stdout" "raw/crm/a.csv +v1 +a1a1a1a1a1a1 +10 B +\[confidential\]"
+	assert_match "$stdout" "features/f.csv +v1 +f2f2f2f2f2f2 +20 B +\[confidential\]"
+	pq lineage "$HM/features/f.csv" --format json
+	assert_ok
+	run_split node_label raw/crm/a.csv
+	assert_equal "$stdout" "confidential rule None"
+	pq lineage "$HM/features/f.csv" --format json
+	run_split node_label features/f.csv
+	assert_equal "$stdout" "confidential propagated confidential"
+	pq impact "$HM/raw/crm/a.csv"
+	assert_ok
+	assert_match "${stdout%%$'\n'*}" "^raw/crm/a.csv +v1 +a1a1a1a1a1a1 +10 B +\[confidential\]$"
+	# The declassified summary shows the level it was declassified to.
+	assert_match "$stdout" "wrote public/summary.csv +v1 +d4d4d4d4d4d4 +40 B +\[public\]"
+	pq impact "$HM/raw/crm/a.csv" --format json
+	assert_ok
+	run_split node_label raw/crm/a.csv
+	assert_equal "$stdout" "confidential rule None"
+	pq impact "$HM/raw/crm/a.csv" --format json
+	run_split node_label public/summary.csv
+	assert_equal "$stdout" "public declassified confidential"
+}
+
+@test "lineage, impact: a file labeled only explicitly shows its label (text, JSON)" {
+	pq impact "$HM/public/x.csv"
+	assert_ok
+	assert_match "${stdout%%$'\n'*}" "^public/x.csv +v1 +c3c3c3c3c3c3 +30 B +\[restricted\]$"
+	pq impact "$HM/public/x.csv" --format json
+	assert_ok
+	run_split node_label public/x.csv
+	assert_equal "$stdout" "restricted explicit None"
+	pq lineage "$HM/public/x.csv"
+	assert_ok
+	assert_match "$stdout" "^public/x.csv +v1 +c3c3c3c3c3c3 +30 B +\[restricted\]"
+	pq lineage "$HM/public/x.csv" --format json
+	assert_ok
+	run_split node_label public/x.csv
+	assert_equal "$stdout" "restricted explicit None"
+	# A file nothing labels shows no label.
+	cp "$HSTORE" "$TMP/n.db"
+	sqlite3 -batch "$TMP/n.db" "DELETE FROM label_changes WHERE file_id = 3"
+	run_split "$QUERY" --config "$CONF" --store "$TMP/n.db" lineage "$HM/public/x.csv" --format json
+	assert_ok
+	run_split node_label public/x.csv
+	assert_equal "$stdout" "None None None"
+}
+
+@test "report: the model card shows rule and explicit labels (Markdown, JSON)" {
+	pq report "$HM/features/f.csv"
+	assert_ok
+	assert_match "$stdout" "\| raw/crm/a\.csv \| 1 \| \`a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1\` \| confidential \|"
+	pq report "$HM/features/f.csv" --format json
+	assert_ok
+	json '
+s = d["sources"]
+assert [(x["path"], x["label"], x["label_source"]) for x in s] == [("raw/crm/a.csv", "confidential", "rule")], s'
+	pq report "$HM/raw/crm/a.csv"
+	assert_ok
+	assert_match "$stdout" "\| Label \| confidential \|"
+	pq report "$HM/public/x.csv"
+	assert_ok
+	assert_match "$stdout" "\| Label \| restricted \|"
+	pq report "$HM/public/x.csv" --format json
+	assert_ok
+	json '
+v = d["version"]
+assert (v["label"], v["label_source"], v["propagated_label"]) == ("restricted", "explicit", None), v'
+}
+
+@test "lineage, impact as DOT: rule and explicit labels color the files, with a legend" {
+	pq lineage "$HM/features/f.csv" --format dot
+	assert_ok
+	# a.csv (version row 1) is filled with confidential's color and labeled.
+	assert_match "$stdout" 'v1 \[shape=note, style="filled", fillcolor="#fce5cd".*label="raw/crm/a\.csv\\nv1  a1a1a1a1a1a1\\n\[confidential\]"\];'
+	assert_match "$stdout" '"legend_[0-9]+" \[shape=note, style=filled, fillcolor="#fce5cd", fontsize=9, label="confidential"\]'
+	if command -v dot >/dev/null; then printf '%s\n' "$stdout" | dot -Tsvg >/dev/null; fi
+	pq impact "$HM/public/x.csv" --format dot
+	assert_ok
+	assert_match "$stdout" 'v3 \[shape=note, style="filled", fillcolor="#f4cccc".*label="public/x\.csv\\nv1  c3c3c3c3c3c3\\n\[restricted\]"\];'
+	assert_match "$stdout" '"legend_[0-9]+" \[shape=note, style=filled, fillcolor="#f4cccc", fontsize=9, label="restricted"\]'
+	if command -v dot >/dev/null; then printf '%s\n' "$stdout" | dot -Tsvg >/dev/null; fi
+}
+
+@test "a past version shows the explicit label in force when it was replaced" {
+	cp "$HSTORE" "$TMP/h.db"
+	# x.csv v2 was written 750 s ago; the admin labeled the file 700 s ago.
+	sqlite3 -batch "$TMP/h.db" "INSERT INTO versions (id, file_id, number, size, mtime_ns, ctime_ns,
+		hash, hash_state, origin, recorded_ns) VALUES (5, 3, 2, 31, $(ns_ago 750), $(ns_ago 750),
+		'e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5', 'hashed', 'external', $(ns_ago 750))"
+	run_split "$QUERY" --config "$CONF" --store "$TMP/h.db" history "$HM/public/x.csv" --format json
+	assert_ok
+	json '
+v = [(x["version"], x["label"], x["label_source"]) for x in d["versions"]]
+assert v == [(1, None, None), (2, "restricted", "explicit")], v'
+	run_split "$QUERY" --config "$CONF" --store "$TMP/h.db" lineage "$HM/public/x.csv" --version 1
+	assert_ok
+	assert_match "$stdout" "^public/x.csv +v1 +c3c3c3c3c3c3 +30 B +\(first seen"
+	if [[ $stdout == *restricted* ]]; then
+		echo "v1 shows a label set after it was replaced: $stdout" >&2
+		return 1
+	fi
+	# Had the label been set before v2 was written, v1 carried it too.
+	sqlite3 -batch "$TMP/h.db" "UPDATE label_changes SET time_ns = $(ns_ago 800) WHERE file_id = 3"
+	run_split "$QUERY" --config "$CONF" --store "$TMP/h.db" lineage "$HM/public/x.csv" --version 1
+	assert_ok
+	assert_match "$stdout" "^public/x.csv +v1 +c3c3c3c3c3c3 +30 B +\[restricted\]"
+}
+
+@test "labels without a readable configuration: the recorded ones, and one warning" {
+	run_split "$QUERY" --config "$TMP/nope.conf" --store "$HSTORE" lineage "$HM/features/f.csv"
+	[ "$status" -eq 0 ]
+	assert_match "$stdout" "features/f.csv +v1 +f2f2f2f2f2f2 +20 B +\[confidential\]"
+	assert_match "$stdout" "raw/crm/a.csv +v1 +a1a1a1a1a1a1 +10 B +\(first seen"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	assert_match "${stderr_lines[0]}" "^provfs-query: lineage: warning: only the propagated labels .*cannot read config '$TMP/nope.conf'"
+}
+
 # ------------------------------------------------------------ 3. through a real mount
 
 # Mount $BACKING on $MNT with a label policy; skip when the daemon does not

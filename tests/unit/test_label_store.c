@@ -143,6 +143,71 @@ test_effective(sqlite3 *db, struct provfs_config *config)
 }
 
 static void
+expect_version_label(sqlite3 *db, struct provfs_config *config, int64_t file_id,
+		     int64_t version_id, const char *path, const char *effective,
+		     const char *source)
+{
+	struct label_facts facts;
+	char error[256];
+
+	if (label_facts_load_version(db, config, file_id, version_id, path, &facts, error,
+				     sizeof(error)) < 0) {
+		fprintf(stderr, "FAIL: %s version %lld: %s\n", path, (long long)version_id, error);
+		failures++;
+		return;
+	}
+	if (!same(facts.effective, effective) || !same(facts.source, source)) {
+		fprintf(stderr, "FAIL: %s version %lld: got %s from %s, expected %s from %s\n",
+			path, (long long)version_id, facts.effective ? facts.effective : "(none)",
+			facts.source, effective ? effective : "(none)", source);
+		failures++;
+	}
+	label_facts_release(&facts);
+}
+
+/* Past versions show the label they carried when the next version replaced them. */
+static void
+test_versions(sqlite3 *db, struct provfs_config *config)
+{
+	exec_sql(db,
+		 "INSERT INTO files (id, host, device, inode, generation, backing_dir, path, "
+		 "first_seen_ns) VALUES (20,'h',1,20,0,'/b','pub/g.csv',1), "
+		 "(21,'h',1,21,0,'/b','raw/crm/h.csv',1);"
+		 "INSERT INTO versions (id, file_id, number, size, mtime_ns, ctime_ns, hash_state, "
+		 "origin, recorded_ns, label, label_from_version_id) VALUES "
+		 "(20,20,1,0,0,0,'hashed','initial',100,NULL,NULL),"
+		 "(21,20,2,0,0,0,'hashed','written',200,'confidential',1),"
+		 "(22,20,3,0,0,0,'hashed','written',300,NULL,NULL),"
+		 "(23,21,1,0,0,0,'hashed','initial',100,NULL,NULL),"
+		 "(24,21,2,0,0,0,'hashed','written',200,NULL,NULL);"
+		 /*
+		  * g.csv: internal before v1 was written (it still held), restricted
+		  * while v2 was current (not v1's: set after v1 was replaced),
+		  * removed while v3 is current.
+		  */
+		 "INSERT INTO label_changes (file_id, version_id, level, forced, reason, uid, "
+		 "time_ns) VALUES (20,NULL,'internal',0,NULL,0,50),"
+		 "(20,21,'restricted',0,NULL,0,250),(20,22,NULL,0,NULL,0,350),"
+		 /* h.csv: v1 declassified; v2 is under its rule again. */
+		 "(21,23,'public',1,'sample',0,150);");
+	expect_version_label(db, config, 20, 20, "pub/g.csv", "internal", "explicit");
+	expect_version_label(db, config, 20, 21, "pub/g.csv", "restricted", "explicit");
+	expect_version_label(db, config, 20, 22, "pub/g.csv", NULL, "default");
+	expect_version_label(db, config, 20, LABEL_NONE, "pub/g.csv", NULL, "default");
+	expect_version_label(db, config, 21, 23, "raw/crm/h.csv", "public", "declassified");
+	expect_version_label(db, config, 21, 24, "raw/crm/h.csv", "confidential", "rule");
+	/* A version of another file is not this file's. */
+	expect_version_label(db, config, 21, 21, "raw/crm/h.csv", "confidential", "rule");
+	/*
+	 * Without v3, v2 is current: it shows the label of now (the explicit
+	 * label was removed at 350), as the file itself does.
+	 */
+	exec_sql(db, "DELETE FROM versions WHERE id = 22");
+	expect_version_label(db, config, 20, 21, "pub/g.csv", "confidential", "propagated");
+	expect_version_label(db, config, 20, LABEL_NONE, "pub/g.csv", "confidential", "propagated");
+}
+
+static void
 expect_clearance(sqlite3 *db, struct provfs_config *config, int64_t image,
 		 const char *level_expected, const char *how_expected)
 {
@@ -250,6 +315,7 @@ main(void)
 	}
 	test_rules(config);
 	test_effective(store_db(store), config);
+	test_versions(store_db(store), config);
 	test_clearance(store_db(store), config);
 	label_store_finish();
 	store_close(store);
