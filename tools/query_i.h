@@ -156,6 +156,9 @@ void q_words_free(char **words, size_t count);
 size_t q_text_width(const char *s, size_t len);
 /* Print text (escaped) after first, wrapped; continuation lines start with rest. */
 void q_print_wrapped(const char *first, const char *rest, const char *text);
+/* The same, formatted. */
+void q_print_wrappedf(const char *first, const char *rest, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* "INDENT NAME        value", the value wrapped under itself. */
 void q_print_field(const char *indent, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -472,8 +472,9 @@ display_width(const char *s)
 
 /*
  * The end of the next piece of text that fits room columns.  Lines break
- * at spaces, preferably between fields (two spaces) or before " → " (the
- * next program a process exec'd) when that keeps at least half the line;
+ * at spaces, preferably between fields (two spaces, or after a comma or a
+ * semicolon) or before " → " (the next program a process exec'd) when that
+ * keeps at least half the line;
  * a first word wider than room (a long path) is a piece of its own.
  */
 static size_t
@@ -490,7 +491,7 @@ fitting_piece(const char *text, size_t room)
 			n = 1;
 		if (text[i] == ' ' && i > 0) {
 			cut = i;
-			if (text[i + 1] == ' ' ||
+			if (text[i + 1] == ' ' || text[i - 1] == ',' || text[i - 1] == ';' ||
 			    strncmp(text + i, arrow, sizeof(arrow) - 1) == 0 ||
 			    strncmp(text + i, " -> ", 4) == 0) {
 				field_cut = i;
@@ -537,6 +538,26 @@ q_print_wrapped(const char *first, const char *rest, const char *text)
 		prefix = rest;
 	} while (*text);
 	qbuf_release(&line);
+}
+
+void
+q_print_wrappedf(const char *first, const char *rest, const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	text = malloc(len > 0 ? (size_t)len + 1 : 1);
+	if (text == NULL)
+		abort();
+	va_start(ap, fmt);
+	vsnprintf(text, len > 0 ? (size_t)len + 1 : 1, fmt, ap);
+	va_end(ap);
+	q_print_wrapped(first, rest, text);
+	free(text);
 }
 
 void

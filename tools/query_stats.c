@@ -112,12 +112,16 @@ cmd_stats(struct query *q)
 		json_object_object_add(doc, "counts", counts);
 		counts = NULL;
 	} else {
-		printf("store       %s\n", q_tx(q, q->store_path));
-		printf("size        %s", q_size(size));
+		q_print_field("", "store", "%s", q_tx(q, q->store_path));
 		if (wal != Q_NONE && wal > 0)
-			printf(" (+ %s write-ahead log)", q_size(wal));
-		printf(", schema version %lld\n", (long long)schema);
-		printf("recording   since %s, last run %s\n\n", q_when(q, first), q_when(q, last));
+			q_print_field("", "size", "%s (+ %s write-ahead log), schema version %lld",
+			              q_size(size), q_size(wal), (long long)schema);
+		else
+			q_print_field("", "size", "%s, schema version %lld", q_size(size),
+			              (long long)schema);
+		q_print_field("", "recording", "since %s, last run %s", q_when(q, first),
+		              q_when(q, last));
+		putchar('\n');
 		for (size_t i = 0; i < sizeof(counted_tables) / sizeof(counted_tables[0]); i++) {
 			char value[32];
 			snprintf(value, sizeof(value), "%lld", (long long)n[i]);
@@ -182,20 +186,20 @@ cmd_stats(struct query *q)
 			    j, "crashed", json_object_new_boolean(sqlite3_column_int(statement, 18)));
 			json_object_array_add(recorders, j);
 		} else {
-			printf("  %s:%s (%s)%s, updated %s\n",
+			q_print_wrappedf("  ", "      ", "%s:%s (%s)%s, updated %s",
 			       q_tx(q, (const char *)sqlite3_column_text(statement, 0)),
 			       q_tx(q, (const char *)sqlite3_column_text(statement, 1)),
 			       q_tx(q, (const char *)sqlite3_column_text(statement, 2)),
 			       sqlite3_column_type(statement, 3) == SQLITE_NULL ? "" : ", stopped",
 			       q_when(q, q_col_int(statement, 14)));
-			printf(
-			    "    events %lld queued, %lld written, %lld lost in %lld batches; "
-			    "queue "
-			    "high water %lld of %lld\n",
+			q_print_wrappedf(
+			    "    ", "      ",
+			    "events %lld queued, %lld written, %lld lost in %lld batches; "
+			    "queue high water %lld of %lld",
 			    (long long)q_col_int(statement, 4), (long long)q_col_int(statement, 5),
 			    (long long)q_col_int(statement, 6), (long long)q_col_int(statement, 7),
 			    (long long)q_col_int(statement, 8), (long long)q_col_int(statement, 9));
-			printf("    hashes %lld done, %lld waiting; %lld store errors%s%s\n",
+			q_print_wrappedf("    ", "      ", "hashes %lld done, %lld waiting; %lld store errors%s%s",
 			       (long long)q_col_int(statement, 11),
 			       (long long)q_col_int(statement, 10),
 			       (long long)q_col_int(statement, 12),
@@ -207,8 +211,10 @@ cmd_stats(struct query *q)
 				printf("    %lld versions left unhashed (hash queue full)\n",
 				       (long long)q_col_int(statement, 17));
 			if (sqlite3_column_int(statement, 18))
-				printf("    ended without unmount (daemon killed): the events queued "
-				       "after its last batch were lost (%lld were queued then)\n",
+				q_print_wrappedf("    ", "      ",
+				                 "ended without unmount (daemon killed): the events "
+				                 "queued after its last batch were lost (%lld were "
+				                 "queued then)",
 				       (long long)q_col_int(statement, 16));
 		}
 	}
