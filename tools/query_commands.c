@@ -428,7 +428,7 @@ cmd_producer(struct query *q)
 	struct qbuf line = QBUF_INIT;
 	qbuf_init(&line);
 	q_version_line(q, &line, &version);
-	puts(line.buf);
+	q_print_wrapped("", "    ", line.buf);
 	qbuf_release(&line);
 	q_print_field("  ", "recorded", "%s", q_when(q, version.recorded_ns));
 	switch (disk) {

@@ -156,7 +156,9 @@ void q_words_free(char **words, size_t count);
 size_t q_text_width(const char *s, size_t len);
 /* Print text (escaped) after first, wrapped; continuation lines start with rest. */
 void q_print_wrapped(const char *first, const char *rest, const char *text);
-/* The same, formatted. */
+/* The same for Markdown: never breaks where the next line would open a block. */
+void q_print_markdown(const char *first, const char *rest, const char *text);
+/* q_print_wrapped(), formatted. */
 void q_print_wrappedf(const char *first, const char *rest, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "INDENT NAME        value", the value wrapped under itself. */
@@ -413,5 +415,12 @@ void q_progress_update(struct q_progress *progress, int64_t done);
 void q_progress_detail(struct q_progress *progress, const char *detail);
 /* Erase the bar. */
 void q_progress_end(struct q_progress *progress);
+/*
+ * open_memstream() that counts the lines written as the progress (a
+ * writer of one record a line: OpenLineage events).  *text and *length are
+ * set when the stream is closed; the caller frees *text.  NULL when out of
+ * memory.
+ */
+FILE *q_progress_memstream(struct q_progress *progress, char **text, size_t *length);
 
 #endif

@@ -477,8 +477,19 @@ display_width(const char *s)
  * keeps at least half the line;
  * a first word wider than room (a long path) is a piece of its own.
  */
+/* A Markdown line that starts with word would open a block (a list, heading, quote, rule). */
+static bool
+starts_markdown_block(const char *word)
+{
+	size_t digits = strspn(word, "0123456789");
+
+	if (strchr("-+*=#>|", word[0]) && word[0] != '\0')
+		return true;
+	return digits > 0 && (word[digits] == '.' || word[digits] == ')');
+}
+
 static size_t
-fitting_piece(const char *text, size_t room)
+fitting_piece(const char *text, size_t room, bool markdown)
 {
 	static const char arrow[] = " → ";
 	size_t width = 0, i = 0, cut = 0, field_cut = 0, field_width = 0;
@@ -489,7 +500,8 @@ fitting_piece(const char *text, size_t room)
 
 		if (n == 0)
 			n = 1;
-		if (text[i] == ' ' && i > 0) {
+		if (text[i] == ' ' && i > 0 &&
+		    !(markdown && starts_markdown_block(text + i + strspn(text + i, " ")))) {
 			cut = i;
 			if (text[i + 1] == ' ' || text[i - 1] == ',' || text[i - 1] == ';' ||
 			    strncmp(text + i, arrow, sizeof(arrow) - 1) == 0 ||
@@ -513,8 +525,8 @@ fitting_piece(const char *text, size_t room)
 	return i;
 }
 
-void
-q_print_wrapped(const char *first, const char *rest, const char *text)
+static void
+print_wrapped(const char *first, const char *rest, const char *text, bool markdown)
 {
 	const char *prefix = first;
 	struct qbuf line = QBUF_INIT;
@@ -525,7 +537,7 @@ q_print_wrapped(const char *first, const char *rest, const char *text)
 
 		room = used + Q_MIN_TEXT_WIDTH > Q_TEXT_WIDTH ? Q_MIN_TEXT_WIDTH
 		                                              : Q_TEXT_WIDTH - used;
-		n = fitting_piece(text, room);
+		n = fitting_piece(text, room, markdown);
 		qbuf_reset(&line);
 		qbuf_adds(&line, prefix);
 		qbuf_add(&line, text, n);
@@ -538,6 +550,18 @@ q_print_wrapped(const char *first, const char *rest, const char *text)
 		prefix = rest;
 	} while (*text);
 	qbuf_release(&line);
+}
+
+void
+q_print_wrapped(const char *first, const char *rest, const char *text)
+{
+	print_wrapped(first, rest, text, false);
+}
+
+void
+q_print_markdown(const char *first, const char *rest, const char *text)
+{
+	print_wrapped(first, rest, text, true);
 }
 
 void

@@ -10,6 +10,7 @@
  * and then for Markdown, so a hostile name can neither inject markup nor
  * break a table.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -258,6 +259,21 @@ md_text(const char *text)
 		qbuf_addc(out, *p);
 	}
 	return out->buf;
+}
+
+/* A Markdown list item, its lines wrapped at 80 columns. */
+__attribute__((format(printf, 1, 2))) static void
+md_item(const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	if (vasprintf(&text, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	q_print_markdown("- ", "  ", text);
+	free(text);
 }
 
 /* A name for Markdown: terminal-safe first, then inert. */
@@ -510,44 +526,45 @@ cmd_report(struct query *q)
 		goto out;
 	}
 
+	/*
+	 * Markdown that reads as text too: no tables (a row cannot wrap), but
+	 * list items whose lines wrap at 80 columns (md_item).
+	 */
 	char iso[QUERY_TIME_BUFSIZE];
 	printf("## Provenance of %s\n\n", md(q, file.path));
-	printf("| | |\n|---|---|\n");
-	printf("| File | %s, version %lld |\n", md(q, file.path), (long long)version.number);
+	md_item("**File**: %s, version %lld", md(q, file.path), (long long)version.number);
 	query_time_iso(version.recorded_ns, iso);
-	printf("| Recorded | %s |\n", iso);
-	printf("| Content hash | XXH3-128 `%s` |\n", version.hash ? version.hash : "none");
-	printf("| Size | %s (%lld bytes) |\n", q_size(version.size), (long long)version.size);
-	printf("| Label | %s |\n", version.label ? md(q, version.label) : "none");
-	printf("| On disk | %s |\n",
-	       disk == Q_DISK_MATCHES   ? "matches the recorded size and modification time"
-	       : disk == Q_DISK_DIFFERS ? "**differs from the recorded version**"
-	       : disk == Q_DISK_MISSING ? "**missing**"
-	       : disk == Q_DISK_REMOVED ? "removed through provfs"
-	                                : "not checked (another host)");
+	md_item("**Recorded**: %s", iso);
+	md_item("**Content hash**: XXH3-128 `%s`", version.hash ? version.hash : "none");
+	md_item("**Size**: %s (%lld bytes)", q_size(version.size), (long long)version.size);
+	md_item("**Label**: %s", version.label ? md(q, version.label) : "none");
+	md_item("**On disk**: %s",
+	        disk == Q_DISK_MATCHES   ? "matches the recorded size and modification time"
+	        : disk == Q_DISK_DIFFERS ? "**differs from the recorded version**"
+	        : disk == Q_DISK_MISSING ? "**missing**"
+	        : disk == Q_DISK_REMOVED ? "removed through provfs"
+	                                 : "not checked (another host)");
 	if (producer) {
 		const struct q_image *last = q_process_last(producer);
-		printf("| Produced by | %s |\n",
-		       md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
-		printf("| Executable | %s, XXH3-128 `%s` |\n", md(q, last->executable),
-		       last->executable_hash ? last->executable_hash : "not hashed");
-		printf("| Process | %s on %s, user %s |\n", q_process_ref(producer),
-		       md(q, producer->host), md(q, q_user_name(last->uid)));
+		md_item("**Produced by**: %s",
+		        md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
+		md_item("**Executable**: %s, XXH3-128 `%s`", md(q, last->executable),
+		        last->executable_hash ? last->executable_hash : "not hashed");
+		md_item("**Process**: %s on %s, user %s", q_process_ref(producer),
+		        md(q, producer->host), md(q, q_user_name(last->uid)));
 		if (producer_run) {
 			query_time_iso(producer_run->started_ns, iso);
-			printf("| Job | %s, run `%s`, started %s |\n",
-			       md(q, producer_run->job_name), producer_run->uuid, iso);
+			md_item("**Job**: %s, run `%s`, started %s", md(q, producer_run->job_name),
+			        producer_run->uuid, iso);
 		}
 	} else {
-		printf("| Produced by | %s |\n",
-		       version.origin && strcmp(version.origin, "external") == 0
-		           ? "**changed outside provfs (unattributed)**"
-		           : "unknown (the file existed before provfs first saw it)");
+		md_item("**Produced by**: %s",
+		        version.origin && strcmp(version.origin, "external") == 0
+		            ? "**changed outside provfs (unattributed)**"
+		            : "unknown (the file existed before provfs first saw it)");
 	}
 
 	printf("\n### Source datasets\n\n");
-	printf("| Dataset | Version | XXH3-128 | Label | Recorded | Changed outside provfs |\n");
-	printf("|---|---|---|---|---|---|\n");
 	size_t sources = 0, intermediates = 0;
 	for (size_t i = 1; i < q_graph_count(graph); i++) {
 		const struct q_version *v = q_graph_version(graph, i);
@@ -555,28 +572,26 @@ cmd_report(struct query *q)
 			continue;
 		sources++;
 		query_time_iso(v->recorded_ns, iso);
-		printf("| %s | %lld | `%s` | %s | %s | %s |\n", md(q, v->path),
-		       (long long)v->number, v->hash ? v->hash : "none",
-		       v->label ? md(q, v->label) : "", iso,
-		       changed_outside(q, v) ? "**yes**" : "no");
+		md_item("%s, version %lld%s%s: XXH3-128 `%s`, recorded %s%s", md(q, v->path),
+		        (long long)v->number, v->label ? ", label " : "",
+		        v->label ? md(q, v->label) : "", v->hash ? v->hash : "none", iso,
+		        changed_outside(q, v) ? ", **changed outside provfs**" : "");
 	}
 	if (sources == 0)
-		printf("| (none recorded) | | | | | |\n");
+		printf("None recorded.\n");
 	for (size_t i = 1; i < q_graph_count(graph); i++)
 		intermediates += q_graph_version(graph, i) && !q_graph_is_code(graph, i) &&
 		                 !q_graph_is_source(graph, i);
 	if (intermediates) {
 		printf("\n### Intermediate datasets\n\n");
-		printf(
-		    "| Dataset | Version | XXH3-128 | Label | Recorded |\n|---|---|---|---|---|\n");
 		for (size_t i = 1; i < q_graph_count(graph); i++) {
 			const struct q_version *v = q_graph_version(graph, i);
 			if (v == NULL || q_graph_is_code(graph, i) || q_graph_is_source(graph, i))
 				continue;
 			query_time_iso(v->recorded_ns, iso);
-			printf("| %s | %lld | `%s` | %s | %s |\n", md(q, v->path),
-			       (long long)v->number, v->hash ? v->hash : "none",
-			       v->label ? md(q, v->label) : "", iso);
+			md_item("%s, version %lld%s%s: XXH3-128 `%s`, recorded %s", md(q, v->path),
+			        (long long)v->number, v->label ? ", label " : "",
+			        v->label ? md(q, v->label) : "", v->hash ? v->hash : "none", iso);
 		}
 	}
 	size_t programs = 0;
@@ -584,42 +599,40 @@ cmd_report(struct query *q)
 		programs += q_graph_version(graph, i) && q_graph_is_code(graph, i);
 	if (programs) {
 		printf("\n### Programs and scripts read from the mount\n\n");
-		printf("| File | Version | XXH3-128 | Recorded | Changed outside provfs |\n"
-		       "|---|---|---|---|---|\n");
 		for (size_t i = 1; i < q_graph_count(graph); i++) {
 			const struct q_version *v = q_graph_version(graph, i);
 			if (v == NULL || !q_graph_is_code(graph, i))
 				continue;
 			query_time_iso(v->recorded_ns, iso);
-			printf("| %s | %lld | `%s` | %s | %s |\n", md(q, v->path),
-			       (long long)v->number, v->hash ? v->hash : "none", iso,
-			       changed_outside(q, v) ? "**yes**" : "no");
+			md_item("%s, version %lld: XXH3-128 `%s`, recorded %s%s", md(q, v->path),
+			        (long long)v->number, v->hash ? v->hash : "none", iso,
+			        changed_outside(q, v) ? ", **changed outside provfs**" : "");
 		}
 	}
 	printf("\n### Jobs and executables\n\n");
-	printf("| Job | Run | Process | Executable | XXH3-128 | Command "
-	       "|\n|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < q_graph_count(graph); i++) {
 		const struct q_process *p = q_graph_process(graph, i);
 		const struct q_run *run = q_graph_run(graph, i);
 		if (p == NULL)
 			continue;
 		const struct q_image *last = q_process_last(p);
-		printf("| %s | %s%.8s%s | %s | %s | `%s` | %s |\n", run ? md(q, run->job_name) : "",
-		       run ? "`" : "", run ? run->uuid : "", run ? "`" : "", q_process_ref(p),
-		       md(q, last->executable),
-		       last->executable_hash ? last->executable_hash : "none",
-		       md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
+		md_item("%s%s%s%s%s process %s: %s, XXH3-128 `%s`, ran %s",
+		        run ? "job " : "", run ? md(q, run->job_name) : "", run ? ", run `" : "",
+		        run ? run->uuid : "", run ? "`," : "", q_process_ref(p),
+		        md(q, last->executable),
+		        last->executable_hash ? last->executable_hash : "none",
+		        md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
 	}
 	printf("\n### Open gaps\n\n");
 	if (gap_count == 0)
 		printf(
 		    "None: every version in the lineage was produced through provfs and hashed.\n");
 	for (size_t i = 0; i < gap_count; i++)
-		printf("- %s\n",
-		       strcmp(gaps[i].kind, "denial") == 0 ? gaps[i].text : md(q, gaps[i].text));
-	printf("\n_Generated by provfs-query %s on %s at %s from the store %s._\n", PROVFS_VERSION,
-	       md(q, q->host), now_iso, md(q, q->store_path));
+		md_item("%s",
+		        strcmp(gaps[i].kind, "denial") == 0 ? gaps[i].text : md(q, gaps[i].text));
+	putchar('\n');
+	q_print_wrappedf("", "", "_Generated by provfs-query %s on %s at %s from the store %s._",
+	                 PROVFS_VERSION, md(q, q->host), now_iso, md(q, q->store_path));
 	status = 0;
 out:
 	json_object_put(doc);
