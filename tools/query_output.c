@@ -492,7 +492,9 @@ static size_t
 fitting_piece(const char *text, size_t room, bool markdown)
 {
 	static const char arrow[] = " → ";
-	size_t width = 0, i = 0, cut = 0, field_cut = 0, field_width = 0;
+	size_t width = 0, i = 0, cut = 0;
+	size_t field_cut = 0, field_width = 0;   /* between fields, before an exec */
+	size_t clause_cut = 0, clause_width = 0; /* after a comma or a semicolon */
 
 	while (text[i]) {
 		uint32_t cp;
@@ -503,17 +505,21 @@ fitting_piece(const char *text, size_t room, bool markdown)
 		if (text[i] == ' ' && i > 0 &&
 		    !(markdown && starts_markdown_block(text + i + strspn(text + i, " ")))) {
 			cut = i;
-			if (text[i + 1] == ' ' || text[i - 1] == ',' || text[i - 1] == ';' ||
-			    strncmp(text + i, arrow, sizeof(arrow) - 1) == 0 ||
+			if (text[i + 1] == ' ' || strncmp(text + i, arrow, sizeof(arrow) - 1) == 0 ||
 			    strncmp(text + i, " -> ", 4) == 0) {
 				field_cut = i;
 				field_width = width;
+			} else if (text[i - 1] == ',' || text[i - 1] == ';') {
+				clause_cut = i;
+				clause_width = width;
 			}
 		}
 		width += q_text_width(text + i, n);
 		if (width > room && text[i] != ' ') {
 			if (field_cut && field_width * 2 >= room)
 				return field_cut;
+			if (clause_cut && clause_width * 2 >= room)
+				return clause_cut;
 			if (cut)
 				return cut;
 			while (text[i] && text[i] != ' ')

@@ -369,7 +369,7 @@ assert x["executable_inode"] == 77 and x["access"] == "read", x'
 @test "exposure: the uncleared reader of a derived file, not the cleared readers" {
 	pq exposure "$HM/raw/crm/a.csv"
 	assert_ok
-	assert_match "$stdout" "label confidential \(rule raw/crm/\*\*, line 8\)"
+	assert_match "$stdout" "label confidential[[:space:]]+\(rule[[:space:]]+raw/crm/\*\*, line 8\)"
 	assert_match "$stdout" "read by 1 process with a clearance below confidential"
 	assert_match "$stdout" "200@[0-9]+ python3 report.py"
 	assert_match "$stdout" "user provfs-u2, clearance internal \(default_clearance\), job report"
@@ -425,7 +425,7 @@ assert [x["pid"] for x in d["processes"]] == [500], d'
 	pq gaps
 	assert_ok
 	assert_match "$stdout" "files whose label was raised above their path rule by propagation \(2\):"
-	assert_match "$stdout" "features/f.csv +confidential > public +\(no rule\) +raw/crm/a.csv v1 a1a1a1a1a1a1"
+	assert_match "$stdout" "features/f.csv +confidential > public +\(no rule\)[[:space:]]+raw/crm/a.csv v1 a1a1a1a1a1a1"
 	assert_match "$stdout" "public/summary.csv +confidential > public"
 	assert_match "$stdout" "declassifications \(1\):"
 	assert_match "$stdout" "public/summary.csv +public +by root .*aggregates only, no customer rows"
@@ -601,7 +601,7 @@ mount_with_labels() {
 	run_split "$QUERY" --config "$MCONF" --store "$STORE" denials --user provfs-u2
 	assert_ok
 	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
-	assert_match "$stdout" "process +[0-9]+@[0-9]+ cat $MNT/raw/crm/a.csv"
+	assert_match "$stdout" "process +[0-9]+@[0-9]+ cat[[:space:]]+$MNT/raw/crm/a.csv"
 	assert_match "$stdout" "user provfs-u2"
 	assert_match "$stdout" "label +confidential.*raw/crm/\*\*"
 	assert_match "$stdout" "clearance +internal"
@@ -630,7 +630,8 @@ assert [x["path"] for x in w] == ["pub/out.csv"] and w[0]["label_before"] == "pu
 assert w[0]["propagated_from"]["path"] == "raw/crm/a.csv", w'
 	run_split "$LABEL" --config "$MCONF" --store "$STORE" list --under "$MNT/pub"
 	assert_ok
-	assert_match "$stdout" "^confidential +$MNT/pub/out.csv +propagated from raw/crm/a.csv v1"
+	# A row wider than 80 columns: the path, then level and source below it.
+	assert_match "$stdout" "^$MNT/pub/out.csv[[:space:]]+confidential +propagated from raw/crm/a.csv v1"
 }
 
 @test "e2e: after a label is raised, exposure names who read it or a copy below the new label" {
