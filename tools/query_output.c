@@ -474,7 +474,7 @@ display_width(const char *s)
  * The end of the next piece of text that fits room columns.  Lines break
  * at spaces, preferably between fields (two spaces, or after a comma or a
  * semicolon) or before " → " (the next program a process exec'd) when that
- * keeps at least half the line;
+ * keeps at least a third of the line;
  * a first word wider than room (a long path) is a piece of its own.
  */
 /* A Markdown line that starts with word would open a block (a list, heading, quote, rule). */
@@ -516,9 +516,9 @@ fitting_piece(const char *text, size_t room, bool markdown)
 		}
 		width += q_text_width(text + i, n);
 		if (width > room && text[i] != ' ') {
-			if (field_cut && field_width * 2 >= room)
+			if (field_cut && field_width * 3 >= room)
 				return field_cut;
-			if (clause_cut && clause_width * 2 >= room)
+			if (clause_cut && clause_width * 3 >= room)
 				return clause_cut;
 			if (cut)
 				return cut;
