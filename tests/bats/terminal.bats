@@ -273,6 +273,12 @@ pq() {
 		        current = None
 		    if current:
 		        entries[current] += line + "\n"
+		# The synopsis a usage error quotes names them too.
+		for m in re.finditer(r'\{"(\w+)", cmd_\w+, ([^,]+),(.*?)\},\n', source, re.S):
+		    synopsis = re.findall(r'"([^"]*)"', m.group(3))[-1]
+		    for bit in re.findall(r"OPT_\w+", m.group(2)):
+		        assert names[bit] in synopsis, "%s: %s not in its synopsis %r" % (
+		            m.group(1), names[bit], synopsis)
 		for command, bits in rows:
 		    assert command in entries, "command %s not in --help" % command
 		    for bit in re.findall(r"OPT_\w+", bits):
