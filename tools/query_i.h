@@ -145,12 +145,14 @@ void q_words_free(char **words, size_t count);
 /*
  * Text output fits an 80-column terminal: long lines wrap at spaces onto
  * indented continuation lines.  Only a single word wider than the line (a
- * long path) overflows, alone on its line.  Deep trees keep at least
- * Q_MIN_TEXT_WIDTH columns of text a line, past the right edge if need be.
+ * long path) overflows, alone on its line or after a short label.  Deep
+ * trees keep at least Q_MIN_TEXT_WIDTH columns of text a line, past the
+ * right edge if need be.
  */
 #define Q_TEXT_WIDTH 80
 #define Q_MIN_TEXT_WIDTH 32
 #define Q_FIELD_WIDTH 12 /* "  recorded    2026-..." */
+#define Q_LABEL_WIDTH 16 /* a label this short keeps the over-long word after it */
 
 /* Terminal columns of len bytes of escaped text. */
 size_t q_text_width(const char *s, size_t len);

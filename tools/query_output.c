@@ -544,6 +544,22 @@ print_wrapped(const char *first, const char *rest, const char *text, bool markdo
 		room = used + Q_MIN_TEXT_WIDTH > Q_TEXT_WIDTH ? Q_MIN_TEXT_WIDTH
 		                                              : Q_TEXT_WIDTH - used;
 		n = fitting_piece(text, room, markdown);
+		/*
+		 * A short label ("MODIFIED") keeps the over-long word that follows
+		 * it (a path that overflows on any line) rather than stand alone.
+		 */
+		size_t label = n;
+		while (label > 0 && text[label - 1] == ' ')
+			label--;
+		if (text[n] == ' ' && label > 0 && memchr(text, ' ', label) == NULL &&
+		    used + q_text_width(text, label) <= Q_LABEL_WIDTH) {
+			const char *word = text + n + strspn(text + n, " ");
+			size_t len = strcspn(word, " ");
+			size_t rest_used = display_width(rest);
+
+			if (q_text_width(word, len) + rest_used > Q_TEXT_WIDTH)
+				n = (size_t)(word - text) + len;
+		}
 		qbuf_reset(&line);
 		qbuf_adds(&line, prefix);
 		qbuf_add(&line, text, n);
