@@ -470,35 +470,37 @@ display_width(const char *s)
 	return q_text_width(s, strlen(s));
 }
 
-/*
- * The end of the next piece of text that fits room columns.  Lines break
- * at spaces, preferably between fields (two spaces, or after a comma or a
- * semicolon) or before " → " (the next program a process exec'd) when that
- * keeps at least a third of the line;
- * a first word wider than room (a long path) is a piece of its own.
- */
 /* A Markdown line that starts with word would open a block (a list, heading, quote, rule). */
 static bool
 starts_markdown_block(const char *word)
 {
 	size_t digits = strspn(word, "0123456789");
 
-	if (strchr("-+*=#>|", word[0]) && word[0] != '\0')
+	if (word[0] != '\0' && strchr("-+*=#>|", word[0]))
 		return true;
 	return digits > 0 && (word[digits] == '.' || word[digits] == ')');
 }
 
+/*
+ * The end of the next piece of text that fits room columns.  Lines break
+ * at spaces, preferably between fields (two spaces, or before " → ", the
+ * next program a process exec'd), else after a comma or a semicolon, when
+ * that keeps at least a third of the line.  A first word wider than room (a
+ * long path) is a piece of its own.  In Markdown, never before a word that
+ * would open a block at the start of the next line.
+ */
 static size_t
 fitting_piece(const char *text, size_t room, bool markdown)
 {
 	static const char arrow[] = " → ";
+	size_t length = strlen(text);
 	size_t width = 0, i = 0, cut = 0;
 	size_t field_cut = 0, field_width = 0;   /* between fields, before an exec */
 	size_t clause_cut = 0, clause_width = 0; /* after a comma or a semicolon */
 
 	while (text[i]) {
 		uint32_t cp;
-		size_t n = utf8_decode((const unsigned char *)text + i, strlen(text + i), &cp);
+		size_t n = utf8_decode((const unsigned char *)text + i, length - i, &cp);
 
 		if (n == 0)
 			n = 1;
