@@ -34,8 +34,15 @@
  * and the README.  They never reach the backing file.
  *
  * Threads: the observer callbacks run on FUSE request threads and never
- * touch SQLite: labels live in memory; persisted ones are loaded at mount.
+ * touch SQLite nor hash a file: labels live in memory; persisted ones are
+ * loaded at mount; a script: grant's hash comes from a hash pool thread.
  * Audit rows go through the recorder's queue.
+ *
+ * The admin route: system.provfs.label and system.provfs.declassify are
+ * answered like their user.provfs.* names (same check: root or
+ * admin_group).  The kernel checks user.* changes against the file's mode
+ * (write permission), not system.* ones, so an admin labels files it may
+ * not write; provfs-label takes that route when the kernel refuses.
  */
 #ifndef PROVFS_LABELS_H
 #define PROVFS_LABELS_H

@@ -41,12 +41,13 @@
  *
  * COST
  *
- * policy_path_level() walks the rules (fnmatch per component); with R
- * rules it costs R glob matches.  policy_decide() walks at most the grants
- * above the label; every condition is an integer or string comparison,
- * but for pinned hashes, which are cached by the caller (process table,
- * script hash cache).  The daemon measures the whole decision at open (see
- * policy/enforce.c).
+ * policy_path_level() walks the rules (fnmatch per component) whose
+ * literal leading directories the path has; the daemon caches its answer
+ * per inode, so a warm open matches nothing.  policy_decide() walks at
+ * most the grants above the label; every condition is an integer or string
+ * comparison, but for pinned hashes, which the caller caches (process
+ * table; the script hash cache, filled off the request thread).  The
+ * daemon measures the whole decision at open (policy/labels.c).
  */
 #ifndef PROVFS_POLICY_H
 #define PROVFS_POLICY_H
@@ -114,7 +115,10 @@ struct policy_subject {
 	bool (*in_group)(void *context, gid_t gid);
 	/* The executed image's XXH3-128, or -1 when unknown (may wait briefly). */
 	int (*executable_hash)(void *context, char hash[33]);
-	/* The XXH3-128 of the file at an absolute path, or -1. */
+	/*
+	 * The XXH3-128 of the file at an absolute path: 0, -1 when unknown, -2
+	 * while it is still being computed (may wait briefly).
+	 */
 	int (*file_hash)(void *context, const char *path, char hash[33]);
 	const char *executable; /* may be NULL */
 	const char *argv;       /* NUL-separated words; may be NULL */
@@ -133,7 +137,7 @@ struct policy_decision {
 	 * "line 14 restricted: exe:/opt/train@xxh3:... (hash differs)".
 	 * Empty when no grant had to be considered.
 	 */
-	char explanation[1024];
+	char explanation[4096];
 };
 
 /* May subject read a file of level label?  Fills decision. */

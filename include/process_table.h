@@ -40,6 +40,9 @@ struct run_info {
 	char *parent_namespace; /* OpenLineage orchestrator run, or NULL */
 	char *parent_job_name;
 	char *parent_run_id;
+	char *root_parent_namespace; /* the root of the orchestrator's chain, or NULL */
+	char *root_parent_job_name;
+	char *root_parent_run_id;
 	int64_t store_id; /* writer thread only; 0 until stored */
 };
 

@@ -7,7 +7,10 @@
  * to the outbox, whichever process asks.  What each event holds:
  *
  *   run      runId = runs.uuid; facets parent (the orchestrator's run from
- *            OPENLINEAGE_PARENT_*, when its run id is a UUID), processing_engine
+ *            OPENLINEAGE_PARENT_*, when its run id is a UUID, with root: the
+ *            run that started the orchestrator's chain, from
+ *            OPENLINEAGE_ROOT_PARENT_*, or the parent itself when it was
+ *            named without a root, as the recorder stored it), processing_engine
  *            (provfs and its version), provfs_process (the run's root process:
  *            executable, its hash, argv as recorded, user, PID@START, host,
  *            mount session, exit status).
@@ -170,6 +173,7 @@ dataset_name(const struct openlineage *ol, const char *mount_point, const char *
 struct run_row {
 	char *uuid, *job_name, *host;
 	char *parent_namespace, *parent_job_name, *parent_run_id;
+	char *root_parent_namespace, *root_parent_job_name, *root_parent_run_id;
 	int64_t root_pid, root_start_ns, started_ns, ended_ns;
 	bool ended;
 };
@@ -183,6 +187,9 @@ run_row_release(struct run_row *run)
 	free(run->parent_namespace);
 	free(run->parent_job_name);
 	free(run->parent_run_id);
+	free(run->root_parent_namespace);
+	free(run->root_parent_job_name);
+	free(run->root_parent_run_id);
 }
 
 static char *
@@ -203,7 +210,8 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
 	memset(run, 0, sizeof(*run));
 	if (prepare(db,
 	            "SELECT uuid, job_name, host, parent_namespace, parent_job_name, "
-	            "parent_run_id, root_pid, root_start_ns, started_ns, ended_ns "
+	            "parent_run_id, root_pid, root_start_ns, started_ns, ended_ns, "
+	            "root_parent_namespace, root_parent_job_name, root_parent_run_id "
 	            "FROM runs WHERE id = ?",
 	            &s))
 		return -1;
@@ -221,6 +229,9 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
 		run->started_ns = sqlite3_column_int64(s, 8);
 		run->ended = sqlite3_column_type(s, 9) != SQLITE_NULL;
 		run->ended_ns = sqlite3_column_int64(s, 9);
+		run->root_parent_namespace = dup_column(s, 10);
+		run->root_parent_job_name = dup_column(s, 11);
+		run->root_parent_run_id = dup_column(s, 12);
 		rc = 0;
 	} else {
 		rc = rc == SQLITE_DONE ? 1 : -1;
@@ -336,6 +347,18 @@ run_object(const struct run_row *run, json_object *process)
 		add(pjob, "name", lineage_jstr(run->parent_job_name));
 		add(parent, "run", prun);
 		add(parent, "job", pjob);
+		if (run->root_parent_namespace && run->root_parent_job_name &&
+		    looks_like_uuid(run->root_parent_run_id)) {
+			json_object *root = json_object_new_object(),
+			            *rrun = json_object_new_object(),
+			            *rjob = json_object_new_object();
+			add(rrun, "runId", lineage_jstr(run->root_parent_run_id));
+			add(rjob, "namespace", lineage_jstr(run->root_parent_namespace));
+			add(rjob, "name", lineage_jstr(run->root_parent_job_name));
+			add(root, "run", rrun);
+			add(root, "job", rjob);
+			add(parent, "root", root);
+		}
 		add(facets, "parent", parent);
 	}
 	json_object *engine = facet(URL_ENGINE);
@@ -369,11 +392,12 @@ job_object(const struct openlineage *ol, const struct run_row *run)
 /*
  * Columns shared by the input and output queries, from 0: v.number,
  * v.size, v.hash, v.hash_state, v.label, v.origin, f.device, f.inode,
- * f.host, m.id, m.host, m.mount_point, a.path.
+ * f.host, m.id, m.host, m.mount_point, a.path, v.hash_method.
  */
+#define DATASET_COLUMN_COUNT 14
 #define DATASET_COLUMNS                                                                            \
 	"v.number, v.size, v.hash, v.hash_state, v.label, v.origin, f.device, f.inode, f.host, "   \
-	"m.id, m.host, m.mount_point, a.path"
+	"m.id, m.host, m.mount_point, a.path, v.hash_method"
 
 static json_object *
 dataset_base(const struct openlineage *ol, const char *mount_point, const char *path,
@@ -420,6 +444,7 @@ version_dataset(const struct openlineage *ol, sqlite3_stmt *s, json_object **fac
 	add(file_version, "hashAlgorithm", json_object_new_string("xxh3-128"));
 	add(file_version, "hash", lineage_jstr(hash));
 	add(file_version, "hashState", lineage_jcol(s, 3));
+	add(file_version, "hashMethod", lineage_jcol(s, 13));
 	add(file_version, "origin", lineage_jcol(s, 5));
 	add(file_version, "label", lineage_jstr(label));
 	add(file_version, "device", json_object_new_int64(sqlite3_column_int64(s, 6)));
@@ -513,9 +538,9 @@ add_outputs(const struct openlineage *ol, sqlite3 *db, int64_t run_id, json_obje
 		const char *origin = column_text(s, 5);
 		if (sqlite3_column_int64(s, 0) == 1 && origin && strcmp(origin, "written") == 0)
 			add(facets, "lifecycleStateChange", lifecycle("CREATE"));
-		else if (sqlite3_column_int(s, 14))
+		else if (sqlite3_column_int(s, DATASET_COLUMN_COUNT + 1)) /* opened with O_TRUNC */
 			add(facets, "lifecycleStateChange", lifecycle("OVERWRITE"));
-		else if (sqlite3_column_int(s, 15))
+		else if (sqlite3_column_int(s, DATASET_COLUMN_COUNT + 2)) /* truncated */
 			add(facets, "lifecycleStateChange", lifecycle("TRUNCATE"));
 		add(output_facets, "outputStatistics",
 		    statistics(URL_OUTPUT_STATS, sqlite3_column_int64(s, 1)));

@@ -21,11 +21,16 @@
  *   4. serialize the model as PROV-JSON (json-c) or PROV-O Turtle.
  *
  * Identifiers are IRIs under urn:provfs: (prefix "pfd"), built from what
- * names the thing for a person (host, path, version number, PID@START, run
- * UUID) plus the store's row id where a name alone could collide (a path
- * reused by a new file, a pid reused within one second).  Bytes outside
- * [A-Za-z0-9-._~/@] are percent-encoded, so identifiers are valid QNames'
- * local parts in PROV-JSON and valid IRIs in Turtle and lose nothing.
+ * names the thing for a person (kind, host, path, version number,
+ * PID-START, run UUID) plus the store's row id where a name alone could
+ * collide (a path reused by a new file, a pid reused within one second):
+ * "pfd:version.HOST.f12.v3.data.raw_2Ecsv" is version 3 of file row 12,
+ * /data/raw.csv.  Local parts must be XML NCNames, since PROV-XML types
+ * every id as xs:QName: they start with the kind (a letter), fields are
+ * separated by '.', a path's '/' becomes '.', and every other byte outside
+ * [A-Za-z0-9-] is written _XX (hex).  Nothing is lost, no two things share
+ * an identifier, and the same identifiers are valid QNames in PROV-JSON
+ * and PROV-XML and valid IRIs in Turtle.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -144,7 +149,7 @@ struct activity {
 
 struct version {
 	int64_t id, file_id, number, size, producer_image, recorded_ns, gen_ns;
-	char *hash, *hash_state, *origin, *label, *name, *host;
+	char *hash, *hash_state, *hash_method, *origin, *label, *name, *host;
 	char *id_text, *file_text;
 	size_t generated_by; /* activity index, or SIZE_MAX */
 	size_t previous;     /* version index, or SIZE_MAX */
@@ -227,6 +232,7 @@ prov_document_free(struct prov_document *doc)
 		struct version *v = &doc->versions[i];
 		free(v->hash);
 		free(v->hash_state);
+		free(v->hash_method);
 		free(v->origin);
 		free(v->label);
 		free(v->name);
@@ -260,9 +266,12 @@ prov_document_free(struct prov_document *doc)
 
 /* ---- identifiers ----------------------------------------------------------------- */
 
-/* Append s percent-encoded (all but [A-Za-z0-9-._~/@]) to a malloc'd *out. */
+/*
+ * Append s to a malloc'd *out as part of an NCName: [A-Za-z0-9-] as they
+ * are, '/' as '.' when slash_as_dot (a path), every other byte as _XX.
+ */
 static int
-append_encoded(char **out, const char *s)
+append_encoded(char **out, const char *s, bool slash_as_dot)
 {
 	size_t have = *out ? strlen(*out) : 0, len = strlen(s);
 	char *bigger = realloc(*out, have + len * 3 + 1), *p;
@@ -273,11 +282,13 @@ append_encoded(char **out, const char *s)
 	p = bigger + have;
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-		    (*c >= '0' && *c <= '9') || strchr("-._~/@", *c)) {
+		    (*c >= '0' && *c <= '9') || *c == '-') {
 			*p++ = (char)*c;
+		} else if (*c == '/' && slash_as_dot) {
+			*p++ = '.';
 		} else {
 			static const char hex[] = "0123456789ABCDEF";
-			*p++ = '%';
+			*p++ = '_';
 			*p++ = hex[*c >> 4];
 			*p++ = hex[*c & 15];
 		}
@@ -286,14 +297,22 @@ append_encoded(char **out, const char *s)
 	return 0;
 }
 
-/* "pfd:" followed by the encoded parts; NULL when out of memory. */
+/*
+ * "pfd:KIND.HOST", then tail ("/"-separated fields of [A-Za-z0-9-]), then
+ * the path, when there is one; NULL when out of memory.  A path that is
+ * not absolute gets a separator of its own, so that it never runs into
+ * the tail's last field.
+ */
 static char *
-make_id(const char *a, const char *b, const char *c)
+make_id(const char *kind, const char *host, const char *tail, const char *path)
 {
 	char *id = strdup("pfd:");
 
-	if (id == NULL || append_encoded(&id, a) || (b && append_encoded(&id, b)) ||
-	    (c && append_encoded(&id, c))) {
+	if (id == NULL || append_encoded(&id, kind, false) ||
+	    (host && (append_encoded(&id, "/", true) || append_encoded(&id, host, false))) ||
+	    (tail && append_encoded(&id, tail, true)) ||
+	    (path && path[0] != '/' && append_encoded(&id, "/", true)) ||
+	    (path && append_encoded(&id, path, true))) {
 		free(id);
 		return NULL;
 	}
@@ -411,7 +430,7 @@ prov_add_version(struct prov_document *doc, sqlite3 *db, int64_t version_id)
 	sqlite3_stmt *s = NULL;
 	struct version *v;
 	int rc = -1, step;
-	char number[32], file[32];
+	char number[64], file[32];
 
 	if (map_get(&doc->version_map, version_id) != SIZE_MAX)
 		return 0;
@@ -421,7 +440,7 @@ prov_add_version(struct prov_document *doc, sqlite3 *db, int64_t version_id)
 	        "v.recorded_ns, v.hash, v.hash_state, v.origin, v.label, f.host, f.path, "
 	        "coalesce((SELECT ms.mount_point FROM mount_sessions ms WHERE "
 	        "ms.host = f.host AND ms.backing_dir = f.backing_dir ORDER BY ms.id DESC "
-	        "LIMIT 1), f.backing_dir) "
+	        "LIMIT 1), f.backing_dir), v.hash_method "
 	        "FROM versions v JOIN files f ON f.id = v.file_id WHERE v.id = ?",
 	        -1, &s, NULL) != SQLITE_OK)
 		return -1;
@@ -442,6 +461,7 @@ prov_add_version(struct prov_document *doc, sqlite3 *db, int64_t version_id)
 	v->recorded_ns = sqlite3_column_int64(s, 5);
 	v->hash = dup_text(s, 6);
 	v->hash_state = dup_text(s, 7);
+	v->hash_method = dup_text(s, 13);
 	v->origin = dup_text(s, 8);
 	v->label = dup_text(s, 9);
 	v->host = dup_text(s, 10);
@@ -449,16 +469,12 @@ prov_add_version(struct prov_document *doc, sqlite3 *db, int64_t version_id)
 	                               (const char *)sqlite3_column_text(s, 11));
 	v->generated_by = v->previous = SIZE_MAX;
 	snprintf(file, sizeof(file), "/f%lld", (long long)v->file_id);
-	snprintf(number, sizeof(number), "/v%lld", (long long)v->number);
-	char *host_file = make_id(v->host ? v->host : "", file, NULL);
-	if (host_file && v->name) {
-		v->file_text = make_id(host_file + 4, v->name, NULL);
-		char *with_number = make_id(host_file + 4, number, NULL);
-		if (with_number)
-			v->id_text = make_id(with_number + 4, v->name, NULL);
-		free(with_number);
+	snprintf(number, sizeof(number), "/f%lld/v%lld", (long long)v->file_id,
+	         (long long)v->number);
+	if (v->name) {
+		v->file_text = make_id("file", v->host ? v->host : "", file, v->name);
+		v->id_text = make_id("version", v->host ? v->host : "", number, v->name);
 	}
-	free(host_file);
 	if (v->file_text == NULL || v->id_text == NULL)
 		goto out;
 	rc = map_put(&doc->version_map, version_id, doc->version_count - 1);
@@ -670,7 +686,7 @@ load_runs(struct prov_document *doc, sqlite3 *db)
 		r->started_ns = sqlite3_column_int64(s, 2);
 		r->ended = sqlite3_column_type(s, 3) != SQLITE_NULL;
 		r->ended_ns = sqlite3_column_int64(s, 3);
-		r->id_text = make_id("run/", r->uuid ? r->uuid : "", NULL);
+		r->id_text = make_id("run", r->uuid ? r->uuid : "", NULL, NULL);
 		if (r->id_text == NULL || map_put(&doc->run_map, id, doc->run_count - 1))
 			rc = -1;
 	}
@@ -722,22 +738,23 @@ name_activities(struct prov_document *doc)
 		char part[96];
 		const char *agent;
 
-		snprintf(part, sizeof(part), "/process/%lld@%lld/%lld", (long long)a->pid,
+		snprintf(part, sizeof(part), "/%lld-%lld/%lld", (long long)a->pid,
 		         (long long)(a->start_ns / 1000000000), (long long)a->key);
-		a->id = make_id(a->host ? a->host : "", part, NULL);
-		snprintf(part, sizeof(part), "/user/%lld", (long long)a->uid);
-		agent = find_agent(doc, make_id(a->host ? a->host : "", part, NULL), true, NULL,
-		                   NULL, a->uid);
+		a->id = make_id("process", a->host ? a->host : "", part, NULL);
+		snprintf(part, sizeof(part), "/%lld", (long long)a->uid);
+		agent = find_agent(doc, make_id("user", a->host ? a->host : "", part, NULL), true,
+		                   NULL, NULL, a->uid);
 		a->user_id = agent ? strdup(agent) : NULL;
-		if (a->executable_hash)
-			agent =
-			    find_agent(doc, make_id("program/xxh3-128/", a->executable_hash, NULL),
-			               false, a->executable, a->executable_hash, a->uid);
-		else
+		if (a->executable_hash) {
+			agent = find_agent(
+			    doc, make_id("program-xxh3-128", a->executable_hash, NULL, NULL), false,
+			    a->executable, a->executable_hash, a->uid);
+		} else {
 			agent = find_agent(doc,
-			                   make_id(a->host ? a->host : "", "/program",
+			                   make_id("program", a->host ? a->host : "", NULL,
 			                           a->executable ? a->executable : "/unknown"),
 			                   false, a->executable, NULL, a->uid);
+		}
 		a->program_id = agent ? strdup(agent) : NULL;
 		if (a->id == NULL || a->user_id == NULL || a->program_id == NULL)
 			return -1;
@@ -826,6 +843,7 @@ version_json(const struct version *v)
 		add(e, "provfs:hash", json_object_new_string(hash));
 	}
 	add(e, "provfs:hashState", lineage_jstr(v->hash_state));
+	add(e, "provfs:hashMethod", lineage_jstr(v->hash_method));
 	add(e, "provfs:origin", lineage_jstr(v->origin));
 	add(e, "provfs:label", lineage_jstr(v->label));
 	return e;
@@ -1032,6 +1050,11 @@ write_turtle(struct prov_document *doc, FILE *out)
 		if (v->label) {
 			fputs("    provfs:label ", out);
 			ttl_string(out, v->label);
+			fputs(" ;\n", out);
+		}
+		if (v->hash_method) {
+			fputs("    provfs:hashMethod ", out);
+			ttl_string(out, v->hash_method);
 			fputs(" ;\n", out);
 		}
 		fputs("    provfs:hashState ", out);

@@ -16,9 +16,24 @@
  *   write handles every open handle that may write, with its opener, so
  *                 that a read can raise the files its process is writing.
  *
- * Lock order: handles_lock, then table_lock; marks_lock and scripts_lock
- * are never held with another.  No lock is held across I/O but for the
- * inode table during the mount-time walk, before any request.
+ * Lock order: handles_lock, then table_lock; marks_lock, scripts_lock and
+ * the crossing opener's lock are never held with another.  No lock is held
+ * across I/O but for the inode table during the mount-time walk, before
+ * any request.
+ *
+ * The warm open.  A path's rule is cached per inode with the file's type
+ * (no readlink, no fstat), a directory's path for the creates in it; the
+ * check hands what it found, the caller's process image included, to the
+ * opened() that follows on the same thread, so an open looks its caller up
+ * once and a create names its file once.  The rest is hash lookups under
+ * short locks.  The daemon logs at unmount what its decisions, and its
+ * whole share of an open, took (log_decision_times).
+ *
+ * Scripts.  A script: grant needs the script's hash; hashing is whole-file
+ * I/O, so it runs on a hash pool thread of the policy's own, once per
+ * script content, and the request thread waits for it at most
+ * SCRIPT_HASH_WAIT_MS (see subject_file_hash).  Neither thread ever reads
+ * a script through the mount.
  *
  * The policy object is immutable; a reload compiles a new one and swaps
  * the pointer.  Old policies stay allocated until unmount (a reload is a
@@ -53,6 +68,7 @@
 #include "backing_path.h"
 #include "caller.h"
 #include "content_hash.h"
+#include "hash_pool.h"
 #include "labels.h"
 #include "log.h"
 #include "policy.h"
@@ -65,11 +81,15 @@
 #define MARK_SLOTS 4096   /* power of two */
 #define CHILD_START_MARGIN_NS 20000000LL
 #define EXECUTABLE_HASH_WAIT_MS 2000
-#define SCRIPT_HASH_LIMIT (16 << 20) /* bytes hashed inline for a script: grant */
+#define SCRIPT_HASH_LIMIT (16 << 20) /* larger scripts are not trusted */
+#define SCRIPT_HASH_WAIT_MS 2000     /* a decision waits this long for a script's hash */
+#define SCRIPT_HASH_QUEUE 64
 #define HISTOGRAM_BUCKET_NS 100
 #define HISTOGRAM_BUCKETS 1000
 #define LINEAGE_LIMIT 65536
 #define PATH_CACHE_SLOTS 65536 /* power of two, at most TABLE_SLOTS */
+#define DIRECTORY_CACHE_SLOTS 4096 /* power of two, at most TABLE_SLOTS */
+#define DIRECTORY_CACHE_PATH 240   /* longer directory paths are read every time */
 
 enum label_source { SOURCE_DEFAULT, SOURCE_RULE, SOURCE_EXPLICIT, SOURCE_PROPAGATED };
 
@@ -132,16 +152,23 @@ struct handle {
 	ino_t from_inode;
 	char *path;
 	struct handle *prev, *next; /* write handles list; handles_lock */
+	int64_t cost_ns;            /* the policy's time for this open so far */
+	bool created;
 };
 
+/* A script's hash by its stamp: known, or being computed by the pool. */
 struct script_hash {
+	struct labels *labels;
 	dev_t device;
 	ino_t inode;
 	off_t size;
 	int64_t mtime_ns, ctime_ns;
+	int state; /* SCRIPT_HASHING, SCRIPT_KNOWN */
 	char hash[33];
 	struct script_hash *next;
 };
+
+enum { SCRIPT_HASHING, SCRIPT_KNOWN };
 
 struct path_cache_entry {
 	pthread_spinlock_t lock;
@@ -151,6 +178,17 @@ struct path_cache_entry {
 	uint64_t generation;
 	int level;
 	struct policy_rule_info rule;
+	bool regular; /* an open found it a regular file (a type never changes) */
+};
+
+/* A directory's path below the backing root, for the creates in it. */
+struct directory_cache_entry {
+	pthread_spinlock_t lock;
+	dev_t device;
+	ino_t inode;
+	uint64_t generation;
+	bool valid;
+	char path[DIRECTORY_CACHE_PATH];
 };
 
 struct labels {
@@ -183,7 +221,10 @@ struct labels {
 	struct handle *handles;
 
 	pthread_mutex_t scripts_lock;
+	pthread_cond_t scripts_changed; /* a script's hash became known, or failed */
 	struct script_hash *scripts;
+	struct hash_pool *script_hashes; /* hashes scripts off the request threads */
+	struct crossing_opener *crossing;
 
 	sem_t reload_requests;
 	pthread_t reload_thread;
@@ -192,6 +233,12 @@ struct labels {
 
 	atomic_uint_fast64_t histogram[HISTOGRAM_BUCKETS + 1];     /* wall clock */
 	atomic_uint_fast64_t cpu_histogram[HISTOGRAM_BUCKETS + 1]; /* thread CPU, sampled */
+	atomic_uint_fast64_t decided_histogram[HISTOGRAM_BUCKETS + 1]; /* grants evaluated */
+	/*
+	 * The policy's whole time per open: check, opened, release (the
+	 * recorder's excluded); [1] for creates, [0] for the other opens.
+	 */
+	atomic_uint_fast64_t open_cost_histogram[2][HISTOGRAM_BUCKETS + 1];
 	atomic_uint_fast64_t decisions;
 	atomic_uint_fast64_t denials;
 
@@ -199,13 +246,18 @@ struct labels {
 
 	struct path_cache_entry *path_cache;
 	atomic_uint_fast64_t path_generation; /* bumped by a directory rename */
+	struct directory_cache_entry *directory_cache;
 };
 
 /*
  * What check_open found, handed to the opened() that follows it on the
- * same thread (op_open calls one right after the other): the open is then
- * decided once.  path is owned; a check whose open failed leaves it to the
- * next check to free.
+ * same thread (op_open and op_create call one right after the other, and
+ * every opened() has its check first): the open is then decided once and
+ * the caller's process image looked up once.  For a create, the check
+ * knows the new file's path but not its inode: the CREATE event that comes
+ * in between (same thread, same name) binds it.  path and image are owned;
+ * a check whose open failed leaves them to the next check on the thread,
+ * or to the thread's exit (last_check_key).
  */
 static _Thread_local struct {
 	struct labels *labels;
@@ -215,15 +267,52 @@ static _Thread_local struct {
 	int path_rule_level;
 	struct policy_rule_info path_rule;
 	char *path;
+	struct process_info *image; /* referenced; NULL: not looked up */
+	bool created;               /* a create: bound by its CREATE event */
+	const char *created_name;   /* the new name, inside path */
+	uint64_t generation;        /* path_generation the path was read at */
+	int64_t cost_ns;            /* the check's time */
+	bool regular;               /* known a regular file (the path cache) */
 	bool valid;
 } last_check;
+
+static pthread_key_t last_check_key;
+static pthread_once_t last_check_once = PTHREAD_ONCE_INIT;
 
 static void
 forget_last_check(void)
 {
 	free(last_check.path);
 	last_check.path = NULL;
+	process_info_release(last_check.image);
+	last_check.image = NULL;
+	last_check.created = false;
 	last_check.valid = false;
+}
+
+/* A worker thread ends (libfuse retires idle ones): what it held goes. */
+static void
+last_check_thread_exit(void *unused)
+{
+	(void)unused;
+	forget_last_check();
+}
+
+static void
+last_check_key_create(void)
+{
+	if (pthread_key_create(&last_check_key, last_check_thread_exit) != 0)
+		abort();
+}
+
+/* Hand what this check found to the opened() that follows. */
+static void
+keep_last_check(void)
+{
+	last_check.valid = true;
+	pthread_once(&last_check_once, last_check_key_create);
+	if (pthread_getspecific(last_check_key) == NULL)
+		pthread_setspecific(last_check_key, &last_check);
 }
 
 static struct policy *
@@ -437,8 +526,10 @@ path_cache_forget(struct labels *labels, dev_t device, ino_t inode)
 	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
 
 	pthread_spin_lock(&slot->lock);
-	if (slot->device == device && slot->inode == inode)
+	if (slot->device == device && slot->inode == inode) {
 		slot->policy = NULL;
+		slot->regular = false; /* unlinked: the number may come back as a directory */
+	}
 	pthread_spin_unlock(&slot->lock);
 }
 
@@ -449,6 +540,8 @@ path_cache_store(struct labels *labels, const struct policy *policy, dev_t devic
 	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
 
 	pthread_spin_lock(&slot->lock);
+	if (slot->device != device || slot->inode != inode)
+		slot->regular = false;
 	slot->device = device;
 	slot->inode = inode;
 	slot->policy = policy;
@@ -458,13 +551,25 @@ path_cache_store(struct labels *labels, const struct policy *policy, dev_t devic
 	pthread_spin_unlock(&slot->lock);
 }
 
+/* An open found (device, inode) a regular file: later opens need not look. */
+static void
+path_cache_note_regular(struct labels *labels, dev_t device, ino_t inode)
+{
+	struct path_cache_entry *slot = &labels->path_cache[path_cache_slot(device, inode)];
+
+	pthread_spin_lock(&slot->lock);
+	if (slot->device == device && slot->inode == inode && slot->policy)
+		slot->regular = true;
+	pthread_spin_unlock(&slot->lock);
+}
+
 /*
  * The rule level of node's current name (-1: none), from the cache or from
  * one readlink; path (may be NULL) gets the path when it had to be read.
  */
 static int
 node_path_rule(struct labels *labels, const struct policy *policy, const struct fs_node_info *node,
-               struct policy_rule_info *rule, char **path)
+               struct policy_rule_info *rule, char **path, bool *regular)
 {
 	struct path_cache_entry *slot =
 	    &labels->path_cache[path_cache_slot(node->device, node->inode)];
@@ -478,6 +583,8 @@ node_path_rule(struct labels *labels, const struct policy *policy, const struct 
 	    slot->device == node->device && slot->inode == node->inode) {
 		level = slot->level;
 		*rule = slot->rule;
+		if (regular)
+			*regular = slot->regular;
 	}
 	pthread_spin_unlock(&slot->lock);
 	if (level != -2)
@@ -497,12 +604,60 @@ node_path_rule(struct labels *labels, const struct policy *policy, const struct 
 /* The effective label of node as opened by its current name. */
 static void
 effective_label_of_node(struct labels *labels, const struct policy *policy,
-                        const struct fs_node_info *node, struct label_view *view, char **path)
+                        const struct fs_node_info *node, struct label_view *view, char **path,
+                        bool *regular)
 {
 	struct policy_rule_info rule;
-	int level = node_path_rule(labels, policy, node, &rule, path);
+	int level = node_path_rule(labels, policy, node, &rule, path, regular);
 
 	effective_label_at(labels, node->device, node->inode, level, &rule, true, view);
+}
+
+/*
+ * A directory's path (malloc'd, NULL when unknown), for a create in it:
+ * the same readlink, cached the same way, keyed by the namespace
+ * generation; an rmdir forgets the directory's slot (its inode number may
+ * come back as another directory).
+ */
+static char *
+directory_path(struct labels *labels, const struct fs_node_info *directory)
+{
+	struct directory_cache_entry *slot =
+	    &labels->directory_cache[table_slot(directory->device, directory->inode) &
+	                             (DIRECTORY_CACHE_SLOTS - 1)];
+	uint64_t generation = atomic_load_explicit(&labels->path_generation, memory_order_acquire);
+	char *path = NULL;
+
+	pthread_spin_lock(&slot->lock);
+	if (slot->valid && slot->generation == generation && slot->device == directory->device &&
+	    slot->inode == directory->inode)
+		path = strdup(slot->path);
+	pthread_spin_unlock(&slot->lock);
+	if (path)
+		return path;
+	path = relative_path(labels, directory->backing_fd);
+	if (path && strlen(path) < sizeof(slot->path)) {
+		pthread_spin_lock(&slot->lock);
+		slot->device = directory->device;
+		slot->inode = directory->inode;
+		slot->generation = generation;
+		slot->valid = true;
+		strcpy(slot->path, path);
+		pthread_spin_unlock(&slot->lock);
+	}
+	return path;
+}
+
+static void
+directory_cache_forget(struct labels *labels, dev_t device, ino_t inode)
+{
+	struct directory_cache_entry *slot =
+	    &labels->directory_cache[table_slot(device, inode) & (DIRECTORY_CACHE_SLOTS - 1)];
+
+	pthread_spin_lock(&slot->lock);
+	if (slot->device == device && slot->inode == inode)
+		slot->valid = false;
+	pthread_spin_unlock(&slot->lock);
 }
 
 /* "rule GLOB (line N)", "explicit", "propagated from PATH", "default". */
@@ -547,6 +702,32 @@ raise_label(struct labels *labels, dev_t device, ino_t inode, int level, const s
 	entry->forced = false;
 	pthread_rwlock_unlock(&labels->table_lock);
 	return raised;
+}
+
+/*
+ * The data now written to (device, inode) carries level, which the file
+ * already holds as its propagated label (an earlier version raised it): the
+ * new version is recorded with that label too, from this input.  True when
+ * it does.
+ */
+static bool
+carry_label(struct labels *labels, dev_t device, ino_t inode, int level, const struct mark *from)
+{
+	bool carried = false;
+
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_find(labels, device, inode);
+	if (entry && level > 0 && level == entry->propagated) {
+		set_string(&entry->from_path, from->path);
+		entry->from_device = from->device;
+		entry->from_inode = from->inode;
+		entry->from_version = 0;
+		entry->from_hash[0] = '\0';
+		entry->forced = false;
+		carried = true;
+	}
+	pthread_rwlock_unlock(&labels->table_lock);
+	return carried;
 }
 
 /* Opened for writing: a declassification held for the version before. */
@@ -759,77 +940,384 @@ subject_executable_hash(void *context, char hash[33])
 }
 
 /*
- * Open a script named by an absolute path.  One inside the mount is opened
- * from the backing tree: the daemon never opens through its own mount.
+ * Open a script named by an absolute path, never through the mount.  One
+ * inside the mount is opened from the backing tree.  One outside is opened
+ * without crossing into another mount (RESOLVE_NO_XDEV), so that no path
+ * (a symlink into the mount) makes the daemon open its own files: this
+ * runs on a request thread.  -EXDEV: the path crosses a mount point, and
+ * the hashing thread must open it (open_script_crossing).
  */
 static int
 open_script(struct labels *labels, const char *path)
 {
 	size_t length = strlen(labels->mount_point);
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+	                       .resolve = RESOLVE_NO_MAGICLINKS};
+	int fd;
 
 	if (strncmp(path, labels->mount_point, length) == 0 && path[length] == '/') {
-		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-		                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-		return (int)syscall(SYS_openat2, labels->backing_fd, path + length + 1, &how,
-		                    sizeof(how));
+		how.resolve |= RESOLVE_IN_ROOT;
+		fd = (int)syscall(SYS_openat2, labels->backing_fd, path + length + 1, &how,
+		                  sizeof(how));
+	} else {
+		how.resolve |= RESOLVE_NO_XDEV;
+		fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
 	}
-	return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	return fd < 0 ? -errno : fd;
+}
+
+static bool
+same_stamp(const struct script_hash *known, const struct stat *st)
+{
+	return known->device == st->st_dev && known->inode == st->st_ino &&
+	       known->size == st->st_size && known->mtime_ns == timespec_ns(st->st_mtim) &&
+	       known->ctime_ns == timespec_ns(st->st_ctim);
+}
+
+/* Under scripts_lock: the entry for st's stamp, or NULL. */
+static struct script_hash *
+script_find(struct labels *labels, const struct stat *st)
+{
+	for (struct script_hash *known = labels->scripts; known; known = known->next)
+		if (same_stamp(known, st))
+			return known;
+	return NULL;
+}
+
+/* Under scripts_lock: take entry out of the list. */
+static void
+script_unlink(struct labels *labels, struct script_hash *entry)
+{
+	for (struct script_hash **link = &labels->scripts; *link; link = &(*link)->next) {
+		if (*link == entry) {
+			*link = entry->next;
+			return;
+		}
+	}
+}
+
+/* The pool's answer (a pool thread, or the submitter's when refused). */
+static void
+script_hashed(void *argument, int result, const char *hex, const struct stat *before,
+              const struct stat *after)
+{
+	struct script_hash *entry = argument;
+	struct labels *labels = entry->labels;
+	/* The bytes hashed are the stamp's: unchanged from open to end. */
+	bool good = result == 0 && hex && strlen(hex) == 32 && before && after &&
+	            same_stamp(entry, before) && same_stamp(entry, after);
+
+	pthread_mutex_lock(&labels->scripts_lock);
+	if (good) {
+		memcpy(entry->hash, hex, 33);
+		entry->state = SCRIPT_KNOWN;
+		/* Older contents of the same file are of no further use. */
+		for (struct script_hash **link = &labels->scripts; *link;) {
+			struct script_hash *old = *link;
+			if (old != entry && old->state == SCRIPT_KNOWN &&
+			    old->device == entry->device && old->inode == entry->inode) {
+				*link = old->next;
+				free(old);
+			} else {
+				link = &old->next;
+			}
+		}
+	} else {
+		script_unlink(labels, entry); /* the next decision tries again */
+	}
+	pthread_cond_broadcast(&labels->scripts_changed);
+	pthread_mutex_unlock(&labels->scripts_lock);
+	if (!good)
+		free(entry);
 }
 
 /*
- * A script's hash, cached by (device, inode, size, mtime, ctime) like the
- * recorder's executables: a script rewritten and backdated has a new
- * ctime.  A miss hashes the script on the request thread, once per
- * content; scripts larger than SCRIPT_HASH_LIMIT are not trusted.
+ * Queue the hash of the script open as fd (taken) with stamp st, unless a
+ * job for that stamp is queued already.  Under no lock.
+ */
+static void
+script_hash_submit(struct labels *labels, int fd, const struct stat *st)
+{
+	pthread_mutex_lock(&labels->scripts_lock);
+	if (script_find(labels, st) || labels->script_hashes == NULL) {
+		pthread_mutex_unlock(&labels->scripts_lock);
+		close(fd);
+		return;
+	}
+	struct script_hash *entry = calloc(1, sizeof(*entry));
+	if (entry == NULL) {
+		pthread_mutex_unlock(&labels->scripts_lock);
+		close(fd);
+		return;
+	}
+	*entry = (struct script_hash){.labels = labels,
+	                              .device = st->st_dev,
+	                              .inode = st->st_ino,
+	                              .size = st->st_size,
+	                              .mtime_ns = timespec_ns(st->st_mtim),
+	                              .ctime_ns = timespec_ns(st->st_ctim),
+	                              .state = SCRIPT_HASHING};
+	entry->next = labels->scripts;
+	labels->scripts = entry;
+	pthread_mutex_unlock(&labels->scripts_lock);
+	hash_pool_submit(labels->script_hashes, fd, script_hashed, entry);
+}
+
+/*
+ * Wait (at most until deadline) for the hash of the stamp st; 0 with hash
+ * when known, -2 while it is still being computed, -1 when it failed or
+ * was never queued.
+ */
+static int
+script_hash_wait(struct labels *labels, const struct stat *st, const struct timespec *deadline,
+                 char hash[33])
+{
+	int result = -1;
+
+	pthread_mutex_lock(&labels->scripts_lock);
+	for (;;) {
+		struct script_hash *entry = script_find(labels, st);
+		if (entry && entry->state == SCRIPT_KNOWN) {
+			memcpy(hash, entry->hash, 33);
+			result = 0;
+			break;
+		}
+		if (entry == NULL)
+			break;
+		if (pthread_cond_timedwait(&labels->scripts_changed, &labels->scripts_lock,
+		                           deadline) != 0) {
+			entry = script_find(labels, st);
+			if (entry && entry->state == SCRIPT_KNOWN) {
+				memcpy(hash, entry->hash, 33);
+				result = 0;
+			} else if (entry) {
+				result = -2;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&labels->scripts_lock);
+	return result;
+}
+
+/* ---- scripts whose path crosses a mount: opened off the request threads -------------
+ *
+ * Opening such a path may enter this very mount (a symlink into it): the
+ * request thread would then wait on FUSE requests to its own daemon.  The
+ * opener thread does it instead: it resolves the path to an O_PATH
+ * descriptor (lookups at most, served by the request threads, none of which
+ * waits for it longer than SCRIPT_HASH_WAIT_MS), refuses a file of this
+ * mount (a script under the mount is named by its path there and read from
+ * the backing tree), and only then opens it for reading.
+ */
+
+struct crossing_job {
+	char *path;
+	int fd; /* the result, or -errno */
+	struct stat st;
+	bool finished, abandoned;
+	struct crossing_job *next;
+};
+
+struct crossing_opener {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* the opener: a job, or stop */
+	pthread_cond_t finished; /* the requesters */
+	struct crossing_job *head, *tail;
+	size_t queued;
+	bool stopping, running;
+	pthread_t thread;
+	dev_t mount_device;
+	bool mount_device_known;
+};
+
+#define CROSSING_QUEUE 16
+
+static int
+open_crossing(struct crossing_opener *opener, const char *mount_point, const char *path,
+              struct stat *st)
+{
+	char link[32];
+	struct stat mount;
+
+	if (!opener->mount_device_known && stat(mount_point, &mount) == 0) {
+		opener->mount_device = mount.st_dev; /* the opener thread's own field */
+		opener->mount_device_known = true;
+	}
+	if (!opener->mount_device_known)
+		return -EAGAIN;
+	int where = open(path, O_PATH | O_CLOEXEC);
+	if (where < 0)
+		return -errno;
+	if (fstat(where, st) < 0 || st->st_dev == opener->mount_device) {
+		close(where);
+		return -EXDEV;
+	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", where);
+	int fd = open(link, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int error = errno;
+	close(where);
+	if (fd < 0)
+		return -error;
+	if (fstat(fd, st) < 0 || st->st_dev == opener->mount_device) {
+		close(fd);
+		return -EXDEV;
+	}
+	return fd;
+}
+
+static void
+crossing_job_free(struct crossing_job *job)
+{
+	if (job->fd >= 0)
+		close(job->fd);
+	free(job->path);
+	free(job);
+}
+
+static void *
+crossing_main(void *argument)
+{
+	struct labels *labels = argument;
+	struct crossing_opener *opener = labels->crossing;
+
+	pthread_mutex_lock(&opener->lock);
+	for (;;) {
+		while (!opener->stopping && opener->head == NULL)
+			pthread_cond_wait(&opener->wake, &opener->lock);
+		if (opener->stopping)
+			break;
+		struct crossing_job *job = opener->head;
+		opener->head = job->next;
+		if (opener->head == NULL)
+			opener->tail = NULL;
+		opener->queued--;
+		pthread_mutex_unlock(&opener->lock);
+		struct stat st;
+		int fd = open_crossing(opener, labels->mount_point, job->path, &st);
+		pthread_mutex_lock(&opener->lock);
+		job->fd = fd;
+		job->st = st;
+		job->finished = true;
+		if (job->abandoned)
+			crossing_job_free(job);
+		else
+			pthread_cond_broadcast(&opener->finished);
+	}
+	/* Stopping: what is queued is abandoned or waited for no more. */
+	while (opener->head) {
+		struct crossing_job *job = opener->head;
+		opener->head = job->next;
+		job->fd = -ESHUTDOWN;
+		job->finished = true;
+		if (job->abandoned)
+			crossing_job_free(job);
+	}
+	opener->tail = NULL;
+	pthread_cond_broadcast(&opener->finished);
+	pthread_mutex_unlock(&opener->lock);
+	return NULL;
+}
+
+/* Open path on the opener thread, waiting until deadline; fd or -errno. */
+static int
+crossing_open(struct labels *labels, const char *path, const struct timespec *deadline,
+              struct stat *st)
+{
+	struct crossing_opener *opener = labels->crossing;
+	int fd;
+
+	if (opener == NULL)
+		return -ENOSYS;
+	struct crossing_job *job = calloc(1, sizeof(*job));
+	if (job == NULL || (job->path = strdup(path)) == NULL) {
+		free(job);
+		return -ENOMEM;
+	}
+	job->fd = -1;
+	pthread_mutex_lock(&opener->lock);
+	if (!opener->running || opener->stopping || opener->queued >= CROSSING_QUEUE) {
+		pthread_mutex_unlock(&opener->lock);
+		crossing_job_free(job);
+		return -EBUSY;
+	}
+	if (opener->tail)
+		opener->tail->next = job;
+	else
+		opener->head = job;
+	opener->tail = job;
+	opener->queued++;
+	pthread_cond_signal(&opener->wake);
+	while (!job->finished &&
+	       pthread_cond_timedwait(&opener->finished, &opener->lock, deadline) == 0)
+		;
+	if (job->finished) {
+		fd = job->fd;
+		*st = job->st;
+		job->fd = -1;
+		crossing_job_free(job);
+	} else {
+		job->abandoned = true; /* the opener frees it */
+		fd = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&opener->lock);
+	return fd;
+}
+
+/*
+ * The hash of the script at an absolute path, or -1 (the grant then does
+ * not hold, and the explanation says the hash is unknown).
+ *
+ * The request thread only opens and stamps the script (a few system calls,
+ * never through the mount) and looks the stamp up: hashes are cached by
+ * (device, inode, size, mtime, ctime) like the recorder's executables, so
+ * a script rewritten and backdated has a new ctime.  A stamp not known yet
+ * is hashed by the script pool; the decision waits for it at most
+ * SCRIPT_HASH_WAIT_MS (a job per stamp, whoever asks meanwhile waits for
+ * the same one), then says "script hash unknown" and the next open is
+ * decided again.  Scripts larger than SCRIPT_HASH_LIMIT are not trusted.
  */
 static int
 subject_file_hash(void *context, const char *path, char hash[33])
 {
 	struct subject_context *subject = context;
 	struct labels *labels = subject->labels;
+	struct timespec deadline;
 	struct stat st;
-	off_t bytes;
-	int result = -1;
 
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += SCRIPT_HASH_WAIT_MS / 1000;
+	deadline.tv_nsec += (long)(SCRIPT_HASH_WAIT_MS % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
 	int fd = open_script(labels, path);
-	if (fd < 0)
+	if (fd == -EXDEV && path[0] == '/') {
+		fd = crossing_open(labels, path, &deadline, &st);
+		if (fd < 0)
+			return fd == -ETIMEDOUT ? -2 : -1;
+	} else if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SCRIPT_HASH_LIMIT)
-		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > SCRIPT_HASH_LIMIT) {
+		close(fd);
+		return -1;
+	}
 	pthread_mutex_lock(&labels->scripts_lock);
-	for (struct script_hash *known = labels->scripts; known; known = known->next) {
-		if (known->device == st.st_dev && known->inode == st.st_ino &&
-		    known->size == st.st_size && known->mtime_ns == timespec_ns(st.st_mtim) &&
-		    known->ctime_ns == timespec_ns(st.st_ctim)) {
-			memcpy(hash, known->hash, 33);
-			result = 0;
-			break;
-		}
-	}
+	struct script_hash *known = script_find(labels, &st);
+	bool ready = known && known->state == SCRIPT_KNOWN;
+	if (ready)
+		memcpy(hash, known->hash, 33);
 	pthread_mutex_unlock(&labels->scripts_lock);
-	if (result == 0)
-		goto out;
-	struct stat after;
-	if (content_hash_fd(fd, st.st_size, hash, &bytes) < 0 || fstat(fd, &after) < 0 ||
-	    after.st_size != st.st_size || timespec_ns(after.st_ctim) != timespec_ns(st.st_ctim))
-		goto out;
-	struct script_hash *entry = calloc(1, sizeof(*entry));
-	if (entry) {
-		*entry = (struct script_hash){.device = st.st_dev,
-		                              .inode = st.st_ino,
-		                              .size = st.st_size,
-		                              .mtime_ns = timespec_ns(st.st_mtim),
-		                              .ctime_ns = timespec_ns(st.st_ctim)};
-		memcpy(entry->hash, hash, 33);
-		pthread_mutex_lock(&labels->scripts_lock);
-		entry->next = labels->scripts;
-		labels->scripts = entry;
-		pthread_mutex_unlock(&labels->scripts_lock);
+	if (ready) {
+		close(fd);
+		return 0;
 	}
-	result = 0;
-out:
-	close(fd);
-	return result;
+	script_hash_submit(labels, fd, &st);
+	return script_hash_wait(labels, &st, &deadline, hash);
 }
 
 static void
@@ -934,6 +1422,7 @@ histogram_add(atomic_uint_fast64_t *histogram, int64_t elapsed)
 struct decision_timer {
 	int64_t wall_ns;
 	int64_t cpu_ns; /* 0: not sampled */
+	bool decided;   /* a clearance was decided (a read above the default) */
 };
 
 static struct decision_timer
@@ -942,15 +1431,19 @@ decision_timer_start(struct labels *labels)
 	bool sample =
 	    (atomic_fetch_add_explicit(&labels->decisions, 1, memory_order_relaxed) & 15) == 0;
 
-	return (struct decision_timer){monotonic_ns(), sample ? thread_cpu_ns() : 0};
+	return (struct decision_timer){monotonic_ns(), sample ? thread_cpu_ns() : 0, false};
 }
 
-static void
+static int64_t
 count_decision(struct labels *labels, const struct decision_timer *timer)
 {
 	if (timer->cpu_ns)
 		histogram_add(labels->cpu_histogram, thread_cpu_ns() - timer->cpu_ns);
-	histogram_add(labels->histogram, monotonic_ns() - timer->wall_ns);
+	int64_t elapsed = monotonic_ns() - timer->wall_ns;
+	histogram_add(labels->histogram, elapsed);
+	if (timer->decided)
+		histogram_add(labels->decided_histogram, elapsed);
+	return elapsed;
 }
 
 static struct process_info *
@@ -1022,6 +1515,7 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
 	struct decision_timer timer = decision_timer_start(labels);
+	uint64_t generation = atomic_load_explicit(&labels->path_generation, memory_order_acquire);
 	int mode = flags & O_ACCMODE;
 	bool reads = mode != O_WRONLY && name == NULL; /* a create reads nothing */
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC) || name != NULL;
@@ -1029,19 +1523,21 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 	struct policy_decision decision;
 	struct label_view view;
 	char *path = NULL;
+	bool regular = false;
 	int result = 0;
 
 	forget_last_check();
 	if (name) {
 		/* Create: node is the parent directory, name the new file. */
-		char *directory = relative_path(labels, node->backing_fd);
+		char *directory = directory_path(labels, node);
 		path = directory ? join_path(directory, name) : NULL;
 		free(directory);
 		effective_label(labels, policy, 0, 0, path, false, &view);
 	} else {
-		effective_label_of_node(labels, policy, node, &view, &path);
+		effective_label_of_node(labels, policy, node, &view, &path, &regular);
 	}
 	if (reads && view.level > policy_default_clearance(policy)) {
+		timer.decided = true;
 		image = caller_image(labels, req);
 		decide(labels, policy, req, image, view.level, &decision);
 		if (!decision.allowed) {
@@ -1070,21 +1566,30 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 	}
 	if (labels->next && labels->next->check_open)
 		result = labels->next->check_open(labels->next->context, req, node, name, flags);
-	if (result == 0 && name == NULL) {
+	if (result == 0 && (name == NULL || path != NULL)) {
 		last_check.labels = labels;
-		last_check.device = node->device;
-		last_check.inode = node->inode;
+		last_check.device = name ? 0 : node->device; /* a create: bound by its event */
+		last_check.inode = name ? 0 : node->inode;
 		last_check.level = view.level;
 		last_check.path_rule_level = view.path_rule_level;
 		last_check.path_rule = view.path_rule;
+		last_check.created = name != NULL;
+		last_check.created_name = name ? path + strlen(path) - strlen(name) : NULL;
+		last_check.generation = generation;
 		last_check.path = path;
-		last_check.valid = true;
+		last_check.image = image;
+		last_check.regular = regular;
+		last_check.cost_ns = 0; /* set at out: */
+		keep_last_check();
 		path = NULL;
+		image = NULL;
 	}
 out:
 	process_info_release(image);
 	free(path);
-	count_decision(labels, &timer);
+	int64_t elapsed = count_decision(labels, &timer);
+	if (result == 0 && last_check.valid)
+		last_check.cost_ns = elapsed;
 	return result;
 }
 
@@ -1098,6 +1603,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	void *next_cookie = next && next->opened
 	                        ? next->opened(next->context, req, node, open_fd, flags, created)
 	                        : NULL;
+	int64_t started = monotonic_ns();
 	int mode = flags & O_ACCMODE;
 	bool reads = mode != O_WRONLY && !created;
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC) || created;
@@ -1105,35 +1611,63 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	struct handle *handle = NULL;
 	struct label_view view;
 	char *path = NULL;
-	struct stat st;
+	/* A create makes a regular file (O_CREAT); a check may know it already. */
+	bool regular = created || (last_check.valid && last_check.regular);
 
+	/*
+	 * Its check on this thread (for a create: bound to this inode by the
+	 * CREATE event, and no rename since, or the path it computed is stale).
+	 */
 	bool checked = last_check.valid && last_check.labels == labels &&
-	               last_check.device == node->device && last_check.inode == node->inode &&
-	               !created;
+	               last_check.created == created && last_check.device == node->device &&
+	               last_check.inode == node->inode &&
+	               (!created || last_check.generation ==
+	                                atomic_load_explicit(&labels->path_generation,
+	                                                     memory_order_acquire));
 	int level = checked ? last_check.level : -1;
 	int path_rule_level = checked ? last_check.path_rule_level : -1;
 	struct policy_rule_info path_rule = last_check.path_rule;
+	uint64_t generation = last_check.generation;
+	int64_t cost = checked ? last_check.cost_ns : 0;
 	if (checked) {
 		path = last_check.path;
 		last_check.path = NULL;
+		image = last_check.image;
+		last_check.image = NULL;
 	}
 	forget_last_check();
-	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (!checked)
+		regular = created;
+	if (!regular && !created && (writes || !checked || level > 0)) {
+		struct stat st;
+		regular = fstat(open_fd, &st) == 0 && S_ISREG(st.st_mode);
+		if (regular)
+			path_cache_note_regular(labels, node->device, node->inode);
+	}
+	if (!regular)
 		goto wrap;
-	if (!checked) {
-		if (created) {
-			/* A new name: its rule now, and in the cache for the opens to come. */
-			uint64_t generation =
+	if (created) {
+		/* A new name: its rule now, and in the cache for the opens to come. */
+		if (!checked) {
+			generation =
 			    atomic_load_explicit(&labels->path_generation, memory_order_acquire);
 			path = relative_path(labels, node->backing_fd);
 			effective_label(labels, policy, node->device, node->inode, path, true,
 			                &view);
-			if (path && policy_has_path_rules(policy))
-				path_cache_store(labels, policy, node->device, node->inode,
-				                 generation, view.path_rule_level, &view.path_rule);
 		} else {
-			effective_label_of_node(labels, policy, node, &view, &path);
+			effective_label_at(labels, node->device, node->inode, path_rule_level,
+			                   &path_rule, true, &view);
 		}
+		if (path && policy_has_path_rules(policy)) {
+			path_cache_store(labels, policy, node->device, node->inode, generation,
+			                 view.path_rule_level, &view.path_rule);
+			path_cache_note_regular(labels, node->device, node->inode);
+		}
+		level = view.level;
+		path_rule_level = view.path_rule_level;
+		path_rule = view.path_rule;
+	} else if (!checked) {
+		effective_label_of_node(labels, policy, node, &view, &path, NULL);
 		level = view.level;
 		path_rule_level = view.path_rule_level;
 		path_rule = view.path_rule;
@@ -1141,7 +1675,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	/* Its name under a labeled rule goes with the inode from now on. */
 	if (path_rule_level > 0)
 		index_rule(labels, node->device, node->inode, path_rule_level, &path_rule);
-	if ((reads && level > 0) || writes)
+	if (((reads && level > 0) || writes) && image == NULL)
 		image = caller_image(labels, req);
 	if (image && reads && level > 0) {
 		note_read(labels, policy, image, level, node->device, node->inode, node->backing_fd,
@@ -1154,8 +1688,9 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 				continue;
 			if (path == NULL)
 				from.path = path = relative_path(labels, node->backing_fd);
-			if (raise_label(labels, h->device, h->inode, level, &from) &&
-			    level > h->raised) {
+			bool rose = raise_label(labels, h->device, h->inode, level, &from);
+			if (level > h->raised &&
+			    (rose || carry_label(labels, h->device, h->inode, level, &from))) {
 				h->raised = level;
 				h->from_device = node->device;
 				h->from_inode = node->inode;
@@ -1171,7 +1706,7 @@ wrap:
 		goto out;
 	handle->labels = labels;
 	handle->next_cookie = next_cookie;
-	handle->writes = writes && S_ISREG(st.st_mode);
+	handle->writes = writes && regular;
 	handle->device = node->device;
 	handle->inode = node->inode;
 	handle->raised = -1;
@@ -1184,8 +1719,10 @@ wrap:
 		if (image) {
 			struct mark source;
 			int read = read_level(labels, policy, image, &source);
-			if (read > level &&
-			    raise_label(labels, node->device, node->inode, read, &source)) {
+			if ((read > level &&
+			     raise_label(labels, node->device, node->inode, read, &source)) ||
+			    (read == level &&
+			     carry_label(labels, node->device, node->inode, read, &source))) {
 				handle->raised = read;
 				handle->from_device = source.device;
 				handle->from_inode = source.inode;
@@ -1204,6 +1741,13 @@ wrap:
 out:
 	process_info_release(image);
 	free(path);
+	cost += monotonic_ns() - started;
+	if (handle) {
+		handle->cost_ns = cost;
+		handle->created = created;
+	} else {
+		histogram_add(labels->open_cost_histogram[created], cost);
+	}
 	return handle;
 }
 
@@ -1243,6 +1787,7 @@ on_released(void *cookie, int fd)
 	/* The recorder first: its CLOSE makes the version the label goes on. */
 	if (handle->next_cookie && labels->next->released)
 		labels->next->released(handle->next_cookie, fd);
+	int64_t started = monotonic_ns();
 	if (handle->writes) {
 		pthread_mutex_lock(&labels->handles_lock);
 		if (handle->prev)
@@ -1269,6 +1814,8 @@ on_released(void *cookie, int fd)
 	}
 	process_info_release(handle->opener);
 	free(handle->path);
+	histogram_add(labels->open_cost_histogram[handle->created],
+	              handle->cost_ns + monotonic_ns() - started);
 	free(handle);
 }
 
@@ -1288,6 +1835,15 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		atomic_fetch_add_explicit(&labels->path_generation, 1, memory_order_release);
 	else if (change->change == FS_CHANGE_LINK || change->change == FS_CHANGE_UNLINK)
 		path_cache_forget(labels, st->st_dev, st->st_ino);
+	if (change->change == FS_CHANGE_UNLINK && S_ISDIR(st->st_mode))
+		directory_cache_forget(labels, st->st_dev, st->st_ino);
+	/* The create being checked on this thread: its new inode. */
+	if (change->change == FS_CHANGE_CREATE && S_ISREG(st->st_mode) && last_check.valid &&
+	    last_check.created && last_check.labels == labels && change->name &&
+	    strcmp(change->name, last_check.created_name) == 0) {
+		last_check.device = st->st_dev;
+		last_check.inode = st->st_ino;
+	}
 	if (!S_ISREG(st->st_mode))
 		return;
 	if (change->change == FS_CHANGE_LINK && change->new_name && change->new_parent_fd >= 0 &&
@@ -1569,6 +2125,33 @@ on_virtual_xattr(void *context, fuse_req_t req, const struct fs_node_info *node,
 {
 	struct labels *labels = context;
 	const struct policy *policy = current_policy(labels);
+
+	/*
+	 * The admin route.  With default_permissions the kernel lets a caller
+	 * set or remove a user.* attribute only with write permission on the
+	 * file, so an admin without it never reaches us through
+	 * user.provfs.label.  system.* names are left to the filesystem (no
+	 * mode check in the VFS): system.provfs.label and
+	 * system.provfs.declassify reach us from anyone, and set_label and
+	 * unset_label decide, as for user.provfs.*, who may change a label:
+	 * root or admin_group, EPERM otherwise.  Only these two names, and only
+	 * on the file types user.* names apply to; the lineage and the reasons
+	 * stay behind the kernel's read check of user.* names.
+	 */
+	if (strncmp(name, "system.provfs.", 14) == 0) {
+		const char *rest = name + 14;
+		struct stat st;
+		if (strcmp(rest, "label") != 0 && strcmp(rest, "declassify") != 0) {
+			fuse_reply_err(req, op == 'g' ? ENODATA : ENOTSUP);
+			return;
+		}
+		if (fstat(node->backing_fd, &st) < 0 ||
+		    !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+			fuse_reply_err(req, op == 'g' ? ENODATA : EPERM);
+			return;
+		}
+		name = strcmp(rest, "label") == 0 ? "user.provfs.label" : "user.provfs.declassify";
+	}
 	bool label = strcmp(name, "user.provfs.label") == 0;
 	bool why = strcmp(name, "user.provfs.label.why") == 0;
 	bool lineage = strcmp(name, "user.provfs.lineage") == 0;
@@ -2115,6 +2698,11 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	pthread_mutex_init(&labels->marks_lock, NULL);
 	pthread_mutex_init(&labels->handles_lock, NULL);
 	pthread_mutex_init(&labels->scripts_lock, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&labels->scripts_changed, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	sem_init(&labels->reload_requests, 0, 0);
 	labels->slots = calloc(TABLE_SLOTS, sizeof(*labels->slots));
 	labels->mark_slots = calloc(MARK_SLOTS, sizeof(*labels->mark_slots));
@@ -2124,6 +2712,11 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 		abort();
 	for (size_t i = 0; i < PATH_CACHE_SLOTS; i++)
 		pthread_spin_init(&labels->path_cache[i].lock, PTHREAD_PROCESS_PRIVATE);
+	labels->directory_cache = calloc(DIRECTORY_CACHE_SLOTS, sizeof(*labels->directory_cache));
+	if (labels->directory_cache == NULL)
+		abort();
+	for (size_t i = 0; i < DIRECTORY_CACHE_SLOTS; i++)
+		pthread_spin_init(&labels->directory_cache[i].lock, PTHREAD_PROCESS_PRIVATE);
 	if (labels->slots == NULL || labels->mark_slots == NULL || labels->lineage == NULL)
 		abort();
 	pthread_mutex_init(&labels->lineage->lock, NULL);
@@ -2268,6 +2861,19 @@ labels_start(struct labels *labels)
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (pthread_create(&labels->reload_thread, NULL, reload_main, labels) == 0)
 		labels->reload_running = true;
+	labels->script_hashes = hash_pool_new(1, SCRIPT_HASH_QUEUE, labels->backing_fd);
+	labels->crossing = calloc(1, sizeof(*labels->crossing));
+	if (labels->crossing) {
+		pthread_mutex_init(&labels->crossing->lock, NULL);
+		pthread_cond_init(&labels->crossing->wake, NULL);
+		pthread_condattr_t monotonic;
+		pthread_condattr_init(&monotonic);
+		pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+		pthread_cond_init(&labels->crossing->finished, &monotonic);
+		pthread_condattr_destroy(&monotonic);
+		labels->crossing->running = pthread_create(&labels->crossing->thread, NULL,
+		                                           crossing_main, labels) == 0;
+	}
 	if (labels->store_path &&
 	    pthread_create(&labels->lineage->thread, NULL, lineage_main, labels) == 0)
 		labels->lineage->running = true;
@@ -2299,17 +2905,31 @@ percentiles(atomic_uint_fast64_t *histogram, uint64_t *total, double *median, do
 static void
 log_decision_times(struct labels *labels)
 {
-	uint64_t total, sampled;
-	double median, p99, cpu_median, cpu_p99;
+	uint64_t total, sampled, decided, opens, creates;
+	double median, p99, cpu_median, cpu_p99, decided_median, decided_p99;
+	double open_median, open_p99, create_median, create_p99;
 
 	if (!percentiles(labels->histogram, &total, &median, &p99))
 		return;
 	percentiles(labels->cpu_histogram, &sampled, &cpu_median, &cpu_p99);
+	percentiles(labels->decided_histogram, &decided, &decided_median, &decided_p99);
+	percentiles(labels->open_cost_histogram[0], &opens, &open_median, &open_p99);
+	percentiles(labels->open_cost_histogram[1], &creates, &create_median, &create_p99);
 	log_info("policy: %llu decisions at open, median <= %.1f us (99th percentile <= %.1f us) "
 	         "wall clock, median <= %.1f us (99th <= %.1f us) CPU over %llu sampled; "
-	         "%llu denied",
+	         "%llu of them reads above the default clearance (grants evaluated), "
+	         "median <= %.1f us (99th <= %.1f us) wall clock; %llu denied",
 	         (unsigned long long)total, median, p99, cpu_median, cpu_p99,
-	         (unsigned long long)sampled, (unsigned long long)atomic_load(&labels->denials));
+	         (unsigned long long)sampled, (unsigned long long)decided,
+	         decided ? decided_median : 0.0, decided ? decided_p99 : 0.0,
+	         (unsigned long long)atomic_load(&labels->denials));
+	if (opens || creates)
+		log_info("policy: its whole time per open (check, opened, release; the recorder's "
+		         "excluded): median <= %.1f us (99th percentile <= %.1f us) over %llu opens, "
+		         "median <= %.1f us (99th <= %.1f us) over %llu creates",
+		         opens ? open_median : 0.0, opens ? open_p99 : 0.0, (unsigned long long)opens,
+		         creates ? create_median : 0.0, creates ? create_p99 : 0.0,
+		         (unsigned long long)creates);
 }
 
 void
@@ -2333,6 +2953,28 @@ labels_stop(struct labels *labels)
 	if (queue->store)
 		store_close(queue->store);
 	log_decision_times(labels);
+	/* What a check on this thread (-s: the requests' thread) still holds. */
+	if (last_check.labels == labels)
+		forget_last_check();
+	/* Script jobs end first: their answers go into the scripts list. */
+	if (labels->script_hashes) {
+		hash_pool_stop(labels->script_hashes);
+		hash_pool_free(labels->script_hashes);
+	}
+	struct crossing_opener *opener = labels->crossing;
+	if (opener) {
+		if (opener->running) {
+			pthread_mutex_lock(&opener->lock);
+			opener->stopping = true;
+			pthread_cond_signal(&opener->wake);
+			pthread_mutex_unlock(&opener->lock);
+			pthread_join(opener->thread, NULL);
+		}
+		pthread_mutex_destroy(&opener->lock);
+		pthread_cond_destroy(&opener->wake);
+		pthread_cond_destroy(&opener->finished);
+		free(opener);
+	}
 	if (labels->own_processes) {
 		process_table_stop(labels->processes);
 		process_table_free(labels->processes);
@@ -2377,6 +3019,8 @@ labels_stop(struct labels *labels)
 	free(labels->mark_slots);
 	free(labels->lineage);
 	free(labels->path_cache);
+	free(labels->directory_cache);
+	pthread_cond_destroy(&labels->scripts_changed);
 	sem_destroy(&labels->reload_requests);
 	free(labels->config_path);
 	free(labels->backing_dir);

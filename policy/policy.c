@@ -493,9 +493,16 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 			return "environment can inject code";
 		if (condition->pin[0] == '\0')
 			return NULL;
-		if (subject->file_hash == NULL ||
-		    subject->file_hash(subject->context, condition->path, hash) < 0)
+		if (subject->file_hash == NULL)
 			return "script hash unknown";
+		switch (subject->file_hash(subject->context, condition->path, hash)) {
+		case 0:
+			break;
+		case -2:
+			return "script hash still being computed; the next open is decided again";
+		default:
+			return "script hash unknown";
+		}
 		return strcmp(hash, condition->pin) == 0 ? NULL : "script hash differs";
 	}
 	return "unknown condition";

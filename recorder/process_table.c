@@ -196,6 +196,9 @@ run_release(struct run_info *run)
 	free(run->parent_namespace);
 	free(run->parent_job_name);
 	free(run->parent_run_id);
+	free(run->root_parent_namespace);
+	free(run->root_parent_job_name);
+	free(run->root_parent_run_id);
 	free(run);
 }
 
@@ -424,6 +427,40 @@ base_name(const char *path)
 	return slash ? slash + 1 : (path ? path : "unknown");
 }
 
+/*
+ * The OpenLineage run the environment names with PREFIX_JOB_NAMESPACE,
+ * PREFIX_JOB_NAME and PREFIX_RUN_ID, or, without PREFIX_RUN_ID, with
+ * PREFIX_ID ("namespace/job/runId", as dbt-ol and Airflow's macros pass
+ * it).  Whether any of these was set.
+ */
+static bool
+openlineage_run_named(const char *environment, size_t environment_length, const char *prefix,
+		      char **namespace, char **job_name, char **run_id)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s_JOB_NAMESPACE", prefix);
+	*namespace = environment_value(environment, environment_length, name);
+	snprintf(name, sizeof(name), "%s_JOB_NAME", prefix);
+	*job_name = environment_value(environment, environment_length, name);
+	snprintf(name, sizeof(name), "%s_RUN_ID", prefix);
+	*run_id = environment_value(environment, environment_length, name);
+	snprintf(name, sizeof(name), "%s_ID", prefix);
+	char *id = environment_value(environment, environment_length, name);
+	bool named = *namespace || *job_name || *run_id || id;
+	/* namespace/job/runId: the job name may hold '/', the run id is last. */
+	char *first = id ? strchr(id, '/') : NULL, *last = id ? strrchr(id, '/') : NULL;
+	if (*run_id == NULL && first && last > first) {
+		free(*namespace);
+		free(*job_name);
+		*namespace = strndup(id, (size_t)(first - id));
+		*job_name = strndup(first + 1, (size_t)(last - first - 1));
+		*run_id = strdup(last + 1);
+	}
+	free(id);
+	return named;
+}
+
 static struct run_info *
 new_run(const struct process_table *table, const struct process_info *root,
 	const char *environment, size_t environment_length)
@@ -444,25 +481,23 @@ new_run(const struct process_table *table, const struct process_info *root,
 		run->named_by = "session";
 	}
 	if (environment) {
-		char *parent_id = environment_value(environment, environment_length,
-						    "OPENLINEAGE_PARENT_ID");
-		run->parent_namespace = environment_value(environment, environment_length,
-							  "OPENLINEAGE_PARENT_JOB_NAMESPACE");
-		run->parent_job_name = environment_value(environment, environment_length,
-							 "OPENLINEAGE_PARENT_JOB_NAME");
-		run->parent_run_id = environment_value(environment, environment_length,
-						       "OPENLINEAGE_PARENT_RUN_ID");
-		/* OPENLINEAGE_PARENT_ID is namespace/job/runId; the run id is last. */
-		if (parent_id && !run->parent_run_id) {
-			char *first = strchr(parent_id, '/');
-			char *last = strrchr(parent_id, '/');
-			if (first && last > first) {
-				run->parent_namespace = strndup(parent_id, (size_t)(first - parent_id));
-				run->parent_job_name = strndup(first + 1, (size_t)(last - first - 1));
-				run->parent_run_id = strdup(last + 1);
-			}
+		openlineage_run_named(environment, environment_length, "OPENLINEAGE_PARENT",
+				      &run->parent_namespace, &run->parent_job_name,
+				      &run->parent_run_id);
+		/*
+		 * OpenLineage's rule, as dbt-ol and the Spark integration apply it:
+		 * a parent named without a root started the chain, so it is the root.
+		 */
+		if (!openlineage_run_named(environment, environment_length,
+					   "OPENLINEAGE_ROOT_PARENT", &run->root_parent_namespace,
+					   &run->root_parent_job_name, &run->root_parent_run_id) &&
+		    run->parent_run_id) {
+			run->root_parent_namespace =
+			    run->parent_namespace ? strdup(run->parent_namespace) : NULL;
+			run->root_parent_job_name =
+			    run->parent_job_name ? strdup(run->parent_job_name) : NULL;
+			run->root_parent_run_id = strdup(run->parent_run_id);
 		}
-		free(parent_id);
 	}
 	make_run_uuid(table, run);
 	return run;

@@ -67,7 +67,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[CLOSE_SESSION] = "UPDATE mount_sessions SET stopped_ns = ? WHERE id = ?",
 	[INSERT_RUN] = "INSERT OR IGNORE INTO runs (uuid, job_name, named_by, host, root_pid, "
 		       "root_start_ns, started_ns, parent_namespace, parent_job_name, "
-		       "parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		       "parent_run_id, root_parent_namespace, root_parent_job_name, "
+		       "root_parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	[SELECT_RUN] = "SELECT id FROM runs WHERE uuid = ?",
 	[INSERT_PROCESS] = "INSERT OR IGNORE INTO processes (host, pid, start_ns, exec_index, "
 			   "parent_id, previous_id, run_id, mount_session_id, executable, "
@@ -92,9 +93,11 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 			"VALUES (?, ?, ?, ?, ?)",
 	[UPDATE_FILE_PATH] = "UPDATE files SET path = ?, removed_ns = NULL WHERE id = ?",
 	[INSERT_VERSION] = "INSERT INTO versions (file_id, number, size, mtime_ns, ctime_ns, hash, "
-			   "hash_state, origin, producer_process_id, recorded_ns) "
-			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-	[UPDATE_VERSION_HASH] = "UPDATE versions SET hash = ?, hash_state = ? WHERE id = ?",
+			   "hash_state, origin, producer_process_id, recorded_ns, hash_method) "
+			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	/* A hash that comes later was read back from the file by the pool. */
+	[UPDATE_VERSION_HASH] = "UPDATE versions SET hash = ?1, hash_state = ?2, hash_method = "
+				"CASE WHEN ?1 IS NULL THEN NULL ELSE 'reread' END WHERE id = ?3",
 	[INSERT_ACCESS] = "INSERT INTO accesses (process_id, file_id, mount_session_id, path, "
 			  "open_flags, is_exec, opened_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
 	[CLOSE_ACCESS] = "UPDATE accesses SET closed_ns = ?, bytes_read = ?, bytes_written = ?, "
@@ -446,6 +449,9 @@ ensure_run(struct run_info *run_info)
 	bind_text(s, 8, run_info->parent_namespace);
 	bind_text(s, 9, run_info->parent_job_name);
 	bind_text(s, 10, run_info->parent_run_id);
+	bind_text(s, 11, run_info->root_parent_namespace);
+	bind_text(s, 12, run_info->root_parent_job_name);
+	bind_text(s, 13, run_info->root_parent_run_id);
 	if ((rc = run(s)) != SQLITE_DONE)
 		return rc;
 	s = statement(SELECT_RUN);
@@ -613,6 +619,8 @@ insert_version(struct file_state *file, const struct stamp *stamp, const char *h
 	bind_text(s, 8, origin);
 	bind_id(s, 9, producer_id);
 	sqlite3_bind_int64(s, 10, wall_clock_ns());
+	/* A hash known at insert was streamed: taken from the writes as they passed. */
+	bind_text(s, 11, hash && hash[0] ? "streamed" : NULL);
 	if ((*rc = run(s)) != SQLITE_DONE)
 		return 0;
 	file->latest_version_id = sqlite3_last_insert_rowid(db());

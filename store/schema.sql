@@ -1,4 +1,4 @@
--- provfs provenance store, schema version 2.
+-- provfs provenance store, schema version 3.
 --
 -- One SQLite database (WAL mode) may be shared by several mounts and hosts.
 -- The recorder's single writer thread is the only writer of a daemon;
@@ -56,7 +56,15 @@ CREATE TABLE runs (
 	ended_ns INTEGER,                    -- when its root process exited, if seen
 	parent_namespace TEXT,               -- OPENLINEAGE_PARENT_JOB_NAMESPACE (orchestrator run)
 	parent_job_name TEXT,                -- OPENLINEAGE_PARENT_JOB_NAME
-	parent_run_id TEXT                   -- OPENLINEAGE_PARENT_RUN_ID
+	parent_run_id TEXT,                  -- OPENLINEAGE_PARENT_RUN_ID
+	-- (version 3) The root of the orchestrator's chain of runs (the DAG run
+	-- above the task that is the parent): OPENLINEAGE_ROOT_PARENT_*; the
+	-- parent itself when a parent was named without a root (OpenLineage's
+	-- rule: such a parent started the chain); NULL when unknown (recorded
+	-- before version 3).
+	root_parent_namespace TEXT,
+	root_parent_job_name TEXT,
+	root_parent_run_id TEXT
 );
 CREATE INDEX runs_job ON runs(job_name, started_ns);
 CREATE INDEX runs_started ON runs(started_ns);
@@ -154,6 +162,13 @@ CREATE TABLE versions (
 	recorded_ns INTEGER NOT NULL,
 	label TEXT,                          -- propagated label of this version (labels issue)
 	label_from_version_id INTEGER REFERENCES versions(id), -- the input it was propagated from
+	hash_method TEXT,                    -- (version 3) how the hash was taken: 'streamed' (from
+	                                     -- the bytes written through provfs, in order from
+	                                     -- offset 0, as they passed; or a truncate to size 0),
+	                                     -- 'reread' (the hash pool read the file back after the
+	                                     -- fact: random or partial writes, external and initial
+	                                     -- versions); NULL while there is no hash, or unknown
+	                                     -- (hashed before version 3)
 	UNIQUE (file_id, number)
 );
 CREATE INDEX versions_hash ON versions(hash);

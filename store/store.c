@@ -90,7 +90,18 @@ static const char *const migrations[] = {
 	"CREATE INDEX accesses_written_version ON accesses(written_version_id)"
 	" WHERE written_version_id IS NOT NULL;"
 	"CREATE INDEX accesses_file ON accesses(file_id, opened_ns);",
+	/*
+	 * 2 -> 3: how each version's hash was taken (streamed or re-read); the
+	 * root of the orchestrator's run.  Rows recorded before stay NULL:
+	 * unknown.
+	 */
+	"ALTER TABLE versions ADD COLUMN hash_method TEXT;"
+	"ALTER TABLE runs ADD COLUMN root_parent_namespace TEXT;"
+	"ALTER TABLE runs ADD COLUMN root_parent_job_name TEXT;"
+	"ALTER TABLE runs ADD COLUMN root_parent_run_id TEXT;",
 };
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
+	       "one migration step per schema version after the first");
 
 /* SQLite's message, with the system's reason when there is one. */
 static void

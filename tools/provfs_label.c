@@ -8,7 +8,13 @@
  * the file itself (setxattr "user.provfs.label", removexattr, setxattr
  * "user.provfs.declassify" = "LEVEL\nREASON"), made with the caller's own
  * credentials.  The daemon checks them (root or admin_group), records the
- * change in the store and enforces it at the next open.  So an admin needs
+ * change in the store and enforces it at the next open.  With
+ * default_permissions the kernel refuses a user.* attribute change (EACCES)
+ * to a caller without write permission on the file, before the daemon sees
+ * it; an admin need not be able to write the data it classifies, so
+ * provfs-label then makes the same change under system.provfs.label
+ * (system.provfs.declassify), names the kernel leaves to the filesystem,
+ * where the daemon applies the same check.  So an admin needs
  * no write access to the store, provfs-label needs no privilege of its own,
  * and there is exactly one place that decides: the daemon.  What this
  * program checks beforehand (the level is one the configuration names,
@@ -58,6 +64,9 @@
 #define XATTR_LABEL "user.provfs.label"
 #define XATTR_WHY "user.provfs.label.why"
 #define XATTR_DECLASSIFY "user.provfs.declassify"
+/* The admin route the kernel does not refuse for lack of write permission. */
+#define XATTR_ADMIN_LABEL "system.provfs.label"
+#define XATTR_ADMIN_DECLASSIFY "system.provfs.declassify"
 #define WHY_MAX 65536
 
 static const char *const usage_lines[] = {
@@ -279,18 +288,27 @@ not_admin(const struct label_cmd *cmd, const char *path)
 }
 
 /*
- * EACCES on a label change comes from the kernel, before the daemon: with
- * default_permissions, setting or removing a user.* attribute needs write
- * permission on the file (xattr_permission() in the VFS).
+ * EACCES on a label change comes from the kernel, before the daemon.  On
+ * the admin route (system.provfs.*, which the VFS does not check against
+ * the file's mode) it means the caller cannot reach the file: no search
+ * permission on a directory above it.  A daemon without that route
+ * (ENOTSUP there) leaves only user.*, whose change the kernel allows only
+ * with write permission on the file (xattr_permission() in the VFS).
  */
 static int
-kernel_refused(const struct label_cmd *cmd, const char *path)
+kernel_refused(const struct label_cmd *cmd, const char *path, bool admin_route)
 {
 	if (!caller_is_admin(cmd->config))
 		return not_admin(cmd, path);
+	if (admin_route)
+		return fail(cmd, 1,
+			    "%s: permission denied by the kernel: no search permission on a "
+			    "directory above it (label it as root, or as an admin who can reach it)",
+			    path);
 	return fail(cmd, 1,
-		    "%s: permission denied by the kernel: changing a user.* attribute needs write "
-		    "permission on the file (label it as root, or with write access to it)",
+		    "%s: permission denied by the kernel: the provfs serving it has no admin route "
+		    "(system.provfs.label), and changing user.provfs.label needs write permission "
+		    "on the file (label it as root, or remount with this provfs)",
 		    path);
 }
 
@@ -606,13 +624,22 @@ set_one(const struct label_cmd *cmd, const char *arg, const char *target,
 	int rc, saved;
 
 	qbuf_init(&value);
-	if (o->force) {
+	if (o->force)
 		qbuf_addf(&value, "%s\n%s", o->level, o->reason);
-		rc = setxattr(target, XATTR_DECLASSIFY, value.buf, value.len, 0);
-	} else {
-		rc = setxattr(target, XATTR_LABEL, o->level, strlen(o->level), 0);
-	}
+	else
+		qbuf_addf(&value, "%s", o->level);
+	rc = setxattr(target, o->force ? XATTR_DECLASSIFY : XATTR_LABEL, value.buf, value.len, 0);
 	saved = errno;
+	if (rc < 0 && saved == EACCES) {
+		/* No write permission: the admin route (see the top of this file). */
+		rc = setxattr(target, o->force ? XATTR_ADMIN_DECLASSIFY : XATTR_ADMIN_LABEL,
+			      value.buf, value.len, 0);
+		saved = errno;
+		if (rc < 0 && (saved == ENOTSUP || saved == EOPNOTSUPP)) {
+			qbuf_release(&value);
+			return kernel_refused(cmd, arg, false);
+		}
+	}
 	qbuf_release(&value);
 	if (rc == 0)
 		return 0;
@@ -622,7 +649,7 @@ set_one(const struct label_cmd *cmd, const char *arg, const char *target,
 			return not_admin(cmd, arg);
 		return explain_refusal(cmd, arg, o);
 	case EACCES:
-		return kernel_refused(cmd, arg);
+		return kernel_refused(cmd, arg, true);
 	case EINVAL:
 		if (cmd->config) {
 			struct qbuf levels = QBUF_INIT;
@@ -724,10 +751,18 @@ cmd_unset(struct label_cmd *cmd, const char *arg)
 	if (removexattr(canonical, XATTR_LABEL) == 0)
 		return 0;
 	saved = errno;
+	if (saved == EACCES) {
+		/* No write permission: the admin route (see the top of this file). */
+		if (removexattr(canonical, XATTR_ADMIN_LABEL) == 0)
+			return 0;
+		saved = errno;
+		if (saved == ENOTSUP || saved == EOPNOTSUPP)
+			return kernel_refused(cmd, arg, false);
+	}
 	if (saved == EPERM)
 		return not_admin(cmd, arg);
 	if (saved == EACCES)
-		return kernel_refused(cmd, arg);
+		return kernel_refused(cmd, arg, true);
 	if (saved == ENODATA) {
 		/* Both "no explicit label" and "no label support" say ENODATA: ask. */
 		char probe[256];

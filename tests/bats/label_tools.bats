@@ -550,9 +550,30 @@ mount_with_labels() {
 	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/pub/p.csv" confidential
 	assert_ok
 	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/p.csv")" confidential
-	# Without write access, the kernel refuses the member before the daemon sees it.
+	# Without write access the kernel refuses the member's user.* change before
+	# the daemon sees it; provfs-label takes the admin route (system.provfs.*),
+	# where the daemon checks the member as it checks everyone.
+	run as_user provfs-u1 test -w "$MNT/pub/sub/q.csv"
+	[ "$status" -ne 0 ]
+	run as_user provfs-u1 setfattr -n user.provfs.label -v confidential "$MNT/pub/sub/q.csv"
+	[[ $output == *"Permission denied"* ]]
 	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/pub/sub/q.csv" confidential
-	assert_fails 1 "$MNT/pub/sub/q.csv: permission denied by the kernel: changing a user.\* attribute needs write permission"
+	assert_ok
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/sub/q.csv")" confidential
+	run_split as_user provfs-u1 "$UL" --config "$MCONF" unset "$MNT/pub/sub/q.csv"
+	assert_ok
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/sub/q.csv")" public
+	# The route grants nothing: a non-admin is refused there by the daemon.
+	run_split as_user provfs-u2 "$UL" --config "$MCONF" set "$MNT/pub/sub/q.csv" restricted
+	assert_fails 1 "$MNT/pub/sub/q.csv: only root or members of admin_group 'provfs-g' may change labels"
+	run as_user provfs-u2 setfattr -n system.provfs.label -v restricted "$MNT/pub/sub/q.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u2 setfattr -x system.provfs.label "$MNT/pub/p.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/p.csv")" confidential
+	# Only the label goes that way: the lineage stays behind the kernel's read check.
+	run getfattr --only-values -n system.provfs.lineage "$MNT/pub/p.csv"
+	[ "$status" -ne 0 ]
 }
 
 @test "e2e: lowering below the rule needs --force --reason; declassifying is recorded" {
@@ -717,11 +738,13 @@ assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 	echo 1 >"$BACKING/grp/1.csv"
 	echo 2 >"$BACKING/grp/2.csv"
 	echo 3 >"$BACKING/grp/3.csv"
-	chgrp provfs-g "$BACKING/grp/1.csv" "$BACKING/grp/2.csv"
-	chmod g+w "$BACKING/grp/1.csv" "$BACKING/grp/2.csv"
 	chmod 755 "$BACKING/grp"
-	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/grp" restricted --recursive
-	assert_fails 1 "$MNT/grp/3.csv: permission denied by the kernel.* \(stopped there: 2 of the 3 files under $MNT/grp were labeled\)"
-	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/grp/2.csv")" restricted
-	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/grp/3.csv")" public
+	chmod 666 "$BACKING/grp/3.csv"
+	# The daemon refuses the third: it holds confidential data (propagated),
+	# and going below that takes --force.
+	as_user_sh provfs-u1 "cat '$MNT/raw/crm/a.csv' >'$MNT/grp/3.csv'"
+	run_split as_user provfs-u1 "$UL" --config "$MCONF" set "$MNT/grp" internal --recursive
+	assert_fails 1 "$MNT/grp/3.csv: .*internal.* \(stopped there: 2 of the 3 files under $MNT/grp were labeled\)"
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/grp/2.csv")" internal
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/grp/3.csv")" confidential
 }

@@ -40,6 +40,7 @@ setup() {
 
 teardown() {
 	common_teardown
+	[ -z "${SHM_DIR:-}" ] || rm -rf "$SHM_DIR"
 }
 
 # write_policy [EXTRA CLASSIFICATION LINES...]
@@ -151,6 +152,31 @@ label_of() {
 	refused provfs-u1 cat "$MNT/pub/renamed.csv"
 }
 
+@test "a file created in a directory moved under a labeled rule carries the rule" {
+	mount_labels
+	# Creates in a directory name their file from its cached path: the
+	# cache must follow the directory's rename, and forget a removed one.
+	mkdir -m 1777 "$MNT/pub/dir"
+	echo one >"$MNT/pub/dir/first"
+	[ "$(label_of "$MNT/pub/dir/first")" = public ]
+	mv "$MNT/pub/dir" "$MNT/raw/crm/dir"
+	as_user_sh provfs-u2 "echo two >'$MNT/raw/crm/dir/second'"
+	[ "$(label_of "$MNT/raw/crm/dir/second")" = confidential ]
+	refused provfs-u1 cat "$MNT/raw/crm/dir/second"
+	mv "$MNT/raw/crm/dir" "$MNT/pub/back"
+	echo three >"$MNT/pub/back/third"
+	[ "$(label_of "$MNT/pub/back/third")" = public ]
+	# A directory removed; new ones (its inode number may come back) elsewhere.
+	mkdir "$MNT/raw/crm/gone"
+	echo x >"$MNT/raw/crm/gone/f"
+	rm -r "$MNT/raw/crm/gone"
+	for i in 1 2 3; do
+		mkdir "$MNT/pub/new$i"
+		echo y >"$MNT/pub/new$i/f"
+		[ "$(label_of "$MNT/pub/new$i/f")" = public ]
+	done
+}
+
 @test "bypass: a hard link made in the backing directory before mounting" {
 	ln "$BACKING/features/pii/scores.csv" "$BACKING/pub/early.csv"
 	mount_labels
@@ -231,6 +257,16 @@ label_of() {
 		"$MNT/raw/crm/customers.csv"
 	[ "$status" -ne 0 ]
 	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	# Nor through the admin route, which the kernel does not check against the mode.
+	run as_user provfs-u3 setfattr -n system.provfs.label -v public "$MNT/raw/crm/customers.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u3 setfattr -n system.provfs.declassify -v $'public\nmine now' \
+		"$MNT/raw/crm/customers.csv"
+	[[ $output == *"Operation not permitted"* ]]
+	run as_user provfs-u3 setfattr -n system.provfs.label -v restricted "$MNT/pub/readme"
+	[[ $output == *"Operation not permitted"* ]]
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	[ "$(label_of "$MNT/pub/readme")" = public ]
 	# An admin cannot go below the rule without declassifying...
 	run as_user provfs-u1 setfattr -n user.provfs.label -v public "$MNT/raw/crm/customers.csv"
 	[[ $output == *"Operation not permitted"* ]]
@@ -308,6 +344,52 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 	refused provfs-u3 "$TRAINER" -c "exec cat '$MNT/features/pii/scores.csv'"
 	# The same program as another user: every condition must hold.
 	refused provfs-u2 "$TRAINER" -c "read line <'$MNT/features/pii/scores.csv'"
+}
+
+@test "script: grants hold on the first run, from the mount or outside; a modified script loses it" {
+	# Three places: the test tree (the root filesystem), another mount
+	# (/dev/shm: its path crosses a mount point), and the mount itself.
+	SHM_DIR=$(mktemp -d /dev/shm/provfs-script.XXXXXX)
+	chmod 755 "$SHM_DIR"
+	local body="read line <'$MNT/features/pii/scores.csv' && echo \"\$line\""
+	local outside=$TMP/bin/score.sh crossing=$SHM_DIR/score.sh inside=$MNT/pub/score.sh
+	printf '%s\n' "$body" >"$outside"
+	printf '%s\n' "$body" >"$crossing"
+	printf '%s\n' "$body" >"$BACKING/pub/score.sh"
+	chmod 644 "$outside" "$crossing" "$BACKING/pub/score.sh"
+	# A symlink from outside into the mount: never hashed through the mount.
+	ln -s "$inside" "$TMP/bin/into-mount.sh"
+	local hash
+	hash=$(xxh "$outside")
+	{
+		echo "restricted = script:$outside@xxh3:$hash user:provfs-u3"
+		echo "restricted = script:$crossing@xxh3:$hash user:provfs-u3"
+		echo "restricted = script:$inside@xxh3:$hash user:provfs-u3"
+		echo "restricted = script:$TMP/bin/into-mount.sh@xxh3:$hash user:provfs-u3"
+	} >>"$CONF"
+	mount_labels
+	local script
+	for script in "$outside" "$crossing" "$inside"; do
+		run as_user provfs-u3 /bin/dash "$script"
+		[ "$status" -eq 0 ]
+		[ "$output" = "income,0.93" ]
+		# Another user running the same script: every condition must hold.
+		refused provfs-u2 /bin/dash "$script"
+	done
+	refused provfs-u3 /bin/dash "$TMP/bin/into-mount.sh"
+	# Modified (through the mount for the one inside): the grant is gone.
+	echo "# changed" >>"$outside"
+	echo "# changed" >>"$crossing"
+	echo "# changed" >>"$inside"
+	for script in "$outside" "$crossing" "$inside"; do
+		refused provfs-u3 /bin/dash "$script"
+	done
+	stop_provfs
+	assert_sql "SELECT count(*) FROM denials WHERE uid = $(id -u provfs-u3) AND
+	            grants LIKE '%script:$TMP/bin/into-mount.sh@xxh3:$hash (script hash unknown)%'" 1
+	assert_sql "SELECT count(*) FROM denials WHERE uid = $(id -u provfs-u3) AND
+	            grants LIKE '%script:$crossing@xxh3:$hash (script hash differs)%'" 1
+	rm -rf "$SHM_DIR"
 }
 
 @test "bypass: a renamed copy of the authorized binary" {
@@ -422,4 +504,21 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 	[ "$status" -eq 2 ]
 	assert_match "$stderr" "^provfs: $CONF:2: .*unknown group"
 	assert_nothing_mounted
+}
+
+@test "propagation: every version a cleared writer produces records its label, not only the first" {
+	mount_labels
+	# Night after night the cleared job rewrites the same output: the file is
+	# confidential from the first night on, and each new version holds the
+	# confidential data again (a model retrained on restricted features).
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/nightly.csv'"
+	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' '$MNT/pub/readme' >'$MNT/pub/nightly.csv'"
+	[ "$(label_of "$MNT/pub/nightly.csv")" = confidential ]
+	stop_provfs
+	assert_sql "SELECT v.number, v.label, sf.path FROM versions v
+	            JOIN versions sv ON sv.id = v.label_from_version_id
+	            JOIN files sf ON sf.id = sv.file_id
+	            WHERE v.file_id = ($(file_id_sql pub/nightly.csv)) ORDER BY v.number" \
+		"1|confidential|raw/crm/customers.csv
+2|confidential|raw/crm/customers.csv"
 }

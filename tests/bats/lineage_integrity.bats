@@ -455,7 +455,7 @@ assert all("queue_length" in r for r in d["recorders"])
 	[ "$output" = "bench-renames: unknown option -z (see -h)" ]
 }
 
-@test "a version-1 store is migrated to version 2: the writer's indexes and counters are added" {
+@test "a version-1 store is migrated to the current version: the writer's indexes and counters are added" {
 	# A store as provfs 0.1 with schema version 1 made it (the schema of that
 	# release, kept as a fixture), with one file recorded by hand.
 	sqlite3 "$STORE" <"$PROVFS_SOURCE_ROOT/tests/fixtures/store-schema-v1.sql"
@@ -464,7 +464,11 @@ assert all("queue_length" in r for r in d["recorders"])
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 2
+	assert_sql "PRAGMA user_version" 3
+	# Version 3: how each hash was taken; the orchestrator's root run.
+	assert_sql "SELECT count(*) FROM pragma_table_info('versions') WHERE name = 'hash_method'" 1
+	assert_sql "SELECT count(*) FROM pragma_table_info('runs')
+	            WHERE name IN ('root_parent_namespace', 'root_parent_job_name', 'root_parent_run_id')" 3
 	# Every branch of version 2 is there: the label audit, the outbox's dead
 	# letters, nullable byte counts (kernel passthrough).
 	assert_sql "SELECT count(*) FROM pragma_table_info('denials') WHERE name IN

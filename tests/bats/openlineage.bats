@@ -21,6 +21,16 @@ if [ -z "${OPENLINEAGE_SCHEMAS:-}" ] && [ -f "$PROVFS_SOURCE_ROOT/../shared/sche
 	OPENLINEAGE_SCHEMAS=$PROVFS_SOURCE_ROOT/../shared/schemas/openlineage
 fi
 OL_SCHEMAS=${OPENLINEAGE_SCHEMAS:-/work/shared/schemas/openlineage}
+# W3C's PROV XML Schema (prov.xsd and the prov-core, prov-dictionary and
+# prov-links schemas it includes, unchanged from www.w3.org/ns/), in shared/
+# beside the checkout like the OpenLineage schemas.  prov-core.xsd imports
+# W3C's schema of the xml: namespace from the network: Debian's
+# xmltooling-schemas has W3C's file, and prov_check.py maps the import to it.
+if [ -z "${PROV_XSD:-}" ] && [ -f "$PROVFS_SOURCE_ROOT/../shared/schemas/prov/prov.xsd" ]; then
+	PROV_XSD=$PROVFS_SOURCE_ROOT/../shared/schemas/prov
+fi
+PROV_XSD=${PROV_XSD:-/work/shared/schemas/prov}
+XML_XSD=${XML_XSD:-/usr/share/xml/xmltooling/xml.xsd}
 HERE=$PROVFS_SOURCE_ROOT/tests/bats
 
 setup() {
@@ -49,6 +59,17 @@ ol_check() {
 		return 1
 	fi
 	/usr/bin/python3 "$HERE/openlineage_check.py" "$OL_SCHEMAS" "$PROVFS_SOURCE_ROOT/schemas" "$1"
+}
+
+# prov_check DOC.json DOC.ttl: prov_check.py, with the PROV-XML validated by
+# xmllint against W3C's PROV XSD when it is here.
+prov_check() {
+	if [ -f "$PROV_XSD/prov.xsd" ]; then
+		/usr/bin/python3 "$HERE/prov_check.py" "$1" "$2" "$PROV_XSD" "$XML_XSD"
+	else
+		echo "# PROV-XML not validated with xmllint: no W3C PROV XSD in $PROV_XSD" >&3
+		/usr/bin/python3 "$HERE/prov_check.py" "$1" "$2"
+	fi
 }
 
 # The jobs every export test looks at, run in $MNT.
@@ -111,6 +132,9 @@ for e in of('etl'):
     parent = e['run']['facets']['parent']
     assert parent['run']['runId'] == '$PARENT_RUN', parent
     assert parent['job'] == {'namespace': 'airflow', 'name': 'dag.task'}, parent
+    # Named without a root, the parent started the orchestrator's chain: it is the root.
+    assert parent['root'] == {'run': {'runId': '$PARENT_RUN'},
+                              'job': {'namespace': 'airflow', 'name': 'dag.task'}}, parent
 raw = ds(etl, 'inputs', '/data/raw.csv')
 assert raw['namespace'] == 'file://shared-nas'
 assert raw['facets']['version']['datasetVersion'] == 'xxh3-128:$raw_hash'
@@ -174,6 +198,123 @@ raw = ds(one('etl', 'COMPLETE'), 'inputs', '/data/raw.csv')
 assert raw['facets']['tags']['tags'] == [{'key': 'classification', 'value': 'confidential', 'source': 'PROVFS'}]
 assert raw['facets']['provfs_fileVersion']['label'] == 'confidential'
 "
+}
+
+@test "parent facet: root from OPENLINEAGE_ROOT_PARENT_* (both forms); none when the root is incomplete" {
+	local root_run=0190b5c4-3b1f-7c4e-9a51-8f4e2d7b6a11
+	conf '[openlineage]'
+	mount_provfs -o "config=$CONF"
+	(
+		cd "$MNT" || exit 1
+		# Airflow's task, below its DAG run, as the provider passes them (separate variables).
+		PROVFS_JOB=separate OPENLINEAGE_PARENT_JOB_NAMESPACE=airflow \
+			OPENLINEAGE_PARENT_JOB_NAME=dag.task OPENLINEAGE_PARENT_RUN_ID=$PARENT_RUN \
+			OPENLINEAGE_ROOT_PARENT_JOB_NAMESPACE=airflow-root OPENLINEAGE_ROOT_PARENT_JOB_NAME=dag \
+			OPENLINEAGE_ROOT_PARENT_RUN_ID=$root_run sh -c 'echo 1 >a'
+		# As dbt-ol takes them: namespace/job/runId.
+		PROVFS_JOB=joined OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN \
+			OPENLINEAGE_ROOT_PARENT_ID=airflow-root/dag/$root_run sh -c 'echo 2 >b'
+		# A root named in part is no root to claim, and the parent is not it either.
+		PROVFS_JOB=partial OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN \
+			OPENLINEAGE_ROOT_PARENT_JOB_NAME=dag sh -c 'echo 3 >c'
+		# No parent: no facet at all.
+		PROVFS_JOB=alone sh -c 'echo 4 >d'
+	)
+	stop_provfs
+	assert_sql "SELECT root_parent_namespace || ' ' || root_parent_job_name || ' ' ||
+	            root_parent_run_id FROM runs WHERE job_name = 'separate'" "airflow-root dag $root_run"
+	"$QUERY" --store "$STORE" --config "$CONF" export --format openlineage >"$TMP/events"
+	ol_check "$TMP/events"
+	py "$TMP/events" "
+root = {'run': {'runId': '$root_run'}, 'job': {'namespace': 'airflow-root', 'name': 'dag'}}
+for job in ('separate', 'joined'):
+    for e in of(job):
+        parent = e['run']['facets']['parent']
+        assert parent['run'] == {'runId': '$PARENT_RUN'}, parent
+        assert parent['job'] == {'namespace': 'airflow', 'name': 'dag.task'}, parent
+        assert parent['root'] == root, parent
+for e in of('partial'):
+    parent = e['run']['facets']['parent']
+    assert parent['run'] == {'runId': '$PARENT_RUN'} and 'root' not in parent, parent
+for e in of('alone'):
+    assert 'parent' not in e['run']['facets'], e['run']['facets']
+assert len(of('partial')) == len(of('alone')) == 2
+"
+}
+
+@test "provfs_fileVersion and PROV say how each hash was taken: streamed or re-read" {
+	printf 'seen first\n' >"$BACKING/initial.txt"
+	conf '[openlineage]' "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	(
+		cd "$MNT" || exit 1
+		# In order from offset 0: hashed from the writes as they pass.  A write
+		# at offset 4096 first: the file is read back by the hash pool.
+		PROVFS_JOB=hashes sh -c 'seq 1000 >seq.txt
+			dd if=/dev/zero of=random.bin bs=1 count=1 seek=4096 status=none
+			dd if=/dev/zero of=random.bin bs=4096 count=1 conv=notrunc status=none
+			cat initial.txt >/dev/null'
+	)
+	wait_until '[ "$(q "SELECT count(*) FROM versions WHERE hash_state = '"'pending'"'")" = 0 ]' 30
+	stop_provfs
+	assert_sql "SELECT hash_method FROM versions WHERE id = ($(latest_version_of seq.txt))" streamed
+	assert_sql "SELECT hash_method FROM versions WHERE id = ($(latest_version_of random.bin))" reread
+	assert_sql "SELECT origin || ' ' || hash_method FROM versions
+	            WHERE id = ($(latest_version_of initial.txt))" "initial reread"
+	# The hashes are right however they were taken.
+	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_of seq.txt))" "$(xxh "$BACKING/seq.txt")"
+	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_of random.bin))" \
+		"$(xxh "$BACKING/random.bin")"
+	"$QUERY" --store "$STORE" --config "$CONF" export --format openlineage --job hashes >"$TMP/events"
+	ol_check "$TMP/events"
+	py "$TMP/events" "
+done = one('hashes', 'COMPLETE')
+fv = lambda side, name: ds(done, side, name)['facets']['provfs_fileVersion']
+assert fv('outputs', '/data/seq.txt')['hashMethod'] == 'streamed', fv('outputs', '/data/seq.txt')
+# random.bin's first version may have changed before its hash was taken: its last one counts.
+last = max((d['facets']['provfs_fileVersion'] for d in done['outputs'] if d['name'] == '/data/random.bin'),
+           key=lambda f: f['version'])
+assert last['version'] == 2 and last['hashMethod'] == 'reread', last
+assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inputs', '/data/initial.txt')
+"
+	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-json >"$TMP/doc.json"
+	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-o >"$TMP/doc.ttl"
+	prov_check "$TMP/doc.json" "$TMP/doc.ttl"
+	/usr/bin/python3 - "$TMP/doc.json" "$TMP/doc.ttl" <<-'EOF'
+		import json, sys, rdflib
+		E = json.load(open(sys.argv[1]))["entity"]
+		method = {(v["provfs:path"], int(v["provfs:version"]["$"])): v.get("provfs:hashMethod")
+		          for v in E.values() if "provfs:version" in v}
+		assert method[("/data/seq.txt", 1)] == "streamed" and method[("/data/random.bin", 2)] == "reread", method
+		g = rdflib.Graph().parse(sys.argv[2], format="turtle")
+		P = rdflib.Namespace("https://github.com/provfs/provfs/ns#")
+		assert {str(o) for o in g.objects(None, P.hashMethod)} == {"streamed", "reread"}
+	EOF
+}
+
+@test "a version-2 store is migrated to version 3: what was recorded before stays unknown" {
+	sqlite3 "$STORE" <"$PROVFS_SOURCE_ROOT/tests/fixtures/store-schema-v2.sql"
+	q "PRAGMA user_version = 2;
+	   INSERT INTO runs (id, uuid, job_name, named_by, host, root_pid, root_start_ns, started_ns,
+	                     parent_namespace, parent_job_name, parent_run_id)
+	   VALUES (1, '0190b5c4-3b1f-7c4e-9a51-8f4e2d7b6a12', 'old', 'PROVFS_JOB', 'h', 1, 1, 1,
+	           'airflow', 'dag.task', '$PARENT_RUN');
+	   INSERT INTO files (id, host, device, inode, generation, backing_dir, path, first_seen_ns)
+	   VALUES (1, 'h', 1, 1, 0, '/nowhere', 'old.txt', 1);
+	   INSERT INTO versions (id, file_id, number, size, mtime_ns, ctime_ns, hash, hash_state,
+	                         origin, recorded_ns)
+	   VALUES (1, 1, 1, 0, 1, 1, '99aa06d3014798d86001c324468d497f', 'hashed', 'written', 1);"
+	conf '[openlineage]'
+	mount_provfs -o "config=$CONF"
+	(cd "$MNT" && PROVFS_JOB=new OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN sh -c 'echo new >new.txt')
+	stop_provfs
+	assert_sql "PRAGMA user_version" 3
+	assert_sql "PRAGMA integrity_check" ok
+	assert_sql "SELECT count(*) FROM versions WHERE id = 1 AND hash_method IS NULL" 1
+	assert_sql "SELECT count(*) FROM runs WHERE id = 1 AND root_parent_run_id IS NULL AND
+	            root_parent_namespace IS NULL AND root_parent_job_name IS NULL" 1
+	assert_sql "SELECT hash_method FROM versions WHERE id = ($(latest_version_of new.txt))" streamed
+	assert_sql "SELECT root_parent_run_id FROM runs WHERE job_name = 'new'" "$PARENT_RUN"
 }
 
 @test "export: bad use is one line, exit 2, nothing on stdout" {
@@ -490,7 +631,7 @@ assert all(json.loads(l)['auth'] == 'Bearer t0ken' for l in open(sys.argv[1]))
 	stop_provfs
 	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-json >"$TMP/doc.json"
 	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-o >"$TMP/doc.ttl"
-	/usr/bin/python3 "$HERE/prov_check.py" "$TMP/doc.json" "$TMP/doc.ttl"
+	prov_check "$TMP/doc.json" "$TMP/doc.ttl"
 	local raw_hash
 	raw_hash=$(xxh "$BACKING/raw.csv")
 	/usr/bin/python3 - "$TMP/doc.json" <<-EOF
@@ -527,7 +668,7 @@ assert all(json.loads(l)['auth'] == 'Bearer t0ken' for l in open(sys.argv[1]))
 	# lineage PATH: the graph of one version.
 	"$QUERY" --store "$STORE" --config "$CONF" lineage "$MNT/copy.csv" --format prov-json >"$TMP/l.json"
 	"$QUERY" --store "$STORE" --config "$CONF" lineage "$MNT/copy.csv" --format prov-o >"$TMP/l.ttl"
-	/usr/bin/python3 "$HERE/prov_check.py" "$TMP/l.json" "$TMP/l.ttl"
+	prov_check "$TMP/l.json" "$TMP/l.ttl"
 	/usr/bin/python3 - "$TMP/l.json" <<-'EOF'
 		import json, sys
 		d = json.load(open(sys.argv[1]))
@@ -537,6 +678,37 @@ assert all(json.loads(l)['auth'] == 'Bearer t0ken' for l in open(sys.argv[1]))
 	EOF
 	run_split "$QUERY" --store "$STORE" --config "$CONF" lineage "$MNT/nowhere" --format prov-json
 	[ "$status" -eq 1 ] && [ -z "$stdout" ]
+}
+
+@test "PROV-XML: identifiers are xs:QNames; the export validates with xmllint against W3C's PROV XSD" {
+	[ -f "$XML_XSD" ] # W3C's xml.xsd: scripts/install-deps installs xmltooling-schemas
+	conf '[openlineage]' "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	# Names that are no XML names: identifiers must still be xs:QNames.
+	mkdir "$MNT/1 dir"
+	(cd "$MNT/1 dir" && PROVFS_JOB='odd job' sh -c 'echo a >"sp ace@x_y%z.csv"; cat "sp ace@x_y%z.csv" >_.csv')
+	stop_provfs
+	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-json >"$TMP/doc.json"
+	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-o >"$TMP/doc.ttl"
+	/usr/bin/python3 "$HERE/prov_check.py" "$TMP/doc.json" "$TMP/doc.ttl" # QNames checked
+	/usr/bin/python3 -c '
+import sys, prov.model
+print(prov.model.ProvDocument.deserialize(source=sys.argv[1], format="json").serialize(format="xml"))
+' "$TMP/doc.json" >"$TMP/doc.xml"
+	grep -q 'prov:id="pfd:version\.[^"]*\.v1\.data\.1_20dir\.sp_20ace_40x_5Fy_25z_2Ecsv"' "$TMP/doc.xml"
+	[ -f "$PROV_XSD/prov.xsd" ] ||
+		skip "W3C's PROV XSD (prov.xsd and the three it includes) is not in $PROV_XSD (set PROV_XSD)"
+	/usr/bin/python3 "$HERE/prov_check.py" --xmllint "$TMP/doc.xml" "$PROV_XSD" "$XML_XSD"
+	# The check is real: an identifier that is no xs:QName is refused (provfs
+	# wrote such before), and so is an element out of place.
+	sed 's|prov:id="pfd:version\.|prov:id="pfd:version/|' "$TMP/doc.xml" >"$TMP/bad-id.xml"
+	run -1 /usr/bin/python3 "$HERE/prov_check.py" --xmllint "$TMP/bad-id.xml" "$PROV_XSD" "$XML_XSD"
+	assert_match "$output" "is not a valid value of the atomic type 'xs:QName'"
+	sed '0,/<prov:entity /s|<prov:entity \([^>]*\)>|<prov:entity \1><prov:endTime>2026-01-01T00:00:00Z</prov:endTime>|' \
+		"$TMP/doc.xml" >"$TMP/bad-element.xml"
+	! cmp -s "$TMP/doc.xml" "$TMP/bad-element.xml"
+	run -1 /usr/bin/python3 "$HERE/prov_check.py" --xmllint "$TMP/bad-element.xml" "$PROV_XSD" "$XML_XSD"
+	assert_match "$output" "endTime"
 }
 
 @test "many hosts: mounts of one shared tree at different places give its files one dataset name" {

@@ -86,6 +86,20 @@ tiny_store() {
 	assert_nothing_mounted
 }
 
+@test "smoke: scripts/bench-policy times a policy against -o nopolicy and prints the daemon's decision line" {
+	needs_fuse
+	run "$SCRIPTS/bench-policy" -r 1 -f 20 -p 12 -d "$TMP/bpol"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ \|\ create\ \|\ policy\ \|\ [0-9.]+\ \| ]]
+	[[ "$output" =~ \|\ read\ \|\ nopolicy\ \|\ [0-9.]+\ \|.*\|\ 1\.000\ \| ]]
+	[[ "$output" == *"policy: provfs: policy: 40 decisions at open"*"20 of them reads above the default clearance"* ]]
+	run "$SCRIPTS/bench-policy" -p 5
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--rules needs a number >= 10"* ]]
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
 	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -d "$TMP/br"

@@ -89,6 +89,7 @@ struct fake {
 	int group_count;
 	const char *executable_hash;
 	const char *script_hash;
+	bool script_hashing; /* the hash is still being computed */
 	int hash_calls;
 };
 
@@ -121,6 +122,8 @@ fake_file_hash(void *context, const char *path, char hash[33])
 	struct fake *fake = context;
 
 	fake->hash_calls++;
+	if (fake->script_hashing)
+		return -2;
 	if (fake->script_hash == NULL)
 		return -1;
 	snprintf(hash, 33, "%s", fake->script_hash);
@@ -285,6 +288,13 @@ test_grants(void)
 	fake.script_hash = PIN_A; /* the script was changed */
 	CHECK(!allowed(policy, &subject, "restricted"));
 	fake.script_hash = PIN_B;
+	/* Its hash not known yet: refused, and the explanation says so. */
+	fake.script_hashing = true;
+	struct policy_decision pending;
+	policy_decide(policy, &subject, policy_level_index(policy, "restricted"), &pending);
+	CHECK(!pending.allowed && strstr(pending.explanation, "script hash still being computed"));
+	fake.script_hashing = false;
+	CHECK(allowed(policy, &subject, "restricted"));
 
 	/* job: only with the identity on its line. */
 	subject = subject_of(&fake, 1002, "/bin/sh", NULL, 0);
