@@ -73,14 +73,16 @@ static const char *const usage_lines[] = {
 	"usage: provfs-label [--config FILE] [--store PATH] COMMAND [ARGS]",
 	"",
 	"  set PATH LEVEL [--recursive] [--force --reason TEXT]",
-	"                        label PATH (--recursive: every file under the directory PATH;",
-	"                        --force: declassify the current version below its label)",
+	"                        label PATH (--recursive: every file under the",
+	"                        directory PATH; --force: declassify the current",
+	"                        version below its label, saying why in TEXT)",
 	"  unset PATH            remove PATH's explicit label",
 	"  get PATH              PATH's effective label, where it comes from, and its ACL",
 	"  list [--under DIR]    the labeled files the store knows, with their labels",
 	"",
 	"  --config FILE         provfs.conf (default /etc/provfs/provfs.conf)",
 	"  --store PATH          the store for list (default: [store] path of the config)",
+	"  --help, --version     this text; the program's version",
 	"",
 	"Labels change through the mount (extended attributes checked by the daemon):",
 	"only root and members of [classification] admin_group may change them.",
@@ -158,6 +160,68 @@ tx(const char *s)
 		s = "-";
 	escape_text(out, s, strlen(s), stdout_utf8);
 	return out->buf;
+}
+
+/* Terminal columns of the first n bytes of escaped text: one a code point. */
+static size_t
+columns_n(const char *s, size_t n)
+{
+	size_t width = 0;
+
+	for (size_t i = 0; i < n && s[i]; i++)
+		width += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return width;
+}
+
+static size_t
+columns(const char *s)
+{
+	return columns_n(s, strlen(s));
+}
+
+/*
+ * Print text after first, wrapped at spaces to 80 columns; continuation
+ * lines are indented by indent spaces.  A word wider than a line stands
+ * alone on its line.
+ */
+static void
+print_wrapped(const char *first, size_t indent, const char *text)
+{
+	size_t used = columns(first);
+	bool line_start = true;
+
+	fputs(first, stdout);
+	while (*text) {
+		size_t word = strcspn(text, " "), width = columns_n(text, word);
+
+		if (!line_start && used + 1 + width > 80) {
+			printf("\n%*s", (int)indent, "");
+			used = indent;
+			line_start = true;
+		}
+		if (!line_start) {
+			putchar(' ');
+			used++;
+		}
+		fwrite(text, 1, word, stdout);
+		used += width;
+		line_start = false;
+		text += word;
+		while (*text == ' ')
+			text++;
+	}
+	putchar('\n');
+}
+
+/* "name:       value", the value wrapped under itself (get's layout). */
+static void
+print_field(const char *name, const char *value)
+{
+	char first[32];
+
+	/* "declassified:" is longer than the column: a space still follows it. */
+	snprintf(first, sizeof(first), "%-11s ", name);
+	print_wrapped(first, 12, value);
 }
 
 /* --- configuration ---------------------------------------------------------- */
@@ -727,7 +791,7 @@ print_acl(const char *field, const char *text)
 
 		if (entry == NULL)
 			abort();
-		printf("%-12s%s\n", first ? field : "", tx(entry));
+		print_field(first ? field : "", tx(entry));
 		free(entry);
 		first = false;
 		line = end ? end + 1 : NULL;
@@ -743,7 +807,7 @@ show_acls(const struct label_cmd *cmd, const char *arg, bool is_dir)
 	acl = acl_get_file(arg, ACL_TYPE_ACCESS);
 	if (acl == NULL) {
 		if (errno == ENOTSUP || errno == EOPNOTSUPP) {
-			printf("%-12s%s\n", "acl:", "(ACLs not supported here)");
+			print_field("acl:", "(ACLs not supported here)");
 			return 0;
 		}
 		return fail(cmd, 2, "%s: cannot read its ACL: %s", arg, strerror(errno));
@@ -797,9 +861,9 @@ cmd_get(struct label_cmd *cmd, const char *arg)
 		if (n < 0)
 			return fail(cmd, 2, "%s: cannot read its label: %s", arg, strerror(errno));
 		level[n] = '\0';
-		printf("%-12s%s\n", "path:", tx(canonical));
-		printf("%-12s%s\n", "label:", tx(level));
-		printf("%-12s%s\n", "source:",
+		print_field("path:", tx(canonical));
+		print_field("label:", tx(level));
+		print_field("source:",
 		       "(shown to root, admin_group and those cleared to read the file)");
 		return show_acls(cmd, arg, S_ISDIR(st.st_mode));
 	}
@@ -813,22 +877,22 @@ cmd_get(struct label_cmd *cmd, const char *arg)
 	}
 	qbuf_init(&source);
 	why_source_text(why, &source);
-	printf("%-12s%s\n", "path:", tx(canonical));
-	printf("%-12s%s\n", "label:", tx(why_string(why, "label")));
-	printf("%-12s%s\n", "source:", tx(source.buf));
+	print_field("path:", tx(canonical));
+	print_field("label:", tx(why_string(why, "label")));
+	print_field("source:", tx(source.buf));
 	if (strcmp(why_string(why, "source") ? why_string(why, "source") : "", "rule") != 0 &&
 	    why_string(why, "rule"))
-		printf("%-12s%s\n", "rule:", tx(why_string(why, "rule")));
+		print_field("rule:", tx(why_string(why, "rule")));
 	if ((field = why_string(why, "explicit")) && strcmp(field, "null") != 0)
-		printf("%-12s%s\n", "explicit:", tx(field));
+		print_field("explicit:", tx(field));
 	if ((field = why_string(why, "declassified")) && strcmp(field, "null") != 0)
-		printf("%-12s%s\n", "declassified:", tx(field));
+		print_field("declassified:", tx(field));
 	if (strcmp(why_string(why, "source") ? why_string(why, "source") : "", "propagated") != 0) {
 		/* A propagated label below the deciding one: still worth knowing. */
 		qbuf_reset(&source);
 		why_from_text(why, &source);
 		if (source.len)
-			printf("%-12s%s\n", "propagated:", tx(source.buf + 1));
+			print_field("propagated:", tx(source.buf + 1));
 	}
 	qbuf_release(&source);
 	json_object_put(why);
@@ -1096,9 +1160,26 @@ cmd_list(struct label_cmd *cmd, const char *under)
 		goto out;
 	}
 	qsort(rows, count, sizeof(*rows), compare_rows);
+	/*
+	 * "LEVEL  PATH  SOURCE" a line while every row fits 80 columns; else
+	 * each path on a line of its own and "LEVEL  SOURCE" indented below.
+	 */
+	bool stacked = false;
+	for (size_t i = 0; i < count && !stacked; i++)
+		stacked = level_width + 2 + columns(tx(rows[i].path)) + 2 +
+			      columns(tx(rows[i].source)) >
+			  80;
 	for (size_t i = 0; i < count; i++) {
-		printf("%-*s  %s  ", (int)level_width, tx(rows[i].level), tx(rows[i].path));
-		printf("%s\n", tx(rows[i].source));
+		char first[64];
+
+		if (!stacked) {
+			printf("%-*s  %s  %s\n", (int)level_width, tx(rows[i].level),
+			       tx(rows[i].path), tx(rows[i].source));
+			continue;
+		}
+		printf("%s\n", tx(rows[i].path));
+		snprintf(first, sizeof(first), "    %-*s  ", (int)level_width, tx(rows[i].level));
+		print_wrapped(first, 4 + level_width + 2 + 4, tx(rows[i].source));
 	}
 	status = fflush(stdout) == 0 && !ferror(stdout)
 		     ? 0

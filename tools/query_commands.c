@@ -207,23 +207,23 @@ print_process_detail(struct query *q, const struct q_process *process, const cha
 
 	for (size_t i = 0; i < process->image_count; i++) {
 		const struct q_image *image = &process->images[i];
-		printf("%s%-12s%s\n", indent, i ? "then exec'd" : "program",
-		       q_argv_text(q, image->argv, image->argc, image->executable));
-		printf("%s%-12s%s  xxh3 %s\n", indent, "", q_tx(q, image->executable),
-		       image->executable_hash ? q_tx(q, image->executable_hash) : "(not hashed)");
+		q_print_field(indent, i ? "then exec'd" : "program", "%s",
+		              q_argv_text(q, image->argv, image->argc, image->executable));
+		q_print_field(indent, "", "%s  xxh3 %s", q_tx(q, image->executable),
+		              image->executable_hash ? q_tx(q, image->executable_hash)
+		                                     : "(not hashed)");
 	}
-	printf("%s%-12s%s (uid %lld), host %s\n", indent, "user", q_tx(q, q_user_name(last->uid)),
-	       (long long)last->uid, q_tx(q, process->host));
+	q_print_field(indent, "user", "%s (uid %lld), host %s", q_tx(q, q_user_name(last->uid)),
+	              (long long)last->uid, q_tx(q, process->host));
 	if (last->cwd)
-		printf("%s%-12s%s\n", indent, "directory", q_tx(q, last->cwd));
-	printf("%s%-12s%s\n", indent, "started", q_when(q, process->start_ns));
+		q_print_field(indent, "directory", "%s", q_tx(q, last->cwd));
+	q_print_field(indent, "started", "%s", q_when(q, process->start_ns));
 	if (last->exited_ns != Q_NONE) {
 		query_time_duration(last->exited_ns - process->start_ns, duration);
-		printf("%s%-12s%s after %s, %s\n", indent, "exited", q_when(q, last->exited_ns),
-		       duration, exit_text(last->exit_status));
+		q_print_field(indent, "exited", "%s after %s, %s", q_when(q, last->exited_ns),
+		              duration, exit_text(last->exit_status));
 	} else {
-		printf("%s%-12s%s\n", indent, "exited",
-		       "not seen (still running, or not recorded)");
+		q_print_field(indent, "exited", "%s", "not seen (still running, or not recorded)");
 	}
 	(void)first;
 }
@@ -233,18 +233,20 @@ print_run_detail(struct query *q, const struct q_run *run, const char *indent)
 {
 	char duration[QUERY_TIME_BUFSIZE];
 
-	printf("%s%-12s%s (named by %s), run %s\n", indent, "job", q_tx(q, run->job_name),
-	       q_tx(q, run->named_by), q_tx(q, run->uuid));
-	printf("%s%-12s%s", indent, "run started", q_when(q, run->started_ns));
+	q_print_field(indent, "job", "%s (named by %s)", q_tx(q, run->job_name),
+	              q_tx(q, run->named_by));
+	q_print_field(indent, "run", "%s", q_tx(q, run->uuid));
 	if (run->ended_ns != Q_NONE) {
 		query_time_duration(run->ended_ns - run->started_ns, duration);
-		printf(", took %s", duration);
+		q_print_field(indent, "run started", "%s, took %s", q_when(q, run->started_ns),
+		              duration);
+	} else {
+		q_print_field(indent, "run started", "%s", q_when(q, run->started_ns));
 	}
-	putchar('\n');
 	if (run->parent_run_id || run->parent_job_name)
-		printf("%s%-12s%s/%s run %s\n", indent, "orchestrator",
-		       q_tx(q, run->parent_namespace), q_tx(q, run->parent_job_name),
-		       q_tx(q, run->parent_run_id));
+		q_print_field(indent, "orchestrator", "%s/%s run %s",
+		              q_tx(q, run->parent_namespace), q_tx(q, run->parent_job_name),
+		              q_tx(q, run->parent_run_id));
 }
 
 /* --- producer ------------------------------------------------------------------ */
@@ -426,49 +428,50 @@ cmd_producer(struct query *q)
 	struct qbuf line = QBUF_INIT;
 	qbuf_init(&line);
 	q_version_line(q, &line, &version);
-	puts(line.buf);
+	q_print_wrapped("", "    ", line.buf);
 	qbuf_release(&line);
-	printf("  %-12s%s\n", "recorded", q_when(q, version.recorded_ns));
+	q_print_field("  ", "recorded", "%s", q_when(q, version.recorded_ns));
 	switch (disk) {
 	case Q_DISK_MATCHES:
-		printf("  %-12s%s\n", "on disk", "same size and mtime as recorded");
+		q_print_field("  ", "on disk", "%s", "same size and mtime as recorded");
 		break;
 	case Q_DISK_DIFFERS:
-		printf("  %-12s%s\n", "on disk",
-		       "CHANGED since recorded (size or mtime differ); run provfs-query verify");
+		q_print_field("  ", "on disk", "%s",
+		              "CHANGED since recorded (size or mtime differ); run provfs-query "
+		              "verify");
 		break;
 	case Q_DISK_MISSING:
-		printf("  %-12s%s\n", "on disk", "MISSING from the backing directory");
+		q_print_field("  ", "on disk", "%s", "MISSING from the backing directory");
 		break;
 	case Q_DISK_REMOVED:
-		printf("  %-12s%s %s\n", "on disk", "removed through provfs",
-		       q_when(q, file.removed_ns));
+		q_print_field("  ", "on disk", "removed through provfs %s",
+		              q_when(q, file.removed_ns));
 		break;
 	default:
-		printf("  %-12s%s\n", "on disk", "not checked (file is on another host)");
+		q_print_field("  ", "on disk", "%s", "not checked (file is on another host)");
 		break;
 	}
 	if (have_process) {
-		printf("  %-12sprocess %s\n", "produced by", q_process_ref(&process));
+		q_print_field("  ", "produced by", "process %s", q_process_ref(&process));
 		print_process_detail(q, &process, "  ");
 		if (have_run)
 			print_run_detail(q, &run, "  ");
 	} else if (version.origin && strcmp(version.origin, "external") == 0) {
-		printf("  %-12s%s\n", "produced by",
-		       "CHANGED OUTSIDE PROVFS: no process of a provfs mount wrote this version "
-		       "(unattributed)");
+		q_print_field("  ", "produced by", "%s",
+		              "CHANGED OUTSIDE PROVFS: no process of a provfs mount wrote this "
+		              "version (unattributed)");
 	} else if (version.origin && strcmp(version.origin, "initial") == 0) {
-		printf("  %-12s%s\n", "produced by",
-		       "unknown: the file existed before provfs first saw it");
+		q_print_field("  ", "produced by", "%s",
+		              "unknown: the file existed before provfs first saw it");
 	} else {
-		printf("  %-12s%s\n", "produced by",
-		       "unknown: the producing process was not recorded");
+		q_print_field("  ", "produced by", "%s",
+		              "unknown: the producing process was not recorded");
 	}
 	for (size_t i = 0; i < writer_count; i++) {
 		struct qbuf who = QBUF_INIT;
 		qbuf_init(&who);
 		q_process_line(q, &who, &writers[i]);
-		printf("  %-12s%s\n", "also written", who.buf);
+		q_print_field("  ", "also written", "%s", who.buf);
 		qbuf_release(&who);
 	}
 	if (have_process) {
@@ -529,11 +532,16 @@ cmd_history(struct query *q)
 		events = json_object_new_array();
 		json_object_object_add(doc, "file", q_file_json(&file));
 	} else {
-		printf("%s  (file %lld on %s, first seen %s", q_tx(q, file.path),
-		       (long long)file.id, q_tx(q, file.host), q_when(q, file.first_seen_ns));
+		struct qbuf head = QBUF_INIT;
+		qbuf_init(&head);
+		qbuf_addf(&head, "%s  (file %lld on %s, first seen %s", q_tx(q, file.path),
+		          (long long)file.id, q_tx(q, file.host), q_when(q, file.first_seen_ns));
 		if (file.removed_ns != Q_NONE)
-			printf(", removed %s", q_when(q, file.removed_ns));
-		printf(")\n\n");
+			qbuf_addf(&head, ", removed %s", q_when(q, file.removed_ns));
+		qbuf_addc(&head, ')');
+		q_print_wrapped("", "    ", head.buf);
+		putchar('\n');
+		qbuf_release(&head);
 		q_table_add(&table, "VERSION", "RECORDED", "HASH", "SIZE", "ORIGIN", "PRODUCER");
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -828,17 +836,17 @@ cmd_process(struct query *q)
 	struct qbuf line = QBUF_INIT;
 	qbuf_init(&line);
 	q_process_line(q, &line, &process);
-	puts(line.buf);
+	q_print_wrapped("", "    ", line.buf);
 	print_process_detail(q, &process, "  ");
 	if (have_parent) {
 		qbuf_reset(&line);
 		q_process_line(q, &line, &parent);
-		printf("  %-12s%s\n", "parent", line.buf);
+		q_print_field("  ", "parent", "%s", line.buf);
 	}
 	for (size_t i = 0; i < child_count; i++) {
 		qbuf_reset(&line);
 		q_process_line(q, &line, &children[i]);
-		printf("  %-12s%s\n", i ? "" : "children", line.buf);
+		q_print_field("  ", i ? "" : "children", "%s", line.buf);
 	}
 	if (have_run)
 		print_run_detail(q, &run, "  ");
@@ -877,6 +885,17 @@ valid_run_id(const char *s)
 	return true;
 }
 
+/* Some process of list not printed yet was forked by list[index]. */
+static bool
+has_unprinted_child(const struct q_process *list, size_t count, size_t index, const bool *printed)
+{
+	for (size_t i = 0; i < count; i++)
+		for (size_t k = 0; !printed[i] && k < list[index].image_count; k++)
+			if (list[index].images[k].id == list[i].images[0].parent_id && i != index)
+				return true;
+	return false;
+}
+
 /* Print the processes of a run as a tree along fork parents. */
 static void
 print_run_tree(struct query *q, struct q_process *list, size_t count, size_t parent_index,
@@ -909,13 +928,20 @@ print_run_tree(struct query *q, struct q_process *list, size_t count, size_t par
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct qbuf line = QBUF_INIT;
+		struct qbuf line = QBUF_INIT, first = QBUF_INIT, rest = QBUF_INIT;
 		size_t saved = prefix->len;
 		bool last = i + 1 == n;
 		qbuf_init(&line);
+		qbuf_init(&first);
+		qbuf_init(&rest);
 		q_process_line(q, &line, &list[kids[i]]);
-		printf("  %s%s%s\n", prefix->buf, q_tree_branch(q, last), line.buf);
+		qbuf_addf(&first, "  %s%s", prefix->buf, q_tree_branch(q, last));
+		qbuf_addf(&rest, "  %s%s%s", prefix->buf, q_tree_stem(q, last),
+		          q_tree_stem(q, !has_unprinted_child(list, count, kids[i], printed)));
+		q_print_wrapped(first.buf, rest.buf, line.buf);
 		qbuf_release(&line);
+		qbuf_release(&first);
+		qbuf_release(&rest);
 		qbuf_adds(prefix, q_tree_stem(q, last));
 		print_run_tree(q, list, count, kids[i], printed, prefix);
 		prefix->len = saved;
@@ -1046,7 +1072,7 @@ cmd_run(struct query *q)
 	}
 	printf("run %s\n", q_tx(q, run.uuid));
 	print_run_detail(q, &run, "  ");
-	printf("  %-12s%s\n", "host", q_tx(q, run.host));
+	q_print_field("  ", "host", "%s", q_tx(q, run.host));
 	printf("\nprocesses (%zu):\n", process_count);
 	{
 		bool *printed = calloc(process_count + 1, sizeof(bool));
@@ -1121,7 +1147,8 @@ cmd_runs(struct query *q)
 		doc = q_jdoc(q);
 		array = json_object_new_array();
 	} else {
-		q_table_add(&table, "STARTED", "TOOK", "JOB", "RUN", "PROCS", "READ", "WROTE");
+		/* The run id last: on a terminal it moves to a line of its own (q_table_print). */
+		q_table_add(&table, "STARTED", "TOOK", "PROCS", "READ", "WROTE", "JOB", "RUN");
 	}
 	for (size_t i = 0; i < count; i++) {
 		struct q_run run;
@@ -1140,8 +1167,8 @@ cmd_runs(struct query *q)
 			snprintf(p, sizeof(p), "%lld", (long long)rows[i].processes);
 			snprintf(r, sizeof(r), "%lld", (long long)rows[i].reads);
 			snprintf(w, sizeof(w), "%lld", (long long)rows[i].writes);
-			q_table_add(&table, q_when(q, run.started_ns), took, q_tx(q, run.job_name),
-			            q_tx(q, run.uuid), p, r, w);
+			q_table_add(&table, q_when(q, run.started_ns), took, p, r, w,
+			            q_tx(q, run.job_name), q_tx(q, run.uuid));
 		}
 		q_run_release(&run);
 	}

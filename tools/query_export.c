@@ -84,7 +84,9 @@ cmd_export(struct query *q)
 			status = q_error(q, 2, "%s", error);
 			goto out;
 		}
-		memory = open_memstream(&text, &length);
+		struct q_progress progress;
+		q_progress_start(q, &progress, "writing", "events", 0);
+		memory = q_progress_memstream(&progress, &text, &length);
 		if (memory == NULL) {
 			openlineage_free(ol);
 			status = q_error(q, 2, "out of memory");
@@ -92,7 +94,9 @@ cmd_export(struct query *q)
 		}
 		int rc = openlineage_export(ol, q->db, since, q->job, memory);
 		openlineage_free(ol);
-		if (fclose(memory) != 0 || rc < 0) {
+		int closed = fclose(memory);
+		q_progress_end(&progress);
+		if (closed != 0 || rc < 0) {
 			free(text);
 			status = rc < 0 ? q_store_error(q) : q_error(q, 2, "out of memory");
 			goto out;

@@ -1298,7 +1298,7 @@ print_tree(struct q_graph *g, size_t root)
 	struct tree_frame *stack;
 	size_t depth = 0;
 	bool *printed = calloc(g->node_count + 1, sizeof(bool));
-	struct qbuf prefix = QBUF_INIT, line = QBUF_INIT;
+	struct qbuf prefix = QBUF_INIT, line = QBUF_INIT, first = QBUF_INIT, rest = QBUF_INIT;
 
 	adjacency_build(g, &a);
 	stack = calloc(g->node_count + 2, sizeof(*stack));
@@ -1306,8 +1306,11 @@ print_tree(struct q_graph *g, size_t root)
 		abort();
 	qbuf_init(&prefix);
 	qbuf_init(&line);
+	qbuf_init(&first);
+	qbuf_init(&rest);
 	node_line(g, &line, &g->nodes[root], NULL);
-	puts(line.buf);
+	/* A wrapped node continues above the stem that leads to its children. */
+	q_print_wrapped("", q_tree_stem(q, a.count[root] == 0), line.buf);
 	printed[root] = true;
 	stack[0] = (struct tree_frame){root, 0, 0};
 	while (true) {
@@ -1330,7 +1333,12 @@ print_tree(struct q_graph *g, size_t root)
 		node_line(g, &line, &g->nodes[child], &g->edges[e]);
 		if (printed[child] && a.count[child])
 			qbuf_adds(&line, "  (see above)");
-		printf("%s%s%s\n", prefix.buf, q_tree_branch(q, last), line.buf);
+		qbuf_reset(&first);
+		qbuf_addf(&first, "%s%s", prefix.buf, q_tree_branch(q, last));
+		qbuf_reset(&rest);
+		qbuf_addf(&rest, "%s%s%s", prefix.buf, q_tree_stem(q, last),
+		          q_tree_stem(q, printed[child] || a.count[child] == 0));
+		q_print_wrapped(first.buf, rest.buf, line.buf);
 		if (printed[child])
 			continue;
 		printed[child] = true;
@@ -1342,6 +1350,8 @@ print_tree(struct q_graph *g, size_t root)
 	adjacency_release(&a);
 	qbuf_release(&prefix);
 	qbuf_release(&line);
+	qbuf_release(&first);
+	qbuf_release(&rest);
 }
 
 /* --- lineage ---------------------------------------------------------------- */
@@ -1650,23 +1660,23 @@ print_impact_text(struct q_graph *g, struct run_answer *answers, size_t answer_c
 			    !map_get(&g->run_map, (uint64_t)a->run_id, &r))
 				continue;
 			qbuf_reset(&line);
+			qbuf_addf(&line, "%s  ", q_when(q, g->runs[r].started_ns));
 			q_run_line(q, &line, &g->runs[r]);
-			printf("  %s  %s", q_when(q, g->runs[r].started_ns), line.buf);
 			if (map_get(&g->node_map, node_key(false, a->version_id), &v)) {
 				const struct q_version *ver = &g->nodes[v].version;
-				printf("  read %s v%lld %s", q_tx(q, ver->path),
-				       (long long)ver->number,
-				       q_short_hash(ver->hash, ver->hash_state));
+				qbuf_addf(&line, "  read %s v%lld %s", q_tx(q, ver->path),
+				          (long long)ver->number,
+				          q_short_hash(ver->hash, ver->hash_state));
 			} else {
 				struct q_version other;
 				if (q_version_load(q, a->version_id, &other) == 0) {
-					printf("  read %s v%lld %s", q_tx(q, other.path),
-					       (long long)other.number,
-					       q_short_hash(other.hash, other.hash_state));
+					qbuf_addf(&line, "  read %s v%lld %s", q_tx(q, other.path),
+					          (long long)other.number,
+					          q_short_hash(other.hash, other.hash_state));
 					q_version_release(&other);
 				}
 			}
-			putchar('\n');
+			q_print_wrapped("  ", "      ", line.buf);
 		}
 	}
 	qbuf_release(&line);

@@ -151,7 +151,36 @@ int q_finish_output(struct query *q);
 char **q_col_argv(sqlite3_stmt *statement, int column, size_t *count);
 void q_words_free(char **words, size_t count);
 
-/* Aligned columns of text cells (escaped already); the last column is not padded. */
+/*
+ * Text output fits an 80-column terminal: long lines wrap at spaces onto
+ * indented continuation lines.  Only a single word wider than the line (a
+ * long path) overflows, alone on its line or after a short label.  Deep
+ * trees keep at least Q_MIN_TEXT_WIDTH columns of text a line, past the
+ * right edge if need be.
+ */
+#define Q_TEXT_WIDTH 80
+#define Q_MIN_TEXT_WIDTH 32
+#define Q_FIELD_WIDTH 12 /* "  recorded    2026-..." */
+#define Q_LABEL_WIDTH 16 /* a label this short keeps the over-long word after it */
+
+/* Terminal columns of len bytes of escaped text. */
+size_t q_text_width(const char *s, size_t len);
+/* Print text (escaped) after first, wrapped; continuation lines start with rest. */
+void q_print_wrapped(const char *first, const char *rest, const char *text);
+/* The same for Markdown: never breaks where the next line would open a block. */
+void q_print_markdown(const char *first, const char *rest, const char *text);
+/* q_print_wrapped(), formatted. */
+void q_print_wrappedf(const char *first, const char *rest, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "INDENT NAME        value", the value wrapped under itself. */
+void q_print_field(const char *indent, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Aligned columns of text cells (escaped already); the last column is not
+ * padded.  A table wider than the terminal prints each row on several
+ * lines (query_output.c: bands).
+ */
 struct q_table {
 	size_t columns;
 	char **cells;
@@ -405,5 +434,12 @@ void q_progress_update(struct q_progress *progress, int64_t done);
 void q_progress_detail(struct q_progress *progress, const char *detail);
 /* Erase the bar. */
 void q_progress_end(struct q_progress *progress);
+/*
+ * open_memstream() that counts the lines written as the progress (a
+ * writer of one record a line: OpenLineage events).  *text and *length are
+ * set when the stream is closed; the caller frees *text.  NULL when out of
+ * memory.
+ */
+FILE *q_progress_memstream(struct q_progress *progress, char **text, size_t *length);
 
 #endif

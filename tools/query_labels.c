@@ -35,6 +35,9 @@
 #include "label_store.h"
 #include "query_i.h"
 
+/* Where the values of a denial's fields start: "  process    ". */
+#define DENIAL_INDENT "             "
+
 /* The configuration for the label questions; NULL after the message (exit 2). */
 static struct provfs_config *
 label_config(struct query *q, char *error, size_t error_size)
@@ -236,52 +239,60 @@ show_denial(struct query *q, sqlite3_stmt *row, const int *column_of, json_objec
 	}
 
 	qbuf_init(&line);
-	printf("%s  DENIED %s%s%s\n", q_when(q, time_ns), TEXT(D_ACCESS) ? q_tx(q, TEXT(D_ACCESS)) : "",
-	       TEXT(D_ACCESS) ? " of " : "", q_tx(q, TEXT(D_PATH)));
+	q_print_wrappedf("", "    ", "%s  DENIED %s%s%s", q_when(q, time_ns),
+	                 TEXT(D_ACCESS) ? q_tx(q, TEXT(D_ACCESS)) : "", TEXT(D_ACCESS) ? " of " : "",
+	                 q_tx(q, TEXT(D_PATH)));
 	if (have_process) {
 		const struct q_image *last = q_process_last(&process);
 		qbuf_reset(&line);
 		q_process_line(q, &line, &process);
-		printf("  process    %s\n", line.buf);
-		printf("             exe %s %s, user %s\n", q_tx(q, last->executable),
-		       q_short_hash(last->executable_hash, last->executable_hash ? "hashed" : "pending"),
-		       q_user_name(INT(D_UID)));
+		q_print_wrapped("  process    ", DENIAL_INDENT, line.buf);
+		q_print_wrappedf(DENIAL_INDENT, DENIAL_INDENT, "exe %s %s, user %s",
+		                 q_tx(q, last->executable),
+		                 q_short_hash(last->executable_hash,
+		                              last->executable_hash ? "hashed" : "pending"),
+		                 q_user_name(INT(D_UID)));
 	} else {
-		printf("  process    (not recorded), user %s\n", q_user_name(INT(D_UID)));
+		q_print_wrappedf("  process    ", DENIAL_INDENT, "(not recorded), user %s",
+		                 q_user_name(INT(D_UID)));
 	}
 	qbuf_reset(&line);
 	if (version_id != Q_NONE)
 		version_words(q, &line, version_id);
 	else
 		qbuf_adds(&line, q_tx(q, TEXT(D_PATH)));
-	printf("  file       %s", line.buf);
 	if (mount_point)
-		printf("  (mount %s on %s)", q_tx(q, mount_point), q_tx(q, host));
-	putchar('\n');
+		qbuf_addf(&line, "  (mount %s on %s)", q_tx(q, mount_point), q_tx(q, host));
+	q_print_wrapped("  file       ", DENIAL_INDENT, line.buf);
 	/* A store may keep the label's source in both columns: say it once. */
 	source = TEXT(D_SOURCE);
 	rule = TEXT(D_RULE);
-	printf("  label      %s", q_tx(q, TEXT(D_LABEL)));
+	qbuf_reset(&line);
+	qbuf_adds(&line, q_tx(q, TEXT(D_LABEL)));
 	if (source && !(rule && strcmp(source, rule) == 0))
-		printf(" (%s)", q_tx(q, source));
+		qbuf_addf(&line, " (%s)", q_tx(q, source));
 	if (rule)
-		printf(": %s", q_tx(q, rule));
-	putchar('\n');
+		qbuf_addf(&line, ": %s", q_tx(q, rule));
+	q_print_wrapped("  label      ", DENIAL_INDENT, line.buf);
 	if (INT(D_FROM_VERSION) != Q_NONE) {
 		qbuf_reset(&line);
 		version_words(q, &line, INT(D_FROM_VERSION));
-		printf("             propagated from %s\n", line.buf);
+		q_print_wrappedf(DENIAL_INDENT, DENIAL_INDENT, "propagated from %s", line.buf);
 	}
-	printf("  clearance  %s\n", q_tx(q, TEXT(D_CLEARANCE)));
+	q_print_wrapped("  clearance  ", DENIAL_INDENT, q_tx(q, TEXT(D_CLEARANCE)));
 	if (at[D_GRANTS] >= 0)
-		printf("  grants     %s\n",
-		       TEXT(D_GRANTS) ? q_tx(q, TEXT(D_GRANTS)) : "(none considered)");
+		q_print_wrapped("  grants     ", DENIAL_INDENT,
+		                TEXT(D_GRANTS) ? q_tx(q, TEXT(D_GRANTS)) : "(none considered)");
 	if (at[D_REVISION] >= 0)
-		printf("  policy     revision %s\n", q_tx(q, TEXT(D_REVISION)));
+		q_print_wrappedf("  policy     ", DENIAL_INDENT, "revision %s",
+		                 q_tx(q, TEXT(D_REVISION)));
 	for (int i = 0; i < columns; i++)
-		if (column_of[i] < 0)
-			printf("  %-10s %s\n", q_tx(q, sqlite3_column_name(row, i)),
-			       q_tx(q, (const char *)sqlite3_column_text(row, i)));
+		if (column_of[i] < 0) {
+			char name[64];
+			snprintf(name, sizeof(name), "  %-10s ", q_tx(q, sqlite3_column_name(row, i)));
+			q_print_wrapped(name, DENIAL_INDENT,
+			                q_tx(q, (const char *)sqlite3_column_text(row, i)));
+		}
 	status = 0;
 #undef TEXT
 #undef INT
@@ -586,41 +597,42 @@ cmd_exposure(struct query *q)
 	{
 		struct qbuf line = QBUF_INIT;
 		qbuf_init(&line);
-		printf("%s: label %s", q_tx(q, q->args[0]), q_tx(q, label));
+		qbuf_addf(&line, "%s: label %s", q_tx(q, q->args[0]), q_tx(q, label));
 		if (facts.effective) {
 			if (strcmp(facts.source, "rule") == 0)
-				printf(" (rule %s, line %d)", q_tx(q, facts.rule->glob),
-				       facts.rule->line);
+				qbuf_addf(&line, " (rule %s, line %d)", q_tx(q, facts.rule->glob),
+				          facts.rule->line);
 			else
-				printf(" (%s)", facts.source);
+				qbuf_addf(&line, " (%s)", facts.source);
 		} else {
-			printf(" (no rule, explicit or propagated label: the lowest level)");
+			qbuf_adds(&line, " (no rule, explicit or propagated label: the lowest level)");
 		}
-		printf("\nread by %zu process%s with a clearance below %s", list_count,
-		       list_count == 1 ? "" : "es", q_tx(q, label));
-		printf(list_count ? " (directly or through derived files):\n" : "\n");
+		q_print_wrapped("", "    ", line.buf);
+		q_print_wrappedf("", "    ", "read by %zu process%s with a clearance below %s%s",
+		                 list_count, list_count == 1 ? "" : "es", q_tx(q, label),
+		                 list_count ? " (directly or through derived files):" : "");
 		for (size_t i = 0; i < list_count; i++) {
 			const struct q_process *process = q_graph_process(g, list[i].node);
 			const struct q_run *run = q_graph_run(g, list[i].node);
 			qbuf_reset(&line);
 			q_process_line(q, &line, process);
-			printf("  %s\n", line.buf);
-			printf("      user %s, clearance %s (%s)",
-			       q_user_name(q_process_last(process)->uid), q_tx(q, list[i].level),
-			       strcmp(list[i].how, "denial") == 0
-			           ? "recorded in a denial"
-			           : strcmp(list[i].how, "grants") == 0 ? "from the grants"
-			                                                : "default_clearance");
+			q_print_wrapped("  ", "      ", line.buf);
+			qbuf_reset(&line);
+			qbuf_addf(&line, "user %s, clearance %s (%s)",
+			          q_user_name(q_process_last(process)->uid), q_tx(q, list[i].level),
+			          strcmp(list[i].how, "denial") == 0
+			              ? "recorded in a denial"
+			              : strcmp(list[i].how, "grants") == 0 ? "from the grants"
+			                                                   : "default_clearance");
 			if (run) {
-				qbuf_reset(&line);
+				qbuf_adds(&line, ", ");
 				q_run_line(q, &line, run);
-				printf(", %s", line.buf);
 			}
-			putchar('\n');
+			q_print_wrapped("      ", "          ", line.buf);
 			for (size_t k = 0; k < list[i].read_count; k++) {
 				qbuf_reset(&line);
 				version_words(q, &line, list[i].reads[k]);
-				printf("      read %s\n", line.buf);
+				q_print_wrappedf("      ", "          ", "read %s", line.buf);
 			}
 		}
 		if (run_count) {
@@ -635,7 +647,7 @@ cmd_exposure(struct query *q)
 					runs[r] = Q_NONE;
 					qbuf_reset(&line);
 					q_run_line(q, &line, run);
-					printf("  %s\n", line.buf);
+					q_print_wrapped("  ", "      ", line.buf);
 				}
 			}
 		}

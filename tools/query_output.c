@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "query_i.h"
 
@@ -435,21 +436,264 @@ q_table_add(struct q_table *table, ...)
 	table->rows++;
 }
 
-/* Columns on a terminal: one per character (the cells are escaped already). */
+/* --- fitting 80 columns ------------------------------------------------------ */
+
+/*
+ * Columns a string takes on a terminal.  Text reaching here is escaped
+ * already (escape_text), so it holds no control characters: each code point
+ * is one column, or what wcwidth() says for wide and combining ones.
+ */
+size_t
+q_text_width(const char *s, size_t len)
+{
+	size_t width = 0, i = 0;
+
+	while (i < len) {
+		uint32_t cp;
+		size_t n = utf8_decode((const unsigned char *)s + i, len - i, &cp);
+		int w;
+
+		if (n == 0) {
+			n = 1;
+			cp = '?';
+		}
+		w = cp < 0x80 ? 1 : wcwidth((wchar_t)cp);
+		width += w < 0 ? 1 : (size_t)w;
+		i += n;
+	}
+	return width;
+}
+
 static size_t
 display_width(const char *s)
 {
-	size_t width = 0;
+	return q_text_width(s, strlen(s));
+}
 
-	for (; *s; s++)
-		width += ((unsigned char)*s & 0xc0) != 0x80;
+/* A Markdown line that starts with word would open a block (a list, heading, quote, rule). */
+static bool
+starts_markdown_block(const char *word)
+{
+	size_t digits = strspn(word, "0123456789");
+
+	if (word[0] != '\0' && strchr("-+*=#>|", word[0]))
+		return true;
+	return digits > 0 && (word[digits] == '.' || word[digits] == ')');
+}
+
+/*
+ * The end of the next piece of text that fits room columns.  Lines break
+ * at spaces, preferably between fields (two spaces, or before " → ", the
+ * next program a process exec'd), else after a comma or a semicolon, when
+ * that keeps at least a third of the line.  A first word wider than room (a
+ * long path) is a piece of its own.  In Markdown, never before a word that
+ * would open a block at the start of the next line.
+ */
+static size_t
+fitting_piece(const char *text, size_t room, bool markdown)
+{
+	static const char arrow[] = " → ";
+	size_t length = strlen(text);
+	size_t width = 0, i = 0, cut = 0;
+	size_t field_cut = 0, field_width = 0;   /* between fields, before an exec */
+	size_t clause_cut = 0, clause_width = 0; /* after a comma or a semicolon */
+
+	while (text[i]) {
+		uint32_t cp;
+		size_t n = utf8_decode((const unsigned char *)text + i, length - i, &cp);
+
+		if (n == 0)
+			n = 1;
+		if (text[i] == ' ' && i > 0 &&
+		    !(markdown && starts_markdown_block(text + i + strspn(text + i, " ")))) {
+			cut = i;
+			if (text[i + 1] == ' ' || strncmp(text + i, arrow, sizeof(arrow) - 1) == 0 ||
+			    strncmp(text + i, " -> ", 4) == 0) {
+				field_cut = i;
+				field_width = width;
+			} else if (text[i - 1] == ',' || text[i - 1] == ';') {
+				clause_cut = i;
+				clause_width = width;
+			}
+		}
+		width += q_text_width(text + i, n);
+		if (width > room && text[i] != ' ') {
+			if (field_cut && field_width * 3 >= room)
+				return field_cut;
+			if (clause_cut && clause_width * 3 >= room)
+				return clause_cut;
+			if (cut)
+				return cut;
+			while (text[i] && text[i] != ' ')
+				i++;
+			return i;
+		}
+		i += n;
+	}
+	return i;
+}
+
+static void
+print_wrapped(const char *first, const char *rest, const char *text, bool markdown)
+{
+	const char *prefix = first;
+	struct qbuf line = QBUF_INIT;
+
+	qbuf_init(&line);
+	do {
+		size_t used = display_width(prefix), room, n;
+
+		room = used + Q_MIN_TEXT_WIDTH > Q_TEXT_WIDTH ? Q_MIN_TEXT_WIDTH
+		                                              : Q_TEXT_WIDTH - used;
+		n = fitting_piece(text, room, markdown);
+		/*
+		 * A short label ("MODIFIED") keeps the over-long word that follows
+		 * it (a path that overflows on any line) rather than stand alone.
+		 */
+		size_t label = n;
+		while (label > 0 && text[label - 1] == ' ')
+			label--;
+		if (text[n] == ' ' && label > 0 && memchr(text, ' ', label) == NULL &&
+		    used + q_text_width(text, label) <= Q_LABEL_WIDTH) {
+			const char *word = text + n + strspn(text + n, " ");
+			size_t len = strcspn(word, " ");
+			size_t rest_used = display_width(rest);
+
+			if (q_text_width(word, len) + rest_used > Q_TEXT_WIDTH)
+				n = (size_t)(word - text) + len;
+		}
+		qbuf_reset(&line);
+		qbuf_adds(&line, prefix);
+		qbuf_add(&line, text, n);
+		while (line.len && line.buf[line.len - 1] == ' ')
+			line.buf[--line.len] = '\0';
+		puts(line.buf);
+		text += n;
+		while (*text == ' ')
+			text++;
+		prefix = rest;
+	} while (*text);
+	qbuf_release(&line);
+}
+
+void
+q_print_wrapped(const char *first, const char *rest, const char *text)
+{
+	print_wrapped(first, rest, text, false);
+}
+
+void
+q_print_markdown(const char *first, const char *rest, const char *text)
+{
+	print_wrapped(first, rest, text, true);
+}
+
+void
+q_print_wrappedf(const char *first, const char *rest, const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	text = malloc(len > 0 ? (size_t)len + 1 : 1);
+	if (text == NULL)
+		abort();
+	va_start(ap, fmt);
+	vsnprintf(text, len > 0 ? (size_t)len + 1 : 1, fmt, ap);
+	va_end(ap);
+	q_print_wrapped(first, rest, text);
+	free(text);
+}
+
+void
+q_print_field(const char *indent, const char *name, const char *fmt, ...)
+{
+	struct qbuf first = QBUF_INIT, rest = QBUF_INIT;
+	va_list ap;
+	char *text;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	text = malloc(len > 0 ? (size_t)len + 1 : 1);
+	if (text == NULL)
+		abort();
+	va_start(ap, fmt);
+	vsnprintf(text, len > 0 ? (size_t)len + 1 : 1, fmt, ap);
+	va_end(ap);
+	qbuf_init(&first);
+	qbuf_init(&rest);
+	qbuf_addf(&first, "%s%-*s", indent, Q_FIELD_WIDTH, name);
+	qbuf_addf(&rest, "%s%*s", indent, Q_FIELD_WIDTH, "");
+	q_print_wrapped(first.buf, rest.buf, text);
+	free(text);
+	qbuf_release(&first);
+	qbuf_release(&rest);
+}
+
+/*
+ * A table wider than the terminal is printed in bands: each row becomes
+ * several lines, each holding a run of columns aligned with the same run
+ * of the other rows.  A band too wide is split by moving its widest end
+ * column to a line of its own, indented four more columns when it is the
+ * last one (the first column keeps its place, the rest of its band moves
+ * in).  A band of one column too wide wraps at spaces.  So a table of
+ * paths keeps each path on the row's first line, and a table whose last
+ * column is a command line puts it below the rest of the row.
+ */
+struct band {
+	size_t first, end; /* columns [first, end) */
+	size_t indent;     /* extra columns after the table's indent */
+};
+
+#define MAX_BANDS 16
+
+static size_t
+band_width(const size_t *widths, const struct band *band)
+{
+	size_t width = band->indent;
+
+	for (size_t c = band->first; c < band->end; c++)
+		width += widths[c] + (c + 1 < band->end ? 2 : 0);
 	return width;
+}
+
+static size_t
+table_bands(const size_t *widths, size_t columns, size_t indent, struct band *bands)
+{
+	size_t count = 1;
+
+	bands[0] = (struct band){0, columns, 0};
+	for (size_t b = 0; b < count; b++) {
+		while (count < MAX_BANDS && bands[b].end - bands[b].first > 1 &&
+		       indent + band_width(widths, &bands[b]) > Q_TEXT_WIDTH) {
+			struct band *band = &bands[b];
+
+			memmove(band + 2, band + 1, (count - b - 1) * sizeof(*band));
+			count++;
+			if (widths[band->first] > widths[band->end - 1]) {
+				band[1] = (struct band){band->first + 1, band->end, band->indent + 4};
+				band->end = band->first + 1;
+			} else {
+				band[1] = (struct band){band->end - 1, band->end, band->indent + 4};
+				band->end--;
+			}
+		}
+	}
+	return count;
 }
 
 void
 q_table_print(struct q_table *table, const char *indent)
 {
 	size_t *widths = calloc(table->columns, sizeof(size_t));
+	struct band bands[MAX_BANDS];
+	size_t band_count;
+	struct qbuf line = QBUF_INIT, first = QBUF_INIT, rest = QBUF_INIT;
 
 	if (widths == NULL)
 		abort();
@@ -459,23 +703,37 @@ q_table_print(struct q_table *table, const char *indent)
 			if (w > widths[c])
 				widths[c] = w;
 		}
+	band_count = table_bands(widths, table->columns, display_width(indent), bands);
+	qbuf_init(&line);
+	qbuf_init(&first);
+	qbuf_init(&rest);
 	for (size_t r = 0; r < table->rows; r++) {
-		struct qbuf line = QBUF_INIT;
-		qbuf_init(&line);
-		qbuf_adds(&line, indent);
-		for (size_t c = 0; c < table->columns; c++) {
-			const char *cell = table->cells[r * table->columns + c];
-			qbuf_adds(&line, cell);
-			if (c + 1 < table->columns && widths[c + 1] + widths[c] > 0) {
-				for (size_t w = display_width(cell); w < widths[c] + 2; w++)
-					qbuf_addc(&line, ' ');
+		for (size_t b = 0; b < band_count; b++) {
+			const struct band *band = &bands[b];
+			bool empty = true;
+
+			qbuf_reset(&line);
+			for (size_t c = band->first; c < band->end; c++) {
+				const char *cell = table->cells[r * table->columns + c];
+				empty = empty && cell[0] == '\0';
+				qbuf_adds(&line, cell);
+				if (c + 1 < band->end && widths[c + 1] + widths[c] > 0)
+					for (size_t w = display_width(cell); w < widths[c] + 2; w++)
+						qbuf_addc(&line, ' ');
 			}
+			/* A band of the row with nothing in it takes no line (the first always does). */
+			if (empty && b > 0)
+				continue;
+			qbuf_reset(&first);
+			qbuf_reset(&rest);
+			qbuf_addf(&first, "%s%*s", indent, (int)band->indent, "");
+			qbuf_addf(&rest, "%s%*s", indent, (int)band->indent + 4, "");
+			q_print_wrapped(first.buf, rest.buf, line.buf);
 		}
-		while (line.len && line.buf[line.len - 1] == ' ')
-			line.buf[--line.len] = '\0';
-		puts(line.buf);
-		qbuf_release(&line);
 	}
+	qbuf_release(&line);
+	qbuf_release(&first);
+	qbuf_release(&rest);
 	free(widths);
 }
 

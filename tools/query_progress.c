@@ -14,7 +14,9 @@
  * a clean line.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "query_i.h"
@@ -120,4 +122,83 @@ q_progress_end(struct q_progress *progress)
 	if (progress->enabled && progress->shown)
 		fputs("\r\033[K", stderr);
 	progress->shown = false;
+}
+
+/*
+ * A memory stream that counts lines: what open_memstream() gives, for a
+ * writer that emits one record a line (OpenLineage events), with the count
+ * shown as progress.  The buffer is published to *text and *length (NUL
+ * terminated) when the stream is closed.
+ */
+struct counting_stream {
+	struct q_progress *progress;
+	char **text;
+	size_t *length;
+	char *buf;
+	size_t len, alloc;
+	int64_t lines;
+};
+
+static ssize_t
+counting_write(void *cookie, const char *data, size_t size)
+{
+	struct counting_stream *cs = cookie;
+
+	if (cs->len + size + 1 > cs->alloc) {
+		size_t alloc = cs->alloc ? cs->alloc : 65536;
+		char *buf;
+
+		while (cs->len + size + 1 > alloc)
+			alloc *= 2;
+		buf = realloc(cs->buf, alloc);
+		if (buf == NULL)
+			return -1;
+		cs->buf = buf;
+		cs->alloc = alloc;
+	}
+	memcpy(cs->buf + cs->len, data, size);
+	cs->len += size;
+	cs->buf[cs->len] = '\0';
+	for (const char *p = data; (p = memchr(p, '\n', size - (size_t)(p - data))) != NULL; p++)
+		cs->lines++;
+	q_progress_update(cs->progress, cs->lines);
+	return (ssize_t)size;
+}
+
+static int
+counting_close(void *cookie)
+{
+	struct counting_stream *cs = cookie;
+	int rc;
+
+	if (cs->buf == NULL)
+		cs->buf = calloc(1, 1);
+	*cs->text = cs->buf;
+	*cs->length = cs->len;
+	rc = cs->buf ? 0 : -1;
+	free(cs);
+	return rc;
+}
+
+FILE *
+q_progress_memstream(struct q_progress *progress, char **text, size_t *length)
+{
+	static const cookie_io_functions_t functions = {
+	    .write = counting_write,
+	    .close = counting_close,
+	};
+	struct counting_stream *cs = calloc(1, sizeof(*cs));
+	FILE *stream;
+
+	*text = NULL;
+	*length = 0;
+	if (cs == NULL)
+		return NULL;
+	cs->progress = progress;
+	cs->text = text;
+	cs->length = length;
+	stream = fopencookie(cs, "w", functions);
+	if (stream == NULL)
+		free(cs);
+	return stream;
 }

@@ -10,6 +10,7 @@
  * and then for Markdown, so a hostile name can neither inject markup nor
  * break a table.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -112,12 +113,16 @@ cmd_stats(struct query *q)
 		json_object_object_add(doc, "counts", counts);
 		counts = NULL;
 	} else {
-		printf("store       %s\n", q_tx(q, q->store_path));
-		printf("size        %s", q_size(size));
+		q_print_field("", "store", "%s", q_tx(q, q->store_path));
 		if (wal != Q_NONE && wal > 0)
-			printf(" (+ %s write-ahead log)", q_size(wal));
-		printf(", schema version %lld\n", (long long)schema);
-		printf("recording   since %s, last run %s\n\n", q_when(q, first), q_when(q, last));
+			q_print_field("", "size", "%s (+ %s write-ahead log), schema version %lld",
+			              q_size(size), q_size(wal), (long long)schema);
+		else
+			q_print_field("", "size", "%s, schema version %lld", q_size(size),
+			              (long long)schema);
+		q_print_field("", "recording", "since %s, last run %s", q_when(q, first),
+		              q_when(q, last));
+		putchar('\n');
 		for (size_t i = 0; i < sizeof(counted_tables) / sizeof(counted_tables[0]); i++) {
 			char value[32];
 			snprintf(value, sizeof(value), "%lld", (long long)n[i]);
@@ -182,20 +187,20 @@ cmd_stats(struct query *q)
 			    j, "crashed", json_object_new_boolean(sqlite3_column_int(statement, 18)));
 			json_object_array_add(recorders, j);
 		} else {
-			printf("  %s:%s (%s)%s, updated %s\n",
+			q_print_wrappedf("  ", "      ", "%s:%s (%s)%s, updated %s",
 			       q_tx(q, (const char *)sqlite3_column_text(statement, 0)),
 			       q_tx(q, (const char *)sqlite3_column_text(statement, 1)),
 			       q_tx(q, (const char *)sqlite3_column_text(statement, 2)),
 			       sqlite3_column_type(statement, 3) == SQLITE_NULL ? "" : ", stopped",
 			       q_when(q, q_col_int(statement, 14)));
-			printf(
-			    "    events %lld queued, %lld written, %lld lost in %lld batches; "
-			    "queue "
-			    "high water %lld of %lld\n",
+			q_print_wrappedf(
+			    "    ", "      ",
+			    "events %lld queued, %lld written, %lld lost in %lld batches; "
+			    "queue high water %lld of %lld",
 			    (long long)q_col_int(statement, 4), (long long)q_col_int(statement, 5),
 			    (long long)q_col_int(statement, 6), (long long)q_col_int(statement, 7),
 			    (long long)q_col_int(statement, 8), (long long)q_col_int(statement, 9));
-			printf("    hashes %lld done, %lld waiting; %lld store errors%s%s\n",
+			q_print_wrappedf("    ", "      ", "hashes %lld done, %lld waiting; %lld store errors%s%s",
 			       (long long)q_col_int(statement, 11),
 			       (long long)q_col_int(statement, 10),
 			       (long long)q_col_int(statement, 12),
@@ -207,8 +212,10 @@ cmd_stats(struct query *q)
 				printf("    %lld versions left unhashed (hash queue full)\n",
 				       (long long)q_col_int(statement, 17));
 			if (sqlite3_column_int(statement, 18))
-				printf("    ended without unmount (daemon killed): the events queued "
-				       "after its last batch were lost (%lld were queued then)\n",
+				q_print_wrappedf("    ", "      ",
+				                 "ended without unmount (daemon killed): the events "
+				                 "queued after its last batch were lost (%lld were "
+				                 "queued then)",
 				       (long long)q_col_int(statement, 16));
 		}
 	}
@@ -252,6 +259,21 @@ md_text(const char *text)
 		qbuf_addc(out, *p);
 	}
 	return out->buf;
+}
+
+/* A Markdown list item, its lines wrapped at 80 columns. */
+__attribute__((format(printf, 1, 2))) static void
+md_item(const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	if (vasprintf(&text, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	q_print_markdown("- ", "  ", text);
+	free(text);
 }
 
 /* A name for Markdown: terminal-safe first, then inert. */
@@ -504,45 +526,45 @@ cmd_report(struct query *q)
 		goto out;
 	}
 
+	/*
+	 * Markdown that reads as text too: no tables (a row cannot wrap), but
+	 * list items whose lines wrap at 80 columns (md_item).
+	 */
 	char iso[QUERY_TIME_BUFSIZE];
 	printf("## Provenance of %s\n\n", md(q, file.path));
-	printf("| | |\n|---|---|\n");
-	printf("| File | %s, version %lld |\n", md(q, file.path), (long long)version.number);
+	md_item("**File**: %s, version %lld", md(q, file.path), (long long)version.number);
 	query_time_iso(version.recorded_ns, iso);
-	printf("| Recorded | %s |\n", iso);
-	printf("| Content hash | XXH3-128 `%s` |\n", version.hash ? version.hash : "none");
-	printf("| Size | %s (%lld bytes) |\n", q_size(version.size), (long long)version.size);
-	printf("| Label | %s |\n",
-	       version.effective_label ? md(q, version.effective_label) : "none");
-	printf("| On disk | %s |\n",
-	       disk == Q_DISK_MATCHES   ? "matches the recorded size and modification time"
-	       : disk == Q_DISK_DIFFERS ? "**differs from the recorded version**"
-	       : disk == Q_DISK_MISSING ? "**missing**"
-	       : disk == Q_DISK_REMOVED ? "removed through provfs"
-	                                : "not checked (another host)");
+	md_item("**Recorded**: %s", iso);
+	md_item("**Content hash**: XXH3-128 `%s`", version.hash ? version.hash : "none");
+	md_item("**Size**: %s (%lld bytes)", q_size(version.size), (long long)version.size);
+	md_item("**Label**: %s", version.effective_label ? md(q, version.effective_label) : "none");
+	md_item("**On disk**: %s",
+	        disk == Q_DISK_MATCHES   ? "matches the recorded size and modification time"
+	        : disk == Q_DISK_DIFFERS ? "**differs from the recorded version**"
+	        : disk == Q_DISK_MISSING ? "**missing**"
+	        : disk == Q_DISK_REMOVED ? "removed through provfs"
+	                                 : "not checked (another host)");
 	if (producer) {
 		const struct q_image *last = q_process_last(producer);
-		printf("| Produced by | %s |\n",
-		       md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
-		printf("| Executable | %s, XXH3-128 `%s` |\n", md(q, last->executable),
-		       last->executable_hash ? last->executable_hash : "not hashed");
-		printf("| Process | %s on %s, user %s |\n", q_process_ref(producer),
-		       md(q, producer->host), md(q, q_user_name(last->uid)));
+		md_item("**Produced by**: %s",
+		        md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
+		md_item("**Executable**: %s, XXH3-128 `%s`", md(q, last->executable),
+		        last->executable_hash ? last->executable_hash : "not hashed");
+		md_item("**Process**: %s on %s, user %s", q_process_ref(producer),
+		        md(q, producer->host), md(q, q_user_name(last->uid)));
 		if (producer_run) {
 			query_time_iso(producer_run->started_ns, iso);
-			printf("| Job | %s, run `%s`, started %s |\n",
-			       md(q, producer_run->job_name), producer_run->uuid, iso);
+			md_item("**Job**: %s, run `%s`, started %s", md(q, producer_run->job_name),
+			        producer_run->uuid, iso);
 		}
 	} else {
-		printf("| Produced by | %s |\n",
-		       version.origin && strcmp(version.origin, "external") == 0
-		           ? "**changed outside provfs (unattributed)**"
-		           : "unknown (the file existed before provfs first saw it)");
+		md_item("**Produced by**: %s",
+		        version.origin && strcmp(version.origin, "external") == 0
+		            ? "**changed outside provfs (unattributed)**"
+		            : "unknown (the file existed before provfs first saw it)");
 	}
 
 	printf("\n### Source datasets\n\n");
-	printf("| Dataset | Version | XXH3-128 | Label | Recorded | Changed outside provfs |\n");
-	printf("|---|---|---|---|---|---|\n");
 	size_t sources = 0, intermediates = 0;
 	for (size_t i = 1; i < q_graph_count(graph); i++) {
 		const struct q_version *v = q_graph_version(graph, i);
@@ -550,28 +572,26 @@ cmd_report(struct query *q)
 			continue;
 		sources++;
 		query_time_iso(v->recorded_ns, iso);
-		printf("| %s | %lld | `%s` | %s | %s | %s |\n", md(q, v->path),
-		       (long long)v->number, v->hash ? v->hash : "none",
-		       v->effective_label ? md(q, v->effective_label) : "", iso,
-		       changed_outside(q, v) ? "**yes**" : "no");
+		md_item("%s, version %lld%s%s: XXH3-128 `%s`, recorded %s%s", md(q, v->path),
+		        (long long)v->number, v->effective_label ? ", label " : "",
+		        v->effective_label ? md(q, v->effective_label) : "", v->hash ? v->hash : "none", iso,
+		        changed_outside(q, v) ? ", **changed outside provfs**" : "");
 	}
 	if (sources == 0)
-		printf("| (none recorded) | | | | | |\n");
+		printf("None recorded.\n");
 	for (size_t i = 1; i < q_graph_count(graph); i++)
 		intermediates += q_graph_version(graph, i) && !q_graph_is_code(graph, i) &&
 		                 !q_graph_is_source(graph, i);
 	if (intermediates) {
 		printf("\n### Intermediate datasets\n\n");
-		printf(
-		    "| Dataset | Version | XXH3-128 | Label | Recorded |\n|---|---|---|---|---|\n");
 		for (size_t i = 1; i < q_graph_count(graph); i++) {
 			const struct q_version *v = q_graph_version(graph, i);
 			if (v == NULL || q_graph_is_code(graph, i) || q_graph_is_source(graph, i))
 				continue;
 			query_time_iso(v->recorded_ns, iso);
-			printf("| %s | %lld | `%s` | %s | %s |\n", md(q, v->path),
-			       (long long)v->number, v->hash ? v->hash : "none",
-			       v->effective_label ? md(q, v->effective_label) : "", iso);
+			md_item("%s, version %lld%s%s: XXH3-128 `%s`, recorded %s", md(q, v->path),
+			        (long long)v->number, v->effective_label ? ", label " : "",
+			        v->effective_label ? md(q, v->effective_label) : "", v->hash ? v->hash : "none", iso);
 		}
 	}
 	size_t programs = 0;
@@ -579,42 +599,40 @@ cmd_report(struct query *q)
 		programs += q_graph_version(graph, i) && q_graph_is_code(graph, i);
 	if (programs) {
 		printf("\n### Programs and scripts read from the mount\n\n");
-		printf("| File | Version | XXH3-128 | Recorded | Changed outside provfs |\n"
-		       "|---|---|---|---|---|\n");
 		for (size_t i = 1; i < q_graph_count(graph); i++) {
 			const struct q_version *v = q_graph_version(graph, i);
 			if (v == NULL || !q_graph_is_code(graph, i))
 				continue;
 			query_time_iso(v->recorded_ns, iso);
-			printf("| %s | %lld | `%s` | %s | %s |\n", md(q, v->path),
-			       (long long)v->number, v->hash ? v->hash : "none", iso,
-			       changed_outside(q, v) ? "**yes**" : "no");
+			md_item("%s, version %lld: XXH3-128 `%s`, recorded %s%s", md(q, v->path),
+			        (long long)v->number, v->hash ? v->hash : "none", iso,
+			        changed_outside(q, v) ? ", **changed outside provfs**" : "");
 		}
 	}
 	printf("\n### Jobs and executables\n\n");
-	printf("| Job | Run | Process | Executable | XXH3-128 | Command "
-	       "|\n|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < q_graph_count(graph); i++) {
 		const struct q_process *p = q_graph_process(graph, i);
 		const struct q_run *run = q_graph_run(graph, i);
 		if (p == NULL)
 			continue;
 		const struct q_image *last = q_process_last(p);
-		printf("| %s | %s%.8s%s | %s | %s | `%s` | %s |\n", run ? md(q, run->job_name) : "",
-		       run ? "`" : "", run ? run->uuid : "", run ? "`" : "", q_process_ref(p),
-		       md(q, last->executable),
-		       last->executable_hash ? last->executable_hash : "none",
-		       md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
+		md_item("%s%s%s%s%s process %s: %s, XXH3-128 `%s`, ran %s",
+		        run ? "job " : "", run ? md(q, run->job_name) : "", run ? ", run `" : "",
+		        run ? run->uuid : "", run ? "`," : "", q_process_ref(p),
+		        md(q, last->executable),
+		        last->executable_hash ? last->executable_hash : "none",
+		        md_text(q_argv_text(q, last->argv, last->argc, last->executable)));
 	}
 	printf("\n### Open gaps\n\n");
 	if (gap_count == 0)
 		printf(
 		    "None: every version in the lineage was produced through provfs and hashed.\n");
 	for (size_t i = 0; i < gap_count; i++)
-		printf("- %s\n",
-		       strcmp(gaps[i].kind, "denial") == 0 ? gaps[i].text : md(q, gaps[i].text));
-	printf("\n_Generated by provfs-query %s on %s at %s from the store %s._\n", PROVFS_VERSION,
-	       md(q, q->host), now_iso, md(q, q->store_path));
+		md_item("%s",
+		        strcmp(gaps[i].kind, "denial") == 0 ? gaps[i].text : md(q, gaps[i].text));
+	putchar('\n');
+	q_print_wrappedf("", "", "_Generated by provfs-query %s on %s at %s from the store %s._",
+	                 PROVFS_VERSION, md(q, q->host), now_iso, md(q, q->store_path));
 	status = 0;
 out:
 	json_object_put(doc);

@@ -439,14 +439,16 @@ cmd_verify(struct query *q)
 				snprintf(detail, sizeof(detail), "  (%s)", strerror(item->error));
 				break;
 			}
-			printf("%-9s %s  v%lld %s%s\n", what, q_tx(q, item->arg),
-			       (long long)item->version.number,
-			       q_short_hash(item->version.hash, item->version.hash_state), detail);
+			q_print_wrappedf("", "          ", "%-9s %s  v%lld %s%s", what,
+			                 q_tx(q, item->arg), (long long)item->version.number,
+			                 q_short_hash(item->version.hash, item->version.hash_state),
+			                 detail);
 		}
 		if (q->all || job.count > 1)
-			printf(
+			q_print_wrappedf(
+			    "", "    ",
 			    "%zu file%s, %s read: %zu ok, %zu modified, %zu missing, %zu changed "
-			    "outside provfs earlier, %zu unhashed, %zu unreadable\n",
+			    "outside provfs earlier, %zu unhashed, %zu unreadable",
 			    job.count, job.count == 1 ? "" : "s", q_size(atomic_load(&job.bytes)),
 			    counts[V_OK], counts[V_MISMATCH], counts[V_MISSING], counts[V_EXTERNAL],
 			    counts[V_UNHASHED], counts[V_ERROR]);

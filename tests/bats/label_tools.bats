@@ -245,26 +245,23 @@ $1"
 @test "provfs-label list: rule, explicit, propagated and declassified labels, with their source" {
 	pl --store "$HSTORE" list
 	assert_ok
-	local lines
-	mapfile -t lines <<<"$stdout"
-	[ "${#lines[@]}" -eq 4 ]
-	assert_match "${lines[0]}" "^confidential +$HM/features/f.csv +propagated from raw/crm/a.csv v1$"
-	assert_match "${lines[1]}" "^public +$HM/public/summary.csv +declassified v1 \(root [0-9-]+ [0-9:]+: aggregates only, no customer rows\)$"
-	assert_match "${lines[2]}" "^restricted +$HM/public/x.csv +explicit \(root [0-9-]+ [0-9:]+\)$"
-	assert_match "${lines[3]}" "^confidential +$HM/raw/crm/a.csv +rule raw/crm/\*\* \(line 8\)$"
+	# Rows wider than 80 columns: each path on a line, its level and source
+	# indented below (wrapped at spaces), in the order of the paths.
+	local nl=$'\n' ws='[[:space:]]+'
+	assert_match "$stdout" "^$HM/features/f.csv$nl +confidential +propagated from raw/crm/a.csv v1$nl$HM/public/summary.csv$nl +public +declassified v1 \(root [0-9-]+ [0-9:]+: aggregates${ws}only,${ws}no${ws}customer${ws}rows\)$nl$HM/public/x.csv$nl +restricted +explicit \(root [0-9-]+ [0-9:]+\)$nl$HM/raw/crm/a.csv$nl +confidential +rule raw/crm/\*\* \(line 8\)$"
 }
 
 @test "provfs-label list --under: only the files below the directory (mount or backing path)" {
 	pl --store "$HSTORE" list --under "$HM/public"
 	assert_ok
-	[ "$(printf '%s\n' "$stdout" | wc -l)" -eq 2 ]
+	[ "$(printf '%s\n' "$stdout" | grep -o "$HM/[^ ]*" | wc -l)" -eq 2 ]
 	assert_match "$stdout" "public/summary.csv"
 	assert_match "$stdout" "public/x.csv"
 	mkdir -p "$HB/raw"
 	pl --store "$HSTORE" list --under "$HB/raw"
 	assert_ok
-	assert_match "$stdout" "^confidential +$HM/raw/crm/a.csv"
-	[ "$(printf '%s\n' "$stdout" | wc -l)" -eq 1 ]
+	assert_match "$stdout" "^(confidential +)?$HM/raw/crm/a.csv[[:space:]]+(confidential +)?rule raw"
+	[ "$(printf '%s\n' "$stdout" | grep -o "$HM/[^ ]*" | wc -l)" -eq 1 ]
 	pl --store "$HSTORE" list --under "$TMP"
 	assert_fails 2 "--under: $TMP: not inside a provfs mount the store knows"
 }
@@ -281,7 +278,7 @@ $1"
 	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
 	assert_match "$stdout" "process +300@[0-9]+ cat raw/crm/a.csv"
 	assert_match "$stdout" "exe /usr/bin/cat cccccccccccc, user provfs-u3"
-	assert_match "$stdout" "file +raw/crm/a.csv v1 a1a1a1a1a1a1 +\(mount $HM on "
+	assert_match "$stdout" "file +raw/crm/a.csv v1 a1a1a1a1a1a1[[:space:]]+\(mount $HM on "
 	assert_match "$stdout" "label +confidential: paths: raw/crm/\*\* \(line 9\)"
 	assert_match "$stdout" "clearance +internal"
 	pq denials --format json
@@ -369,7 +366,7 @@ assert x["executable_inode"] == 77 and x["access"] == "read", x'
 @test "exposure: the uncleared reader of a derived file, not the cleared readers" {
 	pq exposure "$HM/raw/crm/a.csv"
 	assert_ok
-	assert_match "$stdout" "label confidential \(rule raw/crm/\*\*, line 8\)"
+	assert_match "$stdout" "label confidential[[:space:]]+\(rule[[:space:]]+raw/crm/\*\*, line 8\)"
 	assert_match "$stdout" "read by 1 process with a clearance below confidential"
 	assert_match "$stdout" "200@[0-9]+ python3 report.py"
 	assert_match "$stdout" "user provfs-u2, clearance internal \(default_clearance\), job report"
@@ -425,7 +422,7 @@ assert [x["pid"] for x in d["processes"]] == [500], d'
 	pq gaps
 	assert_ok
 	assert_match "$stdout" "files whose label was raised above their path rule by propagation \(2\):"
-	assert_match "$stdout" "features/f.csv +confidential > public +\(no rule\) +raw/crm/a.csv v1 a1a1a1a1a1a1"
+	assert_match "$stdout" "features/f.csv +confidential > public +\(no rule\)[[:space:]]+raw/crm/a.csv v1 a1a1a1a1a1a1"
 	assert_match "$stdout" "public/summary.csv +confidential > public"
 	assert_match "$stdout" "declassifications \(1\):"
 	assert_match "$stdout" "public/summary.csv +public +by root .*aggregates only, no customer rows"
@@ -756,7 +753,7 @@ mount_with_labels() {
 	run_split "$QUERY" --config "$MCONF" --store "$STORE" denials --user provfs-u2
 	assert_ok
 	assert_match "$stdout" "DENIED (read of )?raw/crm/a.csv"
-	assert_match "$stdout" "process +[0-9]+@[0-9]+ cat $MNT/raw/crm/a.csv"
+	assert_match "$stdout" "process +[0-9]+@[0-9]+ cat[[:space:]]+$MNT/raw/crm/a.csv"
 	assert_match "$stdout" "user provfs-u2"
 	assert_match "$stdout" "label +confidential.*raw/crm/\*\*"
 	assert_match "$stdout" "clearance +internal"
@@ -785,7 +782,8 @@ assert [x["path"] for x in w] == ["pub/out.csv"] and w[0]["label_before"] == "pu
 assert w[0]["propagated_from"]["path"] == "raw/crm/a.csv", w'
 	run_split "$LABEL" --config "$MCONF" --store "$STORE" list --under "$MNT/pub"
 	assert_ok
-	assert_match "$stdout" "^confidential +$MNT/pub/out.csv +propagated from raw/crm/a.csv v1"
+	# A row wider than 80 columns: the path, then level and source below it.
+	assert_match "$stdout" "^$MNT/pub/out.csv[[:space:]]+confidential +propagated from raw/crm/a.csv v1"
 }
 
 @test "e2e: after a label is raised, exposure names who read it or a copy below the new label" {
