@@ -321,3 +321,20 @@ caller_restore(void)
 	setfsuid(0);
 	setfsgid(0);
 }
+
+static _Thread_local int64_t request_received_ns;
+
+void
+caller_request_received(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	request_received_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+int64_t
+caller_request_received_ns(void)
+{
+	return request_received_ns;
+}

@@ -1299,7 +1299,8 @@ recorder_start(struct recorder *recorder)
 			  .image_seen = on_image_seen,
 			  .image_exited = on_image_exited,
 			  .hash_executable = on_hash_executable,
-			  .exec_input = on_exec_input},
+			  .exec_input = on_exec_input,
+			  .request_received_ns = caller_request_received_ns},
 	};
 
 	char error[512];
