@@ -36,6 +36,9 @@ struct fs_node_info {
 	 * itself (kernel FUSE passthrough), so data_read and data_written are
 	 * never called for it; what it wrote shows only in the file. */
 	bool data_bypass;
+	/* opened() only: open_fd's attributes, taken by the layer as it
+	 * opened (one fstat for everyone); NULL when they could not be had. */
+	const struct stat *open_attributes;
 };
 
 /* Namespace changes reported to observers after they succeeded. */

@@ -436,7 +436,11 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	struct stat st;
 	char *path;
 
-	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (node->open_attributes)
+		st = *node->open_attributes; /* the layer's look at open_fd */
+	else if (fstat(open_fd, &st) < 0)
+		return NULL;
+	if (!S_ISREG(st.st_mode))
 		return NULL;
 	int mode = flags & O_ACCMODE;
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC);
