@@ -1447,7 +1447,7 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
  */
 static int
 attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
-	      struct fuse_file_info *fi, bool created)
+	      struct fuse_file_info *fi, bool created, const struct stat *known)
 {
 	struct fs *fs = fs_of(req);
 	struct fs_handle *handle = malloc(sizeof(*handle));
@@ -1460,9 +1460,10 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	handle->inode = node;
 	handle->cookie = NULL;
 	handle->ino = ino;
-	/* One look at the open file serves the page cache, passthrough and observers. */
+	/* One look at the open file serves the page cache, passthrough and
+	 * observers (known: a create's, taken as it looked the new file up). */
 	struct stat st;
-	const struct stat *attributes = fstat(fd, &st) == 0 ? &st : NULL;
+	const struct stat *attributes = known ? known : fstat(fd, &st) == 0 ? &st : NULL;
 	fi->keep_cache = !created && cache_still_valid(node, attributes);
 	int error = choose_io_mode(fs, handle, fi, attributes, created);
 	if (error) {
@@ -1536,7 +1537,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (fs_session_kill_requested())
 		drop_privileges(req, fs, ino, fd, true);
-	error = attach_handle(req, ino, node, fd, fi, false);
+	error = attach_handle(req, ino, node, fd, fi, false, NULL);
 	node_return(fs, node);
 	if (error)
 		fuse_reply_err(req, error);
@@ -1612,7 +1613,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		report_change(req, &event);
 	}
 	int node_fd = node_borrow(fs, node);
-	error = node_fd < 0 ? -node_fd : attach_handle(req, entry.ino, node, fd, fi, true);
+	error = node_fd < 0 ? -node_fd : attach_handle(req, entry.ino, node, fd, fi, true, &entry.attr);
 	if (node_fd >= 0)
 		node_return(fs, node);
 	else
