@@ -1465,6 +1465,15 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	struct stat st;
 	const struct stat *attributes = known ? known : fstat(fd, &st) == 0 ? &st : NULL;
 	fi->keep_cache = !created && cache_still_valid(node, attributes);
+	/*
+	 * A read-only handle's close has nothing to report: closing a
+	 * duplicate of it flushes nothing on any backing filesystem (they
+	 * write back only for FMODE_WRITE), and observers care only about who
+	 * closes what may have been written.  FOPEN_NOFLUSH spares the round
+	 * trip of every close of a file that was read (the kernel ignores it
+	 * under the writeback cache).
+	 */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC);
 	int error = choose_io_mode(fs, handle, fi, attributes, created);
 	if (error) {
 		close(fd);

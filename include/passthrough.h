@@ -80,7 +80,9 @@ struct fs_observer {
 	/* req: the write request (its caller wrote), or NULL */
 	void (*data_written)(void *cookie, fuse_req_t req, const void *data, off_t offset,
 			     size_t bytes);
-	void (*flushed)(void *cookie, fuse_req_t req); /* close() by the caller of req */
+	/* close() by the caller of req; never for a read-only handle (no
+	 * O_TRUNC), whose closes the kernel is told not to send (noflush) */
+	void (*flushed)(void *cookie, fuse_req_t req);
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 	/*
