@@ -221,6 +221,8 @@ caller_in_group(fuse_req_t req, gid_t gid)
 }
 
 /* What this thread last set, so a request for the same caller costs less. */
+static _Thread_local int thread_fs_ids_root = -1; /* fsuid and fsgid 0 when not switched; -1 unknown */
+static _Thread_local bool thread_fs_ids_switched;  /* by become(), until caller_restore() */
 static _Thread_local gid_t thread_groups[MAX_GROUPS];
 static _Thread_local int thread_group_count = -1;
 static _Thread_local mode_t thread_umask = (mode_t)-1;
@@ -256,11 +258,21 @@ become(fuse_req_t req, bool fresh)
 		if (result < 0)
 			return -error;
 	}
-	setfsgid(context->gid);
-	setfsuid(context->uid);
-	if ((uid_t)setfsuid((uid_t)-1) != context->uid) {
-		caller_restore();
-		return -EPERM;
+	if (thread_fs_ids_root < 0)
+		thread_fs_ids_root = (uid_t)setfsuid((uid_t)-1) == 0 && (gid_t)setfsgid((gid_t)-1) == 0;
+	/*
+	 * A caller with uid and gid 0 is what the thread is already (the
+	 * daemon's root, which caller_restore() gives back): three system
+	 * calls to set it and two to restore it would change nothing.
+	 */
+	if (context->uid != 0 || context->gid != 0 || !thread_fs_ids_root) {
+		thread_fs_ids_switched = true;
+		setfsgid(context->gid);
+		setfsuid(context->uid);
+		if ((uid_t)setfsuid((uid_t)-1) != context->uid) {
+			caller_restore();
+			return -EPERM;
+		}
 	}
 	if (thread_umask != context->umask) {
 		umask(context->umask);
@@ -318,6 +330,26 @@ caller_restore(void)
 {
 	if (capabilities_dropped && set_effective_capabilities(true) == 0)
 		capabilities_dropped = false;
+	if (!thread_fs_ids_switched)
+		return; /* still the daemon's own */
 	setfsuid(0);
 	setfsgid(0);
+	thread_fs_ids_switched = false;
+}
+
+static _Thread_local int64_t request_received_ns;
+
+void
+caller_request_received(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	request_received_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+int64_t
+caller_request_received_ns(void)
+{
+	return request_received_ns;
 }

@@ -1348,21 +1348,20 @@ backing_flags(const struct fs *fs, int flags)
 	return flags | O_CLOEXEC;
 }
 
-/* May the kernel keep its cached pages of node for this open? */
+/* May the kernel keep its cached pages of node for this open (st: the open file's)? */
 static bool
-cache_still_valid(struct fs_inode *node, int fd)
+cache_still_valid(struct fs_inode *node, const struct stat *st)
 {
-	struct stat st;
 	bool valid;
 
-	if (fstat(fd, &st) < 0)
+	if (st == NULL)
 		return false;
 	pthread_mutex_lock(&node->stamp_lock);
-	valid = node->stamp_valid && node->stamp_size == st.st_size &&
-		node->stamp_mtime.tv_sec == st.st_mtim.tv_sec &&
-		node->stamp_mtime.tv_nsec == st.st_mtim.tv_nsec &&
-		node->stamp_ctime.tv_sec == st.st_ctim.tv_sec &&
-		node->stamp_ctime.tv_nsec == st.st_ctim.tv_nsec;
+	valid = node->stamp_valid && node->stamp_size == st->st_size &&
+		node->stamp_mtime.tv_sec == st->st_mtim.tv_sec &&
+		node->stamp_mtime.tv_nsec == st->st_mtim.tv_nsec &&
+		node->stamp_ctime.tv_sec == st->st_ctim.tv_sec &&
+		node->stamp_ctime.tv_nsec == st->st_ctim.tv_nsec;
 	pthread_mutex_unlock(&node->stamp_lock);
 	return valid;
 }
@@ -1397,10 +1396,8 @@ node_info(struct fs_inode *node)
  * writer (see drop_privileges()).  A new file has no capabilities yet.
  */
 static bool
-may_pass_through(const struct fs *fs, int fd, int flags, bool created)
+may_pass_through(const struct fs *fs, int fd, const struct stat *st, int flags, bool created)
 {
-	struct stat st;
-
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return false;
 	/*
@@ -1413,7 +1410,7 @@ may_pass_through(const struct fs *fs, int fd, int flags, bool created)
 	 */
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		return false;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & (S_ISUID | S_ISGID)))
+	if (st == NULL || !S_ISREG(st->st_mode) || (st->st_mode & (S_ISUID | S_ISGID)))
 		return false;
 	return created || fgetxattr(fd, "security.capability", NULL, 0) < 0;
 }
@@ -1423,7 +1420,7 @@ may_pass_through(const struct fs *fs, int fd, int flags, bool created)
  * 0 or a positive errno. */
 static int
 choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *fi,
-	       bool created)
+	       const struct stat *st, bool created)
 {
 	int backing_id, error;
 
@@ -1431,7 +1428,7 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return 0;
 	error = -backing_files_open(fs->backing_files, handle->ino, handle->fd,
-				    may_pass_through(fs, handle->fd, fi->flags, created), &handle->io_mode,
+				    may_pass_through(fs, handle->fd, st, fi->flags, created), &handle->io_mode,
 				    &backing_id);
 	if (error)
 		return error;
@@ -1450,7 +1447,7 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
  */
 static int
 attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
-	      struct fuse_file_info *fi, bool created)
+	      struct fuse_file_info *fi, bool created, const struct stat *known)
 {
 	struct fs *fs = fs_of(req);
 	struct fs_handle *handle = malloc(sizeof(*handle));
@@ -1463,8 +1460,21 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	handle->inode = node;
 	handle->cookie = NULL;
 	handle->ino = ino;
-	fi->keep_cache = !created && cache_still_valid(node, fd);
-	int error = choose_io_mode(fs, handle, fi, created);
+	/* One look at the open file serves the page cache, passthrough and
+	 * observers (known: a create's, taken as it looked the new file up). */
+	struct stat st;
+	const struct stat *attributes = known ? known : fstat(fd, &st) == 0 ? &st : NULL;
+	fi->keep_cache = !created && cache_still_valid(node, attributes);
+	/*
+	 * A read-only handle's close has nothing to report: closing a
+	 * duplicate of it flushes nothing on any backing filesystem (they
+	 * write back only for FMODE_WRITE), and observers care only about who
+	 * closes what may have been written.  FOPEN_NOFLUSH spares the round
+	 * trip of every close of a file that was read (the kernel ignores it
+	 * under the writeback cache).
+	 */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC);
+	int error = choose_io_mode(fs, handle, fi, attributes, created);
 	if (error) {
 		close(fd);
 		free(handle);
@@ -1475,6 +1485,7 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		struct fs_node_info info = node_info(node);
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
+		info.open_attributes = attributes;
 		handle->cookie = fs->observer->opened(fs->observer->context, req, &info, fd,
 						       fi->flags, created);
 	}
@@ -1535,7 +1546,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (fs_session_kill_requested())
 		drop_privileges(req, fs, ino, fd, true);
-	error = attach_handle(req, ino, node, fd, fi, false);
+	error = attach_handle(req, ino, node, fd, fi, false, NULL);
 	node_return(fs, node);
 	if (error)
 		fuse_reply_err(req, error);
@@ -1611,7 +1622,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		report_change(req, &event);
 	}
 	int node_fd = node_borrow(fs, node);
-	error = node_fd < 0 ? -node_fd : attach_handle(req, entry.ino, node, fd, fi, true);
+	error = node_fd < 0 ? -node_fd : attach_handle(req, entry.ino, node, fd, fi, true, &entry.attr);
 	if (node_fd >= 0)
 		node_return(fs, node);
 	else

@@ -65,6 +65,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "caller.h"
 #include "log.h"
 #include "session_io_i.h"
 
@@ -162,6 +163,7 @@ session_read(int fd, void *buffer, size_t size, void *userdata)
 	reply_backing_id = 0;
 	if (count < (ssize_t)sizeof(*header))
 		return count;
+	caller_request_received();
 	request_unique = header->unique;
 	request_opcode = header->opcode;
 	const char *argument = (const char *)buffer + sizeof(*header);

@@ -19,6 +19,7 @@
 
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct caller {
@@ -57,5 +58,15 @@ void caller_restore(void);
 /* Is gid the caller's filesystem group or one of its supplementary groups
  * (read afresh: the answer may keep a setgid bit)? */
 bool caller_in_group(fuse_req_t req, gid_t gid);
+
+/*
+ * When this thread read the request it handles (CLOCK_MONOTONIC ns), noted
+ * by the FUSE transport; 0 on a thread that handles no request.  Whatever
+ * the caller did before it made the request happened before that instant,
+ * so work already done since (the process table's drain of exec and exit
+ * events) need not be done again for this request.
+ */
+void caller_request_received(void);
+int64_t caller_request_received_ns(void);
 
 #endif

@@ -36,6 +36,9 @@ struct fs_node_info {
 	 * itself (kernel FUSE passthrough), so data_read and data_written are
 	 * never called for it; what it wrote shows only in the file. */
 	bool data_bypass;
+	/* opened() only: open_fd's attributes, taken by the layer as it
+	 * opened (one fstat for everyone); NULL when they could not be had. */
+	const struct stat *open_attributes;
 };
 
 /* Namespace changes reported to observers after they succeeded. */
@@ -77,7 +80,9 @@ struct fs_observer {
 	/* req: the write request (its caller wrote), or NULL */
 	void (*data_written)(void *cookie, fuse_req_t req, const void *data, off_t offset,
 			     size_t bytes);
-	void (*flushed)(void *cookie, fuse_req_t req); /* close() by the caller of req */
+	/* close() by the caller of req; never for a read-only handle (no
+	 * O_TRUNC), whose closes the kernel is told not to send (noflush) */
+	void (*flushed)(void *cookie, fuse_req_t req);
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 	/*

@@ -119,6 +119,13 @@ struct process_table_hooks {
 	void (*hash_executable)(void *context, struct process_info *image, int fd);
 	/* An open made during execve (note_exec) now has the image it belongs to. */
 	void (*exec_input)(void *context, struct process_info *image, void *cookie);
+	/*
+	 * When the request the calling thread handles was read (CLOCK_MONOTONIC
+	 * ns, 0 off request threads; caller_request_received_ns()).  A lookup
+	 * skips draining the connector when a drain has begun since: the
+	 * caller's exec, if any, came before its request.  NULL: always drain.
+	 */
+	int64_t (*request_received_ns)(void);
 };
 
 struct process_table_options {

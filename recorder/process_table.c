@@ -105,6 +105,7 @@
 #define TABLE_SLOTS 4096 /* power of two; chains grow beyond */
 #define ENVIRON_LIMIT (1 << 20)
 #define EXEC_FILE_LIMIT 8 /* exec-opens kept per execve: binary, interpreter, script */
+#define CONNECTOR_BATCH_MS 50 /* the watcher drains exec/exit events at most this often */
 
 struct table_entry {
 	pid_t pid;
@@ -152,6 +153,7 @@ struct process_table {
 	int netlink_fd;                 /* -1 when the connector is unavailable */
 	pthread_mutex_t connector_lock; /* see LOCKS above */
 	atomic_bool sweep_needed;       /* the connector overflowed */
+	_Atomic int64_t drained_since_ns; /* every event queued before it is applied */
 	int stop_pipe[2];
 	int wake_fd; /* eventfd: stale images to build, or a sweep */
 	pthread_t watcher;
@@ -169,6 +171,15 @@ struct process_table {
 };
 
 static void drain_connector(struct process_table *table);
+
+static int64_t
+monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
 
 int64_t
 wall_clock_ns(void)
@@ -1474,7 +1485,18 @@ process_table_lookup(struct process_table *table, pid_t pid)
 {
 	if (pid <= 0)
 		return NULL;
-	drain_connector(table);
+	/*
+	 * The caller made its request after any exec of its own, and the
+	 * kernel queued that exec's event before then: a drain that began
+	 * after the request was read has applied it.  So one drain serves
+	 * every lookup of a request (the recorder's and the policy's at open,
+	 * each write, each flush), and any other thread's drain serves too.
+	 */
+	int64_t (*received_ns)(void) = table->options.hooks.request_received_ns;
+	int64_t received = received_ns ? received_ns() : 0;
+	if (received == 0 || atomic_load_explicit(&table->drained_since_ns,
+						  memory_order_acquire) <= received)
+		drain_connector(table);
 	return lookup(table, pid, 0, true);
 }
 
@@ -1684,6 +1706,26 @@ connector_open(void)
 	request.operation = PROC_CN_MCAST_LISTEN;
 	if (send(fd, &request, sizeof(request), 0) < 0)
 		goto fail;
+	/*
+	 * Linux 6.6+ filters for the listener: only execs, exits and ptrace
+	 * attaches, not the fork of every process and thread on the machine
+	 * (each one a wakeup of the watcher and a receive).  The same request
+	 * with a struct proc_input (operation, event mask) does it; an older
+	 * kernel ignores a request of that length and keeps sending all.
+	 */
+	struct {
+		struct nlmsghdr header;
+		struct cn_msg message;
+		uint32_t operation, events; /* struct proc_input of Linux 6.6 */
+	} __attribute__((packed)) filtered;
+	memset(&filtered, 0, sizeof(filtered));
+	filtered.header = request.header;
+	filtered.header.nlmsg_len = sizeof(filtered);
+	filtered.message = request.message;
+	filtered.message.len = 2 * sizeof(uint32_t);
+	filtered.operation = PROC_CN_MCAST_LISTEN;
+	filtered.events = PROC_EVENT_EXEC | PROC_EVENT_EXIT | PROC_EVENT_PTRACE;
+	(void)!send(fd, &filtered, sizeof(filtered), 0);
 	int size = 4 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
 	return fd;
@@ -1701,6 +1743,7 @@ read_connector(struct process_table *table, struct table_entry **retired)
 {
 	char buffer[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
 	ssize_t length = recv(table->netlink_fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+	int64_t wall_now = 0, monotonic_now = 0;
 
 	if (length < 0) {
 		if (errno == ENOBUFS) {
@@ -1729,8 +1772,17 @@ read_connector(struct process_table *table, struct table_entry **retired)
 			mark_exec(table, event.event_data.exec.process_tgid);
 		} else if (event.what == PROC_EVENT_EXIT &&
 			   event.event_data.exit.process_pid == event.event_data.exit.process_tgid) {
+			if (wall_now == 0) {
+				wall_now = wall_clock_ns();
+				monotonic_now = monotonic_ns();
+			}
+			/* When it exited (the event's CLOCK_MONOTONIC stamp), however
+			 * late the watcher reads it. */
+			int64_t age = monotonic_now - (int64_t)event.timestamp_ns;
+			int64_t exit_ns = event.timestamp_ns > 0 && age >= 0 ? wall_now - age
+									  : wall_now;
 			mark_exit(table, event.event_data.exit.process_tgid,
-				  (int)event.event_data.exit.exit_code, wall_clock_ns(), retired);
+				  (int)event.event_data.exit.exit_code, exit_ns, retired);
 		} else if (event.what == PROC_EVENT_PTRACE &&
 			   event.event_data.ptrace.tracer_pid != 0) {
 			mark_traced(table, event.event_data.ptrace.process_tgid);
@@ -1754,11 +1806,18 @@ drain_connector(struct process_table *table)
 
 	if (table->netlink_fd < 0)
 		return;
+	int64_t started = monotonic_ns();
 	/* Locked before looking: the watcher may hold an event it has read
 	 * but not yet applied.  (Netlink has no FIONREAD: a non-blocking
 	 * receive that finds nothing is the cheapest look.) */
 	pthread_mutex_lock(&table->connector_lock);
 	while (read_connector(table, &retired))
+		;
+	/* Whatever the kernel queued before started is applied now. */
+	int64_t drained = atomic_load_explicit(&table->drained_since_ns, memory_order_relaxed);
+	while (drained < started &&
+	       !atomic_compare_exchange_weak_explicit(&table->drained_since_ns, &drained, started,
+						      memory_order_release, memory_order_relaxed))
 		;
 	pthread_mutex_unlock(&table->connector_lock);
 	retire_entries(table, retired);
@@ -1788,21 +1847,45 @@ watcher_main(void *argument)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "provfs-procs");
+	int64_t resume_ns = 0; /* the connector is watched again from then */
 	for (;;) {
 		struct pollfd fds[3] = {{.fd = table->stop_pipe[0], .events = POLLIN},
 					{.fd = table->wake_fd, .events = POLLIN},
 					{.fd = table->netlink_fd, .events = POLLIN}};
-		int ready = poll(fds, table->netlink_fd >= 0 ? 3 : 2, 1000);
+		/*
+		 * Exec and exit events of the whole machine arrive one by one;
+		 * a wakeup for each costs every job on the machine its share of
+		 * the CPUs.  So after a drain the watcher lets them gather for
+		 * CONNECTOR_BATCH_MS: lookups drain before they look (nobody is
+		 * taken for an image it replaced), exits carry their own time,
+		 * and the socket holds thousands of events.
+		 */
+		bool watch_connector = table->netlink_fd >= 0;
+		int timeout_ms = 1000;
+		if (watch_connector && resume_ns > 0) {
+			int64_t wait_ns = resume_ns - monotonic_ns();
+			if (wait_ns > 0) {
+				watch_connector = false;
+				timeout_ms = (int)((wait_ns + 999999) / 1000000);
+			} else {
+				resume_ns = 0;
+			}
+		}
+		int ready = poll(fds, watch_connector ? 3 : 2, timeout_ms);
 		if (ready < 0 && errno != EINTR)
 			break;
-		if (fds[0].revents)
+		if (fds[0].revents) {
+			drain_connector(table); /* the last exits, for the record */
 			break;
+		}
 		if (fds[1].revents & POLLIN) {
 			uint64_t count;
 			(void)!read(table->wake_fd, &count, sizeof(count));
 		}
-		if (table->netlink_fd >= 0 && (fds[2].revents & POLLIN))
+		if (watch_connector && (fds[2].revents & POLLIN)) {
 			drain_connector(table);
+			resume_ns = monotonic_ns() + CONNECTOR_BATCH_MS * 1000000LL;
+		}
 		if (atomic_exchange(&table->sweep_needed, false)) {
 			log_warning("process connector overflowed: checking every process");
 			sweep(table);

@@ -436,7 +436,11 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	struct stat st;
 	char *path;
 
-	if (fstat(open_fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (node->open_attributes)
+		st = *node->open_attributes; /* the layer's look at open_fd */
+	else if (fstat(open_fd, &st) < 0)
+		return NULL;
+	if (!S_ISREG(st.st_mode))
 		return NULL;
 	int mode = flags & O_ACCMODE;
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC);
@@ -1299,7 +1303,8 @@ recorder_start(struct recorder *recorder)
 			  .image_seen = on_image_seen,
 			  .image_exited = on_image_exited,
 			  .hash_executable = on_hash_executable,
-			  .exec_input = on_exec_input},
+			  .exec_input = on_exec_input,
+			  .request_received_ns = caller_request_received_ns},
 	};
 
 	char error[512];

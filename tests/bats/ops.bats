@@ -100,6 +100,28 @@ tiny_store() {
 	assert_nothing_mounted
 }
 
+@test "smoke: scripts/bench -b times another provfs binary beside this one; a bad -b is refused" {
+	needs_fuse
+	cp "$PROVFS" "$TMP/provfs-other"
+	run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V provfs,provfs-other \
+		-b other="$TMP/provfs-other"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local other
+	other=$(realpath "$TMP/provfs-other")
+	[[ "$output" == *"provfs-other: BIN=$other"* ]]
+	[[ "$output" == *"mounting provfs-other: $other "* ]]
+	[[ "$output" == *"| **smallfiles** | provfs-other |"* ]]
+	[[ "$output" == *"check smallfiles: all runs agree"* ]]
+	assert_nothing_mounted
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" -b other="$TMP/no-such-provfs"
+	[ "$status" -eq 1 ]
+	[ "$output" = "bench: error: provfs binary '$TMP/no-such-provfs' is not an executable file" ]
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" -b other
+	[ "$status" -eq 1 ]
+	[ "$output" = "bench: error: bad provfs binary 'other' (want NAME=BINARY, e.g. main=/tmp/main/provfs)" ]
+}
+
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
 	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -d "$TMP/br"

@@ -1300,3 +1300,37 @@ tree_listing() {
 	[ "$(stat -c %s "$MNT/f")" -eq 8 ]
 	[ "$(cat "$MNT/f")" = "$(printf 'one\ntwo')" ]
 }
+
+@test "creates alternating between a user and root are each owned by their creator" {
+	# Request threads skip the fs id switch for root: a root create right
+	# after a user's, on the same thread, must still be root's.
+	user_dir provfs-u1 mix
+	chmod 777 "$MNT/mix"
+	for i in $(seq 1 12); do
+		as_user provfs-u1 sh -c "echo u > '$MNT/mix/u$i'; mkdir '$MNT/mix/ud$i'"
+		echo r >"$MNT/mix/r$i"
+		mkdir "$MNT/mix/rd$i"
+	done
+	[ -z "$(find "$BACKING/mix" -mindepth 1 -name 'u*' ! -user provfs-u1)" ]
+	[ -z "$(find "$BACKING/mix" -mindepth 1 -name 'u*' ! -group provfs-u1)" ]
+	[ -z "$(find "$BACKING/mix" -mindepth 1 -name 'r*' ! -user root)" ]
+	[ -z "$(find "$BACKING/mix" -mindepth 1 -name 'r*' ! -group root)" ]
+	[ "$(find "$BACKING/mix" -mindepth 1 | wc -l)" -eq 48 ]
+}
+
+@test "closing a file opened read-only costs no FLUSH request; a written one is flushed" {
+	unmount_provfs
+	echo hello >"$BACKING/a"
+	echo world >"$BACKING/b"
+	"$PROVFS" -d -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/debug.log" &
+	wait_mounted "$MNT"
+	cat "$MNT/a" "$MNT/b" >/dev/null
+	cat "$MNT/a" >/dev/null
+	sync
+	[ "$(grep -c 'opcode: OPEN' "$TMP/debug.log")" -eq 3 ]
+	[ "$(grep -c 'opcode: FLUSH' "$TMP/debug.log")" -eq 0 ]
+	echo more >>"$MNT/a"
+	[ "$(grep -c 'opcode: FLUSH' "$TMP/debug.log")" -ge 1 ]
+	unmount_provfs
+	[ "$(cat "$BACKING/a")" = "$(printf 'hello\nmore')" ]
+}
