@@ -379,6 +379,61 @@ EOF
 	            WHERE p.executable = '$(real_exe cat)' AND a.read_version_id IS NOT NULL" 1
 }
 
+# accesses_by PROGRAM: how many accesses the program's processes made.
+accesses_by() {
+	q "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	   WHERE p.executable = '$(real_exe "$1")'"
+}
+
+@test "exclusion follows the name the caller looked up: a hard link under an excluded name is not recorded, its recorded name is" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo data >"$MNT/data.csv"
+	ln "$MNT/data.csv" "$MNT/x.swp"
+	sleep 2.5 # past the entry timeout of the name cached while it was the only one
+	cat "$MNT/x.swp" >/dev/null
+	head -c 1 "$MNT/data.csv" >/dev/null
+	tail -c 1 "$MNT/x.swp" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 0 ]
+	[ "$(accesses_by tail)" = 0 ]
+	[ "$(accesses_by head)" = 1 ]
+}
+
+@test "exclusion follows the name the caller looked up: created under an excluded name, read through a recorded link" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo data >"$MNT/x.swp"
+	ln "$MNT/x.swp" "$MNT/data.csv"
+	sleep 2.5
+	cat "$MNT/data.csv" >/dev/null
+	tail -c 1 "$MNT/x.swp" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 1 ]
+	[ "$(accesses_by tail)" = 0 ]
+	assert_sql "SELECT a.path FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.executable = '$(real_exe cat)'" data.csv
+}
+
+@test "the name the daemon knew a file by is gone: a read through its remaining recorded name is recorded" {
+	write_conf '[record]' 'exclude = scratch/*'
+	mount_provfs -o "config=$CONF"
+	mkdir "$MNT/scratch"
+	echo data >"$MNT/scratch/part"
+	cat "$MNT/scratch/part" >/dev/null
+	ln "$MNT/scratch/part" "$MNT/data.csv"
+	rm "$MNT/scratch/part"
+	cat "$MNT/data.csv" >/dev/null
+	sleep 2.5
+	head -c 1 "$MNT/data.csv" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 1 ]
+	[ "$(accesses_by head)" = 1 ]
+	# Each access keeps the name it was made through.
+	assert_sql "SELECT DISTINCT a.path FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.executable IN ('$(real_exe cat)', '$(real_exe head)')" data.csv
+}
+
 # --------------------------------------------------- issue 9: the writer keeps up
 
 @test "directory rename moves exactly the names beneath it (range bounds: d/ but not d0, d-x, d.txt)" {
