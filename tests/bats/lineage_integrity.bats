@@ -368,6 +368,42 @@ EOF
 	            WHERE f.path LIKE 'f%' AND $newest AND v.hash_state = 'hashed'" 200
 }
 
+@test "a batch that rolls back hands no row id to a hash job: the id SQLite reuses keeps its own version's hash" {
+	start_background "$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
+	wait_mounted "$MNT"
+	printf 'hello, world' >"$MNT/f"
+	# Both hashing threads busy a few seconds: a job submitted now waits.
+	"$PYTHON" - "$MNT" <<'EOF2'
+import os, sys
+for name in ("big1", "big2"):
+    fd = os.open(os.path.join(sys.argv[1], name), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, b"end", 3 << 30)
+    os.close(fd)
+EOF2
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	                          WHERE f.path LIKE 'big%'\")\" = 2 ]" 10
+	# Every batch fails from now on, after its rows were inserted: a
+	# trigger of the store raises in the statistics the writer updates last.
+	q "CREATE TRIGGER inject_insert BEFORE INSERT ON recorder_stats BEGIN SELECT RAISE(ABORT, 'injected failure'); END;
+	   CREATE TRIGGER inject_update BEFORE UPDATE ON recorder_stats BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+	# A truncate with no handle open makes a version (and a hash job) by itself.
+	"$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], 5)' "$MNT/f"
+	wait_until "grep -q 'store failed' '$TMP/daemon.err'" 10
+	q "DROP TRIGGER inject_insert; DROP TRIGGER inject_update"
+	# The rolled-back version's id is free again: g's version takes it.
+	printf 'g bytes, streamed' >"$MNT/g"
+	wait_until "grep -q 'recording resumed' '$TMP/daemon.err'" 10
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 60
+	sleep 1 # a job queued behind the big ones has run too
+	stop_provfs
+	grep -q 'injected failure' "$TMP/daemon.err"
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql g))" \
+		"hashed|$(xxh "$BACKING/g")"
+	# The truncated bytes' hash is on no other file's version.
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path <> 'f' AND v.hash = '$(xxh "$BACKING/f")'" 0
+}
+
 @test "a hard link under a recorded name is recorded, even when the daemon knows the file by an excluded name" {
 	write_conf '[record]' 'exclude = *.swp'
 	mount_provfs -o "config=$CONF"
