@@ -1266,13 +1266,16 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 	error = -caller_become(req);
 	if (error)
 		goto out;
-	if (kind == NODE_DIRECTORY)
-		result = mkdirat(parent_fd, name, mode);
-	else if (kind == NODE_SYMLINK)
-		result = symlinkat(link_target, parent_fd, name);
-	else
-		result = mknodat(parent_fd, name, mode, device);
-	error = result < 0 ? errno : 0;
+	bool retried = false; /* once: groups read afresh (caller.c) */
+	do {
+		if (kind == NODE_DIRECTORY)
+			result = mkdirat(parent_fd, name, mode);
+		else if (kind == NODE_SYMLINK)
+			result = symlinkat(link_target, parent_fd, name);
+		else
+			result = mknodat(parent_fd, name, mode, device);
+		error = result < 0 ? errno : 0;
+	} while (!retried && (retried = caller_retry_with_fresh_groups(req, error)));
 	caller_restore();
 	if (error)
 		goto out;
@@ -1730,9 +1733,12 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * the VFS look the name up again and open what is there, with its own
 	 * permission checks and following a symlink in the caller's namespace.
 	 */
-	fd = openat(parent_fd, name, backing_flags(fs, fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
-		    mode);
-	error = fd < 0 ? errno : 0;
+	bool retried = false; /* once: groups read afresh (caller.c) */
+	do {
+		fd = openat(parent_fd, name,
+			    backing_flags(fs, fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+		error = fd < 0 ? errno : 0;
+	} while (!retried && (retried = caller_retry_with_fresh_groups(req, error)));
 	caller_restore();
 	if (error == EEXIST && !(fi->flags & O_EXCL))
 		error = ESTALE;
