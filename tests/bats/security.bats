@@ -275,3 +275,21 @@ credentials_of_xattr_calls() {
 	[ "$(stat -c %U:%G "$BACKING/shared/d")" = provfs-u2:provfs-g ]
 	[ "$(stat -c %U:%G "$BACKING/shared/f")" = provfs-u2:provfs-g ]
 }
+
+@test "a reader_group member queries the store after the daemon has unmounted" {
+	# The store is in WAL mode: a reader may open it only while its -wal
+	# and -shm files exist, and may not create them itself.
+	unmount_provfs
+	printf '%s\n' '[store]' 'reader_group = provfs-g' >"$TMP/reader.conf"
+	chmod 644 "$TMP/reader.conf"
+	mount_provfs -o "config=$TMP/reader.conf"
+	echo x >"$MNT/f"
+	unmount_provfs
+	local query
+	query=$(user_reachable "${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query")
+	run as_user provfs-u1 "$query" --store "$STORE" stats
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run as_user provfs-u2 "$query" --store "$STORE" stats
+	[ "$status" -eq 2 ]
+}
