@@ -589,6 +589,11 @@ table_acquire(struct fs *fs, int fd, const struct stat *st)
 	node->by_handle = node->handle_size > 0;
 	if (!node->by_handle)
 		node->fd = fd;
+	/* The kernel holds no entry of a new node: one with several names now
+	 * never had one cached as its only name (see "The name a caller
+	 * looked up"), its name is known from this lookup on. */
+	if (S_ISREG(st->st_mode) && st->st_nlink > 1)
+		atomic_init(&node->several_names_since, 1);
 	pthread_mutex_init(&node->stamp_lock, NULL);
 	node->next = fs->buckets[b];
 	fs->buckets[b] = node;

@@ -451,6 +451,23 @@ accesses_by() {
 	            WHERE p.executable = '$(real_exe cat)'" data.csv
 }
 
+@test "exclusion follows the name the caller looked up, at once for a file the kernel had forgotten" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo data >"$MNT/data.csv"
+	ln "$MNT/data.csv" "$MNT/x.swp"
+	# The kernel drops its entries and forgets the inode: no entry of it
+	# can be used without a lookup, so the name is known at once.
+	sync
+	echo 2 >/proc/sys/vm/drop_caches
+	sleep 0.3
+	cat "$MNT/x.swp" >/dev/null
+	head -c 1 "$MNT/data.csv" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 0 ]
+	[ "$(accesses_by head)" = 1 ]
+}
+
 @test "the name the daemon knew a file by is gone: a read through its remaining recorded name is recorded" {
 	write_conf '[record]' 'exclude = scratch/*'
 	mount_provfs -o "config=$CONF"
