@@ -12,7 +12,6 @@ char *
 backing_path_of(const char *backing_dir, int fd)
 {
 	char link[32], target[4096];
-	size_t root_length = strlen(backing_dir);
 	ssize_t length;
 
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -20,6 +19,16 @@ backing_path_of(const char *backing_dir, int fd)
 	if (length < 0)
 		return NULL;
 	target[length] = '\0';
+	return backing_path_below(backing_dir, target);
+}
+
+char *
+backing_path_below(const char *backing_dir, const char *target)
+{
+	size_t root_length = strlen(backing_dir);
+
+	if (target[0] != '/')
+		return NULL;
 	if (strcmp(backing_dir, "/") == 0)
 		return strdup(target + 1);
 	if (strncmp(target, backing_dir, root_length) != 0)

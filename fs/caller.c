@@ -15,12 +15,13 @@
  * the daemon can see changes when a thread calls setgroups(), so the cache
  * is keyed on what does change when a process drops privileges
  * (setgroups() then setgid() and setuid()): the thread id with the uid and
- * gid of the request.  A process that changes only its groups keeps its
- * entry for up to a second; what it gets from stale groups there is at
- * most a create refused that its new groups allow (EACCES from the backing
- * filesystem), never more: the kernel has checked the create with the
- * caller's true groups before the request arrives, and stripped a setgid
- * bit they do not allow.  Every decision the daemon makes itself from
+ * gid of the request.  A process that changes only its groups (it has
+ * CAP_SETGID) keeps its entry for up to a second.  Stale groups grant
+ * nothing: the kernel has checked the create with the caller's true groups
+ * before the request arrives, and stripped a setgid bit they do not allow.
+ * They can only lack a group just joined, so that the backing filesystem
+ * refuses (EACCES) what the kernel allowed: then the call is made once more
+ * with the groups read afresh (caller_retry_with_fresh_groups()).  Every decision the daemon makes itself from
  * group membership (setgid bits kept or dropped, write access, ACLs) reads
  * the groups afresh: caller_in_group() and caller_become_exactly().
  */
@@ -285,6 +286,21 @@ int
 caller_become(fuse_req_t req)
 {
 	return become(req, false);
+}
+
+bool
+caller_retry_with_fresh_groups(fuse_req_t req, int error)
+{
+	gid_t before[MAX_GROUPS];
+	int count = thread_group_count;
+
+	if ((error != EACCES && error != EPERM) || count < 0)
+		return false; /* not a refusal, or groups this thread did not cache */
+	memcpy(before, thread_groups, (size_t)count * sizeof(gid_t));
+	if (become(req, true) != 0)
+		return false;
+	return thread_group_count != count ||
+	       memcmp(before, thread_groups, (size_t)count * sizeof(gid_t)) != 0;
 }
 
 /* The effective capabilities this thread gave up in caller_become_exactly(). */

@@ -80,6 +80,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,7 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backing_files_i.h"
@@ -130,7 +132,13 @@ struct fs_inode {
 	bool stamp_valid;
 	off_t stamp_size;
 	struct timespec stamp_mtime, stamp_ctime;
+
+	/* When a lookup first saw this regular file with several names (ms of
+	 * CLOCK_MONOTONIC), 0 before; see "The name a caller looked up". */
+	atomic_uint_least64_t several_names_since;
 };
+
+#define NAME_SLOTS 64 /* caller threads whose latest lookup is remembered */
 
 struct fs_handle {
 	int fd;
@@ -176,6 +184,17 @@ struct fs {
 	struct fuse_session *session; /* for notifications; NULL until attached */
 	bool passthrough;             /* offer kernel passthrough (fs_options) */
 	struct backing_files *backing_files; /* with passthrough */
+
+	/* The latest lookup of a file with several names, per caller thread
+	 * (see remember_name()); protected by names_lock. */
+	pthread_mutex_t names_lock;
+	struct looked_up_name {
+		pid_t thread; /* 0: free */
+		dev_t device;
+		ino_t inode;
+		uint64_t when; /* ms of CLOCK_MONOTONIC */
+		char *path;    /* absolute, owned */
+	} names[NAME_SLOTS];
 };
 
 static struct fs *
@@ -570,6 +589,11 @@ table_acquire(struct fs *fs, int fd, const struct stat *st)
 	node->by_handle = node->handle_size > 0;
 	if (!node->by_handle)
 		node->fd = fd;
+	/* The kernel holds no entry of a new node: one with several names now
+	 * never had one cached as its only name (see "The name a caller
+	 * looked up"), its name is known from this lookup on. */
+	if (S_ISREG(st->st_mode) && st->st_nlink > 1)
+		atomic_init(&node->several_names_since, 1);
 	pthread_mutex_init(&node->stamp_lock, NULL);
 	node->next = fs->buckets[b];
 	fs->buckets[b] = node;
@@ -670,6 +694,126 @@ open_below(struct fs *fs, int directory_fd, const char *name, int flags)
 }
 
 /*
+ * The name a caller looked up.
+ *
+ * An OPEN names an inode, not the name that led to it, and a file with
+ * several hard links can be reached by any of them; yet observers decide
+ * by name ([record] exclude: a file reached by a recorded name is
+ * recorded, one reached by an excluded name is not).  The kernel resolves
+ * a path one LOOKUP at a time on the caller's own thread (a request
+ * carries the thread's id), and the LOOKUP of the last component comes
+ * right before the OPEN it leads to, unless the kernel had that entry
+ * cached.  So:
+ *
+ * - a regular file seen with several names is never cached as an entry
+ *   (timeout 0, sticky for the node's life): every path walk to it sends
+ *   a LOOKUP, at the cost of one round trip per walk for such files only;
+ * - that LOOKUP is remembered for the caller's thread, in a small table
+ *   (a collision forgets one, which only makes its name unknown);
+ * - the caller's OPEN of that file takes it (fs_node_info.name_path).
+ *
+ * Entries the kernel was given while the file had one name stay valid for
+ * the entry timeout, so an open may use one of them without a LOOKUP:
+ * until two timeouts after the file was first seen with several names (one
+ * for the entries, one for a reply the kernel takes in late), and for a
+ * lookup older than that, the name is only the caller's latest lookup
+ * (name_certain false) and observers treat the file as possibly reached by
+ * any of its names.
+ */
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+static bool
+names_matter(const struct fs *fs)
+{
+	return fs->observer && fs->observer->opened;
+}
+
+/* Note how many names the regular file node has (st); whether it has had several. */
+static bool
+note_several_names(struct fs_inode *node, const struct stat *st)
+{
+	uint64_t since = atomic_load_explicit(&node->several_names_since, memory_order_relaxed);
+	uint64_t unset = 0;
+
+	if (since || st->st_nlink <= 1)
+		return since != 0;
+	atomic_compare_exchange_strong(&node->several_names_since, &unset, monotonic_ms() | 1);
+	return true;
+}
+
+/* After a LOOKUP of name in parent_fd (borrowed) found entry: remember the
+ * name for the caller's thread when the file has several names. */
+static void
+remember_name(fuse_req_t req, int parent_fd, const char *name,
+	      const struct fuse_entry_param *entry)
+{
+	struct fs *fs = fs_of(req);
+	pid_t thread = fuse_req_ctx(req)->pid;
+	char link[16], directory[PATH_MAX];
+	char *path = NULL;
+	ssize_t length;
+
+	if (thread <= 0 || !S_ISREG(entry->attr.st_mode) || fs->proc_fd < 0 ||
+	    atomic_load_explicit(&inode_of(req, entry->ino)->several_names_since,
+				 memory_order_relaxed) == 0)
+		return;
+	proc_name(link, parent_fd);
+	length = readlinkat(fs->proc_fd, link, directory, sizeof(directory) - 1);
+	if (length > 0) {
+		directory[length] = '\0';
+		size_t size = (size_t)length + strlen(name) + 2;
+		path = malloc(size);
+		if (path)
+			snprintf(path, size, "%s%s%s", directory,
+				 strcmp(directory, "/") == 0 ? "" : "/", name);
+	}
+	/* Without a path the slot is still taken: an older lookup of the
+	 * same thread must not stand in for this one. */
+	pthread_mutex_lock(&fs->names_lock);
+	struct looked_up_name *slot = &fs->names[(unsigned)thread % NAME_SLOTS];
+	free(slot->path);
+	*slot = (struct looked_up_name){.thread = thread, .device = entry->attr.st_dev,
+					.inode = entry->attr.st_ino, .when = monotonic_ms(),
+					.path = path};
+	pthread_mutex_unlock(&fs->names_lock);
+}
+
+/* At the caller's OPEN of node: the name it looked the file up by, if
+ * known (*certain: by that name and no other); the caller frees it. */
+static char *
+take_looked_up_name(fuse_req_t req, struct fs_inode *node, bool *certain)
+{
+	struct fs *fs = fs_of(req);
+	pid_t thread = fuse_req_ctx(req)->pid;
+	uint64_t since = atomic_load_explicit(&node->several_names_since, memory_order_relaxed);
+	uint64_t when = 0, slack = (uint64_t)(2000 * fs->timeout);
+	char *path = NULL;
+
+	*certain = false;
+	if (since == 0 || thread <= 0)
+		return NULL;
+	pthread_mutex_lock(&fs->names_lock);
+	struct looked_up_name *slot = &fs->names[(unsigned)thread % NAME_SLOTS];
+	if (slot->thread == thread && slot->device == node->device &&
+	    slot->inode == node->inode) {
+		path = slot->path;
+		when = slot->when;
+		*slot = (struct looked_up_name){0};
+	}
+	pthread_mutex_unlock(&fs->names_lock);
+	uint64_t now = monotonic_ms();
+	*certain = path && now > since + slack && now - when <= slack;
+	return path;
+}
+
+/*
  * Look name up in the directory parent_fd (borrowed) and fill an entry
  * reply; 0 or a positive errno.
  */
@@ -696,6 +840,10 @@ lookup_entry(fuse_req_t req, int parent_fd, const char *name, struct fuse_entry_
 	if (node == NULL)
 		return errno;
 	entry->ino = (uintptr_t)node;
+	/* Every walk to a file with several names asks us (see above). */
+	if (S_ISREG(entry->attr.st_mode) && names_matter(fs) &&
+	    note_several_names(node, &entry->attr))
+		entry->entry_timeout = 0;
 	return 0;
 }
 
@@ -771,6 +919,8 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int parent_fd = borrow_ino(req, parent);
 	int error = parent_fd < 0 ? -parent_fd : lookup_entry(req, parent_fd, name, &entry);
 
+	if (error == 0 && names_matter(fs_of(req)))
+		remember_name(req, parent_fd, name, &entry);
 	if (parent_fd >= 0)
 		return_ino(req, parent);
 	if (error == ENOENT) {
@@ -1121,13 +1271,16 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 	error = -caller_become(req);
 	if (error)
 		goto out;
-	if (kind == NODE_DIRECTORY)
-		result = mkdirat(parent_fd, name, mode);
-	else if (kind == NODE_SYMLINK)
-		result = symlinkat(link_target, parent_fd, name);
-	else
-		result = mknodat(parent_fd, name, mode, device);
-	error = result < 0 ? errno : 0;
+	bool retried = false; /* once: groups read afresh (caller.c) */
+	do {
+		if (kind == NODE_DIRECTORY)
+			result = mkdirat(parent_fd, name, mode);
+		else if (kind == NODE_SYMLINK)
+			result = symlinkat(link_target, parent_fd, name);
+		else
+			result = mknodat(parent_fd, name, mode, device);
+		error = result < 0 ? errno : 0;
+	} while (!retried && (retried = caller_retry_with_fresh_groups(req, error)));
 	caller_restore();
 	if (error)
 		goto out;
@@ -1486,8 +1639,11 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
 		info.open_attributes = attributes;
+		char *name_path = created ? NULL : take_looked_up_name(req, node, &info.name_certain);
+		info.name_path = name_path;
 		handle->cookie = fs->observer->opened(fs->observer->context, req, &info, fd,
 						       fi->flags, created);
+		free(name_path);
 	}
 	return 0;
 }
@@ -1593,9 +1749,12 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * the VFS look the name up again and open what is there, with its own
 	 * permission checks and following a symlink in the caller's namespace.
 	 */
-	fd = openat(parent_fd, name, backing_flags(fs, fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
-		    mode);
-	error = fd < 0 ? errno : 0;
+	bool retried = false; /* once: groups read afresh (caller.c) */
+	do {
+		fd = openat(parent_fd, name,
+			    backing_flags(fs, fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+		error = fd < 0 ? errno : 0;
+	} while (!retried && (retried = caller_retry_with_fresh_groups(req, error)));
 	caller_restore();
 	if (error == EEXIST && !(fi->flags & O_EXCL))
 		error = ESTALE;
@@ -2388,6 +2547,7 @@ fs_new(const struct fs_options *options)
 		goto out_free;
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->cache_lock, NULL);
+	pthread_mutex_init(&fs->names_lock, NULL);
 	fs->cache_capacity = cache_capacity_for_limit();
 	probe_handles(fs, options->backing_fd);
 	fs->root.fd = options->backing_fd;
@@ -2436,6 +2596,9 @@ fs_free(struct fs *fs)
 		close(fs->proc_fd);
 	if (fs->mount_fd >= 0)
 		close(fs->mount_fd);
+	for (size_t i = 0; i < NAME_SLOTS; i++)
+		free(fs->names[i].path);
+	pthread_mutex_destroy(&fs->names_lock);
 	pthread_mutex_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->table_lock);
 	pthread_mutex_destroy(&fs->root.stamp_lock);

@@ -17,6 +17,13 @@
  */
 char *backing_path_of(const char *backing_dir, int fd);
 
+/*
+ * The same for an absolute path as /proc/self/fd shows one (the
+ * filesystem layer's fs_node_info.name_path): relative to backing_dir,
+ * newly allocated; NULL when it lies outside backing_dir or out of memory.
+ */
+char *backing_path_below(const char *backing_dir, const char *target);
+
 /* directory/name, or name alone when directory is ""; NULL out of memory. */
 char *backing_path_join(const char *directory, const char *name);
 

@@ -52,6 +52,15 @@ int caller_become(fuse_req_t req);
  */
 int caller_become_exactly(fuse_req_t req);
 
+/*
+ * After a call made as the caller (caller_become()) failed with error:
+ * when it may have failed for groups cached from before a setgroups()
+ * (EACCES or EPERM, and the caller's groups read afresh now differ), act
+ * with the fresh ones and return true: the call is worth one more try.
+ * False otherwise, the thread still acting as the caller.
+ */
+bool caller_retry_with_fresh_groups(fuse_req_t req, int error);
+
 /* Back to the daemon's own identity (fsuid and fsgid 0, all capabilities). */
 void caller_restore(void);
 

@@ -39,6 +39,17 @@ struct fs_node_info {
 	/* opened() only: open_fd's attributes, taken by the layer as it
 	 * opened (one fstat for everyone); NULL when they could not be had. */
 	const struct stat *open_attributes;
+	/*
+	 * opened() only: the name the caller looked the file up by, as an
+	 * absolute path in the daemon's view (like the target of backing_fd
+	 * under /proc/self/fd), when the layer knows it; NULL otherwise (then
+	 * backing_fd's own name is the only one the file had when the kernel
+	 * was given it).  With name_certain the caller reached the file by
+	 * that name and no other; without, it is the caller's latest lookup
+	 * of the file, and another of its hard links may have been used.
+	 */
+	const char *name_path;
+	bool name_certain;
 };
 
 /* Namespace changes reported to observers after they succeeded. */

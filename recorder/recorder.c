@@ -416,6 +416,17 @@ is_sqlite_companion(const char *path)
 	return false;
 }
 
+/* Does a path read from /proc/self/fd name a link that was removed? */
+static bool
+name_unlinked(const char *path)
+{
+	static const char suffix[] = " (deleted)";
+	size_t length = strlen(path);
+
+	return length >= sizeof(suffix) - 1 &&
+	       strcmp(path + length - (sizeof(suffix) - 1), suffix) == 0;
+}
+
 /* ---- observer callbacks (request threads) ------------------------------------ */
 
 static struct process_info *
@@ -444,15 +455,31 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		return NULL;
 	int mode = flags & O_ACCMODE;
 	bool writes = mode != O_RDONLY || (flags & O_TRUNC);
-	path = relative_path(recorder, node->backing_fd);
 	/*
-	 * The name kept is the first one the kernel looked up; an open does
-	 * not say which hard link the caller used.  A file with other links
-	 * may have been opened under a recorded name: it is recorded (a hard
-	 * link never hides a file from the record).
+	 * Exclusion is decided by the name the caller looked up.  When the
+	 * layer cannot say for sure which it was, the file may have been
+	 * reached through any of its hard links, some of which may be
+	 * recorded names, and a file reached by a recorded name is recorded:
+	 * so it is excluded only when the name the node kept is its one and
+	 * only name (not a link since removed, whose file lives on under a
+	 * name not known here).  The access keeps the best name known.
 	 */
-	bool recorded = path && !is_sqlite_companion(path) &&
-			!(path_is_excluded(recorder, path) && st.st_nlink <= 1);
+	char *looked_up = node->name_path
+				  ? backing_path_below(recorder->backing_dir, node->name_path)
+				  : NULL;
+	bool excluded = false;
+	if (looked_up && node->name_certain) {
+		path = looked_up;
+		excluded = path_is_excluded(recorder, path);
+	} else {
+		char *kept = relative_path(recorder, node->backing_fd);
+		if (kept && st.st_nlink <= 1 && !name_unlinked(kept))
+			excluded = path_is_excluded(recorder, kept);
+		path = looked_up ? looked_up : kept;
+		if (path != kept)
+			free(kept);
+	}
+	bool recorded = path && !is_sqlite_companion(path) && !excluded;
 	/*
 	 * A handle nobody may record (an excluded or companion name, a caller
 	 * that cannot be identified) is still watched when it may write: its

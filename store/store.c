@@ -13,7 +13,8 @@
  * else) and is readable by root and reader_group only: it names every
  * file, program and argument that passed through the mount.
  *
- * WAL mode lets provfs-query read while a daemon writes.  synchronous=NORMAL
+ * WAL mode lets provfs-query read while a daemon writes, and (the WAL files
+ * are kept, mode 0640 like the store) when none runs.  synchronous=NORMAL
  * loses at most the last transactions on power failure, never consistency;
  * the recorder's flush interval bounds what a kill -9 can lose.
  */
@@ -361,6 +362,14 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 	}
 	sqlite3_busy_timeout(store->db, 5000);
 	sqlite3_extended_result_codes(store->db, 1);
+	/*
+	 * Keep the -wal and -shm files when the last connection closes.  A
+	 * reader (reader_group) may open a WAL store read-only only when they
+	 * exist: it may not create them in the root-owned directory, so with
+	 * them gone no reader could open the store until the next mount.
+	 */
+	int persist_wal = 1;
+	sqlite3_file_control(store->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist_wal);
 	if (mode == STORE_READ_WRITE) {
 		char message[256];
 		/*

@@ -266,3 +266,25 @@ $second"
 	[ "$status" -eq 2 ]
 	[ "$stderr" = "soak: unexpected argument 'extra' (see -h)" ]
 }
+
+@test "the suite passes from a checkout other users cannot traverse: tests that run a built program as a test user" {
+	# A clone in root's home (mode 700): its build is out of the test
+	# users' reach.  The tests that run provfs or provfs-query as a test
+	# user must still pass (they run a copy the user can reach).
+	local build=$TMP/private/build program
+	mkdir -p "$build"
+	chmod 700 "$TMP/private"
+	for program in provfs provfs-query provfs-label; do
+		cp "${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/$program" "$build/"
+	done
+	ensure_test_users
+	run as_user provfs-u1 "$build/provfs" --version
+	[ "$status" -ne 0 ] # what such a test would meet running the build's own copy
+	run env PROVFS="$build/provfs" PROVFS_BUILD_ROOT="$build" \
+		PROVFS_QUERY="$build/provfs-query" PROVFS_LABEL="$build/provfs-label" \
+		bats --tap -f 'running as a non-root user: refused|the store is readable by reader_group members only' \
+		"$PROVFS_SOURCE_ROOT/tests/bats/cli.bats" "$PROVFS_SOURCE_ROOT/tests/bats/query.bats"
+	printf '%s\n' "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"1..2"* ]]
+}

@@ -98,6 +98,8 @@ label_of() {
 	assert_sql "SELECT grants FROM denials" \
 		"line 12 restricted = exe:$TRAINER@xxh3:$TRAINER_HASH user:provfs-u3: exe:$TRAINER@xxh3:$TRAINER_HASH (other executable); line 10 confidential = user:provfs-u2: user:provfs-u2 (other user); line 11 confidential = job:nightly user:provfs-u3: job:nightly (other job)"
 	assert_sql "SELECT policy_revision FROM denials" "$(xxh "$CONF")"
+	# The mount session says a policy was in force (issue 8 case 10).
+	assert_sql "SELECT policy FROM mount_sessions ORDER BY id DESC LIMIT 1" 1
 	# The process behind it: exe and argv are one join away.
 	assert_sql "SELECT p.executable, p.uid FROM denials d JOIN processes p ON p.id = d.process_id" \
 		"$(real_exe cat)|$uid"

@@ -368,6 +368,42 @@ EOF
 	            WHERE f.path LIKE 'f%' AND $newest AND v.hash_state = 'hashed'" 200
 }
 
+@test "a batch that rolls back hands no row id to a hash job: the id SQLite reuses keeps its own version's hash" {
+	start_background "$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
+	wait_mounted "$MNT"
+	printf 'hello, world' >"$MNT/f"
+	# Both hashing threads busy a few seconds: a job submitted now waits.
+	"$PYTHON" - "$MNT" <<'EOF2'
+import os, sys
+for name in ("big1", "big2"):
+    fd = os.open(os.path.join(sys.argv[1], name), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, b"end", 3 << 30)
+    os.close(fd)
+EOF2
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	                          WHERE f.path LIKE 'big%'\")\" = 2 ]" 10
+	# Every batch fails from now on, after its rows were inserted: a
+	# trigger of the store raises in the statistics the writer updates last.
+	q "CREATE TRIGGER inject_insert BEFORE INSERT ON recorder_stats BEGIN SELECT RAISE(ABORT, 'injected failure'); END;
+	   CREATE TRIGGER inject_update BEFORE UPDATE ON recorder_stats BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+	# A truncate with no handle open makes a version (and a hash job) by itself.
+	"$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], 5)' "$MNT/f"
+	wait_until "grep -q 'store failed' '$TMP/daemon.err'" 10
+	q "DROP TRIGGER inject_insert; DROP TRIGGER inject_update"
+	# The rolled-back version's id is free again: g's version takes it.
+	printf 'g bytes, streamed' >"$MNT/g"
+	wait_until "grep -q 'recording resumed' '$TMP/daemon.err'" 10
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 60
+	sleep 1 # a job queued behind the big ones has run too
+	stop_provfs
+	grep -q 'injected failure' "$TMP/daemon.err"
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql g))" \
+		"hashed|$(xxh "$BACKING/g")"
+	# The truncated bytes' hash is on no other file's version.
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path <> 'f' AND v.hash = '$(xxh "$BACKING/f")'" 0
+}
+
 @test "a hard link under a recorded name is recorded, even when the daemon knows the file by an excluded name" {
 	write_conf '[record]' 'exclude = *.swp'
 	mount_provfs -o "config=$CONF"
@@ -377,6 +413,78 @@ EOF
 	stop_provfs
 	assert_sql "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
 	            WHERE p.executable = '$(real_exe cat)' AND a.read_version_id IS NOT NULL" 1
+}
+
+# accesses_by PROGRAM: how many accesses the program's processes made.
+accesses_by() {
+	q "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	   WHERE p.executable = '$(real_exe "$1")'"
+}
+
+@test "exclusion follows the name the caller looked up: a hard link under an excluded name is not recorded, its recorded name is" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo data >"$MNT/data.csv"
+	ln "$MNT/data.csv" "$MNT/x.swp"
+	sleep 2.5 # past the entry timeout of the name cached while it was the only one
+	cat "$MNT/x.swp" >/dev/null
+	head -c 1 "$MNT/data.csv" >/dev/null
+	tail -c 1 "$MNT/x.swp" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 0 ]
+	[ "$(accesses_by tail)" = 0 ]
+	[ "$(accesses_by head)" = 1 ]
+}
+
+@test "exclusion follows the name the caller looked up: created under an excluded name, read through a recorded link" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo data >"$MNT/x.swp"
+	ln "$MNT/x.swp" "$MNT/data.csv"
+	sleep 2.5
+	cat "$MNT/data.csv" >/dev/null
+	tail -c 1 "$MNT/x.swp" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 1 ]
+	[ "$(accesses_by tail)" = 0 ]
+	assert_sql "SELECT a.path FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.executable = '$(real_exe cat)'" data.csv
+}
+
+@test "exclusion follows the name the caller looked up, at once for a file the kernel had forgotten" {
+	write_conf '[record]' 'exclude = *.swp'
+	mount_provfs -o "config=$CONF"
+	echo data >"$MNT/data.csv"
+	ln "$MNT/data.csv" "$MNT/x.swp"
+	# The kernel drops its entries and forgets the inode: no entry of it
+	# can be used without a lookup, so the name is known at once.
+	sync
+	echo 2 >/proc/sys/vm/drop_caches
+	sleep 0.3
+	cat "$MNT/x.swp" >/dev/null
+	head -c 1 "$MNT/data.csv" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 0 ]
+	[ "$(accesses_by head)" = 1 ]
+}
+
+@test "the name the daemon knew a file by is gone: a read through its remaining recorded name is recorded" {
+	write_conf '[record]' 'exclude = scratch/*'
+	mount_provfs -o "config=$CONF"
+	mkdir "$MNT/scratch"
+	echo data >"$MNT/scratch/part"
+	cat "$MNT/scratch/part" >/dev/null
+	ln "$MNT/scratch/part" "$MNT/data.csv"
+	rm "$MNT/scratch/part"
+	cat "$MNT/data.csv" >/dev/null
+	sleep 2.5
+	head -c 1 "$MNT/data.csv" >/dev/null
+	stop_provfs
+	[ "$(accesses_by cat)" = 1 ]
+	[ "$(accesses_by head)" = 1 ]
+	# Each access keeps the name it was made through.
+	assert_sql "SELECT DISTINCT a.path FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE p.executable IN ('$(real_exe cat)', '$(real_exe head)')" data.csv
 }
 
 # --------------------------------------------------- issue 9: the writer keeps up

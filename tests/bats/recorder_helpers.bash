@@ -12,8 +12,11 @@
 #   stop_provfs [MNT]   unmount, wait for the daemon, check the session was closed
 
 # q SQL: query the store.  Fails (with the message) when sqlite3 does.
+# Like provfs's own connections, it keeps the store's -wal and -shm files
+# when it closes last: readers of reader_group need them (store.c).
 q() {
-	sqlite3 -batch -noheader -cmd '.timeout 5000' "${QSTORE:-$STORE}" "$1"
+	sqlite3 -batch -noheader -cmd '.output /dev/null' -cmd '.filectrl persist_wal 1' \
+		-cmd '.output stdout' -cmd '.timeout 5000' "${QSTORE:-$STORE}" "$1"
 }
 
 sqlq() {

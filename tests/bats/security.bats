@@ -251,3 +251,45 @@ credentials_of_xattr_calls() {
 	[ "$status" -eq 0 ]
 	[ "$(stat -c %U:%G "$BACKING/shared/d")" = provfs-u2:provfs-g ]
 }
+
+@test "groups changed by setgroups() alone (CAP_SETGID, same uid and gid) count at once, for a create right after it" {
+	# The cache of groups is keyed on thread, uid and gid: none of them
+	# changes here.  The thread creates once (its groups are cached), then
+	# joins the directory's group and creates there at once.
+	mkdir "$MNT/own" "$MNT/shared"
+	chown provfs-u2 "$MNT/own"
+	chgrp provfs-g "$MNT/shared"
+	chmod 2770 "$MNT/shared"
+	run setpriv --reuid provfs-u2 --regid provfs-u2 --clear-groups \
+		--inh-caps +setgid --ambient-caps +setgid \
+		"$PYTHON" - "$MNT" "$(getent group provfs-g | cut -d: -f3)" <<-'EOF'
+	import os, sys
+	mnt, gid = sys.argv[1], int(sys.argv[2])
+	open(os.path.join(mnt, "own", "warm"), "w").close()
+	os.setgroups([gid])
+	os.mkdir(os.path.join(mnt, "shared", "d"))
+	open(os.path.join(mnt, "shared", "f"), "w").close()
+	EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(stat -c %U:%G "$BACKING/shared/d")" = provfs-u2:provfs-g ]
+	[ "$(stat -c %U:%G "$BACKING/shared/f")" = provfs-u2:provfs-g ]
+}
+
+@test "a reader_group member queries the store after the daemon has unmounted" {
+	# The store is in WAL mode: a reader may open it only while its -wal
+	# and -shm files exist, and may not create them itself.
+	unmount_provfs
+	printf '%s\n' '[store]' 'reader_group = provfs-g' >"$TMP/reader.conf"
+	chmod 644 "$TMP/reader.conf"
+	mount_provfs -o "config=$TMP/reader.conf"
+	echo x >"$MNT/f"
+	unmount_provfs
+	local query
+	query=$(user_reachable "${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query")
+	run as_user provfs-u1 "$query" --store "$STORE" stats
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run as_user provfs-u2 "$query" --store "$STORE" stats
+	[ "$status" -eq 2 ]
+}
