@@ -1235,10 +1235,12 @@ writer_main(void *argument)
 				  "as lost until it works again",
 				  recorder->last_error);
 		}
-		if (failing)
+		if (failing) {
 			recorder->events_lost += count;
-		else
+			writer_batch_lost(batch); /* no reader waits for a row that never comes */
+		} else {
 			recorder->events_written += count;
+		}
 		recorder->batches++;
 		while (batch) {
 			struct event *next = batch->next;
@@ -1431,6 +1433,18 @@ recorder_stop(struct recorder *recorder)
 		store_close(recorder->store);
 	}
 	process_table_free(recorder->processes);
+	/*
+	 * Freeing the table hands the opens of an execve still in flight to
+	 * their image, which queues events the stopped writer will never take:
+	 * they are not recorded, and must not outlive the recorder.
+	 */
+	while (recorder->queue_head) {
+		struct event *next = recorder->queue_head->next;
+		event_free(recorder->queue_head);
+		recorder->queue_head = next;
+	}
+	recorder->queue_tail = NULL;
+	recorder->queue_length = 0;
 	for (size_t i = 0; i < recorder->file_slot_count; i++) {
 		while (recorder->file_slots[i]) {
 			struct file_state *file = recorder->file_slots[i];
@@ -1448,6 +1462,8 @@ recorder_stop(struct recorder *recorder)
 			file->upcoming = NULL;
 			file->pending_writers = NULL;
 			file->pending_count = 0;
+			if (upcoming)
+				writer_version_forgotten(upcoming); /* its readers refer to it */
 			version_release(upcoming);
 			for (size_t j = 0; j < pending_count; j++)
 				access_release(pending[j]);

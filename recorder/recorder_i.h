@@ -79,10 +79,11 @@ struct version {
 	size_t writer_count;
 	int64_t store_id;           /* writer */
 	/* writer: readers that opened while it was being written (referenced),
-	 * until it is recorded or abandoned (its writers wrote nothing) */
+	 * until it is recorded or abandoned (its writers wrote nothing, or its
+	 * event was lost with a batch) */
 	struct access **readers;
 	size_t reader_count;
-	bool abandoned;             /* writer */
+	bool abandoned;             /* writer: no row will come; readers resolve by stamp */
 };
 
 /* One open handle. */
@@ -235,6 +236,10 @@ int writer_record_session(struct recorder *recorder, char *error, size_t error_s
 /* Apply one batch in a transaction; -1 when the store failed (batch lost). */
 int writer_apply_batch(struct recorder *recorder, struct event *batch);
 void writer_close_session(struct recorder *recorder);
+/* The batch was not written: versions of its events will never have rows. */
+void writer_batch_lost(struct event *batch);
+/* version will never have a row: drop its waiting readers (writer, or after it). */
+void writer_version_forgotten(struct version *version);
 void writer_finish(struct recorder *recorder);
 /* The writer's SQL, for tests that check every statement's query plan. */
 size_t writer_statement_count(void);

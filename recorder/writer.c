@@ -702,7 +702,8 @@ source_beneath(const char *path, ino_t inode)
  * Which version did this read-open see?  The one its stamp names, or a new
  * one when the stamp is new.  A reader that opened while others were
  * writing reads what they complete: it waits in that version's readers
- * until it is recorded (apply_version) or abandoned (apply_abandoned).
+ * until it is recorded (apply_version) or abandoned (apply_abandoned, or
+ * writer_version_forgotten when its event was lost with a batch).
  */
 static int
 resolve_read_version(struct access *access)
@@ -924,6 +925,32 @@ apply_abandoned(struct event *event)
 	}
 	drop_readers(version);
 	return rc;
+}
+
+/*
+ * A batch the store lost held events of versions whose rows will never be
+ * written: a completed version (EVENT_VERSION) or an abandoned one.  Their
+ * readers were waiting for those rows; nothing else will release them, and
+ * each reader refers back to its version, so the pair would never be freed.
+ * Readers already waiting keep no read version (they are part of the
+ * loss); a reader that opens later resolves by the stamp it saw, as if the
+ * version had been abandoned.  Called for every event of a lost batch,
+ * also one rolled back after it was partly applied.
+ */
+void
+writer_batch_lost(struct event *batch)
+{
+	for (struct event *event = batch; event; event = event->next)
+		if (event->kind == EVENT_VERSION || event->kind == EVENT_ABANDONED)
+			writer_version_forgotten(event->version);
+}
+
+/* version will never have a row: let go of its readers, wait for it no more. */
+void
+writer_version_forgotten(struct version *version)
+{
+	version->abandoned = true;
+	drop_readers(version);
 }
 
 static int
