@@ -531,7 +531,7 @@ print(n[0]['label'], n[0]['label_source'], n[0]['propagated_label'])"
 @test "report: the model card shows rule and explicit labels (Markdown, JSON)" {
 	pq report "$HM/features/f.csv"
 	assert_ok
-	assert_match "$stdout" "\| raw/crm/a\.csv \| 1 \| \`a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1\` \| confidential \|"
+	assert_match "$stdout" "- raw/crm/a\.csv, version 1, label confidential: XXH3-128"$'\n'"  \`a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1\`"
 	pq report "$HM/features/f.csv" --format json
 	assert_ok
 	json '
@@ -539,10 +539,10 @@ s = d["sources"]
 assert [(x["path"], x["label"], x["label_source"]) for x in s] == [("raw/crm/a.csv", "confidential", "rule")], s'
 	pq report "$HM/raw/crm/a.csv"
 	assert_ok
-	assert_match "$stdout" "\| Label \| confidential \|"
+	assert_match "$stdout" "- \*\*Label\*\*: confidential"
 	pq report "$HM/public/x.csv"
 	assert_ok
-	assert_match "$stdout" "\| Label \| restricted \|"
+	assert_match "$stdout" "- \*\*Label\*\*: restricted"
 	pq report "$HM/public/x.csv" --format json
 	assert_ok
 	json '

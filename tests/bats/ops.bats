@@ -195,6 +195,8 @@ prune_scenario() {
 	wait_until "[ \"\$(q \"SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
 		WHERE f.path = 'models/model.bin' AND v.hash_state = 'hashed'\")\" = 1 ]" 10
 	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 10
+	# ... and for the jobs' exits (the process watcher reads them in batches).
+	wait_until "[ \"\$(q \"SELECT count(*) FROM runs WHERE job_name = 'train' AND ended_ns IS NULL\")\" = 0 ]" 10
 }
 
 # pq ARGS...: provfs-query on the test's store, stdout and stderr apart.
