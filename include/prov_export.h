@@ -51,8 +51,18 @@ enum prov_format {
 struct prov_document *prov_document_new(const struct provfs_config *config);
 void prov_document_free(struct prov_document *doc);
 
-/* Every process of the runs started at or after since_ns whose job is job (NULL: any). */
-int prov_add_runs(struct prov_document *doc, sqlite3 *db, int64_t since_ns, const char *job);
+/*
+ * Called as prov_add_runs() adds processes: done of total so far (a
+ * progress bar for a large store).  May be NULL.
+ */
+typedef void prov_progress_fn(void *context, int64_t done, int64_t total);
+
+/*
+ * Every process of the runs started at or after since_ns whose job is job
+ * (NULL: any); progress, if not NULL, is told how far it got.
+ */
+int prov_add_runs(struct prov_document *doc, sqlite3 *db, int64_t since_ns, const char *job,
+                  prov_progress_fn *progress, void *progress_context);
 /* The process one of whose images is the processes row image_id. */
 int prov_add_process(struct prov_document *doc, sqlite3 *db, int64_t image_id);
 /* One file version (a versions row). */

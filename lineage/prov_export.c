@@ -399,10 +399,33 @@ out:
 	return rc;
 }
 
-int
-prov_add_runs(struct prov_document *doc, sqlite3 *db, int64_t since_ns, const char *job)
+/* How many processes prov_add_runs() will add: the total of its progress. */
+static int64_t
+count_run_processes(sqlite3 *db, int64_t since_ns, const char *job)
 {
 	sqlite3_stmt *s = NULL;
+	int64_t count = 0;
+
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT count(*) FROM processes p JOIN runs r ON r.id = p.run_id "
+	                       "WHERE r.started_ns >= ?1 AND (?2 IS NULL OR r.job_name = ?2)",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(s, 1, since_ns);
+	if (job)
+		sqlite3_bind_text(s, 2, job, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		count = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return count;
+}
+
+int
+prov_add_runs(struct prov_document *doc, sqlite3 *db, int64_t since_ns, const char *job,
+              prov_progress_fn *progress, void *progress_context)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t done = 0, total = progress ? count_run_processes(db, since_ns, job) : 0;
 	int step;
 
 	doc->widen = true;
@@ -415,11 +438,14 @@ prov_add_runs(struct prov_document *doc, sqlite3 *db, int64_t since_ns, const ch
 	sqlite3_bind_int64(s, 1, since_ns);
 	if (job)
 		sqlite3_bind_text(s, 2, job, -1, SQLITE_STATIC);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW)
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
 		if (prov_add_process(doc, db, sqlite3_column_int64(s, 0)) < 0) {
 			step = SQLITE_ERROR;
 			break;
 		}
+		if (progress)
+			progress(progress_context, ++done, total);
+	}
 	sqlite3_finalize(s);
 	return step == SQLITE_DONE ? 0 : -1;
 }

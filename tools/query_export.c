@@ -61,6 +61,16 @@ write_prov(struct query *q, struct prov_document *doc, enum prov_format format)
 	return status;
 }
 
+/* prov_add_runs()'s progress, on the bar (a terminal only). */
+static void
+show_prov_progress(void *context, int64_t done, int64_t total)
+{
+	struct q_progress *progress = context;
+
+	progress->total = total;
+	q_progress_update(progress, done);
+}
+
 int
 cmd_export(struct query *q)
 {
@@ -109,7 +119,13 @@ cmd_export(struct query *q)
 			status = q_error(q, 2, "out of memory");
 			goto out;
 		}
-		if (prov_add_runs(doc, q->db, since, q->job) < 0)
+		struct q_progress progress;
+		q_progress_start(q, &progress, "reading", "processes", 0);
+		/* Counting the processes first costs a query: only for a bar. */
+		int rc = prov_add_runs(doc, q->db, since, q->job,
+		                       progress.enabled ? show_prov_progress : NULL, &progress);
+		q_progress_end(&progress);
+		if (rc < 0)
 			status = q_store_error(q);
 		else
 			status = write_prov(q, doc,

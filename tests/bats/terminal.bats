@@ -397,3 +397,19 @@ has_bar() {
 	[ -z "$stderr" ]
 	[ "$(printf '%s\n' "$stdout" | wc -l)" -ge 10 ]
 }
+
+@test "progress: a PROV export draws a bar of processes on a terminal, nothing when piped" {
+	"$SOURCE/scripts/gen-store" --pipelines 2 --days 5 --stages 3 --accesses 2000 \
+		--files 100 "$TMP/export.db" >/dev/null
+	local processes
+	processes=$(sqlite3 -batch "$TMP/export.db" "SELECT count(*) FROM processes")
+	on_tty "$QUERY" --store "$TMP/export.db" --config "$CONF" export --format prov-json
+	has_bar export
+	grep -aqE "export: reading \[[#.]{20}\] [0-9,]+/[0-9,]+ processes" "$TMP/tty.out"
+	run_split "$QUERY" --store "$TMP/export.db" --config "$CONF" export --format prov-json
+	[ "$status" -eq 0 ]
+	[ -z "$stderr" ]
+	! grep -q $'\r' <<<"$stdout"
+	python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["activity"], "no activity"' <<<"$stdout"
+	[ "$processes" -gt 0 ]
+}
