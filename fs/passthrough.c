@@ -141,8 +141,13 @@ struct fs_inode {
 	/* Where a non-directory was last named through the mount, while
 	 * handles are not connectable: see node_reopen_by_hint().  Protected
 	 * by fs->cache_lock. */
-	ino_t hint_parent; /* the directory's inode, on the node's device */
-	char *hint_name;   /* owned; NULL: no hint */
+	struct name_hint *hint; /* owned; NULL: none */
+};
+
+/* A node's directory (its inode, on the node's device) and name in it. */
+struct name_hint {
+	ino_t parent;
+	char name[];
 };
 
 #define NAME_SLOTS 64 /* caller threads whose latest lookup is remembered */
@@ -636,7 +641,7 @@ node_free(struct fs *fs, struct fs_inode *node)
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_destroy(&node->stamp_lock);
-	free(node->hint_name);
+	free(node->hint);
 	free(node);
 }
 
@@ -724,8 +729,9 @@ open_below(struct fs *fs, int directory_fd, const char *name, int flags)
  * resolution of a lookup, and keeps the result only when it is the same
  * inode with the same handle (generation included); otherwise, after a
  * change made outside the mount, the handle opens it as before.  A hint
- * costs the node 16 bytes and a copy of its name, and only observed mounts
- * without connectable handles keep one.
+ * costs the node a pointer, and apart its directory's inode number and a
+ * copy of its name; only observed mounts without connectable handles keep
+ * one.
  */
 static bool
 hints_wanted(const struct fs *fs)
@@ -738,21 +744,23 @@ static void
 node_set_hint(struct fs *fs, struct fs_inode *node, const struct fs_inode *parent,
 	      const char *name)
 {
+	size_t length = strlen(name);
+	struct name_hint *hint, *old;
 	bool same;
-	char *copy, *old;
 
-	if (!node->by_handle || parent->device != node->device || strlen(name) > NAME_MAX)
+	if (!node->by_handle || parent->device != node->device || length > NAME_MAX)
 		return;
 	pthread_mutex_lock(&fs->cache_lock);
-	same = node->hint_name && node->hint_parent == parent->inode &&
-	       strcmp(node->hint_name, name) == 0;
+	same = node->hint && node->hint->parent == parent->inode &&
+	       strcmp(node->hint->name, name) == 0;
 	pthread_mutex_unlock(&fs->cache_lock);
-	if (same || (copy = strdup(name)) == NULL)
+	if (same || (hint = malloc(sizeof(*hint) + length + 1)) == NULL)
 		return; /* without memory the old hint stays: a reopen checks it */
+	hint->parent = parent->inode;
+	memcpy(hint->name, name, length + 1);
 	pthread_mutex_lock(&fs->cache_lock);
-	old = node->hint_name;
-	node->hint_name = copy;
-	node->hint_parent = parent->inode;
+	old = node->hint;
+	node->hint = hint;
 	pthread_mutex_unlock(&fs->cache_lock);
 	free(old);
 }
@@ -853,10 +861,10 @@ node_reopen_by_hint(struct fs *fs, struct fs_inode *node, const union handle_buf
 	if (fs->connectable || fs->proc_fd < 0)
 		return -1;
 	pthread_mutex_lock(&fs->cache_lock);
-	bool hinted = node->hint_name != NULL;
+	bool hinted = node->hint != NULL;
 	if (hinted) {
-		snprintf(name, sizeof(name), "%s", node->hint_name);
-		parent_inode = node->hint_parent;
+		snprintf(name, sizeof(name), "%s", node->hint->name);
+		parent_inode = node->hint->parent;
 	}
 	pthread_mutex_unlock(&fs->cache_lock);
 	if (!hinted || (parent = table_pin(fs, node->device, parent_inode)) == NULL)
@@ -2783,7 +2791,7 @@ fs_free(struct fs *fs)
 			if (node->fd >= 0)
 				close(node->fd);
 			pthread_mutex_destroy(&node->stamp_lock);
-			free(node->hint_name);
+			free(node->hint);
 			free(node);
 			node = next;
 		}
