@@ -37,7 +37,8 @@
  * the backing root (the mount fd given to open_by_handle_at), so the
  * descriptor has a real path for observers.  A file moved to another
  * directory outside the mount loses that (ESTALE) and is opened by its
- * identity alone; a rename through the mount renews the handle.
+ * identity alone; a rename through the mount renews the handle.  Before
+ * 6.13, a node remembers its last name instead (see "Name hints").
  *
  * Resolution is one component at a time: openat(parent_fd, name,
  * O_PATH|O_NOFOLLOW).  A symlink in the backing tree is therefore never
@@ -136,6 +137,17 @@ struct fs_inode {
 	/* When a lookup first saw this regular file with several names (ms of
 	 * CLOCK_MONOTONIC), 0 before; see "The name a caller looked up". */
 	atomic_uint_least64_t several_names_since;
+
+	/* Where a non-directory was last named through the mount, while
+	 * handles are not connectable: see node_reopen_by_hint().  Protected
+	 * by fs->cache_lock. */
+	struct name_hint *hint; /* owned; NULL: none */
+};
+
+/* A node's directory (its inode, on the node's device) and name in it. */
+struct name_hint {
+	ino_t parent;
+	char name[];
 };
 
 #define NAME_SLOTS 64 /* caller threads whose latest lookup is remembered */
@@ -408,6 +420,9 @@ cache_admit(struct fs *fs, struct fs_inode *node, int fd, bool borrow)
 	return borrow ? fd : -1;
 }
 
+static int node_reopen_by_hint(struct fs *fs, struct fs_inode *node,
+			       const union handle_buffer *handle);
+
 /*
  * Open node's inode again from its handle.  The handle came from the
  * daemon's own lookup inside the backing tree (see node_take_handle()), so
@@ -429,6 +444,9 @@ node_reopen(struct fs *fs, struct fs_inode *node)
 	handle.header.handle_type = node->handle_type;
 	memcpy(handle.header.f_handle, node_handle(node), node->handle_size);
 	pthread_mutex_unlock(&fs->cache_lock);
+	fd = node_reopen_by_hint(fs, node, &handle);
+	if (fd >= 0)
+		return fd;
 	for (;;) {
 		fd = open_by_handle_at(fs->mount_fd, &handle.header, O_PATH | O_CLOEXEC);
 		if (fd >= 0)
@@ -623,6 +641,7 @@ node_free(struct fs *fs, struct fs_inode *node)
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_destroy(&node->stamp_lock);
+	free(node->hint);
 	free(node);
 }
 
@@ -691,6 +710,177 @@ open_below(struct fs *fs, int directory_fd, const char *name, int flags)
 		if (fd >= 0 || !out_of_descriptors(errno) || attempts == 2 || !cache_shrink(fs))
 			return fd;
 	}
+}
+
+/*
+ * Name hints, for handles that are not connectable.
+ *
+ * Before Linux 6.13 (Debian 12 runs 6.1) a file handle names the inode
+ * alone.  When the cache has closed a regular file's descriptor and the
+ * kernel has evicted its dentry too, open_by_handle_at gives a
+ * DISCONNECTED dentry, whose /proc/self/fd path is "/" or "/name" instead
+ * of a path below the backing root: observers could then not name the
+ * file: its open went unrecorded, and the label policy could not read its
+ * path.
+ * Directories are always reconnected by the kernel, so such a node keeps
+ * where it was last named through the mount (lookup, create, link,
+ * rename): its directory's inode and its name.  A reopen first tries
+ * openat(directory, name, O_PATH | O_NOFOLLOW), exactly the confined
+ * resolution of a lookup, and keeps the result only when it is the same
+ * inode with the same handle (generation included); otherwise, after a
+ * change made outside the mount, the handle opens it as before.  A hint
+ * costs the node a pointer, and apart its directory's inode number and a
+ * copy of its name; only observed mounts without connectable handles keep
+ * one.
+ */
+static bool
+hints_wanted(const struct fs *fs)
+{
+	return fs->handles && !fs->connectable && fs->observer != NULL;
+}
+
+/* node (a non-directory with a handle, referenced by the caller) is name in parent. */
+static void
+node_set_hint(struct fs *fs, struct fs_inode *node, const struct fs_inode *parent,
+	      const char *name)
+{
+	size_t length = strlen(name);
+	struct name_hint *hint, *old;
+	bool same;
+
+	if (!node->by_handle || parent->device != node->device || length > NAME_MAX)
+		return;
+	pthread_mutex_lock(&fs->cache_lock);
+	same = node->hint && node->hint->parent == parent->inode &&
+	       strcmp(node->hint->name, name) == 0;
+	pthread_mutex_unlock(&fs->cache_lock);
+	if (same || (hint = malloc(sizeof(*hint) + length + 1)) == NULL)
+		return; /* without memory the old hint stays: a reopen checks it */
+	hint->parent = parent->inode;
+	memcpy(hint->name, name, length + 1);
+	pthread_mutex_lock(&fs->cache_lock);
+	old = node->hint;
+	node->hint = hint;
+	pthread_mutex_unlock(&fs->cache_lock);
+	free(old);
+}
+
+/* After a lookup of name in the directory parent found entry (a reference held). */
+static void
+hint_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+	   const struct fuse_entry_param *entry)
+{
+	struct fs *fs = fs_of(req);
+
+	if (entry->ino && hints_wanted(fs) && !S_ISDIR(entry->attr.st_mode))
+		node_set_hint(fs, inode_of(req, entry->ino), inode_of(req, parent), name);
+}
+
+/* After a rename through the mount: name in directory (fd borrowed) is a known node's new name. */
+static void
+hint_moved(struct fs *fs, const struct fs_inode *directory, int directory_fd,
+	   const char *name)
+{
+	struct fs_inode *node;
+	struct stat st;
+	int fd;
+
+	if (!hints_wanted(fs))
+		return;
+	fd = openat(directory_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	bool found = stat_node(fd, &st) == 0 && !S_ISDIR(st.st_mode);
+	close(fd);
+	if (!found)
+		return;
+	pthread_mutex_lock(&fs->table_lock);
+	for (node = fs->buckets[bucket_of(fs, st.st_dev, st.st_ino)]; node; node = node->next)
+		if (node->device == st.st_dev && node->inode == st.st_ino)
+			break;
+	if (node)
+		node->lookup_count++; /* kept while the hint is set, outside table_lock */
+	pthread_mutex_unlock(&fs->table_lock);
+	if (node) {
+		node_set_hint(fs, node, directory, name);
+		table_release(fs, node, 1);
+	}
+}
+
+/* The node for (device, inode) with one more reference, or NULL when not known. */
+static struct fs_inode *
+table_pin(struct fs *fs, dev_t device, ino_t inode)
+{
+	struct fs_inode *node;
+
+	pthread_mutex_lock(&fs->table_lock);
+	if (device == fs->root.device && inode == fs->root.inode)
+		node = &fs->root;
+	else
+		for (node = fs->buckets[bucket_of(fs, device, inode)]; node; node = node->next)
+			if (node->device == device && node->inode == inode)
+				break;
+	if (node)
+		node->lookup_count++;
+	pthread_mutex_unlock(&fs->table_lock);
+	return node;
+}
+
+/* Does fd name the inode handle names, generation included? */
+static bool
+handle_matches(struct fs *fs, int fd, const union handle_buffer *handle)
+{
+	union handle_buffer found;
+	char name[16];
+	int mount_id;
+
+	proc_name(name, fd);
+	found.header.handle_bytes = HANDLE_BYTES_MAX;
+	if (name_to_handle_at(fs->proc_fd, name, &found.header, &mount_id, AT_SYMLINK_FOLLOW) < 0)
+		return false;
+	return mount_id == fs->mount_id && found.header.handle_type == handle->header.handle_type &&
+	       found.header.handle_bytes == handle->header.handle_bytes &&
+	       memcmp(found.header.f_handle, handle->header.f_handle,
+		      handle->header.handle_bytes) == 0;
+}
+
+/*
+ * Open node again by its hint, as its directory's child, so that the
+ * descriptor has its path below the backing root; handle is the node's.
+ * -1 when there is no hint or it names something else now.
+ */
+static int
+node_reopen_by_hint(struct fs *fs, struct fs_inode *node, const union handle_buffer *handle)
+{
+	char name[NAME_MAX + 1];
+	struct fs_inode *parent;
+	ino_t parent_inode = 0;
+	struct stat st;
+	int parent_fd, fd = -1;
+
+	if (fs->connectable || fs->proc_fd < 0)
+		return -1;
+	pthread_mutex_lock(&fs->cache_lock);
+	bool hinted = node->hint != NULL;
+	if (hinted) {
+		snprintf(name, sizeof(name), "%s", node->hint->name);
+		parent_inode = node->hint->parent;
+	}
+	pthread_mutex_unlock(&fs->cache_lock);
+	if (!hinted || (parent = table_pin(fs, node->device, parent_inode)) == NULL)
+		return -1;
+	parent_fd = node_borrow(fs, parent);
+	if (parent_fd >= 0) {
+		fd = open_below(fs, parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		node_return(fs, parent);
+	}
+	table_release(fs, parent, 1);
+	if (fd >= 0 && (stat_node(fd, &st) != 0 || st.st_dev != node->device ||
+			st.st_ino != node->inode || !handle_matches(fs, fd, handle))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 /*
@@ -921,6 +1111,8 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (error == 0 && names_matter(fs_of(req)))
 		remember_name(req, parent_fd, name, &entry);
+	if (error == 0)
+		hint_entry(req, parent, name, &entry);
 	if (parent_fd >= 0)
 		return_ino(req, parent);
 	if (error == ENOENT) {
@@ -1289,6 +1481,7 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 		undo_create(req, parent_fd, name, kind == NODE_DIRECTORY);
 		goto out;
 	}
+	hint_entry(req, parent, name, &entry);
 	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
 						   .attributes = &entry.attr,
@@ -1356,6 +1549,7 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_n
 		undo_create(req, parent_fd, new_name, false);
 		goto out;
 	}
+	hint_entry(req, new_parent, new_name, &entry);
 	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_LINK,
 						   .attributes = &entry.attr,
@@ -1469,6 +1663,9 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		if (flags & RENAME_EXCHANGE)
 			renew_moved_handle(fs, from_fd, name);
 	}
+	hint_moved(fs, inode_of(req, new_parent), to_fd, new_name);
+	if (flags & RENAME_EXCHANGE)
+		hint_moved(fs, inode_of(req, parent), from_fd, name);
 	/* Attributes after the move: rename changes the ctime. */
 	if (known && fstatat(to_fd, new_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_RENAME,
@@ -1771,6 +1968,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, error);
 		return;
 	}
+	hint_entry(req, parent, name, &entry);
 	struct fs_inode *node = inode_of(req, entry.ino);
 	if (observing_changes(req)) {
 		struct fs_namespace_event event = {.change = FS_CHANGE_CREATE,
@@ -2035,6 +2233,7 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 				}
 				if (error)
 					break;
+				hint_entry(req, ino, dirent->d_name, &entry);
 			}
 			entry_size = fuse_add_direntry_plus(req, buffer + used, size - used,
 							    dirent->d_name, &entry, next);
@@ -2507,6 +2706,13 @@ probe_handles(struct fs *fs, int root_fd)
 	handle.header.handle_bytes = HANDLE_BYTES_MAX;
 	fs->connectable = name_to_handle_at(AT_FDCWD, path, &handle.header, &fd,
 					    AT_SYMLINK_FOLLOW | AT_HANDLE_CONNECTABLE) == 0;
+	/* Test only: PROVFS_TEST_HANDLES=unconnectable makes a kernel with
+	 * connectable handles (Linux 6.13+) behave as one without, such as
+	 * Debian 12's 6.1, so that tests/bats/scale.bats can exercise the
+	 * name hints (node_reopen_by_hint()).  Read once, here, at mount. */
+	const char *test_handles = getenv("PROVFS_TEST_HANDLES");
+	if (test_handles && strcmp(test_handles, "unconnectable") == 0)
+		fs->connectable = false;
 	return;
 out_errno:
 	reason = strerror(errno);
@@ -2585,6 +2791,7 @@ fs_free(struct fs *fs)
 			if (node->fd >= 0)
 				close(node->fd);
 			pthread_mutex_destroy(&node->stamp_lock);
+			free(node->hint);
 			free(node);
 			node = next;
 		}

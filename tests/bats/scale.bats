@@ -183,3 +183,71 @@ make_tree() {
 	[ "$output" = ok ]
 	[ "$(cat "$BACKING/written")" = data ]
 }
+
+@test "without connectable handles (Linux < 6.13), a file reopened after its dentry went keeps its path: every open recorded, path rules enforced" {
+	# Handles that name the inode alone reopen an evicted file as a
+	# DISCONNECTED dentry ("/" in /proc/self/fd), which observers cannot
+	# name; the daemon reopens it by its last name instead (name hints).
+	make_tree "$BACKING/tree" 20 100
+	make_tree "$BACKING/secret" 2 10
+	local conf=$TMP/provfs.conf
+	printf '%s\n' "[classification]" "levels = public internal confidential" \
+		"default_clearance = internal" "[paths]" "secret/** = confidential" >"$conf"
+	# A descriptor cache of 64 for 2,020 files (a quarter of the limit).
+	PROVFS_TEST_HANDLES=unconnectable mount_limited 256 -o "config=$conf"
+	run -0 "$PYTHON" - "$MNT" "$BACKING" <<-'EOF'
+	import os, resource, sys
+	mnt, backing = sys.argv[1], sys.argv[2]
+	resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+	# O_PATH descriptors keep the mount's entries (no OPEN reaches the
+	# daemon): the kernel keeps every node while the daemon's cache closes
+	# all but 64 backing descriptors.
+	held = {}
+	# The secret files first: their descriptors are closed by the cache too.
+	for top in ("secret", "tree"):
+	    for d in sorted(os.listdir(os.path.join(mnt, top))):
+	        for f in sorted(os.listdir(os.path.join(mnt, top, d))):
+	            rel = "%s/%s/%s" % (top, d, f)
+	            held[rel] = (os.open(os.path.join(mnt, rel), os.O_PATH), "%d/%d\n" % (int(d[1:]), int(f[1:])))
+	# Renamed through the mount: its latest name is the one to record.
+	os.rename(os.path.join(mnt, "tree/d000/f00000"), os.path.join(mnt, "tree/d001/moved"))
+	held["tree/d001/moved"] = held.pop("tree/d000/f00000")
+	# A directory renamed: its files' paths change, and the label policy
+	# reads every path afresh (its path cache is dropped).
+	os.rename(os.path.join(mnt, "tree/d019"), os.path.join(mnt, "tree/renamed"))
+	for rel in [rel for rel in held if rel.startswith("tree/d019/")]:
+	    held["tree/renamed/" + rel[len("tree/d019/"):]] = held.pop(rel)
+	# Replaced outside the mount: its last name now names another file,
+	# which the daemon must not take for it (read by handle, unnamed).
+	os.rename(os.path.join(backing, "tree/d003/f00001"), os.path.join(backing, "tree/d003/old"))
+	with open(os.path.join(backing, "tree/d003/f00001"), "w") as impostor:
+	    impostor.write("impostor\n")
+	held["replaced"] = held.pop("tree/d003/f00001")
+	# The backing filesystem's dentries go (the nodes stay known).
+	os.sync()
+	with open("/proc/sys/vm/drop_caches", "w") as drop:
+	    drop.write("2\n")
+	read = refused = 0
+	for rel, (fd, content) in sorted(held.items()):
+	    # Through the descriptor: an OPEN on the known node, no LOOKUP first.
+	    try:
+	        with open("/proc/self/fd/%d" % fd) as src:
+	            if src.read() != content:
+	                sys.exit("wrong content in " + rel)
+	            read += 1
+	    except PermissionError:
+	        refused += 1
+	print(read, refused)
+	EOF
+	[ "$output" = "2000 20" ]
+	stop_provfs
+	# Every open recorded, each under its own path, exactly once.
+	assert_sql "SELECT count(*) FROM accesses WHERE path LIKE 'tree/%' AND path != 'tree/d003/old' AND open_flags & 3 = 0" 1999
+	assert_sql "SELECT count(DISTINCT path) FROM accesses WHERE path LIKE 'tree/%' AND path != 'tree/d003/old'" 1999
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'tree/d003/f00001'" 0
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'tree/d001/moved'" 1
+	assert_sql "SELECT count(*) FROM accesses WHERE path LIKE 'tree/renamed/f%'" 100
+	assert_sql "SELECT count(*) FROM accesses WHERE path NOT LIKE 'tree/%'" 0
+	# Every refusal by the path rule, named.
+	assert_sql "SELECT count(DISTINCT path) FROM denials WHERE path LIKE 'secret/d00_/f000__' AND label = 'confidential'" 20
+}
