@@ -628,7 +628,8 @@ load_accesses(struct prov_document *doc, sqlite3 *db)
 	if (step != SQLITE_DONE)
 		return -1;
 	/* One usage per process and version: the first. */
-	qsort(doc->usages, doc->usage_count, sizeof(*doc->usages), usage_order);
+	if (doc->usage_count > 1) /* usages is NULL when none */
+		qsort(doc->usages, doc->usage_count, sizeof(*doc->usages), usage_order);
 	size_t kept = 0;
 	for (size_t i = 0; i < doc->usage_count; i++)
 		if (kept == 0 || doc->usages[kept - 1].activity != doc->usages[i].activity ||

@@ -718,7 +718,8 @@ cmd_set(struct label_cmd *cmd, const char *arg, const struct set_options *o)
 				      strerror(errno));
 		goto out_walk;
 	}
-	qsort(walk.paths, walk.count, sizeof(*walk.paths), compare_paths);
+	if (walk.count > 1) /* paths is NULL for an empty walk */
+		qsort(walk.paths, walk.count, sizeof(*walk.paths), compare_paths);
 	for (size_t i = 0; i < walk.count && status == 0; i++) {
 		if (i > 0)
 			snprintf(error_suffix, sizeof(error_suffix),
@@ -1159,7 +1160,8 @@ cmd_list(struct label_cmd *cmd, const char *under)
 		fail(cmd, 2, "cannot read store '%s': %s", store_path, sqlite3_errmsg(db));
 		goto out;
 	}
-	qsort(rows, count, sizeof(*rows), compare_rows);
+	if (count > 1) /* rows is NULL when none */
+		qsort(rows, count, sizeof(*rows), compare_rows);
 	/*
 	 * "LEVEL  PATH  SOURCE" a line while every row fits 80 columns; else
 	 * each path on a line of its own and "LEVEL  SOURCE" indented below.

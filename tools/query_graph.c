@@ -1544,7 +1544,8 @@ classify_runs(struct q_graph *g, struct run_answer **result, size_t *result_coun
 	/* Runs outside the graph must be loaded to be printed. */
 	for (size_t i = 0; i < count; i++)
 		remember_run(g, list[i].run_id);
-	qsort(list, count, sizeof(*list), compare_answers);
+	if (count > 1) /* list is NULL when nothing was found: not for qsort */
+		qsort(list, count, sizeof(*list), compare_answers);
 	*result = list;
 	*result_count = count;
 	list = NULL;

@@ -519,7 +519,8 @@ cmd_exposure(struct query *q)
 				abort();
 			versions[version_count++] = v->id;
 		}
-		qsort(versions, version_count, sizeof(*versions), compare_ids);
+		if (version_count > 1) /* versions is NULL when none */
+			qsort(versions, version_count, sizeof(*versions), compare_ids);
 		for (size_t i = 0; i < q_graph_count(g); i++) {
 			struct exposed e;
 			bool judged;

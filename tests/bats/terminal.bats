@@ -400,13 +400,13 @@ has_bar() {
 
 @test "progress: a PROV export draws a bar of processes on a terminal, nothing when piped" {
 	"$SOURCE/scripts/gen-store" --pipelines 2 --days 5 --stages 3 --accesses 2000 \
-		--files 100 "$TMP/export.db" >/dev/null
+		--files 100 "$TMP/prov-export.db" >/dev/null
 	local processes
-	processes=$(sqlite3 -batch "$TMP/export.db" "SELECT count(*) FROM processes")
-	on_tty "$QUERY" --store "$TMP/export.db" --config "$CONF" export --format prov-json
+	processes=$(sqlite3 -batch "$TMP/prov-export.db" "SELECT count(*) FROM processes")
+	on_tty "$QUERY" --store "$TMP/prov-export.db" --config "$CONF" export --format prov-json
 	has_bar export
 	grep -aqE "export: reading \[[#.]{20}\] [0-9,]+/[0-9,]+ processes" "$TMP/tty.out"
-	run_split "$QUERY" --store "$TMP/export.db" --config "$CONF" export --format prov-json
+	run_split "$QUERY" --store "$TMP/prov-export.db" --config "$CONF" export --format prov-json
 	[ "$status" -eq 0 ]
 	[ -z "$stderr" ]
 	! grep -q $'\r' <<<"$stdout"
