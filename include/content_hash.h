@@ -8,6 +8,7 @@
 #define PROVFS_CONTENT_HASH_H
 
 #include <stdint.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 #include <xxhash.h>
 
@@ -19,10 +20,12 @@ void content_hash_format(XXH128_hash_t hash, char hex[static CONTENT_HASH_HEX_LE
 /*
  * Hash what fd holds from offset 0, up to limit bytes (all of it when limit
  * is negative), reading with pread (the file offset is not moved).  A file
- * that keeps growing is thus read for a bounded time.  Returns 0, or -errno
- * on a read error.
+ * that keeps growing is thus read for a bounded time.  cancel, when not
+ * NULL, is looked at between chunks: once true the hash stops with
+ * -ESHUTDOWN (a pool that stops waits for one chunk, not one file).
+ * Returns 0, or -errno on a read error.
  */
-int content_hash_fd(int fd, off_t limit, char hex[static CONTENT_HASH_HEX_LENGTH + 1],
-		    off_t *bytes);
+int content_hash_fd(int fd, off_t limit, const atomic_bool *cancel,
+		    char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes);
 
 #endif

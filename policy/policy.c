@@ -317,7 +317,7 @@ policy_revision_of_file(const char *path, char revision[33])
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -1;
-	int result = content_hash_fd(fd, -1, revision, &bytes);
+	int result = content_hash_fd(fd, -1, NULL, revision, &bytes);
 	close(fd);
 	return result < 0 ? -1 : 0;
 }

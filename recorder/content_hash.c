@@ -19,7 +19,8 @@ content_hash_format(XXH128_hash_t hash, char hex[static CONTENT_HASH_HEX_LENGTH 
 }
 
 int
-content_hash_fd(int fd, off_t limit, char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes)
+content_hash_fd(int fd, off_t limit, const atomic_bool *cancel,
+		char hex[static CONTENT_HASH_HEX_LENGTH + 1], off_t *bytes)
 {
 	XXH3_state_t *state = XXH3_createState();
 	char *buffer = malloc(READ_CHUNK);
@@ -32,6 +33,10 @@ content_hash_fd(int fd, off_t limit, char hex[static CONTENT_HASH_HEX_LENGTH + 1
 	}
 	XXH3_128bits_reset(state);
 	for (;;) {
+		if (cancel && atomic_load_explicit(cancel, memory_order_relaxed)) {
+			result = -ESHUTDOWN;
+			goto out;
+		}
 		size_t want = READ_CHUNK;
 		if (limit >= 0 && limit - offset < (off_t)want)
 			want = (size_t)(limit - offset);

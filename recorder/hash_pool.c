@@ -30,7 +30,6 @@
 #include "content_hash.h"
 #include "hash_pool.h"
 
-#define READ_CHUNK (1 << 20)
 #define DESCRIPTOR_SOURCES_MAX 32 /* sources held as descriptors at once */
 
 /* Sources held as descriptors, daemon-wide: a source may outlive its job. */
@@ -194,39 +193,7 @@ finish_job(struct hash_pool *pool, struct hash_job *job, int result, const char 
 static int
 hash_fd(struct hash_pool *pool, int fd, off_t limit, char *hex)
 {
-	XXH3_state_t *state = XXH3_createState();
-	char *buffer = malloc(READ_CHUNK);
-	off_t offset = 0;
-	int result = 0;
-
-	if (state == NULL || buffer == NULL) {
-		result = -ENOMEM;
-		goto out;
-	}
-	XXH3_128bits_reset(state);
-	while (offset < limit) {
-		if (atomic_load_explicit(&pool->stopping, memory_order_relaxed)) {
-			result = -ESHUTDOWN;
-			goto out;
-		}
-		size_t want = limit - offset < READ_CHUNK ? (size_t)(limit - offset) : READ_CHUNK;
-		ssize_t count = pread(fd, buffer, want, offset);
-		if (count < 0) {
-			if (errno == EINTR)
-				continue;
-			result = -errno;
-			goto out;
-		}
-		if (count == 0)
-			break;
-		XXH3_128bits_update(state, buffer, (size_t)count);
-		offset += count;
-	}
-	content_hash_format(XXH3_128bits_digest(state), hex);
-out:
-	free(buffer);
-	XXH3_freeState(state);
-	return result;
+	return content_hash_fd(fd, limit, &pool->stopping, hex, NULL);
 }
 
 static void
