@@ -94,6 +94,10 @@ tiny_store() {
 	[[ "$output" =~ \|\ create\ \|\ policy\ \|\ [0-9.]+\ \| ]]
 	[[ "$output" =~ \|\ read\ \|\ nopolicy\ \|\ [0-9.]+\ \|.*\|\ 1\.000\ \| ]]
 	[[ "$output" == *"policy: provfs: policy: 40 decisions at open"*"20 of them reads above the default clearance"* ]]
+	# Backing directories on a tmpfs each (ext4's allocator state is not the
+	# policy's cost), unmounted again at the end.
+	[[ "$output" == *"backing on tmpfs"* ]]
+	! findmnt -rn -t tmpfs -o TARGET | grep -q "^$TMP/bpol/"
 	run "$SCRIPTS/bench-policy" -p 5
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"--rules needs a number >= 10"* ]]
