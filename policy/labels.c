@@ -114,7 +114,7 @@ struct label_view {
 	struct policy_rule_info path_rule; /* its glob belongs to the policy */
 	int level;
 	enum label_source source;
-	char rule_text[512];
+	char rule_text[512]; /* the inode's indexed rule, when it won; see view_rule_text() */
 	int explicit_level;
 	bool forced;
 	int propagated;
@@ -408,6 +408,20 @@ set_string(char **slot, const char *value)
 	*slot = xstrdup_or_null(value);
 }
 
+/*
+ * Copy a string into a fixed buffer, cut to fit.  Decisions copy the few
+ * strings an explanation may need while they hold the table's lock;
+ * snprintf("%s") did the same at many times the cost on every open.
+ */
+static void
+copy_text(char *buffer, size_t size, const char *text)
+{
+	size_t length = text ? strnlen(text, size - 1) : 0;
+
+	memcpy(buffer, text ? text : "", length);
+	buffer[length] = '\0';
+}
+
 /* Remember that (device, inode) had a name under a rule of level. */
 static void
 index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
@@ -451,8 +465,6 @@ effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_le
 	if (path_level > 0) {
 		view->level = path_level;
 		view->source = SOURCE_RULE;
-		snprintf(view->rule_text, sizeof(view->rule_text), "%s (line %d)", rule->glob,
-		         rule->line);
 	}
 	if (!known_inode || atomic_load_explicit(&labels->entry_count, memory_order_relaxed) == 0)
 		return;
@@ -463,11 +475,11 @@ effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_le
 		view->forced = entry->forced;
 		view->propagated = entry->propagated;
 		if (entry->from_path)
-			snprintf(view->from_path, sizeof(view->from_path), "%s", entry->from_path);
+			copy_text(view->from_path, sizeof(view->from_path), entry->from_path);
 		view->from_version = entry->from_version;
 		view->from_device = entry->from_device;
 		view->from_inode = entry->from_inode;
-		snprintf(view->from_hash, sizeof(view->from_hash), "%s", entry->from_hash);
+		copy_text(view->from_hash, sizeof(view->from_hash), entry->from_hash);
 		if (entry->forced) {
 			view->level = entry->explicit_level;
 			view->source = SOURCE_EXPLICIT;
@@ -475,8 +487,7 @@ effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_le
 			if (entry->rule > view->level) {
 				view->level = entry->rule;
 				view->source = SOURCE_RULE;
-				snprintf(view->rule_text, sizeof(view->rule_text), "%s",
-				         entry->rule_text ? entry->rule_text : "");
+				copy_text(view->rule_text, sizeof(view->rule_text), entry->rule_text);
 			}
 			if (entry->explicit_level > view->level) {
 				view->level = entry->explicit_level;
@@ -660,13 +671,32 @@ directory_cache_forget(struct labels *labels, dev_t device, ino_t inode)
 	pthread_spin_unlock(&slot->lock);
 }
 
+/*
+ * The rule behind a view's label, "GLOB (line N)": the inode's indexed rule
+ * when that one won, else the rule of the path opened ("" for none).  Only
+ * explanations need the text, so a decision does not format it.
+ */
+static const char *
+view_rule_text(const struct label_view *view, char *buffer, size_t size)
+{
+	if (view->rule_text[0])
+		return view->rule_text;
+	if (view->path_rule_level > 0 && view->path_rule.glob) {
+		snprintf(buffer, size, "%s (line %d)", view->path_rule.glob, view->path_rule.line);
+		return buffer;
+	}
+	return "";
+}
+
 /* "rule GLOB (line N)", "explicit", "propagated from PATH", "default". */
 static void
 describe_source(const struct label_view *view, char *out, size_t size)
 {
+	char rule[512];
+
 	switch (view->source) {
 	case SOURCE_RULE:
-		snprintf(out, size, "rule %s", view->rule_text);
+		snprintf(out, size, "rule %s", view_rule_text(view, rule, sizeof(rule)));
 		break;
 	case SOURCE_EXPLICIT:
 		snprintf(out, size, view->forced ? "explicit (declassified)" : "explicit");
@@ -2085,7 +2115,9 @@ why_json(const struct policy *policy, const struct label_view *view)
 	json_object_object_add(why, "label",
 	                       json_object_new_string(policy_level_name(policy, view->level)));
 	json_object_object_add(why, "source", json_object_new_string(source_names[view->source]));
-	json_object_object_add(why, "rule", json_string_or_null(view->rule_text));
+	char rule[512];
+	json_object_object_add(why, "rule",
+	                       json_string_or_null(view_rule_text(view, rule, sizeof(rule))));
 	json_object_object_add(why, "explicit",
 	                       view->explicit_level >= 0 ? json_object_new_string(policy_level_name(
 	                                                       policy, view->explicit_level))
