@@ -129,13 +129,33 @@ struct policy_subject {
 	unsigned int injection; /* PROCESS_INJECTION_* */
 };
 
+/* One grant line a decision considered: which condition failed, and why. */
+struct policy_decision_step {
+	unsigned int grant;  /* index into the policy's grants */
+	int condition;       /* the condition that failed; -1: the grant held */
+	const char *reason;  /* static text, e.g. "not a member"; NULL when held */
+};
+
+#define POLICY_DECISION_STEPS 64
+
 struct policy_decision {
 	bool allowed;
 	int clearance; /* the highest level found to hold (at least the default) */
+	int label;     /* the level decided for */
 	/*
-	 * The grant lines considered and why each did not hold, e.g.
-	 * "line 14 restricted: exe:/opt/train@xxh3:... (hash differs)".
-	 * Empty when no grant had to be considered.
+	 * The grant lines considered, in order.  A decision records them and
+	 * formats nothing: most decisions allow, and only a refusal is ever
+	 * explained (policy_explain()).  Beyond POLICY_DECISION_STEPS lines
+	 * the rest are counted in steps_left_out.
+	 */
+	size_t step_count;
+	size_t steps_left_out;
+	struct policy_decision_step steps[POLICY_DECISION_STEPS];
+	/*
+	 * The explanation: empty until policy_explain() formats the steps,
+	 * e.g. "line 14 restricted: exe:/opt/train@xxh3:... (hash differs)";
+	 * a caller that decides by other means (no_write_down) may write its
+	 * own text here instead.
 	 */
 	char explanation[4096];
 };
@@ -143,5 +163,13 @@ struct policy_decision {
 /* May subject read a file of level label?  Fills decision. */
 void policy_decide(const struct policy *policy, const struct policy_subject *subject, int label,
                    struct policy_decision *decision);
+
+/*
+ * The grant lines decision considered and why each did not hold, as text
+ * (empty when no grant had to be considered); "no grant reaches LEVEL;
+ * default_clearance LEVEL" for a refusal that considered none.  policy
+ * must be the one that decided.  Returns decision->explanation.
+ */
+const char *policy_explain(const struct policy *policy, struct policy_decision *decision);
 
 #endif

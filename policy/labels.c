@@ -1392,16 +1392,17 @@ static void
 record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req,
               struct process_info *image, dev_t device, ino_t inode, int backing_fd,
               const char *path, const struct label_view *view,
-              const struct policy_decision *decision, const char *operation)
+              struct policy_decision *decision, const char *operation)
 {
 	char source[600];
 
 	atomic_fetch_add(&labels->denials, 1);
 	describe_source(view, source, sizeof(source));
+	const char *grants = policy_explain(policy, decision);
 	log_debug("denied %s of '%s' (%s, %s) to pid %d uid %u: clearance %s; %s", operation,
 	          path ? path : "?", policy_level_name(policy, view->level), source,
 	          image ? image->pid : 0, (unsigned)fuse_req_ctx(req)->uid,
-	          policy_level_name(policy, decision->clearance), decision->explanation);
+	          policy_level_name(policy, decision->clearance), grants);
 	if (labels->recorder == NULL)
 		return;
 	struct recorder_policy_record *record = calloc(1, sizeof(*record));
@@ -1417,7 +1418,7 @@ record_denial(struct labels *labels, const struct policy *policy, fuse_req_t req
 	record->level = strdup(policy_level_name(policy, view->level));
 	record->label_source = strdup(source);
 	record->clearance = strdup(policy_level_name(policy, decision->clearance));
-	record->grants = strdup(decision->explanation);
+	record->grants = strdup(grants);
 	record->operation = strdup(operation);
 	record->revision = strdup(policy_revision(policy));
 	record->time_ns = wall_clock_ns();

@@ -513,29 +513,54 @@ policy_decide(const struct policy *policy, const struct policy_subject *subject,
               struct policy_decision *decision)
 {
 	decision->explanation[0] = '\0';
+	decision->step_count = decision->steps_left_out = 0;
+	decision->label = label;
 	decision->clearance = policy->default_clearance;
 	decision->allowed = label <= policy->default_clearance;
 	if (decision->allowed)
 		return;
 	for (size_t i = 0; i < policy->grant_count && policy->grants[i].level >= label; i++) {
 		const struct grant *grant = &policy->grants[i];
-		const char *failed = NULL, *failed_text = NULL;
-		for (size_t j = 0; j < grant->condition_count && failed == NULL; j++) {
+		const char *failed = NULL;
+		size_t j;
+		for (j = 0; j < grant->condition_count; j++) {
 			failed = condition_fails(&grant->conditions[j], subject);
-			failed_text = grant->conditions[j].text;
+			if (failed)
+				break;
 		}
+		if (decision->step_count < POLICY_DECISION_STEPS)
+			decision->steps[decision->step_count++] = (struct policy_decision_step){
+			    (unsigned int)i, failed ? (int)j : -1, failed};
+		else
+			decision->steps_left_out++;
 		if (failed == NULL) {
 			decision->allowed = true;
 			decision->clearance = grant->level;
-			explain(decision, "%sline %d %s: holds",
-			        decision->explanation[0] ? "; " : "", grant->line, grant->text);
 			return;
 		}
-		explain(decision, "%sline %d %s: %s (%s)", decision->explanation[0] ? "; " : "",
-		        grant->line, grant->text, failed_text, failed);
 	}
-	if (decision->explanation[0] == '\0')
+}
+
+const char *
+policy_explain(const struct policy *policy, struct policy_decision *decision)
+{
+	if (decision->explanation[0] != '\0')
+		return decision->explanation;
+	for (size_t i = 0; i < decision->step_count; i++) {
+		const struct policy_decision_step *step = &decision->steps[i];
+		const struct grant *grant = &policy->grants[step->grant];
+		const char *separator = i ? "; " : "";
+		if (step->condition < 0)
+			explain(decision, "%sline %d %s: holds", separator, grant->line, grant->text);
+		else
+			explain(decision, "%sline %d %s: %s (%s)", separator, grant->line, grant->text,
+			        grant->conditions[step->condition].text, step->reason);
+	}
+	if (decision->steps_left_out)
+		explain(decision, "; and %zu more grant lines", decision->steps_left_out);
+	if (decision->step_count == 0 && !decision->allowed)
 		explain(decision, "no grant reaches %s; default_clearance %s",
-		        policy_level_name(policy, label),
+		        policy_level_name(policy, decision->label),
 		        policy_level_name(policy, policy->default_clearance));
+	return decision->explanation;
 }

@@ -230,9 +230,9 @@ test_grants(void)
 	CHECK(!allowed(policy, &subject, "confidential"));
 	policy_decide(policy, &subject, 2, &decision);
 	CHECK(decision.clearance == 1);
-	CHECK(strstr(decision.explanation, "line 5 confidential = group:staff") != NULL);
-	CHECK(strstr(decision.explanation, "not a member") != NULL);
-	CHECK(strstr(decision.explanation, "line 6 restricted") != NULL); /* higher grants too */
+	CHECK(strstr(policy_explain(policy, &decision), "line 5 confidential = group:staff") != NULL);
+	CHECK(strstr(policy_explain(policy, &decision), "not a member") != NULL);
+	CHECK(strstr(policy_explain(policy, &decision), "line 6 restricted") != NULL); /* higher grants too */
 	/* group: by the caller's groups. */
 	fake.groups[fake.group_count++] = group->gr_gid;
 	CHECK(allowed(policy, &subject, "confidential"));
@@ -243,14 +243,14 @@ test_grants(void)
 	subject = subject_of(&fake, 1000, "/opt/train", NULL, 0);
 	CHECK(allowed(policy, &subject, "restricted"));
 	policy_decide(policy, &subject, 3, &decision);
-	CHECK(decision.clearance == 3 && strstr(decision.explanation, "holds"));
+	CHECK(decision.clearance == 3 && strstr(policy_explain(policy, &decision), "holds"));
 	subject.executable = "/opt/train-copy"; /* a renamed copy */
 	CHECK(!allowed(policy, &subject, "restricted"));
 	subject.executable = "/opt/train";
 	fake.executable_hash = PIN_B; /* rewritten */
 	CHECK(!allowed(policy, &subject, "restricted"));
 	policy_decide(policy, &subject, 3, &decision);
-	CHECK(strstr(decision.explanation, "hash differs") != NULL);
+	CHECK(strstr(policy_explain(policy, &decision), "hash differs") != NULL);
 	fake.executable_hash = NULL; /* unknown: never a grant */
 	CHECK(!allowed(policy, &subject, "restricted"));
 	fake.executable_hash = PIN_A;
@@ -292,7 +292,7 @@ test_grants(void)
 	fake.script_hashing = true;
 	struct policy_decision pending;
 	policy_decide(policy, &subject, policy_level_index(policy, "restricted"), &pending);
-	CHECK(!pending.allowed && strstr(pending.explanation, "script hash still being computed"));
+	CHECK(!pending.allowed && strstr(policy_explain(policy, &pending), "script hash still being computed"));
 	fake.script_hashing = false;
 	CHECK(allowed(policy, &subject, "restricted"));
 
@@ -304,6 +304,63 @@ test_grants(void)
 	CHECK(allowed(policy, &subject, "confidential"));
 	subject.job = NULL;
 	CHECK(!allowed(policy, &subject, "confidential"));
+	policy_free(policy);
+}
+
+/* A decision records the grant lines it considered; the text comes only when asked. */
+static void
+test_explanation(void)
+{
+	struct fake fake = {0};
+	struct policy_subject subject = subject_of(&fake, 0, "/bin/cat", NULL, 0);
+	struct policy_decision decision;
+	struct policy *policy = compile("[classification]\n"
+	                                "levels = public internal confidential restricted\n"
+	                                "default_clearance = internal\n");
+
+	policy_decide(policy, &subject, 3, &decision);
+	CHECK(!decision.allowed && decision.step_count == 0 && decision.explanation[0] == '\0');
+	CHECK(strcmp(policy_explain(policy, &decision),
+	             "no grant reaches restricted; default_clearance internal") == 0);
+	policy_decide(policy, &subject, 1, &decision); /* within the default: nothing to say */
+	CHECK(decision.allowed && strcmp(policy_explain(policy, &decision), "") == 0);
+	policy_free(policy);
+
+	policy = compile("[classification]\n"
+	                 "levels = public internal confidential restricted\n"
+	                 "default_clearance = internal\n"
+	                 "[clearance]\n"
+	                 "restricted = uid:4242\n"           /* line 5 */
+	                 "confidential = user:nobody uid:0\n" /* line 6 */
+	                 "confidential = uid:0\n");          /* line 7 */
+	policy_decide(policy, &subject, 2, &decision);
+	CHECK(decision.allowed && decision.clearance == 2 && decision.step_count == 3);
+	CHECK(decision.explanation[0] == '\0'); /* an allowed decision formats nothing */
+	CHECK(strcmp(policy_explain(policy, &decision),
+	             "line 5 restricted = uid:4242: uid:4242 (other user); "
+	             "line 6 confidential = user:nobody uid:0: user:nobody (other user); "
+	             "line 7 confidential = uid:0: holds") == 0);
+	/* Asked twice, the same text (not appended again). */
+	size_t length = strlen(policy_explain(policy, &decision));
+	CHECK(strlen(policy_explain(policy, &decision)) == length);
+	policy_free(policy);
+
+	/* More grant lines than a decision keeps: the rest are counted. */
+	char text[16384];
+	size_t used = (size_t)snprintf(text, sizeof(text),
+	                               "[classification]\nlevels = public internal confidential "
+	                               "restricted\ndefault_clearance = internal\n[clearance]\n");
+	for (int i = 0; i < POLICY_DECISION_STEPS + 6; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "restricted = uid:%d\n",
+		                         5000 + i);
+	policy = compile(text);
+	policy_decide(policy, &subject, 3, &decision);
+	CHECK(!decision.allowed && decision.step_count == POLICY_DECISION_STEPS &&
+	      decision.steps_left_out == 6);
+	const char *explanation = policy_explain(policy, &decision);
+	CHECK(strncmp(explanation, "line 5 restricted = uid:5000: uid:5000 (other user); ", 53) == 0);
+	CHECK(strstr(explanation, "; and 6 more grant lines") != NULL ||
+	      strlen(explanation) == sizeof(decision.explanation) - 1);
 	policy_free(policy);
 }
 
@@ -336,6 +393,7 @@ main(void)
 	close(fd);
 	test_rules();
 	test_grants();
+	test_explanation();
 	test_bad_input();
 	unlink(conf_path);
 	if (failures)
