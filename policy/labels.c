@@ -93,11 +93,23 @@
 
 enum label_source { SOURCE_DEFAULT, SOURCE_RULE, SOURCE_EXPLICIT, SOURCE_PROPAGATED };
 
+/*
+ * The text of a path rule, "GLOB (line N)", made once however many inodes
+ * are indexed under it (a tree of a million files names a few rules), and
+ * kept until the end: an entry may outlive the policy that had the rule.
+ */
+struct rule_text {
+	struct rule_text *next;
+	int line;
+	size_t glob_length; /* text starts with the glob */
+	char text[];
+};
+
 struct label_entry {
 	dev_t device;
 	ino_t inode;
 	int rule;           /* highest path-rule level of any of its names; -1 */
-	char *rule_text;    /* the rule as "GLOB (line N)" */
+	const char *rule_text; /* the rule as "GLOB (line N)"; labels->rule_texts owns it */
 	int explicit_level; /* -1: none */
 	bool forced;        /* a declassification: explicit_level is the label */
 	int propagated;     /* -1: none */
@@ -210,6 +222,7 @@ struct labels {
 	pthread_mutex_t reload_lock;
 
 	pthread_rwlock_t table_lock;
+	struct rule_text *rule_texts; /* every rule text an entry named; under table_lock */
 	struct label_entry **slots;
 	atomic_size_t entry_count;
 
@@ -422,13 +435,45 @@ copy_text(char *buffer, size_t size, const char *text)
 	buffer[length] = '\0';
 }
 
+/*
+ * The shared text of rule; NULL without memory.  Call with table_lock
+ * written.  The one found moves to the front: files are mostly created
+ * in bursts under one rule.
+ */
+static const char *
+rule_text_of(struct labels *labels, const struct policy_rule_info *rule)
+{
+	size_t glob_length = strlen(rule->glob);
+
+	for (struct rule_text **link = &labels->rule_texts; *link; link = &(*link)->next) {
+		struct rule_text *known = *link;
+		if (known->line != rule->line || known->glob_length != glob_length ||
+		    memcmp(known->text, rule->glob, glob_length) != 0)
+			continue;
+		*link = known->next;
+		known->next = labels->rule_texts;
+		labels->rule_texts = known;
+		return known->text;
+	}
+	int length = snprintf(NULL, 0, "%s (line %d)", rule->glob, rule->line);
+	if (length < 0)
+		return NULL;
+	struct rule_text *added = malloc(sizeof(*added) + (size_t)length + 1);
+	if (added == NULL)
+		return NULL;
+	added->line = rule->line;
+	added->glob_length = glob_length;
+	snprintf(added->text, (size_t)length + 1, "%s (line %d)", rule->glob, rule->line);
+	added->next = labels->rule_texts;
+	labels->rule_texts = added;
+	return added->text;
+}
+
 /* Remember that (device, inode) had a name under a rule of level. */
 static void
 index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
            const struct policy_rule_info *rule)
 {
-	char text[512];
-
 	/* Most opens find it indexed already: look before taking the lock to write. */
 	pthread_rwlock_rdlock(&labels->table_lock);
 	const struct label_entry *known = table_find(labels, device, inode);
@@ -440,8 +485,7 @@ index_rule(struct labels *labels, dev_t device, ino_t inode, int level,
 	struct label_entry *entry = table_get(labels, device, inode);
 	if (level > entry->rule) {
 		entry->rule = level;
-		snprintf(text, sizeof(text), "%s (line %d)", rule->glob, rule->line);
-		set_string(&entry->rule_text, text);
+		entry->rule_text = rule_text_of(labels, rule);
 	}
 	pthread_rwlock_unlock(&labels->table_lock);
 }
@@ -1952,7 +1996,6 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		if (*link) {
 			struct label_entry *entry = *link;
 			*link = entry->next;
-			free(entry->rule_text);
 			free(entry->from_path);
 			free(entry);
 			atomic_fetch_sub(&labels->entry_count, 1);
@@ -3016,10 +3059,14 @@ labels_stop(struct labels *labels)
 		while (labels->slots[i]) {
 			struct label_entry *entry = labels->slots[i];
 			labels->slots[i] = entry->next;
-			free(entry->rule_text);
 			free(entry->from_path);
 			free(entry);
 		}
+	}
+	while (labels->rule_texts) {
+		struct rule_text *text = labels->rule_texts;
+		labels->rule_texts = text->next;
+		free(text);
 	}
 	for (size_t i = 0; i < MARK_SLOTS; i++) {
 		while (labels->mark_slots[i]) {

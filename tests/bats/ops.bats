@@ -104,6 +104,21 @@ tiny_store() {
 	assert_nothing_mounted
 }
 
+@test "smoke: scripts/bench-policy --instructions counts the daemon's instructions per file under callgrind" {
+	needs_fuse
+	command -v valgrind >/dev/null || skip "valgrind is not installed (scripts/install-deps installs it)"
+	run "$SCRIPTS/bench-policy" --instructions -r 1 -f 10 -p 12 -d "$TMP/bpoli"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# Counts, not placeholders: a create costs the daemon tens of thousands of
+	# instructions, and the policy's own row is compared to nopolicy's.
+	[[ "$output" =~ \|\ create\ \|\ policy\ \|\ ([0-9]+)\ \|.*\|\ ([0-9]+\.[0-9]{3})\ \| ]]
+	((BASH_REMATCH[1] > 10000))
+	[[ "$output" =~ \|\ read\ \|\ nopolicy\ \|\ [0-9]+\ \|\ [0-9]+\ \|\ [0-9]+\ \|\ 1\.000\ \| ]]
+	! ls "$TMP"/bpoli/*/callgrind.out.* 2>/dev/null
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/bench -b times another provfs binary beside this one; a bad -b is refused" {
 	needs_fuse
 	cp "$PROVFS" "$TMP/provfs-other"
