@@ -228,14 +228,16 @@ print_process_detail(struct query *q, const struct q_process *process, const cha
 	(void)first;
 }
 
+/* A run's fields; its id too unless a heading above already names it. */
 static void
-print_run_detail(struct query *q, const struct q_run *run, const char *indent)
+print_run_detail(struct query *q, const struct q_run *run, const char *indent, bool with_id)
 {
 	char duration[QUERY_TIME_BUFSIZE];
 
 	q_print_field(indent, "job", "%s (named by %s)", q_tx(q, run->job_name),
 	              q_tx(q, run->named_by));
-	q_print_field(indent, "run", "%s", q_tx(q, run->uuid));
+	if (with_id)
+		q_print_field(indent, "run", "%s", q_tx(q, run->uuid));
 	if (run->ended_ns != Q_NONE) {
 		query_time_duration(run->ended_ns - run->started_ns, duration);
 		q_print_field(indent, "run started", "%s, took %s", q_when(q, run->started_ns),
@@ -455,7 +457,7 @@ cmd_producer(struct query *q)
 		q_print_field("  ", "produced by", "process %s", q_process_ref(&process));
 		print_process_detail(q, &process, "  ");
 		if (have_run)
-			print_run_detail(q, &run, "  ");
+			print_run_detail(q, &run, "  ", true);
 	} else if (version.origin && strcmp(version.origin, "external") == 0) {
 		q_print_field("  ", "produced by", "%s",
 		              "CHANGED OUTSIDE PROVFS: no process of a provfs mount wrote this "
@@ -849,7 +851,7 @@ cmd_process(struct query *q)
 		q_print_field("  ", i ? "" : "children", "%s", line.buf);
 	}
 	if (have_run)
-		print_run_detail(q, &run, "  ");
+		print_run_detail(q, &run, "  ", true);
 	qbuf_release(&line);
 	printf("\nread (%zu):\n", reads.count);
 	access_list_print(q, &reads, 0, false);
@@ -1071,7 +1073,7 @@ cmd_run(struct query *q)
 		goto out;
 	}
 	printf("run %s\n", q_tx(q, run.uuid));
-	print_run_detail(q, &run, "  ");
+	print_run_detail(q, &run, "  ", false);
 	q_print_field("  ", "host", "%s", q_tx(q, run.host));
 	printf("\nprocesses (%zu):\n", process_count);
 	{

@@ -279,6 +279,8 @@ assert d["summary"]["mismatch"] == 1'
 	pq run "$uuid"
 	assert_ok
 	assert_match "$stdout" "models/model\.bin"
+	# The heading names the run; its fields do not repeat the id.
+	[ "$(printf '%s\n' "$stdout" | grep -c -- "$uuid")" -eq 1 ]
 	pq run "${uuid:0:8}" --format json
 	assert_ok
 	json 'assert d["run"]["job"] == "train"'
