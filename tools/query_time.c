@@ -169,6 +169,9 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 		if (seconds == (time_t)-1)
 			return -1;
 	}
+	/* Times are nanoseconds in an int64: nothing after 2262-04-11. */
+	if (seconds < 0 || seconds >= INT64_MAX / NS_PER_SEC)
+		return -1;
 	*result_ns = (int64_t)seconds * NS_PER_SEC + fraction_ns;
 	return 0;
 }
