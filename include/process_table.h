@@ -149,6 +149,16 @@ int process_table_start(struct process_table *table);
 struct process_info *process_table_lookup(struct process_table *table, pid_t pid);
 
 /*
+ * The image of pid if the table already has it current, with a new
+ * reference; NULL otherwise.  Never reads /proc, so it never waits on the
+ * process: for requests a process may send while it holds locks that
+ * /proc readers need (the FLUSH of a close-on-exec descriptor is sent
+ * from inside execve, with the process's exec_update_lock held, and
+ * reading its /proc/PID/stat waits for that lock: a deadlock).
+ */
+struct process_info *process_table_peek(struct process_table *table, pid_t pid);
+
+/*
  * pid is in execve and opened the file cookie stands for (exec flag on
  * open).  exec_input() hands cookie back with the new image as soon as it
  * exists (or with the old one, should the process exit without it).  fd

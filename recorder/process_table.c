@@ -1500,6 +1500,21 @@ process_table_lookup(struct process_table *table, pid_t pid)
 	return lookup(table, pid, 0, true);
 }
 
+struct process_info *
+process_table_peek(struct process_table *table, pid_t pid)
+{
+	struct process_info *image = NULL;
+
+	if (pid <= 0)
+		return NULL;
+	pthread_mutex_lock(&table->lock);
+	struct table_entry *entry = find_entry(table, pid);
+	if (entry && !entry->exited && !entry_stale(entry))
+		image = process_info_acquire(entry->image);
+	pthread_mutex_unlock(&table->lock);
+	return image;
+}
+
 void
 process_table_note_exec(struct process_table *table, pid_t pid, void *cookie, int fd)
 {

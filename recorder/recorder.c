@@ -788,8 +788,14 @@ on_flushed(void *cookie, fuse_req_t req)
 	if (!access->writes || access->process == NULL || !access->recorded)
 		return;
 	caller_from_request(req, &caller);
-	struct process_info *image = process_table_lookup(access->recorder->processes,
-							  caller.process_id);
+	/*
+	 * Only an image the table already has: a FLUSH may come from inside
+	 * an execve (closing a close-on-exec descriptor), where reading the
+	 * caller's /proc waits for the exec, which waits for this reply.  A
+	 * process whose first request is that FLUSH never used the handle.
+	 */
+	struct process_info *image = process_table_peek(access->recorder->processes,
+							caller.process_id);
 	if (image && image != access->process && descends_from(image, access->process)) {
 		pthread_mutex_lock(&access->file->lock);
 		struct process_info *previous = access->last_image;

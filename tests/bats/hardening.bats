@@ -146,6 +146,38 @@ run_chain() {
 	wait_until "[ \"\$(q 'SELECT max(exec_index) FROM processes WHERE pid = $CHAIN_PID')\" = $((count + 1)) ]" 120
 }
 
+@test "a process holding a file of the mount open for writing spawns children: their execs close it (FLUSH from inside execve) and nothing stalls" {
+	mount_provfs
+	# Python opens files close-on-exec.  A child spawned with the log open
+	# (close_fds=False, as build tools do; the default closes descriptors
+	# itself before execve) has the kernel close it inside execve: the
+	# FLUSH comes with the lock held that readers of the child's
+	# /proc/PID/stat wait on, and a child that made no request before is
+	# unknown to the daemon.  Before the fix the daemon read that /proc
+	# file to name the closer and waited for good (meson setup in the
+	# mount hung at its first compiler check).
+	bounded 30 python3 -c '
+import subprocess, sys
+with open(sys.argv[1] + "/build.log", "w") as log:
+    for i in range(20):
+        log.write("step %d\n" % i)
+        log.flush()
+        subprocess.run(["/bin/true"], check=True, close_fds=False)
+    log.write("done\n")
+print("ok")
+' "$MNT"
+	[ "$status" -eq 0 ]
+	[ "$output" = ok ]
+	[ "$(tail -n 1 "$BACKING/build.log")" = done ]
+	unmount_provfs
+	# The writer, not a child that only closed its inherited copy, made the version.
+	run sqlite3 "$STORE" "SELECT p.executable FROM versions v JOIN files f ON f.id = v.file_id
+		JOIN processes p ON p.id = v.producer_process_id
+		WHERE f.path = 'build.log' ORDER BY v.id DESC LIMIT 1"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *python3* ]]
+}
+
 @test "a process that execs itself 2,000 times with 24 KB arguments: the daemon's memory stays bounded and it lives" {
 	echo data >"$BACKING/in"
 	cat >"$TMP/chain.sh" <<'EOF'
