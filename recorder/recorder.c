@@ -167,6 +167,8 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 
 /* ---- reference counting ---------------------------------------------------- */
 
+static void clear_bypass_writers(struct file_state *file);
+
 void
 file_state_release(struct file_state *file)
 {
@@ -175,6 +177,7 @@ file_state_release(struct file_state *file)
 	for (size_t i = 0; i < file->pending_count; i++)
 		access_release(file->pending_writers[i]);
 	free(file->pending_writers);
+	clear_bypass_writers(file);
 	version_release(file->upcoming);
 	if (file->stream)
 		XXH3_freeState(file->stream);
@@ -716,6 +719,101 @@ version_hash_done(void *argument, int result, const char *hex, const struct stat
 	recorder_enqueue(recorder, event);
 }
 
+/* ---- writers the kernel passes through ---------------------------------------
+ *
+ * A handle whose data the kernel passes through sends no write requests;
+ * the filesystem layer's writer watch (fs/writer_watch.c) reports each
+ * process that wrote the file instead, on its own thread, before the
+ * release of the handles written through.  The writer is looked up there,
+ * at once, while it most likely still runs; one already gone (or one that
+ * exited before its image could be read) stays unidentified, never
+ * replaced by a process that did not write.
+ */
+
+#define BYPASS_WRITERS_KEPT 16 /* per file between versions; the oldest go first */
+
+static void
+clear_bypass_writers(struct file_state *file)
+{
+	for (size_t i = 0; i < file->bypass_writer_count; i++)
+		process_info_release(file->bypass_writers[i].image);
+	free(file->bypass_writers);
+	file->bypass_writers = NULL;
+	file->bypass_writer_count = 0;
+}
+
+static void
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
+{
+	struct recorder *recorder = context;
+	struct file_state *file = recorder_find_file(recorder, device, inode);
+	struct process_info *image = NULL, *dropped = NULL;
+
+	if (file == NULL)
+		return;
+	if (pid > 0) {
+		image = process_table_lookup(recorder->processes, pid);
+		if (image && image->executable == NULL) {
+			/* Read after it exited: no program, no argv.  Unknown. */
+			process_info_release(image);
+			image = NULL;
+		}
+	}
+	pthread_mutex_lock(&file->lock);
+	if (file->writers > 0) {
+		file->dirty = true;
+		file->stamp_known = false;
+		file->changes++;
+		/* The latest report last: drop this pid's earlier one, or the
+		 * oldest when full. */
+		size_t i = 0;
+		while (i < file->bypass_writer_count && file->bypass_writers[i].pid != pid)
+			i++;
+		if (i == file->bypass_writer_count && i == BYPASS_WRITERS_KEPT)
+			i = 0;
+		struct bypass_writer *writers = file->bypass_writers;
+		if (i < file->bypass_writer_count) {
+			dropped = writers[i].image;
+			memmove(&writers[i], &writers[i + 1],
+				(file->bypass_writer_count - i - 1) * sizeof(*writers));
+			file->bypass_writer_count--;
+		} else {
+			writers = realloc(writers, (file->bypass_writer_count + 1) * sizeof(*writers));
+		}
+		if (writers) {
+			file->bypass_writers = writers;
+			/* A newer report of an identified writer keeps its image. */
+			if (image == NULL && dropped && pid > 0)
+				image = dropped, dropped = NULL;
+			writers[file->bypass_writer_count++] =
+				(struct bypass_writer){.pid = pid, .image = image};
+			image = NULL;
+		}
+	}
+	pthread_mutex_unlock(&file->lock);
+	process_info_release(image);
+	process_info_release(dropped);
+	file_state_release(file);
+}
+
+/*
+ * Who produced a version whose last writer to close was the passthrough
+ * handle last, among the processes reported writing it: the handle's own
+ * process (its opener, or the later image that closed it) when it wrote,
+ * else the latest writer.  NULL when that one is unknown.  file->lock held.
+ */
+static struct process_info *
+bypass_producer(const struct file_state *file, const struct access *last)
+{
+	for (size_t i = file->bypass_writer_count; i-- > 0;) {
+		pid_t pid = file->bypass_writers[i].pid;
+		if (pid > 0 && ((last->process && last->process->pid == pid) ||
+				(last->last_image && last->last_image->pid == pid)))
+			return file->bypass_writers[i].image;
+	}
+	return file->bypass_writers[file->bypass_writer_count - 1].image;
+}
+
 /*
  * The last writer of file closed and some handle wrote or truncated: make
  * the version they completed.  Its producer is the last of those handles
@@ -742,6 +840,8 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 	struct process_info *producer = last->writer_image ? last->writer_image
 					: last->last_image ? last->last_image
 							   : last->process;
+	if (last->bypass && file->bypass_writer_count > 0)
+		producer = bypass_producer(file, last);
 	version->stamp = stamp_of(&st);
 	version->producer = producer ? process_info_acquire(producer) : NULL;
 	version->changes = file->changes;
@@ -754,6 +854,7 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 	file->dirty = false;
 	file->truncated = false;
 	file->stream_valid = false;
+	clear_bypass_writers(file);
 	file->stamp_known = true;
 	file->known_stamp = version->stamp;
 	version_release(file->known_version); /* never the last reference: the table holds file */
@@ -866,6 +967,7 @@ on_released(void *cookie, int fd)
 				file->stream_valid = false;
 				file->stamp_known = false;
 			}
+			clear_bypass_writers(file);
 			abandoned = file->upcoming; /* its writers changed nothing */
 			file->upcoming = NULL;
 		}
@@ -1307,6 +1409,7 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.flushed = on_flushed,
 		.released = on_released,
 		.namespace_changed = on_namespace_changed,
+		.bypass_written = on_bypass_written,
 	};
 	return recorder;
 fail:

@@ -56,6 +56,15 @@ struct file_state {
 	struct version *known_version;  /* the version made through the mount that
 					 * known_stamp stands for, if any; referenced
 					 * (a cycle: detach_known_version before freeing) */
+	/* Processes that wrote through kernel passthrough since the last
+	 * version, the latest last (fs_observer.bypass_written); each image
+	 * referenced, NULL when it could not be identified (gone already, or
+	 * writes unseen: pid 0). */
+	struct bypass_writer {
+		pid_t pid;
+		struct process_info *image;
+	} *bypass_writers;
+	size_t bypass_writer_count;
 
 	/* writer */
 	int64_t store_id;
