@@ -1088,31 +1088,35 @@ writers_need_watch(const struct fs *fs)
 
 /*
  * Writers pass through only when it is known who writes them (see
- * may_pass_through()).  Made at INIT, after daemonizing (the watch has a
- * thread); said once when it cannot be.
+ * may_pass_through()).  The watch is made as the session is attached,
+ * before daemonizing, so that a failure is said once where the mount is
+ * made; its thread starts at INIT, after daemonizing.
  */
+static void
+make_writer_watch(struct fs *fs)
+{
+	if (!fs->passthrough || fs->writer_watch || !writers_need_watch(fs))
+		return;
+	fs->writer_watch = writer_watch_new(report_passthrough_write, fs);
+	if (fs->writer_watch == NULL)
+		log_info("kernel FUSE passthrough is for reading only: the writers of a file "
+			 "cannot be watched (fanotify: %s), so files opened for writing go "
+			 "through the daemon",
+			 strerror(errno));
+}
+
 static void
 start_writer_watch(struct fs *fs)
 {
 	int error;
 
-	if (!fs->passthrough || fs->writer_watch || !writers_need_watch(fs))
+	if (fs->writer_watch == NULL || (error = writer_watch_start(fs->writer_watch)) == 0)
 		return;
-	fs->writer_watch = writer_watch_new(report_passthrough_write, fs);
-	if (fs->writer_watch == NULL) {
-		log_info("kernel FUSE passthrough is for reading only: the writers of a file "
-			 "cannot be watched (fanotify: %s), so files opened for writing go "
-			 "through the daemon",
-			 strerror(errno));
-		return;
-	}
-	if ((error = writer_watch_start(fs->writer_watch)) < 0) {
-		log_info("kernel FUSE passthrough is for reading only: cannot start the writer "
-			 "watch (%s)",
-			 strerror(-error));
-		writer_watch_free(fs->writer_watch);
-		fs->writer_watch = NULL;
-	}
+	log_info("kernel FUSE passthrough is for reading only: cannot start the writer "
+		 "watch (%s)",
+		 strerror(-error));
+	writer_watch_free(fs->writer_watch);
+	fs->writer_watch = NULL;
 }
 
 static void
@@ -1925,6 +1929,11 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		struct fs_node_info info = node_info(node);
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
+		info.writers_reported = handle->watched != NULL;
+		/* Writes before this open are reported before it (recorder.c
+		 * counts those made while a handle was open). */
+		if (handle->watched)
+			writer_watch_drain(fs->writer_watch);
 		info.open_attributes = attributes;
 		char *name_path = created ? NULL : take_looked_up_name(req, node, &info.name_certain);
 		info.name_path = name_path;
@@ -2185,6 +2194,10 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
 	if (fd >= 0 && close(fd) < 0 && errno != EINTR)
 		error = errno;
+	/* A passthrough writer that closes is still alive: its writes are
+	 * reported now, while it can be looked up (it often exits next). */
+	if (handle->watched)
+		writer_watch_drain(fs->writer_watch);
 	if (observer && observer->flushed && handle->cookie)
 		observer->flushed(handle->cookie, req);
 	fuse_reply_err(req, error);
@@ -2766,6 +2779,7 @@ int
 fs_attach_session(struct fs *fs, struct fuse_session *session)
 {
 	fs->session = session;
+	make_writer_watch(fs);
 	return fs_session_use_io(session, fs->passthrough);
 }
 

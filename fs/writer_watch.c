@@ -64,6 +64,7 @@
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -80,6 +81,7 @@
 #define WATCH_BUCKETS 1024    /* power of two */
 #define DRAIN_TIMEOUT_MS 1000 /* a release waits at most this long for the reports */
 #define READ_BUFFER 16384
+#define WATCH_NICENESS -10    /* see watch_main() */
 
 /* A file id as fanotify reports it: filesystem id, handle type and bytes. */
 struct file_id {
@@ -200,7 +202,6 @@ writer_watch_new(writer_watch_report_fn *report, void *context)
 	watch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (watch->wake_fd < 0)
 		goto out_errno;
-	watch->self = getpid();
 	watch->report = report;
 	watch->context = context;
 	pthread_mutex_init(&watch->lock, NULL);
@@ -391,6 +392,16 @@ watch_main(void *argument)
 	struct pollfd sources[2] = {{.fd = watch->group_fd, .events = POLLIN},
 				    {.fd = watch->wake_fd, .events = POLLIN}};
 
+	/*
+	 * A writer is identified from /proc while it runs; many exit right
+	 * after their last write.  This thread does little (events merge in
+	 * the kernel) and must get the CPU first when one comes: a higher
+	 * weight than the callers' (this thread only; Linux niceness is per
+	 * thread).
+	 */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WATCH_NICENESS) < 0)
+		log_debug("cannot raise the writer watch's priority: %s", strerror(errno));
+
 	for (;;) {
 		if (poll(sources, 2, -1) < 0 && errno != EINTR) {
 			log_error("cannot wait for write events: %s", strerror(errno));
@@ -414,6 +425,7 @@ watch_main(void *argument)
 int
 writer_watch_start(struct writer_watch *watch)
 {
+	watch->self = getpid(); /* after daemonizing: the pid of our own writes */
 	int error = pthread_create(&watch->thread, NULL, watch_main, watch);
 
 	if (error)

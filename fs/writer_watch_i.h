@@ -25,8 +25,9 @@ typedef void writer_watch_report_fn(void *context, dev_t device, ino_t inode, pi
  */
 struct writer_watch *writer_watch_new(writer_watch_report_fn *report, void *context);
 
-/* Start the reading thread (after daemonizing: fork keeps only the caller).
- * 0 or a negative errno. */
+/* Start the reading thread (after daemonizing: fork keeps only the caller,
+ * and the daemon's own writes are told apart by its pid then).  0 or a
+ * negative errno. */
 int writer_watch_start(struct writer_watch *watch);
 
 /* Stop the thread and free everything; watched files are let go. */

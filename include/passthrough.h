@@ -36,6 +36,9 @@ struct fs_node_info {
 	 * itself (kernel FUSE passthrough), so data_read and data_written are
 	 * never called for it; what it wrote shows only in the file. */
 	bool data_bypass;
+	/* opened() only, with data_bypass: the handle may write, and the
+	 * processes that write through it are reported (bypass_written). */
+	bool writers_reported;
 	/* opened() only: open_fd's attributes, taken by the layer as it
 	 * opened (one fstat for everyone); NULL when they could not be had. */
 	const struct stat *open_attributes;

@@ -22,6 +22,9 @@
  * that wrote or truncated it.  A handle nobody records (excluded name,
  * unidentified caller) is still watched for writes: the file is dirty
  * whatever name the writes came through.
+ * Under kernel passthrough no write request comes: the filesystem
+ * layer's writer watch reports each process that wrote the file instead
+ * (on_bypass_written), before the handles written through are released.
  *
  * Readers of files being written.  A read-open while others write is linked
  * to the version those writers complete (file->upcoming), or to the known
@@ -519,6 +522,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->recorded = recorded;
 	access->bypass = node->data_bypass;
+	access->writers_reported = node->data_bypass && node->writers_reported && writes;
 	access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
 		access_release(access);
@@ -541,6 +545,14 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	if (access->writes && access->bypass)
 		file->stream_valid = false; /* its bytes never reach us */
+	if (access->writers_reported) {
+		access->open_bypass_reports = file->bypass_reports;
+		if (!stamps_equal(&file->explained_stamp, &access->open_stamp)) {
+			file->explained_stamp = access->open_stamp;
+			file->explained_epoch++;
+		}
+		access->explained_epoch = file->explained_epoch;
+	}
 	if ((flags & O_TRUNC) || created) {
 		/* New content (empty) without a write. */
 		file->dirty = true;
@@ -759,11 +771,14 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
 			image = NULL;
 		}
 	}
+	log_debug("passthrough write of inode %lu by pid %d: %s", (unsigned long)inode, (int)pid,
+		  image ? image->executable : "unknown");
 	pthread_mutex_lock(&file->lock);
 	if (file->writers > 0) {
 		file->dirty = true;
 		file->stamp_known = false;
 		file->changes++;
+		file->bypass_reports++;
 		/* The latest report last: drop this pid's earlier one, or the
 		 * oldest when full. */
 		size_t i = 0;
@@ -794,6 +809,53 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
 	process_info_release(image);
 	process_info_release(dropped);
 	file_state_release(file);
+}
+
+/*
+ * Did a passthrough writer write?  When a write was reported while it was
+ * open (whatever the timestamps' granularity), or when its stamp moved
+ * (stamp_now) otherwise than by the changes the daemon explains: a store
+ * through a shared mapping, or conservatively whatever is unexplained.  A
+ * touch or chmod through the mount alone is no write.  file->lock held.
+ */
+static bool
+bypass_reported_wrote(const struct file_state *file, const struct access *access,
+		      bool stamp_moved, const struct stamp *stamp_now)
+{
+	if (file->bypass_reports != access->open_bypass_reports)
+		return true;
+	if (!stamp_moved)
+		return false;
+	return !(access->explained_epoch == file->explained_epoch &&
+		 stamps_equal(&file->explained_stamp, stamp_now));
+}
+
+/*
+ * A change made through the mount while passthrough writers are open:
+ * the stamp they explain follows it when it started from that stamp (a
+ * setattr's attributes before; a rename, link or chmod without them moves
+ * only the ctime), else the chain breaks.  file->lock held.
+ */
+static void
+follow_explained_stamp(struct file_state *file, const struct fs_namespace_event *change)
+{
+	struct stamp after = stamp_of(change->attributes);
+	bool follows;
+
+	if (file->writers == 0)
+		return;
+	if (change->before) {
+		struct stamp before = stamp_of(change->before);
+		follows = stamps_equal(&file->explained_stamp, &before);
+	} else {
+		follows = change->change != FS_CHANGE_TIMES && change->change != FS_CHANGE_TRUNCATE &&
+			  file->explained_stamp.size == after.size &&
+			  file->explained_stamp.mtime_ns == after.mtime_ns &&
+			  file->explained_stamp.inode == after.inode;
+	}
+	if (!follows)
+		file->explained_epoch++;
+	file->explained_stamp = after;
 }
 
 /*
@@ -923,16 +985,20 @@ on_released(void *cookie, int fd)
 	}
 	if (access->writes) {
 		/* Passthrough writes (and mmap) show only in the file itself:
-		 * a stamp moved since open counts as written. */
+		 * a stamp moved since open counts as written, unless the
+		 * writer watch reports this handle's writes (see
+		 * bypass_reported_wrote()). */
 		bool bypass_wrote = false;
+		struct stat now;
+		struct stamp stamp_now = {0};
 		if (access->bypass) {
-			struct stat now;
-			struct stamp stamp_now;
 			bypass_wrote = fstat(fd, &now) < 0 ||
 				       (stamp_now = stamp_of(&now),
 					!stamps_equal(&access->open_stamp, &stamp_now));
 		}
 		pthread_mutex_lock(&file->lock);
+		if (access->writers_reported)
+			bypass_wrote = bypass_reported_wrote(file, access, bypass_wrote, &stamp_now);
 		if (bypass_wrote) {
 			file->dirty = true;
 			file->stamp_known = false;
@@ -1031,6 +1097,7 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 		event->truncated_closed = change->change == FS_CHANGE_TRUNCATE;
 		return;
 	}
+	follow_explained_stamp(file, change);
 	if (change->change == FS_CHANGE_TRUNCATE) {
 		file->stamp_known = false;
 		file->stream_valid = false; /* the bytes hashed so far are not the file's */
