@@ -763,6 +763,18 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
 
 	if (file == NULL)
 		return;
+	/* The same writer again (a stream of writes): nothing to look up. */
+	pthread_mutex_lock(&file->lock);
+	size_t count = file->bypass_writer_count;
+	if (pid > 0 && file->writers > 0 && count > 0 && file->bypass_writers[count - 1].pid == pid &&
+	    file->bypass_writers[count - 1].image) {
+		file->changes++;
+		file->bypass_reports++;
+		pthread_mutex_unlock(&file->lock);
+		file_state_release(file);
+		return;
+	}
+	pthread_mutex_unlock(&file->lock);
 	if (pid > 0) {
 		image = process_table_lookup(recorder->processes, pid);
 		if (image && image->executable == NULL) {
@@ -860,20 +872,28 @@ follow_explained_stamp(struct file_state *file, const struct fs_namespace_event 
 
 /*
  * Who produced a version whose last writer to close was the passthrough
- * handle last, among the processes reported writing it: the handle's own
- * process (its opener, or the later image that closed it) when it wrote,
- * else the latest writer.  NULL when that one is unknown.  file->lock held.
+ * handle last, among the identified processes reported writing it: the
+ * latest of the handle's own processes (its opener, or the later image
+ * that closed it) that wrote, else the latest writer.  NULL when no writer
+ * could be identified: never a process that did not write.  file->lock
+ * held.
  */
 static struct process_info *
 bypass_producer(const struct file_state *file, const struct access *last)
 {
+	struct process_info *latest = NULL;
+
 	for (size_t i = file->bypass_writer_count; i-- > 0;) {
-		pid_t pid = file->bypass_writers[i].pid;
-		if (pid > 0 && ((last->process && last->process->pid == pid) ||
-				(last->last_image && last->last_image->pid == pid)))
-			return file->bypass_writers[i].image;
+		const struct bypass_writer *writer = &file->bypass_writers[i];
+		if (writer->image == NULL)
+			continue;
+		if ((last->process && last->process->pid == writer->pid) ||
+		    (last->last_image && last->last_image->pid == writer->pid))
+			return writer->image;
+		if (latest == NULL)
+			latest = writer->image;
 	}
-	return file->bypass_writers[file->bypass_writer_count - 1].image;
+	return latest;
 }
 
 /*
