@@ -99,8 +99,8 @@
 #include "caller.h"
 #include "log.h"
 #include "passthrough.h"
-#include "writer_watch_i.h"
 #include "session_io_i.h"
+#include "writer_watch_i.h"
 
 /*
  * A node: one backing inode the kernel knows.  It is named by its file
