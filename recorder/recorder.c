@@ -82,7 +82,7 @@
 #define QUEUE_CAPACITY 65536
 #define HASH_QUEUE_CAPACITY 4096 /* queued hash jobs; one per file at most */
 #define FLUSH_INTERVAL_MS 100
-#define BATCH_WAKE_LENGTH 512  /* queued events that wake the writer early */
+#define BATCH_WAKE_LENGTH 4096 /* queued events that wake the writer early */
 #define FILE_TABLE_LIMIT 65536 /* idle file states beyond this are evicted */
 #define OPEN_FOR_EXEC 040      /* __FMODE_EXEC in the open flags of an execve */
 
@@ -184,6 +184,7 @@ file_state_release(struct file_state *file)
 	version_release(file->upcoming);
 	if (file->stream)
 		XXH3_freeState(file->stream);
+	free(file->open_path);
 	free(file->recorded_path);
 	pthread_mutex_destroy(&file->lock);
 	free(file);
@@ -333,11 +334,37 @@ recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode)
 	return file;
 }
 
-/* The state of the file behind fd (an open descriptor), with a reference. */
+/*
+ * The state of the file behind fd (an open descriptor), with a reference.
+ *
+ * The inode's generation tells a reused inode number from the file the
+ * state was made for.  Reading it costs an ioctl, so it is read again only
+ * when the inode may have been freed since it was last read: its ctime
+ * moved (the last unlink moves it, and a new file's is its creation), a
+ * rename, link or unlink went through the mount (the namespace epoch), or
+ * the backing tree is exposed to others, whose changes are never seen.
+ */
 static struct file_state *
 file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 {
 	struct file_state *file;
+	int64_t ctime_ns = timespec_ns(st->st_ctim);
+	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+
+	if (!recorder->options.backing_exposed) {
+		pthread_mutex_lock(&recorder->files_lock);
+		for (file = recorder->file_slots[file_slot(recorder, st->st_dev, st->st_ino)];
+		     file; file = file->next)
+			if (file->device == st->st_dev && file->inode == st->st_ino)
+				break;
+		if (file && file->generation_epoch == epoch &&
+		    file->generation_ctime_ns == ctime_ns) {
+			file_state_acquire(file);
+			pthread_mutex_unlock(&recorder->files_lock);
+			return file;
+		}
+		pthread_mutex_unlock(&recorder->files_lock);
+	}
 
 	unsigned int generation = 0;
 	if (ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
@@ -376,17 +403,51 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 	} else {
 		file_state_acquire(file);
 	}
+	file->generation_ctime_ns = ctime_ns;
+	file->generation_epoch = epoch;
 	pthread_mutex_unlock(&recorder->files_lock);
 	return file;
 }
 
+/*
+ * The writes of a handle still open moved file's ctime to ctime_ns: the
+ * inode is the one whose generation was read (an open one cannot be freed),
+ * so the next open need not read it again, unless a rename, link or unlink
+ * went through the mount since it was read (the epoch: the file may be
+ * freed once closed).
+ */
+static void
+generation_still_known(struct recorder *recorder, struct file_state *file, int64_t ctime_ns)
+{
+	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+
+	pthread_mutex_lock(&recorder->files_lock);
+	if (file->generation_epoch == epoch)
+		file->generation_ctime_ns = ctime_ns;
+	pthread_mutex_unlock(&recorder->files_lock);
+}
+
 /* ---- paths ----------------------------------------------------------------- */
 
-/* The path of an O_PATH descriptor below the backing root (backing_path.h). */
+/*
+ * The path of an O_PATH descriptor below the backing root (backing_path.h),
+ * read relative to the daemon's own /proc/self/fd: one name to resolve
+ * instead of four, on every recorded open.
+ */
 static char *
 relative_path(const struct recorder *recorder, int fd)
 {
-	return backing_path_of(recorder->backing_dir, fd);
+	char name[16], target[4096];
+	ssize_t length;
+
+	if (recorder->proc_fds < 0)
+		return backing_path_of(recorder->backing_dir, fd);
+	snprintf(name, sizeof(name), "%d", fd);
+	length = readlinkat(recorder->proc_fds, name, target, sizeof(target) - 1);
+	if (length < 0)
+		return NULL;
+	target[length] = '\0';
+	return backing_path_below(recorder->backing_dir, target);
 }
 
 static char *
@@ -433,6 +494,49 @@ name_unlinked(const char *path)
 	       strcmp(path + length - (sizeof(suffix) - 1), suffix) == 0;
 }
 
+/*
+ * The path of node, the file file (relative_path()).  Reading it costs a
+ * readlink of /proc, the recorder's largest cost on an open-heavy job, so
+ * an open takes the path the last one read while nothing can have moved
+ * the file since: it has one link, and its ctime is the one it had then
+ * (a rename, link or unlink of the file itself moves its ctime), no
+ * rename, link or unlink went through the mount since (a directory above
+ * it may have moved: the epoch), and nobody else can reach the backing
+ * tree (changes made there directly are never seen; when it is exposed,
+ * every open reads the path).
+ */
+static char *
+node_path(struct recorder *recorder, struct file_state *file, const struct fs_node_info *node,
+	  const struct stat *st)
+{
+	bool cacheable = file && !recorder->options.backing_exposed && st->st_nlink == 1;
+	int64_t ctime_ns = timespec_ns(st->st_ctim);
+	/* Read before the path: a change while it is read is a later epoch. */
+	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+	char *path = NULL;
+
+	if (cacheable) {
+		pthread_mutex_lock(&file->lock);
+		if (file->open_path && file->open_path_ctime_ns == ctime_ns &&
+		    file->open_path_epoch == epoch)
+			path = strdup(file->open_path);
+		pthread_mutex_unlock(&file->lock);
+		if (path)
+			return path;
+	}
+	path = relative_path(recorder, node->backing_fd);
+	if (cacheable && path && !name_unlinked(path)) {
+		char *copy = strdup(path);
+		pthread_mutex_lock(&file->lock);
+		free(file->open_path);
+		file->open_path = copy;
+		file->open_path_ctime_ns = ctime_ns;
+		file->open_path_epoch = epoch;
+		pthread_mutex_unlock(&file->lock);
+	}
+	return path;
+}
+
 /* ---- observer callbacks (request threads) ------------------------------------ */
 
 static struct process_info *
@@ -450,6 +554,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 {
 	struct recorder *recorder = context;
 	struct access *access;
+	struct file_state *state = NULL;
 	struct stat st;
 	char *path;
 
@@ -478,7 +583,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		path = looked_up;
 		excluded = path_is_excluded(recorder, path);
 	} else {
-		char *kept = relative_path(recorder, node->backing_fd);
+		state = file_state_get(recorder, &st, open_fd);
+		char *kept = node_path(recorder, state, node, &st);
 		if (kept && st.st_nlink <= 1 && !name_unlinked(kept))
 			excluded = path_is_excluded(recorder, kept);
 		path = looked_up ? looked_up : kept;
@@ -493,14 +599,17 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	 */
 	if (!recorded && !writes) {
 		free(path);
+		file_state_release(state);
 		return NULL;
 	}
 	access = calloc(1, sizeof(*access));
 	if (access == NULL) {
 		free(path);
+		file_state_release(state);
 		return NULL;
 	}
 	atomic_init(&access->references, 1);
+	access->file = state;
 	access->recorder = recorder;
 	access->path = path;
 	access->flags = flags;
@@ -523,7 +632,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	access->recorded = recorded;
 	access->bypass = node->data_bypass;
 	access->writers_reported = node->data_bypass && node->writers_reported && writes;
-	access->file = file_state_get(recorder, &st, open_fd);
+	if (access->file == NULL)
+		access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
 		access_release(access);
 		return NULL;
@@ -1065,6 +1175,8 @@ on_released(void *cookie, int fd)
 		}
 		pthread_mutex_unlock(&file->lock);
 	}
+	if (version)
+		generation_still_known(recorder, file, version->stamp.ctime_ns);
 	/* Not one sequential pass: hashed in the pool once its row is
 	 * committed, reaching the file by handle (no descriptor kept). */
 	if (version && version->hash[0] == '\0')
@@ -1163,6 +1275,10 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	struct event *event;
 	char *directory = NULL, *new_directory = NULL;
 
+	/* Paths read before may be wrong now (node_path). */
+	if (change->change == FS_CHANGE_RENAME || change->change == FS_CHANGE_LINK ||
+	    change->change == FS_CHANGE_UNLINK)
+		atomic_fetch_add(&recorder->namespace_epoch, 1);
 	if (change->attributes == NULL)
 		return;
 	/* A regular file is created by an open, whose access records it. */
@@ -1465,6 +1581,7 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		return NULL;
 	}
 	recorder->options = *options;
+	recorder->proc_fds = -1;
 	recorder->backing_dir = strdup(options->backing_dir);
 	recorder->mount_point = strdup(options->mount_point);
 	gethostname(recorder->host, sizeof(recorder->host) - 1);
@@ -1540,6 +1657,8 @@ recorder_start(struct recorder *recorder)
 		log_error("%s", error);
 		return -1;
 	}
+	/* Opened here, in the daemon: /proc/self is the process that opens it. */
+	recorder->proc_fds = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	recorder->hashes = hash_pool_new(2, HASH_QUEUE_CAPACITY, recorder->options.backing_fd);
 	recorder->processes = process_table_new(&table_options);
 	if (recorder->hashes == NULL || recorder->processes == NULL)
@@ -1673,6 +1792,8 @@ recorder_stop(struct recorder *recorder)
 		free(recorder->executables);
 		recorder->executables = next;
 	}
+	if (recorder->proc_fds >= 0)
+		close(recorder->proc_fds);
 	free(recorder->backing_dir);
 	free(recorder->mount_point);
 	free(recorder);

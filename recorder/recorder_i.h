@@ -37,6 +37,8 @@ struct file_state {
 	ino_t inode;
 	uint64_t generation;
 	struct file_state *next; /* file table chain; protected by the table lock */
+	int64_t generation_ctime_ns; /* the file's ctime and the namespace epoch when */
+	uint64_t generation_epoch;   /* generation was last read; under the table lock */
 
 	pthread_mutex_t lock;
 	int writers;                    /* open handles that may write */
@@ -72,6 +74,9 @@ struct file_state {
 	 * through a shared mapping, which nothing reports. */
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
+	char *open_path;                /* its path as an open last read it, with the */
+	int64_t open_path_ctime_ns;     /* file's ctime and the mount's namespace epoch */
+	uint64_t open_path_epoch;       /* then (recorder.c: node_path) */
 
 	/* writer */
 	int64_t store_id;
@@ -135,6 +140,8 @@ struct access {
 	atomic_uint_fast64_t bytes_read, bytes_written, read_calls, write_calls;
 	int64_t store_id;        /* writer */
 	int64_t read_version_id; /* writer */
+	uint64_t close_batch;    /* writer: the batch that holds its CLOSE event */
+	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
 };
 
 enum event_kind {
@@ -225,6 +232,8 @@ struct recorder {
 
 	pthread_t writer;
 	bool writer_running;
+	int proc_fds; /* /proc/self/fd of the daemon (after it daemonized), or -1 */
+	atomic_uint_fast64_t namespace_epoch; /* renames, links, unlinks through the mount */
 };
 
 /* Queue an event (blocks while the queue is full). */

@@ -42,6 +42,7 @@ enum statement_id {
 	INSERT_VERSION,
 	UPDATE_VERSION_HASH,
 	INSERT_ACCESS,
+	INSERT_CLOSED_ACCESS,
 	CLOSE_ACCESS,
 	SET_WRITTEN_VERSION,
 	SET_READ_VERSION,
@@ -100,6 +101,11 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				"CASE WHEN ?1 IS NULL THEN NULL ELSE 'reread' END WHERE id = ?3",
 	[INSERT_ACCESS] = "INSERT INTO accesses (process_id, file_id, mount_session_id, path, "
 			  "open_flags, is_exec, opened_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	/* An access whose OPEN and CLOSE come in one batch: one row, no update. */
+	[INSERT_CLOSED_ACCESS] = "INSERT INTO accesses (process_id, file_id, mount_session_id, "
+				 "path, open_flags, is_exec, opened_ns, closed_ns, bytes_read, "
+				 "bytes_written, read_calls, write_calls, read_version_id) "
+				 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	[CLOSE_ACCESS] = "UPDATE accesses SET closed_ns = ?, bytes_read = ?, bytes_written = ?, "
 			 "read_calls = ?, write_calls = ?, read_version_id = ?, "
 			 "process_id = coalesce(?, process_id) WHERE id = ?",
@@ -140,6 +146,7 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 
 static sqlite3_stmt *statements[STATEMENT_COUNT];
 static struct recorder *current; /* the recorder these statements serve */
+static uint64_t batch_serial;    /* counts batches: access->close_batch */
 
 /*
  * Undo journal of the open transaction: the in-memory ids it assigned and
@@ -787,11 +794,47 @@ drop_readers(struct version *version)
 	version->reader_count = 0;
 }
 
+/*
+ * What the close of access reports, bound from column first on: the close
+ * time, bytes and calls read and written, and the version read when the
+ * handle was an input.
+ */
+static void
+bind_close(sqlite3_stmt *s, int first, struct access *access)
+{
+	uint64_t bytes_read = atomic_load(&access->bytes_read);
+	uint64_t bytes_written = atomic_load(&access->bytes_written);
+	/* A read-write handle that wrote but read nothing was no input.  A
+	 * passthrough handle's counts are unknown (NULL): it may have read. */
+	bool input = access->read_version_id &&
+		     (access->bypass || bytes_written == 0 || bytes_read > 0);
+
+	sqlite3_bind_int64(s, first, access->closed_ns);
+	sqlite3_bind_int64(s, first + 1, (int64_t)bytes_read);
+	sqlite3_bind_int64(s, first + 2, (int64_t)bytes_written);
+	sqlite3_bind_int64(s, first + 3, (int64_t)atomic_load(&access->read_calls));
+	sqlite3_bind_int64(s, first + 4, (int64_t)atomic_load(&access->write_calls));
+	for (int column = first + 1; access->bypass && column <= first + 4; column++)
+		sqlite3_bind_null(s, column);
+	bind_id(s, first + 5, input ? access->read_version_id : 0);
+}
+
+/*
+ * The row of access, inserted on demand.  closed: its CLOSE event is in
+ * this batch, so the row is written whole, one statement where an insert
+ * and an update were (most handles live less than a batch).  Not when the
+ * version it read is yet to be recorded (it waits among that version's
+ * readers, whose row comes later in the batch) or when the image that
+ * closed it has no row yet (made at the CLOSE, in the order of events):
+ * then the CLOSE updates the row as usual.  Either way the row ends the
+ * same.
+ */
 static int
-ensure_access(struct access *access)
+insert_access(struct access *access, bool closed)
 {
 	sqlite3_stmt *s;
 	int rc;
+	bool resolved = false;
 
 	if (access->store_id)
 		return SQLITE_DONE;
@@ -799,22 +842,41 @@ ensure_access(struct access *access)
 	    (rc = ensure_file(access->file, access->path, access->opened_ns,
 			      access->created ? "create" : "seen")) != SQLITE_DONE)
 		return rc;
-	s = statement(INSERT_ACCESS);
-	sqlite3_bind_int64(s, 1, access->process->store_id);
+	journal_id(&access->store_id);
+	journal_id(&access->read_version_id);
+	closed = closed && (access->last_image == NULL || access->last_image->store_id);
+	if (closed && access->reads) {
+		/* The version read first: its row, if new, before this one. */
+		if ((rc = resolve_read_version(access)) != SQLITE_DONE)
+			return rc;
+		resolved = true;
+		struct version *upcoming = access->version_read;
+		closed = !(upcoming && upcoming->store_id == 0 && !upcoming->abandoned);
+	}
+	s = statement(closed ? INSERT_CLOSED_ACCESS : INSERT_ACCESS);
+	sqlite3_bind_int64(s, 1, closed && access->last_image ? access->last_image->store_id
+							      : access->process->store_id);
 	sqlite3_bind_int64(s, 2, access->file->store_id);
 	sqlite3_bind_int64(s, 3, current->mount_session_id);
 	bind_text(s, 4, access->path);
 	sqlite3_bind_int(s, 5, access->flags);
 	sqlite3_bind_int(s, 6, access->is_exec);
 	sqlite3_bind_int64(s, 7, access->opened_ns);
+	if (closed)
+		bind_close(s, 8, access);
 	if ((rc = run(s)) != SQLITE_DONE)
 		return rc;
 	access->store_id = sqlite3_last_insert_rowid(db());
-	journal_id(&access->store_id);
-	journal_id(&access->read_version_id);
-	if (access->reads)
+	access->closed_in_row = closed;
+	if (access->reads && !resolved)
 		rc = resolve_read_version(access);
 	return rc;
+}
+
+static int
+ensure_access(struct access *access)
+{
+	return insert_access(access, false);
 }
 
 static int
@@ -824,24 +886,14 @@ apply_close(struct event *event)
 	sqlite3_stmt *s;
 	int rc;
 
-	if ((rc = ensure_access(access)) != SQLITE_DONE ||
-	    (rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)
+	if ((rc = ensure_access(access)) != SQLITE_DONE)
 		return rc;
-	uint64_t bytes_read = atomic_load(&access->bytes_read);
-	uint64_t bytes_written = atomic_load(&access->bytes_written);
-	/* A read-write handle that wrote but read nothing was no input.  A
-	 * passthrough handle's counts are unknown (NULL): it may have read. */
-	bool input = access->read_version_id &&
-		     (access->bypass || bytes_written == 0 || bytes_read > 0);
+	if (access->closed_in_row)
+		return SQLITE_DONE; /* inserted closed at its OPEN, in this batch */
+	if ((rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)
+		return rc;
 	s = statement(CLOSE_ACCESS);
-	sqlite3_bind_int64(s, 1, access->closed_ns);
-	sqlite3_bind_int64(s, 2, (int64_t)bytes_read);
-	sqlite3_bind_int64(s, 3, (int64_t)bytes_written);
-	sqlite3_bind_int64(s, 4, (int64_t)atomic_load(&access->read_calls));
-	sqlite3_bind_int64(s, 5, (int64_t)atomic_load(&access->write_calls));
-	for (int column = 2; access->bypass && column <= 5; column++)
-		sqlite3_bind_null(s, column);
-	bind_id(s, 6, input ? access->read_version_id : 0);
+	bind_close(s, 1, access);
 	bind_id(s, 7, access->last_image ? access->last_image->store_id : 0);
 	sqlite3_bind_int64(s, 8, access->store_id);
 	return run(s);
@@ -1267,7 +1319,7 @@ apply_event(struct event *event)
 		sqlite3_bind_int64(s, 2, event->process->store_id);
 		return run(s);
 	case EVENT_OPEN:
-		return ensure_access(event->access);
+		return insert_access(event->access, event->access->close_batch == batch_serial);
 	case EVENT_CLOSE:
 		return apply_close(event);
 	case EVENT_VERSION:
@@ -1294,6 +1346,11 @@ writer_apply_batch(struct recorder *recorder, struct event *batch)
 	int rc;
 
 	journal_clear();
+	/* Which accesses close in this batch: their rows are written whole. */
+	batch_serial++;
+	for (struct event *event = batch; event; event = event->next)
+		if (event->kind == EVENT_CLOSE)
+			event->access->close_batch = batch_serial;
 	if (sqlite3_exec(db(), "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto failed;
 	for (struct event *event = batch; event; event = event->next) {

@@ -750,3 +750,80 @@ assert_store_refused() {
 	assert_sql "SELECT v.hash FROM accesses a JOIN versions v ON v.id = a.read_version_id
 	            WHERE a.path = 'lost.txt'" "$(xxh "$BACKING/lost.txt")"
 }
+
+# ------------------------------------------------------------ open-heavy recording
+#
+# The request path keeps what an open learned about a file (its path, its
+# inode's generation) while nothing can have changed it; these check that
+# whatever can change it is seen.
+
+@test "every open records the file's path at that open: after renames of its directory, of itself, and a link then unlink" {
+	mount_provfs
+	mkdir "$MNT/d"
+	echo x >"$MNT/d/f"
+	cat "$MNT/d/f" >/dev/null
+	cat "$MNT/d/f" >/dev/null
+	mv "$MNT/d" "$MNT/e" # the file's own ctime stays: only the directory moved
+	cat "$MNT/e/f" >/dev/null
+	mv "$MNT/e/f" "$MNT/e/g"
+	cat "$MNT/e/g" >/dev/null
+	ln "$MNT/e/g" "$MNT/h"
+	rm "$MNT/e/g"
+	cat "$MNT/h" >/dev/null
+	# Moved behind provfs's back (the file's ctime moves with it).
+	sleep 0.05
+	mv "$BACKING/h" "$BACKING/k"
+	cat "$MNT/k" >/dev/null
+	stop_provfs
+
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql k)) ORDER BY opened_ns, id)" \
+		"d/f,d/f,d/f,e/f,e/g,h,k"
+}
+
+@test "an inode number reused by a new file: a new file row, not a version of the old file" {
+	mount_provfs
+	local inode i reused=
+	echo old >"$MNT/old"
+	cat "$MNT/old" >/dev/null
+	inode=$(stat -c %i "$BACKING/old")
+	rm "$MNT/old"
+	# ext4 hands a freed inode out again soon; try until it does.
+	for i in $(seq 100); do
+		echo new >"$MNT/new$i"
+		if [ "$(stat -c %i "$BACKING/new$i")" = "$inode" ]; then
+			reused=new$i
+			break
+		fi
+	done
+	# The same again behind provfs's back: deleted and created in BACKING.
+	local inode2 j outside=
+	echo old2 >"$MNT/old2"
+	cat "$MNT/old2" >/dev/null
+	inode2=$(stat -c %i "$BACKING/old2")
+	sleep 0.05
+	rm "$BACKING/old2"
+	for j in $(seq 100); do
+		echo new >"$BACKING/other$j"
+		if [ "$(stat -c %i "$BACKING/other$j")" = "$inode2" ]; then
+			outside=other$j
+			cat "$MNT/$outside" >/dev/null
+			break
+		fi
+	done
+	stop_provfs
+
+	if [ -z "$reused" ] && [ -z "$outside" ]; then
+		skip "the backing filesystem reused no inode number in 100 creates"
+	fi
+	if [ -n "$reused" ]; then
+		assert_sql "SELECT count(DISTINCT generation) = count(*) FROM files WHERE inode = $inode" 1
+		assert_sql "SELECT count(*) FROM files WHERE inode = $inode" 2
+		assert_sql "SELECT origin FROM versions WHERE file_id = ($(file_id_sql "$reused"))" written
+	fi
+	if [ -n "$outside" ]; then
+		assert_sql "SELECT count(*) FROM files WHERE inode = $inode2" 2
+		assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id =
+		            (SELECT id FROM files WHERE inode = $inode2 ORDER BY id DESC LIMIT 1)" initial
+	fi
+}
