@@ -181,6 +181,9 @@ struct recorder {
 	struct file_state **file_slots;
 	size_t file_slot_count;
 	size_t file_count;
+	size_t file_table_limit; /* FILE_TABLE_LIMIT, or a test's smaller one */
+	size_t evict_above;      /* file_count that starts the next eviction pass */
+	uint64_t eviction_passes, files_evicted;
 
 	/* event queue; protected by queue_lock */
 	pthread_mutex_t queue_lock;

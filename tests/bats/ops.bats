@@ -119,6 +119,23 @@ tiny_store() {
 	assert_nothing_mounted
 }
 
+@test "scripts/bench-policy --instructions without valgrind: one line naming it, exit 2, nothing mounted" {
+	# A PATH with every program of this machine but valgrind's.
+	mkdir "$TMP/path"
+	local program
+	for program in /usr/bin/* /usr/sbin/*; do
+		case ${program##*/} in valgrind* | callgrind* | vgdb) continue ;; esac
+		ln -sf "$program" "$TMP/path/"
+	done
+	PATH=$TMP/path run "$SCRIPTS/bench-policy" --instructions -r 1 -f 10 -d "$TMP/bpolv"
+	echo "$output"
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == *"--instructions needs valgrind (apt-get install valgrind)"* ]]
+	[ ! -e "$TMP/bpolv" ]
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/bench -b times another provfs binary beside this one; a bad -b is refused" {
 	needs_fuse
 	cp "$PROVFS" "$TMP/provfs-other"
