@@ -317,9 +317,9 @@ file_is_idle(struct file_state *file)
 
 /*
  * Take idle states out of the table when it is over its limit, down to
- * half of it.  Holds files_lock; the states taken out are returned as a
- * list (through next) for release_evicted_files() to free after the lock
- * is dropped, since freeing them closes descriptors of hash sources.
+ * half of it.  Holds files_lock; the states taken out join the list
+ * *evicted (through next) for release_evicted_files() to free after the
+ * lock is dropped, since freeing them closes descriptors of hash sources.
  *
  * States in use (open files, events still queued, hash jobs) cannot go.
  * When too many are in use for a pass to reach half the limit, the next
@@ -328,11 +328,9 @@ file_is_idle(struct file_state *file)
  * seen (tmpfs never reuses inode numbers).  Memory stays within twice
  * what is in use.
  */
-static struct file_state *
-evict_idle_files(struct recorder *recorder)
+static void
+evict_idle_files(struct recorder *recorder, struct file_state **evicted)
 {
-	struct file_state *evicted = NULL;
-
 	for (size_t i = 0; i < recorder->file_slot_count &&
 			   recorder->file_count > recorder->file_table_limit / 2;
 	     i++) {
@@ -342,8 +340,8 @@ evict_idle_files(struct recorder *recorder)
 			if (file_is_idle(file)) {
 				*link = file->next;
 				recorder->file_count--;
-				file->next = evicted;
-				evicted = file;
+				file->next = *evicted;
+				*evicted = file;
 				recorder->files_evicted++;
 			} else {
 				link = &file->next;
@@ -354,7 +352,6 @@ evict_idle_files(struct recorder *recorder)
 	recorder->evict_above = recorder->file_count > recorder->file_table_limit / 2
 					? 2 * recorder->file_count
 					: recorder->file_table_limit;
-	return evicted;
 }
 
 static void
@@ -428,17 +425,19 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 		if (file->device == st->st_dev && file->inode == st->st_ino)
 			break;
 	if (file && file->generation != generation) {
-		/* The inode number was reused by another file: forget the old one. */
+		/* The inode number was reused by another file: forget the old one
+		 * (freed with the evicted, after the lock). */
 		*link = file->next;
 		recorder->file_count--;
-		detach_known_version(file);
-		file_state_release(file);
+		file->next = evicted;
+		evicted = file;
 		file = NULL;
 	}
 	if (file == NULL) {
 		file = calloc(1, sizeof(*file));
 		if (file == NULL) {
 			pthread_mutex_unlock(&recorder->files_lock);
+			release_evicted_files(evicted);
 			return NULL;
 		}
 		atomic_init(&file->references, 1);
@@ -451,7 +450,7 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 		/* The caller's reference first, so eviction cannot take this one. */
 		file_state_acquire(file);
 		if (++recorder->file_count > recorder->evict_above)
-			evicted = evict_idle_files(recorder);
+			evict_idle_files(recorder, &evicted);
 	} else {
 		file_state_acquire(file);
 	}
