@@ -54,6 +54,7 @@ enum statement_id {
 	UPDATE_PATHS_UNDER,
 	COUNT_CURRENT_NAMES,
 	MARK_FILE_REMOVED,
+	MARK_REPLACED_REMOVED,
 	SELECT_LATEST_FOR_FILE,
 	UPDATE_VERSION_TIMES,
 	SELECT_FILE_PATH,
@@ -133,6 +134,12 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[COUNT_CURRENT_NAMES] = "SELECT 1 FROM file_names WHERE file_id = ? AND "
 				"until_ns IS NULL LIMIT 1",
 	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ? WHERE id = ?",
+	/* The file a rename's new name named, if that name was its last. */
+	[MARK_REPLACED_REMOVED] = "UPDATE files SET removed_ns = ?1 WHERE id = (SELECT file_id "
+				  "FROM file_names WHERE backing_dir = ?2 AND path = ?3 AND "
+				  "until_ns IS NULL) AND NOT EXISTS (SELECT 1 FROM file_names "
+				  "n WHERE n.file_id = files.id AND n.until_ns IS NULL AND "
+				  "n.path <> ?3)",
 	[SELECT_LATEST_FOR_FILE] = "SELECT id, number, size, mtime_ns, ctime_ns FROM versions WHERE "
 				   "file_id = ? ORDER BY number DESC LIMIT 1",
 	[UPDATE_VERSION_TIMES] = "UPDATE versions SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
@@ -1236,6 +1243,15 @@ apply_namespace(struct event *event)
 			/* the other file: whoever held the temporary name */
 			rc = rename_names(0, temporary, event->path, event->time_ns, true);
 		} else {
+			/* A rename over a name unlinks the file it named (git's
+			 * config.lock over config): no longer in the tree, unless
+			 * it has another name. */
+			s = statement(MARK_REPLACED_REMOVED);
+			sqlite3_bind_int64(s, 1, event->time_ns);
+			bind_text(s, 2, current->backing_dir);
+			bind_text(s, 3, event->new_path);
+			if ((rc = run(s)) != SQLITE_DONE)
+				return rc;
 			rc = rename_names(file_id, event->path, event->new_path, event->time_ns,
 					  event->is_directory);
 		}

@@ -175,8 +175,21 @@ q_version_release(struct q_version *version)
 int
 q_file_load(struct query *q, int64_t id, struct q_file *file)
 {
-	sqlite3_stmt *statement = q_prepare(q, "SELECT id, host, backing_dir, path, "
-	                                       "first_seen_ns, removed_ns FROM files WHERE id = ?");
+	/*
+	 * files.path is the last name the file was given; when that name was
+	 * unlinked or renamed over while another link stays, the file lives
+	 * on under the other: its newest current name is where it is.
+	 * Stores recorded before provfs marked the file a rename replaced as
+	 * removed (git's config.lock over config) left it with every name
+	 * ended and removed_ns NULL: it left the tree when its last name did.
+	 */
+	sqlite3_stmt *statement = q_prepare(
+	    q, "SELECT id, host, backing_dir, coalesce((SELECT n.path FROM file_names n WHERE "
+	       "n.file_id = files.id AND n.until_ns IS NULL ORDER BY n.since_ns DESC LIMIT 1), "
+	       "path), first_seen_ns, "
+	       "coalesce(removed_ns, (SELECT max(until_ns) FROM file_names n WHERE n.file_id = "
+	       "files.id HAVING count(*) > 0 AND count(*) = count(until_ns))) "
+	       "FROM files WHERE id = ?");
 	int rc;
 
 	memset(file, 0, sizeof(*file));

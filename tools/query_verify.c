@@ -309,6 +309,9 @@ cmd_verify(struct query *q)
 		}
 		statement = q_prepare(
 		    q, "SELECT id FROM files WHERE removed_ns IS NULL AND host = ?1 "
+		       "AND NOT (EXISTS (SELECT 1 FROM file_names n WHERE n.file_id = files.id) AND "
+		       "NOT EXISTS (SELECT 1 FROM file_names n WHERE n.file_id = files.id AND "
+		       "n.until_ns IS NULL)) "
 		       "AND (?2 IS NULL OR backing_dir = ?2) AND (?3 IS NULL OR "
 		       "?3 = '' OR path = ?3 OR substr(path, 1, length(?3) + 1) = ?3 || '/') "
 		       "ORDER BY backing_dir, path");

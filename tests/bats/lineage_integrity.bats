@@ -591,3 +591,49 @@ assert all("queue_length" in r for r in d["recorders"])
 	assert_sql "SELECT count(*), sum(queue_length >= 0), sum(hashes_unhashed) FROM recorder_stats" "1|1|0"
 	assert_sql "SELECT path FROM file_names WHERE until_ns IS NULL" b
 }
+
+@test "a rename over a file removes the file it replaced (git's config.lock over config): verify finds nothing modified" {
+	mount_provfs
+	(
+		cd "$MNT"
+		set -e
+		mkdir repo && cd repo
+		git init -q .
+		git config user.email t@example.com
+		git config core.bare false
+		# By hand as well: the lock file renamed over the file.
+		echo one >cfg
+		echo two >cfg.lock
+		mv cfg.lock cfg
+		# A target with another name is not gone: only that name is.
+		echo three >kept
+		ln kept kept-too
+		echo four >kept.new
+		mv kept.new kept
+	)
+	stop_provfs
+	# Each config file that config.lock replaced left the tree with its name.
+	local replaced
+	replaced=$(q "SELECT count(*) FROM files f WHERE f.path = 'repo/.git/config'
+	              AND f.removed_ns IS NULL AND NOT EXISTS (SELECT 1 FROM file_names n
+	              WHERE n.file_id = f.id AND n.until_ns IS NULL)")
+	[ "$replaced" -eq 0 ]
+	[ "$(q "SELECT count(*) FROM files WHERE path = 'repo/.git/config'
+	         AND removed_ns IS NOT NULL")" -ge 2 ]
+	# cfg's first file is removed; the second holds the name.
+	[ "$(q "SELECT count(*) FROM files WHERE path = 'repo/cfg' AND removed_ns IS NOT NULL")" -eq 1 ]
+	[ "$(q "SELECT count(*) FROM files WHERE path = 'repo/cfg' AND removed_ns IS NULL")" -eq 1 ]
+	# The file replaced at 'kept' still lives as kept-too.
+	[ "$(q "SELECT f.removed_ns IS NULL FROM files f JOIN file_names n ON n.file_id = f.id
+	         WHERE n.path = 'repo/kept-too' AND n.until_ns IS NULL")" -eq 1 ]
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 modified, 0 missing"* ]]
+	# A store recorded before the fix (removed_ns left NULL) reads the same.
+	q "UPDATE files SET removed_ns = NULL WHERE path IN ('repo/.git/config', 'repo/cfg')"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 modified, 0 missing"* ]]
+}
