@@ -1129,6 +1129,11 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 		if (unchanged) {
 			file->known_stamp.mtime_ns = timespec_ns(st->st_mtim);
 			file->known_stamp.ctime_ns = timespec_ns(st->st_ctim);
+			/* Its row may still be queued behind this event: the
+			 * close's RELEASE made it, but the setattr got here
+			 * first (git: write, close, utimensat). */
+			if (change->before && file->known_version)
+				event->version = version_acquire(file->known_version);
 		} else {
 			file->stamp_known = false;
 		}

@@ -89,6 +89,10 @@ struct version {
 	struct access **readers;
 	size_t reader_count;
 	bool abandoned;             /* writer: no row will come; readers resolve by stamp */
+	/* writer: a setattr (a touch, a chmod) whose event came before the row's:
+	 * the row takes the times after it */
+	bool times_moved;
+	int64_t moved_mtime_ns, moved_ctime_ns;
 };
 
 /* One open handle. */
@@ -144,7 +148,8 @@ struct event {
 	int64_t time_ns;
 	struct process_info *process; /* referenced */
 	struct access *access;        /* referenced */
-	struct version *version;      /* referenced */
+	struct version *version;      /* referenced; namespace (setattr): the file's known
+				       * version, whose row may not be written yet */
 	bool status_known;
 	int status;
 	char hash[33];

@@ -931,6 +931,10 @@ apply_version(struct event *event)
 			return rc;
 	if ((rc = ensure_file(version->file, NULL, event->time_ns, "seen")) != SQLITE_DONE)
 		return rc;
+	if (version->times_moved) { /* by a setattr applied before this row */
+		version->stamp.mtime_ns = version->moved_mtime_ns;
+		version->stamp.ctime_ns = version->moved_ctime_ns;
+	}
 	version->store_id = insert_version(version->file, &version->stamp, version->hash,
 					   version->hash[0] ? "hashed" : "pending", "written",
 					   version->producer ? version->producer->store_id : 0, &rc);
@@ -1187,6 +1191,24 @@ follow_content(struct event *event, int64_t file_id)
 					   ctime_ns == event->before.ctime_ns
 				 : event->change != FS_CHANGE_TIMES && size == event->stamp.size &&
 					   mtime_ns == event->stamp.mtime_ns;
+	/*
+	 * The version the attributes before a setattr stand for may have no
+	 * row yet: the close that made it was queued after the setattr.  Its
+	 * row is written with the times after (apply_version).
+	 */
+	struct version *queued = event->version;
+	if (!(version_id && unchanged) && queued && queued->store_id == 0 && event->before_known &&
+	    queued->stamp.size == event->before.size &&
+	    (queued->times_moved ? queued->moved_mtime_ns : queued->stamp.mtime_ns) ==
+		    event->before.mtime_ns &&
+	    (queued->times_moved ? queued->moved_ctime_ns : queued->stamp.ctime_ns) ==
+		    event->before.ctime_ns) {
+		queued->times_moved = true;
+		queued->moved_mtime_ns = event->stamp.mtime_ns;
+		queued->moved_ctime_ns = event->stamp.ctime_ns;
+		file_state_release(cached);
+		return SQLITE_DONE;
+	}
 	if (version_id && unchanged) {
 		if (cached && cached->latest_version_id == version_id) {
 			cached->latest_stamp.mtime_ns = event->stamp.mtime_ns;

@@ -542,11 +542,15 @@ cmd_gaps(struct query *q)
 
 	/* 2 and 3. Live files of this host: stat against the last version; unhashed. */
 	statement = q_prepare(
-	    q, "SELECT f.backing_dir, f.path, v.number, v.size, v.mtime_ns, "
-	       "v.hash, v.hash_state, v.recorded_ns, v.id "
-	       "FROM files f JOIN versions v ON v.file_id = f.id AND "
+	    q, "SELECT f.backing_dir, coalesce((SELECT n.path FROM file_names n WHERE n.file_id "
+	       "= f.id AND n.until_ns IS NULL ORDER BY n.since_ns DESC LIMIT 1), f.path) AS "
+	       "current_path, v.number, v.size, v.mtime_ns, v.hash, v.hash_state, v.recorded_ns, "
+	       "v.id FROM files f JOIN versions v ON v.file_id = f.id AND "
 	       "v.number = (SELECT MAX(number) FROM versions w WHERE w.file_id = f.id) "
-	       "WHERE f.removed_ns IS NULL AND f.host = ? ORDER BY f.backing_dir, f.path");
+	       "WHERE f.removed_ns IS NULL AND f.host = ? AND NOT (EXISTS (SELECT 1 FROM "
+	       "file_names n WHERE n.file_id = f.id) AND NOT EXISTS (SELECT 1 FROM file_names n "
+	       "WHERE n.file_id = f.id AND n.until_ns IS NULL)) "
+	       "ORDER BY f.backing_dir, current_path");
 	if (statement == NULL)
 		goto out;
 	sqlite3_bind_text(statement, 1, q->host, -1, SQLITE_STATIC);
