@@ -89,6 +89,8 @@ struct version {
 	struct access **readers;
 	size_t reader_count;
 	bool abandoned;             /* writer: no row will come; readers resolve by stamp */
+	bool lost;                  /* writer: its row was lost with a batch the store
+				     * refused (a reader of it records it 'unrecorded') */
 	/* writer: a setattr (a touch, a chmod) whose event came before the row's:
 	 * the row takes the times after it */
 	bool times_moved;

@@ -743,9 +743,26 @@ resolve_read_version(struct access *access)
 	if (file->latest_version_id && same_stamp(&file->latest_stamp, &access->open_stamp)) {
 		access->read_version_id = file->latest_version_id;
 	} else {
-		const char *origin = file->latest_version_id ? "external" : "initial";
+		/*
+		 * Content written through the mount whose row the store lost
+		 * (it failed, say full, when the version's batch came) is no
+		 * change made outside provfs: 'unrecorded', with its producer.
+		 */
+		struct version *lost = upcoming && upcoming->lost &&
+						       same_stamp(&upcoming->stamp, &access->open_stamp)
+					       ? upcoming
+					       : NULL;
+		const char *origin = lost			 ? "unrecorded"
+				     : file->latest_version_id ? "external"
+							       : "initial";
+		int64_t producer_id = 0;
+		if (lost && lost->producer) {
+			if ((rc = ensure_process(lost->producer, 0)) != SQLITE_DONE)
+				return rc;
+			producer_id = lost->producer->store_id;
+		}
 		access->read_version_id = insert_version(file, &access->open_stamp, NULL,
-							 "pending", origin, 0, &rc);
+							 "pending", origin, producer_id, &rc);
 		if (rc != SQLITE_DONE)
 			return rc;
 		struct hash_source *source = access->hash_source;
@@ -1003,9 +1020,12 @@ apply_abandoned(struct event *event)
 void
 writer_batch_lost(struct event *batch)
 {
-	for (struct event *event = batch; event; event = event->next)
+	for (struct event *event = batch; event; event = event->next) {
+		if (event->kind == EVENT_VERSION)
+			event->version->lost = true;
 		if (event->kind == EVENT_VERSION || event->kind == EVENT_ABANDONED)
 			writer_version_forgotten(event->version);
+	}
 }
 
 /* version will never have a row: let go of its readers, wait for it no more. */

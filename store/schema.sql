@@ -1,4 +1,4 @@
--- provfs provenance store, schema version 3.
+-- provfs provenance store, schema version 4.
 --
 -- One SQLite database (WAL mode) may be shared by several mounts and hosts.
 -- The recorder's single writer thread is the only writer of a daemon;
@@ -157,8 +157,13 @@ CREATE TABLE versions (
 	                                     -- recorder_stats.hashes_unhashed)
 	origin TEXT NOT NULL,                -- 'written': produced through provfs;
 	                                     -- 'external': changed outside provfs (unattributed);
-	                                     -- 'initial': first seen, history unknown
-	producer_process_id INTEGER REFERENCES processes(id), -- last writer to close ('written')
+	                                     -- 'initial': first seen, history unknown;
+	                                     -- 'unrecorded' (version 4): written through provfs,
+	                                     -- but the store lost its record (it failed, say full,
+	                                     -- when the writer's batch came); recorded when it was
+	                                     -- next read, with its producer when known
+	producer_process_id INTEGER REFERENCES processes(id), -- last writer to close ('written',
+	                                     -- 'unrecorded')
 	recorded_ns INTEGER NOT NULL,
 	label TEXT,                          -- propagated label of this version (labels issue)
 	label_from_version_id INTEGER REFERENCES versions(id), -- the input it was propagated from
@@ -174,6 +179,7 @@ CREATE TABLE versions (
 CREATE INDEX versions_hash ON versions(hash);
 CREATE INDEX versions_producer ON versions(producer_process_id);
 CREATE INDEX versions_origin ON versions(origin) WHERE origin = 'external';
+CREATE INDEX versions_unrecorded ON versions(origin) WHERE origin = 'unrecorded'; -- version 4
 
 -- An access: one open handle, aggregated at close.
 CREATE TABLE accesses (

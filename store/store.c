@@ -100,6 +100,12 @@ static const char *const migrations[] = {
 	"ALTER TABLE runs ADD COLUMN root_parent_namespace TEXT;"
 	"ALTER TABLE runs ADD COLUMN root_parent_job_name TEXT;"
 	"ALTER TABLE runs ADD COLUMN root_parent_run_id TEXT;",
+	/*
+	 * 3 -> 4: versions written through a mount whose record the store
+	 * lost get origin 'unrecorded' (no change of column), which gaps lists
+	 * through this index as it lists 'external' ones.
+	 */
+	"CREATE INDEX versions_unrecorded ON versions(origin) WHERE origin = 'unrecorded';",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
 	       "one migration step per schema version after the first");

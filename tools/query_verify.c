@@ -476,69 +476,85 @@ out:
 
 /* --- gaps ----------------------------------------------------------------------- */
 
+/*
+ * Versions of one origin, oldest first, into table (text) or array (JSON),
+ * with whether each is its file's current one.  The origins listed here
+ * have partial indexes of their own (versions_origin, versions_unrecorded):
+ * a store of millions of versions is not scanned.  0, or -1 on error.
+ */
+static int
+list_versions_of_origin(struct query *q, const char *origin, struct q_table *table,
+                        json_object *array)
+{
+	sqlite3_stmt *statement = q_prepare(
+	    q, "SELECT v.id, v.number = (SELECT MAX(number) FROM versions w "
+	       "WHERE w.file_id = v.file_id) FROM versions v "
+	       "WHERE v.origin = ?1 ORDER BY v.recorded_ns");
+	int64_t *ids = NULL;
+	bool *current = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (statement == NULL)
+		return -1;
+	sqlite3_bind_text(statement, 1, origin, -1, SQLITE_STATIC);
+	while ((rc = q_step(q, statement)) == SQLITE_ROW) {
+		ids = realloc(ids, (n + 1) * sizeof(*ids));
+		current = realloc(current, (n + 1) * sizeof(*current));
+		if (ids == NULL || current == NULL)
+			abort();
+		ids[n] = sqlite3_column_int64(statement, 0);
+		current[n++] = sqlite3_column_int(statement, 1) != 0;
+	}
+	for (size_t i = 0; rc >= 0 && i < n; i++) {
+		struct q_version v;
+		if (q_version_load(q, ids[i], &v) != 0)
+			continue;
+		if (array) {
+			json_object *j = q_version_json(&v);
+			json_object_object_add(j, "current", json_object_new_boolean(current[i]));
+			json_object_array_add(array, j);
+		} else {
+			char number[32];
+			snprintf(number, sizeof(number), "v%lld%s", (long long)v.number,
+			         current[i] ? "" : " (superseded)");
+			q_table_add(table, q_tx(q, v.path), number, q_short_hash(v.hash, v.hash_state),
+			            q_when(q, v.recorded_ns));
+		}
+		q_version_release(&v);
+	}
+	free(ids);
+	free(current);
+	return rc < 0 ? -1 : 0;
+}
+
 int
 cmd_gaps(struct query *q)
 {
-	json_object *doc = NULL, *external = NULL, *changed = NULL, *unhashed = NULL,
-	            *mounts = NULL;
-	struct q_table t_external, t_changed, t_unhashed, t_mounts;
+	json_object *doc = NULL, *external = NULL, *unrecorded = NULL, *changed = NULL,
+	            *unhashed = NULL, *mounts = NULL;
+	struct q_table t_external, t_unrecorded, t_changed, t_unhashed, t_mounts;
 	sqlite3_stmt *statement;
 	int status = 2, rc;
 
 	q_table_init(&t_external, 4);
+	q_table_init(&t_unrecorded, 4);
 	q_table_init(&t_changed, 4);
 	q_table_init(&t_unhashed, 3);
 	q_table_init(&t_mounts, 4);
 	if (q->format == Q_FORMAT_JSON) {
 		doc = q_jdoc(q);
 		external = json_object_new_array();
+		unrecorded = json_object_new_array();
 		changed = json_object_new_array();
 		unhashed = json_object_new_array();
 		mounts = json_object_new_array();
 	}
 
-	/* 1. Versions that appeared outside provfs (partial index versions_origin). */
-	statement = q_prepare(q, "SELECT v.id, v.number = (SELECT MAX(number) FROM versions w "
-	                         "WHERE w.file_id = v.file_id) FROM versions v "
-	                         "WHERE v.origin = 'external' ORDER BY v.recorded_ns");
-	if (statement == NULL)
+	/* 1. Versions that appeared outside provfs, and those whose record was lost. */
+	if (list_versions_of_origin(q, "external", &t_external, external) < 0 ||
+	    list_versions_of_origin(q, "unrecorded", &t_unrecorded, unrecorded) < 0)
 		goto out;
-	{
-		int64_t *ids = NULL;
-		bool *current = NULL;
-		size_t n = 0;
-		while ((rc = q_step(q, statement)) == SQLITE_ROW) {
-			ids = realloc(ids, (n + 1) * sizeof(*ids));
-			current = realloc(current, (n + 1) * sizeof(*current));
-			if (ids == NULL || current == NULL)
-				abort();
-			ids[n] = sqlite3_column_int64(statement, 0);
-			current[n++] = sqlite3_column_int(statement, 1) != 0;
-		}
-		for (size_t i = 0; rc >= 0 && i < n; i++) {
-			struct q_version v;
-			if (q_version_load(q, ids[i], &v) != 0)
-				continue;
-			if (doc) {
-				json_object *j = q_version_json(&v);
-				json_object_object_add(j, "current",
-				                       json_object_new_boolean(current[i]));
-				json_object_array_add(external, j);
-			} else {
-				char number[32];
-				snprintf(number, sizeof(number), "v%lld%s", (long long)v.number,
-				         current[i] ? "" : " (superseded)");
-				q_table_add(&t_external, q_tx(q, v.path), number,
-				            q_short_hash(v.hash, v.hash_state),
-				            q_when(q, v.recorded_ns));
-			}
-			q_version_release(&v);
-		}
-		free(ids);
-		free(current);
-		if (rc < 0)
-			goto out;
-	}
 
 	/* 2 and 3. Live files of this host: stat against the last version; unhashed. */
 	statement = q_prepare(
@@ -631,10 +647,11 @@ cmd_gaps(struct query *q)
 
 	if (doc) {
 		json_object_object_add(doc, "external_versions", external);
+		json_object_object_add(doc, "unrecorded_versions", unrecorded);
 		json_object_object_add(doc, "changed_since_recorded", changed);
 		json_object_object_add(doc, "unhashed_versions", unhashed);
 		json_object_object_add(doc, "exposed_mounts", mounts);
-		external = changed = unhashed = mounts = NULL;
+		external = unrecorded = changed = unhashed = mounts = NULL;
 		if (q_gaps_labels(q, doc))
 			goto out;
 		status = q_emit_json(q, doc);
@@ -643,6 +660,11 @@ cmd_gaps(struct query *q)
 	}
 	printf("versions changed outside provfs, unattributed (%zu):\n", t_external.rows);
 	q_table_print(&t_external, "  ");
+	printf("\nversions written through provfs whose record the store lost (%zu):\n",
+	       t_unrecorded.rows);
+	q_table_print(&t_unrecorded, "  ");
+	if (t_unrecorded.rows)
+		printf("  (recorded when next read; provfs-query stats counts the events lost)\n");
 	printf("\nfiles whose backing file differs from the last recorded version (%zu):\n",
 	       t_changed.rows);
 	q_table_print(&t_changed, "  ");
@@ -658,11 +680,13 @@ cmd_gaps(struct query *q)
 	status = 0;
 out:
 	json_object_put(external);
+	json_object_put(unrecorded);
 	json_object_put(changed);
 	json_object_put(unhashed);
 	json_object_put(mounts);
 	json_object_put(doc);
 	q_table_release(&t_external);
+	q_table_release(&t_unrecorded);
 	q_table_release(&t_changed);
 	q_table_release(&t_unhashed);
 	q_table_release(&t_mounts);

@@ -563,6 +563,30 @@ assert all("queue_length" in r for r in d["recorders"])
 	[ "$output" = "bench-renames: unknown option -z (see -h)" ]
 }
 
+@test "a version-3 store is migrated to version 4: its versions stay; gaps lists lost records through an index" {
+	sqlite3 "$STORE" <"$PROVFS_SOURCE_ROOT/tests/fixtures/store-schema-v3.sql"
+	q "PRAGMA user_version = 3;
+	   INSERT INTO files (id, host, device, inode, generation, backing_dir, path, first_seen_ns)
+	   VALUES (1, 'h', 1, 1, 0, '/nowhere', 'old.txt', 1);
+	   INSERT INTO versions (id, file_id, number, size, mtime_ns, ctime_ns, hash, hash_state,
+	                         origin, recorded_ns, hash_method)
+	   VALUES (1, 1, 1, 0, 1, 1, '99aa06d3014798d86001c324468d497f', 'hashed', 'written', 1,
+	           'streamed');"
+	mount_provfs
+	echo new >"$MNT/new.txt"
+	stop_provfs
+	assert_sql "PRAGMA user_version" 4
+	assert_sql "PRAGMA integrity_check" ok
+	assert_sql "SELECT origin || ' ' || hash_method FROM versions WHERE id = 1" "written streamed"
+	assert_sql "SELECT count(*) FROM versions" 2
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" gaps
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"versions written through provfs whose record the store lost (0)"* ]]
+	# The section reads the new index, never a scan of every version.
+	run q "EXPLAIN QUERY PLAN SELECT v.id FROM versions v WHERE v.origin = 'unrecorded'"
+	[[ "$output" == *"INDEX versions_unrecorded"* ]]
+}
+
 @test "a version-1 store is migrated to the current version: the writer's indexes and counters are added" {
 	# A store as provfs 0.1 with schema version 1 made it (the schema of that
 	# release, kept as a fixture), with one file recorded by hand.
@@ -572,7 +596,9 @@ assert all("queue_length" in r for r in d["recorders"])
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 3
+	assert_sql "PRAGMA user_version" 4
+	# Version 4: lost records of writes are listed through an index.
+	assert_sql "SELECT count(*) FROM sqlite_master WHERE name = 'versions_unrecorded'" 1
 	# Version 3: how each hash was taken; the orchestrator's root run.
 	assert_sql "SELECT count(*) FROM pragma_table_info('versions') WHERE name = 'hash_method'" 1
 	assert_sql "SELECT count(*) FROM pragma_table_info('runs')

@@ -292,7 +292,7 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	EOF
 }
 
-@test "a version-2 store is migrated to version 3: what was recorded before stays unknown" {
+@test "a version-2 store is migrated to the current version: what was recorded before stays unknown" {
 	sqlite3 "$STORE" <"$PROVFS_SOURCE_ROOT/tests/fixtures/store-schema-v2.sql"
 	q "PRAGMA user_version = 2;
 	   INSERT INTO runs (id, uuid, job_name, named_by, host, root_pid, root_start_ns, started_ns,
@@ -308,7 +308,7 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	mount_provfs -o "config=$CONF"
 	(cd "$MNT" && PROVFS_JOB=new OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN sh -c 'echo new >new.txt')
 	stop_provfs
-	assert_sql "PRAGMA user_version" 3
+	assert_sql "PRAGMA user_version" 4
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT count(*) FROM versions WHERE id = 1 AND hash_method IS NULL" 1
 	assert_sql "SELECT count(*) FROM runs WHERE id = 1 AND root_parent_run_id IS NULL AND

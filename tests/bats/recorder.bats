@@ -727,11 +727,12 @@ assert_store_refused() {
 		sleep 0.05
 	done
 	# Written while every batch is lost: its version has no row (unless a
-	# small batch fits into the frames a rolled-back one freed: checked
-	# at the end).
+	# small batch fits into the frames a rolled-back one freed: filled
+	# again first, and checked at the end).
+	dd if=/dev/zero of="$small/filler2" bs=1k status=none 2>/dev/null || true
 	echo 'lost with the store' >"$MNT/lost.txt"
 	sleep 1
-	rm -f "$small/filler"
+	rm -f "$small/filler" "$small/filler2"
 	for i in $(seq 50); do
 		grep -q 'recording resumed' "$TMP/daemon.err" && break
 		echo poke >"$MNT/poke.txt"
@@ -745,12 +746,29 @@ assert_store_refused() {
 	# The write was lost with the store (else the store took that batch
 	# after all, and the case was not reached: said, not failed); the read
 	# was recorded, with the version it read: the bytes it got, hashed.
+	local reached=1
 	if [ "$(q "SELECT count(*) FROM accesses WHERE path = 'lost.txt' AND written_version_id IS NOT NULL")" -ne 0 ]; then
 		echo "# the store took lost.txt's batch: the lost-version case was not reached this run" >&3
+		reached=0
 	fi
 	assert_sql "SELECT count(*) FROM accesses WHERE path = 'lost.txt' AND read_version_id IS NOT NULL" 1
 	assert_sql "SELECT v.hash FROM accesses a JOIN versions v ON v.id = a.read_version_id
 	            WHERE a.path = 'lost.txt'" "$(xxh "$BACKING/lost.txt")"
+	if [ "$reached" -eq 1 ]; then
+		# Written through the mount, its record lost: not a change made
+		# outside provfs, and its writer (the shell) is named.
+		assert_sql "SELECT v.origin FROM accesses a JOIN versions v ON v.id = a.read_version_id
+		            WHERE a.path = 'lost.txt'" unrecorded
+		assert_sql "SELECT p.executable LIKE '%bash' FROM accesses a
+		            JOIN versions v ON v.id = a.read_version_id
+		            JOIN processes p ON p.id = v.producer_process_id
+		            WHERE a.path = 'lost.txt'" 1
+		run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" gaps
+		echo "$output"
+		[[ "$output" == *"versions changed outside provfs, unattributed (0)"* ]]
+		[[ "$output" == *"versions written through provfs whose record the store lost (1)"* ]]
+		[[ "$output" == *"lost.txt"* ]]
+	fi
 }
 
 # ------------------------------------------------------------ open-heavy recording
