@@ -122,6 +122,7 @@ struct access {
 	int64_t store_id;        /* writer */
 	int64_t read_version_id; /* writer */
 	uint64_t close_batch;    /* writer: the batch that holds its CLOSE event */
+	uint64_t version_batch;  /* writer: the batch that holds the VERSION it wrote */
 	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
 };
 
