@@ -216,6 +216,11 @@ struct recorder {
 	bool writer_running;
 	int proc_fds; /* /proc/self/fd of the daemon (after it daemonized), or -1 */
 	atomic_uint_fast64_t namespace_epoch; /* renames, links, unlinks through the mount */
+	/* Paths of the directories changes are made in (recorder.c:
+	 * directory_path); the slots under directories_lock. */
+	pthread_mutex_t directories_lock;
+	struct directory_path *directories;
+	atomic_uint_fast64_t directory_epoch; /* renames and removals of non-files */
 };
 
 /* Queue an event (blocks while the queue is full). */

@@ -827,3 +827,28 @@ assert_store_refused() {
 		            (SELECT id FROM files WHERE inode = $inode2 ORDER BY id DESC LIMIT 1)" initial
 	fi
 }
+
+@test "changes in a directory name it as it is now: after renames of it and above it, and a directory made again" {
+	mount_provfs
+	mkdir -p "$MNT/a/d"
+	local f
+	for f in f1 f2 f3 f4; do echo "$f" >"$MNT/a/d/$f"; done
+	rm "$MNT/a/d/f1"
+	mv "$MNT/a/d" "$MNT/a/e"
+	rm "$MNT/a/e/f2"
+	mv "$MNT/a" "$MNT/b"
+	rm "$MNT/b/e/f3"
+	mv "$MNT/b/e/f4" "$MNT/b/e/f5"
+	rm "$MNT/b/e/f5"
+	rmdir "$MNT/b/e"
+	# A new directory, maybe with the removed one's inode number.
+	mkdir "$MNT/c"
+	echo g >"$MNT/c/g"
+	rm "$MNT/c/g"
+	stop_provfs
+
+	assert_sql "SELECT group_concat(kind || ' ' || path || coalesce(' ' || new_path, ''), ',')
+	            FROM (SELECT kind, path, new_path FROM namespace_events
+	                  WHERE kind IN ('unlink', 'rename') ORDER BY time_ns, id)" \
+		"unlink a/d/f1,rename a/d a/e,unlink a/e/f2,rename a b,unlink b/e/f3,rename b/e/f4 b/e/f5,unlink b/e/f5,unlink b/e,unlink c/g"
+}
