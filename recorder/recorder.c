@@ -586,6 +586,24 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 	return path;
 }
 
+/*
+ * The writes of a handle moved file's ctime to ctime_ns, not its name: the
+ * path an open read (node_path) still holds for the next open, unless a
+ * rename, link or unlink went through the mount since it was read (the
+ * epoch).  Without this, the first read of every file written through the
+ * mount read its path from /proc again.
+ */
+static void
+path_still_known(struct recorder *recorder, struct file_state *file, int64_t ctime_ns)
+{
+	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+
+	pthread_mutex_lock(&file->lock);
+	if (file->open_path && file->open_path_epoch == epoch)
+		file->open_path_ctime_ns = ctime_ns;
+	pthread_mutex_unlock(&file->lock);
+}
+
 /* ---- observer callbacks (request threads) ------------------------------------ */
 
 static struct process_info *
@@ -1049,8 +1067,10 @@ on_released(void *cookie, int fd)
 		}
 		pthread_mutex_unlock(&file->lock);
 	}
-	if (version)
+	if (version) {
 		generation_still_known(recorder, file, version->stamp.ctime_ns);
+		path_still_known(recorder, file, version->stamp.ctime_ns);
+	}
 	/* Not one sequential pass: hashed in the pool once its row is
 	 * committed, reaching the file by handle (no descriptor kept). */
 	if (version && version->hash[0] == '\0')

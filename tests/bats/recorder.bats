@@ -852,3 +852,21 @@ assert_store_refused() {
 	                  WHERE kind IN ('unlink', 'rename') ORDER BY time_ns, id)" \
 		"unlink a/d/f1,rename a/d a/e,unlink a/e/f2,rename a b,unlink b/e/f3,rename b/e/f4 b/e/f5,unlink b/e/f5,unlink b/e,unlink c/g"
 }
+
+@test "a file renamed while a handle writes it: the next open records its new name" {
+	mount_provfs
+	exec 7>"$MNT/w"
+	echo a >&7
+	mv "$MNT/w" "$MNT/v"
+	echo b >&7
+	exec 7>&-
+	cat "$MNT/v" >/dev/null
+	echo c >"$MNT/u"
+	cat "$MNT/u" >/dev/null
+	stop_provfs
+
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql v)) ORDER BY opened_ns, id)" "w,v"
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql u)) ORDER BY opened_ns, id)" "u,u"
+}
