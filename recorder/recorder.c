@@ -502,6 +502,61 @@ relative_path(const struct recorder *recorder, int fd)
 	return backing_path_below(recorder->backing_dir, target);
 }
 
+static bool name_unlinked(const char *path);
+
+#define DIRECTORY_PATH_SLOTS 64 /* power of two */
+
+struct directory_path {
+	dev_t device;
+	ino_t inode;
+	uint64_t epoch; /* recorder->directory_epoch when path was read */
+	char *path;     /* NULL: a free slot */
+};
+
+/*
+ * The path of the directory fd (an O_PATH descriptor), as relative_path()
+ * reads it, remembered by device and inode: an rm -r or an untar makes
+ * thousands of changes in one directory, and an fstat costs a fraction of
+ * the readlink of /proc.  A directory's path changes only when it or one
+ * above it is renamed, and its inode number is reused only after it was
+ * removed: both move the directory epoch when made through the mount
+ * (read before the path, so a change while it is read is a later epoch).
+ * When the backing tree is exposed, whose changes are never seen, every
+ * change reads the path.
+ */
+static char *
+directory_path(struct recorder *recorder, int fd)
+{
+	struct stat st;
+
+	if (recorder->options.backing_exposed || recorder->directories == NULL ||
+	    fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
+		return relative_path(recorder, fd);
+	uint64_t epoch = atomic_load(&recorder->directory_epoch);
+	uint64_t key = (uint64_t)st.st_ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)st.st_dev;
+	struct directory_path *entry =
+		&recorder->directories[(key ^ (key >> 29)) & (DIRECTORY_PATH_SLOTS - 1)];
+	char *path = NULL;
+
+	pthread_mutex_lock(&recorder->directories_lock);
+	if (entry->path && entry->device == st.st_dev && entry->inode == st.st_ino &&
+	    entry->epoch == epoch)
+		path = strdup(entry->path);
+	pthread_mutex_unlock(&recorder->directories_lock);
+	if (path)
+		return path;
+	path = relative_path(recorder, fd);
+	char *copy = path && !name_unlinked(path) ? strdup(path) : NULL;
+	if (copy) {
+		pthread_mutex_lock(&recorder->directories_lock);
+		free(entry->path);
+		*entry = (struct directory_path){.device = st.st_dev, .inode = st.st_ino,
+						 .epoch = epoch, .path = copy};
+		pthread_mutex_unlock(&recorder->directories_lock);
+	}
+	return path;
+}
+
 static char *
 join_path(const char *directory, const char *name)
 {
@@ -587,6 +642,24 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 		pthread_mutex_unlock(&file->lock);
 	}
 	return path;
+}
+
+/*
+ * The writes of a handle moved file's ctime to ctime_ns, not its name: the
+ * path an open read (node_path) still holds for the next open, unless a
+ * rename, link or unlink went through the mount since it was read (the
+ * epoch).  Without this, the first read of every file written through the
+ * mount read its path from /proc again.
+ */
+static void
+path_still_known(struct recorder *recorder, struct file_state *file, int64_t ctime_ns)
+{
+	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+
+	pthread_mutex_lock(&file->lock);
+	if (file->open_path && file->open_path_epoch == epoch)
+		file->open_path_ctime_ns = ctime_ns;
+	pthread_mutex_unlock(&file->lock);
 }
 
 /* ---- observer callbacks (request threads) ------------------------------------ */
@@ -1042,11 +1115,20 @@ on_released(void *cookie, int fd)
 			}
 			abandoned = file->upcoming; /* its writers changed nothing */
 			file->upcoming = NULL;
+			/* The running hash serves open writers only: a state kept
+			 * for every file ever written grows the daemon by 640 bytes
+			 * a file (a page fault every few creates); the next writer
+			 * takes one freed here instead. */
+			XXH3_freeState(file->stream);
+			file->stream = NULL;
+			file->stream_valid = false;
 		}
 		pthread_mutex_unlock(&file->lock);
 	}
-	if (version)
+	if (version) {
 		generation_still_known(recorder, file, version->stamp.ctime_ns);
+		path_still_known(recorder, file, version->stamp.ctime_ns);
+	}
 	/* Not one sequential pass: hashed in the pool once its row is
 	 * committed, reaching the file by handle (no descriptor kept). */
 	if (version && version->hash[0] == '\0')
@@ -1153,15 +1235,20 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	if (change->change == FS_CHANGE_RENAME || change->change == FS_CHANGE_LINK ||
 	    change->change == FS_CHANGE_UNLINK)
 		atomic_fetch_add(&recorder->namespace_epoch, 1);
+	/* Directory paths read before may be wrong now (directory_path). */
+	if (change->change == FS_CHANGE_RENAME ||
+	    (change->change == FS_CHANGE_UNLINK &&
+	     (change->attributes == NULL || !S_ISREG(change->attributes->st_mode))))
+		atomic_fetch_add(&recorder->directory_epoch, 1);
 	if (change->attributes == NULL)
 		return;
 	/* A regular file is created by an open, whose access records it. */
 	if (change->change == FS_CHANGE_CREATE && S_ISREG(change->attributes->st_mode))
 		return;
 	if (change->name && change->parent_fd >= 0)
-		directory = relative_path(recorder, change->parent_fd);
+		directory = directory_path(recorder, change->parent_fd);
 	if (change->new_name && change->new_parent_fd >= 0)
-		new_directory = relative_path(recorder, change->new_parent_fd);
+		new_directory = directory_path(recorder, change->new_parent_fd);
 	event = event_new(EVENT_NAMESPACE);
 	event->change = change->change;
 	event->flags = change->flags;
@@ -1476,7 +1563,9 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		recorder->file_table_limit = (size_t)atol(test_limit);
 	recorder->evict_above = recorder->file_table_limit;
 	recorder->file_slots = calloc(recorder->file_slot_count, sizeof(*recorder->file_slots));
-	if (recorder->file_slots == NULL) {
+	pthread_mutex_init(&recorder->directories_lock, NULL);
+	recorder->directories = calloc(DIRECTORY_PATH_SLOTS, sizeof(*recorder->directories));
+	if (recorder->file_slots == NULL || recorder->directories == NULL) {
 		snprintf(error, error_size, "out of memory");
 		goto fail;
 	}
@@ -1506,6 +1595,7 @@ fail:
 	if (recorder->store)
 		store_close(recorder->store);
 	free(recorder->file_slots);
+	free(recorder->directories);
 	free(recorder->backing_dir);
 	free(recorder->mount_point);
 	free(recorder);
@@ -1679,6 +1769,10 @@ recorder_stop(struct recorder *recorder)
 	}
 	if (recorder->proc_fds >= 0)
 		close(recorder->proc_fds);
+	for (size_t i = 0; recorder->directories && i < DIRECTORY_PATH_SLOTS; i++)
+		free(recorder->directories[i].path);
+	free(recorder->directories);
+	pthread_mutex_destroy(&recorder->directories_lock);
 	free(recorder->backing_dir);
 	free(recorder->mount_point);
 	free(recorder);

@@ -128,6 +128,7 @@ struct access {
 	int64_t store_id;        /* writer */
 	int64_t read_version_id; /* writer */
 	uint64_t close_batch;    /* writer: the batch that holds its CLOSE event */
+	uint64_t version_batch;  /* writer: the batch that holds the VERSION it wrote */
 	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
 };
 
@@ -225,6 +226,11 @@ struct recorder {
 	bool writer_running;
 	int proc_fds; /* /proc/self/fd of the daemon (after it daemonized), or -1 */
 	atomic_uint_fast64_t namespace_epoch; /* renames, links, unlinks through the mount */
+	/* Paths of the directories changes are made in (recorder.c:
+	 * directory_path); the slots under directories_lock. */
+	pthread_mutex_t directories_lock;
+	struct directory_path *directories;
+	atomic_uint_fast64_t directory_epoch; /* renames and removals of non-files */
 };
 
 /* Queue an event (blocks while the queue is full). */

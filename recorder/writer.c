@@ -35,6 +35,7 @@ enum statement_id {
 	UPDATE_PROCESS_HASH,
 	SELECT_FILE,
 	INSERT_FILE,
+	INSERT_NEW_FILE,
 	SELECT_LATEST_VERSION,
 	SELECT_CURRENT_NAME,
 	INSERT_NAME,
@@ -43,6 +44,7 @@ enum statement_id {
 	UPDATE_VERSION_HASH,
 	INSERT_ACCESS,
 	INSERT_CLOSED_ACCESS,
+	INSERT_WRITTEN_ACCESS,
 	CLOSE_ACCESS,
 	SET_WRITTEN_VERSION,
 	SET_READ_VERSION,
@@ -52,7 +54,6 @@ enum statement_id {
 	CLOSE_NAMES_UNDER,
 	COPY_NAMES_UNDER,
 	UPDATE_PATHS_UNDER,
-	COUNT_CURRENT_NAMES,
 	MARK_FILE_REMOVED,
 	MARK_REPLACED_REMOVED,
 	SELECT_LATEST_FOR_FILE,
@@ -93,6 +94,10 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				"AND path = ? AND until_ns IS NULL",
 	[INSERT_NAME] = "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how) "
 			"VALUES (?, ?, ?, ?, ?)",
+	/* A file its open created: almost always a new row, so one statement
+	 * where a search and an insert were (ignored: the row was there). */
+	[INSERT_NEW_FILE] = "INSERT OR IGNORE INTO files (host, device, inode, generation, "
+			    "backing_dir, path, first_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
 	[UPDATE_FILE_PATH] = "UPDATE files SET path = ?, removed_ns = NULL WHERE id = ?",
 	[INSERT_VERSION] = "INSERT INTO versions (file_id, number, size, mtime_ns, ctime_ns, hash, "
 			   "hash_state, origin, producer_process_id, recorded_ns, hash_method) "
@@ -107,6 +112,12 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				 "path, open_flags, is_exec, opened_ns, closed_ns, bytes_read, "
 				 "bytes_written, read_calls, write_calls, read_version_id) "
 				 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	/* A handle that wrote the version of its batch: its row comes whole
+	 * after the version's, with it (insert_written_access). */
+	[INSERT_WRITTEN_ACCESS] = "INSERT INTO accesses (process_id, file_id, mount_session_id, "
+				  "path, open_flags, is_exec, opened_ns, closed_ns, bytes_read, "
+				  "bytes_written, read_calls, write_calls, read_version_id, "
+				  "written_version_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	[CLOSE_ACCESS] = "UPDATE accesses SET closed_ns = ?, bytes_read = ?, bytes_written = ?, "
 			 "read_calls = ?, write_calls = ?, read_version_id = ?, "
 			 "process_id = coalesce(?, process_id) WHERE id = ?",
@@ -131,9 +142,9 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 			     "until_ns IS NULL AND path >= ?3 || '/' AND path < ?3 || '0'",
 	[UPDATE_PATHS_UNDER] = "UPDATE files SET path = ?3 || substr(path, length(?2) + 1) "
 			       "WHERE backing_dir = ?1 AND path >= ?2 || '/' AND path < ?2 || '0'",
-	[COUNT_CURRENT_NAMES] = "SELECT 1 FROM file_names WHERE file_id = ? AND "
-				"until_ns IS NULL LIMIT 1",
-	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ? WHERE id = ?",
+	/* The file's last name went: removed, in one statement with the check. */
+	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ?1 WHERE id = ?2 AND NOT EXISTS "
+			      "(SELECT 1 FROM file_names WHERE file_id = ?2 AND until_ns IS NULL)",
 	/* The file a rename's new name named, if that name was its last. */
 	[MARK_REPLACED_REMOVED] = "UPDATE files SET removed_ns = ?1 WHERE id = (SELECT file_id "
 				  "FROM file_names WHERE backing_dir = ?2 AND path = ?3 AND "
@@ -153,7 +164,7 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 
 static sqlite3_stmt *statements[STATEMENT_COUNT];
 static struct recorder *current; /* the recorder these statements serve */
-static uint64_t batch_serial;    /* counts batches: access->close_batch */
+static uint64_t batch_serial;    /* counts batches: access->close_batch, version_batch */
 
 /*
  * Undo journal of the open transaction: the in-memory ids it assigned and
@@ -557,6 +568,22 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 	bool inserted = false;
 
 	journal_file(file);
+	if (file->store_id == 0 && how && strcmp(how, "create") == 0) {
+		s = statement(INSERT_NEW_FILE);
+		bind_text(s, 1, current->host);
+		sqlite3_bind_int64(s, 2, (int64_t)file->device);
+		sqlite3_bind_int64(s, 3, (int64_t)file->inode);
+		sqlite3_bind_int64(s, 4, (int64_t)file->generation);
+		bind_text(s, 5, current->backing_dir);
+		bind_text(s, 6, path ? path : "");
+		sqlite3_bind_int64(s, 7, time_ns);
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+		if (sqlite3_changes(db()) > 0) {
+			file->store_id = sqlite3_last_insert_rowid(db());
+			inserted = true;
+		}
+	}
 	if (file->store_id == 0) {
 		s = statement(SELECT_FILE);
 		bind_text(s, 1, current->host);
@@ -844,6 +871,20 @@ bind_close(sqlite3_stmt *s, int first, struct access *access)
 }
 
 /*
+ * Does access's row wait for the version it wrote?  When its CLOSE and
+ * that VERSION are both in this batch and it read nothing (no version
+ * read to resolve), the row is written whole after the version's,
+ * written_version_id included: one insert where an insert and an update
+ * were (a created or rewritten file, closed within a flush interval).
+ */
+static bool
+row_waits_for_version(const struct access *access)
+{
+	return access->store_id == 0 && access->close_batch == batch_serial &&
+	       access->version_batch == batch_serial && !access->reads;
+}
+
+/*
  * The row of access, inserted on demand.  closed: its CLOSE event is in
  * this batch, so the row is written whole, one statement where an insert
  * and an update were (most handles live less than a batch).  Not when the
@@ -868,6 +909,8 @@ insert_access(struct access *access, bool closed)
 		return rc;
 	journal_id(&access->store_id);
 	journal_id(&access->read_version_id);
+	if (row_waits_for_version(access))
+		return SQLITE_DONE; /* its file and name rows are there: the version needs them */
 	closed = closed && (access->last_image == NULL || access->last_image->store_id);
 	if (closed && access->reads) {
 		/* The version read first: its row, if new, before this one. */
@@ -914,6 +957,8 @@ apply_close(struct event *event)
 		return rc;
 	if (access->closed_in_row)
 		return SQLITE_DONE; /* inserted closed at its OPEN, in this batch */
+	if (row_waits_for_version(access)) /* inserted closed with its version */
+		return ensure_process(access->last_image, 0);
 	if ((rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)
 		return rc;
 	s = statement(CLOSE_ACCESS);
@@ -921,6 +966,33 @@ apply_close(struct event *event)
 	bind_id(s, 7, access->last_image ? access->last_image->store_id : 0);
 	sqlite3_bind_int64(s, 8, access->store_id);
 	return run(s);
+}
+
+/* The whole row of access, a writer of version_id (row_waits_for_version). */
+static int
+insert_written_access(struct access *access, int64_t version_id)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)
+		return rc;
+	s = statement(INSERT_WRITTEN_ACCESS);
+	sqlite3_bind_int64(s, 1, access->last_image ? access->last_image->store_id
+						    : access->process->store_id);
+	sqlite3_bind_int64(s, 2, access->file->store_id);
+	sqlite3_bind_int64(s, 3, current->mount_session_id);
+	bind_text(s, 4, access->path);
+	sqlite3_bind_int(s, 5, access->flags);
+	sqlite3_bind_int(s, 6, access->is_exec);
+	sqlite3_bind_int64(s, 7, access->opened_ns);
+	bind_close(s, 8, access);
+	sqlite3_bind_int64(s, 14, version_id);
+	if ((rc = run(s)) != SQLITE_DONE)
+		return rc;
+	access->store_id = sqlite3_last_insert_rowid(db());
+	access->closed_in_row = true;
+	return SQLITE_DONE;
 }
 
 static bool
@@ -965,7 +1037,13 @@ apply_version(struct event *event)
 		version->hash_source = NULL;
 	}
 	for (size_t i = 0; i < version->writer_count; i++) {
-		if (version->writers[i]->store_id == 0)
+		struct access *writer = version->writers[i];
+		if (writer->process && row_waits_for_version(writer)) {
+			if ((rc = insert_written_access(writer, version->store_id)) != SQLITE_DONE)
+				return rc;
+			continue;
+		}
+		if (writer->store_id == 0)
 			continue;
 		s = statement(SET_WRITTEN_VERSION);
 		sqlite3_bind_int64(s, 1, version->store_id);
@@ -1312,14 +1390,10 @@ apply_namespace(struct event *event)
 		bind_text(s, 3, event->path);
 		rc = run(s);
 		if (rc == SQLITE_DONE && file_id) {
-			s = statement(COUNT_CURRENT_NAMES);
-			sqlite3_bind_int64(s, 1, file_id);
-			if (select_integer(s, &rc) == 0 && rc == SQLITE_DONE) {
-				s = statement(MARK_FILE_REMOVED);
-				sqlite3_bind_int64(s, 1, event->time_ns);
-				sqlite3_bind_int64(s, 2, file_id);
-				rc = run(s);
-			}
+			s = statement(MARK_FILE_REMOVED);
+			sqlite3_bind_int64(s, 1, event->time_ns);
+			sqlite3_bind_int64(s, 2, file_id);
+			rc = run(s);
 		}
 	}
 	if (rc != SQLITE_DONE)
@@ -1406,9 +1480,13 @@ writer_apply_batch(struct recorder *recorder, struct event *batch)
 	journal_clear();
 	/* Which accesses close in this batch: their rows are written whole. */
 	batch_serial++;
-	for (struct event *event = batch; event; event = event->next)
+	for (struct event *event = batch; event; event = event->next) {
 		if (event->kind == EVENT_CLOSE)
 			event->access->close_batch = batch_serial;
+		else if (event->kind == EVENT_VERSION)
+			for (size_t i = 0; i < event->version->writer_count; i++)
+				event->version->writers[i]->version_batch = batch_serial;
+	}
 	if (sqlite3_exec(db(), "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto failed;
 	for (struct event *event = batch; event; event = event->next) {

@@ -908,3 +908,46 @@ assert_store_refused() {
 	[ "$states" -le "$limit" ]
 	[ "$evicted" -ge 1600 ]
 }
+
+@test "changes in a directory name it as it is now: after renames of it and above it, and a directory made again" {
+	mount_provfs
+	mkdir -p "$MNT/a/d"
+	local f
+	for f in f1 f2 f3 f4; do echo "$f" >"$MNT/a/d/$f"; done
+	rm "$MNT/a/d/f1"
+	mv "$MNT/a/d" "$MNT/a/e"
+	rm "$MNT/a/e/f2"
+	mv "$MNT/a" "$MNT/b"
+	rm "$MNT/b/e/f3"
+	mv "$MNT/b/e/f4" "$MNT/b/e/f5"
+	rm "$MNT/b/e/f5"
+	rmdir "$MNT/b/e"
+	# A new directory, maybe with the removed one's inode number.
+	mkdir "$MNT/c"
+	echo g >"$MNT/c/g"
+	rm "$MNT/c/g"
+	stop_provfs
+
+	assert_sql "SELECT group_concat(kind || ' ' || path || coalesce(' ' || new_path, ''), ',')
+	            FROM (SELECT kind, path, new_path FROM namespace_events
+	                  WHERE kind IN ('unlink', 'rename') ORDER BY time_ns, id)" \
+		"unlink a/d/f1,rename a/d a/e,unlink a/e/f2,rename a b,unlink b/e/f3,rename b/e/f4 b/e/f5,unlink b/e/f5,unlink b/e,unlink c/g"
+}
+
+@test "a file renamed while a handle writes it: the next open records its new name" {
+	mount_provfs
+	exec 7>"$MNT/w"
+	echo a >&7
+	mv "$MNT/w" "$MNT/v"
+	echo b >&7
+	exec 7>&-
+	cat "$MNT/v" >/dev/null
+	echo c >"$MNT/u"
+	cat "$MNT/u" >/dev/null
+	stop_provfs
+
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql v)) ORDER BY opened_ns, id)" "w,v"
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql u)) ORDER BY opened_ns, id)" "u,u"
+}
