@@ -36,6 +36,9 @@ struct fs_node_info {
 	 * itself (kernel FUSE passthrough), so data_read and data_written are
 	 * never called for it; what it wrote shows only in the file. */
 	bool data_bypass;
+	/* opened() only, with data_bypass: the handle may write, and the
+	 * processes that write through it are reported (bypass_written). */
+	bool writers_reported;
 	/* opened() only: open_fd's attributes, taken by the layer as it
 	 * opened (one fstat for everyone); NULL when they could not be had. */
 	const struct stat *open_attributes;
@@ -105,6 +108,17 @@ struct fs_observer {
 	 */
 	void (*virtual_xattr)(void *context, fuse_req_t req, const struct fs_node_info *node,
 			      char op, const char *name, const char *value, size_t size);
+	/*
+	 * Process pid wrote the file (device, inode) through a handle whose
+	 * data the kernel passes through (data_bypass), so no write request
+	 * said so.  Called on the layer's own thread, for every process that
+	 * wrote, before released() of the handles it may have written
+	 * through; pid 0: some writes of the file went unseen (the kernel's
+	 * queue overflowed).  Stores into a shared mapping are never reported.
+	 * Without this callback, handles that may write are not passed
+	 * through when data_written or flushed is set.
+	 */
+	void (*bypass_written)(void *context, dev_t device, ino_t inode, pid_t pid);
 };
 
 struct fs_options {
@@ -121,6 +135,12 @@ void fs_free(struct fs *fs);
 
 /* Attach an observer before the filesystem is mounted (it must outlive fs). */
 void fs_set_observer(struct fs *fs, const struct fs_observer *observer);
+
+/*
+ * Stop the layer's own threads, which call observers (the writer watch):
+ * after the session loop returned, before the observers are stopped.
+ */
+void fs_stop_threads(struct fs *fs);
 
 /* The low-level operation table; userdata for fuse_session_new is the fs. */
 const struct fuse_lowlevel_ops *fs_operations(void);

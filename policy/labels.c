@@ -1844,6 +1844,16 @@ on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, si
 		handle->labels->next->data_written(handle->next_cookie, req, data, offset, bytes);
 }
 
+/* A passthrough write (no handle of ours names it): the recorder's alone. */
+static void
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
+{
+	struct labels *labels = context;
+
+	if (labels->next && labels->next->bypass_written)
+		labels->next->bypass_written(labels->next->context, device, inode, pid);
+}
+
 static void
 on_flushed(void *cookie, fuse_req_t req)
 {
@@ -2813,6 +2823,7 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .released = on_released,
 	    .namespace_changed = on_namespace_changed,
 	    .virtual_xattr = on_virtual_xattr,
+	    .bypass_written = on_bypass_written,
 	};
 	return labels;
 }
