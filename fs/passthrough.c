@@ -1066,15 +1066,29 @@ report_change(fuse_req_t req, struct fs_namespace_event *event)
 	event->caller = NULL; /* it pointed into this frame */
 }
 
-/* The observers' view of a passthrough write (writer_watch_report_fn). */
-static void
-report_passthrough_write(void *context, dev_t device, ino_t inode, pid_t pid)
+/* The observers' view of passthrough writers (struct writer_watch_ops). */
+static void *
+identify_passthrough_caller(void *context, pid_t pid)
 {
-	struct fs *fs = context;
-	const struct fs_observer *observer = fs->observer;
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
 
-	if (observer && observer->bypass_written)
-		observer->bypass_written(observer->context, device, inode, pid);
+	return observer->bypass_identify(observer->context, pid);
+}
+
+static void
+forget_passthrough_caller(void *context, void *identity)
+{
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
+
+	observer->bypass_forget(observer->context, identity);
+}
+
+static void
+report_passthrough_write(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+{
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
+
+	observer->bypass_written(observer->context, device, inode, pid, identity);
 }
 
 /* Do the observers want to know which process writes (a write request names it)? */
@@ -1086,6 +1100,22 @@ writers_need_watch(const struct fs *fs)
 	return observer && (observer->data_written || observer->flushed);
 }
 
+/* Why the kernel gave no writer watch, for the mount's one line. */
+static const char *
+writer_watch_refusal(int error)
+{
+	switch (error) {
+	case EINVAL:
+		return "this kernel has no fanotify pre-content events, Linux 6.14+";
+	case EOPNOTSUPP:
+		return "the backing filesystem refuses fanotify pre-content marks";
+	case EPERM:
+		return "no privilege for fanotify pre-content events";
+	default:
+		return strerror(error);
+	}
+}
+
 /*
  * Writers pass through only when it is known who writes them (see
  * may_pass_through()).  The watch is made as the session is attached,
@@ -1095,14 +1125,21 @@ writers_need_watch(const struct fs *fs)
 static void
 make_writer_watch(struct fs *fs)
 {
-	if (!fs->passthrough || fs->writer_watch || !writers_need_watch(fs))
+	const struct fs_observer *observer = fs->observer;
+
+	if (!fs->passthrough || fs->writer_watch || !writers_need_watch(fs) ||
+	    !observer->bypass_identify || !observer->bypass_forget || !observer->bypass_written)
 		return;
-	fs->writer_watch = writer_watch_new(report_passthrough_write, fs);
+	struct writer_watch_ops ops = {.context = fs,
+				       .identify = identify_passthrough_caller,
+				       .forget = forget_passthrough_caller,
+				       .report = report_passthrough_write};
+	fs->writer_watch = writer_watch_new(&ops, fs->root.fd);
 	if (fs->writer_watch == NULL)
 		log_info("kernel FUSE passthrough is for reading only: the writers of a file "
-			 "cannot be watched (fanotify: %s), so files opened for writing go "
+			 "cannot be identified as they write (%s), so files opened for writing go "
 			 "through the daemon",
-			 strerror(errno));
+			 writer_watch_refusal(errno));
 }
 
 static void
@@ -1811,7 +1848,7 @@ writers_may_pass_through(const struct fs *fs)
 {
 	if (!writers_need_watch(fs))
 		return true; /* nobody asks who writes */
-	return fs->writer_watch && fs->observer->bypass_written;
+	return fs->writer_watch != NULL;
 }
 
 /*

@@ -1,6 +1,6 @@
 /*
  * writer_watch.c - which processes write the files whose writes the
- * kernel passes through.
+ * kernel passes through, identified while they wait.
  *
  * WHY
  *
@@ -9,49 +9,68 @@
  * daemon no longer learns from a WRITE request which process wrote.  The
  * recorder needs that: the producer of a version is the process that made
  * the writes, not the shell that opened a redirect nor a child that only
- * inherited the descriptor (README, "What is recorded").
+ * inherited the descriptor (README, "What is recorded").  And it needs to
+ * learn it while the writer certainly runs: a writer is identified from
+ * /proc, and one that writes and exits at once ('{ python3 -c ...; } >o')
+ * is gone before any after-the-fact report could be read.  An earlier
+ * design read asynchronous FAN_MODIFY events and lost exactly those
+ * writers under load.
  *
- * The kernel writes a passed-through file with vfs_iter_write() on the
- * backing file, in the writer's own context, and that raises FAN_MODIFY on
- * the backing inode with the writer's pid, as any write to it would.  So
- * the daemon keeps one fanotify group, FAN_CLASS_NOTIF with FAN_REPORT_FID,
- * and marks the backing inode of every file that has a passthrough writer
- * open (an inode mark, added before the open is replied to, so that no
- * write can precede it).  What was tried first and why not (Linux 6.18):
- *   - a mount or filesystem mark on the FUSE mount itself with
- *     FAN_REPORT_FID fails with ENODEV: a FUSE filesystem's fsid is 0;
- *   - without FAN_REPORT_FID every event carries a descriptor the kernel
- *     opens on the file, here an OPEN request of the mount to itself (a
- *     recursion, and an access the recorder would have to tell apart);
- *     O_PATH is refused as the events' open flags (EINVAL);
- *   - a mount mark on the backing filesystem sees every write to it (the
- *     store's own, the root filesystem's), where an inode mark sees only
- *     the files being written through the mount.
- * FAN_REPORT_FID names the file by its file handle and opens nothing.
+ * HOW
  *
- * Events of one file by one process merge while they wait in the kernel's
- * queue, so a stream of writes costs a handful of events.  They are read
- * on this module's own thread, never on a FUSE request thread, and handed
- * to the report function there (the recorder looks the writer up while it
- * most likely still runs).  The daemon's own writes (a handle served by
- * the daemon beside passthrough ones, a truncate) come as requests with
- * their caller and are not reported.
+ * Linux 6.14 has pre-content events: a group of class
+ * FAN_CLASS_PRE_CONTENT that marks an inode for FAN_PRE_ACCESS gets a
+ * permission event inside every read(2) and write(2) of it, before any
+ * byte moves, in the caller's context, and the caller waits until the
+ * group answers.  A passed-through write is vfs_iter_write() on the
+ * kernel's backing file in the writer's context, so the event names the
+ * writer (its pid) and the writer waits for us.  So every backing inode
+ * with a passthrough writer open gets an inode mark for FAN_PRE_ACCESS |
+ * FAN_MODIFY, added before the open is replied to (the kernel decides when
+ * it opens its backing file for the caller, after our reply, whether that
+ * file raises pre-content events), and the watch's thread, for each
+ * pre-access of a process other than the daemon:
  *
- * Ordering: the kernel queues the event inside the write system call, so
- * by the time a handle's RELEASE reaches the daemon every write through it
- * is in the queue.  writer_watch_drain() waits until the thread has read
- * and reported everything queued at the time of the call: a pass that
- * starts after the call reads until the queue is empty.  The wait is
- * bounded; the common case (queue empty, thread idle) costs one ioctl.
+ *   1. identifies the caller (ops->identify: the recorder's process
+ *      table, a cache that reads /proc only at a process's first sight),
+ *   2. keeps that identity in the file's table of accessors (pid -> token),
+ *   3. answers FAN_ALLOW (never anything else: this is no policy).
  *
- * What the kernel does not tell: stores into a shared writable mapping
- * (no write system call), and an overflowing queue (reported as pid 0 for
- * every watched file).  The recorder falls back for those (recorder.c).
+ * A pre-access does not say whether it reads or writes.  FAN_MODIFY, in
+ * the same group, does, after the write: it is reported (ops->report) with
+ * the identity taken in step 1, which the writer's own earlier pre-access
+ * made certain (a write begins only after we answered, so its FAN_MODIFY
+ * is queued after its pre-access was handled).  Reports need no live
+ * process, so they may come late: a handle's release waits for them
+ * (writer_watch_drain()).
+ *
+ * What was measured and chosen (Linux 6.18, ext4, a 2-core VM):
+ *   - FAN_REPORT_FID is refused with FAN_CLASS_PRE_CONTENT (EINVAL), so
+ *     every event carries a descriptor the kernel opens on the backing
+ *     file (never on the mount: the mark is on the backing inode), which
+ *     names the file (fstat) and must be closed;
+ *   - tmpfs refuses pre-content marks (EOPNOTSUPP): writer_watch_new()
+ *     tries one on the backing directory, so a mount says so once;
+ *   - a pre-access costs one round trip per read(2) or write(2) of a
+ *     watched file: about 15 to 40 us here, nothing against 1 MiB writes,
+ *     about what a WRITE request through the daemon costs at 4 KiB;
+ *   - stores into a shared writable mapping raise nothing: the recorder
+ *     tells those from the file's stamp (recorder.c).
+ *
+ * Bounded: a caller never waits for us longer than RESPONSE_TIMEOUT_MS.  A
+ * guard thread answers the event whose identification takes longer (a
+ * /proc read that hangs) and, while the thread stays stuck, reads and
+ * allows everything itself, reporting its writers as unknown.  Closing
+ * the group (at exit, or when the daemon dies) makes the kernel allow
+ * every waiting access.  The queue is unlimited: a full queue would let
+ * pre-access events through unanswered, unseen.
  *
  * LOCKS
- *   lock   the table of watched files, the pass counters and busy.  Held
- *          over memory, FIONREAD and fanotify_mark(2) (which does no I/O),
- *          never across read(2) or a report.
+ *   lock   the table of watched files, their accessors, the counters and
+ *          the guard's state.  Held over memory, fstat-free lookups,
+ *          fanotify_mark(2) and the group's non-blocking read(2) (so that
+ *          drains count exactly), never across identify(), a report, or
+ *          an answer.  Tokens are forgotten after it is released.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,127 +85,196 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "writer_watch_i.h"
 
-#ifndef AT_HANDLE_FID
-#define AT_HANDLE_FID 0x200 /* Linux 6.5: the handle fanotify reports as a file id */
+/* Linux 6.14 uapi, newer than the build's headers (linux/fanotify.h). */
+#ifndef FAN_PRE_ACCESS
+#define FAN_PRE_ACCESS 0x00100000
 #endif
 
-#define FID_BYTES_MAX 128     /* MAX_HANDLE_SZ */
-#define WATCH_BUCKETS 1024    /* power of two */
-#define DRAIN_TIMEOUT_MS 1000 /* a release waits at most this long for the reports */
+#define WATCH_MASK (FAN_PRE_ACCESS | FAN_MODIFY)
+#define WATCH_BUCKETS 1024        /* power of two */
+#define ACCESSORS_KEPT 256        /* per watched file; the oldest go first */
+#define RESPONSE_TIMEOUT_MS 2000  /* a caller waits at most about this long */
+#define GUARD_TICK_MS 500
+#define DRAIN_TIMEOUT_MS 5000     /* a release waits at most this long for reports */
 #define READ_BUFFER 16384
-#define WATCH_NICENESS -10    /* see watch_main() */
+#define WATCH_NICENESS -10        /* see watch_main() */
 
-/* A file id as fanotify reports it: filesystem id, handle type and bytes. */
-struct file_id {
-	int32_t fsid[2];
-	int handle_type;
-	unsigned int length;
-	unsigned char bytes[FID_BYTES_MAX];
+struct accessor {
+	pid_t pid;
+	void *token; /* ops->identify's, referenced */
 };
 
 struct writer_watch_file {
-	struct file_id id;
 	dev_t device;
 	ino_t inode;
-	unsigned long count; /* handles watched; protected by watch->lock */
-	struct writer_watch_file *next;
+	unsigned long handles; /* writer_watch_add() counts; protected by lock */
+	unsigned long users;   /* events being handled; protected by lock */
+	struct accessor *accessors; /* the latest last; protected by lock */
+	size_t accessor_count, accessor_capacity;
+	struct writer_watch_file *next; /* in the table while handles > 0 */
 };
 
 struct writer_watch {
 	int group_fd; /* fanotify */
 	int wake_fd;  /* eventfd: stop */
 	pid_t self;
-	writer_watch_report_fn *report;
-	void *context;
+	struct writer_watch_ops ops;
 
 	pthread_mutex_t lock;
-	pthread_cond_t pass_done;
+	pthread_cond_t changed; /* a batch handled, the guard's answer done */
+	pthread_cond_t guard_wake;
 	struct writer_watch_file *buckets[WATCH_BUCKETS]; /* protected by lock */
-	uint64_t passes;  /* reading passes finished; protected by lock */
-	bool busy;        /* a pass is reading or reporting; protected by lock */
-	bool drain_timeout_logged;
+	uint64_t taken;   /* events read from the group; protected by lock */
+	uint64_t handled; /* events handled; protected by lock */
+	/* The event whose caller is being identified (guard); protected by lock. */
+	int64_t waiting_since_ns; /* 0: none */
+	int waiting_fd;
+	bool waiting_answered; /* by the guard */
+	bool guard_answering;  /* the guard writes its answer: keep waiting_fd open */
+	bool guard_logged, drain_logged, fd_failure_logged, answer_failure_logged;
 
-	_Alignas(struct fanotify_event_metadata) char buffer[READ_BUFFER]; /* the thread's */
-	pthread_t thread;
+	pthread_t thread, guard;
 	bool running;
 	bool stopping; /* protected by lock */
 };
 
-/* ---- file ids ---------------------------------------------------------------- */
+static int64_t
+monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static void
+deadline_in(struct timespec *deadline, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_sec += ms / 1000;
+	deadline->tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline->tv_nsec >= 1000000000L) {
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000L;
+	}
+}
+
+/* ---- watched files -------------------------------------------------------------- */
 
 static size_t
-bucket_of(const struct file_id *id)
+bucket_of(dev_t device, ino_t inode)
 {
-	uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t hash = ((uint64_t)inode ^ ((uint64_t)device << 32)) * 0x9e3779b97f4a7c15ULL;
 
-	for (unsigned int i = 0; i < id->length; i++)
-		hash = (hash ^ id->bytes[i]) * 1099511628211ULL;
-	hash ^= (uint64_t)(uint32_t)id->fsid[0] ^ ((uint64_t)(uint32_t)id->fsid[1] << 32);
-	return (size_t)(hash ^ (hash >> 29)) & (WATCH_BUCKETS - 1);
+	return (size_t)(hash >> 40) & (WATCH_BUCKETS - 1);
 }
 
-static bool
-ids_equal(const struct file_id *a, const struct file_id *b)
-{
-	return a->fsid[0] == b->fsid[0] && a->fsid[1] == b->fsid[1] &&
-	       a->handle_type == b->handle_type && a->length == b->length &&
-	       memcmp(a->bytes, b->bytes, a->length) == 0;
-}
-
-/* The id fanotify gives fd's file.  0 or -1 with errno set. */
-static int
-file_id_of(int fd, struct file_id *id)
-{
-	union {
-		struct file_handle header;
-		char space[sizeof(struct file_handle) + FID_BYTES_MAX];
-	} handle;
-	struct statfs filesystem;
-	int mount_id;
-
-	if (fstatfs(fd, &filesystem) < 0)
-		return -1;
-	handle.header.handle_bytes = FID_BYTES_MAX;
-	if (name_to_handle_at(fd, "", &handle.header, &mount_id, AT_EMPTY_PATH | AT_HANDLE_FID) <
-	    0) {
-		if (errno != EINVAL)
-			return -1;
-		/* Before Linux 6.5: the export handle, which is the same where
-		 * the filesystem can export at all. */
-		handle.header.handle_bytes = FID_BYTES_MAX;
-		if (name_to_handle_at(fd, "", &handle.header, &mount_id, AT_EMPTY_PATH) < 0)
-			return -1;
-	}
-	memset(id, 0, sizeof(*id));
-	memcpy(id->fsid, &filesystem.f_fsid, sizeof(id->fsid));
-	id->handle_type = handle.header.handle_type;
-	id->length = handle.header.handle_bytes;
-	memcpy(id->bytes, handle.header.f_handle, id->length);
-	return 0;
-}
-
-/* The watched file named id, or NULL.  Locked. */
+/* The watched file (device, inode), or NULL.  Locked. */
 static struct writer_watch_file *
-find_file(struct writer_watch *watch, const struct file_id *id)
+find_file(struct writer_watch *watch, dev_t device, ino_t inode)
 {
-	struct writer_watch_file *file = watch->buckets[bucket_of(id)];
+	struct writer_watch_file *file = watch->buckets[bucket_of(device, inode)];
 
-	while (file && !ids_equal(&file->id, id))
+	while (file && !(file->device == device && file->inode == inode))
 		file = file->next;
 	return file;
 }
 
-/* ---- watching ------------------------------------------------------------------ */
+/* Free a file nobody counts or uses any more (not locked). */
+static void
+free_file(struct writer_watch *watch, struct writer_watch_file *file)
+{
+	for (size_t i = 0; i < file->accessor_count; i++)
+		watch->ops.forget(watch->ops.context, file->accessors[i].token);
+	free(file->accessors);
+	free(file);
+}
+
+/* The watched file an event's descriptor names, with a use; or NULL. */
+static struct writer_watch_file *
+event_file(struct writer_watch *watch, int fd)
+{
+	struct writer_watch_file *file;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return NULL;
+	pthread_mutex_lock(&watch->lock);
+	file = find_file(watch, st.st_dev, st.st_ino);
+	if (file)
+		file->users++;
+	pthread_mutex_unlock(&watch->lock);
+	return file;
+}
+
+static void
+put_file(struct writer_watch *watch, struct writer_watch_file *file)
+{
+	pthread_mutex_lock(&watch->lock);
+	bool last = --file->users == 0 && file->handles == 0;
+	pthread_mutex_unlock(&watch->lock);
+	if (last)
+		free_file(watch, file);
+}
+
+/*
+ * Keep token as pid's identity for file, the latest last.  The token to
+ * forget (a replaced or evicted one, or token itself when it adds
+ * nothing), or NULL.  Locked.
+ */
+static void *
+remember(struct writer_watch_file *file, pid_t pid, void *token)
+{
+	struct accessor *accessors = file->accessors;
+	size_t i = file->accessor_count;
+	void *dropped;
+
+	if (token == NULL)
+		return NULL;
+	while (i > 0 && accessors[i - 1].pid != pid)
+		i--;
+	if (i > 0 && accessors[i - 1].token == token)
+		return token; /* the same image again: the common case */
+	if (i > 0) {
+		i--;
+	} else if (file->accessor_count == ACCESSORS_KEPT) {
+		i = 0;
+	} else {
+		if (file->accessor_count == file->accessor_capacity) {
+			size_t grown = file->accessor_capacity ? file->accessor_capacity * 2 : 4;
+			accessors = realloc(accessors, grown * sizeof(*accessors));
+			if (accessors == NULL)
+				return token; /* it stays unknown */
+			file->accessors = accessors;
+			file->accessor_capacity = grown;
+		}
+		accessors[file->accessor_count++] = (struct accessor){.pid = pid, .token = token};
+		return NULL;
+	}
+	dropped = accessors[i].token;
+	memmove(&accessors[i], &accessors[i + 1], (file->accessor_count - i - 1) * sizeof(*accessors));
+	accessors[file->accessor_count - 1] = (struct accessor){.pid = pid, .token = token};
+	return dropped;
+}
+
+/* pid's identity on file, borrowed, or NULL.  Locked. */
+static void *
+accessor_token(const struct writer_watch_file *file, pid_t pid)
+{
+	for (size_t i = file->accessor_count; i-- > 0;)
+		if (file->accessors[i].pid == pid)
+			return file->accessors[i].token;
+	return NULL;
+}
 
 struct writer_watch *
-writer_watch_new(writer_watch_report_fn *report, void *context)
+writer_watch_new(const struct writer_watch_ops *ops, int backing_fd)
 {
 	struct writer_watch *watch = calloc(1, sizeof(*watch));
 	int saved;
@@ -194,25 +282,34 @@ writer_watch_new(writer_watch_report_fn *report, void *context)
 	if (watch == NULL)
 		return NULL;
 	watch->wake_fd = -1;
-	watch->group_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK |
-						FAN_REPORT_FID,
+	watch->group_fd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK |
+						FAN_UNLIMITED_QUEUE,
 					O_RDONLY | O_CLOEXEC | O_LARGEFILE);
 	if (watch->group_fd < 0)
 		goto out_errno;
+	/* Does the backing filesystem take pre-content marks?  A directory's
+	 * mark raises nothing for the files in it; it is dropped at once. */
+	if (fanotify_mark(watch->group_fd, FAN_MARK_ADD | FAN_MARK_INODE, FAN_PRE_ACCESS, backing_fd,
+			  ".") < 0)
+		goto out_errno;
+	fanotify_mark(watch->group_fd, FAN_MARK_REMOVE | FAN_MARK_INODE, FAN_PRE_ACCESS, backing_fd,
+		      ".");
 	watch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (watch->wake_fd < 0)
 		goto out_errno;
-	watch->report = report;
-	watch->context = context;
+	watch->ops = *ops;
 	pthread_mutex_init(&watch->lock, NULL);
-	pthread_cond_init(&watch->pass_done, NULL);
+	pthread_condattr_t attributes;
+	pthread_condattr_init(&attributes);
+	pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+	pthread_cond_init(&watch->changed, &attributes);
+	pthread_cond_init(&watch->guard_wake, &attributes);
+	pthread_condattr_destroy(&attributes);
 	return watch;
 out_errno:
 	saved = errno;
 	if (watch->group_fd >= 0)
 		close(watch->group_fd);
-	if (watch->wake_fd >= 0)
-		close(watch->wake_fd);
 	free(watch);
 	errno = saved;
 	return NULL;
@@ -222,22 +319,19 @@ struct writer_watch_file *
 writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode)
 {
 	struct writer_watch_file *file;
-	struct file_id id;
 
-	if (file_id_of(fd, &id) < 0)
-		return NULL;
 	/* The mark is made and dropped under the lock, so that a last
 	 * remove and a first add of one file cannot cross. */
 	pthread_mutex_lock(&watch->lock);
-	file = find_file(watch, &id);
+	file = find_file(watch, device, inode);
 	if (file) {
-		file->count++;
+		file->handles++;
 		goto out;
 	}
 	file = calloc(1, sizeof(*file));
 	if (file == NULL)
 		goto out;
-	if (fanotify_mark(watch->group_fd, FAN_MARK_ADD | FAN_MARK_INODE, FAN_MODIFY, fd, NULL) <
+	if (fanotify_mark(watch->group_fd, FAN_MARK_ADD | FAN_MARK_INODE, WATCH_MASK, fd, NULL) <
 	    0) {
 		int saved = errno;
 		free(file);
@@ -245,11 +339,10 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode)
 		errno = saved;
 		goto out;
 	}
-	file->id = id;
 	file->device = device;
 	file->inode = inode;
-	file->count = 1;
-	size_t bucket = bucket_of(&id);
+	file->handles = 1;
+	size_t bucket = bucket_of(device, inode);
 	file->next = watch->buckets[bucket];
 	watch->buckets[bucket] = file;
 out:
@@ -261,27 +354,42 @@ void
 writer_watch_remove(struct writer_watch *watch, struct writer_watch_file *file, int fd)
 {
 	pthread_mutex_lock(&watch->lock);
-	if (--file->count > 0) {
+	if (--file->handles > 0) {
 		pthread_mutex_unlock(&watch->lock);
 		return;
 	}
-	struct writer_watch_file **link = &watch->buckets[bucket_of(&file->id)];
+	struct writer_watch_file **link = &watch->buckets[bucket_of(file->device, file->inode)];
 	while (*link != file)
 		link = &(*link)->next;
 	*link = file->next;
 	/* A mark holds its inode: an unlinked file would keep its blocks.
-	 * Events of it still queued are ignored from now on. */
-	if (fanotify_mark(watch->group_fd, FAN_MARK_REMOVE | FAN_MARK_INODE, FAN_MODIFY, fd,
-			  NULL) < 0 &&
+	 * Events of it still queued find no file and are allowed. */
+	if (fanotify_mark(watch->group_fd, FAN_MARK_REMOVE | FAN_MARK_INODE, WATCH_MASK, fd, NULL) <
+		    0 &&
 	    errno != ENOENT)
 		log_error("cannot stop watching a written file: %s", strerror(errno));
+	bool last = file->users == 0;
 	pthread_mutex_unlock(&watch->lock);
-	free(file);
+	if (last)
+		free_file(watch, file);
 }
 
-/* ---- the reading thread ------------------------------------------------------- */
+/* ---- events ---------------------------------------------------------------------- */
 
-/* Report every watched file as possibly written unseen (queue overflow). */
+static void
+allow(struct writer_watch *watch, int fd)
+{
+	struct fanotify_response response = {.fd = fd, .response = FAN_ALLOW};
+
+	/* ENOENT: the guard answered it already. */
+	if (write(watch->group_fd, &response, sizeof(response)) < 0 && errno != ENOENT &&
+	    !watch->answer_failure_logged) {
+		watch->answer_failure_logged = true;
+		log_error("cannot answer a read or write of a watched file: %s", strerror(errno));
+	}
+}
+
+/* Report every watched file as possibly written unseen. */
 static void
 report_all_unknown(struct writer_watch *watch)
 {
@@ -308,16 +416,66 @@ report_all_unknown(struct writer_watch *watch)
 		}
 	pthread_mutex_unlock(&watch->lock);
 	for (size_t i = 0; i < count; i++)
-		watch->report(watch->context, files[i].device, files[i].inode, 0);
+		watch->ops.report(watch->ops.context, files[i].device, files[i].inode, 0, NULL);
 	free(files);
 }
 
-/* One event: report its writer if its file is watched. */
+/* A pre-access: identify the caller, remember it, then let it go on. */
 static void
-handle_event(struct writer_watch *watch, const struct fanotify_event_metadata *event)
+identify_caller(struct writer_watch *watch, const struct fanotify_event_metadata *event)
 {
-	const char *record = (const char *)event + event->metadata_len;
-	const char *end = (const char *)event + event->event_len;
+	struct writer_watch_file *file = event_file(watch, event->fd);
+
+	if (file == NULL) {
+		allow(watch, event->fd); /* no longer watched */
+		return;
+	}
+	pthread_mutex_lock(&watch->lock);
+	watch->waiting_fd = event->fd;
+	watch->waiting_answered = false;
+	watch->waiting_since_ns = monotonic_ns();
+	pthread_mutex_unlock(&watch->lock);
+
+	void *token = watch->ops.identify(watch->ops.context, event->pid);
+
+	pthread_mutex_lock(&watch->lock);
+	watch->waiting_since_ns = 0;
+	while (watch->guard_answering)
+		pthread_cond_wait(&watch->changed, &watch->lock);
+	bool answered = watch->waiting_answered;
+	void *dropped = remember(file, event->pid, token);
+	pthread_mutex_unlock(&watch->lock);
+	if (!answered)
+		allow(watch, event->fd);
+	if (dropped)
+		watch->ops.forget(watch->ops.context, dropped);
+	put_file(watch, file);
+}
+
+/* A write: report its writer with the identity its pre-access gave. */
+static void
+report_writer(struct writer_watch *watch, const struct fanotify_event_metadata *event,
+	      bool identified)
+{
+	struct writer_watch_file *file = event_file(watch, event->fd);
+
+	if (file == NULL)
+		return;
+	/* Tokens change only on the identifying thread (this one, when
+	 * identified) and the file's use keeps them: borrowed safely. */
+	pthread_mutex_lock(&watch->lock);
+	void *token = identified ? accessor_token(file, event->pid) : NULL;
+	pthread_mutex_unlock(&watch->lock);
+	watch->ops.report(watch->ops.context, file->device, file->inode, event->pid, token);
+	put_file(watch, file);
+}
+
+/* identify: false on the guard, which lets everything go unidentified. */
+static void
+handle_event(struct writer_watch *watch, const struct fanotify_event_metadata *event,
+	     bool identify)
+{
+	bool permission = event->mask & FAN_PRE_ACCESS;
 
 	if (event->mask & FAN_Q_OVERFLOW) {
 		log_warning("the kernel's queue of write events overflowed: the writers of files "
@@ -325,63 +483,75 @@ handle_event(struct writer_watch *watch, const struct fanotify_event_metadata *e
 		report_all_unknown(watch);
 		return;
 	}
-	if (!(event->mask & FAN_MODIFY) || event->pid == watch->self || event->pid <= 0)
-		return;
-	while (record + sizeof(struct fanotify_event_info_header) <= end) {
-		const struct fanotify_event_info_header *header = (const void *)record;
-		if (header->len < sizeof(*header) || record + header->len > end)
-			return;
-		if (header->info_type == FAN_EVENT_INFO_TYPE_FID &&
-		    header->len >= sizeof(struct fanotify_event_info_fid) +
-					   sizeof(struct file_handle)) {
-			const struct fanotify_event_info_fid *info = (const void *)record;
-			struct file_handle handle;
-			struct file_id id;
-			memcpy(&handle, info->handle, sizeof(handle));
-			if (handle.handle_bytes > FID_BYTES_MAX ||
-			    sizeof(*info) + sizeof(handle) + handle.handle_bytes > header->len)
-				return;
-			memset(&id, 0, sizeof(id));
-			memcpy(id.fsid, &info->fsid, sizeof(id.fsid));
-			id.handle_type = handle.handle_type;
-			id.length = handle.handle_bytes;
-			memcpy(id.bytes, info->handle + sizeof(handle), id.length);
-			pthread_mutex_lock(&watch->lock);
-			struct writer_watch_file *file = find_file(watch, &id);
-			dev_t device = file ? file->device : 0;
-			ino_t inode = file ? file->inode : 0;
-			pthread_mutex_unlock(&watch->lock);
-			if (file)
-				watch->report(watch->context, device, inode, event->pid);
-			return;
+	if (event->fd < 0) {
+		/* The kernel could not open the file for us (out of
+		 * descriptors): it let a pre-access go; a write is unseen. */
+		if (!watch->fd_failure_logged) {
+			watch->fd_failure_logged = true;
+			log_warning("an event of a written file came without its file: its writer "
+				    "is recorded as unknown");
 		}
-		record += header->len;
+		if (!permission)
+			report_all_unknown(watch);
+		return;
 	}
+	if (event->pid == watch->self || event->pid <= 0) {
+		/* The daemon's own (its writes come as requests with a caller). */
+		if (permission)
+			allow(watch, event->fd);
+		return;
+	}
+	if (permission) {
+		if (identify)
+			identify_caller(watch, event);
+		else
+			allow(watch, event->fd);
+	}
+	if (event->mask & FAN_MODIFY)
+		report_writer(watch, event, identify);
 }
 
-/* Read and report until the queue is empty. */
+/*
+ * Read and handle until the queue is empty.  Each batch is read under the
+ * lock and counted, so that a drain knows which events came before it.
+ */
 static void
-read_pass(struct writer_watch *watch)
+read_pass(struct writer_watch *watch, bool identify)
 {
-	char *buffer = watch->buffer;
+	_Alignas(struct fanotify_event_metadata) char buffer[READ_BUFFER];
 
 	for (;;) {
-		ssize_t length = read(watch->group_fd, buffer, sizeof(watch->buffer));
+		pthread_mutex_lock(&watch->lock);
+		ssize_t length = read(watch->group_fd, buffer, sizeof(buffer));
+		int error = errno;
+		uint64_t count = 0;
+		const struct fanotify_event_metadata *event = (const void *)buffer;
+		for (ssize_t left = length; left > 0 && FAN_EVENT_OK(event, left);
+		     event = FAN_EVENT_NEXT(event, left))
+			count++;
+		watch->taken += count;
+		pthread_mutex_unlock(&watch->lock);
 		if (length < 0) {
-			if (errno == EINTR)
+			if (error == EINTR)
 				continue;
-			if (errno != EAGAIN)
-				log_error("cannot read write events: %s", strerror(errno));
+			if (error != EAGAIN)
+				log_error("cannot read write events: %s", strerror(error));
 			return;
 		}
-		const struct fanotify_event_metadata *event = (const void *)buffer;
+		event = (const void *)buffer;
 		while (FAN_EVENT_OK(event, length)) {
 			if (event->vers == FANOTIFY_METADATA_VERSION)
-				handle_event(watch, event);
+				handle_event(watch, event, identify);
+			else if (event->fd >= 0 && (event->mask & FAN_PRE_ACCESS))
+				allow(watch, event->fd);
 			if (event->fd >= 0)
-				close(event->fd); /* never with FAN_REPORT_FID */
+				close(event->fd);
 			event = FAN_EVENT_NEXT(event, length);
 		}
+		pthread_mutex_lock(&watch->lock);
+		watch->handled += count;
+		pthread_cond_broadcast(&watch->changed);
+		pthread_mutex_unlock(&watch->lock);
 	}
 }
 
@@ -392,13 +562,9 @@ watch_main(void *argument)
 	struct pollfd sources[2] = {{.fd = watch->group_fd, .events = POLLIN},
 				    {.fd = watch->wake_fd, .events = POLLIN}};
 
-	/*
-	 * A writer is identified from /proc while it runs; many exit right
-	 * after their last write.  This thread does little (events merge in
-	 * the kernel) and must get the CPU first when one comes: a higher
-	 * weight than the callers' (this thread only; Linux niceness is per
-	 * thread).
-	 */
+	/* Callers wait for this thread in their read and write calls: it
+	 * gets the CPU first when one comes (this thread only; Linux
+	 * niceness is per thread). */
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WATCH_NICENESS) < 0)
 		log_debug("cannot raise the writer watch's priority: %s", strerror(errno));
 
@@ -409,27 +575,85 @@ watch_main(void *argument)
 		}
 		pthread_mutex_lock(&watch->lock);
 		bool stopping = watch->stopping;
-		watch->busy = true;
 		pthread_mutex_unlock(&watch->lock);
-		read_pass(watch);
-		pthread_mutex_lock(&watch->lock);
-		watch->busy = false;
-		watch->passes++;
-		pthread_cond_broadcast(&watch->pass_done);
-		pthread_mutex_unlock(&watch->lock);
+		read_pass(watch, true);
 		if (stopping)
 			return NULL;
 	}
 }
 
+/*
+ * The guard: when the identifying thread has kept a caller waiting
+ * RESPONSE_TIMEOUT_MS, answer it, and while that thread stays stuck read
+ * and allow everything else (its writers reported unknown).
+ */
+static void *
+guard_main(void *argument)
+{
+	struct writer_watch *watch = argument;
+	struct timespec deadline;
+
+	pthread_mutex_lock(&watch->lock);
+	while (!watch->stopping) {
+		deadline_in(&deadline, GUARD_TICK_MS);
+		pthread_cond_timedwait(&watch->guard_wake, &watch->lock, &deadline);
+		int64_t since = watch->waiting_since_ns;
+		if (watch->stopping || since == 0 ||
+		    monotonic_ns() - since < (int64_t)RESPONSE_TIMEOUT_MS * 1000000)
+			continue;
+		bool log_it = !watch->guard_logged;
+		watch->guard_logged = true;
+		if (!watch->waiting_answered) {
+			int fd = watch->waiting_fd;
+			watch->waiting_answered = true;
+			watch->guard_answering = true;
+			pthread_mutex_unlock(&watch->lock);
+			allow(watch, fd);
+			pthread_mutex_lock(&watch->lock);
+			watch->guard_answering = false;
+			pthread_cond_broadcast(&watch->changed);
+		}
+		pthread_mutex_unlock(&watch->lock);
+		if (log_it)
+			log_warning("a process waited %d ms to be identified: it was let go, and "
+				    "while identification is stuck writers are recorded as unknown",
+				    RESPONSE_TIMEOUT_MS);
+		struct pollfd source = {.fd = watch->group_fd, .events = POLLIN};
+		for (;;) {
+			pthread_mutex_lock(&watch->lock);
+			bool stuck = watch->waiting_since_ns == since && !watch->stopping;
+			pthread_mutex_unlock(&watch->lock);
+			if (!stuck)
+				break;
+			if (poll(&source, 1, GUARD_TICK_MS) > 0)
+				read_pass(watch, false);
+		}
+		pthread_mutex_lock(&watch->lock);
+	}
+	pthread_mutex_unlock(&watch->lock);
+	return NULL;
+}
+
 int
 writer_watch_start(struct writer_watch *watch)
 {
-	watch->self = getpid(); /* after daemonizing: the pid of our own writes */
-	int error = pthread_create(&watch->thread, NULL, watch_main, watch);
+	int error;
 
+	watch->self = getpid(); /* after daemonizing: the pid of our own accesses */
+	error = pthread_create(&watch->thread, NULL, watch_main, watch);
 	if (error)
 		return -error;
+	error = pthread_create(&watch->guard, NULL, guard_main, watch);
+	if (error) {
+		uint64_t one = 1;
+		pthread_mutex_lock(&watch->lock);
+		watch->stopping = true;
+		pthread_mutex_unlock(&watch->lock);
+		if (write(watch->wake_fd, &one, sizeof(one)) < 0)
+			log_error("cannot stop the write watch: %s", strerror(errno));
+		pthread_join(watch->thread, NULL);
+		return -error;
+	}
 	watch->running = true;
 	return 0;
 }
@@ -441,35 +665,26 @@ writer_watch_drain(struct writer_watch *watch)
 	int queued = 0, error = 0;
 
 	pthread_mutex_lock(&watch->lock);
-	if (ioctl(watch->group_fd, FIONREAD, &queued) < 0)
-		queued = 1; /* cannot tell: wait for a pass */
-	if (!watch->running || watch->stopping || (queued == 0 && !watch->busy)) {
+	if (!watch->running || watch->stopping) {
 		pthread_mutex_unlock(&watch->lock);
 		return;
 	}
-	/*
-	 * With events queued, the next pass reads them all; a pass already
-	 * under way may have read before they came, so then the one after it.
-	 */
-	uint64_t target = watch->passes + (watch->busy ? 2 : 1);
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += DRAIN_TIMEOUT_MS / 1000;
-	deadline.tv_nsec += (long)(DRAIN_TIMEOUT_MS % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	while (watch->passes < target && !watch->stopping && error != ETIMEDOUT) {
-		/* A busy pass ends with the queue empty: if it ended with nothing
-		 * queued since, the one after is not needed. */
-		error = pthread_cond_timedwait(&watch->pass_done, &watch->lock, &deadline);
-		if (watch->passes + 1 == target && !watch->busy &&
+	/* FIONREAD counts what is queued (at least a header per event): with
+	 * what was taken, the events that came before this call. */
+	if (ioctl(watch->group_fd, FIONREAD, &queued) < 0)
+		queued = (int)sizeof(struct fanotify_event_metadata); /* cannot tell: one more */
+	uint64_t target = watch->taken + (uint64_t)queued / sizeof(struct fanotify_event_metadata);
+	deadline_in(&deadline, DRAIN_TIMEOUT_MS);
+	while (watch->handled < target && !watch->stopping && error != ETIMEDOUT) {
+		/* All taken handled and nothing queued: nothing can be missing. */
+		if (watch->handled == watch->taken &&
 		    ioctl(watch->group_fd, FIONREAD, &queued) == 0 && queued == 0)
 			break;
+		error = pthread_cond_timedwait(&watch->changed, &watch->lock, &deadline);
 	}
-	bool log_it = error == ETIMEDOUT && !watch->drain_timeout_logged;
+	bool log_it = error == ETIMEDOUT && !watch->drain_logged;
 	if (log_it)
-		watch->drain_timeout_logged = true;
+		watch->drain_logged = true;
 	pthread_mutex_unlock(&watch->lock);
 	if (log_it)
 		log_warning("the write events of a closing file were not read within %d ms: "
@@ -486,22 +701,26 @@ writer_watch_free(struct writer_watch *watch)
 		uint64_t one = 1;
 		pthread_mutex_lock(&watch->lock);
 		watch->stopping = true;
+		pthread_cond_broadcast(&watch->guard_wake);
 		pthread_mutex_unlock(&watch->lock);
 		if (write(watch->wake_fd, &one, sizeof(one)) < 0)
 			log_error("cannot stop the write watch: %s", strerror(errno));
 		pthread_join(watch->thread, NULL);
+		pthread_join(watch->guard, NULL);
 	}
+	/* Closing the group allows every access still waiting. */
+	close(watch->group_fd);
 	for (size_t i = 0; i < WATCH_BUCKETS; i++) {
 		struct writer_watch_file *file = watch->buckets[i];
 		while (file) {
 			struct writer_watch_file *next = file->next;
-			free(file);
+			free_file(watch, file);
 			file = next;
 		}
 	}
-	close(watch->group_fd);
 	close(watch->wake_fd);
-	pthread_cond_destroy(&watch->pass_done);
+	pthread_cond_destroy(&watch->changed);
+	pthread_cond_destroy(&watch->guard_wake);
 	pthread_mutex_destroy(&watch->lock);
 	free(watch);
 }

@@ -109,16 +109,32 @@ struct fs_observer {
 	void (*virtual_xattr)(void *context, fuse_req_t req, const struct fs_node_info *node,
 			      char op, const char *name, const char *value, size_t size);
 	/*
-	 * Process pid wrote the file (device, inode) through a handle whose
-	 * data the kernel passes through (data_bypass), so no write request
-	 * said so.  Called on the layer's own thread, for every process that
-	 * wrote, before released() of the handles it may have written
-	 * through; pid 0: some writes of the file went unseen (the kernel's
-	 * queue overflowed).  Stores into a shared mapping are never reported.
-	 * Without this callback, handles that may write are not passed
-	 * through when data_written or flushed is set.
+	 * Writers the kernel passes through (fs/writer_watch.c).  A handle
+	 * whose data the kernel passes through (data_bypass) sends no write
+	 * requests; the layer identifies instead every process that reads or
+	 * writes its file, inside that read(2) or write(2), which waits until
+	 * bypass_identify returns (so the process certainly runs), and then
+	 * reports those that wrote.  All three are called on the layer's own
+	 * threads, never for the daemon's own accesses.
+	 *
+	 * bypass_identify: process pid's identity, an opaque token with a new
+	 * reference, or NULL when it cannot be had.  Called before every read
+	 * and write of a watched file: it must answer from a cache for a
+	 * process it has seen.  bypass_forget drops such a reference.
+	 *
+	 * bypass_written: process pid wrote the file (device, inode); identity
+	 * (borrowed for the call) is what bypass_identify gave as it waited
+	 * before that write, NULL when it is unknown; pid 0: some writes of the
+	 * file went unseen.  Called before released() of the handles it may
+	 * have written through.  Stores into a shared mapping are never
+	 * reported.
+	 *
+	 * Without all three, handles that may write are not passed through
+	 * when data_written or flushed is set.
 	 */
-	void (*bypass_written)(void *context, dev_t device, ino_t inode, pid_t pid);
+	void *(*bypass_identify)(void *context, pid_t pid);
+	void (*bypass_forget)(void *context, void *identity);
+	void (*bypass_written)(void *context, dev_t device, ino_t inode, pid_t pid, void *identity);
 };
 
 struct fs_options {

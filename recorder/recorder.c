@@ -844,12 +844,14 @@ version_hash_done(void *argument, int result, const char *hex, const struct stat
 /* ---- writers the kernel passes through ---------------------------------------
  *
  * A handle whose data the kernel passes through sends no write requests;
- * the filesystem layer's writer watch (fs/writer_watch.c) reports each
- * process that wrote the file instead, on its own thread, before the
- * release of the handles written through.  The writer is looked up there,
- * at once, while it most likely still runs; one already gone (or one that
- * exited before its image could be read) stays unidentified, never
- * replaced by a process that did not write.
+ * the filesystem layer's writer watch (fs/writer_watch.c) asks who each
+ * process is that reads or writes the file, inside its read(2) or
+ * write(2), which waits for the answer (on_bypass_identify: the process
+ * table, so the process certainly runs), and then reports each process
+ * that wrote with that identity (on_bypass_written), on its own thread,
+ * before the release of the handles written through.  An identity that
+ * could not be had stays unknown, never replaced by a process that did
+ * not write.
  */
 
 #define BYPASS_WRITERS_KEPT 16 /* per file between versions; the oldest go first */
@@ -864,8 +866,29 @@ clear_bypass_writers(struct file_state *file)
 	file->bypass_writer_count = 0;
 }
 
+static void *
+on_bypass_identify(void *context, pid_t pid)
+{
+	struct recorder *recorder = context;
+	struct process_info *image = process_table_lookup(recorder->processes, pid);
+
+	if (image && image->executable == NULL) {
+		/* No program, no argv (a kernel thread): unknown. */
+		process_info_release(image);
+		image = NULL;
+	}
+	return image;
+}
+
 static void
-on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
+on_bypass_forget(void *context, void *identity)
+{
+	(void)context;
+	process_info_release(identity);
+}
+
+static void
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
 {
 	struct recorder *recorder = context;
 	struct file_state *file = recorder_find_file(recorder, device, inode);
@@ -873,11 +896,12 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
 
 	if (file == NULL)
 		return;
-	/* The same writer again (a stream of writes): nothing to look up. */
+	/* The same writer again (a stream of writes): nothing to change. */
 	pthread_mutex_lock(&file->lock);
 	size_t count = file->bypass_writer_count;
-	if (pid > 0 && file->writers > 0 && count > 0 && file->bypass_writers[count - 1].pid == pid &&
-	    file->bypass_writers[count - 1].image) {
+	if (pid > 0 && identity && file->writers > 0 && count > 0 &&
+	    file->bypass_writers[count - 1].pid == pid &&
+	    file->bypass_writers[count - 1].image == identity) {
 		file->changes++;
 		file->bypass_reports++;
 		pthread_mutex_unlock(&file->lock);
@@ -885,14 +909,8 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid)
 		return;
 	}
 	pthread_mutex_unlock(&file->lock);
-	if (pid > 0) {
-		image = process_table_lookup(recorder->processes, pid);
-		if (image && image->executable == NULL) {
-			/* Read after it exited: no program, no argv.  Unknown. */
-			process_info_release(image);
-			image = NULL;
-		}
-	}
+	if (pid > 0 && identity)
+		image = process_info_acquire(identity);
 	log_debug("passthrough write of inode %lu by pid %d: %s", (unsigned long)inode, (int)pid,
 		  image ? image->executable : "unknown");
 	pthread_mutex_lock(&file->lock);
@@ -1619,6 +1637,8 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.flushed = on_flushed,
 		.released = on_released,
 		.namespace_changed = on_namespace_changed,
+		.bypass_identify = on_bypass_identify,
+		.bypass_forget = on_bypass_forget,
 		.bypass_written = on_bypass_written,
 	};
 	return recorder;
