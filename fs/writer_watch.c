@@ -57,10 +57,13 @@
  *   - stores into a shared writable mapping raise nothing: the recorder
  *     tells those from the file's stamp (recorder.c).
  *
- * Bounded: a caller never waits for us longer than RESPONSE_TIMEOUT_MS.  A
- * guard thread answers the event whose identification takes longer (a
- * /proc read that hangs) and, while the thread stays stuck, reads and
- * allows everything itself, reporting its writers as unknown.  Closing
+ * Bounded: a caller waits for us little more than RESPONSE_TIMEOUT_MS at
+ * worst.  A guard thread watches the watch thread's progress: when it has
+ * had work and finished none of it for that long (an identification whose
+ * /proc read hangs, a report that waits, a thread that is not scheduled),
+ * the guard answers the caller being identified and, while the thread
+ * stays stuck, reads and allows everything itself, reporting writers as
+ * unknown.  Closing
  * the group (at exit, or when the daemon dies) makes the kernel allow
  * every waiting access.  The queue is unlimited: a full queue would let
  * pre-access events through unanswered, unseen.
@@ -132,8 +135,9 @@ struct writer_watch {
 	struct writer_watch_file *buckets[WATCH_BUCKETS]; /* protected by lock */
 	uint64_t taken;   /* events read from the group; protected by lock */
 	uint64_t handled; /* events handled; protected by lock */
+	uint64_t progress; /* batches and identifications the watch thread finished */
 	/* The event whose caller is being identified (guard); protected by lock. */
-	int64_t waiting_since_ns; /* 0: none */
+	bool identifying;
 	int waiting_fd;
 	bool waiting_answered; /* by the guard */
 	bool guard_answering;  /* the guard writes its answer: keep waiting_fd open */
@@ -433,13 +437,14 @@ identify_caller(struct writer_watch *watch, const struct fanotify_event_metadata
 	pthread_mutex_lock(&watch->lock);
 	watch->waiting_fd = event->fd;
 	watch->waiting_answered = false;
-	watch->waiting_since_ns = monotonic_ns();
+	watch->identifying = true;
 	pthread_mutex_unlock(&watch->lock);
 
 	void *token = watch->ops.identify(watch->ops.context, event->pid);
 
 	pthread_mutex_lock(&watch->lock);
-	watch->waiting_since_ns = 0;
+	watch->identifying = false;
+	watch->progress++;
 	while (watch->guard_answering)
 		pthread_cond_wait(&watch->changed, &watch->lock);
 	bool answered = watch->waiting_answered;
@@ -550,6 +555,8 @@ read_pass(struct writer_watch *watch, bool identify)
 		}
 		pthread_mutex_lock(&watch->lock);
 		watch->handled += count;
+		if (identify)
+			watch->progress++;
 		pthread_cond_broadcast(&watch->changed);
 		pthread_mutex_unlock(&watch->lock);
 	}
@@ -562,6 +569,7 @@ watch_main(void *argument)
 	struct pollfd sources[2] = {{.fd = watch->group_fd, .events = POLLIN},
 				    {.fd = watch->wake_fd, .events = POLLIN}};
 
+	pthread_setname_np(pthread_self(), "provfs-watch");
 	/* Callers wait for this thread in their read and write calls: it
 	 * gets the CPU first when one comes (this thread only; Linux
 	 * niceness is per thread). */
@@ -583,27 +591,51 @@ watch_main(void *argument)
 }
 
 /*
- * The guard: when the identifying thread has kept a caller waiting
- * RESPONSE_TIMEOUT_MS, answer it, and while that thread stays stuck read
- * and allow everything else (its writers reported unknown).
+ * Is there work the watch thread has not finished: events read and not
+ * handled, or queued?  Locked.
+ */
+static bool
+work_pending(struct writer_watch *watch)
+{
+	int queued = 0;
+
+	return watch->handled < watch->taken ||
+	       ioctl(watch->group_fd, FIONREAD, &queued) < 0 || queued > 0;
+}
+
+/*
+ * The guard: when the watch thread has made no progress for
+ * RESPONSE_TIMEOUT_MS with work pending (an identification that hangs, a
+ * report that waits, a thread that does not run), answer the caller it
+ * identifies, and while it stays stuck read and allow everything else,
+ * its writers reported unknown.
  */
 static void *
 guard_main(void *argument)
 {
 	struct writer_watch *watch = argument;
 	struct timespec deadline;
+	uint64_t seen = 0;
+	int64_t seen_ns = monotonic_ns();
 
+	pthread_setname_np(pthread_self(), "provfs-guard");
 	pthread_mutex_lock(&watch->lock);
 	while (!watch->stopping) {
 		deadline_in(&deadline, GUARD_TICK_MS);
 		pthread_cond_timedwait(&watch->guard_wake, &watch->lock, &deadline);
-		int64_t since = watch->waiting_since_ns;
-		if (watch->stopping || since == 0 ||
-		    monotonic_ns() - since < (int64_t)RESPONSE_TIMEOUT_MS * 1000000)
+		int64_t now = monotonic_ns();
+		if (watch->stopping)
+			break;
+		if (watch->progress != seen || !work_pending(watch)) {
+			seen = watch->progress;
+			seen_ns = now;
+			continue;
+		}
+		if (now - seen_ns < (int64_t)RESPONSE_TIMEOUT_MS * 1000000)
 			continue;
 		bool log_it = !watch->guard_logged;
 		watch->guard_logged = true;
-		if (!watch->waiting_answered) {
+		if (watch->identifying && !watch->waiting_answered) {
 			int fd = watch->waiting_fd;
 			watch->waiting_answered = true;
 			watch->guard_answering = true;
@@ -615,13 +647,14 @@ guard_main(void *argument)
 		}
 		pthread_mutex_unlock(&watch->lock);
 		if (log_it)
-			log_warning("a process waited %d ms to be identified: it was let go, and "
-				    "while identification is stuck writers are recorded as unknown",
+			log_warning("the writer watch made no progress for %d ms: waiting reads and "
+				    "writes are let go, and their writers recorded as unknown, until it "
+				    "does",
 				    RESPONSE_TIMEOUT_MS);
 		struct pollfd source = {.fd = watch->group_fd, .events = POLLIN};
 		for (;;) {
 			pthread_mutex_lock(&watch->lock);
-			bool stuck = watch->waiting_since_ns == since && !watch->stopping;
+			bool stuck = watch->progress == seen && !watch->stopping;
 			pthread_mutex_unlock(&watch->lock);
 			if (!stuck)
 				break;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # write_passthrough.bats - kernel FUSE passthrough of writes (issue 9): the
 # kernel writes the backing file itself, and the producer of each version is
-# still the process that wrote (reported by the writer watch, fanotify,
-# fs/writer_watch.c), its hash is taken by the hash pool after the last
+# still the process that wrote (identified inside its write by the writer
+# watch, fanotify pre-content events, fs/writer_watch.c), its hash is taken by the hash pool after the last
 # writer closes, and its byte counts are unknown (NULL), never 0.
 #
 # Evidence that the data bypassed the daemon: its own I/O counters, as in
@@ -266,4 +266,199 @@ assert d["summary"]["mismatch"] == 0, d["summary"]'
 		"$SIZE|1"
 	assert_sql "SELECT hash_method FROM versions WHERE id = ($(latest_version_sql written))" streamed
 	! grep -q "passthrough is for reading only" "$TMP/mount.err"
+}
+
+# The daemon's writer watch thread: its one thread with a raised priority.
+watch_thread() {
+	local task
+	for task in /proc/"$1"/task/*; do
+		if [ "$(awk '{ print $19 }' "$task/stat")" = -10 ]; then
+			basename "$task"
+		fi
+	done
+}
+
+# stop_thread TID SECONDS MARKER: stop one thread (ptrace, the others run
+# on), touch MARKER once it is stopped, and let it go after SECONDS.
+write_stop_thread() {
+	cat >"$TMP/stop_thread.py" <<-'EOF'
+	import ctypes, os, sys, time
+	libc = ctypes.CDLL(None, use_errno=True)
+	libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+	PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+	tid = int(sys.argv[1])
+	if libc.ptrace(PTRACE_SEIZE, tid, None, None) < 0:
+	    sys.exit("cannot trace thread %d: %s" % (tid, os.strerror(ctypes.get_errno())))
+	libc.ptrace(PTRACE_INTERRUPT, tid, None, None)
+	os.waitpid(tid, WALL)
+	open(sys.argv[3], "w").close()
+	time.sleep(float(sys.argv[2]))
+	libc.ptrace(PTRACE_DETACH, tid, None, None)
+	EOF
+}
+
+@test "a writer that writes and exits at once while the writer watch cannot run is still the producer" {
+	mount_provfs
+	require_write_passthrough
+	local watch
+	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
+	[ -n "$watch" ]
+	write_stop_thread
+	# bash opens the file; with the watch thread stopped for a second (the
+	# rest of the daemon runs), python3 writes through the inherited
+	# descriptor and exits.  A watch told of writes afterwards finds it
+	# gone; here it waits in write(2) until it is identified.
+	run bash -c '
+		exec 5>"$1"
+		"$3" "$4" "$2" 1 "$5" 5>&- &
+		stopper=$!
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		"$3" -c "import os; os.write(5, b\"written\\n\")" &
+		writer=$!
+		sleep 0.6 5>&-
+		status=0
+		if [ -s "$6" ]; then
+			echo "the write was made before its writer was identified" >&2
+			status=1
+		fi
+		wait "$stopper" || status=1
+		wait "$writer" || status=1
+		exec 5>&-
+		exit "$status"' bash "$MNT/o.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" \
+		"$TMP/stopped" "$BACKING/o.txt"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	stop_provfs
+	[ "$(cat "$BACKING/o.txt")" = written ]
+	assert_writers_passed_through o.txt 1
+	assert_process_is "$(producer_of o.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(5, b\"written\\n\")"
+}
+
+@test "a writer waits little longer than the guard's bound when the writer watch cannot run" {
+	mount_provfs
+	require_write_passthrough
+	local watch
+	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
+	[ -n "$watch" ]
+	write_stop_thread
+	# The watch thread stopped for 8 s: the guard lets the writer go after
+	# about 2 s (its writer is then unknown, and the mount says so once).
+	run bash -c '
+		exec 5>"$1"
+		"$3" "$4" "$2" 8 "$5" 5>&- &
+		stopper=$!
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		start=$(date +%s%N)
+		"$3" -c "import os; os.write(5, b\"x\")"
+		echo "waited $((($(date +%s%N) - start) / 1000000)) ms"
+		wait "$stopper"
+		exec 5>&-' bash "$MNT/late.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local waited=${output##*waited }
+	waited=${waited% ms}
+	[ "$waited" -ge 1500 ]
+	[ "$waited" -lt 6000 ]
+	stop_provfs
+	[ "$(cat "$BACKING/late.txt")" = x ]
+	[ "$(grep -c "the writer watch made no progress" "$TMP/mount.err")" -le 1 ]
+}
+
+@test "many writers that write and exit at once under load: each is its file's producer" {
+	mount_provfs
+	require_write_passthrough
+	# Two CPU hogs per core compete with the daemon's threads meanwhile.
+	local hogs=() i
+	for i in $(seq $((2 * $(nproc)))); do
+		start_background sh -c 'while :; do :; done'
+		hogs+=("$LAST_BG")
+	done
+	for i in $(seq 20); do
+		{ "$PYTHON" -c 'print("quick")'; /bin/true; } >"$MNT/o$i.txt" &
+	done
+	wait_jobs_but "${hogs[@]}"
+	kill "${hogs[@]}"
+	stop_provfs
+	for i in $(seq 20); do
+		assert_process_is "$(producer_of "o$i.txt")" "$(realpath "$PYTHON")" \
+			"$PYTHON -c print(\"quick\")"
+	done
+}
+
+# Wait for every background job but the pids given.
+wait_jobs_but() {
+	local pid skip
+	for pid in $(jobs -p); do
+		for skip in "$@"; do
+			[ "$pid" = "$skip" ] && continue 2
+		done
+		wait "$pid"
+	done
+}
+
+@test "producer through passthrough: a process that only reads through the writer's descriptor is not the producer" {
+	mount_provfs
+	require_write_passthrough
+	# bash opens read-write; python3 writes through the shared descriptor,
+	# then another python3 only reads through it, last.  Both wait in
+	# their calls to be identified; only the first wrote.
+	bash -c 'exec 3<>"$1"
+		"$2" -c "import os; os.write(3, b\"written\\n\")"
+		"$2" -c "import os; os.pread(3, 100, 0)"
+		exec 3>&-' bash "$MNT/rw.txt" "$PYTHON"
+	stop_provfs
+	[ "$(cat "$BACKING/rw.txt")" = written ]
+	assert_writers_passed_through rw.txt 1
+	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
+}
+
+@test "a writer waiting to be identified is let go at once when the daemon dies" {
+	mount_provfs
+	require_write_passthrough
+	local daemon watch
+	daemon=$(provfs_pids "$MNT" | head -n 1)
+	watch=$(watch_thread "$daemon")
+	[ -n "$watch" ]
+	write_stop_thread
+	# The writer waits for the stopped watch thread; the daemon is killed:
+	# the kernel lets it go (well before the guard's 2 s) as the group closes.
+	run bash -c '
+		exec 5>"$1"
+		"$3" "$4" "$2" 30 "$5" 5>&- 2>/dev/null &
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		"$3" -c "import os; os.write(5, b\"x\")" 2>/dev/null &
+		writer=$!
+		sleep 0.3 5>&-
+		kill -KILL "$6"
+		for i in $(seq 10); do
+			kill -0 "$writer" 2>/dev/null || exit 0
+			sleep 0.1 5>&-
+		done
+		echo "the writer still waits 1 s after the daemon died" >&2
+		exit 1' bash "$MNT/dies.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped" \
+		"$daemon"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "a backing filesystem without pre-content events (tmpfs): writers through the daemon, said once, readers pass through" {
+	mkdir "$TMP/tmpfs"
+	mount -t tmpfs -o size=64m,mode=700 tmpfs "$TMP/tmpfs" || skip "cannot mount a tmpfs"
+	MOUNT_BACKING=$TMP/tmpfs/backing
+	mkdir -m 700 "$MOUNT_BACKING"
+	mount_provfs
+	grep -q "passthrough unavailable" "$TMP/mount.err" && skip "the kernel offers no FUSE passthrough"
+	[ "$(grep -c "passthrough is for reading only" "$TMP/mount.err")" -eq 1 ]
+	grep -q "the backing filesystem refuses fanotify pre-content marks" "$TMP/mount.err"
+	head -c "$SIZE" /dev/urandom >"$MOUNT_BACKING/data"
+	run daemon_io_while cat "$MNT/data"
+	[ "$output" -lt $((SIZE / 8)) ] # readers still pass through
+	run daemon_io_while dd if=/dev/zero of="$MNT/written" bs=1M count=8 status=none
+	[ "$output" -ge "$SIZE" ]
+	{ "$PYTHON" -c 'print(1)'; /bin/true; } >"$MNT/o.txt"
+	stop_provfs
+	assert_sql "SELECT bytes_written FROM accesses WHERE file_id = ($(file_id_sql written))" "$SIZE"
+	assert_process_is "$(producer_of o.txt)" "$(realpath "$PYTHON")" "$PYTHON -c print(1)"
 }
