@@ -39,8 +39,8 @@ struct writer_watch_ops {
 /*
  * A fanotify group of class FAN_CLASS_PRE_CONTENT (Linux 6.14), nothing
  * watched yet, no thread running.  backing_fd: a descriptor of the backing
- * directory, whose filesystem must accept pre-content marks (ext4, xfs,
- * btrfs do; tmpfs does not).  NULL with errno set when the kernel cannot
+ * directory, whose filesystem must accept pre-content marks (ext4 does,
+ * tmpfs does not: filesystems opt in).  NULL with errno set when the kernel cannot
  * give one: no fanotify, no pre-content events (EINVAL), no privilege
  * (EPERM), a filesystem that refuses them (EOPNOTSUPP).
  */
