@@ -63,22 +63,22 @@
  * /proc read hangs, a report that waits, a thread that is not scheduled),
  * the guard answers the caller being identified and, while the thread
  * stays stuck, reads and allows everything itself, reporting writers as
- * unknown.  Closing
- * the group (at exit, or when the daemon dies) makes the kernel allow
- * every waiting access.  The queue is unlimited: a full queue would let
- * pre-access events through unanswered, unseen.
+ * unknown.  Closing the group (at exit, or when the daemon dies) makes the
+ * kernel allow every waiting access.  The queue is unlimited: a full
+ * queue would let pre-access events through unanswered, unseen.
  *
  * LOCKS
  *   lock   the table of watched files, their accessors, the counters and
- *          the guard's state.  Held over memory, fstat-free lookups,
- *          fanotify_mark(2) and the group's non-blocking read(2) (so that
- *          drains count exactly), never across identify(), a report, or
- *          an answer.  Tokens are forgotten after it is released.
+ *          the guard's state.  Held over memory, fanotify_mark(2),
+ *          FIONREAD and the group's non-blocking read(2) (so that drains
+ *          count exactly), never across identify(), a report, or an
+ *          answer.  Tokens are forgotten after it is released.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -141,7 +141,8 @@ struct writer_watch {
 	int waiting_fd;
 	bool waiting_answered; /* by the guard */
 	bool guard_answering;  /* the guard writes its answer: keep waiting_fd open */
-	bool guard_logged, drain_logged, fd_failure_logged, answer_failure_logged;
+	bool guard_logged, drain_logged; /* protected by lock */
+	atomic_bool fd_failure_logged, answer_failure_logged;
 
 	pthread_t thread, guard;
 	bool running;
@@ -387,8 +388,7 @@ allow(struct writer_watch *watch, int fd)
 
 	/* ENOENT: the guard answered it already. */
 	if (write(watch->group_fd, &response, sizeof(response)) < 0 && errno != ENOENT &&
-	    !watch->answer_failure_logged) {
-		watch->answer_failure_logged = true;
+	    !atomic_exchange(&watch->answer_failure_logged, true)) {
 		log_error("cannot answer a read or write of a watched file: %s", strerror(errno));
 	}
 }
@@ -491,8 +491,7 @@ handle_event(struct writer_watch *watch, const struct fanotify_event_metadata *e
 	if (event->fd < 0) {
 		/* The kernel could not open the file for us (out of
 		 * descriptors): it let a pre-access go; a write is unseen. */
-		if (!watch->fd_failure_logged) {
-			watch->fd_failure_logged = true;
+		if (!atomic_exchange(&watch->fd_failure_logged, true)) {
 			log_warning("an event of a written file came without its file: its writer "
 				    "is recorded as unknown");
 		}
