@@ -555,6 +555,7 @@ out_signals:
 	fuse_remove_signal_handlers(session);
 out:
 	reload_target = NULL;
+	fs_stop_threads(fs); /* the writer watch calls the observers below */
 	labels_stop(labels); /* it writes through the recorder: first */
 	openlineage_sender_stop(lineage_sender); /* what it did not send stays in the store */
 	recorder_stop(recorder); /* flushes everything before the store closes */

@@ -100,6 +100,7 @@
 #include "log.h"
 #include "passthrough.h"
 #include "session_io_i.h"
+#include "writer_watch_i.h"
 
 /*
  * A node: one backing inode the kernel knows.  It is named by its file
@@ -158,6 +159,7 @@ struct fs_handle {
 	void *cookie; /* observer's per-handle state */
 	fuse_ino_t ino;
 	enum fs_io_mode io_mode;
+	struct writer_watch_file *watched; /* passthrough writer: its writers are watched */
 };
 
 struct fs_directory {
@@ -196,6 +198,10 @@ struct fs {
 	struct fuse_session *session; /* for notifications; NULL until attached */
 	bool passthrough;             /* offer kernel passthrough (fs_options) */
 	struct backing_files *backing_files; /* with passthrough */
+	/* Reports who writes through passthrough handles (fs/writer_watch.c);
+	 * NULL: handles that may write are not passed through. */
+	struct writer_watch *writer_watch;
+	atomic_bool watch_failure_logged;
 
 	/* The latest lookup of a file with several names, per caller thread
 	 * (see remember_name()); protected by names_lock. */
@@ -1060,6 +1066,96 @@ report_change(fuse_req_t req, struct fs_namespace_event *event)
 	event->caller = NULL; /* it pointed into this frame */
 }
 
+/* The observers' view of passthrough writers (struct writer_watch_ops). */
+static void *
+identify_passthrough_caller(void *context, pid_t pid)
+{
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
+
+	return observer->bypass_identify(observer->context, pid);
+}
+
+static void
+forget_passthrough_caller(void *context, void *identity)
+{
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
+
+	observer->bypass_forget(observer->context, identity);
+}
+
+static void
+report_passthrough_write(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+{
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
+
+	observer->bypass_written(observer->context, device, inode, pid, identity);
+}
+
+/* Do the observers want to know which process writes (a write request names it)? */
+static bool
+writers_need_watch(const struct fs *fs)
+{
+	const struct fs_observer *observer = fs->observer;
+
+	return observer && (observer->data_written || observer->flushed);
+}
+
+/* Why the kernel gave no writer watch, for the mount's one line. */
+static const char *
+writer_watch_refusal(int error)
+{
+	switch (error) {
+	case EINVAL:
+		return "this kernel has no fanotify pre-content events, Linux 6.14+";
+	case EOPNOTSUPP:
+		return "the backing filesystem refuses fanotify pre-content marks";
+	case EPERM:
+		return "no privilege for fanotify pre-content events";
+	default:
+		return strerror(error);
+	}
+}
+
+/*
+ * Writers pass through only when it is known who writes them (see
+ * may_pass_through()).  The watch is made as the session is attached,
+ * before daemonizing, so that a failure is said once where the mount is
+ * made; its thread starts at INIT, after daemonizing.
+ */
+static void
+make_writer_watch(struct fs *fs)
+{
+	const struct fs_observer *observer = fs->observer;
+
+	if (!fs->passthrough || fs->writer_watch || !writers_need_watch(fs) ||
+	    !observer->bypass_identify || !observer->bypass_forget || !observer->bypass_written)
+		return;
+	struct writer_watch_ops ops = {.context = fs,
+				       .identify = identify_passthrough_caller,
+				       .forget = forget_passthrough_caller,
+				       .report = report_passthrough_write};
+	fs->writer_watch = writer_watch_new(&ops, fs->root.fd);
+	if (fs->writer_watch == NULL)
+		log_info("kernel FUSE passthrough is for reading only: the writers of a file "
+			 "cannot be identified as they write (%s), so files opened for writing go "
+			 "through the daemon",
+			 writer_watch_refusal(errno));
+}
+
+static void
+start_writer_watch(struct fs *fs)
+{
+	int error;
+
+	if (fs->writer_watch == NULL || (error = writer_watch_start(fs->writer_watch)) == 0)
+		return;
+	log_info("kernel FUSE passthrough is for reading only: cannot start the writer "
+		 "watch (%s)",
+		 strerror(-error));
+	writer_watch_free(fs->writer_watch);
+	fs->writer_watch = NULL;
+}
+
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -1068,6 +1164,7 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	fs->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fs->proc_fd < 0)
 		log_error("cannot open /proc/self/fd: %s", strerror(errno));
+	start_writer_watch(fs);
 
 	/* The kernel evaluates ACLs and leaves the umask to us, so that a
 	 * default ACL in the backing directory wins over it as on ext4. */
@@ -1739,6 +1836,21 @@ node_info(struct fs_inode *node)
 				     .backing_fd = node->fd};
 }
 
+static bool
+may_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Can the observers be told who writes through a passthrough handle? */
+static bool
+writers_may_pass_through(const struct fs *fs)
+{
+	if (!writers_need_watch(fs))
+		return true; /* nobody asks who writes */
+	return fs->writer_watch != NULL;
+}
+
 /*
  * May the kernel read and write this handle's file itself?  Only a regular
  * file whose writes drop nothing: suid, sgid and file capabilities are
@@ -1751,14 +1863,13 @@ may_pass_through(const struct fs *fs, int fd, const struct stat *st, int flags, 
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return false;
 	/*
-	 * A handle that may write stays with the daemon: the recorder learns
-	 * from each write request which process wrote (the producer of a
-	 * version is the process that wrote, not the last one to close an
-	 * inherited descriptor) and hashes the bytes as they are written.  The
-	 * kernel would hide both.  Reads, the bulk of a training epoch, pass
-	 * through.
+	 * A handle that may write passes through only when the observers can
+	 * do without its write requests: they learn from each which process
+	 * wrote (the producer of a version is the process that wrote, not the
+	 * last one to close an inherited descriptor).  The writer watch tells
+	 * them instead; without it such a handle stays with the daemon.
 	 */
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+	if (may_write(flags) && !writers_may_pass_through(fs))
 		return false;
 	if (st == NULL || !S_ISREG(st->st_mode) || (st->st_mode & (S_ISUID | S_ISGID)))
 		return false;
@@ -1775,11 +1886,31 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	int backing_id, error;
 
 	handle->io_mode = FS_IO_CACHED;
+	handle->watched = NULL;
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return 0;
-	error = -backing_files_open(fs->backing_files, handle->ino, handle->fd,
-				    may_pass_through(fs, handle->fd, st, fi->flags, created), &handle->io_mode,
-				    &backing_id);
+	bool eligible = may_pass_through(fs, handle->fd, st, fi->flags, created);
+	/* A writer's file is watched before the caller can write (the reply
+	 * is not sent yet): see fs/writer_watch.c. */
+	if (eligible && may_write(fi->flags) && fs->writer_watch && st) {
+		handle->watched = writer_watch_add(fs->writer_watch, handle->fd, st->st_dev,
+						   st->st_ino);
+		if (handle->watched == NULL) {
+			if (!atomic_exchange(&fs->watch_failure_logged, true))
+				log_warning("cannot watch the writers of a file (%s): such files "
+					    "are written through the daemon",
+					    strerror(errno));
+			eligible = false;
+		}
+	}
+	error = -backing_files_open(fs->backing_files, handle->ino, handle->fd, eligible,
+				    &handle->io_mode, &backing_id);
+	if (handle->watched && (error || handle->io_mode != FS_IO_PASSTHROUGH)) {
+		/* Its writes come to the daemon after all (another handle keeps
+		 * the page cache): no need to watch. */
+		writer_watch_remove(fs->writer_watch, handle->watched, handle->fd);
+		handle->watched = NULL;
+	}
 	if (error)
 		return error;
 	if (handle->io_mode != FS_IO_CACHED) {
@@ -1835,6 +1966,11 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		struct fs_node_info info = node_info(node);
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
+		info.writers_reported = handle->watched != NULL;
+		/* Writes before this open are reported before it (recorder.c
+		 * counts those made while a handle was open). */
+		if (handle->watched)
+			writer_watch_drain(fs->writer_watch);
 		info.open_attributes = attributes;
 		char *name_path = created ? NULL : take_looked_up_name(req, node, &info.name_certain);
 		info.name_path = name_path;
@@ -1851,8 +1987,13 @@ discard_handle(struct fs *fs, struct fuse_file_info *fi)
 {
 	struct fs_handle *handle = handle_of(fi);
 
+	/* Who wrote through it is known before observers hear it closed. */
+	if (handle->watched)
+		writer_watch_drain(fs->writer_watch);
 	if (fs->observer && fs->observer->released && handle->cookie)
 		fs->observer->released(handle->cookie, handle->fd);
+	if (handle->watched)
+		writer_watch_remove(fs->writer_watch, handle->watched, handle->fd);
 	if (fs->backing_files && fs_session_passthrough())
 		backing_files_close(fs->backing_files, handle->ino, handle->io_mode);
 	close(handle->fd);
@@ -2090,6 +2231,10 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
 	if (fd >= 0 && close(fd) < 0 && errno != EINTR)
 		error = errno;
+	/* A passthrough writer that closes is still alive: its writes are
+	 * reported now, while it can be looked up (it often exits next). */
+	if (handle->watched)
+		writer_watch_drain(fs->writer_watch);
 	if (observer && observer->flushed && handle->cookie)
 		observer->flushed(handle->cookie, req);
 	fuse_reply_err(req, error);
@@ -2658,10 +2803,20 @@ fs_set_observer(struct fs *fs, const struct fs_observer *observer)
 	fs->observer = observer;
 }
 
+void
+fs_stop_threads(struct fs *fs)
+{
+	if (fs == NULL)
+		return;
+	writer_watch_free(fs->writer_watch);
+	fs->writer_watch = NULL;
+}
+
 int
 fs_attach_session(struct fs *fs, struct fuse_session *session)
 {
 	fs->session = session;
+	make_writer_watch(fs);
 	return fs_session_use_io(session, fs->passthrough);
 }
 
@@ -2797,6 +2952,7 @@ fs_free(struct fs *fs)
 		}
 	}
 	free(fs->buckets);
+	writer_watch_free(fs->writer_watch);
 	backing_files_free(fs->backing_files);
 	close(fs->root.fd);
 	if (fs->proc_fd >= 0)

@@ -36,6 +36,9 @@ struct fs_node_info {
 	 * itself (kernel FUSE passthrough), so data_read and data_written are
 	 * never called for it; what it wrote shows only in the file. */
 	bool data_bypass;
+	/* opened() only, with data_bypass: the handle may write, and the
+	 * processes that write through it are reported (bypass_written). */
+	bool writers_reported;
 	/* opened() only: open_fd's attributes, taken by the layer as it
 	 * opened (one fstat for everyone); NULL when they could not be had. */
 	const struct stat *open_attributes;
@@ -105,6 +108,33 @@ struct fs_observer {
 	 */
 	void (*virtual_xattr)(void *context, fuse_req_t req, const struct fs_node_info *node,
 			      char op, const char *name, const char *value, size_t size);
+	/*
+	 * Writers the kernel passes through (fs/writer_watch.c).  A handle
+	 * whose data the kernel passes through (data_bypass) sends no write
+	 * requests; the layer identifies instead every process that reads or
+	 * writes its file, inside that read(2) or write(2), which waits until
+	 * bypass_identify returns (so the process certainly runs), and then
+	 * reports those that wrote.  All three are called on the layer's own
+	 * threads, never for the daemon's own accesses.
+	 *
+	 * bypass_identify: process pid's identity, an opaque token with a new
+	 * reference, or NULL when it cannot be had.  Called before every read
+	 * and write of a watched file: it must answer from a cache for a
+	 * process it has seen.  bypass_forget drops such a reference.
+	 *
+	 * bypass_written: process pid wrote the file (device, inode); identity
+	 * (borrowed for the call) is what bypass_identify gave as it waited
+	 * before that write, NULL when it is unknown; pid 0: some writes of the
+	 * file went unseen.  Called before released() of the handles it may
+	 * have written through.  Stores into a shared mapping are never
+	 * reported.
+	 *
+	 * Without all three, handles that may write are not passed through
+	 * when data_written or flushed is set.
+	 */
+	void *(*bypass_identify)(void *context, pid_t pid);
+	void (*bypass_forget)(void *context, void *identity);
+	void (*bypass_written)(void *context, dev_t device, ino_t inode, pid_t pid, void *identity);
 };
 
 struct fs_options {
@@ -121,6 +151,12 @@ void fs_free(struct fs *fs);
 
 /* Attach an observer before the filesystem is mounted (it must outlive fs). */
 void fs_set_observer(struct fs *fs, const struct fs_observer *observer);
+
+/*
+ * Stop the layer's own threads, which call observers (the writer watch):
+ * after the session loop returned, before the observers are stopped.
+ */
+void fs_stop_threads(struct fs *fs);
 
 /* The low-level operation table; userdata for fuse_session_new is the fs. */
 const struct fuse_lowlevel_ops *fs_operations(void);

@@ -1844,6 +1844,35 @@ on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, si
 		handle->labels->next->data_written(handle->next_cookie, req, data, offset, bytes);
 }
 
+/* Passthrough writers (no handle of ours names them): the recorder's alone. */
+static void *
+on_bypass_identify(void *context, pid_t pid)
+{
+	struct labels *labels = context;
+
+	if (labels->next && labels->next->bypass_identify)
+		return labels->next->bypass_identify(labels->next->context, pid);
+	return NULL;
+}
+
+static void
+on_bypass_forget(void *context, void *identity)
+{
+	struct labels *labels = context;
+
+	if (labels->next && labels->next->bypass_forget)
+		labels->next->bypass_forget(labels->next->context, identity);
+}
+
+static void
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+{
+	struct labels *labels = context;
+
+	if (labels->next && labels->next->bypass_written)
+		labels->next->bypass_written(labels->next->context, device, inode, pid, identity);
+}
+
 static void
 on_flushed(void *cookie, fuse_req_t req)
 {
@@ -2813,6 +2842,9 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .released = on_released,
 	    .namespace_changed = on_namespace_changed,
 	    .virtual_xattr = on_virtual_xattr,
+	    .bypass_identify = on_bypass_identify,
+	    .bypass_forget = on_bypass_forget,
+	    .bypass_written = on_bypass_written,
 	};
 	return labels;
 }

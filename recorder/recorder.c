@@ -22,6 +22,9 @@
  * that wrote or truncated it.  A handle nobody records (excluded name,
  * unidentified caller) is still watched for writes: the file is dirty
  * whatever name the writes came through.
+ * Under kernel passthrough no write request comes: the filesystem
+ * layer's writer watch reports each process that wrote the file instead
+ * (on_bypass_written), before the handles written through are released.
  *
  * Readers of files being written.  A read-open while others write is linked
  * to the version those writers complete (file->upcoming), or to the known
@@ -167,6 +170,8 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 
 /* ---- reference counting ---------------------------------------------------- */
 
+static void clear_bypass_writers(struct file_state *file);
+
 void
 file_state_release(struct file_state *file)
 {
@@ -175,6 +180,7 @@ file_state_release(struct file_state *file)
 	for (size_t i = 0; i < file->pending_count; i++)
 		access_release(file->pending_writers[i]);
 	free(file->pending_writers);
+	clear_bypass_writers(file);
 	version_release(file->upcoming);
 	if (file->stream)
 		XXH3_freeState(file->stream);
@@ -756,6 +762,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->recorded = recorded;
 	access->bypass = node->data_bypass;
+	access->writers_reported = node->data_bypass && node->writers_reported && writes;
 	if (access->file == NULL)
 		access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
@@ -779,6 +786,14 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	if (access->writes && access->bypass)
 		file->stream_valid = false; /* its bytes never reach us */
+	if (access->writers_reported) {
+		access->open_bypass_reports = file->bypass_reports;
+		if (!stamps_equal(&file->explained_stamp, &access->open_stamp)) {
+			file->explained_stamp = access->open_stamp;
+			file->explained_epoch++;
+		}
+		access->explained_epoch = file->explained_epoch;
+	}
 	if ((flags & O_TRUNC) || created) {
 		/* New content (empty) without a write. */
 		file->dirty = true;
@@ -957,6 +972,189 @@ version_hash_done(void *argument, int result, const char *hex, const struct stat
 	recorder_enqueue(recorder, event);
 }
 
+/* ---- writers the kernel passes through ---------------------------------------
+ *
+ * A handle whose data the kernel passes through sends no write requests;
+ * the filesystem layer's writer watch (fs/writer_watch.c) asks who each
+ * process is that reads or writes the file, inside its read(2) or
+ * write(2), which waits for the answer (on_bypass_identify: the process
+ * table, so the process certainly runs), and then reports each process
+ * that wrote with that identity (on_bypass_written), on its own thread,
+ * before the release of the handles written through.  An identity that
+ * could not be had stays unknown, never replaced by a process that did
+ * not write.
+ */
+
+#define BYPASS_WRITERS_KEPT 16 /* per file between versions; the oldest go first */
+
+static void
+clear_bypass_writers(struct file_state *file)
+{
+	for (size_t i = 0; i < file->bypass_writer_count; i++)
+		process_info_release(file->bypass_writers[i].image);
+	free(file->bypass_writers);
+	file->bypass_writers = NULL;
+	file->bypass_writer_count = 0;
+}
+
+static void *
+on_bypass_identify(void *context, pid_t pid)
+{
+	struct recorder *recorder = context;
+	struct process_info *image = process_table_lookup(recorder->processes, pid);
+
+	if (image && image->executable == NULL) {
+		/* No program, no argv (a kernel thread): unknown. */
+		process_info_release(image);
+		image = NULL;
+	}
+	return image;
+}
+
+static void
+on_bypass_forget(void *context, void *identity)
+{
+	(void)context;
+	process_info_release(identity);
+}
+
+static void
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+{
+	struct recorder *recorder = context;
+	struct file_state *file = recorder_find_file(recorder, device, inode);
+	struct process_info *image = NULL, *dropped = NULL;
+
+	if (file == NULL)
+		return;
+	/* The same writer again (a stream of writes): nothing to change. */
+	pthread_mutex_lock(&file->lock);
+	size_t count = file->bypass_writer_count;
+	if (pid > 0 && identity && file->writers > 0 && count > 0 &&
+	    file->bypass_writers[count - 1].pid == pid &&
+	    file->bypass_writers[count - 1].image == identity) {
+		file->changes++;
+		file->bypass_reports++;
+		pthread_mutex_unlock(&file->lock);
+		file_state_release(file);
+		return;
+	}
+	pthread_mutex_unlock(&file->lock);
+	if (pid > 0 && identity)
+		image = process_info_acquire(identity);
+	log_debug("passthrough write of inode %lu by pid %d: %s", (unsigned long)inode, (int)pid,
+		  image ? image->executable : "unknown");
+	pthread_mutex_lock(&file->lock);
+	if (file->writers > 0) {
+		file->dirty = true;
+		file->stamp_known = false;
+		file->changes++;
+		file->bypass_reports++;
+		/* The latest report last: drop this pid's earlier one, or the
+		 * oldest when full. */
+		size_t i = 0;
+		while (i < file->bypass_writer_count && file->bypass_writers[i].pid != pid)
+			i++;
+		if (i == file->bypass_writer_count && i == BYPASS_WRITERS_KEPT)
+			i = 0;
+		struct bypass_writer *writers = file->bypass_writers;
+		if (i < file->bypass_writer_count) {
+			dropped = writers[i].image;
+			memmove(&writers[i], &writers[i + 1],
+				(file->bypass_writer_count - i - 1) * sizeof(*writers));
+			file->bypass_writer_count--;
+		} else {
+			writers = realloc(writers, (file->bypass_writer_count + 1) * sizeof(*writers));
+		}
+		if (writers) {
+			file->bypass_writers = writers;
+			/* A newer report of an identified writer keeps its image. */
+			if (image == NULL && dropped && pid > 0)
+				image = dropped, dropped = NULL;
+			writers[file->bypass_writer_count++] =
+				(struct bypass_writer){.pid = pid, .image = image};
+			image = NULL;
+		}
+	}
+	pthread_mutex_unlock(&file->lock);
+	process_info_release(image);
+	process_info_release(dropped);
+	file_state_release(file);
+}
+
+/*
+ * Did a passthrough writer write?  When a write was reported while it was
+ * open (whatever the timestamps' granularity), or when its stamp moved
+ * (stamp_now) otherwise than by the changes the daemon explains: a store
+ * through a shared mapping, or conservatively whatever is unexplained.  A
+ * touch or chmod through the mount alone is no write.  file->lock held.
+ */
+static bool
+bypass_reported_wrote(const struct file_state *file, const struct access *access,
+		      bool stamp_moved, const struct stamp *stamp_now)
+{
+	if (file->bypass_reports != access->open_bypass_reports)
+		return true;
+	if (!stamp_moved)
+		return false;
+	return !(access->explained_epoch == file->explained_epoch &&
+		 stamps_equal(&file->explained_stamp, stamp_now));
+}
+
+/*
+ * A change made through the mount while passthrough writers are open:
+ * the stamp they explain follows it when it started from that stamp (a
+ * setattr's attributes before; a rename, link or chmod without them moves
+ * only the ctime), else the chain breaks.  file->lock held.
+ */
+static void
+follow_explained_stamp(struct file_state *file, const struct fs_namespace_event *change)
+{
+	struct stamp after = stamp_of(change->attributes);
+	bool follows;
+
+	if (file->writers == 0)
+		return;
+	if (change->before) {
+		struct stamp before = stamp_of(change->before);
+		follows = stamps_equal(&file->explained_stamp, &before);
+	} else {
+		follows = change->change != FS_CHANGE_TIMES && change->change != FS_CHANGE_TRUNCATE &&
+			  file->explained_stamp.size == after.size &&
+			  file->explained_stamp.mtime_ns == after.mtime_ns &&
+			  file->explained_stamp.inode == after.inode;
+	}
+	if (!follows)
+		file->explained_epoch++;
+	file->explained_stamp = after;
+}
+
+/*
+ * Who produced a version whose last writer to close was the passthrough
+ * handle last, among the identified processes reported writing it: the
+ * latest of the handle's own processes (its opener, or the later image
+ * that closed it) that wrote, else the latest writer.  NULL when no writer
+ * could be identified: never a process that did not write.  file->lock
+ * held.
+ */
+static struct process_info *
+bypass_producer(const struct file_state *file, const struct access *last)
+{
+	struct process_info *latest = NULL;
+
+	for (size_t i = file->bypass_writer_count; i-- > 0;) {
+		const struct bypass_writer *writer = &file->bypass_writers[i];
+		if (writer->image == NULL)
+			continue;
+		if ((last->process && last->process->pid == writer->pid) ||
+		    (last->last_image && last->last_image->pid == writer->pid))
+			return writer->image;
+		if (latest == NULL)
+			latest = writer->image;
+	}
+	return latest;
+}
+
 /*
  * The last writer of file closed and some handle wrote or truncated: make
  * the version they completed.  Its producer is the last of those handles
@@ -983,6 +1181,8 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 	struct process_info *producer = last->writer_image ? last->writer_image
 					: last->last_image ? last->last_image
 							   : last->process;
+	if (last->bypass && file->bypass_writer_count > 0)
+		producer = bypass_producer(file, last);
 	version->stamp = stamp_of(&st);
 	version->producer = producer ? process_info_acquire(producer) : NULL;
 	version->changes = file->changes;
@@ -995,6 +1195,7 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 	file->dirty = false;
 	file->truncated = false;
 	file->stream_valid = false;
+	clear_bypass_writers(file);
 	file->stamp_known = true;
 	file->known_stamp = version->stamp;
 	version_release(file->known_version); /* never the last reference: the table holds file */
@@ -1069,16 +1270,20 @@ on_released(void *cookie, int fd)
 	}
 	if (access->writes) {
 		/* Passthrough writes (and mmap) show only in the file itself:
-		 * a stamp moved since open counts as written. */
+		 * a stamp moved since open counts as written, unless the
+		 * writer watch reports this handle's writes (see
+		 * bypass_reported_wrote()). */
 		bool bypass_wrote = false;
+		struct stat now;
+		struct stamp stamp_now = {0};
 		if (access->bypass) {
-			struct stat now;
-			struct stamp stamp_now;
 			bypass_wrote = fstat(fd, &now) < 0 ||
 				       (stamp_now = stamp_of(&now),
 					!stamps_equal(&access->open_stamp, &stamp_now));
 		}
 		pthread_mutex_lock(&file->lock);
+		if (access->writers_reported)
+			bypass_wrote = bypass_reported_wrote(file, access, bypass_wrote, &stamp_now);
 		if (bypass_wrote) {
 			file->dirty = true;
 			file->stamp_known = false;
@@ -1113,6 +1318,7 @@ on_released(void *cookie, int fd)
 				file->stream_valid = false;
 				file->stamp_known = false;
 			}
+			clear_bypass_writers(file);
 			abandoned = file->upcoming; /* its writers changed nothing */
 			file->upcoming = NULL;
 			/* The running hash serves open writers only: a state kept
@@ -1187,6 +1393,7 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 		event->truncated_closed = change->change == FS_CHANGE_TRUNCATE;
 		return;
 	}
+	follow_explained_stamp(file, change);
 	if (change->change == FS_CHANGE_TRUNCATE) {
 		file->stamp_known = false;
 		file->stream_valid = false; /* the bytes hashed so far are not the file's */
@@ -1589,6 +1796,9 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.flushed = on_flushed,
 		.released = on_released,
 		.namespace_changed = on_namespace_changed,
+		.bypass_identify = on_bypass_identify,
+		.bypass_forget = on_bypass_forget,
+		.bypass_written = on_bypass_written,
 	};
 	return recorder;
 fail:

@@ -58,6 +58,22 @@ struct file_state {
 	struct version *known_version;  /* the version made through the mount that
 					 * known_stamp stands for, if any; referenced
 					 * (a cycle: detach_known_version before freeing) */
+	/* Processes that wrote through kernel passthrough since the last
+	 * version, the latest last (fs_observer.bypass_written); each image
+	 * referenced, NULL when it could not be identified (gone already, or
+	 * writes unseen: pid 0). */
+	struct bypass_writer {
+		pid_t pid;
+		struct process_info *image;
+	} *bypass_writers;
+	size_t bypass_writer_count;
+	uint64_t bypass_reports;        /* passthrough writes reported, ever */
+	/* What the file's stamp is by the changes the daemon made or saw
+	 * (an open, a setattr, a rename) since the chain last broke (epoch):
+	 * a passthrough writer's stamp that moved otherwise was written
+	 * through a shared mapping, which nothing reports. */
+	struct stamp explained_stamp;
+	uint64_t explained_epoch;
 	char *open_path;                /* its path as an open last read it, with the */
 	int64_t open_path_ctime_ns;     /* file's ctime and the mount's namespace epoch */
 	uint64_t open_path_epoch;       /* then (recorder.c: node_path) */
@@ -111,6 +127,9 @@ struct access {
 	bool writes;  /* opened with write access */
 	bool created; /* the open created the file */
 	bool bypass;  /* kernel passthrough: its bytes and calls are unknown */
+	bool writers_reported; /* bypass writer whose writers are reported (bypass_written) */
+	uint64_t open_bypass_reports; /* file->bypass_reports at open */
+	uint64_t explained_epoch;     /* file->explained_epoch at open */
 	bool released; /* exec access closed before its image was known; under exec_lock */
 	int64_t opened_ns;
 	int64_t closed_ns;

@@ -245,7 +245,9 @@ assert len(of('partial')) == len(of('alone')) == 2
 @test "provfs_fileVersion and PROV say how each hash was taken: streamed or re-read" {
 	printf 'seen first\n' >"$BACKING/initial.txt"
 	conf '[openlineage]' "path_map = $MNT=/data"
-	mount_provfs -o "config=$CONF"
+	# A hash is streamed from the writes only when they reach the daemon
+	# (kernel passthrough hands writers to the kernel: reread).
+	mount_provfs -o "config=$CONF" -o nopassthrough
 	(
 		cd "$MNT" || exit 1
 		# In order from offset 0: hashed from the writes as they pass.  A write
@@ -305,7 +307,9 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	                         origin, recorded_ns)
 	   VALUES (1, 1, 1, 0, 1, 1, '99aa06d3014798d86001c324468d497f', 'hashed', 'written', 1);"
 	conf '[openlineage]'
-	mount_provfs -o "config=$CONF"
+	# A hash is streamed from the writes only when they reach the daemon
+	# (kernel passthrough hands writers to the kernel: reread).
+	mount_provfs -o "config=$CONF" -o nopassthrough
 	(cd "$MNT" && PROVFS_JOB=new OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN sh -c 'echo new >new.txt')
 	stop_provfs
 	assert_sql "PRAGMA user_version" 4

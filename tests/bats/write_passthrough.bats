@@ -1,0 +1,464 @@
+#!/usr/bin/env bats
+# write_passthrough.bats - kernel FUSE passthrough of writes (issue 9): the
+# kernel writes the backing file itself, and the producer of each version is
+# still the process that wrote (identified inside its write by the writer
+# watch, fanotify pre-content events, fs/writer_watch.c), its hash is taken by the hash pool after the last
+# writer closes, and its byte counts are unknown (NULL), never 0.
+#
+# Evidence that the data bypassed the daemon: its own I/O counters, as in
+# passthrough_io.bats.
+
+load helpers
+load recorder_helpers
+
+SIZE=$((8 * 1024 * 1024))
+
+setup() {
+	common_setup
+	chmod 700 "$BACKING"
+	[ -e /dev/fuse ] || skip "no /dev/fuse"
+	FANOTIFY_GROUPS=/proc/sys/fs/fanotify/max_user_groups
+	SAVED_GROUPS=
+}
+
+teardown() {
+	if [ -n "$SAVED_GROUPS" ]; then
+		echo "$SAVED_GROUPS" >"$FANOTIFY_GROUPS"
+	fi
+	common_teardown
+}
+
+# Bytes the daemon has written so far (its reads include the hash pool's).
+daemon_io() {
+	local pid
+	pid=$(provfs_pids "$MNT" | head -n 1)
+	[ -n "$pid" ] || return 1
+	awk '/^wchar:/ { print $2 }' "/proc/$pid/io"
+}
+
+daemon_io_while() {
+	local before after
+	before=$(daemon_io)
+	"$@" >/dev/null
+	after=$(daemon_io)
+	echo $((after - before))
+}
+
+# Skip unless the mount passes writers through (kernel passthrough and the
+# writer watch both there).
+require_write_passthrough() {
+	if grep -q "passthrough unavailable\|passthrough is for reading only" "$TMP/mount.err"; then
+		skip "this kernel cannot pass writers through: $(cat "$TMP/mount.err")"
+	fi
+}
+
+latest_version_sql() {
+	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
+}
+
+producer_of() {
+	q "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql "$1"))"
+}
+
+# The byte and call counts of every access to $1 that may write are NULL.
+assert_writers_passed_through() {
+	assert_sql "SELECT count(*), count(bytes_written), count(write_calls) FROM accesses
+	            WHERE file_id = ($(file_id_sql "$1")) AND (open_flags & 3 != 0 OR open_flags & 512)" \
+		"$2|0|0"
+}
+
+@test "a writer's data bypasses the daemon; its counts are NULL, the version is reread and right" {
+	mount_provfs
+	require_write_passthrough
+	run daemon_io_while dd if=/dev/urandom of="$MNT/written" bs=1M count=8 status=none
+	[ "$status" -eq 0 ]
+	[ "$output" -lt $((SIZE / 8)) ]
+	[ "$(stat -c %s "$BACKING/written")" -eq "$SIZE" ]
+	stop_provfs
+	assert_writers_passed_through written 1
+	assert_sql "SELECT count(*), origin, hash_state, hash, hash_method FROM versions
+	            WHERE file_id = ($(file_id_sql written))" \
+		"1|written|hashed|$(xxh "$BACKING/written")|reread"
+	assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
+	            WHERE v.id = ($(latest_version_sql written))" "$(real_exe dd)"
+}
+
+@test "producer through passthrough: sh -c 'exec prog >out' is prog" {
+	printf 'b\na\nc\n' >"$BACKING/in.txt"
+	mount_provfs
+	require_write_passthrough
+	(cd "$MNT" && sh -c 'exec sort in.txt >out.txt')
+	(cd "$MNT" && sh -c 'exec "$0" -c "import os; os.write(1, b\"quick\")" >quick.txt' "$PYTHON")
+	stop_provfs
+	assert_writers_passed_through out.txt 1
+	assert_process_is "$(producer_of out.txt)" "$(real_exe sort)" "sort in.txt"
+	assert_writers_passed_through quick.txt 1
+	assert_process_is "$(producer_of quick.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(1, b\"quick\")"
+}
+
+# The process row $1 runs $2 with argv (one line) $3.
+assert_process_is() {
+	[ -n "$1" ] || { echo "no producer recorded" >&2; return 1; }
+	assert_sql "SELECT executable FROM processes WHERE id = $1" "$2"
+	[ "$(argv_line_of "$1")" = "$3" ] || { echo "argv: $(argv_line_of "$1")" >&2; return 1; }
+}
+
+@test "producer through passthrough: a parent opens, a child writes, the parent closes last: the child" {
+	mount_provfs
+	require_write_passthrough
+	# bash opens the file; printf(1), its child, writes through the
+	# inherited descriptor and exits; bash closes it afterwards.
+	local printf
+	printf=$(realpath /usr/bin/printf)
+	bash -c 'exec 3>"$1"; "$2" "from the child\n" >&3; sleep 0.2; exec 3>&-' bash \
+		"$MNT/child.txt" "$printf"
+	stop_provfs
+	[ "$(cat "$BACKING/child.txt")" = "from the child" ]
+	assert_writers_passed_through child.txt 1
+	assert_process_is "$(producer_of child.txt)" "$printf" "$printf from the child\n"
+}
+
+@test "producer through passthrough: a child that only inherits the descriptor is not the producer" {
+	mount_provfs
+	require_write_passthrough
+	# The subshell (bash) writes; sleep inherits the descriptor, writes
+	# nothing and closes it last.
+	bash -c 'exec 3>"$1"; echo written >&3; sleep 1 & exec 3>&-; wait' bash "$MNT/idle.txt"
+	stop_provfs
+	assert_writers_passed_through idle.txt 1
+	local producer
+	producer=$(producer_of idle.txt)
+	assert_sql "SELECT executable FROM processes WHERE id = $producer" "$(real_exe bash)"
+	# sleep was recorded (it closed the handle), but never as a producer.
+	assert_sql "SELECT count(*) FROM versions v JOIN processes p ON p.id = v.producer_process_id
+	            WHERE p.executable = '$(real_exe sleep)'" 0
+}
+
+@test "two writers through passthrough: the hash is right and both are writers; the producer wrote" {
+	mount_provfs
+	require_write_passthrough
+	head -c 3000000 /dev/urandom >"$MNT/data.bin"
+	"$PYTHON" - "$MNT/data.bin" <<-'EOF'
+	import os, sys
+	a = os.open(sys.argv[1], os.O_RDWR)
+	b = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+	os.pwrite(a, b"middle" * 1000, 1000000)
+	if os.fork() == 0:
+	    os.write(b, b"tail from the child")
+	    os._exit(0)
+	os.wait()
+	os.close(a)
+	os.close(b)
+	EOF
+	stop_provfs
+	local version
+	version=$(q "$(latest_version_sql data.bin)")
+	assert_sql "SELECT number, origin, hash_state, hash, hash_method FROM versions WHERE id = $version" \
+		"2|written|hashed|$(xxh "$BACKING/data.bin")|reread"
+	assert_sql "SELECT count(*), count(bytes_written) FROM accesses WHERE written_version_id = $version" "2|0"
+	assert_sql "SELECT executable FROM processes WHERE id = $(producer_of data.bin)" \
+		"$(realpath "$PYTHON")"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all --format json
+	[ "$status" -eq 0 ]
+	echo "$output" | "$PYTHON" -c '
+import json, sys
+d = json.load(sys.stdin)
+st = {f["path"]: f["status"] for f in d["files"]}
+assert st["data.bin"] == "ok", st
+assert d["summary"]["mismatch"] == 0, d["summary"]'
+}
+
+@test "mmap shared write through a passthrough handle: hashed right, produced by the opener that mapped it" {
+	mount_provfs
+	require_write_passthrough
+	"$PYTHON" -c 'import sys; open(sys.argv[1], "wb").write(b"." * 65536)' "$MNT/mapped"
+	"$PYTHON" - "$MNT/mapped" <<-'EOF'
+	import mmap, os, sys
+	fd = os.open(sys.argv[1], os.O_RDWR)
+	m = mmap.mmap(fd, 65536)
+	m[4096:4101] = b"hello"
+	m.flush()
+	m.close()
+	os.close(fd)
+	EOF
+	stop_provfs
+	[ "$(head -c 4101 "$BACKING/mapped" | tail -c 5)" = hello ]
+	assert_sql "SELECT group_concat(origin), count(*) FROM versions WHERE file_id = ($(file_id_sql mapped))" \
+		"written,written|2"
+	assert_sql "SELECT hash_state, hash, hash_method FROM versions WHERE id = ($(latest_version_sql mapped))" \
+		"hashed|$(xxh "$BACKING/mapped")|reread"
+	# No write system call was made: the writer is the opener.
+	local producer
+	producer=$(producer_of mapped)
+	assert_sql "SELECT executable FROM processes WHERE id = $producer" "$(realpath "$PYTHON")"
+	[ "$(argv_line_of "$producer")" = "$PYTHON - $MNT/mapped" ]
+}
+
+@test "a passthrough writer opened and touched without a write makes no version" {
+	echo kept >"$BACKING/kept"
+	mount_provfs
+	require_write_passthrough
+	cat "$MNT/kept" >/dev/null
+	touch "$MNT/kept"
+	"$PYTHON" -c 'import os, sys; os.close(os.open(sys.argv[1], os.O_RDWR))' "$MNT/kept"
+	stop_provfs
+	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql kept))" initial
+}
+
+@test "a version changed through passthrough while its hash is taken is 'changed', never a wrong hash" {
+	mount_provfs
+	require_write_passthrough
+	# v1 is large (its hash takes a while); v2 rewrites it at once.
+	"$PYTHON" - "$MNT/big" <<-'EOF'
+	import os, sys
+	fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
+	os.pwrite(fd, b"end", 200 << 20)
+	os.pwrite(fd, b"start", 0)
+	os.close(fd)
+	fd = os.open(sys.argv[1], os.O_WRONLY)
+	os.pwrite(fd, b"START", 0)
+	os.close(fd)
+	EOF
+	stop_provfs
+	local file
+	file=$(file_id_of big)
+	assert_sql "SELECT count(*) FROM versions WHERE file_id = $file" 2
+	# Every hash recorded is of the bytes of its version: v1's bytes are
+	# gone, so v1 is 'changed' (or still pending), never hashed.
+	assert_sql "SELECT hash_state IN ('changed', 'pending') FROM versions WHERE file_id = $file AND number = 1" 1
+	local newest
+	newest=$(q "SELECT hash_state || ' ' || coalesce(hash, '') FROM versions WHERE file_id = $file
+	            AND number = 2")
+	case $newest in
+	"hashed "*) [ "$newest" = "hashed $(xxh "$BACKING/big")" ] ;;
+	esac
+}
+
+@test "without the writer watch (fanotify refused), writers go through the daemon, said once, producers right" {
+	[ -w "$FANOTIFY_GROUPS" ] || skip "no $FANOTIFY_GROUPS"
+	SAVED_GROUPS=$(cat "$FANOTIFY_GROUPS")
+	# No new fanotify group for anyone while the daemon mounts (a second).
+	echo 0 >"$FANOTIFY_GROUPS"
+	mount_provfs
+	echo "$SAVED_GROUPS" >"$FANOTIFY_GROUPS"
+	SAVED_GROUPS=
+	grep -q "passthrough unavailable" "$TMP/mount.err" && skip "the kernel offers no FUSE passthrough"
+	[ "$(grep -c "passthrough is for reading only" "$TMP/mount.err")" -eq 1 ]
+	head -c "$SIZE" /dev/urandom >"$BACKING/data"
+	run daemon_io_while cat "$MNT/data"
+	[ "$output" -lt $((SIZE / 8)) ] # readers still pass through
+	run daemon_io_while dd if=/dev/zero of="$MNT/written" bs=1M count=8 status=none
+	[ "$output" -ge "$SIZE" ]
+	printf 'b\na\n' >"$BACKING/in.txt"
+	(cd "$MNT" && sh -c 'exec sort in.txt >out.txt')
+	stop_provfs
+	assert_sql "SELECT bytes_written FROM accesses WHERE file_id = ($(file_id_sql written))" "$SIZE"
+	assert_sql "SELECT executable FROM processes WHERE id = $(producer_of out.txt)" "$(real_exe sort)"
+}
+
+@test "-o nopassthrough: writers through the daemon, counts exact, as before" {
+	mount_provfs -o nopassthrough
+	run daemon_io_while dd if=/dev/zero of="$MNT/written" bs=1M count=8 status=none
+	[ "$output" -ge "$SIZE" ]
+	stop_provfs
+	assert_sql "SELECT bytes_written, write_calls > 0 FROM accesses WHERE file_id = ($(file_id_sql written))" \
+		"$SIZE|1"
+	assert_sql "SELECT hash_method FROM versions WHERE id = ($(latest_version_sql written))" streamed
+	! grep -q "passthrough is for reading only" "$TMP/mount.err"
+}
+
+# The daemon's writer watch thread: its one thread with a raised priority.
+watch_thread() {
+	local task
+	for task in /proc/"$1"/task/*; do
+		if [ "$(awk '{ print $19 }' "$task/stat")" = -10 ]; then
+			basename "$task"
+		fi
+	done
+}
+
+# stop_thread TID SECONDS MARKER: stop one thread (ptrace, the others run
+# on), touch MARKER once it is stopped, and let it go after SECONDS.
+write_stop_thread() {
+	cat >"$TMP/stop_thread.py" <<-'EOF'
+	import ctypes, os, sys, time
+	libc = ctypes.CDLL(None, use_errno=True)
+	libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+	PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+	tid = int(sys.argv[1])
+	if libc.ptrace(PTRACE_SEIZE, tid, None, None) < 0:
+	    sys.exit("cannot trace thread %d: %s" % (tid, os.strerror(ctypes.get_errno())))
+	libc.ptrace(PTRACE_INTERRUPT, tid, None, None)
+	os.waitpid(tid, WALL)
+	open(sys.argv[3], "w").close()
+	time.sleep(float(sys.argv[2]))
+	libc.ptrace(PTRACE_DETACH, tid, None, None)
+	EOF
+}
+
+@test "a writer that writes and exits at once while the writer watch cannot run is still the producer" {
+	mount_provfs
+	require_write_passthrough
+	local watch
+	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
+	[ -n "$watch" ]
+	write_stop_thread
+	# bash opens the file; with the watch thread stopped for a second (the
+	# rest of the daemon runs), python3 writes through the inherited
+	# descriptor and exits.  A watch told of writes afterwards finds it
+	# gone; here it waits in write(2) until it is identified.
+	run bash -c '
+		exec 5>"$1"
+		"$3" "$4" "$2" 1 "$5" 5>&- &
+		stopper=$!
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		"$3" -c "import os; os.write(5, b\"written\\n\")" &
+		writer=$!
+		sleep 0.6 5>&-
+		status=0
+		if [ -s "$6" ]; then
+			echo "the write was made before its writer was identified" >&2
+			status=1
+		fi
+		wait "$stopper" || status=1
+		wait "$writer" || status=1
+		exec 5>&-
+		exit "$status"' bash "$MNT/o.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" \
+		"$TMP/stopped" "$BACKING/o.txt"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	stop_provfs
+	[ "$(cat "$BACKING/o.txt")" = written ]
+	assert_writers_passed_through o.txt 1
+	assert_process_is "$(producer_of o.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(5, b\"written\\n\")"
+}
+
+@test "a writer waits little longer than the guard's bound when the writer watch cannot run" {
+	mount_provfs
+	require_write_passthrough
+	local watch
+	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
+	[ -n "$watch" ]
+	write_stop_thread
+	# The watch thread stopped for 8 s: the guard lets the writer go after
+	# about 2 s (its writer is then unknown, and the mount says so once).
+	run bash -c '
+		exec 5>"$1"
+		"$3" "$4" "$2" 8 "$5" 5>&- &
+		stopper=$!
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		start=$(date +%s%N)
+		"$3" -c "import os; os.write(5, b\"x\")"
+		echo "waited $((($(date +%s%N) - start) / 1000000)) ms"
+		wait "$stopper"
+		exec 5>&-' bash "$MNT/late.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local waited=${output##*waited }
+	waited=${waited% ms}
+	[ "$waited" -ge 1500 ]
+	[ "$waited" -lt 6000 ]
+	stop_provfs
+	[ "$(cat "$BACKING/late.txt")" = x ]
+	[ "$(grep -c "the writer watch made no progress" "$TMP/mount.err")" -le 1 ]
+}
+
+@test "many writers that write and exit at once under load: each is its file's producer" {
+	mount_provfs
+	require_write_passthrough
+	# Two CPU hogs per core compete with the daemon's threads meanwhile.
+	local hogs=() i
+	for i in $(seq $((2 * $(nproc)))); do
+		start_background sh -c 'while :; do :; done'
+		hogs+=("$LAST_BG")
+	done
+	for i in $(seq 20); do
+		{ "$PYTHON" -c 'print("quick")'; /bin/true; } >"$MNT/o$i.txt" &
+	done
+	wait_jobs_but "${hogs[@]}"
+	kill "${hogs[@]}"
+	stop_provfs
+	for i in $(seq 20); do
+		assert_process_is "$(producer_of "o$i.txt")" "$(realpath "$PYTHON")" \
+			"$PYTHON -c print(\"quick\")"
+	done
+}
+
+# Wait for every background job but the pids given.
+wait_jobs_but() {
+	local pid skip
+	for pid in $(jobs -p); do
+		for skip in "$@"; do
+			[ "$pid" = "$skip" ] && continue 2
+		done
+		wait "$pid"
+	done
+}
+
+@test "producer through passthrough: a process that only reads through the writer's descriptor is not the producer" {
+	mount_provfs
+	require_write_passthrough
+	# bash opens read-write; python3 writes through the shared descriptor,
+	# then another python3 only reads through it, last.  Both wait in
+	# their calls to be identified; only the first wrote.
+	bash -c 'exec 3<>"$1"
+		"$2" -c "import os; os.write(3, b\"written\\n\")"
+		"$2" -c "import os; os.pread(3, 100, 0)"
+		exec 3>&-' bash "$MNT/rw.txt" "$PYTHON"
+	stop_provfs
+	[ "$(cat "$BACKING/rw.txt")" = written ]
+	assert_writers_passed_through rw.txt 1
+	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
+}
+
+@test "a writer waiting to be identified is let go at once when the daemon dies" {
+	mount_provfs
+	require_write_passthrough
+	local daemon watch
+	daemon=$(provfs_pids "$MNT" | head -n 1)
+	watch=$(watch_thread "$daemon")
+	[ -n "$watch" ]
+	write_stop_thread
+	# The writer waits for the stopped watch thread; the daemon is killed:
+	# the kernel lets it go (well before the guard's 2 s) as the group closes.
+	run bash -c '
+		exec 5>"$1"
+		"$3" "$4" "$2" 30 "$5" 5>&- 2>/dev/null &
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		"$3" -c "import os; os.write(5, b\"x\")" 2>/dev/null &
+		writer=$!
+		sleep 0.3 5>&-
+		kill -KILL "$6"
+		for i in $(seq 10); do
+			kill -0 "$writer" 2>/dev/null || exit 0
+			sleep 0.1 5>&-
+		done
+		echo "the writer still waits 1 s after the daemon died" >&2
+		exit 1' bash "$MNT/dies.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped" \
+		"$daemon"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "a backing filesystem without pre-content events (tmpfs): writers through the daemon, said once, readers pass through" {
+	mkdir "$TMP/tmpfs"
+	mount -t tmpfs -o size=64m,mode=700 tmpfs "$TMP/tmpfs" || skip "cannot mount a tmpfs"
+	MOUNT_BACKING=$TMP/tmpfs/backing
+	mkdir -m 700 "$MOUNT_BACKING"
+	mount_provfs
+	grep -q "passthrough unavailable" "$TMP/mount.err" && skip "the kernel offers no FUSE passthrough"
+	[ "$(grep -c "passthrough is for reading only" "$TMP/mount.err")" -eq 1 ]
+	grep -q "the backing filesystem refuses fanotify pre-content marks" "$TMP/mount.err"
+	head -c "$SIZE" /dev/urandom >"$MOUNT_BACKING/data"
+	run daemon_io_while cat "$MNT/data"
+	[ "$output" -lt $((SIZE / 8)) ] # readers still pass through
+	run daemon_io_while dd if=/dev/zero of="$MNT/written" bs=1M count=8 status=none
+	[ "$output" -ge "$SIZE" ]
+	{ "$PYTHON" -c 'print(1)'; /bin/true; } >"$MNT/o.txt"
+	stop_provfs
+	assert_sql "SELECT bytes_written FROM accesses WHERE file_id = ($(file_id_sql written))" "$SIZE"
+	assert_process_is "$(producer_of o.txt)" "$(realpath "$PYTHON")" "$PYTHON -c print(1)"
+}
