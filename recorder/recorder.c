@@ -938,6 +938,29 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	if (strcmp(state, "changed") == 0 && file && only_ctime_moved(expected, before) &&
 	    only_ctime_moved(expected, after))
 		state = "hashed";
+	/*
+	 * A touch through the mount after the close (git and cp -p copy a
+	 * file, close it, then set its times) moves the mtime the job
+	 * expected.  The file's known stamp follows such setattrs only when
+	 * the attributes before each were the known ones (refresh_known_stamp):
+	 * when it names what the hash saw, the bytes are the version's, if the
+	 * change counter below agrees.  A change made outside the mount never
+	 * moves the known stamp.
+	 */
+	bool touched = false;
+	if (strcmp(state, "changed") == 0 && file && result >= 0 && before && after &&
+	    before->st_size == expected->size && before->st_ino == expected->inode) {
+		struct stamp stamp_before = stamp_of(before), stamp_after = stamp_of(after);
+		pthread_mutex_lock(&file->lock);
+		/* The touch may also have come while the bytes were read. */
+		touched = file->stamp_known && !file->dirty &&
+			  (stamps_equal(&file->known_stamp, &stamp_before) ||
+			   stamps_equal(expected, &stamp_before)) &&
+			  stamps_equal(&file->known_stamp, &stamp_after);
+		pthread_mutex_unlock(&file->lock);
+		if (touched)
+			state = "hashed";
+	}
 	if (strcmp(state, "hashed") != 0 || file == NULL)
 		return state;
 	/*
