@@ -209,13 +209,28 @@ assert d["summary"]["mismatch"] == 0, d["summary"]'
 @test "a version changed through passthrough while its hash is taken is 'changed', never a wrong hash" {
 	mount_provfs
 	require_write_passthrough
-	# v1 is large (its hash takes a while); v2 rewrites it at once.
-	"$PYTHON" - "$MNT/big" <<-'EOF'
-	import os, sys
+	# v1 is large (its hash takes a second or more); v2 rewrites it as soon
+	# as v1's close is recorded.  Not before: the kernel sends a RELEASE
+	# asynchronously, and an OPEN that overtakes it finds v1's handle still
+	# open, so the two writes would make one version (README, "Kernel
+	# passthrough").
+	"$PYTHON" - "$MNT/big" "$STORE" <<-'EOF'
+	import os, sqlite3, sys, time
 	fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
-	os.pwrite(fd, b"end", 200 << 20)
+	os.pwrite(fd, b"end", 4 << 30)
 	os.pwrite(fd, b"start", 0)
 	os.close(fd)
+	db = sqlite3.connect("file:%s?mode=ro" % sys.argv[2], uri=True)
+	for _ in range(500):
+	    try:
+	        closed, = db.execute("SELECT count(*) FROM accesses WHERE path = 'big' AND closed_ns IS NOT NULL").fetchone()
+	    except sqlite3.OperationalError:
+	        closed = 0
+	    if closed:
+	        break
+	    time.sleep(0.01)
+	else:
+	    sys.exit("v1's close was not recorded within 5 s")
 	fd = os.open(sys.argv[1], os.O_WRONLY)
 	os.pwrite(fd, b"START", 0)
 	os.close(fd)
