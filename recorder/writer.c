@@ -560,6 +560,19 @@ load_latest_version(struct file_state *file, int *rc)
 }
 
 /* The file row, and path recorded as one of its current names. */
+/* The values of a new files row, as INSERT_FILE and INSERT_NEW_FILE take them. */
+static void
+bind_file_row(sqlite3_stmt *s, const struct file_state *file, const char *path, int64_t time_ns)
+{
+	bind_text(s, 1, current->host);
+	sqlite3_bind_int64(s, 2, (int64_t)file->device);
+	sqlite3_bind_int64(s, 3, (int64_t)file->inode);
+	sqlite3_bind_int64(s, 4, (int64_t)file->generation);
+	bind_text(s, 5, current->backing_dir);
+	bind_text(s, 6, path ? path : "");
+	sqlite3_bind_int64(s, 7, time_ns);
+}
+
 static int
 ensure_file(struct file_state *file, const char *path, int64_t time_ns, const char *how)
 {
@@ -570,13 +583,7 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 	journal_file(file);
 	if (file->store_id == 0 && how && strcmp(how, "create") == 0) {
 		s = statement(INSERT_NEW_FILE);
-		bind_text(s, 1, current->host);
-		sqlite3_bind_int64(s, 2, (int64_t)file->device);
-		sqlite3_bind_int64(s, 3, (int64_t)file->inode);
-		sqlite3_bind_int64(s, 4, (int64_t)file->generation);
-		bind_text(s, 5, current->backing_dir);
-		bind_text(s, 6, path ? path : "");
-		sqlite3_bind_int64(s, 7, time_ns);
+		bind_file_row(s, file, path, time_ns);
 		if ((rc = run(s)) != SQLITE_DONE)
 			return rc;
 		if (sqlite3_changes(db()) > 0) {
@@ -595,13 +602,7 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 			return rc;
 		if (file->store_id == 0) {
 			s = statement(INSERT_FILE);
-			bind_text(s, 1, current->host);
-			sqlite3_bind_int64(s, 2, (int64_t)file->device);
-			sqlite3_bind_int64(s, 3, (int64_t)file->inode);
-			sqlite3_bind_int64(s, 4, (int64_t)file->generation);
-			bind_text(s, 5, current->backing_dir);
-			bind_text(s, 6, path ? path : "");
-			sqlite3_bind_int64(s, 7, time_ns);
+			bind_file_row(s, file, path, time_ns);
 			if ((rc = run(s)) != SQLITE_DONE)
 				return rc;
 			file->store_id = sqlite3_last_insert_rowid(db());
