@@ -160,6 +160,7 @@ struct fs_handle {
 	fuse_ino_t ino;
 	enum fs_io_mode io_mode;
 	struct writer_watch_file *watched; /* passthrough writer: its writers are watched */
+	bool watch_shared;                  /* another handle was watched when it opened */
 };
 
 struct fs_directory {
@@ -1894,7 +1895,7 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	 * is not sent yet): see fs/writer_watch.c. */
 	if (eligible && may_write(fi->flags) && fs->writer_watch && st) {
 		handle->watched = writer_watch_add(fs->writer_watch, handle->fd, st->st_dev,
-						   st->st_ino);
+						   st->st_ino, &handle->watch_shared);
 		if (handle->watched == NULL) {
 			if (!atomic_exchange(&fs->watch_failure_logged, true))
 				log_warning("cannot watch the writers of a file (%s): such files "
@@ -1967,9 +1968,10 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
 		info.writers_reported = handle->watched != NULL;
-		/* Writes before this open are reported before it (recorder.c
-		 * counts those made while a handle was open). */
-		if (handle->watched)
+		/* Writes through the other handles before this open are
+		 * reported before it (recorder.c counts those made while a
+		 * handle was open); a file no other handle writes has none. */
+		if (handle->watched && handle->watch_shared)
 			writer_watch_drain(fs->writer_watch);
 		info.open_attributes = attributes;
 		char *name_path = created ? NULL : take_looked_up_name(req, node, &info.name_certain);
@@ -2231,10 +2233,10 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
 	if (fd >= 0 && close(fd) < 0 && errno != EINTR)
 		error = errno;
-	/* A passthrough writer that closes is still alive: its writes are
-	 * reported now, while it can be looked up (it often exits next). */
-	if (handle->watched)
-		writer_watch_drain(fs->writer_watch);
+	/* No drain of the writer watch here: a passthrough writer was
+	 * identified while it waited before its first write, so its reports
+	 * can wait for the release (which drains them).  Draining here made
+	 * every close(2) of a written file wait for the watch thread. */
 	if (observer && observer->flushed && handle->cookie)
 		observer->flushed(handle->cookie, req);
 	fuse_reply_err(req, error);

@@ -321,7 +321,7 @@ out_errno:
 }
 
 struct writer_watch_file *
-writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode)
+writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, bool *shared)
 {
 	struct writer_watch_file *file;
 
@@ -329,6 +329,7 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode)
 	 * remove and a first add of one file cannot cross. */
 	pthread_mutex_lock(&watch->lock);
 	file = find_file(watch, device, inode);
+	*shared = file != NULL;
 	if (file) {
 		file->handles++;
 		goto out;

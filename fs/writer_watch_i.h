@@ -6,6 +6,7 @@
 #ifndef PROVFS_WRITER_WATCH_I_H
 #define PROVFS_WRITER_WATCH_I_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct writer_watch;
@@ -61,11 +62,13 @@ void writer_watch_free(struct writer_watch *watch);
  * be called before the file is opened for the caller (before the open is
  * replied to): the kernel decides at open whether a file's accesses raise
  * pre-content events.  Files are counted: a file already watched is only
- * counted again.  The file's token, or NULL with errno set (EOPNOTSUPP: its
- * filesystem refuses).
+ * counted again, and *shared says so (when it is false, no write of the
+ * file can be waiting to be reported: the last release drained them).  The
+ * file's token, or NULL with errno set (EOPNOTSUPP: its filesystem
+ * refuses).
  */
 struct writer_watch_file *writer_watch_add(struct writer_watch *watch, int fd, dev_t device,
-					   ino_t inode);
+					   ino_t inode, bool *shared);
 
 /*
  * Report every write made before this call: returns when all the write
