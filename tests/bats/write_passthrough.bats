@@ -141,7 +141,7 @@ assert_process_is() {
 	head -c 3000000 /dev/urandom >"$MNT/data.bin"
 	"$PYTHON" - "$MNT/data.bin" <<-'EOF'
 	import os, sys
-	a = os.open(sys.argv[1], os.O_RDWR)
+	a = os.open(sys.argv[1], os.O_WRONLY)
 	b = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
 	os.pwrite(a, b"middle" * 1000, 1000000)
 	if os.fork() == 0:
@@ -169,7 +169,7 @@ assert st["data.bin"] == "ok", st
 assert d["summary"]["mismatch"] == 0, d["summary"]'
 }
 
-@test "mmap shared write through a passthrough handle: hashed right, produced by the opener that mapped it" {
+@test "mmap shared write through a read-write handle: hashed right, produced by the opener that mapped it" {
 	mount_provfs
 	require_write_passthrough
 	"$PYTHON" -c 'import sys; open(sys.argv[1], "wb").write(b"." * 65536)' "$MNT/mapped"
@@ -412,21 +412,44 @@ wait_jobs_but() {
 	done
 }
 
-@test "producer through passthrough: a process that only reads through the writer's descriptor is not the producer" {
+@test "producer through passthrough: a process that only reads the file while its writer's descriptor is open is not the producer" {
 	mount_provfs
 	require_write_passthrough
-	# bash opens read-write; python3 writes through the shared descriptor,
-	# then another python3 only reads through it, last.  Both wait in
-	# their calls to be identified; only the first wrote.
-	bash -c 'exec 3<>"$1"
+	# bash opens for writing; python3 writes through the shared descriptor,
+	# then another python3 opens the file for reading and reads it while
+	# that descriptor is open, last.  Both wait in their calls to be
+	# identified (the file is watched while a writer has it open); only
+	# the first wrote.
+	bash -c 'exec 3>"$1"
 		"$2" -c "import os; os.write(3, b\"written\\n\")"
-		"$2" -c "import os; os.pread(3, 100, 0)"
+		"$2" -c "import sys; open(sys.argv[1], \"rb\").read()" "$1"
 		exec 3>&-' bash "$MNT/rw.txt" "$PYTHON"
 	stop_provfs
 	[ "$(cat "$BACKING/rw.txt")" = written ]
 	assert_writers_passed_through rw.txt 1
 	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
 		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
+}
+
+@test "a read-write descriptor stays with the daemon: a reader through it is not the producer, counts are exact" {
+	mount_provfs
+	require_write_passthrough
+	# A pre-access cannot tell a read from a write, so a read-write handle
+	# is not passed through while writers are watched (its every read
+	# would wait for the watch): its writes come as requests, each naming
+	# its writer, and its reads are served from the page cache.
+	bash -c 'exec 3<>"$1"
+		"$2" -c "import os; os.write(3, b\"written\\n\")"
+		"$2" -c "import os; os.pread(3, 100, 0)"
+		exec 3>&-' bash "$MNT/rw.txt" "$PYTHON"
+	stop_provfs
+	[ "$(cat "$BACKING/rw.txt")" = written ]
+	assert_sql "SELECT count(*), sum(bytes_written) FROM accesses
+	            WHERE file_id = ($(file_id_sql rw.txt)) AND open_flags & 3 = 2" "1|8"
+	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
+	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql rw.txt))" \
+		"$(xxh "$BACKING/rw.txt")"
 }
 
 @test "a writer waiting to be identified is let go at once when the daemon dies" {
