@@ -53,6 +53,14 @@ struct fs_node_info {
 	 */
 	const char *name_path;
 	bool name_certain;
+	/*
+	 * opened() only, for a file the open created: the directory it was
+	 * created in (O_PATH, borrowed for the callback like backing_fd) and
+	 * its name there, which is certainly the caller's (the create is
+	 * exclusive); -1 and NULL otherwise.
+	 */
+	int created_parent_fd;
+	const char *created_name;
 };
 
 /* Namespace changes reported to observers after they succeeded. */

@@ -607,6 +607,22 @@ name_unlinked(const char *path)
 	       strcmp(path + length - (sizeof(suffix) - 1), suffix) == 0;
 }
 
+/* Keep path as file's for the next open (node_path()); epoch: the
+ * namespace epoch read before the path was. */
+static void
+remember_open_path(struct file_state *file, const struct stat *st, const char *path,
+		   uint64_t epoch)
+{
+	char *copy = strdup(path);
+
+	pthread_mutex_lock(&file->lock);
+	free(file->open_path);
+	file->open_path = copy;
+	file->open_path_ctime_ns = timespec_ns(st->st_ctim);
+	file->open_path_epoch = epoch;
+	pthread_mutex_unlock(&file->lock);
+}
+
 /*
  * The path of node, the file file (relative_path()).  Reading it costs a
  * readlink of /proc, the recorder's largest cost on an open-heavy job, so
@@ -638,15 +654,8 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 			return path;
 	}
 	path = relative_path(recorder, node->backing_fd);
-	if (cacheable && path && !name_unlinked(path)) {
-		char *copy = strdup(path);
-		pthread_mutex_lock(&file->lock);
-		free(file->open_path);
-		file->open_path = copy;
-		file->open_path_ctime_ns = ctime_ns;
-		file->open_path_epoch = epoch;
-		pthread_mutex_unlock(&file->lock);
-	}
+	if (cacheable && path && !name_unlinked(path))
+		remember_open_path(file, st, path, epoch);
 	return path;
 }
 
@@ -706,11 +715,23 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	 * only name (not a link since removed, whose file lives on under a
 	 * name not known here).  The access keeps the best name known.
 	 */
-	char *looked_up = node->name_path
-				  ? backing_path_below(recorder->backing_dir, node->name_path)
-				  : NULL;
+	char *looked_up = NULL;
+	bool certain = node->name_certain;
+	/* Read before the path: a change while it is read is a later epoch. */
+	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+	if (created && node->created_name && node->created_parent_fd >= 0) {
+		/* Its directory's path is cached: no readlink of /proc for a
+		 * file just made (an untar, a feature job writing thousands). */
+		char *directory = directory_path(recorder, node->created_parent_fd);
+		if (directory && !name_unlinked(directory))
+			looked_up = join_path(directory, node->created_name);
+		free(directory);
+		certain = looked_up != NULL;
+	} else if (node->name_path) {
+		looked_up = backing_path_below(recorder->backing_dir, node->name_path);
+	}
 	bool excluded = false;
-	if (looked_up && node->name_certain) {
+	if (looked_up && certain) {
 		path = looked_up;
 		excluded = path_is_excluded(recorder, path);
 	} else {
@@ -772,6 +793,9 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 
 	struct file_state *file = access->file;
 	bool need_hash = false;
+	/* The next open of a file just made finds its path here (node_path()). */
+	if (created && certain && path && !recorder->options.backing_exposed && st.st_nlink == 1)
+		remember_open_path(file, &st, path, epoch);
 	pthread_mutex_lock(&file->lock);
 	if (access->writes && file->writers++ == 0) {
 		/* First writer: the running hash is good only from an empty file. */
