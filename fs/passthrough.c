@@ -2267,7 +2267,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (handle->watched)
 		writer_watch_drain(fs->writer_watch);
 	if (observer && observer->flushed && handle->cookie)
-		observer->flushed(handle->cookie, req);
+		observer->flushed(handle->cookie, req, handle->fd);
 	fuse_reply_err(req, error);
 }
 

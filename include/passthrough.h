@@ -103,8 +103,9 @@ struct fs_observer {
 	void (*data_written)(void *cookie, fuse_req_t req, const void *data, off_t offset,
 			     size_t bytes);
 	/* close() by the caller of req; never for a read-only handle (no
-	 * O_TRUNC), whose closes the kernel is told not to send (noflush) */
-	void (*flushed)(void *cookie, fuse_req_t req);
+	 * O_TRUNC), whose closes the kernel is told not to send (noflush).
+	 * open_fd: the handle's descriptor, as in opened() */
+	void (*flushed)(void *cookie, fuse_req_t req, int open_fd);
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 	/*

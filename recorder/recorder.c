@@ -171,6 +171,10 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 /* ---- reference counting ---------------------------------------------------- */
 
 static void clear_bypass_writers(struct file_state *file);
+static bool cut_version(struct recorder *recorder, struct file_state *file,
+			const struct stamp *baseline, bool truncated, struct version **version);
+static void add_open_writer(struct file_state *file, struct access *access);
+static void remove_open_writer(struct file_state *file, struct access *access);
 
 void
 file_state_release(struct file_state *file)
@@ -180,6 +184,7 @@ file_state_release(struct file_state *file)
 	for (size_t i = 0; i < file->pending_count; i++)
 		access_release(file->pending_writers[i]);
 	free(file->pending_writers);
+	free(file->open_writers);
 	clear_bypass_writers(file);
 	version_release(file->upcoming);
 	if (file->stream)
@@ -797,6 +802,14 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	if (created && certain && path && !recorder->options.backing_exposed && st.st_nlink == 1)
 		remember_open_path(file, &st, path, epoch);
 	pthread_mutex_lock(&file->lock);
+	/* Before this open's own truncate is counted (a change since the
+	 * others' close would forbid the cut). */
+	struct version *cut = NULL;
+	bool others_quiescent = access->writes && file->writers > 0 &&
+				cut_version(recorder, file, &access->open_stamp,
+					    (flags & O_TRUNC) != 0, &cut);
+	if (access->writes)
+		add_open_writer(file, access);
 	if (access->writes && file->writers++ == 0) {
 		/* First writer: the running hash is good only from an empty file. */
 		file->stream_valid = st.st_size == 0;
@@ -828,7 +841,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->open_changes = file->changes;
 	if (access->reads && recorded) {
-		if (file->writers > (access->writes ? 1 : 0)) {
+		if (file->writers > (access->writes ? 1 : 0) && !others_quiescent) {
 			/* Others are writing: this reads the version they will
 			 * complete (or, if they change nothing, the one there was). */
 			if (file->upcoming == NULL)
@@ -844,6 +857,14 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		}
 	}
 	pthread_mutex_unlock(&file->lock);
+	if (cut) {
+		if (cut->hash[0] == '\0')
+			cut->hash_source = hash_source_new(recorder->hashes, open_fd);
+		struct event *event = event_new(EVENT_VERSION);
+		event->version = cut;
+		event->time_ns = access->opened_ns;
+		recorder_enqueue(recorder, event);
+	}
 	if (need_hash)
 		access->hash_source = hash_source_new(recorder->hashes, open_fd);
 	if (!recorded)
@@ -1208,19 +1229,15 @@ bypass_producer(const struct file_state *file, const struct access *last)
  * to close, attributed to the process that made its write requests (or,
  * for a handle that only truncated, the image that closed it or opened
  * it).  *upcoming, the version readers already wait for, is used and
- * taken when there is one.  Called with file->lock held; fd is the closing
- * handle's descriptor.
+ * taken when there is one.  Called with file->lock held; stamp: the
+ * file's as the version was complete.
  */
 static struct version *
-complete_version(struct recorder *recorder, struct file_state *file, struct version **upcoming,
-		 int fd)
+complete_version_as(struct recorder *recorder, struct file_state *file, struct version **upcoming,
+		    const struct stamp *stamp)
 {
-	struct version *version;
-	struct stat st;
+	struct version *version = *upcoming ? *upcoming : version_new(recorder, file);
 
-	if (fstat(fd, &st) < 0)
-		return NULL;
-	version = *upcoming ? *upcoming : version_new(recorder, file);
 	if (version == NULL)
 		return NULL;
 	*upcoming = NULL;
@@ -1230,14 +1247,14 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 							   : last->process;
 	if (last->bypass && file->bypass_writer_count > 0)
 		producer = bypass_producer(file, last);
-	version->stamp = stamp_of(&st);
+	version->stamp = *stamp;
 	version->producer = producer ? process_info_acquire(producer) : NULL;
 	version->changes = file->changes;
 	version->writers = file->pending_writers;
 	version->writer_count = file->pending_count;
 	file->pending_writers = NULL;
 	file->pending_count = 0;
-	if (file->stream_valid && file->stream_offset == (uint64_t)st.st_size)
+	if (file->stream_valid && file->stream_offset == (uint64_t)stamp->size)
 		content_hash_format(XXH3_128bits_digest(file->stream), version->hash);
 	file->dirty = false;
 	file->truncated = false;
@@ -1248,6 +1265,136 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 	version_release(file->known_version); /* never the last reference: the table holds file */
 	file->known_version = version_acquire(version);
 	return version;
+}
+
+/* complete_version_as() with the file's stamp now (fd: a descriptor of it). */
+static struct version *
+complete_version(struct recorder *recorder, struct file_state *file, struct version **upcoming,
+		 int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return NULL;
+	struct stamp stamp = stamp_of(&st);
+	return complete_version_as(recorder, file, upcoming, &stamp);
+}
+
+/*
+ * Has writer not written since its latest close?  Its own write requests
+ * say so; a passthrough writer's writes are reported for the file, not
+ * the handle, so for it no change of the file since may have come.
+ * file->lock held.
+ */
+static bool
+quiescent(const struct file_state *file, const struct access *writer)
+{
+	if (!writer->flushed)
+		return false;
+	if (writer->bypass)
+		return writer->flushed_changes == file->changes;
+	return atomic_load(&writer->write_calls) == writer->flushed_write_calls;
+}
+
+/*
+ * An open for writing while other handles are open to write.  When every
+ * one of them was closed (flushed) since it last wrote, nobody writes the
+ * file now, and what they wrote is a version complete at that close.  The kernel sends a handle's RELEASE
+ * asynchronously, after close(2) returned, so a process that closes a file
+ * and opens it again at once ('>f' then '>>f') is often served the new
+ * OPEN first; without the cut the two writes made one version.  The
+ * handles stay open until their release; what they write from now on
+ * counts for the next version.  baseline: the file's stamp after this open;
+ * truncated: the open truncated it (then the version's stamp is the one
+ * its writers saw at their latest close).  True when the others are
+ * quiescent (then *version is the version cut, or NULL when they wrote
+ * nothing since the last one).  file->lock held.
+ */
+static bool
+cut_version(struct recorder *recorder, struct file_state *file, const struct stamp *baseline,
+	    bool truncated, struct version **version)
+{
+	const struct access *latest = NULL;
+
+	*version = NULL;
+	if (file->open_writer_count == 0 || file->open_writer_count != (size_t)file->writers)
+		return false; /* a handle not tracked (out of memory): no cut */
+	for (size_t i = 0; i < file->open_writer_count; i++) {
+		const struct access *writer = file->open_writers[i];
+		if (!quiescent(file, writer))
+			return false;
+		if (latest == NULL || writer->flushed_stamp.ctime_ns > latest->flushed_stamp.ctime_ns)
+			latest = writer;
+	}
+	struct stamp stamp = truncated ? latest->flushed_stamp : *baseline;
+	for (size_t i = 0; i < file->open_writer_count; i++) {
+		struct access *writer = file->open_writers[i];
+		bool bypass_wrote = false;
+		if (writer->bypass) {
+			bool moved = !stamps_equal(&writer->open_stamp, &stamp);
+			bypass_wrote = writer->writers_reported
+					       ? bypass_reported_wrote(file, writer, moved, &stamp)
+					       : moved;
+		}
+		bool wrote = bypass_wrote ||
+			     atomic_load(&writer->bytes_written) > writer->bytes_written_at_cut ||
+			     (!writer->cut && ((writer->flags & O_TRUNC) || writer->created));
+		if (bypass_wrote) {
+			file->dirty = true;
+			file->stamp_known = false;
+		}
+		if (writer->recorded && wrote) {
+			struct access **pending = realloc(file->pending_writers,
+							  (file->pending_count + 1) * sizeof(*pending));
+			if (pending) {
+				file->pending_writers = pending;
+				pending[file->pending_count++] = access_acquire(writer);
+			}
+		}
+	}
+	if (file->pending_count > 0)
+		*version = complete_version_as(recorder, file, &file->upcoming, &stamp);
+	/* From here on each counts afresh, against this open's stamp, which
+	 * the changes the daemon made or saw explain. */
+	if (!stamps_equal(&file->explained_stamp, baseline)) {
+		file->explained_stamp = *baseline;
+		file->explained_epoch++;
+	}
+	for (size_t i = 0; i < file->open_writer_count; i++) {
+		struct access *writer = file->open_writers[i];
+		writer->cut = true;
+		writer->bytes_written_at_cut = atomic_load(&writer->bytes_written);
+		writer->open_stamp = *baseline;
+		writer->open_bypass_reports = file->bypass_reports;
+		writer->explained_epoch = file->explained_epoch;
+	}
+	return true;
+}
+
+/* Track access among file's open writers (file->lock held); on failure it
+ * is not, and versions are no longer cut while it is open. */
+static void
+add_open_writer(struct file_state *file, struct access *access)
+{
+	if (file->open_writer_count == file->open_writer_capacity) {
+		size_t grown = file->open_writer_capacity ? file->open_writer_capacity * 2 : 2;
+		struct access **writers = realloc(file->open_writers, grown * sizeof(*writers));
+		if (writers == NULL)
+			return;
+		file->open_writers = writers;
+		file->open_writer_capacity = grown;
+	}
+	file->open_writers[file->open_writer_count++] = access;
+}
+
+static void
+remove_open_writer(struct file_state *file, struct access *access)
+{
+	for (size_t i = 0; i < file->open_writer_count; i++)
+		if (file->open_writers[i] == access) {
+			file->open_writers[i] = file->open_writers[--file->open_writer_count];
+			return;
+		}
 }
 
 /* Is image the same process as ancestor (a later exec), or below it? */
@@ -1269,12 +1416,26 @@ descends_from(const struct process_info *image, const struct process_info *ances
  * is the opener's exec successor or descendant, is the producer.
  */
 static void
-on_flushed(void *cookie, fuse_req_t req)
+on_flushed(void *cookie, fuse_req_t req, int fd)
 {
 	struct access *access = cookie;
 	struct caller caller;
+	struct stat st;
 
-	if (!access->writes || access->process == NULL || !access->recorded)
+	if (!access->writes)
+		return;
+	/* Its writes before this close are all made and counted (reported,
+	 * for a passthrough writer: the layer drained them): the point a
+	 * later open may cut a version at (cut_version()). */
+	bool stamped = fstat(fd, &st) == 0;
+	pthread_mutex_lock(&access->file->lock);
+	access->flushed = stamped;
+	access->flushed_changes = access->file->changes;
+	access->flushed_write_calls = atomic_load(&access->write_calls);
+	if (stamped)
+		access->flushed_stamp = stamp_of(&st);
+	pthread_mutex_unlock(&access->file->lock);
+	if (access->process == NULL || !access->recorded)
 		return;
 	caller_from_request(req, &caller);
 	/*
@@ -1329,6 +1490,7 @@ on_released(void *cookie, int fd)
 					!stamps_equal(&access->open_stamp, &stamp_now));
 		}
 		pthread_mutex_lock(&file->lock);
+		remove_open_writer(file, access);
 		if (access->writers_reported)
 			bypass_wrote = bypass_reported_wrote(file, access, bypass_wrote, &stamp_now);
 		if (bypass_wrote) {
@@ -1336,9 +1498,11 @@ on_released(void *cookie, int fd)
 			file->stamp_known = false;
 			file->changes++;
 		}
-		if (access->recorded && (atomic_load(&access->bytes_written) > 0 ||
-					 (access->flags & O_TRUNC) || access->created ||
-					 bypass_wrote)) {
+		/* What it wrote before a cut is in that version already. */
+		if (access->recorded &&
+		    (atomic_load(&access->bytes_written) > access->bytes_written_at_cut ||
+		     (!access->cut && ((access->flags & O_TRUNC) || access->created)) ||
+		     bypass_wrote)) {
 			struct access **pending = realloc(file->pending_writers,
 							  (file->pending_count + 1) * sizeof(*pending));
 			if (pending) {

@@ -52,6 +52,11 @@ struct file_state {
 	struct stamp known_stamp;
 	struct access **pending_writers; /* wrote since the last version; referenced */
 	size_t pending_count;
+	/* The handles open to write (borrowed: each leaves at its release),
+	 * to tell whether all of them were closed since they last wrote
+	 * (on_opened: cut_version). */
+	struct access **open_writers;
+	size_t open_writer_count, open_writer_capacity;
 	uint64_t changes;               /* content changes through the mount, ever */
 	struct version *upcoming;       /* what the open writers will complete, once a
 					 * reader waits for it; referenced */
@@ -135,6 +140,17 @@ struct access {
 	int64_t closed_ns;
 	struct stamp open_stamp;
 	uint64_t open_changes; /* file->changes at open */
+	/* Writers, under file->lock: file->changes just after the latest
+	 * close(2) of the handle (its FLUSH; its writes were all made and
+	 * reported by then), and the file's stamp then. */
+	bool flushed;
+	uint64_t flushed_changes;
+	uint64_t flushed_write_calls; /* write_calls then */
+	struct stamp flushed_stamp;
+	/* Its writes so far went into a version cut at another handle's open
+	 * (cut_version): what it writes from then on is counted afresh. */
+	bool cut;
+	uint64_t bytes_written_at_cut;
 	bool recorded;  /* false: excluded or unidentified, kept only to see its writes */
 	/* The version made through the mount that this handle reads, when the
 	 * request path knows it: the one its writers will complete (opened while

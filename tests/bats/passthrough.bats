@@ -1148,7 +1148,7 @@ sys.exit(1)' "$MNT"
 	mkdir "$dir/sub"
 	echo deep >"$dir/sub/file"
 	MOUNT_BACKING=$dir MOUNT_POINT=$dir mount_provfs
-	[ -z "$(cat "$TMP/mount.err")" ]
+	[ -z "$(cat "$TMP/mount.err")" ] || { cat "$TMP/mount.err" >&2; false; }
 	is_mounted "$dir"
 	[ "$(cat "$dir/old")" = before ]
 	[ "$(cat "$dir/sub/file")" = deep ]

@@ -210,10 +210,8 @@ assert d["summary"]["mismatch"] == 0, d["summary"]'
 	mount_provfs
 	require_write_passthrough
 	# v1 is large (its hash takes a second or more); v2 rewrites it as soon
-	# as v1's close is recorded.  Not before: the kernel sends a RELEASE
-	# asynchronously, and an OPEN that overtakes it finds v1's handle still
-	# open, so the two writes would make one version (README, "Kernel
-	# passthrough").
+	# as v1's close is recorded, so that v1's hash job is surely under way
+	# (v1 is complete at its close either way: README, "File versions").
 	"$PYTHON" - "$MNT/big" "$STORE" <<-'EOF'
 	import os, sqlite3, sys, time
 	fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
