@@ -2257,12 +2257,11 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fd >= 0 && close(fd) < 0 && errno != EINTR)
 		error = errno;
 	/*
-	 * A passthrough writer's reports are handled before its close(2)
-	 * returns.  Its identity was taken before its first write, so they
-	 * could wait for the release; but a writer whose closes did not wait
-	 * for the watch thread ran ahead of it, its releases (which do wait)
-	 * fell behind its next opens, and two versions of a file became one
-	 * (lineage_integrity.bats, 4,000 versions, failed once so).
+	 * A passthrough writer's reports are all handled before its close(2)
+	 * returns, so its FLUSH is a point where its writes are counted: a
+	 * later open may complete a version there (recorder.c, cut_version()).
+	 * And a writer whose closes do not wait for the watch thread runs
+	 * ahead of it while its releases (which do wait) fall behind.
 	 */
 	if (handle->watched)
 		writer_watch_drain(fs->writer_watch);
