@@ -76,10 +76,6 @@ refused() {
 	fi
 }
 
-latest_version_sql() {
-	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
-}
-
 label_of() {
 	getfattr --only-values -n user.provfs.label "$1"
 }

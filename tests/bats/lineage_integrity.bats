@@ -27,10 +27,6 @@ write_conf() {
 	chmod 644 "$CONF"
 }
 
-latest_version_sql() {
-	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
-}
-
 producer_of() {
 	q "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql "$1"))"
 }

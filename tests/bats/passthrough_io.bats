@@ -23,14 +23,6 @@ teardown() {
 	common_teardown
 }
 
-# Bytes the daemon serving $MNT has read and written so far.
-daemon_io() {
-	local pid
-	pid=$(provfs_pids "$MNT" | head -n 1)
-	[ -n "$pid" ] || return 1
-	awk '/^(rchar|wchar):/ { total += $2 } END { print total }' "/proc/$pid/io"
-}
-
 # Does this kernel pass data through?  The mount log says so when it does not.
 require_kernel_passthrough() {
 	if grep -q "passthrough unavailable" "$TMP/mount.err"; then
@@ -43,19 +35,6 @@ assert_single_written_version() {
 	assert_sql "SELECT count(*), origin, hash_state, hash FROM versions
 	            WHERE file_id = ($(file_id_sql "$1"))" \
 		"1|written|hashed|$(xxh "$BACKING/$1")"
-}
-
-latest_version_sql() {
-	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
-}
-
-# Read the whole of $1 through the mount; echo the daemon's I/O meanwhile.
-daemon_io_while() {
-	local before after
-	before=$(daemon_io)
-	"$@" >/dev/null
-	after=$(daemon_io)
-	echo $((after - before))
 }
 
 @test "passthrough: neither reads nor writes pass through the daemon" {

@@ -37,10 +37,6 @@ producer_of() {
 	q "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql "$1"))"
 }
 
-latest_version_sql() {
-	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
-}
-
 # Assert: PATH has exactly one version, written through provfs, hashed, and
 # its hash is the hash of the bytes now in the backing file.
 assert_single_written_version() {

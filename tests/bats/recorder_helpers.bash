@@ -55,6 +55,30 @@ file_id_sql() {
 	      ORDER BY since_ns DESC LIMIT 1"
 }
 
+# SQL expression for the id of the newest version of the file named $1.
+latest_version_sql() {
+	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
+}
+
+# Bytes the daemon serving $MNT has moved so far: the /proc/PID/io fields
+# named by DAEMON_IO_FIELDS (an awk alternation; default reads and writes).
+daemon_io() {
+	local pid
+	pid=$(provfs_pids "$MNT" | head -n 1)
+	[ -n "$pid" ] || return 1
+	awk -v fields="^(${DAEMON_IO_FIELDS:-rchar|wchar}):" \
+		'$0 ~ fields { total += $2 } END { print total + 0 }' "/proc/$pid/io"
+}
+
+# Run "$@" (its output dropped); echo the daemon's I/O meanwhile.
+daemon_io_while() {
+	local before after
+	before=$(daemon_io)
+	"$@" >/dev/null
+	after=$(daemon_io)
+	echo $((after - before))
+}
+
 # stop_provfs [MNT]: unmount, wait until the daemon has exited, and check
 # that it closed its mount session (stopped_ns set): the store is complete.
 stop_provfs() {

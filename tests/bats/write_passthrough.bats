@@ -28,21 +28,8 @@ teardown() {
 	common_teardown
 }
 
-# Bytes the daemon has written so far (its reads include the hash pool's).
-daemon_io() {
-	local pid
-	pid=$(provfs_pids "$MNT" | head -n 1)
-	[ -n "$pid" ] || return 1
-	awk '/^wchar:/ { print $2 }' "/proc/$pid/io"
-}
-
-daemon_io_while() {
-	local before after
-	before=$(daemon_io)
-	"$@" >/dev/null
-	after=$(daemon_io)
-	echo $((after - before))
-}
+# The daemon's writes only: its reads include the hash pool's rereads.
+DAEMON_IO_FIELDS=wchar
 
 # Skip unless the mount passes writers through (kernel passthrough and the
 # writer watch both there).
@@ -50,10 +37,6 @@ require_write_passthrough() {
 	if grep -q "passthrough unavailable\|passthrough is for reading only" "$TMP/mount.err"; then
 		skip "this kernel cannot pass writers through: $(cat "$TMP/mount.err")"
 	fi
-}
-
-latest_version_sql() {
-	echo "SELECT id FROM versions WHERE file_id = ($(file_id_sql "$1")) ORDER BY number DESC LIMIT 1"
 }
 
 producer_of() {
