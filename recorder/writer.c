@@ -871,6 +871,19 @@ bind_close(sqlite3_stmt *s, int first, struct access *access)
 	bind_id(s, first + 5, input ? access->read_version_id : 0);
 }
 
+/* Columns 1 to 7 of a new accesses row: what its open says. */
+static void
+bind_opened(sqlite3_stmt *s, const struct access *access, int64_t process_id)
+{
+	sqlite3_bind_int64(s, 1, process_id);
+	sqlite3_bind_int64(s, 2, access->file->store_id);
+	sqlite3_bind_int64(s, 3, current->mount_session_id);
+	bind_text(s, 4, access->path);
+	sqlite3_bind_int(s, 5, access->flags);
+	sqlite3_bind_int(s, 6, access->is_exec);
+	sqlite3_bind_int64(s, 7, access->opened_ns);
+}
+
 /*
  * Does access's row wait for the version it wrote?  When its CLOSE and
  * that VERSION are both in this batch and it read nothing (no version
@@ -922,14 +935,8 @@ insert_access(struct access *access, bool closed)
 		closed = !(upcoming && upcoming->store_id == 0 && !upcoming->abandoned);
 	}
 	s = statement(closed ? INSERT_CLOSED_ACCESS : INSERT_ACCESS);
-	sqlite3_bind_int64(s, 1, closed && access->last_image ? access->last_image->store_id
-							      : access->process->store_id);
-	sqlite3_bind_int64(s, 2, access->file->store_id);
-	sqlite3_bind_int64(s, 3, current->mount_session_id);
-	bind_text(s, 4, access->path);
-	sqlite3_bind_int(s, 5, access->flags);
-	sqlite3_bind_int(s, 6, access->is_exec);
-	sqlite3_bind_int64(s, 7, access->opened_ns);
+	bind_opened(s, access, closed && access->last_image ? access->last_image->store_id
+							    : access->process->store_id);
 	if (closed)
 		bind_close(s, 8, access);
 	if ((rc = run(s)) != SQLITE_DONE)
@@ -979,14 +986,8 @@ insert_written_access(struct access *access, int64_t version_id)
 	if ((rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)
 		return rc;
 	s = statement(INSERT_WRITTEN_ACCESS);
-	sqlite3_bind_int64(s, 1, access->last_image ? access->last_image->store_id
-						    : access->process->store_id);
-	sqlite3_bind_int64(s, 2, access->file->store_id);
-	sqlite3_bind_int64(s, 3, current->mount_session_id);
-	bind_text(s, 4, access->path);
-	sqlite3_bind_int(s, 5, access->flags);
-	sqlite3_bind_int(s, 6, access->is_exec);
-	sqlite3_bind_int64(s, 7, access->opened_ns);
+	bind_opened(s, access, access->last_image ? access->last_image->store_id
+						  : access->process->store_id);
 	bind_close(s, 8, access);
 	sqlite3_bind_int64(s, 14, version_id);
 	if ((rc = run(s)) != SQLITE_DONE)
