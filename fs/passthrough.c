@@ -1067,6 +1067,24 @@ report_change(fuse_req_t req, struct fs_namespace_event *event)
 	event->caller = NULL; /* it pointed into this frame */
 }
 
+/* A setattr of a regular file begins (see setattr_begin): the token for setattr_ended(). */
+static void *
+setattr_began(struct fs *fs, const struct stat *before)
+{
+	const struct fs_observer *observer = fs->observer;
+
+	if (observer == NULL || observer->setattr_begin == NULL || !S_ISREG(before->st_mode))
+		return NULL;
+	return observer->setattr_begin(observer->context, before);
+}
+
+static void
+setattr_ended(struct fs *fs, void *token)
+{
+	if (token)
+		fs->observer->setattr_end(fs->observer->context, token);
+}
+
 /* The observers' view of passthrough writers (struct writer_watch_ops). */
 static void *
 identify_passthrough_caller(void *context, pid_t pid)
@@ -1417,6 +1435,9 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		fuse_reply_err(req, -node_fd);
 		return;
 	}
+	/* A hash taken as the times move must wait for this report (a touch
+	 * right after the close: git, cp -p). */
+	void *setattr_token = before_known ? setattr_began(fs, &before) : NULL;
 	proc_name(name, node_fd);
 	/*
 	 * Owner before mode: chown clears set-id bits, a mode set with it
@@ -1492,12 +1513,14 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		};
 		report_change(req, &event);
 	}
+	setattr_ended(fs, setattr_token);
 	return_ino(req, ino);
 	fuse_reply_attr(req, &st, fs->timeout);
 	return;
 out_errno:
 	error = errno;
 out:
+	setattr_ended(fs, setattr_token);
 	return_ino(req, ino);
 	fuse_reply_err(req, error);
 }

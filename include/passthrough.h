@@ -109,6 +109,16 @@ struct fs_observer {
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 	/*
+	 * A setattr of a regular file (before: its attributes) is under way:
+	 * setattr_begin comes before the layer changes the file, setattr_end
+	 * after, whether the change succeeded (namespace_changed came between)
+	 * or failed.  An observer that sees the file change meanwhile knows
+	 * its report is coming.  setattr_begin returns a token for the
+	 * setattr_end, NULL for none.
+	 */
+	void *(*setattr_begin)(void *context, const struct stat *before);
+	void (*setattr_end)(void *context, void *token);
+	/*
 	 * Extended attributes named "user.provfs.*" are virtual (labels,
 	 * lineage) and never reach the backing file: the observer replies to
 	 * req itself, from any thread.  op is 'g' (get; size is the caller's

@@ -1923,6 +1923,25 @@ on_released(void *cookie, int fd)
 	free(handle);
 }
 
+/* Setattrs concern the recorder only (hash_outcome). */
+static void *
+on_setattr_begin(void *context, const struct stat *before)
+{
+	struct labels *labels = context;
+
+	if (labels->next && labels->next->setattr_begin)
+		return labels->next->setattr_begin(labels->next->context, before);
+	return NULL;
+}
+
+static void
+on_setattr_end(void *context, void *token)
+{
+	struct labels *labels = context;
+
+	labels->next->setattr_end(labels->next->context, token);
+}
+
 static void
 on_namespace_changed(void *context, const struct fs_namespace_event *change)
 {
@@ -2841,6 +2860,8 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .flushed = on_flushed,
 	    .released = on_released,
 	    .namespace_changed = on_namespace_changed,
+	    .setattr_begin = on_setattr_begin,
+	    .setattr_end = on_setattr_end,
 	    .virtual_xattr = on_virtual_xattr,
 	    .bypass_identify = on_bypass_identify,
 	    .bypass_forget = on_bypass_forget,

@@ -964,6 +964,8 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 	return "hashed";
 }
 
+#define SETATTR_REPORT_WAIT_LIMIT_MS 1000 /* a hash waits this long for a setattr's report */
+
 const char *
 hash_outcome(int result, const struct stamp *expected, const struct stat *before,
 	     const struct stat *after, struct file_state *file, uint64_t changes)
@@ -997,6 +999,15 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	    before->st_size == expected->size && before->st_ino == expected->inode) {
 		struct stamp stamp_before = stamp_of(before), stamp_after = stamp_of(after);
 		pthread_mutex_lock(&file->lock);
+		/* A setattr that moved them may not have reported yet: its
+		 * report is what moves the known stamp (a few microseconds
+		 * later, unless the machine is loaded). */
+		for (int waited = 0;
+		     file->setattrs_in_flight > 0 && waited < SETATTR_REPORT_WAIT_LIMIT_MS; waited++) {
+			pthread_mutex_unlock(&file->lock);
+			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+			pthread_mutex_lock(&file->lock);
+		}
 		/* The touch may also have come while the bytes were read. */
 		touched = file->stamp_known && !file->dirty &&
 			  (stamps_equal(&file->known_stamp, &stamp_before) ||
@@ -1642,6 +1653,37 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 	file_state_release(file);
 }
 
+/*
+ * A setattr through the mount is under way (fs_observer.setattr_begin):
+ * the file's times may move before refresh_known_stamp() hears of it, and
+ * a hash that sees them moved in between waits for that (hash_outcome).
+ * The token holds the file state's reference.
+ */
+static void *
+on_setattr_begin(void *context, const struct stat *before)
+{
+	struct file_state *file = recorder_find_file(context, before->st_dev, before->st_ino);
+
+	if (file) {
+		pthread_mutex_lock(&file->lock);
+		file->setattrs_in_flight++;
+		pthread_mutex_unlock(&file->lock);
+	}
+	return file;
+}
+
+static void
+on_setattr_end(void *context, void *token)
+{
+	struct file_state *file = token;
+
+	(void)context;
+	pthread_mutex_lock(&file->lock);
+	file->setattrs_in_flight--;
+	pthread_mutex_unlock(&file->lock);
+	file_state_release(file);
+}
+
 static void
 on_namespace_changed(void *context, const struct fs_namespace_event *change)
 {
@@ -2007,6 +2049,8 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.flushed = on_flushed,
 		.released = on_released,
 		.namespace_changed = on_namespace_changed,
+		.setattr_begin = on_setattr_begin,
+		.setattr_end = on_setattr_end,
 		.bypass_identify = on_bypass_identify,
 		.bypass_forget = on_bypass_forget,
 		.bypass_written = on_bypass_written,

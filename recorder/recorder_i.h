@@ -58,6 +58,7 @@ struct file_state {
 	struct access **open_writers;
 	size_t open_writer_count, open_writer_capacity;
 	uint64_t changes;               /* content changes through the mount, ever */
+	int setattrs_in_flight;         /* changed, not yet reported (hash_outcome) */
 	struct version *upcoming;       /* what the open writers will complete, once a
 					 * reader waits for it; referenced */
 	struct version *known_version;  /* the version made through the mount that
