@@ -964,7 +964,10 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 	return "hashed";
 }
 
-#define SETATTR_REPORT_WAIT_LIMIT_MS 1000 /* a hash waits this long for a setattr's report */
+/* How long a hash job's verdict waits, polling each millisecond, for a
+ * setattr's report and for a writer that wrote nothing to close. */
+#define SETATTR_REPORT_WAIT_LIMIT_MS 1000
+#define WRITER_CLOSE_WAIT_LIMIT_MS 250
 
 const char *
 hash_outcome(int result, const struct stamp *expected, const struct stat *before,
@@ -1022,9 +1025,19 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	/*
 	 * Stamps miss a same-size rewrite within one timestamp tick; the
 	 * counter does not.  An open writer may have a write in flight whose
-	 * count is not taken yet: then the bytes read are not to be trusted.
+	 * count is not taken yet: then the bytes read are not to be trusted
+	 * before it closes.  Most such handles never write and close at
+	 * once (touch(1) opens the file whose times it sets): wait for that,
+	 * briefly, rather than call an unchanged version changed.
 	 */
 	pthread_mutex_lock(&file->lock);
+	for (int waited = 0; file->changes == changes && file->writers > 0 &&
+			     waited < WRITER_CLOSE_WAIT_LIMIT_MS;
+	     waited++) {
+		pthread_mutex_unlock(&file->lock);
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+		pthread_mutex_lock(&file->lock);
+	}
 	bool unchanged = file->changes == changes && file->writers == 0;
 	pthread_mutex_unlock(&file->lock);
 	return unchanged ? "hashed" : "changed";

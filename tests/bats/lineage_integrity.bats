@@ -693,6 +693,34 @@ EOF2
 	         AND v.mtime_ns = (1500000000 + CAST(substr(f.path, 10) AS INTEGER)) * 1000000000")" -eq 1500 ]
 }
 
+@test "write, close, then touch(1) in a new process (it opens the file to set the times): every version is hashed" {
+	mount_provfs
+	# touch(1) opens the file for writing and never writes: a hash job
+	# that finished while that handle was open called the version
+	# 'changed' (10 to 18 of 1,500 files here); a new process per touch
+	# also makes each setattr's report slower than the utimensat.
+	timeout -s KILL 180 "$PYTHON" - "$MNT" <<'EOF2'
+import os, subprocess, sys
+mnt = sys.argv[1]
+os.mkdir(os.path.join(mnt, "stamps"))
+for i in range(1000):
+    path = os.path.join(mnt, "stamps", "s%04d" % i)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.write(fd, b"stamp %d\n" % i)
+    os.close(fd)
+    subprocess.run(["touch", "-m", "-d", "@%d" % (1500000000 + i), path], check=True)
+EOF2
+	stop_provfs
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" gaps
+	echo "$output" | head -20
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"files whose backing file differs from the last recorded version (0)"* ]]
+	[[ "$output" == *"current versions without a content hash (0)"* ]]
+	[ "$(q "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	         WHERE f.path LIKE 'stamps/s%' AND v.hash_state = 'hashed'
+	         AND v.mtime_ns = (1500000000 + CAST(substr(f.path, 9) AS INTEGER)) * 1000000000")" -eq 1000 ]
+}
+
 @test "a file closed and at once opened again to write ('>f' then '>>f', 300 rounds): each close makes its own version" {
 	mount_provfs
 	# The kernel sends a handle's RELEASE after close(2) returns, so the
