@@ -100,6 +100,7 @@
 #include "log.h"
 #include "passthrough.h"
 #include "session_io_i.h"
+#include "small_writers_i.h"
 #include "writer_watch_i.h"
 
 /*
@@ -161,6 +162,9 @@ struct fs_handle {
 	enum fs_io_mode io_mode;
 	struct writer_watch_file *watched; /* passthrough writer: its writers are watched */
 	bool watch_shared;                  /* another handle was watched when it opened */
+	pid_t new_content_thread; /* opened created or truncated by this caller thread, which
+				   * small_writers learns from at each close; 0 otherwise */
+	bool new_content_counted; /* small_writers_note() */
 };
 
 struct fs_directory {
@@ -203,6 +207,7 @@ struct fs {
 	 * NULL: handles that may write are not passed through. */
 	struct writer_watch *writer_watch;
 	atomic_bool watch_failure_logged;
+	struct small_writers small_writers; /* whose new files go through the daemon */
 
 	/* The latest lookup of a file with several names, per caller thread
 	 * (see remember_name()); protected by names_lock. */
@@ -1882,7 +1887,8 @@ writers_may_pass_through(const struct fs *fs)
  * writer (see drop_privileges()).  A new file has no capabilities yet.
  */
 static bool
-may_pass_through(const struct fs *fs, int fd, const struct stat *st, int flags, bool created)
+may_pass_through(struct fs *fs, int fd, const struct stat *st, int flags, bool created,
+		 pid_t new_content_thread)
 {
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return false;
@@ -1894,6 +1900,10 @@ may_pass_through(const struct fs *fs, int fd, const struct stat *st, int flags, 
 	 * them instead; without it such a handle stays with the daemon.
 	 */
 	if (may_write(flags) && !writers_may_pass_through(fs))
+		return false;
+	/* A watched writer costs more than the daemon for a small file, and
+	 * this caller has been writing small new files (fs/small_writers.c). */
+	if (new_content_thread && small_writers_expected(&fs->small_writers, new_content_thread))
 		return false;
 	/*
 	 * One open for reading and writing stays with the daemon even then:
@@ -1923,7 +1933,8 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	handle->watched = NULL;
 	if (fs->backing_files == NULL || !fs_session_passthrough())
 		return 0;
-	bool eligible = may_pass_through(fs, handle->fd, st, fi->flags, created);
+	bool eligible = may_pass_through(fs, handle->fd, st, fi->flags, created,
+					 handle->new_content_thread);
 	/* A writer's file is watched before the caller can write (the reply
 	 * is not sent yet): see fs/writer_watch.c. */
 	if (eligible && may_write(fi->flags) && fs->writer_watch && st) {
@@ -1982,6 +1993,12 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	handle->inode = node;
 	handle->cookie = NULL;
 	handle->ino = ino;
+	handle->new_content_thread =
+		fs->backing_files && writers_need_watch(fs) && may_write(fi->flags) &&
+				(created || (fi->flags & O_TRUNC))
+			? fuse_req_ctx(req)->pid
+			: 0;
+	handle->new_content_counted = false;
 	/* One look at the open file serves the page cache, passthrough and
 	 * observers (known: a create's, taken as it looked the new file up). */
 	struct stat st;
@@ -2288,6 +2305,12 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 */
 	if (handle->watched)
 		writer_watch_drain(fs->writer_watch);
+	/* At the close, not the release the kernel sends later: the caller's
+	 * next open comes after this reply. */
+	struct stat st;
+	if (handle->new_content_thread && fstat(handle->fd, &st) == 0)
+		small_writers_note(&fs->small_writers, handle->new_content_thread, st.st_size,
+				   &handle->new_content_counted);
 	if (observer && observer->flushed && handle->cookie)
 		observer->flushed(handle->cookie, req, handle->fd);
 	fuse_reply_err(req, error);

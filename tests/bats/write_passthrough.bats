@@ -393,6 +393,39 @@ wait_jobs_but() {
 	done
 }
 
+@test "a caller that wrote small new files in a row has its next written through the daemon, hashed and right; a large one ends the run" {
+	mount_provfs
+	require_write_passthrough
+	# One process opens them all (printf is a bash builtin): one caller.
+	bash -c '
+		small=$(head -c 4096 /dev/zero | tr "\0" s)
+		large=$(head -c 1048576 /dev/zero | tr "\0" l)
+		for i in 1 2 3 4 5 6; do printf "%s" "$small" >"$1/s$i"; done
+		printf "%s" "$large" >"$1/large"
+		printf "%s" "$small" >"$1/after"
+	' bash "$MNT"
+	stop_provfs
+	# The first four pass through as any new file does (counts unknown).
+	local f
+	for f in s1 s2 s3 s4; do
+		assert_writers_passed_through "$f" 1
+	done
+	# From the fifth small one in a row, through the daemon: counts exact.
+	for f in s5 s6; do
+		assert_sql "SELECT bytes_written FROM accesses WHERE file_id = ($(file_id_sql "$f"))" 4096
+	done
+	assert_sql "SELECT bytes_written FROM accesses WHERE file_id = ($(file_id_sql large))" 1048576
+	# A large file ended the run: the next new file passes through again.
+	assert_writers_passed_through after 1
+	# Either way each version is hashed right and produced by the shell.
+	for f in s1 s2 s3 s4 s5 s6 large after; do
+		assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql "$f"))" \
+			"$(xxh "$BACKING/$f")"
+		assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
+		            WHERE v.id = ($(latest_version_sql "$f"))" "$(realpath "$(command -v bash)")"
+	done
+}
+
 @test "producer through passthrough: a process that only reads the file while its writer's descriptor is open is not the producer" {
 	mount_provfs
 	require_write_passthrough
