@@ -21,9 +21,10 @@
  * Per calling thread (the request's pid; a thread pool's threads each
  * learn for themselves), the count of consecutive new files it closed
  * under SMALL_FILE_BYTES, capped.  Counted at the close (FLUSH), which the
- * caller waits for, so its next open sees it; the release comes later.  From SMALL_RUN on, its next new file is
- * served by the daemon; one large file ends the run, so a process that
- * turns to large files passes them through again from its next one.
+ * caller waits for, so its next open sees it (the release comes later).
+ * From SMALL_RUN on, its next new file is served by the daemon; one large
+ * file ends the run, so a process that turns to large files passes them
+ * through again from its next one.
  *
  * Only a speed choice: both ways are recorded alike and enforce the same,
  * so a wrong guess (a slot shared by two threads, a thread id reused)
@@ -69,6 +70,5 @@ small_writers_note(struct small_writers *writers, pid_t thread, off_t size, bool
 	else if (run < RUN_CAP)
 		run++;
 	*counted = true;
-	atomic_store_explicit(slot, ((uint64_t)(uint32_t)thread << 32) | run,
-			      memory_order_relaxed);
+	atomic_store_explicit(slot, ((uint64_t)(uint32_t)thread << 32) | run, memory_order_relaxed);
 }

@@ -969,6 +969,15 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 #define SETATTR_REPORT_WAIT_LIMIT_MS 1000
 #define WRITER_CLOSE_WAIT_LIMIT_MS 250
 
+/* One millisecond of such a wait, file->lock released meanwhile. */
+static void
+pause_unlocked(struct file_state *file)
+{
+	pthread_mutex_unlock(&file->lock);
+	nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	pthread_mutex_lock(&file->lock);
+}
+
 const char *
 hash_outcome(int result, const struct stamp *expected, const struct stat *before,
 	     const struct stat *after, struct file_state *file, uint64_t changes)
@@ -1006,11 +1015,8 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 		 * report is what moves the known stamp (a few microseconds
 		 * later, unless the machine is loaded). */
 		for (int waited = 0;
-		     file->setattrs_in_flight > 0 && waited < SETATTR_REPORT_WAIT_LIMIT_MS; waited++) {
-			pthread_mutex_unlock(&file->lock);
-			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-			pthread_mutex_lock(&file->lock);
-		}
+		     file->setattrs_in_flight > 0 && waited < SETATTR_REPORT_WAIT_LIMIT_MS; waited++)
+			pause_unlocked(file);
 		/* The touch may also have come while the bytes were read. */
 		touched = file->stamp_known && !file->dirty &&
 			  (stamps_equal(&file->known_stamp, &stamp_before) ||
@@ -1033,11 +1039,8 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	pthread_mutex_lock(&file->lock);
 	for (int waited = 0; file->changes == changes && file->writers > 0 &&
 			     waited < WRITER_CLOSE_WAIT_LIMIT_MS;
-	     waited++) {
-		pthread_mutex_unlock(&file->lock);
-		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-		pthread_mutex_lock(&file->lock);
-	}
+	     waited++)
+		pause_unlocked(file);
 	bool unchanged = file->changes == changes && file->writers == 0;
 	pthread_mutex_unlock(&file->lock);
 	return unchanged ? "hashed" : "changed";

@@ -9,12 +9,12 @@
 
 static int failures;
 
-#define EXPECT(condition)                                                              \
-	do {                                                                           \
-		if (!(condition)) {                                                    \
-			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition);   \
-			failures++;                                                    \
-		}                                                                      \
+#define EXPECT(condition)                                                                          \
+	do {                                                                                       \
+		if (!(condition)) {                                                                \
+			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition);               \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static struct small_writers writers;
