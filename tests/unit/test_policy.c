@@ -14,17 +14,9 @@
 #include "config.h"
 #include "policy.h"
 #include "process_table.h"
+#include "unit_check.h"
 
-static int failures;
 static char conf_path[] = "/tmp/provfs-test-policy.XXXXXX";
-
-#define CHECK(condition)                                                                           \
-	do {                                                                                       \
-		if (!(condition)) {                                                                \
-			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition);               \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static struct provfs_config *
 load(const char *text, char *error, size_t error_size)

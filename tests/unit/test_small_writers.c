@@ -6,16 +6,7 @@
 #include <string.h>
 
 #include "../../fs/small_writers_i.h"
-
-static int failures;
-
-#define EXPECT(condition)                                                                          \
-	do {                                                                                       \
-		if (!(condition)) {                                                                \
-			fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #condition);               \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
+#include "unit_check.h"
 
 static struct small_writers writers;
 
@@ -32,24 +23,24 @@ int
 main(void)
 {
 	/* Nobody known: everyone passes through. */
-	EXPECT(!small_writers_expected(&writers, 100));
-	EXPECT(!small_writers_expected(&writers, 0));
+	CHECK(!small_writers_expected(&writers, 100));
+	CHECK(!small_writers_expected(&writers, 0));
 
 	/* Four small new files in a row make the next one expected small. */
 	for (int i = 0; i < 3; i++)
 		close_new_file(100, 4096);
-	EXPECT(!small_writers_expected(&writers, 100));
+	CHECK(!small_writers_expected(&writers, 100));
 	close_new_file(100, 4096);
-	EXPECT(small_writers_expected(&writers, 100));
+	CHECK(small_writers_expected(&writers, 100));
 	/* Only for that caller. */
-	EXPECT(!small_writers_expected(&writers, 101));
+	CHECK(!small_writers_expected(&writers, 101));
 
 	/* One large file ends the run at once; small ones start it again. */
 	close_new_file(100, 64 * 1024);
-	EXPECT(!small_writers_expected(&writers, 100));
+	CHECK(!small_writers_expected(&writers, 100));
 	for (int i = 0; i < 4; i++)
 		close_new_file(100, 65535);
-	EXPECT(small_writers_expected(&writers, 100));
+	CHECK(small_writers_expected(&writers, 100));
 
 	/* A handle closed several times counts once while small (a shell's
 	 * dup2 closes it before and after the write); an empty close is no
@@ -57,15 +48,15 @@ main(void)
 	memset(&writers, 0, sizeof(writers));
 	bool counted = false;
 	small_writers_note(&writers, 200, 0, &counted);
-	EXPECT(!counted);
+	CHECK(!counted);
 	for (int i = 0; i < 5; i++)
 		small_writers_note(&writers, 200, 10, &counted);
-	EXPECT(!small_writers_expected(&writers, 200));
+	CHECK(!small_writers_expected(&writers, 200));
 	for (int i = 0; i < 3; i++)
 		close_new_file(200, 10);
-	EXPECT(small_writers_expected(&writers, 200));
+	CHECK(small_writers_expected(&writers, 200));
 	small_writers_note(&writers, 200, 1 << 20, &counted);
-	EXPECT(!small_writers_expected(&writers, 200));
+	CHECK(!small_writers_expected(&writers, 200));
 
 	/* A thread that takes another's slot starts from nothing: a reused
 	 * slot never lends its run. */
@@ -74,7 +65,7 @@ main(void)
 		close_new_file(300, 1);
 	for (pid_t other = 301; other < 301 + 4 * SMALL_WRITER_SLOTS; other++) {
 		close_new_file(other, 1);
-		EXPECT(!small_writers_expected(&writers, other));
+		CHECK(!small_writers_expected(&writers, other));
 	}
 
 	if (failures)
