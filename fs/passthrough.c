@@ -2305,14 +2305,19 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 */
 	if (handle->watched)
 		writer_watch_drain(fs->writer_watch);
+	/* The file as this close leaves it, one fstat for all who ask. */
+	bool observed = observer && observer->flushed && handle->cookie;
+	struct stat st;
+	const struct stat *attributes =
+		(observed || handle->new_content_thread) && fstat(handle->fd, &st) == 0 ? &st
+											: NULL;
 	/* At the close, not the release the kernel sends later: the caller's
 	 * next open comes after this reply. */
-	struct stat st;
-	if (handle->new_content_thread && fstat(handle->fd, &st) == 0)
+	if (handle->new_content_thread && attributes)
 		small_writers_note(&fs->small_writers, handle->new_content_thread, st.st_size,
 				   &handle->new_content_counted);
-	if (observer && observer->flushed && handle->cookie)
-		observer->flushed(handle->cookie, req, handle->fd);
+	if (observed)
+		observer->flushed(handle->cookie, req, attributes);
 	fuse_reply_err(req, error);
 }
 

@@ -104,8 +104,10 @@ struct fs_observer {
 			     size_t bytes);
 	/* close() by the caller of req; never for a read-only handle (no
 	 * O_TRUNC), whose closes the kernel is told not to send (noflush).
-	 * open_fd: the handle's descriptor, as in opened() */
-	void (*flushed)(void *cookie, fuse_req_t req, int open_fd);
+	 * attributes: the file's, taken by the layer after the close's writes
+	 * were all made (one fstat for everyone); NULL when they could not be
+	 * had */
+	void (*flushed)(void *cookie, fuse_req_t req, const struct stat *attributes);
 	void (*released)(void *cookie, int open_fd);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 	/*

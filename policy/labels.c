@@ -1874,12 +1874,12 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *ide
 }
 
 static void
-on_flushed(void *cookie, fuse_req_t req, int fd)
+on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 {
 	struct handle *handle = cookie;
 
 	if (handle->next_cookie && handle->labels->next->flushed)
-		handle->labels->next->flushed(handle->next_cookie, req, fd);
+		handle->labels->next->flushed(handle->next_cookie, req, attributes);
 }
 
 static void

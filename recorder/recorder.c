@@ -1443,24 +1443,22 @@ descends_from(const struct process_info *image, const struct process_info *ances
  * is the opener's exec successor or descendant, is the producer.
  */
 static void
-on_flushed(void *cookie, fuse_req_t req, int fd)
+on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 {
 	struct access *access = cookie;
 	struct caller caller;
-	struct stat st;
 
 	if (!access->writes)
 		return;
 	/* Its writes before this close are all made and counted (reported,
 	 * for a passthrough writer: the layer drained them): the point a
 	 * later open may cut a version at (cut_version()). */
-	bool stamped = fstat(fd, &st) == 0;
 	pthread_mutex_lock(&access->file->lock);
-	access->flushed = stamped;
+	access->flushed = attributes != NULL;
 	access->flushed_changes = access->file->changes;
 	access->flushed_write_calls = atomic_load(&access->write_calls);
-	if (stamped)
-		access->flushed_stamp = stamp_of(&st);
+	if (attributes)
+		access->flushed_stamp = stamp_of(attributes);
 	pthread_mutex_unlock(&access->file->lock);
 	if (access->process == NULL || !access->recorded)
 		return;
