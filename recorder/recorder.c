@@ -1748,7 +1748,9 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		event_free(event);
 		return;
 	}
-	if (change->caller)
+	/* Times alone name nobody in the store (apply_namespace), so they owe
+	 * no drain of the connector: tar, cp -p and rsync set them on every file. */
+	if (change->caller && change->change != FS_CHANGE_TIMES)
 		event->process = process_table_lookup(recorder->processes,
 						      change->caller->process_id);
 	recorder_enqueue(recorder, event);

@@ -1311,6 +1311,8 @@ follow_content(struct event *event, int64_t file_id)
 	}
 	if (version_id && unchanged) {
 		if (cached && cached->latest_version_id == version_id) {
+			/* Undone with the UPDATE if the batch rolls back. */
+			journal_file(cached);
 			cached->latest_stamp.mtime_ns = event->stamp.mtime_ns;
 			cached->latest_stamp.ctime_ns = event->stamp.ctime_ns;
 		}

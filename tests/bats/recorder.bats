@@ -474,6 +474,29 @@ os.close(fd)
 	            WHERE e.kind = 'rename' AND e.path = 'd' AND e.new_path = 'e'" "$(real_exe mv)"
 }
 
+@test "chmod and chown are events naming who made them; a change of times alone is none, and moves the version along" {
+	mount_provfs
+	echo data >"$MNT/f"
+	chmod 600 "$MNT/f"
+	chown 1:1 "$MNT/f"
+	touch -d '2021-02-03 04:05:06 UTC' "$MNT/f"
+	cat "$MNT/f" >/dev/null
+	stop_provfs
+
+	assert_sql "SELECT kind FROM namespace_events WHERE file_id = ($(file_id_sql f))
+	            ORDER BY time_ns, id" "$(printf 'chmod\nchown')"
+	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
+	            WHERE e.file_id = ($(file_id_sql f)) AND e.kind = 'chmod'" "$(real_exe chmod)"
+	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
+	            WHERE e.file_id = ($(file_id_sql f)) AND e.kind = 'chown'" "$(real_exe chown)"
+	# One version, holding the times it was given, and the cat read it: no
+	# change is taken for one made outside provfs.
+	assert_sql "SELECT count(*), min(origin), min(hash_state), min(mtime_ns) FROM versions
+	            WHERE file_id = ($(file_id_sql f))" "1|written|hashed|1612325106000000000"
+	assert_sql "SELECT a.read_version_id = ($(latest_version_sql f)) FROM accesses a
+	            WHERE a.path = 'f' ORDER BY a.opened_ns DESC LIMIT 1" 1
+}
+
 # ------------------------------------------------------------ durability
 
 @test "kill -9 of the daemon: store intact, events older than 0.5 s present, a new mount continues" {
