@@ -2253,6 +2253,14 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	fuse_reply_buf(req, read_buffer, (size_t)count);
 }
 
+/* The handle's content is about to change (fs_observer.data_writing). */
+static void
+announce_write(const struct fs_observer *observer, const struct fs_handle *handle)
+{
+	if (observer && observer->data_writing && handle->cookie)
+		observer->data_writing(handle->cookie);
+}
+
 static void
 op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t offset,
 	 struct fuse_file_info *fi)
@@ -2265,6 +2273,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 	 * pwrite() appends there whatever the offset. */
 	if (fs_session_kill_requested())
 		drop_privileges(req, fs_of(req), ino, handle->fd, true);
+	announce_write(observer, handle);
 	count = pwrite(handle->fd, data, size, offset);
 	if (count < 0) {
 		fuse_reply_err(req, errno);
@@ -2799,6 +2808,8 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t lengt
 {
 	struct fs_handle *handle = handle_of(fi);
 	const struct fs_observer *observer = fs_of(req)->observer;
+
+	announce_write(observer, handle);
 	int result = fallocate(handle->fd, mode, offset, length);
 
 	/* Punching or zeroing changes content without a write: say so. */
@@ -2816,6 +2827,7 @@ op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t offset_in,
 	const struct fs_observer *observer = fs_of(req)->observer;
 	ssize_t count;
 
+	announce_write(observer, out);
 	count = copy_file_range(in->fd, &offset_in, out->fd, &offset_out, length,
 				(unsigned)flags);
 	if (count < 0) {

@@ -1836,6 +1836,15 @@ on_data_read(void *cookie, off_t offset, size_t bytes)
 }
 
 static void
+on_data_writing(void *cookie)
+{
+	struct handle *handle = cookie;
+
+	if (handle->next_cookie && handle->labels->next->data_writing)
+		handle->labels->next->data_writing(handle->next_cookie);
+}
+
+static void
 on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, size_t bytes)
 {
 	struct handle *handle = cookie;
@@ -2856,6 +2865,7 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .check_open = on_check_open,
 	    .opened = on_opened,
 	    .data_read = on_data_read,
+	    .data_writing = on_data_writing,
 	    .data_written = on_data_written,
 	    .flushed = on_flushed,
 	    .released = on_released,

@@ -839,7 +839,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		if (file->writers > 1)
 			file->stream_valid = false; /* truncated under another writer */
 	}
-	access->open_changes = file->changes;
+	access->open_changes = change_mark(file);
 	if (access->reads && recorded) {
 		if (file->writers > (access->writes ? 1 : 0) && !others_quiescent) {
 			/* Others are writing: this reads the version they will
@@ -902,6 +902,14 @@ on_data_read(void *cookie, off_t offset, size_t bytes)
  * while it is certainly alive.  The writeback cache sends writes from the
  * kernel (no caller): those keep the attribution the handle had.
  */
+static void
+on_data_writing(void *cookie)
+{
+	struct access *access = cookie;
+
+	atomic_fetch_add(&access->file->writes_begun, 1);
+}
+
 static void
 on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, size_t bytes)
 {
@@ -969,6 +977,22 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 #define SETATTR_REPORT_WAIT_LIMIT_MS 1000
 #define WRITER_CLOSE_WAIT_LIMIT_MS 250
 
+/*
+ * Open writers whose writes could be under way unseen: those the kernel
+ * passes through, whose writes are reported after they are made, and any
+ * the table of open writers does not hold.  file->lock held.
+ */
+static int
+unseen_writers(const struct file_state *file)
+{
+	int served = 0;
+
+	for (size_t i = 0; i < file->open_writer_count; i++)
+		if (!file->open_writers[i]->bypass)
+			served++;
+	return file->writers - served;
+}
+
 /* One millisecond of such a wait, file->lock released meanwhile. */
 static void
 pause_unlocked(struct file_state *file)
@@ -980,7 +1004,7 @@ pause_unlocked(struct file_state *file)
 
 const char *
 hash_outcome(int result, const struct stamp *expected, const struct stat *before,
-	     const struct stat *after, struct file_state *file, uint64_t changes)
+	     const struct stat *after, struct file_state *file, uint64_t mark)
 {
 	if (result == -ESHUTDOWN)
 		return NULL;
@@ -992,7 +1016,7 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	/*
 	 * A ctime that alone moved is a rename, link or chmod (an atomic save
 	 * renames right after the close): the bytes are still the version's
-	 * when the change counter below agrees.
+	 * when the change mark below agrees.
 	 */
 	if (strcmp(state, "changed") == 0 && file && only_ctime_moved(expected, before) &&
 	    only_ctime_moved(expected, after))
@@ -1003,7 +1027,7 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	 * expected.  The file's known stamp follows such setattrs only when
 	 * the attributes before each were the known ones (refresh_known_stamp):
 	 * when it names what the hash saw, the bytes are the version's, if the
-	 * change counter below agrees.  A change made outside the mount never
+	 * change mark below agrees.  A change made outside the mount never
 	 * moves the known stamp.
 	 */
 	bool touched = false;
@@ -1030,18 +1054,21 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 		return state;
 	/*
 	 * Stamps miss a same-size rewrite within one timestamp tick; the
-	 * counter does not.  An open writer may have a write in flight whose
-	 * count is not taken yet: then the bytes read are not to be trusted
-	 * before it closes.  Most such handles never write and close at
-	 * once (touch(1) opens the file whose times it sets): wait for that,
-	 * briefly, rather than call an unchanged version changed.
+	 * change mark does not.  A handle the daemon serves moves it before
+	 * each write starts, so one that is open and wrote nothing (a
+	 * database reader opens O_RDWR) changed nothing.  A passthrough
+	 * writer's writes are reported after they are made: while one is
+	 * open, the bytes read are not to be trusted.  Most such handles
+	 * never write and close at once (touch(1) opens the file whose times
+	 * it sets): wait for that, briefly, rather than call an unchanged
+	 * version changed.
 	 */
 	pthread_mutex_lock(&file->lock);
-	for (int waited = 0; file->changes == changes && file->writers > 0 &&
+	for (int waited = 0; change_mark(file) == mark && unseen_writers(file) > 0 &&
 			     waited < WRITER_CLOSE_WAIT_LIMIT_MS;
 	     waited++)
 		pause_unlocked(file);
-	bool unchanged = file->changes == changes && file->writers == 0;
+	bool unchanged = change_mark(file) == mark && unseen_writers(file) == 0;
 	pthread_mutex_unlock(&file->lock);
 	return unchanged ? "hashed" : "changed";
 }
@@ -1276,7 +1303,7 @@ complete_version_as(struct recorder *recorder, struct file_state *file, struct v
 		producer = bypass_producer(file, last);
 	version->stamp = *stamp;
 	version->producer = producer ? process_info_acquire(producer) : NULL;
-	version->changes = file->changes;
+	version->changes = change_mark(file);
 	version->writers = file->pending_writers;
 	version->writer_count = file->pending_count;
 	file->pending_writers = NULL;
@@ -1634,7 +1661,7 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 		file->stamp_known = false;
 		file->stream_valid = false; /* the bytes hashed so far are not the file's */
 		file->changes++;
-		event->changes = file->changes;
+		event->changes = change_mark(file);
 		if (file->writers > 0) {
 			file->dirty = true;
 			file->truncated = true;
@@ -2061,6 +2088,7 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.context = recorder,
 		.opened = on_opened,
 		.data_read = on_data_read,
+		.data_writing = on_data_writing,
 		.data_written = on_data_written,
 		.flushed = on_flushed,
 		.released = on_released,

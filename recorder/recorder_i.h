@@ -58,6 +58,11 @@ struct file_state {
 	struct access **open_writers;
 	size_t open_writer_count, open_writer_capacity;
 	uint64_t changes;               /* content changes through the mount, ever */
+	/* Content changes the daemon began for a handle it serves, ever
+	 * (fs_observer.data_writing): counted before each write starts, so
+	 * a handle open to write that wrote nothing is known to have changed
+	 * nothing.  Atomic: counted without the lock. */
+	atomic_uint_fast64_t writes_begun;
 	int setattrs_in_flight;         /* changed, not yet reported (hash_outcome) */
 	struct version *upcoming;       /* what the open writers will complete, once a
 					 * reader waits for it; referenced */
@@ -92,6 +97,18 @@ struct file_state {
 	char *recorded_path;
 };
 
+/*
+ * Where the file's content stands by what the mount made or began: moves
+ * with every change and every write begun (both only grow, so the sum
+ * stays put only while both do).  Snapshots of it are compared by the hash
+ * verdict (hash_outcome).  file->lock held.
+ */
+static inline uint64_t
+change_mark(const struct file_state *file)
+{
+	return file->changes + atomic_load(&file->writes_begun);
+}
+
 /* A version produced through the mount, made when its last writer closes. */
 struct version {
 	atomic_int references;
@@ -100,7 +117,7 @@ struct version {
 	struct stamp stamp;
 	char hash[33];              /* set when hashed on the request path */
 	struct process_info *producer; /* referenced */
-	uint64_t changes;           /* file->changes when it was completed */
+	uint64_t changes;           /* change_mark(file) when it was completed */
 	struct hash_source *hash_source; /* to hash in the pool once its row is committed */
 	struct access **writers;    /* referenced */
 	size_t writer_count;
@@ -140,7 +157,7 @@ struct access {
 	int64_t opened_ns;
 	int64_t closed_ns;
 	struct stamp open_stamp;
-	uint64_t open_changes; /* file->changes at open */
+	uint64_t open_changes; /* change_mark(file) at open */
 	/* Writers, under file->lock: file->changes just after the latest
 	 * close(2) of the handle (its FLUSH; its writes were all made and
 	 * reported by then), and the file's stamp then. */
@@ -204,7 +221,7 @@ struct event {
 	struct stamp before;
 	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
 	bool is_directory;      /* namespace: the node is a directory */
-	uint64_t changes;       /* namespace (truncate): the file's change count after it */
+	uint64_t changes;       /* namespace (truncate): change_mark(file) after it */
 	struct recorder_policy_record *policy_record; /* owned */
 	struct event *next;
 };
@@ -279,13 +296,14 @@ void version_hash_done(void *argument, int result, const char *hex, const struct
 		       const struct stat *after);
 /*
  * What a finished hash job means for content stamped expected: "hashed",
- * "changed" (written again, through the mount per the change counter or
- * outside it per the stamps), "unhashed" (refused by a full pool),
- * "failed", or NULL when the pool stopped first (the version stays
- * pending).  file may be NULL (no counter known).
+ * "changed" (written again, through the mount per the change mark, taken
+ * as mark when the content was the expected one, or outside it per the
+ * stamps), "unhashed" (refused by a full pool), "failed", or NULL when the
+ * pool stopped first (the version stays pending).  file may be NULL (no
+ * mark known).
  */
 const char *hash_outcome(int result, const struct stamp *expected, const struct stat *before,
-			 const struct stat *after, struct file_state *file, uint64_t changes);
+			 const struct stat *after, struct file_state *file, uint64_t mark);
 struct file_state *recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode);
 void access_release(struct access *access);
 void version_release(struct version *version);

@@ -808,7 +808,7 @@ resolve_read_version(struct access *access)
 	struct version *forgotten = NULL;
 	pthread_mutex_lock(&file->lock);
 	if (!upcoming && !file->dirty && file->writers == 0 &&
-	    file->changes == access->open_changes) {
+	    change_mark(file) == access->open_changes) {
 		file->stamp_known = true;
 		file->known_stamp = access->open_stamp;
 		forgotten = file->known_version; /* a row of the store now */

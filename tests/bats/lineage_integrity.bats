@@ -774,3 +774,32 @@ assert_versions_have_set_times() {
 	assert_sql "SELECT count(*) FROM accesses WHERE file_id = ($(file_id_sql both.txt))
 	            AND written_version_id IS NOT NULL" 2
 }
+
+@test "a version read at once through a handle open to read and write (a database's reader) is hashed, not 'changed'" {
+	mount_provfs
+	# A SQLite job writes a database; a reader opens it O_RDWR (as every
+	# SQLite connection does) and holds it while the hash pool reads the
+	# version just written.  The reader writes nothing, so nothing changed.
+	sqlite3 "$MNT/sales.db" "CREATE TABLE t(x);
+		WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50000)
+		INSERT INTO t SELECT i FROM c;"
+	"$PYTHON" -c '
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("SELECT count(*) FROM t").fetchone()
+time.sleep(1)
+db.close()
+' "$MNT/sales.db"
+	# The same with a plain handle, and one that writes only after the
+	# pool has read the version: the first version keeps its own bytes' hash.
+	head -c 3000000 /dev/urandom >"$MNT/data.bin"
+	cp "$BACKING/data.bin" "$TMP/data.v1"
+	bash -c 'exec 5<>"$1"; head -c 100 <&5 >/dev/null; sleep 1; printf X >&5; exec 5>&-' \
+		bash "$MNT/data.bin"
+	stop_provfs
+	assert_sql "SELECT count(*), min(hash_state), min(hash) FROM versions
+	            WHERE file_id = ($(file_id_sql sales.db))" "1|hashed|$(xxh "$BACKING/sales.db")"
+	assert_sql "SELECT group_concat(hash_state || ' ' || hash, ',') FROM (SELECT hash_state, hash
+	            FROM versions WHERE file_id = ($(file_id_sql data.bin)) ORDER BY number)" \
+		"hashed $(xxh "$TMP/data.v1"),hashed $(xxh "$BACKING/data.bin")"
+}
