@@ -1693,6 +1693,40 @@ out:
 		reply_entry(req, &entry);
 }
 
+/*
+ * A regular file with another name outlives the removal of this one, its
+ * ctime moved by it: an O_PATH of it (st: its attributes), so that its
+ * attributes after can be told (report_unlink), or -1.  (git links each
+ * object under its final name, then unlinks the temporary one; rsync
+ * renames over names that backups hard-link.)
+ */
+static int
+open_if_linked_elsewhere(int parent_fd, const char *name, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode) || st->st_nlink < 2)
+		return -1;
+	return openat(parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Name (st: the attributes of what it named) is gone; survivor_fd as
+ * open_if_linked_elsewhere() gave it, for the attributes after. */
+static void
+report_unlink(fuse_req_t req, int parent_fd, const char *name, const struct stat *st,
+	      int survivor_fd)
+{
+	struct stat after;
+	bool survives = survivor_fd >= 0 && stat_node(survivor_fd, &after) == 0 &&
+			after.st_dev == st->st_dev && after.st_ino == st->st_ino &&
+			after.st_nlink > 0;
+	struct fs_namespace_event event = {.change = FS_CHANGE_UNLINK,
+					   .attributes = survives ? &after : st,
+					   .before = survives ? st : NULL,
+					   .name = name,
+					   .parent_fd = parent_fd,
+					   .new_parent_fd = -1};
+	report_change(req, &event);
+}
+
 static void
 remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 {
@@ -1711,16 +1745,13 @@ remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 	}
 	known = observing_changes(req) &&
 		fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	if (unlinkat(parent_fd, name, flags) < 0) {
+	int survivor_fd = known ? open_if_linked_elsewhere(parent_fd, name, &st) : -1;
+	if (unlinkat(parent_fd, name, flags) < 0)
 		error = errno;
-	} else if (known) {
-		struct fs_namespace_event event = {.change = FS_CHANGE_UNLINK,
-						   .attributes = &st,
-						   .name = name,
-						   .parent_fd = parent_fd,
-						   .new_parent_fd = -1};
-		report_change(req, &event);
-	}
+	else if (known)
+		report_unlink(req, parent_fd, name, &st, survivor_fd);
+	if (survivor_fd >= 0)
+		close(survivor_fd);
 	return_ino(req, parent);
 	fuse_reply_err(req, error);
 }
@@ -1759,8 +1790,8 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 	  const char *new_name, unsigned int flags)
 {
 	struct fs *fs = fs_of(req);
-	int from_fd, to_fd, error = 0;
-	struct stat st;
+	int from_fd, to_fd, replaced_fd = -1, error = 0;
+	struct stat st, replaced;
 	bool known;
 
 	if (!name_is_safe(name) || !name_is_safe(new_name)) {
@@ -1780,10 +1811,17 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 	}
 	known = observing_changes(req) &&
 		fstatat(from_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	/* What the rename replaces loses a name: it may outlive it. */
+	if (known && !(flags & RENAME_EXCHANGE) &&
+	    fstatat(to_fd, new_name, &replaced, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (replaced.st_dev != st.st_dev || replaced.st_ino != st.st_ino))
+		replaced_fd = open_if_linked_elsewhere(to_fd, new_name, &replaced);
 	if (renameat2(from_fd, name, to_fd, new_name, flags) < 0) {
 		error = errno;
 		goto out;
 	}
+	if (replaced_fd >= 0)
+		report_unlink(req, to_fd, new_name, &replaced, replaced_fd);
 	if (from_fd != to_fd) {
 		renew_moved_handle(fs, to_fd, new_name);
 		if (flags & RENAME_EXCHANGE)
@@ -1804,6 +1842,8 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		report_change(req, &event);
 	}
 out:
+	if (replaced_fd >= 0)
+		close(replaced_fd);
 	return_ino(req, new_parent);
 	return_ino(req, parent);
 	fuse_reply_err(req, error);

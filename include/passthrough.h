@@ -78,8 +78,10 @@ enum fs_namespace_change {
 struct fs_namespace_event {
 	enum fs_namespace_change change;
 	const struct caller *caller;
-	const struct stat *attributes; /* of the node the change is about, if known */
-	const struct stat *before;     /* setattr: its attributes before, if known */
+	const struct stat *attributes; /* of the node the change is about, if known (an
+					* unlink the file outlives: after it) */
+	const struct stat *before;     /* setattr, or an unlink the file outlives (it has
+					* another name): its attributes before, if known */
 	const char *name;              /* component in the parent directory */
 	const char *new_name;          /* rename/link target component */
 	unsigned int flags; /* rename flags */

@@ -1639,7 +1639,10 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 	const struct stat *st = change->attributes;
 	struct file_state *file;
 
-	if (change->change == FS_CHANGE_CREATE || change->change == FS_CHANGE_UNLINK ||
+	/* An unlink moves nothing that is known, unless the file lives on
+	 * under another name (the layer then says what it was before). */
+	if (change->change == FS_CHANGE_CREATE ||
+	    (change->change == FS_CHANGE_UNLINK && change->before == NULL) ||
 	    !S_ISREG(st->st_mode))
 		return;
 	pthread_mutex_lock(&recorder->files_lock);

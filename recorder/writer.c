@@ -1215,7 +1215,9 @@ follow_content(struct event *event, int64_t file_id)
 	int64_t version_id = 0, number = 0, size = -1, mtime_ns = 0, ctime_ns = 0;
 	int rc = SQLITE_DONE, step;
 
-	if (event->change == FS_CHANGE_CREATE || event->change == FS_CHANGE_UNLINK)
+	/* An unlink moves the ctime of a file that lives on under another name. */
+	if (event->change == FS_CHANGE_CREATE ||
+	    (event->change == FS_CHANGE_UNLINK && !event->before_known))
 		return SQLITE_DONE;
 	sqlite3_bind_int64(s, 1, file_id);
 	step = sqlite3_step(s);

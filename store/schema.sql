@@ -152,7 +152,9 @@ CREATE TABLE versions (
 	ctime_ns INTEGER NOT NULL,
 	hash TEXT,                           -- NULL while pending or when not hashable
 	hash_state TEXT NOT NULL,            -- 'pending', 'hashed', 'changed' (modified again before
-	                                     -- its hash was taken), 'failed', 'unhashed' (the hash
+	                                     -- its hash was taken), 'failed' (could not be read: gone,
+	                                     -- removed or renamed over before its turn, or
+	                                     -- unreadable), 'unhashed' (the hash
 	                                     -- queue was full: never hashed, counted in
 	                                     -- recorder_stats.hashes_unhashed)
 	origin TEXT NOT NULL,                -- 'written': produced through provfs;

@@ -803,3 +803,34 @@ db.close()
 	            FROM versions WHERE file_id = ($(file_id_sql data.bin)) ORDER BY number)" \
 		"hashed $(xxh "$TMP/data.v1"),hashed $(xxh "$BACKING/data.bin")"
 }
+
+@test "a file linked under its final name, then its first name removed (git's objects): no external version at the next read" {
+	mount_provfs
+	local i
+	for i in 1 2 3 4 5; do
+		echo "object $i" >"$MNT/tmp_obj_$i"
+		sleep 0.1 # the close's release is in: the version is complete
+		ln "$MNT/tmp_obj_$i" "$MNT/object_$i"
+		rm "$MNT/tmp_obj_$i"
+	done
+	# A second name removed later, through a rename over it: the same.
+	echo kept >"$MNT/twice"
+	ln "$MNT/twice" "$MNT/twice.link"
+	sleep 0.1
+	echo other >"$MNT/other"
+	mv "$MNT/other" "$MNT/twice.link"
+	cat "$MNT"/object_* "$MNT/twice" >/dev/null
+	stop_provfs
+	for i in 1 2 3 4 5; do
+		assert_sql "SELECT group_concat(origin || ' ' || hash_state) FROM versions
+		            WHERE file_id = ($(file_id_sql "object_$i"))" "written hashed"
+		# The read was of that version.
+		assert_sql "SELECT a.read_version_id = ($(latest_version_sql "object_$i")) FROM accesses a
+		            WHERE a.path = 'object_$i'" 1
+	done
+	assert_sql "SELECT group_concat(origin || ' ' || hash_state) FROM versions
+	            WHERE file_id = ($(file_id_sql twice))" "written hashed"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 modified"* ]]
+}
