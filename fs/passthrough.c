@@ -2602,8 +2602,8 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 /*
  * Extended attributes go through /proc/self/fd/N, which names the inode
  * itself (an O_PATH descriptor cannot be used with f*xattr).  The node's
- * descriptor is borrowed for the call: xattr_begin() fills path, and
- * xattr_end() gives the descriptor back.
+ * descriptor is borrowed for the call: xattr_begin() fills path (and
+ * node_fd, when asked), and xattr_end() gives the descriptor back.
  *
  * Who may change what: every change runs with the caller's credentials
  * (fsuid, fsgid, groups), so the backing filesystem checks owner, mode and
@@ -2626,12 +2626,14 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
  * until it does, they pass through like any user.* name.
  */
 static int
-xattr_begin(fuse_req_t req, fuse_ino_t ino, char path[static 32])
+xattr_begin(fuse_req_t req, fuse_ino_t ino, char path[static 32], int *node_fd)
 {
 	int fd = borrow_ino(req, ino);
 
 	if (fd >= 0)
 		snprintf(path, 32, "/proc/self/fd/%d", fd);
+	if (node_fd)
+		*node_fd = fd;
 	return fd < 0 ? fd : 0;
 }
 
@@ -2705,7 +2707,7 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 			return;
 		}
 	}
-	error = -xattr_begin(req, ino, path);
+	error = -xattr_begin(req, ino, path, NULL);
 	if (error) {
 		free(buffer);
 		fuse_reply_err(req, error);
@@ -2780,7 +2782,7 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			return;
 		}
 	}
-	error = -xattr_begin(req, ino, path);
+	error = -xattr_begin(req, ino, path, NULL);
 	if (error) {
 		free(buffer);
 		fuse_reply_err(req, error);
@@ -2808,18 +2810,31 @@ change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value
 	     size_t size, int flags)
 {
 	char path[32];
-	int error, result;
+	struct stat before, after;
+	int error, result, node_fd;
 
-	error = -xattr_begin(req, ino, path);
+	error = -xattr_begin(req, ino, path, &node_fd);
 	if (error) {
 		fuse_reply_err(req, error);
 		return;
 	}
+	/* The change moves the node's ctime (and a POSIX ACL its mode):
+	 * observers follow it from the attributes before and after, as for
+	 * a chmod, and learn who changed an ACL. */
+	bool observed = observing_changes(req) && stat_node(node_fd, &before) == 0;
 	error = xattr_needs_capability(name) ? -caller_become(req) : -caller_become_exactly(req);
 	if (error == 0) {
 		result = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
 		error = result < 0 ? errno : 0;
 		caller_restore();
+	}
+	if (error == 0 && observed && stat_node(node_fd, &after) == 0) {
+		struct fs_namespace_event event = {.change = FS_CHANGE_XATTR,
+						   .attributes = &after,
+						   .before = &before,
+						   .parent_fd = -1,
+						   .new_parent_fd = -1};
+		report_change(req, &event);
 	}
 	xattr_end(req, ino);
 	fuse_reply_err(req, error);

@@ -73,6 +73,7 @@ enum fs_namespace_change {
 	FS_CHANGE_CHMOD,
 	FS_CHANGE_CHOWN,
 	FS_CHANGE_TIMES,    /* atime/mtime set (utimensat, or the kernel's writeback) */
+	FS_CHANGE_XATTR,    /* an extended attribute set or removed (setfattr, setfacl) */
 };
 
 struct fs_namespace_event {
@@ -80,8 +81,8 @@ struct fs_namespace_event {
 	const struct caller *caller;
 	const struct stat *attributes; /* of the node the change is about, if known (an
 					* unlink the file outlives: after it) */
-	const struct stat *before;     /* setattr, or an unlink the file outlives (it has
-					* another name): its attributes before, if known */
+	const struct stat *before;     /* setattr, xattr, or an unlink the file outlives (it
+					* has another name): its attributes before, if known */
 	const char *name;              /* component in the parent directory */
 	const char *new_name;          /* rename/link target component */
 	unsigned int flags; /* rename flags */

@@ -2044,8 +2044,10 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		}
 		free(directory);
 		free(path);
-	} else if (change->change == FS_CHANGE_UNLINK && st->st_nlink <= 1) {
-		/* Its last name: the inode number may be reused by another file. */
+	} else if (change->change == FS_CHANGE_UNLINK && change->before == NULL &&
+		   st->st_nlink <= 1) {
+		/* Its last name (a file that outlives the unlink comes with its
+		 * attributes before): the inode number may be reused by another file. */
 		pthread_rwlock_wrlock(&labels->table_lock);
 		struct label_entry **link = &labels->slots[table_slot(st->st_dev, st->st_ino)];
 		while (*link && !((*link)->device == st->st_dev && (*link)->inode == st->st_ino))

@@ -1142,6 +1142,7 @@ change_kind(const struct event *event)
 	case FS_CHANGE_CHMOD: return "chmod";
 	case FS_CHANGE_CHOWN: return "chown";
 	case FS_CHANGE_TIMES: return "times";
+	case FS_CHANGE_XATTR: return "xattr";
 	}
 	return "unknown";
 }

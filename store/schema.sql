@@ -213,7 +213,8 @@ CREATE INDEX accesses_file ON accesses(file_id, opened_ns);
 CREATE TABLE namespace_events (
 	id INTEGER PRIMARY KEY,
 	kind TEXT NOT NULL,                  -- 'create', 'rename', 'exchange', 'link', 'unlink',
-	                                     -- 'truncate', 'chmod', 'chown'
+	                                     -- 'truncate', 'chmod', 'chown', 'xattr' (an
+	                                     -- extended attribute or ACL set or removed)
 	file_id INTEGER REFERENCES files(id),
 	process_id INTEGER REFERENCES processes(id),
 	mount_session_id INTEGER NOT NULL REFERENCES mount_sessions(id),

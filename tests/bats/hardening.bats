@@ -282,7 +282,7 @@ $second"
 
 @test "soak (smoke): four users' jobs with the store filling up; the mount answers, the store is intact, verify finds no wrong hash" {
 	run_split env PROVFS="$PROVFS" PROVFS_QUERY="${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query" \
-		timeout 240 "$PROVFS_SOURCE_ROOT/scripts/soak" -s 9 -m 8 -d "$TMP/soak"
+		timeout 240 "$PROVFS_SOURCE_ROOT/scripts/soak" -s 9 -m 16 -d "$TMP/soak"
 	printf '%s\n' "$stdout"
 	[ "$status" -eq 0 ]
 	[[ $stdout == *"ok: PRAGMA integrity_check is ok"* ]]

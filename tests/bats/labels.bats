@@ -126,6 +126,20 @@ label_of() {
 	[ "$status" -eq 0 ]
 }
 
+@test "bypass: a hard link into a public directory, then the labeled name removed: the link keeps the label" {
+	mount_labels
+	ln "$MNT/raw/crm/customers.csv" "$MNT/pub/link.csv"
+	rm "$MNT/raw/crm/customers.csv"
+	[ "$(label_of "$MNT/pub/link.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/link.csv"
+	# The same when a rename over the labeled name removes it.
+	ln "$MNT/pub/link.csv" "$MNT/raw/crm/again.csv"
+	echo other >"$MNT/raw/crm/other.csv"
+	mv "$MNT/raw/crm/other.csv" "$MNT/raw/crm/again.csv"
+	[ "$(label_of "$MNT/pub/link.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/link.csv"
+}
+
 @test "bypass: a symlink from a public path to a labeled file" {
 	mount_labels
 	ln -s ../raw/crm/customers.csv "$MNT/pub/sym.csv"

@@ -834,3 +834,24 @@ db.close()
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" 0 modified"* ]]
 }
+
+@test "an ACL or extended attribute set through the mount: an 'xattr' event naming who, and no external version at the next read" {
+	mount_provfs
+	echo a >"$MNT/acl.csv"
+	echo b >"$MNT/attr.csv"
+	sleep 0.1 # the close's release is in: the versions are complete
+	setfacl -m u:1:r "$MNT/acl.csv"
+	setfattr -n user.note -v checked "$MNT/attr.csv"
+	setfattr -x user.note "$MNT/attr.csv"
+	cat "$MNT/acl.csv" "$MNT/attr.csv" >/dev/null
+	stop_provfs
+	local path
+	for path in acl.csv attr.csv; do
+		assert_sql "SELECT group_concat(origin || ' ' || hash_state) FROM versions
+		            WHERE file_id = ($(file_id_sql "$path"))" "written hashed"
+	done
+	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
+	            WHERE e.file_id = ($(file_id_sql acl.csv)) AND e.kind = 'xattr'" "$(real_exe setfacl)"
+	assert_sql "SELECT count(*) FROM namespace_events
+	            WHERE file_id = ($(file_id_sql attr.csv)) AND kind = 'xattr'" 2
+}
