@@ -2293,12 +2293,20 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	fuse_reply_buf(req, read_buffer, (size_t)count);
 }
 
-/* The handle's content is about to change (fs_observer.data_writing). */
+/* The handle's content is about to change (fs_observer.data_writing)... */
 static void
 announce_write(const struct fs_observer *observer, const struct fs_handle *handle)
 {
 	if (observer && observer->data_writing && handle->cookie)
 		observer->data_writing(handle->cookie);
+}
+
+/* ...and the change is made and reported, or failed. */
+static void
+end_write(const struct fs_observer *observer, const struct fs_handle *handle)
+{
+	if (observer && observer->data_write_ended && handle->cookie)
+		observer->data_write_ended(handle->cookie);
 }
 
 static void
@@ -2316,11 +2324,14 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 	announce_write(observer, handle);
 	count = pwrite(handle->fd, data, size, offset);
 	if (count < 0) {
-		fuse_reply_err(req, errno);
+		int error = errno;
+		end_write(observer, handle);
+		fuse_reply_err(req, error);
 		return;
 	}
 	if (observer && observer->data_written && handle->cookie)
 		observer->data_written(handle->cookie, req, data, offset, (size_t)count);
+	end_write(observer, handle);
 	fuse_reply_write(req, (size_t)count);
 }
 
@@ -2867,10 +2878,12 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t lengt
 	announce_write(observer, handle);
 	int result = fallocate(handle->fd, mode, offset, length);
 
+	int error = result < 0 ? errno : 0;
 	/* Punching or zeroing changes content without a write: say so. */
 	if (result == 0 && observer && observer->data_written && handle->cookie)
 		observer->data_written(handle->cookie, req, NULL, offset, 0);
-	fuse_reply_err(req, result < 0 ? errno : 0);
+	end_write(observer, handle);
+	fuse_reply_err(req, error);
 }
 
 static void
@@ -2886,13 +2899,16 @@ op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t offset_in,
 	count = copy_file_range(in->fd, &offset_in, out->fd, &offset_out, length,
 				(unsigned)flags);
 	if (count < 0) {
-		fuse_reply_err(req, errno);
+		int error = errno;
+		end_write(observer, out);
+		fuse_reply_err(req, error);
 		return;
 	}
 	if (observer && observer->data_read && in->cookie)
 		observer->data_read(in->cookie, offset_in - count, (size_t)count);
 	if (observer && observer->data_written && out->cookie)
 		observer->data_written(out->cookie, req, NULL, offset_out - count, (size_t)count);
+	end_write(observer, out);
 	fuse_reply_write(req, (size_t)count);
 }
 

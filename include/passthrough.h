@@ -103,10 +103,12 @@ struct fs_observer {
 			int open_fd, int flags, bool created);
 	void (*data_read)(void *cookie, off_t offset, size_t bytes);
 	/* The handle's content is about to change (a write, fallocate or
-	 * copy_file_range the layer makes): from now until data_written
-	 * reports it, or the call fails, the bytes may differ from what was
-	 * reported.  On the request thread, before the change. */
+	 * copy_file_range the layer makes): from now until data_write_ended,
+	 * the bytes may differ from what was reported.  data_writing comes
+	 * on the request thread before the change, data_write_ended after it
+	 * (and after its data_written) or after it failed. */
 	void (*data_writing)(void *cookie);
+	void (*data_write_ended)(void *cookie);
 	/* req: the write request (its caller wrote), or NULL */
 	void (*data_written)(void *cookie, fuse_req_t req, const void *data, off_t offset,
 			     size_t bytes);

@@ -1845,6 +1845,15 @@ on_data_writing(void *cookie)
 }
 
 static void
+on_data_write_ended(void *cookie)
+{
+	struct handle *handle = cookie;
+
+	if (handle->next_cookie && handle->labels->next->data_write_ended)
+		handle->labels->next->data_write_ended(handle->next_cookie);
+}
+
+static void
 on_data_written(void *cookie, fuse_req_t req, const void *data, off_t offset, size_t bytes)
 {
 	struct handle *handle = cookie;
@@ -2868,6 +2877,7 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .opened = on_opened,
 	    .data_read = on_data_read,
 	    .data_writing = on_data_writing,
+	    .data_write_ended = on_data_write_ended,
 	    .data_written = on_data_written,
 	    .flushed = on_flushed,
 	    .released = on_released,

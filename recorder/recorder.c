@@ -907,7 +907,17 @@ on_data_writing(void *cookie)
 {
 	struct access *access = cookie;
 
+	atomic_fetch_add(&access->file->writes_in_flight, 1);
 	atomic_fetch_add(&access->file->writes_begun, 1);
+}
+
+/* After on_data_written counted the change (or the change failed). */
+static void
+on_data_write_ended(void *cookie)
+{
+	struct access *access = cookie;
+
+	atomic_fetch_sub(&access->file->writes_in_flight, 1);
 }
 
 static void
@@ -978,19 +988,23 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 #define WRITER_CLOSE_WAIT_LIMIT_MS 250
 
 /*
- * Open writers whose writes could be under way unseen: those the kernel
- * passes through, whose writes are reported after they are made, and any
- * the table of open writers does not hold.  file->lock held.
+ * Writes that could be under way unseen: those of the open writers the
+ * kernel passes through, reported after they are made, or of any the
+ * table of open writers does not hold; and the daemon's own writes begun
+ * and not yet counted (one that began before a mark was taken may still
+ * land after it).  file->lock held.
  */
-static int
-unseen_writers(const struct file_state *file)
+static bool
+writes_unseen(const struct file_state *file)
 {
 	int served = 0;
 
+	if (atomic_load(&file->writes_in_flight) > 0)
+		return true;
 	for (size_t i = 0; i < file->open_writer_count; i++)
 		if (!file->open_writers[i]->bypass)
 			served++;
-	return file->writers - served;
+	return file->writers > served;
 }
 
 /* One millisecond of such a wait, file->lock released meanwhile. */
@@ -1056,7 +1070,8 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	 * Stamps miss a same-size rewrite within one timestamp tick; the
 	 * change mark does not.  A handle the daemon serves moves it before
 	 * each write starts, so one that is open and wrote nothing (a
-	 * database reader opens O_RDWR) changed nothing.  A passthrough
+	 * database reader opens O_RDWR) changed nothing; a write of its that
+	 * began before the mark was taken is waited for.  A passthrough
 	 * writer's writes are reported after they are made: while one is
 	 * open, the bytes read are not to be trusted.  Most such handles
 	 * never write and close at once (touch(1) opens the file whose times
@@ -1064,11 +1079,11 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	 * version changed.
 	 */
 	pthread_mutex_lock(&file->lock);
-	for (int waited = 0; change_mark(file) == mark && unseen_writers(file) > 0 &&
-			     waited < WRITER_CLOSE_WAIT_LIMIT_MS;
+	for (int waited = 0;
+	     change_mark(file) == mark && writes_unseen(file) && waited < WRITER_CLOSE_WAIT_LIMIT_MS;
 	     waited++)
 		pause_unlocked(file);
-	bool unchanged = change_mark(file) == mark && unseen_writers(file) == 0;
+	bool unchanged = change_mark(file) == mark && !writes_unseen(file);
 	pthread_mutex_unlock(&file->lock);
 	return unchanged ? "hashed" : "changed";
 }
@@ -2092,6 +2107,7 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.opened = on_opened,
 		.data_read = on_data_read,
 		.data_writing = on_data_writing,
+		.data_write_ended = on_data_write_ended,
 		.data_written = on_data_written,
 		.flushed = on_flushed,
 		.released = on_released,

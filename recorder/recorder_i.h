@@ -59,10 +59,12 @@ struct file_state {
 	size_t open_writer_count, open_writer_capacity;
 	uint64_t changes;               /* content changes through the mount, ever */
 	/* Content changes the daemon began for a handle it serves, ever
-	 * (fs_observer.data_writing): counted before each write starts, so
-	 * a handle open to write that wrote nothing is known to have changed
-	 * nothing.  Atomic: counted without the lock. */
+	 * (fs_observer.data_writing), and those of them not yet made and
+	 * counted in changes (data_write_ended): so a handle open to write
+	 * that writes nothing is known to change nothing.  Atomic: counted
+	 * without the lock. */
 	atomic_uint_fast64_t writes_begun;
+	atomic_int writes_in_flight;
 	int setattrs_in_flight;         /* changed, not yet reported (hash_outcome) */
 	struct version *upcoming;       /* what the open writers will complete, once a
 					 * reader waits for it; referenced */
