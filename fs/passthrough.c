@@ -2906,7 +2906,7 @@ op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t offset_in,
 	}
 	if (observer && observer->data_read && in->cookie)
 		observer->data_read(in->cookie, offset_in - count, (size_t)count);
-	if (observer && observer->data_written && out->cookie)
+	if (count > 0 && observer && observer->data_written && out->cookie)
 		observer->data_written(out->cookie, req, NULL, offset_out - count, (size_t)count);
 	end_write(observer, out);
 	fuse_reply_write(req, (size_t)count);

@@ -1350,6 +1350,17 @@ complete_version(struct recorder *recorder, struct file_state *file, struct vers
 }
 
 /*
+ * Did writer change the content since its writes were last cut into a
+ * version: a write, or a change without bytes (fallocate punching or
+ * zeroing a range)?  Each is one data_written call.
+ */
+static bool
+changed_since_cut(const struct access *writer)
+{
+	return atomic_load(&writer->write_calls) > writer->write_calls_at_cut;
+}
+
+/*
  * Has writer not written since its latest close?  Its own write requests
  * say so; a passthrough writer's writes are reported for the file, not
  * the handle, so for it no change of the file since may have come.
@@ -1405,8 +1416,7 @@ cut_version(struct recorder *recorder, struct file_state *file, const struct sta
 					       ? bypass_reported_wrote(file, writer, moved, &stamp)
 					       : moved;
 		}
-		bool wrote = bypass_wrote ||
-			     atomic_load(&writer->bytes_written) > writer->bytes_written_at_cut ||
+		bool wrote = bypass_wrote || changed_since_cut(writer) ||
 			     (!writer->cut && ((writer->flags & O_TRUNC) || writer->created));
 		if (bypass_wrote) {
 			file->dirty = true;
@@ -1432,7 +1442,7 @@ cut_version(struct recorder *recorder, struct file_state *file, const struct sta
 	for (size_t i = 0; i < file->open_writer_count; i++) {
 		struct access *writer = file->open_writers[i];
 		writer->cut = true;
-		writer->bytes_written_at_cut = atomic_load(&writer->bytes_written);
+		writer->write_calls_at_cut = atomic_load(&writer->write_calls);
 		writer->open_stamp = *baseline;
 		writer->open_bypass_reports = file->bypass_reports;
 		writer->explained_epoch = file->explained_epoch;
@@ -1567,7 +1577,7 @@ on_released(void *cookie, int fd)
 		}
 		/* What it wrote before a cut is in that version already. */
 		if (access->recorded &&
-		    (atomic_load(&access->bytes_written) > access->bytes_written_at_cut ||
+		    (changed_since_cut(access) ||
 		     (!access->cut && ((access->flags & O_TRUNC) || access->created)) ||
 		     bypass_wrote)) {
 			struct access **pending = realloc(file->pending_writers,

@@ -170,7 +170,7 @@ struct access {
 	/* Its writes so far went into a version cut at another handle's open
 	 * (cut_version): what it writes from then on is counted afresh. */
 	bool cut;
-	uint64_t bytes_written_at_cut;
+	uint64_t write_calls_at_cut;
 	bool recorded;  /* false: excluded or unidentified, kept only to see its writes */
 	/* The version made through the mount that this handle reads, when the
 	 * request path knows it: the one its writers will complete (opened while
