@@ -2874,15 +2874,35 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t lengt
 {
 	struct fs_handle *handle = handle_of(fi);
 	const struct fs_observer *observer = fs_of(req)->observer;
+	/* Punching or zeroing a range changes content without a write, and
+	 * so does an allocation that grows the file.  One that keeps the size
+	 * (a preallocation) changes nothing a reader sees but the times:
+	 * reported as such, so nobody takes them for a change made outside. */
+	bool zeroes = mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE);
+	bool may_grow = !(mode & FALLOC_FL_KEEP_SIZE);
+	struct stat before, after;
+	bool before_known = !zeroes && observing_changes(req) && fstat(handle->fd, &before) == 0;
+	bool announced = zeroes || may_grow;
 
-	announce_write(observer, handle);
+	if (announced)
+		announce_write(observer, handle);
 	int result = fallocate(handle->fd, mode, offset, length);
-
 	int error = result < 0 ? errno : 0;
-	/* Punching or zeroing changes content without a write: say so. */
-	if (result == 0 && observer && observer->data_written && handle->cookie)
+	bool after_known = result == 0 && before_known && fstat(handle->fd, &after) == 0;
+	bool changed = result == 0 &&
+		       (zeroes || (may_grow && (!after_known || after.st_size != before.st_size)));
+	if (changed && observer && observer->data_written && handle->cookie)
 		observer->data_written(handle->cookie, req, NULL, offset, 0);
-	end_write(observer, handle);
+	if (announced)
+		end_write(observer, handle);
+	if (!changed && after_known) {
+		struct fs_namespace_event event = {.change = FS_CHANGE_TIMES,
+						   .attributes = &after,
+						   .before = &before,
+						   .parent_fd = -1,
+						   .new_parent_fd = -1};
+		report_change(req, &event);
+	}
 	fuse_reply_err(req, error);
 }
 

@@ -856,18 +856,23 @@ db.close()
 	            WHERE file_id = ($(file_id_sql attr.csv)) AND kind = 'xattr'" 2
 }
 
-@test "fallocate punching a hole, then zeroing a range, through the mount: each is a version fallocate made, hashed" {
+@test "fallocate punching a hole, zeroing a range, growing the file: each a version fallocate made; a preallocation none" {
 	mount_provfs
 	head -c 65536 /dev/urandom >"$MNT/sparse.bin"
 	sleep 0.1
 	fallocate -p -o 4096 -l 4096 "$MNT/sparse.bin"
 	sleep 0.1
 	fallocate -z -o 16384 -l 4096 "$MNT/sparse.bin"
+	sleep 0.1
+	fallocate -n -o 0 -l 1048576 "$MNT/sparse.bin" # keeps the size: no change a reader sees
+	sleep 0.1
+	fallocate -o 65536 -l 65536 "$MNT/sparse.bin"
+	[ "$(stat -c %s "$MNT/sparse.bin")" = 131072 ]
 	cat "$MNT/sparse.bin" >/dev/null
 	stop_provfs
-	assert_sql "SELECT group_concat(origin || ' ' || hash_state, ',') FROM (SELECT origin, hash_state
-	            FROM versions WHERE file_id = ($(file_id_sql sparse.bin)) ORDER BY number)" \
-		"written hashed,written hashed,written hashed"
+	assert_sql "SELECT group_concat(origin || ' ' || hash_state || ' ' || size, ',') FROM (SELECT origin,
+	            hash_state, size FROM versions WHERE file_id = ($(file_id_sql sparse.bin)) ORDER BY number)" \
+		"written hashed 65536,written hashed 65536,written hashed 65536,written hashed 131072"
 	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql sparse.bin))" \
 		"$(xxh "$BACKING/sparse.bin")"
 	assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
