@@ -1072,6 +1072,19 @@ report_change(fuse_req_t req, struct fs_namespace_event *event)
 	event->caller = NULL; /* it pointed into this frame */
 }
 
+/* A node's attributes moved from before to after, no name with them. */
+static void
+report_attributes_changed(fuse_req_t req, enum fs_namespace_change change,
+			  const struct stat *before, const struct stat *after)
+{
+	struct fs_namespace_event event = {.change = change,
+					   .attributes = after,
+					   .before = before,
+					   .parent_fd = -1,
+					   .new_parent_fd = -1};
+	report_change(req, &event);
+}
+
 /* A setattr of a regular file begins (see setattr_begin): the token for setattr_ended(). */
 static void *
 setattr_began(struct fs *fs, const struct stat *before)
@@ -2839,14 +2852,8 @@ change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value
 		error = result < 0 ? errno : 0;
 		caller_restore();
 	}
-	if (error == 0 && observed && stat_node(node_fd, &after) == 0) {
-		struct fs_namespace_event event = {.change = FS_CHANGE_XATTR,
-						   .attributes = &after,
-						   .before = &before,
-						   .parent_fd = -1,
-						   .new_parent_fd = -1};
-		report_change(req, &event);
-	}
+	if (error == 0 && observed && stat_node(node_fd, &after) == 0)
+		report_attributes_changed(req, FS_CHANGE_XATTR, &before, &after);
 	xattr_end(req, ino);
 	fuse_reply_err(req, error);
 }
@@ -2895,14 +2902,8 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t lengt
 		observer->data_written(handle->cookie, req, NULL, offset, 0);
 	if (announced)
 		end_write(observer, handle);
-	if (!changed && after_known) {
-		struct fs_namespace_event event = {.change = FS_CHANGE_TIMES,
-						   .attributes = &after,
-						   .before = &before,
-						   .parent_fd = -1,
-						   .new_parent_fd = -1};
-		report_change(req, &event);
-	}
+	if (!changed && after_known)
+		report_attributes_changed(req, FS_CHANGE_TIMES, &before, &after);
 	fuse_reply_err(req, error);
 }
 
