@@ -1699,8 +1699,11 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 	} else if (file->stamp_known && !file->dirty) {
 		bool unchanged;
 		if (change->before) {
-			struct stamp before = stamp_of(change->before);
-			unchanged = stamps_equal(&file->known_stamp, &before);
+			struct stamp before = stamp_of(change->before), after = stamp_of(st);
+			unchanged = file->known_stamp.inode == before.inode &&
+				    stamp_before_change(file->known_stamp.size,
+							file->known_stamp.mtime_ns,
+							file->known_stamp.ctime_ns, &before, &after);
 		} else {
 			unchanged = change->change != FS_CHANGE_TIMES &&
 				    file->known_stamp.size == st->st_size &&

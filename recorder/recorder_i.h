@@ -27,6 +27,25 @@ struct stamp {
 };
 
 /*
+ * Do size and times (a stamp taken some time) stand for the file as it was
+ * before a change of its attributes, from before to after?  Either they are
+ * before's, or a stat made while the change was under way took them: a
+ * close's RELEASE stats the file while its writer's utimensat runs, and may
+ * see the new ctime with the old mtime.  The ctime the change set names it.
+ */
+static inline bool
+stamp_before_change(off_t size, int64_t mtime_ns, int64_t ctime_ns, const struct stamp *before,
+		    const struct stamp *after)
+{
+	if (size != before->size)
+		return false;
+	if (mtime_ns == before->mtime_ns && ctime_ns == before->ctime_ns)
+		return true;
+	return ctime_ns == after->ctime_ns && ctime_ns != before->ctime_ns &&
+	       (mtime_ns == before->mtime_ns || mtime_ns == after->mtime_ns);
+}
+
+/*
  * Per-inode state.  Reference counted: the file table holds one, and so
  * does every access or version naming it.  Fields under `lock` are for the
  * request path; fields marked "writer" belong to the writer thread alone.

@@ -1289,9 +1289,8 @@ follow_content(struct event *event, int64_t file_id)
 	 * same-size change made outside provfs); otherwise size and mtime.
 	 */
 	bool unchanged = event->before_known
-				 ? version_id && size == event->before.size &&
-					   mtime_ns == event->before.mtime_ns &&
-					   ctime_ns == event->before.ctime_ns
+				 ? version_id && stamp_before_change(size, mtime_ns, ctime_ns,
+								     &event->before, &event->stamp)
 				 : event->change != FS_CHANGE_TIMES && size == event->stamp.size &&
 					   mtime_ns == event->stamp.mtime_ns;
 	/*
@@ -1301,11 +1300,10 @@ follow_content(struct event *event, int64_t file_id)
 	 */
 	struct version *queued = event->version;
 	if (!(version_id && unchanged) && queued && queued->store_id == 0 && event->before_known &&
-	    queued->stamp.size == event->before.size &&
-	    (queued->times_moved ? queued->moved_mtime_ns : queued->stamp.mtime_ns) ==
-		    event->before.mtime_ns &&
-	    (queued->times_moved ? queued->moved_ctime_ns : queued->stamp.ctime_ns) ==
-		    event->before.ctime_ns) {
+	    stamp_before_change(queued->stamp.size,
+				queued->times_moved ? queued->moved_mtime_ns : queued->stamp.mtime_ns,
+				queued->times_moved ? queued->moved_ctime_ns : queued->stamp.ctime_ns,
+				&event->before, &event->stamp)) {
 		queued->times_moved = true;
 		queued->moved_mtime_ns = event->stamp.mtime_ns;
 		queued->moved_ctime_ns = event->stamp.ctime_ns;
