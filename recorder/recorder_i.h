@@ -31,7 +31,8 @@ struct stamp {
  * before a change of its attributes, from before to after?  Either they are
  * before's, or a stat made while the change was under way took them: a
  * close's RELEASE stats the file while its writer's utimensat runs, and may
- * see the new ctime with the old mtime.  The ctime the change set names it.
+ * see one of the two times new and the other old.  The time the change set
+ * names it.
  */
 static inline bool
 stamp_before_change(off_t size, int64_t mtime_ns, int64_t ctime_ns, const struct stamp *before,
@@ -41,8 +42,10 @@ stamp_before_change(off_t size, int64_t mtime_ns, int64_t ctime_ns, const struct
 		return false;
 	if (mtime_ns == before->mtime_ns && ctime_ns == before->ctime_ns)
 		return true;
-	return ctime_ns == after->ctime_ns && ctime_ns != before->ctime_ns &&
-	       (mtime_ns == before->mtime_ns || mtime_ns == after->mtime_ns);
+	if (ctime_ns == after->ctime_ns && ctime_ns != before->ctime_ns)
+		return mtime_ns == before->mtime_ns || mtime_ns == after->mtime_ns;
+	return mtime_ns == after->mtime_ns && mtime_ns != before->mtime_ns &&
+	       ctime_ns == before->ctime_ns;
 }
 
 /*
