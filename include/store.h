@@ -14,7 +14,9 @@
  * auto_vacuum=NONE: prune's freed pages are reused by the store as it grows,
  * and the file shrinks only after an offline
  * `sqlite3 STORE 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM'` (no mount
- * recording into it meanwhile).
+ * recording into it meanwhile).  The writer's connection trims the -wal
+ * file to 16 MiB after a checkpoint and empties it at close
+ * (journal_size_limit), so a WAL grown behind a long reader does not stay.
  */
 #ifndef PROVFS_STORE_H
 #define PROVFS_STORE_H

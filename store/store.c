@@ -394,7 +394,17 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 					 strstr(message, ": ") ? strstr(message, ": ") + 2 : message);
 			goto fail;
 		}
-		if (exec_sql(store->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF",
+		/*
+		 * SQLite reuses its WAL file rather than shrinking it, so one
+		 * burst of events while a long provfs-query held its snapshot
+		 * (no checkpoint may pass a reader) left the -wal file at its
+		 * largest for good, across unmounts too (it is kept, see
+		 * above).  The limit trims it after a checkpoint, and to
+		 * nothing when the daemon closes the store.
+		 */
+		if (exec_sql(store->db,
+			     "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; "
+			     "PRAGMA journal_size_limit = 16777216", /* 16 MiB */
 			     error, error_size, "cannot configure the store"))
 			goto fail;
 		restrict_files(path, group);

@@ -378,6 +378,55 @@ current label"
 	assert_consistent
 }
 
+@test "store: a burst recorded while a long query held the store leaves no large WAL behind" {
+	needs_fuse
+	mount_provfs
+	# A reader holding one snapshot (a long provfs-query) keeps every
+	# checkpoint from passing it, so the store's WAL grows meanwhile.
+	mkfifo "$TMP/go"
+	start_background python3 -c '
+import sqlite3, sys
+reader = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True, isolation_level=None)
+reader.execute("BEGIN")
+reader.execute("SELECT count(*) FROM accesses").fetchone()
+open(sys.argv[2] + ".held", "w").close()
+open(sys.argv[2]).read()
+reader.execute("COMMIT")
+' "$STORE" "$TMP/go"
+	local reader=$LAST_BG
+	wait_for_file "$TMP/go.held"
+	mkdir "$MNT/burst"
+	local i
+	for ((i = 1; i <= 12000; i++)); do
+		echo "$i" >"$MNT/burst/f$i"
+	done
+	local limit=$((16 * 1024 * 1024)) size
+	for i in $(seq 100); do
+		size=$(stat -c %s "$STORE-wal")
+		[ "$size" -gt "$limit" ] && break
+		sleep 0.1
+	done
+	echo "WAL while the reader held its snapshot: $size bytes"
+	[ "$size" -gt "$limit" ] # else this test shows nothing
+	release "$TMP/go"
+	wait "$reader"
+	# The next checkpoints pass; the file is trimmed to the limit, not kept.
+	for i in $(seq 100); do
+		echo "$i" >"$MNT/burst/f$i"
+		size=$(stat -c %s "$STORE-wal")
+		[ "$size" -le "$limit" ] && break
+		sleep 0.1
+	done
+	echo "WAL after: $size bytes"
+	[ "$size" -le "$limit" ]
+	stop_provfs
+	# Closed by the daemon: everything is in the store file, the WAL empty
+	# (kept, for readers of reader_group).
+	assert_equal "$(stat -c %s "$STORE-wal")" 0
+	assert_sql "PRAGMA integrity_check" "ok"
+	assert_sql "SELECT count(*) FROM files WHERE path LIKE 'burst/f%'" 12000
+}
+
 @test "prune: bad input is one line and exit 2, and changes nothing" {
 	needs_fuse
 	prune_scenario
