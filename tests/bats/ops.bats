@@ -158,6 +158,32 @@ tiny_store() {
 	[ "$output" = "bench: error: bad provfs binary 'other' (want NAME=BINARY, e.g. main=/tmp/main/provfs)" ]
 }
 
+@test "smoke: scripts/bench --cpus confines every daemon and workload to the CPUs given; a bad list is refused" {
+	needs_fuse
+	# A provfs that notes which CPUs it may run on, then is provfs.
+	cat >"$TMP/provfs-noting" <<-EOF
+		#!/bin/sh
+		grep Cpus_allowed_list /proc/self/status >"$TMP/daemon-cpus"
+		exec "$PROVFS" "\$@"
+	EOF
+	chmod +x "$TMP/provfs-noting"
+	run "$SCRIPTS/bench" --quick --cpus 0 -w smallfiles -d "$TMP/bench" -V native,provfs-noting \
+		-b noting="$TMP/provfs-noting"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"cpus: every daemon and workload on CPU 0 (taskset)"* ]]
+	[[ "$output" == *"1 CPUs)"* ]]
+	[[ "$output" == *"| **smallfiles** | provfs-noting |"* ]]
+	[[ "$(cat "$TMP/daemon-cpus")" =~ ^Cpus_allowed_list:[[:space:]]+0$ ]]
+	assert_nothing_mounted
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" --cpus 'all'
+	[ "$status" -eq 1 ]
+	[ "$output" = "bench: error: --cpus needs a CPU list such as 0 or 0-1" ]
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" --cpus 4096
+	[ "$status" -eq 1 ]
+	[[ "$output" == "bench: error: cannot run on CPUs '4096' (this machine has "*")" ]]
+}
+
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
 	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -d "$TMP/br"
