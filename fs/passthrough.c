@@ -165,6 +165,8 @@ struct fs_handle {
 	pid_t new_content_thread; /* opened created or truncated by this caller thread, which
 				   * small_writers learns from at each close; 0 otherwise */
 	bool new_content_counted; /* small_writers_note() */
+	atomic_bool content_changed; /* a write, fallocate or copy through it changed the
+				      * file (see struct change_attempt) */
 };
 
 struct fs_directory {
@@ -2052,6 +2054,7 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 			? fuse_req_ctx(req)->pid
 			: 0;
 	handle->new_content_counted = false;
+	atomic_init(&handle->content_changed, false);
 	/* One look at the open file serves the page cache, passthrough and
 	 * observers (known: a create's, taken as it looked the new file up). */
 	struct stat st;
@@ -2322,26 +2325,95 @@ end_write(const struct fs_observer *observer, const struct fs_handle *handle)
 		observer->data_write_ended(handle->cookie);
 }
 
+/*
+ * A content change that fails may still have moved the file's times: the
+ * kernel stamps mtime and ctime before it allocates, so a write refused for
+ * want of space (ENOSPC, EDQUOT) leaves the bytes as they were under new
+ * times, which would read as a change made outside provfs.  So until a
+ * handle has changed content, each content change through it is preceded
+ * by a stat, and a failure that moved the stamp is reported as the change
+ * of attributes it is.  One stat per handle as a rule: once it changed the
+ * content, the version cut when it closes takes the final stamp, failed
+ * writes and all.
+ */
+struct change_attempt {
+	bool before_known;
+	struct stat before;
+};
+
+/* always: a stat before even after a change (a preallocation needs it). */
+static void
+change_attempt_begin(fuse_req_t req, struct fs_handle *handle, struct change_attempt *attempt,
+		     bool always)
+{
+	attempt->before_known =
+		(always || !atomic_load_explicit(&handle->content_changed, memory_order_relaxed)) &&
+		observing_changes(req) && fstat(handle->fd, &attempt->before) == 0;
+}
+
+static void
+change_attempt_succeeded(struct fs_handle *handle)
+{
+	if (!atomic_load_explicit(&handle->content_changed, memory_order_relaxed))
+		atomic_store_explicit(&handle->content_changed, true, memory_order_relaxed);
+}
+
+static bool
+same_stamp(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* It failed: report what it moved all the same.  Between announce_write()
+ * and end_write(). */
+static void
+change_attempt_failed(fuse_req_t req, struct fs_handle *handle,
+		      const struct change_attempt *attempt)
+{
+	const struct fs_observer *observer = fs_of(req)->observer;
+	struct stat after;
+
+	if (!attempt->before_known || fstat(handle->fd, &after) != 0 ||
+	    same_stamp(&attempt->before, &after))
+		return;
+	if (after.st_size == attempt->before.st_size) {
+		report_attributes_changed(req, FS_CHANGE_TIMES, &attempt->before, &after);
+		return;
+	}
+	/* The size moved: it changed content part way (an allocation that
+	 * grew the file before it ran out of space). */
+	if (observer->data_written && handle->cookie)
+		observer->data_written(handle->cookie, req, NULL, attempt->before.st_size, 0);
+	change_attempt_succeeded(handle);
+}
+
 static void
 op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t offset,
 	 struct fuse_file_info *fi)
 {
 	struct fs_handle *handle = handle_of(fi);
 	const struct fs_observer *observer = fs_of(req)->observer;
+	struct change_attempt attempt;
 	ssize_t count;
 
 	/* Without the writeback cache, O_APPEND reached the backing fd and
 	 * pwrite() appends there whatever the offset. */
 	if (fs_session_kill_requested())
 		drop_privileges(req, fs_of(req), ino, handle->fd, true);
+	change_attempt_begin(req, handle, &attempt, false);
 	announce_write(observer, handle);
 	count = pwrite(handle->fd, data, size, offset);
 	if (count < 0) {
 		int error = errno;
+		change_attempt_failed(req, handle, &attempt);
 		end_write(observer, handle);
 		fuse_reply_err(req, error);
 		return;
 	}
+	if (count > 0)
+		change_attempt_succeeded(handle);
 	if (observer && observer->data_written && handle->cookie)
 		observer->data_written(handle->cookie, req, data, offset, (size_t)count);
 	end_write(observer, handle);
@@ -2887,24 +2959,34 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t lengt
 	 * reported as such, so nobody takes them for a change made outside. */
 	bool zeroes = mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE);
 	bool may_grow = !(mode & FALLOC_FL_KEEP_SIZE);
-	struct stat before, after;
-	bool before_known = !zeroes && observing_changes(req) && fstat(handle->fd, &before) == 0;
 	bool announced = zeroes || may_grow;
+	struct change_attempt attempt;
+	struct stat after;
 
+	change_attempt_begin(req, handle, &attempt, !zeroes);
 	if (announced)
 		announce_write(observer, handle);
-	int result = fallocate(handle->fd, mode, offset, length);
-	int error = result < 0 ? errno : 0;
-	bool after_known = result == 0 && before_known && fstat(handle->fd, &after) == 0;
-	bool changed = result == 0 &&
-		       (zeroes || (may_grow && (!after_known || after.st_size != before.st_size)));
-	if (changed && observer && observer->data_written && handle->cookie)
-		observer->data_written(handle->cookie, req, NULL, offset, 0);
+	if (fallocate(handle->fd, mode, offset, length) < 0) {
+		int error = errno;
+		change_attempt_failed(req, handle, &attempt);
+		if (announced)
+			end_write(observer, handle);
+		fuse_reply_err(req, error);
+		return;
+	}
+	bool after_known = attempt.before_known && fstat(handle->fd, &after) == 0;
+	bool changed = zeroes || (may_grow && (!after_known ||
+					       after.st_size != attempt.before.st_size));
+	if (changed) {
+		change_attempt_succeeded(handle);
+		if (observer && observer->data_written && handle->cookie)
+			observer->data_written(handle->cookie, req, NULL, offset, 0);
+	}
 	if (announced)
 		end_write(observer, handle);
 	if (!changed && after_known)
-		report_attributes_changed(req, FS_CHANGE_TIMES, &before, &after);
-	fuse_reply_err(req, error);
+		report_attributes_changed(req, FS_CHANGE_TIMES, &attempt.before, &after);
+	fuse_reply_err(req, 0);
 }
 
 static void
@@ -2914,17 +2996,22 @@ op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t offset_in,
 {
 	struct fs_handle *in = handle_of(fi_in), *out = handle_of(fi_out);
 	const struct fs_observer *observer = fs_of(req)->observer;
+	struct change_attempt attempt;
 	ssize_t count;
 
+	change_attempt_begin(req, out, &attempt, false);
 	announce_write(observer, out);
 	count = copy_file_range(in->fd, &offset_in, out->fd, &offset_out, length,
 				(unsigned)flags);
 	if (count < 0) {
 		int error = errno;
+		change_attempt_failed(req, out, &attempt);
 		end_write(observer, out);
 		fuse_reply_err(req, error);
 		return;
 	}
+	if (count > 0)
+		change_attempt_succeeded(out);
 	if (observer && observer->data_read && in->cookie)
 		observer->data_read(in->cookie, offset_in - count, (size_t)count);
 	if (count > 0 && observer && observer->data_written && out->cookie)

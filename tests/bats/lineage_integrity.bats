@@ -878,3 +878,43 @@ db.close()
 	assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
 	            WHERE v.id = ($(latest_version_sql sparse.bin))" "$(real_exe fallocate)"
 }
+
+@test "a write, copy or fallocate refused for want of space (ENOSPC) makes no version: no external version at the next read" {
+	# On a full filesystem the kernel stamps a file's times before it finds
+	# no space: the bytes stay as they were, under new times.
+	mount -t tmpfs -o size=1m,mode=700 provfs-test-full "$BACKING"
+	mount_provfs
+	local name
+	for name in log data copy; do
+		head -c 65536 /dev/urandom >"$MNT/$name"
+	done
+	cat "$MNT/log" "$MNT/data" "$MNT/copy" >/dev/null
+	run dd if=/dev/zero of="$MNT/filler" bs=64k count=64
+	echo "$output"
+	[[ "$output" == *"No space left on device"* ]]
+	sleep 0.05 # a later time than the versions'
+	run "$PYTHON" -c '
+import os, sys
+os.write(os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND), b"more\n")
+' "$MNT/log"
+	echo "$output"
+	[[ "$output" == *"No space left on device"* ]]
+	run "$PYTHON" -c '
+import os, sys
+source = os.open(sys.argv[1], os.O_RDONLY)
+target = os.open(sys.argv[2], os.O_WRONLY)
+os.copy_file_range(source, target, 65536, 0, 65536) # to its end
+' "$MNT/data" "$MNT/copy"
+	echo "$output"
+	[[ "$output" == *"No space left on device"* ]]
+	run fallocate -o 65536 -l 1048576 "$MNT/data"
+	[ "$status" -ne 0 ]
+	cat "$MNT/log" "$MNT/data" "$MNT/copy" >/dev/null
+	stop_provfs
+	for name in log data copy; do
+		assert_sql "SELECT group_concat(origin || ' ' || hash_state || ' ' || size, ',') FROM versions
+		            WHERE file_id = ($(file_id_sql "$name"))" "written hashed 65536"
+		assert_newest_hashes_true "$name"
+	done
+	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
+}
