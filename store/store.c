@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,10 +332,24 @@ check_readable_version(sqlite3 *db, const char *path, char *error, size_t error_
 	return 0;
 }
 
+/*
+ * Debian's SQLite keeps memory statistics, which takes a process-wide
+ * mutex around every allocation it makes, and it is built without
+ * lookaside memory, so a one-row insert makes about ten allocations.  No
+ * provfs program reads those statistics.  Has to come before SQLite
+ * initialises (the first open); later it is refused, harmlessly.
+ */
+static void
+configure_sqlite(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 struct store *
 store_open(const char *path, enum store_mode mode, const char *reader_group, char *error,
 	   size_t error_size)
 {
+	static pthread_once_t configured = PTHREAD_ONCE_INIT;
 	struct store *store = calloc(1, sizeof(*store));
 	int flags = mode == STORE_READ_ONLY  ? SQLITE_OPEN_READONLY
 		    : mode == STORE_MAINTAIN ? SQLITE_OPEN_READWRITE
@@ -360,6 +375,7 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 					    "only; ask an administrator for access", path);
 		goto fail;
 	}
+	pthread_once(&configured, configure_sqlite);
 	rc = sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(error, error_size, "cannot open store '%s': %s", path,
