@@ -2334,7 +2334,9 @@ end_write(const struct fs_observer *observer, const struct fs_handle *handle)
  * by a stat, and a failure that moved the stamp is reported as the change
  * of attributes it is.  One stat per handle as a rule: once it changed the
  * content, the version cut when it closes takes the final stamp, failed
- * writes and all.
+ * writes and all.  (Not followed: a failure on a handle that stays open
+ * after a version of its writes was cut, say when another writer opened;
+ * a stat before every write would cover it.)
  */
 struct change_attempt {
 	bool before_known;
