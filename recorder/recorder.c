@@ -204,6 +204,7 @@ access_release(struct access *access)
 	process_info_release(access->last_image);
 	process_info_release(access->writer_image);
 	version_release(access->version_read);
+	version_release(access->version_read_later);
 	file_state_release(access->file);
 	hash_source_free(access->hash_source);
 	free(access->path);
@@ -841,7 +842,16 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->open_changes = change_mark(file);
 	if (access->reads && recorded) {
-		if (file->writers > (access->writes ? 1 : 0) && !others_quiescent) {
+		bool others_write = file->writers > (access->writes ? 1 : 0) && !others_quiescent;
+		if (others_write && !file->dirty && file->stamp_known && file->known_version &&
+		    stamps_equal(&file->known_stamp, &access->open_stamp)) {
+			/* Others hold it open to write (a logger) but changed
+			 * nothing since its last version: that is what this
+			 * reads, unless they change it before it closes
+			 * (on_released). */
+			access->version_read = version_acquire(file->known_version);
+			access->read_beside_writers = true;
+		} else if (others_write) {
 			/* Others are writing: this reads the version they will
 			 * complete (or, if they change nothing, the one there was). */
 			if (file->upcoming == NULL)
@@ -1492,7 +1502,10 @@ descends_from(const struct process_info *image, const struct process_info *ances
  * opens the redirect of "prog >out" (bash in the forked child before the
  * exec, dash in itself before the fork) and prog closes it last: for a
  * handle that truncated without writing, the image that closes it, when it
- * is the opener's exec successor or descendant, is the producer.
+ * is the opener's exec successor or descendant, is the producer.  A close
+ * by the opener itself takes that back: the children that closed copies
+ * before it (a logger's shell runs cp and truncate while it holds the log
+ * open with "exec 4>>log") only inherited the handle.
  */
 static void
 on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
@@ -1523,12 +1536,14 @@ on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 	 */
 	struct process_info *image = process_table_peek(access->recorder->processes,
 							caller.process_id);
-	if (image && image != access->process && descends_from(image, access->process)) {
+	if (image && (image == access->process || descends_from(image, access->process))) {
 		pthread_mutex_lock(&access->file->lock);
 		struct process_info *previous = access->last_image;
-		access->last_image = image;
+		access->last_image = image == access->process ? NULL : image;
 		pthread_mutex_unlock(&access->file->lock);
 		process_info_release(previous);
+		if (image == access->process)
+			process_info_release(image);
 	} else {
 		process_info_release(image);
 	}
@@ -1552,6 +1567,22 @@ on_released(void *cookie, int fd)
 			access_release(access); /* on_exec_input queues OPEN and CLOSE */
 			return;
 		}
+	}
+	if (access->read_beside_writers) {
+		/* The writers it opened beside changed the file while it read:
+		 * it may have read their bytes, so it reads the version they
+		 * make (or made, when they all closed meanwhile). */
+		pthread_mutex_lock(&file->lock);
+		if (change_mark(file) != access->open_changes) {
+			struct version *later = file->upcoming;
+			if (later == NULL && file->dirty && file->writers > 0)
+				later = file->upcoming = version_new(recorder, file);
+			else if (later == NULL && !file->dirty)
+				later = file->known_version;
+			if (later && later != access->version_read)
+				access->version_read_later = version_acquire(later);
+		}
+		pthread_mutex_unlock(&file->lock);
 	}
 	if (access->writes) {
 		/* Passthrough writes (and mmap) show only in the file itself:

@@ -198,6 +198,13 @@ struct access {
 	 * request path knows it: the one its writers will complete (opened while
 	 * others wrote), or the known one (its row may not be written yet). */
 	struct version *version_read;
+	/* Opened while others held the file open to write but had changed
+	 * nothing since its last version: version_read is that version,
+	 * unless they changed the file before this handle closed.  Then
+	 * version_read_later (set at release, before its CLOSE is queued; the
+	 * writer takes it over) is the version their changes make. */
+	bool read_beside_writers;
+	struct version *version_read_later;
 	struct hash_source *hash_source; /* to hash the version read when its stamp is unknown */
 	atomic_int writer_thread;          /* thread of the last write request */
 	struct process_info *writer_image; /* its process; under file->lock; referenced */

@@ -747,6 +747,25 @@ source_beneath(const char *path, ino_t inode)
  * until it is recorded (apply_version) or abandoned (apply_abandoned, or
  * writer_version_forgotten when its event was lost with a batch).
  */
+/*
+ * A reader opened beside idle writers that wrote before it closed reads
+ * the version they make (on_released): it replaces the version it was
+ * given at its open.  Only once its CLOSE is in the batch being applied,
+ * which the release queued after setting it.
+ */
+static bool
+take_later_read(struct access *access)
+{
+	struct version *later = access->version_read_later;
+
+	if (later == NULL)
+		return false;
+	access->version_read_later = NULL;
+	version_release(access->version_read);
+	access->version_read = later;
+	return true;
+}
+
 static int
 resolve_read_version(struct access *access)
 {
@@ -917,6 +936,8 @@ insert_access(struct access *access, bool closed)
 
 	if (access->store_id)
 		return SQLITE_DONE;
+	if (closed)
+		take_later_read(access);
 	if ((rc = ensure_process(access->process, 0)) != SQLITE_DONE ||
 	    (rc = ensure_file(access->file, access->path, access->opened_ns,
 			      access->created ? "create" : "seen")) != SQLITE_DONE)
@@ -965,6 +986,14 @@ apply_close(struct event *event)
 		return rc;
 	if (access->closed_in_row)
 		return SQLITE_DONE; /* inserted closed at its OPEN, in this batch */
+	if (take_later_read(access)) {
+		/* Its row named the version there was at its open; the close
+		 * binds the one it read instead, or its row waits for it. */
+		access->read_version_id = 0;
+		if ((rc = resolve_read_version(access)) != SQLITE_DONE)
+			return rc;
+		journal_id(&access->read_version_id);
+	}
 	if (row_waits_for_version(access)) /* inserted closed with its version */
 		return ensure_process(access->last_image, 0);
 	if ((rc = ensure_process(access->last_image, 0)) != SQLITE_DONE)

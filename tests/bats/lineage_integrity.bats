@@ -918,3 +918,49 @@ os.copy_file_range(source, target, 65536, 0, 65536) # to its end
 	done
 	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
 }
+
+@test "a log held open by its writer (exec 4>>log), copied while it is idle: the copy read the version there was, the handle is the shell's" {
+	mount_provfs
+	mkfifo "$TMP/read" "$TMP/go"
+	seq 100 >"$MNT/log"
+	seq 50 >"$MNT/log2"
+	# Hashed before the logger opens them (a version is not hashed while a
+	# writer the kernel passes through holds the file).
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 2 ]"
+	(
+		cd "$MNT"
+		exec 4>>log 5>>log2 # the logger's shell holds both, idle
+		cp log log.1        # a rotation copies the idle log
+		# A reader that opened log2 idle and reads on after the logger wrote.
+		"$PYTHON" -c '
+import sys
+f = open("log2", "rb")
+open(sys.argv[1], "w").write("opened\n")
+open(sys.argv[2]).read()
+sys.stdout.buffer.write(f.read())' "$TMP/read" "$TMP/go" >"$TMP/log2.read" &
+		cat "$TMP/read" >/dev/null
+		echo new >&4
+		echo more >&5
+		release "$TMP/go"
+		wait
+		exec 4>&- 5>&-
+	)
+	stop_provfs
+	# cp read version 1, whose bytes log.1 holds; the logger's write made version 2.
+	assert_sql "SELECT v.number FROM accesses a JOIN versions v ON v.id = a.read_version_id
+	            JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = ($(file_id_sql log)) AND p.executable = '$(real_exe cp)'" 1
+	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql log)) AND number = 1" \
+		"$(xxh "$BACKING/log.1")"
+	assert_sql "SELECT group_concat(number || ' ' || size, ',') FROM versions
+	            WHERE file_id = ($(file_id_sql log))" "1 292,2 296"
+	# The handle the shell opened is the shell's, though cp inherited it and closed it first.
+	assert_sql "SELECT p.executable FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = ($(file_id_sql log)) AND a.open_flags & $((0x400)) != 0" \
+		"$(realpath "$BASH")"
+	# The reader that read on after the write read what the write made.
+	[ "$(tail -n 1 "$TMP/log2.read")" = more ]
+	assert_sql "SELECT v.number FROM accesses a JOIN versions v ON v.id = a.read_version_id
+	            JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = ($(file_id_sql log2)) AND p.executable = '$(real_exe "$PYTHON")'" 2
+}
