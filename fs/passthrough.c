@@ -1438,6 +1438,22 @@ change_owner(fuse_req_t req, struct fs *fs, int node_fd, uid_t uid, gid_t gid)
 	 FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |                \
 	 FUSE_SET_ATTR_MTIME_NOW)
 
+/* The handle's content is about to change (fs_observer.data_writing)... */
+static void
+announce_write(const struct fs_observer *observer, const struct fs_handle *handle)
+{
+	if (observer && observer->data_writing && handle->cookie)
+		observer->data_writing(handle->cookie);
+}
+
+/* ...and the change is made and reported, or failed. */
+static void
+end_write(const struct fs_observer *observer, const struct fs_handle *handle)
+{
+	if (observer && observer->data_write_ended && handle->cookie)
+		observer->data_write_ended(handle->cookie);
+}
+
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	   struct fuse_file_info *fi)
@@ -1482,7 +1498,18 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		int result;
 		if (fi) {
-			result = ftruncate(handle_of(fi)->fd, attr->st_size);
+			/* Through a handle, a truncate is its holder's change like
+			 * a write: the handle is a writer of the version it makes
+			 * ('truncate -s 0 log' while the logger holds it open). */
+			struct fs_handle *handle = handle_of(fi);
+			const struct fs_observer *observer = fs->observer;
+			announce_write(observer, handle);
+			result = ftruncate(handle->fd, attr->st_size);
+			int saved = errno;
+			if (result == 0 && observer && observer->data_written && handle->cookie)
+				observer->data_written(handle->cookie, req, NULL, attr->st_size, 0);
+			end_write(observer, handle);
+			errno = saved;
 		} else {
 			int fd = openat(fs->proc_fd, name, O_WRONLY | O_CLOEXEC);
 			if (fd < 0)
@@ -2307,22 +2334,6 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	if (observer && observer->data_read && handle->cookie)
 		observer->data_read(handle->cookie, offset, (size_t)count);
 	fuse_reply_buf(req, read_buffer, (size_t)count);
-}
-
-/* The handle's content is about to change (fs_observer.data_writing)... */
-static void
-announce_write(const struct fs_observer *observer, const struct fs_handle *handle)
-{
-	if (observer && observer->data_writing && handle->cookie)
-		observer->data_writing(handle->cookie);
-}
-
-/* ...and the change is made and reported, or failed. */
-static void
-end_write(const struct fs_observer *observer, const struct fs_handle *handle)
-{
-	if (observer && observer->data_write_ended && handle->cookie)
-		observer->data_write_ended(handle->cookie);
 }
 
 /*

@@ -964,3 +964,34 @@ sys.stdout.buffer.write(f.read())' "$TMP/read" "$TMP/go" >"$TMP/log2.read" &
 	            JOIN processes p ON p.id = a.process_id
 	            WHERE a.file_id = ($(file_id_sql log2)) AND p.executable = '$(real_exe "$PYTHON")'" 2
 }
+
+@test "copytruncate under a logger holding the log open: the truncating handle is a writer of the version, the logger its producer" {
+	mount_provfs
+	seq 100 >"$MNT/log"
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 1 ]"
+	mkfifo "$TMP/opened" "$TMP/go"
+	(
+		cd "$MNT"
+		# The logger holds the log open, idle until rotated.
+		"$PYTHON" -c '
+import sys
+log = open("log", "a")
+open(sys.argv[1], "w").write("opened\n")
+open(sys.argv[2]).read()
+log.write("new\n")' "$TMP/opened" "$TMP/go" &
+		cat "$TMP/opened" >/dev/null
+		cp log log.1
+		truncate -s 0 log
+		release "$TMP/go"
+		wait
+	)
+	stop_provfs
+	assert_sql "SELECT group_concat(number || ' ' || size, ',') FROM versions
+	            WHERE file_id = ($(file_id_sql log))" "1 292,2 4"
+	assert_sql "SELECT v.number FROM accesses a JOIN versions v ON v.id = a.written_version_id
+	            JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = ($(file_id_sql log)) AND p.executable = '$(real_exe truncate)'" 2
+	assert_sql "SELECT p.executable FROM versions v JOIN processes p ON p.id = v.producer_process_id
+	            WHERE v.id = ($(latest_version_sql log))" "$(real_exe "$PYTHON")"
+	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql log))" "$(xxh "$BACKING/log")"
+}
