@@ -741,13 +741,6 @@ source_beneath(const char *path, ino_t inode)
 }
 
 /*
- * Which version did this read-open see?  The one its stamp names, or a new
- * one when the stamp is new.  A reader that opened while others were
- * writing reads what they complete: it waits in that version's readers
- * until it is recorded (apply_version) or abandoned (apply_abandoned, or
- * writer_version_forgotten when its event was lost with a batch).
- */
-/*
  * A reader opened beside idle writers that wrote before it closed reads
  * the version they make (on_released): it replaces the version it was
  * given at its open.  Only once its CLOSE is in the batch being applied,
@@ -766,6 +759,13 @@ take_later_read(struct access *access)
 	return true;
 }
 
+/*
+ * Which version did this read-open see?  The one its stamp names, or a new
+ * one when the stamp is new.  A reader that opened while others were
+ * writing reads what they complete: it waits in that version's readers
+ * until it is recorded (apply_version) or abandoned (apply_abandoned, or
+ * writer_version_forgotten when its event was lost with a batch).
+ */
 static int
 resolve_read_version(struct access *access)
 {
