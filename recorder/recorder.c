@@ -789,6 +789,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->recorded = recorded;
 	access->bypass = node->data_bypass;
+	access->counts_unknown = node->data_bypass && !node->data_counted;
 	access->writers_reported = node->data_bypass && node->writers_reported && writes;
 	if (access->file == NULL)
 		access->file = file_state_get(recorder, &st, open_fd);
@@ -850,7 +851,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 			 * reads, unless they change it before it closes
 			 * (on_released). */
 			access->version_read = version_acquire(file->known_version);
-			access->read_beside_writers = true;
+			access->read_known_version = !access->writes;
 		} else if (others_write) {
 			/* Others are writing: this reads the version they will
 			 * complete (or, if they change nothing, the one there was). */
@@ -862,8 +863,10 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 			need_hash = !(file->stamp_known &&
 				      stamps_equal(&file->known_stamp, &access->open_stamp));
 			/* Its row may still be queued behind this open. */
-			if (!need_hash && file->known_version)
+			if (!need_hash && file->known_version) {
 				access->version_read = version_acquire(file->known_version);
+				access->read_known_version = !access->writes;
+			}
 		}
 	}
 	pthread_mutex_unlock(&file->lock);
@@ -1568,10 +1571,12 @@ on_released(void *cookie, int fd)
 			return;
 		}
 	}
-	if (access->read_beside_writers) {
-		/* The writers it opened beside changed the file while it read:
-		 * it may have read their bytes, so it reads the version they
-		 * make (or made, when they all closed meanwhile). */
+	if (access->read_known_version) {
+		/* The file changed while it was open (writers it opened beside,
+		 * or one that opened later): it may have read their bytes, so it
+		 * reads the version they make (or made, when they all closed
+		 * meanwhile).  A handle that also wrote keeps the version it
+		 * read before its own writes. */
 		pthread_mutex_lock(&file->lock);
 		if (change_mark(file) != access->open_changes) {
 			struct version *later = file->upcoming;

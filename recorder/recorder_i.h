@@ -173,7 +173,8 @@ struct access {
 	bool reads;   /* opened for reading existing content: an input */
 	bool writes;  /* opened with write access */
 	bool created; /* the open created the file */
-	bool bypass;  /* kernel passthrough: its bytes and calls are unknown */
+	bool bypass;  /* kernel passthrough: what it wrote may show only in the file */
+	bool counts_unknown; /* ... and its bytes and calls are not ours to count */
 	bool writers_reported; /* bypass writer whose writers are reported (bypass_written) */
 	uint64_t open_bypass_reports; /* file->bypass_reports at open */
 	uint64_t explained_epoch;     /* file->explained_epoch at open */
@@ -198,12 +199,12 @@ struct access {
 	 * request path knows it: the one its writers will complete (opened while
 	 * others wrote), or the known one (its row may not be written yet). */
 	struct version *version_read;
-	/* Opened while others held the file open to write but had changed
-	 * nothing since its last version: version_read is that version,
-	 * unless they changed the file before this handle closed.  Then
-	 * version_read_later (set at release, before its CLOSE is queued; the
-	 * writer takes it over) is the version their changes make. */
-	bool read_beside_writers;
+	/* A handle only for reading whose version_read is the version there
+	 * was at its open (nobody had changed the file since, though writers
+	 * may have held it open): unless the file changed before it closed.
+	 * Then version_read_later (set at release, before its CLOSE is
+	 * queued; the writer takes it over) is the version the change makes. */
+	bool read_known_version;
 	struct version *version_read_later;
 	struct hash_source *hash_source; /* to hash the version read when its stamp is unknown */
 	atomic_int writer_thread;          /* thread of the last write request */

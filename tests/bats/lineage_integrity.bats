@@ -995,3 +995,46 @@ log.write("new\n")' "$TMP/opened" "$TMP/go" &
 	            WHERE v.id = ($(latest_version_sql log))" "$(real_exe "$PYTHON")"
 	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql log))" "$(xxh "$BACKING/log")"
 }
+
+@test "a reader that opened before a writer changed the file it was reading: its read is of the version the change made, not the one at its open" {
+	mount_provfs
+	head -c 32768 /dev/zero | tr '\0' A >"$MNT/f"
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 1 ]"
+	mkfifo "$TMP/began" "$TMP/go"
+	"$PYTHON" -c '
+import sys
+with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as out:
+    out.write(f.read(4096))
+    open(sys.argv[3], "w").write("began\n")
+    open(sys.argv[4]).read()
+    out.write(f.read())' "$MNT/f" "$TMP/copy" "$TMP/began" "$TMP/go" &
+	local reader=$!
+	cat "$TMP/began" >/dev/null
+	printf 'BBBBBBBB' | dd of="$MNT/f" bs=1 seek=20000 conv=notrunc status=none # ahead of the reader
+	release "$TMP/go"
+	wait "$reader"
+	stop_provfs
+	assert_sql "SELECT v.number FROM accesses a JOIN versions v ON v.id = a.read_version_id
+	            JOIN processes p ON p.id = a.process_id
+	            WHERE a.file_id = ($(file_id_sql f)) AND p.executable = '$(real_exe "$PYTHON")'
+	              AND a.open_flags & 3 = 0" 2
+	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f)) AND number = 2" \
+		"$(xxh "$TMP/copy")"
+}
+
+@test "a read-write handle that only wrote, while another handle held the file open (passed through by the kernel): no input, its bytes counted" {
+	mount_provfs
+	seq 1000 >"$MNT/h"
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 1 ]"
+	"$PYTHON" -c '
+import os, sys
+held = os.open(sys.argv[1], os.O_RDONLY) # another handle keeps the file open
+both = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(both, b"ZZ", 20)
+os.close(both)
+os.close(held)' "$MNT/h"
+	stop_provfs
+	assert_sql "SELECT coalesce(read_version_id, 'none') || ' ' || coalesce(bytes_read, 'unknown') || ' ' ||
+	                   coalesce(bytes_written, 'unknown') || ' ' || (written_version_id IS NOT NULL)
+	            FROM accesses WHERE file_id = ($(file_id_sql h)) AND open_flags & 3 = 2" "none 0 2 1"
+}
