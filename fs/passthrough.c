@@ -2107,7 +2107,6 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		struct fs_node_info info = node_info(node);
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
-		info.data_counted = handle->io_mode == FS_IO_PASSTHROUGH_DIRECT;
 		info.writers_reported = handle->watched != NULL;
 		/* Writes through the other handles before this open are
 		 * reported before it (recorder.c counts those made while a

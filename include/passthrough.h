@@ -36,10 +36,6 @@ struct fs_node_info {
 	 * itself (kernel FUSE passthrough), so data_read and data_written are
 	 * never called for it; what it wrote shows only in the file. */
 	bool data_bypass;
-	/* opened() only, with data_bypass: its reads and writes still come as
-	 * requests (direct I/O; only a mapping of it goes to the file), so
-	 * their bytes and calls are counted. */
-	bool data_counted;
 	/* opened() only, with data_bypass: the handle may write, and the
 	 * processes that write through it are reported (bypass_written). */
 	bool writers_reported;

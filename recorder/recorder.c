@@ -789,7 +789,6 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	}
 	access->recorded = recorded;
 	access->bypass = node->data_bypass;
-	access->counts_unknown = node->data_bypass && !node->data_counted;
 	access->writers_reported = node->data_bypass && node->writers_reported && writes;
 	if (access->file == NULL)
 		access->file = file_state_get(recorder, &st, open_fd);
@@ -1505,10 +1504,11 @@ descends_from(const struct process_info *image, const struct process_info *ances
  * opens the redirect of "prog >out" (bash in the forked child before the
  * exec, dash in itself before the fork) and prog closes it last: for a
  * handle that truncated without writing, the image that closes it, when it
- * is the opener's exec successor or descendant, is the producer.  A close
- * by the opener itself takes that back: the children that closed copies
- * before it (a logger's shell runs cp and truncate while it holds the log
- * open with "exec 4>>log") only inherited the handle.
+ * is the opener's exec successor or descendant, is the producer.  Only a
+ * descendant that used the handle: one that wrote through it, or any when
+ * the handle truncated or created the file and nobody wrote through it yet.
+ * A logger's shell holds its log open ("exec 4>>log") and runs cp and
+ * truncate, which inherit the descriptor and close it at exit unused.
  */
 static void
 on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
@@ -1539,17 +1539,27 @@ on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 	 */
 	struct process_info *image = process_table_peek(access->recorder->processes,
 							caller.process_id);
-	if (image && (image == access->process || descends_from(image, access->process))) {
-		pthread_mutex_lock(&access->file->lock);
-		struct process_info *previous = access->last_image;
-		access->last_image = image == access->process ? NULL : image;
-		pthread_mutex_unlock(&access->file->lock);
+	if (image && image != access->process && descends_from(image, access->process)) {
+		struct file_state *file = access->file;
+		pthread_mutex_lock(&file->lock);
+		bool used = ((access->flags & O_TRUNC) || access->created) &&
+			    (access->bypass ? file->bypass_writer_count == 0
+					    : atomic_load(&access->write_calls) == 0);
+		if (access->writer_image && access->writer_image->pid == image->pid)
+			used = true;
+		for (size_t i = 0; access->bypass && i < file->bypass_writer_count; i++)
+			if (file->bypass_writers[i].pid == image->pid)
+				used = true;
+		struct process_info *previous = NULL;
+		if (used) {
+			previous = access->last_image;
+			access->last_image = image;
+			image = NULL;
+		}
+		pthread_mutex_unlock(&file->lock);
 		process_info_release(previous);
-		if (image == access->process)
-			process_info_release(image);
-	} else {
-		process_info_release(image);
 	}
+	process_info_release(image);
 }
 
 static void

@@ -173,8 +173,7 @@ struct access {
 	bool reads;   /* opened for reading existing content: an input */
 	bool writes;  /* opened with write access */
 	bool created; /* the open created the file */
-	bool bypass;  /* kernel passthrough: what it wrote may show only in the file */
-	bool counts_unknown; /* ... and its bytes and calls are not ours to count */
+	bool bypass;  /* kernel passthrough: its bytes and calls are unknown */
 	bool writers_reported; /* bypass writer whose writers are reported (bypass_written) */
 	uint64_t open_bypass_reports; /* file->bypass_reports at open */
 	uint64_t explained_epoch;     /* file->explained_epoch at open */

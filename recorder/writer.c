@@ -878,14 +878,14 @@ bind_close(sqlite3_stmt *s, int first, struct access *access)
 	/* A read-write handle that wrote but read nothing was no input.  A
 	 * passthrough handle's counts are unknown (NULL): it may have read. */
 	bool input = access->read_version_id &&
-		     (access->counts_unknown || bytes_written == 0 || bytes_read > 0);
+		     (access->bypass || bytes_written == 0 || bytes_read > 0);
 
 	sqlite3_bind_int64(s, first, access->closed_ns);
 	sqlite3_bind_int64(s, first + 1, (int64_t)bytes_read);
 	sqlite3_bind_int64(s, first + 2, (int64_t)bytes_written);
 	sqlite3_bind_int64(s, first + 3, (int64_t)atomic_load(&access->read_calls));
 	sqlite3_bind_int64(s, first + 4, (int64_t)atomic_load(&access->write_calls));
-	for (int column = first + 1; access->counts_unknown && column <= first + 4; column++)
+	for (int column = first + 1; access->bypass && column <= first + 4; column++)
 		sqlite3_bind_null(s, column);
 	bind_id(s, first + 5, input ? access->read_version_id : 0);
 }

@@ -1021,20 +1021,3 @@ with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as out:
 	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f)) AND number = 2" \
 		"$(xxh "$TMP/copy")"
 }
-
-@test "a read-write handle that only wrote, while another handle held the file open (passed through by the kernel): no input, its bytes counted" {
-	mount_provfs
-	seq 1000 >"$MNT/h"
-	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 1 ]"
-	"$PYTHON" -c '
-import os, sys
-held = os.open(sys.argv[1], os.O_RDONLY) # another handle keeps the file open
-both = os.open(sys.argv[1], os.O_RDWR)
-os.pwrite(both, b"ZZ", 20)
-os.close(both)
-os.close(held)' "$MNT/h"
-	stop_provfs
-	assert_sql "SELECT coalesce(read_version_id, 'none') || ' ' || coalesce(bytes_read, 'unknown') || ' ' ||
-	                   coalesce(bytes_written, 'unknown') || ' ' || (written_version_id IS NOT NULL)
-	            FROM accesses WHERE file_id = ($(file_id_sql h)) AND open_flags & 3 = 2" "none 0 2 1"
-}
