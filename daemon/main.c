@@ -411,7 +411,7 @@ main(int argc, char *argv[])
 	if (strcmp(backing, mountpoint) != 0 && backing_reachable_by_others(backing))
 		log_warning("backing directory '%s' is reachable by other users outside the "
 			    "mount: their direct access bypasses provenance and labels (mount "
-			    "in place, or chmod 700 it)",
+			    "in place, or move it under a directory only root may enter)",
 			    backing);
 
 	raise_file_limit();
