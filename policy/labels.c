@@ -1960,6 +1960,44 @@ on_setattr_end(void *context, void *token)
 	labels->next->setattr_end(labels->next->context, token);
 }
 
+/*
+ * A label a file keeps although none of its names is under the rule that
+ * gave it any longer: a label change in the store saying why, which a
+ * remount loads (load_persisted()).  path: a name the file has or had;
+ * directory_fd and name, when it still has that name, give its generation.
+ */
+static void
+record_kept_label(struct labels *labels, const struct policy *policy,
+                  const struct fs_namespace_event *change, int level, const char *path,
+                  int directory_fd, const char *name, const char *reason)
+{
+	const struct stat *st = change->attributes;
+	struct recorder_policy_record *record;
+	unsigned int generation = 0;
+
+	if (labels->recorder == NULL || (record = calloc(1, sizeof(*record))) == NULL)
+		return;
+	if (directory_fd >= 0 && name) {
+		int fd = openat(directory_fd, name,
+		                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
+				generation = 0;
+			close(fd);
+		}
+	}
+	record->kind = RECORDER_LABEL_CHANGE;
+	record->device = st->st_dev;
+	record->inode = st->st_ino;
+	record->generation = generation;
+	record->path = strdup(path);
+	record->uid = change->caller ? change->caller->uid : 0;
+	record->level = strdup(policy_level_name(policy, level));
+	record->reason = strdup(reason);
+	record->time_ns = wall_clock_ns();
+	recorder_record_policy(labels->recorder, record);
+}
+
 static void
 on_namespace_changed(void *context, const struct fs_namespace_event *change)
 {
@@ -1996,6 +2034,26 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		int level = path ? policy_path_level(policy, path, &rule) : -1;
 		if (level > 0)
 			index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+		/*
+		 * A name under a lower rule for a file a rule labels ("ln
+		 * conf/f pub/f"): its labeled names may all go ("rm conf/f"),
+		 * and a remount would find it under the lower rule only, so
+		 * the store keeps the label, as for a rename out from under it.
+		 */
+		char kept_rule[512] = "";
+		pthread_rwlock_rdlock(&labels->table_lock);
+		const struct label_entry *entry = table_find(labels, st->st_dev, st->st_ino);
+		int file_rule = entry ? entry->rule : -1;
+		if (entry && entry->rule_text)
+			snprintf(kept_rule, sizeof(kept_rule), "%s", entry->rule_text);
+		pthread_rwlock_unlock(&labels->table_lock);
+		if (path && file_rule > 0 && file_rule > level) {
+			char reason[1024];
+			snprintf(reason, sizeof(reason), "kept from rule %s when linked as %s",
+			         kept_rule, path);
+			record_kept_label(labels, policy, change, file_rule, path,
+			                  change->new_parent_fd, change->new_name, reason);
+		}
 		free(directory);
 		free(path);
 	}
@@ -2019,34 +2077,13 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 			char *new_path = new_directory && change->new_name
 			                     ? join_path(new_directory, change->new_name)
 			                     : NULL;
-			if (new_path && policy_path_level(policy, new_path, NULL) < level &&
-			    labels->recorder) {
-				struct recorder_policy_record *record = calloc(1, sizeof(*record));
+			if (new_path && policy_path_level(policy, new_path, NULL) < level) {
 				char reason[1024];
 				snprintf(reason, sizeof(reason),
 				         "kept from rule %s (line %d) when renamed from %s",
 				         rule.glob, rule.line, path);
-				if (record) {
-					record->kind = RECORDER_LABEL_CHANGE;
-					record->device = st->st_dev;
-					record->inode = st->st_ino;
-					int fd = openat(change->new_parent_fd, change->new_name,
-					                O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-					                    O_NOCTTY | O_CLOEXEC);
-					unsigned int generation = 0;
-					if (fd >= 0 &&
-					    ioctl(fd, FS_IOC_GETVERSION, &generation) < 0)
-						generation = 0;
-					if (fd >= 0)
-						close(fd);
-					record->generation = generation;
-					record->path = strdup(new_path);
-					record->uid = change->caller ? change->caller->uid : 0;
-					record->level = strdup(policy_level_name(policy, level));
-					record->reason = strdup(reason);
-					record->time_ns = wall_clock_ns();
-					recorder_record_policy(labels->recorder, record);
-				}
+				record_kept_label(labels, policy, change, level, new_path,
+				                  change->new_parent_fd, change->new_name, reason);
 			}
 			free(new_directory);
 			free(new_path);

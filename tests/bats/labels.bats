@@ -138,6 +138,15 @@ label_of() {
 	mv "$MNT/raw/crm/other.csv" "$MNT/raw/crm/again.csv"
 	[ "$(label_of "$MNT/pub/link.csv")" = confidential ]
 	refused provfs-u1 cat "$MNT/pub/link.csv"
+	# And after a remount, whose walk finds it under the public rule only.
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/link.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/link.csv"
+	# The store says why (its names there: the recorder never saw this one).
+	assert_match "$(q "SELECT c.reason FROM label_changes c JOIN files f ON f.id = c.file_id
+	                   WHERE f.inode = $(stat -c %i "$BACKING/pub/link.csv")")" \
+		'^kept from rule raw/crm/\*\* \(line [0-9]+\) when linked as pub/link\.csv$'
 }
 
 @test "bypass: a symlink from a public path to a labeled file" {
