@@ -84,6 +84,11 @@ struct query {
 
 /* --- provfs_query.c -------------------------------------------------- */
 
+/* The configuration for the label questions (--config, else the default);
+ * NULL with error set when it cannot be had, or when the default is absent
+ * although the store's mounts enforced one (the built-in levels and no
+ * path rules would then answer wrongly). */
+struct provfs_config *q_label_config_load(struct query *q, char *error, size_t error_size);
 int q_error(struct query *q, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -27,9 +27,11 @@
  * descriptors, but a shell that exec'd a cleared trainer never read), and
  * the lowest clearance among them is the process's.
  */
+#include <errno.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "label_store.h"
@@ -38,11 +40,33 @@
 /* Where the values of a denial's fields start: "  process    ". */
 #define DENIAL_INDENT "             "
 
+struct provfs_config *
+q_label_config_load(struct query *q, char *error, size_t error_size)
+{
+	if (q->config_path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) < 0 && errno == ENOENT) {
+		sqlite3_stmt *s = NULL;
+		bool enforced = sqlite3_prepare_v2(q->db,
+						   "SELECT 1 FROM mount_sessions WHERE policy = 1 "
+						   "AND policy_revision IS NOT NULL LIMIT 1",
+						   -1, &s, NULL) == SQLITE_OK &&
+				sqlite3_step(s) == SQLITE_ROW;
+		sqlite3_finalize(s);
+		if (enforced) {
+			snprintf(error, error_size,
+				 "%s does not exist, but the store's mounts enforced a "
+				 "provfs.conf: name the one they used with --config FILE",
+				 CONFIG_DEFAULT_PATH);
+			return NULL;
+		}
+	}
+	return config_load(q->config_path, error, error_size);
+}
+
 /* The configuration for the label questions; NULL after the message (exit 2). */
 static struct provfs_config *
 label_config(struct query *q, char *error, size_t error_size)
 {
-	return config_load(q->config_path, error, error_size);
+	return q_label_config_load(q, error, error_size);
 }
 
 /* --- denials --------------------------------------------------------------- */

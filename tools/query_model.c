@@ -32,7 +32,7 @@ label_config(struct query *q)
 
 	if (!q->label_config_tried) {
 		q->label_config_tried = true;
-		q->label_config = config_load(q->config_path, error, sizeof(error));
+		q->label_config = q_label_config_load(q, error, sizeof(error));
 		if (q->label_config == NULL)
 			q_error(q, 0, "warning: only the propagated labels the store recorded "
 			              "are shown (path rules and explicit labels need the "

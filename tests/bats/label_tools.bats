@@ -384,6 +384,26 @@ assert [r["path"] for r in p[0]["read"]] == ["features/f.csv"], p
 assert [r["job"] for r in d["runs"]] == ["report"], d["runs"]'
 }
 
+@test "exposure and denials without --config, when the default provfs.conf is absent but the mounts enforced one: one line, exit 2" {
+	[ ! -e /etc/provfs/provfs.conf ] || skip "this machine has /etc/provfs/provfs.conf"
+	cp "$HSTORE" "$TMP/c.db"
+	sqlite3 -batch "$TMP/c.db" "UPDATE mount_sessions SET policy_revision = 'a1b2c3' WHERE id = 1"
+	local command
+	for command in "exposure $HM/raw/crm/a.csv" "denials"; do
+		# shellcheck disable=SC2086
+		run_split "$QUERY" --store "$TMP/c.db" $command
+		[ "$status" -eq 2 ] && [ -z "$stdout" ]
+		[ "${#stderr_lines[@]}" -eq 1 ]
+		assert_match "$stderr" "/etc/provfs/provfs.conf does not exist, but the store's mounts enforced a provfs.conf: name the one they used with --config FILE"
+	done
+	# With the configuration named, the same questions are answered.
+	run_split "$QUERY" --config "$CONF" --store "$TMP/c.db" exposure "$HM/raw/crm/a.csv"
+	assert_ok
+	# A store whose mounts enforced no provfs.conf answers with the built-in levels.
+	run_split "$QUERY" --store "$HSTORE" denials
+	[ "$status" -ne 2 ]
+}
+
 @test "exposure: a recorded denial's clearance is used; a grant that holds clears a reader" {
 	cp "$HSTORE" "$TMP/e.db"
 	# provfs-u3 (refused before, clearance internal) now reads the features.
