@@ -238,12 +238,15 @@ run_verify(struct query *q, struct verify_job *job, int64_t total_bytes)
 	if (nthreads == 0)
 		nthreads = 1;
 	clock_gettime(CLOCK_MONOTONIC, &begin);
+	/* Drawn before the workers start: a small store may be hashed before
+	 * this thread looks again, and a terminal still sees what ran. */
+	q_progress_start(q, &progress, "hashing", "files", (int64_t)job->count);
+	q_progress_update(&progress, 0);
 	for (size_t i = 0; i < nthreads; i++)
 		if (pthread_create(&threads[started], NULL, verify_worker, job) == 0)
 			started++;
 	if (started == 0)
 		verify_worker(job);
-	q_progress_start(q, &progress, "hashing", "files", (int64_t)job->count);
 	while (q->progress && atomic_load(&job->done) < job->count) {
 		struct timespec now, pause = {0, 100 * 1000 * 1000};
 		double elapsed, rate;
