@@ -27,6 +27,11 @@ write_conf() {
 	chmod 644 "$CONF"
 }
 
+# wait_hashed N: until the store holds N hashed versions (10 s at most).
+wait_hashed() {
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = $1 ]"
+}
+
 producer_of() {
 	q "SELECT producer_process_id FROM versions WHERE id = ($(latest_version_sql "$1"))"
 }
@@ -926,7 +931,7 @@ os.copy_file_range(source, target, 65536, 0, 65536) # to its end
 	seq 50 >"$MNT/log2"
 	# Hashed before the logger opens them (a version is not hashed while a
 	# writer the kernel passes through holds the file).
-	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 2 ]"
+	wait_hashed 2
 	(
 		cd "$MNT"
 		exec 4>>log 5>>log2 # the logger's shell holds both, idle
@@ -968,7 +973,7 @@ sys.stdout.buffer.write(f.read())' "$TMP/read" "$TMP/go" >"$TMP/log2.read" &
 @test "copytruncate under a logger holding the log open: the truncating handle is a writer of the version, the logger its producer" {
 	mount_provfs
 	seq 100 >"$MNT/log"
-	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 1 ]"
+	wait_hashed 1
 	mkfifo "$TMP/opened" "$TMP/go"
 	(
 		cd "$MNT"
@@ -999,7 +1004,7 @@ log.write("new\n")' "$TMP/opened" "$TMP/go" &
 @test "a reader that opened before a writer changed the file it was reading: its read is of the version the change made, not the one at its open" {
 	mount_provfs
 	head -c 32768 /dev/zero | tr '\0' A >"$MNT/f"
-	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'hashed'\")\" = 1 ]"
+	wait_hashed 1
 	mkfifo "$TMP/began" "$TMP/go"
 	"$PYTHON" -c '
 import sys
