@@ -31,6 +31,14 @@
  *   trust facts environment_injection and traced.  An exe: or script:
  *   condition never holds for a traced image; exe: never holds with
  *   LD_PRELOAD-style injection, script: never with either kind.
+ *   A script: condition holds only for a known interpreter (by the base
+ *   name of the executed file, version suffix allowed) whose inode is
+ *   owned by root and writable by no group or other user (the
+ *   PROCESS_EXECUTABLE_* facts, from the statx of the pinned inode), run
+ *   with the script as its script argument and nothing of the user's
+ *   before it: Python needs -I, -s or -S (or PYTHONNOUSERSITE without -E),
+ *   zsh -f; every option before the script must be one known to be safe.
+ *   policy.c lists the interpreters and the options.
  *   executable and script hashes through callbacks, so that a pinned
  *   condition costs a hash lookup only when it is evaluated.
  *
@@ -126,7 +134,9 @@ struct policy_subject {
 	const char *cwd; /* for a relative script argument; may be NULL */
 	const char *job; /* PROVFS_JOB, or NULL */
 	bool traced;
-	unsigned int injection; /* PROCESS_INJECTION_* */
+	unsigned int injection; /* PROCESS_INJECTION_*, PROCESS_PYTHON_NO_USER_SITE and
+				 * PROCESS_EXECUTABLE_* (process_table.h); 0: a
+				 * root-owned executable, nothing injected */
 };
 
 /* One grant line a decision considered: which condition failed, and why. */

@@ -75,7 +75,9 @@ struct process_info {
 	 * with the image's other facts at first sight; traced also follows
 	 * the process connector's ptrace events for the life of the image.
 	 */
-	unsigned int environment_injection; /* PROCESS_INJECTION_* found in environ */
+	unsigned int environment_injection; /* PROCESS_* trust facts, below: what
+					     * environ can inject, and the
+					     * executed inode's owner and mode */
 	atomic_bool traced;                 /* a tracer is (or was) attached */
 	dev_t executable_device;            /* the very inode that was executed, as the */
 	ino_t executable_inode;             /* kernel's /proc/PID/exe names it; 0/0 unknown */
@@ -86,16 +88,29 @@ struct process_info {
 	struct process_info *release_next;  /* process_info_release's own worklist */
 };
 
-/* Environment variables through which a caller can run its own code. */
+/*
+ * The trust facts of an image, one word (environment_injection, which the
+ * policy receives as policy_subject.injection).  The INJECTION bits name
+ * environment variables through which a caller can run its own code;
+ * PYTHON_NO_USER_SITE is PYTHONNOUSERSITE set (not empty).  The
+ * EXECUTABLE bits come from the statx of the pinned executed inode, never
+ * from a name, and are negative so that an image whose inode could not be
+ * read is never trusted: a root-owned executable not writable by group or
+ * others has none of them.
+ */
 enum process_injection {
 	PROCESS_INJECTION_LOADER = 1u << 0, /* LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ... */
 	PROCESS_INJECTION_SCRIPT = 1u << 1, /* PYTHONPATH, PYTHONSTARTUP, PERL5LIB, NODE_OPTIONS, ... */
+	PROCESS_PYTHON_NO_USER_SITE = 1u << 2,        /* PYTHONNOUSERSITE=1 */
+	PROCESS_EXECUTABLE_UNKNOWN = 1u << 3,         /* owner and mode not read */
+	PROCESS_EXECUTABLE_NOT_ROOT = 1u << 4,        /* not owned by root (or unknown) */
+	PROCESS_EXECUTABLE_SHARED_WRITABLE = 1u << 5, /* writable by group or others (or unknown) */
 };
 
 /*
- * The PROCESS_INJECTION_* bits that an environment (NUL-separated
- * NAME=value entries, length bytes) carries.  The variables are listed in
- * process_table.c.
+ * The PROCESS_INJECTION_* and PROCESS_PYTHON_NO_USER_SITE bits that an
+ * environment (NUL-separated NAME=value entries, length bytes) carries.
+ * The variables are listed in process_table.c.
  */
 unsigned int process_injection_of(const char *environment, size_t length);
 

@@ -430,21 +430,80 @@ explain(struct policy_decision *decision, const char *format, ...)
 	va_end(ap);
 }
 
-/* The script a process runs: argv[1], when nothing stands between. */
-static bool
-script_argument_is(const struct policy_subject *subject, const char *path)
+/* ---- script: whose script, run how ------------------------------------------ */
+
+/*
+ * A script: condition holds for an interpreter running the script, and for
+ * nothing else that names it.  Three facts, all from the kernel or from
+ * the process's first words, decide it:
+ *
+ *   the executable (the kernel's /proc/PID/exe, not argv[0]) is a known
+ *   interpreter by its base name, a version suffix allowed ("python3.11",
+ *   "perl5.36.0", "lua5.4"): an editor, a pager, a debugger or the user's
+ *   own program given the script as argv[1] would read whatever it is
+ *   told to afterwards;
+ *
+ *   its inode is owned by root and writable by no group and no other user
+ *   (PROCESS_EXECUTABLE_*, from the statx of the pinned inode): a copy of
+ *   python3 in the user's home is the user's program;
+ *
+ *   the interpreter runs nothing of the user's before the script: its
+ *   arguments up to the script are options known to be safe, and those
+ *   that keep the interpreter's own startup hooks shut are there.  Python
+ *   runs .pth files and usercustomize.py from the user's site directory
+ *   unless -I, -s or -S is given (or PYTHONNOUSERSITE, which -E and -I
+ *   ignore); zsh reads ~/.zshenv unless -f is given.  The other shells,
+ *   Perl, Ruby, Node.js, Lua and Tcl read no user file before a script
+ *   they are given as their first argument (their environment variables
+ *   that would, PROCESS_INJECTION_SCRIPT, refuse the grant), so for them
+ *   the script must be argv[1], with no option before it.
+ *
+ * An option taking an argument (-W ARG, -X OPT, also stuck on: -Wignore)
+ * consumes the word after it; clusters (-Is, -sBu) are read letter by
+ * letter, as CPython's getopt reads them.
+ */
+enum interpreter_kind {
+	INTERPRETER_NONE,
+	INTERPRETER_PLAIN, /* the script is argv[1] */
+	INTERPRETER_PYTHON,
+	INTERPRETER_ZSH,
+};
+
+static const struct interpreter {
+	const char *name;
+	enum interpreter_kind kind;
+} interpreters[] = {
+	{"python", INTERPRETER_PYTHON}, {"perl", INTERPRETER_PLAIN},  {"ruby", INTERPRETER_PLAIN},
+	{"node", INTERPRETER_PLAIN},    {"nodejs", INTERPRETER_PLAIN}, {"bash", INTERPRETER_PLAIN},
+	{"sh", INTERPRETER_PLAIN},      {"dash", INTERPRETER_PLAIN},   {"ksh", INTERPRETER_PLAIN},
+	{"mksh", INTERPRETER_PLAIN},    {"zsh", INTERPRETER_ZSH},      {"lua", INTERPRETER_PLAIN},
+	{"luajit", INTERPRETER_PLAIN},  {"tclsh", INTERPRETER_PLAIN},
+};
+
+/* Which interpreter executable is, by its base name and a version suffix. */
+static enum interpreter_kind
+interpreter_of(const char *executable)
 {
-	if (subject->argv == NULL)
-		return false;
-	size_t first = strnlen(subject->argv, subject->argv_length);
-	if (first + 1 >= subject->argv_length)
-		return false;
-	const char *argument = subject->argv + first + 1;
-	if (argument[0] == '-' || argument[0] == '\0')
-		return false; /* an option first (-c, -m, -i ...): not this script */
+	const char *name = strrchr(executable, '/');
+
+	name = name ? name + 1 : executable;
+	for (size_t i = 0; i < sizeof(interpreters) / sizeof(interpreters[0]); i++) {
+		size_t length = strlen(interpreters[i].name);
+		if (strncmp(name, interpreters[i].name, length) != 0)
+			continue;
+		if (name[length + strspn(name + length, "0123456789.")] == '\0')
+			return interpreters[i].kind;
+	}
+	return INTERPRETER_NONE;
+}
+
+/* Is argument, a word of argv, the script at path (relative to the cwd)? */
+static bool
+argument_is_script(const struct policy_subject *subject, const char *argument, const char *path)
+{
 	if (argument[0] == '/')
 		return strcmp(argument, path) == 0;
-	if (subject->cwd == NULL)
+	if (subject->cwd == NULL || argument[0] == '\0')
 		return false;
 	/* A relative argument: cwd/argument, with a leading "./" dropped. */
 	while (argument[0] == '.' && argument[1] == '/')
@@ -456,10 +515,210 @@ script_argument_is(const struct policy_subject *subject, const char *path)
 	       strcmp(path + cwd_length + 1, argument) == 0;
 }
 
+/* argv as words: the count, and up to max words in words (the rest cut). */
+static size_t
+argv_words(const struct policy_subject *subject, const char **words, size_t max)
+{
+	size_t count = 0;
+
+	for (size_t offset = 0; subject->argv && offset < subject->argv_length && count < max;) {
+		const char *word = subject->argv + offset;
+		size_t length = strnlen(word, subject->argv_length - offset);
+		if (offset + length >= subject->argv_length)
+			break; /* not NUL-terminated: a cut word is no word */
+		words[count++] = word;
+		offset += length + 1;
+	}
+	return count;
+}
+
+#define SCRIPT_WORDS 64 /* argv words looked at: options before the script and the script */
+
+static const char *const python_safe_x_options[] = {
+	"dev",          "faulthandler",       "showrefcount",          "tracemalloc",
+	"importtime",   "utf8",               "warn_default_encoding", "int_max_str_digits",
+	"no_debug_ranges", "frozen_modules",  "perf",                  "perf_jit",
+	"cpu_count",    "gil",                "context_aware_warnings", "thread_inherit_context",
+	"disable_remote_debug",
+};
+
+/*
+ * -X OPT: safe when OPT (up to '=') is a known option that loads no code.
+ * Not: pycache_prefix=DIR (bytecode for every import from DIR), presite=MOD
+ * (imports MOD first), and any name Python does not know, which it keeps
+ * in sys._xoptions for whoever asks.
+ */
+static bool
+python_x_option_safe(const char *option)
+{
+	size_t length = strcspn(option, "=");
+
+	for (size_t i = 0; i < sizeof(python_safe_x_options) / sizeof(python_safe_x_options[0]); i++)
+		if (strlen(python_safe_x_options[i]) == length &&
+		    strncmp(option, python_safe_x_options[i], length) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * -W ACTION:MESSAGE:CATEGORY:MODULE:LINENO: a category with a dot names a
+ * module, which Python imports to find it; a bare name is a built-in.
+ */
+static bool
+python_w_option_safe(const char *filter)
+{
+	const char *category = strchr(filter, ':');
+
+	if (category == NULL || (category = strchr(category + 1, ':')) == NULL)
+		return true;
+	category++;
+	size_t length = strcspn(category, ":");
+	return memchr(category, '.', length) == NULL;
+}
+
+static const char python_user_site[] =
+    "python without -I or -s runs the user's site-packages first: run python3 -I SCRIPT";
+
+/*
+ * Python's command line, as CPython's getopt reads it ("bBc:dEhiIm:OPqRsS
+ * tuvVW:xX:?" and --check-hash-based-pycs ARG): the index of the script
+ * in words, or -1 with why not in *reason.
+ */
+static int
+python_script(const struct policy_subject *subject, const char **words, size_t count,
+              const char **reason)
+{
+	bool no_user_site = false, ignore_environment = false;
+	const char *unsafe = NULL;
+	size_t i;
+
+	*reason = "not running this script";
+	for (i = 1; i < count; i++) {
+		const char *word = words[i];
+		if (word[0] != '-' || word[1] == '\0')
+			break; /* the script, or "-": stdin */
+		if (strcmp(word, "--") == 0) {
+			i++;
+			break;
+		}
+		if (word[1] == '-') {
+			if (strcmp(word, "--check-hash-based-pycs") != 0)
+				return -1; /* --help, --version ...: no script runs */
+			i++;
+			continue;
+		}
+		for (const char *letter = word + 1; *letter; letter++) {
+			const char *argument = NULL;
+			if (strchr("cmWX", *letter)) {
+				argument = letter[1] ? letter + 1 : i + 1 < count ? words[++i] : NULL;
+				if (argument == NULL)
+					return -1; /* Python refuses to start */
+			}
+			switch (*letter) {
+			case 'I':
+				ignore_environment = no_user_site = true;
+				break;
+			case 's':
+			case 'S':
+				no_user_site = true;
+				break;
+			case 'E':
+				ignore_environment = true;
+				break;
+			case 'b':
+			case 'B':
+			case 'd':
+			case 'O':
+			case 'P':
+			case 'q':
+			case 'R':
+			case 't':
+			case 'u':
+			case 'v':
+			case 'x':
+				break;
+			case 'W':
+				if (!python_w_option_safe(argument) && unsafe == NULL)
+					unsafe = "python -W with a module's warning category "
+					         "imports that module first";
+				break;
+			case 'X':
+				if (!python_x_option_safe(argument) && unsafe == NULL)
+					unsafe = "python -X option not known to be safe";
+				break;
+			case 'i':
+				if (unsafe == NULL)
+					unsafe = "python -i opens a prompt after the script";
+				break;
+			default: /* -c, -m: not a script; -h, -V: nothing runs */
+				return -1;
+			}
+			if (argument)
+				break; /* the rest of the word was the argument */
+		}
+	}
+	if (unsafe) {
+		*reason = unsafe;
+	} else if (!no_user_site &&
+	           (ignore_environment || !(subject->injection & PROCESS_PYTHON_NO_USER_SITE))) {
+		*reason = python_user_site;
+	} else {
+		*reason = NULL;
+	}
+	return i < count ? (int)i : -1;
+}
+
+/*
+ * Does the process run the script at path as a trusted interpreter would?
+ * NULL when it does, else why not.
+ */
+static const char *
+script_fails(const struct policy_subject *subject, const char *path)
+{
+	const char *words[SCRIPT_WORDS];
+	size_t count = argv_words(subject, words, SCRIPT_WORDS);
+	const char *reason = NULL;
+	int script = -1;
+
+	if (subject->executable == NULL)
+		return "executable unknown";
+	switch (interpreter_of(subject->executable)) {
+	case INTERPRETER_NONE:
+		for (size_t i = 1; i < count; i++)
+			if (argument_is_script(subject, words[i], path))
+				return "executable is not a script interpreter";
+		return "not running this script";
+	case INTERPRETER_PLAIN:
+		script = count > 1 && words[1][0] != '-' ? 1 : -1;
+		break;
+	case INTERPRETER_ZSH:
+		if (count > 2 && (strcmp(words[1], "-f") == 0 || strcmp(words[1], "--no-rcs") == 0)) {
+			script = 2;
+		} else if (count > 1 && words[1][0] != '-') {
+			script = 1;
+			reason = "zsh without -f runs the user's ~/.zshenv first: run zsh -f SCRIPT";
+		}
+		break;
+	case INTERPRETER_PYTHON:
+		script = python_script(subject, words, count, &reason);
+		break;
+	}
+	if (script < 0 || !argument_is_script(subject, words[script], path))
+		return "not running this script";
+	if (subject->injection & PROCESS_EXECUTABLE_UNKNOWN)
+		return "interpreter's owner and mode unknown";
+	if (subject->injection & PROCESS_EXECUTABLE_NOT_ROOT)
+		return "interpreter not owned by root";
+	if (subject->injection & PROCESS_EXECUTABLE_SHARED_WRITABLE)
+		return "interpreter writable by group or others";
+	return reason;
+}
+
 /* Does condition hold?  NULL when it does, else why not. */
 static const char *
 condition_fails(const struct condition *condition, const struct policy_subject *subject)
 {
+	const char *failed; /* why a script: condition fails */
 	char hash[33];
 
 	switch (condition->kind) {
@@ -487,8 +746,8 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 			return "executable hash unknown";
 		return strcmp(hash, condition->pin) == 0 ? NULL : "executable hash differs";
 	case CONDITION_SCRIPT:
-		if (!script_argument_is(subject, condition->path))
-			return "not running this script";
+		if ((failed = script_fails(subject, condition->path)) != NULL)
+			return failed;
 		if (subject->traced)
 			return "traced";
 		if (subject->injection & (PROCESS_INJECTION_LOADER | PROCESS_INJECTION_SCRIPT))

@@ -540,7 +540,12 @@ same_job(const char *a, const char *b)
  * together run a command substitution on every traced line), Lua, Tcl, R
  * and the JVM.
  *
+ * (PYTHONPYCACHEPREFIX: Python loads the bytecode of the modules it imports
+ * from that directory, and a .pyc there runs whatever it holds.)
+ *
  * A variable with an empty value changes nothing and is not counted.
+ * PYTHONNOUSERSITE is the one variable that takes code away: set, Python
+ * does not run the user's own site directory (PROCESS_PYTHON_NO_USER_SITE).
  */
 static const char *const loader_variables[] = {
 	"LD_PRELOAD",	 "LD_LIBRARY_PATH",  "LD_AUDIT",     "LD_ORIGIN_PATH", "LD_DEBUG",
@@ -557,7 +562,7 @@ static const char *const script_variables[] = {
 	"BASH_FUNC_*",	 "SHELLOPTS",	     "PS4",		 "LUA_PATH*",
 	"LUA_CPATH*",	 "LUA_INIT*",	     "TCLLIBPATH",	 "R_PROFILE",
 	"R_PROFILE_USER", "R_LIBS",	     "R_LIBS_USER",	 "JAVA_TOOL_OPTIONS",
-	"_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+	"_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",	"PYTHONPYCACHEPREFIX",
 };
 
 static bool
@@ -594,6 +599,9 @@ process_injection_of(const char *environment, size_t length)
 		if (name_listed(entry, name_length, script_variables,
 				sizeof(script_variables) / sizeof(script_variables[0])))
 			found |= PROCESS_INJECTION_SCRIPT;
+		if (name_length == strlen("PYTHONNOUSERSITE") &&
+		    memcmp(entry, "PYTHONNOUSERSITE", name_length) == 0)
+			found |= PROCESS_PYTHON_NO_USER_SITE;
 	}
 	return found;
 }
@@ -620,7 +628,8 @@ read_traced(pid_t pid)
  * request: cached attributes only), so this is safe on a request thread
  * even when the executable lives on this very mount or on a filesystem
  * stacked on it (overlayfs).  Reading the file is left to the executable
- * thread.
+ * thread.  The owner and mode come with the same statx: the policy trusts
+ * an interpreter by them (executable_trust()).
  */
 static int
 pin_executable(pid_t pid, struct statx *attributes)
@@ -633,12 +642,32 @@ pin_executable(pid_t pid, struct statx *attributes)
 	if (fd < 0)
 		return -1;
 	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
-		  STATX_TYPE | STATX_INO | STATX_MNT_ID, attributes) < 0 ||
+		  STATX_TYPE | STATX_MODE | STATX_UID | STATX_INO | STATX_MNT_ID, attributes) < 0 ||
 	    !(attributes->stx_mask & STATX_MNT_ID) || !S_ISREG(attributes->stx_mode)) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/*
+ * The PROCESS_EXECUTABLE_* bits of the inode pinned with attributes
+ * (pinned false: nothing was pinned, nothing is known).
+ */
+static unsigned int
+executable_trust(bool pinned, const struct statx *attributes)
+{
+	unsigned int facts = 0;
+
+	if (!pinned || (attributes->stx_mask & (STATX_MODE | STATX_UID)) !=
+			       (STATX_MODE | STATX_UID))
+		return PROCESS_EXECUTABLE_UNKNOWN | PROCESS_EXECUTABLE_NOT_ROOT |
+		       PROCESS_EXECUTABLE_SHARED_WRITABLE;
+	if (attributes->stx_uid != 0)
+		facts |= PROCESS_EXECUTABLE_NOT_ROOT;
+	if (attributes->stx_mode & (S_IWGRP | S_IWOTH))
+		facts |= PROCESS_EXECUTABLE_SHARED_WRITABLE;
+	return facts;
 }
 
 /* A whole small file (mountinfo): NUL-terminated, or NULL. */
@@ -1131,6 +1160,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	} else {
 		image->executable_verdict = -1; /* nothing pinned: never known */
 	}
+	image->environment_injection = executable_trust(plan->pinned_fd >= 0, &executed);
 	image->executable = read_proc_link(pid, "exe");
 	image->cwd = read_proc_link(pid, "cwd");
 	raw_argv = read_proc_file(pid, "cmdline", 1 << 20, &raw_length);
@@ -1150,7 +1180,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	environment = read_proc_file(pid, "environ", ENVIRON_LIMIT, &environment_length);
 	if (environment) {
 		image->job = environment_value(environment, environment_length, "PROVFS_JOB");
-		image->environment_injection =
+		image->environment_injection |=
 			process_injection_of(environment, environment_length);
 	}
 	if (read_traced(pid))

@@ -256,11 +256,14 @@ test_grants(void)
 	subject.uid = 1001; /* every condition must hold */
 	CHECK(!allowed(policy, &subject, "restricted"));
 
-	/* script: argv[1] is the script, no option before it, hash matches. */
-	static const char run_script[] = "python3\0/srv/score.py\0--fast";
-	static const char relative[] = "python3\0./score.py";
+	/*
+	 * script: a root-owned interpreter runs the script, nothing of the
+	 * user's before it, hash matches (test_script_runs: the rest).
+	 */
+	static const char run_script[] = "python3\0-I\0/srv/score.py\0--fast";
+	static const char relative[] = "python3\0-I\0./score.py";
 	static const char option_first[] = "python3\0-i\0/srv/score.py";
-	static const char other[] = "python3\0/srv/other.py";
+	static const char other[] = "python3\0-I\0/srv/other.py";
 	subject = subject_of(&fake, nobody, "/usr/bin/python3.11", run_script, sizeof(run_script));
 	CHECK(allowed(policy, &subject, "restricted"));
 	subject.argv = relative;
@@ -296,6 +299,195 @@ test_grants(void)
 	CHECK(allowed(policy, &subject, "confidential"));
 	subject.job = NULL;
 	CHECK(!allowed(policy, &subject, "confidential"));
+	policy_free(policy);
+}
+
+/*
+ * Why a script: grant for /srv/score.py did not hold for executable with
+ * argv (cwd /srv) and the trust facts injection: NULL when it held.
+ */
+static const char *
+script_refusal(const struct policy *policy, const char *executable, const char *argv,
+               size_t argv_length, unsigned int injection)
+{
+	static struct policy_decision decision;
+	static struct fake fake = {.script_hash = PIN_B};
+	struct policy_subject subject =
+	    subject_of(&fake, getpwnam("nobody")->pw_uid, executable, argv, argv_length);
+
+	subject.injection = injection;
+	policy_decide(policy, &subject, policy_level_index(policy, "restricted"), &decision);
+	if (decision.allowed)
+		return NULL;
+	const char *explanation = policy_explain(policy, &decision);
+	const char *reason = strstr(explanation, "@xxh3:" PIN_B " (");
+	return reason ? reason + strlen("@xxh3:" PIN_B " (") : explanation;
+}
+
+#define REFUSAL(executable, argv, injection) \
+	script_refusal(policy, executable, argv, sizeof(argv), injection)
+/* The refusal starts with reason (the explanation goes on with ")"). */
+#define CHECK_REFUSED(executable, argv, injection, reason)                                        \
+	do {                                                                                      \
+		const char *got_ = REFUSAL(executable, argv, injection);                          \
+		CHECK(got_ != NULL && strncmp(got_, reason, strlen(reason)) == 0 &&               \
+		      got_[strlen(reason)] == ')');                                               \
+		if (got_ == NULL || strncmp(got_, reason, strlen(reason)) != 0)                   \
+			fprintf(stderr, "  %s %s: got '%s'\n", executable, #argv,                  \
+			        got_ ? got_ : "(allowed)");                                         \
+	} while (0)
+#define CHECK_GRANTED(executable, argv, injection)                                                \
+	do {                                                                                      \
+		const char *got_ = REFUSAL(executable, argv, injection);                          \
+		CHECK(got_ == NULL);                                                              \
+		if (got_)                                                                         \
+			fprintf(stderr, "  %s %s: refused: %s\n", executable, #argv, got_);        \
+	} while (0)
+
+static const char python_user_site[] =
+    "python without -I or -s runs the user's site-packages first: run python3 -I SCRIPT";
+
+/* script: holds for a trusted interpreter running the script, and for nothing else. */
+static void
+test_script_runs(void)
+{
+	struct policy *policy = compile("[classification]\n"
+	                                "levels = public internal confidential restricted\n"
+	                                "[clearance]\n"
+	                                "restricted = script:/srv/score.py@xxh3:" PIN_B
+	                                " user:nobody\n");
+	const char *python = "/usr/bin/python3.11";
+	const unsigned int user_owned = PROCESS_EXECUTABLE_NOT_ROOT;
+
+	/* Any other program given the script as argv[1] reads what it is told to next. */
+	static const char vim[] = "vim\0/srv/score.py";
+	static const char mine[] = "./mine\0score.py";
+	static const char head[] = "head\0-c0\0/srv/score.py\0/srv/secret";
+	static const char less[] = "less\0/srv/other.txt";
+	CHECK_REFUSED("/usr/bin/vim.basic", vim, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/home/u/mine", mine, user_owned, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/head", head, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/less", less, 0, "not running this script");
+	/* Names: a version suffix is allowed, nothing else. */
+	static const char plain[] = "x\0/srv/score.py";
+	CHECK_REFUSED("/usr/bin/shred", plain, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/pythonista", plain, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/python3.11 (deleted)", plain, 0,
+	              "executable is not a script interpreter");
+	CHECK_GRANTED("/usr/bin/perl5.36.0", plain, 0);
+	CHECK_GRANTED("/usr/bin/lua5.4", plain, 0);
+	CHECK_GRANTED("/usr/bin/dash", plain, 0);
+	CHECK_GRANTED("/usr/bin/bash", plain, 0);
+
+	/* The interpreter itself: owned by root, written by nobody else. */
+	static const char isolated[] = "python3\0-I\0/srv/score.py";
+	CHECK_GRANTED(python, isolated, 0);
+	CHECK_REFUSED("/home/u/python3", isolated, user_owned, "interpreter not owned by root");
+	CHECK_REFUSED(python, isolated, PROCESS_EXECUTABLE_SHARED_WRITABLE,
+	              "interpreter writable by group or others");
+	CHECK_REFUSED(python, isolated,
+	              PROCESS_EXECUTABLE_UNKNOWN | PROCESS_EXECUTABLE_NOT_ROOT |
+	                  PROCESS_EXECUTABLE_SHARED_WRITABLE,
+	              "interpreter's owner and mode unknown");
+
+	/* Python: the user's site directory off (-I, -s, -S), in any cluster. */
+	static const char bare[] = "python3\0/srv/score.py\0--fast";
+	static const char unbuffered[] = "python3\0-u\0score.py";
+	static const char no_site[] = "python3\0-s\0/srv/score.py";
+	static const char no_site_module[] = "python3\0-S\0/srv/score.py";
+	static const char cluster_is[] = "python3\0-Is\0/srv/score.py";
+	static const char cluster_sb[] = "python3\0-sB\0/srv/score.py";
+	static const char cluster_ib[] = "python3\0-IB\0./score.py";
+	static const char cluster_ui[] = "python3\0-u\0-OO\0-Iu\0/srv/score.py";
+	static const char dashes[] = "python3\0-I\0--\0/srv/score.py";
+	CHECK_REFUSED(python, bare, 0, python_user_site);
+	CHECK_REFUSED(python, unbuffered, 0, python_user_site);
+	CHECK_GRANTED(python, no_site, 0);
+	CHECK_GRANTED(python, no_site_module, 0);
+	CHECK_GRANTED(python, cluster_is, 0);
+	CHECK_GRANTED(python, cluster_sb, 0);
+	CHECK_GRANTED(python, cluster_ib, 0);
+	CHECK_GRANTED(python, cluster_ui, 0);
+	CHECK_GRANTED(python, dashes, 0);
+	/* PYTHONNOUSERSITE counts, but not under -E, which ignores it. */
+	static const char ignore_environment[] = "python3\0-E\0/srv/score.py";
+	CHECK_GRANTED(python, bare, PROCESS_PYTHON_NO_USER_SITE);
+	CHECK_REFUSED(python, ignore_environment, PROCESS_PYTHON_NO_USER_SITE, python_user_site);
+	/* The user-site reason only once the rest holds: this script, a trusted interpreter. */
+	static const char bare_other[] = "python3\0/srv/other.py";
+	CHECK_REFUSED(python, bare_other, 0, "not running this script");
+	CHECK_REFUSED("/home/u/python3", bare, user_owned, "interpreter not owned by root");
+
+	/* Options with an argument consume it, stuck on or in the next word. */
+	static const char w_ignore[] = "python3\0-W\0ignore\0-I\0/srv/score.py";
+	static const char w_stuck[] = "python3\0-Wignore\0-s\0/srv/score.py";
+	static const char w_category[] = "python3\0-I\0-W\0error::DeprecationWarning\0score.py";
+	static const char w_module[] = "python3\0-I\0-W\0ignore::evil.Warn\0/srv/score.py";
+	static const char w_eats_script[] = "python3\0-I\0-W\0/srv/score.py";
+	static const char x_dev[] = "python3\0-X\0dev\0-I\0/srv/score.py";
+	static const char x_stuck[] = "python3\0-IXutf8=1\0/srv/score.py";
+	static const char x_eats_option[] = "python3\0-X\0-I\0/srv/score.py";
+	static const char x_pycache[] = "python3\0-I\0-X\0pycache_prefix=/tmp/c\0/srv/score.py";
+	static const char x_unknown[] = "python3\0-I\0-Xpresite=evil\0/srv/score.py";
+	static const char check_pycs[] =
+	    "python3\0--check-hash-based-pycs\0never\0-I\0/srv/score.py";
+	CHECK_GRANTED(python, w_ignore, 0);
+	CHECK_GRANTED(python, w_stuck, 0);
+	CHECK_GRANTED(python, w_category, 0);
+	CHECK_REFUSED(python, w_module, 0,
+	              "python -W with a module's warning category imports that module first");
+	CHECK_REFUSED(python, w_eats_script, 0, "not running this script");
+	CHECK_GRANTED(python, x_dev, 0);
+	CHECK_GRANTED(python, x_stuck, 0);
+	CHECK_REFUSED(python, x_eats_option, 0, "python -X option not known to be safe");
+	CHECK_REFUSED(python, x_pycache, 0, "python -X option not known to be safe");
+	CHECK_REFUSED(python, x_unknown, 0, "python -X option not known to be safe");
+	CHECK_GRANTED(python, check_pycs, 0);
+
+	/* Not this script, or more than it. */
+	static const char command[] = "python3\0-I\0-c\0import x\0/srv/score.py";
+	static const char command_cluster[] = "python3\0-Ic\0/srv/score.py";
+	static const char module[] = "python3\0-I\0-m\0score\0/srv/score.py";
+	static const char interactive[] = "python3\0-Ii\0/srv/score.py";
+	static const char stdin_script[] = "python3\0-I\0-\0/srv/score.py";
+	static const char help[] = "python3\0--help\0/srv/score.py";
+	static const char missing[] = "python3\0-I";
+	CHECK_REFUSED(python, command, 0, "not running this script");
+	CHECK_REFUSED(python, command_cluster, 0, "not running this script");
+	CHECK_REFUSED(python, module, 0, "not running this script");
+	CHECK_REFUSED(python, interactive, 0, "python -i opens a prompt after the script");
+	CHECK_REFUSED(python, stdin_script, 0, "not running this script");
+	CHECK_REFUSED(python, help, 0, "not running this script");
+	CHECK_REFUSED(python, missing, 0, "not running this script");
+
+	/*
+	 * Shebangs: "#!/usr/bin/python3 -I" makes the kernel run
+	 * [/usr/bin/python3, -I, ./score.py]; "#!/usr/bin/env python3" gives
+	 * Python no option.
+	 */
+	static const char shebang[] = "/usr/bin/python3\0-I\0./score.py\0--fast";
+	static const char env_shebang[] = "python3\0./score.py";
+	static const char two_options[] = "/usr/bin/python3\0-I -u\0./score.py";
+	CHECK_GRANTED(python, shebang, 0);
+	CHECK_REFUSED(python, env_shebang, 0, python_user_site);
+	CHECK_REFUSED(python, two_options, 0, "not running this script"); /* Python refuses too */
+
+	/* The other interpreters: the script is argv[1], as before. */
+	static const char perl_debug[] = "perl\0-d\0/srv/score.py";
+	static const char perl_after[] = "perl\0/srv/score.py\0-d";
+	CHECK_REFUSED("/usr/bin/perl", perl_debug, 0, "not running this script");
+	CHECK_GRANTED("/usr/bin/perl", perl_after, 0);
+	CHECK_REFUSED("/usr/bin/perl", perl_after, user_owned, "interpreter not owned by root");
+	/* zsh reads the user's ~/.zshenv unless -f. */
+	static const char zsh[] = "zsh\0/srv/score.py";
+	static const char zsh_f[] = "zsh\0-f\0/srv/score.py";
+	static const char zsh_x[] = "zsh\0-x\0/srv/score.py";
+	CHECK_REFUSED("/usr/bin/zsh", zsh, 0,
+	              "zsh without -f runs the user's ~/.zshenv first: run zsh -f SCRIPT");
+	CHECK_GRANTED("/usr/bin/zsh", zsh_f, 0);
+	CHECK_REFUSED("/usr/bin/zsh", zsh_x, 0, "not running this script");
+	/* Traced or injected: refused whatever the interpreter (test_grants). */
+	CHECK_REFUSED(python, isolated, PROCESS_INJECTION_SCRIPT, "environment can inject code");
 	policy_free(policy);
 }
 
@@ -385,6 +577,7 @@ main(void)
 	close(fd);
 	test_rules();
 	test_grants();
+	test_script_runs();
 	test_explanation();
 	test_bad_input();
 	unlink(conf_path);
