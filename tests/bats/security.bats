@@ -293,3 +293,99 @@ credentials_of_xattr_calls() {
 	run as_user provfs-u2 "$query" --store "$STORE" stats
 	[ "$status" -eq 2 ]
 }
+
+# ---------------------------------------------------------------- script: grants
+
+# Remount with a restricted directory and a script: grant for provfs-u3's
+# job: $TMP/jobs/job.py (root's, outside the mount), which prints the file
+# it is given, and may also run by its shebang, "#!/usr/bin/python3 -I".
+mount_script_grant() {
+	unmount_provfs
+	mkdir -p "$BACKING/secret" "$TMP/jobs"
+	chmod 755 "$BACKING/secret" "$TMP/jobs"
+	echo "income,0.93" >"$BACKING/secret/scores.csv"
+	chmod 644 "$BACKING/secret/scores.csv"
+	JOB=$TMP/jobs/job.py
+	printf '%s\n' "#!$PYTHON -I" 'import sys' 'print(open(sys.argv[1]).read().strip())' >"$JOB"
+	chmod 755 "$JOB"
+	local hash
+	hash=$(xxhsum -H2 "$JOB")
+	CONF=$TMP/provfs.conf
+	{
+		echo "[classification]"
+		echo "levels = public internal confidential restricted"
+		echo "[paths]"
+		echo "secret/** = restricted"
+		echo "[clearance]"
+		echo "restricted = script:$JOB@xxh3:${hash%% *} user:provfs-u3"
+	} >"$CONF"
+	chmod 644 "$CONF"
+	mount_provfs -o "config=$CONF"
+	QUERY=${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query
+}
+
+# The denials, explained (after the daemon has stored them: unmounts), in
+# $output with the lines provfs-query wraps joined again.
+denials() {
+	unmount_provfs
+	run "$QUERY" --config "$CONF" --store "$STORE" denials
+	echo "$output"
+	[ "$status" -eq 0 ]
+	output=$(tr -s ' \n' ' ' <<<"$output")
+}
+
+@test "a script: grant holds for python3 -I SCRIPT; python3 SCRIPT runs the user's site-packages first and is refused" {
+	mount_script_grant
+	# The user's own site directory, with code that reads under the grant.
+	local home=$TMP/home-u3 site
+	mkdir -p "$home"
+	site=$(HOME=$home "$PYTHON" -c 'import site; print(site.getusersitepackages())')
+	mkdir -p "$site"
+	cat >"$site/usercustomize.py" <<-EOF
+	try:
+	    print("usercustomize read", open("$MNT/secret/scores.csv").read().strip())
+	except OSError as error:
+	    print("usercustomize refused:", error.strerror)
+	EOF
+	chown -R provfs-u3: "$home"
+	# The job as it must run: no site directory of the user's.
+	run as_user provfs-u3 env HOME="$home" "$PYTHON" -I "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	# By its shebang: the kernel runs [/usr/bin/python3, -I, JOB, ...].
+	run as_user provfs-u3 env HOME="$home" "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	# PYTHONNOUSERSITE keeps the site directory shut as -s does.
+	run as_user provfs-u3 env HOME="$home" PYTHONNOUSERSITE=1 "$PYTHON" "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	# Without: usercustomize.py runs first, and neither it nor the script reads.
+	run as_user provfs-u3 env HOME="$home" "$PYTHON" "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"usercustomize refused: Permission denied"* ]]
+	[[ $output == *"PermissionError"* ]]
+	[[ $output != *income* ]]
+	denials
+	[[ $output == *"(python without -I or -s runs the user's site-packages first: run python3 -I SCRIPT)"* ]]
+}
+
+@test "a script: grant does not follow the script into a program that is not a root-owned interpreter" {
+	mount_script_grant
+	# cat given the script first, then the restricted file (as vim's :e would).
+	run as_user provfs-u3 cat "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	[[ $output != *income* ]]
+	# The user's own copy of the interpreter is the user's program.
+	mkdir -p "$TMP/u3bin"
+	chmod 755 "$TMP/u3bin"
+	install -o provfs-u3 -m 755 "$(readlink -f "$PYTHON")" "$TMP/u3bin/python3"
+	run as_user provfs-u3 "$TMP/u3bin/python3" -s "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	[[ $output != *income* ]]
+	denials
+	[[ $output == *"(executable is not a script interpreter)"* ]]
+	[[ $output == *"(interpreter not owned by root)"* ]]
+}
