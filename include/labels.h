@@ -34,9 +34,12 @@
  * and the README.  They never reach the backing file.
  *
  * Threads: the observer callbacks run on FUSE request threads and never
- * touch SQLite nor hash a file: labels live in memory; persisted ones are
- * loaded at mount; a script: grant's hash comes from a hash pool thread.
- * Audit rows go through the recorder's queue.
+ * touch SQLite, hash a file nor walk a directory: labels live in memory;
+ * persisted ones are loaded at mount; a script: grant's hash comes from a
+ * hash pool thread; the files below a directory renamed through the mount
+ * are walked by a thread of the module's own, which keeps in the store the
+ * rule labels their new names no longer give them (so a remount finds
+ * them labeled).  Audit rows go through the recorder's queue.
  *
  * The admin route: system.provfs.label and system.provfs.declassify are
  * answered like their user.provfs.* names (same check: root or
@@ -85,7 +88,11 @@ const struct fs_observer *labels_observer(struct labels *labels);
  */
 void labels_request_reload(struct labels *labels);
 
-/* Stop threads, log the decision timings, free everything. */
+/*
+ * Stop threads (the walks of renamed directories already queued are
+ * finished first: their kept labels reach the recorder, so stop it after
+ * this), log the decision timings, free everything.
+ */
 void labels_stop(struct labels *labels);
 
 #endif

@@ -112,6 +112,8 @@ struct label_entry {
 	const char *rule_text; /* the rule as "GLOB (line N)"; labels->rule_texts owns it */
 	int explicit_level; /* -1: none */
 	bool forced;        /* a declassification: explicit_level is the label */
+	char *reason;       /* why explicit_level was set (kept, declassified); NULL */
+	int kept;           /* level of a label kept in the store since the mount; -1 */
 	int propagated;     /* -1: none */
 	char *from_path;    /* the input it was propagated from */
 	dev_t from_device;
@@ -129,6 +131,7 @@ struct label_view {
 	char rule_text[512]; /* the inode's indexed rule, when it won; see view_rule_text() */
 	int explicit_level;
 	bool forced;
+	char reason[512]; /* of the explicit label; "" for none */
 	int propagated;
 	char from_path[512];
 	dev_t from_device;
@@ -256,6 +259,7 @@ struct labels {
 	atomic_uint_fast64_t denials;
 
 	struct lineage_queue *lineage;
+	struct directory_mover *mover; /* walks of renamed directories */
 
 	struct path_cache_entry *path_cache;
 	atomic_uint_fast64_t path_generation; /* bumped by a directory rename */
@@ -406,6 +410,7 @@ table_get(struct labels *labels, dev_t device, ino_t inode)
 	entry->inode = inode;
 	entry->rule = -1;
 	entry->explicit_level = -1;
+	entry->kept = -1;
 	entry->propagated = -1;
 	size_t slot = table_slot(device, inode);
 	entry->next = labels->slots[slot];
@@ -502,7 +507,7 @@ effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_le
 	view->path_rule = path_level >= 0 ? *rule : (struct policy_rule_info){0};
 	view->level = 0;
 	view->source = SOURCE_DEFAULT;
-	view->rule_text[0] = view->from_path[0] = view->from_hash[0] = '\0';
+	view->rule_text[0] = view->reason[0] = view->from_path[0] = view->from_hash[0] = '\0';
 	view->explicit_level = view->propagated = -1;
 	view->forced = false;
 	view->from_version = 0;
@@ -517,6 +522,8 @@ effective_label_at(struct labels *labels, dev_t device, ino_t inode, int path_le
 	if (entry) {
 		view->explicit_level = entry->explicit_level;
 		view->forced = entry->forced;
+		if (entry->reason)
+			copy_text(view->reason, sizeof(view->reason), entry->reason);
 		view->propagated = entry->propagated;
 		if (entry->from_path)
 			copy_text(view->from_path, sizeof(view->from_path), entry->from_path);
@@ -1960,23 +1967,35 @@ on_setattr_end(void *context, void *token)
 	labels->next->setattr_end(labels->next->context, token);
 }
 
+static uid_t
+caller_uid(const struct fs_namespace_event *change)
+{
+	return change->caller ? change->caller->uid : 0;
+}
+
 /*
- * A label a file keeps although none of its names is under the rule that
- * gave it any longer: a label change in the store saying why, which a
+ * A label a file (st) keeps although none of its names is under the rule
+ * that gave it any longer: a label change in the store saying why, which a
  * remount loads (load_persisted()).  path: a name the file has or had;
  * directory_fd and name, when it still has that name, give its generation.
+ * uid: who moved it.  The index notes the level kept (label_entry.kept), so
+ * that a walk of a directory renamed again keeps nothing twice.
  */
 static void
-record_kept_label(struct labels *labels, const struct policy *policy,
-                  const struct fs_namespace_event *change, int level, const char *path,
-                  int directory_fd, const char *name, const char *reason)
+record_kept_label(struct labels *labels, const struct policy *policy, const struct stat *st,
+                  uid_t uid, int level, const char *path, int directory_fd, const char *name,
+                  const char *reason)
 {
-	const struct stat *st = change->attributes;
 	struct recorder_policy_record *record;
 	unsigned int generation = 0;
 
 	if (labels->recorder == NULL || (record = calloc(1, sizeof(*record))) == NULL)
 		return;
+	pthread_rwlock_wrlock(&labels->table_lock);
+	struct label_entry *entry = table_get(labels, st->st_dev, st->st_ino);
+	if (level > entry->kept)
+		entry->kept = level;
+	pthread_rwlock_unlock(&labels->table_lock);
 	if (directory_fd >= 0 && name) {
 		int fd = openat(directory_fd, name,
 		                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -1991,12 +2010,15 @@ record_kept_label(struct labels *labels, const struct policy *policy,
 	record->inode = st->st_ino;
 	record->generation = generation;
 	record->path = strdup(path);
-	record->uid = change->caller ? change->caller->uid : 0;
+	record->uid = uid;
 	record->level = strdup(policy_level_name(policy, level));
 	record->reason = strdup(reason);
 	record->time_ns = wall_clock_ns();
 	recorder_record_policy(labels->recorder, record);
 }
+
+static void directory_renamed(struct labels *labels, const struct policy *policy,
+                              const struct fs_namespace_event *change);
 
 static void
 on_namespace_changed(void *context, const struct fs_namespace_event *change)
@@ -2023,6 +2045,10 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		last_check.device = st->st_dev;
 		last_check.inode = st->st_ino;
 	}
+	/* The files below a renamed directory: walked on the mover. */
+	if (change->change == FS_CHANGE_RENAME &&
+	    (S_ISDIR(st->st_mode) || (change->flags & RENAME_EXCHANGE)))
+		directory_renamed(labels, policy, change);
 	if (!S_ISREG(st->st_mode))
 		return;
 	if (change->change == FS_CHANGE_LINK && change->new_name && change->new_parent_fd >= 0 &&
@@ -2051,7 +2077,7 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 			char reason[1024];
 			snprintf(reason, sizeof(reason), "kept from rule %s when linked as %s",
 			         kept_rule, path);
-			record_kept_label(labels, policy, change, file_rule, path,
+			record_kept_label(labels, policy, st, caller_uid(change), file_rule, path,
 			                  change->new_parent_fd, change->new_name, reason);
 		}
 		free(directory);
@@ -2082,8 +2108,9 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 				snprintf(reason, sizeof(reason),
 				         "kept from rule %s (line %d) when renamed from %s",
 				         rule.glob, rule.line, path);
-				record_kept_label(labels, policy, change, level, new_path,
-				                  change->new_parent_fd, change->new_name, reason);
+				record_kept_label(labels, policy, st, caller_uid(change), level,
+				                  new_path, change->new_parent_fd, change->new_name,
+				                  reason);
 			}
 			free(new_directory);
 			free(new_path);
@@ -2102,6 +2129,7 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 			struct label_entry *entry = *link;
 			*link = entry->next;
 			free(entry->from_path);
+			free(entry->reason);
 			free(entry);
 			atomic_fetch_sub(&labels->entry_count, 1);
 		}
@@ -2211,6 +2239,7 @@ set_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *node
 	struct label_entry *entry = table_get(labels, node->device, node->inode);
 	entry->explicit_level = level;
 	entry->forced = declassify;
+	set_string(&entry->reason, reason);
 	pthread_rwlock_unlock(&labels->table_lock);
 	record_label_change(labels, req, node, path, text, declassify, reason);
 	log_info("label of '%s' set to %s%s by uid %u", path ? path : "?", text,
@@ -2233,6 +2262,7 @@ unset_label(struct labels *labels, fuse_req_t req, const struct fs_node_info *no
 		had = true;
 		entry->explicit_level = -1;
 		entry->forced = false;
+		set_string(&entry->reason, NULL);
 	}
 	pthread_rwlock_unlock(&labels->table_lock);
 	if (!had)
@@ -2271,6 +2301,9 @@ why_json(const struct policy *policy, const struct label_view *view)
 	                       view->explicit_level >= 0 ? json_object_new_string(policy_level_name(
 	                                                       policy, view->explicit_level))
 	                                                 : NULL);
+	/* Only when there is one: older readers compare the whole answer. */
+	if (view->explicit_level >= 0 && view->reason[0])
+		json_object_object_add(why, "reason", json_object_new_string(view->reason));
 	json_object *from = NULL;
 	if (view->propagated >= 0) {
 		from = json_object_new_object();
@@ -2676,11 +2709,25 @@ lineage_of(struct labels *labels)
 
 /* ---- the inode index: walk the backing tree under labeled rules -------------------- */
 
+/*
+ * What a walk does with each regular file it finds: directory_fd and name
+ * open it, path names it from where the walk began.  True when it counts.
+ */
+typedef bool walk_visit_fn(void *context, int directory_fd, const char *name, const struct stat *st,
+                           const char *path);
+
+/*
+ * Visit every regular file below directory_fd (taken over: closed here),
+ * path (PATH_MAX bytes, path_length of them used) naming it.  Every step is
+ * an *at() call from the descriptor above with O_NOFOLLOW, so a symlink is
+ * never followed and the walk never leaves the tree it began in; 512 levels
+ * at most, a descriptor each.  Returns how many visits counted.
+ */
 static size_t
-index_directory(struct labels *labels, const struct policy *policy, int directory_fd, char *path,
-                size_t path_length, int depth)
+walk_files(int directory_fd, char *path, size_t path_length, int depth, walk_visit_fn *visit,
+           void *context)
 {
-	size_t indexed = 0;
+	size_t counted = 0;
 	DIR *directory = fdopendir(directory_fd);
 
 	if (directory == NULL) {
@@ -2706,20 +2753,35 @@ index_directory(struct labels *labels, const struct policy *policy, int director
 				int child = openat(dirfd(directory), name,
 				                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 				if (child >= 0)
-					indexed += index_directory(labels, policy, child, path,
-					                           child_length, depth + 1);
+					counted += walk_files(child, path, child_length, depth + 1,
+					                      visit, context);
 			} else if (S_ISREG(st.st_mode)) {
-				struct policy_rule_info rule;
-				if (policy_path_level(policy, path, &rule) > 0) {
-					index_rule(labels, st.st_dev, st.st_ino, rule.level, &rule);
-					indexed++;
-				}
+				if (visit(context, dirfd(directory), name, &st, path))
+					counted++;
 			}
 		}
 		path[path_length] = '\0';
 	}
 	closedir(directory);
-	return indexed;
+	return counted;
+}
+
+struct index_walk {
+	struct labels *labels;
+	const struct policy *policy;
+};
+
+static bool
+index_visit(void *context, int directory_fd, const char *name, const struct stat *st,
+            const char *path)
+{
+	struct index_walk *walk = context;
+	struct policy_rule_info rule;
+
+	if (policy_path_level(walk->policy, path, &rule) <= 0)
+		return false;
+	index_rule(walk->labels, st->st_dev, st->st_ino, rule.level, &rule);
+	return true;
 }
 
 /*
@@ -2732,6 +2794,7 @@ index_tree(struct labels *labels, const struct policy *policy)
 {
 	const char **roots;
 	size_t count = policy_index_roots(policy, &roots), indexed = 0;
+	struct index_walk walk = {.labels = labels, .policy = policy};
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < count; i++) {
@@ -2743,9 +2806,287 @@ index_tree(struct labels *labels, const struct policy *policy)
 		if (fd < 0)
 			continue; /* not there (yet): nothing to index */
 		snprintf(path, sizeof(path), "%s", roots[i]);
-		indexed += index_directory(labels, policy, fd, path, strlen(path), 0);
+		indexed += walk_files(fd, path, strlen(path), 0, index_visit, &walk);
 	}
 	return indexed;
+}
+
+/* ---- directories renamed out from under their rules ------------------------------------
+ *
+ * A file renamed out from under its rule keeps its label in the store at
+ * once (on_namespace_changed).  A directory renamed moves every file below
+ * it, and finding them is a walk, which never runs on a request thread: the
+ * request thread opens the moved directory (one openat, O_NOFOLLOW) and
+ * queues it with its old and new paths; the mover thread walks it from that
+ * descriptor (walk_files) and, for each regular file whose label from a rule
+ * (its old path's, or the index's from any name it had) is above what its
+ * new path's rules give, records a kept label as a file rename does
+ * (record_kept_label), unless the store already holds that level for it.
+ * An explicit or propagated label is in the store already, keyed by inode,
+ * whatever the path: the walk has nothing to add for those.
+ *
+ * Which renames are walked: those of a directory at or above a labeled
+ * rule's directory (policy_index_roots); and, while a walk is queued or
+ * running, every one, so that a directory moved out of the tree being
+ * walked before the walk reached it (mv pub/p/sub pub/sub) is walked too,
+ * and found labeled by the index.
+ *
+ * Races.  The open happens while the kernel still holds the rename's
+ * directory locks (the event comes before the reply), so through the mount
+ * the name is certainly the directory that moved.  The walk follows that
+ * directory's inode, not its name: renamed again meanwhile, its files are
+ * still found, and the next rename queues its own walk, from the name this
+ * one gave it.  Removed meanwhile, readdir finds what is left; a file gone
+ * keeps nothing.  The paths in the records are the names as of the rename
+ * (the label belongs to the inode, which is what a remount loads).  Changes
+ * made in the backing tree directly are not seen, as everywhere in provfs.
+ *
+ * Unmount: labels_stop() lets the mover finish every walk queued before it
+ * joins it, and the daemon stops the recorder only after that, so every
+ * kept label reaches the store; a long walk makes the unmount as long.
+ * A full queue (MOVED_QUEUE_LIMIT directories, each holding a descriptor)
+ * drops the walk with a warning: its files keep their labels until unmount.
+ */
+
+#define MOVED_QUEUE_LIMIT 1024
+
+struct moved_directory {
+	int fd;                      /* the directory, O_RDONLY | O_DIRECTORY */
+	const struct policy *policy; /* in force at the rename; freed only at unmount */
+	char *from, *to;             /* its paths before and after the rename */
+	uid_t uid;                   /* who renamed it */
+	struct moved_directory *next;
+};
+
+struct directory_mover {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct moved_directory *head, *tail; /* lock */
+	size_t pending;                      /* queued or being walked; lock */
+	bool stopping;                       /* lock */
+	pthread_t thread;
+	bool running; /* set before requests are served, cleared after */
+};
+
+/* One file's old and new paths, made from the walk's relative path. */
+struct moved_walk {
+	struct labels *labels;
+	const struct moved_directory *moved;
+	char from[PATH_MAX];
+	char to[PATH_MAX];
+};
+
+/* Is a labeled rule's directory at, above or below path? */
+static bool
+near_labeled_root(const struct policy *policy, const char *path)
+{
+	const char **roots;
+	size_t count = policy_index_roots(policy, &roots), length = strlen(path);
+
+	for (size_t i = 0; i < count; i++) {
+		size_t root_length = strlen(roots[i]);
+		if (root_length == 0)
+			return true;
+		if (root_length <= length && strncmp(path, roots[i], root_length) == 0 &&
+		    (path[root_length] == '\0' || path[root_length] == '/'))
+			return true;
+		if (length < root_length && strncmp(roots[i], path, length) == 0 &&
+		    roots[i][length] == '/')
+			return true;
+	}
+	return false;
+}
+
+/* directory/path into buffer; false when it does not fit. */
+static bool
+moved_path(char *buffer, size_t size, const char *directory, const char *path)
+{
+	int length = snprintf(buffer, size, "%s/%s", directory, path);
+
+	return length > 0 && (size_t)length < size;
+}
+
+static bool
+moved_visit(void *context, int directory_fd, const char *name, const struct stat *st,
+            const char *path)
+{
+	struct moved_walk *walk = context;
+	const struct moved_directory *moved = walk->moved;
+	struct labels *labels = walk->labels;
+	struct policy_rule_info rule;
+	char kept_rule[512] = "", reason[2048];
+
+	if (!moved_path(walk->from, sizeof(walk->from), moved->from, path) ||
+	    !moved_path(walk->to, sizeof(walk->to), moved->to, path))
+		return false;
+	int level = policy_path_level(moved->policy, walk->from, &rule);
+	if (level > 0) {
+		index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+		snprintf(kept_rule, sizeof(kept_rule), "%s (line %d)", rule.glob, rule.line);
+	}
+	/* A rule one of its other names has, or had before an earlier rename. */
+	pthread_rwlock_rdlock(&labels->table_lock);
+	const struct label_entry *entry = table_find(labels, st->st_dev, st->st_ino);
+	if (entry && entry->rule > level && entry->rule_text) {
+		level = entry->rule;
+		copy_text(kept_rule, sizeof(kept_rule), entry->rule_text);
+	}
+	/* A declassification is not: the kept label is the safe side. */
+	bool stored =
+	    entry && (entry->kept >= level || (!entry->forced && entry->explicit_level >= level));
+	pthread_rwlock_unlock(&labels->table_lock);
+	if (level <= 0 || stored || policy_path_level(moved->policy, walk->to, NULL) >= level)
+		return false;
+	snprintf(reason, sizeof(reason),
+	         "kept from rule %s when its directory %s was renamed to %s", kept_rule,
+	         moved->from, moved->to);
+	record_kept_label(labels, moved->policy, st, moved->uid, level, walk->to, directory_fd,
+	                  name, reason);
+	return true;
+}
+
+static void
+moved_directory_free(struct moved_directory *moved)
+{
+	if (moved->fd >= 0)
+		close(moved->fd);
+	free(moved->from);
+	free(moved->to);
+	free(moved);
+}
+
+/* On the mover: walk one renamed directory (its descriptor is used up). */
+static void
+walk_moved(struct labels *labels, struct moved_directory *moved)
+{
+	struct moved_walk *walk = malloc(sizeof(*walk));
+	char path[PATH_MAX] = "";
+
+	if (walk == NULL) {
+		log_warning("labels: out of memory walking '%s' (renamed from '%s')", moved->to,
+		            moved->from);
+		return;
+	}
+	walk->labels = labels;
+	walk->moved = moved;
+	size_t kept = walk_files(moved->fd, path, 0, 0, moved_visit, walk);
+	moved->fd = -1;
+	if (kept)
+		log_info("labels: %zu files below '%s' (renamed from '%s') keep their labels in "
+		         "the store",
+		         kept, moved->to, moved->from);
+	free(walk);
+}
+
+static void *
+mover_main(void *argument)
+{
+	struct labels *labels = argument;
+	struct directory_mover *mover = labels->mover;
+
+	pthread_setname_np(pthread_self(), "provfs-moved");
+	pthread_mutex_lock(&mover->lock);
+	for (;;) {
+		while (mover->head == NULL && !mover->stopping)
+			pthread_cond_wait(&mover->wake, &mover->lock);
+		struct moved_directory *moved = mover->head;
+		if (moved == NULL)
+			break; /* stopping, and every queued walk done */
+		mover->head = moved->next;
+		if (mover->head == NULL)
+			mover->tail = NULL;
+		pthread_mutex_unlock(&mover->lock);
+		walk_moved(labels, moved);
+		moved_directory_free(moved);
+		pthread_mutex_lock(&mover->lock);
+		mover->pending--;
+	}
+	pthread_mutex_unlock(&mover->lock);
+	return NULL;
+}
+
+/*
+ * On the request thread: queue the walk of the directory now at
+ * (parent_fd, name), renamed from path `from` to path `to`.  Nothing but
+ * one openat; not a directory (the other side of an exchange): nothing.
+ */
+static void
+queue_moved_directory(struct labels *labels, const struct policy *policy, uid_t uid, int parent_fd,
+                      const char *name, const char *from, const char *to)
+{
+	struct directory_mover *mover = labels->mover;
+	struct moved_directory *moved = NULL;
+
+	if (!mover->running || strcmp(from, to) == 0)
+		return;
+	pthread_mutex_lock(&mover->lock);
+	size_t pending = mover->pending;
+	pthread_mutex_unlock(&mover->lock);
+	if (pending == 0 && !near_labeled_root(policy, from))
+		return; /* no labeled rule reaches below its old name */
+	if (pending >= MOVED_QUEUE_LIMIT) {
+		log_warning("labels: %zu renamed directories wait for their walk: the labels of "
+		            "the files below '%s' (renamed from '%s') are kept until unmount only",
+		            pending, to, from);
+		return;
+	}
+	int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if ((moved = calloc(1, sizeof(*moved))) == NULL)
+		goto out_err;
+	moved->fd = fd;
+	moved->policy = policy;
+	moved->uid = uid;
+	moved->from = strdup(from);
+	moved->to = strdup(to);
+	if (moved->from == NULL || moved->to == NULL)
+		goto out_err;
+	pthread_mutex_lock(&mover->lock);
+	if (mover->tail)
+		mover->tail->next = moved;
+	else
+		mover->head = moved;
+	mover->tail = moved;
+	mover->pending++;
+	pthread_cond_signal(&mover->wake);
+	pthread_mutex_unlock(&mover->lock);
+	return;
+out_err:
+	log_warning("labels: out of memory queueing the walk of '%s' (renamed from '%s')", to,
+	            from);
+	if (moved)
+		moved_directory_free(moved);
+	else
+		close(fd);
+}
+
+/* A rename through the mount moved a directory (or exchanged one). */
+static void
+directory_renamed(struct labels *labels, const struct policy *policy,
+                  const struct fs_namespace_event *change)
+{
+	if (!policy_has_path_rules(policy) || change->name == NULL || change->new_name == NULL ||
+	    change->parent_fd < 0 || change->new_parent_fd < 0)
+		return;
+	char *from_directory = relative_path(labels, change->parent_fd);
+	char *to_directory = relative_path(labels, change->new_parent_fd);
+	char *from = from_directory ? join_path(from_directory, change->name) : NULL;
+	char *to = to_directory ? join_path(to_directory, change->new_name) : NULL;
+
+	if (from && to) {
+		if (S_ISDIR(change->attributes->st_mode))
+			queue_moved_directory(labels, policy, caller_uid(change),
+			                      change->new_parent_fd, change->new_name, from, to);
+		/* An exchange moved what was at the new name to the old one. */
+		if (change->flags & RENAME_EXCHANGE)
+			queue_moved_directory(labels, policy, caller_uid(change), change->parent_fd,
+			                      change->name, to, from);
+	}
+	free(from_directory);
+	free(to_directory);
+	free(from);
+	free(to);
 }
 
 /* ---- labels persisted in the store ------------------------------------------------------ */
@@ -2769,10 +3110,10 @@ load_persisted(struct labels *labels, const struct policy *policy)
 	/* The latest change per file; a declassification holds for its version only. */
 	sqlite3_stmt *s = prepare(
 	    db, "SELECT f.device, f.inode, c.level, c.forced, c.version_id IS "
-	        "(SELECT id FROM versions WHERE file_id = f.id ORDER BY number DESC LIMIT 1) "
-	        "FROM label_changes c JOIN files f ON f.id = c.file_id WHERE f.host = ?1 AND "
-	        "f.backing_dir = ?2 AND c.id = (SELECT max(id) FROM label_changes WHERE "
-	        "file_id = c.file_id)");
+	        "(SELECT id FROM versions WHERE file_id = f.id ORDER BY number DESC LIMIT 1), "
+	        "c.reason FROM label_changes c JOIN files f ON f.id = c.file_id WHERE "
+	        "f.host = ?1 AND f.backing_dir = ?2 AND c.id = (SELECT max(id) FROM "
+	        "label_changes WHERE file_id = c.file_id)");
 	if (s) {
 		sqlite3_bind_text(s, 1, labels->host, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, labels->backing_dir, -1, SQLITE_STATIC);
@@ -2790,6 +3131,7 @@ load_persisted(struct labels *labels, const struct policy *policy)
 			              (ino_t)sqlite3_column_int64(s, 1));
 			entry->explicit_level = level;
 			entry->forced = forced;
+			set_string(&entry->reason, (const char *)sqlite3_column_text(s, 5));
 			pthread_rwlock_unlock(&labels->table_lock);
 			explicit_count++;
 		}
@@ -2888,6 +3230,7 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	labels->slots = calloc(TABLE_SLOTS, sizeof(*labels->slots));
 	labels->mark_slots = calloc(MARK_SLOTS, sizeof(*labels->mark_slots));
 	labels->lineage = calloc(1, sizeof(*labels->lineage));
+	labels->mover = calloc(1, sizeof(*labels->mover));
 	labels->path_cache = calloc(PATH_CACHE_SLOTS, sizeof(*labels->path_cache));
 	if (labels->path_cache == NULL)
 		abort();
@@ -2898,10 +3241,13 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 		abort();
 	for (size_t i = 0; i < DIRECTORY_CACHE_SLOTS; i++)
 		pthread_spin_init(&labels->directory_cache[i].lock, PTHREAD_PROCESS_PRIVATE);
-	if (labels->slots == NULL || labels->mark_slots == NULL || labels->lineage == NULL)
+	if (labels->slots == NULL || labels->mark_slots == NULL || labels->lineage == NULL ||
+	    labels->mover == NULL)
 		abort();
 	pthread_mutex_init(&labels->lineage->lock, NULL);
 	pthread_cond_init(&labels->lineage->wake, NULL);
+	pthread_mutex_init(&labels->mover->lock, NULL);
+	pthread_cond_init(&labels->mover->wake, NULL);
 
 	size_t indexed = index_tree(labels, policy);
 	load_persisted(labels, policy);
@@ -3065,6 +3411,11 @@ labels_start(struct labels *labels)
 	if (labels->store_path &&
 	    pthread_create(&labels->lineage->thread, NULL, lineage_main, labels) == 0)
 		labels->lineage->running = true;
+	if (pthread_create(&labels->mover->thread, NULL, mover_main, labels) == 0)
+		labels->mover->running = true;
+	else
+		log_warning("labels: no thread to walk renamed directories: the files below "
+		            "one keep their labels until unmount only");
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return labels->reload_running ? 0 : -1;
 }
@@ -3130,6 +3481,21 @@ labels_stop(struct labels *labels)
 		sem_post(&labels->reload_requests);
 		pthread_join(labels->reload_thread, NULL);
 	}
+	/*
+	 * Every walk queued is finished, not dropped: its kept labels go to the
+	 * recorder, which the daemon stops after this.  No rename comes now.
+	 */
+	struct directory_mover *mover = labels->mover;
+	if (mover->running) {
+		pthread_mutex_lock(&mover->lock);
+		mover->stopping = true;
+		pthread_cond_signal(&mover->wake);
+		pthread_mutex_unlock(&mover->lock);
+		pthread_join(mover->thread, NULL);
+		mover->running = false;
+	}
+	pthread_mutex_destroy(&mover->lock);
+	pthread_cond_destroy(&mover->wake);
 	struct lineage_queue *queue = labels->lineage;
 	if (queue->running) {
 		pthread_mutex_lock(&queue->lock);
@@ -3172,6 +3538,7 @@ labels_stop(struct labels *labels)
 			struct label_entry *entry = labels->slots[i];
 			labels->slots[i] = entry->next;
 			free(entry->from_path);
+			free(entry->reason);
 			free(entry);
 		}
 	}
@@ -3210,6 +3577,7 @@ labels_stop(struct labels *labels)
 	free(labels->slots);
 	free(labels->mark_slots);
 	free(labels->lineage);
+	free(labels->mover);
 	free(labels->path_cache);
 	free(labels->directory_cache);
 	pthread_cond_destroy(&labels->scripts_changed);

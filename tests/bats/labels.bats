@@ -173,6 +173,94 @@ label_of() {
 	refused provfs-u1 cat "$MNT/pub/renamed.csv"
 }
 
+@test "bypass: a directory renamed out from under its rule: its files keep the label after a remount" {
+	mkdir -p "$BACKING/raw/crm/projects/sub/deeper"
+	echo a >"$BACKING/raw/crm/projects/a.csv"
+	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
+	echo c >"$BACKING/raw/crm/projects/sub/deeper/c.csv"
+	chmod -R a+rX "$BACKING/raw/crm/projects"
+	ln -s a.csv "$BACKING/raw/crm/projects/link"
+	mount_labels
+	mv "$MNT/raw/crm/projects" "$MNT/pub/projects"
+	# A rename of a directory above the rule's own directory too.
+	mv "$MNT/raw" "$MNT/pub/old-raw"
+	[ "$(label_of "$MNT/pub/projects/sub/b.csv")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/old-raw/crm/customers.csv"
+	stop_provfs
+	# The remount's walk finds them under pub/ only: the store kept their label.
+	mount_labels
+	local f
+	for f in projects/a.csv projects/sub/b.csv projects/sub/deeper/c.csv \
+		old-raw/crm/customers.csv; do
+		[ "$(label_of "$MNT/pub/$f")" = confidential ]
+		refused provfs-u1 cat "$MNT/pub/$f"
+	done
+	run as_user provfs-u2 cat "$MNT/pub/projects/sub/deeper/c.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = c ]
+	# label.why says why, from the store.
+	local why
+	why=$(getfattr --only-values -n user.provfs.label.why "$MNT/pub/projects/sub/b.csv")
+	echo "$why"
+	[[ $why == *'"label":"confidential","source":"explicit"'* ]]
+	[[ $why == *'"reason":"kept from rule raw/crm/** (line 7) when its directory raw/crm/projects was renamed to pub/projects"'* ]]
+	why=$(getfattr --only-values -n user.provfs.label.why "$MNT/pub/old-raw/crm/customers.csv")
+	[[ $why == *'"reason":"kept from rule raw/crm/** (line 7) when its directory raw was renamed to pub/old-raw"'* ]]
+	stop_provfs
+	# One label change per file, each naming where it went; the symlink has none.
+	assert_sql "SELECT f.path, c.level FROM label_changes c JOIN files f ON f.id = c.file_id
+	            ORDER BY f.path" "pub/old-raw/crm/customers.csv|confidential
+pub/projects/a.csv|confidential
+pub/projects/sub/b.csv|confidential
+pub/projects/sub/deeper/c.csv|confidential"
+}
+
+@test "a directory renamed within its rule, or under a higher one, records nothing" {
+	mkdir -p "$BACKING/raw/crm/projects/sub"
+	echo a >"$BACKING/raw/crm/projects/a.csv"
+	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
+	chmod -R a+rX "$BACKING/raw/crm/projects"
+	mount_labels
+	mv "$MNT/raw/crm/projects" "$MNT/raw/crm/renamed"
+	mv "$MNT/raw/crm/renamed/sub" "$MNT/features/pii/sub"
+	# A public directory moved around in public: nothing to keep either.
+	mkdir "$MNT/pub/plain"
+	echo x >"$MNT/pub/plain/x"
+	mv "$MNT/pub/plain" "$MNT/pub/other"
+	stop_provfs
+	assert_sql "SELECT count(*) FROM label_changes" 0
+	mount_labels
+	[ "$(label_of "$MNT/raw/crm/renamed/a.csv")" = confidential ]
+	[ "$(label_of "$MNT/features/pii/sub/b.csv")" = restricted ]
+	[ "$(label_of "$MNT/pub/other/x")" = public ]
+}
+
+@test "a directory exchanged with a public one, then a subdirectory moved out at once: labels kept after a remount" {
+	mkdir -p "$BACKING/raw/crm/projects/sub" "$BACKING/pub/other"
+	echo a >"$BACKING/raw/crm/projects/a.csv"
+	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
+	echo x >"$BACKING/pub/other/x"
+	chmod -R a+rX "$BACKING/raw/crm/projects" "$BACKING/pub/other"
+	mount_labels
+	# renameat2(RENAME_EXCHANGE): the labeled directory goes to the old name's place.
+	"$PYTHON" -c 'import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
+    sys.exit(os.strerror(ctypes.get_errno()))' "$MNT/pub/other" "$MNT/raw/crm/projects"
+	# Moved out of the tree being walked, maybe before the walk reached it.
+	mv "$MNT/pub/other/sub" "$MNT/pub/sub"
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/other/a.csv")" = confidential ]
+	[ "$(label_of "$MNT/pub/sub/b.csv")" = confidential ]
+	[ "$(label_of "$MNT/raw/crm/projects/x")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/other/a.csv"
+	refused provfs-u1 cat "$MNT/pub/sub/b.csv"
+	stop_provfs
+	# Each kept once, whichever walk found it first.
+	assert_sql "SELECT count(*), count(DISTINCT file_id) FROM label_changes" "2|2"
+}
+
 @test "a file created in a directory moved under a labeled rule carries the rule" {
 	mount_labels
 	# Creates in a directory name their file from its cached path: the
