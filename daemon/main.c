@@ -43,6 +43,7 @@ struct options {
 	int nopolicy;
 	int writeback; /* -o writeback_cache: the kernel's writeback cache, at its price */
 	int nopassthrough; /* -o nopassthrough: file data through the daemon, never the kernel */
+	int nouring;       /* -o nouring: requests through /dev/fuse, never io_uring */
 	int foreground;
 	int debug;
 	int show_help;
@@ -72,6 +73,7 @@ static const struct fuse_opt option_table[] = {
 	OPTION("nopolicy", nopolicy, 1),
 	OPTION("writeback_cache", writeback, 1),
 	OPTION("nopassthrough", nopassthrough, 1),
+	OPTION("nouring", nouring, 1),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -105,6 +107,8 @@ print_usage(FILE *out)
 		"                     made outside the mount and SEEK_DATA see data late)\n"
 		"  -o nopassthrough   no kernel FUSE passthrough: file data goes through the\n"
 		"                     daemon (default: passed through where the kernel offers it)\n"
+		"  -o nouring         requests through /dev/fuse, not FUSE over io_uring (default:\n"
+		"                     io_uring where the kernel offers it: fuse.enable_uring=1)\n"
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
@@ -427,6 +431,7 @@ main(int argc, char *argv[])
 		.timeout = 1.0,
 		.writeback = options.writeback,
 		.passthrough = !options.nopassthrough,
+		.io_uring = !options.nouring,
 		.observer = NULL, /* the recorder attaches once the options are known good */
 	};
 	fs = fs_new(&fs_options);

@@ -100,6 +100,7 @@
 #include "log.h"
 #include "passthrough.h"
 #include "session_io_i.h"
+#include "session_ring_i.h"
 #include "small_writers_i.h"
 #include "writer_watch_i.h"
 
@@ -204,6 +205,7 @@ struct fs {
 	int proc_fd; /* O_PATH of /proc/self/fd */
 	struct fuse_session *session; /* for notifications; NULL until attached */
 	bool passthrough;             /* offer kernel passthrough (fs_options) */
+	bool io_uring;                /* accept FUSE over io_uring (fs_options) */
 	struct backing_files *backing_files; /* with passthrough */
 	/* Reports who writes through passthrough handles (fs/writer_watch.c);
 	 * NULL: handles that may write are not passed through. */
@@ -1191,6 +1193,7 @@ start_writer_watch(struct fs *fs)
 	log_info("kernel FUSE passthrough is for reading only: cannot start the writer "
 		 "watch (%s)",
 		 strerror(-error));
+	session_ring_stop(); /* its threads process requests: before the observers stop */
 	writer_watch_free(fs->writer_watch);
 	fs->writer_watch = NULL;
 }
@@ -3102,7 +3105,7 @@ fs_attach_session(struct fs *fs, struct fuse_session *session)
 {
 	fs->session = session;
 	make_writer_watch(fs);
-	return fs_session_use_io(session, fs->passthrough);
+	return fs_session_use_io(session, fs->passthrough, fs->io_uring);
 }
 
 const struct fuse_lowlevel_ops *
@@ -3205,6 +3208,7 @@ fs_new(const struct fs_options *options)
 	fs->writeback = options->writeback;
 	fs->observer = options->observer;
 	fs->passthrough = options->passthrough && !options->writeback;
+	fs->io_uring = options->io_uring;
 	if (options->passthrough && options->writeback)
 		log_info("kernel FUSE passthrough is off: the kernel refuses it with "
 			 "writeback_cache");

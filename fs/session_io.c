@@ -68,6 +68,7 @@
 #include "caller.h"
 #include "log.h"
 #include "session_io_i.h"
+#include "session_ring_i.h"
 
 /* The parts of the kernel's protocol (linux/fuse.h, a stable ABI) used here. */
 struct wire_in_header {
@@ -133,6 +134,9 @@ enum {
 	INIT_WRITEBACK_CACHE = 1u << 16, /* INIT flag */
 	INIT_EXT = 1u << 30,             /* INIT flag: flags2 is valid */
 	INIT2_PASSTHROUGH = 1u << 5,     /* FUSE_PASSTHROUGH (bit 37) in flags2 */
+	INIT2_OVER_IO_URING = 1u << 9,   /* FUSE_OVER_IO_URING (bit 41) in flags2 */
+	INIT_MAX_PAGES = 1u << 22,       /* INIT flag: max_pages is valid */
+	DEFAULT_MAX_PAGES = 32,          /* the kernel's without INIT_MAX_PAGES */
 	OPEN_PASSTHROUGH = 1u << 7,      /* FOPEN_PASSTHROUGH */
 	PASSTHROUGH_STACK_DEPTH = 1,
 	HANDLE_KILLPRIV_V2 = 1u << 28,   /* INIT flag */
@@ -149,20 +153,22 @@ static int device_fd = -1;            /* /dev/fuse, for the backing ioctls */
 static bool passthrough_wanted;       /* set before mounting */
 static bool kernel_offers_passthrough; /* set while handling INIT */
 static atomic_bool passthrough_on;    /* the INIT reply enabled it */
+static struct fuse_session *session_of_io;
+static bool uring_wanted;             /* set before mounting */
+static bool kernel_offers_uring;      /* set while handling INIT */
 static _Thread_local uint64_t request_unique;  /* the request this thread handles */
 static _Thread_local uint32_t request_opcode;
 static _Thread_local int32_t reply_backing_id; /* for its OPEN/CREATE reply; 0 none */
 
-static ssize_t
-session_read(int fd, void *buffer, size_t size, void *userdata)
+void
+session_io_request_received(const void *buffer, size_t count)
 {
-	ssize_t count = read(fd, buffer, size);
 	const struct wire_in_header *header = buffer;
 
 	kill_requested = false;
 	reply_backing_id = 0;
-	if (count < (ssize_t)sizeof(*header))
-		return count;
+	if (count < sizeof(*header))
+		return;
 	caller_request_received();
 	request_unique = header->unique;
 	request_opcode = header->opcode;
@@ -175,10 +181,13 @@ session_read(int fd, void *buffer, size_t size, void *userdata)
 			init_unique = header->unique;
 			kernel_offers_v2 = (init->flags & HANDLE_KILLPRIV_V2) != 0;
 			kernel_offers_passthrough = false;
+			kernel_offers_uring = false;
 			if (argument_size >= sizeof(struct wire_init_in)) {
 				const struct wire_init_in *ext = (const void *)argument;
 				kernel_offers_passthrough = (ext->flags & INIT_EXT) &&
 							    (ext->flags2 & INIT2_PASSTHROUGH);
+				kernel_offers_uring = (ext->flags & INIT_EXT) &&
+						      (ext->flags2 & INIT2_OVER_IO_URING);
 			}
 		}
 		break;
@@ -200,6 +209,14 @@ session_read(int fd, void *buffer, size_t size, void *userdata)
 						 ->open_flags & OPEN_KILL_SUIDGID;
 		break;
 	}
+}
+
+static ssize_t
+session_read(int fd, void *buffer, size_t size, void *userdata)
+{
+	ssize_t count = read(fd, buffer, size);
+
+	session_io_request_received(buffer, count > 0 ? (size_t)count : 0);
 	return count;
 }
 
@@ -225,6 +242,33 @@ negotiate_passthrough(struct wire_init_out *init, size_t size)
 	atomic_store(&passthrough_on, true);
 }
 
+/*
+ * Called with the successful INIT reply: accept FUSE over io_uring if the
+ * kernel offers it (the fuse module's enable_uring) and every ring could
+ * be made.  True when accepted: the rings start once the reply is written.
+ */
+static bool
+negotiate_uring(struct wire_init_out *init, size_t size)
+{
+	if (!uring_wanted || size < sizeof(*init))
+		return false;
+	if (!kernel_offers_uring) {
+		log_info("FUSE over io_uring unavailable (Linux 6.14+ with the fuse module's "
+			 "enable_uring on): requests go through /dev/fuse");
+		return false;
+	}
+	size_t max_pages = (init->flags & INIT_MAX_PAGES) ? init->max_pages : DEFAULT_MAX_PAGES;
+	int error = session_ring_prepare(device_fd, init->max_write, max_pages);
+	if (error < 0) {
+		log_info("FUSE over io_uring is off: cannot set up its rings: %s",
+			 strerror(-error));
+		return false;
+	}
+	init->flags |= INIT_EXT;
+	init->flags2 |= INIT2_OVER_IO_URING;
+	return true;
+}
+
 /* The OPEN or CREATE reply this thread makes: its fuse_open_out ends it. */
 static void
 mark_passthrough_reply(struct iovec *iov, int count)
@@ -242,6 +286,8 @@ mark_passthrough_reply(struct iovec *iov, int count)
 static ssize_t
 session_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	ssize_t written;
+
 	if (count >= 2 && iov[0].iov_len >= sizeof(struct wire_out_header)) {
 		const struct wire_out_header *header = iov[0].iov_base;
 		if (header->unique == init_unique && header->error == 0 &&
@@ -251,7 +297,14 @@ session_writev(int fd, struct iovec *iov, int count, void *userdata)
 				init->flags |= HANDLE_KILLPRIV_V2;
 			kernel_offers_v2 = false; /* once */
 			negotiate_passthrough(iov[1].iov_base, iov[1].iov_len);
+			bool uring = negotiate_uring(iov[1].iov_base, iov[1].iov_len);
 			init_unique = 0;
+			written = writev(fd, iov, count);
+			if (uring && written > 0)
+				session_ring_start(session_of_io);
+			else if (uring)
+				session_ring_discard();
+			return written;
 		} else if (reply_backing_id > 0 && header->unique == request_unique &&
 			   header->error == 0 &&
 			   (request_opcode == OPCODE_OPEN || request_opcode == OPCODE_CREATE)) {
@@ -259,6 +312,8 @@ session_writev(int fd, struct iovec *iov, int count, void *userdata)
 			reply_backing_id = 0;
 		}
 	}
+	if (session_ring_take_reply(iov, count, &written))
+		return written;
 	return writev(fd, iov, count);
 }
 
@@ -268,10 +323,12 @@ static const struct fuse_custom_io session_io = {
 };
 
 int
-fs_session_use_io(struct fuse_session *session, bool passthrough)
+fs_session_use_io(struct fuse_session *session, bool passthrough, bool uring)
 {
 	device_fd = fuse_session_fd(session);
+	session_of_io = session;
 	passthrough_wanted = passthrough;
+	uring_wanted = uring;
 	return fuse_session_custom_io(session, &session_io, device_fd);
 }
 

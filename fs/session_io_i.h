@@ -8,8 +8,9 @@
 #include <stdbool.h>
 
 /* Install the transport on a mounted session; with passthrough, offer the
- * kernel FUSE passthrough at INIT. */
-int fs_session_use_io(struct fuse_session *session, bool passthrough);
+ * kernel FUSE passthrough at INIT; with uring, accept FUSE over io_uring
+ * when the kernel offers it (fs/session_ring.c). */
+int fs_session_use_io(struct fuse_session *session, bool passthrough, bool uring);
 
 /* Did the kernel ask, for the request this thread is handling, that
  * privileges be dropped (suid, sgid, file capabilities)? */

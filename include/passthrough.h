@@ -173,6 +173,7 @@ struct fs_options {
 	double timeout;          /* entry and attribute cache timeout, seconds */
 	bool writeback;          /* kernel writeback cache */
 	bool passthrough;        /* kernel FUSE passthrough where offered; not with writeback */
+	bool io_uring;           /* FUSE over io_uring where the kernel offers it */
 	const struct fs_observer *observer; /* may be NULL; must outlive the fs */
 };
 
