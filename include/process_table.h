@@ -92,7 +92,10 @@ struct process_info {
  * The trust facts of an image, one word (environment_injection, which the
  * policy receives as policy_subject.injection).  The INJECTION bits name
  * environment variables through which a caller can run its own code;
- * PYTHON_NO_USER_SITE is PYTHONNOUSERSITE set (not empty).  The
+ * PYTHON_NO_USER_SITE is PYTHONNOUSERSITE set (not empty); PATH_NOT_SYSTEM
+ * says that PATH names a directory other than the system's own (or that
+ * the environment could not be read), where a bare "python3" may be a
+ * virtual environment's.  The
  * EXECUTABLE bits come from the statx of the pinned executed inode, never
  * from a name, and are negative so that an image whose inode could not be
  * read is never trusted: a root-owned executable not writable by group or
@@ -105,11 +108,12 @@ enum process_injection {
 	PROCESS_EXECUTABLE_UNKNOWN = 1u << 3,         /* owner and mode not read */
 	PROCESS_EXECUTABLE_NOT_ROOT = 1u << 4,        /* not owned by root (or unknown) */
 	PROCESS_EXECUTABLE_SHARED_WRITABLE = 1u << 5, /* writable by group or others (or unknown) */
+	PROCESS_PATH_NOT_SYSTEM = 1u << 6,            /* PATH beyond /usr/bin, /bin ... */
 };
 
 /*
- * The PROCESS_INJECTION_* and PROCESS_PYTHON_NO_USER_SITE bits that an
- * environment (NUL-separated NAME=value entries, length bytes) carries.
+ * The PROCESS_INJECTION_*, PROCESS_PYTHON_NO_USER_SITE and
+ * PROCESS_PATH_NOT_SYSTEM bits that an environment (NUL-separated NAME=value entries, length bytes) carries.
  * The variables are listed in process_table.c.
  */
 unsigned int process_injection_of(const char *environment, size_t length);

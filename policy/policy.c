@@ -576,6 +576,45 @@ python_w_option_safe(const char *filter)
 	return memchr(category, '.', length) == NULL;
 }
 
+/*
+ * Python computes its own path from argv[0] (that path when it has a
+ * slash, else the first match on PATH), not from /proc/self/exe, and looks
+ * for a virtual environment's pyvenv.cfg beside it: a symlink
+ * ~/venv/bin/python3 to the system's python runs the .pth files of the
+ * venv's site-packages, -I or not.  So argv[0] must be in the directory of
+ * the executed file, or a bare name looked up on a PATH of system
+ * directories only (PROCESS_PATH_NOT_SYSTEM clear).
+ */
+static bool
+python_started_in_place(const struct policy_subject *subject, const char *argv0)
+{
+	const char *slash = strrchr(argv0, '/');
+	const char *executable_slash = strrchr(subject->executable, '/');
+
+	if (slash == NULL)
+		return !(subject->injection & PROCESS_PATH_NOT_SYSTEM);
+	if (executable_slash == NULL)
+		return false;
+	size_t directory_length = (size_t)(executable_slash - subject->executable);
+	if (argv0[0] == '/')
+		return (size_t)(slash - argv0) == directory_length &&
+		       strncmp(argv0, subject->executable, directory_length) == 0;
+	/* Relative: cwd/argv0's directory, with leading "./" dropped. */
+	if (subject->cwd == NULL)
+		return false;
+	while (argv0[0] == '.' && argv0[1] == '/')
+		argv0 += 2;
+	size_t cwd_length = strcmp(subject->cwd, "/") == 0 ? 0 : strlen(subject->cwd);
+	size_t rest = slash >= argv0 ? (size_t)(slash - argv0) : 0; /* "dir" of "dir/python3" */
+	if (strncmp(subject->executable, subject->cwd, cwd_length) != 0)
+		return false;
+	if (rest == 0)
+		return directory_length == cwd_length;
+	return directory_length == cwd_length + 1 + rest &&
+	       subject->executable[cwd_length] == '/' &&
+	       strncmp(subject->executable + cwd_length + 1, argv0, rest) == 0;
+}
+
 static const char python_user_site[] =
     "python without -I or -s runs the user's site-packages first: run python3 -I SCRIPT";
 
@@ -593,6 +632,8 @@ python_script(const struct policy_subject *subject, const char **words, size_t c
 	size_t i;
 
 	*reason = "not running this script";
+	if (count == 0)
+		return -1;
 	for (i = 1; i < count; i++) {
 		const char *word = words[i];
 		if (word[0] != '-' || word[1] == '\0')
@@ -659,6 +700,9 @@ python_script(const struct policy_subject *subject, const char **words, size_t c
 	}
 	if (unsafe) {
 		*reason = unsafe;
+	} else if (!python_started_in_place(subject, words[0])) {
+		*reason = "python named outside its own directory may start a virtual environment's "
+		          "site-packages first: run /usr/bin/python3 -I SCRIPT";
 	} else if (!no_user_site &&
 	           (ignore_environment || !(subject->injection & PROCESS_PYTHON_NO_USER_SITE))) {
 		*reason = python_user_site;

@@ -565,6 +565,29 @@ static const char *const script_variables[] = {
 	"_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",	"PYTHONPYCACHEPREFIX",
 };
 
+/* PATH entries that only root can write to (a bare "python3" found there is the system's). */
+static const char *const system_directories[] = {
+	"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+};
+
+/* Does the PATH value (length bytes) name a directory not in system_directories? */
+static bool
+path_beyond_system(const char *value, size_t length)
+{
+	for (size_t start = 0; start <= length;) {
+		const char *colon = memchr(value + start, ':', length - start);
+		size_t end = colon ? (size_t)(colon - value) : length;
+		bool listed = false;
+		for (size_t i = 0; i < sizeof(system_directories) / sizeof(system_directories[0]); i++)
+			listed |= strlen(system_directories[i]) == end - start &&
+				  memcmp(value + start, system_directories[i], end - start) == 0;
+		if (!listed)
+			return true; /* an empty entry is the current directory */
+		start = end + 1;
+	}
+	return false;
+}
+
 static bool
 name_listed(const char *name, size_t length, const char *const *list, size_t count)
 {
@@ -602,6 +625,9 @@ process_injection_of(const char *environment, size_t length)
 		if (name_length == strlen("PYTHONNOUSERSITE") &&
 		    memcmp(entry, "PYTHONNOUSERSITE", name_length) == 0)
 			found |= PROCESS_PYTHON_NO_USER_SITE;
+		if (name_length == 4 && memcmp(entry, "PATH", 4) == 0 &&
+		    path_beyond_system(equals + 1, (size_t)(entry + entry_length - equals - 1)))
+			found |= PROCESS_PATH_NOT_SYSTEM;
 	}
 	return found;
 }
@@ -1182,6 +1208,8 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 		image->job = environment_value(environment, environment_length, "PROVFS_JOB");
 		image->environment_injection |=
 			process_injection_of(environment, environment_length);
+	} else {
+		image->environment_injection |= PROCESS_PATH_NOT_SYSTEM; /* not known */
 	}
 	if (read_traced(pid))
 		atomic_store(&image->traced, true);

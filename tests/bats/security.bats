@@ -370,7 +370,7 @@ denials() {
 	[[ $output == *"(python without -I or -s runs the user's site-packages first: run python3 -I SCRIPT)"* ]]
 }
 
-@test "a script: grant does not follow the script into a program that is not a root-owned interpreter" {
+@test "a script: grant does not follow the script into a program that is not a root-owned interpreter, nor into a virtual environment" {
 	mount_script_grant
 	# cat given the script first, then the restricted file (as vim's :e would).
 	run as_user provfs-u3 cat "$JOB" "$MNT/secret/scores.csv"
@@ -385,7 +385,21 @@ denials() {
 	[ "$status" -ne 0 ]
 	[[ $output == *"Permission denied"* ]]
 	[[ $output != *income* ]]
+	# The user's virtual environment: its python3 is a symlink to the
+	# system's, and Python runs its site-packages' .pth files first, -I or not.
+	"$PYTHON" -m venv --without-pip "$TMP/venv"
+	local pth
+	pth=$("$TMP/venv/bin/python3" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/read.pth
+	echo "import sys; print('pth read', open('$MNT/secret/scores.csv').read().strip()) if 1 else 0" >"$pth"
+	chown -R provfs-u3: "$TMP/venv"
+	run as_user provfs-u3 "$TMP/venv/bin/python3" "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -ne 0 ]
+	[[ $output != *income* ]]
+	run as_user provfs-u3 "$TMP/venv/bin/python3" -I "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -ne 0 ]
+	[[ $output != *income* ]]
 	denials
 	[[ $output == *"(executable is not a script interpreter)"* ]]
 	[[ $output == *"(interpreter not owned by root)"* ]]
+	[[ $output == *"(python named outside its own directory may start a virtual environment's site-packages first: run /usr/bin/python3 -I SCRIPT)"* ]]
 }

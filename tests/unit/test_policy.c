@@ -472,6 +472,28 @@ test_script_runs(void)
 	CHECK_REFUSED(python, env_shebang, 0, python_user_site);
 	CHECK_REFUSED(python, two_options, 0, "not running this script"); /* Python refuses too */
 
+	/*
+	 * A virtual environment: Python finds pyvenv.cfg beside the path it
+	 * was started by (argv[0], else PATH), and runs the .pth files of
+	 * the venv's site-packages, -I or not.
+	 */
+	static const char venv[] = "/home/u/venv/bin/python3\0-I\0/srv/score.py";
+	static const char venv_relative[] = "./python3\0-I\0/srv/score.py";
+	static const char in_place[] = "/usr/bin/python3\0-I\0/srv/score.py";
+	static const char in_place_relative[] = "../usr/bin/python3\0-I\0/srv/score.py";
+	static const char venv_reason[] =
+	    "python named outside its own directory may start a virtual environment's "
+	    "site-packages first: run /usr/bin/python3 -I SCRIPT";
+	CHECK_REFUSED(python, venv, 0, venv_reason);
+	CHECK_REFUSED(python, venv_relative, 0, venv_reason);
+	CHECK_REFUSED(python, isolated, PROCESS_PATH_NOT_SYSTEM, venv_reason); /* bare, PATH=~/venv/bin:... */
+	CHECK_GRANTED(python, in_place, PROCESS_PATH_NOT_SYSTEM);
+	CHECK_REFUSED(python, in_place_relative, 0, venv_reason); /* ".." is not resolved */
+	CHECK_GRANTED("/srv/bin/python3.11", "bin/python3\0-I\0/srv/score.py", 0);
+	CHECK_GRANTED("/srv/python3.11", "./python3\0-I\0score.py", 0);
+	static const char no_argv[] = "";
+	CHECK_REFUSED(python, no_argv, 0, "not running this script");
+
 	/* The other interpreters: the script is argv[1], as before. */
 	static const char perl_debug[] = "perl\0-d\0/srv/score.py";
 	static const char perl_after[] = "perl\0/srv/score.py\0-d";
