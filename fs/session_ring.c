@@ -122,6 +122,7 @@ static struct {
 	unsigned int thread_count;
 	unsigned int queue_count;
 	atomic_bool stopping;
+	atomic_bool refusal_logged;
 	atomic_uint running;
 } rings = {.device_fd = -1};
 
@@ -425,9 +426,12 @@ ring_main(void *argument)
 			continue;
 		}
 		if (result < 0 && registering) {
-			/* The kernel turned back to /dev/fuse for good. */
-			log_error("FUSE io_uring queue %u: registration refused: %s",
-			          thread->queue, strerror(-result));
+			/* The kernel turned back to /dev/fuse for good (enable_uring
+			 * turned off between its INIT and its reply, say). */
+			if (!atomic_exchange(&rings.refusal_logged, true))
+				log_error("FUSE over io_uring: the kernel refused the rings (%s): "
+				          "requests go through /dev/fuse",
+				          strerror(-result));
 			break;
 		}
 		if (result < 0) {

@@ -31,6 +31,9 @@ mount_with_uring() {
 	saved=$(cat "$KNOB")
 	echo Y >"$KNOB"
 	mount_provfs "$@" || status=$?
+	# The kernel decides when it takes the INIT reply: the first request
+	# waits for that.
+	stat "$MNT" >/dev/null || status=$?
 	echo "$saved" >"$KNOB"
 	return "$status"
 }
