@@ -168,6 +168,7 @@ struct fs_handle {
 	bool new_content_counted; /* small_writers_note() */
 	atomic_bool content_changed; /* a write, fallocate or copy through it changed the
 				      * file (see struct change_attempt) */
+	struct fs_handle *previous, *next; /* fs->open_handles; fs->handles_lock */
 };
 
 struct fs_directory {
@@ -216,6 +217,10 @@ struct fs {
 	/* The latest lookup of a file with several names, per caller thread
 	 * (see remember_name()); protected by names_lock. */
 	pthread_mutex_t names_lock;
+	/* Every handle the kernel holds, for those it never releases: the daemon
+	 * stopped while files were open (SIGTERM after a lazy unmount). */
+	pthread_mutex_t handles_lock;
+	struct fs_handle *open_handles;
 	struct looked_up_name {
 		pid_t thread; /* 0: free */
 		dev_t device;
@@ -1193,7 +1198,6 @@ start_writer_watch(struct fs *fs)
 	log_info("kernel FUSE passthrough is for reading only: cannot start the writer "
 		 "watch (%s)",
 		 strerror(-error));
-	session_ring_stop(); /* its threads process requests: before the observers stop */
 	writer_watch_free(fs->writer_watch);
 	fs->writer_watch = NULL;
 }
@@ -2127,15 +2131,28 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 						       fi->flags, created != NULL);
 		free(name_path);
 	}
+	pthread_mutex_lock(&fs->handles_lock);
+	handle->previous = NULL;
+	handle->next = fs->open_handles;
+	if (handle->next)
+		handle->next->previous = handle;
+	fs->open_handles = handle;
+	pthread_mutex_unlock(&fs->handles_lock);
 	return 0;
 }
 
 /* Tell the observer a handle is gone, close it and free it. */
 static void
-discard_handle(struct fs *fs, struct fuse_file_info *fi)
+discard(struct fs *fs, struct fs_handle *handle)
 {
-	struct fs_handle *handle = handle_of(fi);
-
+	pthread_mutex_lock(&fs->handles_lock);
+	if (handle->previous)
+		handle->previous->next = handle->next;
+	else
+		fs->open_handles = handle->next;
+	if (handle->next)
+		handle->next->previous = handle->previous;
+	pthread_mutex_unlock(&fs->handles_lock);
 	/* Who wrote through it is known before observers hear it closed. */
 	if (handle->watched)
 		writer_watch_drain(fs->writer_watch);
@@ -2147,6 +2164,12 @@ discard_handle(struct fs *fs, struct fuse_file_info *fi)
 		backing_files_close(fs->backing_files, handle->ino, handle->io_mode);
 	close(handle->fd);
 	free(handle);
+}
+
+static void
+discard_handle(struct fs *fs, struct fuse_file_info *fi)
+{
+	discard(fs, handle_of(fi));
 }
 
 static int
@@ -3096,6 +3119,14 @@ fs_stop_threads(struct fs *fs)
 {
 	if (fs == NULL)
 		return;
+	session_ring_stop(); /* its threads process requests: before the observers stop */
+	/*
+	 * Handles the kernel will never release: the daemon is stopping while
+	 * files are open (a signal, after a lazy unmount).  No request reaches
+	 * them any more, so they end now, and observers hear them closed.
+	 */
+	while (fs->open_handles)
+		discard(fs, fs->open_handles);
 	writer_watch_free(fs->writer_watch);
 	fs->writer_watch = NULL;
 }
@@ -3197,6 +3228,7 @@ fs_new(const struct fs_options *options)
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->cache_lock, NULL);
 	pthread_mutex_init(&fs->names_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->cache_capacity = cache_capacity_for_limit();
 	probe_handles(fs, options->backing_fd);
 	fs->root.fd = options->backing_fd;
@@ -3251,6 +3283,7 @@ fs_free(struct fs *fs)
 	for (size_t i = 0; i < NAME_SLOTS; i++)
 		free(fs->names[i].path);
 	pthread_mutex_destroy(&fs->names_lock);
+	pthread_mutex_destroy(&fs->handles_lock);
 	pthread_mutex_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->table_lock);
 	pthread_mutex_destroy(&fs->root.stamp_lock);

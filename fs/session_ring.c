@@ -474,6 +474,7 @@ session_ring_start(struct fuse_session *session)
 	int started = 0;
 
 	rings.session = session;
+	atomic_store(&rings.stopping, false);
 	/* Signals are for libfuse's loop, not for these threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &saved);

@@ -138,6 +138,18 @@ ring_wakeups() {
 		"$(id -u provfs-u1)"
 }
 
+@test "io_uring over a backing filesystem that refuses the writer watch (tmpfs): requests still served" {
+	mount -t tmpfs -o size=16m provfs-uring-test "$BACKING"
+	mount_with_uring
+	run ring_threads "$MOUNTED_PID"
+	[ -n "$output" ]
+	grep -q "for reading only" "$TMP/mount.err"
+	echo written >"$MNT/f"
+	[ "$(cat "$MNT/f")" = written ]
+	cp "$MNT/f" "$MNT/g"
+	[ "$(cat "$BACKING/g")" = written ]
+}
+
 @test "io_uring: the daemon exits at unmount, and at SIGTERM while a file is held open" {
 	mount_with_uring
 	echo x >"$MNT/f"
