@@ -36,9 +36,11 @@
  *   owned by root and writable by no group or other user (the
  *   PROCESS_EXECUTABLE_* facts, from the statx of the pinned inode), run
  *   with the script as its script argument and nothing of the user's
- *   before it: Python needs -I, -s or -S (or PYTHONNOUSERSITE without -E),
- *   zsh -f; every option before the script must be one known to be safe.
- *   policy.c lists the interpreters and the options.
+ *   before it: Python needs -I, -s or -S (or PYTHONNOUSERSITE without -E)
+ *   and an argv[0] that leads it through root's directories only
+ *   (PROCESS_ARGV0_UNTRUSTED clear), zsh -f; every option before the
+ *   script must be one known to be safe.  policy_script_fails() below
+ *   decides it; script.c lists the interpreters and the options.
  *   executable and script hashes through callbacks, so that a pinned
  *   condition costs a hash lookup only when it is evaluated.
  *
@@ -134,10 +136,39 @@ struct policy_subject {
 	const char *cwd; /* for a relative script argument; may be NULL */
 	const char *job; /* PROVFS_JOB, or NULL */
 	bool traced;
-	unsigned int injection; /* PROCESS_INJECTION_*, PROCESS_PYTHON_NO_USER_SITE and
-				 * PROCESS_EXECUTABLE_* (process_table.h); 0: a
-				 * root-owned executable, nothing injected */
+	unsigned int injection; /* the PROCESS_* trust facts (process_table.h): 0: a
+				 * root-owned executable started by its own name,
+				 * nothing injected */
 };
+
+/*
+ * The script: rules alone, shared by the daemon's decision and provfs-query
+ * exposure (which judges recorded processes by them): does a process that
+ * executes executable (the kernel's path of the executed file; NULL:
+ * unknown) with argv (NUL-terminated words, argv_length bytes in all; a
+ * word cut short at the end is ignored) in cwd (for a relative argument;
+ * NULL: no relative argument matches) run the script at path (absolute) as
+ * a trusted interpreter would, given the trust facts facts
+ * (PROCESS_PYTHON_NO_USER_SITE, PROCESS_ARGV0_UNTRUSTED and
+ * PROCESS_EXECUTABLE_* of process_table.h)?  NULL when it does, else why
+ * not: static text such as "executable is not a script interpreter".
+ * Tracing, the PROCESS_INJECTION_* facts and the script's hash are not
+ * looked at here; policy_decide() checks them after.  No I/O.
+ */
+const char *policy_script_fails(const char *executable, const char *argv, size_t argv_length,
+                                const char *cwd, unsigned int facts, const char *path);
+
+/*
+ * Where argv[0] leads Python judged by names alone, for a caller that has
+ * the names but not the directories (provfs-query, from the store): true
+ * when argv0 has a slash and its directory (absolute, or relative to cwd
+ * with leading "./" dropped; ".." is not resolved) is, as a string, the
+ * directory of executable.  A bare name, or another directory (/bin for
+ * /usr/bin included), is false.  The daemon does not use it: the process
+ * table compares directories by device and inode and checks their owners
+ * (PROCESS_ARGV0_UNTRUSTED).
+ */
+bool policy_python_argv0_in_place(const char *executable, const char *argv0, const char *cwd);
 
 /* One grant line a decision considered: which condition failed, and why. */
 struct policy_decision_step {

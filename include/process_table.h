@@ -92,14 +92,15 @@ struct process_info {
  * The trust facts of an image, one word (environment_injection, which the
  * policy receives as policy_subject.injection).  The INJECTION bits name
  * environment variables through which a caller can run its own code;
- * PYTHON_NO_USER_SITE is PYTHONNOUSERSITE set (not empty); PATH_NOT_SYSTEM
- * says that PATH names a directory other than the system's own (or that
- * the environment could not be read), where a bare "python3" may be a
- * virtual environment's.  The
+ * PYTHON_NO_USER_SITE is PYTHONNOUSERSITE set (not empty).  ARGV0_UNTRUSTED
+ * says that argv[0] may lead Python to a directory someone other than root
+ * controls, where a virtual environment's pyvenv.cfg would make it run
+ * that environment's site-packages (process_argv0_trust()).  The
  * EXECUTABLE bits come from the statx of the pinned executed inode, never
- * from a name, and are negative so that an image whose inode could not be
- * read is never trusted: a root-owned executable not writable by group or
- * others has none of them.
+ * from a name.  All but PYTHON_NO_USER_SITE are negative, so that an image
+ * whose facts could not be read is never trusted: a root-owned executable
+ * not writable by group or others, started by a name that leads to it
+ * through root's directories, has none of them.
  */
 enum process_injection {
 	PROCESS_INJECTION_LOADER = 1u << 0, /* LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ... */
@@ -108,15 +109,43 @@ enum process_injection {
 	PROCESS_EXECUTABLE_UNKNOWN = 1u << 3,         /* owner and mode not read */
 	PROCESS_EXECUTABLE_NOT_ROOT = 1u << 4,        /* not owned by root (or unknown) */
 	PROCESS_EXECUTABLE_SHARED_WRITABLE = 1u << 5, /* writable by group or others (or unknown) */
-	PROCESS_PATH_NOT_SYSTEM = 1u << 6,            /* PATH beyond /usr/bin, /bin ... */
+	PROCESS_ARGV0_UNTRUSTED = 1u << 6,            /* argv[0] may lead Python elsewhere */
 };
 
 /*
- * The PROCESS_INJECTION_*, PROCESS_PYTHON_NO_USER_SITE and
- * PROCESS_PATH_NOT_SYSTEM bits that an environment (NUL-separated NAME=value entries, length bytes) carries.
+ * The PROCESS_INJECTION_* and PROCESS_PYTHON_NO_USER_SITE bits that an
+ * environment (NUL-separated NAME=value entries, length bytes) carries.
  * The variables are listed in process_table.c.
  */
 unsigned int process_injection_of(const char *environment, size_t length);
+
+/*
+ * PROCESS_ARGV0_UNTRUSTED, or 0 when argv0 leads Python to the executed
+ * inode (device, inode) through directories only root can change.  Python
+ * takes its own path from argv[0], not from the kernel: argv0 itself when
+ * it has a slash (relative to cwd), else the first executable of that name
+ * in the directories of path (the PATH value; NULL when the environment
+ * has none or could not be read); it reads pyvenv.cfg in that directory
+ * and the one above.  So every PATH directory searched up to and
+ * including the one where argv0 is found, or argv0's own directory, must
+ * be owned by root and writable by no group or other user, so must its
+ * parent, and each directory above them must be owned by root and not
+ * writable by others unless sticky (a symlink on the way: owned by root,
+ * its target checked alike); and the file found must be the executed
+ * inode.  A PATH directory that does not exist in a directory only root
+ * can write is skipped.  Directories are compared by device and inode,
+ * never by name: "/bin/python3" is "/usr/bin/python3" where /bin is a
+ * symlink to usr/bin.
+ *
+ * Cost: an lstat per path component of each directory searched and a stat
+ * of the file found: a few dozen system calls, once per image (read at
+ * first sight, see process_table_lookup()), not per request.  A directory
+ * under mount_point (this provfs's own mount; may be NULL) is never
+ * looked at (untrusted): a lookup there from a request thread would wait
+ * for a request of this very daemon.
+ */
+unsigned int process_argv0_trust(const char *argv0, const char *cwd, const char *path,
+				 dev_t device, ino_t inode, const char *mount_point);
 
 struct process_table;
 

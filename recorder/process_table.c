@@ -29,7 +29,10 @@
  * FUSE or stacked filesystem (an overlayfs whose lower layer is this mount
  * would send its open back to us).  The hash is then computed by the
  * hash_executable hook (the recorder's pool), which reports the verdict
- * back with process_table_executable_hashed().
+ * back with process_table_executable_hashed().  One look at names is made
+ * on the reading thread, for a Python image only: the owners and modes of
+ * the directories its argv[0] leads to (process_argv0_trust(), with
+ * cached attributes, never under this mount), once per image.
  *
  * The process connector (netlink) tells the table about execs, exits and
  * ptrace attaches.  Its events only mark entries, under the lock:
@@ -78,6 +81,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/netlink.h>
@@ -565,27 +569,236 @@ static const char *const script_variables[] = {
 	"_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",	"PYTHONPYCACHEPREFIX",
 };
 
-/* PATH entries that only root can write to (a bare "python3" found there is the system's). */
-static const char *const system_directories[] = {
-	"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+/* ---- where argv[0] leads Python ---------------------------------------------- */
+
+/*
+ * process_argv0_trust() looks at directories by name, on the thread that
+ * reads a new image: a request thread, at the first request of a Python
+ * image.  Every look is a statx with AT_STATX_DONT_SYNC (cached attributes:
+ * no round trip to an NFS or FUSE server for them) and symlinks are
+ * followed here, by readlink, so that no path under this provfs's own
+ * mount is ever looked up: such a lookup from a request thread would wait
+ * for a request of this very daemon (with io_uring, one its own CPU's
+ * thread serves).  A bind mount of this mount elsewhere, or a filesystem
+ * stacked on it, is not recognised; nor is a network filesystem that does
+ * not answer (the request waits, as for any file on it).
+ */
+enum chain {
+	CHAIN_UNTRUSTED,
+	CHAIN_TRUSTED,
+	CHAIN_ABSENT, /* missing, in a directory only root can write */
 };
 
-/* Does the PATH value (length bytes) name a directory not in system_directories? */
+#define CHAIN_DEPTH 8 /* symlinks followed for one name */
+
+/* Is path at or under the directory mount_point (NULL: never)? */
 static bool
-path_beyond_system(const char *value, size_t length)
+under_mount(const char *path, const char *mount_point)
 {
-	for (size_t start = 0; start <= length;) {
-		const char *colon = memchr(value + start, ':', length - start);
-		size_t end = colon ? (size_t)(colon - value) : length;
-		bool listed = false;
-		for (size_t i = 0; i < sizeof(system_directories) / sizeof(system_directories[0]); i++)
-			listed |= strlen(system_directories[i]) == end - start &&
-				  memcmp(value + start, system_directories[i], end - start) == 0;
-		if (!listed)
-			return true; /* an empty entry is the current directory */
-		start = end + 1;
+	size_t length = mount_point ? strlen(mount_point) : 0;
+
+	if (length == 0)
+		return false;
+	if (strcmp(mount_point, "/") == 0)
+		return true;
+	return strncmp(path, mount_point, length) == 0 &&
+	       (path[length] == '/' || path[length] == '\0');
+}
+
+/* lstat with cached attributes, as above. */
+static int
+look(const char *path, struct statx *attributes)
+{
+	return statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC,
+		     STATX_TYPE | STATX_MODE | STATX_UID | STATX_INO, attributes);
+}
+
+/*
+ * The target of the symlink at link, as an absolute name (a relative
+ * target joined to link's directory) in target: 0, or -1 when it cannot be
+ * read, is too long, or has a "." or ".." component (not resolved here:
+ * what ".." names depends on the symlinks before it).
+ */
+static int
+link_target(const char *link, char target[PATH_MAX])
+{
+	char read[PATH_MAX];
+	ssize_t length = readlink(link, read, sizeof(read) - 1);
+	int n;
+
+	if (length <= 0 || length >= (ssize_t)sizeof(read) - 1)
+		return -1;
+	read[length] = '\0';
+	if (read[0] == '/') {
+		n = snprintf(target, PATH_MAX, "%s", read);
+	} else {
+		const char *slash = strrchr(link, '/');
+		n = snprintf(target, PATH_MAX, "%.*s/%s", (int)(slash - link), link, read);
 	}
-	return false;
+	if (n < 0 || n >= PATH_MAX)
+		return -1;
+	for (const char *c = target; (c = strchr(c, '/')) != NULL;) {
+		c++;
+		size_t name = strcspn(c, "/");
+		if ((name == 1 && c[0] == '.') || (name == 2 && c[0] == '.' && c[1] == '.'))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * May only root change what the absolute directory path names, and what it
+ * and its parent hold?  Its lexical prefixes ("/", "/usr", "/usr/bin") are
+ * looked at in turn, as Python names them (it reads pyvenv.cfg from
+ * "DIR/.." as a string, so "." and ".." components are refused, not
+ * resolved): each must be a directory owned by root; path and its parent
+ * writable by no group and no other user; a directory above them may be
+ * writable if sticky (/tmp: nobody but root may rename the root-owned
+ * entry below it).  A symlink among them must be owned by root and its
+ * target passes the same test (/bin -> usr/bin: /usr/bin).  CHAIN_ABSENT:
+ * a component does not exist and its parent is writable by root alone, so
+ * that nobody else can make it.
+ */
+static enum chain
+directory_chain(const char *path, const char *mount_point, int depth)
+{
+	char prefix[PATH_MAX];
+	size_t length = strlen(path);
+	size_t components = 0, seen = 0, end = 0;
+	bool root_only = true; /* the prefix before this one: writable by root alone */
+
+	if (path[0] != '/' || length >= sizeof(prefix) || depth > CHAIN_DEPTH ||
+	    under_mount(path, mount_point))
+		return CHAIN_UNTRUSTED;
+	for (size_t i = 0; i < length; i++)
+		components += path[i] != '/' && path[i - (i > 0)] == '/';
+	for (;;) {
+		struct statx attributes;
+		char target[PATH_MAX];
+		/* prefix: "/", then path up to the end of each component in turn. */
+		memcpy(prefix, path, end ? end : 1);
+		prefix[end ? end : 1] = '\0';
+		if (end) {
+			const char *name = strrchr(prefix, '/') + 1;
+			if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+				return CHAIN_UNTRUSTED;
+			seen++;
+		}
+		bool strict = seen + 1 >= components; /* path itself, or its parent */
+		if (look(prefix, &attributes) < 0)
+			return errno == ENOENT && root_only ? CHAIN_ABSENT : CHAIN_UNTRUSTED;
+		if (S_ISLNK(attributes.stx_mode)) {
+			/* Trusted, the target is a directory of root's alone (strict). */
+			if (attributes.stx_uid != 0 || link_target(prefix, target) < 0 ||
+			    directory_chain(target, mount_point, depth + 1) != CHAIN_TRUSTED)
+				return CHAIN_UNTRUSTED;
+			root_only = true;
+		} else {
+			if (!S_ISDIR(attributes.stx_mode) || attributes.stx_uid != 0)
+				return CHAIN_UNTRUSTED;
+			root_only = !(attributes.stx_mode & (S_IWGRP | S_IWOTH));
+			if (!root_only && (strict || !(attributes.stx_mode & S_ISVTX)))
+				return CHAIN_UNTRUSTED;
+		}
+		while (end < length && path[end] == '/')
+			end++;
+		if (end == length)
+			return CHAIN_TRUSTED;
+		while (end < length && path[end] != '/')
+			end++;
+	}
+}
+
+enum found {
+	FOUND_NONE,     /* no executable file of that name */
+	FOUND_EXECUTED, /* the executed inode */
+	FOUND_OTHER,    /* another executable file, or one not looked at */
+};
+
+/* What the absolute name file is, symlinks followed: the executed inode? */
+static enum found
+found_file(const char *file, dev_t device, ino_t inode, const char *mount_point, int depth)
+{
+	struct statx attributes;
+	char target[PATH_MAX];
+
+	if (depth > CHAIN_DEPTH || under_mount(file, mount_point))
+		return FOUND_OTHER;
+	if (look(file, &attributes) < 0)
+		return errno == ENOENT ? FOUND_NONE : FOUND_OTHER;
+	if (S_ISLNK(attributes.stx_mode))
+		return link_target(file, target) < 0
+			       ? FOUND_OTHER
+			       : found_file(target, device, inode, mount_point, depth + 1);
+	if (!S_ISREG(attributes.stx_mode) || !(attributes.stx_mode & 0111))
+		return FOUND_NONE;
+	return inode != 0 && attributes.stx_ino == inode &&
+			       makedev(attributes.stx_dev_major, attributes.stx_dev_minor) == device
+		       ? FOUND_EXECUTED
+		       : FOUND_OTHER;
+}
+
+unsigned int
+process_argv0_trust(const char *argv0, const char *cwd, const char *path, dev_t device,
+		    ino_t inode, const char *mount_point)
+{
+	char file[PATH_MAX];
+	int n;
+
+	if (argv0 == NULL || argv0[0] == '\0')
+		return PROCESS_ARGV0_UNTRUSTED;
+	if (strchr(argv0, '/')) {
+		/* Python's abspath(argv[0]): cwd/argv0, "./" dropped. */
+		while (argv0[0] == '.' && argv0[1] == '/')
+			argv0 += 2;
+		if (argv0[0] == '/')
+			n = snprintf(file, sizeof(file), "%s", argv0);
+		else if (cwd && cwd[0] == '/')
+			n = snprintf(file, sizeof(file), "%s/%s", strcmp(cwd, "/") ? cwd : "", argv0);
+		else
+			return PROCESS_ARGV0_UNTRUSTED;
+		if (n < 0 || (size_t)n >= sizeof(file))
+			return PROCESS_ARGV0_UNTRUSTED;
+		char *slash = strrchr(file, '/');
+		*slash = '\0';
+		if (directory_chain(slash == file ? "/" : file, mount_point, 0) != CHAIN_TRUSTED)
+			return PROCESS_ARGV0_UNTRUSTED;
+		*slash = '/';
+		return found_file(file, device, inode, mount_point, 0) == FOUND_EXECUTED
+			       ? 0
+			       : PROCESS_ARGV0_UNTRUSTED;
+	}
+	/* A bare name: the first executable of that name on PATH, as Python looks. */
+	for (const char *entry = path; entry;) {
+		const char *colon = strchr(entry, ':');
+		size_t length = colon ? (size_t)(colon - entry) : strlen(entry);
+		if (length == 0 || entry[0] != '/')
+			return PROCESS_ARGV0_UNTRUSTED; /* the current directory, or relative */
+		n = snprintf(file, sizeof(file), "%.*s", (int)length, entry);
+		entry = colon ? colon + 1 : NULL;
+		if ((size_t)n >= sizeof(file))
+			return PROCESS_ARGV0_UNTRUSTED;
+		switch (directory_chain(file, mount_point, 0)) {
+		case CHAIN_UNTRUSTED:
+			return PROCESS_ARGV0_UNTRUSTED;
+		case CHAIN_ABSENT:
+			continue;
+		case CHAIN_TRUSTED:
+			break;
+		}
+		n = snprintf(file + length, sizeof(file) - length, "/%s", argv0);
+		if (n < 0 || (size_t)n >= sizeof(file) - length)
+			return PROCESS_ARGV0_UNTRUSTED;
+		switch (found_file(file, device, inode, mount_point, 0)) {
+		case FOUND_NONE:
+			continue;
+		case FOUND_EXECUTED:
+			return 0;
+		case FOUND_OTHER:
+			return PROCESS_ARGV0_UNTRUSTED;
+		}
+	}
+	return PROCESS_ARGV0_UNTRUSTED; /* not found (or no PATH): Python looks elsewhere */
 }
 
 static bool
@@ -625,9 +838,6 @@ process_injection_of(const char *environment, size_t length)
 		if (name_length == strlen("PYTHONNOUSERSITE") &&
 		    memcmp(entry, "PYTHONNOUSERSITE", name_length) == 0)
 			found |= PROCESS_PYTHON_NO_USER_SITE;
-		if (name_length == 4 && memcmp(entry, "PATH", 4) == 0 &&
-		    path_beyond_system(equals + 1, (size_t)(entry + entry_length - equals - 1)))
-			found |= PROCESS_PATH_NOT_SYSTEM;
 	}
 	return found;
 }
@@ -1124,6 +1334,31 @@ detached_copy(struct process_info *image)
 	return copy;
 }
 
+/*
+ * PROCESS_ARGV0_UNTRUSTED of a new image, or 0 (process_argv0_trust()).
+ * Only Python looks for its installation beside argv[0], and only the
+ * policy's Python rules read the fact, so only an image whose executable is
+ * named python... is looked at (lstat of a few directories, once per
+ * image); any other image has the fact set without a look.
+ */
+static unsigned int
+argv0_trust(const struct process_table *table, const struct process_info *image,
+	    const char *environment, size_t environment_length)
+{
+	const char *name = image->executable ? strrchr(image->executable, '/') : NULL;
+	char *path;
+	unsigned int fact;
+
+	if (name == NULL || strncmp(name + 1, "python", 6) != 0 || image->argv == NULL ||
+	    image->argv_length == 0)
+		return PROCESS_ARGV0_UNTRUSTED;
+	path = environment ? environment_value(environment, environment_length, "PATH") : NULL;
+	fact = process_argv0_trust(image->argv, image->cwd, path, image->executable_device,
+				   image->executable_inode, table->mount_point);
+	free(path);
+	return fact;
+}
+
 /* What a builder saw of a table entry before it read /proc. */
 struct build_plan {
 	pid_t pid;
@@ -1208,9 +1443,8 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 		image->job = environment_value(environment, environment_length, "PROVFS_JOB");
 		image->environment_injection |=
 			process_injection_of(environment, environment_length);
-	} else {
-		image->environment_injection |= PROCESS_PATH_NOT_SYSTEM; /* not known */
 	}
+	image->environment_injection |= argv0_trust(table, image, environment, environment_length);
 	if (read_traced(pid))
 		atomic_store(&image->traced, true);
 

@@ -2,15 +2,20 @@
  * label_store.c - the label policy as the store and provfs.conf record it,
  * for provfs-label list and provfs-query (see label_store.h).
  */
+#include <sys/stat.h>
+#include <sys/types.h>
+
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
+#include <unistd.h>
 
 #include "label_store.h"
 #include "path_glob.h"
+#include "policy.h"
+#include "process_table.h"
 
 int
 label_rank(const struct provfs_config *config, const char *level)
@@ -287,8 +292,12 @@ struct image_facts {
 	int64_t id;
 	int64_t uid, gid;
 	char *executable, *executable_hash;
-	char *argv1; /* the first argument: a script, if the program is an interpreter */
+	char *argv;         /* NUL-terminated words, as recorded */
+	size_t argv_length; /* bytes in argv */
+	char *cwd;
+	char *host;
 	char *job;   /* PROVFS_JOB of its run, NULL when the run was named otherwise */
+	unsigned int facts; /* trust facts for the script: rules (recorded_facts()) */
 };
 
 static void
@@ -296,8 +305,69 @@ image_facts_release(struct image_facts *image)
 {
 	free(image->executable);
 	free(image->executable_hash);
-	free(image->argv1);
+	free(image->argv);
+	free(image->cwd);
+	free(image->host);
 	free(image->job);
+}
+
+/*
+ * The trust facts (process_table.h) a script: condition needs of a recorded
+ * image, for policy_script_fails(), the rules the daemon decides by.  The
+ * daemon read them from the kernel while the process ran; the store keeps
+ * the names (executable, argv, cwd) but not the facts.  exposure asks who
+ * read a file without the clearance for it, and an auditor would rather
+ * look at one read too many than miss one, so where a fact cannot be
+ * rebuilt the grant is taken not to hold (the read is reported), but for
+ * the facts of the environment, below:
+ *
+ *   PROCESS_EXECUTABLE_*: the owner and mode of the executed inode are not
+ *   recorded.  The file at the recorded path is looked at now, on the host
+ *   the process ran on only: owned by root and writable by no group or
+ *   other user, it is taken to have been so then (only root can have made
+ *   it so since); missing, someone else's, or another host's: unknown, so
+ *   the grant does not hold.
+ *
+ *   PROCESS_ARGV0_UNTRUSTED: the daemon looked at the directories argv[0]
+ *   leads Python to (by device and inode, with their owners); the store
+ *   has the names only.  An argv[0] with a slash must name the executable's
+ *   directory as a string (policy_python_argv0_in_place()): "/bin/python3"
+ *   for /usr/bin/python3.11 on a merged-/usr system, which the daemon
+ *   accepts, is reported.  A bare name ("python3 -I SCRIPT") was looked up
+ *   on a PATH the store does not keep; it is taken to have led to the
+ *   executable, as it does on a PATH of root's directories: the one fact
+ *   of where Python starts that exposure cannot check.
+ *
+ *   PROCESS_PYTHON_NO_USER_SITE is never assumed: Python's -I, -s or -S
+ *   must be in the recorded argv.
+ *
+ *   The environment's PROCESS_INJECTION_* and a tracer are not recorded
+ *   and not checked (condition_holds()): taken to be absent, or no exe: or
+ *   script: grant would ever hold here.  The daemon refused every such
+ *   process a read of a file whose label needed the grant when it read it.
+ */
+static unsigned int
+recorded_facts(const struct image_facts *image)
+{
+	const unsigned int unknown = PROCESS_EXECUTABLE_UNKNOWN | PROCESS_EXECUTABLE_NOT_ROOT |
+				     PROCESS_EXECUTABLE_SHARED_WRITABLE;
+	unsigned int facts = 0;
+	char host[256] = "";
+	struct stat st;
+
+	if (image->executable == NULL || image->host == NULL ||
+	    gethostname(host, sizeof(host) - 1) < 0 || strcmp(host, image->host) != 0 ||
+	    stat(image->executable, &st) < 0)
+		facts |= unknown;
+	else if (st.st_uid != 0)
+		facts |= PROCESS_EXECUTABLE_NOT_ROOT;
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		facts |= PROCESS_EXECUTABLE_SHARED_WRITABLE;
+	if (image->argv == NULL || image->argv_length == 0 ||
+	    (strchr(image->argv, '/') &&
+	     !policy_python_argv0_in_place(image->executable, image->argv, image->cwd)))
+		facts |= PROCESS_ARGV0_UNTRUSTED;
+	return facts;
 }
 
 static int
@@ -310,7 +380,8 @@ image_facts_load(sqlite3 *db, int64_t image_id, struct image_facts *image)
 	image->id = image_id;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT p.uid, p.gid, p.executable, p.executable_hash, p.argv, "
-			       "CASE WHEN r.named_by = 'PROVFS_JOB' THEN r.job_name END "
+			       "CASE WHEN r.named_by = 'PROVFS_JOB' THEN r.job_name END, "
+			       "p.cwd, p.host "
 			       "FROM processes p LEFT JOIN runs r ON r.id = p.run_id WHERE p.id = ?",
 			       -1, &statement, NULL) != SQLITE_OK)
 		return -1;
@@ -319,19 +390,24 @@ image_facts_load(sqlite3 *db, int64_t image_id, struct image_facts *image)
 	if (rc == SQLITE_ROW) {
 		const char *argv = sqlite3_column_blob(statement, 4);
 		int size = sqlite3_column_bytes(statement, 4);
-		const char *first_end = argv ? memchr(argv, '\0', (size_t)size) : NULL;
 
 		image->uid = sqlite3_column_int64(statement, 0);
 		image->gid = sqlite3_column_int64(statement, 1);
 		image->executable = column_text(statement, 2);
 		image->executable_hash = column_text(statement, 3);
-		/* argv is NUL-terminated words: the second word, if any. */
-		if (first_end && first_end + 1 < argv + size) {
-			const char *second = first_end + 1;
-			size_t max = (size_t)(argv + size - second);
-			image->argv1 = strndup(second, strnlen(second, max));
+		/* argv is NUL-terminated words; one more NUL keeps a cut word a string. */
+		if (argv && size > 0) {
+			image->argv = malloc((size_t)size + 1);
+			if (image->argv == NULL)
+				abort();
+			memcpy(image->argv, argv, (size_t)size);
+			image->argv[size] = '\0';
+			image->argv_length = (size_t)size;
 		}
 		image->job = column_text(statement, 5);
+		image->cwd = column_text(statement, 6);
+		image->host = column_text(statement, 7);
+		image->facts = recorded_facts(image);
 		rc = SQLITE_DONE;
 	}
 	sqlite3_finalize(statement);
@@ -424,7 +500,8 @@ condition_holds(sqlite3 *db, const struct image_facts *image, const char *condit
 	} else if (strncmp(condition, "script:", 7) == 0) {
 		char *path, *hash;
 		split_pin(value, &path, &hash);
-		if (image->argv1 && strcmp(image->argv1, path) == 0) {
+		if (policy_script_fails(image->executable, image->argv, image->argv_length,
+					image->cwd, image->facts, path) == NULL) {
 			if (hash == NULL)
 				*holds = true;
 			else

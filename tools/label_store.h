@@ -110,13 +110,15 @@ void label_store_finish(void);
  *   "grants"  otherwise the grants of the configuration are evaluated against
  *             what the store recorded of the image: its uid (user:, uid:),
  *             its gid and the user's groups as the system lists them now
- *             (group:), its executable and hash (exe:), the script named by
- *             argv[1] and the hash of the version it read (script:), its
- *             run's PROVFS_JOB (job:).  Facts the store does not keep
- *             (tracing, LD_PRELOAD and the like) cannot be checked, so a
- *             pinned exe: or script: grant is taken to hold when path and
- *             hash match: the answer may overstate a clearance, never a
- *             denial the daemon recorded.
+ *             (group:), its executable and hash (exe:), its executable,
+ *             argv and cwd judged by the daemon's own script: rules
+ *             (policy_script_fails()) and the hash of a version of the
+ *             script it read (script:), its run's PROVFS_JOB (job:).
+ *             Tracing and injecting variables (LD_PRELOAD and the like)
+ *             are not kept, so they are taken to be absent; the other
+ *             facts the daemon read from the kernel are rebuilt or taken
+ *             on the side that reports the read (label_store.c,
+ *             recorded_facts()).
  *   "default" no grant holds: default_clearance.
  *
  * *level points into the configuration or into buffer (for a denial's

@@ -823,6 +823,50 @@ assert users == ["provfs-u2", "provfs-u3"], users
 assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 }
 
+@test "e2e: exposure judges a script: grant by the daemon's rules: python3 -I SCRIPT is cleared, cat SCRIPT FILE and an ungranted read are not" {
+	mount_with_labels
+	# provfs-u3 may read confidential data by running jobs/job.py (pinned).
+	mkdir -p "$BACKING/jobs"
+	printf '%s\n' 'import sys' 'print(open(sys.argv[1]).read().strip())' >"$BACKING/jobs/job.py"
+	chmod 755 "$BACKING/jobs" "$BACKING/jobs/job.py"
+	local job=$MNT/jobs/job.py hash
+	hash=$(xxhsum -H2 "$BACKING/jobs/job.py")
+	hash=${hash%% *}
+	unmount_provfs
+	echo "confidential = script:$job@xxh3:$hash user:provfs-u3" >>"$MCONF"
+	mount_provfs -o "config=$MCONF"
+	# Read while p.csv is public: the job as it must run, cat given the
+	# script first (as an editor's :e would read), and a user with no grant.
+	run as_user provfs-u3 python3 -I "$job" "$MNT/pub/p.csv"
+	[ "$status" -eq 0 ] && [ "$output" = x ]
+	run as_user provfs-u3 cat "$job" "$MNT/pub/p.csv"
+	[ "$status" -eq 0 ]
+	run as_user provfs-u2 cat "$MNT/pub/p.csv"
+	[ "$status" -eq 0 ]
+	run_split "$LABEL" --config "$MCONF" set "$MNT/pub/p.csv" confidential
+	assert_ok
+	# Now the grant is needed, and the daemon grants it (once the script's
+	# hash is known: an open decided before is decided again).
+	local try
+	for try in $(seq 50); do
+		run as_user provfs-u3 python3 -I "$job" "$MNT/pub/p.csv"
+		[ "$status" -eq 0 ] && break
+		sleep 0.1
+	done
+	[ "$status" -eq 0 ] && [ "$output" = x ]
+	run as_user provfs-u3 cat "$job" "$MNT/pub/p.csv"
+	[ "$status" -ne 0 ] && [[ $output == *"Permission denied"* ]]
+	unmount_provfs
+	[ "$(q "SELECT count(*) FROM versions WHERE hash = '$hash'")" -ge 1 ]
+	run_split "$QUERY" --config "$MCONF" --store "$STORE" exposure "$MNT/pub/p.csv" --format json
+	assert_ok
+	json '
+exposed = sorted((p["user"], " ".join(p["argv"])) for p in d["processes"])
+job, csv = "'"$job"'", "'"$MNT/pub/p.csv"'"
+assert exposed == [("provfs-u2", "cat " + csv), ("provfs-u3", "cat %s %s" % (job, csv))], exposed
+assert all(p["clearance"] == "internal" for p in d["processes"]), d'
+}
+
 @test "e2e: a mount without the label policy (-o nopolicy): one line, exit 2, nothing set" {
 	if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
 		skip "needs root and /dev/fuse"

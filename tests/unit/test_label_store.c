@@ -238,7 +238,11 @@ test_clearance(sqlite3 *db, struct provfs_config *config)
 	 * 3: an interpreter running the pinned script, having read its hash.
 	 * 4: the same script path, a different hash read: default.
 	 * 5: refused once with clearance "internal": the denial wins.
+	 * 3 and 4 ran on this host (the interpreter's owner is looked at
+	 * here, test_script_rules); python3 -I: no site directory of the user's.
 	 */
+	char host[256] = "";
+	CHECK(gethostname(host, sizeof(host) - 1) == 0);
 	snprintf(sql, sizeof(sql),
 		 "INSERT INTO runs (id, uuid, job_name, named_by, host, root_pid, root_start_ns, "
 		 "started_ns) VALUES (1,'u1','train','PROVFS_JOB','h',1,1,1),"
@@ -247,10 +251,12 @@ test_clearance(sqlite3 *db, struct provfs_config *config)
 		 "executable_hash, argv, uid, gid, seen_ns) VALUES "
 		 "(1,'h',1,1,0,1,'/opt/train','%s',CAST('train' || char(0) AS BLOB),4242,4242,1),"
 		 "(2,'h',2,1,0,2,'/opt/train','%s',CAST('train' || char(0) AS BLOB),4242,4242,1),"
-		 "(3,'h',3,1,0,NULL,'/usr/bin/python3','x',"
-		 "CAST('python3' || char(0) || '/srv/score.py' || char(0) AS BLOB),4243,4243,1),"
-		 "(4,'h',4,1,0,NULL,'/usr/bin/python3','x',"
-		 "CAST('python3' || char(0) || '/srv/score.py' || char(0) AS BLOB),4243,4243,1),"
+		 "(3,'%s',3,1,0,NULL,'/usr/bin/python3','x',"
+		 "CAST('python3' || char(0) || '-I' || char(0) || '/srv/score.py' || char(0) AS BLOB),"
+		 "4243,4243,1),"
+		 "(4,'%s',4,1,0,NULL,'/usr/bin/python3','x',"
+		 "CAST('python3' || char(0) || '-I' || char(0) || '/srv/score.py' || char(0) AS BLOB),"
+		 "4243,4243,1),"
 		 "(5,'h',5,1,0,1,'/opt/train','%s',CAST('train' || char(0) AS BLOB),4242,4242,1);"
 		 "INSERT INTO files (id, host, device, inode, generation, backing_dir, path, "
 		 "first_seen_ns) VALUES (10,'h',1,10,0,'/b','srv/score.py',1);"
@@ -265,8 +271,8 @@ test_clearance(sqlite3 *db, struct provfs_config *config)
 		 "(4,10,1,'srv/score.py',0,11,1);"
 		 "INSERT INTO denials (process_id, file_id, mount_session_id, path, uid, label, "
 		 "clearance, rule, time_ns) VALUES (5,10,1,'x',4242,'restricted','internal','r',1);",
-		 "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef",
-		 "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210",
+		 "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef", host,
+		 host, "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210",
 		 "00000000000000000000000000000000");
 	exec_sql(db, sql);
 	expect_clearance(db, config, 1, "restricted", "grants");
@@ -274,6 +280,70 @@ test_clearance(sqlite3 *db, struct provfs_config *config)
 	expect_clearance(db, config, 3, "confidential", "grants");
 	expect_clearance(db, config, 4, "internal", "default");
 	expect_clearance(db, config, 5, "internal", "denial");
+}
+
+/*
+ * A recorded process is judged by the daemon's script: rules
+ * (policy_script_fails()), not by its argv[1]: each image below read the
+ * pinned version of /srv/score.py (hash fedcba...), as image 3 above.
+ */
+static void
+test_script_rules(sqlite3 *db, struct provfs_config *config)
+{
+	static const struct {
+		const char *host; /* NULL: this host */
+		const char *executable;
+		const char *argv; /* '|' stands for NUL */
+		const char *cwd;
+		const char *expected;
+	} cases[] = {
+		/* 20: the way it must run. */
+		{NULL, "/usr/bin/python3", "python3|-I|/srv/score.py|", "/", "confidential"},
+		/* 21: relative to the cwd, in a cluster. */
+		{NULL, "/usr/bin/python3", "python3|-Iu|./score.py|", "/srv", "confidential"},
+		/* 22: by the shebang line "#!/usr/bin/python3 -I". */
+		{NULL, "/usr/bin/python3", "/usr/bin/python3|-I|/srv/score.py|", "/", "confidential"},
+		/* 23: the user's site-packages ran first. */
+		{NULL, "/usr/bin/python3", "python3|/srv/score.py|", "/", "internal"},
+		/* 24: not an interpreter, given the script first: argv[1] is no proof. */
+		{NULL, "/usr/bin/cat", "cat|/srv/score.py|/srv/secret|", "/", "internal"},
+		/* 25: a virtual environment's python. */
+		{NULL, "/usr/bin/python3", "/home/u/venv/bin/python3|-I|/srv/score.py|", "/",
+		 "internal"},
+		/* 26: another host: the interpreter's owner cannot be looked at. */
+		{"elsewhere.invalid", "/usr/bin/python3", "python3|-I|/srv/score.py|", "/",
+		 "internal"},
+		/* 27: an interpreter this host does not have. */
+		{NULL, "/nonexistent/python3", "python3|-I|/srv/score.py|", "/", "internal"},
+	};
+	char host[256] = "";
+	char sql[1024];
+
+	CHECK(gethostname(host, sizeof(host) - 1) == 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char argv[128];
+		int id = 20 + (int)i;
+		snprintf(argv, sizeof(argv), "%s", cases[i].argv);
+		for (char *c = argv; *c; c++)
+			if (*c == '|')
+				*c = '\0';
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO processes (id, host, pid, start_ns, exec_index, executable, "
+			 "argv, cwd, uid, gid, seen_ns) VALUES (%d,'%s',%d,1,0,'%s',?,'%s',4243,4243,1);"
+			 "INSERT INTO accesses (process_id, file_id, mount_session_id, path, "
+			 "open_flags, read_version_id, opened_ns) VALUES (%d,10,1,'srv/score.py',0,10,1);",
+			 id, cases[i].host ? cases[i].host : host, id, cases[i].executable,
+			 cases[i].cwd, id);
+		sqlite3_stmt *statement;
+		const char *tail;
+		CHECK(sqlite3_prepare_v2(db, sql, -1, &statement, &tail) == SQLITE_OK);
+		sqlite3_bind_blob(statement, 1, argv, (int)strlen(cases[i].argv), SQLITE_TRANSIENT);
+		CHECK(sqlite3_step(statement) == SQLITE_DONE);
+		sqlite3_finalize(statement);
+		exec_sql(db, tail);
+		expect_clearance(db, config, id, cases[i].expected,
+				 strcmp(cases[i].expected, "internal") == 0 ? "default" : "grants");
+	}
 }
 
 int
@@ -317,6 +387,7 @@ main(void)
 	test_effective(store_db(store), config);
 	test_versions(store_db(store), config);
 	test_clearance(store_db(store), config);
+	test_script_rules(store_db(store), config);
 	label_store_finish();
 	store_close(store);
 	config_free(config);

@@ -374,6 +374,15 @@ test_script_runs(void)
 	CHECK_REFUSED("/usr/bin/pythonista", plain, 0, "executable is not a script interpreter");
 	CHECK_REFUSED("/usr/bin/python3.11 (deleted)", plain, 0,
 	              "executable is not a script interpreter");
+	/* Python's free-threaded build: a 't' after the version. */
+	static const char isolated_t[] = "python3.13t\0-I\0/srv/score.py";
+	CHECK_GRANTED("/usr/bin/python3.13t", isolated_t, 0);
+	CHECK_GRANTED("/usr/bin/python3t", isolated_t, 0);
+	CHECK_REFUSED("/usr/bin/python3.13tt", plain, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/python3.t", plain, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/pythont", plain, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/perl5t", plain, 0, "executable is not a script interpreter");
+	CHECK_REFUSED("/usr/bin/python3.13t", plain, 0, python_user_site);
 	CHECK_GRANTED("/usr/bin/perl5.36.0", plain, 0);
 	CHECK_GRANTED("/usr/bin/lua5.4", plain, 0);
 	CHECK_GRANTED("/usr/bin/dash", plain, 0);
@@ -475,22 +484,40 @@ test_script_runs(void)
 	/*
 	 * A virtual environment: Python finds pyvenv.cfg beside the path it
 	 * was started by (argv[0], else PATH), and runs the .pth files of
-	 * the venv's site-packages, -I or not.
+	 * the venv's site-packages, -I or not.  Where argv[0] leads is looked
+	 * at by the process table (test_process_table.c); the rules take its
+	 * word, PROCESS_ARGV0_UNTRUSTED, whatever the name.
 	 */
 	static const char venv[] = "/home/u/venv/bin/python3\0-I\0/srv/score.py";
-	static const char venv_relative[] = "./python3\0-I\0/srv/score.py";
-	static const char in_place[] = "/usr/bin/python3\0-I\0/srv/score.py";
-	static const char in_place_relative[] = "../usr/bin/python3\0-I\0/srv/score.py";
+	static const char merged_usr[] = "/bin/python3\0-I\0/srv/score.py";
 	static const char venv_reason[] =
 	    "python named outside its own directory may start a virtual environment's "
 	    "site-packages first: run /usr/bin/python3 -I SCRIPT";
-	CHECK_REFUSED(python, venv, 0, venv_reason);
-	CHECK_REFUSED(python, venv_relative, 0, venv_reason);
-	CHECK_REFUSED(python, isolated, PROCESS_PATH_NOT_SYSTEM, venv_reason); /* bare, PATH=~/venv/bin:... */
-	CHECK_GRANTED(python, in_place, PROCESS_PATH_NOT_SYSTEM);
-	CHECK_REFUSED(python, in_place_relative, 0, venv_reason); /* ".." is not resolved */
-	CHECK_GRANTED("/srv/bin/python3.11", "bin/python3\0-I\0/srv/score.py", 0);
-	CHECK_GRANTED("/srv/python3.11", "./python3\0-I\0score.py", 0);
+	CHECK_REFUSED(python, venv, PROCESS_ARGV0_UNTRUSTED, venv_reason);
+	CHECK_REFUSED(python, isolated, PROCESS_ARGV0_UNTRUSTED, venv_reason); /* bare, PATH=~/venv/bin:... */
+	CHECK_GRANTED(python, merged_usr, 0); /* /bin -> usr/bin: the same directory */
+	/* The other interpreters do not look beside argv[0]. */
+	static const char perl_elsewhere[] = "/home/u/bin/perl\0/srv/score.py";
+	CHECK_GRANTED("/usr/bin/perl", perl_elsewhere, PROCESS_ARGV0_UNTRUSTED);
+	/*
+	 * By names alone, for provfs-query, which has no directories to look
+	 * at: argv[0]'s directory is the executable's, as a string.
+	 */
+	CHECK(policy_python_argv0_in_place(python, "/usr/bin/python3", "/"));
+	CHECK(policy_python_argv0_in_place(python, "/usr/bin/python3", NULL));
+	CHECK(policy_python_argv0_in_place("/srv/bin/python3.11", "bin/python3", "/srv"));
+	CHECK(policy_python_argv0_in_place("/srv/bin/python3.11", "./bin/python3", "/srv"));
+	CHECK(policy_python_argv0_in_place("/srv/python3.11", "./python3", "/srv"));
+	CHECK(policy_python_argv0_in_place("/python3.11", "python3/../python3", "/") == false);
+	CHECK(!policy_python_argv0_in_place(python, "/home/u/venv/bin/python3", "/"));
+	CHECK(!policy_python_argv0_in_place(python, "./python3", "/srv"));
+	CHECK(!policy_python_argv0_in_place(python, "../usr/bin/python3", "/srv")); /* ".." */
+	CHECK(!policy_python_argv0_in_place(python, "bin/python3", NULL));
+	CHECK(!policy_python_argv0_in_place(python, "/usr/bin2/python3", "/"));
+	CHECK(!policy_python_argv0_in_place(python, "/usr/python3", "/"));
+	CHECK(!policy_python_argv0_in_place(python, "/bin/python3", "/")); /* names only */
+	CHECK(!policy_python_argv0_in_place(python, "python3", "/"));      /* PATH unknown */
+	CHECK(!policy_python_argv0_in_place(NULL, "/usr/bin/python3", "/"));
 	static const char no_argv[] = "";
 	CHECK_REFUSED(python, no_argv, 0, "not running this script");
 

@@ -221,13 +221,236 @@ test_injection_of_live_processes(struct process_table *table)
 		struct process_info *image =
 			lookup_until(table, child, runs, "/usr/bin/sleep");
 		CHECK(image != NULL, "no image of sleep");
+		/* ARGV0_UNTRUSTED is set, unlooked at, for any image but Python's. */
 		if (image)
-			CHECK(image->environment_injection == cases[i].expected,
+			CHECK((image->environment_injection & ~PROCESS_ARGV0_UNTRUSTED) ==
+				      cases[i].expected,
 			      "%s: injection %u, expected %u", cases[i].variable,
 			      image->environment_injection, cases[i].expected);
 		process_info_release(image);
 		reap(child);
 	}
+}
+
+/* ---- where argv[0] leads Python --------------------------------------------------- */
+
+static char argv0_base[] = "/tmp/provfs-unit-argv0.XXXXXX";
+
+/* base/relative, in a static buffer (one at a time per call site is enough). */
+static const char *
+at(const char *relative)
+{
+	static char paths[8][512];
+	static int next;
+	char *path = paths[next++ % 8];
+
+	snprintf(path, 512, "%s/%s", argv0_base, relative);
+	return path;
+}
+
+static void
+make_directory(const char *relative, mode_t mode, uid_t uid, gid_t gid)
+{
+	CHECK(mkdir(at(relative), mode) == 0 || errno == EEXIST, "mkdir %s", relative);
+	CHECK(chown(at(relative), uid, gid) == 0 && chmod(at(relative), mode) == 0, "chown %s",
+	      relative);
+}
+
+static void
+make_link(const char *target, const char *relative, uid_t uid)
+{
+	CHECK(symlink(target, at(relative)) == 0, "symlink %s", relative);
+	CHECK(lchown(at(relative), uid, uid) == 0, "lchown %s", relative);
+}
+
+/*
+ * A tree with an installed python (usr/bin/python3.11, its inode standing
+ * for the executed one), a merged-/usr bin -> usr/bin, a group-writable
+ * local/bin (Debian's /usr/local/bin: 2775 root:staff) and a user's venv.
+ */
+static void
+make_argv0_tree(dev_t *device, ino_t *inode)
+{
+	struct stat st;
+	char python[600];
+	int fd;
+
+	CHECK(mkdtemp(argv0_base) != NULL, "mkdtemp");
+	CHECK(chmod(argv0_base, 0755) == 0, "chmod");
+	make_directory("usr", 0755, 0, 0);
+	make_directory("usr/bin", 0755, 0, 0);
+	fd = open(at("usr/bin/python3.11"), O_CREAT | O_WRONLY, 0755);
+	close(fd);
+	CHECK(stat(at("usr/bin/python3.11"), &st) == 0, "stat python3.11");
+	*device = st.st_dev;
+	*inode = st.st_ino;
+	make_link("python3.11", "usr/bin/python3", 0);
+	make_link("usr/bin", "bin", 0);
+	snprintf(python, sizeof(python), "%s", at("usr/bin/python3.11"));
+	make_directory("local", 0755, 0, 0);
+	make_directory("local/bin", 02775, 0, 50);
+	make_link(python, "local/bin/python3", 0);
+	make_directory("home", 0755, 0, 0);
+	make_directory("home/u", 0755, 4242, 4242);
+	make_directory("home/u/venv", 0755, 4242, 4242);
+	make_directory("home/u/venv/bin", 0755, 4242, 4242);
+	make_link(python, "home/u/venv/bin/python3", 4242);
+	make_link("usr/bin", "userlink", 4242); /* a user's symlink to root's directory */
+	make_directory("empty", 0755, 0, 0);
+	make_directory("other", 0755, 0, 0);
+	fd = open(at("other/python3"), O_CREAT | O_WRONLY, 0755); /* another python3 */
+	close(fd);
+	make_directory("sticky", 01777, 0, 0);
+	make_directory("sticky/root", 0755, 0, 0);
+	make_directory("sticky/root/bin", 0755, 0, 0);
+	make_link(python, "sticky/root/bin/python3", 0);
+	make_directory("sticky/bin", 0755, 0, 0);
+	make_link(python, "sticky/bin/python3", 0);
+	make_directory("gw", 0775, 0, 50);
+	make_directory("gw/bin", 0755, 0, 0);
+	make_link(python, "gw/bin/python3", 0);
+	make_link("../usr/bin", "dots", 0); /* ".." in a target: not resolved */
+}
+
+static void
+test_argv0_trust(void)
+{
+	dev_t device;
+	ino_t inode;
+	char path[2048];
+
+	make_argv0_tree(&device, &inode);
+	static const struct {
+		const char *argv0; /* "@" stands for the tree's base */
+		const char *cwd;
+		const char *path; /* each "@" too; NULL: no PATH */
+		const char *mount_point;
+		unsigned int expected;
+	} cases[] = {
+		/* A slash: argv0's own directory and its parent. */
+		{"@/usr/bin/python3", "/", NULL, NULL, 0},
+		{"@/usr/bin/python3.11", "/", NULL, NULL, 0},
+		{"@/bin/python3", "/", NULL, NULL, 0},  /* merged /usr: bin -> usr/bin */
+		{"./python3", "@/usr/bin", NULL, NULL, 0},
+		{"bin/python3", "@", NULL, NULL, 0},
+		{"@/home/u/venv/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"@/local/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"@/userlink/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"@/dots/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"@/usr/bin/../bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"@/other/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED}, /* not the inode */
+		{"@/empty/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"bin/python3", NULL, NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		/* /tmp-like: sticky above the parent is fine, as the parent it is not. */
+		{"@/sticky/root/bin/python3", "/", NULL, NULL, 0},
+		{"@/sticky/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"@/gw/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		/* Never looked at under the mount: it would ask this very daemon. */
+		{"@/usr/bin/python3", "/", NULL, "@/usr", PROCESS_ARGV0_UNTRUSTED},
+		{"@/usr/bin/python3", "/", NULL, "@/us", 0},
+		/* A bare name: every PATH directory up to where it is found. */
+		{"python3", "/", "@/usr/bin", NULL, 0},
+		{"python3", "/", "@/bin:@/local/bin", NULL, 0},
+		{"python3", "/", "@/missing:@/empty:@/usr/bin", NULL, 0},
+		{"python3", "/", "@/usr/bin:@/local/bin:@/home/u/venv/bin", NULL, 0},
+		{"python3", "/", "@/local/bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/empty:@/local/bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/home/u/venv/bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/userlink:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/other:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/missing/deeper:@/usr/bin", NULL, 0},
+		{"python3", "/", "@/sticky/gone:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", ":@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/usr/bin:", NULL, 0},
+		{"python3", "/", "@/empty", NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/usr/bin", "@/usr/bin", PROCESS_ARGV0_UNTRUSTED},
+		{"", "/", "@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char argv0[600], cwd[600], mount[600];
+		const char *in[] = {cases[i].argv0, cases[i].cwd, cases[i].path,
+				    cases[i].mount_point};
+		char *out[] = {argv0, cwd, path, mount};
+		size_t size[] = {sizeof(argv0), sizeof(cwd), sizeof(path), sizeof(mount)};
+		for (int k = 0; k < 4; k++) {
+			size_t used = 0;
+			out[k][0] = '\0';
+			for (const char *c = in[k]; c && *c && used < size[k]; c++)
+				used += (size_t)snprintf(out[k] + used, size[k] - used, "%s",
+							 *c == '@' ? argv0_base : (char[]){*c, 0});
+			CHECK(used < size[k], "case %zu: too long", i);
+		}
+		unsigned int got = process_argv0_trust(argv0, cases[i].cwd ? cwd : NULL,
+						       cases[i].path ? path : NULL, device, inode,
+						       cases[i].mount_point ? mount : NULL);
+		CHECK(got == cases[i].expected, "argv0 %s cwd %s PATH %s mount %s: %u, expected %u",
+		      cases[i].argv0, cases[i].cwd ? cases[i].cwd : "(none)",
+		      cases[i].path ? cases[i].path : "(none)",
+		      cases[i].mount_point ? cases[i].mount_point : "(none)", got,
+		      cases[i].expected);
+	}
+	/* The wrong inode is never trusted, whatever the name. */
+	CHECK(process_argv0_trust(at("usr/bin/python3"), "/", NULL, device, inode + 1, NULL) ==
+		      PROCESS_ARGV0_UNTRUSTED,
+	      "another inode");
+	snprintf(path, sizeof(path), "rm -rf '%s'", argv0_base);
+	CHECK(system(path) == 0, "rm");
+}
+
+/*
+ * The fact as the table reads it, on live Python processes: the system's
+ * python3 by its merged-/usr name /bin/python3, by a bare name on PATH,
+ * and through a symlink in a directory of a user's (a venv's bin).
+ */
+static void
+test_argv0_of_live_python(struct process_table *table)
+{
+	char python[4096], venv[] = "/tmp/provfs-unit-venv.XXXXXX", link[4200];
+	static char *const path_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+
+	if (realpath("/usr/bin/python3", python) == NULL || access("/bin/python3", X_OK) != 0) {
+		fprintf(stderr, "no /usr/bin/python3 and /bin/python3: live argv0 tests skipped\n");
+		return;
+	}
+	CHECK(mkdtemp(venv) != NULL && chown(venv, 4242, 4242) == 0, "venv");
+	snprintf(link, sizeof(link), "%s/python3", venv);
+	CHECK(symlink(python, link) == 0, "symlink");
+	static const char sleep_code[] = "import time; time.sleep(30)";
+	struct {
+		const char *file;  /* what execve runs */
+		const char *argv0; /* what it is told */
+		bool trusted;
+	} cases[] = {
+		{"/bin/python3", "/bin/python3", true},
+		{"/usr/bin/python3", "python3", true},
+		{link, link, false},
+		/* Python looks on PATH, not where the kernel was told: /usr/bin's. */
+		{link, "python3", true},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *argv[] = {(char *)cases[i].argv0, "-c", (char *)sleep_code, NULL};
+		pid_t child = fork();
+		if (child == 0) {
+			int null = open("/dev/null", O_RDWR);
+			dup2(null, 0);
+			dup2(null, 2);
+			execve(cases[i].file, argv, path_env);
+			_exit(127);
+		}
+		struct process_info *image = lookup_until(table, child, runs, python);
+		CHECK(image != NULL, "no image of %s", cases[i].argv0);
+		if (image)
+			CHECK(!(image->environment_injection & PROCESS_ARGV0_UNTRUSTED) ==
+				      cases[i].trusted,
+			      "%s as %s: facts %u", cases[i].file, cases[i].argv0,
+			      image->environment_injection);
+		process_info_release(image);
+		reap(child);
+	}
+	unlink(link);
+	rmdir(venv);
 }
 
 static bool
@@ -474,8 +697,10 @@ main(void)
 		fprintf(stderr, "not root: live-process tests skipped\n");
 		return failures ? 1 : 77;
 	}
+	test_argv0_trust();
 	struct process_table *table = new_table(&hasher);
 	test_injection_of_live_processes(table);
+	test_argv0_of_live_python(table);
 	test_traced(table);
 	test_under_strace(table);
 	test_executable_hash(table);
