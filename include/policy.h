@@ -30,7 +30,11 @@
  *   the image (process_table.h): executable path, argv, cwd, job, and the
  *   trust facts environment_injection and traced.  An exe: or script:
  *   condition never holds for a traced image; exe: never holds with
- *   LD_PRELOAD-style injection, script: never with either kind.
+ *   LD_PRELOAD-style injection, script: never with either kind.  Neither
+ *   holds when argv or environ now differ from what they were at exec, or
+ *   the exec was not seen (PROCESS_ARGV_CHANGED, _ENVIRONMENT_CHANGED,
+ *   _EXEC_UNSEEN: process_table.h, FACTS FROM EXEC TIME), nor for a process
+ *   that maps code from a file not root's alone (foreign_code, below).
  *   A script: condition holds only for a known interpreter (by the base
  *   name of the executed file, version suffix allowed) whose inode is
  *   owned by root and writable by no group or other user (the
@@ -130,6 +134,13 @@ struct policy_subject {
 	 * while it is still being computed (may wait briefly).
 	 */
 	int (*file_hash)(void *context, const char *path, char hash[33]);
+	/*
+	 * Does the process map code from a file not root's alone (an
+	 * LD_PRELOAD object: process_table_foreign_code())?  Asked for an
+	 * exe: or script: condition that holds otherwise.  NULL: not asked
+	 * (no live process).
+	 */
+	bool (*foreign_code)(void *context);
 	const char *executable; /* may be NULL */
 	const char *argv;       /* NUL-separated words; may be NULL */
 	size_t argv_length;

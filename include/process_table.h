@@ -46,6 +46,14 @@ struct run_info {
 	int64_t store_id; /* writer thread only; 0 until stored */
 };
 
+/* What an image's argv and environ were at exec (FACTS FROM EXEC TIME, below). */
+struct process_exec_facts {
+	uint64_t layout;           /* hash of argv's and environ's addresses: the image */
+	uint64_t argv_hash;        /* XXH3-64 of cmdline's bytes */
+	uint64_t environment_hash; /* XXH3-64 of environ's bytes */
+	unsigned int injection;    /* process_injection_of(environ) */
+};
+
 struct process_info {
 	atomic_int references;
 	pid_t pid;
@@ -81,10 +89,15 @@ struct process_info {
 	atomic_bool traced;                 /* a tracer is (or was) attached */
 	dev_t executable_device;            /* the very inode that was executed, as the */
 	ino_t executable_inode;             /* kernel's /proc/PID/exe names it; 0/0 unknown */
+	/* What the image was held to (FACTS FROM EXEC TIME, below): valid when
+	 * PROCESS_EXEC_UNSEEN is clear; a forked child is held to it too. */
+	struct process_exec_facts exec_facts;
 
 	/* The hasher's verdict on that inode: under the table's lock. */
 	int executable_verdict;             /* 0 pending, 1 hashed, -1 unknown */
 	char executable_verdict_hash[33];
+	atomic_int mapped_code; /* process_table_foreign_code(): 0 not looked at yet,
+				 * 1 root's files only, -1 another's */
 	struct process_info *release_next;  /* process_info_release's own worklist */
 };
 
@@ -110,7 +123,104 @@ enum process_injection {
 	PROCESS_EXECUTABLE_NOT_ROOT = 1u << 4,        /* not owned by root (or unknown) */
 	PROCESS_EXECUTABLE_SHARED_WRITABLE = 1u << 5, /* writable by group or others (or unknown) */
 	PROCESS_ARGV0_UNTRUSTED = 1u << 6,            /* argv[0] may lead Python elsewhere */
+	PROCESS_ARGV_CHANGED = 1u << 7,        /* argv's bytes are not those at exec */
+	PROCESS_ENVIRONMENT_CHANGED = 1u << 8, /* environ's bytes are not those at exec */
+	PROCESS_EXEC_UNSEEN = 1u << 9,         /* the image's exec was not seen: no facts
+						* from exec time to hold the others to */
 };
+
+/*
+ * FACTS FROM EXEC TIME
+ *
+ * /proc/PID/cmdline and /proc/PID/environ read the process's own memory,
+ * which code running in it may rewrite: a usercustomize.py that turns
+ * "python3 -W ignore" into "python3 -I" in place, a preloaded object whose
+ * constructor wipes LD_PRELOAD.  So the table also reads them when the
+ * image starts: on each exec event of the process connector, the watcher
+ * thread (or the first lookup, whichever comes first) reads stat, cmdline
+ * and environ and keeps a record of what it saw (struct process_exec_facts),
+ * and an image built later is held to it (process_exec_facts_apply()).
+ *
+ * The records are kept per process, keyed by pid and start time, and the
+ * image by its memory layout: the addresses of its argv and environment
+ * (fields 48-51 of /proc/PID/stat), which the kernel sets at exec and the
+ * process cannot change without CAP_SYS_RESOURCE; a later exec, or a pid
+ * reused, never matches.  A child forked without exec has its parent's
+ * layout and is held to the parent image's record.
+ *
+ * What it guarantees: argv and environ are those of the exec's first read,
+ * which comes as soon as the watcher is scheduled after the exec (tens of
+ * microseconds on an idle machine; the kernel queues the event before the
+ * new image runs).  What it does not: code that runs in the image before
+ * that read.  Python's site and usercustomize run milliseconds after exec,
+ * so a rewrite there is caught unless the daemon is starved of CPU for that
+ * long; the dynamic loader runs an LD_PRELOAD object's constructor a few
+ * hundred microseconds after exec, so a constructor that rewrites environ
+ * at once races the watcher, and a loaded machine can let it win.
+ *
+ * The record itself is struct process_exec_facts, above struct process_info.
+ */
+
+/*
+ * The facts of process pid now (layout, hashes and injection), from its
+ * /proc files: 0, or -1 when it is gone.  start_ticks (may be NULL) gets
+ * its start time as /proc/PID/stat says it (field 22, clock ticks since
+ * boot), by which the records tell a process from a later one of its pid.
+ */
+int process_exec_facts_read(pid_t pid, uint64_t *start_ticks, struct process_exec_facts *facts);
+
+/*
+ * The trust facts of an image whose environment_injection was computed
+ * from the facts now, held to those at exec (NULL: none recorded):
+ * PROCESS_EXEC_UNSEEN without a record or when the layouts differ (another
+ * image); else PROCESS_ARGV_CHANGED and PROCESS_ENVIRONMENT_CHANGED for
+ * bytes that differ, the PROCESS_INJECTION_* bits of both, and
+ * PROCESS_PYTHON_NO_USER_SITE only when both had it.  Pure.
+ */
+unsigned int process_exec_facts_apply(unsigned int injection,
+				      const struct process_exec_facts *at_exec,
+				      const struct process_exec_facts *now);
+
+/*
+ * The records, a fixed table (no allocation after process_exec_records_new):
+ * capacity entries of 48 bytes, in sets of eight by pid; a new record takes
+ * a free entry of its set, else the oldest (whose image then counts as
+ * unseen).  An exit frees its process's entry.  Thread-safe: each call
+ * holds the table's own lock (no I/O under it) for a scan of one set.
+ */
+struct process_exec_records;
+
+/* capacity rounded up to a multiple of eight; NULL when out of memory. */
+struct process_exec_records *process_exec_records_new(size_t capacity);
+void process_exec_records_free(struct process_exec_records *records);
+
+/* pid exec'd: its record waits for a first read (pending), in place of any before. */
+void process_exec_records_note(struct process_exec_records *records, pid_t pid);
+
+/*
+ * The first read of pid's image since its exec was noted: kept when pid's
+ * record is pending; otherwise (no record, or one read already, which the
+ * earlier read keeps) ignored.
+ */
+void process_exec_records_fulfil(struct process_exec_records *records, pid_t pid,
+				 uint64_t start_ticks, const struct process_exec_facts *facts);
+
+/* pid exited: its record goes. */
+void process_exec_records_exited(struct process_exec_records *records, pid_t pid);
+
+enum process_exec_record_state {
+	PROCESS_EXEC_RECORD_NONE,    /* no exec of pid seen (or the record was replaced) */
+	PROCESS_EXEC_RECORD_PENDING, /* exec seen, not yet read */
+	PROCESS_EXEC_RECORD_READ,    /* *facts filled */
+};
+
+/*
+ * What is recorded for pid started at start_ticks: PENDING whatever the
+ * start (the exec event carries none), READ only for that very process.
+ */
+enum process_exec_record_state process_exec_records_find(struct process_exec_records *records,
+							 pid_t pid, uint64_t start_ticks,
+							 struct process_exec_facts *facts);
 
 /*
  * The PROCESS_INJECTION_* and PROCESS_PYTHON_NO_USER_SITE bits that an
@@ -235,6 +345,23 @@ int process_table_executable_hash(struct process_table *table, struct process_in
  */
 void process_table_executable_hashed(struct process_table *table, struct process_info *image,
 				     const char *hash);
+
+/*
+ * Does image's process map executable code from a file other than its
+ * executable that root does not own, or that a group or other users may
+ * write: a preloaded or audit object (LD_PRELOAD, LD_AUDIT), a library
+ * found through LD_LIBRARY_PATH, a module of the user's?  True too when the
+ * mappings cannot be read.  /proc/PID/maps is read once per image, at the
+ * first call (the policy's exe: and script: conditions, when all else
+ * holds), and each file mapped there is looked at through its
+ * /proc/PID/map_files link (an O_PATH open and a statx of cached
+ * attributes: no call into any filesystem, so a request thread may ask);
+ * the answer is kept for the image.  Anonymous executable memory (a JIT's,
+ * or code copied there before its file was unmapped) is not looked at.
+ * Unlike the environment, the mappings are the kernel's: code in the
+ * process can hide an object it loaded only by unmapping it.
+ */
+bool process_table_foreign_code(struct process_table *table, struct process_info *image);
 
 struct process_info *process_info_acquire(struct process_info *image);
 void process_info_release(struct process_info *image);

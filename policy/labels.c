@@ -1020,6 +1020,14 @@ subject_executable_hash(void *context, char hash[33])
 	                                     EXECUTABLE_HASH_WAIT_MS, hash);
 }
 
+static bool
+subject_foreign_code(void *context)
+{
+	struct subject_context *subject = context;
+
+	return process_table_foreign_code(subject->labels->processes, subject->image);
+}
+
 /*
  * Open a script named by an absolute path, never through the mount.  One
  * inside the mount is opened from the backing tree.  One outside is opened
@@ -1412,6 +1420,7 @@ decide(struct labels *labels, const struct policy *policy, fuse_req_t req,
 	    .in_group = subject_in_group,
 	    .executable_hash = image ? subject_executable_hash : NULL,
 	    .file_hash = subject_file_hash,
+	    .foreign_code = image ? subject_foreign_code : NULL,
 	};
 
 	if (image) {

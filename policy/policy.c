@@ -431,11 +431,32 @@ explain(struct policy_decision *decision, const char *format, ...)
 	va_end(ap);
 }
 
+/*
+ * Why an image's argv and environ, read at its first open, cannot be taken
+ * for what it was started with (process_table.h, FACTS FROM EXEC TIME), or
+ * NULL.  exe: and script: conditions need both: the arguments name the
+ * script, and the environment what could run before it.
+ */
+static const char *
+exec_facts_fail(unsigned int injection)
+{
+	if (injection & PROCESS_EXEC_UNSEEN)
+		return "process not seen at exec (started before provfs, or its exec event was "
+		       "lost): start it again";
+	if (injection & PROCESS_ARGV_CHANGED)
+		return "argv changed after exec";
+	if (injection & PROCESS_ENVIRONMENT_CHANGED)
+		return "environment changed after exec";
+	return NULL;
+}
+
+#define FOREIGN_CODE "code mapped from a file not root's (LD_PRELOAD, LD_LIBRARY_PATH ...)"
+
 /* Does condition hold?  NULL when it does, else why not. */
 static const char *
 condition_fails(const struct condition *condition, const struct policy_subject *subject)
 {
-	const char *failed; /* why a script: condition fails */
+	const char *failed; /* why an exe: or script: condition fails */
 	char hash[33];
 
 	switch (condition->kind) {
@@ -456,6 +477,10 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 			return "traced";
 		if (subject->injection & PROCESS_INJECTION_LOADER)
 			return "loader environment (LD_PRELOAD ...)";
+		if ((failed = exec_facts_fail(subject->injection)) != NULL)
+			return failed;
+		if (subject->foreign_code && subject->foreign_code(subject->context))
+			return FOREIGN_CODE;
 		if (condition->pin[0] == '\0')
 			return NULL;
 		if (subject->executable_hash == NULL ||
@@ -472,6 +497,10 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 			return "traced";
 		if (subject->injection & (PROCESS_INJECTION_LOADER | PROCESS_INJECTION_SCRIPT))
 			return "environment can inject code";
+		if ((failed = exec_facts_fail(subject->injection)) != NULL)
+			return failed;
+		if (subject->foreign_code && subject->foreign_code(subject->context))
+			return FOREIGN_CODE;
 		if (condition->pin[0] == '\0')
 			return NULL;
 		if (subject->file_hash == NULL)

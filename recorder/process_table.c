@@ -44,6 +44,14 @@
  *     when there is one);
  *   - PTRACE attach marks the image traced for good: a grant refused to a
  *     traced process does not come back when the tracer detaches.
+ * Each EXEC is also noted in the exec records (FACTS FROM EXEC TIME in
+ * process_table.h), for any pid, and queued for the watcher, which reads
+ * the new image's stat, cmdline and environ at once, before anything else
+ * it does; a lookup that finds the record still pending makes it from its
+ * own reads.  read_image() holds the image to the record (held_to_exec()).
+ * Request threads that drain the connector only note: they never read
+ * /proc for an exec of another process.
+ *
  * An open with the exec flag means an execve is in progress for that pid:
  * the next lookup makes the new image itself, and the EXEC event that
  * follows is then recognised and not counted twice.
@@ -74,6 +82,9 @@
  *                   are applied in the kernel's order.  Held across a
  *                   non-blocking recv() and the marks above, no more: the
  *                   exits found are reported after it is released.
+ *   exec records'   their own lock (struct process_exec_records), a leaf:
+ *   lock            taken under connector_lock or alone, never with lock
+ *                   held, for a scan of one set of eight entries.
  *   jobs_lock       the executable thread's job queue.  The thread takes
  *                   a job and releases the lock before it opens anything.
  */
@@ -109,7 +120,7 @@
 #define TABLE_SLOTS 4096 /* power of two; chains grow beyond */
 #define ENVIRON_LIMIT (1 << 20)
 #define EXEC_FILE_LIMIT 8 /* exec-opens kept per execve: binary, interpreter, script */
-#define CONNECTOR_BATCH_MS 50 /* the watcher drains exec/exit events at most this often */
+#define EXEC_READ_QUEUE 4096 /* execs the watcher reads at once; more wait for their lookup */
 
 struct table_entry {
 	pid_t pid;
@@ -155,6 +166,9 @@ struct process_table {
 	int64_t boot_ns;
 	long ticks_per_second;
 	int netlink_fd;                 /* -1 when the connector is unavailable */
+	struct process_exec_records *exec_records; /* its own lock */
+	pid_t exec_reads[EXEC_READ_QUEUE]; /* noted execs for the watcher to read: under lock */
+	size_t exec_read_count;
 	pthread_mutex_t connector_lock; /* see LOCKS above */
 	atomic_bool sweep_needed;       /* the connector overflowed */
 	_Atomic int64_t drained_since_ns; /* every event queued before it is applied */
@@ -307,29 +321,40 @@ struct stat_fields {
 	pid_t parent_pid;
 	pid_t session_id;
 	unsigned long long start_ticks;
+	uint64_t layout; /* XXH3-64 of fields 48-51: where argv and environ are */
 };
+
+#define STAT_LAST_FIELD 51 /* env_end (Linux 3.5+) */
 
 static int
 read_stat(pid_t pid, struct stat_fields *fields)
 {
 	char *text = read_proc_file(pid, "stat", 4096, NULL);
-	int result = -1;
+	unsigned long long values[STAT_LAST_FIELD + 1] = {0};
+	int field = 3, result = -1;
 
 	if (text == NULL)
 		return -1;
 	/* The command name may hold anything, ')' included: parse after the last. */
-	char *after = strrchr(text, ')');
-	if (after) {
-		char state;
-		int parent, group, session;
-		unsigned long long start;
-		if (sscanf(after + 1,
-			   " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-			   "%*d %*d %llu",
-			   &state, &parent, &group, &session, &start) == 5) {
-			fields->parent_pid = parent;
-			fields->session_id = session;
-			fields->start_ticks = start;
+	char *cursor = strrchr(text, ')');
+	if (cursor && cursor[1] == ' ' && cursor[2] != '\0') {
+		cursor += 3; /* field 3, the state: a letter */
+		cursor += strcspn(cursor, " ");
+		for (field = 4; field <= STAT_LAST_FIELD && *cursor == ' '; field++) {
+			char *end;
+			values[field] = strtoull(cursor + 1, &end, 10);
+			if (end == cursor + 1)
+				break;
+			cursor = end;
+		}
+		if (field > 22) {
+			fields->parent_pid = (pid_t)values[4];
+			fields->session_id = (pid_t)values[6];
+			fields->start_ticks = values[22];
+			/* Set by the kernel at exec; all zero when unknown (a kernel thread). */
+			fields->layout = field > STAT_LAST_FIELD
+						 ? XXH3_64bits(&values[48], 4 * sizeof(values[0]))
+						 : 0;
 			result = 0;
 		}
 	}
@@ -854,6 +879,262 @@ read_traced(pid_t pid)
 	return traced;
 }
 
+/* ---- facts from exec time ---------------------------------------------------- */
+
+/*
+ * The records of process_table.h's FACTS FROM EXEC TIME.  One entry per
+ * process whose exec was seen, in sets of EXEC_RECORD_WAYS by pid (pids
+ * are handed out in turn, so consecutive ones fill different sets); 48
+ * bytes each, allocated once.  Live processes rarely number more than a few
+ * thousand: with the default 32,768 entries a set overflows (and its oldest
+ * record, perhaps of a live process, is replaced) about never at 2,000 and
+ * seldom at 10,000.
+ */
+#define EXEC_RECORDS 32768
+#define EXEC_RECORD_WAYS 8
+
+enum { EXEC_RECORD_FREE, EXEC_RECORD_PENDING_STATE, EXEC_RECORD_READ_STATE };
+
+#define EXEC_AGE_MASK ((1u << 30) - 1)
+
+struct exec_record {
+	pid_t pid;
+	uint32_t age : 30;  /* records.clock when noted, modulo 2^30 */
+	uint32_t state : 2; /* EXEC_RECORD_* */
+	uint64_t start_ticks;
+	struct process_exec_facts facts; /* READ only */
+};
+_Static_assert(sizeof(struct exec_record) <= 48, "an exec record is 48 bytes at most");
+
+struct process_exec_records {
+	pthread_mutex_t lock; /* every field below; held for a scan of one set, no I/O */
+	uint32_t clock;
+	size_t sets;
+	struct exec_record *entries; /* sets * EXEC_RECORD_WAYS */
+};
+
+struct process_exec_records *
+process_exec_records_new(size_t capacity)
+{
+	struct process_exec_records *records = calloc(1, sizeof(*records));
+
+	if (records == NULL)
+		return NULL;
+	records->sets = capacity / EXEC_RECORD_WAYS + (capacity % EXEC_RECORD_WAYS != 0);
+	if (records->sets == 0)
+		records->sets = 1;
+	records->entries = calloc(records->sets * EXEC_RECORD_WAYS, sizeof(struct exec_record));
+	if (records->entries == NULL) {
+		free(records);
+		return NULL;
+	}
+	pthread_mutex_init(&records->lock, NULL);
+	return records;
+}
+
+void
+process_exec_records_free(struct process_exec_records *records)
+{
+	if (records == NULL)
+		return;
+	pthread_mutex_destroy(&records->lock);
+	free(records->entries);
+	free(records);
+}
+
+static struct exec_record *
+exec_set(struct process_exec_records *records, pid_t pid)
+{
+	return records->entries + ((size_t)(unsigned)pid % records->sets) * EXEC_RECORD_WAYS;
+}
+
+/* pid's entry in its set, or NULL.  Under records->lock. */
+static struct exec_record *
+exec_record_of(struct process_exec_records *records, pid_t pid)
+{
+	struct exec_record *set = exec_set(records, pid);
+
+	for (int i = 0; i < EXEC_RECORD_WAYS; i++)
+		if (set[i].state != EXEC_RECORD_FREE && set[i].pid == pid)
+			return &set[i];
+	return NULL;
+}
+
+void
+process_exec_records_note(struct process_exec_records *records, pid_t pid)
+{
+	pthread_mutex_lock(&records->lock);
+	struct exec_record *set = exec_set(records, pid), *record = exec_record_of(records, pid);
+	for (int i = 0; record == NULL && i < EXEC_RECORD_WAYS; i++)
+		if (set[i].state == EXEC_RECORD_FREE)
+			record = &set[i];
+	if (record == NULL) {
+		/* A full set: the oldest goes (its image will count as unseen). */
+		record = &set[0];
+		for (int i = 1; i < EXEC_RECORD_WAYS; i++)
+			if (((records->clock - set[i].age) & EXEC_AGE_MASK) >
+			    ((records->clock - record->age) & EXEC_AGE_MASK))
+				record = &set[i];
+	}
+	memset(record, 0, sizeof(*record));
+	record->pid = pid;
+	record->age = ++records->clock & EXEC_AGE_MASK;
+	record->state = EXEC_RECORD_PENDING_STATE;
+	pthread_mutex_unlock(&records->lock);
+}
+
+void
+process_exec_records_fulfil(struct process_exec_records *records, pid_t pid,
+			    uint64_t start_ticks, const struct process_exec_facts *facts)
+{
+	pthread_mutex_lock(&records->lock);
+	struct exec_record *record = exec_record_of(records, pid);
+	if (record && record->state == EXEC_RECORD_PENDING_STATE) {
+		record->start_ticks = start_ticks;
+		record->facts = *facts;
+		record->state = EXEC_RECORD_READ_STATE;
+	}
+	pthread_mutex_unlock(&records->lock);
+}
+
+void
+process_exec_records_exited(struct process_exec_records *records, pid_t pid)
+{
+	pthread_mutex_lock(&records->lock);
+	struct exec_record *record = exec_record_of(records, pid);
+	if (record)
+		memset(record, 0, sizeof(*record));
+	pthread_mutex_unlock(&records->lock);
+}
+
+enum process_exec_record_state
+process_exec_records_find(struct process_exec_records *records, pid_t pid,
+			  uint64_t start_ticks, struct process_exec_facts *facts)
+{
+	enum process_exec_record_state state = PROCESS_EXEC_RECORD_NONE;
+
+	pthread_mutex_lock(&records->lock);
+	struct exec_record *record = exec_record_of(records, pid);
+	if (record && record->state == EXEC_RECORD_PENDING_STATE) {
+		state = PROCESS_EXEC_RECORD_PENDING;
+	} else if (record && record->start_ticks == start_ticks) {
+		*facts = record->facts;
+		state = PROCESS_EXEC_RECORD_READ;
+	}
+	pthread_mutex_unlock(&records->lock);
+	return state;
+}
+
+/* The facts of raw cmdline and environ bytes (either may be NULL: none read). */
+static void
+exec_facts_of(struct process_exec_facts *facts, uint64_t layout, const char *argv,
+	      size_t argv_length, const char *environment, size_t environment_length)
+{
+	facts->layout = layout;
+	facts->argv_hash = XXH3_64bits(argv ? argv : "", argv ? argv_length : 0);
+	facts->environment_hash =
+		XXH3_64bits(environment ? environment : "", environment ? environment_length : 0);
+	facts->injection = process_injection_of(environment, environment_length);
+}
+
+int
+process_exec_facts_read(pid_t pid, uint64_t *start_ticks, struct process_exec_facts *facts)
+{
+	struct stat_fields fields;
+	size_t argv_length = 0, environment_length = 0;
+	char *argv, *environment;
+
+	if (read_stat(pid, &fields) < 0)
+		return -1;
+	argv = read_proc_file(pid, "cmdline", 1 << 20, &argv_length);
+	environment = read_proc_file(pid, "environ", ENVIRON_LIMIT, &environment_length);
+	exec_facts_of(facts, fields.layout, argv, argv_length, environment, environment_length);
+	free(argv);
+	free(environment);
+	if (start_ticks)
+		*start_ticks = fields.start_ticks;
+	return 0;
+}
+
+unsigned int
+process_exec_facts_apply(unsigned int injection, const struct process_exec_facts *at_exec,
+			 const struct process_exec_facts *now)
+{
+	if (at_exec == NULL || at_exec->layout == 0 || at_exec->layout != now->layout)
+		return (injection & ~PROCESS_PYTHON_NO_USER_SITE) | PROCESS_EXEC_UNSEEN;
+	if (at_exec->argv_hash != now->argv_hash)
+		injection |= PROCESS_ARGV_CHANGED;
+	if (at_exec->environment_hash != now->environment_hash)
+		injection |= PROCESS_ENVIRONMENT_CHANGED;
+	/* What could inject at either time; PYTHONNOUSERSITE only when set at both. */
+	injection |= at_exec->injection & (PROCESS_INJECTION_LOADER | PROCESS_INJECTION_SCRIPT);
+	if (!(at_exec->injection & PROCESS_PYTHON_NO_USER_SITE))
+		injection &= ~PROCESS_PYTHON_NO_USER_SITE;
+	return injection;
+}
+
+/* Is the file mapped at range (START-END of a maps line) root's alone? */
+static bool
+mapped_file_is_roots(pid_t pid, const char *range)
+{
+	char path[96];
+	struct statx attributes;
+	int fd;
+	bool roots;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%s", (int)pid, range);
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	roots = statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MODE | STATX_UID,
+		      &attributes) == 0 &&
+		(attributes.stx_mask & (STATX_MODE | STATX_UID)) == (STATX_MODE | STATX_UID) &&
+		attributes.stx_uid == 0 && !(attributes.stx_mode & (S_IWGRP | S_IWOTH));
+	close(fd);
+	return roots;
+}
+
+bool
+process_table_foreign_code(struct process_table *table, struct process_info *image)
+{
+	int known = atomic_load(&image->mapped_code);
+	char *maps, *save = NULL;
+	unsigned int last_major = 0, last_minor = 0;
+	unsigned long long last_inode = 0;
+	bool foreign = false;
+
+	(void)table;
+	if (known != 0)
+		return known < 0;
+	maps = read_proc_file(image->pid, "maps", 1 << 24, NULL);
+	if (maps == NULL || maps[0] == '\0')
+		foreign = true; /* gone, or unreadable: not known to be clean */
+	for (char *line = maps ? strtok_r(maps, "\n", &save) : NULL; line && !foreign;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char range[64], permissions[8];
+		unsigned int major, minor;
+		unsigned long long inode;
+		if (sscanf(line, "%63s %7s %*s %x:%x %llu", range, permissions, &major, &minor,
+			   &inode) != 5) {
+			foreign = true;
+			break;
+		}
+		if (permissions[2] != 'x' || inode == 0)
+			continue; /* not code, or not a file ([vdso], anonymous) */
+		if (makedev(major, minor) == image->executable_device &&
+		    (ino_t)inode == image->executable_inode)
+			continue; /* the executable: judged by its own facts */
+		if (major == last_major && minor == last_minor && inode == last_inode)
+			continue; /* the same file as the line before */
+		if (!mapped_file_is_roots(image->pid, range))
+			foreign = true;
+		last_major = major, last_minor = minor, last_inode = inode;
+	}
+	free(maps);
+	atomic_store(&image->mapped_code, foreign ? -1 : 1);
+	return foreign;
+}
+
 /* ---- the executed inode ------------------------------------------------------ */
 
 /*
@@ -1328,8 +1609,10 @@ detached_copy(struct process_info *image)
 	memcpy(copy->executable_hash, image->executable_hash, sizeof(copy->executable_hash));
 	copy->environment_injection = image->environment_injection;
 	atomic_init(&copy->traced, atomic_load(&image->traced));
+	atomic_init(&copy->mapped_code, atomic_load(&image->mapped_code));
 	copy->executable_device = image->executable_device;
 	copy->executable_inode = image->executable_inode;
+	copy->exec_facts = image->exec_facts;
 	copy->executable_verdict = -1; /* never asked: the live image is */
 	return copy;
 }
@@ -1357,6 +1640,41 @@ argv0_trust(const struct process_table *table, const struct process_info *image,
 				   image->executable_inode, table->mount_point);
 	free(path);
 	return fact;
+}
+
+/*
+ * image's trust facts held to those of its exec (process_exec_facts_apply()),
+ * now being what read_image() just read: the record of its exec, made now
+ * from these very reads when it is still pending (no earlier read exists:
+ * this one is as early as any); else, for a child forked without exec (its
+ * parent's layout), the record its parent was held to.  Sets exec_facts.
+ */
+static unsigned int
+held_to_exec(struct process_table *table, struct process_info *image, uint64_t start_ticks,
+	     const struct process_exec_facts *now)
+{
+	const struct process_info *parent = image->parent;
+	struct process_exec_facts at_exec;
+	enum process_exec_record_state state;
+
+	state = process_exec_records_find(table->exec_records, image->pid, start_ticks, &at_exec);
+	if (state == PROCESS_EXEC_RECORD_PENDING) {
+		process_exec_records_fulfil(table->exec_records, image->pid, start_ticks, now);
+		state = process_exec_records_find(table->exec_records, image->pid, start_ticks,
+						  &at_exec);
+	}
+	if ((state != PROCESS_EXEC_RECORD_READ || at_exec.layout != now->layout) && parent &&
+	    !(parent->environment_injection & PROCESS_EXEC_UNSEEN) &&
+	    parent->exec_facts.layout == now->layout) {
+		at_exec = parent->exec_facts;
+		state = PROCESS_EXEC_RECORD_READ;
+	}
+	unsigned int facts = process_exec_facts_apply(
+		image->environment_injection, state == PROCESS_EXEC_RECORD_READ ? &at_exec : NULL,
+		now);
+	if (!(facts & PROCESS_EXEC_UNSEEN))
+		image->exec_facts = at_exec;
+	return facts;
 }
 
 /* What a builder saw of a table entry before it read /proc. */
@@ -1391,6 +1709,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	struct process_info *image;
 	char *raw_argv, *environment;
 	size_t raw_length = 0, environment_length = 0;
+	struct process_exec_facts now; /* of what was just read */
 	struct statx executed;
 	struct stat st;
 	char path[64];
@@ -1402,6 +1721,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 		return NULL;
 	atomic_init(&image->references, 1);
 	atomic_init(&image->traced, false);
+	atomic_init(&image->mapped_code, 0);
 	image->pid = pid;
 	image->start_ns = start_ns_of(table, fields.start_ticks);
 	image->kernel_id = previous ? previous->kernel_id : kernel_id_of(pid);
@@ -1425,10 +1745,8 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	image->executable = read_proc_link(pid, "exe");
 	image->cwd = read_proc_link(pid, "cwd");
 	raw_argv = read_proc_file(pid, "cmdline", 1 << 20, &raw_length);
-	if (raw_argv) {
+	if (raw_argv)
 		image->argv = redact_argv(table, raw_argv, raw_length, &image->argv_length);
-		free(raw_argv);
-	}
 	char *cgroup = read_proc_file(pid, "cgroup", 4096, NULL);
 	if (cgroup) {
 		char *line_end = strchr(cgroup, '\n');
@@ -1447,6 +1765,8 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	image->environment_injection |= argv0_trust(table, image, environment, environment_length);
 	if (read_traced(pid))
 		atomic_store(&image->traced, true);
+	exec_facts_of(&now, fields.layout, raw_argv, raw_length, environment, environment_length);
+	free(raw_argv);
 
 	if (previous) {
 		image->exec_index = previous->exec_index + (plan->execs ? (int)plan->execs : 1);
@@ -1456,6 +1776,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 		image->parent = lookup(table, fields.parent_pid, depth + 1, true);
 	}
 	struct process_info *parent = image->parent;
+	image->environment_injection = held_to_exec(table, image, fields.start_ticks, &now);
 	if (previous && previous->run && same_job(previous->job, image->job))
 		image->run = previous->run, atomic_fetch_add(&previous->run->references, 1);
 	else if (parent && parent->run && parent->session_id == image->session_id &&
@@ -1866,7 +2187,15 @@ mark_exec(struct process_table *table, pid_t pid)
 {
 	bool wake = false;
 
+	/* The new image's argv and environ are to be read at once (FACTS FROM
+	 * EXEC TIME): by the watcher, or by the image's first lookup if that
+	 * comes first.  A full queue leaves the read to that lookup. */
+	process_exec_records_note(table->exec_records, pid);
 	pthread_mutex_lock(&table->lock);
+	if (table->exec_read_count < EXEC_READ_QUEUE) {
+		wake = table->exec_read_count == 0; /* once per batch */
+		table->exec_reads[table->exec_read_count++] = pid;
+	}
 	struct table_entry *entry = find_entry(table, pid);
 	if (entry && !entry->exited) {
 		if (entry->execs_ahead > 0) {
@@ -1896,6 +2225,7 @@ static void
 mark_exit(struct process_table *table, pid_t pid, int status, int64_t time_ns,
 	  struct table_entry **retired)
 {
+	process_exec_records_exited(table->exec_records, pid);
 	pthread_mutex_lock(&table->lock);
 	struct table_entry *entry = find_entry(table, pid);
 	if (entry && !entry->exited) {
@@ -2130,6 +2460,30 @@ drain_connector(struct process_table *table)
 	retire_entries(table, retired);
 }
 
+/*
+ * Read the argv and environ of the images whose exec was noted, first of
+ * all (a few microseconds each; see FACTS FROM EXEC TIME).  Watcher only.
+ */
+static void
+read_execs(struct process_table *table)
+{
+	pid_t pids[EXEC_READ_QUEUE];
+	size_t count;
+
+	pthread_mutex_lock(&table->lock);
+	count = table->exec_read_count;
+	memcpy(pids, table->exec_reads, count * sizeof(pids[0]));
+	table->exec_read_count = 0;
+	pthread_mutex_unlock(&table->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct process_exec_facts facts;
+		uint64_t start_ticks;
+		if (process_exec_facts_read(pids[i], &start_ticks, &facts) == 0)
+			process_exec_records_fulfil(table->exec_records, pids[i], start_ticks,
+						    &facts);
+	}
+}
+
 /* Build the images of processes that exec'd, so each image is recorded. */
 static void
 build_stale(struct process_table *table)
@@ -2154,31 +2508,20 @@ watcher_main(void *argument)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "provfs-procs");
-	int64_t resume_ns = 0; /* the connector is watched again from then */
 	for (;;) {
 		struct pollfd fds[3] = {{.fd = table->stop_pipe[0], .events = POLLIN},
 					{.fd = table->wake_fd, .events = POLLIN},
 					{.fd = table->netlink_fd, .events = POLLIN}};
 		/*
-		 * Exec and exit events of the whole machine arrive one by one;
-		 * a wakeup for each costs every job on the machine its share of
-		 * the CPUs.  So after a drain the watcher lets them gather for
-		 * CONNECTOR_BATCH_MS: lookups drain before they look (nobody is
-		 * taken for an image it replaced), exits carry their own time,
-		 * and the socket holds thousands of events.
+		 * Every event is taken as it comes: an exec's argv and environ
+		 * must be read before the new image's own code can rewrite them
+		 * (FACTS FROM EXEC TIME in process_table.h), so the watcher never
+		 * lets exec events gather.  (It once waited 50 ms between drains
+		 * to save wakeups; a wakeup is now the smaller part of an exec's
+		 * cost here, beside the reads.)
 		 */
 		bool watch_connector = table->netlink_fd >= 0;
-		int timeout_ms = 1000;
-		if (watch_connector && resume_ns > 0) {
-			int64_t wait_ns = resume_ns - monotonic_ns();
-			if (wait_ns > 0) {
-				watch_connector = false;
-				timeout_ms = (int)((wait_ns + 999999) / 1000000);
-			} else {
-				resume_ns = 0;
-			}
-		}
-		int ready = poll(fds, watch_connector ? 3 : 2, timeout_ms);
+		int ready = poll(fds, watch_connector ? 3 : 2, 1000);
 		if (ready < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents) {
@@ -2189,12 +2532,12 @@ watcher_main(void *argument)
 			uint64_t count;
 			(void)!read(table->wake_fd, &count, sizeof(count));
 		}
-		if (watch_connector && (fds[2].revents & POLLIN)) {
+		if (watch_connector && (fds[2].revents & POLLIN))
 			drain_connector(table);
-			resume_ns = monotonic_ns() + CONNECTOR_BATCH_MS * 1000000LL;
-		}
+		read_execs(table);
 		if (atomic_exchange(&table->sweep_needed, false)) {
-			log_warning("process connector overflowed: checking every process");
+			log_warning("process connector overflowed: checking every process; "
+				    "one that exec'd meanwhile holds no exe: or script: grant");
 			sweep(table);
 		} else if (table->netlink_fd < 0 && ready == 0) {
 			sweep(table);
@@ -2248,7 +2591,8 @@ process_table_new(const struct process_table_options *options)
 	table->wake_fd = -1;
 	atomic_init(&table->sweep_needed, false);
 	gethostname(table->host, sizeof(table->host) - 1);
-	if (table->mount_point == NULL) {
+	table->exec_records = process_exec_records_new(EXEC_RECORDS);
+	if (table->mount_point == NULL || table->exec_records == NULL) {
 		process_table_free(table);
 		return NULL;
 	}
@@ -2261,7 +2605,8 @@ process_table_start(struct process_table *table)
 	table->netlink_fd = connector_open();
 	if (table->netlink_fd < 0)
 		log_warning("process connector unavailable (%s): exit statuses will be "
-			    "recorded as unknown",
+			    "recorded as unknown, and no exe: or script: grant holds (no "
+			    "process is seen at exec)",
 			    strerror(errno));
 	if (pipe2(table->stop_pipe, O_CLOEXEC) < 0)
 		return -1;
@@ -2336,6 +2681,7 @@ process_table_free(struct process_table *table)
 		close(table->wake_fd);
 	free(table->stale);
 	free(table->mount_point);
+	process_exec_records_free(table->exec_records);
 	pthread_mutex_destroy(&table->lock);
 	pthread_cond_destroy(&table->verdict_changed);
 	pthread_mutex_destroy(&table->connector_lock);

@@ -433,3 +433,109 @@ denials() {
 	denials
 	[[ $output == *"(python named outside its own directory may start a virtual environment's site-packages first: run /usr/bin/python3 -I SCRIPT)"* ]]
 }
+
+# /proc/PID/cmdline and /proc/PID/environ are the process's own memory: code
+# that runs in it before its first open through the mount can rewrite them.
+
+@test "a script: grant is not fooled by argv rewritten in place before the first open (usercustomize turns -W ignore into -I)" {
+	mount_script_grant
+	local home=$TMP/home-u3 site
+	mkdir -p "$home"
+	site=$(HOME=$home "$PYTHON" -c 'import site; print(site.getusersitepackages())')
+	mkdir -p "$site"
+	# The argv bytes live at arg_start (field 48 of /proc/self/stat):
+	# "-W\0ignore\0" becomes "-I\0-Bsuuu\0", the same length.
+	cat >"$site/usercustomize.py" <<-EOF
+	stat = open("/proc/self/stat").read()
+	start, end = (int(f) for f in stat[stat.rindex(")") + 2:].split()[45:47])
+	with open("/proc/self/mem", "r+b") as mem:
+	    mem.seek(start)
+	    argv = mem.read(end - start)
+	    mem.seek(start)
+	    mem.write(argv.replace(b"-W\0ignore\0", b"-I\0-Bsuuu\0", 1))
+	try:
+	    print("usercustomize read", open("$MNT/secret/scores.csv").read().strip())
+	except OSError as error:
+	    print("usercustomize refused:", error.strerror)
+	EOF
+	chown -R provfs-u3: "$home"
+	run as_user provfs-u3 env HOME="$home" "$PYTHON" -W ignore "$JOB" "$MNT/secret/scores.csv"
+	echo "$output"
+	[[ $output == *"usercustomize refused: Permission denied"* ]]
+	[[ $output != *income* ]]
+	[ "$status" -ne 0 ]
+	denials
+	[[ $output == *"(argv changed after exec)"* ]]
+}
+
+@test "an exe: grant is not fooled by LD_PRELOAD wiped from the environment by the preloaded object" {
+	command -v cc >/dev/null || skip "no C compiler"
+	unmount_provfs
+	mkdir -p "$BACKING/secret" "$TMP/tool" "$TMP/evil"
+	chmod 755 "$BACKING/secret" "$TMP/tool" "$TMP/evil"
+	echo "income,0.93" >"$BACKING/secret/scores.csv"
+	chmod 644 "$BACKING/secret/scores.csv"
+	# The granted tool: a root-owned copy of cat.
+	install -m 755 "$(readlink -f /bin/cat)" "$TMP/tool/granted-cat"
+	# The user's object: its constructor blanks LD_PRELOAD in the environ
+	# block (same length) and reads the restricted file itself.
+	cat >"$TMP/evil/evil.c" <<-EOF
+	#include <fcntl.h>
+	#include <stdio.h>
+	#include <string.h>
+	#include <unistd.h>
+	extern char **environ;
+	__attribute__((constructor)) static void
+	evil(void)
+	{
+		char line[256];
+		ssize_t n;
+		int fd;
+
+		for (char **e = environ; *e; e++)
+			if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+				memset(*e, 'X', strlen(*e));
+		fd = open("$MNT/secret/scores.csv", O_RDONLY);
+		if (fd < 0) {
+			perror("evil refused");
+			return;
+		}
+		n = read(fd, line, sizeof(line) - 1);
+		line[n > 0 ? n : 0] = '\0';
+		printf("evil read %s", line);
+		fflush(stdout);
+	}
+	EOF
+	cc -shared -fPIC -o "$TMP/evil/evil.so" "$TMP/evil/evil.c"
+	chown -R provfs-u3: "$TMP/evil"
+	local hash
+	hash=$(xxhsum -H2 "$TMP/tool/granted-cat")
+	CONF=$TMP/provfs.conf
+	{
+		echo "[classification]"
+		echo "levels = public internal confidential restricted"
+		echo "[paths]"
+		echo "secret/** = restricted"
+		echo "[clearance]"
+		echo "restricted = exe:$TMP/tool/granted-cat@xxh3:${hash%% *} user:provfs-u3"
+	} >"$CONF"
+	chmod 644 "$CONF"
+	mount_provfs -o "config=$CONF"
+	QUERY=${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query
+	# The grant as it is meant.
+	run as_user provfs-u3 "$TMP/tool/granted-cat" "$MNT/secret/scores.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	# The injection, hidden before the first open.
+	run as_user provfs-u3 env LD_PRELOAD="$TMP/evil/evil.so" "$TMP/tool/granted-cat" "$MNT/secret/scores.csv"
+	echo "$output"
+	[[ $output == *"evil refused"* ]]
+	[[ $output != *income* ]]
+	denials
+	# Which reason depends on who came first: the daemon's read at exec
+	# saw LD_PRELOAD (or at least the environment before the wipe), or
+	# the constructor ran before it, and the object is still mapped.
+	[[ $output == *"(loader environment (LD_PRELOAD ...))"* ||
+		$output == *"(environment changed after exec)"* ||
+		$output == *"(code mapped from a file not root's (LD_PRELOAD, LD_LIBRARY_PATH ...))"* ]]
+}

@@ -83,7 +83,14 @@ struct fake {
 	const char *script_hash;
 	bool script_hashing; /* the hash is still being computed */
 	int hash_calls;
+	bool foreign_code; /* maps code from a file not root's */
 };
+
+static bool
+fake_foreign_code(void *context)
+{
+	return ((struct fake *)context)->foreign_code;
+}
 
 static bool
 fake_in_group(void *context, gid_t gid)
@@ -132,6 +139,7 @@ subject_of(struct fake *fake, uid_t uid, const char *executable, const char *arg
 	    .in_group = fake_in_group,
 	    .executable_hash = fake_executable_hash,
 	    .file_hash = fake_file_hash,
+	    .foreign_code = fake_foreign_code,
 	    .executable = executable,
 	    .argv = argv,
 	    .argv_length = argv_length,
@@ -146,6 +154,29 @@ allowed(const struct policy *policy, const struct policy_subject *subject, const
 
 	policy_decide(policy, subject, policy_level_index(policy, level), &decision);
 	return decision.allowed;
+}
+
+/*
+ * Refused restricted with injection set (then put back), and the
+ * explanation has reason.
+ */
+static bool
+refused_because(const struct policy *policy, struct policy_subject *subject,
+                unsigned int injection, const char *reason)
+{
+	struct policy_decision decision;
+	unsigned int before = subject->injection;
+
+	subject->injection |= injection;
+	policy_decide(policy, subject, policy_level_index(policy, "restricted"), &decision);
+	subject->injection = before;
+	if (decision.allowed)
+		return false;
+	if (strstr(policy_explain(policy, &decision), reason) == NULL) {
+		fprintf(stderr, "explanation without '%s': %s\n", reason, decision.explanation);
+		return false;
+	}
+	return true;
 }
 
 #define PIN_A "0123456789abcdef0123456789abcdef"
@@ -253,6 +284,16 @@ test_grants(void)
 	CHECK(!allowed(policy, &subject, "restricted"));
 	subject.injection = PROCESS_INJECTION_SCRIPT; /* no interpreter here: exe: holds */
 	CHECK(allowed(policy, &subject, "restricted"));
+	/* argv and environ held to what they were at exec (process_table.h). */
+	CHECK(refused_because(policy, &subject, PROCESS_ARGV_CHANGED, "(argv changed after exec)"));
+	CHECK(refused_because(policy, &subject, PROCESS_ENVIRONMENT_CHANGED,
+	                      "(environment changed after exec)"));
+	CHECK(refused_because(policy, &subject, PROCESS_EXEC_UNSEEN,
+	                      "(process not seen at exec (started before provfs, or its exec event "
+	                      "was lost): start it again)"));
+	fake.foreign_code = true; /* an LD_PRELOAD object still mapped */
+	CHECK(refused_because(policy, &subject, 0, "(code mapped from a file not root's"));
+	fake.foreign_code = false;
 	subject.uid = 1001; /* every condition must hold */
 	CHECK(!allowed(policy, &subject, "restricted"));
 
@@ -280,6 +321,14 @@ test_grants(void)
 	subject.injection = PROCESS_INJECTION_SCRIPT; /* PYTHONPATH and the like */
 	CHECK(!allowed(policy, &subject, "restricted"));
 	subject.injection = 0;
+	CHECK(refused_because(policy, &subject, PROCESS_ARGV_CHANGED, "(argv changed after exec)"));
+	CHECK(refused_because(policy, &subject, PROCESS_ENVIRONMENT_CHANGED,
+	                      "(environment changed after exec)"));
+	CHECK(refused_because(policy, &subject, PROCESS_EXEC_UNSEEN, "(process not seen at exec"));
+	fake.foreign_code = true;
+	CHECK(refused_because(policy, &subject, 0, "(code mapped from a file not root's"));
+	fake.foreign_code = false;
+	CHECK(allowed(policy, &subject, "restricted"));
 	fake.script_hash = PIN_A; /* the script was changed */
 	CHECK(!allowed(policy, &subject, "restricted"));
 	fake.script_hash = PIN_B;

@@ -687,17 +687,190 @@ test_concurrent_first_lookups(struct process_table *table)
 	reap(child);
 }
 
+/* ---- facts from exec time -------------------------------------------------------- */
+
+static void
+test_exec_records(void)
+{
+	struct process_exec_records *records = process_exec_records_new(8); /* one set */
+	struct process_exec_facts a = {.layout = 1, .argv_hash = 2, .environment_hash = 3},
+				  b = {.layout = 4, .argv_hash = 5, .environment_hash = 6}, got;
+
+	CHECK(records != NULL, "no records");
+	if (records == NULL)
+		return;
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
+	      "a record of an exec never noted");
+	process_exec_records_fulfil(records, 5, 100, &a); /* never noted: ignored */
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
+	      "a read without an exec was kept");
+	process_exec_records_note(records, 5);
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_PENDING,
+	      "a noted exec is not pending");
+	process_exec_records_fulfil(records, 5, 100, &a);
+	process_exec_records_fulfil(records, 5, 100, &b); /* a later read: the first stays */
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_READ &&
+		      memcmp(&got, &a, sizeof(a)) == 0,
+	      "the first read is not the one kept");
+	CHECK(process_exec_records_find(records, 5, 101, &got) == PROCESS_EXEC_RECORD_NONE,
+	      "a reused pid (another start time) matched");
+	process_exec_records_note(records, 5); /* exec'd again */
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_PENDING,
+	      "a new exec left the old record");
+	process_exec_records_exited(records, 5);
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
+	      "an exit left its record");
+	/* Nine execs in a set of eight: the oldest goes, the rest stay. */
+	for (pid_t pid = 1; pid <= 9; pid++) {
+		process_exec_records_note(records, pid);
+		process_exec_records_fulfil(records, pid, 7, &a);
+	}
+	CHECK(process_exec_records_find(records, 1, 7, &got) == PROCESS_EXEC_RECORD_NONE,
+	      "the oldest record was not the one replaced");
+	for (pid_t pid = 2; pid <= 9; pid++)
+		CHECK(process_exec_records_find(records, pid, 7, &got) == PROCESS_EXEC_RECORD_READ,
+		      "record of %d lost", (int)pid);
+	process_exec_records_free(records);
+}
+
+static void
+test_exec_facts_apply(void)
+{
+	const unsigned int site = PROCESS_PYTHON_NO_USER_SITE;
+	struct process_exec_facts at_exec = {.layout = 1, .argv_hash = 2, .environment_hash = 3},
+				  now = at_exec;
+
+	CHECK(process_exec_facts_apply(0, &at_exec, &now) == 0, "the same facts changed something");
+	CHECK(process_exec_facts_apply(site, NULL, &now) == PROCESS_EXEC_UNSEEN,
+	      "no record: not unseen, or PYTHONNOUSERSITE trusted");
+	now.layout = 9; /* another image (a later exec) */
+	CHECK(process_exec_facts_apply(0, &at_exec, &now) == PROCESS_EXEC_UNSEEN,
+	      "another image's record was used");
+	now = at_exec;
+	now.argv_hash = 9;
+	CHECK(process_exec_facts_apply(0, &at_exec, &now) == PROCESS_ARGV_CHANGED,
+	      "argv rewritten, not seen");
+	now = at_exec;
+	now.environment_hash = 9;
+	CHECK(process_exec_facts_apply(0, &at_exec, &now) == PROCESS_ENVIRONMENT_CHANGED,
+	      "environ rewritten, not seen");
+	/* LD_PRELOAD at exec, wiped since: still counted. */
+	at_exec.injection = PROCESS_INJECTION_LOADER;
+	CHECK(process_exec_facts_apply(0, &at_exec, &now) ==
+		      (PROCESS_INJECTION_LOADER | PROCESS_ENVIRONMENT_CHANGED),
+	      "injection at exec forgotten");
+	/* PYTHONNOUSERSITE only when set at exec too. */
+	at_exec.injection = 0;
+	CHECK(process_exec_facts_apply(site | PROCESS_EXECUTABLE_NOT_ROOT, &at_exec, &at_exec) ==
+		      PROCESS_EXECUTABLE_NOT_ROOT,
+	      "PYTHONNOUSERSITE set after exec was trusted (or other facts lost)");
+	at_exec.injection = site;
+	CHECK(process_exec_facts_apply(site, &at_exec, &at_exec) == site,
+	      "PYTHONNOUSERSITE set at exec and now was lost");
+}
+
+/* Overwrite the first occurrence of from in pid's argv memory with to (same length). */
+static bool
+rewrite_argv(pid_t pid, const char *from, const char *to)
+{
+	char path[64], stat[4096], argv[4096];
+	unsigned long long start = 0, end = 0;
+	bool done = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *file = fopen(path, "re");
+	if (file == NULL || fgets(stat, sizeof(stat), file) == NULL) {
+		if (file)
+			fclose(file);
+		return false;
+	}
+	fclose(file);
+	char *cursor = strrchr(stat, ')') + 2;
+	for (int field = 3; field < 48 && cursor; field++)
+		cursor = strchr(cursor, ' ') ? strchr(cursor, ' ') + 1 : NULL;
+	if (cursor == NULL || sscanf(cursor, "%llu %llu", &start, &end) != 2 || end <= start ||
+	    end - start > sizeof(argv))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	size_t length = end - start;
+	if (pread(fd, argv, length, (off_t)start) == (ssize_t)length) {
+		char *found = memmem(argv, length, from, strlen(from));
+		done = found &&
+		       pwrite(fd, to, strlen(to), (off_t)(start + (size_t)(found - argv))) ==
+			       (ssize_t)strlen(to);
+	}
+	close(fd);
+	return done;
+}
+
+/*
+ * A process that rewrites its argv after exec is told apart; its fork (no
+ * exec) is held to its record, so a child of an honest one is trusted; a
+ * process the table never saw exec is unseen.
+ */
+static void
+test_exec_facts_of_live_processes(struct process_table *table, pid_t started_before)
+{
+	char *argv[] = {"/bin/sleep", "30", NULL};
+	char *shell[] = {"/bin/sh", "-c", "(while :; do sleep 1; done) & wait", NULL};
+	struct process_info *image;
+
+	pid_t child = spawn(argv, NULL, -1);
+	usleep(200000); /* the watcher has read it at exec */
+	CHECK(rewrite_argv(child, "30", "31"), "cannot rewrite the child's argv");
+	image = process_table_lookup(table, child);
+	CHECK(image && (image->environment_injection & PROCESS_ARGV_CHANGED) &&
+		      !(image->environment_injection & PROCESS_EXEC_UNSEEN),
+	      "rewritten argv not seen: facts %#x", image ? image->environment_injection : 0);
+	process_info_release(image);
+	reap(child);
+
+	child = spawn(shell, NULL, -1);
+	usleep(200000);
+	char path[64], children[256] = "";
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)child, (int)child);
+	FILE *file = fopen(path, "re");
+	if (file) {
+		if (fgets(children, sizeof(children), file) == NULL)
+			children[0] = '\0';
+		fclose(file);
+	}
+	pid_t subshell = (pid_t)atoi(children);
+	CHECK(subshell > 0, "no subshell");
+	image = subshell > 0 ? process_table_lookup(table, subshell) : NULL;
+	CHECK(image && (image->environment_injection &
+			(PROCESS_EXEC_UNSEEN | PROCESS_ARGV_CHANGED | PROCESS_ENVIRONMENT_CHANGED)) == 0,
+	      "a forked subshell is not held to its parent's exec: facts %#x",
+	      image ? image->environment_injection : 0);
+	process_info_release(image);
+	kill(subshell, SIGKILL);
+	reap(child);
+
+	image = process_table_lookup(table, started_before);
+	CHECK(image && (image->environment_injection & PROCESS_EXEC_UNSEEN),
+	      "a process exec'd before the table started is not unseen");
+	process_info_release(image);
+}
+
 int
 main(void)
 {
 	struct hasher hasher = {.answer = true};
 
 	test_injection_lists();
+	test_exec_records();
+	test_exec_facts_apply();
 	if (geteuid() != 0) {
 		fprintf(stderr, "not root: live-process tests skipped\n");
 		return failures ? 1 : 77;
 	}
 	test_argv0_trust();
+	char *sleeper[] = {"/bin/sleep", "30", NULL};
+	pid_t started_before = spawn(sleeper, NULL, -1);
+	usleep(100000); /* exec'd before the connector listens */
 	struct process_table *table = new_table(&hasher);
 	test_injection_of_live_processes(table);
 	test_argv0_of_live_python(table);
@@ -706,6 +879,8 @@ main(void)
 	test_executable_hash(table);
 	test_exec_chain_is_two_images(table);
 	test_concurrent_first_lookups(table);
+	test_exec_facts_of_live_processes(table, started_before);
+	reap(started_before);
 	process_table_free(table);
 	test_executable_hash_times_out();
 	if (failures)
