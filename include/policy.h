@@ -101,6 +101,9 @@ bool policy_propagates_by_run(const struct policy *policy);
 /* The admin group's id; false when no admin_group is configured. */
 bool policy_admin_group(const struct policy *policy, gid_t *gid);
 bool policy_has_path_rules(const struct policy *policy);
+/* Does a grant name a program (exe: or script:)?  Only those need facts of
+ * a process's exec (process_table_want_exec_facts). */
+bool policy_has_program_grants(const struct policy *policy);
 
 /* A path rule as the configuration wrote it. */
 struct policy_rule_info {

@@ -363,6 +363,15 @@ void process_table_executable_hashed(struct process_table *table, struct process
  */
 bool process_table_foreign_code(struct process_table *table, struct process_info *image);
 
+/*
+ * Read each exec's argv and environ as it happens (FACTS FROM EXEC TIME)?
+ * Only exe: and script: grants need them, and they cost every exec on the
+ * machine tens of microseconds of the watcher's time, so they are read
+ * only while the policy has such a grant (off until told).  A process
+ * that exec'd while they were off is "not seen at exec".
+ */
+void process_table_want_exec_facts(struct process_table *table, bool wanted);
+
 struct process_info *process_info_acquire(struct process_info *image);
 void process_info_release(struct process_info *image);
 

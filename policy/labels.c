@@ -3351,6 +3351,9 @@ reload(struct labels *labels)
 	retired[labels->retired_count++] = old;
 	atomic_store_explicit(&labels->policy, policy, memory_order_release);
 	pthread_mutex_unlock(&labels->reload_lock);
+	/* A program grant new in this policy holds only for processes that
+	 * exec from now on ("process not seen at exec"). */
+	process_table_want_exec_facts(labels->processes, policy_has_program_grants(policy));
 	log_info("reloaded '%s': policy %.12s, %zu files indexed under labeled rules",
 	         labels->config_path ? labels->config_path : CONFIG_DEFAULT_PATH,
 	         policy_revision(policy), indexed);
@@ -3399,6 +3402,8 @@ labels_start(struct labels *labels)
 		labels->own_processes = true;
 		process_table_start(labels->processes);
 	}
+	process_table_want_exec_facts(labels->processes,
+	                              policy_has_program_grants(current_policy(labels)));
 	/* The threads take no signal: SIGHUP is the main thread's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -384,6 +384,17 @@ policy_has_path_rules(const struct policy *policy)
 	return policy->rule_count > 0;
 }
 
+bool
+policy_has_program_grants(const struct policy *policy)
+{
+	for (size_t i = 0; i < policy->grant_count; i++)
+		for (size_t k = 0; k < policy->grants[i].condition_count; k++)
+			if (policy->grants[i].conditions[k].kind == CONDITION_EXE ||
+			    policy->grants[i].conditions[k].kind == CONDITION_SCRIPT)
+				return true;
+	return false;
+}
+
 int
 policy_path_level(const struct policy *policy, const char *path, struct policy_rule_info *rule)
 {

@@ -121,6 +121,7 @@
 #define ENVIRON_LIMIT (1 << 20)
 #define EXEC_FILE_LIMIT 8 /* exec-opens kept per execve: binary, interpreter, script */
 #define EXEC_READ_QUEUE 4096 /* execs the watcher reads at once; more wait for their lookup */
+#define CONNECTOR_BATCH_MS 50 /* without exec facts: the watcher drains events at most this often */
 
 struct table_entry {
 	pid_t pid;
@@ -167,6 +168,9 @@ struct process_table {
 	long ticks_per_second;
 	int netlink_fd;                 /* -1 when the connector is unavailable */
 	struct process_exec_records *exec_records; /* its own lock */
+	/* Does a grant need facts from exec time (process_table_want_exec_facts)?
+	 * Until one does, execs are not read and the watcher lets events gather. */
+	atomic_bool exec_facts_wanted;
 	pid_t exec_reads[EXEC_READ_QUEUE]; /* noted execs for the watcher to read: under lock */
 	size_t exec_read_count;
 	pthread_mutex_t connector_lock; /* see LOCKS above */
@@ -2181,6 +2185,13 @@ wake_watcher(struct process_table *table)
 		(void)!write(table->wake_fd, &one, sizeof(one));
 }
 
+void
+process_table_want_exec_facts(struct process_table *table, bool wanted)
+{
+	if (table)
+		atomic_store_explicit(&table->exec_facts_wanted, wanted, memory_order_relaxed);
+}
+
 /* An execve completed: the next lookup (or the watcher) builds the new image. */
 static void
 mark_exec(struct process_table *table, pid_t pid)
@@ -2190,9 +2201,11 @@ mark_exec(struct process_table *table, pid_t pid)
 	/* The new image's argv and environ are to be read at once (FACTS FROM
 	 * EXEC TIME): by the watcher, or by the image's first lookup if that
 	 * comes first.  A full queue leaves the read to that lookup. */
-	process_exec_records_note(table->exec_records, pid);
+	bool wanted = atomic_load_explicit(&table->exec_facts_wanted, memory_order_relaxed);
+	if (wanted)
+		process_exec_records_note(table->exec_records, pid);
 	pthread_mutex_lock(&table->lock);
-	if (table->exec_read_count < EXEC_READ_QUEUE) {
+	if (wanted && table->exec_read_count < EXEC_READ_QUEUE) {
 		wake = table->exec_read_count == 0; /* once per batch */
 		table->exec_reads[table->exec_read_count++] = pid;
 	}
@@ -2508,6 +2521,7 @@ watcher_main(void *argument)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "provfs-procs");
+	int64_t resume_ns = 0; /* the connector is watched again from then */
 	for (;;) {
 		struct pollfd fds[3] = {{.fd = table->stop_pipe[0], .events = POLLIN},
 					{.fd = table->wake_fd, .events = POLLIN},
@@ -2516,12 +2530,26 @@ watcher_main(void *argument)
 		 * Every event is taken as it comes: an exec's argv and environ
 		 * must be read before the new image's own code can rewrite them
 		 * (FACTS FROM EXEC TIME in process_table.h), so the watcher never
-		 * lets exec events gather.  (It once waited 50 ms between drains
-		 * to save wakeups; a wakeup is now the smaller part of an exec's
-		 * cost here, beside the reads.)
+		 * lets exec events gather.  Without exe: or script: grants
+		 * nothing needs exec-time facts, and exec and exit events of the
+		 * whole machine, a wakeup each, gather for CONNECTOR_BATCH_MS
+		 * after a drain: lookups drain before they look (nobody is taken
+		 * for an image it replaced), exits carry their own time, and the
+		 * socket holds thousands of events.
 		 */
 		bool watch_connector = table->netlink_fd >= 0;
-		int ready = poll(fds, watch_connector ? 3 : 2, 1000);
+		int timeout_ms = 1000;
+		if (watch_connector && resume_ns > 0) {
+			int64_t wait_ns = resume_ns - monotonic_ns();
+			if (wait_ns > 0 &&
+			    !atomic_load_explicit(&table->exec_facts_wanted, memory_order_relaxed)) {
+				watch_connector = false;
+				timeout_ms = (int)((wait_ns + 999999) / 1000000);
+			} else {
+				resume_ns = 0;
+			}
+		}
+		int ready = poll(fds, watch_connector ? 3 : 2, timeout_ms);
 		if (ready < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents) {
@@ -2532,8 +2560,10 @@ watcher_main(void *argument)
 			uint64_t count;
 			(void)!read(table->wake_fd, &count, sizeof(count));
 		}
-		if (watch_connector && (fds[2].revents & POLLIN))
+		if (watch_connector && (fds[2].revents & POLLIN)) {
 			drain_connector(table);
+			resume_ns = monotonic_ns() + CONNECTOR_BATCH_MS * 1000000LL;
+		}
 		read_execs(table);
 		if (atomic_exchange(&table->sweep_needed, false)) {
 			log_warning("process connector overflowed: checking every process; "

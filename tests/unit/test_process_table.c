@@ -87,6 +87,7 @@ new_table(struct hasher *hasher)
 	struct process_table *table = process_table_new(&options);
 
 	hasher->table = table;
+	process_table_want_exec_facts(table, true); /* as a policy with exe: grants */
 	if (table == NULL || process_table_start(table) != 0) {
 		fprintf(stderr, "cannot start a process table with the connector (root?)\n");
 		exit(77); /* skipped */
@@ -853,6 +854,19 @@ test_exec_facts_of_live_processes(struct process_table *table, pid_t started_bef
 	CHECK(image && (image->environment_injection & PROCESS_EXEC_UNSEEN),
 	      "a process exec'd before the table started is not unseen");
 	process_info_release(image);
+
+	/* No program grant, no reads at exec: a process exec'd meanwhile is
+	 * unseen, and stays so when a reload turns them back on. */
+	process_table_want_exec_facts(table, false);
+	child = spawn(argv, NULL, -1);
+	usleep(200000);
+	process_table_want_exec_facts(table, true);
+	image = process_table_lookup(table, child);
+	CHECK(image && (image->environment_injection & PROCESS_EXEC_UNSEEN),
+	      "a process exec'd while exec facts were off is not unseen: facts %#x",
+	      image ? image->environment_injection : 0);
+	process_info_release(image);
+	reap(child);
 }
 
 int
