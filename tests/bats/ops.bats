@@ -184,6 +184,23 @@ tiny_store() {
 	[[ "$output" == "bench: error: cannot run on CPUs '4096' (this machine has "*")" ]]
 }
 
+@test "smoke: scripts/bench --uring mounts provfs over io_uring beside -o nouring and puts enable_uring back" {
+	needs_fuse
+	local knob=/sys/module/fuse/parameters/enable_uring before
+	[ -w "$knob" ] || skip "this kernel has no FUSE over io_uring"
+	before=$(cat "$knob")
+	run "$SCRIPTS/bench" --quick --uring -w smallfiles -d "$TMP/bench" \
+		-V native,provfs,provfs-nouring -x nouring='-o nouring'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"uring: fuse.enable_uring=Y while mounting (--uring)"* ]]
+	[[ "$output" =~ "provfs: requests through FUSE over io_uring, "[1-9][0-9]*" ring threads" ]]
+	[[ "$output" == *"provfs-nouring: requests through /dev/fuse"* ]]
+	[[ "$output" == *"| **smallfiles** | provfs-nouring |"* ]]
+	[ "$(cat "$knob")" = "$before" ]
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
 	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -d "$TMP/br"
