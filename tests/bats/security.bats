@@ -308,8 +308,19 @@ mount_script_grant() {
 	JOB=$TMP/jobs/job.py
 	printf '%s\n' "#!$PYTHON -I" 'import sys' 'print(open(sys.argv[1]).read().strip())' >"$JOB"
 	chmod 755 "$JOB"
+	mount_restricted_grant "script:$JOB@xxh3:$(xxh3_of "$JOB") user:provfs-u3"
+}
+
+# The pin of a file as a grant takes it (xxhsum -H2's hash).
+xxh3_of() {
 	local hash
-	hash=$(xxhsum -H2 "$JOB")
+	hash=$(xxhsum -H2 "$1")
+	echo "${hash%% *}"
+}
+
+# Mount with secret/** restricted and one grant for it ($1: its conditions);
+# QUERY is provfs-query.
+mount_restricted_grant() {
 	CONF=$TMP/provfs.conf
 	{
 		echo "[classification]"
@@ -317,7 +328,7 @@ mount_script_grant() {
 		echo "[paths]"
 		echo "secret/** = restricted"
 		echo "[clearance]"
-		echo "restricted = script:$JOB@xxh3:${hash%% *} user:provfs-u3"
+		echo "restricted = $1"
 	} >"$CONF"
 	chmod 644 "$CONF"
 	mount_provfs -o "config=$CONF"
@@ -508,20 +519,7 @@ denials() {
 	EOF
 	cc -shared -fPIC -o "$TMP/evil/evil.so" "$TMP/evil/evil.c"
 	chown -R provfs-u3: "$TMP/evil"
-	local hash
-	hash=$(xxhsum -H2 "$TMP/tool/granted-cat")
-	CONF=$TMP/provfs.conf
-	{
-		echo "[classification]"
-		echo "levels = public internal confidential restricted"
-		echo "[paths]"
-		echo "secret/** = restricted"
-		echo "[clearance]"
-		echo "restricted = exe:$TMP/tool/granted-cat@xxh3:${hash%% *} user:provfs-u3"
-	} >"$CONF"
-	chmod 644 "$CONF"
-	mount_provfs -o "config=$CONF"
-	QUERY=${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query
+	mount_restricted_grant "exe:$TMP/tool/granted-cat@xxh3:$(xxh3_of "$TMP/tool/granted-cat") user:provfs-u3"
 	# The grant as it is meant.
 	run as_user provfs-u3 "$TMP/tool/granted-cat" "$MNT/secret/scores.csv"
 	[ "$status" -eq 0 ]
