@@ -337,6 +337,15 @@ mount_restricted_grant() {
 
 # The denials, explained (after the daemon has stored them: unmounts), in
 # $output with the lines provfs-query wraps joined again.
+# home and site: provfs-u3's home for these tests and its Python user site
+# directory in it (made), where a usercustomize.py runs at startup.
+user_site_of_u3() {
+	home=$TMP/home-u3
+	mkdir -p "$home"
+	site=$(HOME=$home "$PYTHON" -c 'import site; print(site.getusersitepackages())')
+	mkdir -p "$site"
+}
+
 denials() {
 	unmount_provfs
 	run "$QUERY" --config "$CONF" --store "$STORE" denials
@@ -348,10 +357,8 @@ denials() {
 @test "a script: grant holds for python3 -I SCRIPT; python3 SCRIPT runs the user's site-packages first and is refused" {
 	mount_script_grant
 	# The user's own site directory, with code that reads under the grant.
-	local home=$TMP/home-u3 site
-	mkdir -p "$home"
-	site=$(HOME=$home "$PYTHON" -c 'import site; print(site.getusersitepackages())')
-	mkdir -p "$site"
+	local home site
+	user_site_of_u3
 	cat >"$site/usercustomize.py" <<-EOF
 	try:
 	    print("usercustomize read", open("$MNT/secret/scores.csv").read().strip())
@@ -450,10 +457,8 @@ denials() {
 
 @test "a script: grant is not fooled by argv rewritten in place before the first open (usercustomize turns -W ignore into -I)" {
 	mount_script_grant
-	local home=$TMP/home-u3 site
-	mkdir -p "$home"
-	site=$(HOME=$home "$PYTHON" -c 'import site; print(site.getusersitepackages())')
-	mkdir -p "$site"
+	local home site
+	user_site_of_u3
 	# The argv bytes live at arg_start (field 48 of /proc/self/stat):
 	# "-W\0ignore\0" becomes "-I\0-Bsuuu\0", the same length.
 	cat >"$site/usercustomize.py" <<-EOF
