@@ -2026,8 +2026,8 @@ record_kept_label(struct labels *labels, const struct policy *policy, const stru
 	recorder_record_policy(labels->recorder, record);
 }
 
-static void directory_renamed(struct labels *labels, const struct policy *policy,
-                              const struct fs_namespace_event *change);
+static void renamed(struct labels *labels, const struct policy *policy,
+                    const struct fs_namespace_event *change);
 
 static void
 on_namespace_changed(void *context, const struct fs_namespace_event *change)
@@ -2054,10 +2054,10 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		last_check.device = st->st_dev;
 		last_check.inode = st->st_ino;
 	}
-	/* The files below a renamed directory: walked on the mover. */
-	if (change->change == FS_CHANGE_RENAME &&
-	    (S_ISDIR(st->st_mode) || (change->flags & RENAME_EXCHANGE)))
-		directory_renamed(labels, policy, change);
+	if (change->change == FS_CHANGE_RENAME) {
+		renamed(labels, policy, change);
+		return;
+	}
 	if (!S_ISREG(st->st_mode))
 		return;
 	if (change->change == FS_CHANGE_LINK && change->new_name && change->new_parent_fd >= 0 &&
@@ -2092,42 +2092,7 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		free(directory);
 		free(path);
 	}
-	if (change->change == FS_CHANGE_RENAME && change->name && change->parent_fd >= 0 &&
-	    policy_has_path_rules(policy)) {
-		/* The label of the name it leaves goes with the file. */
-		char *directory = relative_path(labels, change->parent_fd);
-		char *path = directory ? join_path(directory, change->name) : NULL;
-		struct policy_rule_info rule;
-		int level = path ? policy_path_level(policy, path, &rule) : -1;
-		if (level > 0) {
-			index_rule(labels, st->st_dev, st->st_ino, level, &rule);
-			/*
-			 * Moved below its rule: the store keeps the label as a
-			 * label change saying why, so that a remount (whose walk
-			 * no longer finds the file under the rule) loads it again.
-			 */
-			char *new_directory = change->new_parent_fd >= 0
-			                          ? relative_path(labels, change->new_parent_fd)
-			                          : NULL;
-			char *new_path = new_directory && change->new_name
-			                     ? join_path(new_directory, change->new_name)
-			                     : NULL;
-			if (new_path && policy_path_level(policy, new_path, NULL) < level) {
-				char reason[1024];
-				snprintf(reason, sizeof(reason),
-				         "kept from rule %s (line %d) when renamed from %s",
-				         rule.glob, rule.line, path);
-				record_kept_label(labels, policy, st, caller_uid(change), level,
-				                  new_path, change->new_parent_fd, change->new_name,
-				                  reason);
-			}
-			free(new_directory);
-			free(new_path);
-		}
-		free(directory);
-		free(path);
-	} else if (change->change == FS_CHANGE_UNLINK && change->before == NULL &&
-		   st->st_nlink <= 1) {
+	if (change->change == FS_CHANGE_UNLINK && change->before == NULL && st->st_nlink <= 1) {
 		/* Its last name (a file that outlives the unlink comes with its
 		 * attributes before): the inode number may be reused by another file. */
 		pthread_rwlock_wrlock(&labels->table_lock);
@@ -2823,7 +2788,8 @@ index_tree(struct labels *labels, const struct policy *policy)
 /* ---- directories renamed out from under their rules ------------------------------------
  *
  * A file renamed out from under its rule keeps its label in the store at
- * once (on_namespace_changed).  A directory renamed moves every file below
+ * once (moved_object), whichever side of an exchange it was.  A directory
+ * renamed, or exchanged with anything, moves every file below
  * it, and finding them is a walk, which never runs on a request thread: the
  * request thread opens the moved directory (one openat, O_NOFOLLOW) and
  * queues it with its old and new paths; the mover thread walks it from that
@@ -3017,7 +2983,7 @@ mover_main(void *argument)
 /*
  * On the request thread: queue the walk of the directory now at
  * (parent_fd, name), renamed from path `from` to path `to`.  Nothing but
- * one openat; not a directory (the other side of an exchange): nothing.
+ * one openat (O_DIRECTORY: no longer a directory, nothing).
  */
 static void
 queue_moved_directory(struct labels *labels, const struct policy *policy, uid_t uid, int parent_fd,
@@ -3070,27 +3036,67 @@ out_err:
 		close(fd);
 }
 
-/* A rename through the mount moved a directory (or exchanged one). */
+/*
+ * What a rename moved (st, now at (parent_fd, name)) from path `from` to
+ * path `to` (NULL: unknown).  A regular file: the label of the name it
+ * leaves goes with it, and, moved below its rule, the store keeps it as a
+ * label change saying why, so that a remount (whose walk no longer finds
+ * the file under the rule) loads it again.  A directory: its files are
+ * walked on the mover.
+ */
 static void
-directory_renamed(struct labels *labels, const struct policy *policy,
-                  const struct fs_namespace_event *change)
+moved_object(struct labels *labels, const struct policy *policy, const struct stat *st, uid_t uid,
+             const char *from, const char *to, int parent_fd, const char *name)
 {
-	if (!policy_has_path_rules(policy) || change->name == NULL || change->new_name == NULL ||
-	    change->parent_fd < 0 || change->new_parent_fd < 0)
+	struct policy_rule_info rule;
+	char reason[1024];
+
+	if (S_ISDIR(st->st_mode)) {
+		if (to)
+			queue_moved_directory(labels, policy, uid, parent_fd, name, from, to);
+		return;
+	}
+	if (!S_ISREG(st->st_mode))
+		return;
+	int level = policy_path_level(policy, from, &rule);
+	if (level <= 0)
+		return;
+	index_rule(labels, st->st_dev, st->st_ino, level, &rule);
+	if (to == NULL || policy_path_level(policy, to, NULL) >= level)
+		return;
+	snprintf(reason, sizeof(reason), "kept from rule %s (line %d) when renamed from %s",
+	         rule.glob, rule.line, from);
+	record_kept_label(labels, policy, st, uid, level, to, parent_fd, name, reason);
+}
+
+/*
+ * A rename through the mount moved change->attributes from (parent_fd,
+ * name) to (new_parent_fd, new_name).  An exchange also moved what was at
+ * the new name to the old one, whatever its type: one fstatat at the old
+ * name identifies it (the kernel still holds the rename's directory locks,
+ * so it is certainly what moved), and it keeps its label the same way.
+ */
+static void
+renamed(struct labels *labels, const struct policy *policy, const struct fs_namespace_event *change)
+{
+	struct stat other; /* an exchange's other side, now at the old name */
+
+	if (!policy_has_path_rules(policy) || change->name == NULL || change->parent_fd < 0)
 		return;
 	char *from_directory = relative_path(labels, change->parent_fd);
-	char *to_directory = relative_path(labels, change->new_parent_fd);
+	char *to_directory = change->new_parent_fd >= 0 && change->new_name
+	                         ? relative_path(labels, change->new_parent_fd)
+	                         : NULL;
 	char *from = from_directory ? join_path(from_directory, change->name) : NULL;
 	char *to = to_directory ? join_path(to_directory, change->new_name) : NULL;
 
-	if (from && to) {
-		if (S_ISDIR(change->attributes->st_mode))
-			queue_moved_directory(labels, policy, caller_uid(change),
-			                      change->new_parent_fd, change->new_name, from, to);
-		/* An exchange moved what was at the new name to the old one. */
-		if (change->flags & RENAME_EXCHANGE)
-			queue_moved_directory(labels, policy, caller_uid(change), change->parent_fd,
-			                      change->name, to, from);
+	if (from) {
+		moved_object(labels, policy, change->attributes, caller_uid(change), from, to,
+		             change->new_parent_fd, change->new_name);
+		if (to && (change->flags & RENAME_EXCHANGE) &&
+		    fstatat(change->parent_fd, change->name, &other, AT_SYMLINK_NOFOLLOW) == 0)
+			moved_object(labels, policy, &other, caller_uid(change), to, from,
+			             change->parent_fd, change->name);
 	}
 	free(from_directory);
 	free(to_directory);

@@ -80,6 +80,14 @@ label_of() {
 	getfattr --only-values -n user.provfs.label "$1"
 }
 
+# exchange A B: renameat2(A, B, RENAME_EXCHANGE), each name gets the other's object.
+exchange() {
+	"$PYTHON" -c 'import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
+    sys.exit(os.strerror(ctypes.get_errno()))' "$1" "$2"
+}
+
 @test "a user without a grant is refused, a cleared one reads; the denial explains itself" {
 	mount_labels
 	run as_user provfs-u2 cat "$MNT/raw/crm/customers.csv"
@@ -242,11 +250,8 @@ pub/projects/sub/deeper/c.csv|confidential"
 	echo x >"$BACKING/pub/other/x"
 	chmod -R a+rX "$BACKING/raw/crm/projects" "$BACKING/pub/other"
 	mount_labels
-	# renameat2(RENAME_EXCHANGE): the labeled directory goes to the old name's place.
-	"$PYTHON" -c 'import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
-    sys.exit(os.strerror(ctypes.get_errno()))' "$MNT/pub/other" "$MNT/raw/crm/projects"
+	# The labeled directory goes to the old name's place.
+	exchange "$MNT/pub/other" "$MNT/raw/crm/projects"
 	# Moved out of the tree being walked, maybe before the walk reached it.
 	mv "$MNT/pub/other/sub" "$MNT/pub/sub"
 	stop_provfs
@@ -259,6 +264,60 @@ if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 
 	stop_provfs
 	# Each kept once, whichever walk found it first.
 	assert_sql "SELECT count(*), count(DISTINCT file_id) FROM label_changes" "2|2"
+}
+
+@test "bypass: a labeled file exchanged with a public file keeps its label after a remount" {
+	echo decoy >"$BACKING/pub/decoy"
+	chmod 644 "$BACKING/pub/decoy"
+	mount_labels
+	# The labeled file is the exchange's target: it moves from the new name to the old.
+	exchange "$MNT/pub/decoy" "$MNT/raw/crm/customers.csv"
+	[ "$(label_of "$MNT/pub/decoy")" = confidential ]
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/decoy")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/decoy"
+	run as_user provfs-u2 cat "$MNT/pub/decoy"
+	[ "$status" -eq 0 ]
+	[ "$output" = "alice,555-0100" ]
+	# The decoy now under the rule is labeled by it, and keeps nothing.
+	[ "$(label_of "$MNT/raw/crm/customers.csv")" = confidential ]
+	stop_provfs
+	assert_sql "SELECT f.path, c.level, c.reason FROM label_changes c
+	            JOIN files f ON f.id = c.file_id" \
+		"pub/decoy|confidential|kept from rule raw/crm/** (line 7) when renamed from raw/crm/customers.csv"
+}
+
+@test "bypass: a labeled file exchanged with a public directory keeps its label after a remount" {
+	mkdir -p "$BACKING/pub/dir" "$BACKING/raw/crm/projects"
+	echo x >"$BACKING/pub/dir/x"
+	echo a >"$BACKING/raw/crm/projects/a.csv"
+	echo note >"$BACKING/pub/note"
+	chmod -R a+rX "$BACKING/pub/dir" "$BACKING/raw/crm/projects" "$BACKING/pub/note"
+	mount_labels
+	# The labeled file goes to the directory's old name.
+	exchange "$MNT/pub/dir" "$MNT/raw/crm/customers.csv"
+	# And the other way: a labeled directory goes to a public file's old name.
+	exchange "$MNT/pub/note" "$MNT/raw/crm/projects"
+	[ "$(label_of "$MNT/pub/dir")" = confidential ]
+	[ "$(label_of "$MNT/pub/note/a.csv")" = confidential ]
+	stop_provfs
+	mount_labels
+	local f
+	for f in dir note/a.csv; do
+		[ "$(label_of "$MNT/pub/$f")" = confidential ]
+		refused provfs-u1 cat "$MNT/pub/$f"
+	done
+	run as_user provfs-u2 cat "$MNT/pub/dir"
+	[ "$status" -eq 0 ]
+	[ "$output" = "alice,555-0100" ]
+	# What went under the rule is labeled by it.
+	[ "$(label_of "$MNT/raw/crm/customers.csv/x")" = confidential ]
+	[ "$(label_of "$MNT/raw/crm/projects")" = confidential ]
+	stop_provfs
+	assert_sql "SELECT f.path, c.level FROM label_changes c JOIN files f ON f.id = c.file_id
+	            ORDER BY f.path" "pub/dir|confidential
+pub/note/a.csv|confidential"
 }
 
 @test "a file created in a directory moved under a labeled rule carries the rule" {
