@@ -18,12 +18,13 @@
  *
  * The kernel offers FUSE_OVER_IO_URING in INIT only when the fuse module's
  * enable_uring parameter is on.  Before the INIT reply accepts it,
- * session_ring_prepare() creates every ring and buffer, so that nothing can
- * fail between the acceptance and the registration the kernel then waits
- * for (requests block until every queue has an entry; a failed
- * registration returns the connection to /dev/fuse).  After the reply,
- * session_ring_start() starts RING_THREADS_PER_QUEUE threads per possible
- * CPU, each with its own ring and one entry: it registers the entry, then
+ * session_ring_prepare() creates every ring, buffer and thread (parked), so
+ * that nothing can fail between the acceptance and the registration the
+ * kernel then waits for (requests block until every queue has an entry; a
+ * failed registration returns the connection to /dev/fuse).  After the
+ * reply, session_ring_start() lets the RING_THREADS_PER_QUEUE threads per
+ * possible CPU go, each with its own ring and one entry: it registers the
+ * entry, then
  * loops taking a request, processing it with libfuse, and committing the
  * reply together with the fetch of the next request (one system call per
  * request).
@@ -45,9 +46,13 @@
  * Teardown: unmounting aborts the connection and the kernel completes
  * every entry with an error; the threads also look at a stop flag once a
  * second, for a daemon that stops while the mount lingers (a lazy
- * unmount).
+ * unmount), and deliver the answer of a request they have carried out
+ * before they end.  A thread never ends otherwise, but for a kernel that
+ * refuses the rings: a CPU's queue without threads would leave that CPU's
+ * callers waiting for good.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <sched.h>
@@ -112,11 +117,13 @@ struct ring_thread {
 	struct iovec iov[2];
 	uint64_t unique;   /* the request being processed; 0 none */
 	bool replied;      /* its commit is queued */
+	atomic_bool error_logged;
 };
 
 static struct {
 	struct fuse_session *session;
-	int device_fd;
+	int device_fd; /* our own duplicate of /dev/fuse's: libfuse closes its own
+			* at unmount, while a thread may still have a reply to send */
 	size_t payload_size;
 	struct ring_thread *threads;
 	unsigned int thread_count;
@@ -124,7 +131,15 @@ static struct {
 	atomic_bool stopping;
 	atomic_bool refusal_logged;
 	atomic_uint running;
-} rings = {.device_fd = -1};
+	/* The threads are made parked with the rings (session_ring_prepare), so
+	 * that nothing can fail once the INIT reply accepted io_uring, and
+	 * go when released (session_ring_start). */
+	pthread_mutex_t release_lock;
+	pthread_cond_t released_cond;
+	bool released; /* release_lock */
+} rings = {.device_fd = -1,
+           .release_lock = PTHREAD_MUTEX_INITIALIZER,
+           .released_cond = PTHREAD_COND_INITIALIZER};
 
 static _Thread_local struct ring_thread *this_thread;
 
@@ -198,9 +213,27 @@ make_ring(struct io_uring *ring)
 	return error;
 }
 
+static void *ring_main(void *argument);
+
+/* Let the parked threads go: to serve, or (stopping set) to end. */
+static void
+release_threads(void)
+{
+	pthread_mutex_lock(&rings.release_lock);
+	rings.released = true;
+	pthread_cond_broadcast(&rings.released_cond);
+	pthread_mutex_unlock(&rings.release_lock);
+}
+
+/* End the threads (stopping set) and free the rings and buffers. */
 static void
 free_threads(void)
 {
+	atomic_store(&rings.stopping, true);
+	release_threads();
+	for (unsigned int i = 0; i < rings.thread_count; i++)
+		if (rings.threads[i].started)
+			pthread_join(rings.threads[i].thread, NULL);
 	for (unsigned int i = 0; i < rings.thread_count; i++) {
 		struct ring_thread *thread = &rings.threads[i];
 		if (thread->ring_ready)
@@ -211,6 +244,12 @@ free_threads(void)
 	free(rings.threads);
 	rings.threads = NULL;
 	rings.thread_count = rings.queue_count = 0;
+	rings.released = false;
+	/* The last reference to the connection's device, once the rings are
+	 * gone: closing it ends the connection. */
+	if (rings.device_fd >= 0)
+		close(rings.device_fd);
+	rings.device_fd = -1;
 }
 
 int
@@ -236,7 +275,11 @@ session_ring_prepare(int device_fd, size_t max_write, size_t max_pages)
 	if (max_pages * (size_t)page_size > payload)
 		payload = max_pages * (size_t)page_size;
 	rings.payload_size = payload;
-	rings.device_fd = device_fd;
+	rings.device_fd = fcntl(device_fd, F_DUPFD_CLOEXEC, 0);
+	if (rings.device_fd < 0) {
+		error = -errno;
+		goto out;
+	}
 	rings.queue_count = (unsigned int)queue_count;
 	rings.threads = calloc((size_t)queue_count * RING_THREADS_PER_QUEUE,
 	                       sizeof(*rings.threads));
@@ -269,6 +312,19 @@ session_ring_prepare(int device_fd, size_t max_write, size_t max_pages)
 			thread->ring_ready = true;
 		}
 	}
+	atomic_store(&rings.stopping, false);
+	/* Signals are for libfuse's loop, not for these threads. */
+	sigset_t all, saved;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &saved);
+	for (unsigned int i = 0; i < rings.thread_count && error == 0; i++) {
+		struct ring_thread *thread = &rings.threads[i];
+		error = -pthread_create(&thread->thread, NULL, ring_main, thread);
+		thread->started = error == 0;
+		if (thread->started)
+			atomic_fetch_add(&rings.running, 1);
+	}
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 out:
 	if (error < 0)
 		free_threads();
@@ -389,6 +445,12 @@ ring_main(void *argument)
 	struct __kernel_timespec stop_check = {.tv_sec = STOP_CHECK_SECONDS};
 	unsigned int registrations = 0; /* tries while the kernel says EAGAIN */
 
+	pthread_mutex_lock(&rings.release_lock);
+	while (!rings.released)
+		pthread_cond_wait(&rings.released_cond, &rings.release_lock);
+	pthread_mutex_unlock(&rings.release_lock);
+	if (atomic_load(&rings.stopping))
+		goto out; /* discarded before it served */
 	this_thread = thread;
 	char name[16];
 	snprintf(name, sizeof(name), "provfs-ring%u", thread->queue);
@@ -401,15 +463,26 @@ ring_main(void *argument)
 	}
 	queue_command(thread, URING_CMD_REGISTER, 0);
 	bool registering = true;
-	while (!atomic_load_explicit(&rings.stopping, memory_order_relaxed)) {
+	for (;;) {
+		if (atomic_load_explicit(&rings.stopping, memory_order_relaxed)) {
+			/* A request already carried out has its answer delivered. */
+			if (thread->replied)
+				io_uring_submit(&thread->ring);
+			break;
+		}
 		struct io_uring_cqe *cqe = NULL;
 		int error = io_uring_submit_and_wait_timeout(&thread->ring, &cqe, 1, &stop_check,
 		                                             NULL);
 		if (error == -ETIME || error == -EINTR)
 			continue;
 		if (error < 0) {
-			log_error("FUSE io_uring queue %u: %s", thread->queue, strerror(-error));
-			break;
+			/* Leaving would leave this CPU's queue a thread short, for
+			 * good: try again, the stop flag ends it. */
+			if (!atomic_exchange(&thread->error_logged, true))
+				log_error("FUSE io_uring queue %u: %s; trying again", thread->queue,
+				          strerror(-error));
+			usleep(1000);
+			continue;
 		}
 		if (cqe == NULL) /* the wait timed out after the submission */
 			continue;
@@ -463,6 +536,7 @@ ring_main(void *argument)
 		if (!thread->replied) /* libfuse answers every request that comes this way */
 			reply_error(thread, unique, EIO);
 	}
+out:
 	atomic_fetch_sub(&rings.running, 1);
 	return NULL;
 }
@@ -470,37 +544,16 @@ ring_main(void *argument)
 int
 session_ring_start(struct fuse_session *session)
 {
-	sigset_t all, saved;
-	int started = 0;
-
 	rings.session = session;
-	atomic_store(&rings.stopping, false);
-	/* Signals are for libfuse's loop, not for these threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &saved);
-	for (unsigned int i = 0; i < rings.thread_count; i++) {
-		struct ring_thread *thread = &rings.threads[i];
-		atomic_fetch_add(&rings.running, 1);
-		if (pthread_create(&thread->thread, NULL, ring_main, thread) != 0) {
-			atomic_fetch_sub(&rings.running, 1);
-			log_error("cannot start a FUSE io_uring thread: %s", strerror(errno));
-			continue;
-		}
-		thread->started = true;
-		started++;
-	}
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
-	log_info("FUSE over io_uring: %u queues, %d threads", rings.queue_count, started);
-	return started;
+	release_threads();
+	log_info("FUSE over io_uring: %u queues, %u threads", rings.queue_count,
+	         rings.thread_count);
+	return (int)rings.thread_count;
 }
 
 void
 session_ring_stop(void)
 {
-	atomic_store(&rings.stopping, true);
-	for (unsigned int i = 0; i < rings.thread_count; i++)
-		if (rings.threads[i].started)
-			pthread_join(rings.threads[i].thread, NULL);
 	free_threads();
 }
 

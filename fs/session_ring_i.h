@@ -11,7 +11,7 @@
 #include <sys/uio.h>
 
 /*
- * Create a ring and the buffers of every thread, for requests and replies
+ * Create the rings, buffers and (parked) threads, for requests and replies
  * of up to max_write bytes and max_pages pages, before the INIT reply
  * accepts FUSE over io_uring: 0, or a negative errno and nothing kept.
  */
@@ -20,8 +20,8 @@ int session_ring_prepare(int device_fd, size_t max_write, size_t max_pages);
 /* The INIT reply did not accept it: free what session_ring_prepare made. */
 void session_ring_discard(void);
 
-/* After the INIT reply was written: start the threads, which register
- * their entries.  How many started. */
+/* After the INIT reply was written: let the threads go, which register
+ * their entries.  How many there are. */
 int session_ring_start(struct fuse_session *session);
 
 /* After the session ended (the connection is gone or going): stop and
