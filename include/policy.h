@@ -41,7 +41,7 @@
  *   PROCESS_EXECUTABLE_* facts, from the statx of the pinned inode), run
  *   with the script as its script argument and nothing of the user's
  *   before it: Python needs -I, -s or -S (or PYTHONNOUSERSITE without -E)
- *   and an argv[0] that leads it through root's directories only
+ *   and an argv[0] that leads it through trusted system directories only
  *   (PROCESS_ARGV0_UNTRUSTED clear), zsh -f; every option before the
  *   script must be one known to be safe.  policy_script_fails() below
  *   decides it; script.c lists the interpreters and the options.

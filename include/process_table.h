@@ -230,32 +230,61 @@ enum process_exec_record_state process_exec_records_find(struct process_exec_rec
 unsigned int process_injection_of(const char *environment, size_t length);
 
 /*
- * PROCESS_ARGV0_UNTRUSTED, or 0 when argv0 leads Python to the executed
- * inode (device, inode) through directories only root can change.  Python
- * takes its own path from argv[0], not from the kernel: argv0 itself when
- * it has a slash (relative to cwd), else the first executable of that name
- * in the directories of path (the PATH value; NULL when the environment
- * has none or could not be read); it reads pyvenv.cfg in that directory
- * and the one above.  So every PATH directory searched up to and
- * including the one where argv0 is found, or argv0's own directory, must
- * be owned by root and writable by no group or other user, so must its
- * parent, and each directory above them must be owned by root and not
- * writable by others unless sticky (a symlink on the way: owned by root,
- * its target checked alike); and the file found must be the executed
- * inode.  A PATH directory that does not exist in a directory only root
- * can write is skipped.  Directories are compared by device and inode,
- * never by name: "/bin/python3" is "/usr/bin/python3" where /bin is a
- * symlink to usr/bin.
- *
- * Cost: an lstat per path component of each directory searched and a stat
- * of the file found: a few dozen system calls, once per image (read at
- * first sight, see process_table_lookup()), not per request.  A directory
- * under mount_point (this provfs's own mount; may be NULL) is never
- * looked at (untrusted): a lookup there from a request thread would wait
- * for a request of this very daemon.
+ * The directories argv[0] may lead Python to (process_argv0_trust()),
+ * fixed when the table is made: /usr/local/sbin, /usr/local/bin,
+ * /usr/sbin, /usr/bin, /sbin and /bin by default, each kept only when it
+ * and every directory above it is owned by root and writable by no group
+ * or other user (a directory above may be writable if sticky; a symlink
+ * on the way, owned by root, has its target checked alike: /bin ->
+ * usr/bin), and it is not under mount_point (this provfs's own mount; may
+ * be NULL).  Each kept directory is held open (O_PATH) under its name as
+ * given.  Init walks those names (an lstat per component): call it where
+ * waiting on a filesystem is harmless, never on a request thread.
  */
-unsigned int process_argv0_trust(const char *argv0, const char *cwd, const char *path,
-				 dev_t device, ino_t inode, const char *mount_point);
+#define PROCESS_TRUSTED_DIRECTORY_MAX 8
+
+struct process_trusted_directory {
+	char *name; /* as given: compared as a string, never walked again */
+	int fd;     /* O_PATH, O_DIRECTORY */
+	dev_t device;
+	ino_t inode;
+};
+
+struct process_trusted_directories {
+	size_t count;
+	struct process_trusted_directory directory[PROCESS_TRUSTED_DIRECTORY_MAX];
+};
+
+/* names NULL: the default list above (count ignored). */
+void process_trusted_directories_init(struct process_trusted_directories *trusted,
+				      const char *const *names, size_t count,
+				      const char *mount_point);
+void process_trusted_directories_release(struct process_trusted_directories *trusted);
+
+/*
+ * PROCESS_ARGV0_UNTRUSTED, or 0 when argv0 leads Python to the executed
+ * inode (device, inode) through trusted directories only.  Python takes
+ * its own path from argv[0], not from the kernel: argv0 itself when it
+ * has a slash (relative to cwd), else the first executable of that name in
+ * the directories of path (the PATH value; NULL when the environment has
+ * none or could not be read); it reads pyvenv.cfg in that directory and
+ * the one above.  So argv0's directory (cwd joined, "./" dropped), or
+ * every PATH entry up to and including the one where argv0 is found, must
+ * be one of trusted's names, exactly as a string: "/usr/bin/../bin", a
+ * trailing slash, an empty or relative entry, a directory not in the list
+ * (~/.local/bin first on PATH, /usr/games) make it untrusted, fail-closed.
+ * The file is looked up by its one name with openat2() beneath the
+ * trusted directory's descriptor (symlinks followed only inside it, no
+ * mount crossed), and must be the executed inode.
+ *
+ * Cost: one or a few openat2 and statx calls in root's own directories,
+ * once per image.  No name the process gave is walked, so no filesystem of
+ * the user's (a FUSE mount of theirs on PATH, a stalled NFS home) is ever
+ * asked: safe on a request thread.
+ */
+unsigned int process_argv0_trust(const struct process_trusted_directories *trusted,
+				 const char *argv0, const char *cwd, const char *path,
+				 dev_t device, ino_t inode);
 
 struct process_table;
 

@@ -191,9 +191,9 @@ static const char python_user_site[] =
  * slash, else the first match on PATH), not from /proc/self/exe, and looks
  * for a virtual environment's pyvenv.cfg beside it and one directory up: a
  * symlink ~/venv/bin/python3 to the system's python runs the .pth files of
- * the venv's site-packages, -I or not.  Where argv[0] leads takes a look
- * at directories (their owners and modes), which the process table does
- * once per image: PROCESS_ARGV0_UNTRUSTED (process_table.h).
+ * the venv's site-packages, -I or not.  Where argv[0] leads is judged by
+ * the process table once per image, against a few root-owned directories
+ * fixed at start: PROCESS_ARGV0_UNTRUSTED (process_table.h).
  */
 static int
 python_script(const struct script_process *process, const char **words, size_t count,

@@ -29,10 +29,11 @@
  * FUSE or stacked filesystem (an overlayfs whose lower layer is this mount
  * would send its open back to us).  The hash is then computed by the
  * hash_executable hook (the recorder's pool), which reports the verdict
- * back with process_table_executable_hashed().  One look at names is made
- * on the reading thread, for a Python image only: the owners and modes of
- * the directories its argv[0] leads to (process_argv0_trust(), with
- * cached attributes, never under this mount), once per image.
+ * back with process_table_executable_hashed().  One look at a name is
+ * made on the reading thread, for a Python image only and only while the
+ * policy has a program grant: the file argv[0] names, looked up beneath
+ * one of the few root-owned directories fixed when the table was made
+ * (process_argv0_trust()); no directory a process names is ever walked.
  *
  * The process connector (netlink) tells the table about execs, exits and
  * ptrace attaches.  Its events only mark entries, under the lock:
@@ -168,6 +169,7 @@ struct process_table {
 	long ticks_per_second;
 	int netlink_fd;                 /* -1 when the connector is unavailable */
 	struct process_exec_records *exec_records; /* its own lock */
+	struct process_trusted_directories trusted; /* set at creation, then read only */
 	/* Does a grant need facts from exec time (process_table_want_exec_facts)?
 	 * Until one does, execs are not read and the watcher lets events gather. */
 	atomic_bool exec_facts_wanted;
@@ -601,16 +603,16 @@ static const char *const script_variables[] = {
 /* ---- where argv[0] leads Python ---------------------------------------------- */
 
 /*
- * process_argv0_trust() looks at directories by name, on the thread that
- * reads a new image: a request thread, at the first request of a Python
- * image.  Every look is a statx with AT_STATX_DONT_SYNC (cached attributes:
- * no round trip to an NFS or FUSE server for them) and symlinks are
- * followed here, by readlink, so that no path under this provfs's own
- * mount is ever looked up: such a lookup from a request thread would wait
- * for a request of this very daemon (with io_uring, one its own CPU's
- * thread serves).  A bind mount of this mount elsewhere, or a filesystem
- * stacked on it, is not recognised; nor is a network filesystem that does
- * not answer (the request waits, as for any file on it).
+ * Which directories may argv[0] lead Python to?  Only a fixed few, chosen
+ * when the table is made (process_trusted_directories_init(): the one time
+ * names are walked, on the daemon's main thread, by lstat of each prefix
+ * with cached attributes).  At read_image(), on a request thread, no name
+ * a process gave is ever walked: argv[0]'s directory and each PATH entry
+ * are compared as strings with the trusted names, and a file is looked up
+ * only in a trusted directory, by an openat2() of its one name beneath
+ * that directory's descriptor (no "..", no symlink out of it, no mount
+ * crossed).  A user's own FUSE mount on PATH, an NFS home that does not
+ * answer: neither is ever asked, so neither can hold a request thread.
  */
 enum chain {
 	CHAIN_UNTRUSTED,
@@ -634,7 +636,7 @@ under_mount(const char *path, const char *mount_point)
 	       (path[length] == '/' || path[length] == '\0');
 }
 
-/* lstat with cached attributes, as above. */
+/* lstat with cached attributes. */
 static int
 look(const char *path, struct statx *attributes)
 {
@@ -685,8 +687,8 @@ link_target(const char *link, char target[PATH_MAX])
  * writable if sticky (/tmp: nobody but root may rename the root-owned
  * entry below it).  A symlink among them must be owned by root and its
  * target passes the same test (/bin -> usr/bin: /usr/bin).  CHAIN_ABSENT:
- * a component does not exist and its parent is writable by root alone, so
- * that nobody else can make it.
+ * a component does not exist.  Called by process_trusted_directories_init()
+ * only, never on a request thread.
  */
 static enum chain
 directory_chain(const char *path, const char *mount_point, int depth)
@@ -738,27 +740,96 @@ directory_chain(const char *path, const char *mount_point, int depth)
 	}
 }
 
+static const char *const default_trusted_directories[] = {
+	"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+};
+
+void
+process_trusted_directories_init(struct process_trusted_directories *trusted,
+				 const char *const *names, size_t count, const char *mount_point)
+{
+	memset(trusted, 0, sizeof(*trusted));
+	if (names == NULL) {
+		names = default_trusted_directories;
+		count = sizeof(default_trusted_directories) / sizeof(default_trusted_directories[0]);
+	}
+	for (size_t i = 0; i < count && trusted->count < PROCESS_TRUSTED_DIRECTORY_MAX; i++) {
+		struct process_trusted_directory *directory = &trusted->directory[trusted->count];
+		struct stat st;
+		if (directory_chain(names[i], mount_point, 0) != CHAIN_TRUSTED)
+			continue;
+		directory->name = strdup(names[i]);
+		directory->fd = open(names[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (directory->name == NULL || directory->fd < 0 || fstat(directory->fd, &st) < 0 ||
+		    st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+			if (directory->fd >= 0)
+				close(directory->fd);
+			free(directory->name);
+			directory->name = NULL;
+			continue;
+		}
+		directory->device = st.st_dev;
+		directory->inode = st.st_ino;
+		trusted->count++;
+	}
+}
+
+void
+process_trusted_directories_release(struct process_trusted_directories *trusted)
+{
+	for (size_t i = 0; i < trusted->count; i++) {
+		close(trusted->directory[i].fd);
+		free(trusted->directory[i].name);
+	}
+	memset(trusted, 0, sizeof(*trusted));
+}
+
+/* The trusted directory named exactly name (length bytes), or NULL. */
+static const struct process_trusted_directory *
+trusted_directory(const struct process_trusted_directories *trusted, const char *name,
+		  size_t length)
+{
+	for (size_t i = 0; trusted && i < trusted->count; i++)
+		if (strlen(trusted->directory[i].name) == length &&
+		    memcmp(trusted->directory[i].name, name, length) == 0)
+			return &trusted->directory[i];
+	return NULL;
+}
+
 enum found {
 	FOUND_NONE,     /* no executable file of that name */
 	FOUND_EXECUTED, /* the executed inode */
 	FOUND_OTHER,    /* another executable file, or one not looked at */
 };
 
-/* What the absolute name file is, symlinks followed: the executed inode? */
+/*
+ * What name (one component) is in the trusted directory, symlinks followed
+ * only beneath it (python3 -> python3.11) and on its own mount: the
+ * executed inode?
+ */
 static enum found
-found_file(const char *file, dev_t device, ino_t inode, const char *mount_point, int depth)
+found_file(const struct process_trusted_directory *directory, const char *name, dev_t device,
+	   ino_t inode)
 {
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
 	struct statx attributes;
-	char target[PATH_MAX];
+	int fd, saved;
 
-	if (depth > CHAIN_DEPTH || under_mount(file, mount_point))
+	if (name[0] == '\0' || strchr(name, '/'))
 		return FOUND_OTHER;
-	if (look(file, &attributes) < 0)
+	fd = (int)syscall(SYS_openat2, directory->fd, name, &how, sizeof(how));
+	if (fd < 0)
 		return errno == ENOENT ? FOUND_NONE : FOUND_OTHER;
-	if (S_ISLNK(attributes.stx_mode))
-		return link_target(file, target) < 0
-			       ? FOUND_OTHER
-			       : found_file(target, device, inode, mount_point, depth + 1);
+	int rc = statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
+		       STATX_TYPE | STATX_MODE | STATX_INO, &attributes);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	if (rc < 0)
+		return FOUND_OTHER;
 	if (!S_ISREG(attributes.stx_mode) || !(attributes.stx_mode & 0111))
 		return FOUND_NONE;
 	return inode != 0 && attributes.stx_ino == inode &&
@@ -768,10 +839,11 @@ found_file(const char *file, dev_t device, ino_t inode, const char *mount_point,
 }
 
 unsigned int
-process_argv0_trust(const char *argv0, const char *cwd, const char *path, dev_t device,
-		    ino_t inode, const char *mount_point)
+process_argv0_trust(const struct process_trusted_directories *trusted, const char *argv0,
+		    const char *cwd, const char *path, dev_t device, ino_t inode)
 {
 	char file[PATH_MAX];
+	const struct process_trusted_directory *directory;
 	int n;
 
 	if (argv0 == NULL || argv0[0] == '\0')
@@ -788,37 +860,24 @@ process_argv0_trust(const char *argv0, const char *cwd, const char *path, dev_t 
 			return PROCESS_ARGV0_UNTRUSTED;
 		if (n < 0 || (size_t)n >= sizeof(file))
 			return PROCESS_ARGV0_UNTRUSTED;
-		char *slash = strrchr(file, '/');
-		*slash = '\0';
-		if (directory_chain(slash == file ? "/" : file, mount_point, 0) != CHAIN_TRUSTED)
+		const char *slash = strrchr(file, '/');
+		directory = trusted_directory(trusted, file, (size_t)(slash - file));
+		if (directory == NULL)
 			return PROCESS_ARGV0_UNTRUSTED;
-		*slash = '/';
-		return found_file(file, device, inode, mount_point, 0) == FOUND_EXECUTED
+		return found_file(directory, slash + 1, device, inode) == FOUND_EXECUTED
 			       ? 0
 			       : PROCESS_ARGV0_UNTRUSTED;
 	}
-	/* A bare name: the first executable of that name on PATH, as Python looks. */
+	/* A bare name: the first executable of that name on PATH, as Python
+	 * looks; an entry before it that is not trusted could hold another. */
 	for (const char *entry = path; entry;) {
 		const char *colon = strchr(entry, ':');
 		size_t length = colon ? (size_t)(colon - entry) : strlen(entry);
-		if (length == 0 || entry[0] != '/')
-			return PROCESS_ARGV0_UNTRUSTED; /* the current directory, or relative */
-		n = snprintf(file, sizeof(file), "%.*s", (int)length, entry);
+		directory = trusted_directory(trusted, entry, length);
 		entry = colon ? colon + 1 : NULL;
-		if ((size_t)n >= sizeof(file))
-			return PROCESS_ARGV0_UNTRUSTED;
-		switch (directory_chain(file, mount_point, 0)) {
-		case CHAIN_UNTRUSTED:
-			return PROCESS_ARGV0_UNTRUSTED;
-		case CHAIN_ABSENT:
-			continue;
-		case CHAIN_TRUSTED:
-			break;
-		}
-		n = snprintf(file + length, sizeof(file) - length, "/%s", argv0);
-		if (n < 0 || (size_t)n >= sizeof(file) - length)
-			return PROCESS_ARGV0_UNTRUSTED;
-		switch (found_file(file, device, inode, mount_point, 0)) {
+		if (directory == NULL)
+			return PROCESS_ARGV0_UNTRUSTED; /* "" (cwd), relative, or another */
+		switch (found_file(directory, argv0, device, inode)) {
 		case FOUND_NONE:
 			continue;
 		case FOUND_EXECUTED:
@@ -1625,8 +1684,9 @@ detached_copy(struct process_info *image)
  * PROCESS_ARGV0_UNTRUSTED of a new image, or 0 (process_argv0_trust()).
  * Only Python looks for its installation beside argv[0], and only the
  * policy's Python rules read the fact, so only an image whose executable is
- * named python... is looked at (lstat of a few directories, once per
- * image); any other image has the fact set without a look.
+ * named python... is looked at (an openat2 in a trusted directory or two,
+ * once per image), and only while the policy has a program grant; any
+ * other image has the fact set without a look.
  */
 static unsigned int
 argv0_trust(const struct process_table *table, const struct process_info *image,
@@ -1636,12 +1696,13 @@ argv0_trust(const struct process_table *table, const struct process_info *image,
 	char *path;
 	unsigned int fact;
 
-	if (name == NULL || strncmp(name + 1, "python", 6) != 0 || image->argv == NULL ||
+	if (!atomic_load_explicit(&table->exec_facts_wanted, memory_order_relaxed) ||
+	    name == NULL || strncmp(name + 1, "python", 6) != 0 || image->argv == NULL ||
 	    image->argv_length == 0)
 		return PROCESS_ARGV0_UNTRUSTED;
 	path = environment ? environment_value(environment, environment_length, "PATH") : NULL;
-	fact = process_argv0_trust(image->argv, image->cwd, path, image->executable_device,
-				   image->executable_inode, table->mount_point);
+	fact = process_argv0_trust(&table->trusted, image->argv, image->cwd, path,
+				   image->executable_device, image->executable_inode);
 	free(path);
 	return fact;
 }
@@ -2622,6 +2683,7 @@ process_table_new(const struct process_table_options *options)
 	atomic_init(&table->sweep_needed, false);
 	gethostname(table->host, sizeof(table->host) - 1);
 	table->exec_records = process_exec_records_new(EXEC_RECORDS);
+	process_trusted_directories_init(&table->trusted, NULL, 0, table->mount_point);
 	if (table->mount_point == NULL || table->exec_records == NULL) {
 		process_table_free(table);
 		return NULL;
@@ -2712,6 +2774,7 @@ process_table_free(struct process_table *table)
 	free(table->stale);
 	free(table->mount_point);
 	process_exec_records_free(table->exec_records);
+	process_trusted_directories_release(&table->trusted);
 	pthread_mutex_destroy(&table->lock);
 	pthread_cond_destroy(&table->verdict_changed);
 	pthread_mutex_destroy(&table->connector_lock);

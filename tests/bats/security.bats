@@ -422,7 +422,7 @@ denials() {
 	[[ $output == *"(python named outside its own directory may start a virtual environment's site-packages first: run /usr/bin/python3 -I SCRIPT)"* ]]
 }
 
-@test "a script: grant holds for /bin/python3 on a merged /usr and for python3 found on a PATH of root's directories; a group-writable PATH directory before it is refused" {
+@test "a script: grant holds for /bin/python3 on a merged /usr and for python3 found on a PATH of system directories; any other PATH directory before it is refused" {
 	mount_script_grant
 	# /bin -> usr/bin: argv[0] /bin/python3 is the executed python's own directory.
 	if [ -L /bin ] && [ "$(readlink -f /bin/python3)" = "$(readlink -f "$PYTHON")" ]; then
@@ -430,15 +430,21 @@ denials() {
 		[ "$status" -eq 0 ]
 		[ "$output" = "income,0.93" ]
 	fi
-	# A PATH directory of root's (not one of a fixed list) searched first.
 	local python
 	python=$(basename "$PYTHON")
+	run as_user provfs-u3 env PATH="/usr/bin:/bin" \
+		"$python" -I "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	# A directory of root's that is not a system directory, searched first:
+	# refused without a look (the daemon walks no directory a process names).
 	mkdir -p "$TMP/rootbin" "$TMP/staffbin"
 	chmod 755 "$TMP/rootbin"
 	run as_user provfs-u3 env PATH="$TMP/rootbin:$(dirname "$PYTHON")" \
 		"$python" -I "$JOB" "$MNT/secret/scores.csv"
-	[ "$status" -eq 0 ]
-	[ "$output" = "income,0.93" ]
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	[[ $output != *income* ]]
 	# Group-writable, as Debian's /usr/local/bin (2775 root:staff) was: any
 	# member could put a python3 there that leads to a virtual environment.
 	chgrp provfs-g "$TMP/staffbin"

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -313,91 +314,182 @@ make_argv0_tree(dev_t *device, ino_t *inode)
 	make_link("../usr/bin", "dots", 0); /* ".." in a target: not resolved */
 }
 
+/* "@" in in replaced by the tree's base, into out. */
+static void
+expand(const char *in, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (const char *c = in; c && *c && used < size; c++)
+		used += (size_t)snprintf(out + used, size - used, "%s",
+					 *c == '@' ? argv0_base : (char[]){*c, 0});
+	CHECK(used < size, "%s: too long", in);
+}
+
+/* The tree's directories offered as trusted (those that pass are kept). */
+static void
+trusted_of_tree(struct process_trusted_directories *trusted, const char *mount_point)
+{
+	static const char *const offered[] = {
+		"@/usr/bin",	   "@/bin",	     "@/local/bin", "@/home/u/venv/bin",
+		"@/userlink",	   "@/dots",	     "@/sticky/root/bin", "@/sticky/bin",
+		"@/gw/bin",	   "@/empty",	     "@/other",	     "@/missing",
+	};
+	char names[12][600], mount[600];
+	const char *pointers[12];
+
+	for (size_t i = 0; i < 12; i++) {
+		expand(offered[i], names[i], sizeof(names[i]));
+		pointers[i] = names[i];
+	}
+	if (mount_point)
+		expand(mount_point, mount, sizeof(mount));
+	process_trusted_directories_init(trusted, pointers, 12, mount_point ? mount : NULL);
+}
+
 static void
 test_argv0_trust(void)
 {
+	struct process_trusted_directories trusted, under_mount;
 	dev_t device;
 	ino_t inode;
 	char path[2048];
 
 	make_argv0_tree(&device, &inode);
+	trusted_of_tree(&trusted, NULL);
+	CHECK(trusted.count == 5, "trusted: %zu directories, expected usr/bin, bin, "
+	      "sticky/root/bin, empty, other", trusted.count);
+	trusted_of_tree(&under_mount, "@/usr");
+	CHECK(under_mount.count == 3, "under the mount: %zu trusted", under_mount.count);
 	static const struct {
 		const char *argv0; /* "@" stands for the tree's base */
 		const char *cwd;
 		const char *path; /* each "@" too; NULL: no PATH */
-		const char *mount_point;
+		bool mount;       /* the set made with the mount at @/usr */
 		unsigned int expected;
 	} cases[] = {
-		/* A slash: argv0's own directory and its parent. */
-		{"@/usr/bin/python3", "/", NULL, NULL, 0},
-		{"@/usr/bin/python3.11", "/", NULL, NULL, 0},
-		{"@/bin/python3", "/", NULL, NULL, 0},  /* merged /usr: bin -> usr/bin */
-		{"./python3", "@/usr/bin", NULL, NULL, 0},
-		{"bin/python3", "@", NULL, NULL, 0},
-		{"@/home/u/venv/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"@/local/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"@/userlink/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"@/dots/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"@/usr/bin/../bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"@/other/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED}, /* not the inode */
-		{"@/empty/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"bin/python3", NULL, NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		/* /tmp-like: sticky above the parent is fine, as the parent it is not. */
-		{"@/sticky/root/bin/python3", "/", NULL, NULL, 0},
-		{"@/sticky/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"@/gw/bin/python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		/* Never looked at under the mount: it would ask this very daemon. */
-		{"@/usr/bin/python3", "/", NULL, "@/usr", PROCESS_ARGV0_UNTRUSTED},
-		{"@/usr/bin/python3", "/", NULL, "@/us", 0},
-		/* A bare name: every PATH directory up to where it is found. */
-		{"python3", "/", "@/usr/bin", NULL, 0},
-		{"python3", "/", "@/bin:@/local/bin", NULL, 0},
-		{"python3", "/", "@/missing:@/empty:@/usr/bin", NULL, 0},
-		{"python3", "/", "@/usr/bin:@/local/bin:@/home/u/venv/bin", NULL, 0},
-		{"python3", "/", "@/local/bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/empty:@/local/bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/home/u/venv/bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/userlink:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/other:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/missing/deeper:@/usr/bin", NULL, 0},
-		{"python3", "/", "@/sticky/gone:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", ":@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "bin:@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/usr/bin:", NULL, 0},
-		{"python3", "/", "@/empty", NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", NULL, NULL, PROCESS_ARGV0_UNTRUSTED},
-		{"python3", "/", "@/usr/bin", "@/usr/bin", PROCESS_ARGV0_UNTRUSTED},
-		{"", "/", "@/usr/bin", NULL, PROCESS_ARGV0_UNTRUSTED},
+		/* A slash: argv0's own directory, by name. */
+		{"@/usr/bin/python3", "/", NULL, false, 0},
+		{"@/usr/bin/python3.11", "/", NULL, false, 0},
+		{"@/bin/python3", "/", NULL, false, 0},  /* merged /usr: bin -> usr/bin */
+		{"./python3", "@/usr/bin", NULL, false, 0},
+		{"bin/python3", "@", NULL, false, 0},
+		{"@/home/u/venv/bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/local/bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/userlink/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/dots/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/usr/bin/../bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/usr//bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/other/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED}, /* not the inode */
+		{"@/empty/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"bin/python3", NULL, NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		/* /tmp-like: sticky above the parent is fine, as the parent it is not;
+		 * a symlink out of a trusted directory is not followed. */
+		{"@/sticky/root/bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/sticky/bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"@/gw/bin/python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		/* Never trusted under the mount: a look would ask this very daemon. */
+		{"@/usr/bin/python3", "/", NULL, true, PROCESS_ARGV0_UNTRUSTED},
+		{"@/bin/python3", "/", NULL, true, PROCESS_ARGV0_UNTRUSTED},
+		/* A bare name: every PATH entry up to where it is found is trusted. */
+		{"python3", "/", "@/usr/bin", false, 0},
+		{"python3", "/", "@/bin:@/local/bin", false, 0},
+		{"python3", "/", "@/empty:@/usr/bin", false, 0},
+		{"python3", "/", "@/usr/bin:@/local/bin:@/home/u/venv/bin", false, 0},
+		{"python3", "/", "@/missing:@/empty:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/local/bin:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/empty:@/local/bin:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/home/u/venv/bin:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/userlink:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/other:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/usr/bin/:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", ":@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "bin:@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/usr/bin:", false, 0},
+		{"python3", "/", "@/empty", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/empty:", false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", NULL, false, PROCESS_ARGV0_UNTRUSTED},
+		{"python3", "/", "@/usr/bin", true, PROCESS_ARGV0_UNTRUSTED},
+		{"../python3", "/", "@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
+		{"", "/", "@/usr/bin", false, PROCESS_ARGV0_UNTRUSTED},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char argv0[600], cwd[600], mount[600];
-		const char *in[] = {cases[i].argv0, cases[i].cwd, cases[i].path,
-				    cases[i].mount_point};
-		char *out[] = {argv0, cwd, path, mount};
-		size_t size[] = {sizeof(argv0), sizeof(cwd), sizeof(path), sizeof(mount)};
-		for (int k = 0; k < 4; k++) {
-			size_t used = 0;
-			out[k][0] = '\0';
-			for (const char *c = in[k]; c && *c && used < size[k]; c++)
-				used += (size_t)snprintf(out[k] + used, size[k] - used, "%s",
-							 *c == '@' ? argv0_base : (char[]){*c, 0});
-			CHECK(used < size[k], "case %zu: too long", i);
-		}
-		unsigned int got = process_argv0_trust(argv0, cases[i].cwd ? cwd : NULL,
-						       cases[i].path ? path : NULL, device, inode,
-						       cases[i].mount_point ? mount : NULL);
-		CHECK(got == cases[i].expected, "argv0 %s cwd %s PATH %s mount %s: %u, expected %u",
+		char argv0[600], cwd[600];
+		expand(cases[i].argv0, argv0, sizeof(argv0));
+		expand(cases[i].cwd, cwd, sizeof(cwd));
+		expand(cases[i].path, path, sizeof(path));
+		unsigned int got = process_argv0_trust(cases[i].mount ? &under_mount : &trusted,
+						       argv0, cases[i].cwd ? cwd : NULL,
+						       cases[i].path ? path : NULL, device, inode);
+		CHECK(got == cases[i].expected, "argv0 %s cwd %s PATH %s%s: %u, expected %u",
 		      cases[i].argv0, cases[i].cwd ? cases[i].cwd : "(none)",
 		      cases[i].path ? cases[i].path : "(none)",
-		      cases[i].mount_point ? cases[i].mount_point : "(none)", got,
-		      cases[i].expected);
+		      cases[i].mount ? " (mount at @/usr)" : "", got, cases[i].expected);
 	}
 	/* The wrong inode is never trusted, whatever the name. */
-	CHECK(process_argv0_trust(at("usr/bin/python3"), "/", NULL, device, inode + 1, NULL) ==
+	CHECK(process_argv0_trust(&trusted, at("usr/bin/python3"), "/", NULL, device, inode + 1) ==
 		      PROCESS_ARGV0_UNTRUSTED,
 	      "another inode");
+	process_trusted_directories_release(&trusted);
+	process_trusted_directories_release(&under_mount);
 	snprintf(path, sizeof(path), "rm -rf '%s'", argv0_base);
 	CHECK(system(path) == 0, "rm");
+}
+
+/*
+ * A PATH entry on a filesystem that never answers is never looked at: a
+ * FUSE mount whose server (this test) reads no request, where any lookup
+ * waits for good.  The check runs in a child, which an alarm would kill.
+ */
+static void
+test_argv0_never_walks_path(void)
+{
+	char point[] = "/tmp/provfs-unit-stall.XXXXXX", options[128], path[4200];
+	struct process_trusted_directories trusted;
+	struct stat python;
+	int fuse_fd, status = -1;
+
+	if (stat("/usr/bin/python3", &python) != 0 || mkdtemp(point) == NULL)
+		return;
+	fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	snprintf(options, sizeof(options), "fd=%d,rootmode=40000,user_id=0,group_id=0", fuse_fd);
+	if (fuse_fd < 0 || mount("stall", point, "fuse.stall", MS_NOSUID | MS_NODEV, options) < 0) {
+		fprintf(stderr, "no FUSE mount: the stalled-PATH test skipped\n");
+		if (fuse_fd >= 0)
+			close(fuse_fd);
+		rmdir(point);
+		return;
+	}
+	process_trusted_directories_init(&trusted, NULL, 0, NULL);
+	snprintf(path, sizeof(path), "%s/bin:/usr/bin", point);
+	pid_t child = fork();
+	if (child == 0) {
+		alarm(5);
+		_exit(process_argv0_trust(&trusted, "python3", "/", path, python.st_dev,
+					  python.st_ino) == PROCESS_ARGV0_UNTRUSTED
+			      ? 0
+			      : 1);
+	}
+	CHECK(child > 0 && waitpid(child, &status, 0) == child, "fork");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "a PATH entry on a stalled filesystem: status %#x (killed: it was walked)", status);
+	snprintf(path, sizeof(path), "/usr/bin:%s/bin", point);
+	child = fork();
+	if (child == 0) {
+		alarm(5);
+		_exit(process_argv0_trust(&trusted, "python3", "/", path, python.st_dev,
+					  python.st_ino) == 0
+			      ? 0
+			      : 1);
+	}
+	CHECK(child > 0 && waitpid(child, &status, 0) == child, "fork");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "found in /usr/bin before a stalled entry: status %#x", status);
+	process_trusted_directories_release(&trusted);
+	umount2(point, MNT_DETACH);
+	close(fuse_fd);
+	rmdir(point);
 }
 
 /*
@@ -882,6 +974,7 @@ main(void)
 		return failures ? 1 : 77;
 	}
 	test_argv0_trust();
+	test_argv0_never_walks_path();
 	char *sleeper[] = {"/bin/sleep", "30", NULL};
 	pid_t started_before = spawn(sleeper, NULL, -1);
 	usleep(100000); /* exec'd before the connector listens */
