@@ -34,7 +34,10 @@
  *   holds when argv or environ now differ from what they were at exec, or
  *   the exec was not seen (PROCESS_ARGV_CHANGED, _ENVIRONMENT_CHANGED,
  *   _EXEC_UNSEEN: process_table.h, FACTS FROM EXEC TIME), nor for a process
- *   that maps code from a file not root's alone (foreign_code, below).
+ *   that maps code from a file not root's alone (foreign_code, below),
+ *   nor for one in another mount or user namespace than the daemon's
+ *   (PROCESS_FOREIGN_NAMESPACE: a container, or unshare -rm with a bind
+ *   mount over the granted path), whose names are not the daemon's.
  *   A script: condition holds only for a known interpreter (by the base
  *   name of the executed file, version suffix allowed) whose inode is
  *   owned by root and writable by no group or other user (the

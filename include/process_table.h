@@ -114,6 +114,14 @@ struct process_info {
  * whose facts could not be read is never trusted: a root-owned executable
  * not writable by group or others, started by a name that leads to it
  * through root's directories, has none of them.
+ *
+ * FOREIGN_NAMESPACE: the process's mount or user namespace is not the
+ * daemon's (/proc/PID/ns/mnt and /proc/PID/ns/user against the daemon's
+ * own, by device and inode, once per image), or could not be compared.
+ * Names mean something else there: a user who may make a user namespace
+ * (unshare -rm) can bind-mount a script of theirs over a granted script's
+ * path, or any file over a granted executable's, and the daemon, which
+ * judges paths in its own view, would take one for the other.
  */
 enum process_injection {
 	PROCESS_INJECTION_LOADER = 1u << 0, /* LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ... */
@@ -127,6 +135,8 @@ enum process_injection {
 	PROCESS_ENVIRONMENT_CHANGED = 1u << 8, /* environ's bytes are not those at exec */
 	PROCESS_EXEC_UNSEEN = 1u << 9,         /* the image's exec was not seen: no facts
 						* from exec time to hold the others to */
+	PROCESS_FOREIGN_NAMESPACE = 1u << 10,  /* another mount or user namespace than the
+						* daemon's (or unknown) */
 };
 
 /*

@@ -461,6 +461,9 @@ exec_facts_fail(unsigned int injection)
 	return NULL;
 }
 
+#define FOREIGN_NAMESPACE \
+	"runs in another mount or user namespace (its names are not the daemon's)"
+
 #define FOREIGN_CODE "code mapped from a file not root's (LD_PRELOAD, LD_LIBRARY_PATH ...)"
 
 /* Does condition hold?  NULL when it does, else why not. */
@@ -484,6 +487,8 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 		if (subject->executable == NULL ||
 		    strcmp(subject->executable, condition->path) != 0)
 			return "other executable";
+		if (subject->injection & PROCESS_FOREIGN_NAMESPACE)
+			return FOREIGN_NAMESPACE;
 		if (subject->traced)
 			return "traced";
 		if (subject->injection & PROCESS_INJECTION_LOADER)
@@ -504,6 +509,8 @@ condition_fails(const struct condition *condition, const struct policy_subject *
 		                             subject->injection, condition->path);
 		if (failed != NULL)
 			return failed;
+		if (subject->injection & PROCESS_FOREIGN_NAMESPACE)
+			return FOREIGN_NAMESPACE;
 		if (subject->traced)
 			return "traced";
 		if (subject->injection & (PROCESS_INJECTION_LOADER | PROCESS_INJECTION_SCRIPT))

@@ -170,6 +170,8 @@ struct process_table {
 	int netlink_fd;                 /* -1 when the connector is unavailable */
 	struct process_exec_records *exec_records; /* its own lock */
 	struct process_trusted_directories trusted; /* set at creation, then read only */
+	struct stat own_mount_namespace;           /* the daemon's /proc/self/ns/mnt */
+	struct stat own_user_namespace;            /* and ns/user; st_ino 0: unknown */
 	/* Does a grant need facts from exec time (process_table_want_exec_facts)?
 	 * Until one does, execs are not read and the watcher lets events gather. */
 	atomic_bool exec_facts_wanted;
@@ -1708,6 +1710,28 @@ argv0_trust(const struct process_table *table, const struct process_info *image,
 }
 
 /*
+ * PROCESS_FOREIGN_NAMESPACE when pid's mount or user namespace is not the
+ * daemon's, or either cannot be compared; else 0.  The ns links of /proc
+ * are the kernel's (nsfs): a stat of them asks no other filesystem.
+ */
+static unsigned int
+namespace_trust(const struct process_table *table, pid_t pid)
+{
+	static const char *const kinds[] = {"mnt", "user"};
+	const struct stat *own[] = {&table->own_mount_namespace, &table->own_user_namespace};
+	char path[64];
+	struct stat st;
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
+		if (own[i]->st_ino == 0 || stat(path, &st) < 0 || st.st_ino != own[i]->st_ino ||
+		    st.st_dev != own[i]->st_dev)
+			return PROCESS_FOREIGN_NAMESPACE;
+	}
+	return 0;
+}
+
+/*
  * image's trust facts held to those of its exec (process_exec_facts_apply()),
  * now being what read_image() just read: the record of its exec, made now
  * from these very reads when it is still pending (no earlier read exists:
@@ -1828,6 +1852,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 			process_injection_of(environment, environment_length);
 	}
 	image->environment_injection |= argv0_trust(table, image, environment, environment_length);
+	image->environment_injection |= namespace_trust(table, pid);
 	if (read_traced(pid))
 		atomic_store(&image->traced, true);
 	exec_facts_of(&now, fields.layout, raw_argv, raw_length, environment, environment_length);
@@ -2684,6 +2709,10 @@ process_table_new(const struct process_table_options *options)
 	gethostname(table->host, sizeof(table->host) - 1);
 	table->exec_records = process_exec_records_new(EXEC_RECORDS);
 	process_trusted_directories_init(&table->trusted, NULL, 0, table->mount_point);
+	if (stat("/proc/self/ns/mnt", &table->own_mount_namespace) < 0)
+		table->own_mount_namespace.st_ino = 0;
+	if (stat("/proc/self/ns/user", &table->own_user_namespace) < 0)
+		table->own_user_namespace.st_ino = 0;
 	if (table->mount_point == NULL || table->exec_records == NULL) {
 		process_table_free(table);
 		return NULL;

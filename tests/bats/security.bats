@@ -458,6 +458,31 @@ denials() {
 	[[ $output == *"(python named outside its own directory may start a virtual environment's site-packages first: run /usr/bin/python3 -I SCRIPT)"* ]]
 }
 
+@test "a script: grant is refused in a private mount namespace, where the user bind-mounts a script of theirs over the granted one" {
+	[ "$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)" -gt 0 ] ||
+		skip "user namespaces are disabled"
+	mount_script_grant
+	mkdir -p "$TMP/u3"
+	printf '%s\n' 'import sys' 'print("evil read", open(sys.argv[1]).read().strip())' >"$TMP/u3/evil.py"
+	chown -R provfs-u3: "$TMP/u3"
+	as_user provfs-u3 unshare -rm true 2>/dev/null ||
+		skip "provfs-u3 may not make a user namespace (unshare -rm)"
+	# The daemon hashes the granted path in its own view: root's job.py.
+	# The process runs the user's evil.py under that same name.
+	run as_user provfs-u3 unshare -rm sh -c \
+		"mount --bind '$TMP/u3/evil.py' '$JOB' && exec '$PYTHON' -I '$JOB' '$MNT/secret/scores.csv'"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	[[ $output != *income* ]]
+	# The job itself, in the daemon's namespace, still holds.
+	run as_user provfs-u3 "$PYTHON" -I "$JOB" "$MNT/secret/scores.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = "income,0.93" ]
+	denials
+	[[ $output == *"(runs in another mount or user namespace"* ]]
+}
+
 # /proc/PID/cmdline and /proc/PID/environ are the process's own memory: code
 # that runs in it before its first open through the mount can rewrite them.
 

@@ -291,6 +291,10 @@ test_grants(void)
 	CHECK(refused_because(policy, &subject, PROCESS_EXEC_UNSEEN,
 	                      "(process not seen at exec (started before provfs, or its exec event "
 	                      "was lost): start it again)"));
+	/* Another mount or user namespace: a bind mount there could put any
+	 * file at the granted path (unshare -rm). */
+	CHECK(refused_because(policy, &subject, PROCESS_FOREIGN_NAMESPACE,
+	                      "(runs in another mount or user namespace"));
 	fake.foreign_code = true; /* an LD_PRELOAD object still mapped */
 	CHECK(refused_because(policy, &subject, 0, "(code mapped from a file not root's"));
 	fake.foreign_code = false;
@@ -325,6 +329,8 @@ test_grants(void)
 	CHECK(refused_because(policy, &subject, PROCESS_ENVIRONMENT_CHANGED,
 	                      "(environment changed after exec)"));
 	CHECK(refused_because(policy, &subject, PROCESS_EXEC_UNSEEN, "(process not seen at exec"));
+	CHECK(refused_because(policy, &subject, PROCESS_FOREIGN_NAMESPACE,
+	                      "(runs in another mount or user namespace"));
 	fake.foreign_code = true;
 	CHECK(refused_because(policy, &subject, 0, "(code mapped from a file not root's"));
 	fake.foreign_code = false;
