@@ -215,8 +215,11 @@ void process_exec_records_note(struct process_exec_records *records, pid_t pid);
 void process_exec_records_fulfil(struct process_exec_records *records, pid_t pid,
 				 uint64_t start_ticks, const struct process_exec_facts *facts);
 
-/* pid exited: its record goes. */
+/* pid exited (or exec'd while facts are not wanted): its record goes. */
 void process_exec_records_exited(struct process_exec_records *records, pid_t pid);
+
+/* Every record goes (facts switched on again, or exec events were lost). */
+void process_exec_records_clear(struct process_exec_records *records);
 
 enum process_exec_record_state {
 	PROCESS_EXEC_RECORD_NONE,    /* no exec of pid seen (or the record was replaced) */
@@ -407,7 +410,9 @@ bool process_table_foreign_code(struct process_table *table, struct process_info
  * Only exe: and script: grants need them, and they cost every exec on the
  * machine tens of microseconds of the watcher's time, so they are read
  * only while the policy has such a grant (off until told).  A process
- * that exec'd while they were off is "not seen at exec".
+ * that exec'd while they were off is "not seen at exec": each exec event
+ * drops the pid's record while they are off, and switching them on drops
+ * every record.
  */
 void process_table_want_exec_facts(struct process_table *table, bool wanted);
 

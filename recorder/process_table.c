@@ -1072,6 +1072,14 @@ process_exec_records_exited(struct process_exec_records *records, pid_t pid)
 	pthread_mutex_unlock(&records->lock);
 }
 
+void
+process_exec_records_clear(struct process_exec_records *records)
+{
+	pthread_mutex_lock(&records->lock);
+	memset(records->entries, 0, records->sets * EXEC_RECORD_WAYS * sizeof(*records->entries));
+	pthread_mutex_unlock(&records->lock);
+}
+
 enum process_exec_record_state
 process_exec_records_find(struct process_exec_records *records, pid_t pid,
 			  uint64_t start_ticks, struct process_exec_facts *facts)
@@ -2274,8 +2282,14 @@ wake_watcher(struct process_table *table)
 void
 process_table_want_exec_facts(struct process_table *table, bool wanted)
 {
-	if (table)
-		atomic_store_explicit(&table->exec_facts_wanted, wanted, memory_order_relaxed);
+	if (table == NULL)
+		return;
+	/* Switched on: the records kept from before may be stale (an exec
+	 * event lost while off, when events gather): none is trusted.  An
+	 * exec noted between the two steps is dropped too: unseen, as it
+	 * would be without the records. */
+	if (!atomic_exchange(&table->exec_facts_wanted, wanted) && wanted)
+		process_exec_records_clear(table->exec_records);
 }
 
 /* An execve completed: the next lookup (or the watcher) builds the new image. */
@@ -2290,6 +2304,9 @@ mark_exec(struct process_table *table, pid_t pid)
 	bool wanted = atomic_load_explicit(&table->exec_facts_wanted, memory_order_relaxed);
 	if (wanted)
 		process_exec_records_note(table->exec_records, pid);
+	else
+		process_exec_records_exited(table->exec_records, pid); /* its record was
+									* of an image before */
 	pthread_mutex_lock(&table->lock);
 	if (wanted && table->exec_read_count < EXEC_READ_QUEUE) {
 		wake = table->exec_read_count == 0; /* once per batch */

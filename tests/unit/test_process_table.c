@@ -813,6 +813,11 @@ test_exec_records(void)
 	process_exec_records_exited(records, 5);
 	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "an exit left its record");
+	process_exec_records_note(records, 6);
+	process_exec_records_fulfil(records, 6, 100, &a);
+	process_exec_records_clear(records);
+	CHECK(process_exec_records_find(records, 6, 100, &got) == PROCESS_EXEC_RECORD_NONE,
+	      "a clear left a record");
 	/* Nine execs in a set of eight: the oldest goes, the rest stay. */
 	for (pid_t pid = 1; pid <= 9; pid++) {
 		process_exec_records_note(records, pid);
