@@ -221,6 +221,16 @@ void process_exec_records_exited(struct process_exec_records *records, pid_t pid
 /* Every record goes (facts switched on again, or exec events were lost). */
 void process_exec_records_clear(struct process_exec_records *records);
 
+/*
+ * Could no record of pid, started at start_ticks (clock ticks since boot),
+ * have gone since it started (its set full and one replaced, or every
+ * record cleared)?  False: an exec of pid may have left no record.  A
+ * forked child is held to its parent's record only when this is true and
+ * pid has no record (process_table.c, held_to_exec()).
+ */
+bool process_exec_records_complete_since(struct process_exec_records *records, pid_t pid,
+					 uint64_t start_ticks);
+
 enum process_exec_record_state {
 	PROCESS_EXEC_RECORD_NONE,    /* no exec of pid seen (or the record was replaced) */
 	PROCESS_EXEC_RECORD_PENDING, /* exec seen, not yet read */

@@ -45,6 +45,10 @@
  *     when there is one);
  *   - PTRACE attach marks the image traced for good: a grant refused to a
  *     traced process does not come back when the tracer detaches.
+ *   - an overflow of the socket (ENOBUFS: events lost) drops every exec
+ *     record and marks every entry to be read again (events_lost()): the
+ *     same program keeps its image's identity, but its facts are read
+ *     anew and it counts as not seen at exec; exits are found by sweep().
  * Each EXEC is also noted in the exec records (FACTS FROM EXEC TIME in
  * process_table.h), for any pid, and queued for the watcher, which reads
  * the new image's stat, cmdline and environ at once, before anything else
@@ -133,6 +137,9 @@ struct table_entry {
 	unsigned int execs_pending; /* EXEC events since image */
 	unsigned int execs_ahead;   /* execs a lookup counted before their EXEC event */
 	unsigned int attaches;      /* ptrace attaches seen */
+	unsigned int rechecks;      /* connector overflows while it lived: an exec or
+				     * PTRACE event of it may be lost */
+	unsigned int rechecked;     /* rechecks when image was read */
 	bool exec_opened;           /* an exec-open was seen; next lookup re-reads */
 	void **exec_inputs;         /* cookies of opens made during the execve */
 	size_t exec_input_count;
@@ -976,7 +983,22 @@ struct process_exec_records {
 	uint32_t clock;
 	size_t sets;
 	struct exec_record *entries; /* sets * EXEC_RECORD_WAYS */
+	uint64_t *evicted_ticks;     /* per set: when a record last went while its
+				      * process may live (ticks since boot) */
+	uint64_t cleared_ticks;      /* when every record last went */
+	long ticks_per_second;
 };
+
+/* Clock ticks since boot now, as /proc/PID/stat counts a start time. */
+static uint64_t
+boot_ticks_now(const struct process_exec_records *records)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	return (uint64_t)now.tv_sec * (uint64_t)records->ticks_per_second +
+	       (uint64_t)now.tv_nsec / (1000000000u / (uint64_t)records->ticks_per_second);
+}
 
 struct process_exec_records *
 process_exec_records_new(size_t capacity)
@@ -989,10 +1011,16 @@ process_exec_records_new(size_t capacity)
 	if (records->sets == 0)
 		records->sets = 1;
 	records->entries = calloc(records->sets * EXEC_RECORD_WAYS, sizeof(struct exec_record));
-	if (records->entries == NULL) {
+	records->evicted_ticks = calloc(records->sets, sizeof(uint64_t));
+	if (records->entries == NULL || records->evicted_ticks == NULL) {
+		free(records->entries);
+		free(records->evicted_ticks);
 		free(records);
 		return NULL;
 	}
+	records->ticks_per_second = sysconf(_SC_CLK_TCK);
+	if (records->ticks_per_second <= 0 || records->ticks_per_second > 1000000)
+		records->ticks_per_second = 100;
 	pthread_mutex_init(&records->lock, NULL);
 	return records;
 }
@@ -1004,6 +1032,7 @@ process_exec_records_free(struct process_exec_records *records)
 		return;
 	pthread_mutex_destroy(&records->lock);
 	free(records->entries);
+	free(records->evicted_ticks);
 	free(records);
 }
 
@@ -1040,6 +1069,8 @@ process_exec_records_note(struct process_exec_records *records, pid_t pid)
 			if (((records->clock - set[i].age) & EXEC_AGE_MASK) >
 			    ((records->clock - record->age) & EXEC_AGE_MASK))
 				record = &set[i];
+		records->evicted_ticks[(set - records->entries) / EXEC_RECORD_WAYS] =
+			boot_ticks_now(records);
 	}
 	memset(record, 0, sizeof(*record));
 	record->pid = pid;
@@ -1077,7 +1108,22 @@ process_exec_records_clear(struct process_exec_records *records)
 {
 	pthread_mutex_lock(&records->lock);
 	memset(records->entries, 0, records->sets * EXEC_RECORD_WAYS * sizeof(*records->entries));
+	records->cleared_ticks = boot_ticks_now(records);
 	pthread_mutex_unlock(&records->lock);
+}
+
+bool
+process_exec_records_complete_since(struct process_exec_records *records, pid_t pid,
+				    uint64_t start_ticks)
+{
+	pthread_mutex_lock(&records->lock);
+	uint64_t lost = records->evicted_ticks[(exec_set(records, pid) - records->entries) /
+					       EXEC_RECORD_WAYS];
+	if (records->cleared_ticks > lost)
+		lost = records->cleared_ticks;
+	pthread_mutex_unlock(&records->lock);
+	/* A tick is coarse (10 ms): the same tick counts as after. */
+	return lost == 0 || start_ticks > lost + 1;
 }
 
 enum process_exec_record_state
@@ -1748,7 +1794,7 @@ namespace_trust(const struct process_table *table, pid_t pid)
  */
 static unsigned int
 held_to_exec(struct process_table *table, struct process_info *image, uint64_t start_ticks,
-	     const struct process_exec_facts *now)
+	     const struct process_exec_facts *now, bool events_lost)
 {
 	const struct process_info *parent = image->parent;
 	struct process_exec_facts at_exec;
@@ -1760,9 +1806,16 @@ held_to_exec(struct process_table *table, struct process_info *image, uint64_t s
 		state = process_exec_records_find(table->exec_records, image->pid, start_ticks,
 						  &at_exec);
 	}
-	if ((state != PROCESS_EXEC_RECORD_READ || at_exec.layout != now->layout) && parent &&
+	/*
+	 * The parent's record, only for a child with no exec of its own since
+	 * it started: no record of its pid (an exec of it would have left
+	 * one), none of its set lost since it started, no events lost for it.
+	 * Layout alone does not tell (setarch -R repeats layouts).
+	 */
+	if (state == PROCESS_EXEC_RECORD_NONE && !events_lost && parent &&
 	    !(parent->environment_injection & PROCESS_EXEC_UNSEEN) &&
-	    parent->exec_facts.layout == now->layout) {
+	    parent->exec_facts.layout == now->layout &&
+	    process_exec_records_complete_since(table->exec_records, image->pid, start_ticks)) {
 		at_exec = parent->exec_facts;
 		state = PROCESS_EXEC_RECORD_READ;
 	}
@@ -1774,6 +1827,15 @@ held_to_exec(struct process_table *table, struct process_info *image, uint64_t s
 	return facts;
 }
 
+/* Do a and b run the same executable with the same argv? */
+static bool
+same_program(const struct process_info *a, const struct process_info *b)
+{
+	return a->executable && b->executable && strcmp(a->executable, b->executable) == 0 &&
+	       a->argv_length == b->argv_length &&
+	       (a->argv_length == 0 || memcmp(a->argv, b->argv, a->argv_length) == 0);
+}
+
 /* What a builder saw of a table entry before it read /proc. */
 struct build_plan {
 	pid_t pid;
@@ -1783,6 +1845,8 @@ struct build_plan {
 	struct process_info *previous; /* entry->image then (referenced), or NULL */
 	unsigned int execs;           /* EXEC events not yet in previous */
 	bool exec_opened;
+	unsigned int rechecks;        /* entry->rechecks then */
+	bool recheck;                 /* events may be lost since previous was read */
 	/* out of read_image */
 	int pinned_fd;
 	uint64_t mount_id;
@@ -1866,7 +1930,16 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	exec_facts_of(&now, fields.layout, raw_argv, raw_length, environment, environment_length);
 	free(raw_argv);
 
-	if (previous) {
+	if (previous && plan->recheck && plan->execs == 0 && !plan->exec_opened &&
+	    same_program(previous, image)) {
+		/* Read again after lost events, the same program: the same
+		 * image (as far as can be told), with its facts read anew. */
+		image->exec_index = previous->exec_index;
+		image->previous = process_info_acquire(previous->previous);
+		image->parent = process_info_acquire(previous->parent);
+		if (atomic_load(&previous->traced))
+			atomic_store(&image->traced, true);
+	} else if (previous) {
 		image->exec_index = previous->exec_index + (plan->execs ? (int)plan->execs : 1);
 		image->previous = detached_copy(previous);
 		image->parent = process_info_acquire(previous->parent);
@@ -1874,7 +1947,8 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 		image->parent = lookup(table, fields.parent_pid, depth + 1, true);
 	}
 	struct process_info *parent = image->parent;
-	image->environment_injection = held_to_exec(table, image, fields.start_ticks, &now);
+	image->environment_injection =
+		held_to_exec(table, image, fields.start_ticks, &now, plan->recheck);
 	if (previous && previous->run && same_job(previous->job, image->job))
 		image->run = previous->run, atomic_fetch_add(&previous->run->references, 1);
 	else if (parent && parent->run && parent->session_id == image->session_id &&
@@ -1956,7 +2030,8 @@ unlink_entry(struct process_table *table, struct table_entry *entry,
 static bool
 entry_stale(const struct table_entry *entry)
 {
-	return entry->image == NULL || entry->execs_pending > 0 || entry->exec_opened;
+	return entry->image == NULL || entry->execs_pending > 0 || entry->exec_opened ||
+	       entry->rechecks != entry->rechecked;
 }
 
 /* Hand the opens made during an execve to image (NULL: to nobody). */
@@ -2055,6 +2130,7 @@ publish(struct process_table *table, struct build_plan *plan, struct process_inf
 		entry->image = process_info_acquire(image);
 		entry->generation++;
 		entry->execs_pending -= plan->execs;
+		entry->rechecked = plan->rechecks;
 		if (plan->exec_opened && plan->execs == 0 && table->netlink_fd >= 0)
 			entry->execs_ahead++; /* counted from the exec-open: its event is to come */
 		if (plan->exec_opened) {
@@ -2172,6 +2248,8 @@ lookup(struct process_table *table, pid_t pid, int depth, bool create)
 	plan.previous = process_info_acquire(entry->image);
 	plan.execs = entry->execs_pending;
 	plan.exec_opened = entry->exec_opened;
+	plan.rechecks = entry->rechecks;
+	plan.recheck = entry->rechecks != entry->rechecked;
 	entry->builders++;
 	pthread_mutex_unlock(&table->lock);
 	retire_entries(table, retired);
@@ -2433,6 +2511,23 @@ collected:
 	retire_entries(table, retired);
 }
 
+/*
+ * The connector overflowed: an exec or PTRACE event of any process may be
+ * lost.  Every record goes (no image is held to one, and no forked child
+ * to its parent's: PROCESS_EXEC_UNSEEN until its next exec), and every
+ * image is read again at its next lookup (entry_stale()).
+ */
+static void
+events_lost(struct process_table *table)
+{
+	process_exec_records_clear(table->exec_records);
+	pthread_mutex_lock(&table->lock);
+	for (size_t i = 0; i < TABLE_SLOTS; i++)
+		for (struct table_entry *entry = table->slots[i]; entry; entry = entry->next)
+			entry->rechecks++;
+	pthread_mutex_unlock(&table->lock);
+}
+
 static int
 connector_open(void)
 {
@@ -2671,6 +2766,7 @@ watcher_main(void *argument)
 		if (atomic_exchange(&table->sweep_needed, false)) {
 			log_warning("process connector overflowed: checking every process; "
 				    "one that exec'd meanwhile holds no exe: or script: grant");
+			events_lost(table);
 			sweep(table);
 		} else if (table->netlink_fd < 0 && ready == 0) {
 			sweep(table);

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -815,9 +816,17 @@ test_exec_records(void)
 	      "an exit left its record");
 	process_exec_records_note(records, 6);
 	process_exec_records_fulfil(records, 6, 100, &a);
+	CHECK(process_exec_records_complete_since(records, 6, 1),
+	      "records taken as lost before any was");
 	process_exec_records_clear(records);
 	CHECK(process_exec_records_find(records, 6, 100, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "a clear left a record");
+	/* A process started before the clear may have exec'd without a
+	 * record now: it is not held to its parent's; a later one may be. */
+	CHECK(!process_exec_records_complete_since(records, 6, 1),
+	      "a process started before a clear is taken as seen");
+	CHECK(process_exec_records_complete_since(records, 6, UINT64_MAX / 2),
+	      "a process started after the clear is taken as unseen");
 	/* Nine execs in a set of eight: the oldest goes, the rest stay. */
 	for (pid_t pid = 1; pid <= 9; pid++) {
 		process_exec_records_note(records, pid);
@@ -825,6 +834,8 @@ test_exec_records(void)
 	}
 	CHECK(process_exec_records_find(records, 1, 7, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "the oldest record was not the one replaced");
+	CHECK(!process_exec_records_complete_since(records, 1, 1),
+	      "a replaced record leaves its set complete");
 	for (pid_t pid = 2; pid <= 9; pid++)
 		CHECK(process_exec_records_find(records, pid, 7, &got) == PROCESS_EXEC_RECORD_READ,
 		      "record of %d lost", (int)pid);
