@@ -117,6 +117,13 @@ struct ring_thread {
 	struct iovec iov[2];
 	uint64_t unique;   /* the request being processed; 0 none */
 	bool replied;      /* its commit is queued */
+	/* A reply made on another thread (the label module answers the lineage
+	 * xattr from a thread of its own), kept until this thread sends it:
+	 * deferred_lock. */
+	uint64_t awaited;  /* the request such a reply may answer; 0 none */
+	char *deferred;    /* out header and payload, malloc'd; NULL none yet */
+	size_t deferred_length;
+	pthread_cond_t deferred_arrived;
 	atomic_bool error_logged;
 };
 
@@ -142,6 +149,7 @@ static struct {
            .released_cond = PTHREAD_COND_INITIALIZER};
 
 static _Thread_local struct ring_thread *this_thread;
+static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct wire_ring_header *
 header_of(struct ring_thread *thread)
@@ -240,6 +248,8 @@ free_threads(void)
 			io_uring_queue_exit(&thread->ring);
 		if (thread->buffer)
 			munmap(thread->buffer, thread->buffer_size);
+		free(thread->deferred);
+		pthread_cond_destroy(&thread->deferred_arrived);
 	}
 	free(rings.threads);
 	rings.threads = NULL;
@@ -295,6 +305,7 @@ session_ring_prepare(int device_fd, size_t max_write, size_t max_pages)
 			struct ring_thread *thread = &rings.threads[rings.thread_count++];
 			thread->queue = queue;
 			thread->pinned = online[queue];
+			pthread_cond_init(&thread->deferred_arrived, NULL);
 			thread->buffer_size = sizeof(struct wire_ring_header) + payload;
 			thread->buffer = mmap(NULL, thread->buffer_size, PROT_READ | PROT_WRITE,
 			                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -398,26 +409,27 @@ reply_error(struct ring_thread *thread, uint64_t unique, int error)
 	thread->replied = true;
 }
 
-bool
-session_ring_take_reply(const struct iovec *iov, int count, ssize_t *written)
+static size_t
+iov_payload(const struct iovec *iov, int count)
 {
-	struct ring_thread *thread = this_thread;
-	uint64_t unique;
+	size_t payload = 0;
 
-	if (thread == NULL || thread->unique == 0 || count < 1 ||
-	    iov[0].iov_len < OUT_HEADER_SIZE)
-		return false;
-	memcpy(&unique, (const char *)iov[0].iov_base + 8, sizeof(unique));
-	if (unique != thread->unique || thread->replied)
-		return false; /* a notification, sent through /dev/fuse */
+	for (int i = 1; i < count; i++)
+		payload += iov[i].iov_len;
+	return payload;
+}
+
+/* Put a reply (out header, then its payload) in the entry and queue its
+ * commit; false when it does not fit. */
+static bool
+commit_reply(struct ring_thread *thread, uint64_t unique, const struct iovec *iov, int count)
+{
 	struct wire_ring_header *header = header_of(thread);
 	size_t payload = 0;
+
 	for (int i = 1; i < count; i++) {
-		if (payload + iov[i].iov_len > rings.payload_size) {
-			*written = -1;
-			errno = EINVAL;
-			return true;
-		}
+		if (payload + iov[i].iov_len > rings.payload_size)
+			return false;
 		memmove(payload_of(thread) + payload, iov[i].iov_base, iov[i].iov_len);
 		payload += iov[i].iov_len;
 	}
@@ -426,8 +438,101 @@ session_ring_take_reply(const struct iovec *iov, int count, ssize_t *written)
 	header->entry.payload_size = (uint32_t)payload;
 	queue_command(thread, URING_CMD_COMMIT_AND_FETCH, unique);
 	thread->replied = true;
-	*written = (ssize_t)(OUT_HEADER_SIZE + payload);
 	return true;
+}
+
+/*
+ * A reply made on a thread that is not the ring thread awaiting it: copied
+ * for that thread to send (only it may touch its ring); false when no ring
+ * thread awaits this request.
+ */
+static bool
+defer_reply(uint64_t unique, const struct iovec *iov, int count, ssize_t *written)
+{
+	size_t length = 0;
+	char *copy;
+
+	for (int i = 0; i < count; i++)
+		length += iov[i].iov_len;
+	pthread_mutex_lock(&deferred_lock);
+	struct ring_thread *thread = NULL;
+	for (unsigned int i = 0; i < rings.thread_count && thread == NULL; i++)
+		if (rings.threads[i].awaited == unique && rings.threads[i].deferred == NULL)
+			thread = &rings.threads[i];
+	if (thread == NULL) {
+		pthread_mutex_unlock(&deferred_lock);
+		return false;
+	}
+	if (length - OUT_HEADER_SIZE > rings.payload_size || (copy = malloc(length)) == NULL) {
+		pthread_mutex_unlock(&deferred_lock);
+		*written = -1;
+		errno = length - OUT_HEADER_SIZE > rings.payload_size ? EINVAL : ENOMEM;
+		return true; /* the awaiting thread answers EIO */
+	}
+	for (size_t i = 0, at = 0; i < (size_t)count; at += iov[i].iov_len, i++)
+		memcpy(copy + at, iov[i].iov_base, iov[i].iov_len);
+	thread->deferred = copy;
+	thread->deferred_length = length;
+	pthread_cond_signal(&thread->deferred_arrived);
+	pthread_mutex_unlock(&deferred_lock);
+	*written = (ssize_t)length;
+	return true;
+}
+
+bool
+session_ring_take_reply(const struct iovec *iov, int count, ssize_t *written)
+{
+	struct ring_thread *thread = this_thread;
+	uint64_t unique;
+
+	if (rings.thread_count == 0 || count < 1 || iov[0].iov_len < OUT_HEADER_SIZE)
+		return false;
+	memcpy(&unique, (const char *)iov[0].iov_base + 8, sizeof(unique));
+	if (unique == 0)
+		return false; /* a notification, sent through /dev/fuse */
+	if (thread == NULL || unique != thread->unique || thread->replied)
+		return defer_reply(unique, iov, count, written);
+	if (!commit_reply(thread, unique, iov, count)) {
+		*written = -1;
+		errno = EINVAL;
+		return true;
+	}
+	*written = (ssize_t)(OUT_HEADER_SIZE + iov_payload(iov, count));
+	return true;
+}
+
+/*
+ * The request was handed to another thread, which replies later: wait for
+ * that reply and send it.  Another thread of this CPU's queue serves
+ * meanwhile.  If the daemon stops before it comes, the caller gets EIO.
+ */
+static void
+send_deferred_reply(struct ring_thread *thread, uint64_t unique)
+{
+	char *reply = NULL;
+	size_t length = 0;
+	int waited_stopping = 0;
+
+	pthread_mutex_lock(&deferred_lock);
+	while (thread->deferred == NULL && waited_stopping < 10) {
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 1;
+		pthread_cond_timedwait(&thread->deferred_arrived, &deferred_lock, &deadline);
+		if (atomic_load(&rings.stopping))
+			waited_stopping++;
+	}
+	reply = thread->deferred;
+	length = thread->deferred_length;
+	thread->deferred = NULL;
+	thread->awaited = 0;
+	pthread_mutex_unlock(&deferred_lock);
+	struct iovec iov[2] = {{reply, OUT_HEADER_SIZE},
+	                       {reply ? reply + OUT_HEADER_SIZE : NULL,
+	                        reply ? length - OUT_HEADER_SIZE : 0}};
+	if (reply == NULL || length < OUT_HEADER_SIZE || !commit_reply(thread, unique, iov, 2))
+		reply_error(thread, unique, EIO);
+	free(reply);
 }
 
 /* The connection is gone: the kernel ends every entry with one of these. */
@@ -530,11 +635,19 @@ ring_main(void *argument)
 			continue;
 		}
 		thread->unique = unique;
+		pthread_mutex_lock(&deferred_lock);
+		thread->awaited = unique;
+		pthread_mutex_unlock(&deferred_lock);
 		session_io_request_received(request, size);
 		struct fuse_buf buffer = {.mem = request, .size = size};
 		fuse_session_process_buf(rings.session, &buffer);
-		if (!thread->replied) /* libfuse answers every request that comes this way */
-			reply_error(thread, unique, EIO);
+		if (thread->replied) {
+			pthread_mutex_lock(&deferred_lock);
+			thread->awaited = 0;
+			pthread_mutex_unlock(&deferred_lock);
+		} else {
+			send_deferred_reply(thread, unique);
+		}
 	}
 out:
 	atomic_fetch_sub(&rings.running, 1);

@@ -138,6 +138,22 @@ ring_wakeups() {
 		"$(id -u provfs-u1)"
 }
 
+@test "io_uring: an answer made off the request thread (the lineage xattr, from the store) reaches the caller" {
+	mount_with_uring
+	echo data >"$MNT/a"
+	cat "$MNT/a" >"$MNT/b"
+	# The recorder writes the version in the background: wait for it.
+	local lineage i
+	for i in $(seq 50); do
+		lineage=$(getfattr --only-values -n user.provfs.lineage "$MNT/b" 2>/dev/null) &&
+			[[ $lineage == *'"origin":"written"'* ]] && break
+		sleep 0.1
+	done
+	echo "$lineage"
+	[[ $lineage == '{"path":"b"'* ]]
+	[[ $lineage == *'"executable":"'*'/cat"'* ]]
+}
+
 @test "io_uring over a backing filesystem that refuses the writer watch (tmpfs): requests still served" {
 	mount -t tmpfs -o size=16m provfs-uring-test "$BACKING"
 	mount_with_uring
