@@ -137,7 +137,6 @@ static struct {
 	unsigned int queue_count;
 	atomic_bool stopping;
 	atomic_bool refusal_logged;
-	atomic_uint running;
 	/* The threads are made parked with the rings (session_ring_prepare), so
 	 * that nothing can fail once the INIT reply accepted io_uring, and
 	 * go when released (session_ring_start). */
@@ -332,8 +331,6 @@ session_ring_prepare(int device_fd, size_t max_write, size_t max_pages)
 		struct ring_thread *thread = &rings.threads[i];
 		error = -pthread_create(&thread->thread, NULL, ring_main, thread);
 		thread->started = error == 0;
-		if (thread->started)
-			atomic_fetch_add(&rings.running, 1);
 	}
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 out:
@@ -650,7 +647,6 @@ ring_main(void *argument)
 		}
 	}
 out:
-	atomic_fetch_sub(&rings.running, 1);
 	return NULL;
 }
 
@@ -668,10 +664,4 @@ void
 session_ring_stop(void)
 {
 	free_threads();
-}
-
-bool
-session_ring_active(void)
-{
-	return atomic_load_explicit(&rings.running, memory_order_relaxed) > 0;
 }

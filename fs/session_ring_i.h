@@ -28,9 +28,6 @@ int session_ring_start(struct fuse_session *session);
  * join the threads, and free the rings. */
 void session_ring_stop(void);
 
-/* Do ring threads serve requests? */
-bool session_ring_active(void);
-
 /*
  * The reply libfuse writes on this thread: when it answers the request
  * this ring thread is processing, it goes into the ring entry (true, with
