@@ -184,12 +184,16 @@ tiny_store() {
 	[[ "$output" == "bench: error: cannot run on CPUs '4096' (this machine has "*")" ]]
 }
 
-@test "smoke: scripts/bench --uring mounts provfs over io_uring beside -o nouring and puts enable_uring back" {
+@test "smoke: scripts/bench --uring mounts provfs over io_uring beside -o nouring; --autogroup sets the scheduler's groups for the run; both put back" {
 	needs_fuse
 	local knob=/sys/module/fuse/parameters/enable_uring before
+	local groups=/proc/sys/kernel/sched_autogroup_enabled groups_before other
 	[ -w "$knob" ] || skip "this kernel has no FUSE over io_uring"
+	[ -w "$groups" ] || skip "this kernel has no autogroups"
 	before=$(cat "$knob")
-	run "$SCRIPTS/bench" --quick --uring -w smallfiles -d "$TMP/bench" \
+	groups_before=$(cat "$groups")
+	other=$((1 - groups_before))
+	run "$SCRIPTS/bench" --quick --uring --autogroup "$other" -w smallfiles -d "$TMP/bench" \
 		-V native,provfs,provfs-nouring -x nouring='-o nouring'
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -197,8 +201,14 @@ tiny_store() {
 	[[ "$output" =~ "provfs: requests through FUSE over io_uring, "[1-9][0-9]*" ring threads" ]]
 	[[ "$output" == *"provfs-nouring: requests through /dev/fuse"* ]]
 	[[ "$output" == *"| **smallfiles** | provfs-nouring |"* ]]
+	[[ "$output" == *"kernel.sched_autogroup_enabled=$other"* ]]
 	[ "$(cat "$knob")" = "$before" ]
+	[ "$(cat "$groups")" = "$groups_before" ]
 	assert_nothing_mounted
+	run "$SCRIPTS/bench" --quick --autogroup yes -d "$TMP/bench"
+	[ "$status" -ne 0 ]
+	[ "$output" = "bench: error: --autogroup needs 0 or 1" ]
+	[ "$(cat "$groups")" = "$groups_before" ]
 }
 
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
