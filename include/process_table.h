@@ -137,6 +137,8 @@ enum process_injection {
 						* from exec time to hold the others to */
 	PROCESS_FOREIGN_NAMESPACE = 1u << 10,  /* another mount or user namespace than the
 						* daemon's (or unknown) */
+	PROCESS_MEMORY_UNREAD = 1u << 11,      /* argv and environ unknown: the process kept
+						* its memory from us (proc_reader.h) */
 };
 
 /*
@@ -170,14 +172,6 @@ enum process_injection {
  *
  * The record itself is struct process_exec_facts, above struct process_info.
  */
-
-/*
- * The facts of process pid now (layout, hashes and injection), from its
- * /proc files: 0, or -1 when it is gone.  start_ticks (may be NULL) gets
- * its start time as /proc/PID/stat says it (field 22, clock ticks since
- * boot), by which the records tell a process from a later one of its pid.
- */
-int process_exec_facts_read(pid_t pid, uint64_t *start_ticks, struct process_exec_facts *facts);
 
 /*
  * The trust facts of an image whose environment_injection was computed

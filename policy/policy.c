@@ -451,6 +451,8 @@ explain(struct policy_decision *decision, const char *format, ...)
 static const char *
 exec_facts_fail(unsigned int injection)
 {
+	if (injection & PROCESS_MEMORY_UNREAD)
+		return "argv and environment unknown (the process kept its memory from provfs)";
 	if (injection & PROCESS_EXEC_UNSEEN)
 		return "process not seen at exec (started before provfs, or its exec event was "
 		       "lost): start it again";

@@ -120,10 +120,13 @@
 #include <linux/openat2.h>
 
 #include "log.h"
+#include "proc_reader.h"
 #include "process_table.h"
 
 #define TABLE_SLOTS 4096 /* power of two; chains grow beyond */
 #define ENVIRON_LIMIT (1 << 20)
+#define MEMORY_READ_DEADLINE_MS 1000 /* see proc_reader.h */
+#define MEMORY_WARNING_INTERVAL_NS (60LL * 1000000000) /* one warning a minute */
 #define EXEC_FILE_LIMIT 8 /* exec-opens kept per execve: binary, interpreter, script */
 #define EXEC_READ_QUEUE 4096 /* execs the watcher reads at once; more wait for their lookup */
 #define CONNECTOR_BATCH_MS 50 /* without exec facts: the watcher drains events at most this often */
@@ -176,6 +179,8 @@ struct process_table {
 	long ticks_per_second;
 	int netlink_fd;                 /* -1 when the connector is unavailable */
 	struct process_exec_records *exec_records; /* its own lock */
+	struct proc_reader *memory_reader;          /* cmdline, environ, maps; its own lock */
+	_Atomic int64_t memory_warned_ns;           /* last warning of a late read */
 	struct process_trusted_directories trusted; /* set at creation, then read only */
 	struct stat own_mount_namespace;           /* the daemon's /proc/self/ns/mnt */
 	struct stat own_user_namespace;            /* and ns/user; st_ino 0: unknown */
@@ -316,6 +321,48 @@ read_proc_file(pid_t pid, const char *name, size_t limit, size_t *length)
 	if (length)
 		*length = size;
 	return buffer;
+}
+
+/* The uid PID runs as, as /proc shows it (the owner of /proc/PID), or -1. */
+static uid_t
+owner_of(pid_t pid)
+{
+	char path[32];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return stat(path, &st) == 0 ? st.st_uid : (uid_t)-1;
+}
+
+/*
+ * /proc/PID/NAME of a file read out of the process's memory (cmdline,
+ * environ, maps), on the table's memory reader (proc_reader.h), which a
+ * request never waits on past its deadline.  NULL when gone or unreadable;
+ * NULL with *held set when the process kept its memory from us past the
+ * deadline, or its user has too many such reads asleep: then nothing is
+ * known of it, which is not the same as empty.
+ */
+static char *
+read_process_memory(struct process_table *table, pid_t pid, uid_t owner, const char *name,
+		    size_t limit, size_t *length, bool *held)
+{
+	char *content = proc_reader_read(table->memory_reader, pid, owner, name, limit, length);
+
+	if (content || errno == ENOENT || errno == ESRCH || errno == EACCES)
+		return content;
+	*held = true;
+	int64_t now = wall_clock_ns(), last = atomic_load(&table->memory_warned_ns);
+	if (now - last >= MEMORY_WARNING_INTERVAL_NS &&
+	    atomic_compare_exchange_strong(&table->memory_warned_ns, &last, now))
+		log_warning("process %d (uid %d) kept /proc/%d/%s from provfs past %d ms (%s): "
+			    "it is recorded without it, and no exe: or script: grant holds for it; "
+			    "%u such reads still wait (at most one warning a minute)",
+			    (int)pid, (int)owner, (int)pid, name, MEMORY_READ_DEADLINE_MS,
+			    errno == ETIMEDOUT ? "its memory is held, as by a read from a "
+						 "filesystem that does not answer"
+					       : "too many of its user's reads wait",
+			    proc_reader_stuck(table->memory_reader));
+	return NULL;
 }
 
 static char *
@@ -1156,20 +1203,30 @@ exec_facts_of(struct process_exec_facts *facts, uint64_t layout, const char *arg
 	facts->injection = process_injection_of(environment, environment_length);
 }
 
-int
-process_exec_facts_read(pid_t pid, uint64_t *start_ticks, struct process_exec_facts *facts)
+/* The facts of pid's image as /proc shows them now; -1 when not all could be read. */
+static int
+exec_facts_read(struct process_table *table, pid_t pid, uint64_t *start_ticks,
+		struct process_exec_facts *facts)
 {
 	struct stat_fields fields;
 	size_t argv_length = 0, environment_length = 0;
-	char *argv, *environment;
+	char *argv, *environment = NULL;
+	bool held = false;
+	uid_t owner = owner_of(pid);
 
 	if (read_stat(pid, &fields) < 0)
 		return -1;
-	argv = read_proc_file(pid, "cmdline", 1 << 20, &argv_length);
-	environment = read_proc_file(pid, "environ", ENVIRON_LIMIT, &environment_length);
-	exec_facts_of(facts, fields.layout, argv, argv_length, environment, environment_length);
+	argv = read_process_memory(table, pid, owner, "cmdline", 1 << 20, &argv_length, &held);
+	if (!held)
+		environment = read_process_memory(table, pid, owner, "environ", ENVIRON_LIMIT,
+						  &environment_length, &held);
+	if (!held)
+		exec_facts_of(facts, fields.layout, argv, argv_length, environment,
+			      environment_length);
 	free(argv);
 	free(environment);
+	if (held)
+		return -1; /* no record: the image counts as not seen at exec */
 	if (start_ticks)
 		*start_ticks = fields.start_ticks;
 	return 0;
@@ -1222,10 +1279,11 @@ process_table_foreign_code(struct process_table *table, struct process_info *ima
 	unsigned long long last_inode = 0;
 	bool foreign = false;
 
-	(void)table;
+	bool held = false;
+
 	if (known != 0)
 		return known < 0;
-	maps = read_proc_file(image->pid, "maps", 1 << 24, NULL);
+	maps = read_process_memory(table, image->pid, image->uid, "maps", 1 << 24, NULL, &held);
 	if (maps == NULL || maps[0] == '\0')
 		foreign = true; /* gone, or unreadable: not known to be clean */
 	for (char *line = maps ? strtok_r(maps, "\n", &save) : NULL; line && !foreign;
@@ -1801,7 +1859,8 @@ held_to_exec(struct process_table *table, struct process_info *image, uint64_t s
 	enum process_exec_record_state state;
 
 	state = process_exec_records_find(table->exec_records, image->pid, start_ticks, &at_exec);
-	if (state == PROCESS_EXEC_RECORD_PENDING) {
+	if (state == PROCESS_EXEC_RECORD_PENDING &&
+	    !(image->environment_injection & PROCESS_MEMORY_UNREAD)) {
 		process_exec_records_fulfil(table->exec_records, image->pid, start_ticks, now);
 		state = process_exec_records_find(table->exec_records, image->pid, start_ticks,
 						  &at_exec);
@@ -1813,7 +1872,7 @@ held_to_exec(struct process_table *table, struct process_info *image, uint64_t s
 	 * Layout alone does not tell (setarch -R repeats layouts).
 	 */
 	if (state == PROCESS_EXEC_RECORD_NONE && !events_lost && parent &&
-	    !(parent->environment_injection & PROCESS_EXEC_UNSEEN) &&
+	    !(parent->environment_injection & (PROCESS_EXEC_UNSEEN | PROCESS_MEMORY_UNREAD)) &&
 	    parent->exec_facts.layout == now->layout &&
 	    process_exec_records_complete_since(table->exec_records, image->pid, start_ticks)) {
 		at_exec = parent->exec_facts;
@@ -1905,7 +1964,9 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	image->environment_injection = executable_trust(plan->pinned_fd >= 0, &executed);
 	image->executable = read_proc_link(pid, "exe");
 	image->cwd = read_proc_link(pid, "cwd");
-	raw_argv = read_proc_file(pid, "cmdline", 1 << 20, &raw_length);
+	bool held = false; /* its memory kept from us: argv and environ unknown */
+	raw_argv = read_process_memory(table, pid, image->uid, "cmdline", 1 << 20, &raw_length,
+				       &held);
 	if (raw_argv)
 		image->argv = redact_argv(table, raw_argv, raw_length, &image->argv_length);
 	char *cgroup = read_proc_file(pid, "cgroup", 4096, NULL);
@@ -1917,7 +1978,11 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 		image->cgroup = strdup(path_start ? path_start + 2 : cgroup);
 		free(cgroup);
 	}
-	environment = read_proc_file(pid, "environ", ENVIRON_LIMIT, &environment_length);
+	environment = held ? NULL
+			   : read_process_memory(table, pid, image->uid, "environ", ENVIRON_LIMIT,
+						 &environment_length, &held);
+	if (held)
+		image->environment_injection |= PROCESS_MEMORY_UNREAD;
 	if (environment) {
 		image->job = environment_value(environment, environment_length, "PROVFS_JOB");
 		image->environment_injection |=
@@ -1966,11 +2031,13 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
  * failed.
  */
 static bool
-image_unchanged(const struct process_table *table, pid_t pid, const struct process_info *image)
+image_unchanged(struct process_table *table, pid_t pid, const struct process_info *image)
 {
 	char *executable = read_proc_link(pid, "exe");
 	size_t raw_length = 0, length = 0;
-	char *raw = read_proc_file(pid, "cmdline", 1 << 20, &raw_length);
+	bool held = false; /* unknown: not the same */
+	char *raw = read_process_memory(table, pid, image->uid, "cmdline", 1 << 20, &raw_length,
+					&held);
 	char *argv = raw ? redact_argv(table, raw, raw_length, &length) : NULL;
 	bool same = executable && image->executable && strcmp(executable, image->executable) == 0 &&
 		    argv && image->argv && length == image->argv_length &&
@@ -2689,7 +2756,7 @@ read_execs(struct process_table *table)
 	for (size_t i = 0; i < count; i++) {
 		struct process_exec_facts facts;
 		uint64_t start_ticks;
-		if (process_exec_facts_read(pids[i], &start_ticks, &facts) == 0)
+		if (exec_facts_read(table, pids[i], &start_ticks, &facts) == 0)
 			process_exec_records_fulfil(table->exec_records, pids[i], start_ticks,
 						    &facts);
 	}
@@ -2821,12 +2888,14 @@ process_table_new(const struct process_table_options *options)
 	atomic_init(&table->sweep_needed, false);
 	gethostname(table->host, sizeof(table->host) - 1);
 	table->exec_records = process_exec_records_new(EXEC_RECORDS);
+	table->memory_reader = proc_reader_new(MEMORY_READ_DEADLINE_MS);
 	process_trusted_directories_init(&table->trusted, NULL, 0, table->mount_point);
 	if (stat("/proc/self/ns/mnt", &table->own_mount_namespace) < 0)
 		table->own_mount_namespace.st_ino = 0;
 	if (stat("/proc/self/ns/user", &table->own_user_namespace) < 0)
 		table->own_user_namespace.st_ino = 0;
-	if (table->mount_point == NULL || table->exec_records == NULL) {
+	if (table->mount_point == NULL || table->exec_records == NULL ||
+	    table->memory_reader == NULL) {
 		process_table_free(table);
 		return NULL;
 	}
@@ -2916,6 +2985,7 @@ process_table_free(struct process_table *table)
 	free(table->stale);
 	free(table->mount_point);
 	process_exec_records_free(table->exec_records);
+	proc_reader_free(table->memory_reader);
 	process_trusted_directories_release(&table->trusted);
 	pthread_mutex_destroy(&table->lock);
 	pthread_cond_destroy(&table->verdict_changed);

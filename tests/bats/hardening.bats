@@ -19,6 +19,7 @@ setup() {
 }
 
 teardown() {
+	release_held_memory
 	[ -e "$TMP/.stuck" ] && abort_fuse_connection "$MNT"
 	common_teardown
 }
@@ -319,4 +320,125 @@ $second"
 	printf '%s\n' "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"1..2"* ]]
+}
+
+# ------------------------------------------- a caller that keeps its memory
+
+# While a memory holder waits, anything that reads its /proc/PID/cmdline
+# (pgrep, ps, the helpers) sleeps too: end the holders and wake the stalled
+# filesystem first.
+release_held_memory() {
+	local fd
+	for fd in ${HOLDER_FDS:-}; do
+		eval "exec $fd>&-"
+	done
+	HOLDER_FDS=
+	[ -s "$TMP/.stalled_pid" ] && kill -CONT "$(cat "$TMP/.stalled_pid")" 2>/dev/null
+	rm -f "$TMP/.stalled_pid"
+}
+
+# start_holders FIRST LAST: memory holders FIRST..LAST as $U1, each told to
+# go by a line on its fifo; waits until each has its file mapped.
+start_holders() {
+	local i fd
+	for i in $(seq "$1" "$2"); do
+		mkfifo "$TMP/holder$i.in"
+		chmod 666 "$TMP/holder$i.in"
+		install -m 644 -o "$U1" /dev/null "$TMP/holder$i.out"
+		as_user "$U1" sh -c 'exec "$1" "$2" "$3" <"$4" >"$5"' sh "$HOLDER" \
+			"$TMP/stalled/page" "$MNT/target" "$TMP/holder$i.in" "$TMP/holder$i.out" &
+		exec {fd}>"$TMP/holder$i.in"
+		HOLDER_FDS="$HOLDER_FDS $fd"
+		eval "HOLDER_FD$i=$fd"
+	done
+	for i in $(seq "$1" "$2"); do
+		local tries=0
+		until grep -q ready "$TMP/holder$i.out" 2>/dev/null; do
+			[ $((tries += 1)) -le 100 ] || { echo "holder $i never mapped its file" >&2; return 1; }
+			sleep 0.05
+		done
+	done
+}
+
+go_holders() {
+	local i fd
+	for i in $(seq "$1" "$2"); do
+		eval "fd=\$HOLDER_FD$i"
+		echo go >&"$fd"
+	done
+}
+
+# The milliseconds holder $1's open took, once it has opened (10 s at most).
+holder_open_ms() {
+	local i
+	for i in $(seq 1 100); do
+		grep -q '^opened ' "$TMP/holder$1.out" && break
+		grep -q '^failed ' "$TMP/holder$1.out" && break
+		sleep 0.1
+	done
+	sed -n 's/^opened //p' "$TMP/holder$1.out"
+}
+
+@test "a process that keeps its memory from provfs (its own read of a FUSE file that never answers) holds its own open for one second at most, never the mount" {
+	ensure_test_users
+	HOLDER=$TMP/bin/memory_holder
+	mkdir -p "$TMP/bin"
+	chmod 755 "$TMP/bin"
+	cc -O2 -pthread -Wl,-z,now -o "$HOLDER" "$BATS_TEST_DIRNAME/memory_holder.c"
+	echo target >"$BACKING/target"
+	echo other >"$BACKING/other"
+	mkdir "$BACKING/u2"
+	chown "$U2:" "$BACKING/u2"
+	chmod 755 "$BACKING"
+	chmod 644 "$BACKING/target" "$BACKING/other"
+	mount_provfs
+	local daemon=$MOUNTED_PID
+	# A second mount serves the file the holders map; it is stopped, so
+	# their reads of it never end (a user's own FUSE filesystem would do).
+	mkdir -p "$TMP/stalled-backing" "$TMP/stalled" "$TMP/stalled-store"
+	head -c 65536 /dev/urandom >"$TMP/stalled-backing/page"
+	chmod 644 "$TMP/stalled-backing/page"
+	STORE=$TMP/stalled-store/provfs.db MOUNT_BACKING=$TMP/stalled-backing \
+		MOUNT_POINT=$TMP/stalled mount_provfs -o nopassthrough
+	echo "$MOUNTED_PID" >"$TMP/.stalled_pid"
+
+	# Seventeen holders: more than the daemon has request threads.  Before,
+	# each took one for good (asleep reading its /proc/PID/cmdline) and the
+	# mount stopped for everybody.
+	start_holders 1 18
+	kill -STOP "$(cat "$TMP/.stalled_pid")"
+	go_holders 1 17
+	sleep 0.5
+	bounded 5 as_user "$U2" cat "$MNT/other"
+	[ "$status" -eq 0 ]
+	[ "$output" = other ]
+	bounded 5 as_user "$U2" sh -c 'echo new >"$MNT/u2/new.txt"'
+	[ "$status" -eq 0 ]
+	local i ms
+	for i in $(seq 1 17); do
+		ms=$(holder_open_ms "$i")
+		echo "holder $i: ${ms:-no open} ms ($(cat "$TMP/holder$i.out" | tr "\n" " "))"
+		[ -n "$ms" ]
+		[ "$ms" -lt 3000 ]
+	done
+	# Four late reads of $U1's processes are asleep now: the next process
+	# of $U1 is not read at all, and waits for nothing.
+	go_holders 18 18
+	ms=$(holder_open_ms 18)
+	echo "holder 18: ${ms:-no open} ms"
+	[ -n "$ms" ]
+	[ "$ms" -lt 500 ]
+	[ "$(grep -c 'provfs-procread' /proc/"$daemon"/task/*/comm | awk -F: '{ s += $2 } END { print s }')" -le 32 ]
+
+	release_held_memory
+	bounded 10 unmount_provfs "$TMP/stalled"
+	[ "$status" -eq 0 ]
+	bounded 10 unmount_provfs
+	[ "$status" -eq 0 ]
+	# Recorded with no argv (unknown), not with a made-up one.
+	run sqlite3 "$STORE" "SELECT count(*), sum(length(argv)) FROM processes
+	                      WHERE executable LIKE '%/memory_holder'"
+	echo "$output"
+	[ "${output%%|*}" -ge 18 ]
+	[ "${output#*|}" = 0 ]
 }

@@ -291,6 +291,10 @@ test_grants(void)
 	CHECK(refused_because(policy, &subject, PROCESS_EXEC_UNSEEN,
 	                      "(process not seen at exec (started before provfs, or its exec event "
 	                      "was lost): start it again)"));
+	/* argv and environ never read: the process kept its memory (proc_reader.h). */
+	CHECK(refused_because(policy, &subject, PROCESS_MEMORY_UNREAD,
+	                      "(argv and environment unknown (the process kept its memory from "
+	                      "provfs))"));
 	/* Another mount or user namespace: a bind mount there could put any
 	 * file at the granted path (unshare -rm). */
 	CHECK(refused_because(policy, &subject, PROCESS_FOREIGN_NAMESPACE,
@@ -329,6 +333,7 @@ test_grants(void)
 	CHECK(refused_because(policy, &subject, PROCESS_ENVIRONMENT_CHANGED,
 	                      "(environment changed after exec)"));
 	CHECK(refused_because(policy, &subject, PROCESS_EXEC_UNSEEN, "(process not seen at exec"));
+	CHECK(refused_because(policy, &subject, PROCESS_MEMORY_UNREAD, "(argv and environment unknown"));
 	CHECK(refused_because(policy, &subject, PROCESS_FOREIGN_NAMESPACE,
 	                      "(runs in another mount or user namespace"));
 	fake.foreign_code = true;
