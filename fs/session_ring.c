@@ -123,6 +123,7 @@ struct ring_thread {
 	uint64_t awaited;  /* the request such a reply may answer; 0 none */
 	char *deferred;    /* out header and payload, malloc'd; NULL none yet */
 	size_t deferred_length;
+	bool deferred_failed; /* the reply came but could not be kept: answer EIO */
 	pthread_cond_t deferred_arrived;
 	atomic_bool error_logged;
 };
@@ -132,8 +133,8 @@ static struct {
 	int device_fd; /* our own duplicate of /dev/fuse's: libfuse closes its own
 			* at unmount, while a thread may still have a reply to send */
 	size_t payload_size;
-	struct ring_thread *threads;
-	unsigned int thread_count;
+	struct ring_thread *threads; /* read by other threads under deferred_lock */
+	_Atomic unsigned int thread_count; /* 0: no rings (replies go to /dev/fuse) */
 	unsigned int queue_count;
 	atomic_bool stopping;
 	atomic_bool refusal_logged;
@@ -163,10 +164,8 @@ payload_of(struct ring_thread *thread)
 }
 
 /*
- * The CPUs the kernel may ever run a caller on: one queue each, numbered
- * from 0 (fuse_uring_task_to_queue() uses the CPU number as the queue).
- * Reads a list such as "0-3,8-11"; the number of queues is one past the
- * highest CPU, and online says which may be pinned to.
+ * Reads a CPU list such as "0-3,8-11" into present[]; returns one past the
+ * highest CPU, or -1.
  */
 static int
 read_cpu_list(const char *path, unsigned char *present, unsigned int capacity)
@@ -241,8 +240,16 @@ free_threads(void)
 	for (unsigned int i = 0; i < rings.thread_count; i++)
 		if (rings.threads[i].started)
 			pthread_join(rings.threads[i].thread, NULL);
-	for (unsigned int i = 0; i < rings.thread_count; i++) {
-		struct ring_thread *thread = &rings.threads[i];
+	/* A reply from another thread (defer_reply) may come at any time:
+	 * from here on it finds no ring and goes to /dev/fuse. */
+	pthread_mutex_lock(&deferred_lock);
+	struct ring_thread *threads = rings.threads;
+	unsigned int thread_count = rings.thread_count;
+	rings.threads = NULL;
+	rings.thread_count = 0;
+	pthread_mutex_unlock(&deferred_lock);
+	for (unsigned int i = 0; i < thread_count; i++) {
+		struct ring_thread *thread = &threads[i];
 		if (thread->ring_ready)
 			io_uring_queue_exit(&thread->ring);
 		if (thread->buffer)
@@ -250,9 +257,8 @@ free_threads(void)
 		free(thread->deferred);
 		pthread_cond_destroy(&thread->deferred_arrived);
 	}
-	free(rings.threads);
-	rings.threads = NULL;
-	rings.thread_count = rings.queue_count = 0;
+	free(threads);
+	rings.queue_count = 0;
 	rings.released = false;
 	/* The last reference to the connection's device, once the rings are
 	 * gone: closing it ends the connection. */
@@ -272,12 +278,21 @@ session_ring_prepare(int device_fd, size_t max_write, size_t max_pages)
 		error = -ENOMEM;
 		goto out;
 	}
-	queue_count = read_cpu_list("/sys/devices/system/cpu/possible", possible, CPU_CAPACITY);
-	if (queue_count <= 0 || queue_count > CPU_CAPACITY ||
+	/*
+	 * The kernel makes one queue per possible CPU, num_possible_cpus() of
+	 * them numbered from 0, and puts a request on the queue numbered as
+	 * the caller's CPU (fuse_uring_task_to_queue()); a queue beyond that
+	 * count is refused.  online says which may be pinned to.
+	 */
+	int highest = read_cpu_list("/sys/devices/system/cpu/possible", possible, CPU_CAPACITY);
+	if (highest <= 0 || highest > CPU_CAPACITY ||
 	    read_cpu_list("/sys/devices/system/cpu/online", online, CPU_CAPACITY) <= 0) {
 		error = -ENOENT;
 		goto out;
 	}
+	queue_count = 0;
+	for (int cpu = 0; cpu < highest; cpu++)
+		queue_count += possible[cpu];
 	/* The kernel refuses an entry whose payload buffer is smaller than the
 	 * largest request or reply it may carry. */
 	size_t payload = max_write > FUSE_MIN_READ_BUFFER ? max_write : FUSE_MIN_READ_BUFFER;
@@ -461,10 +476,12 @@ defer_reply(uint64_t unique, const struct iovec *iov, int count, ssize_t *writte
 		return false;
 	}
 	if (length - OUT_HEADER_SIZE > rings.payload_size || (copy = malloc(length)) == NULL) {
+		thread->deferred_failed = true; /* the awaiting thread answers EIO */
+		pthread_cond_signal(&thread->deferred_arrived);
 		pthread_mutex_unlock(&deferred_lock);
 		*written = -1;
 		errno = length - OUT_HEADER_SIZE > rings.payload_size ? EINVAL : ENOMEM;
-		return true; /* the awaiting thread answers EIO */
+		return true;
 	}
 	for (size_t i = 0, at = 0; i < (size_t)count; at += iov[i].iov_len, i++)
 		memcpy(copy + at, iov[i].iov_base, iov[i].iov_len);
@@ -490,6 +507,9 @@ session_ring_take_reply(const struct iovec *iov, int count, ssize_t *written)
 	if (thread == NULL || unique != thread->unique || thread->replied)
 		return defer_reply(unique, iov, count, written);
 	if (!commit_reply(thread, unique, iov, count)) {
+		/* Larger than the entry's buffer: the caller must not wait for
+		 * an answer that cannot come. */
+		reply_error(thread, unique, EIO);
 		*written = -1;
 		errno = EINVAL;
 		return true;
@@ -511,7 +531,7 @@ send_deferred_reply(struct ring_thread *thread, uint64_t unique)
 	int waited_stopping = 0;
 
 	pthread_mutex_lock(&deferred_lock);
-	while (thread->deferred == NULL && waited_stopping < 10) {
+	while (thread->deferred == NULL && !thread->deferred_failed && waited_stopping < 10) {
 		struct timespec deadline;
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_sec += 1;
@@ -522,6 +542,7 @@ send_deferred_reply(struct ring_thread *thread, uint64_t unique)
 	reply = thread->deferred;
 	length = thread->deferred_length;
 	thread->deferred = NULL;
+	thread->deferred_failed = false;
 	thread->awaited = 0;
 	pthread_mutex_unlock(&deferred_lock);
 	struct iovec iov[2] = {{reply, OUT_HEADER_SIZE},
