@@ -350,6 +350,12 @@ for i in range(200):
         with open(os.path.join(expected, "f%03d.v%d" % (i, version)), "wb") as f:
             f.write(data)
 EOF
+	# Every close recorded first (a release comes after close(2) returns,
+	# and its rows a batch later): until then "nothing pending" may only
+	# mean the last versions' rows are not written yet, and an unmount
+	# cancels their hash jobs.
+	wait_until "[ \"\$(q \"SELECT count(*) FROM accesses a JOIN files f ON f.id = a.file_id
+	                        WHERE f.path LIKE 'f%' AND a.closed_ns IS NOT NULL\")\" = 400 ]" 60
 	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 60
 	stop_provfs
 	local a b
