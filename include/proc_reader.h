@@ -54,7 +54,7 @@ void proc_reader_free(struct proc_reader *reader);
  * (being freed), or the error of the open or read (ENOENT: gone).
  */
 char *proc_reader_read(struct proc_reader *reader, pid_t pid, uid_t owner, const char *name,
-		       size_t limit, size_t *length);
+                       size_t limit, size_t *length);
 
 /* Reads past their deadline still asleep now (for tests and the log). */
 unsigned int proc_reader_stuck(struct proc_reader *reader);

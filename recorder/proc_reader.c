@@ -4,17 +4,20 @@
  *
  * HOW
  *
- * A caller queues a job and waits on job_done until the job is done or
- * its deadline passes.  Reader threads take jobs from the queue; one is
- * started when no idle reader is left for a new job, up to READERS_MAX,
- * and they stay (a read is cheap, a thread start is not).  A job left
- * behind is marked abandoned: if no reader has taken it yet, the caller
- * takes it out of the queue; if one is reading it, that reader frees it
+ * A caller hands its job to an idle reader, which it first moves to its
+ * own CPU, and waits on job_done until the job is done or its deadline
+ * passes.  On the caller's CPU the reader is woken without waking the
+ * other CPU, which on a VM can cost more than the read itself; so a read
+ * costs about 30 us more than a direct one on this project's 2-core VM
+ * (2,000 reads of /proc/PID/cmdline, 100 us apart).  A reader is started when none is
+ * idle, up to READERS_MAX, and they stay (a read is cheap, a thread start
+ * is not).  A job left behind is marked abandoned: its reader frees it
  * when its read returns, and until then it counts against its owner.
  *
  * LOCKS
- *   lock  the queue, the counters and the late reads by owner; held over
- *         memory only, never over a read of /proc.
+ *   lock  the idle readers, every job's state, the counters and the late
+ *         reads by owner; held over memory and pthread_setaffinity_np(),
+ *         never over a read of /proc.
  *
  * Lifetime: readers are detached.  proc_reader_free() wakes the idle ones
  * and waits for them to leave; one asleep in a late read cannot be woken,
@@ -23,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +46,19 @@ struct read_job {
 	uid_t owner;
 	char name[16];
 	size_t limit;
-	bool taken;     /* a reader is reading it */
 	bool done;
 	bool abandoned; /* its caller left at the deadline */
 	char *content;
 	size_t length;
 	int error;
-	struct read_job *next;
+};
+
+struct reader_thread {
+	struct proc_reader *reader;
+	pthread_t thread;
+	pthread_cond_t wake;
+	struct read_job *job; /* NULL: idle */
+	struct reader_thread *next_idle;
 };
 
 struct late_owner {
@@ -58,11 +68,10 @@ struct late_owner {
 
 struct proc_reader {
 	pthread_mutex_t lock;
-	pthread_cond_t job_ready; /* readers wait for a job */
-	pthread_cond_t job_done;  /* callers wait for theirs (broadcast) */
-	pthread_cond_t left;      /* proc_reader_free() waits for readers to leave */
-	struct read_job *head, **tail;
-	unsigned int queued, threads, idle, stuck;
+	pthread_cond_t job_done;    /* callers wait for theirs (broadcast) */
+	pthread_cond_t left;        /* proc_reader_free() waits for readers to leave */
+	struct reader_thread *idle; /* a stack */
+	unsigned int threads, stuck;
 	struct late_owner late[READERS_MAX]; /* one late read per reader at most */
 	bool stopping;
 	bool orphaned; /* freed while a reader was asleep: the last reader frees */
@@ -171,7 +180,6 @@ static void
 reader_destroy(struct proc_reader *reader)
 {
 	pthread_mutex_destroy(&reader->lock);
-	pthread_cond_destroy(&reader->job_ready);
 	pthread_cond_destroy(&reader->job_done);
 	pthread_cond_destroy(&reader->left);
 	free(reader);
@@ -180,23 +188,16 @@ reader_destroy(struct proc_reader *reader)
 static void *
 reader_main(void *argument)
 {
-	struct proc_reader *reader = argument;
+	struct reader_thread *self = argument;
+	struct proc_reader *reader = self->reader;
 
 	pthread_mutex_lock(&reader->lock);
 	for (;;) {
-		while (reader->head == NULL && !reader->stopping) {
-			reader->idle++;
-			pthread_cond_wait(&reader->job_ready, &reader->lock);
-			reader->idle--;
-		}
-		if (reader->head == NULL)
-			break; /* stopping */
-		struct read_job *job = reader->head;
-		reader->head = job->next;
-		if (reader->head == NULL)
-			reader->tail = &reader->head;
-		reader->queued--;
-		job->taken = true;
+		while (self->job == NULL && !reader->stopping)
+			pthread_cond_wait(&self->wake, &reader->lock);
+		struct read_job *job = self->job;
+		if (job == NULL)
+			break; /* stopping: proc_reader_free() emptied the idle stack */
 		pthread_mutex_unlock(&reader->lock);
 
 		size_t length = 0;
@@ -204,45 +205,73 @@ reader_main(void *argument)
 		int error = content ? 0 : errno;
 
 		pthread_mutex_lock(&reader->lock);
+		self->job = NULL;
 		if (job->abandoned) {
 			uncount_late(reader, job->owner);
 			free(content);
 			free(job);
-			continue;
+		} else {
+			job->content = content;
+			job->length = length;
+			job->error = error;
+			job->done = true;
+			pthread_cond_broadcast(&reader->job_done);
 		}
-		job->content = content;
-		job->length = length;
-		job->error = error;
-		job->done = true;
-		pthread_cond_broadcast(&reader->job_done);
+		if (reader->stopping)
+			break;
+		self->next_idle = reader->idle;
+		reader->idle = self;
 	}
 	reader->threads--;
 	bool last_of_orphaned = reader->orphaned && reader->threads == 0;
 	pthread_cond_broadcast(&reader->left);
 	pthread_mutex_unlock(&reader->lock);
+	pthread_cond_destroy(&self->wake);
+	free(self);
 	if (last_of_orphaned)
 		reader_destroy(reader);
 	return NULL;
 }
 
-/* Start one more reader; under lock.  0 or an errno. */
-static int
-start_reader(struct proc_reader *reader)
+/* A reader for a job, on this CPU: an idle one, or a new one; under lock.
+ * NULL when every reader is taken and no more may start. */
+static struct reader_thread *
+take_reader(struct proc_reader *reader)
 {
-	pthread_attr_t attributes;
-	pthread_t thread;
-	int error;
+	struct reader_thread *taken = reader->idle;
+	int cpu = sched_getcpu();
+	cpu_set_t here;
 
+	CPU_ZERO(&here);
+	if (cpu >= 0)
+		CPU_SET(cpu, &here);
+	if (taken) {
+		reader->idle = taken->next_idle;
+		if (cpu >= 0)
+			pthread_setaffinity_np(taken->thread, sizeof(here), &here);
+		return taken;
+	}
+	if (reader->threads >= READERS_MAX || (taken = calloc(1, sizeof(*taken))) == NULL)
+		return NULL;
+	taken->reader = reader;
+	pthread_cond_init(&taken->wake, NULL);
+
+	pthread_attr_t attributes;
 	pthread_attr_init(&attributes);
 	pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attributes, READER_STACK);
-	error = pthread_create(&thread, &attributes, reader_main, reader);
+	if (cpu >= 0)
+		pthread_attr_setaffinity_np(&attributes, sizeof(here), &here);
+	int error = pthread_create(&taken->thread, &attributes, reader_main, taken);
 	pthread_attr_destroy(&attributes);
-	if (error == 0) {
-		reader->threads++;
-		pthread_setname_np(thread, "provfs-procread");
+	if (error) {
+		pthread_cond_destroy(&taken->wake);
+		free(taken);
+		return NULL;
 	}
-	return error;
+	pthread_setname_np(taken->thread, "provfs-procread");
+	reader->threads++;
+	return taken;
 }
 
 struct proc_reader *
@@ -259,8 +288,6 @@ proc_reader_new(int deadline_ms)
 	pthread_cond_init(&reader->job_done, &monotonic);
 	pthread_cond_init(&reader->left, &monotonic);
 	pthread_condattr_destroy(&monotonic);
-	pthread_cond_init(&reader->job_ready, NULL);
-	reader->tail = &reader->head;
 	reader->deadline_ms = deadline_ms > 0 ? deadline_ms : 1;
 	return reader;
 }
@@ -272,7 +299,9 @@ proc_reader_free(struct proc_reader *reader)
 		return;
 	pthread_mutex_lock(&reader->lock);
 	reader->stopping = true;
-	pthread_cond_broadcast(&reader->job_ready);
+	for (struct reader_thread *idle = reader->idle; idle; idle = idle->next_idle)
+		pthread_cond_signal(&idle->wake);
+	reader->idle = NULL;
 	struct timespec until = deadline_in(FREE_WAIT_MS);
 	/* Every caller has left, so the readers still here are idle or late. */
 	while (reader->threads > reader->stuck &&
@@ -286,9 +315,10 @@ proc_reader_free(struct proc_reader *reader)
 }
 
 char *
-proc_reader_read(struct proc_reader *reader, pid_t pid, uid_t owner, const char *name,
-		 size_t limit, size_t *length)
+proc_reader_read(struct proc_reader *reader, pid_t pid, uid_t owner, const char *name, size_t limit,
+                 size_t *length)
 {
+	struct reader_thread *thread = NULL;
 	struct read_job *job;
 	char *content = NULL;
 	int error = 0;
@@ -305,24 +335,20 @@ proc_reader_read(struct proc_reader *reader, pid_t pid, uid_t owner, const char 
 
 	pthread_mutex_lock(&reader->lock);
 	struct late_owner *late = late_owner_of(reader, owner);
-	if (reader->stopping) {
+	if (reader->stopping)
 		error = ESHUTDOWN;
-	} else if (late && late->count >= STUCK_PER_OWNER) {
+	else if (late && late->count >= STUCK_PER_OWNER)
 		error = EAGAIN;
-	} else if (reader->idle <= reader->queued &&
-		   (reader->threads >= READERS_MAX || start_reader(reader) != 0)) {
+	else if ((thread = take_reader(reader)) == NULL)
 		error = EAGAIN; /* every reader taken, and no more may start */
-	}
 	if (error) {
 		pthread_mutex_unlock(&reader->lock);
 		free(job);
 		errno = error;
 		return NULL;
 	}
-	*reader->tail = job;
-	reader->tail = &job->next;
-	reader->queued++;
-	pthread_cond_signal(&reader->job_ready);
+	thread->job = job;
+	pthread_cond_signal(&thread->wake);
 
 	struct timespec until = deadline_in(reader->deadline_ms);
 	while (!job->done &&
@@ -334,19 +360,9 @@ proc_reader_read(struct proc_reader *reader, pid_t pid, uid_t owner, const char 
 		if (length)
 			*length = job->length;
 		free(job);
-	} else if (job->taken) {
+	} else {
 		job->abandoned = true; /* its reader frees it */
 		count_late(reader, owner);
-		error = ETIMEDOUT;
-	} else {
-		struct read_job **link = &reader->head;
-		while (*link != job)
-			link = &(*link)->next;
-		*link = job->next;
-		if (reader->tail == &job->next)
-			reader->tail = link;
-		reader->queued--;
-		free(job);
 		error = ETIMEDOUT;
 	}
 	pthread_mutex_unlock(&reader->lock);

@@ -40,7 +40,7 @@ read_many(void *argument)
 	for (int i = 0; i < worker->reads; i++) {
 		size_t length = 0;
 		char *content = proc_reader_read(worker->reader, getpid(), getuid(), "cmdline",
-						 1 << 20, &length);
+		                                 1 << 20, &length);
 		if (content && length > 0 && strstr(content, "unit-proc_reader"))
 			worker->good++;
 		free(content);
