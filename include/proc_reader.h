@@ -56,6 +56,12 @@ void proc_reader_free(struct proc_reader *reader);
 char *proc_reader_read(struct proc_reader *reader, pid_t pid, uid_t owner, const char *name,
                        size_t limit, size_t *length);
 
+/*
+ * The same read made directly, on the calling thread: for the /proc files
+ * that do not wait on the process's memory (stat, status, cgroup).
+ */
+char *proc_file_read(pid_t pid, const char *name, size_t limit, size_t *length);
+
 /* Reads past their deadline still asleep now (for tests and the log). */
 unsigned int proc_reader_stuck(struct proc_reader *reader);
 

@@ -95,9 +95,8 @@ deadline_in(int milliseconds)
 	return (struct timespec){.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
 }
 
-/* A whole /proc file, NUL-terminated, at most limit bytes; NULL with errno. */
-static char *
-read_whole(pid_t pid, const char *name, size_t limit, size_t *length)
+char *
+proc_file_read(pid_t pid, const char *name, size_t limit, size_t *length)
 {
 	char path[64];
 	size_t size = 0, capacity = 4096;
@@ -140,7 +139,8 @@ read_whole(pid_t pid, const char *name, size_t limit, size_t *length)
 		return NULL;
 	}
 	buffer[size] = '\0';
-	*length = size;
+	if (length)
+		*length = size;
 	return buffer;
 }
 
@@ -201,7 +201,7 @@ reader_main(void *argument)
 		pthread_mutex_unlock(&reader->lock);
 
 		size_t length = 0;
-		char *content = read_whole(job->pid, job->name, job->limit, &length);
+		char *content = proc_file_read(job->pid, job->name, job->limit, &length);
 		int error = content ? 0 : errno;
 
 		pthread_mutex_lock(&reader->lock);

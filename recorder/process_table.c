@@ -14,9 +14,11 @@
  * No lock is held while /proc is read.  A lookup takes the lock to find
  * the entry, notes what it saw (a build plan), drops the lock, reads /proc,
  * and takes the lock again to publish.  Reading /proc may wait (a process's
- * cmdline and environ take its mmap lock, which a page fault on this very
- * mount may hold), so a lock held there could stall every request or, when
- * the wait is on a FUSE request, deadlock the mount.  Two threads that
+ * cmdline, environ and maps take its mmap lock, which a page fault on this
+ * very mount may hold, or the process itself, at will), so a lock held
+ * there could stall every request or, when the wait is on a FUSE request,
+ * deadlock the mount; and those three are read on the memory reader
+ * (proc_reader.h), which a request leaves after a deadline.  Two threads that
  * build the same image both succeed; the first to publish wins and the
  * other frees its copy and returns the winner's.
  *
@@ -284,45 +286,6 @@ process_info_release(struct process_info *image)
 	}
 }
 
-/* Read a whole small /proc file; returns a NUL-terminated buffer or NULL. */
-static char *
-read_proc_file(pid_t pid, const char *name, size_t limit, size_t *length)
-{
-	char path[64];
-	size_t size = 0, capacity = 4096;
-	char *buffer = malloc(capacity + 1);
-	int fd;
-
-	if (buffer == NULL)
-		return NULL;
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		free(buffer);
-		return NULL;
-	}
-	for (;;) {
-		if (size == capacity) {
-			if (capacity >= limit)
-				break;
-			capacity *= 2;
-			char *grown = realloc(buffer, capacity + 1);
-			if (grown == NULL)
-				break;
-			buffer = grown;
-		}
-		ssize_t count = read(fd, buffer + size, capacity - size);
-		if (count <= 0)
-			break;
-		size += (size_t)count;
-	}
-	close(fd);
-	buffer[size] = '\0';
-	if (length)
-		*length = size;
-	return buffer;
-}
-
 /* The uid PID runs as, as /proc shows it (the owner of /proc/PID), or -1. */
 static uid_t
 owner_of(pid_t pid)
@@ -391,7 +354,7 @@ struct stat_fields {
 static int
 read_stat(pid_t pid, struct stat_fields *fields)
 {
-	char *text = read_proc_file(pid, "stat", 4096, NULL);
+	char *text = proc_file_read(pid, "stat", 4096, NULL);
 	unsigned long long values[STAT_LAST_FIELD + 1] = {0};
 	int field = 3, result = -1;
 
@@ -990,7 +953,7 @@ process_injection_of(const char *environment, size_t length)
 static bool
 read_traced(pid_t pid)
 {
-	char *status = read_proc_file(pid, "status", 1 << 16, NULL);
+	char *status = proc_file_read(pid, "status", 1 << 16, NULL);
 	const char *line = status ? strstr(status, "\nTracerPid:") : NULL;
 	bool traced = line && strtol(line + strlen("\nTracerPid:"), NULL, 10) != 0;
 
@@ -1969,7 +1932,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 				       &held);
 	if (raw_argv)
 		image->argv = redact_argv(table, raw_argv, raw_length, &image->argv_length);
-	char *cgroup = read_proc_file(pid, "cgroup", 4096, NULL);
+	char *cgroup = proc_file_read(pid, "cgroup", 4096, NULL);
 	if (cgroup) {
 		char *line_end = strchr(cgroup, '\n');
 		char *path_start = strstr(cgroup, "::");
