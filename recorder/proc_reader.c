@@ -16,8 +16,8 @@
  *
  * LOCKS
  *   lock  the idle readers, every job's state, the counters and the late
- *         reads by owner; held over memory and pthread_setaffinity_np(),
- *         never over a read of /proc.
+ *         reads by owner; held over memory, pthread_setaffinity_np() and
+ *         the start of a reader, never over a read of /proc.
  *
  * Lifetime: readers are detached.  proc_reader_free() wakes the idle ones
  * and waits for them to leave; one asleep in a late read cannot be woken,
