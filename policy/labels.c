@@ -2830,6 +2830,7 @@ struct moved_directory {
 	const struct policy *policy; /* in force at the rename; freed only at unmount */
 	char *from, *to;             /* its paths before and after the rename */
 	uid_t uid;                   /* who renamed it */
+	struct timespec renamed_at;  /* CLOCK_REALTIME, just after the rename */
 	struct moved_directory *next;
 };
 
@@ -2881,6 +2882,29 @@ moved_path(char *buffer, size_t size, const char *directory, const char *path)
 	return length > 0 && (size_t)length < size;
 }
 
+/*
+ * Was the file made after t (its birth time, where the filesystem keeps
+ * one)?  A file made in the moved directory after the rename, before the
+ * walk reached it, was never below the old name; without this it would
+ * keep the old name's label.  Birth times are read from the kernel's
+ * coarse clock, never later than the true time, so a file made before the
+ * rename is never taken for a later one (it keeps its label: the safe
+ * side); unknown, it keeps it too.
+ */
+static bool
+born_after(int directory_fd, const char *name, const struct timespec *t)
+{
+	struct statx attributes;
+
+	if (statx(directory_fd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_BTIME,
+	          &attributes) < 0 ||
+	    !(attributes.stx_mask & STATX_BTIME))
+		return false;
+	return attributes.stx_btime.tv_sec > t->tv_sec ||
+	       (attributes.stx_btime.tv_sec == t->tv_sec &&
+	        attributes.stx_btime.tv_nsec > (uint32_t)t->tv_nsec);
+}
+
 static bool
 moved_visit(void *context, int directory_fd, const char *name, const struct stat *st,
             const char *path)
@@ -2894,6 +2918,8 @@ moved_visit(void *context, int directory_fd, const char *name, const struct stat
 	if (!moved_path(walk->from, sizeof(walk->from), moved->from, path) ||
 	    !moved_path(walk->to, sizeof(walk->to), moved->to, path))
 		return false;
+	if (born_after(directory_fd, name, &moved->renamed_at))
+		return false; /* made after the rename: never under the old name */
 	int level = policy_path_level(moved->policy, walk->from, &rule);
 	if (level > 0) {
 		index_rule(labels, st->st_dev, st->st_ino, level, &rule);
@@ -3013,6 +3039,7 @@ queue_moved_directory(struct labels *labels, const struct policy *policy, uid_t 
 	moved->fd = fd;
 	moved->policy = policy;
 	moved->uid = uid;
+	clock_gettime(CLOCK_REALTIME, &moved->renamed_at);
 	moved->from = strdup(from);
 	moved->to = strdup(to);
 	if (moved->from == NULL || moved->to == NULL)

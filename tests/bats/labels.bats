@@ -629,6 +629,29 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 	assert_sql "SELECT policy FROM mount_sessions ORDER BY id DESC LIMIT 1" 0
 }
 
+@test "a file made in a renamed directory before the walk of its files reached it keeps no label of the old name" {
+	# A long walk first (a directory of 20,000 labeled files moved out from
+	# under their rule), so that the walk of the directory renamed next
+	# waits behind it and the file made in it right after the rename comes
+	# before its walk.
+	mkdir -p "$BACKING/raw/crm/big"
+	(cd "$BACKING/raw/crm/big" && seq -f 'f%g' 20000 | xargs touch)
+	mkdir -m 1777 "$BACKING/raw/crm/dir"
+	echo old >"$BACKING/raw/crm/dir/old"
+	mount_labels
+	[ "$(label_of "$MNT/raw/crm/dir/old")" = confidential ]
+	mv "$MNT/raw/crm/big" "$MNT/pub/big"
+	mv "$MNT/raw/crm/dir" "$MNT/pub/back"
+	echo new >"$MNT/pub/back/new"
+	[ "$(label_of "$MNT/pub/back/new")" = public ]
+	stop_provfs # every walk queued is finished before the daemon exits
+	mount_labels
+	# The file that was below the old name keeps its label; the new one
+	# was never there.
+	[ "$(label_of "$MNT/pub/back/old")" = confidential ]
+	[ "$(label_of "$MNT/pub/back/new")" = public ]
+}
+
 @test "labels persist: explicit and propagated labels hold after a remount" {
 	mount_labels
 	as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >'$MNT/pub/copy.csv'"
