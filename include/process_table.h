@@ -202,12 +202,23 @@ void process_exec_records_free(struct process_exec_records *records);
 void process_exec_records_note(struct process_exec_records *records, pid_t pid);
 
 /*
+ * The records' clock, to be read before reading an image that may fulfil
+ * a record: it counts the records noted so far.
+ */
+uint32_t process_exec_records_clock(struct process_exec_records *records);
+
+/*
  * The first read of pid's image since its exec was noted: kept when pid's
- * record is pending; otherwise (no record, or one read already, which the
- * earlier read keeps) ignored.
+ * record is pending and was noted before read_began, the clock read before
+ * the first read of the image.  The exec's event comes after the exec, so
+ * a read begun after it was noted shows the new image; one begun earlier
+ * may show the image before the exec (a lookup racing the exec), and is
+ * ignored, as is any read when pid has no record or one read already
+ * (which the earlier read keeps).
  */
 void process_exec_records_fulfil(struct process_exec_records *records, pid_t pid,
-				 uint64_t start_ticks, const struct process_exec_facts *facts);
+				 uint64_t start_ticks, const struct process_exec_facts *facts,
+				 uint32_t read_began);
 
 /* pid exited (or exec'd while facts are not wanted): its record goes. */
 void process_exec_records_exited(struct process_exec_records *records, pid_t pid);

@@ -1089,13 +1089,26 @@ process_exec_records_note(struct process_exec_records *records, pid_t pid)
 	pthread_mutex_unlock(&records->lock);
 }
 
+uint32_t
+process_exec_records_clock(struct process_exec_records *records)
+{
+	pthread_mutex_lock(&records->lock);
+	uint32_t clock = records->clock & EXEC_AGE_MASK;
+	pthread_mutex_unlock(&records->lock);
+	return clock;
+}
+
 void
 process_exec_records_fulfil(struct process_exec_records *records, pid_t pid,
-			    uint64_t start_ticks, const struct process_exec_facts *facts)
+			    uint64_t start_ticks, const struct process_exec_facts *facts,
+			    uint32_t read_began)
 {
 	pthread_mutex_lock(&records->lock);
 	struct exec_record *record = exec_record_of(records, pid);
-	if (record && record->state == EXEC_RECORD_PENDING_STATE) {
+	/* Noted at or before read_began: the age is at most that clock,
+	 * modulo 2^30 (far more notes than fit in one read's time). */
+	if (record && record->state == EXEC_RECORD_PENDING_STATE &&
+	    ((read_began - record->age) & EXEC_AGE_MASK) < (EXEC_AGE_MASK >> 1)) {
 		record->start_ticks = start_ticks;
 		record->facts = *facts;
 		record->state = EXEC_RECORD_READ_STATE;
@@ -1809,13 +1822,14 @@ namespace_trust(const struct process_table *table, pid_t pid)
 /*
  * image's trust facts held to those of its exec (process_exec_facts_apply()),
  * now being what read_image() just read: the record of its exec, made now
- * from these very reads when it is still pending (no earlier read exists:
- * this one is as early as any); else, for a child forked without exec (its
+ * from these very reads when it is still pending and was noted before they
+ * began (no earlier read of the new image exists: this one is as early as
+ * any; one noted later may have been read before the exec); else, for a child forked without exec (its
  * parent's layout), the record its parent was held to.  Sets exec_facts.
  */
 static unsigned int
 held_to_exec(struct process_table *table, struct process_info *image, uint64_t start_ticks,
-	     const struct process_exec_facts *now, bool events_lost)
+	     const struct process_exec_facts *now, uint32_t read_began, bool events_lost)
 {
 	const struct process_info *parent = image->parent;
 	struct process_exec_facts at_exec;
@@ -1824,7 +1838,8 @@ held_to_exec(struct process_table *table, struct process_info *image, uint64_t s
 	state = process_exec_records_find(table->exec_records, image->pid, start_ticks, &at_exec);
 	if (state == PROCESS_EXEC_RECORD_PENDING &&
 	    !(image->environment_injection & PROCESS_MEMORY_UNREAD)) {
-		process_exec_records_fulfil(table->exec_records, image->pid, start_ticks, now);
+		process_exec_records_fulfil(table->exec_records, image->pid, start_ticks, now,
+					    read_began);
 		state = process_exec_records_find(table->exec_records, image->pid, start_ticks,
 						  &at_exec);
 	}
@@ -1897,6 +1912,8 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	struct stat st;
 	char path[64];
 
+	/* Before the first read: only an exec noted by then is surely past. */
+	uint32_t read_began = process_exec_records_clock(table->exec_records);
 	if (read_stat(pid, &fields) < 0)
 		return NULL;
 	image = calloc(1, sizeof(*image));
@@ -1976,7 +1993,7 @@ read_image(struct process_table *table, struct build_plan *plan, int depth)
 	}
 	struct process_info *parent = image->parent;
 	image->environment_injection =
-		held_to_exec(table, image, fields.start_ticks, &now, plan->recheck);
+		held_to_exec(table, image, fields.start_ticks, &now, read_began, plan->recheck);
 	if (previous && previous->run && same_job(previous->job, image->job))
 		image->run = previous->run, atomic_fetch_add(&previous->run->references, 1);
 	else if (parent && parent->run && parent->session_id == image->session_id &&
@@ -2719,9 +2736,10 @@ read_execs(struct process_table *table)
 	for (size_t i = 0; i < count; i++) {
 		struct process_exec_facts facts;
 		uint64_t start_ticks;
+		uint32_t read_began = process_exec_records_clock(table->exec_records);
 		if (exec_facts_read(table, pids[i], &start_ticks, &facts) == 0)
 			process_exec_records_fulfil(table->exec_records, pids[i], start_ticks,
-						    &facts);
+						    &facts, read_began);
 	}
 }
 

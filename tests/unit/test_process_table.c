@@ -795,14 +795,21 @@ test_exec_records(void)
 		return;
 	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "a record of an exec never noted");
-	process_exec_records_fulfil(records, 5, 100, &a); /* never noted: ignored */
+	process_exec_records_fulfil(records, 5, 100, &a, process_exec_records_clock(records));
 	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "a read without an exec was kept");
+	/* A read begun before the exec was noted may show the image before
+	 * the exec (a lookup racing it): not kept, the record stays pending. */
+	uint32_t before_exec = process_exec_records_clock(records);
 	process_exec_records_note(records, 5);
 	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_PENDING,
 	      "a noted exec is not pending");
-	process_exec_records_fulfil(records, 5, 100, &a);
-	process_exec_records_fulfil(records, 5, 100, &b); /* a later read: the first stays */
+	process_exec_records_fulfil(records, 5, 100, &b, before_exec);
+	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_PENDING,
+	      "a read begun before the exec was noted was kept");
+	process_exec_records_fulfil(records, 5, 100, &a, process_exec_records_clock(records));
+	process_exec_records_fulfil(records, 5, 100, &b, /* a later read: the first stays */
+				    process_exec_records_clock(records));
 	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_READ &&
 		      memcmp(&got, &a, sizeof(a)) == 0,
 	      "the first read is not the one kept");
@@ -815,7 +822,7 @@ test_exec_records(void)
 	CHECK(process_exec_records_find(records, 5, 100, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "an exit left its record");
 	process_exec_records_note(records, 6);
-	process_exec_records_fulfil(records, 6, 100, &a);
+	process_exec_records_fulfil(records, 6, 100, &a, process_exec_records_clock(records));
 	CHECK(process_exec_records_complete_since(records, 6, 1),
 	      "records taken as lost before any was");
 	process_exec_records_clear(records);
@@ -830,7 +837,7 @@ test_exec_records(void)
 	/* Nine execs in a set of eight: the oldest goes, the rest stay. */
 	for (pid_t pid = 1; pid <= 9; pid++) {
 		process_exec_records_note(records, pid);
-		process_exec_records_fulfil(records, pid, 7, &a);
+		process_exec_records_fulfil(records, pid, 7, &a, process_exec_records_clock(records));
 	}
 	CHECK(process_exec_records_find(records, 1, 7, &got) == PROCESS_EXEC_RECORD_NONE,
 	      "the oldest record was not the one replaced");
