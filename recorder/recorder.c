@@ -46,6 +46,17 @@
  * in order and on demand: a process row before its accesses, a version
  * before the hash that completes it.
  *
+ * The writer is background work: it runs SCHED_IDLE, so a caller woken by
+ * a reply, or a request thread woken by a request, takes its CPU at once
+ * instead of waiting behind SQLite (an open-heavy job spends its time in
+ * such wakeups; at normal priority the writer cost it about a fifth of its
+ * opens on two CPUs, as scripts/bench-recorder shows).  A background
+ * thread may starve on a busy machine, and requests wait when the queue
+ * is full: so the request that fills a quarter of the queue, and anyone
+ * waiting for a flush, puts the writer back at normal priority, and it
+ * goes back to the background when it has caught up.  Without the
+ * privilege to come back (CAP_SYS_NICE), it never leaves normal priority.
+ *
  * Durability.  WAL with synchronous=NORMAL: after kill -9 the store is
  * consistent and holds every batch committed: a crash loses the flush
  * interval plus whatever is queued behind the writer, at most the queue's
@@ -68,7 +79,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,6 +158,53 @@ event_free(struct event *event)
 	free(event);
 }
 
+/* ---- the writer's priority ------------------------------------------------------ */
+
+/*
+ * May a thread of the daemon move a thread back from SCHED_IDLE?  It takes
+ * CAP_SYS_NICE, or an RLIMIT_NICE that allows nice 0 (sched(7)).
+ */
+static bool
+may_leave_background(void)
+{
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	struct rlimit limit;
+
+	if (getrlimit(RLIMIT_NICE, &limit) == 0 && limit.rlim_cur >= 20)
+		return true;
+	return syscall(SYS_capget, &header, data) == 0 &&
+	       (data[CAP_TO_INDEX(CAP_SYS_NICE)].effective & CAP_TO_MASK(CAP_SYS_NICE));
+}
+
+static bool
+set_writer_background(pid_t tid, bool background)
+{
+	struct sched_param none = {0};
+
+	if (sched_setscheduler(tid, background ? SCHED_IDLE : SCHED_OTHER, &none) == 0)
+		return true;
+	log_debug("cannot move the writer %s: %s",
+		  background ? "to the background" : "back to normal priority", strerror(errno));
+	return false;
+}
+
+/*
+ * Under queue_lock: the writer back at normal priority, once, when it runs
+ * in the background (one system call, rare: when the queue passes a
+ * quarter full, or someone waits for a flush).  A refusal (a request
+ * thread that gave up its capabilities for the caller) leaves it to the
+ * next caller.
+ */
+static void
+boost_writer(struct recorder *recorder)
+{
+	if (recorder->writer_tid == 0 || recorder->writer_boosted)
+		return;
+	if (set_writer_background(recorder->writer_tid, false))
+		recorder->writer_boosted = true;
+}
+
 void
 recorder_enqueue(struct recorder *recorder, struct event *event)
 {
@@ -165,6 +227,8 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 	 * wakes it early.  Small transactions would cost more than they save. */
 	if (recorder->queue_length == BATCH_WAKE_LENGTH)
 		pthread_cond_signal(&recorder->queue_not_empty);
+	if (recorder->queue_length >= recorder->queue_capacity / 4)
+		boost_writer(recorder);
 	pthread_mutex_unlock(&recorder->queue_lock);
 }
 
@@ -2041,6 +2105,8 @@ writer_main(void *argument)
 	pthread_setname_np(pthread_self(), "provfs-writer");
 	on_writer_thread = true;
 	pthread_mutex_lock(&recorder->queue_lock);
+	if (may_leave_background() && set_writer_background(0, true))
+		recorder->writer_tid = (pid_t)gettid();
 	for (;;) {
 		if (recorder->queue_length < BATCH_WAKE_LENGTH && !recorder->stopping) {
 			/* Sleep one flush interval, or until a full batch is queued. */
@@ -2104,6 +2170,11 @@ writer_main(void *argument)
 
 		pthread_mutex_lock(&recorder->queue_lock);
 		recorder->writer_busy = false;
+		/* Caught up: back to the background. */
+		if (recorder->writer_boosted && !recorder->flush_now && !recorder->stopping &&
+		    recorder->queue_length < recorder->queue_capacity / 16 &&
+		    set_writer_background(0, true))
+			recorder->writer_boosted = false;
 	}
 	pthread_cond_broadcast(&recorder->queue_drained);
 	pthread_mutex_unlock(&recorder->queue_lock);
@@ -2142,6 +2213,11 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 	if (test_limit && atol(test_limit) >= 16)
 		recorder->file_table_limit = (size_t)atol(test_limit);
 	recorder->evict_above = recorder->file_table_limit;
+	/* Test only: tests/bats/recorder.bats fills a quarter of a smaller
+	 * queue to see the writer brought back from the background. */
+	const char *test_queue = getenv("PROVFS_TEST_QUEUE_CAPACITY");
+	if (test_queue && atol(test_queue) >= 64 && atol(test_queue) <= QUEUE_CAPACITY)
+		recorder->queue_capacity = (size_t)atol(test_queue);
 	recorder->file_slots = calloc(recorder->file_slot_count, sizeof(*recorder->file_slots));
 	pthread_mutex_init(&recorder->directories_lock, NULL);
 	recorder->directories = calloc(DIRECTORY_PATH_SLOTS, sizeof(*recorder->directories));
@@ -2244,6 +2320,7 @@ writer_flush(struct recorder *recorder)
 	for (;;) {
 		if (recorder->queue_head == NULL && !recorder->writer_busy)
 			break;
+		boost_writer(recorder); /* someone waits for it */
 		recorder->flush_now = true;
 		pthread_cond_signal(&recorder->queue_not_empty);
 		struct timespec wait = {0};

@@ -288,6 +288,8 @@ struct recorder {
 	bool stopping;
 	bool flush_now;   /* shutting down: apply what is queued at once */
 	bool writer_busy;
+	pid_t writer_tid;            /* 0 until the writer runs in the background */
+	bool writer_boosted;         /* made to run at normal priority (writer_main) */
 
 	pthread_mutex_t exec_lock; /* access->process of exec accesses, access->released */
 

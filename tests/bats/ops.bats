@@ -213,12 +213,18 @@ tiny_store() {
 
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
-	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -d "$TMP/br"
+	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -r 2 -d "$TMP/br"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	# The recording row: opens/s, failed 0, ... lost 0.
-	[[ "$output" =~ record\ +[0-9]+\ +0\ +[0-9]+\ +[0-9.]+\ +[0-9]+\ +0\  ]]
+	# The recording rows, one a round: opens/s, failed 0, ... lost 0.
+	[ "$(grep -cE '^record +[0-9]+ +0 +[0-9]+ +[0-9.]+ +[0-9]+ +0 ' <<<"$output")" = 2 ]
+	[ "$(grep -cE '^norecord +[0-9]+ +0 ' <<<"$output")" = 2 ]
+	[[ "${lines[-1]}" =~ ^median\ of\ 2\ rounds:\ record\ [0-9]+\ opens/s,\ norecord\ [0-9]+\ opens/s:\ recorded\ at\ [0-9.]+\ of\ the\ unrecorded\ rate$ ]]
 	assert_nothing_mounted
+	run "$SCRIPTS/bench-recorder" -r 0 -d "$TMP/br"
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-recorder: -r needs a positive whole number, not '0'" ]
+	[ ! -e "$TMP/br" ]
 }
 
 @test "smoke: scripts/strace-compare runs the ETL job four ways with the same result" {

@@ -867,6 +867,51 @@ assert_store_refused() {
 	fi
 }
 
+# The scheduling policy of the daemon $1's writer thread, as chrt names it.
+writer_policy() {
+	local task
+	for task in /proc/"$1"/task/*; do
+		[ "$(cat "$task/comm" 2>/dev/null)" = provfs-writer ] || continue
+		chrt -p "${task##*/}" | sed -n 's/.*current scheduling policy: //p'
+	done
+}
+
+@test "the writer runs in the background; a quarter-full queue brings it back to normal priority until it has caught up, nothing lost" {
+	mkdir "$BACKING/data"
+	for i in $(seq 1 300); do echo "$i" >"$BACKING/data/f$i"; done
+	PROVFS_TEST_QUEUE_CAPACITY=512 mount_provfs
+	local daemon=$MOUNTED_PID
+	[ "$(writer_policy "$daemon")" = SCHED_IDLE ]
+
+	# Another connection holds the store's write lock: the writer waits for
+	# it (its busy timeout is 5 s) while 300 opens and closes queue, past a
+	# quarter of 512 (then the queue fills and the reader waits).
+	mkfifo "$TMP/release"
+	python3 - "$STORE" "$TMP/locked" "$TMP/release" <<'EOF' &
+import sqlite3, sys
+store, locked, release = sys.argv[1:]
+db = sqlite3.connect(store, isolation_level=None, timeout=10)
+db.execute("BEGIN IMMEDIATE")
+open(locked, "w").close()
+open(release).read()
+db.execute("ROLLBACK")
+EOF
+	local holder=$!
+	wait_until '[ -e "$TMP/locked" ]'
+	cat "$MNT"/data/f* >/dev/null &
+	local reader=$!
+	local boosted=0
+	wait_until '[ "$(writer_policy "$daemon")" = SCHED_OTHER ]' 4 && boosted=1
+	echo >"$TMP/release"
+	wait "$holder"
+	wait "$reader"
+	[ "$boosted" = 1 ]
+	wait_until '[ "$(writer_policy "$daemon")" = SCHED_IDLE ]'
+	stop_provfs
+	assert_sql "SELECT count(*) FROM accesses WHERE path LIKE 'data/f%'" 300
+	assert_sql "SELECT events_lost, queue_capacity FROM recorder_stats" "0|512"
+}
+
 @test "the recorder's table of file states stays bounded when more files come and go than it holds" {
 	# tmpfs never reuses an inode number, so every new file is a new state.
 	# Each file's known version (and the accesses that wrote it) hold the
