@@ -1,14 +1,19 @@
 /*
  * test_proc_reader.c - reads through the memory reader give what a direct
  * read gives, name what went wrong, and hold up under concurrent callers.
- * (A read held past its deadline needs a process that keeps its memory
- * from us: hardening.bats has one, through a real mount.)
+ * A read held past its deadline needs a process that keeps its memory
+ * from us: hardening.bats has real ones, through a real mount.  Here a
+ * pipe with a writer and no data stands in for one (/proc/self/fd/N of
+ * its read end: the reader sleeps in read() until the writer closes), to
+ * count late reads and refusals exactly.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proc_reader.h"
@@ -46,6 +51,65 @@ read_many(void *argument)
 		free(content);
 	}
 	return NULL;
+}
+
+static double
+seconds_now(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/*
+ * Late reads are counted per owner and in all: a fifth late read of one
+ * user's processes, and any read once every reader is taken, is refused at
+ * once; when the late reads end, reads are served again.
+ */
+static void
+test_late_reads_and_refusals(void)
+{
+	struct proc_reader *reader = proc_reader_new(50);
+	int ends[2];
+	char name[16];
+	size_t length;
+
+	CHECK(reader != NULL && pipe(ends) == 0);
+	snprintf(name, sizeof(name), "fd/%d", ends[0]);
+	for (uid_t owner = 1000; owner < 1008; owner++) {
+		for (int i = 0; i < 4; i++) {
+			errno = 0;
+			CHECK(proc_reader_read(reader, getpid(), owner, name, 4096, &length) == NULL &&
+			      errno == ETIMEDOUT);
+		}
+		/* A fifth of the same owner's: refused, not waited for. */
+		double started = seconds_now();
+		errno = 0;
+		CHECK(proc_reader_read(reader, getpid(), owner, name, 4096, &length) == NULL &&
+		      errno == EAGAIN);
+		CHECK(seconds_now() - started < 0.04);
+	}
+	CHECK(proc_reader_stuck(reader) == 32);
+	/* Every reader taken: another user's good read is refused at once. */
+	double started = seconds_now();
+	errno = 0;
+	CHECK(proc_reader_read(reader, getpid(), 2000, "cmdline", 4096, &length) == NULL &&
+	      errno == EAGAIN);
+	CHECK(seconds_now() - started < 0.04);
+
+	/* The writer goes: every late read ends, and reads are served again. */
+	close(ends[1]);
+	for (int i = 0; i < 200 && proc_reader_stuck(reader) > 0; i++)
+		usleep(10000);
+	CHECK(proc_reader_stuck(reader) == 0);
+	char *content = NULL;
+	for (int i = 0; i < 20 && content == NULL; i++) /* 50 ms each, on a busy machine */
+		content = proc_reader_read(reader, getpid(), 1000, "cmdline", 4096, &length);
+	CHECK(content != NULL && length > 0);
+	free(content);
+	close(ends[0]);
+	proc_reader_free(reader);
 }
 
 int
@@ -90,6 +154,8 @@ main(void)
 	}
 	CHECK(proc_reader_stuck(reader) == 0);
 	proc_reader_free(reader);
+
+	test_late_reads_and_refusals();
 
 	/* Freed with no read ever made. */
 	proc_reader_free(proc_reader_new(10));
