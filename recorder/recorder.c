@@ -49,8 +49,8 @@
  * The writer is background work: it runs SCHED_IDLE, so a caller woken by
  * a reply, or a request thread woken by a request, takes its CPU at once
  * instead of waiting behind SQLite (an open-heavy job spends its time in
- * such wakeups; at normal priority the writer cost it about a fifth of its
- * opens on two CPUs, as scripts/bench-recorder shows).  A background
+ * such wakeups: on two CPUs it ran some 6% more opens with the writer in
+ * the background, scripts/bench-recorder -r 5).  A background
  * thread may starve on a busy machine, and requests wait when the queue
  * is full: so the request that fills a quarter of the queue, and anyone
  * waiting for a flush, puts the writer back at normal priority, and it
@@ -74,12 +74,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/fs.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
