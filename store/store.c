@@ -418,9 +418,17 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 		 * above).  The limit trims it after a checkpoint, and to
 		 * nothing when the daemon closes the store.
 		 */
+		/*
+		 * The writer's page cache: 32 MiB instead of SQLite's 2.  Two of
+		 * the indexes of accesses (by file, by version read) take their
+		 * rows in no order, so each row touches a leaf page anywhere in
+		 * them; once they outgrow the cache every row read such pages
+		 * back from the kernel.
+		 */
 		if (exec_sql(store->db,
 			     "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; "
-			     "PRAGMA journal_size_limit = 16777216", /* 16 MiB */
+			     "PRAGMA journal_size_limit = 16777216; " /* 16 MiB */
+			     "PRAGMA cache_size = -32768",          /* KiB */
 			     error, error_size, "cannot configure the store"))
 			goto fail;
 		restrict_files(path, group);
