@@ -1824,8 +1824,9 @@ namespace_trust(const struct process_table *table, pid_t pid)
  * now being what read_image() just read: the record of its exec, made now
  * from these very reads when it is still pending and was noted before they
  * began (no earlier read of the new image exists: this one is as early as
- * any; one noted later may have been read before the exec); else, for a child forked without exec (its
- * parent's layout), the record its parent was held to.  Sets exec_facts.
+ * any; reads begun before the note may show the image before the exec);
+ * else, for a child forked without exec (its parent's layout), the record
+ * its parent was held to.  Sets exec_facts.
  */
 static unsigned int
 held_to_exec(struct process_table *table, struct process_info *image, uint64_t start_ticks,

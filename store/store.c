@@ -417,8 +417,7 @@ store_open(const char *path, enum store_mode mode, const char *reader_group, cha
 		 * largest for good, across unmounts too (it is kept, see
 		 * above).  The limit trims it after a checkpoint, and to
 		 * nothing when the daemon closes the store.
-		 */
-		/*
+		 *
 		 * The writer's page cache: 32 MiB instead of SQLite's 2.  Two of
 		 * the indexes of accesses (by file, by version read) take their
 		 * rows in no order, so each row touches a leaf page anywhere in

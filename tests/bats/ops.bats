@@ -225,6 +225,12 @@ tiny_store() {
 	[ "$status" -eq 2 ]
 	[ "$output" = "bench-recorder: -r needs a positive whole number, not '0'" ]
 	[ ! -e "$TMP/br" ]
+	# A mount that fails ends the run, whatever the round.
+	PROVFS=/bin/false run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 10 -r 2 -d "$TMP/br"
+	[ "$status" -eq 2 ]
+	[[ "${lines[-1]}" == "bench-recorder: mount (record) failed: "* ]]
+	[ "$(grep -c '^median' <<<"$output")" = 0 ]
+	[ ! -e "$TMP/br" ]
 }
 
 @test "smoke: scripts/strace-compare runs the ETL job four ways with the same result" {
