@@ -219,6 +219,9 @@ tiny_store() {
 	# The recording rows, one a round: opens/s, failed 0, ... lost 0.
 	[ "$(grep -cE '^record +[0-9]+ +0 +[0-9]+ +[0-9.]+ +[0-9]+ +0 ' <<<"$output")" = 2 ]
 	[ "$(grep -cE '^norecord +[0-9]+ +0 ' <<<"$output")" = 2 ]
+	# The daemon's CPU per open, and the writer's share (none without recording).
+	[ "$(grep -cE '^record .* [0-9]+\.[0-9] +[0-9]+\.[0-9]$' <<<"$output")" = 2 ]
+	[ "$(grep -cE '^norecord .* [0-9]+\.[0-9] +0\.0$' <<<"$output")" = 2 ]
 	[[ "${lines[-1]}" =~ ^median\ of\ 2\ rounds:\ record\ [0-9]+\ opens/s,\ norecord\ [0-9]+\ opens/s:\ recorded\ at\ [0-9.]+\ of\ the\ unrecorded\ rate$ ]]
 	assert_nothing_mounted
 	run "$SCRIPTS/bench-recorder" -r 0 -d "$TMP/br"
