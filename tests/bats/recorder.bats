@@ -912,6 +912,21 @@ EOF
 	assert_sql "SELECT events_lost, queue_capacity FROM recorder_stats" "0|512"
 }
 
+@test "a daemon that could not bring its writer back from the background (no CAP_SYS_NICE) keeps it at normal priority, and records" {
+	echo data >"$BACKING/in.txt"
+	setpriv --bounding-set -sys_nice "$PROVFS" -o "store=$STORE" "$BACKING" "$MNT" \
+		2>"$TMP/mount.err"
+	wait_mounted "$MNT"
+	local daemon
+	daemon=$(provfs_pids "$MNT" | head -n 1)
+	# CAP_SYS_NICE is bit 23 of the daemon's capabilities: gone.
+	[ $((0x$(awk '/^CapEff:/ { print $2 }' "/proc/$daemon/status") >> 23 & 1)) = 0 ]
+	[ "$(writer_policy "$daemon")" = SCHED_OTHER ]
+	cat "$MNT/in.txt" >/dev/null
+	stop_provfs
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'in.txt'" 1
+}
+
 @test "the recorder's table of file states stays bounded when more files come and go than it holds" {
 	# tmpfs never reuses an inode number, so every new file is a new state.
 	# Each file's known version (and the accesses that wrote it) hold the
