@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "caller.h"
 
 #define CACHE_SLOTS 1024 /* power of two */
@@ -60,15 +61,6 @@ static struct thread_entry cache[CACHE_SLOTS]; /* protected by cache_lock */
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static _Thread_local bool umask_unshared;
-
-static long long
-monotonic_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-	return now.tv_sec * 1000000000LL + now.tv_nsec;
-}
 
 static pid_t
 read_tgid(pid_t thread_id)
@@ -92,7 +84,7 @@ pid_t
 caller_process_of_thread(pid_t thread_id)
 {
 	struct thread_entry *entry = &cache[(unsigned)thread_id & (CACHE_SLOTS - 1)];
-	long long now = monotonic_ns();
+	int64_t now = monotonic_coarse_ns();
 	pid_t process_id;
 
 	if (thread_id <= 0)
@@ -143,7 +135,7 @@ caller_groups(fuse_req_t req, gid_t *groups, int capacity, bool fresh)
 	const struct fuse_ctx *context = fuse_req_ctx(req);
 	pid_t thread_id = context->pid;
 	struct thread_entry *entry = &cache[(unsigned)thread_id & (CACHE_SLOTS - 1)];
-	long long now = monotonic_ns();
+	int64_t now = monotonic_coarse_ns();
 	int count;
 
 	pthread_mutex_lock(&cache_lock);
@@ -358,10 +350,7 @@ static _Thread_local int64_t request_received_ns;
 void
 caller_request_received(void)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	request_received_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+	request_received_ns = monotonic_ns();
 }
 
 int64_t

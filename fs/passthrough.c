@@ -95,6 +95,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "backing_files_i.h"
 #include "caller.h"
 #include "log.h"
@@ -934,10 +935,7 @@ node_reopen_by_hint(struct fs *fs, struct fs_inode *node, const union handle_buf
 static uint64_t
 monotonic_ms(void)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+	return (uint64_t)monotonic_ns() / 1000000;
 }
 
 static bool

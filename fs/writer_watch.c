@@ -91,6 +91,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "writer_watch_i.h"
 
@@ -148,15 +149,6 @@ struct writer_watch {
 	bool running;
 	bool stopping; /* protected by lock */
 };
-
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-}
 
 static void
 deadline_in(struct timespec *deadline, long ms)

@@ -434,7 +434,4 @@ void process_table_want_exec_facts(struct process_table *table, bool wanted);
 struct process_info *process_info_acquire(struct process_info *image);
 void process_info_release(struct process_info *image);
 
-/* Nanoseconds since the epoch, from CLOCK_REALTIME. */
-int64_t wall_clock_ns(void);
-
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "openlineage.h"
 #include "openlineage_outbox.h"
@@ -72,15 +73,6 @@ void
 openlineage_outbox_complete(int64_t run_id)
 {
 	note(run_id, OPENLINEAGE_TERMINAL);
-}
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* 1: a version the run read or wrote still waits for its hash. */
@@ -216,7 +208,7 @@ openlineage_outbox_flush(sqlite3 *db)
 	/* What an earlier, rolled-back batch wrote is written again here. */
 	for (size_t i = 0; i < note_count; i++)
 		notes[i].written = false;
-	now = now_ns();
+	now = wall_clock_ns();
 	/* STARTs first: a run noted twice in one batch spools START, then its end. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < note_count; i++) {

@@ -50,6 +50,7 @@
 #include <curl/curl.h>
 #include <zlib.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "openlineage_sender.h"
@@ -94,15 +95,6 @@ struct openlineage_sender {
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Wait up to ms, or until stopped; true when stopped. */
 static bool
@@ -335,7 +327,7 @@ record(sqlite3 *db, int64_t id, enum outcome outcome, const char *error)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	if (outcome != RETRY)
-		sqlite3_bind_int64(s, 2, now_ns());
+		sqlite3_bind_int64(s, 2, wall_clock_ns());
 	sqlite3_bind_text(s, 3, error, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
@@ -533,7 +525,7 @@ openlineage_sender_start(const struct provfs_config *config, const char *store_p
 	pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
 	pthread_cond_init(&sender->wake, &attributes);
 	pthread_condattr_destroy(&attributes);
-	sender->seed = (unsigned)(now_ns() ^ getpid());
+	sender->seed = (unsigned)(wall_clock_ns() ^ getpid());
 	sender->http = strcmp(config->openlineage_transport, "http") == 0;
 	sender->timeout_ms = config->openlineage_timeout_ms;
 	sender->gzip =

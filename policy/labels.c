@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "backing_path.h"
 #include "caller.h"
 #include "content_hash.h"
@@ -336,21 +337,6 @@ static struct policy *
 current_policy(struct labels *labels)
 {
 	return atomic_load_explicit(&labels->policy, memory_order_acquire);
-}
-
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
-}
-
-static int64_t
-timespec_ns(struct timespec t)
-{
-	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
 static char *

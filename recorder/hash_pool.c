@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "content_hash.h"
 #include "hash_pool.h"
 
@@ -415,15 +416,12 @@ hash_pool_drain(struct hash_pool *pool, int timeout_ms)
 	 * "unmount in seconds").
 	 */
 	const struct timespec pause = {.tv_nsec = 10 * 1000000L};
-	struct timespec start, now;
+	int64_t deadline = monotonic_ns() + (int64_t)timeout_ms * 1000000;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		if (hash_pool_backlog(pool) == 0)
 			return true;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >=
-		    timeout_ms)
+		if (monotonic_ns() >= deadline)
 			return false;
 		nanosleep(&pause, NULL);
 	}

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "proc_reader.h"
 
 #define READERS_MAX 32            /* threads, late ones included */
@@ -77,15 +78,6 @@ struct proc_reader {
 	bool orphaned; /* freed while a reader was asleep: the last reader frees */
 	int deadline_ms;
 };
-
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-}
 
 static struct timespec
 deadline_in(int milliseconds)

@@ -121,6 +121,7 @@
 #include <xxhash.h>
 #include <linux/openat2.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proc_reader.h"
 #include "process_table.h"
@@ -211,24 +212,6 @@ struct process_table {
 };
 
 static void drain_connector(struct process_table *table);
-
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
-}
-
-int64_t
-wall_clock_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
-}
 
 struct process_info *
 process_info_acquire(struct process_info *image)

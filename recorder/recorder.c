@@ -87,6 +87,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "backing_path.h"
 #include "caller.h"
 #include "content_hash.h"
@@ -109,12 +110,6 @@ struct executable_hash {
 	char hash[33];
 	struct executable_hash *next;
 };
-
-static int64_t
-timespec_ns(struct timespec t)
-{
-	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 static struct stamp
 stamp_of(const struct stat *st)

@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "content_hash.h"
 #include "log.h"
 #include "openlineage_outbox.h"

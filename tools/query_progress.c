@@ -19,19 +19,11 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "clock.h"
 #include "query_i.h"
 
 #define BAR_WIDTH 20
 #define REDRAW_NS (100 * 1000 * 1000)
-
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* 1234567 as "1,234,567" into buf (at least 32 bytes). */
 static const char *

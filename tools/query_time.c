@@ -13,17 +13,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "query_time.h"
 
-#define NS_PER_SEC 1000000000LL
 
 int64_t
 query_time_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+	return wall_clock_ns();
 }
 
 /* Read exactly width decimal digits. */
@@ -69,25 +66,25 @@ parse_relative(const char *text, int64_t now_ns, int64_t *result_ns)
 		return -1;
 	switch (end[0]) {
 	case 's':
-		unit = NS_PER_SEC;
+		unit = NANOSECONDS_PER_SECOND;
 		break;
 	case 'm':
-		unit = 60 * NS_PER_SEC;
+		unit = 60 * NANOSECONDS_PER_SECOND;
 		break;
 	case 'h':
-		unit = 3600 * NS_PER_SEC;
+		unit = 3600 * NANOSECONDS_PER_SECOND;
 		break;
 	case 'd':
-		unit = 86400 * NS_PER_SEC;
+		unit = 86400 * NANOSECONDS_PER_SECOND;
 		break;
 	case 'w':
-		unit = 7 * 86400 * NS_PER_SEC;
+		unit = 7 * 86400 * NANOSECONDS_PER_SECOND;
 		break;
 	default:
 		return -1;
 	}
 	/* A century back is far enough and keeps the product in range. */
-	if (count > 100LL * 366 * 86400 * NS_PER_SEC / unit)
+	if (count > 100LL * 366 * 86400 * NANOSECONDS_PER_SECOND / unit)
 		return -1;
 	*result_ns = now_ns - count * unit;
 	return 0;
@@ -123,7 +120,7 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 			if (!digits(&p, 2, &second))
 				return -1;
 			if (*p == '.' || *p == ',') {
-				int64_t scale = NS_PER_SEC / 10;
+				int64_t scale = NANOSECONDS_PER_SECOND / 10;
 				p++;
 				if (!isdigit((unsigned char)*p))
 					return -1;
@@ -170,9 +167,9 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 			return -1;
 	}
 	/* Times are nanoseconds in an int64: nothing after 2262-04-11. */
-	if (seconds < 0 || seconds >= INT64_MAX / NS_PER_SEC)
+	if (seconds < 0 || seconds >= INT64_MAX / NANOSECONDS_PER_SECOND)
 		return -1;
-	*result_ns = (int64_t)seconds * NS_PER_SEC + fraction_ns;
+	*result_ns = (int64_t)seconds * NANOSECONDS_PER_SECOND + fraction_ns;
 	return 0;
 }
 
@@ -180,10 +177,10 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 static void
 split(int64_t ns, time_t *seconds, int64_t *rest_ns)
 {
-	int64_t s = ns / NS_PER_SEC, r = ns % NS_PER_SEC;
+	int64_t s = ns / NANOSECONDS_PER_SECOND, r = ns % NANOSECONDS_PER_SECOND;
 
 	if (r < 0) {
-		r += NS_PER_SEC;
+		r += NANOSECONDS_PER_SECOND;
 		s--;
 	}
 	*seconds = (time_t)s;
@@ -220,7 +217,7 @@ query_time_local(int64_t ns, char buf[QUERY_TIME_BUFSIZE])
 static void
 coarse(int64_t ns, char *buf, size_t size)
 {
-	int64_t s = ns / NS_PER_SEC;
+	int64_t s = ns / NANOSECONDS_PER_SECOND;
 
 	if (s < 60)
 		snprintf(buf, size, "%llds", (long long)s);
@@ -240,7 +237,7 @@ query_time_relative(int64_t ns, int64_t now_ns, char buf[QUERY_TIME_BUFSIZE])
 	int64_t delta = now_ns - ns;
 	char amount[32];
 
-	if (delta >= 0 && delta < NS_PER_SEC) {
+	if (delta >= 0 && delta < NANOSECONDS_PER_SECOND) {
 		snprintf(buf, QUERY_TIME_BUFSIZE, "just now");
 		return;
 	}
@@ -251,7 +248,7 @@ query_time_relative(int64_t ns, int64_t now_ns, char buf[QUERY_TIME_BUFSIZE])
 void
 query_time_duration(int64_t ns, char buf[QUERY_TIME_BUFSIZE])
 {
-	long long ms = (long long)(ns / 1000000), s = (long long)(ns / NS_PER_SEC);
+	long long ms = (long long)(ns / 1000000), s = (long long)(ns / NANOSECONDS_PER_SECOND);
 
 	if (ns < 0)
 		snprintf(buf, QUERY_TIME_BUFSIZE, "?");

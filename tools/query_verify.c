@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "query_i.h"
 
 #define CHUNK (1 << 20)
@@ -230,14 +231,13 @@ run_verify(struct query *q, struct verify_job *job, int64_t total_bytes)
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t nthreads = job->count < MAX_THREADS ? job->count : MAX_THREADS;
 	size_t started = 0;
-	struct timespec begin;
 	struct q_progress progress;
 
 	if (cpus > 0 && (size_t)cpus < nthreads)
 		nthreads = (size_t)cpus;
 	if (nthreads == 0)
 		nthreads = 1;
-	clock_gettime(CLOCK_MONOTONIC, &begin);
+	int64_t begin = monotonic_ns();
 	/* Drawn before the workers start: a small store may be hashed before
 	 * this thread looks again, and a terminal still sees what ran. */
 	q_progress_start(q, &progress, "hashing", "files", (int64_t)job->count);
@@ -248,13 +248,12 @@ run_verify(struct query *q, struct verify_job *job, int64_t total_bytes)
 	if (started == 0)
 		verify_worker(job);
 	while (q->progress && atomic_load(&job->done) < job->count) {
-		struct timespec now, pause = {0, 100 * 1000 * 1000};
+		struct timespec pause = {0, 100 * 1000 * 1000};
 		double elapsed, rate;
 		long long bytes = atomic_load(&job->bytes);
 		char detail[32];
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		elapsed = (double)(now.tv_sec - begin.tv_sec) + (now.tv_nsec - begin.tv_nsec) / 1e9;
+		elapsed = (double)(monotonic_ns() - begin) / 1e9;
 		rate = elapsed > 0 ? bytes / elapsed : 0;
 		snprintf(detail, sizeof(detail), "%s, %s/s", q_size(bytes), q_size((int64_t)rate));
 		q_progress_detail(&progress, detail);
