@@ -245,6 +245,16 @@ inode_of(fuse_req_t req, fuse_ino_t ino)
 	return (struct fs_inode *)(uintptr_t)ino;
 }
 
+/* The backing identity of directory ino into an event's parent fields. */
+static void
+identify_parent(fuse_req_t req, fuse_ino_t ino, dev_t *device, ino_t *inode)
+{
+	const struct fs_inode *node = inode_of(req, ino);
+
+	*device = node->device;
+	*inode = node->inode;
+}
+
 static struct fs_handle *
 handle_of(struct fuse_file_info *fi)
 {
@@ -1661,6 +1671,7 @@ make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum node_kind ki
 						   .name = name,
 						   .parent_fd = parent_fd,
 						   .new_parent_fd = -1};
+		identify_parent(req, parent, &event.parent_device, &event.parent_inode);
 		report_change(req, &event);
 	}
 	return_ino(req, parent);
@@ -1729,6 +1740,8 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_n
 						   .new_name = new_name,
 						   .parent_fd = -1,
 						   .new_parent_fd = parent_fd};
+		identify_parent(req, new_parent, &event.new_parent_device,
+				&event.new_parent_inode);
 		report_change(req, &event);
 	}
 out:
@@ -1758,8 +1771,8 @@ open_if_linked_elsewhere(int parent_fd, const char *name, const struct stat *st)
 /* Name (st: the attributes of what it named) is gone; survivor_fd as
  * open_if_linked_elsewhere() gave it, for the attributes after. */
 static void
-report_unlink(fuse_req_t req, int parent_fd, const char *name, const struct stat *st,
-	      int survivor_fd)
+report_unlink(fuse_req_t req, fuse_ino_t parent, int parent_fd, const char *name,
+	      const struct stat *st, int survivor_fd)
 {
 	struct stat after;
 	bool survives = survivor_fd >= 0 && stat_node(survivor_fd, &after) == 0 &&
@@ -1771,6 +1784,7 @@ report_unlink(fuse_req_t req, int parent_fd, const char *name, const struct stat
 					   .name = name,
 					   .parent_fd = parent_fd,
 					   .new_parent_fd = -1};
+	identify_parent(req, parent, &event.parent_device, &event.parent_inode);
 	report_change(req, &event);
 }
 
@@ -1796,7 +1810,7 @@ remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 	if (unlinkat(parent_fd, name, flags) < 0)
 		error = errno;
 	else if (known)
-		report_unlink(req, parent_fd, name, &st, survivor_fd);
+		report_unlink(req, parent, parent_fd, name, &st, survivor_fd);
 	if (survivor_fd >= 0)
 		close(survivor_fd);
 	return_ino(req, parent);
@@ -1868,7 +1882,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		goto out;
 	}
 	if (replaced_fd >= 0)
-		report_unlink(req, to_fd, new_name, &replaced, replaced_fd);
+		report_unlink(req, new_parent, to_fd, new_name, &replaced, replaced_fd);
 	if (from_fd != to_fd) {
 		renew_moved_handle(fs, to_fd, new_name);
 		if (flags & RENAME_EXCHANGE)
@@ -1886,6 +1900,9 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 						   .flags = flags,
 						   .parent_fd = from_fd,
 						   .new_parent_fd = to_fd};
+		identify_parent(req, parent, &event.parent_device, &event.parent_inode);
+		identify_parent(req, new_parent, &event.new_parent_device,
+				&event.new_parent_inode);
 		report_change(req, &event);
 	}
 out:
@@ -1930,17 +1947,13 @@ cache_still_valid(struct fs_inode *node, const struct stat *st)
 }
 
 static void
-remember_stamp(struct fs_inode *node, int fd)
+remember_stamp(struct fs_inode *node, const struct stat *st)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return;
 	pthread_mutex_lock(&node->stamp_lock);
 	node->stamp_valid = true;
-	node->stamp_size = st.st_size;
-	node->stamp_mtime = st.st_mtim;
-	node->stamp_ctime = st.st_ctim;
+	node->stamp_size = st->st_size;
+	node->stamp_mtime = st->st_mtim;
+	node->stamp_ctime = st->st_ctim;
 	pthread_mutex_unlock(&node->stamp_lock);
 }
 
@@ -2058,6 +2071,8 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 struct fs_created {
 	int parent_fd; /* borrowed */
 	const char *name;
+	dev_t parent_device;
+	ino_t parent_inode;
 };
 
 /*
@@ -2124,6 +2139,8 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		if (created) {
 			info.created_parent_fd = created->parent_fd;
 			info.created_name = created->name;
+			info.created_parent_device = created->parent_device;
+			info.created_parent_inode = created->parent_inode;
 		}
 		handle->cookie = fs->observer->opened(fs->observer->context, req, &info, fd,
 						       fi->flags, created != NULL);
@@ -2140,8 +2157,9 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 }
 
 /* Tell the observer a handle is gone, close it and free it. */
+/* attributes: the file's as the release found it, or NULL. */
 static void
-discard(struct fs *fs, struct fs_handle *handle)
+discard(struct fs *fs, struct fs_handle *handle, const struct stat *attributes)
 {
 	pthread_mutex_lock(&fs->handles_lock);
 	if (handle->previous)
@@ -2155,7 +2173,7 @@ discard(struct fs *fs, struct fs_handle *handle)
 	if (handle->watched)
 		writer_watch_drain(fs->writer_watch);
 	if (fs->observer && fs->observer->released && handle->cookie)
-		fs->observer->released(handle->cookie, handle->fd);
+		fs->observer->released(handle->cookie, handle->fd, attributes);
 	if (handle->watched)
 		writer_watch_remove(fs->writer_watch, handle->watched, handle->fd);
 	if (fs->backing_files && fs_session_passthrough())
@@ -2167,7 +2185,7 @@ discard(struct fs *fs, struct fs_handle *handle)
 static void
 discard_handle(struct fs *fs, struct fuse_file_info *fi)
 {
-	discard(fs, handle_of(fi));
+	discard(fs, handle_of(fi), NULL);
 }
 
 static int
@@ -2287,10 +2305,12 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 						   .name = name,
 						   .parent_fd = parent_fd,
 						   .new_parent_fd = -1};
+		identify_parent(req, parent, &event.parent_device, &event.parent_inode);
 		report_change(req, &event);
 	}
 	int node_fd = node_borrow(fs, node);
 	struct fs_created created = {.parent_fd = parent_fd, .name = name};
+	identify_parent(req, parent, &created.parent_device, &created.parent_inode);
 	error = node_fd < 0 ? -node_fd
 			    : attach_handle(req, entry.ino, node, fd, fi, &created, &entry.attr);
 	if (node_fd >= 0)
@@ -2507,9 +2527,12 @@ static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *handle = handle_of(fi);
+	struct stat st;
+	bool known = fstat(handle->fd, &st) == 0;
 
-	remember_stamp(handle->inode, handle->fd);
-	discard_handle(fs_of(req), fi);
+	if (known)
+		remember_stamp(handle->inode, &st);
+	discard(fs_of(req), handle, known ? &st : NULL);
 	fuse_reply_err(req, 0);
 }
 
@@ -3124,7 +3147,7 @@ fs_stop_threads(struct fs *fs)
 	 * them any more, so they end now, and observers hear them closed.
 	 */
 	while (fs->open_handles)
-		discard(fs, fs->open_handles);
+		discard(fs, fs->open_handles, NULL);
 	writer_watch_free(fs->writer_watch);
 	fs->writer_watch = NULL;
 }

@@ -61,6 +61,10 @@ struct fs_node_info {
 	 */
 	int created_parent_fd;
 	const char *created_name;
+	/* opened() only, with created_parent_fd: that directory's identity,
+	 * known to the layer, so an observer need not fstat it. */
+	dev_t created_parent_device;
+	ino_t created_parent_inode;
 };
 
 /* Namespace changes reported to observers after they succeeded. */
@@ -88,6 +92,10 @@ struct fs_namespace_event {
 	unsigned int flags; /* rename flags */
 	int parent_fd;      /* O_PATH of parent; valid during the callback, -1 unknown */
 	int new_parent_fd;  /* O_PATH of new_parent; likewise */
+	/* The identities of parent and new_parent as the layer knows them (an
+	 * inode of 0: not given), so an observer need not fstat them. */
+	dev_t parent_device, new_parent_device;
+	ino_t parent_inode, new_parent_inode;
 };
 
 /*
@@ -118,7 +126,9 @@ struct fs_observer {
 	 * were all made (one fstat for everyone); NULL when they could not be
 	 * had */
 	void (*flushed)(void *cookie, fuse_req_t req, const struct stat *attributes);
-	void (*released)(void *cookie, int open_fd);
+	/* attributes: the file's as the release found it (one fstat for
+	 * everyone); NULL when not taken */
+	void (*released)(void *cookie, int open_fd, const struct stat *attributes);
 	void (*namespace_changed)(void *context, const struct fs_namespace_event *event);
 	/*
 	 * A setattr of a regular file (before: its attributes) is under way:

@@ -1903,14 +1903,14 @@ on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 }
 
 static void
-on_released(void *cookie, int fd)
+on_released(void *cookie, int fd, const struct stat *attributes)
 {
 	struct handle *handle = cookie;
 	struct labels *labels = handle->labels;
 
 	/* The recorder first: its CLOSE makes the version the label goes on. */
 	if (handle->next_cookie && labels->next->released)
-		labels->next->released(handle->next_cookie, fd);
+		labels->next->released(handle->next_cookie, fd, attributes);
 	int64_t started = monotonic_ns();
 	if (handle->writes) {
 		pthread_mutex_lock(&labels->handles_lock);

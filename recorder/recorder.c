@@ -587,8 +587,10 @@ struct directory_path {
 /*
  * The path of the directory fd (an O_PATH descriptor), as relative_path()
  * reads it, remembered by device and inode: an rm -r or an untar makes
- * thousands of changes in one directory, and an fstat costs a fraction of
- * the readlink of /proc.  A directory's path changes only when it or one
+ * thousands of changes in one directory.  The layer names the directory
+ * (device, inode; an inode of 0 when it does not), so a cached path costs
+ * no system call at all; otherwise an fstat, a fraction of the readlink
+ * of /proc.  A directory's path changes only when it or one
  * above it is renamed, and its inode number is reused only after it was
  * removed: both move the directory epoch when made through the mount
  * (read before the path, so a change while it is read is a later epoch).
@@ -596,12 +598,12 @@ struct directory_path {
  * change reads the path.
  */
 static char *
-directory_path(struct recorder *recorder, int fd)
+directory_path(struct recorder *recorder, int fd, dev_t device, ino_t inode)
 {
-	struct stat st;
+	struct stat st = {.st_dev = device, .st_ino = inode};
 
 	if (recorder->options.backing_exposed || recorder->directories == NULL ||
-	    fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
+	    (inode == 0 && (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))))
 		return relative_path(recorder, fd);
 	uint64_t epoch = atomic_load(&recorder->directory_epoch);
 	uint64_t key = (uint64_t)st.st_ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)st.st_dev;
@@ -787,7 +789,9 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	if (created && node->created_name && node->created_parent_fd >= 0) {
 		/* Its directory's path is cached: no readlink of /proc for a
 		 * file just made (an untar, a feature job writing thousands). */
-		char *directory = directory_path(recorder, node->created_parent_fd);
+		char *directory = directory_path(recorder, node->created_parent_fd,
+						 node->created_parent_device,
+						 node->created_parent_inode);
 		if (directory && !name_unlinked(directory))
 			looked_up = join_path(directory, node->created_name);
 		free(directory);
@@ -1407,7 +1411,12 @@ complete_version_as(struct recorder *recorder, struct file_state *file, struct v
 	return version;
 }
 
-/* complete_version_as() with the file's stamp now (fd: a descriptor of it). */
+/*
+ * complete_version_as() with the file's stamp now (fd: a descriptor of
+ * it).  Read here, under file->lock, never earlier: a utimensat after the
+ * close (cp --preserve, git) is reported under the same lock, and must
+ * find either the stamp it left or the version it moves (refresh_known_stamp).
+ */
 static struct version *
 complete_version(struct recorder *recorder, struct file_state *file, struct version **upcoming,
 		 int fd)
@@ -1622,7 +1631,7 @@ on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 }
 
 static void
-on_released(void *cookie, int fd)
+on_released(void *cookie, int fd, const struct stat *attributes)
 {
 	struct access *access = cookie;
 	struct recorder *recorder = access->recorder;
@@ -1667,7 +1676,9 @@ on_released(void *cookie, int fd)
 		struct stat now;
 		struct stamp stamp_now = {0};
 		if (access->bypass) {
-			bypass_wrote = fstat(fd, &now) < 0 ||
+			if (attributes)
+				now = *attributes;
+			bypass_wrote = (attributes == NULL && fstat(fd, &now) < 0) ||
 				       (stamp_now = stamp_of(&now),
 					!stamps_equal(&access->open_stamp, &stamp_now));
 		}
@@ -1883,9 +1894,11 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	if (change->change == FS_CHANGE_CREATE && S_ISREG(change->attributes->st_mode))
 		return;
 	if (change->name && change->parent_fd >= 0)
-		directory = directory_path(recorder, change->parent_fd);
+		directory = directory_path(recorder, change->parent_fd, change->parent_device,
+					   change->parent_inode);
 	if (change->new_name && change->new_parent_fd >= 0)
-		new_directory = directory_path(recorder, change->new_parent_fd);
+		new_directory = directory_path(recorder, change->new_parent_fd,
+					       change->new_parent_device, change->new_parent_inode);
 	event = event_new(EVENT_NAMESPACE);
 	event->change = change->change;
 	event->flags = change->flags;
