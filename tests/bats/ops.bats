@@ -222,7 +222,16 @@ tiny_store() {
 	# The daemon's CPU per open, and the writer's share (none without recording).
 	[ "$(grep -cE '^record .* [0-9]+\.[0-9] +[0-9]+\.[0-9]$' <<<"$output")" = 2 ]
 	[ "$(grep -cE '^norecord .* [0-9]+\.[0-9] +0\.0$' <<<"$output")" = 2 ]
-	[[ "${lines[-1]}" =~ ^median\ of\ 2\ rounds:\ record\ [0-9]+\ opens/s,\ norecord\ [0-9]+\ opens/s:\ recorded\ at\ [0-9.]+\ of\ the\ unrecorded\ rate$ ]]
+	[[ "${lines[-2]}" =~ ^median\ of\ 2\ rounds:\ record\ [0-9]+\ opens/s,\ norecord\ [0-9]+\ opens/s:\ recorded\ at\ [0-9.]+\ of\ the\ unrecorded\ rate$ ]]
+	# The paired line: the rounds' own ratios (record over norecord of the
+	# same round; the median of two is their mean) and the CPU medians.
+	local expected
+	expected=$(awk '$1 == "record" { r[++nr] = $2; rc[nr] = $15 }
+		$1 == "norecord" { n[++nn] = $2; nc[nn] = $15 }
+		END { a = sprintf("%.6f", r[1] / n[1]) + 0; b = sprintf("%.6f", r[2] / n[2]) + 0; lo = a < b ? a : b; hi = a < b ? b : a
+		      printf "paired: recorded at %.2f of the unrecorded rate in the median round (lowest %.2f, highest %.2f); daemon CPU per open, median: record %.1f us, norecord %.1f us",
+		             (a + b) / 2, lo, hi, (rc[1] + rc[2]) / 2, (nc[1] + nc[2]) / 2 }' <<<"$output")
+	[ "${lines[-1]}" = "$expected" ]
 	assert_nothing_mounted
 	run "$SCRIPTS/bench-recorder" -r 0 -d "$TMP/br"
 	[ "$status" -eq 2 ]
