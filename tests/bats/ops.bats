@@ -139,8 +139,8 @@ tiny_store() {
 @test "smoke: scripts/bench -b times another provfs binary beside this one; a bad -b is refused" {
 	needs_fuse
 	cp "$PROVFS" "$TMP/provfs-other"
-	run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V provfs,provfs-other \
-		-b other="$TMP/provfs-other"
+	run "$SCRIPTS/bench" --quick -r 2 -w smallfiles -d "$TMP/bench" -V provfs,provfs-other \
+		-b other="$TMP/provfs-other" --paired provfs-other/provfs
 	echo "$output"
 	[ "$status" -eq 0 ]
 	local other
@@ -149,7 +149,25 @@ tiny_store() {
 	[[ "$output" == *"mounting provfs-other: $other "* ]]
 	[[ "$output" == *"| **smallfiles** | provfs-other |"* ]]
 	[[ "$output" == *"check smallfiles: all runs agree"* ]]
+	# The paired table: each rep's ratio, from the raw timings (the median
+	# of two is their mean).
+	[[ "$output" == *"| workload | provfs-other / provfs within a rep: median | lowest | highest | n |"* ]]
+	local csv expected metric
+	csv=$(sed -n 's/.*raw timings: //p' <<<"$output")
+	for metric in smallfiles smallfiles/create smallfiles/delete; do
+		expected=$(awk -F, -v m="$metric" '$5 == m && $7 == "ok" { t[$1, $3] = $6 }
+			END { a = t[1, "provfs-other"] / t[1, "provfs"]; b = t[2, "provfs-other"] / t[2, "provfs"]
+			      label = m ~ /\// ? m : "**" m "**"
+			      printf "| %s | %.2f | %.2f | %.2f | 2 |", label, (a + b) / 2, a < b ? a : b, a < b ? b : a }' "$csv")
+		grep -qxF -- "$expected" <<<"$output"
+	done
 	assert_nothing_mounted
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" -V provfs --paired provfs/provfs-norecord
+	[ "$status" -eq 1 ]
+	[ "$output" = "bench: error: --paired provfs/provfs-norecord: variant 'provfs-norecord' is not among those run (provfs)" ]
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" --paired provfs
+	[ "$status" -eq 1 ]
+	[ "$output" = "bench: error: bad --paired 'provfs' (want A/B, e.g. provfs/provfs-norecord)" ]
 	run "$SCRIPTS/bench" --quick -d "$TMP/bench" -b other="$TMP/no-such-provfs"
 	[ "$status" -eq 1 ]
 	[ "$output" = "bench: error: provfs binary '$TMP/no-such-provfs' is not an executable file" ]
