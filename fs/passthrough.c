@@ -1740,8 +1740,7 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char *new_n
 						   .new_name = new_name,
 						   .parent_fd = -1,
 						   .new_parent_fd = parent_fd};
-		identify_parent(req, new_parent, &event.new_parent_device,
-				&event.new_parent_inode);
+		identify_parent(req, new_parent, &event.new_parent_device, &event.new_parent_inode);
 		report_change(req, &event);
 	}
 out:
@@ -1901,8 +1900,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 						   .parent_fd = from_fd,
 						   .new_parent_fd = to_fd};
 		identify_parent(req, parent, &event.parent_device, &event.parent_inode);
-		identify_parent(req, new_parent, &event.new_parent_device,
-				&event.new_parent_inode);
+		identify_parent(req, new_parent, &event.new_parent_device, &event.new_parent_inode);
 		report_change(req, &event);
 	}
 out:
