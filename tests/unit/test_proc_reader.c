@@ -112,6 +112,58 @@ test_late_reads_and_refusals(void)
 	proc_reader_free(reader);
 }
 
+/* The threads of this process, from /proc/self/status. */
+static int
+thread_count(void)
+{
+	char line[256];
+	int threads = -1;
+	FILE *status = fopen("/proc/self/status", "r");
+
+	while (status && fgets(line, sizeof(line), status))
+		if (sscanf(line, "Threads: %d", &threads) == 1)
+			break;
+	if (status)
+		fclose(status);
+	return threads;
+}
+
+/*
+ * Freed while a read is late (the daemon unmounts while a process still
+ * keeps its memory from us): the free returns without waiting for it, and
+ * the late reader, once its read ends, frees what is left and exits.  The
+ * sanitizer build sees a leak or a use after free if it does not.
+ */
+static void
+test_freed_while_late(void)
+{
+	/* The readers of the tests before may still be on their way out. */
+	for (int i = 0; i < 300 && thread_count() > 1; i++)
+		usleep(10000);
+	int before = thread_count();
+	CHECK(before == 1);
+	struct proc_reader *reader = proc_reader_new(50);
+	int ends[2];
+	char name[16];
+	size_t length;
+
+	CHECK(reader != NULL && pipe(ends) == 0);
+	snprintf(name, sizeof(name), "fd/%d", ends[0]);
+	errno = 0;
+	CHECK(proc_reader_read(reader, getpid(), 1000, name, 4096, &length) == NULL &&
+	      errno == ETIMEDOUT);
+	CHECK(proc_reader_stuck(reader) == 1);
+	double started = seconds_now();
+	proc_reader_free(reader);
+	CHECK(seconds_now() - started < 1.0);
+	CHECK(thread_count() == before + 1); /* the late reader, still asleep */
+	close(ends[1]);
+	for (int i = 0; i < 300 && thread_count() > before; i++)
+		usleep(10000);
+	CHECK(thread_count() == before);
+	close(ends[0]);
+}
+
 int
 main(void)
 {
@@ -156,6 +208,7 @@ main(void)
 	proc_reader_free(reader);
 
 	test_late_reads_and_refusals();
+	test_freed_while_late();
 
 	/* Freed with no read ever made. */
 	proc_reader_free(proc_reader_new(10));
