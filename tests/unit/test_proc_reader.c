@@ -8,6 +8,7 @@
  * count late reads and refusals exactly.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -63,6 +64,38 @@ seconds_now(void)
 }
 
 /*
+ * A stand-in for a process that keeps its memory from us: a read of name
+ * (fd/N of a pipe's read end, under /proc/self) sleeps until the pipe's
+ * writer, ends[1], is closed.
+ */
+struct held_read {
+	int ends[2];
+	char name[16];
+};
+
+static bool
+hold_read(struct held_read *held)
+{
+	if (pipe(held->ends) < 0)
+		return false;
+	snprintf(held->name, sizeof(held->name), "fd/%d", held->ends[0]);
+	return true;
+}
+
+/* 0 when a read of the caller's own /proc/self/name gives content, else its errno. */
+static int
+read_error(struct proc_reader *reader, uid_t owner, const char *name)
+{
+	size_t length;
+
+	errno = 0;
+	char *content = proc_reader_read(reader, getpid(), owner, name, 4096, &length);
+	int error = content ? 0 : errno;
+	free(content);
+	return error;
+}
+
+/*
  * Late reads are counted per owner and in all: a fifth late read of one
  * user's processes, and any read once every reader is taken, is refused at
  * once; when the late reads end, reads are served again.
@@ -71,35 +104,27 @@ static void
 test_late_reads_and_refusals(void)
 {
 	struct proc_reader *reader = proc_reader_new(50);
-	int ends[2];
-	char name[16];
+	struct held_read held;
 	size_t length;
 
-	CHECK(reader != NULL && pipe(ends) == 0);
-	snprintf(name, sizeof(name), "fd/%d", ends[0]);
+	CHECK(reader != NULL && hold_read(&held));
 	for (uid_t owner = 1000; owner < 1008; owner++) {
 		for (int i = 0; i < 4; i++) {
-			errno = 0;
-			CHECK(proc_reader_read(reader, getpid(), owner, name, 4096, &length) == NULL &&
-			      errno == ETIMEDOUT);
+			CHECK(read_error(reader, owner, held.name) == ETIMEDOUT);
 		}
 		/* A fifth of the same owner's: refused, not waited for. */
 		double started = seconds_now();
-		errno = 0;
-		CHECK(proc_reader_read(reader, getpid(), owner, name, 4096, &length) == NULL &&
-		      errno == EAGAIN);
+		CHECK(read_error(reader, owner, held.name) == EAGAIN);
 		CHECK(seconds_now() - started < 0.04);
 	}
 	CHECK(proc_reader_stuck(reader) == 32);
 	/* Every reader taken: another user's good read is refused at once. */
 	double started = seconds_now();
-	errno = 0;
-	CHECK(proc_reader_read(reader, getpid(), 2000, "cmdline", 4096, &length) == NULL &&
-	      errno == EAGAIN);
+	CHECK(read_error(reader, 2000, "cmdline") == EAGAIN);
 	CHECK(seconds_now() - started < 0.04);
 
 	/* The writer goes: every late read ends, and reads are served again. */
-	close(ends[1]);
+	close(held.ends[1]);
 	for (int i = 0; i < 200 && proc_reader_stuck(reader) > 0; i++)
 		usleep(10000);
 	CHECK(proc_reader_stuck(reader) == 0);
@@ -108,7 +133,7 @@ test_late_reads_and_refusals(void)
 		content = proc_reader_read(reader, getpid(), 1000, "cmdline", 4096, &length);
 	CHECK(content != NULL && length > 0);
 	free(content);
-	close(ends[0]);
+	close(held.ends[0]);
 	proc_reader_free(reader);
 }
 
@@ -143,25 +168,20 @@ test_freed_while_late(void)
 	int before = thread_count();
 	CHECK(before == 1);
 	struct proc_reader *reader = proc_reader_new(50);
-	int ends[2];
-	char name[16];
-	size_t length;
+	struct held_read held;
 
-	CHECK(reader != NULL && pipe(ends) == 0);
-	snprintf(name, sizeof(name), "fd/%d", ends[0]);
-	errno = 0;
-	CHECK(proc_reader_read(reader, getpid(), 1000, name, 4096, &length) == NULL &&
-	      errno == ETIMEDOUT);
+	CHECK(reader != NULL && hold_read(&held));
+	CHECK(read_error(reader, 1000, held.name) == ETIMEDOUT);
 	CHECK(proc_reader_stuck(reader) == 1);
 	double started = seconds_now();
 	proc_reader_free(reader);
 	CHECK(seconds_now() - started < 1.0);
 	CHECK(thread_count() == before + 1); /* the late reader, still asleep */
-	close(ends[1]);
+	close(held.ends[1]);
 	for (int i = 0; i < 300 && thread_count() > before; i++)
 		usleep(10000);
 	CHECK(thread_count() == before);
-	close(ends[0]);
+	close(held.ends[0]);
 }
 
 int
