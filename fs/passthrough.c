@@ -2154,8 +2154,8 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	return 0;
 }
 
-/* Tell the observer a handle is gone, close it and free it. */
-/* attributes: the file's as the release found it, or NULL. */
+/* Tell the observer a handle is gone (attributes: the file's as the
+ * release found it, or NULL), close it and free it. */
 static void
 discard(struct fs *fs, struct fs_handle *handle, const struct stat *attributes)
 {

@@ -589,11 +589,11 @@ struct directory_path {
  * reads it, remembered by device and inode: an rm -r or an untar makes
  * thousands of changes in one directory.  The layer names the directory
  * (device, inode; an inode of 0 when it does not), so a cached path costs
- * no system call at all; otherwise an fstat, a fraction of the readlink
- * of /proc.  A directory's path changes only when it or one
- * above it is renamed, and its inode number is reused only after it was
- * removed: both move the directory epoch when made through the mount
- * (read before the path, so a change while it is read is a later epoch).
+ * no system call at all; otherwise an fstat, a fraction of the readlink of
+ * /proc.  A directory's path changes only when it or one above it is
+ * renamed, and its inode number is reused only after it was removed: both
+ * move the directory epoch when made through the mount (read before the
+ * path, so a change while it is read is a later epoch).
  * When the backing tree is exposed, whose changes are never seen, every
  * change reads the path.
  */

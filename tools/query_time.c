@@ -16,7 +16,6 @@
 #include "clock.h"
 #include "query_time.h"
 
-
 int64_t
 query_time_now(void)
 {
