@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "proc_reader.h"
 #include "unit_check.h"
 
@@ -57,10 +58,7 @@ read_many(void *argument)
 static double
 seconds_now(void)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+	return (double)monotonic_ns() / 1e9;
 }
 
 /*
