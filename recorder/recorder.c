@@ -674,11 +674,24 @@ name_unlinked(const char *path)
 	       strcmp(path + length - (sizeof(suffix) - 1), suffix) == 0;
 }
 
-/* Keep path as file's for the next open (node_path()); epoch: the
- * namespace epoch read before the path was. */
+/* The directory and namespace epochs, read before a path is: a change
+ * while it is read is a later epoch. */
+struct path_epochs {
+	uint64_t directory, names;
+};
+
+static struct path_epochs
+path_epochs_now(struct recorder *recorder)
+{
+	return (struct path_epochs){.directory = atomic_load(&recorder->directory_epoch),
+				    .names = atomic_load(&recorder->namespace_epoch)};
+}
+
+/* Keep path as file's for the next open (node_path()); epochs: read
+ * before the path was. */
 static void
 remember_open_path(struct file_state *file, const struct stat *st, const char *path,
-		   uint64_t epoch)
+		   struct path_epochs epochs)
 {
 	char *copy = strdup(path);
 
@@ -686,7 +699,8 @@ remember_open_path(struct file_state *file, const struct stat *st, const char *p
 	free(file->open_path);
 	file->open_path = copy;
 	file->open_path_ctime_ns = timespec_ns(st->st_ctim);
-	file->open_path_epoch = epoch;
+	file->open_path_epoch = epochs.directory;
+	file->open_path_namespace_epoch = epochs.names;
 	pthread_mutex_unlock(&file->lock);
 }
 
@@ -696,10 +710,11 @@ remember_open_path(struct file_state *file, const struct stat *st, const char *p
  * an open takes the path the last one read while nothing can have moved
  * the file since: it has one link, and its ctime is the one it had then
  * (a rename, link or unlink of the file itself moves its ctime), no
- * rename, link or unlink went through the mount since (a directory above
- * it may have moved: the epoch), and nobody else can reach the backing
- * tree (changes made there directly are never seen; when it is exposed,
- * every open reads the path).
+ * directory was renamed or removed through the mount since (one above it
+ * may have moved: the directory epoch; the unlink of another file, which
+ * GNU tar makes once at the end of every extraction, moves nothing here),
+ * and nobody else can reach the backing tree (changes made there directly
+ * are never seen; when it is exposed, every open reads the path).
  */
 static char *
 node_path(struct recorder *recorder, struct file_state *file, const struct fs_node_info *node,
@@ -707,14 +722,13 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 {
 	bool cacheable = file && !recorder->options.backing_exposed && st->st_nlink == 1;
 	int64_t ctime_ns = timespec_ns(st->st_ctim);
-	/* Read before the path: a change while it is read is a later epoch. */
-	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+	struct path_epochs epochs = path_epochs_now(recorder);
 	char *path = NULL;
 
 	if (cacheable) {
 		pthread_mutex_lock(&file->lock);
 		if (file->open_path && file->open_path_ctime_ns == ctime_ns &&
-		    file->open_path_epoch == epoch)
+		    file->open_path_epoch == epochs.directory)
 			path = strdup(file->open_path);
 		pthread_mutex_unlock(&file->lock);
 		if (path)
@@ -722,25 +736,56 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 	}
 	path = relative_path(recorder, node->backing_fd);
 	if (cacheable && path && !name_unlinked(path))
-		remember_open_path(file, st, path, epoch);
+		remember_open_path(file, st, path, epochs);
 	return path;
 }
 
 /*
  * The writes of a handle moved file's ctime to ctime_ns, not its name: the
  * path an open read (node_path) still holds for the next open, unless a
- * rename, link or unlink went through the mount since it was read (the
- * epoch).  Without this, the first read of every file written through the
- * mount read its path from /proc again.
+ * rename, link or unlink went through the mount since it was read (both
+ * epochs: the ctime it had then is not known here, so a link and an
+ * unlink of this very file are told only by the namespace epoch).
+ * Without this, the first read of every file written through the mount
+ * read its path from /proc again.
  */
 static void
 path_still_known(struct recorder *recorder, struct file_state *file, int64_t ctime_ns)
 {
-	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+	struct path_epochs epochs = path_epochs_now(recorder);
 
 	pthread_mutex_lock(&file->lock);
-	if (file->open_path && file->open_path_epoch == epoch)
+	if (file->open_path && file->open_path_epoch == epochs.directory &&
+	    file->open_path_namespace_epoch == epochs.names)
 		file->open_path_ctime_ns = ctime_ns;
+	pthread_mutex_unlock(&file->lock);
+}
+
+/*
+ * A change of attributes through the mount (chmod, chown, times, an
+ * extended attribute, a truncate) moved file's ctime from before_ns to
+ * after_ns, and neither its names nor its inode: the generation and path
+ * the last open read still hold for the next one.  tar, cp -p and rsync
+ * change the attributes of every file they write, and without this the
+ * first read of each read its path from /proc again.  Only when they were
+ * read at before_ns: a change in between that no event has explained yet
+ * (a rename of the file whose report is on its way) still makes the next
+ * open read them again, as do the epochs (node_path(), file_state_get()).
+ */
+static void
+attributes_moved_ctime(struct recorder *recorder, struct file_state *file, int64_t before_ns,
+		       int64_t after_ns)
+{
+	struct path_epochs epochs = path_epochs_now(recorder);
+
+	pthread_mutex_lock(&recorder->files_lock);
+	if (file->generation_epoch == epochs.names && file->generation_ctime_ns == before_ns)
+		file->generation_ctime_ns = after_ns;
+	pthread_mutex_unlock(&recorder->files_lock);
+	pthread_mutex_lock(&file->lock);
+	if (file->open_path && file->open_path_epoch == epochs.directory &&
+	    file->open_path_ctime_ns == before_ns)
+		file->open_path_ctime_ns = after_ns;
 	pthread_mutex_unlock(&file->lock);
 }
 
@@ -784,8 +829,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	 */
 	char *looked_up = NULL;
 	bool certain = node->name_certain;
-	/* Read before the path: a change while it is read is a later epoch. */
-	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+	struct path_epochs epochs = path_epochs_now(recorder);
 	if (created && node->created_name && node->created_parent_fd >= 0) {
 		/* Its directory's path is cached: no readlink of /proc for a
 		 * file just made (an untar, a feature job writing thousands). */
@@ -864,7 +908,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	bool need_hash = false;
 	/* The next open of a file just made finds its path here (node_path()). */
 	if (created && certain && path && !recorder->options.backing_exposed && st.st_nlink == 1)
-		remember_open_path(file, &st, path, epoch);
+		remember_open_path(file, &st, path, epochs);
 	pthread_mutex_lock(&file->lock);
 	/* Before this open's own truncate is counted (a change since the
 	 * others' close would forbid the cut). */
@@ -1838,6 +1882,12 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 		}
 	}
 	pthread_mutex_unlock(&file->lock);
+	if (change->before &&
+	    (change->change == FS_CHANGE_CHMOD || change->change == FS_CHANGE_CHOWN ||
+	     change->change == FS_CHANGE_TIMES || change->change == FS_CHANGE_XATTR ||
+	     change->change == FS_CHANGE_TRUNCATE))
+		attributes_moved_ctime(recorder, file, timespec_ns(change->before->st_ctim),
+				       timespec_ns(st->st_ctim));
 	file_state_release(file);
 }
 

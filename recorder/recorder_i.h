@@ -110,8 +110,9 @@ struct file_state {
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
 	char *open_path;                /* its path as an open last read it, with the */
-	int64_t open_path_ctime_ns;     /* file's ctime and the mount's namespace epoch */
-	uint64_t open_path_epoch;       /* then (recorder.c: node_path) */
+	int64_t open_path_ctime_ns;     /* file's ctime and the mount's directory and */
+	uint64_t open_path_epoch;       /* namespace epochs then (recorder.c: node_path) */
+	uint64_t open_path_namespace_epoch;
 
 	/* writer */
 	int64_t store_id;

@@ -820,6 +820,53 @@ assert_store_refused() {
 		"d/f,d/f,d/f,e/f,e/g,h,k"
 }
 
+@test "a file's path survives its chmod, touch and another file's unlink (GNU tar's pattern): the next open reads none from /proc, and a rename after still shows" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	mount_provfs
+	local i
+	mkdir "$MNT/d"
+	for i in $(seq 10); do
+		echo x >"$MNT/d/f$i"
+		chmod 600 "$MNT/d/f$i"
+		touch -d @1000000 "$MNT/d/f$i"
+	done
+	# tar unlinks the placeholder of each symlink once, at the end.
+	echo y >"$MNT/placeholder"
+	rm "$MNT/placeholder"
+	strace -f -qq -p "$MOUNTED_PID" -e trace=readlinkat -o "$TMP/trace" &
+	local tracer=$! tid attached=
+	for _ in $(seq 100); do
+		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
+		if [ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ]; then
+			attached=1
+			break
+		fi
+		sleep 0.1
+	done
+	[ -n "$attached" ]
+	for i in $(seq 10); do
+		cat "$MNT/d/f$i" >/dev/null
+	done
+	kill "$tracer"
+	wait "$tracer" || true
+	[ "$(grep -c readlinkat "$TMP/trace")" = 0 ]
+	# The paths it kept are still dropped when a directory moves, or the
+	# file itself (a link, then an unlink of its old name).
+	mv "$MNT/d" "$MNT/e"
+	cat "$MNT/e/f1" >/dev/null
+	ln "$MNT/e/f2" "$MNT/g"
+	rm "$MNT/e/f2"
+	chmod 644 "$MNT/g"
+	cat "$MNT/g" >/dev/null
+	stop_provfs
+
+	# Each file's accesses: echo, touch (it opens the file), cat, then cat under its new name.
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql e/f1)) ORDER BY opened_ns, id)" "d/f1,d/f1,d/f1,e/f1"
+	assert_sql "SELECT group_concat(path, ',') FROM (SELECT path FROM accesses
+	            WHERE file_id = ($(file_id_sql g)) ORDER BY opened_ns, id)" "d/f2,d/f2,d/f2,g"
+}
+
 @test "an inode number reused by a new file: a new file row, not a version of the old file" {
 	mount_provfs
 	local inode i reused=
