@@ -674,24 +674,11 @@ name_unlinked(const char *path)
 	       strcmp(path + length - (sizeof(suffix) - 1), suffix) == 0;
 }
 
-/* The directory and namespace epochs, read before a path is: a change
- * while it is read is a later epoch. */
-struct path_epochs {
-	uint64_t directory, names;
-};
-
-static struct path_epochs
-path_epochs_now(struct recorder *recorder)
-{
-	return (struct path_epochs){.directory = atomic_load(&recorder->directory_epoch),
-				    .names = atomic_load(&recorder->namespace_epoch)};
-}
-
-/* Keep path as file's for the next open (node_path()); epochs: read
- * before the path was. */
+/* Keep path as file's for the next open (node_path()); epoch: the path
+ * epoch read before the path was. */
 static void
 remember_open_path(struct file_state *file, const struct stat *st, const char *path,
-		   struct path_epochs epochs)
+		   uint64_t epoch)
 {
 	char *copy = strdup(path);
 
@@ -699,8 +686,7 @@ remember_open_path(struct file_state *file, const struct stat *st, const char *p
 	free(file->open_path);
 	file->open_path = copy;
 	file->open_path_ctime_ns = timespec_ns(st->st_ctim);
-	file->open_path_epoch = epochs.directory;
-	file->open_path_namespace_epoch = epochs.names;
+	file->open_path_epoch = epoch;
 	pthread_mutex_unlock(&file->lock);
 }
 
@@ -710,9 +696,10 @@ remember_open_path(struct file_state *file, const struct stat *st, const char *p
  * an open takes the path the last one read while nothing can have moved
  * the file since: it has one link, and its ctime is the one it had then
  * (a rename, link or unlink of the file itself moves its ctime), no
- * directory was renamed or removed through the mount since (one above it
- * may have moved: the directory epoch; the unlink of another file, which
- * GNU tar makes once at the end of every extraction, moves nothing here),
+ * rename, link or unlink went through the mount since (a directory above
+ * it may have moved, and a ctime may not move within one clock tick: the
+ * path epoch; the unlink of another file's last name, which GNU tar makes
+ * once at the end of every extraction, moves no path and not the epoch),
  * and nobody else can reach the backing tree (changes made there directly
  * are never seen; when it is exposed, every open reads the path).
  */
@@ -722,13 +709,14 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 {
 	bool cacheable = file && !recorder->options.backing_exposed && st->st_nlink == 1;
 	int64_t ctime_ns = timespec_ns(st->st_ctim);
-	struct path_epochs epochs = path_epochs_now(recorder);
+	/* Read before the path: a change while it is read is a later epoch. */
+	uint64_t epoch = atomic_load(&recorder->path_epoch);
 	char *path = NULL;
 
 	if (cacheable) {
 		pthread_mutex_lock(&file->lock);
 		if (file->open_path && file->open_path_ctime_ns == ctime_ns &&
-		    file->open_path_epoch == epochs.directory)
+		    file->open_path_epoch == epoch)
 			path = strdup(file->open_path);
 		pthread_mutex_unlock(&file->lock);
 		if (path)
@@ -736,27 +724,24 @@ node_path(struct recorder *recorder, struct file_state *file, const struct fs_no
 	}
 	path = relative_path(recorder, node->backing_fd);
 	if (cacheable && path && !name_unlinked(path))
-		remember_open_path(file, st, path, epochs);
+		remember_open_path(file, st, path, epoch);
 	return path;
 }
 
 /*
  * The writes of a handle moved file's ctime to ctime_ns, not its name: the
  * path an open read (node_path) still holds for the next open, unless a
- * rename, link or unlink went through the mount since it was read (both
- * epochs: the ctime it had then is not known here, so a link and an
- * unlink of this very file are told only by the namespace epoch).
- * Without this, the first read of every file written through the mount
- * read its path from /proc again.
+ * rename, link or unlink went through the mount since it was read (the
+ * path epoch).  Without this, the first read of every file written through
+ * the mount read its path from /proc again.
  */
 static void
 path_still_known(struct recorder *recorder, struct file_state *file, int64_t ctime_ns)
 {
-	struct path_epochs epochs = path_epochs_now(recorder);
+	uint64_t epoch = atomic_load(&recorder->path_epoch);
 
 	pthread_mutex_lock(&file->lock);
-	if (file->open_path && file->open_path_epoch == epochs.directory &&
-	    file->open_path_namespace_epoch == epochs.names)
+	if (file->open_path && file->open_path_epoch == epoch)
 		file->open_path_ctime_ns = ctime_ns;
 	pthread_mutex_unlock(&file->lock);
 }
@@ -776,14 +761,15 @@ static void
 attributes_moved_ctime(struct recorder *recorder, struct file_state *file, int64_t before_ns,
 		       int64_t after_ns)
 {
-	struct path_epochs epochs = path_epochs_now(recorder);
+	uint64_t names = atomic_load(&recorder->namespace_epoch);
+	uint64_t paths = atomic_load(&recorder->path_epoch);
 
 	pthread_mutex_lock(&recorder->files_lock);
-	if (file->generation_epoch == epochs.names && file->generation_ctime_ns == before_ns)
+	if (file->generation_epoch == names && file->generation_ctime_ns == before_ns)
 		file->generation_ctime_ns = after_ns;
 	pthread_mutex_unlock(&recorder->files_lock);
 	pthread_mutex_lock(&file->lock);
-	if (file->open_path && file->open_path_epoch == epochs.directory &&
+	if (file->open_path && file->open_path_epoch == paths &&
 	    file->open_path_ctime_ns == before_ns)
 		file->open_path_ctime_ns = after_ns;
 	pthread_mutex_unlock(&file->lock);
@@ -829,7 +815,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	 */
 	char *looked_up = NULL;
 	bool certain = node->name_certain;
-	struct path_epochs epochs = path_epochs_now(recorder);
+	/* Read before the path: a change while it is read is a later epoch. */
+	uint64_t epoch = atomic_load(&recorder->path_epoch);
 	if (created && node->created_name && node->created_parent_fd >= 0) {
 		/* Its directory's path is cached: no readlink of /proc for a
 		 * file just made (an untar, a feature job writing thousands). */
@@ -908,7 +895,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	bool need_hash = false;
 	/* The next open of a file just made finds its path here (node_path()). */
 	if (created && certain && path && !recorder->options.backing_exposed && st.st_nlink == 1)
-		remember_open_path(file, &st, path, epochs);
+		remember_open_path(file, &st, path, epoch);
 	pthread_mutex_lock(&file->lock);
 	/* Before this open's own truncate is counted (a change since the
 	 * others' close would forbid the cut). */
@@ -1929,10 +1916,19 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	struct event *event;
 	char *directory = NULL, *new_directory = NULL;
 
-	/* Paths read before may be wrong now (node_path). */
+	/* Generations and paths read before may be wrong now (file_state_get,
+	 * node_path).  The unlink of a regular file's last name frees its
+	 * inode for reuse, but moves no path: the file is gone, and a new one
+	 * made with its number is told by its generation. */
 	if (change->change == FS_CHANGE_RENAME || change->change == FS_CHANGE_LINK ||
 	    change->change == FS_CHANGE_UNLINK)
 		atomic_fetch_add(&recorder->namespace_epoch, 1);
+	bool last_name_of_file = change->change == FS_CHANGE_UNLINK && change->before == NULL &&
+				 change->attributes && S_ISREG(change->attributes->st_mode) &&
+				 change->attributes->st_nlink <= 1;
+	if (change->change == FS_CHANGE_RENAME || change->change == FS_CHANGE_LINK ||
+	    (change->change == FS_CHANGE_UNLINK && !last_name_of_file))
+		atomic_fetch_add(&recorder->path_epoch, 1);
 	/* Directory paths read before may be wrong now (directory_path). */
 	if (change->change == FS_CHANGE_RENAME ||
 	    (change->change == FS_CHANGE_UNLINK &&

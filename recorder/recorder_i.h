@@ -110,9 +110,8 @@ struct file_state {
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
 	char *open_path;                /* its path as an open last read it, with the */
-	int64_t open_path_ctime_ns;     /* file's ctime and the mount's directory and */
-	uint64_t open_path_epoch;       /* namespace epochs then (recorder.c: node_path) */
-	uint64_t open_path_namespace_epoch;
+	int64_t open_path_ctime_ns;     /* file's ctime and the mount's path epoch */
+	uint64_t open_path_epoch;       /* then (recorder.c: node_path) */
 
 	/* writer */
 	int64_t store_id;
@@ -313,6 +312,9 @@ struct recorder {
 	bool writer_running;
 	int proc_fds; /* /proc/self/fd of the daemon (after it daemonized), or -1 */
 	atomic_uint_fast64_t namespace_epoch; /* renames, links, unlinks through the mount */
+	/* The same but for the unlink of a file's last name (GNU tar makes one
+	 * at the end of every extraction), which moves no other file's path. */
+	atomic_uint_fast64_t path_epoch;
 	/* Paths of the directories changes are made in (recorder.c:
 	 * directory_path); the slots under directories_lock. */
 	pthread_mutex_t directories_lock;
