@@ -49,8 +49,10 @@
  * The writer is background work: it runs SCHED_IDLE, so a caller woken by
  * a reply, or a request thread woken by a request, takes its CPU at once
  * instead of waiting behind SQLite (an open-heavy job spends its time in
- * such wakeups: on two CPUs it ran some 6% more opens with the writer in
- * the background, scripts/bench-recorder -r 5).  A background
+ * such wakeups).  What that buys is within the spread of runs on two
+ * CPUs: 6% more opens by the ratio of medians of scripts/bench-recorder
+ * -r 5, and files created, read and untarred alike with the writer kept
+ * at normal priority (scripts/bench --paired, README).  A background
  * thread may starve on a busy machine, and requests wait when the queue
  * is full: so the request that fills a quarter of the queue, and anyone
  * waiting for a flush, puts the writer back at normal priority, and it
