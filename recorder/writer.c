@@ -1242,34 +1242,53 @@ rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns,
 static int
 follow_content(struct event *event, int64_t file_id)
 {
-	sqlite3_stmt *s = statement(SELECT_LATEST_FOR_FILE);
+	sqlite3_stmt *s;
 	int64_t version_id = 0, number = 0, size = -1, mtime_ns = 0, ctime_ns = 0;
-	int rc = SQLITE_DONE, step;
+	int rc = SQLITE_DONE;
 
 	/* An unlink moves the ctime of a file that lives on under another name. */
 	if (event->change == FS_CHANGE_CREATE ||
 	    (event->change == FS_CHANGE_UNLINK && !event->before_known))
 		return SQLITE_DONE;
-	sqlite3_bind_int64(s, 1, file_id);
-	step = sqlite3_step(s);
-	if (step == SQLITE_ROW) {
-		version_id = sqlite3_column_int64(s, 0);
-		number = sqlite3_column_int64(s, 1);
-		size = sqlite3_column_int64(s, 2);
-		mtime_ns = sqlite3_column_int64(s, 3);
-		ctime_ns = sqlite3_column_int64(s, 4);
-	} else if (step != SQLITE_DONE) {
-		rc = step;
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return rc;
 
 	/* The writer's cached view of the file must move along with the rows. */
 	struct file_state *cached = recorder_find_file(current, event->device, event->inode);
 	if (cached && cached->store_id != file_id) {
 		file_state_release(cached);
 		cached = NULL;
+	}
+	if (cached) {
+		/*
+		 * A file state with a row holds its latest version as this
+		 * writer, the only one that adds versions, left it (loaded
+		 * with the row, moved by every insert, forgotten by a
+		 * rollback); prune keeps every file's latest version.  A
+		 * tar's chown, chmod and utimensat of each file it extracts
+		 * need no search of the versions table.
+		 */
+		version_id = cached->latest_version_id;
+		number = cached->latest_number;
+		if (version_id) {
+			size = cached->latest_stamp.size;
+			mtime_ns = cached->latest_stamp.mtime_ns;
+			ctime_ns = cached->latest_stamp.ctime_ns;
+		}
+	} else {
+		s = statement(SELECT_LATEST_FOR_FILE);
+		sqlite3_bind_int64(s, 1, file_id);
+		int step = sqlite3_step(s);
+		if (step == SQLITE_ROW) {
+			version_id = sqlite3_column_int64(s, 0);
+			number = sqlite3_column_int64(s, 1);
+			size = sqlite3_column_int64(s, 2);
+			mtime_ns = sqlite3_column_int64(s, 3);
+			ctime_ns = sqlite3_column_int64(s, 4);
+		} else if (step != SQLITE_DONE) {
+			rc = step;
+		}
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return rc;
 	}
 	if (event->change == FS_CHANGE_TRUNCATE && event->truncated_closed) {
 		static const char empty_hash[] = "99aa06d3014798d86001c324468d497f";
