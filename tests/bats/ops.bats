@@ -229,6 +229,56 @@ tiny_store() {
 	[ "$(cat "$groups")" = "$groups_before" ]
 }
 
+@test "smoke: scripts/bench --scratch-ext4 runs on a fresh journaled ext4 it removes after; --requests counts each phase's FUSE requests" {
+	needs_fuse
+	losetup -f >/dev/null 2>&1 || skip "this machine has no free loop device"
+	local event=/sys/kernel/tracing/events/fuse/fuse_request_send buffer_before=""
+	if [ ! -w "$event/enable" ]; then
+		# No such trace event (Linux before 6.14): refused in one line, nothing mounted.
+		run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V provfs --requests
+		[ "$status" -eq 1 ]
+		[ "$output" = "bench: error: --requests needs the fuse_request_send trace event ($event), which this kernel ($(uname -r)) does not have" ]
+		assert_nothing_mounted
+		skip "this kernel has no fuse_request_send trace event"
+	fi
+	buffer_before=$(cat /sys/kernel/tracing/buffer_size_kb)
+	run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V native,provfs \
+		--scratch-ext4 256M --requests
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ "filesystem: ext4 on /dev/loop"[0-9]+", journal (--scratch-ext4 256M, made for this run)" ]]
+	[[ "$output" == *"| **smallfiles** | provfs |"* ]]
+	[[ "$output" == *"check smallfiles: all runs agree"* ]]
+	# The quick run's 500 files: one CREATE each, one UNLINK each, and the
+	# table's total is the sum of its opcodes.
+	local requests create delete
+	requests=$(sed -n '/^| phase | variant | FUSE requests | by opcode |$/,/^$/p' <<<"$output")
+	create=$(grep -F '| smallfiles/create | provfs |' <<<"$requests")
+	delete=$(grep -F '| smallfiles/delete | provfs |' <<<"$requests")
+	[[ "$create" == *"CREATE 500"* ]]
+	[[ "$delete" == *"UNLINK 500"* ]]
+	local row total sum
+	for row in "$create" "$delete"; do
+		total=$(awk -F'|' '{ print $4 + 0 }' <<<"$row")
+		sum=$(awk -F'|' '{ n = split($5, op, ","); for (i = 1; i <= n; i++) { split(op[i], f, " "); s += f[2] } print s }' <<<"$row")
+		[ "$total" -eq "$sum" ]
+	done
+	# native has no FUSE requests to count
+	[[ "$requests" != *"| native |"* ]]
+	# Gone after: the mounts, the image, its loop device; tracing put back.
+	assert_nothing_mounted
+	[ ! -e "$TMP/bench/scratch-ext4.img" ]
+	[[ "$(losetup -a)" != *"$TMP/bench/scratch-ext4.img"* ]]
+	[ "$(cat "$event/enable")" = 0 ]
+	[ "$(cat /sys/kernel/tracing/buffer_size_kb)" = "$buffer_before" ]
+	# The daemon's output is kept with the results, not on the removed image.
+	ls "$TMP"/bench/results/*/daemon-provfs.log
+	run ! findmnt -rn --mountpoint "$TMP/bench/fs"
+	run "$SCRIPTS/bench" --quick -d "$TMP/bench" --scratch-ext4 8
+	[ "$status" -eq 1 ]
+	[ "$output" = "bench: error: --scratch-ext4 needs a size such as 8G or 512M" ]
+}
+
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
 	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -r 2 -d "$TMP/br"
