@@ -234,7 +234,7 @@ tiny_store() {
 	losetup -f >/dev/null 2>&1 || skip "this machine has no free loop device"
 	local event=/sys/kernel/tracing/events/fuse/fuse_request_send buffer_before=""
 	if [ ! -w "$event/enable" ]; then
-		# No such trace event (Linux before 6.14): refused in one line, nothing mounted.
+		# A kernel without the trace event: refused in one line, nothing mounted.
 		run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V provfs --requests
 		[ "$status" -eq 1 ]
 		[ "$output" = "bench: error: --requests needs the fuse_request_send trace event ($event), which this kernel ($(uname -r)) does not have" ]
