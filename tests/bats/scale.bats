@@ -156,6 +156,13 @@ make_tree() {
 	done
 	# Every variant read every file.
 	[ "$(awk -F, 'NR > 1 && $4 != 0' "$TMP/bench/results.csv" | wc -l)" = 0 ]
+	[ -z "$(grep -s " $TMP/bench" /proc/mounts)" ]
+	# passthrough_ll with too few descriptors for the tree: the directories
+	# it could not list are one line, not one line each.
+	run -0 prlimit --nofile=60:60 env PROVFS="$PROVFS" \
+		"$PROVFS_SOURCE_ROOT/scripts/bench-million" --smoke -d "$TMP/bench" -V native,passthrough_ll
+	[[ "$output" =~ "bench-million: passthrough_ll: "(listed [0-9]+ files of 300; |reading: )[1-3]" directories could not be" ]]
+	[[ "$output" != *$'\nfind: '* ]]
 	! grep -qs " $TMP/bench" /proc/mounts
 }
 
