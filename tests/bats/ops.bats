@@ -80,6 +80,10 @@ tiny_store() {
 	run "$SCRIPTS/bench" --quick -d "$TMP/bench" -V native,passthrough_ll,provfs
 	echo "$output"
 	[ "$status" -eq 0 ]
+	# A first run in a new work directory still names its file system.
+	local fstype
+	fstype=$(findmnt -no FSTYPE -T "$TMP")
+	[[ "$output" == *"filesystem: $fstype on "?* ]]
 	[[ "$output" == *"check seqio: all runs agree"* ]]
 	[[ "$output" == *"check sqlite-etl: all runs agree"* ]]
 	[[ "$output" == *"| **smallfiles** | provfs |"* ]]
