@@ -281,6 +281,14 @@ tiny_store() {
 	run "$SCRIPTS/bench" --quick -d "$TMP/bench" --scratch-ext4 8
 	[ "$status" -eq 1 ]
 	[ "$output" = "bench: error: --scratch-ext4 needs a size such as 8G or 512M" ]
+	# An image too small for a journal (mkfs makes it without one) is
+	# refused, and unmounted and removed again.
+	run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V native --scratch-ext4 1M
+	[ "$status" -eq 1 ]
+	[ "${lines[-1]}" = "bench: error: --scratch-ext4 1M: too small for ext4 to keep a journal; give 256M or more" ]
+	run ! findmnt -rn --mountpoint "$TMP/bench/fs"
+	[ ! -e "$TMP/bench/scratch-ext4.img" ]
+	[[ "$(losetup -a)" != *"$TMP/bench/scratch-ext4.img"* ]]
 }
 
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
