@@ -1922,14 +1922,14 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	 * node_path).  The unlink of a regular file's last name frees its
 	 * inode for reuse, but moves no path: the file is gone, and a new one
 	 * made with its number is told by its generation. */
-	if (change->change == FS_CHANGE_RENAME || change->change == FS_CHANGE_LINK ||
-	    change->change == FS_CHANGE_UNLINK)
-		atomic_fetch_add(&recorder->namespace_epoch, 1);
+	bool names_changed = change->change == FS_CHANGE_RENAME ||
+			     change->change == FS_CHANGE_LINK || change->change == FS_CHANGE_UNLINK;
 	bool last_name_of_file = change->change == FS_CHANGE_UNLINK && change->before == NULL &&
 				 change->attributes && S_ISREG(change->attributes->st_mode) &&
 				 change->attributes->st_nlink <= 1;
-	if (change->change == FS_CHANGE_RENAME || change->change == FS_CHANGE_LINK ||
-	    (change->change == FS_CHANGE_UNLINK && !last_name_of_file))
+	if (names_changed)
+		atomic_fetch_add(&recorder->namespace_epoch, 1);
+	if (names_changed && !last_name_of_file)
 		atomic_fetch_add(&recorder->path_epoch, 1);
 	/* Directory paths read before may be wrong now (directory_path). */
 	if (change->change == FS_CHANGE_RENAME ||
