@@ -1137,12 +1137,23 @@ forget_passthrough_caller(void *context, void *identity)
 	observer->bypass_forget(observer->context, identity);
 }
 
-static void
-report_passthrough_write(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+static void *
+identify_passthrough_writer_since(void *context, pid_t pid, int64_t since_ns)
 {
 	const struct fs_observer *observer = ((struct fs *)context)->observer;
 
-	observer->bypass_written(observer->context, device, inode, pid, identity);
+	if (observer->bypass_identify_since == NULL)
+		return NULL;
+	return observer->bypass_identify_since(observer->context, pid, since_ns);
+}
+
+static void
+report_passthrough_write(void *context, dev_t device, ino_t inode, pid_t pid, void *identity,
+			 bool checked)
+{
+	const struct fs_observer *observer = ((struct fs *)context)->observer;
+
+	observer->bypass_written(observer->context, device, inode, pid, identity, checked);
 }
 
 /* Do the observers want to know which process writes (a write request names it)? */
@@ -1187,6 +1198,7 @@ make_writer_watch(struct fs *fs)
 	struct writer_watch_ops ops = {.context = fs,
 				       .identify = identify_passthrough_caller,
 				       .forget = forget_passthrough_caller,
+				       .identify_since = identify_passthrough_writer_since,
 				       .report = report_passthrough_write};
 	fs->writer_watch = writer_watch_new(&ops, fs->root.fd);
 	if (fs->writer_watch == NULL)
@@ -1978,6 +1990,26 @@ writers_may_pass_through(const struct fs *fs)
 	return fs->writer_watch != NULL;
 }
 
+/* Can they be told it after the write (a handle that reads too: LATE in
+ * fs/writer_watch.c)?  Asked at each open: the observer's process table
+ * starts after the watch is made. */
+static bool
+writers_identified_late(const struct fs *fs)
+{
+	const struct fs_observer *observer = fs->observer;
+
+	return fs->writer_watch && observer->bypass_identify_since &&
+	       observer->bypass_identifies_late &&
+	       observer->bypass_identifies_late(observer->context);
+}
+
+/* A handle that may write and also reads: its writers are watched late. */
+static bool
+reads_and_writes(int flags)
+{
+	return (flags & O_ACCMODE) == O_RDWR;
+}
+
 /*
  * May the kernel read and write this handle's file itself?  Only a regular
  * file whose writes drop nothing: suid, sgid and file capabilities are
@@ -2004,14 +2036,12 @@ may_pass_through(struct fs *fs, int fd, const struct stat *st, int flags, bool c
 	if (new_content_thread && small_writers_expected(&fs->small_writers, new_content_thread))
 		return false;
 	/*
-	 * One open for reading and writing stays with the daemon even then:
-	 * a pre-access does not say whether it reads or writes, so every
-	 * read(2) of such a handle would wait for the watch as a write does,
-	 * where the page cache serves a database's reads of its own pages
-	 * without a round trip (SQLite's aggregate of scripts/bench took 1.3
-	 * times as long through the watch as through the daemon).
+	 * One open for reading and writing is watched late (nothing waits: a
+	 * pre-access would make every read(2) wait as a write does); where
+	 * writers cannot be identified after the fact it stays with the
+	 * daemon, whose write requests name their writer.
 	 */
-	if ((flags & O_ACCMODE) == O_RDWR && writers_need_watch(fs))
+	if (reads_and_writes(flags) && writers_need_watch(fs) && !writers_identified_late(fs))
 		return false;
 	if (st == NULL || !S_ISREG(st->st_mode) || (st->st_mode & (S_ISUID | S_ISGID)))
 		return false;
@@ -2037,9 +2067,12 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	 * is not sent yet): see fs/writer_watch.c. */
 	if (eligible && may_write(fi->flags) && fs->writer_watch && st) {
 		handle->watched = writer_watch_add(fs->writer_watch, handle->fd, st->st_dev,
-						   st->st_ino, &handle->watch_shared);
+						   st->st_ino, reads_and_writes(fi->flags),
+						   &handle->watch_shared);
 		if (handle->watched == NULL) {
-			if (!atomic_exchange(&fs->watch_failure_logged, true))
+			/* EBUSY: open to write the other way (watched late or
+			 * not): this one is served by the daemon, as is right. */
+			if (errno != EBUSY && !atomic_exchange(&fs->watch_failure_logged, true))
 				log_warning("cannot watch the writers of a file (%s): such files "
 					    "are written through the daemon",
 					    strerror(errno));
@@ -2126,6 +2159,7 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 		/* Direct I/O still maps the backing file: mmap writes bypass us. */
 		info.data_bypass = handle->io_mode != FS_IO_CACHED;
 		info.writers_reported = handle->watched != NULL;
+		info.writers_reported_late = info.writers_reported && reads_and_writes(fi->flags);
 		/* Writes through the other handles before this open are
 		 * reported before it (recorder.c counts those made while a
 		 * handle was open); a file no other handle writes has none. */

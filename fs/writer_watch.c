@@ -57,6 +57,31 @@
  *   - stores into a shared writable mapping raise nothing: the recorder
  *     tells those from the file's stamp (recorder.c).
  *
+ * LATE
+ *
+ * A handle open to read and write (a database, 'r+b') cannot take that
+ * wait: a pre-access does not say whether it reads or writes, so every
+ * read(2) would wait as a write does, where the page cache serves a
+ * database's reads of its own pages (SQLite's ETL in scripts/bench took
+ * 1.3 times as long through the watch as through the daemon, and 1.25
+ * native through the daemon).  Such a file is marked for FAN_MODIFY only
+ * (writer_watch_add(late)): nothing waits, and the writer is identified
+ * after its write, on this thread, by ops->identify_since(pid, since):
+ * kept only if the process has certainly not exec'd or exited since a
+ * time before the write (the recorder's process table knows, from the
+ * process connector), else reported unknown, never as another image.
+ * The time: an event read after a read(2) of the group found it empty
+ * was queued after that read began (quiet_ns), so a batch's events all
+ * come after the last empty read before it, and after the file was marked.
+ * While a file is watched late, this thread reads the group every
+ * LATE_TICK_MS even when nothing comes, so that the time stays recent: a
+ * child that execs a program and writes through an inherited descriptor a
+ * few milliseconds later is named.  A writer that writes and exits or
+ * execs at once, before we read its event, is unknown; a database's
+ * writer, which lives, is named.  A file is watched one way
+ * at a time: while a file has handles watched one way, a handle that wants
+ * the other is refused (EBUSY) and its caller served by the daemon.
+ *
  * Bounded: a caller waits for us little more than RESPONSE_TIMEOUT_MS at
  * worst.  A guard thread watches the watch thread's progress: when it has
  * had work and finished none of it for that long (an identification whose
@@ -101,6 +126,7 @@
 #endif
 
 #define WATCH_MASK (FAN_PRE_ACCESS | FAN_MODIFY)
+#define LATE_WATCH_MASK FAN_MODIFY
 #define WATCH_BUCKETS 1024        /* power of two */
 #define ACCESSORS_KEPT 256        /* per watched file; the oldest go first */
 #define RESPONSE_TIMEOUT_MS 2000  /* a caller waits at most about this long */
@@ -108,6 +134,7 @@
 #define DRAIN_TIMEOUT_MS 5000     /* a release waits at most this long for reports */
 #define READ_BUFFER 16384
 #define WATCH_NICENESS -10        /* see watch_main() */
+#define LATE_TICK_MS 5            /* an empty read at least this often while files are watched late */
 
 struct accessor {
 	pid_t pid;
@@ -117,6 +144,8 @@ struct accessor {
 struct writer_watch_file {
 	dev_t device;
 	ino_t inode;
+	bool late; /* FAN_MODIFY only: writers identified after they wrote (LATE) */
+	int64_t marked_ns; /* when its mark was made: its events all come after */
 	unsigned long handles; /* writer_watch_add() counts; protected by lock */
 	unsigned long users;   /* events being handled; protected by lock */
 	struct accessor *accessors; /* the latest last; protected by lock */
@@ -126,7 +155,7 @@ struct writer_watch_file {
 
 struct writer_watch {
 	int group_fd; /* fanotify */
-	int wake_fd;  /* eventfd: stop */
+	int wake_fd;  /* eventfd: stop, or tick (a first file watched late) */
 	pid_t self;
 	struct writer_watch_ops ops;
 
@@ -137,6 +166,10 @@ struct writer_watch {
 	uint64_t taken;   /* events read from the group; protected by lock */
 	uint64_t handled; /* events handled; protected by lock */
 	uint64_t progress; /* batches and identifications the watch thread finished */
+	/* Every event read from now on was queued after this time (LATE):
+	 * when a read of the group last found it empty.  Protected by lock. */
+	int64_t quiet_ns;
+	size_t late_files; /* watched late; protected by lock */
 	/* The event whose caller is being identified (guard); protected by lock. */
 	bool identifying;
 	int waiting_fd;
@@ -294,6 +327,7 @@ writer_watch_new(const struct writer_watch_ops *ops, int backing_fd)
 	watch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (watch->wake_fd < 0)
 		goto out_errno;
+	watch->quiet_ns = monotonic_ns(); /* no mark yet: nothing can be queued */
 	watch->ops = *ops;
 	pthread_mutex_init(&watch->lock, NULL);
 	pthread_condattr_t attributes;
@@ -313,7 +347,8 @@ out_errno:
 }
 
 struct writer_watch_file *
-writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, bool *shared)
+writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, bool late,
+		 bool *shared)
 {
 	struct writer_watch_file *file;
 
@@ -323,14 +358,22 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, 
 	file = find_file(watch, device, inode);
 	*shared = file != NULL;
 	if (file) {
+		/* One way at a time: a late file's writes carry no earlier
+		 * identification, and a file with pre-access marks makes
+		 * every reader of it wait. */
+		if (file->late != late) {
+			file = NULL;
+			errno = EBUSY;
+			goto out;
+		}
 		file->handles++;
 		goto out;
 	}
 	file = calloc(1, sizeof(*file));
 	if (file == NULL)
 		goto out;
-	if (fanotify_mark(watch->group_fd, FAN_MARK_ADD | FAN_MARK_INODE, WATCH_MASK, fd, NULL) <
-	    0) {
+	if (fanotify_mark(watch->group_fd, FAN_MARK_ADD | FAN_MARK_INODE,
+			  late ? LATE_WATCH_MASK : WATCH_MASK, fd, NULL) < 0) {
 		int saved = errno;
 		free(file);
 		file = NULL;
@@ -339,7 +382,15 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, 
 	}
 	file->device = device;
 	file->inode = inode;
+	file->late = late;
+	file->marked_ns = monotonic_ns();
 	file->handles = 1;
+	if (late && watch->late_files++ == 0) {
+		/* The watch thread may be asleep with no timeout: wake it to tick. */
+		uint64_t one = 1;
+		if (write(watch->wake_fd, &one, sizeof(one)) < 0)
+			log_debug("cannot wake the writer watch: %s", strerror(errno));
+	}
 	size_t bucket = bucket_of(device, inode);
 	file->next = watch->buckets[bucket];
 	watch->buckets[bucket] = file;
@@ -360,10 +411,12 @@ writer_watch_remove(struct writer_watch *watch, struct writer_watch_file *file, 
 	while (*link != file)
 		link = &(*link)->next;
 	*link = file->next;
+	if (file->late)
+		watch->late_files--;
 	/* A mark holds its inode: an unlinked file would keep its blocks.
 	 * Events of it still queued find no file and are allowed. */
-	if (fanotify_mark(watch->group_fd, FAN_MARK_REMOVE | FAN_MARK_INODE, WATCH_MASK, fd, NULL) <
-		    0 &&
+	if (fanotify_mark(watch->group_fd, FAN_MARK_REMOVE | FAN_MARK_INODE,
+			  file->late ? LATE_WATCH_MASK : WATCH_MASK, fd, NULL) < 0 &&
 	    errno != ENOENT)
 		log_error("cannot stop watching a written file: %s", strerror(errno));
 	bool last = file->users == 0;
@@ -413,7 +466,7 @@ report_all_unknown(struct writer_watch *watch)
 		}
 	pthread_mutex_unlock(&watch->lock);
 	for (size_t i = 0; i < count; i++)
-		watch->ops.report(watch->ops.context, files[i].device, files[i].inode, 0, NULL);
+		watch->ops.report(watch->ops.context, files[i].device, files[i].inode, 0, NULL, true);
 	free(files);
 }
 
@@ -450,28 +503,48 @@ identify_caller(struct writer_watch *watch, const struct fanotify_event_metadata
 	put_file(watch, file);
 }
 
-/* A write: report its writer with the identity its pre-access gave. */
+/*
+ * A write: report its writer with the identity its pre-access gave, or for
+ * a late file the one it certainly had since since_ns (LATE).
+ */
 static void
 report_writer(struct writer_watch *watch, const struct fanotify_event_metadata *event,
-	      bool identified)
+	      bool identified, int64_t since_ns)
 {
 	struct writer_watch_file *file = event_file(watch, event->fd);
 
 	if (file == NULL)
 		return;
+	if (file->late) {
+		/* The guard does not look (a lookup may be what is stuck), and
+		 * no earlier identity stands in: the process may have exec'd. */
+		if (file->marked_ns > since_ns)
+			since_ns = file->marked_ns;
+		void *token = identified ? watch->ops.identify_since(watch->ops.context,
+								     event->pid, since_ns)
+					 : NULL;
+		watch->ops.report(watch->ops.context, file->device, file->inode, event->pid, token,
+				  true);
+		if (token)
+			watch->ops.forget(watch->ops.context, token);
+		put_file(watch, file);
+		return;
+	}
 	/* Tokens change only on the identifying thread (this one, when
 	 * identified) and the file's use keeps them: borrowed safely. */
 	pthread_mutex_lock(&watch->lock);
 	void *token = identified ? accessor_token(file, event->pid) : NULL;
 	pthread_mutex_unlock(&watch->lock);
-	watch->ops.report(watch->ops.context, file->device, file->inode, event->pid, token);
+	watch->ops.report(watch->ops.context, file->device, file->inode, event->pid, token,
+			  identified);
 	put_file(watch, file);
 }
 
-/* identify: false on the guard, which lets everything go unidentified. */
+/* identify: false on the guard, which lets everything go unidentified.
+ * since_ns: the event was queued after it (quiet_ns). */
 static void
 handle_event(struct writer_watch *watch, const struct fanotify_event_metadata *event,
-	     bool identify)
+	     bool identify, int64_t since_ns)
 {
 	bool permission = event->mask & FAN_PRE_ACCESS;
 
@@ -505,7 +578,7 @@ handle_event(struct writer_watch *watch, const struct fanotify_event_metadata *e
 			allow(watch, event->fd);
 	}
 	if (event->mask & FAN_MODIFY)
-		report_writer(watch, event, identify);
+		report_writer(watch, event, identify, since_ns);
 }
 
 /*
@@ -518,9 +591,15 @@ read_pass(struct writer_watch *watch, bool identify)
 	_Alignas(struct fanotify_event_metadata) char buffer[READ_BUFFER];
 
 	for (;;) {
+		/* Taken before the read: if it finds nothing, whatever comes
+		 * later was queued after this (LATE). */
+		int64_t reading_ns = monotonic_ns();
 		pthread_mutex_lock(&watch->lock);
+		int64_t since_ns = watch->quiet_ns;
 		ssize_t length = read(watch->group_fd, buffer, sizeof(buffer));
 		int error = errno;
+		if (length < 0 && error == EAGAIN && reading_ns > watch->quiet_ns)
+			watch->quiet_ns = reading_ns;
 		uint64_t count = 0;
 		const struct fanotify_event_metadata *event = (const void *)buffer;
 		for (ssize_t left = length; left > 0 && FAN_EVENT_OK(event, left);
@@ -538,7 +617,7 @@ read_pass(struct writer_watch *watch, bool identify)
 		event = (const void *)buffer;
 		while (FAN_EVENT_OK(event, length)) {
 			if (event->vers == FANOTIFY_METADATA_VERSION)
-				handle_event(watch, event, identify);
+				handle_event(watch, event, identify, since_ns);
 			else if (event->fd >= 0 && (event->mask & FAN_PRE_ACCESS))
 				allow(watch, event->fd);
 			if (event->fd >= 0)
@@ -569,9 +648,17 @@ watch_main(void *argument)
 		log_debug("cannot raise the writer watch's priority: %s", strerror(errno));
 
 	for (;;) {
-		if (poll(sources, 2, -1) < 0 && errno != EINTR) {
+		pthread_mutex_lock(&watch->lock);
+		int timeout = watch->late_files > 0 ? LATE_TICK_MS : -1;
+		pthread_mutex_unlock(&watch->lock);
+		if (poll(sources, 2, timeout) < 0 && errno != EINTR) {
 			log_error("cannot wait for write events: %s", strerror(errno));
 			sleep(1);
+		}
+		if (sources[1].revents & POLLIN) {
+			uint64_t count;
+			if (read(watch->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+				log_debug("cannot read the writer watch's wakeup: %s", strerror(errno));
 		}
 		pthread_mutex_lock(&watch->lock);
 		bool stopping = watch->stopping;

@@ -27,14 +27,26 @@ struct writer_watch_ops {
 	 * process it has seen (a cache, no /proc read).
 	 */
 	void *(*identify)(void *context, pid_t pid);
-	/* Drop a reference identify() gave. */
+	/* Drop a reference identify() or identify_since() gave. */
 	void (*forget)(void *context, void *token);
 	/*
-	 * Process pid wrote (device, inode).  token (borrowed for the call):
-	 * its identity taken as it waited before that write, NULL when it is
-	 * unknown.  pid 0: writes of the file may have gone unseen.
+	 * Process pid wrote a file watched late (writer_watch_add()), some
+	 * time after since_ns (CLOCK_MONOTONIC), and no longer waits: its
+	 * identity as identify() gives it, but only when the process has
+	 * certainly had it since since_ns (no exec, no exit); else NULL.
 	 */
-	void (*report)(void *context, dev_t device, ino_t inode, pid_t pid, void *token);
+	void *(*identify_since)(void *context, pid_t pid, int64_t since_ns);
+	/*
+	 * Process pid wrote (device, inode).  token (borrowed for the call):
+	 * its identity taken as it waited before that write, or certainly
+	 * its own at the write (late), NULL when it is unknown.  checked:
+	 * the identity was looked for, so NULL means unknown; false when the
+	 * watch let the write go unidentified (stuck), and an identity pid had
+	 * at an earlier write may stand in.  pid 0: writes of the file may
+	 * have gone unseen.
+	 */
+	void (*report)(void *context, dev_t device, ino_t inode, pid_t pid, void *token,
+		       bool checked);
 };
 
 /*
@@ -61,14 +73,17 @@ void writer_watch_free(struct writer_watch *watch);
  * report those that write, until the matching writer_watch_remove().  Must
  * be called before the file is opened for the caller (before the open is
  * replied to): the kernel decides at open whether a file's accesses raise
- * pre-content events.  Files are counted: a file already watched is only
- * counted again, and *shared says so (when it is false, no write of the
- * file can be waiting to be reported: the last release drained them).  The
- * file's token, or NULL with errno set (EOPNOTSUPP: its filesystem
- * refuses).
+ * pre-content events.  late: for a handle that also reads, whose reads
+ * must not wait: nobody waits, and each writer is identified after its
+ * write (see LATE above).  Files are counted: a file already watched is
+ * only counted again, and *shared says so (when it is false, no write of
+ * the file can be waiting to be reported: the last release drained them).
+ * The file's token, or NULL with errno set (EOPNOTSUPP: its filesystem
+ * refuses; EBUSY: the file is watched the other way, late or not, while
+ * it has handles).
  */
 struct writer_watch_file *writer_watch_add(struct writer_watch *watch, int fd, dev_t device,
-					   ino_t inode, bool *shared);
+					   ino_t inode, bool late, bool *shared);
 
 /*
  * Report every write made before this call: returns when all the write

@@ -39,6 +39,9 @@ struct fs_node_info {
 	/* opened() only, with data_bypass: the handle may write, and the
 	 * processes that write through it are reported (bypass_written). */
 	bool writers_reported;
+	/* opened() only, with writers_reported: after they wrote, not as
+	 * they waited (a handle open to read and write: bypass_identify_since). */
+	bool writers_reported_late;
 	/* opened() only: open_fd's attributes, taken by the layer as it
 	 * opened (one fstat for everyone); NULL when they could not be had. */
 	const struct stat *open_attributes;
@@ -163,19 +166,34 @@ struct fs_observer {
 	 * and write of a watched file: it must answer from a cache for a
 	 * process it has seen.  bypass_forget drops such a reference.
 	 *
+	 * bypass_identify_since: the same for a write reported after it was
+	 * made, when the writer no longer waits (a handle open to read and
+	 * write, whose reads must not wait for the layer: fs/writer_watch.c):
+	 * pid's identity only when the process has certainly had it since
+	 * since_ns (CLOCK_MONOTONIC, a time before the write), with no exec
+	 * and no exit in between; NULL otherwise.  bypass_identifies_late:
+	 * can it answer at all?  Without both, or when it cannot, handles
+	 * open to read and write are not passed through.
+	 *
 	 * bypass_written: process pid wrote the file (device, inode); identity
 	 * (borrowed for the call) is what bypass_identify gave as it waited
-	 * before that write, NULL when it is unknown; pid 0: some writes of the
-	 * file went unseen.  Called before released() of the handles it may
-	 * have written through.  Stores into a shared mapping are never
-	 * reported.
+	 * before that write, or bypass_identify_since after it, NULL when it
+	 * is unknown; pid 0: some writes of the file went unseen.  checked:
+	 * the identity was looked for at this write, so NULL means unknown;
+	 * false when it was not (the layer fell behind and let writes go),
+	 * and an identity that pid had at an earlier write may stand in.
+	 * Called before released() of the handles it may have written
+	 * through.  Stores into a shared mapping are never reported.
 	 *
-	 * Without all three, handles that may write are not passed through
-	 * when data_written or flushed is set.
+	 * Without the first three, handles that may write are not passed
+	 * through when data_written or flushed is set.
 	 */
 	void *(*bypass_identify)(void *context, pid_t pid);
 	void (*bypass_forget)(void *context, void *identity);
-	void (*bypass_written)(void *context, dev_t device, ino_t inode, pid_t pid, void *identity);
+	void (*bypass_written)(void *context, dev_t device, ino_t inode, pid_t pid, void *identity,
+			       bool checked);
+	void *(*bypass_identify_since)(void *context, pid_t pid, int64_t since_ns);
+	bool (*bypass_identifies_late)(void *context);
 };
 
 struct fs_options {

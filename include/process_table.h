@@ -364,6 +364,20 @@ int process_table_start(struct process_table *table);
 struct process_info *process_table_lookup(struct process_table *table, pid_t pid);
 
 /*
+ * Has process pid certainly neither exec'd nor exited since since_ns
+ * (CLOCK_MONOTONIC)?  Then the image a lookup gives now is the one it had
+ * at any moment since.  Applies the connector's pending events first; false
+ * whenever it cannot be sure (events lost since then, another pid of the
+ * same slot changed, no connector).  See CHANGES SINCE A TIME in
+ * process_table.c.
+ */
+bool process_table_unchanged_since(struct process_table *table, pid_t pid, int64_t since_ns);
+
+/* Does the table learn of execs and exits as they happen (the process
+ * connector)?  Without, process_table_unchanged_since() is always false. */
+bool process_table_tracks_changes(const struct process_table *table);
+
+/*
  * The image of pid if the table already has it current, with a new
  * reference; NULL otherwise.  Never reads /proc, so it never waits on the
  * process: for requests a process may send while it holds locks that

@@ -1885,12 +1885,34 @@ on_bypass_forget(void *context, void *identity)
 }
 
 static void
-on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity,
+		  bool checked)
 {
 	struct labels *labels = context;
 
 	if (labels->next && labels->next->bypass_written)
-		labels->next->bypass_written(labels->next->context, device, inode, pid, identity);
+		labels->next->bypass_written(labels->next->context, device, inode, pid, identity,
+					     checked);
+}
+
+static void *
+on_bypass_identify_since(void *context, pid_t pid, int64_t since_ns)
+{
+	struct labels *labels = context;
+
+	if (labels->next && labels->next->bypass_identify_since)
+		return labels->next->bypass_identify_since(labels->next->context, pid, since_ns);
+	return NULL;
+}
+
+static bool
+on_bypass_identifies_late(void *context)
+{
+	struct labels *labels = context;
+
+	return labels->next && labels->next->bypass_identify_since &&
+	       labels->next->bypass_identifies_late &&
+	       labels->next->bypass_identifies_late(labels->next->context);
 }
 
 static void
@@ -3299,6 +3321,8 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .bypass_identify = on_bypass_identify,
 	    .bypass_forget = on_bypass_forget,
 	    .bypass_written = on_bypass_written,
+	    .bypass_identify_since = on_bypass_identify_since,
+	    .bypass_identifies_late = on_bypass_identifies_late,
 	};
 	return labels;
 }

@@ -68,6 +68,18 @@
  * and the sweep in the watcher thread notices processes that are gone,
  * recording the time seen gone and an unknown status.
  *
+ * CHANGES SINCE A TIME.  A write reported after the fact (a read-write
+ * handle the kernel passes through: fs/writer_watch.c) names only a pid,
+ * and the process may have exec'd or exited, and the pid been reused,
+ * before anyone looks it up.  process_table_unchanged_since() says whether
+ * that certainly did not happen since a given time: every exec and exit
+ * the connector reports stamps the slot its pid hashes to with the
+ * event's own time (the kernel's CLOCK_MONOTONIC, taken in the exec after
+ * the old image's threads are gone, and in the exit after the last write),
+ * and an overflow stamps them all.  A slot shared by several pids only
+ * makes the answer "changed" more often, never "unchanged" wrongly; no
+ * memory grows with the number of processes.
+ *
  * Exec chains stay short: a new image keeps the one before it only as a
  * detached copy (same facts, no previous of its own), so a process that
  * execs itself 20,000 times holds two images, and releasing images walks
@@ -133,6 +145,7 @@
 #define EXEC_FILE_LIMIT 8 /* exec-opens kept per execve: binary, interpreter, script */
 #define EXEC_READ_QUEUE 4096 /* execs the watcher reads at once; more wait for their lookup */
 #define CONNECTOR_BATCH_MS 50 /* without exec facts: the watcher drains events at most this often */
+#define CHANGE_SLOTS 16384 /* power of two: see CHANGES SINCE A TIME */
 
 struct table_entry {
 	pid_t pid;
@@ -195,6 +208,12 @@ struct process_table {
 	pthread_mutex_t connector_lock; /* see LOCKS above */
 	atomic_bool sweep_needed;       /* the connector overflowed */
 	_Atomic int64_t drained_since_ns; /* every event queued before it is applied */
+	/* CHANGES SINCE A TIME: the latest exec or exit (the connector's
+	 * CLOCK_MONOTONIC stamp) of any pid hashing to each slot, and when
+	 * events were last found lost.  Written under connector_lock. */
+	_Atomic int64_t changed_ns[CHANGE_SLOTS];
+	_Atomic int64_t lost_ns;
+	int64_t tracked_since_ns; /* the connector's opening: nothing is known before */
 	int stop_pipe[2];
 	int wake_fd; /* eventfd: stale images to build, or a sweep */
 	pthread_t watcher;
@@ -2320,6 +2339,26 @@ process_table_lookup(struct process_table *table, pid_t pid)
 	return lookup(table, pid, 0, true);
 }
 
+bool
+process_table_tracks_changes(const struct process_table *table)
+{
+	return table->netlink_fd >= 0;
+}
+
+bool
+process_table_unchanged_since(struct process_table *table, pid_t pid, int64_t since_ns)
+{
+	if (pid <= 0 || table->netlink_fd < 0 || since_ns <= table->tracked_since_ns)
+		return false;
+	/* Whatever the kernel queued until now is applied, whoever drained
+	 * last: an exec or exit before this call is in its slot. */
+	drain_connector(table);
+	if (atomic_load_explicit(&table->lost_ns, memory_order_acquire) >= since_ns)
+		return false;
+	return atomic_load_explicit(&table->changed_ns[(uint32_t)pid & (CHANGE_SLOTS - 1)],
+				    memory_order_acquire) < since_ns;
+}
+
 struct process_info *
 process_table_peek(struct process_table *table, pid_t pid)
 {
@@ -2617,6 +2656,19 @@ fail:
  * Apply one datagram of the connector (in-memory marks); false when none
  * was waiting.  Exits found go on *retired, to be reported after the locks.
  */
+/* An exec or exit of pid at kernel time stamp_ns (see CHANGES SINCE A
+ * TIME).  Under connector_lock, so slots only move forward. */
+static void
+note_change(struct process_table *table, pid_t pid, uint64_t stamp_ns)
+{
+	/* No stamp (never seen, but cheap to allow for): now is later, so safe. */
+	int64_t when = stamp_ns > 0 ? (int64_t)stamp_ns : monotonic_ns();
+	_Atomic int64_t *slot = &table->changed_ns[(uint32_t)pid & (CHANGE_SLOTS - 1)];
+
+	if (atomic_load_explicit(slot, memory_order_relaxed) < when)
+		atomic_store_explicit(slot, when, memory_order_release);
+}
+
 static bool
 read_connector(struct process_table *table, struct table_entry **retired)
 {
@@ -2628,6 +2680,7 @@ read_connector(struct process_table *table, struct table_entry **retired)
 		if (errno == ENOBUFS) {
 			/* Exits and execs were lost: the watcher checks every entry
 			 * (and says so: not here, a log may block). */
+			atomic_store_explicit(&table->lost_ns, monotonic_ns(), memory_order_release);
 			atomic_store(&table->sweep_needed, true);
 			wake_watcher(table);
 			return true;
@@ -2648,9 +2701,11 @@ read_connector(struct process_table *table, struct table_entry **retired)
 		memset(&event, 0, sizeof(event));
 		memcpy(&event, message->data, available < sizeof(event) ? available : sizeof(event));
 		if (event.what == PROC_EVENT_EXEC) {
+			note_change(table, event.event_data.exec.process_tgid, event.timestamp_ns);
 			mark_exec(table, event.event_data.exec.process_tgid);
 		} else if (event.what == PROC_EVENT_EXIT &&
 			   event.event_data.exit.process_pid == event.event_data.exit.process_tgid) {
+			note_change(table, event.event_data.exit.process_tgid, event.timestamp_ns);
 			if (wall_now == 0) {
 				wall_now = wall_clock_ns();
 				monotonic_now = monotonic_ns();
@@ -2871,6 +2926,7 @@ int
 process_table_start(struct process_table *table)
 {
 	table->netlink_fd = connector_open();
+	table->tracked_since_ns = monotonic_ns(); /* subscribed: changes from now on are seen */
 	if (table->netlink_fd < 0)
 		log_warning("process connector unavailable (%s): exit statuses will be "
 			    "recorded as unknown, and no exe: or script: grant holds (no "

@@ -886,6 +886,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	access->recorded = recorded;
 	access->bypass = node->data_bypass;
 	access->writers_reported = node->data_bypass && node->writers_reported && writes;
+	access->writers_reported_late = access->writers_reported && node->writers_reported_late;
 	if (access->file == NULL)
 		access->file = file_state_get(recorder, &st, open_fd);
 	if (access->file == NULL) {
@@ -1096,23 +1097,35 @@ hash_state_after(int result, const struct stamp *expected, const struct stat *be
 #define WRITER_CLOSE_WAIT_LIMIT_MS 250
 
 /*
- * Writes that could be under way unseen: those of the open writers the
- * kernel passes through, reported after they are made, or of any the
- * table of open writers does not hold; and the daemon's own writes begun
- * and not yet counted (one that began before a mark was taken may still
- * land after it).  file->lock held.
+ * Writes that could be under way unseen, for bytes expected to be those of
+ * the stamp expected: those of the open writers the kernel passes through,
+ * reported after they are made, or of any the table of open writers does
+ * not hold; and the daemon's own writes begun and not yet counted (one
+ * that began before a mark was taken may still land after it).
+ *
+ * Except a handle open to read and write, passed through and watched late
+ * (a database's reader holds one), that opened on the expected content:
+ * a write of its would begin after that stamp was taken, by a stat, and
+ * every write moves the ctime as it begins, to a time finer than the stat
+ * saw (the multigrain timestamps of Linux 6.13+, on every filesystem that
+ * takes the watch's marks), so the stamps taken around the hash show it.
+ * A writer that only writes is not so excused: its version is hashed
+ * after it closes.  file->lock held.
  */
 static bool
-writes_unseen(const struct file_state *file)
+writes_unseen(const struct file_state *file, const struct stamp *expected)
 {
-	int served = 0;
+	int seen = 0;
 
 	if (atomic_load(&file->writes_in_flight) > 0)
 		return true;
-	for (size_t i = 0; i < file->open_writer_count; i++)
-		if (!file->open_writers[i]->bypass)
-			served++;
-	return file->writers > served;
+	for (size_t i = 0; i < file->open_writer_count; i++) {
+		const struct access *writer = file->open_writers[i];
+		if (!writer->bypass ||
+		    (writer->writers_reported_late && stamps_equal(&writer->open_stamp, expected)))
+			seen++;
+	}
+	return file->writers > seen;
 }
 
 /* One millisecond of such a wait, file->lock released meanwhile. */
@@ -1188,10 +1201,11 @@ hash_outcome(int result, const struct stamp *expected, const struct stat *before
 	 */
 	pthread_mutex_lock(&file->lock);
 	for (int waited = 0;
-	     change_mark(file) == mark && writes_unseen(file) && waited < WRITER_CLOSE_WAIT_LIMIT_MS;
+	     change_mark(file) == mark && writes_unseen(file, expected) &&
+	     waited < WRITER_CLOSE_WAIT_LIMIT_MS;
 	     waited++)
 		pause_unlocked(file);
-	bool unchanged = change_mark(file) == mark && !writes_unseen(file);
+	bool unchanged = change_mark(file) == mark && !writes_unseen(file, expected);
 	pthread_mutex_unlock(&file->lock);
 	return unchanged ? "hashed" : "changed";
 }
@@ -1263,8 +1277,33 @@ on_bypass_forget(void *context, void *identity)
 	process_info_release(identity);
 }
 
+/* A write already made: pid's identity only if it certainly wrote with it. */
+static void *
+on_bypass_identify_since(void *context, pid_t pid, int64_t since_ns)
+{
+	struct recorder *recorder = context;
+	struct process_info *image = on_bypass_identify(context, pid);
+
+	/* Checked after the lookup: an exec between the write and the lookup
+	 * is then among the changes seen. */
+	if (image && !process_table_unchanged_since(recorder->processes, pid, since_ns)) {
+		process_info_release(image);
+		image = NULL;
+	}
+	return image;
+}
+
+static bool
+on_bypass_identifies_late(void *context)
+{
+	struct recorder *recorder = context;
+
+	return recorder->processes && process_table_tracks_changes(recorder->processes);
+}
+
 static void
-on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity)
+on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *identity,
+		  bool checked)
 {
 	struct recorder *recorder = context;
 	struct file_state *file = recorder_find_file(recorder, device, inode);
@@ -1313,8 +1352,10 @@ on_bypass_written(void *context, dev_t device, ino_t inode, pid_t pid, void *ide
 		}
 		if (writers) {
 			file->bypass_writers = writers;
-			/* A newer report of an identified writer keeps its image. */
-			if (image == NULL && dropped && pid > 0)
+			/* A newer report of an identified writer keeps its image,
+			 * unless it was looked for and not found (an exec, an
+			 * exit since: the image may not be the writer's). */
+			if (image == NULL && !checked && dropped && pid > 0)
 				image = dropped, dropped = NULL;
 			writers[file->bypass_writer_count++] =
 				(struct bypass_writer){.pid = pid, .image = image};
@@ -2308,6 +2349,8 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		.bypass_identify = on_bypass_identify,
 		.bypass_forget = on_bypass_forget,
 		.bypass_written = on_bypass_written,
+		.bypass_identify_since = on_bypass_identify_since,
+		.bypass_identifies_late = on_bypass_identifies_late,
 	};
 	return recorder;
 fail:

@@ -175,6 +175,7 @@ struct access {
 	bool created; /* the open created the file */
 	bool bypass;  /* kernel passthrough: its bytes and calls are unknown */
 	bool writers_reported; /* bypass writer whose writers are reported (bypass_written) */
+	bool writers_reported_late; /* after they wrote (fs_node_info) */
 	uint64_t open_bypass_reports; /* file->bypass_reports at open */
 	uint64_t explained_epoch;     /* file->explained_epoch at open */
 	bool released; /* exec access closed before its image was known; under exec_lock */

@@ -2,8 +2,10 @@
 # write_passthrough.bats - kernel FUSE passthrough of writes (issue 9): the
 # kernel writes the backing file itself, and the producer of each version is
 # still the process that wrote (identified inside its write by the writer
-# watch, fanotify pre-content events, fs/writer_watch.c), its hash is taken by the hash pool after the last
-# writer closes, and its byte counts are unknown (NULL), never 0.
+# watch, fanotify pre-content events, fs/writer_watch.c; a read-write
+# handle's writers after their write, and only when certain), its hash is
+# taken by the hash pool after the last writer closes, and its byte counts
+# are unknown (NULL), never 0.
 #
 # Evidence that the data bypassed the daemon: its own I/O counters, as in
 # passthrough_io.bats.
@@ -445,25 +447,96 @@ wait_jobs_but() {
 		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
 }
 
-@test "a read-write descriptor stays with the daemon: a reader through it is not the producer, counts are exact" {
+@test "a read-write descriptor passes through, watched late: the child that wrote through it is the producer, a reader through it is not" {
 	mount_provfs
 	require_write_passthrough
 	# A pre-access cannot tell a read from a write, so a read-write handle
-	# is not passed through while writers are watched (its every read
-	# would wait for the watch): its writes come as requests, each naming
-	# its writer, and its reads are served from the page cache.
+	# is watched for FAN_MODIFY only: nothing waits, and each writer is
+	# identified after its write, kept only if it certainly has not exec'd
+	# or exited since (fs/writer_watch.c, LATE).
 	bash -c 'exec 3<>"$1"
-		"$2" -c "import os; os.write(3, b\"written\\n\")"
+		"$2" -c "import os, time; os.write(3, b\"written\\n\"); time.sleep(0.2)"
 		"$2" -c "import os; os.pread(3, 100, 0)"
 		exec 3>&-' bash "$MNT/rw.txt" "$PYTHON"
 	stop_provfs
 	[ "$(cat "$BACKING/rw.txt")" = written ]
-	assert_sql "SELECT count(*), sum(bytes_written) FROM accesses
-	            WHERE file_id = ($(file_id_sql rw.txt)) AND open_flags & 3 = 2" "1|8"
+	assert_writers_passed_through rw.txt 1
 	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
-		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
-	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql rw.txt))" \
-		"$(xxh "$BACKING/rw.txt")"
+		"$PYTHON -c import os, time; os.write(3, b\"written\\n\"); time.sleep(0.2)"
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql rw.txt))" \
+		"hashed|$(xxh "$BACKING/rw.txt")"
+}
+
+@test "a SQLite database written through the mount: its pages bypass the daemon, sqlite3 is the producer, the hash is right" {
+	mount_provfs
+	require_write_passthrough
+	local sql="CREATE TABLE t(x, y); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) INSERT INTO t SELECT i, hex(randomblob(16)) FROM c;"
+	run daemon_io_while sqlite3 "$MNT/etl.db" "$sql"
+	[ "$status" -eq 0 ]
+	local size
+	size=$(stat -c %s "$BACKING/etl.db")
+	[ "$size" -gt $((4 * 1024 * 1024)) ]
+	# Its page writes went from sqlite3 to the backing file, not through us.
+	[ "$output" -lt $((size / 8)) ]
+	[ "$(sqlite3 "$MNT/etl.db" "SELECT count(*) FROM t")" = 200000 ]
+	stop_provfs
+	assert_sql "SELECT count(*) > 0, count(bytes_written) FROM accesses
+	            WHERE file_id = ($(file_id_sql etl.db)) AND open_flags & 3 = 2" "1|0"
+	assert_process_is "$(producer_of etl.db)" "$(real_exe sqlite3)" "sqlite3 $MNT/etl.db $sql"
+	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql etl.db))" \
+		"hashed|$(xxh "$BACKING/etl.db")"
+}
+
+@test "a writer through a read-write descriptor that execs before its write is read is unknown, never the program it became" {
+	mount_provfs
+	require_write_passthrough
+	local watch
+	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
+	[ -n "$watch" ]
+	write_stop_thread
+	# The watch thread is stopped for a second: python3 writes through the
+	# inherited read-write descriptor and execs sleep(1) at once, so when
+	# the watch reads the write, the pid is sleep.  Nobody waited, so who
+	# wrote cannot be known: unknown, not sleep and not the shell that opened.
+	run bash -c '
+		exec 5<>"$1"
+		"$3" "$4" "$2" 1 "$5" 5>&- &
+		stopper=$!
+		until [ -e "$5" ]; do sleep 0.01 5>&-; done
+		"$3" -c "import os; os.write(5, b\"written\\n\"); os.execv(\"$6\", [\"sleep\", \"1.5\"])"
+		wait "$stopper" || exit 1
+		exec 5>&-' bash "$MNT/o.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" \
+		"$TMP/stopped" "$(real_exe sleep)"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	stop_provfs
+	[ "$(cat "$BACKING/o.txt")" = written ]
+	assert_writers_passed_through o.txt 1
+	assert_sql "SELECT origin, producer_process_id IS NULL, hash FROM versions
+	            WHERE id = ($(latest_version_sql o.txt))" "written|1|$(xxh "$BACKING/o.txt")"
+}
+
+@test "a file open to write one way takes a writer the other way through the daemon: contents, hashes and producers right" {
+	mount_provfs
+	require_write_passthrough
+	# Write-only first (watched as writers wait), then read-write (which
+	# would be watched late): the second is served by the daemon.
+	bash -c 'exec 3>"$1"; printf one >&3; exec 4<>"$1"; printf X >&4; exec 4>&- 3>&-' \
+		bash "$MNT/first_wo"
+	# Read-write first (watched late), then write-only: the same.
+	bash -c 'exec 3<>"$1"; printf one >&3; exec 4>>"$1"; printf two >&4; exec 4>&- 3>&-' \
+		bash "$MNT/first_rw"
+	stop_provfs
+	[ "$(cat "$BACKING/first_wo")" = Xne ]
+	[ "$(cat "$BACKING/first_rw")" = onetwo ]
+	local f
+	for f in first_wo first_rw; do
+		assert_sql "SELECT count(*) FROM accesses WHERE file_id = ($(file_id_sql $f))" 2
+		assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql $f))" \
+			"hashed|$(xxh "$BACKING/$f")"
+		assert_sql "SELECT executable FROM processes WHERE id = $(producer_of $f)" \
+			"$(real_exe bash)"
+	done
 }
 
 @test "a writer waiting to be identified is let go at once when the daemon dies" {
