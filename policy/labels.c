@@ -3324,6 +3324,21 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .bypass_identify_since = on_bypass_identify_since,
 	    .bypass_identifies_late = on_bypass_identifies_late,
 	};
+	if (labels->next == NULL) {
+		/* -o norecord: these only pass data events on to the recorder.
+		 * Unasked, the layer neither counts bytes nor watches writers,
+		 * and every handle's data passes through the kernel. */
+		labels->observer.data_read = NULL;
+		labels->observer.data_writing = NULL;
+		labels->observer.data_write_ended = NULL;
+		labels->observer.data_written = NULL;
+		labels->observer.flushed = NULL;
+		labels->observer.bypass_identify = NULL;
+		labels->observer.bypass_forget = NULL;
+		labels->observer.bypass_written = NULL;
+		labels->observer.bypass_identify_since = NULL;
+		labels->observer.bypass_identifies_late = NULL;
+	}
 	return labels;
 }
 

@@ -487,6 +487,20 @@ wait_jobs_but() {
 		"hashed|$(xxh "$BACKING/etl.db")"
 }
 
+@test "-o norecord: nobody asks who writes, so a database's pages and a writer's bytes bypass the daemon unwatched" {
+	mount_provfs -o norecord
+	require_write_passthrough
+	run daemon_io_while sqlite3 "$MNT/n.db" "CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) INSERT INTO t SELECT hex(randomblob(16)) FROM c;"
+	[ "$status" -eq 0 ]
+	local size
+	size=$(stat -c %s "$BACKING/n.db")
+	[ "$size" -gt $((4 * 1024 * 1024)) ]
+	[ "$output" -lt $((size / 8)) ]
+	[ "$(sqlite3 "$MNT/n.db" "SELECT count(*) FROM t")" = 200000 ]
+	# Nothing asks who writes: no writer watch at all.
+	[ -z "$(watch_thread "$MOUNTED_PID")" ]
+}
+
 @test "a writer through a read-write descriptor that execs before its write is read is unknown, never the program it became" {
 	mount_provfs
 	require_write_passthrough
