@@ -530,6 +530,31 @@ wait_jobs_but() {
 	            WHERE id = ($(latest_version_sql o.txt))" "written|1|$(xxh "$BACKING/o.txt")"
 }
 
+@test "without the process connector (another network namespace), read-write handles stay with the daemon: producer and counts exact" {
+	command -v unshare >/dev/null || skip "no unshare(1)"
+	# The kernel's process connector answers only in the first network
+	# namespace: a daemon started in another cannot tell whether a writer
+	# exec'd since it wrote, so its read-write handles are not passed through.
+	cat >"$TMP/provfs-netns" <<-EOF
+	#!/bin/sh
+	exec unshare --net "$PROVFS" "\$@"
+	EOF
+	chmod +x "$TMP/provfs-netns"
+	PROVFS="$TMP/provfs-netns" mount_provfs
+	require_write_passthrough
+	bash -c 'exec 3<>"$1"; "$2" -c "import os; os.write(3, b\"written\\n\")"; exec 3>&-' \
+		bash "$MNT/rw.txt" "$PYTHON"
+	"$PYTHON" -c 'import sys; open(sys.argv[1], "wb").write(b"w" * 100000)' "$MNT/wo.txt"
+	stop_provfs
+	# The read-write handle through the daemon: its writes counted.
+	assert_sql "SELECT count(*), sum(bytes_written) FROM accesses
+	            WHERE file_id = ($(file_id_sql rw.txt)) AND open_flags & 3 = 2" "1|8"
+	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
+		"$PYTHON -c import os; os.write(3, b\"written\\n\")"
+	# A write-only one still passes through, identified as it waits.
+	assert_writers_passed_through wo.txt 1
+}
+
 @test "a file open to write one way takes a writer the other way through the daemon: contents, hashes and producers right" {
 	mount_provfs
 	require_write_passthrough
