@@ -76,7 +76,11 @@
  * While a file is watched late, this thread reads the group every
  * LATE_TICK_MS even when nothing comes, so that the time stays recent: a
  * child that execs a program and writes through an inherited descriptor a
- * few milliseconds later is named.  A writer that writes and exits or
+ * few milliseconds later is named.  And while only late files are
+ * watched, nobody waits for this thread, so it lets writes gather for
+ * LATE_GATHER_MS before it reads: the kernel merges one writer's events of
+ * one file while they are queued, so a database's thousands of page
+ * writes come as a few events.  A writer that writes and exits or
  * execs at once, before we read its event, is unknown; a database's
  * writer, which lives, is named.  A file is watched one way
  * at a time: while a file has handles watched one way, a handle that wants
@@ -95,9 +99,9 @@
  * LOCKS
  *   lock   the table of watched files, their accessors, the counters and
  *          the guard's state.  Held over memory, fanotify_mark(2),
- *          FIONREAD and the group's non-blocking read(2) (so that drains
- *          count exactly), never across identify(), a report, or an
- *          answer.  Tokens are forgotten after it is released.
+ *          FIONREAD, the group's non-blocking read(2) (so that drains
+ *          count exactly) and a write to the wakeup eventfd, never
+ *          across identify(), a report, or an answer.  Tokens are forgotten after it is released.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +139,7 @@
 #define READ_BUFFER 16384
 #define WATCH_NICENESS -10        /* see watch_main() */
 #define LATE_TICK_MS 5            /* an empty read at least this often while files are watched late */
+#define LATE_GATHER_MS 1          /* with only late files, writes gather this long before a read */
 
 struct accessor {
 	pid_t pid;
@@ -170,6 +175,8 @@ struct writer_watch {
 	 * when a read of the group last found it empty.  Protected by lock. */
 	int64_t quiet_ns;
 	size_t late_files; /* watched late; protected by lock */
+	size_t files;      /* watched, late or not; protected by lock */
+	bool gathering;    /* the watch thread lets writes gather: wake it to read now */
 	/* The event whose caller is being identified (guard); protected by lock. */
 	bool identifying;
 	int waiting_fd;
@@ -346,6 +353,15 @@ out_errno:
 	return NULL;
 }
 
+static void
+wake_watch(struct writer_watch *watch)
+{
+	uint64_t one = 1;
+
+	if (write(watch->wake_fd, &one, sizeof(one)) < 0)
+		log_debug("cannot wake the writer watch: %s", strerror(errno));
+}
+
 struct writer_watch_file *
 writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, bool late,
 		 bool *shared)
@@ -385,12 +401,11 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, 
 	file->late = late;
 	file->marked_ns = monotonic_ns();
 	file->handles = 1;
-	if (late && watch->late_files++ == 0) {
-		/* The watch thread may be asleep with no timeout: wake it to tick. */
-		uint64_t one = 1;
-		if (write(watch->wake_fd, &one, sizeof(one)) < 0)
-			log_debug("cannot wake the writer watch: %s", strerror(errno));
-	}
+	watch->files++;
+	/* Asleep with no timeout, it must tick from now on; gathering, it
+	 * must not keep a writer of this file waiting. */
+	if ((late && watch->late_files++ == 0) || (!late && watch->gathering))
+		wake_watch(watch);
 	size_t bucket = bucket_of(device, inode);
 	file->next = watch->buckets[bucket];
 	watch->buckets[bucket] = file;
@@ -413,6 +428,7 @@ writer_watch_remove(struct writer_watch *watch, struct writer_watch_file *file, 
 	*link = file->next;
 	if (file->late)
 		watch->late_files--;
+	watch->files--;
 	/* A mark holds its inode: an unlinked file would keep its blocks.
 	 * Events of it still queued find no file and are allowed. */
 	if (fanotify_mark(watch->group_fd, FAN_MARK_REMOVE | FAN_MARK_INODE,
@@ -633,6 +649,15 @@ read_pass(struct writer_watch *watch, bool identify)
 	}
 }
 
+static void
+take_wakeups(struct writer_watch *watch)
+{
+	uint64_t count;
+
+	if (read(watch->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("cannot read the writer watch's wakeup: %s", strerror(errno));
+}
+
 static void *
 watch_main(void *argument)
 {
@@ -655,14 +680,30 @@ watch_main(void *argument)
 			log_error("cannot wait for write events: %s", strerror(errno));
 			sleep(1);
 		}
-		if (sources[1].revents & POLLIN) {
-			uint64_t count;
-			if (read(watch->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-				log_debug("cannot read the writer watch's wakeup: %s", strerror(errno));
-		}
+		if (sources[1].revents & POLLIN)
+			take_wakeups(watch);
+		/*
+		 * Only late files watched: nobody waits for us, so let a
+		 * stream of writes gather for a moment.  The kernel merges a
+		 * writer's events of one file while they wait in the queue (a
+		 * database's page writes become a few events, not thousands).
+		 * A drain, or a file watched as its writers wait, cuts it short.
+		 */
 		pthread_mutex_lock(&watch->lock);
 		bool stopping = watch->stopping;
+		bool gather = !stopping && (sources[0].revents & POLLIN) && watch->files > 0 &&
+			      watch->late_files == watch->files;
+		watch->gathering = gather;
 		pthread_mutex_unlock(&watch->lock);
+		if (gather) {
+			struct pollfd wake = {.fd = watch->wake_fd, .events = POLLIN};
+			if (poll(&wake, 1, LATE_GATHER_MS) > 0)
+				take_wakeups(watch);
+			pthread_mutex_lock(&watch->lock);
+			watch->gathering = false;
+			stopping = watch->stopping;
+			pthread_mutex_unlock(&watch->lock);
+		}
 		read_pass(watch, true);
 		if (stopping)
 			return NULL;
@@ -786,6 +827,8 @@ writer_watch_drain(struct writer_watch *watch)
 	if (ioctl(watch->group_fd, FIONREAD, &queued) < 0)
 		queued = (int)sizeof(struct fanotify_event_metadata); /* cannot tell: one more */
 	uint64_t target = watch->taken + (uint64_t)queued / sizeof(struct fanotify_event_metadata);
+	if (watch->gathering)
+		wake_watch(watch); /* someone waits for it now */
 	deadline_in(&deadline, DRAIN_TIMEOUT_MS);
 	while (watch->handled < target && !watch->stopping && error != ETIMEDOUT) {
 		/* All taken handled and nothing queued: nothing can be missing. */
