@@ -62,9 +62,9 @@
  * A handle open to read and write (a database, 'r+b') cannot take that
  * wait: a pre-access does not say whether it reads or writes, so every
  * read(2) would wait as a write does, where the page cache serves a
- * database's reads of its own pages (SQLite's ETL in scripts/bench took
- * 1.3 times as long through the watch as through the daemon, and 1.25
- * native through the daemon).  Such a file is marked for FAN_MODIFY only
+ * database's reads of its own pages (SQLite's aggregate in scripts/bench
+ * took 1.3 times as long through such a watch as through the daemon).
+ * Such a file is marked for FAN_MODIFY only
  * (writer_watch_add(late)): nothing waits, and the writer is identified
  * after its write, on this thread, by ops->identify_since(pid, since):
  * kept only if the process has certainly not exec'd or exited since a
@@ -101,7 +101,8 @@
  *          the guard's state.  Held over memory, fanotify_mark(2),
  *          FIONREAD, the group's non-blocking read(2) (so that drains
  *          count exactly) and a write to the wakeup eventfd, never
- *          across identify(), a report, or an answer.  Tokens are forgotten after it is released.
+ *          across identify(), a report, or an answer.  Tokens are
+ *          forgotten after it is released.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -388,6 +389,7 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, 
 	file = calloc(1, sizeof(*file));
 	if (file == NULL)
 		goto out;
+	file->marked_ns = monotonic_ns(); /* before the mark: no event of it is older */
 	if (fanotify_mark(watch->group_fd, FAN_MARK_ADD | FAN_MARK_INODE,
 			  late ? LATE_WATCH_MASK : WATCH_MASK, fd, NULL) < 0) {
 		int saved = errno;
@@ -399,7 +401,6 @@ writer_watch_add(struct writer_watch *watch, int fd, dev_t device, ino_t inode, 
 	file->device = device;
 	file->inode = inode;
 	file->late = late;
-	file->marked_ns = monotonic_ns();
 	file->handles = 1;
 	watch->files++;
 	/* Asleep with no timeout, it must tick from now on; gathering, it
