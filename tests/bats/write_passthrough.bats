@@ -487,6 +487,35 @@ wait_jobs_but() {
 		"hashed|$(xxh "$BACKING/etl.db")"
 }
 
+@test "two processes write one SQLite database in WAL mode at once through passthrough: every row there, the file intact, a writer its producer" {
+	mount_provfs
+	require_write_passthrough
+	sqlite3 "$MNT/shared.db" "PRAGMA journal_mode=WAL;" "CREATE TABLE t(who, i);" >/dev/null
+	# The -shm index is shared memory: both map it, through passthrough.
+	local writer='
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+for i in range(400):
+    with db:
+        db.execute("INSERT INTO t VALUES (?, ?)", (sys.argv[2], i))
+db.close()
+'
+	"$PYTHON" -c "$writer" "$MNT/shared.db" a &
+	local a=$!
+	"$PYTHON" -c "$writer" "$MNT/shared.db" b
+	wait "$a"
+	[ "$(sqlite3 "$MNT/shared.db" "SELECT count(*), count(DISTINCT who) FROM t")" = "800|2" ]
+	[ "$(sqlite3 "$MNT/shared.db" "PRAGMA integrity_check")" = ok ]
+	stop_provfs
+	[ "$(sqlite3 "$BACKING/shared.db" "SELECT count(*) FROM t")" = 800 ]
+	local producer
+	producer=$(producer_of shared.db)
+	[ -n "$producer" ]
+	# The last to close checkpoints the log into the file: a writer of it.
+	assert_sql "SELECT executable IN ('$(real_exe sqlite3)', '$(realpath "$PYTHON")')
+	            FROM processes WHERE id = $producer" 1
+}
+
 @test "-o norecord: nobody asks who writes, so a database's pages and a writer's bytes bypass the daemon unwatched" {
 	mount_provfs -o norecord
 	require_write_passthrough
