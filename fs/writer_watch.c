@@ -139,8 +139,8 @@
 #define DRAIN_TIMEOUT_MS 5000     /* a release waits at most this long for reports */
 #define READ_BUFFER 16384
 #define WATCH_NICENESS -10        /* see watch_main() */
-#define LATE_TICK_MS 5            /* an empty read at least this often while files are watched late */
-#define LATE_GATHER_MS 1          /* with only late files, writes gather this long before a read */
+#define LATE_TICK_MS 5            /* while files are watched late, an empty read this often */
+#define LATE_GATHER_MS 1          /* with only late files, writes gather this long: LATE */
 
 struct accessor {
 	pid_t pid;
@@ -150,8 +150,8 @@ struct accessor {
 struct writer_watch_file {
 	dev_t device;
 	ino_t inode;
-	bool late; /* FAN_MODIFY only: writers identified after they wrote (LATE) */
-	int64_t marked_ns; /* when its mark was made: its events all come after */
+	bool late;             /* FAN_MODIFY only: writers identified after they wrote (LATE) */
+	int64_t marked_ns;     /* when its mark was made: its events all come after */
 	unsigned long handles; /* writer_watch_add() counts; protected by lock */
 	unsigned long users;   /* events being handled; protected by lock */
 	struct accessor *accessors; /* the latest last; protected by lock */
