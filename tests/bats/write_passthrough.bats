@@ -295,13 +295,21 @@ write_stop_thread() {
 	EOF
 }
 
-@test "a writer that writes and exits at once while the writer watch cannot run is still the producer" {
+# Mount with writers passed through, ready to stop the daemon's writer
+# watch thread: its id in WATCH, stop_thread.py written.
+mount_with_stoppable_watch() {
 	mount_provfs
 	require_write_passthrough
-	local watch
-	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
-	[ -n "$watch" ]
+	WATCH=$(watch_thread "$MOUNTED_PID")
+	[ -n "$WATCH" ] || {
+		echo "no writer watch thread" >&2
+		return 1
+	}
 	write_stop_thread
+}
+
+@test "a writer that writes and exits at once while the writer watch cannot run is still the producer" {
+	mount_with_stoppable_watch
 	# bash opens the file; with the watch thread stopped for a second (the
 	# rest of the daemon runs), python3 writes through the inherited
 	# descriptor and exits.  A watch told of writes afterwards finds it
@@ -322,7 +330,7 @@ write_stop_thread() {
 		wait "$stopper" || status=1
 		wait "$writer" || status=1
 		exec 5>&-
-		exit "$status"' bash "$MNT/o.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" \
+		exit "$status"' bash "$MNT/o.txt" "$WATCH" "$PYTHON" "$TMP/stop_thread.py" \
 		"$TMP/stopped" "$BACKING/o.txt"
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -334,12 +342,7 @@ write_stop_thread() {
 }
 
 @test "a writer waits little longer than the guard's bound when the writer watch cannot run" {
-	mount_provfs
-	require_write_passthrough
-	local watch
-	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
-	[ -n "$watch" ]
-	write_stop_thread
+	mount_with_stoppable_watch
 	# The watch thread stopped for 8 s: the guard lets the writer go after
 	# about 2 s (its writer is then unknown, and the mount says so once).
 	run bash -c '
@@ -351,7 +354,7 @@ write_stop_thread() {
 		"$3" -c "import os; os.write(5, b\"x\")"
 		echo "waited $((($(date +%s%N) - start) / 1000000)) ms"
 		wait "$stopper"
-		exec 5>&-' bash "$MNT/late.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped"
+		exec 5>&-' bash "$MNT/late.txt" "$WATCH" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	local waited=${output##*waited }
@@ -531,12 +534,7 @@ db.close()
 }
 
 @test "a writer through a read-write descriptor that execs before its write is read is unknown, never the program it became" {
-	mount_provfs
-	require_write_passthrough
-	local watch
-	watch=$(watch_thread "$(provfs_pids "$MNT" | head -n 1)")
-	[ -n "$watch" ]
-	write_stop_thread
+	mount_with_stoppable_watch
 	# The watch thread is stopped for a second: python3 writes through the
 	# inherited read-write descriptor and execs sleep(1) at once, so when
 	# the watch reads the write, the pid is sleep.  Nobody waited, so who
@@ -548,7 +546,7 @@ db.close()
 		until [ -e "$5" ]; do sleep 0.01 5>&-; done
 		"$3" -c "import os; os.write(5, b\"written\\n\"); os.execv(\"$6\", [\"sleep\", \"1.5\"])"
 		wait "$stopper" || exit 1
-		exec 5>&-' bash "$MNT/o.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" \
+		exec 5>&-' bash "$MNT/o.txt" "$WATCH" "$PYTHON" "$TMP/stop_thread.py" \
 		"$TMP/stopped" "$(real_exe sleep)"
 	echo "$output"
 	[ "$status" -eq 0 ]
