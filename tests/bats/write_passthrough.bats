@@ -470,22 +470,32 @@ wait_jobs_but() {
 		"hashed|$(xxh "$BACKING/rw.txt")"
 }
 
+FILL_SQL="CREATE TABLE t(x, y); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) INSERT INTO t SELECT i, hex(randomblob(16)) FROM c;"
+
+# sqlite3 fills the database $1 of the mount with FILL_SQL; its page writes
+# must go from sqlite3 to the backing file, not through the daemon.
+fill_database_bypassing() {
+	run daemon_io_while sqlite3 "$MNT/$1" "$FILL_SQL"
+	[ "$status" -eq 0 ]
+	local size
+	size=$(stat -c %s "$BACKING/$1")
+	[ "$size" -gt $((4 * 1024 * 1024)) ]
+	[ "$output" -lt $((size / 8)) ] || {
+		echo "the daemon wrote $output bytes of a $size-byte database" >&2
+		return 1
+	}
+	[ "$(sqlite3 "$MNT/$1" "SELECT count(*) FROM t")" = 200000 ]
+}
+
 @test "a SQLite database written through the mount: its pages bypass the daemon, sqlite3 is the producer, the hash is right" {
 	mount_provfs
 	require_write_passthrough
-	local sql="CREATE TABLE t(x, y); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) INSERT INTO t SELECT i, hex(randomblob(16)) FROM c;"
-	run daemon_io_while sqlite3 "$MNT/etl.db" "$sql"
-	[ "$status" -eq 0 ]
-	local size
-	size=$(stat -c %s "$BACKING/etl.db")
-	[ "$size" -gt $((4 * 1024 * 1024)) ]
-	# Its page writes went from sqlite3 to the backing file, not through us.
-	[ "$output" -lt $((size / 8)) ]
-	[ "$(sqlite3 "$MNT/etl.db" "SELECT count(*) FROM t")" = 200000 ]
+	fill_database_bypassing etl.db
 	stop_provfs
 	assert_sql "SELECT count(*) > 0, count(bytes_written) FROM accesses
 	            WHERE file_id = ($(file_id_sql etl.db)) AND open_flags & 3 = 2" "1|0"
-	assert_process_is "$(producer_of etl.db)" "$(real_exe sqlite3)" "sqlite3 $MNT/etl.db $sql"
+	assert_process_is "$(producer_of etl.db)" "$(real_exe sqlite3)" \
+		"sqlite3 $MNT/etl.db $FILL_SQL"
 	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql etl.db))" \
 		"hashed|$(xxh "$BACKING/etl.db")"
 }
@@ -519,16 +529,10 @@ db.close()
 	            FROM processes WHERE id = $producer" 1
 }
 
-@test "-o norecord: nobody asks who writes, so a database's pages and a writer's bytes bypass the daemon unwatched" {
+@test "-o norecord: nobody asks who writes, so a database's pages bypass the daemon and no writer watch runs" {
 	mount_provfs -o norecord
 	require_write_passthrough
-	run daemon_io_while sqlite3 "$MNT/n.db" "CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) INSERT INTO t SELECT hex(randomblob(16)) FROM c;"
-	[ "$status" -eq 0 ]
-	local size
-	size=$(stat -c %s "$BACKING/n.db")
-	[ "$size" -gt $((4 * 1024 * 1024)) ]
-	[ "$output" -lt $((size / 8)) ]
-	[ "$(sqlite3 "$MNT/n.db" "SELECT count(*) FROM t")" = 200000 ]
+	fill_database_bypassing n.db
 	# Nothing asks who writes: no writer watch at all.
 	[ -z "$(watch_thread "$MOUNTED_PID")" ]
 }
