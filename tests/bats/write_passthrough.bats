@@ -191,15 +191,20 @@ assert d["summary"]["mismatch"] == 0, d["summary"]'
 	assert_sql "SELECT group_concat(origin) FROM versions WHERE file_id = ($(file_id_sql kept))" initial
 }
 
-@test "a version changed through passthrough while its hash is taken is 'changed', never a wrong hash" {
+# v1 of big is written and closed; as soon as its close is recorded, v2
+# rewrites its start through a handle opened $1 (wo: write-only, watched
+# as it waits; rw: read-write, watched late), while v1's hash is surely
+# being taken.  v1 must not be given a hash of bytes it no longer has.
+change_while_hashed() {
 	mount_provfs
 	require_write_passthrough
 	# v1 is large (its hash takes a second or more); v2 rewrites it as soon
 	# as v1's close is recorded, so that v1's hash job is surely under way
 	# (v1 is complete at its close either way: README, "File versions").
-	"$PYTHON" - "$MNT/big" "$STORE" <<-'EOF'
+	"$PYTHON" - "$MNT/big" "$STORE" "$1" <<-'EOF'
 	import os, sqlite3, sys, time
-	fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
+	mode = os.O_RDWR if sys.argv[3] == "rw" else os.O_WRONLY
+	fd = os.open(sys.argv[1], os.O_CREAT | mode, 0o644)
 	os.pwrite(fd, b"end", 4 << 30)
 	os.pwrite(fd, b"start", 0)
 	os.close(fd)
@@ -214,7 +219,7 @@ assert d["summary"]["mismatch"] == 0, d["summary"]'
 	    time.sleep(0.01)
 	else:
 	    sys.exit("v1's close was not recorded within 5 s")
-	fd = os.open(sys.argv[1], os.O_WRONLY)
+	fd = os.open(sys.argv[1], mode)
 	os.pwrite(fd, b"START", 0)
 	os.close(fd)
 	EOF
@@ -231,6 +236,14 @@ assert d["summary"]["mismatch"] == 0, d["summary"]'
 	case $newest in
 	"hashed "*) [ "$newest" = "hashed $(xxh "$BACKING/big")" ] ;;
 	esac
+}
+
+@test "a version changed through passthrough while its hash is taken is 'changed', never a wrong hash" {
+	change_while_hashed wo
+}
+
+@test "a version changed through a read-write passthrough handle while its hash is taken is 'changed', never a wrong hash" {
+	change_while_hashed rw
 }
 
 @test "without the writer watch (fanotify refused), writers go through the daemon, said once, producers right" {
