@@ -692,7 +692,9 @@ watch_main(void *argument)
 		 */
 		pthread_mutex_lock(&watch->lock);
 		bool stopping = watch->stopping;
-		bool gather = !stopping && (sources[0].revents & POLLIN) && watch->files > 0 &&
+		/* A wakeup may be a drain that waits: then no gathering. */
+		bool gather = !stopping && (sources[0].revents & POLLIN) &&
+			      !(sources[1].revents & POLLIN) && watch->files > 0 &&
 			      watch->late_files == watch->files;
 		watch->gathering = gather;
 		pthread_mutex_unlock(&watch->lock);
