@@ -553,7 +553,7 @@ db.close()
 @test "a writer through a read-write descriptor that execs before its write is read is unknown, never the program it became" {
 	mount_with_stoppable_watch
 	# The watch thread is stopped for a second: python3 writes through the
-	# inherited read-write descriptor and execs sleep(1) at once, so when
+	# inherited read-write descriptor and execs sleep at once, so when
 	# the watch reads the write, the pid is sleep.  Nobody waited, so who
 	# wrote cannot be known: unknown, not sleep and not the shell that opened.
 	run bash -c '
@@ -603,22 +603,28 @@ db.close()
 	mount_provfs
 	require_write_passthrough
 	# Write-only first (watched as writers wait), then read-write (which
-	# would be watched late): the second is served by the daemon.
-	bash -c 'exec 3>"$1"; printf one >&3; exec 4<>"$1"; printf X >&4; exec 4>&- 3>&-' \
-		bash "$MNT/first_wo"
+	# would be watched late): the second is served by the daemon, so its
+	# 1 MiB goes through the daemon's own writes.
+	run daemon_io_while bash -c 'exec 3>"$1"; printf one >&3
+		exec 4<>"$1"; head -c 1048576 /dev/zero >&4; exec 4>&- 3>&-' bash "$MNT/first_wo"
+	[ "$status" -eq 0 ]
+	[ "$output" -ge 1048576 ]
 	# Read-write first (watched late), then write-only: the same.
-	bash -c 'exec 3<>"$1"; printf one >&3; exec 4>>"$1"; printf two >&4; exec 4>&- 3>&-' \
-		bash "$MNT/first_rw"
+	run daemon_io_while bash -c 'exec 3<>"$1"; printf one >&3
+		exec 4>>"$1"; head -c 1048576 /dev/zero >&4; exec 4>&- 3>&-' bash "$MNT/first_rw"
+	[ "$status" -eq 0 ]
+	[ "$output" -ge 1048576 ]
 	stop_provfs
-	[ "$(cat "$BACKING/first_wo")" = Xne ]
-	[ "$(cat "$BACKING/first_rw")" = onetwo ]
+	[ "$(stat -c %s "$BACKING/first_wo")" -eq 1048576 ]
+	[ "$(head -c 3 "$BACKING/first_rw")" = one ]
+	[ "$(stat -c %s "$BACKING/first_rw")" -eq $((1048576 + 3)) ]
 	local f
 	for f in first_wo first_rw; do
 		assert_sql "SELECT count(*) FROM accesses WHERE file_id = ($(file_id_sql $f))" 2
 		assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql $f))" \
 			"hashed|$(xxh "$BACKING/$f")"
 		assert_sql "SELECT executable FROM processes WHERE id = $(producer_of $f)" \
-			"$(real_exe bash)"
+			"$(real_exe head)"
 	done
 }
 
