@@ -469,16 +469,18 @@ wait_jobs_but() {
 	# A pre-access cannot tell a read from a write, so a read-write handle
 	# is watched for FAN_MODIFY only: nothing waits, and each writer is
 	# identified after its write, kept only if it certainly has not exec'd
-	# or exited since (fs/writer_watch.c, LATE).
+	# or exited since (fs/writer_watch.c, LATE).  The child lives on a
+	# second after its write: a writer that lives is named, even when the
+	# machine is loaded and the watch reads its write late.
 	bash -c 'exec 3<>"$1"
-		"$2" -c "import os, time; os.write(3, b\"written\\n\"); time.sleep(0.2)"
+		"$2" -c "import os, time; os.write(3, b\"written\\n\"); time.sleep(1)"
 		"$2" -c "import os; os.pread(3, 100, 0)"
 		exec 3>&-' bash "$MNT/rw.txt" "$PYTHON"
 	stop_provfs
 	[ "$(cat "$BACKING/rw.txt")" = written ]
 	assert_writers_passed_through rw.txt 1
 	assert_process_is "$(producer_of rw.txt)" "$(realpath "$PYTHON")" \
-		"$PYTHON -c import os, time; os.write(3, b\"written\\n\"); time.sleep(0.2)"
+		"$PYTHON -c import os, time; os.write(3, b\"written\\n\"); time.sleep(1)"
 	assert_sql "SELECT hash_state, hash FROM versions WHERE id = ($(latest_version_sql rw.txt))" \
 		"hashed|$(xxh "$BACKING/rw.txt")"
 }
