@@ -576,6 +576,22 @@ db.close()
 	            WHERE id = ($(latest_version_sql o.txt))" "written|1|$(xxh "$BACKING/o.txt")"
 }
 
+@test "a writer named at one write of a read-write descriptor, then exec'd, writes again: the new program or unknown, never the image it left" {
+	mount_provfs
+	require_write_passthrough
+	# python3 writes (it lives: it is named), then execs sh, which writes
+	# at once.  The second write is sh's or unknown; the pid's earlier
+	# identity must not stand in for it.
+	bash -c 'exec 5<>"$1"
+		"$2" -c "import os, time; os.write(5, b\"a\"); time.sleep(0.5); os.execv(\"$3\", [\"sh\", \"-c\", \"printf b >&5\"])"
+		exec 5>&-' bash "$MNT/twice.txt" "$PYTHON" "$(real_exe sh)"
+	stop_provfs
+	[ "$(cat "$BACKING/twice.txt")" = ab ]
+	assert_sql "SELECT coalesce((SELECT executable FROM processes WHERE id = v.producer_process_id),
+	            'unknown') IN ('$(real_exe sh)', 'unknown') FROM versions v
+	            WHERE v.id = ($(latest_version_sql twice.txt))" 1
+}
+
 @test "without the process connector (another network namespace), read-write handles stay with the daemon: producer and counts exact" {
 	command -v unshare >/dev/null || skip "no unshare(1)"
 	# The kernel's process connector answers only in the first network
