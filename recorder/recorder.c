@@ -229,6 +229,51 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 	pthread_mutex_unlock(&recorder->queue_lock);
 }
 
+/*
+ * Queue a version completed under file->lock, once every version of its
+ * file completed before it is queued.  The writer numbers a file's versions
+ * as they arrive, and the newest is what the next open's stamp is compared
+ * with; a hash job of a newer version replaces a queued one of the same
+ * file.  Out of order, an older content would be the newest version and the
+ * newest version's hash cancelled.  The order can break because the lock is
+ * dropped before queuing, and RELEASE is asynchronous: while one thread
+ * queues the version of a close, others may serve the next open, its
+ * writes and its release ('>f; >f' on a loaded machine).  So the later
+ * version waits for its elder; the thread queuing the elder waits for
+ * nothing the later one holds.
+ */
+static void
+queue_version(struct recorder *recorder, struct version *version, int64_t time_ns)
+{
+	struct file_state *file = version->file;
+	struct event *event = event_new(EVENT_VERSION);
+
+	event->version = version;
+	event->time_ns = time_ns;
+	/* Test only: the first version of every file is queued late. */
+	if (recorder->test_version_queue_delay_ms > 0 && version->cut_order == 0)
+		nanosleep(&(struct timespec){
+				  .tv_sec = recorder->test_version_queue_delay_ms / 1000,
+				  .tv_nsec = recorder->test_version_queue_delay_ms % 1000 * 1000000L},
+			  NULL);
+	if (atomic_load(&file->versions_queued) != version->cut_order) {
+		pthread_mutex_lock(&recorder->version_order_lock);
+		atomic_fetch_add(&recorder->version_order_waiters, 1);
+		while (atomic_load(&file->versions_queued) != version->cut_order)
+			pthread_cond_wait(&recorder->version_queued, &recorder->version_order_lock);
+		atomic_fetch_sub(&recorder->version_order_waiters, 1);
+		pthread_mutex_unlock(&recorder->version_order_lock);
+	}
+	recorder_enqueue(recorder, event);
+	atomic_fetch_add(&file->versions_queued, 1);
+	/* A waiter counted before the count moved, or it saw the count moved. */
+	if (atomic_load(&recorder->version_order_waiters) > 0) {
+		pthread_mutex_lock(&recorder->version_order_lock);
+		pthread_cond_broadcast(&recorder->version_queued);
+		pthread_mutex_unlock(&recorder->version_order_lock);
+	}
+}
+
 /* ---- reference counting ---------------------------------------------------- */
 
 static void clear_bypass_writers(struct file_state *file);
@@ -969,10 +1014,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	if (cut) {
 		if (cut->hash[0] == '\0')
 			cut->hash_source = hash_source_new(recorder->hashes, open_fd);
-		struct event *event = event_new(EVENT_VERSION);
-		event->version = cut;
-		event->time_ns = access->opened_ns;
-		recorder_enqueue(recorder, event);
+		queue_version(recorder, cut, access->opened_ns);
 	}
 	if (need_hash)
 		access->hash_source = hash_source_new(recorder->hashes, open_fd);
@@ -1468,6 +1510,7 @@ complete_version_as(struct recorder *recorder, struct file_state *file, struct v
 	version->stamp = *stamp;
 	version->producer = producer ? process_info_acquire(producer) : NULL;
 	version->changes = change_mark(file);
+	version->cut_order = file->versions_cut++;
 	version->writers = file->pending_writers;
 	version->writer_count = file->pending_count;
 	file->pending_writers = NULL;
@@ -1825,12 +1868,8 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 	} else {
 		access_release(access);
 	}
-	if (version) {
-		struct event *event = event_new(EVENT_VERSION);
-		event->version = version;
-		event->time_ns = access->closed_ns;
-		recorder_enqueue(recorder, event);
-	}
+	if (version)
+		queue_version(recorder, version, access->closed_ns);
 	if (abandoned) {
 		struct event *event = event_new(EVENT_ABANDONED);
 		event->version = abandoned;
@@ -2298,6 +2337,8 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 	pthread_mutex_init(&recorder->queue_lock, NULL);
 	pthread_mutex_init(&recorder->executables_lock, NULL);
 	pthread_mutex_init(&recorder->exec_lock, NULL);
+	pthread_mutex_init(&recorder->version_order_lock, NULL);
+	pthread_cond_init(&recorder->version_queued, NULL);
 	pthread_cond_init(&recorder->queue_not_empty, NULL);
 	pthread_cond_init(&recorder->queue_not_full, NULL);
 	pthread_cond_init(&recorder->queue_drained, NULL);
@@ -2310,6 +2351,11 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 	if (test_limit && atol(test_limit) >= 16)
 		recorder->file_table_limit = (size_t)atol(test_limit);
 	recorder->evict_above = recorder->file_table_limit;
+	/* Test only: tests/bats/lineage_integrity.bats holds each file's first
+	 * version back so that the next one is completed before it is queued. */
+	const char *test_delay = getenv("PROVFS_TEST_VERSION_QUEUE_DELAY_MS");
+	if (test_delay && atoi(test_delay) > 0 && atoi(test_delay) <= 10000)
+		recorder->test_version_queue_delay_ms = atoi(test_delay);
 	/* Test only: tests/bats/recorder.bats fills a quarter of a smaller
 	 * queue to see the writer brought back from the background. */
 	const char *test_queue = getenv("PROVFS_TEST_QUEUE_CAPACITY");

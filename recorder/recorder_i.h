@@ -109,6 +109,10 @@ struct file_state {
 	 * through a shared mapping, which nothing reports. */
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
+	/* Versions cut (under lock) and queued (atomic, any thread): each is
+	 * queued in the order it was cut (recorder.c: queue_version). */
+	uint64_t versions_cut;
+	atomic_uint_fast64_t versions_queued;
 	char *open_path;                /* its path as an open last read it, with the */
 	int64_t open_path_ctime_ns;     /* file's ctime and the mount's path epoch */
 	uint64_t open_path_epoch;       /* then (recorder.c: node_path) */
@@ -142,6 +146,7 @@ struct version {
 	char hash[33];              /* set when hashed on the request path */
 	struct process_info *producer; /* referenced */
 	uint64_t changes;           /* change_mark(file) when it was completed */
+	uint64_t cut_order;         /* file->versions_cut when it was completed */
 	struct hash_source *hash_source; /* to hash in the pool once its row is committed */
 	struct access **writers;    /* referenced */
 	size_t writer_count;
@@ -293,6 +298,12 @@ struct recorder {
 	bool writer_boosted;         /* made to run at normal priority (writer_main) */
 
 	pthread_mutex_t exec_lock; /* access->process of exec accesses, access->released */
+
+	/* A version waiting for its file's elder to be queued (queue_version) */
+	pthread_mutex_t version_order_lock;
+	pthread_cond_t version_queued;
+	atomic_int version_order_waiters;
+	int test_version_queue_delay_ms; /* test only: PROVFS_TEST_VERSION_QUEUE_DELAY_MS */
 
 	/* executable hash cache; protected by executables_lock */
 	pthread_mutex_t executables_lock;

@@ -375,6 +375,41 @@ EOF
 	            WHERE f.path LIKE 'f%' AND $newest AND v.hash_state = 'hashed'" 200
 }
 
+@test "a version queued after the next one: versions keep the order of their contents, and a reader sees no change outside provfs" {
+	# Each file's first version is held back 300 ms between its release
+	# and the queue: the second open, writes and release come meanwhile.
+	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=300 mount_provfs
+	local i
+	for i in 1 2 3; do
+		printf 'first' >"$MNT/f$i"
+		sleep 0.1 # the first RELEASE served before the next open
+		printf 'second, longer' >"$MNT/f$i"
+	done
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 30
+	cat "$MNT"/f1 "$MNT"/f2 "$MNT"/f3 >/dev/null
+	stop_provfs
+	local first second
+	first=$(printf 'first' | xxh -)
+	second=$(printf 'second, longer' | xxh -)
+	# The first version's bytes were gone before its row, and its hash
+	# job, came: 'changed', or 'hashed' with its own bytes' hash.
+	local file
+	for file in f1 f2 f3; do
+		assert_sql "SELECT group_concat(version, ' ') FROM
+		            (SELECT v.number || ':' || v.size || ':' || v.origin AS version
+		             FROM versions v JOIN files f ON f.id = v.file_id
+		             WHERE f.path = '$file' ORDER BY v.number)" \
+			"1:5:written 2:14:written"
+	done
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'f_' AND v.number = 2 AND v.hash_state = 'hashed'
+	            AND v.hash = '$second'" 3
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path LIKE 'f_' AND v.number = 1 AND v.hash_state = 'hashed'
+	            AND v.hash <> '$first'" 0
+	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
+}
+
 @test "a batch that rolls back hands no row id to a hash job: the id SQLite reuses keeps its own version's hash" {
 	start_background "$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
 	wait_mounted "$MNT"
