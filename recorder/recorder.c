@@ -101,6 +101,7 @@
 #define HASH_QUEUE_CAPACITY 4096 /* queued hash jobs; one per file at most */
 #define FLUSH_INTERVAL_MS 100
 #define BATCH_WAKE_LENGTH 4096 /* queued events that wake the writer early */
+#define CUT_ORDER_WAIT_LIMIT_S 5 /* queue_in_cut_order */
 #define FILE_TABLE_LIMIT 65536 /* idle file states beyond this are evicted */
 #define OPEN_FOR_EXEC 040      /* __FMODE_EXEC in the open flags of an execve */
 
@@ -149,6 +150,7 @@ event_free(struct event *event)
 	process_info_release(event->process);
 	access_release(event->access);
 	version_release(event->version);
+	file_state_release(event->ordered_file);
 	free(event->path);
 	free(event->new_path);
 	recorder_policy_record_free(event->policy_record);
@@ -230,41 +232,53 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 }
 
 /*
- * Queue a version completed under file->lock, once every version of its
- * file completed before it is queued.  The writer numbers a file's versions
- * as they arrive, and the newest is what the next open's stamp is compared
- * with; a hash job of a newer version replaces a queued one of the same
- * file.  Out of order, an older content would be the newest version and the
- * newest version's hash cancelled.  The order can break because the lock is
- * dropped before queuing, and RELEASE is asynchronous: while one thread
- * queues the version of a close, others may serve the next open, its
- * writes and its release ('>f; >f' on a loaded machine).  So the later
- * version waits for its elder; the thread queuing the elder waits for
- * nothing the later one holds.
+ * Queue event, made by the content change cut under file->lock as the
+ * file's order-th (file->versions_cut), once every change cut before it is
+ * queued; event NULL: only take the turn (a change nobody records).  The
+ * writer numbers a file's versions as they arrive, and the newest is what
+ * the next open's stamp is compared with; a hash job of a newer version
+ * replaces a queued one of the same file.  Out of order, an older content
+ * would be the newest version, the newest version's hash cancelled, and
+ * the next reader would see a change outside provfs.  The order can break
+ * because the lock is dropped before queuing, and RELEASE is asynchronous:
+ * while one thread queues the version of a close, others may serve the
+ * next open, its writes and its release, or a truncate ('>f; >f' on a
+ * loaded machine).  So the later change waits for its elder; the thread
+ * queuing the elder waits for nothing the later one holds.
  */
 static void
-queue_version(struct recorder *recorder, struct version *version, int64_t time_ns)
+queue_in_cut_order(struct recorder *recorder, struct file_state *file, uint64_t order,
+		   struct event *event)
 {
-	struct file_state *file = version->file;
-	struct event *event = event_new(EVENT_VERSION);
-
-	event->version = version;
-	event->time_ns = time_ns;
-	/* Test only: the first version of every file is queued late. */
-	if (recorder->test_version_queue_delay_ms > 0 && version->cut_order == 0)
+	/* Test only: the first change of every file is queued late. */
+	if (recorder->test_version_queue_delay_ms > 0 && order == 0)
 		nanosleep(&(struct timespec){
 				  .tv_sec = recorder->test_version_queue_delay_ms / 1000,
 				  .tv_nsec = recorder->test_version_queue_delay_ms % 1000 * 1000000L},
 			  NULL);
-	if (atomic_load(&file->versions_queued) != version->cut_order) {
+	if (atomic_load(&file->versions_queued) != order) {
+		/* Bounded: an elder stuck (a queue full for that long) costs
+		 * the order, never a thread of the mount. */
+		struct timespec deadline;
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += CUT_ORDER_WAIT_LIMIT_S;
+		bool late = false;
 		pthread_mutex_lock(&recorder->version_order_lock);
 		atomic_fetch_add(&recorder->version_order_waiters, 1);
-		while (atomic_load(&file->versions_queued) != version->cut_order)
-			pthread_cond_wait(&recorder->version_queued, &recorder->version_order_lock);
+		while (atomic_load(&file->versions_queued) != order && !late)
+			late = pthread_cond_timedwait(&recorder->version_queued,
+						      &recorder->version_order_lock,
+						      &deadline) == ETIMEDOUT &&
+			       atomic_load(&file->versions_queued) != order;
 		atomic_fetch_sub(&recorder->version_order_waiters, 1);
 		pthread_mutex_unlock(&recorder->version_order_lock);
+		if (late)
+			log_warning("a change of inode %llu waited %d s for an earlier one to be "
+				    "queued; queued out of order",
+				    (unsigned long long)file->inode, CUT_ORDER_WAIT_LIMIT_S);
 	}
-	recorder_enqueue(recorder, event);
+	if (event)
+		recorder_enqueue(recorder, event);
 	atomic_fetch_add(&file->versions_queued, 1);
 	/* A waiter counted before the count moved, or it saw the count moved. */
 	if (atomic_load(&recorder->version_order_waiters) > 0) {
@@ -272,6 +286,16 @@ queue_version(struct recorder *recorder, struct version *version, int64_t time_n
 		pthread_cond_broadcast(&recorder->version_queued);
 		pthread_mutex_unlock(&recorder->version_order_lock);
 	}
+}
+
+static void
+queue_version(struct recorder *recorder, struct version *version, int64_t time_ns)
+{
+	struct event *event = event_new(EVENT_VERSION);
+
+	event->version = version;
+	event->time_ns = time_ns;
+	queue_in_cut_order(recorder, version->file, version->cut_order, event);
 }
 
 /* ---- reference counting ---------------------------------------------------- */
@@ -1924,6 +1948,9 @@ refresh_known_stamp(struct recorder *recorder, const struct fs_namespace_event *
 			file->truncated = true;
 		} else {
 			event->truncated_closed = true;
+			/* A version by itself: in turn with those of closes. */
+			event->ordered_file = file_state_acquire(file);
+			event->cut_order = file->versions_cut++;
 		}
 	} else if (file->stamp_known && !file->dirty) {
 		bool unchanged;
@@ -2049,6 +2076,8 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	if ((event->path && (path_is_excluded(recorder, event->path) ||
 			     is_sqlite_companion(event->path))) ||
 	    (event->new_path && path_is_excluded(recorder, event->new_path) && !event->path)) {
+		if (event->ordered_file)
+			queue_in_cut_order(recorder, event->ordered_file, event->cut_order, NULL);
 		event_free(event);
 		return;
 	}
@@ -2057,7 +2086,10 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	if (change->caller && change->change != FS_CHANGE_TIMES)
 		event->process = process_table_lookup(recorder->processes,
 						      change->caller->process_id);
-	recorder_enqueue(recorder, event);
+	if (event->ordered_file)
+		queue_in_cut_order(recorder, event->ordered_file, event->cut_order, event);
+	else
+		recorder_enqueue(recorder, event);
 }
 
 /* ---- process table hooks ------------------------------------------------------ */
@@ -2338,7 +2370,11 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 	pthread_mutex_init(&recorder->executables_lock, NULL);
 	pthread_mutex_init(&recorder->exec_lock, NULL);
 	pthread_mutex_init(&recorder->version_order_lock, NULL);
-	pthread_cond_init(&recorder->version_queued, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&recorder->version_queued, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	pthread_cond_init(&recorder->queue_not_empty, NULL);
 	pthread_cond_init(&recorder->queue_not_full, NULL);
 	pthread_cond_init(&recorder->queue_drained, NULL);

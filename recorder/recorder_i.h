@@ -109,8 +109,9 @@ struct file_state {
 	 * through a shared mapping, which nothing reports. */
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
-	/* Versions cut (under lock) and queued (atomic, any thread): each is
-	 * queued in the order it was cut (recorder.c: queue_version). */
+	/* Content changes cut (versions, and truncates no handle writes
+	 * through; under lock) and queued (atomic, any thread): each is queued
+	 * in the order it was cut (recorder.c: queue_in_cut_order). */
 	uint64_t versions_cut;
 	atomic_uint_fast64_t versions_queued;
 	char *open_path;                /* its path as an open last read it, with the */
@@ -257,6 +258,10 @@ struct event {
 	bool before_known;      /* namespace (setattr): before holds the attributes ahead of it */
 	struct stamp before;
 	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
+	/* namespace (truncate_closed): the file state it is queued in turn for
+	 * (referenced) and its turn (recorder.c: queue_in_cut_order) */
+	struct file_state *ordered_file;
+	uint64_t cut_order;
 	bool is_directory;      /* namespace: the node is a directory */
 	uint64_t changes;       /* namespace (truncate): change_mark(file) after it */
 	struct recorder_policy_record *policy_record; /* owned */
@@ -299,7 +304,7 @@ struct recorder {
 
 	pthread_mutex_t exec_lock; /* access->process of exec accesses, access->released */
 
-	/* A version waiting for its file's elder to be queued (queue_version) */
+	/* A change waiting for its file's elder to be queued (queue_in_cut_order) */
 	pthread_mutex_t version_order_lock;
 	pthread_cond_t version_queued;
 	atomic_int version_order_waiters;

@@ -375,7 +375,7 @@ EOF
 	            WHERE f.path LIKE 'f%' AND $newest AND v.hash_state = 'hashed'" 200
 }
 
-@test "a version queued after the next one: versions keep the order of their contents, and a reader sees no change outside provfs" {
+@test "a version queued after the next change: versions keep the order of their contents, and a reader sees no change outside provfs" {
 	# Each file's first version is held back 300 ms between its release
 	# and the queue: the second open, writes and release come meanwhile.
 	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=300 mount_provfs
@@ -385,8 +385,12 @@ EOF
 		sleep 0.1 # the first RELEASE served before the next open
 		printf 'second, longer' >"$MNT/f$i"
 	done
+	# A truncate(2) while no handle writes is a version by itself, in turn.
+	printf 'first' >"$MNT/t"
+	sleep 0.1
+	"$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], 2)' "$MNT/t"
 	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 30
-	cat "$MNT"/f1 "$MNT"/f2 "$MNT"/f3 >/dev/null
+	cat "$MNT"/f1 "$MNT"/f2 "$MNT"/f3 "$MNT"/t >/dev/null
 	stop_provfs
 	local first second
 	first=$(printf 'first' | xxh -)
@@ -407,7 +411,29 @@ EOF
 	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
 	            WHERE f.path LIKE 'f_' AND v.number = 1 AND v.hash_state = 'hashed'
 	            AND v.hash <> '$first'" 0
+	assert_sql "SELECT group_concat(version, ' ') FROM
+	            (SELECT v.number || ':' || v.size || ':' || v.origin AS version
+	             FROM versions v JOIN files f ON f.id = v.file_id
+	             WHERE f.path = 't' ORDER BY v.number)" "1:5:written 2:2:written"
+	assert_sql "SELECT v.hash_state || ':' || v.hash FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path = 't' AND v.number = 2" "hashed:$(printf 'fi' | xxh -)"
 	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
+}
+
+@test "a change whose elder is held back past the limit is queued anyway, with a warning: no thread of the mount waits for ever" {
+	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=7000 start_background \
+		"$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
+	wait_mounted "$MNT"
+	printf 'first' >"$MNT/f"
+	sleep 0.1
+	printf 'second, longer' >"$MNT/f"
+	# The second version waits 5 s for the first, then goes ahead.
+	wait_until "grep -q 'queued out of order' '$TMP/daemon.err'" 10
+	grep 'waited 5 s for an earlier one' "$TMP/daemon.err"
+	[ "$(cat "$MNT/f")" = 'second, longer' ]
+	stop_provfs
+	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
+	            WHERE f.path = 'f'" 2
 }
 
 @test "a batch that rolls back hands no row id to a hash job: the id SQLite reuses keeps its own version's hash" {
