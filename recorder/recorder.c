@@ -250,12 +250,6 @@ static void
 queue_in_cut_order(struct recorder *recorder, struct file_state *file, uint64_t order,
 		   struct event *event)
 {
-	/* Test only: the first change of every file is queued late. */
-	if (recorder->test_version_queue_delay_ms > 0 && order == 0)
-		nanosleep(&(struct timespec){
-				  .tv_sec = recorder->test_version_queue_delay_ms / 1000,
-				  .tv_nsec = recorder->test_version_queue_delay_ms % 1000 * 1000000L},
-			  NULL);
 	if (atomic_load(&file->versions_queued) != order) {
 		/* Bounded: an elder stuck (a queue full for that long) costs
 		 * the order, never a thread of the mount. */
@@ -1778,6 +1772,7 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 	struct recorder *recorder = access->recorder;
 	struct file_state *file = access->file;
 	struct version *version = NULL, *abandoned = NULL;
+	bool held_back = false;
 
 	access->closed_ns = wall_clock_ns();
 	if (access->is_exec) {
@@ -1866,6 +1861,10 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 			clear_bypass_writers(file);
 			abandoned = file->upcoming; /* its writers changed nothing */
 			file->upcoming = NULL;
+			/* Its readers then read the version there was: not one
+			 * that comes after. */
+			if (abandoned)
+				abandoned->cut_order = file->versions_cut++;
 			/* The running hash serves open writers only: a state kept
 			 * for every file ever written grows the daemon by 640 bytes
 			 * a file (a page fault every few creates); the next writer
@@ -1874,7 +1873,18 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 			file->stream = NULL;
 			file->stream_valid = false;
 		}
+		/* Test only: the first release of a file that completes or
+		 * abandons a version queues it late. */
+		if (recorder->test_version_queue_delay_ms > 0 && (version || abandoned) &&
+		    !file->test_release_held_back)
+			held_back = file->test_release_held_back = true;
 		pthread_mutex_unlock(&file->lock);
+	}
+	if (held_back) {
+		int milliseconds = recorder->test_version_queue_delay_ms;
+		nanosleep(&(struct timespec){.tv_sec = milliseconds / 1000,
+					     .tv_nsec = milliseconds % 1000 * 1000000L},
+			  NULL);
 	}
 	if (version) {
 		generation_still_known(recorder, file, version->stamp.ctime_ns);
@@ -1897,7 +1907,7 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 	if (abandoned) {
 		struct event *event = event_new(EVENT_ABANDONED);
 		event->version = abandoned;
-		recorder_enqueue(recorder, event);
+		queue_in_cut_order(recorder, file, abandoned->cut_order, event);
 	}
 }
 
@@ -2387,8 +2397,9 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 	if (test_limit && atol(test_limit) >= 16)
 		recorder->file_table_limit = (size_t)atol(test_limit);
 	recorder->evict_above = recorder->file_table_limit;
-	/* Test only: tests/bats/lineage_integrity.bats holds each file's first
-	 * version back so that the next one is completed before it is queued. */
+	/* Test only: tests/bats/lineage_integrity.bats holds the first release
+	 * of each file that completes or abandons a version back before it
+	 * queues it, so that the next change is made first (on_released). */
 	const char *test_delay = getenv("PROVFS_TEST_VERSION_QUEUE_DELAY_MS");
 	if (test_delay && atoi(test_delay) > 0 && atoi(test_delay) <= 10000)
 		recorder->test_version_queue_delay_ms = atoi(test_delay);

@@ -109,11 +109,12 @@ struct file_state {
 	 * through a shared mapping, which nothing reports. */
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
-	/* Content changes cut (versions, and truncates no handle writes
-	 * through; under lock) and queued (atomic, any thread): each is queued
-	 * in the order it was cut (recorder.c: queue_in_cut_order). */
+	/* Versions cut, abandoned, or made by a truncate no handle writes
+	 * through (under lock), and those queued (atomic, any thread): each is
+	 * queued in the order it was cut (recorder.c: queue_in_cut_order). */
 	uint64_t versions_cut;
 	atomic_uint_fast64_t versions_queued;
+	bool test_release_held_back;    /* test only (on_released) */
 	char *open_path;                /* its path as an open last read it, with the */
 	int64_t open_path_ctime_ns;     /* file's ctime and the mount's path epoch */
 	uint64_t open_path_epoch;       /* then (recorder.c: node_path) */
@@ -147,7 +148,7 @@ struct version {
 	char hash[33];              /* set when hashed on the request path */
 	struct process_info *producer; /* referenced */
 	uint64_t changes;           /* change_mark(file) when it was completed */
-	uint64_t cut_order;         /* file->versions_cut when it was completed */
+	uint64_t cut_order;         /* file->versions_cut when it was completed or abandoned */
 	struct hash_source *hash_source; /* to hash in the pool once its row is committed */
 	struct access **writers;    /* referenced */
 	size_t writer_count;

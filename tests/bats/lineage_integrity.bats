@@ -420,6 +420,31 @@ EOF
 	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
 }
 
+@test "a reader of a file its writer left unchanged is linked to the content it read, even when the next version is queued first" {
+	printf 'as it was' >"$BACKING/g"
+	# The writer's release that abandons the version the reader waits
+	# for is held back 300 ms: the next version is made meanwhile.
+	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=300 mount_provfs
+	"$PYTHON" - "$MNT/g" <<'EOF2'
+import os, sys, time
+writer = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+with open(sys.argv[1], "rb") as reader:
+    assert reader.read() == b"as it was"
+os.close(writer)
+time.sleep(0.1)
+with open(sys.argv[1], "ab") as f:
+    f.write(b", and more")
+EOF2
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 30
+	stop_provfs
+	assert_sql "SELECT group_concat(version, ' ') FROM
+	            (SELECT v.number || ':' || v.size || ':' || v.origin AS version
+	             FROM versions v JOIN files f ON f.id = v.file_id
+	             WHERE f.path = 'g' ORDER BY v.number)" "1:9:initial 2:19:written"
+	assert_sql "SELECT v.number FROM accesses a JOIN versions v ON v.id = a.read_version_id
+	            WHERE a.path = 'g' AND a.open_flags & 3 = 0" 1
+}
+
 @test "a change whose elder is held back past the limit is queued anyway, with a warning: no thread of the mount waits for ever" {
 	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=7000 start_background \
 		"$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
