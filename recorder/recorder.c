@@ -245,12 +245,16 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
  * next open, its writes and its release, or a truncate ('>f; >f' on a
  * loaded machine).  So the later change waits for its elder; the thread
  * queuing the elder waits for nothing the later one holds.
+ *
+ * file->versions_queued is one past the latest turn taken.  A change that
+ * waited too long takes its turn anyway; an elder that comes after it then
+ * finds its turn past and waits no more.
  */
 static void
 queue_in_cut_order(struct recorder *recorder, struct file_state *file, uint64_t order,
 		   struct event *event)
 {
-	if (atomic_load(&file->versions_queued) != order) {
+	if (atomic_load(&file->versions_queued) < order) {
 		/* Bounded: an elder stuck (a queue full for that long) costs
 		 * the order, never a thread of the mount. */
 		struct timespec deadline;
@@ -259,11 +263,11 @@ queue_in_cut_order(struct recorder *recorder, struct file_state *file, uint64_t 
 		bool late = false;
 		pthread_mutex_lock(&recorder->version_order_lock);
 		atomic_fetch_add(&recorder->version_order_waiters, 1);
-		while (atomic_load(&file->versions_queued) != order && !late)
+		while (atomic_load(&file->versions_queued) < order && !late)
 			late = pthread_cond_timedwait(&recorder->version_queued,
 						      &recorder->version_order_lock,
 						      &deadline) == ETIMEDOUT &&
-			       atomic_load(&file->versions_queued) != order;
+			       atomic_load(&file->versions_queued) < order;
 		atomic_fetch_sub(&recorder->version_order_waiters, 1);
 		pthread_mutex_unlock(&recorder->version_order_lock);
 		if (late)
@@ -273,7 +277,10 @@ queue_in_cut_order(struct recorder *recorder, struct file_state *file, uint64_t 
 	}
 	if (event)
 		recorder_enqueue(recorder, event);
-	atomic_fetch_add(&file->versions_queued, 1);
+	uint_fast64_t queued = atomic_load(&file->versions_queued);
+	while (queued < order + 1 &&
+	       !atomic_compare_exchange_weak(&file->versions_queued, &queued, order + 1))
+		;
 	/* A waiter counted before the count moved, or it saw the count moved. */
 	if (atomic_load(&recorder->version_order_waiters) > 0) {
 		pthread_mutex_lock(&recorder->version_order_lock);

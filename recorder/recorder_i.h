@@ -110,8 +110,9 @@ struct file_state {
 	struct stamp explained_stamp;
 	uint64_t explained_epoch;
 	/* Versions cut, abandoned, or made by a truncate no handle writes
-	 * through (under lock), and those queued (atomic, any thread): each is
-	 * queued in the order it was cut (recorder.c: queue_in_cut_order). */
+	 * through (under lock), and one past the latest of them queued
+	 * (atomic, any thread): each is queued in the order it was cut
+	 * (recorder.c: queue_in_cut_order). */
 	uint64_t versions_cut;
 	atomic_uint_fast64_t versions_queued;
 	bool test_release_held_back;    /* test only (on_released) */

@@ -457,6 +457,8 @@ EOF2
 	grep 'waited 5 s for an earlier one' "$TMP/daemon.err"
 	[ "$(cat "$MNT/f")" = 'second, longer' ]
 	stop_provfs
+	# The elder, queued at last, finds its turn past: it waits no more.
+	[ "$(grep -c 'queued out of order' "$TMP/daemon.err")" -eq 1 ]
 	assert_sql "SELECT count(*) FROM versions v JOIN files f ON f.id = v.file_id
 	            WHERE f.path = 'f'" 2
 }
