@@ -2509,6 +2509,24 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t of
 	fuse_reply_write(req, (size_t)count);
 }
 
+/*
+ * A handle that maps the backing file itself (kernel passthrough, or direct
+ * I/O) changes its times, not the ones the kernel cached for the node,
+ * when stores through a shared mapping reach it: nothing tells the kernel
+ * (write(2) through passthrough does).  At each close of such a handle
+ * (FLUSH: close(2) waits for it) and at its release (when a mapping that
+ * outlived the close is gone) the cached attributes are dropped, so a stat
+ * after munmap or close shows the mtime and ctime the stores moved, as on
+ * the backing filesystem.  Handles with no FLUSH are read-only, and cannot
+ * map the file to write.
+ */
+static void
+forget_mapped_times(struct fs *fs, const struct fs_handle *handle)
+{
+	if (handle->io_mode != FS_IO_CACHED && fs->session)
+		fuse_lowlevel_notify_inval_inode(fs->session, handle->ino, -1, 0);
+}
+
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -2552,6 +2570,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				   &handle->new_content_counted);
 	if (observed)
 		observer->flushed(handle->cookie, req, attributes);
+	forget_mapped_times(fs, handle);
 	fuse_reply_err(req, error);
 }
 
@@ -2564,6 +2583,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (known)
 		remember_stamp(handle->inode, &st);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		forget_mapped_times(fs_of(req), handle);
 	discard(fs_of(req), handle, known ? &st : NULL);
 	fuse_reply_err(req, 0);
 }

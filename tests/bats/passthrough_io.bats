@@ -165,6 +165,29 @@ assert_single_written_version() {
 		"hashed|$(xxh "$BACKING/mapped")"
 }
 
+@test "a stat right after stores through a passthrough mapping shows the times they moved" {
+	mount_provfs
+	require_kernel_passthrough
+	"$PYTHON" -c 'import sys; open(sys.argv[1], "wb").write(b"." * 4096)' "$MNT/mapped"
+	"$PYTHON" - "$MNT/mapped" "$BACKING/mapped" <<-'EOF'
+	import mmap, os, sys, time
+	path, backing = sys.argv[1], sys.argv[2]
+	with open(path, "r+b") as f:
+	    m = mmap.mmap(f.fileno(), 4096)
+	    # Asked after the mapping is made (xfs_io's mmap does), the kernel
+	    # keeps these attributes for a second.
+	    before = os.fstat(f.fileno())
+	    time.sleep(0.05)
+	    m[0:5] = b"hello"
+	    m.close()
+	after, native = os.stat(path), os.stat(backing)
+	assert after.st_mtime_ns > before.st_mtime_ns, "mtime not moved"
+	assert after.st_ctime_ns > before.st_ctime_ns, "ctime not moved"
+	assert (after.st_mtime_ns, after.st_ctime_ns) == (native.st_mtime_ns, native.st_ctime_ns)
+	EOF
+	[ "$(head -c 5 "$MNT/mapped")" = hello ]
+}
+
 @test "a read-write open that writes nothing makes no version" {
 	echo content >"$BACKING/kept"
 	mount_provfs
