@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,25 @@ is_inside(const char *inner, const char *outer)
 }
 
 /*
+ * Is a FUSE filesystem (another provfs, say) mounted on path itself?  Every
+ * directory inside one has its type, and may be a mount point of its own
+ * (xfstests mounts on one); the root of a mount is told by statx.
+ */
+static bool
+fuse_mounted_on(const char *path)
+{
+	struct statfs filesystem;
+	struct statx attributes;
+
+	if (statfs(path, &filesystem) != 0 || filesystem.f_type != FUSE_SUPER_MAGIC)
+		return false;
+	if (statx(AT_FDCWD, path, AT_NO_AUTOMOUNT, STATX_TYPE, &attributes) == 0 &&
+	    (attributes.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+		return (attributes.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+	return true; /* cannot tell: refused, as a mount there would hide another */
+}
+
+/*
  * Can users other than root reach the backing tree without the mount?
  * True when the directory is not root's own or grants any rights to group
  * or others, and every ancestor lets others pass.
@@ -331,7 +351,6 @@ main(int argc, char *argv[])
 	char *backing = NULL, *mountpoint = NULL, *mount_options = NULL;
 	char error[600];
 	int status = EXIT_USAGE, backing_fd = -1;
-	struct statfs mount_fs;
 
 	log_set_program("provfs");
 	fuse_set_log_func(log_from_fuse);
@@ -406,7 +425,7 @@ main(int argc, char *argv[])
 			  mountpoint, backing);
 		goto out;
 	}
-	if (statfs(mountpoint, &mount_fs) == 0 && mount_fs.f_type == FUSE_SUPER_MAGIC) {
+	if (fuse_mounted_on(mountpoint)) {
 		log_error("mount point '%s' is busy: a FUSE filesystem is already mounted there",
 			  mountpoint);
 		goto out;

@@ -126,6 +126,21 @@ write_conf() {
 	assert_nothing_mounted
 }
 
+@test "MOUNTPOINT a directory inside another provfs mount: mounted there, not taken for busy" {
+	mount_provfs
+	mkdir "$MNT/sub"
+	mkdir "$TMP/other"
+	chmod 700 "$TMP/other"
+	echo inner >"$TMP/other/f"
+	MOUNT_BACKING=$TMP/other MOUNT_POINT=$MNT/sub mount_provfs -o "store=$TMP/store/second.db"
+	[ "$(cat "$MNT/sub/f")" = inner ]
+	[ "$(mounts_under "$MNT" | wc -l)" -eq 2 ]
+	unmount_provfs "$MNT/sub"
+	[ -d "$BACKING/sub" ]
+	unmount_provfs
+	assert_nothing_mounted
+}
+
 @test "MOUNTPOINT inside BACKING_DIR: refused as nested" {
 	mkdir "$BACKING/sub"
 	provfs_run "$BACKING" "$BACKING/sub"
