@@ -850,7 +850,7 @@ run_unit() {
 	echo "x" >"$TMP/data/in.txt"
 	echo "y" >"$TMP/data2/in.txt"
 	cat /etc/fstab >"$TMP/fstab"
-	echo "$TMP/data2 $TMP/data2 fuse.provfs config=$TMP/conf/data.conf,noauto,nofail,x-systemd.requires=local-fs.target 0 0" >>"$TMP/fstab"
+	echo "$TMP/data2 $TMP/data2 fuse.provfs config=$TMP/conf/data.conf,noauto,nofail,nosuid,x-systemd.requires=local-fs.target 0 0" >>"$TMP/fstab"
 	cat >"$TMP/ns.sh" <<-EOF2
 		set -e
 		sbin=\$(readlink -f /sbin)
@@ -858,9 +858,19 @@ run_unit() {
 		mount --bind "$TMP/fstab" /etc/fstab
 		mount -t fuse.provfs "$TMP/data" "$TMP/data" -o "config=$TMP/conf/data.conf"
 		grep -q " $TMP/data fuse.provfs " /proc/self/mounts
+		# mount(8)'s defaults, as for any other filesystem: dev and suid.
+		! grep " $TMP/data fuse.provfs " /proc/self/mounts | grep -Eq 'nodev|nosuid'
+		# A remount changes the flags; no second daemon, no second mount.
+		mount -o remount,ro "$TMP/data"
+		grep " $TMP/data fuse.provfs " /proc/self/mounts | grep -q ' ro,'
+		! (echo z >"$TMP/data/refused.txt") 2>/dev/null
+		mount -o remount,rw "$TMP/data"
+		[ "\$(grep -c " $TMP/data fuse.provfs " /proc/self/mounts)" -eq 1 ]
 		(cd "$TMP/data" && PROVFS_JOB=fstab cat in.txt > out.txt)
 		mount "$TMP/data2"
 		grep -q " $TMP/data2 fuse.provfs " /proc/self/mounts
+		grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q nosuid
+		! grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q nodev
 		(cd "$TMP/data2" && PROVFS_JOB=fstab cat in.txt > out2.txt)
 		umount "$TMP/data"
 		umount "$TMP/data2"
