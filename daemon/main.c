@@ -45,6 +45,7 @@ struct options {
 	int writeback; /* -o writeback_cache: the kernel's writeback cache, at its price */
 	int nopassthrough; /* -o nopassthrough: file data through the daemon, never the kernel */
 	int nouring;       /* -o nouring: requests through /dev/fuse, never io_uring */
+	int noatime;       /* -o noatime (a FUSE option too): backing atimes left alone */
 	int foreground;
 	int debug;
 	int show_help;
@@ -154,6 +155,11 @@ process_option(void *data, const char *arg, int key, struct fuse_args *outargs)
 				options->bad_option = strdup(arg);
 			return 0;
 		}
+		/* FUSE's own, and the backing files' atimes follow (the last word wins). */
+		if (strcmp(arg, "noatime") == 0)
+			options->noatime = 1;
+		else if (strcmp(arg, "atime") == 0 || strcmp(arg, "strictatime") == 0)
+			options->noatime = 0;
 		return 1; /* a -o option for FUSE */
 	}
 	return 1;
@@ -450,6 +456,7 @@ main(int argc, char *argv[])
 		.backing_fd = backing_fd,
 		.timeout = 1.0,
 		.writeback = options.writeback,
+		.noatime = options.noatime,
 		.passthrough = !options.nopassthrough,
 		.io_uring = !options.nouring,
 		.observer = NULL, /* the recorder attaches once the options are known good */

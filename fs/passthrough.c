@@ -203,6 +203,7 @@ struct fs {
 
 	double timeout;
 	bool writeback;
+	bool noatime; /* mounted noatime: reads leave the backing files' atimes alone */
 	const struct fs_observer *observer;
 	int proc_fd; /* O_PATH of /proc/self/fd */
 	struct fuse_session *session; /* for notifications; NULL until attached */
@@ -739,6 +740,12 @@ open_below(struct fs *fs, int directory_fd, const char *name, int flags)
 {
 	for (int attempts = 0;; attempts++) {
 		int fd = openat(directory_fd, name, flags);
+		/* O_NOATIME is for the file's owner and CAP_FOWNER, which a
+		 * thread serving a caller may have given up. */
+		if (fd < 0 && errno == EPERM && (flags & O_NOATIME)) {
+			flags &= ~O_NOATIME;
+			fd = openat(directory_fd, name, flags);
+		}
 		if (fd >= 0 || !out_of_descriptors(errno) || attempts == 2 || !cache_shrink(fs))
 			return fd;
 	}
@@ -1935,6 +1942,11 @@ backing_flags(const struct fs *fs, int flags)
 			flags = (flags & ~O_ACCMODE) | O_RDWR;
 		flags &= ~O_APPEND;
 	}
+	/* The kernel leaves the node's atime alone on a noatime mount; the
+	 * backing file's (the daemon's reads, the kernel's through passthrough)
+	 * is the one a stat shows. */
+	if (fs->noatime)
+		flags |= O_NOATIME;
 	return flags | O_CLOEXEC;
 }
 
@@ -2613,7 +2625,8 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		error = -node_fd;
 		goto out;
 	}
-	fd = open_below(fs_of(req), node_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open_below(fs_of(req), node_fd, ".",
+			O_RDONLY | O_DIRECTORY | O_CLOEXEC | (fs_of(req)->noatime ? O_NOATIME : 0));
 	error = errno;
 	return_ino(req, ino);
 	if (fd < 0)
@@ -3312,6 +3325,7 @@ fs_new(const struct fs_options *options)
 	pthread_mutex_init(&fs->root.stamp_lock, NULL);
 	fs->timeout = options->timeout;
 	fs->writeback = options->writeback;
+	fs->noatime = options->noatime;
 	fs->observer = options->observer;
 	fs->passthrough = options->passthrough && !options->writeback;
 	fs->io_uring = options->io_uring;

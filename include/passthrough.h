@@ -200,6 +200,7 @@ struct fs_options {
 	int backing_fd;          /* O_PATH|O_DIRECTORY fd of BACKING_DIR; owned by fs */
 	double timeout;          /* entry and attribute cache timeout, seconds */
 	bool writeback;          /* kernel writeback cache */
+	bool noatime;            /* mounted noatime (-o noatime) */
 	bool passthrough;        /* kernel FUSE passthrough where offered; not with writeback */
 	bool io_uring;           /* FUSE over io_uring where the kernel offers it */
 	const struct fs_observer *observer; /* may be NULL; must outlive the fs */

@@ -188,6 +188,37 @@ assert_single_written_version() {
 	[ "$(head -c 5 "$MNT/mapped")" = hello ]
 }
 
+@test "-o noatime: reads the daemon serves, and listings, leave the backing atimes alone" {
+	printf 'data\n' >"$BACKING/f"
+	mkdir "$BACKING/d"
+	touch "$BACKING/d/x"
+	touch -a -d '2 days ago' "$BACKING/f" "$BACKING/d"
+	local file_atime dir_atime
+	file_atime=$(stat -c %X "$BACKING/f")
+	dir_atime=$(stat -c %X "$BACKING/d")
+	mount_provfs -o noatime,nopassthrough
+	cat "$MNT/f" >/dev/null
+	ls "$MNT/d" >/dev/null
+	[ "$(stat -c %X "$MNT/f")" = "$file_atime" ]
+	unmount_provfs
+	[ "$(stat -c %X "$BACKING/f")" = "$file_atime" ]
+	[ "$(stat -c %X "$BACKING/d")" = "$dir_atime" ]
+	# Listings alike with kernel passthrough (its reads follow the backing
+	# mount's rule: README, "Kernel passthrough").
+	mount_provfs -o noatime
+	ls "$MNT/d" >/dev/null
+	unmount_provfs
+	[ "$(stat -c %X "$BACKING/d")" = "$dir_atime" ]
+	# Without it (relatime, as the backing mount): the same read and
+	# listing move two-day-old atimes.
+	mount_provfs -o nopassthrough
+	cat "$MNT/f" >/dev/null
+	ls "$MNT/d" >/dev/null
+	unmount_provfs
+	[ "$(stat -c %X "$BACKING/f")" -gt "$file_atime" ]
+	[ "$(stat -c %X "$BACKING/d")" -gt "$dir_atime" ]
+}
+
 @test "a read-write open that writes nothing makes no version" {
 	echo content >"$BACKING/kept"
 	mount_provfs
