@@ -112,6 +112,8 @@ print_usage(FILE *out)
 		"  -o nouring         requests through /dev/fuse, not FUSE over io_uring\n"
 		"                     (default: io_uring where the kernel offers it, with the\n"
 		"                     fuse module's enable_uring on)\n"
+		"  -o noatime         as for any mount; the daemon's reads leave the backing\n"
+		"                     files' atimes alone too\n"
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
