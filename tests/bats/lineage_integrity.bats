@@ -376,18 +376,18 @@ EOF
 }
 
 @test "a version queued after the next change: versions keep the order of their contents, and a reader sees no change outside provfs" {
-	# Each file's first version is held back 300 ms between its release
+	# Each file's first version is held back a second between its release
 	# and the queue: the second open, writes and release come meanwhile.
-	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=300 mount_provfs
+	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=1000 mount_provfs
 	local i
 	for i in 1 2 3; do
 		printf 'first' >"$MNT/f$i"
-		sleep 0.1 # the first RELEASE served before the next open
+		sleep 0.3 # the first RELEASE served (and held) before the next open
 		printf 'second, longer' >"$MNT/f$i"
 	done
 	# A truncate(2) while no handle writes is a version by itself, in turn.
 	printf 'first' >"$MNT/t"
-	sleep 0.1
+	sleep 0.3
 	"$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], 2)' "$MNT/t"
 	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]" 30
 	cat "$MNT"/f1 "$MNT"/f2 "$MNT"/f3 "$MNT"/t >/dev/null
@@ -423,15 +423,15 @@ EOF
 @test "a reader of a file its writer left unchanged is linked to the content it read, even when the next version is queued first" {
 	printf 'as it was' >"$BACKING/g"
 	# The writer's release that abandons the version the reader waits
-	# for is held back 300 ms: the next version is made meanwhile.
-	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=300 mount_provfs
+	# for is held back a second: the next version is made meanwhile.
+	PROVFS_TEST_VERSION_QUEUE_DELAY_MS=1000 mount_provfs
 	"$PYTHON" - "$MNT/g" <<'EOF2'
 import os, sys, time
 writer = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
 with open(sys.argv[1], "rb") as reader:
     assert reader.read() == b"as it was"
 os.close(writer)
-time.sleep(0.1)
+time.sleep(0.3)
 with open(sys.argv[1], "ab") as f:
     f.write(b", and more")
 EOF2
@@ -450,7 +450,7 @@ EOF2
 		"$PROVFS" -f -o "store=$STORE" "$BACKING" "$MNT" 2>"$TMP/daemon.err"
 	wait_mounted "$MNT"
 	printf 'first' >"$MNT/f"
-	sleep 0.1
+	sleep 0.3
 	printf 'second, longer' >"$MNT/f"
 	# The second version waits 5 s for the first, then goes ahead.
 	wait_until "grep -q 'queued out of order' '$TMP/daemon.err'" 10
