@@ -1943,8 +1943,9 @@ backing_flags(const struct fs *fs, int flags)
 		flags &= ~O_APPEND;
 	}
 	/* The kernel leaves the node's atime alone on a noatime mount; the
-	 * backing file's (the daemon's reads, the kernel's through passthrough)
-	 * is the one a stat shows. */
+	 * backing file's is the one a stat shows, and the daemon's reads would
+	 * move it.  (Kernel passthrough opens a backing file of its own, with
+	 * the caller's flags: its reads follow the backing mount's rule.) */
 	if (fs->noatime)
 		flags |= O_NOATIME;
 	return flags | O_CLOEXEC;
