@@ -2321,9 +2321,12 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * permission checks and following a symlink in the caller's namespace.
 	 */
 	bool retried = false; /* once: groups read afresh (caller.c) */
+	/* A new file has no atime to keep, and O_NOATIME, checked only after
+	 * the file is made, could refuse a create that happened anyway where
+	 * the backing filesystem does not make the caller its owner. */
+	int flags = (backing_flags(fs, fi->flags) & ~O_NOATIME) | O_CREAT | O_EXCL | O_NOFOLLOW;
 	do {
-		fd = openat(parent_fd, name,
-			    backing_flags(fs, fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+		fd = openat(parent_fd, name, flags, mode);
 		error = fd < 0 ? errno : 0;
 	} while (!retried && (retried = caller_retry_with_fresh_groups(req, error)));
 	caller_restore();

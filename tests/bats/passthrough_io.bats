@@ -189,6 +189,9 @@ assert_single_written_version() {
 }
 
 @test "-o noatime: reads the daemon serves, and listings, leave the backing atimes alone" {
+	ensure_test_users
+	chmod 755 "$BACKING"
+	mkdir -m 1777 "$BACKING/w"
 	printf 'data\n' >"$BACKING/f"
 	mkdir "$BACKING/d"
 	touch "$BACKING/d/x"
@@ -200,6 +203,10 @@ assert_single_written_version() {
 	cat "$MNT/f" >/dev/null
 	ls "$MNT/d" >/dev/null
 	[ "$(stat -c %X "$MNT/f")" = "$file_atime" ]
+	# Files are made as ever, as the caller (O_NOATIME is for reads).
+	as_user_sh "$U1" "echo new >'$MNT/w/made'"
+	[ "$(cat "$MNT/w/made")" = new ]
+	[ "$(stat -c %U "$BACKING/w/made")" = "$U1" ]
 	unmount_provfs
 	[ "$(stat -c %X "$BACKING/f")" = "$file_atime" ]
 	[ "$(stat -c %X "$BACKING/d")" = "$dir_atime" ]
