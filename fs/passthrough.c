@@ -741,7 +741,7 @@ open_below(struct fs *fs, int directory_fd, const char *name, int flags)
 	for (int attempts = 0;; attempts++) {
 		int fd = openat(directory_fd, name, flags);
 		/* O_NOATIME is for the file's owner and CAP_FOWNER, which a
-		 * thread serving a caller may have given up. */
+		 * daemon started without it lacks: such a file opens as ever. */
 		if (fd < 0 && errno == EPERM && (flags & O_NOATIME)) {
 			flags &= ~O_NOATIME;
 			fd = openat(directory_fd, name, flags);

@@ -226,6 +226,21 @@ assert_single_written_version() {
 	[ "$(stat -c %X "$BACKING/d")" -gt "$dir_atime" ]
 }
 
+@test "-o noatime, the daemon without CAP_FOWNER: another user's file and directory still open and list" {
+	ensure_test_users
+	mkdir "$BACKING/d"
+	printf 'owned\n' >"$BACKING/d/f"
+	chown -R "$U1" "$BACKING/d"
+	# O_NOATIME is for a file's owner and CAP_FOWNER: without it, the
+	# daemon opens such files as before instead of failing the open.
+	setpriv --bounding-set=-fowner -- "$PROVFS" -o "store=$STORE" -o noatime,nopassthrough \
+		"$BACKING" "$MNT" 2>"$TMP/mount.err"
+	wait_mounted "$MNT"
+	[ "$(cat "$MNT/d/f")" = owned ]
+	[ "$(ls "$MNT/d")" = f ]
+	unmount_provfs
+}
+
 @test "a read-write open that writes nothing makes no version" {
 	echo content >"$BACKING/kept"
 	mount_provfs
