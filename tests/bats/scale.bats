@@ -171,7 +171,7 @@ make_tree() {
 	mount_limited 1024
 	# Every inode known: the descriptor cache holds as many as it may.
 	cat "$MNT"/tree/*/* >/dev/null
-	run -0 "$PYTHON" - "$MNT" "$MOUNTED_PID" <<-'EOF'
+	run "$PYTHON" - "$MNT" "$MOUNTED_PID" <<-'EOF'
 	import os, subprocess, sys
 	mnt, pid = sys.argv[1], sys.argv[2]
 	fd = os.open(os.path.join(mnt, "written"), os.O_CREAT | os.O_WRONLY, 0o644)
@@ -187,6 +187,9 @@ make_tree() {
 	    f.write("more\n")
 	print("ok")
 	EOF
+	# Which step failed, when one does (the traceback).
+	echo "$output"
+	[ "$status" -eq 0 ]
 	[ "$output" = ok ]
 	[ "$(cat "$BACKING/written")" = data ]
 }
