@@ -1545,7 +1545,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 			end_write(observer, handle);
 			errno = saved;
 		} else {
-			int fd = openat(fs->proc_fd, name, O_WRONLY | O_CLOEXEC);
+			int fd = open_below(fs, fs->proc_fd, name, O_WRONLY | O_CLOEXEC);
 			if (fd < 0)
 				goto out_errno;
 			result = ftruncate(fd, attr->st_size);
@@ -2325,10 +2325,20 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * the file is made, could refuse a create that happened anyway where
 	 * the backing filesystem does not make the caller its owner. */
 	int flags = (backing_flags(fs, fi->flags) & ~O_NOATIME) | O_CREAT | O_EXCL | O_NOFOLLOW;
-	do {
+	int shrinks = 0;
+	for (;;) {
 		fd = openat(parent_fd, name, flags, mode);
 		error = fd < 0 ? errno : 0;
-	} while (!retried && (retried = caller_retry_with_fresh_groups(req, error)));
+		/* Out of descriptors, the daemon's own doing: the descriptor is
+		 * taken before the name is made, so nothing was made yet. */
+		if (out_of_descriptors(error) && shrinks < 2 && cache_shrink(fs)) {
+			shrinks++;
+			continue;
+		}
+		if (!retried && (retried = caller_retry_with_fresh_groups(req, error)))
+			continue;
+		break;
+	}
 	caller_restore();
 	if (error == EEXIST && !(fi->flags & O_EXCL))
 		error = ESTALE;
