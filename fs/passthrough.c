@@ -1895,6 +1895,8 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 	    fstatat(to_fd, new_name, &replaced, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    (replaced.st_dev != st.st_dev || replaced.st_ino != st.st_ino))
 		replaced_fd = open_if_linked_elsewhere(to_fd, new_name, &replaced);
+	/* For an observer that must know what ran while the names changed. */
+	int64_t started_ns = known ? monotonic_ns() : 0;
 	if (renameat2(from_fd, name, to_fd, new_name, flags) < 0) {
 		error = errno;
 		goto out;
@@ -1916,6 +1918,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 						   .name = name,
 						   .new_name = new_name,
 						   .flags = flags,
+						   .started_ns = started_ns,
 						   .parent_fd = from_fd,
 						   .new_parent_fd = to_fd};
 		identify_parent(req, parent, &event.parent_device, &event.parent_inode);

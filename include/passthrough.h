@@ -93,6 +93,7 @@ struct fs_namespace_event {
 	const char *name;              /* component in the parent directory */
 	const char *new_name;          /* rename/link target component */
 	unsigned int flags; /* rename flags */
+	int64_t started_ns; /* rename: CLOCK_MONOTONIC just before it was made; 0 unknown */
 	int parent_fd;      /* O_PATH of parent; valid during the callback, -1 unknown */
 	int new_parent_fd;  /* O_PATH of new_parent; likewise */
 	/* The identities of parent and new_parent as the layer knows them (an

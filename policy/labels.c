@@ -2705,6 +2705,9 @@ typedef bool walk_visit_fn(void *context, int directory_fd, const char *name, co
  * never followed and the walk never leaves the tree it began in; 512 levels
  * at most, a descriptor each.  Returns how many visits counted.
  */
+/* Test only: the mover's walks pause this long before each entry. */
+static _Thread_local int walk_entry_pause_ms;
+
 static size_t
 walk_files(int directory_fd, char *path, size_t path_length, int depth, walk_visit_fn *visit,
            void *context)
@@ -2721,6 +2724,10 @@ walk_files(int directory_fd, char *path, size_t path_length, int depth, walk_vis
 		const char *name = entry->d_name;
 		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 			continue;
+		if (walk_entry_pause_ms > 0)
+			nanosleep(&(struct timespec){.tv_sec = walk_entry_pause_ms / 1000,
+			                             .tv_nsec = walk_entry_pause_ms % 1000 * 1000000L},
+			          NULL);
 		size_t name_length = strlen(name);
 		if (path_length + name_length + 2 >= PATH_MAX)
 			continue;
@@ -2809,10 +2816,14 @@ index_tree(struct labels *labels, const struct policy *policy)
  * whatever the path: the walk has nothing to add for those.
  *
  * Which renames are walked: those of a directory at or above a labeled
- * rule's directory (policy_index_roots); and, while a walk is queued or
- * running, every one, so that a directory moved out of the tree being
- * walked before the walk reached it (mv pub/p/sub pub/sub) is walked too,
- * and found labeled by the index.
+ * rule's directory (policy_index_roots); and every one that overlapped a
+ * walk (one was queued or running when the rename was made, or ended after
+ * it), so that a directory moved out of the tree being walked before the
+ * walk reached it (mv pub/p/sub pub/sub) is walked too, and found labeled
+ * by the index.  "When the rename was made" is the time the fs layer
+ * stamps just before renameat2 (event->started_ns), not the time this
+ * observer runs: a walk that listed sub, then found it gone and ended
+ * before the rename's event was handled, overlapped it all the same.
  *
  * Races.  The open happens while the kernel still holds the rename's
  * directory locks (the event comes before the reply), so through the mount
@@ -2847,7 +2858,11 @@ struct directory_mover {
 	pthread_cond_t wake;
 	struct moved_directory *head, *tail; /* lock */
 	size_t pending;                      /* queued or being walked; lock */
+	int64_t last_walk_ended_ns;          /* CLOCK_MONOTONIC, after its last step; lock */
 	bool stopping;                       /* lock */
+	/* Test only (PROVFS_TEST_MOVED_WALK_DELAY_MS, PROVFS_TEST_RENAME_CHECK_DELAY_MS):
+	 * the walk pauses before each entry, a rename before it decides. */
+	int test_walk_delay_ms, test_rename_delay_ms;
 	pthread_t thread;
 	bool running; /* set before requests are served, cleared after */
 };
@@ -2994,6 +3009,7 @@ mover_main(void *argument)
 	struct directory_mover *mover = labels->mover;
 
 	pthread_setname_np(pthread_self(), "provfs-moved");
+	walk_entry_pause_ms = mover->test_walk_delay_ms;
 	pthread_mutex_lock(&mover->lock);
 	for (;;) {
 		while (mover->head == NULL && !mover->stopping)
@@ -3008,6 +3024,7 @@ mover_main(void *argument)
 		walk_moved(labels, moved);
 		moved_directory_free(moved);
 		pthread_mutex_lock(&mover->lock);
+		mover->last_walk_ended_ns = monotonic_ns();
 		mover->pending--;
 	}
 	pthread_mutex_unlock(&mover->lock);
@@ -3016,23 +3033,31 @@ mover_main(void *argument)
 
 /*
  * On the request thread: queue the walk of the directory now at
- * (parent_fd, name), renamed from path `from` to path `to`.  Nothing but
- * one openat (O_DIRECTORY: no longer a directory, nothing).
+ * (parent_fd, name), renamed from path `from` to path `to` by a rename
+ * made at started_ns (CLOCK_MONOTONIC; 0: unknown).  Nothing but one
+ * openat (O_DIRECTORY: no longer a directory, nothing).
  */
 static void
 queue_moved_directory(struct labels *labels, const struct policy *policy, uid_t uid, int parent_fd,
-                      const char *name, const char *from, const char *to)
+                      const char *name, const char *from, const char *to, int64_t started_ns)
 {
 	struct directory_mover *mover = labels->mover;
 	struct moved_directory *moved = NULL;
 
 	if (!mover->running || strcmp(from, to) == 0)
 		return;
+	if (mover->test_rename_delay_ms > 0)
+		nanosleep(&(struct timespec){.tv_sec = mover->test_rename_delay_ms / 1000,
+		                             .tv_nsec = mover->test_rename_delay_ms % 1000 * 1000000L},
+		          NULL);
 	pthread_mutex_lock(&mover->lock);
 	size_t pending = mover->pending;
+	/* A walk that ended after the rename began may have missed what it moved. */
+	bool overlapped = pending > 0 || (mover->last_walk_ended_ns != 0 &&
+	                                  mover->last_walk_ended_ns >= started_ns);
 	pthread_mutex_unlock(&mover->lock);
-	if (pending == 0 && !near_labeled_root(policy, from))
-		return; /* no labeled rule reaches below its old name */
+	if (!overlapped && !near_labeled_root(policy, from))
+		return; /* no labeled rule reaches below its old name, and no walk ran */
 	if (pending >= MOVED_QUEUE_LIMIT) {
 		log_warning("labels: %zu renamed directories wait for their walk: the labels of "
 		            "the files below '%s' (renamed from '%s') are kept until unmount only",
@@ -3081,14 +3106,15 @@ out_err:
  */
 static void
 moved_object(struct labels *labels, const struct policy *policy, const struct stat *st, uid_t uid,
-             const char *from, const char *to, int parent_fd, const char *name)
+             const char *from, const char *to, int parent_fd, const char *name, int64_t started_ns)
 {
 	struct policy_rule_info rule;
 	char reason[1024];
 
 	if (S_ISDIR(st->st_mode)) {
 		if (to)
-			queue_moved_directory(labels, policy, uid, parent_fd, name, from, to);
+			queue_moved_directory(labels, policy, uid, parent_fd, name, from, to,
+			                      started_ns);
 		return;
 	}
 	if (!S_ISREG(st->st_mode))
@@ -3127,11 +3153,11 @@ renamed(struct labels *labels, const struct policy *policy, const struct fs_name
 
 	if (from) {
 		moved_object(labels, policy, change->attributes, caller_uid(change), from, to,
-		             change->new_parent_fd, change->new_name);
+		             change->new_parent_fd, change->new_name, change->started_ns);
 		if (to && (change->flags & RENAME_EXCHANGE) &&
 		    fstatat(change->parent_fd, change->name, &other, AT_SYMLINK_NOFOLLOW) == 0)
 			moved_object(labels, policy, &other, caller_uid(change), to, from,
-			             change->parent_fd, change->name);
+			             change->parent_fd, change->name, change->started_ns);
 	}
 	free(from_directory);
 	free(to_directory);
@@ -3298,6 +3324,14 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	pthread_cond_init(&labels->lineage->wake, NULL);
 	pthread_mutex_init(&labels->mover->lock, NULL);
 	pthread_cond_init(&labels->mover->wake, NULL);
+	/* Test only: tests/bats/labels.bats makes a rename's event come after
+	 * the walk it overlapped has ended.  Read once. */
+	const char *test_walk_delay = getenv("PROVFS_TEST_MOVED_WALK_DELAY_MS");
+	const char *test_rename_delay = getenv("PROVFS_TEST_RENAME_CHECK_DELAY_MS");
+	if (test_walk_delay && atoi(test_walk_delay) > 0 && atoi(test_walk_delay) <= 10000)
+		labels->mover->test_walk_delay_ms = atoi(test_walk_delay);
+	if (test_rename_delay && atoi(test_rename_delay) > 0 && atoi(test_rename_delay) <= 10000)
+		labels->mover->test_rename_delay_ms = atoi(test_rename_delay);
 
 	size_t indexed = index_tree(labels, policy);
 	load_persisted(labels, policy);

@@ -266,6 +266,28 @@ pub/projects/sub/deeper/c.csv|confidential"
 	assert_sql "SELECT count(*), count(DISTINCT file_id) FROM label_changes" "2|2"
 }
 
+@test "a subdirectory moved out of a renamed tree after the walk listed it, the walk ended before the move was handled: its file keeps the label" {
+	mkdir -p "$BACKING/raw/crm/projects/sub"
+	echo a >"$BACKING/raw/crm/projects/a.csv"
+	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
+	chmod -R a+rX "$BACKING/raw/crm/projects"
+	# The walk pauses before each entry it listed; a rename decides
+	# whether to walk 1.5 s after it was made.  So the mv below lands
+	# after the walk listed sub, which then finds sub gone and ends
+	# before the mv's own check: only the time the mv was made tells
+	# that it overlapped the walk.
+	PROVFS_TEST_MOVED_WALK_DELAY_MS=400 PROVFS_TEST_RENAME_CHECK_DELAY_MS=1500 mount_labels
+	mv "$MNT/raw/crm/projects" "$MNT/pub/projects"
+	mv "$MNT/pub/projects/sub" "$MNT/pub/sub"
+	stop_provfs
+	mount_labels
+	[ "$(label_of "$MNT/pub/projects/a.csv")" = confidential ]
+	[ "$(label_of "$MNT/pub/sub/b.csv")" = confidential ]
+	stop_provfs
+	assert_sql "SELECT f.path FROM label_changes c JOIN files f ON f.id = c.file_id ORDER BY f.path" "pub/projects/a.csv
+pub/sub/b.csv"
+}
+
 @test "bypass: a labeled file exchanged with a public file keeps its label after a remount" {
 	echo decoy >"$BACKING/pub/decoy"
 	chmod 644 "$BACKING/pub/decoy"
