@@ -42,6 +42,7 @@
 
 #include "clock.h"
 #include "caller.h"
+#include "log.h"
 
 #define CACHE_SLOTS 1024 /* power of two */
 #define CACHE_LIFETIME_NS 1000000000LL
@@ -213,6 +214,97 @@ caller_in_group(fuse_req_t req, gid_t gid)
 	return found;
 }
 
+/* ---- the registrar's credentials (caller_become_registrar) ---------------------- */
+
+enum { OVERFLOW_GID = 65534, SAVED_GROUPS_MAX = 256 };
+
+enum thread_credentials { CREDENTIALS_UNKNOWN, CREDENTIALS_DAEMON, CREDENTIALS_REGISTRAR };
+
+static _Thread_local enum thread_credentials thread_credentials;
+static _Thread_local gid_t registrar_saved_groups[SAVED_GROUPS_MAX]; /* the daemon's, to give back */
+static _Thread_local int registrar_saved_group_count;
+static _Thread_local struct __user_cap_data_struct thread_capabilities[_LINUX_CAPABILITY_U32S_3];
+static _Thread_local bool thread_capabilities_known;
+
+/* This thread's effective capabilities: all it is permitted, CAP_FSETID only if fsetid. */
+static int
+set_effective_fsetid(bool fsetid)
+{
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	if (!thread_capabilities_known) {
+		/* The permitted set: capset() below never changes it. */
+		if (syscall(SYS_capget, &header, thread_capabilities) < 0)
+			return -errno;
+		thread_capabilities_known = true;
+	}
+	memcpy(data, thread_capabilities, sizeof(data));
+	for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+		data[i].effective = data[i].permitted;
+	if (!fsetid)
+		data[CAP_TO_INDEX(CAP_FSETID)].effective &= ~CAP_TO_MASK(CAP_FSETID);
+	/* The raw system call acts on this thread only. */
+	return syscall(SYS_capset, &header, data) < 0 ? -errno : 0;
+}
+
+/*
+ * Which credentials this thread has: a thread libfuse starts takes its
+ * parent's, and a worker starts the next one right after it read a
+ * request, so a thread may be born a registrar.  The daemon's fsgid is 0,
+ * a registrar's the overflow group (setfsgid(-1) only reads it).
+ */
+static enum thread_credentials
+credentials_of_thread(void)
+{
+	if (thread_credentials == CREDENTIALS_UNKNOWN) {
+		thread_credentials = (gid_t)setfsgid((gid_t)-1) == OVERFLOW_GID
+		                         ? CREDENTIALS_REGISTRAR
+		                         : CREDENTIALS_DAEMON;
+		registrar_saved_group_count = 0; /* born one: the daemon's groups are unknown */
+	}
+	return thread_credentials;
+}
+
+int
+caller_become_registrar(void)
+{
+	int error;
+
+	if (credentials_of_thread() == CREDENTIALS_REGISTRAR)
+		return 0;
+	/* The supplementary groups are the last caller's (become()): put back exactly. */
+	int count = getgroups(SAVED_GROUPS_MAX, registrar_saved_groups);
+	if (count < 0)
+		return -errno;
+	if ((error = set_effective_fsetid(false)) < 0)
+		return error;
+	if (count > 0 && syscall(SYS_setgroups, (size_t)0, NULL) < 0) {
+		error = -errno;
+		set_effective_fsetid(true);
+		return error;
+	}
+	registrar_saved_group_count = count;
+	setfsgid(OVERFLOW_GID);
+	thread_credentials = CREDENTIALS_REGISTRAR;
+	return 0;
+}
+
+void
+caller_become_daemon(void)
+{
+	if (credentials_of_thread() != CREDENTIALS_REGISTRAR)
+		return;
+	setfsgid(0);
+	if (syscall(SYS_setgroups, (size_t)registrar_saved_group_count, registrar_saved_groups) < 0)
+		log_error("cannot restore supplementary groups: %s", strerror(errno));
+	if (set_effective_fsetid(true) < 0)
+		log_error("cannot restore CAP_FSETID: %s", strerror(errno));
+	thread_credentials = CREDENTIALS_DAEMON;
+}
+
+/* ---- acting as the caller ---------------------------------------------------------- */
+
 /* What this thread last set, so a request for the same caller costs less. */
 static _Thread_local int thread_fs_ids_root = -1; /* fsuid and fsgid 0 when not switched; -1 unknown */
 static _Thread_local bool thread_fs_ids_switched;  /* by become(), until caller_restore() */
@@ -228,6 +320,7 @@ become(fuse_req_t req, bool fresh)
 	gid_t buffer[MAX_GROUPS];
 	int count;
 
+	caller_become_daemon(); /* the caller's identity is made from the daemon's */
 	if (!umask_unshared) {
 		/* Give this thread its own umask, so umask() below is per request. */
 		if (unshare(CLONE_FS) < 0)

@@ -45,7 +45,9 @@
  * registered the backing file; writes through it run the backing
  * filesystem's own privilege dropping with those credentials.  So they are
  * registered as a writer who may keep nothing: without CAP_FSETID, with
- * the overflow group and no supplementary groups.  A file that gains suid
+ * the overflow group and no supplementary groups (caller.h's registrar;
+ * a thread keeps them for the requests after that only look, so that a
+ * run of read-only opens changes credentials once, not six times each).  A file that gains suid
  * or sgid while it is open loses them again on the next write through such
  * a handle, as it would for an unprivileged writer outside the file's group
  * on the native filesystem (a writer in the group would keep a sgid without
@@ -54,14 +56,12 @@
  * fs/backing_files.c.)
  */
 #include <errno.h>
-#include <linux/capability.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/fsuid.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -126,11 +126,26 @@ _Static_assert(sizeof(struct wire_in_header) == 40, "fuse_in_header is 40 bytes"
 _Static_assert(sizeof(struct wire_out_header) == 16, "fuse_out_header is 16 bytes");
 
 enum {
+	OPCODE_LOOKUP = 1,
+	OPCODE_FORGET = 2,
+	OPCODE_GETATTR = 3,
 	OPCODE_SETATTR = 4,
+	OPCODE_READLINK = 5,
 	OPCODE_OPEN = 14,
+	OPCODE_READ = 15,
 	OPCODE_WRITE = 16,
+	OPCODE_STATFS = 17,
+	OPCODE_RELEASE = 18,
+	OPCODE_GETXATTR = 22,
+	OPCODE_LISTXATTR = 23,
 	OPCODE_INIT = 26,
+	OPCODE_OPENDIR = 27,
+	OPCODE_READDIR = 28,
+	OPCODE_RELEASEDIR = 29,
 	OPCODE_CREATE = 35,
+	OPCODE_INTERRUPT = 36,
+	OPCODE_BATCH_FORGET = 42,
+	OPCODE_READDIRPLUS = 44,
 	INIT_WRITEBACK_CACHE = 1u << 16, /* INIT flag */
 	INIT_EXT = 1u << 30,             /* INIT flag: flags2 is valid */
 	INIT2_PASSTHROUGH = 1u << 5,     /* FUSE_PASSTHROUGH (bit 37) in flags2 */
@@ -159,6 +174,49 @@ static bool kernel_offers_uring;      /* set while handling INIT */
 static _Thread_local uint64_t request_unique;  /* the request this thread handles */
 static _Thread_local uint32_t request_opcode;
 static _Thread_local int32_t reply_backing_id; /* for its OPEN/CREATE reply; 0 none */
+static _Thread_local bool registrar_may_serve;   /* this request (caller_become_registrar) */
+
+/*
+ * May the request in buffer be served with the registrar's credentials
+ * (caller.h: the daemon's, without CAP_FSETID, its fsgid the overflow
+ * group, no supplementary groups)?  Those differ from the daemon's own
+ * only where a file is made (its group), or changed where the kernel may
+ * drop privileges (suid, sgid; chmod, chown, write, truncate): so the
+ * requests that only look, and opens that only read.  Every other request
+ * gets the daemon's own back before it is served, and caller_become()
+ * does too.  A thread that registered a backing file for a read-only
+ * open serves the next one without changing its credentials twice.
+ */
+static bool
+served_as_registrar(uint32_t opcode, const char *argument, size_t argument_size)
+{
+	switch (opcode) {
+	case OPCODE_LOOKUP:
+	case OPCODE_FORGET:
+	case OPCODE_GETATTR:
+	case OPCODE_READLINK:
+	case OPCODE_READ:
+	case OPCODE_STATFS:
+	case OPCODE_RELEASE:
+	case OPCODE_GETXATTR:
+	case OPCODE_LISTXATTR:
+	case OPCODE_OPENDIR:
+	case OPCODE_READDIR:
+	case OPCODE_RELEASEDIR:
+	case OPCODE_INTERRUPT:
+	case OPCODE_BATCH_FORGET:
+	case OPCODE_READDIRPLUS:
+		return true;
+	case OPCODE_OPEN: {
+		if (argument_size < sizeof(struct wire_open_in))
+			return false;
+		uint32_t flags = ((const struct wire_open_in *)(const void *)argument)->flags;
+		return (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC);
+	}
+	default:
+		return false;
+	}
+}
 
 void
 session_io_request_received(const void *buffer, size_t count)
@@ -167,13 +225,19 @@ session_io_request_received(const void *buffer, size_t count)
 
 	kill_requested = false;
 	reply_backing_id = 0;
-	if (count < sizeof(*header))
+	registrar_may_serve = false;
+	if (count < sizeof(*header)) {
+		caller_become_daemon();
 		return;
+	}
 	caller_request_received();
 	request_unique = header->unique;
 	request_opcode = header->opcode;
 	const char *argument = (const char *)buffer + sizeof(*header);
 	size_t argument_size = (size_t)count - sizeof(*header);
+	registrar_may_serve = served_as_registrar(header->opcode, argument, argument_size);
+	if (!registrar_may_serve)
+		caller_become_daemon();
 	switch (header->opcode) {
 	case OPCODE_INIT:
 		if (argument_size >= sizeof(struct wire_init)) {
@@ -344,57 +408,20 @@ fs_session_passthrough(void)
 	return atomic_load_explicit(&passthrough_on, memory_order_relaxed);
 }
 
-/* This thread's capability sets, read once: a worker's never change. */
-static _Thread_local struct __user_cap_data_struct thread_caps[2];
-static _Thread_local bool thread_caps_known;
-
-/* Set or clear CAP_FSETID in this thread's effective set; 0 or -1. */
-static int
-set_fsetid(bool on)
-{
-	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
-	struct __user_cap_data_struct data[2];
-
-	if (!thread_caps_known) {
-		if (syscall(SYS_capget, &header, thread_caps) < 0)
-			return -1;
-		thread_caps_known = true;
-	}
-	memcpy(data, thread_caps, sizeof(data));
-	if (!on)
-		data[0].effective &= ~CAP_TO_MASK(CAP_FSETID);
-	return (int)syscall(SYS_capset, &header, data);
-}
-
-enum { OVERFLOW_GID = 65534, SAVED_GROUPS_MAX = 256 };
-
 int
 fs_session_backing_open(int fd)
 {
 	struct wire_backing_map map = {.fd = fd};
-	gid_t groups[SAVED_GROUPS_MAX];
-	int id = -1, error;
+	int id, error;
 
 	/* The kernel keeps the credentials of this call for the I/O it does
-	 * on the handles (see KERNEL PASSTHROUGH above).  This thread's
-	 * supplementary groups are the last caller's (fs/caller.c): put them
-	 * back exactly, with raw system calls that change this thread only. */
-	int group_count = getgroups(SAVED_GROUPS_MAX, groups);
-	if (group_count < 0 || set_fsetid(false) < 0)
-		return -errno;
-	if (group_count > 0 && syscall(SYS_setgroups, (size_t)0, NULL) < 0) {
-		error = errno;
-		goto out_caps;
-	}
-	setfsgid(OVERFLOW_GID);
+	 * on the handles (see KERNEL PASSTHROUGH above). */
+	if ((error = caller_become_registrar()) < 0)
+		return error;
 	id = ioctl(device_fd, DEV_IOC_BACKING_OPEN, &map);
 	error = id < 0 ? errno : 0;
-	setfsgid(0);
-	if (group_count > 0 && syscall(SYS_setgroups, (size_t)group_count, groups) < 0)
-		log_error("cannot restore supplementary groups: %s", strerror(errno));
-out_caps:
-	if (set_fsetid(true) < 0)
-		log_error("cannot restore CAP_FSETID: %s", strerror(errno));
+	if (!registrar_may_serve)
+		caller_become_daemon();
 	return id < 0 ? -error : id;
 }
 

@@ -64,6 +64,22 @@ bool caller_retry_with_fresh_groups(fuse_req_t req, int error);
 /* Back to the daemon's own identity (fsuid and fsgid 0, all capabilities). */
 void caller_restore(void);
 
+/*
+ * The credentials a passthrough backing file is registered with (the
+ * kernel keeps the registering thread's for the I/O it does on the file;
+ * fs/session_io.c): a writer who may keep nothing, without CAP_FSETID,
+ * with the overflow group and no supplementary groups; fsuid stays 0.
+ * caller_become_registrar() puts this thread in them (0 or -errno), and
+ * the thread stays so, costing nothing, until caller_become_daemon()
+ * gives back the daemon's own: a read-only open after another registers
+ * its file with one ioctl instead of eight system calls, six of them
+ * credential changes (each also a process-connector broadcast).
+ * caller_become() gives them back itself.  A thread that libfuse starts
+ * from a registrar thread is born one, and is known as one.
+ */
+int caller_become_registrar(void);
+void caller_become_daemon(void);
+
 /* Is gid the caller's filesystem group or one of its supplementary groups
  * (read afresh: the answer may keep a setgid bit)? */
 bool caller_in_group(fuse_req_t req, gid_t gid);

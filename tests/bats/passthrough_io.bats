@@ -311,6 +311,43 @@ assert_single_written_version() {
 	[ "$(cat "$MNT/f")" = "$(printf 'data\nmore\nagain')" ]
 }
 
+@test "a thread that registered a read-only open's file keeps those credentials only for what only looks: root's writes, creates and chmods right after are root's" {
+	chmod 755 "$BACKING"
+	for i in $(seq 8); do echo "read $i" >"$BACKING/r$i"; done
+	printf 'x' >"$BACKING/suid"
+	chmod 4755 "$BACKING/suid"
+	echo g >"$BACKING/g"
+	chown 0:1234 "$BACKING/g"
+	mount_provfs
+	require_kernel_passthrough
+	local i
+	# Read-only opens leave their threads with the registering credentials
+	# (no CAP_FSETID, the overflow group, no groups); every request after
+	# them that makes or changes something must run as the daemon again.
+	for i in $(seq 40); do
+		cat "$MNT/r$((i % 8 + 1))" >/dev/null
+		printf 'x' >>"$MNT/suid"
+		[ "$(stat -c %a "$BACKING/suid")" = 4755 ] || {
+			echo "round $i: a root write through the daemon dropped suid" >&2
+			return 1
+		}
+		cat "$MNT/r$((i % 8 + 1))" >/dev/null
+		mkdir "$MNT/d$i"
+		: >"$MNT/f$i"
+		[ "$(stat -c %g "$BACKING/d$i") $(stat -c %g "$BACKING/f$i")" = "0 0" ] || {
+			echo "round $i: root's new files belong to group $(stat -c %g "$BACKING/f$i")" >&2
+			return 1
+		}
+		cat "$MNT/r$((i % 8 + 1))" >/dev/null
+		chmod 644 "$MNT/g"
+		chmod 2755 "$MNT/g"
+		[ "$(stat -c %a "$BACKING/g")" = 2755 ] || {
+			echo "round $i: root's chmod g+s of another group's file lost sgid" >&2
+			return 1
+		}
+	done
+}
+
 @test "external changes are still seen at open under passthrough" {
 	echo one >"$BACKING/f"
 	mount_provfs
