@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,6 +184,12 @@ reader_main(void *argument)
 	struct reader_thread *self = argument;
 	struct proc_reader *reader = self->reader;
 
+	/* Started from a request thread, it took that thread's filesystem ids,
+	 * which may be the ones passthrough registrations use (caller.h): the
+	 * permission checks of /proc (ptrace's, by fsuid and fsgid) are the
+	 * daemon's own. */
+	setfsuid(geteuid());
+	setfsgid(getegid());
 	pthread_mutex_lock(&reader->lock);
 	for (;;) {
 		while (self->job == NULL && !reader->stopping)
