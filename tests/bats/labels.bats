@@ -80,6 +80,15 @@ label_of() {
 	getfattr --only-values -n user.provfs.label "$1"
 }
 
+# projects_tree: raw/crm/projects (under the confidential rule) with a.csv
+# and sub/b.csv, readable by everyone.
+projects_tree() {
+	mkdir -p "$BACKING/raw/crm/projects/sub"
+	echo a >"$BACKING/raw/crm/projects/a.csv"
+	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
+	chmod -R a+rX "$BACKING/raw/crm/projects"
+}
+
 # exchange A B: renameat2(A, B, RENAME_EXCHANGE), each name gets the other's object.
 exchange() {
 	"$PYTHON" -c 'import ctypes, os, sys
@@ -224,10 +233,7 @@ pub/projects/sub/deeper/c.csv|confidential"
 }
 
 @test "a directory renamed within its rule, or under a higher one, records nothing" {
-	mkdir -p "$BACKING/raw/crm/projects/sub"
-	echo a >"$BACKING/raw/crm/projects/a.csv"
-	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
-	chmod -R a+rX "$BACKING/raw/crm/projects"
+	projects_tree
 	mount_labels
 	mv "$MNT/raw/crm/projects" "$MNT/raw/crm/renamed"
 	mv "$MNT/raw/crm/renamed/sub" "$MNT/features/pii/sub"
@@ -244,11 +250,10 @@ pub/projects/sub/deeper/c.csv|confidential"
 }
 
 @test "a directory exchanged with a public one, then a subdirectory moved out at once: labels kept after a remount" {
-	mkdir -p "$BACKING/raw/crm/projects/sub" "$BACKING/pub/other"
-	echo a >"$BACKING/raw/crm/projects/a.csv"
-	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
+	projects_tree
+	mkdir -p "$BACKING/pub/other"
 	echo x >"$BACKING/pub/other/x"
-	chmod -R a+rX "$BACKING/raw/crm/projects" "$BACKING/pub/other"
+	chmod -R a+rX "$BACKING/pub/other"
 	mount_labels
 	# The labeled directory goes to the old name's place.
 	exchange "$MNT/pub/other" "$MNT/raw/crm/projects"
@@ -267,10 +272,7 @@ pub/projects/sub/deeper/c.csv|confidential"
 }
 
 @test "a subdirectory moved out of a renamed tree after the walk listed it, the walk ended before the move was handled: its file keeps the label" {
-	mkdir -p "$BACKING/raw/crm/projects/sub"
-	echo a >"$BACKING/raw/crm/projects/a.csv"
-	echo b >"$BACKING/raw/crm/projects/sub/b.csv"
-	chmod -R a+rX "$BACKING/raw/crm/projects"
+	projects_tree
 	# The walk pauses before each entry it listed; a rename decides
 	# whether to walk 1.5 s after it was made.  So the mv below lands
 	# after the walk listed sub, which then finds sub gone and ends
