@@ -316,9 +316,12 @@ tiny_store() {
 	local expected
 	expected=$(awk '$1 == "record" { r[++nr] = $2; rc[nr] = $15 }
 		$1 == "norecord" { n[++nn] = $2; nc[nn] = $15 }
+		# Means as the script passes them on, printed through %.6g: 49.65,
+		# not 49.650000000000006 (which would print as 49.7, not 49.6).
+		function mean(x, y) { return sprintf("%.6g", (x + y) / 2) + 0 }
 		END { a = sprintf("%.6f", r[1] / n[1]) + 0; b = sprintf("%.6f", r[2] / n[2]) + 0; lo = a < b ? a : b; hi = a < b ? b : a
 		      printf "paired: recorded at %.2f of the unrecorded rate in the median round (lowest %.2f, highest %.2f); daemon CPU per open, median: record %.1f us, norecord %.1f us",
-		             (a + b) / 2, lo, hi, (rc[1] + rc[2]) / 2, (nc[1] + nc[2]) / 2 }' <<<"$output")
+		             mean(a, b), lo, hi, mean(rc[1], rc[2]), mean(nc[1], nc[2]) }' <<<"$output")
 	[ "${lines[-1]}" = "$expected" ]
 	assert_nothing_mounted
 	run "$SCRIPTS/bench-recorder" -r 0 -d "$TMP/br"
