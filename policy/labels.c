@@ -2698,6 +2698,9 @@ lineage_of(struct labels *labels)
 typedef bool walk_visit_fn(void *context, int directory_fd, const char *name, const struct stat *st,
                            const char *path);
 
+/* Test only: the mover's walks pause this long before each entry. */
+static _Thread_local int walk_entry_pause_ms;
+
 /*
  * Visit every regular file below directory_fd (taken over: closed here),
  * path (PATH_MAX bytes, path_length of them used) naming it.  Every step is
@@ -2705,9 +2708,6 @@ typedef bool walk_visit_fn(void *context, int directory_fd, const char *name, co
  * never followed and the walk never leaves the tree it began in; 512 levels
  * at most, a descriptor each.  Returns how many visits counted.
  */
-/* Test only: the mover's walks pause this long before each entry. */
-static _Thread_local int walk_entry_pause_ms;
-
 static size_t
 walk_files(int directory_fd, char *path, size_t path_length, int depth, walk_visit_fn *visit,
            void *context)
