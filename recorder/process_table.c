@@ -2466,15 +2466,16 @@ mark_exec(struct process_table *table, pid_t pid)
 			entry->execs_ahead--; /* a lookup made this image already */
 		} else {
 			entry->execs_pending++;
-			pid_t *stale = table->stale_count < table->stale_capacity
-					       ? table->stale
-					       : realloc(table->stale, (table->stale_capacity * 2 + 16) *
-								       sizeof(pid_t));
-			if (stale) {
-				if (stale != table->stale) {
+			if (table->stale_count == table->stale_capacity) {
+				/* realloc() may grow it in place: the capacity moves either way. */
+				size_t grown = table->stale_capacity * 2 + 16;
+				pid_t *stale = realloc(table->stale, grown * sizeof(pid_t));
+				if (stale) {
 					table->stale = stale;
-					table->stale_capacity = table->stale_capacity * 2 + 16;
+					table->stale_capacity = grown;
 				}
+			}
+			if (table->stale_count < table->stale_capacity) {
 				table->stale[table->stale_count++] = pid;
 				wake = true;
 			}
