@@ -67,6 +67,19 @@
  * opens are widened to read-write (the kernel reads around partial pages)
  * and O_APPEND is left to the kernel.
  *
+ * Directories are listed without OPENDIR where the kernel allows it
+ * (Linux 5.1+) and the backing filesystem's directory offsets stay valid
+ * from one open to the next (ext2/3/4, XFS, Btrfs): each READDIR opens the
+ * directory, goes to its offset and reads what one reply holds
+ * (read_directory()).  That saves the OPENDIR and RELEASEDIR round trips
+ * of every listing (find, du, rm -r, git status), and the kernel then
+ * caches listings as it caches entries: a change through the mount drops
+ * the directory's listing at once, a change made directly in the backing
+ * directory is seen once the directory's attributes are older than
+ * `timeout`, as a name created there is.  Elsewhere (tmpfs, whose offsets
+ * count entries before 6.6, another FUSE filesystem) a listing keeps one
+ * open directory from OPENDIR to RELEASEDIR, as before.
+ *
  * Locks (flock and POSIX) are handled by the kernel for the mount, which
  * is exact as long as the backing tree is reached only through the mount
  * (mount in place).
@@ -175,7 +188,7 @@ struct fs_handle {
 struct fs_directory {
 	DIR *stream;
 	off_t offset;
-	struct dirent *entry; /* read but not yet returned */
+	struct dirent64 *entry; /* read but not yet returned */
 };
 
 struct fs {
@@ -204,6 +217,8 @@ struct fs {
 	double timeout;
 	bool writeback;
 	bool noatime; /* mounted noatime: reads leave the backing files' atimes alone */
+	bool stable_directory_offsets; /* the backing filesystem's survive a reopen */
+	bool directories_without_open; /* ... and the kernel lists without OPENDIR */
 	const struct fs_observer *observer;
 	int proc_fd; /* O_PATH of /proc/self/fd */
 	struct fuse_session *session; /* for notifications; NULL until attached */
@@ -1253,6 +1268,9 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else
 		fs->writeback = false;
+	/* Takes effect at the first OPENDIR, answered ENOSYS (op_opendir()). */
+	fs->directories_without_open = fs->stable_directory_offsets &&
+				       (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT);
 	/* Locks stay in the kernel (see the file comment). */
 	conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	/* Data is copied through our buffers so observers can see it. */
@@ -2630,9 +2648,16 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi
 static void
 op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_directory *directory = calloc(1, sizeof(*directory));
+	struct fs_directory *directory;
 	int fd, error;
 
+	if (fs_of(req)->directories_without_open) {
+		/* The kernel takes it for success and sends no more OPENDIR
+		 * or RELEASEDIR: each READDIR opens the directory itself. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	directory = calloc(1, sizeof(*directory));
 	if (directory == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -2666,6 +2691,7 @@ out:
 	fuse_reply_err(req, error);
 }
 
+/* OPENDIR's stream, or NULL when the directory is listed without OPENDIR. */
 static struct fs_directory *
 directory_of(struct fuse_file_info *fi)
 {
@@ -2678,12 +2704,92 @@ is_dot_or_dotdot(const char *name)
 	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
 }
 
+/*
+ * Where one READDIR's entries come from: the stream OPENDIR opened, kept
+ * between requests, or (listed without OPENDIR) the directory opened for
+ * this request alone at its offset and read with getdents64 in batches of
+ * about one reply, so that a large directory is not read many times over.
+ * An entry left over when the reply is full is read again by the next
+ * READDIR, which starts at its offset.
+ */
+struct listing {
+	struct fs_directory *kept; /* NULL: without OPENDIR */
+	int fd;                    /* without OPENDIR: this request's, or -1 */
+	char *batch;
+	size_t batch_size, length, position;
+};
+
+/* Without OPENDIR: open the directory (node_fd) and go to offset; 0 or an errno. */
+static int
+listing_open(struct fs *fs, struct listing *listing, int node_fd, off_t offset,
+	     size_t batch_size)
+{
+	listing->batch_size = batch_size < 1024 ? 1024 : batch_size;
+	listing->batch = malloc(listing->batch_size);
+	if (listing->batch == NULL)
+		return ENOMEM;
+	listing->fd = open_below(fs, node_fd, ".",
+				 O_RDONLY | O_DIRECTORY | O_CLOEXEC | (fs->noatime ? O_NOATIME : 0));
+	if (listing->fd < 0)
+		return errno;
+	if (offset != 0 && lseek(listing->fd, offset, SEEK_SET) < 0)
+		return errno;
+	return 0;
+}
+
+static void
+listing_close(struct listing *listing)
+{
+	if (listing->fd >= 0)
+		close(listing->fd);
+	free(listing->batch);
+}
+
+/* The next entry, not yet used up; NULL at the end (*error 0) or on error. */
+static struct dirent64 *
+listing_peek(struct listing *listing, int *error)
+{
+	struct fs_directory *directory = listing->kept;
+
+	if (directory) {
+		if (directory->entry == NULL) {
+			errno = 0;
+			directory->entry = readdir64(directory->stream);
+			if (directory->entry == NULL)
+				*error = errno; /* 0 at the end */
+		}
+		return directory->entry;
+	}
+	if (listing->position >= listing->length) {
+		ssize_t length = getdents64(listing->fd, listing->batch, listing->batch_size);
+		if (length <= 0) {
+			*error = length < 0 ? errno : 0;
+			return NULL;
+		}
+		listing->length = (size_t)length;
+		listing->position = 0;
+	}
+	return (struct dirent64 *)(void *)(listing->batch + listing->position);
+}
+
+/* The entry listing_peek() gave is used up (returned, or gone meanwhile). */
+static void
+listing_advance(struct listing *listing, const struct dirent64 *entry)
+{
+	if (listing->kept) {
+		listing->kept->entry = NULL;
+		listing->kept->offset = entry->d_off;
+	} else {
+		listing->position += entry->d_reclen;
+	}
+}
+
 static void
 read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	       struct fuse_file_info *fi, bool plus)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_directory *directory = directory_of(fi);
+	struct listing listing = {.kept = directory_of(fi), .fd = -1};
 	char *buffer = malloc(size);
 	/* Nodes whose lookups this reply carries: given back if it fails. */
 	struct fs_inode **taken = NULL;
@@ -2695,7 +2801,7 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (plus) {
+	if (plus || listing.kept == NULL) {
 		directory_fd = borrow_ino(req, ino);
 		if (directory_fd < 0) {
 			free(buffer);
@@ -2703,21 +2809,18 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 			return;
 		}
 	}
-	if (offset != directory->offset) {
-		seekdir(directory->stream, offset);
-		directory->entry = NULL;
-		directory->offset = offset;
+	if (listing.kept == NULL) {
+		/* An entry of READDIRPLUS takes about four times its dirent64. */
+		error = listing_open(fs, &listing, directory_fd, offset, plus ? size / 4 : size);
+	} else if (offset != listing.kept->offset) {
+		seekdir(listing.kept->stream, offset);
+		listing.kept->entry = NULL;
+		listing.kept->offset = offset;
 	}
-	for (;;) {
-		if (directory->entry == NULL) {
-			errno = 0;
-			directory->entry = readdir(directory->stream);
-			if (directory->entry == NULL) {
-				error = errno; /* 0 at the end */
-				break;
-			}
-		}
-		struct dirent *dirent = directory->entry;
+	while (error == 0) {
+		struct dirent64 *dirent = listing_peek(&listing, &error);
+		if (dirent == NULL)
+			break;
 		off_t next = dirent->d_off;
 		size_t entry_size;
 
@@ -2741,8 +2844,7 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 				error = lookup_entry(req, directory_fd, dirent->d_name, &entry);
 				if (error == ENOENT) { /* removed meanwhile */
 					error = 0;
-					directory->entry = NULL;
-					directory->offset = next;
+					listing_advance(&listing, dirent);
 					continue;
 				}
 				if (error)
@@ -2767,10 +2869,10 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 				break;
 		}
 		used += entry_size;
-		directory->entry = NULL;
-		directory->offset = next;
+		listing_advance(&listing, dirent);
 	}
-	if (plus)
+	listing_close(&listing);
+	if (directory_fd >= 0)
 		return_ino(req, ino);
 	/*
 	 * An error after some entries is reported on the next call.  When the
@@ -2805,18 +2907,41 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_directory *directory = directory_of(fi);
 
-	closedir(directory->stream);
-	free(directory);
+	if (directory) {
+		closedir(directory->stream);
+		free(directory);
+	}
 	fuse_reply_err(req, 0);
 }
 
 static void
 op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	int fd = dirfd(directory_of(fi)->stream);
-	int result = datasync ? fdatasync(fd) : fsync(fd);
+	struct fs_directory *directory = directory_of(fi);
+	int fd, result, error = 0;
 
-	fuse_reply_err(req, result < 0 ? errno : 0);
+	if (directory) {
+		fd = dirfd(directory->stream);
+		result = datasync ? fdatasync(fd) : fsync(fd);
+		fuse_reply_err(req, result < 0 ? errno : 0);
+		return;
+	}
+	/* Listed without OPENDIR: the directory opened for this request. */
+	int node_fd = borrow_ino(req, ino);
+	if (node_fd < 0) {
+		fuse_reply_err(req, -node_fd);
+		return;
+	}
+	fd = open_below(fs_of(req), node_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		error = errno;
+	return_ino(req, ino);
+	if (fd >= 0) {
+		if ((datasync ? fdatasync(fd) : fsync(fd)) < 0)
+			error = errno;
+		close(fd);
+	}
+	fuse_reply_err(req, error);
 }
 
 static void
@@ -3250,6 +3375,29 @@ fs_operations(void)
 }
 
 /*
+ * Does a directory offset the backing filesystem gave (d_off) name the same
+ * place in a later open of the directory?  On ext2/3/4 (hash cookies or
+ * byte offsets), XFS and Btrfs it does, which lets a READDIR open the
+ * directory afresh at its offset (read_directory()).
+ */
+static bool
+has_stable_directory_offsets(int root_fd)
+{
+	struct statfs backing;
+
+	if (fstatfs(root_fd, &backing) < 0)
+		return false;
+	switch ((unsigned long)backing.f_type) {
+	case 0xEF53UL:     /* EXT2/3/4_SUPER_MAGIC */
+	case 0x58465342UL: /* XFS_SUPER_MAGIC */
+	case 0x9123683EUL: /* BTRFS_SUPER_MAGIC */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
  * Can inodes of the backing filesystem be named by handle and opened again
  * by the daemon (CAP_DAC_READ_SEARCH)?  Sets fs->handles, fs->connectable,
  * fs->mount_fd and fs->mount_id, and says once why not.
@@ -3335,6 +3483,7 @@ fs_new(const struct fs_options *options)
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->cache_capacity = cache_capacity_for_limit();
 	probe_handles(fs, options->backing_fd);
+	fs->stable_directory_offsets = has_stable_directory_offsets(options->backing_fd);
 	fs->root.fd = options->backing_fd;
 	fs->root.device = st.st_dev;
 	fs->root.inode = st.st_ino;

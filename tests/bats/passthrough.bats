@@ -347,6 +347,98 @@ print(sum(1 for e in entries if e.is_file(follow_symlinks=False)))' "$MNT/big"
 	[ ! -e "$BACKING/big" ]
 }
 
+# Remount with libfuse's log of every request (-d) in $TMP/requests.log.
+mount_logging_requests() {
+	unmount_provfs
+	"$PROVFS" -d -o "store=$STORE" "$@" "$BACKING" "$MNT" 2>"$TMP/requests.log" 3>&- &
+	wait_mounted "$MNT"
+}
+
+# How many requests of opcode $1 (OPENDIR, READDIRPLUS, ...) the log holds.
+requests_of() {
+	grep -c "opcode: $1 (" "$TMP/requests.log" || true
+}
+
+@test "directories: listed without OPENDIR, an unchanged listing is the kernel's; changes show as on ext4" {
+	case $(stat -f -c %T "$BACKING") in
+	ext2/ext3 | xfs | btrfs) ;;
+	*) skip "the backing directory is on $(stat -f -c %T "$BACKING"): listings keep OPENDIR's stream there" ;;
+	esac
+	mkdir "$BACKING/d"
+	# Long names: a listing takes several READDIR requests.
+	(cd "$BACKING/d" && seq -f 'a-file-with-a-rather-long-name-%04g' 3000 | xargs touch)
+	mount_logging_requests
+	diff <(ls -f "$MNT/d" | sort) <(ls -f "$BACKING/d" | sort)
+	[ "$(ls -l "$MNT/d" | grep -c '^-')" -eq 3000 ]
+	listed=$(($(requests_of READDIR) + $(requests_of READDIRPLUS)))
+	[ "$listed" -ge 3 ]
+	# The kernel answered its first OPENDIR (ENOSYS: "list without") and
+	# sends no more of them, nor RELEASEDIR.
+	[ "$(requests_of OPENDIR)" -le 1 ]
+	[ "$(requests_of RELEASEDIR)" -eq 0 ]
+	# Unchanged: listed again from the kernel's cache.
+	diff <(ls -f "$MNT/d" | sort) <(ls -f "$BACKING/d" | sort)
+	[ "$(($(requests_of READDIR) + $(requests_of READDIRPLUS)))" -eq "$listed" ]
+	# Changes through the mount show in the next listing, at once.
+	touch "$MNT/d/new-through-the-mount"
+	rm "$MNT/d/a-file-with-a-rather-long-name-0007"
+	mv "$MNT/d/a-file-with-a-rather-long-name-0008" "$MNT/d/renamed"
+	diff <(ls -f "$MNT/d" | sort) <(ls -f "$BACKING/d" | sort)
+	ls "$MNT/d" | grep -qx new-through-the-mount
+	! ls "$MNT/d" | grep -q -- '-0007$'
+	# A change made directly in the backing directory, once the
+	# directory's attributes are older than the timeout (1 s), as a name
+	# created there is found.
+	touch "$BACKING/d/new-in-the-backing-directory"
+	sleep 1.2
+	ls "$MNT/d" | grep -qx new-in-the-backing-directory
+	diff <(ls -f "$MNT/d" | sort) <(ls -f "$BACKING/d" | sort)
+	# fsync of a directory without an OPENDIR handle.
+	"$PYTHON" -c '
+import os, sys
+d = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+os.fsync(d)
+os.fdatasync(d)
+os.close(d)' "$MNT/d"
+	[ "$(requests_of FSYNCDIR)" -ge 1 ]
+	unmount_provfs
+}
+
+@test "directories: each entry is listed once while the lister removes what it has listed (rm -r)" {
+	mkdir "$MNT/d"
+	(cd "$MNT/d" && seq -f 'a-file-with-a-rather-long-name-%04g' 3000 | xargs touch)
+	sleep 1.2 # the listing starts from the backing directory, not the kernel's cache
+	# scandir keeps one directory open, reads a batch, and each entry is
+	# unlinked before the next batch is asked for at the offset after it.
+	run "$PYTHON" -c '
+import os, sys
+seen = []
+with os.scandir(sys.argv[1]) as it:
+    for entry in it:
+        seen.append(entry.name)
+        os.unlink(entry.path)
+print(len(seen), len(set(seen)), len(os.listdir(sys.argv[1])))' "$MNT/d"
+	[ "$status" -eq 0 ]
+	[ "$output" = "3000 3000 0" ]
+	[ -z "$(ls -A "$BACKING/d")" ]
+}
+
+@test "directories: on a tmpfs backing directory a listing keeps OPENDIR's stream" {
+	unmount_provfs
+	mount -t tmpfs -o size=16m,mode=755 provfs-test-tmpfs "$BACKING" || skip "cannot mount a tmpfs"
+	mkdir "$BACKING/d"
+	(cd "$BACKING/d" && seq -f 'a-file-with-a-rather-long-name-%04g' 2000 | xargs touch)
+	mount_logging_requests
+	diff <(ls -f "$MNT/d" | sort) <(ls -f "$BACKING/d" | sort)
+	rm -r "$MNT/d"
+	[ ! -e "$BACKING/d" ]
+	unmount_provfs # RELEASEDIR comes after the close: all are logged by now
+	# (Threads may interleave their log lines: counted at least.)
+	[ "$(requests_of OPENDIR)" -ge 1 ]
+	[ "$(requests_of RELEASEDIR)" -ge 1 ]
+	umount "$BACKING"
+}
+
 @test "rename: file, over an existing file, directory, across directories" {
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
