@@ -18,11 +18,14 @@
  * functions replaced by the ones below (the test's own definitions take
  * precedence over libfuse's when the static filesystem library is linked
  * in), and counts the daemon's open descriptors: every node holds one.
+ * Both ways of listing are checked: from OPENDIR's stream, and without a
+ * handle, as a kernel that lists without OPENDIR asks.
  */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,19 +103,16 @@ open_descriptors(void)
 	return count;
 }
 
-int
-main(void)
+/*
+ * One fs on backing: a READDIRPLUS whose reply fails keeps no node, one
+ * that arrives keeps one per file.  With OPENDIR's stream (with_opendir),
+ * or as a kernel that lists without OPENDIR asks (no handle: the daemon
+ * opens the directory for the request).  0 or 1.
+ */
+static int
+check_lookups(const char *backing, bool with_opendir)
 {
-	char backing[] = "/tmp/provfs-unit-readdirplus.XXXXXX";
-	char path[128];
-
-	assert(mkdtemp(backing));
-	for (int i = 0; i < FILES; i++) {
-		snprintf(path, sizeof(path), "%s/f%02d", backing, i);
-		int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-		assert(fd >= 0);
-		close(fd);
-	}
+	const char *how = with_opendir ? "with OPENDIR" : "without OPENDIR";
 	struct fs_options options = {
 		.backing_fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC), .timeout = 1.0};
 	assert(options.backing_fd >= 0);
@@ -126,17 +126,22 @@ main(void)
 
 	struct fuse_file_info fi;
 	memset(&fi, 0, sizeof(fi));
-	ops->opendir((fuse_req_t)&request, FUSE_ROOT_ID, &fi);
-	fi = opened;
+	if (with_opendir) {
+		ops->opendir((fuse_req_t)&request, FUSE_ROOT_ID, &fi);
+		fi = opened;
+		assert(fi.fh != 0);
+	}
 	int before = open_descriptors();
 
 	/* The reply fails: none of its lookups may stay. */
 	reply_result = -ENOENT;
+	replied_bytes = 0;
 	ops->readdirplus((fuse_req_t)&request, FUSE_ROOT_ID, 1 << 16, 0, &fi);
 	assert(replied_bytes > 0);
 	int after_failure = open_descriptors();
 	if (after_failure != before) {
-		fprintf(stderr, "a failed READDIRPLUS reply kept %d nodes\n", after_failure - before);
+		fprintf(stderr, "%s: a failed READDIRPLUS reply kept %d nodes\n", how,
+			after_failure - before);
 		return 1;
 	}
 
@@ -146,17 +151,35 @@ main(void)
 	ops->readdirplus((fuse_req_t)&request, FUSE_ROOT_ID, 1 << 16, 0, &fi);
 	int after_success = open_descriptors();
 	if (after_success != before + FILES) {
-		fprintf(stderr, "%d descriptors after a delivered reply of %d files, %d before\n",
-			after_success, FILES, before);
+		fprintf(stderr, "%s: %d descriptors after a delivered reply of %d files, %d before\n",
+			how, after_success, FILES, before);
 		return 1;
 	}
 
-	ops->releasedir((fuse_req_t)&request, FUSE_ROOT_ID, &fi);
+	if (with_opendir)
+		ops->releasedir((fuse_req_t)&request, FUSE_ROOT_ID, &fi);
 	fs_free(the_fs);
+	return 0;
+}
+
+int
+main(void)
+{
+	char backing[] = "/tmp/provfs-unit-readdirplus.XXXXXX";
+	char path[128];
+
+	assert(mkdtemp(backing));
+	for (int i = 0; i < FILES; i++) {
+		snprintf(path, sizeof(path), "%s/f%02d", backing, i);
+		int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		assert(fd >= 0);
+		close(fd);
+	}
+	int failed = check_lookups(backing, true) || check_lookups(backing, false);
 	for (int i = 0; i < FILES; i++) {
 		snprintf(path, sizeof(path), "%s/f%02d", backing, i);
 		unlink(path);
 	}
 	rmdir(backing);
-	return 0;
+	return failed;
 }
