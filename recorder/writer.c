@@ -127,8 +127,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[INSERT_NAMESPACE_EVENT] = "INSERT INTO namespace_events (kind, file_id, process_id, "
 				   "mount_session_id, path, new_path, time_ns) "
 				   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-	/* The newest row of an inode: max() reads the index range (a miss, as
-	 * for every directory, reads nothing), where ORDER BY id would sort it. */
+	/* The newest row of an inode: the last entry of files_inode for it, one
+	 * seek (a miss, as for every directory, reads nothing). */
 	[SELECT_FILE_BY_INODE] = "SELECT max(id) FROM files WHERE host = ? AND device = ? AND "
 				 "inode = ?",
 	[CLOSE_NAME] = "UPDATE file_names SET until_ns = ? WHERE backing_dir = ? AND path = ? "

@@ -122,6 +122,11 @@ CREATE TABLE files (
 	UNIQUE (host, device, inode, generation)
 );
 CREATE INDEX files_path ON files(backing_dir, path);
+-- The newest row of an inode number, in one seek however often the backing
+-- filesystem gave the number out again (a rename over a file frees one that
+-- the next new file takes: thousands of rows per number); the UNIQUE index
+-- orders by generation, which is random.
+CREATE INDEX files_inode ON files(host, device, inode);
 
 -- Every path a file had, with when; several at once for hard links.
 CREATE TABLE file_names (

@@ -107,6 +107,12 @@ static const char *const migrations[] = {
 	 * through this index as it lists 'external' ones.
 	 */
 	"CREATE INDEX versions_unrecorded ON versions(origin) WHERE origin = 'unrecorded';",
+	/*
+	 * 4 -> 5: the newest row of an inode number in one seek (schema.sql,
+	 * files_inode); the writer asked the UNIQUE index, which holds the
+	 * number's rows in generation order, and read all of them.
+	 */
+	"CREATE INDEX files_inode ON files(host, device, inode);",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
 	       "one migration step per schema version after the first");

@@ -661,7 +661,7 @@ assert all("queue_length" in r for r in d["recorders"])
 	[ "$output" = "bench-renames: unknown option -z (see -h)" ]
 }
 
-@test "a version-3 store is migrated to version 4: its versions stay; gaps lists lost records through an index" {
+@test "a version-3 store is migrated to the current version: its versions stay; gaps lists lost records through an index" {
 	sqlite3 "$STORE" <"$PROVFS_SOURCE_ROOT/tests/fixtures/store-schema-v3.sql"
 	q "PRAGMA user_version = 3;
 	   INSERT INTO files (id, host, device, inode, generation, backing_dir, path, first_seen_ns)
@@ -673,7 +673,7 @@ assert all("queue_length" in r for r in d["recorders"])
 	mount_provfs
 	echo new >"$MNT/new.txt"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 4
+	assert_sql "PRAGMA user_version" 5
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT origin || ' ' || hash_method FROM versions WHERE id = 1" "written streamed"
 	assert_sql "SELECT count(*) FROM versions" 2
@@ -694,7 +694,9 @@ assert all("queue_length" in r for r in d["recorders"])
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 4
+	assert_sql "PRAGMA user_version" 5
+	# Version 5: an inode number's newest row in one seek.
+	assert_sql "SELECT count(*) FROM sqlite_master WHERE name = 'files_inode'" 1
 	# Version 4: lost records of writes are listed through an index.
 	assert_sql "SELECT count(*) FROM sqlite_master WHERE name = 'versions_unrecorded'" 1
 	# Version 3: how each hash was taken; the orchestrator's root run.

@@ -290,7 +290,7 @@ assert d["summary"]["mismatch"] == 1'
 	assert_match "$stdout" "train\.py"
 	pq stats --format json
 	assert_ok
-	json 'assert d["counts"]["runs"] >= 8 and d["schema_version"] == 4'
+	json 'assert d["counts"]["runs"] >= 8 and d["schema_version"] == 5'
 }
 
 @test "report: the provenance section of the model card" {

@@ -60,6 +60,59 @@ is_full_scan(const char *detail)
 	return false;
 }
 
+/*
+ * A plan can use an index and still read many rows: a file system gives
+ * an inode number out again as soon as it is free (a rename over a file
+ * frees one, the next new file takes it), so one number may have thousands
+ * of rows.  The writer's search for the newest row of an inode number must
+ * cost the same with one row or 5,000: counted in SQLite's VM steps, which
+ * grow with every row read.  0 or the number of failures.
+ */
+static int
+check_reused_inode(sqlite3 *db)
+{
+	const char *sql = NULL;
+	sqlite3_stmt *statement;
+	int failures = 0;
+
+	for (size_t i = 0; i < writer_statement_count(); i++)
+		if (strstr(writer_statement_sql(i), "max(id) FROM files"))
+			sql = writer_statement_sql(i);
+	if (sql == NULL) {
+		fprintf(stderr, "no writer statement looks up the newest row of an inode\n");
+		return 1;
+	}
+	if (sqlite3_exec(db,
+			 "BEGIN;"
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)"
+			 " INSERT INTO files (host, device, inode, generation, backing_dir, path,"
+			 " first_seen_ns) SELECT 'h', 7, 12, (i * 2654435761) % 4294967296, '/b',"
+			 " 'f' || i, i FROM n;"
+			 "INSERT INTO files (host, device, inode, generation, backing_dir, path,"
+			 " first_seen_ns) VALUES ('h', 7, 13, 1, '/b', 'other', 1);"
+			 "COMMIT;",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql, -1, &statement, NULL) != SQLITE_OK) {
+		fprintf(stderr, "cannot set up the reused inode: %s\n", sqlite3_errmsg(db));
+		return 1;
+	}
+	sqlite3_bind_text(statement, 1, "h", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(statement, 2, 7);
+	sqlite3_bind_int64(statement, 3, 12);
+	if (sqlite3_step(statement) != SQLITE_ROW || sqlite3_column_int64(statement, 0) != 5000) {
+		fprintf(stderr, "the newest row of inode 12 is not row 5000\n");
+		failures++;
+	}
+	int steps = sqlite3_stmt_status(statement, SQLITE_STMTSTATUS_VM_STEP, 0);
+	if (steps > 100) {
+		fprintf(stderr, "the newest row of an inode number with 5,000 rows took %d VM steps:\n  %s\n",
+			steps, sql);
+		failures++;
+	}
+	sqlite3_finalize(statement);
+	return failures;
+}
+
 int
 main(void)
 {
@@ -96,12 +149,15 @@ main(void)
 		sqlite3_finalize(statement);
 		sqlite3_free(explain);
 	}
+	failures += check_reused_inode(db);
 	store_close(store);
 	char command[128];
 	snprintf(command, sizeof(command), "rm -rf '%s'", directory);
 	if (system(command) != 0)
 		return 2;
 	if (failures == 0)
-		printf("%zu writer statements: every one uses an index\n", writer_statement_count());
+		printf("%zu writer statements: every one uses an index; an inode number's newest "
+		       "row in one seek\n",
+		       writer_statement_count());
 	return failures ? 1 : 0;
 }
