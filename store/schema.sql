@@ -1,4 +1,4 @@
--- provfs provenance store, schema version 4.
+-- provfs provenance store, schema version 5.
 --
 -- One SQLite database (WAL mode) may be shared by several mounts and hosts.
 -- The recorder's single writer thread is the only writer of a daemon;
@@ -126,7 +126,7 @@ CREATE INDEX files_path ON files(backing_dir, path);
 -- filesystem gave the number out again (a rename over a file frees one that
 -- the next new file takes: thousands of rows per number); the UNIQUE index
 -- orders by generation, which is random.
-CREATE INDEX files_inode ON files(host, device, inode);
+CREATE INDEX files_inode ON files(host, device, inode); -- version 5
 
 -- Every path a file had, with when; several at once for hard links.
 CREATE TABLE file_names (
