@@ -652,6 +652,17 @@ assert all("queue_length" in r for r in d["recorders"])
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"provfs renames/s"* ]]
 	[[ "$output" =~ lost\ +0 ]]
+	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m over -n 500 -r 40 -d "$TMP/bench-over"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"40 renames (each a new file written and renamed over the last one)"* ]]
+	[[ "$output" =~ lost\ +0 ]]
+	# Each save adds at least a file, its version, its access and a name.
+	[[ "$output" =~ rows\ +([0-9]+) ]]
+	[ "${BASH_REMATCH[1]}" -ge 160 ]
+	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m sideways
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-renames: -m: not a mode (moves or over): sideways" ]
 	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -r x
 	[ "$status" -eq 2 ]
 	[ "${#lines[@]}" -eq 1 ]

@@ -423,6 +423,36 @@ print(len(seen), len(set(seen)), len(os.listdir(sys.argv[1])))' "$MNT/d"
 	[ -z "$(ls -A "$BACKING/d")" ]
 }
 
+@test "directories: a directory removed while open lists as on ext4 (empty, then ENOENT)" {
+	# Listed without a handle, each READDIR opens the directory anew: a
+	# removed one must read as it does natively, not fail differently.
+	cat >"$TMP/removed.py" <<'EOF'
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def getdents(fd):
+    buffer = ctypes.create_string_buffer(4096)
+    n = libc.syscall(217, fd, buffer, 4096)  # getdents64
+    return "error %s" % errno.errorcode[ctypes.get_errno()] if n < 0 else ("entries" if n else "end")
+os.mkdir("empty")
+fd = os.open("empty", os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir("empty")
+print("removed while open:", os.listdir(fd), getdents(fd))
+os.mkdir("full")
+for i in range(3000):
+    open("full/a-file-with-a-rather-long-name-%05d" % i, "w").close()
+fd = os.open("full", os.O_RDONLY | os.O_DIRECTORY)
+print("first batch:", getdents(fd))
+for name in os.listdir("full"):
+    os.unlink("full/" + name)
+os.rmdir("full")
+print("after its removal:", getdents(fd), getdents(fd))
+EOF
+	same_as_native "$PYTHON $TMP/removed.py"
+	echo "$SAME_OUTPUT"
+	[[ "$SAME_OUTPUT" == *"removed while open: []"* ]]
+	[[ "$SAME_OUTPUT" == *"first batch: entries"* ]]
+}
+
 @test "directories: on a tmpfs backing directory a listing keeps OPENDIR's stream" {
 	unmount_provfs
 	mount -t tmpfs -o size=16m,mode=755 provfs-test-tmpfs "$BACKING" || skip "cannot mount a tmpfs"
