@@ -120,7 +120,7 @@ cmd_stats(struct query *q)
 		else
 			q_print_field("", "size", "%s, schema version %lld", q_size(size),
 			              (long long)schema);
-		q_print_field("", "recording", "since %s, last run %s", q_when(q, first),
+		q_print_field("", "recording", "since %s, newest run started %s", q_when(q, first),
 		              q_when(q, last));
 		putchar('\n');
 		for (size_t i = 0; i < sizeof(counted_tables) / sizeof(counted_tables[0]); i++) {

@@ -291,6 +291,11 @@ assert d["summary"]["mismatch"] == 1'
 	pq stats --format json
 	assert_ok
 	json 'assert d["counts"]["runs"] >= 8 and d["schema_version"] == 5'
+	# A run starts with its root process (a login shell may be hours old):
+	# the text says so rather than "last run", which reads as last activity.
+	pq stats
+	assert_ok
+	assert_match "$stdout" "newest run started "
 }
 
 @test "report: the provenance section of the model card" {
