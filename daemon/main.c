@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -46,6 +47,7 @@ struct options {
 	int nopassthrough; /* -o nopassthrough: file data through the daemon, never the kernel */
 	int nouring;       /* -o nouring: requests through /dev/fuse, never io_uring */
 	int noatime;       /* -o noatime (a FUSE option too): backing atimes left alone */
+	char *timeout_text; /* -o timeout=SECONDS: how long the kernel keeps entries */
 	int foreground;
 	int debug;
 	int show_help;
@@ -76,6 +78,7 @@ static const struct fuse_opt option_table[] = {
 	OPTION("writeback_cache", writeback, 1),
 	OPTION("nopassthrough", nopassthrough, 1),
 	OPTION("nouring", nouring, 1),
+	OPTION("timeout=%s", timeout_text, 0),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -114,6 +117,9 @@ print_usage(FILE *out)
 		"                     fuse module's enable_uring on)\n"
 		"  -o noatime         as for any mount; the daemon's reads leave the backing\n"
 		"                     files' atimes alone too\n"
+		"  -o timeout=SECONDS how long the kernel keeps names, attributes and listings\n"
+		"                     (default 1; up to 86400): raise it when nothing changes the\n"
+		"                     backing directory but the mount (mounted in place)\n"
 		"  -o OPT             any other option goes to FUSE (see mount.fuse3(8))\n"
 		"  --check-config [FILE]  validate the configuration, print it, mount nothing\n"
 		"  -h, --help         this text\n"
@@ -165,6 +171,29 @@ process_option(void *data, const char *arg, int key, struct fuse_args *outargs)
 		return 1; /* a -o option for FUSE */
 	}
 	return 1;
+}
+
+/*
+ * -o timeout=SECONDS: a number from 0 to MAX_TIMEOUT_S, nothing after it.
+ * Returns false (and says why) for anything else.
+ */
+#define MAX_TIMEOUT_S 86400.0 /* a day, as passthrough_ll's cache=always */
+
+static bool
+parse_timeout(const char *text, double *seconds)
+{
+	char *end;
+
+	errno = 0;
+	double value = strtod(text, &end);
+	if (*text == '\0' || *end != '\0' || errno != 0 || !isfinite(value) || value < 0 ||
+	    value > MAX_TIMEOUT_S) {
+		log_error("-o timeout=%s: not a number of seconds from 0 to %.0f", text,
+			  MAX_TIMEOUT_S);
+		return false;
+	}
+	*seconds = value;
+	return true;
 }
 
 static char *
@@ -379,6 +408,9 @@ main(int argc, char *argv[])
 		log_error("unknown option '%s' (see provfs --help)", options.bad_option);
 		goto out;
 	}
+	double timeout = 1.0;
+	if (options.timeout_text && !parse_timeout(options.timeout_text, &timeout))
+		goto out;
 	if (options.check_config) {
 		const char *path = options.config_path;
 		if (options.path_count > 1) {
@@ -456,7 +488,7 @@ main(int argc, char *argv[])
 
 	struct fs_options fs_options = {
 		.backing_fd = backing_fd,
-		.timeout = 1.0,
+		.timeout = timeout,
 		.writeback = options.writeback,
 		.noatime = options.noatime,
 		.passthrough = !options.nopassthrough,
@@ -611,6 +643,7 @@ out:
 	free(options.config_path);
 	free(options.store_path);
 	free(options.bad_option);
+	free(options.timeout_text);
 	fuse_opt_free_args(&args);
 	return status;
 }

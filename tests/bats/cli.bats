@@ -166,6 +166,14 @@ write_conf() {
 	assert_refused "unknown option '--bogus'"
 }
 
+@test "-o timeout: anything but seconds from 0 to 86400 is refused, naming the value" {
+	for value in abc -1 86401 nan inf 1e3x ""; do
+		provfs_run -o "timeout=$value" "$BACKING" "$MNT"
+		assert_refused "-o timeout=$value: not a number of seconds from 0 to 86400"
+	done
+	[ ! -e "$STORE" ]
+}
+
 @test "a third path argument: refused" {
 	provfs_run "$BACKING" "$MNT" "$TMP"
 	assert_refused "'$TMP'"

@@ -423,6 +423,37 @@ print(len(seen), len(set(seen)), len(os.listdir(sys.argv[1])))' "$MNT/d"
 	[ -z "$(ls -A "$BACKING/d")" ]
 }
 
+@test "-o timeout=30: files already seen are stat'ed from the kernel's cache; changes through the mount show at once" {
+	mkdir "$BACKING/d"
+	(cd "$BACKING/d" && seq -f 'f%03g' 300 | xargs touch)
+	# Default (1 s): a second look after 1.2 s asks the daemon again.
+	mount_logging_requests
+	stat "$MNT"/d/* >/dev/null
+	sleep 1.2
+	before=$(($(requests_of LOOKUP) + $(requests_of GETATTR)))
+	stat "$MNT"/d/* >/dev/null
+	[ $(($(requests_of LOOKUP) + $(requests_of GETATTR) - before)) -ge 300 ]
+	unmount_provfs
+	mount_logging_requests -o timeout=30
+	stat "$MNT"/d/* >/dev/null
+	sleep 1.2
+	before=$(($(requests_of LOOKUP) + $(requests_of GETATTR)))
+	stat "$MNT"/d/* >/dev/null
+	find "$MNT/d" -type f | wc -l | grep -qx 300
+	[ $(($(requests_of LOOKUP) + $(requests_of GETATTR) - before)) -le 5 ]
+	# Through the mount: a chmod, an unlink, a create and a write show at once.
+	chmod 600 "$MNT/d/f001"
+	[ "$(stat -c %a "$MNT/d/f001")" = 600 ]
+	rm "$MNT/d/f002"
+	[ ! -e "$MNT/d/f002" ]
+	echo new >"$MNT/d/f003"
+	[ "$(stat -c %s "$MNT/d/f003")" = 4 ]
+	touch "$MNT/d/new"
+	[ -e "$MNT/d/new" ]
+	diff <(ls -f "$MNT/d" | sort) <(ls -f "$BACKING/d" | sort)
+	unmount_provfs
+}
+
 @test "directories: a directory removed while open lists as on ext4 (empty, then ENOENT)" {
 	# Listed without a handle, each READDIR opens the directory anew: a
 	# removed one must read as it does natively, not fail differently.
