@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -48,6 +49,11 @@ struct options {
 	int nouring;       /* -o nouring: requests through /dev/fuse, never io_uring */
 	int noatime;       /* -o noatime (a FUSE option too): backing atimes left alone */
 	char *timeout_text; /* -o timeout=SECONDS: how long the kernel keeps entries */
+	/* Access-time words libfuse 3.14 refuses, which fstab lines and
+	 * mount(8) pass on: set on the mount once it is made. */
+	bool set_atime;               /* atime_attribute replaces the mount's access-time rule */
+	unsigned int atime_attribute; /* MOUNT_ATTR_RELATIME (which is 0) or _STRICTATIME */
+	int nodiratime;
 	int foreground;
 	int debug;
 	int show_help;
@@ -117,6 +123,8 @@ print_usage(FILE *out)
 		"                     fuse module's enable_uring on)\n"
 		"  -o noatime         as for any mount; the daemon's reads leave the backing\n"
 		"                     files' atimes alone too\n"
+		"  -o relatime, strictatime, nodiratime (and the other access-time words of\n"
+		"                     mount(8)) as for any mount\n"
 		"  -o timeout=SECONDS how long the kernel keeps names, attributes and listings\n"
 		"                     (default 1; up to 86400): raise it when nothing changes the\n"
 		"                     backing directory but the mount (mounted in place)\n"
@@ -164,13 +172,55 @@ process_option(void *data, const char *arg, int key, struct fuse_args *outargs)
 			return 0;
 		}
 		/* FUSE's own, and the backing files' atimes follow (the last word wins). */
-		if (strcmp(arg, "noatime") == 0)
-			options->noatime = 1;
-		else if (strcmp(arg, "atime") == 0 || strcmp(arg, "strictatime") == 0)
+		if (strcmp(arg, "noatime") == 0 || strcmp(arg, "atime") == 0) {
+			options->noatime = strcmp(arg, "noatime") == 0;
+			options->set_atime = false;
+			return 1;
+		}
+		if (strcmp(arg, "relatime") == 0 || strcmp(arg, "nostrictatime") == 0 ||
+		    strcmp(arg, "strictatime") == 0 || strcmp(arg, "norelatime") == 0) {
 			options->noatime = 0;
+			options->set_atime = true;
+			options->atime_attribute = strcmp(arg, "relatime") == 0 ||
+							   strcmp(arg, "nostrictatime") == 0
+						   ? MOUNT_ATTR_RELATIME
+						   : MOUNT_ATTR_STRICTATIME;
+			return 0;
+		}
+		if (strcmp(arg, "nodiratime") == 0 || strcmp(arg, "diratime") == 0) {
+			options->nodiratime = strcmp(arg, "nodiratime") == 0;
+			return 0;
+		}
+		/* No effect on a FUSE mount: the backing filesystem writes the
+		 * timestamps, and Linux 5.15 dropped mandatory locks. */
+		if (strcmp(arg, "lazytime") == 0 || strcmp(arg, "nolazytime") == 0 ||
+		    strcmp(arg, "mand") == 0 || strcmp(arg, "nomand") == 0)
+			return 0;
 		return 1; /* a -o option for FUSE */
 	}
 	return 1;
+}
+
+/* The access-time flags libfuse could not take, on the mount just made at mountpoint. */
+static int
+set_atime_flags(const struct options *options, const char *mountpoint)
+{
+	struct mount_attr attributes = {0};
+
+	if (options->set_atime) {
+		attributes.attr_clr = MOUNT_ATTR__ATIME;
+		attributes.attr_set = options->atime_attribute;
+	}
+	if (options->nodiratime)
+		attributes.attr_set |= MOUNT_ATTR_NODIRATIME;
+	if (attributes.attr_clr == 0 && attributes.attr_set == 0)
+		return 0;
+	/* A path walk that ends at the mount's root asks the new mount nothing. */
+	if (mount_setattr(AT_FDCWD, mountpoint, AT_SYMLINK_NOFOLLOW, &attributes,
+			  sizeof(attributes)) == 0)
+		return 0;
+	log_error("cannot set the access-time options on '%s': %s", mountpoint, strerror(errno));
+	return -1;
 }
 
 /*
@@ -578,6 +628,8 @@ main(int argc, char *argv[])
 		log_error("cannot mount on '%s'", mountpoint);
 		goto out_signals;
 	}
+	if (set_atime_flags(&options, mountpoint) != 0)
+		goto out_unmount;
 	if (fs_attach_session(fs, session) != 0) {
 		log_error("cannot set up the FUSE transport");
 		goto out_unmount;
