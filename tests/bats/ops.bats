@@ -101,7 +101,10 @@ tiny_store() {
 	# Backing directories on a tmpfs each (ext4's allocator state is not the
 	# policy's cost), unmounted again at the end.
 	[[ "$output" == *"backing on tmpfs"* ]]
-	! findmnt -rn -t tmpfs -o TARGET | grep -q "^$TMP/bpol/"
+	if findmnt -rn -t tmpfs -o TARGET | grep -q "^$TMP/bpol/"; then
+		echo "a tmpfs is left under $TMP/bpol"
+		false
+	fi
 	run "$SCRIPTS/bench-policy" -p 5
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"--rules needs a number >= 10"* ]]
@@ -119,7 +122,10 @@ tiny_store() {
 	[[ "$output" =~ \|\ create\ \|\ policy\ \|\ ([0-9]+)\ \|.*\|\ ([0-9]+\.[0-9]{3})\ \| ]]
 	((BASH_REMATCH[1] > 10000))
 	[[ "$output" =~ \|\ read\ \|\ nopolicy\ \|\ [0-9]+\ \|\ [0-9]+\ \|\ [0-9]+\ \|\ 1\.000\ \| ]]
-	! ls "$TMP"/bpoli/*/callgrind.out.* 2>/dev/null
+	if ls "$TMP"/bpoli/*/callgrind.out.* >/dev/null 2>&1; then
+		echo "callgrind output left behind"
+		false
+	fi
 	assert_nothing_mounted
 }
 
@@ -650,7 +656,10 @@ reader.execute("COMMIT")
 	# Piped: the report alone, no carriage return or escape sequence anywhere.
 	"$QUERY" --store "$TMP/p.db" prune --before 2026-09-10 >"$TMP/out" 2>"$TMP/err"
 	[ ! -s "$TMP/err" ]
-	! grep -q $'[\r\e]' "$TMP/out"
+	if grep -q $'[\r\e]' "$TMP/out"; then
+		echo "control characters in the output"
+		false
+	fi
 	# On a terminal (script(1) gives it one): the bar, erased at the end.
 	script -qec "'$QUERY' --store '$TMP/q.db' prune --before 2026-09-10" "$TMP/typescript" >/dev/null
 	tr '\r' '\n' <"$TMP/typescript" >"$TMP/screen"
@@ -861,7 +870,9 @@ run_unit() {
 	echo "x" >"$TMP/data/in.txt"
 	echo "y" >"$TMP/data2/in.txt"
 	cat /etc/fstab >"$TMP/fstab"
-	echo "$TMP/data2 $TMP/data2 fuse.provfs config=$TMP/conf/data.conf,noauto,nofail,nosuid,x-systemd.requires=local-fs.target 0 0" >>"$TMP/fstab"
+	# With access-time words as fstab lines for ext4 carry them (libfuse 3.14
+	# refused relatime: such a line did not mount).
+	echo "$TMP/data2 $TMP/data2 fuse.provfs config=$TMP/conf/data.conf,noauto,nofail,nosuid,relatime,nodiratime,lazytime,x-systemd.requires=local-fs.target 0 0" >>"$TMP/fstab"
 	cat >"$TMP/ns.sh" <<-EOF2
 		set -e
 		sbin=\$(readlink -f /sbin)
@@ -870,22 +881,33 @@ run_unit() {
 		mount -t fuse.provfs "$TMP/data" "$TMP/data" -o "config=$TMP/conf/data.conf"
 		grep -q " $TMP/data fuse.provfs " /proc/self/mounts
 		# mount(8)'s defaults, as for any other filesystem: dev and suid.
-		! grep " $TMP/data fuse.provfs " /proc/self/mounts | grep -Eq 'nodev|nosuid'
+		# (Under set -e a negated command never fails the script: if, exit.)
+		if grep " $TMP/data fuse.provfs " /proc/self/mounts | grep -Eq 'nodev|nosuid'; then
+			echo "nodev or nosuid on $TMP/data"; exit 1
+		fi
 		# A remount changes the flags; no second daemon, no second mount.
 		mount -o remount,ro "$TMP/data"
 		grep " $TMP/data fuse.provfs " /proc/self/mounts | grep -q ' ro,'
-		! (echo z >"$TMP/data/refused.txt") 2>/dev/null
+		if (echo z >"$TMP/data/refused.txt") 2>/dev/null; then
+			echo "a read-only remount took a write"; exit 1
+		fi
 		mount -o remount,rw "$TMP/data"
 		[ "\$(grep -c " $TMP/data fuse.provfs " /proc/self/mounts)" -eq 1 ]
 		(cd "$TMP/data" && PROVFS_JOB=fstab cat in.txt > out.txt)
 		mount "$TMP/data2"
 		grep -q " $TMP/data2 fuse.provfs " /proc/self/mounts
 		grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q nosuid
-		! grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q nodev
+		grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q relatime
+		grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q nodiratime
+		if grep " $TMP/data2 fuse.provfs " /proc/self/mounts | grep -q nodev; then
+			echo "nodev on $TMP/data2"; exit 1
+		fi
 		(cd "$TMP/data2" && PROVFS_JOB=fstab cat in.txt > out2.txt)
 		umount "$TMP/data"
 		umount "$TMP/data2"
-		! grep -q "fuse.provfs" /proc/self/mounts
+		if grep -q "fuse.provfs" /proc/self/mounts; then
+			echo "still mounted"; exit 1
+		fi
 		echo done
 	EOF2
 	run timeout 60 unshare -m --propagation private sh "$TMP/ns.sh"
@@ -910,7 +932,7 @@ run_unit() {
 	command -v dot >/dev/null || skip "graphviz not installed"
 	prune_scenario
 	stop_provfs
-	local model export features
+	local model export features producer
 	model=$(q "SELECT v.id FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'models/model.bin'")
 	features=$(q "SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'features/f.csv'")
 	export=$(q "SELECT max(v.id) FROM versions v JOIN files f ON f.id = v.file_id WHERE f.path = 'raw/export.csv'")
@@ -918,11 +940,15 @@ run_unit() {
 	[ "$status" -eq 0 ]
 	local graph=$stdout
 	# Edges run from inputs to processes to outputs: the model is only ever a
-	# head, the export only ever a tail.
+	# head; into the export comes one edge, from the ETL's sh that wrote it,
+	# and from it one goes on to the features job.
 	[[ "$graph" =~ p[0-9]+\ -\>\ v$model\  ]]
-	! [[ "$graph" =~ v$model\ -\> ]]
+	[[ ! "$graph" =~ v$model\ -\> ]]
 	[[ "$graph" =~ v$export\ -\>\ p[0-9]+ ]]
-	! [[ "$graph" =~ -\>\ v$export\  ]]
+	producer=$(q "SELECT producer_process_id FROM versions WHERE id = $export")
+	[ "$(q "SELECT r.job_name FROM processes p JOIN runs r ON r.id = p.run_id WHERE p.id = $producer")" = etl ]
+	[ "$(printf '%s\n' "$graph" | grep -c -- "-> v$export ")" -eq 1 ]
+	[[ "$graph" == *"p$producer -> v$export "* ]]
 	[[ "$graph" =~ v$features\ -\>\ p[0-9]+ ]]
 	[[ "$graph" =~ p[0-9]+\ -\>\ v$features\  ]]
 	# PROV's relation stays on each edge, as its tooltip.

@@ -612,7 +612,10 @@ os.close(fd)
 	# The secrets are nowhere in the store's bytes.
 	local secret
 	for secret in hunter2 sup3rs3cret tok-abc123; do
-		! grep -q -a -- "$secret" "$STORE" "$STORE"-wal 2>/dev/null
+		if grep -q -a -- "$secret" "$STORE" "$STORE"-wal 2>/dev/null; then
+			echo "$secret is in the store"
+			false
+		fi
 	done
 }
 

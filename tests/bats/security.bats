@@ -90,7 +90,10 @@ teardown() {
 	run "$PROVFS" -o store="$BACKING/.provfs/store.db" "$BACKING" "$MNT"
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"inside the mounted tree"* ]]
-	! is_mounted "$MNT"
+	if is_mounted "$MNT"; then
+		echo "still mounted"
+		false
+	fi
 	[ ! -e "$BACKING/.provfs" ]
 }
 
@@ -211,7 +214,10 @@ credentials_of_xattr_calls() {
 	[ "$status" -eq 2 ]
 	[ "${#stderr_lines[@]}" -eq 1 ]
 	[[ "${stderr_lines[0]}" == "provfs: "*"$shared"*"writable by group or others"* ]]
-	! is_mounted "$MNT"
+	if is_mounted "$MNT"; then
+		echo "still mounted"
+		false
+	fi
 	[ "$(stat -c '%U:%G %a' "$TMP/target")" = "root:root 600" ]
 	[ "$(cat "$TMP/target")" = private ]
 }
@@ -228,7 +234,10 @@ credentials_of_xattr_calls() {
 	[ "$status" -eq 2 ]
 	[ "${#stderr_lines[@]}" -eq 1 ]
 	[[ "${stderr_lines[0]}" == "provfs: "*"$theirs"*"owned by root"* ]]
-	! is_mounted "$MNT"
+	if is_mounted "$MNT"; then
+		echo "still mounted"
+		false
+	fi
 	[ ! -e "$theirs/provfs.db" ]
 }
 

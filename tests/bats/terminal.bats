@@ -383,7 +383,7 @@ has_bar() {
 	run_split "$QUERY" --store "$TMP/prune2.db" prune --before 10d
 	[ "$status" -eq 0 ]
 	[ -z "$stderr" ]
-	! grep -q $'\r' <<<"$stdout"
+	[[ $stdout != *$'\r'* ]]
 	[[ $stdout == *"removed"* ]]
 }
 
@@ -409,7 +409,7 @@ has_bar() {
 	run_split "$QUERY" --store "$TMP/prov-export.db" --config "$CONF" export --format prov-json
 	[ "$status" -eq 0 ]
 	[ -z "$stderr" ]
-	! grep -q $'\r' <<<"$stdout"
+	[[ $stdout != *$'\r'* ]]
 	python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["activity"], "no activity"' <<<"$stdout"
 	[ "$processes" -gt 0 ]
 }
