@@ -35,12 +35,22 @@
  *
  * The ioctl that registers a backing file is made outside the lock; when
  * two first opens race, the loser drops its id and takes the winner's.
+ *
+ * The kernel opens each passed-through handle's backing file anew, on the
+ * mount of the descriptor registered, with the caller's flags: the
+ * daemon's O_NOATIME does not carry over, and reads the kernel passes
+ * through follow that mount's access-time rule.  On a -o noatime mount the
+ * descriptor registered is therefore the same inode reopened by handle
+ * through a private noatime view of the backing mount
+ * (backing_files_register_through()).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backing_files_i.h"
 #include "log.h"
@@ -60,6 +70,9 @@ struct backing_files {
 	size_t bucket_count;            /* power of two */
 	size_t entry_count;
 	bool open_failure_logged;
+	int view_fd;  /* a noatime view of the backing mount, or -1 (not owned) */
+	int mount_id; /* the backing mount's, whose handles view_fd opens */
+	bool view_failure_logged;
 };
 
 struct backing_files *
@@ -76,7 +89,50 @@ backing_files_new(void)
 		return NULL;
 	}
 	pthread_mutex_init(&files->lock, NULL);
+	files->view_fd = -1;
 	return files;
+}
+
+void
+backing_files_register_through(struct backing_files *files, int view_fd, int mount_id)
+{
+	files->view_fd = view_fd;
+	files->mount_id = mount_id;
+}
+
+/*
+ * fd's inode opened again through the noatime view, for registering: -1
+ * when there is no view, or fd is on another mount (a handle means
+ * something only on its own filesystem), or the handle does not open.
+ */
+static int
+reopen_in_view(struct backing_files *files, int fd)
+{
+	union {
+		struct file_handle header;
+		char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+	} handle;
+	int mount_id, reopened;
+
+	if (files->view_fd < 0)
+		return -1;
+	handle.header.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &handle.header, &mount_id, AT_EMPTY_PATH) == 0) {
+		if (mount_id != files->mount_id)
+			errno = EXDEV;
+		else if ((reopened = open_by_handle_at(files->view_fd, &handle.header,
+						       O_RDONLY | O_CLOEXEC)) >= 0)
+			return reopened;
+	}
+	pthread_mutex_lock(&files->lock);
+	bool logged = files->view_failure_logged;
+	files->view_failure_logged = true;
+	pthread_mutex_unlock(&files->lock);
+	if (!logged)
+		log_info("-o noatime: a backing file could not be reopened through the noatime "
+			 "view (%s): reads the kernel passes through move its atime",
+			 strerror(errno));
+	return -1;
 }
 
 void
@@ -221,7 +277,10 @@ backing_files_open(struct backing_files *files, fuse_ino_t ino, int fd, bool eli
 		entry_put(files, entry);
 		pthread_mutex_unlock(&files->lock);
 
-		registered = fs_session_backing_open(fd);
+		int reopened = reopen_in_view(files, fd);
+		registered = fs_session_backing_open(reopened >= 0 ? reopened : fd);
+		if (reopened >= 0)
+			close(reopened); /* the kernel keeps its own reference */
 		if (registered < 0) {
 			pthread_mutex_lock(&files->lock);
 			bool logged = files->open_failure_logged;

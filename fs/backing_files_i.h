@@ -29,6 +29,10 @@ void backing_files_free(struct backing_files *files);
  * -ENOMEM with nothing counted.  Every handle counted must be given back
  * with backing_files_close() and the same mode.
  */
+/* Register backing files reopened by handle through view_fd (borrowed: a
+ * noatime view of the mount mount_id), so that passed-through reads leave
+ * atimes alone; files on other mounts are registered as they are. */
+void backing_files_register_through(struct backing_files *files, int view_fd, int mount_id);
 int backing_files_open(struct backing_files *files, fuse_ino_t ino, int fd, bool eligible,
 		       enum fs_io_mode *mode, int *backing_id);
 void backing_files_close(struct backing_files *files, fuse_ino_t ino, enum fs_io_mode mode);

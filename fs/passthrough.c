@@ -99,6 +99,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -217,6 +218,8 @@ struct fs {
 	double timeout;
 	bool writeback;
 	bool noatime; /* mounted noatime: reads leave the backing files' atimes alone */
+	int noatime_view_fd;  /* -o noatime: a private noatime clone of the backing mount; -1 */
+	int noatime_view_dir; /* O_RDONLY of its root, for open_by_handle_at; -1 */
 	bool stable_directory_offsets; /* the backing filesystem's survive a reopen */
 	bool directories_without_open; /* ... and the kernel lists without OPENDIR */
 	const struct fs_observer *observer;
@@ -1966,7 +1969,8 @@ backing_flags(const struct fs *fs, int flags)
 	/* The kernel leaves the node's atime alone on a noatime mount; the
 	 * backing file's is the one a stat shows, and the daemon's reads would
 	 * move it.  (Kernel passthrough opens a backing file of its own, with
-	 * the caller's flags: its reads follow the backing mount's rule.) */
+	 * the caller's flags, on the registered descriptor's mount: see
+	 * open_noatime_view().) */
 	if (fs->noatime)
 		flags |= O_NOATIME;
 	return flags | O_CLOEXEC;
@@ -3398,6 +3402,50 @@ has_stable_directory_offsets(int root_fd)
 }
 
 /*
+ * -o noatime with kernel passthrough: the kernel reads a passed-through
+ * file through a backing file it opens on the registered descriptor's
+ * mount, so the daemon's O_NOATIME is lost and the backing mount's rule
+ * (relatime, most often) moves atimes.  A clone of the backing mount that
+ * only this daemon holds (detached: no one else sees it), set noatime,
+ * gives the kernel a mount whose reads leave atimes alone; backing files
+ * are registered through it by handle (fs/backing_files.c).  Says once
+ * why not when it cannot be had.
+ */
+static void
+open_noatime_view(struct fs *fs, int root_fd)
+{
+	struct mount_attr attributes = {.attr_set = MOUNT_ATTR_NOATIME,
+					.attr_clr = MOUNT_ATTR__ATIME};
+	const char *reason = "the backing filesystem does not name inodes by handle";
+	int view = -1;
+
+	if (!fs->handles)
+		goto out;
+	view = open_tree(root_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (view < 0 ||
+	    mount_setattr(view, "", AT_EMPTY_PATH, &attributes, sizeof(attributes)) < 0) {
+		reason = strerror(errno);
+		goto out;
+	}
+	/* open_by_handle_at wants a descriptor that is not O_PATH, which
+	 * open_tree's is; the view lives while open_tree's is open. */
+	fs->noatime_view_dir = openat(view, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->noatime_view_dir < 0) {
+		reason = strerror(errno);
+		goto out;
+	}
+	fs->noatime_view_fd = view;
+	backing_files_register_through(fs->backing_files, fs->noatime_view_dir, fs->mount_id);
+	return;
+out:
+	if (view >= 0)
+		close(view);
+	log_info("-o noatime: reads the kernel passes through will move backing atimes: "
+		 "no noatime view of the backing mount (%s)",
+		 reason);
+}
+
+/*
  * Can inodes of the backing filesystem be named by handle and opened again
  * by the daemon (CAP_DAC_READ_SEARCH)?  Sets fs->handles, fs->connectable,
  * fs->mount_fd and fs->mount_id, and says once why not.
@@ -3498,10 +3546,14 @@ fs_new(const struct fs_options *options)
 	if (options->passthrough && options->writeback)
 		log_info("kernel FUSE passthrough is off: the kernel refuses it with "
 			 "writeback_cache");
+	fs->noatime_view_fd = -1;
+	fs->noatime_view_dir = -1;
 	if (fs->passthrough) {
 		fs->backing_files = backing_files_new();
 		if (fs->backing_files == NULL)
 			goto out_free;
+		if (fs->noatime)
+			open_noatime_view(fs, options->backing_fd);
 	}
 	return fs;
 out_free:
@@ -3534,6 +3586,10 @@ fs_free(struct fs *fs)
 		close(fs->proc_fd);
 	if (fs->mount_fd >= 0)
 		close(fs->mount_fd);
+	if (fs->noatime_view_dir >= 0)
+		close(fs->noatime_view_dir);
+	if (fs->noatime_view_fd >= 0)
+		close(fs->noatime_view_fd);
 	for (size_t i = 0; i < NAME_SLOTS; i++)
 		free(fs->names[i].path);
 	pthread_mutex_destroy(&fs->names_lock);
