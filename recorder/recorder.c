@@ -2323,24 +2323,31 @@ writer_main(void *argument)
 		pthread_cond_broadcast(&recorder->queue_not_full);
 		pthread_mutex_unlock(&recorder->queue_lock);
 
+		struct event *unwritten = batch;
 		if (failing) {
 			/* Counted loss: probe the store, resume when it answers. */
-			if (writer_apply_batch(recorder, NULL) == 0) {
+			if (writer_apply_batch(recorder, NULL, &unwritten) == 0) {
 				log_warning("store works again: recording resumed after %llu lost "
 					    "events",
 					    (unsigned long long)recorder->events_lost);
 				failing = false;
 			}
 		}
-		if (!failing && writer_apply_batch(recorder, batch) < 0) {
+		unwritten = batch;
+		if (!failing && writer_apply_batch(recorder, batch, &unwritten) < 0) {
 			failing = true;
 			log_error("store failed (%s): recording suspended, events are counted "
 				  "as lost until it works again",
 				  recorder->last_error);
 		}
 		if (failing) {
-			recorder->events_lost += count;
-			writer_batch_lost(batch); /* no reader waits for a row that never comes */
+			/* Pieces committed before the failure are written. */
+			size_t lost = 0;
+			for (struct event *event = unwritten; event; event = event->next)
+				lost++;
+			recorder->events_written += count - lost;
+			recorder->events_lost += lost;
+			writer_batch_lost(unwritten); /* no reader waits for a row that never comes */
 		} else {
 			recorder->events_written += count;
 		}

@@ -367,10 +367,12 @@ void file_state_release(struct file_state *file);
 /* writer.c */
 int writer_prepare(struct recorder *recorder, char *error, size_t error_size);
 int writer_record_session(struct recorder *recorder, char *error, size_t error_size);
-/* Apply one batch in a transaction; -1 when the store failed (batch lost). */
-int writer_apply_batch(struct recorder *recorder, struct event *batch);
+/* Apply one batch, in one transaction or, when it changes many rows, in
+ * several, in order; -1 when the store failed: *unwritten is the first
+ * event of the piece that rolled back (it and those after it are lost). */
+int writer_apply_batch(struct recorder *recorder, struct event *batch, struct event **unwritten);
 void writer_close_session(struct recorder *recorder);
-/* The batch was not written: versions of its events will never have rows. */
+/* Events from batch on were not written: versions of them will never have rows. */
 void writer_batch_lost(struct event *batch);
 /* version will never have a row: drop its waiting readers (writer, or after it). */
 void writer_version_forgotten(struct version *version);

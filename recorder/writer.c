@@ -3,7 +3,8 @@
  *
  * Only the writer thread calls into this file after writer_prepare(), so
  * the prepared statements and every `store_id` field need no lock.  A batch
- * is one transaction; rows are created on demand in dependency order
+ * is one transaction (several, in order, when it changes very many rows:
+ * ROWS_PER_TRANSACTION); rows are created on demand in dependency order
  * (run before process, process before access, file before version), so an
  * event whose predecessors were lost while the store failed still lands
  * whole.  See store/schema.sql for what every column means.
@@ -167,7 +168,17 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 
 static sqlite3_stmt *statements[STATEMENT_COUNT];
 static struct recorder *current; /* the recorder these statements serve */
+/*
+ * Rows one transaction may change before the batch is committed in another
+ * piece.  Most batches are far below it (an open is a row or two); a
+ * rename of a directory copies a name row for everything beneath it, and a
+ * queue of such renames as one transaction grew the WAL by gigabytes that
+ * no checkpoint could reclaim until it ended, and a crash lost all of it.
+ */
+#define ROWS_PER_TRANSACTION 50000
+
 static uint64_t batch_serial;    /* counts batches: access->close_batch, version_batch */
+static sqlite3_int64 rows_per_transaction; /* ROWS_PER_TRANSACTION, unless a test says */
 
 /*
  * Undo journal of the open transaction: the in-memory ids it assigned and
@@ -363,6 +374,13 @@ int
 writer_prepare(struct recorder *recorder, char *error, size_t error_size)
 {
 	current = recorder;
+	rows_per_transaction = ROWS_PER_TRANSACTION;
+	/* Test only: PROVFS_TEST_ROWS_PER_TRANSACTION=N commits a batch after
+	 * every N rows (1: after every event), so that tests/bats can check
+	 * that a batch split anywhere records what one transaction would. */
+	const char *test_rows = getenv("PROVFS_TEST_ROWS_PER_TRANSACTION");
+	if (test_rows && atol(test_rows) > 0)
+		rows_per_transaction = atol(test_rows);
 	for (int i = 0; i < STATEMENT_COUNT; i++) {
 		if (sqlite3_prepare_v3(db(), statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 				       &statements[i], NULL) != SQLITE_OK) {
@@ -1528,34 +1546,36 @@ apply_event(struct event *event)
 	return SQLITE_DONE;
 }
 
-int
-writer_apply_batch(struct recorder *recorder, struct event *batch)
+/*
+ * Apply events from piece on in one transaction, up to the end of the
+ * batch or until ROWS_PER_TRANSACTION rows changed; *rest: the first event
+ * not applied (NULL at the end).  0, or -1 when the store failed (the
+ * transaction rolled back).
+ */
+static int
+apply_piece(struct recorder *recorder, struct event *piece, struct event **rest)
 {
 	int rc;
 
-	journal_clear();
-	/* Which accesses close in this batch: their rows are written whole. */
-	batch_serial++;
-	for (struct event *event = batch; event; event = event->next) {
-		if (event->kind == EVENT_CLOSE)
-			event->access->close_batch = batch_serial;
-		else if (event->kind == EVENT_VERSION)
-			for (size_t i = 0; i < event->version->writer_count; i++)
-				event->version->writers[i]->version_batch = batch_serial;
-	}
+	*rest = NULL;
 	if (sqlite3_exec(db(), "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto failed;
-	for (struct event *event = batch; event; event = event->next) {
+	sqlite3_int64 changes_before = sqlite3_total_changes64(db());
+	for (struct event *event = piece; event; event = event->next) {
 		rc = apply_event(event);
 		if (rc != SQLITE_DONE && rc != SQLITE_OK)
 			goto failed_rollback;
+		if (sqlite3_total_changes64(db()) - changes_before >= rows_per_transaction) {
+			*rest = event->next;
+			break;
+		}
 	}
 	/* The counters ride along: with an empty batch this is the probe that
 	 * tells a failing store works again. */
 	rc = write_stats(recorder);
 	if (rc != SQLITE_DONE)
 		goto failed_rollback;
-	/* OpenLineage events of this batch's runs, in its transaction. */
+	/* OpenLineage events of this piece's runs, in its transaction. */
 	if (openlineage_outbox_flush(db()) != SQLITE_DONE)
 		goto failed_rollback;
 	if (sqlite3_exec(db(), "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -1567,16 +1587,43 @@ writer_apply_batch(struct recorder *recorder, struct event *batch)
 failed_rollback:
 	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
 	sqlite3_exec(db(), "ROLLBACK", NULL, NULL, NULL);
-	journal_undo();
-	deferred_cancel();
-	recorder->store_errors++;
-	return -1;
+	goto undo;
 failed:
 	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
+undo:
 	journal_undo();
 	deferred_cancel();
 	recorder->store_errors++;
 	return -1;
+}
+
+int
+writer_apply_batch(struct recorder *recorder, struct event *batch, struct event **unwritten)
+{
+	*unwritten = NULL;
+	journal_clear();
+	/* Which accesses close in this batch: their rows are written whole.
+	 * A batch committed in several pieces keeps one serial: an access
+	 * whose row waits for a later event (its CLOSE, its VERSION) is
+	 * written in that event's piece, as in one transaction. */
+	batch_serial++;
+	for (struct event *event = batch; event; event = event->next) {
+		if (event->kind == EVENT_CLOSE)
+			event->access->close_batch = batch_serial;
+		else if (event->kind == EVENT_VERSION)
+			for (size_t i = 0; i < event->version->writer_count; i++)
+				event->version->writers[i]->version_batch = batch_serial;
+	}
+	struct event *piece = batch;
+	do {
+		struct event *rest;
+		if (apply_piece(recorder, piece, &rest) < 0) {
+			*unwritten = piece;
+			return -1;
+		}
+		piece = rest;
+	} while (piece);
+	return 0;
 }
 
 /* ---- label policy records -------------------------------------------------------

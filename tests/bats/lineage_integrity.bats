@@ -660,9 +660,18 @@ assert all("queue_length" in r for r in d["recorders"])
 	# Each save adds at least a file, its version, its access and a name.
 	[[ "$output" =~ rows\ +([0-9]+) ]]
 	[ "${BASH_REMATCH[1]}" -ge 160 ]
+	# tree: each rename of the 500-file directory moves its 500 names.
+	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m tree -n 500 -r 4 -d "$TMP/bench-tree"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"4 renames (a directory of 500 files, back and forth)"* ]]
+	[[ "$output" =~ lost\ +0 ]]
+	[[ "$output" =~ rows\ +([0-9]+) ]]
+	[ "${BASH_REMATCH[1]}" -ge 2000 ]
+	[[ "$output" =~ wal\ peak\ MiB\ +[0-9]+\.[0-9] ]]
 	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m sideways
 	[ "$status" -eq 2 ]
-	[ "$output" = "bench-renames: -m: not a mode (moves or over): sideways" ]
+	[ "$output" = "bench-renames: -m: not a mode (moves, over or tree): sideways" ]
 	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -r x
 	[ "$status" -eq 2 ]
 	[ "${#lines[@]}" -eq 1 ]
