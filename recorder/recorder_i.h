@@ -223,6 +223,7 @@ struct access {
 	uint64_t close_batch;    /* writer: the batch that holds its CLOSE event */
 	uint64_t version_batch;  /* writer: the batch that holds the VERSION it wrote */
 	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
+	bool row_pending;        /* writer: its closed row waits in the multi-row insert */
 };
 
 enum event_kind {

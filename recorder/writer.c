@@ -177,6 +177,28 @@ static struct recorder *current; /* the recorder these statements serve */
  */
 #define ROWS_PER_TRANSACTION 50000
 
+/*
+ * Closed accesses (OPEN and CLOSE in one batch: most of them) go into the
+ * store several to an INSERT, up to ACCESS_ROWS_PER_INSERT: SQLite's cost
+ * per statement (a cursor on the table and on each of its four indexes,
+ * registers, the record) was a quarter of the writer's time per open.  A
+ * row waits only while OPEN and CLOSE events follow; any other event may
+ * need its id and has the waiting rows inserted first (apply_event), as
+ * does the end of a transaction.  The ids of one INSERT are consecutive:
+ * SQLite gives each new row the largest rowid plus one, and nothing else
+ * inserts while the statement runs.
+ */
+#define ACCESS_ROWS_PER_INSERT 16
+#define CLOSED_ACCESS_COLUMNS 13 /* of INSERT_CLOSED_ACCESS */
+
+static struct pending_access {
+	struct access *access;
+	int64_t process_id;
+} pending_accesses[ACCESS_ROWS_PER_INSERT];
+static size_t pending_access_count;
+/* INSERT_CLOSED_ACCESS of n rows at [n], prepared when first needed. */
+static sqlite3_stmt *insert_closed_accesses[ACCESS_ROWS_PER_INSERT + 1];
+
 static uint64_t batch_serial;    /* counts batches: access->close_batch, version_batch */
 static sqlite3_int64 rows_per_transaction; /* ROWS_PER_TRANSACTION, unless a test says */
 
@@ -407,6 +429,10 @@ writer_finish(struct recorder *recorder)
 	for (int i = 0; i < STATEMENT_COUNT; i++) {
 		sqlite3_finalize(statements[i]);
 		statements[i] = NULL;
+	}
+	for (int i = 0; i <= ACCESS_ROWS_PER_INSERT; i++) {
+		sqlite3_finalize(insert_closed_accesses[i]);
+		insert_closed_accesses[i] = NULL;
 	}
 }
 
@@ -902,26 +928,39 @@ bind_close(sqlite3_stmt *s, int first, struct access *access)
 		     (access->bypass || bytes_written == 0 || bytes_read > 0);
 
 	sqlite3_bind_int64(s, first, access->closed_ns);
-	sqlite3_bind_int64(s, first + 1, (int64_t)bytes_read);
-	sqlite3_bind_int64(s, first + 2, (int64_t)bytes_written);
-	sqlite3_bind_int64(s, first + 3, (int64_t)atomic_load(&access->read_calls));
-	sqlite3_bind_int64(s, first + 4, (int64_t)atomic_load(&access->write_calls));
-	for (int column = first + 1; access->bypass && column <= first + 4; column++)
-		sqlite3_bind_null(s, column);
+	if (access->bypass) {
+		for (int column = first + 1; column <= first + 4; column++)
+			sqlite3_bind_null(s, column);
+	} else {
+		sqlite3_bind_int64(s, first + 1, (int64_t)bytes_read);
+		sqlite3_bind_int64(s, first + 2, (int64_t)bytes_written);
+		sqlite3_bind_int64(s, first + 3, (int64_t)atomic_load(&access->read_calls));
+		sqlite3_bind_int64(s, first + 4, (int64_t)atomic_load(&access->write_calls));
+	}
 	bind_id(s, first + 5, input ? access->read_version_id : 0);
 }
 
-/* Columns 1 to 7 of a new accesses row: what its open says. */
+/* Columns first to first + 6 of a new accesses row: what its open says. */
+static void
+bind_opened_at(sqlite3_stmt *s, int first, const struct access *access, int64_t process_id)
+{
+	sqlite3_bind_int64(s, first, process_id);
+	sqlite3_bind_int64(s, first + 1, access->file->store_id);
+	sqlite3_bind_int64(s, first + 2, current->mount_session_id);
+	/* The access outlives the statement's step and reset: no copy. */
+	if (access->path)
+		sqlite3_bind_text(s, first + 3, access->path, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, first + 3);
+	sqlite3_bind_int(s, first + 4, access->flags);
+	sqlite3_bind_int(s, first + 5, access->is_exec);
+	sqlite3_bind_int64(s, first + 6, access->opened_ns);
+}
+
 static void
 bind_opened(sqlite3_stmt *s, const struct access *access, int64_t process_id)
 {
-	sqlite3_bind_int64(s, 1, process_id);
-	sqlite3_bind_int64(s, 2, access->file->store_id);
-	sqlite3_bind_int64(s, 3, current->mount_session_id);
-	bind_text(s, 4, access->path);
-	sqlite3_bind_int(s, 5, access->flags);
-	sqlite3_bind_int(s, 6, access->is_exec);
-	sqlite3_bind_int64(s, 7, access->opened_ns);
+	bind_opened_at(s, 1, access, process_id);
 }
 
 /*
@@ -936,6 +975,71 @@ row_waits_for_version(const struct access *access)
 {
 	return access->store_id == 0 && access->close_batch == batch_serial &&
 	       access->version_batch == batch_serial && !access->reads;
+}
+
+/* INSERT_CLOSED_ACCESS with rows rows; NULL when it cannot be prepared. */
+static sqlite3_stmt *
+closed_accesses_statement(size_t rows)
+{
+	static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	const char *single = statement_sql[INSERT_CLOSED_ACCESS];
+	const char *values = strstr(single, "VALUES ");
+
+	if (insert_closed_accesses[rows])
+		return insert_closed_accesses[rows];
+	size_t prefix = (size_t)(values - single) + strlen("VALUES ");
+	size_t size = prefix + rows * sizeof(row) + 1;
+	char *sql = malloc(size), *end;
+	if (sql == NULL)
+		return NULL;
+	memcpy(sql, single, prefix);
+	end = sql + prefix;
+	for (size_t i = 0; i < rows; i++)
+		end += sprintf(end, "%s%s", i ? "," : "", row);
+	if (sqlite3_prepare_v3(db(), sql, -1, SQLITE_PREPARE_PERSISTENT,
+			       &insert_closed_accesses[rows], NULL) != SQLITE_OK)
+		insert_closed_accesses[rows] = NULL;
+	free(sql);
+	return insert_closed_accesses[rows];
+}
+
+/* Insert the closed rows that wait (pending_accesses) and give them their ids. */
+static int
+flush_pending_accesses(void)
+{
+	size_t count = pending_access_count;
+	int rc;
+
+	if (count == 0)
+		return SQLITE_DONE;
+	sqlite3_stmt *s = closed_accesses_statement(count);
+	if (s == NULL)
+		return sqlite3_errcode(db()) != SQLITE_OK ? sqlite3_errcode(db()) : SQLITE_NOMEM;
+	sqlite3_reset(s); /* every parameter is bound below */
+	for (size_t i = 0; i < count; i++) {
+		int first = (int)i * CLOSED_ACCESS_COLUMNS + 1;
+		bind_opened_at(s, first, pending_accesses[i].access, pending_accesses[i].process_id);
+		bind_close(s, first + 7, pending_accesses[i].access);
+	}
+	rc = run(s);
+	int64_t last = sqlite3_last_insert_rowid(db());
+	for (size_t i = 0; i < count; i++) {
+		struct access *access = pending_accesses[i].access;
+		access->row_pending = false;
+		if (rc == SQLITE_DONE)
+			access->store_id = last - (int64_t)(count - 1 - i);
+	}
+	pending_access_count = 0;
+	return rc;
+}
+
+/* The transaction rolls back: the rows that waited will not be written. */
+static void
+discard_pending_accesses(void)
+{
+	for (size_t i = 0; i < pending_access_count; i++)
+		pending_accesses[i].access->row_pending = false;
+	pending_access_count = 0;
 }
 
 /*
@@ -955,7 +1059,7 @@ insert_access(struct access *access, bool closed)
 	int rc;
 	bool resolved = false;
 
-	if (access->store_id)
+	if (access->store_id || access->row_pending)
 		return SQLITE_DONE;
 	if (closed)
 		take_later_read(access);
@@ -976,15 +1080,23 @@ insert_access(struct access *access, bool closed)
 		struct version *upcoming = access->version_read;
 		closed = !(upcoming && upcoming->store_id == 0 && !upcoming->abandoned);
 	}
-	s = statement(closed ? INSERT_CLOSED_ACCESS : INSERT_ACCESS);
-	bind_opened(s, access, closed && access->last_image ? access->last_image->store_id
-							    : access->process->store_id);
-	if (closed)
-		bind_close(s, 8, access);
+	if (closed) {
+		/* Its read version resolved (or none): nothing else to do. */
+		pending_accesses[pending_access_count++] = (struct pending_access){
+			.access = access,
+			.process_id = access->last_image ? access->last_image->store_id
+							 : access->process->store_id};
+		access->row_pending = true;
+		access->closed_in_row = true;
+		return pending_access_count == ACCESS_ROWS_PER_INSERT ? flush_pending_accesses()
+								      : SQLITE_DONE;
+	}
+	s = statement(INSERT_ACCESS);
+	bind_opened(s, access, access->process->store_id);
 	if ((rc = run(s)) != SQLITE_DONE)
 		return rc;
 	access->store_id = sqlite3_last_insert_rowid(db());
-	access->closed_in_row = closed;
+	access->closed_in_row = false;
 	if (access->reads && !resolved)
 		rc = resolve_read_version(access);
 	return rc;
@@ -1493,6 +1605,9 @@ apply_event(struct event *event)
 	sqlite3_stmt *s;
 	int rc;
 
+	if (event->kind != EVENT_OPEN && event->kind != EVENT_CLOSE &&
+	    (rc = flush_pending_accesses()) != SQLITE_DONE)
+		return rc;
 	switch (event->kind) {
 	case EVENT_PROCESS:
 		return ensure_process(event->process, 0);
@@ -1570,6 +1685,8 @@ apply_piece(struct recorder *recorder, struct event *piece, struct event **rest)
 			break;
 		}
 	}
+	if ((rc = flush_pending_accesses()) != SQLITE_DONE)
+		goto failed_rollback;
 	/* The counters ride along: with an empty batch this is the probe that
 	 * tells a failing store works again. */
 	rc = write_stats(recorder);
@@ -1591,6 +1708,7 @@ failed_rollback:
 failed:
 	snprintf(recorder->last_error, sizeof(recorder->last_error), "%s", sqlite3_errmsg(db()));
 undo:
+	discard_pending_accesses();
 	journal_undo();
 	deferred_cancel();
 	recorder->store_errors++;

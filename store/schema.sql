@@ -1,4 +1,4 @@
--- provfs provenance store, schema version 5.
+-- provfs provenance store, schema version 6.
 --
 -- One SQLite database (WAL mode) may be shared by several mounts and hosts.
 -- The recorder's single writer thread is the only writer of a daemon;
@@ -209,10 +209,13 @@ CREATE TABLE accesses (
 	write_calls INTEGER DEFAULT 0
 );
 CREATE INDEX accesses_process ON accesses(process_id);
-CREATE INDEX accesses_read_version ON accesses(read_version_id) WHERE read_version_id IS NOT NULL;
 CREATE INDEX accesses_written_version ON accesses(written_version_id)
 	WHERE written_version_id IS NOT NULL;
-CREATE INDEX accesses_file ON accesses(file_id, opened_ns);
+-- A file's accesses, and the readers of one of its versions (a version
+-- belongs to one file): one index serves both, so that each recorded open
+-- costs the writer one index fewer (version 6; before it, accesses_file on
+-- (file_id, opened_ns) and accesses_read_version on (read_version_id)).
+CREATE INDEX accesses_file_read ON accesses(file_id, read_version_id, opened_ns);
 
 -- Changes to names and attributes, with who made them.
 CREATE TABLE namespace_events (

@@ -113,6 +113,14 @@ static const char *const migrations[] = {
 	 * number's rows in generation order, and read all of them.
 	 */
 	"CREATE INDEX files_inode ON files(host, device, inode);",
+	/*
+	 * 5 -> 6: one index for a file's accesses and a version's readers
+	 * (schema.sql, accesses_file_read): one B-tree fewer to insert into
+	 * at every recorded open.
+	 */
+	"DROP INDEX accesses_read_version;"
+	"DROP INDEX accesses_file;"
+	"CREATE INDEX accesses_file_read ON accesses(file_id, read_version_id, opened_ns);",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
 	       "one migration step per schema version after the first");

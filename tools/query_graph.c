@@ -34,7 +34,7 @@
  * when another edge widens it, only the accesses newly inside are followed.
  *
  * Cost: every step is an indexed lookup (accesses_written_version,
- * accesses_read_version, accesses_process, versions_producer, processes_pid,
+ * accesses_file_read, accesses_process, versions_producer, processes_pid,
  * processes_run) and each row is read once: the walk is linear in the size
  * of the answer, whatever the size of the store.
  */
@@ -592,8 +592,10 @@ expand_version_forward(struct q_graph *g, size_t index)
 	int depth = g->nodes[index].depth;
 	int rc, status = -1;
 
+	/* The version's file narrows the index (accesses_file_read) to its readers. */
 	statement = q_prepare(q, "SELECT process_id, MIN(opened_ns) FROM accesses "
-	                         "WHERE read_version_id = ?1 AND (?2 IS NULL OR opened_ns >= ?2) "
+	                         "WHERE file_id = (SELECT file_id FROM versions WHERE id = ?1) "
+	                         "AND read_version_id = ?1 AND (?2 IS NULL OR opened_ns >= ?2) "
 	                         "GROUP BY process_id");
 	if (statement == NULL)
 		return -1;

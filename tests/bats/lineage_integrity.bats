@@ -693,7 +693,7 @@ assert all("queue_length" in r for r in d["recorders"])
 	mount_provfs
 	echo new >"$MNT/new.txt"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 5
+	assert_sql "PRAGMA user_version" 6
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT origin || ' ' || hash_method FROM versions WHERE id = 1" "written streamed"
 	assert_sql "SELECT count(*) FROM versions" 2
@@ -714,7 +714,11 @@ assert all("queue_length" in r for r in d["recorders"])
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 5
+	assert_sql "PRAGMA user_version" 6
+	# Version 6: one index for a file's accesses and a version's readers.
+	assert_sql "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master
+	            WHERE type = 'index' AND tbl_name = 'accesses' ORDER BY name)" \
+		"accesses_file_read accesses_process accesses_written_version"
 	# Version 5: an inode number's newest row in one seek.
 	assert_sql "SELECT count(*) FROM sqlite_master WHERE name = 'files_inode'" 1
 	# Version 4: lost records of writes are listed through an index.
