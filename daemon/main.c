@@ -639,6 +639,7 @@ main(int argc, char *argv[])
 	if (!options.foreground)
 		log_use_syslog();
 	log_info("mounted '%s' on '%s'", backing, mountpoint);
+	fs_start_threads(fs); /* after fuse_daemonize: threads do not survive its fork */
 	if (recorder && recorder_start(recorder) < 0) {
 		log_error("cannot start the recorder threads");
 		status = 1;

@@ -116,6 +116,7 @@
 #include "passthrough.h"
 #include "session_io_i.h"
 #include "session_ring_i.h"
+#include "listing_expiry_i.h"
 #include "small_writers_i.h"
 #include "writer_watch_i.h"
 
@@ -219,6 +220,7 @@ struct fs {
 	bool writeback;
 	bool noatime; /* mounted noatime: reads leave the backing files' atimes alone */
 	int noatime_view_fd;  /* -o noatime: a private noatime clone of the backing mount; -1 */
+	struct listing_expiry *listings; /* kept listings end with their entries; or NULL */
 	int noatime_view_dir; /* O_RDONLY of its root, for open_by_handle_at; -1 */
 	bool stable_directory_offsets; /* the backing filesystem's survive a reopen */
 	bool directories_without_open; /* ... and the kernel lists without OPENDIR */
@@ -2888,6 +2890,9 @@ read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	else if (fuse_reply_buf(req, buffer, used) < 0)
 		for (size_t i = 0; i < taken_count; i++)
 			table_release(fs, taken[i], 1);
+	else if (offset == 0 && listing.kept == NULL)
+		/* Listed without OPENDIR: the kernel keeps what it fills now. */
+		listing_expiry_note(fs->listings, ino);
 	free(taken);
 	free(buffer);
 }
@@ -3348,6 +3353,20 @@ fs_set_observer(struct fs *fs, const struct fs_observer *observer)
 }
 
 void
+fs_start_threads(struct fs *fs)
+{
+	/* Kept listings (no OPENDIR) would outlive the entries they came
+	 * with: see fs/listing_expiry.c. */
+	if (fs->session && fs->stable_directory_offsets && fs->timeout > 0) {
+		fs->listings = listing_expiry_new(fs->session, fs->timeout);
+		if (fs->listings == NULL)
+			log_warning("cannot start the listing expiry thread (%s): a directory "
+				    "listed again after -o timeout looks its entries up one by one",
+				    strerror(errno));
+	}
+}
+
+void
 fs_stop_threads(struct fs *fs)
 {
 	if (fs == NULL)
@@ -3362,6 +3381,8 @@ fs_stop_threads(struct fs *fs)
 		discard(fs, fs->open_handles, NULL);
 	writer_watch_free(fs->writer_watch);
 	fs->writer_watch = NULL;
+	listing_expiry_free(fs->listings);
+	fs->listings = NULL;
 }
 
 int

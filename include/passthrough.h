@@ -215,6 +215,13 @@ void fs_free(struct fs *fs);
 void fs_set_observer(struct fs *fs, const struct fs_observer *observer);
 
 /*
+ * Start the layer's own background threads (kept directory listings
+ * ending with their entries): once mounted, after fuse_daemonize(), whose
+ * fork no thread survives.
+ */
+void fs_start_threads(struct fs *fs);
+
+/*
  * Stop the layer's own threads, which call observers (the writer watch):
  * after the session loop returned, before the observers are stopped.
  */
