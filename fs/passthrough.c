@@ -112,11 +112,11 @@
 #include "clock.h"
 #include "backing_files_i.h"
 #include "caller.h"
+#include "listing_expiry_i.h"
 #include "log.h"
 #include "passthrough.h"
 #include "session_io_i.h"
 #include "session_ring_i.h"
-#include "listing_expiry_i.h"
 #include "small_writers_i.h"
 #include "writer_watch_i.h"
 
@@ -220,8 +220,8 @@ struct fs {
 	bool writeback;
 	bool noatime; /* mounted noatime: reads leave the backing files' atimes alone */
 	int noatime_view_fd;  /* -o noatime: a private noatime clone of the backing mount; -1 */
-	struct listing_expiry *listings; /* kept listings end with their entries; or NULL */
 	int noatime_view_dir; /* O_RDONLY of its root, for open_by_handle_at; -1 */
+	struct listing_expiry *listings; /* kept listings end with their entries; or NULL */
 	bool stable_directory_offsets; /* the backing filesystem's survive a reopen */
 	bool directories_without_open; /* ... and the kernel lists without OPENDIR */
 	const struct fs_observer *observer;

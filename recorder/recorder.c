@@ -2323,17 +2323,17 @@ writer_main(void *argument)
 		pthread_cond_broadcast(&recorder->queue_not_full);
 		pthread_mutex_unlock(&recorder->queue_lock);
 
-		struct event *unwritten = batch;
+		struct event *unwritten = batch; /* what a failing store loses */
 		if (failing) {
 			/* Counted loss: probe the store, resume when it answers. */
-			if (writer_apply_batch(recorder, NULL, &unwritten) == 0) {
+			struct event *none;
+			if (writer_apply_batch(recorder, NULL, &none) == 0) {
 				log_warning("store works again: recording resumed after %llu lost "
 					    "events",
 					    (unsigned long long)recorder->events_lost);
 				failing = false;
 			}
 		}
-		unwritten = batch;
 		if (!failing && writer_apply_batch(recorder, batch, &unwritten) < 0) {
 			failing = true;
 			log_error("store failed (%s): recording suspended, events are counted "
