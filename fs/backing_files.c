@@ -93,6 +93,17 @@ backing_files_new(void)
 	return files;
 }
 
+/* The first time flag (one of files's) is asked: a reason is logged once. */
+static bool
+first_time(struct backing_files *files, bool *flag)
+{
+	pthread_mutex_lock(&files->lock);
+	bool first = !*flag;
+	*flag = true;
+	pthread_mutex_unlock(&files->lock);
+	return first;
+}
+
 void
 backing_files_register_through(struct backing_files *files, int view_fd, int mount_id)
 {
@@ -124,14 +135,11 @@ reopen_in_view(struct backing_files *files, int fd)
 						       O_RDONLY | O_CLOEXEC)) >= 0)
 			return reopened;
 	}
-	pthread_mutex_lock(&files->lock);
-	bool logged = files->view_failure_logged;
-	files->view_failure_logged = true;
-	pthread_mutex_unlock(&files->lock);
-	if (!logged)
+	int error = errno;
+	if (first_time(files, &files->view_failure_logged))
 		log_info("-o noatime: a backing file could not be reopened through the noatime "
 			 "view (%s): reads the kernel passes through move its atime",
-			 strerror(errno));
+			 strerror(error));
 	return -1;
 }
 
@@ -282,11 +290,7 @@ backing_files_open(struct backing_files *files, fuse_ino_t ino, int fd, bool eli
 		if (reopened >= 0)
 			close(reopened); /* the kernel keeps its own reference */
 		if (registered < 0) {
-			pthread_mutex_lock(&files->lock);
-			bool logged = files->open_failure_logged;
-			files->open_failure_logged = true;
-			pthread_mutex_unlock(&files->lock);
-			if (!logged)
+			if (first_time(files, &files->open_failure_logged))
 				log_info("cannot register a backing file for kernel passthrough "
 					 "(%s): such files go through the daemon",
 					 strerror(-registered));
