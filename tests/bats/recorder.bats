@@ -481,7 +481,6 @@ os.close(fd)
 	# batch after each event, so an open and its close, a version and the
 	# handles that wrote it, a reader and the version it read, a rename and
 	# the names beneath it land in different transactions.
-	local run
 	workload() {
 		mkdir "$1"
 		cd "$1"
@@ -536,12 +535,13 @@ os.close(fd)
 	pieces=$(STORE=$TMP/pieces.db dump pieces)
 	echo "$pieces"
 	[ "$pieces" = "$whole" ]
-	# The dump holds what the workload did, hashes and all.
+	# The dump holds what the workload did, hashes and all (the last
+	# column, bytes written, is unknown where the kernel passed them through).
 	local hash
 	hash=$(xxh "$BACKING/whole/a.txt")
-	[[ "$whole" == *$'\n'"a.txt|1|2|$hash|||1|"$'\n'* ]]         # the append wrote version 2
-	[[ "$whole" == *$'\n'"e/sorted|1|1|$hash|||1|"$'\n'* ]]      # sort's output, the same bytes
-	[[ "$whole" == *$'\n'"a.txt|0|||2|$hash|1|"$'\n'* ]]         # sort read version 2
+	[[ "$whole" == *$'\n'"a.txt|1|2|$hash|||1|"* ]]     # the append wrote version 2
+	[[ "$whole" == *$'\n'"e/sorted|1|1|$hash|||1|"* ]]  # sort's output, the same bytes
+	[[ "$whole" == *$'\n'"a.txt|0|||2|$hash|1|"* ]]     # sort read version 2
 	[[ "$whole" == *$'\n'"e/f2|rename|1"$'\n'* ]]                # carried by the directory's rename
 	[[ "$whole" == *$'\n'"linked|link|1"$'\n'* ]]
 	[[ "$whole" == *$'\n'"rename|d|e"$'\n'* ]]
