@@ -224,10 +224,8 @@ with open(sys.argv[1], "rb") as f:
 	unmount_provfs
 	[ "$(stat -c %X "$BACKING/f")" = "$file_atime" ]
 	[ "$(stat -c %X "$BACKING/d")" = "$dir_atime" ]
-	if ! grep -q "passthrough unavailable" "$TMP/mount.err"; then
-		[[ "$(cat "$TMP/mount.err")" != *"no noatime view"* ]]
-		[[ "$(cat "$TMP/mount.err")" != *"could not be reopened"* ]]
-	fi
+	# The view was made (said at mount, before the daemon detaches).
+	[[ "$(cat "$TMP/mount.err")" != *"no noatime view"* ]]
 	# Without it (relatime, as the backing mount): the same read and
 	# listing move two-day-old atimes.
 	mount_provfs -o nopassthrough
