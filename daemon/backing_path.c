@@ -43,11 +43,16 @@ backing_path_below(const char *backing_dir, const char *target)
 char *
 backing_path_join(const char *directory, const char *name)
 {
-	size_t length = strlen(directory) + strlen(name) + 2;
-	char *path = malloc(length);
+	/* On every create and open: copies, not a format string to parse. */
+	size_t directory_length = strlen(directory);
+	size_t name_length = strlen(name);
+	char *path = malloc(directory_length + name_length + 2);
 
 	if (path == NULL)
 		return NULL;
-	snprintf(path, length, "%s%s%s", directory, directory[0] ? "/" : "", name);
+	char *end = mempcpy(path, directory, directory_length);
+	if (directory_length > 0)
+		*end++ = '/';
+	memcpy(end, name, name_length + 1);
 	return path;
 }

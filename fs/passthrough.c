@@ -2129,6 +2129,25 @@ choose_io_mode(struct fs *fs, struct fs_handle *handle, struct fuse_file_info *f
 	}
 	if (error)
 		return error;
+	/*
+	 * A write-only handle the daemon serves anyway (a small new file whose
+	 * writer the recorder learns from its WRITE requests; a file with
+	 * privileges) is opened with direct I/O.  Before a write through the
+	 * page cache the kernel asks GETXATTR security.capability of every
+	 * inode it has not yet seen without privileges (once per new file,
+	 * again after each attribute refresh): one more round trip per created
+	 * file than the write itself.  A direct write asks nothing; it sends
+	 * WRITE as the cached path does, flagged when the writer lacks
+	 * CAP_FSETID, and the daemon drops suid and sgid as the kernel would
+	 * have (drop_privileges() in op_write()); file capabilities go with
+	 * any write, the daemon's own included, on the backing filesystem.
+	 * Such a handle cannot read or be mapped, so it loses no cache; the
+	 * kernel (6.9+ here: passthrough was negotiated) drops cached pages
+	 * of the range before each direct write, so other handles' readers
+	 * see it as before.
+	 */
+	if (handle->io_mode == FS_IO_CACHED && (fi->flags & O_ACCMODE) == O_WRONLY)
+		fi->direct_io = 1;
 	if (handle->io_mode != FS_IO_CACHED) {
 		/* The kernel refuses passthrough with its page cache kept. */
 		fi->keep_cache = 0;

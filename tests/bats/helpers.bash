@@ -151,6 +151,18 @@ mount_provfs() {
 	MOUNTED_PID=$(provfs_pids "$mnt" | head -n 1)
 }
 
+# Remount with libfuse's log of every request (-d) in $TMP/requests.log.
+mount_logging_requests() {
+	unmount_provfs
+	"$PROVFS" -d -o "store=$STORE" "$@" "$BACKING" "$MNT" 2>"$TMP/requests.log" 3>&- &
+	wait_mounted "$MNT"
+}
+
+# How many requests of opcode $1 (OPENDIR, READDIRPLUS, ...) the log holds.
+requests_of() {
+	grep -c "opcode: $1 (" "$TMP/requests.log" || true
+}
+
 # unmount_provfs [MNT]: unmount and wait for the daemon to exit.
 unmount_provfs() {
 	local mnt=${1:-${MOUNT_POINT:-$MNT}} pids

@@ -347,18 +347,6 @@ print(sum(1 for e in entries if e.is_file(follow_symlinks=False)))' "$MNT/big"
 	[ ! -e "$BACKING/big" ]
 }
 
-# Remount with libfuse's log of every request (-d) in $TMP/requests.log.
-mount_logging_requests() {
-	unmount_provfs
-	"$PROVFS" -d -o "store=$STORE" "$@" "$BACKING" "$MNT" 2>"$TMP/requests.log" 3>&- &
-	wait_mounted "$MNT"
-}
-
-# How many requests of opcode $1 (OPENDIR, READDIRPLUS, ...) the log holds.
-requests_of() {
-	grep -c "opcode: $1 (" "$TMP/requests.log" || true
-}
-
 @test "directories: listed without OPENDIR, an unchanged listing is the kernel's; changes show as on ext4" {
 	case $(stat -f -c %T "$BACKING") in
 	ext2/ext3 | xfs | btrfs) ;;

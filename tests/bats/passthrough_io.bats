@@ -463,3 +463,57 @@ assert found == [None, None], found'
 	exec 5<&-
 	[ "$(cat "$BACKING/f")" = "$(printf 'data\nmore\nagain')" ]
 }
+
+@test "small new files the daemon writes cost no GETXATTR each: their write-only handles are direct I/O" {
+	mount_logging_requests
+	if grep -q "passthrough unavailable" "$TMP/requests.log"; then
+		skip "the kernel offers no FUSE passthrough"
+	fi
+	mkdir "$MNT/shards"
+	# One shell writing small new files: from the fifth on, the daemon
+	# serves the writes (fs/small_writers.c).
+	for i in $(seq 12); do
+		printf 'shard %s\n' "$i" >"$MNT/shards/$i"
+	done
+	local writes getxattrs
+	writes=$(requests_of WRITE)
+	getxattrs=$(requests_of GETXATTR)
+	echo "WRITE $writes GETXATTR $getxattrs" >&2
+	[ "$writes" -ge 8 ]
+	# Only the files passed through asked (once each, before their write).
+	[ "$getxattrs" -le $((12 - writes)) ]
+	for i in $(seq 12); do
+		[ "$(cat "$BACKING/shards/$i")" = "shard $i" ]
+	done
+	unmount_provfs
+	assert_single_written_version shards/12
+	assert_sql "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE a.written_version_id IS NOT NULL AND a.path LIKE 'shards/%'
+	            AND p.pid = $BASHPID" 12
+}
+
+@test "a reader's cached pages follow what a direct-I/O writer writes" {
+	mount_provfs
+	require_kernel_passthrough
+	# A run of small new files, so that the daemon serves this writer's
+	# next one (direct I/O); a reader opened meanwhile is cached (the
+	# kernel's one mode per inode) and keeps pages that the next write
+	# changes.
+	run "$PYTHON" -c '
+import os, sys
+mnt = sys.argv[1]
+for i in range(6):
+    with open("%s/small%d" % (mnt, i), "w") as f:
+        f.write("x")
+writer = os.open(mnt + "/shared", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(writer, b"first\n")
+reader = os.open(mnt + "/shared", os.O_RDONLY)
+assert os.pread(reader, 100, 0) == b"first\n"
+os.write(writer, b"second\n")
+print(os.pread(reader, 100, 0))
+os.close(writer)
+print(os.pread(reader, 100, 0))' "$MNT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(printf "%s\n%s" "b'first\\nsecond\\n'" "b'first\\nsecond\\n'")" ]
+}
