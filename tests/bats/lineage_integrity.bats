@@ -646,28 +646,30 @@ assert all("queue_length" in r for r in d["recorders"])
 ' "$TMP/stats.json"
 }
 
+# bench_renames_mode MODE RENAMES HEADER LEAST_ROWS: one smoke run of a
+# scripts/bench-renames mode over 500 names; it says HEADER, loses nothing
+# and writes at least LEAST_ROWS rows ($output stays for more checks).
+bench_renames_mode() {
+	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m "$1" -n 500 -r "$2" \
+		-d "$TMP/bench-$1"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$3"* ]]
+	[[ "$output" =~ lost\ +0 ]]
+	[[ "$output" =~ rows\ +([0-9]+) ]]
+	[ "${BASH_REMATCH[1]}" -ge "$4" ]
+}
+
 @test "bench-renames: smoke run (tiny sizes)" {
 	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -n 500 -r 20 -d "$TMP/bench"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"provfs renames/s"* ]]
 	[[ "$output" =~ lost\ +0 ]]
-	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m over -n 500 -r 40 -d "$TMP/bench-over"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ "$output" == *"40 renames (each a new file written and renamed over the last one)"* ]]
-	[[ "$output" =~ lost\ +0 ]]
 	# Each save adds at least a file, its version, its access and a name.
-	[[ "$output" =~ rows\ +([0-9]+) ]]
-	[ "${BASH_REMATCH[1]}" -ge 160 ]
+	bench_renames_mode over 40 "40 renames (each a new file written and renamed over the last one)" 160
 	# tree: each rename of the 500-file directory moves its 500 names.
-	PROVFS=$PROVFS run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m tree -n 500 -r 4 -d "$TMP/bench-tree"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ "$output" == *"4 renames (a directory of 500 files, back and forth)"* ]]
-	[[ "$output" =~ lost\ +0 ]]
-	[[ "$output" =~ rows\ +([0-9]+) ]]
-	[ "${BASH_REMATCH[1]}" -ge 2000 ]
+	bench_renames_mode tree 4 "4 renames (a directory of 500 files, back and forth)" 2000
 	[[ "$output" =~ wal\ peak\ MiB\ +[0-9]+\.[0-9] ]]
 	run "$PROVFS_SOURCE_ROOT/scripts/bench-renames" -m sideways
 	[ "$status" -eq 2 ]
