@@ -318,6 +318,34 @@ os.close(fd)
 	            WHERE process_id = $after AND path = 'f'" "1|1"
 }
 
+@test "execs while other processes open files without pause: every open after an exec is the new image's" {
+	# Lookups skip the connector's lock when its socket is empty and no
+	# drain is applying events; the storm's own cats keep execs and exits
+	# coming, so lookups take both ways, and meet drains of other threads.
+	mkdir "$BACKING/d"
+	local i
+	for i in $(seq 50); do echo "$i" >"$BACKING/d/$i"; done
+	echo payload >"$BACKING/f"
+	mount_provfs
+	local storm=()
+	for i in 1 2; do
+		(while [ ! -e "$TMP/stop" ]; do cat "$MNT"/d/* >/dev/null; done) &
+		storm+=($!)
+	done
+	for i in $(seq 40); do
+		sh -c 'read -r line <"$1"; exec cat "$1"' sh "$MNT/f" >>"$TMP/out"
+	done
+	touch "$TMP/stop"
+	wait "${storm[@]}"
+	stop_provfs
+	[ "$(grep -c '^payload$' "$TMP/out")" = 40 ]
+	# Each shell read f once, and each cat it became once.
+	local expected
+	expected=$(printf '%s|40\n' "$(real_exe cat)" "$(real_exe sh)" | sort)
+	assert_sql "SELECT p.executable, count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	            WHERE a.path = 'f' GROUP BY p.executable ORDER BY 1" "$expected"
+}
+
 @test "exit status is recorded: exit 3 gives WEXITSTATUS 3, a signal gives WTERMSIG" {
 	echo x >"$BACKING/f"
 	mount_provfs
