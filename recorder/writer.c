@@ -52,6 +52,7 @@ enum statement_id {
 	SET_READ_VERSION,
 	INSERT_NAMESPACE_EVENT,
 	SELECT_FILE_BY_INODE,
+	SELECT_CURRENT_NAMES,
 	CLOSE_NAME,
 	CLOSE_NAMES_UNDER,
 	COPY_NAMES_UNDER,
@@ -132,12 +133,15 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	 * seek (a miss, as for every directory, reads nothing). */
 	[SELECT_FILE_BY_INODE] = "SELECT max(id) FROM files WHERE host = ? AND device = ? AND "
 				 "inode = ?",
-	/* One current name of a path a run (close_name() repeats it): an
-	 * UPDATE whose own WHERE searched the index of current names would
-	 * change that index's column, which SQLite does in two passes through
-	 * a temporary table, a third of the writer's time per unlink. */
-	[CLOSE_NAME] = "UPDATE file_names SET until_ns = ?1 WHERE id = (SELECT id FROM file_names "
-		       "WHERE backing_dir = ?2 AND path = ?3 AND until_ns IS NULL LIMIT 1)",
+	/* The current names of a path (one, unless records were lost), then
+	 * each closed by row id.  An UPDATE whose own WHERE searched the index
+	 * of current names would change that index's column, which SQLite does
+	 * in two passes through a temporary table (a third of the writer's time
+	 * per unlink); one that closed a name a run had to run once more to
+	 * find there was no other. */
+	[SELECT_CURRENT_NAMES] = "SELECT id FROM file_names WHERE backing_dir = ? AND path = ? "
+				 "AND until_ns IS NULL",
+	[CLOSE_NAME] = "UPDATE file_names SET until_ns = ? WHERE id = ?",
 	/* Names beneath dir are the range ['dir/', 'dir0'): '0' follows '/'.
 	 * With the partial index of current names, a rename costs the names
 	 * it moves, not the names the store holds. */
@@ -1318,16 +1322,33 @@ change_kind(const struct event *event)
 static int
 close_name(const char *path, int64_t time_ns)
 {
-	sqlite3_stmt *s = statement(CLOSE_NAME);
+	sqlite3_stmt *s = statement(SELECT_CURRENT_NAMES);
+	int64_t ids[8]; /* a pass's worth: lost records rarely leave more */
+	const size_t per_pass = sizeof(ids) / sizeof(ids[0]);
+	size_t count;
 	int rc;
 
-	sqlite3_bind_int64(s, 1, time_ns);
-	bind_text(s, 2, current->backing_dir);
-	bind_text(s, 3, path);
-	do
-		rc = run(s);
-	while (rc == SQLITE_DONE && sqlite3_changes(db()) > 0);
-	return rc;
+	do {
+		/* Ids first: updating rows of the index the search walks would
+		 * move the search. */
+		bind_text(s, 1, current->backing_dir);
+		bind_text(s, 2, path);
+		for (count = 0; count < per_pass && (rc = sqlite3_step(s)) == SQLITE_ROW;)
+			ids[count++] = sqlite3_column_int64(s, 0);
+		bool more = count == per_pass;
+		sqlite3_reset(s);
+		if (!more && rc != SQLITE_DONE)
+			return rc;
+		sqlite3_stmt *close = statement(CLOSE_NAME);
+		for (size_t i = 0; i < count; i++) {
+			sqlite3_bind_int64(close, 1, time_ns);
+			sqlite3_bind_int64(close, 2, ids[i]);
+			if ((rc = run(close)) != SQLITE_DONE)
+				return rc;
+		}
+		if (!more)
+			return SQLITE_DONE;
+	} while (true);
 }
 
 static int

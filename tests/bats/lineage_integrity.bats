@@ -622,6 +622,29 @@ accesses_by() {
 	assert_sql "SELECT removed_ns IS NOT NULL FROM files" 1
 }
 
+@test "an unlink closes every current name of its path, also the strays lost events left (more than one batch of them)" {
+	echo x >"$BACKING/f"
+	mount_provfs
+	cat "$MNT/f" >/dev/null
+	stop_provfs
+	# Lost events (a create recorded, its unlink not) leave a path with
+	# several current names; the writer closes them eight at a time.
+	local i
+	for i in $(seq 11); do
+		q "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how)
+		   SELECT file_id, backing_dir, path, since_ns - $i, how FROM file_names
+		   WHERE path = 'f' AND until_ns IS NULL LIMIT 1"
+	done
+	assert_sql "SELECT count(*) FROM file_names WHERE path = 'f' AND until_ns IS NULL" 12
+	mount_provfs
+	rm "$MNT/f"
+	stop_provfs
+	assert_sql "SELECT count(*), count(DISTINCT until_ns) FROM file_names WHERE path = 'f'
+	            AND until_ns IS NOT NULL" "12|1"
+	assert_sql "SELECT count(*) FROM file_names WHERE until_ns IS NULL" 0
+	assert_sql "SELECT removed_ns IS NOT NULL FROM files" 1
+}
+
 @test "a daemon killed with events queued: the next mount's stats say the session ended without unmount" {
 	mount_provfs
 	local daemon=$MOUNTED_PID
