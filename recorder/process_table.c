@@ -2789,6 +2789,7 @@ drain_connector(struct process_table *table)
 	 * receive that finds nothing is the cheapest look.) */
 	pthread_mutex_lock(&table->connector_lock);
 	atomic_fetch_add(&table->connector_readers, 1);
+	atomic_thread_fence(memory_order_seq_cst); /* counted before any recv() */
 	while (read_connector(table, &retired))
 		;
 	/* Whatever the kernel queued before started is applied now. */
