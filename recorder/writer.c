@@ -134,11 +134,11 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[SELECT_FILE_BY_INODE] = "SELECT max(id) FROM files WHERE host = ? AND device = ? AND "
 				 "inode = ?",
 	/* The current names of a path (one, unless records were lost), then
-	 * each closed by row id.  An UPDATE whose own WHERE searched the index
+	 * each ended by row id.  An UPDATE whose own WHERE searched the index
 	 * of current names would change that index's column, which SQLite does
 	 * in two passes through a temporary table (a third of the writer's time
-	 * per unlink); one that closed a name a run had to run once more to
-	 * find there was no other. */
+	 * per unlink); one that ended a name a run had to run again to learn
+	 * that there was no other. */
 	[SELECT_CURRENT_NAMES] = "SELECT id FROM file_names WHERE backing_dir = ? AND path = ? "
 				 "AND until_ns IS NULL",
 	[CLOSE_NAME] = "UPDATE file_names SET until_ns = ? WHERE id = ?",
@@ -1339,11 +1339,11 @@ close_name(const char *path, int64_t time_ns)
 		sqlite3_reset(s);
 		if (!more && rc != SQLITE_DONE)
 			return rc;
-		sqlite3_stmt *close = statement(CLOSE_NAME);
+		sqlite3_stmt *end_name = statement(CLOSE_NAME);
 		for (size_t i = 0; i < count; i++) {
-			sqlite3_bind_int64(close, 1, time_ns);
-			sqlite3_bind_int64(close, 2, ids[i]);
-			if ((rc = run(close)) != SQLITE_DONE)
+			sqlite3_bind_int64(end_name, 1, time_ns);
+			sqlite3_bind_int64(end_name, 2, ids[i]);
+			if ((rc = run(end_name)) != SQLITE_DONE)
 				return rc;
 		}
 		if (!more)
