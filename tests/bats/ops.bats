@@ -371,6 +371,26 @@ tiny_store() {
 	[ ! -e "$TMP/bw" ]
 }
 
+@test "scripts/bench-writer with its mount held busy at the end of a mode: one line, exit 2, nothing left mounted (it used to wait for ever)" {
+	needs_fuse
+	command -v valgrind >/dev/null || skip "needs valgrind (scripts/install-deps installs it)"
+	local mnt=$TMP/bw/mnt
+	# A process whose directory is in the mount, as a shell's can be.
+	(
+		for _ in $(seq 600); do mountpoint -q "$mnt" && break; sleep 0.1; done
+		cd "$mnt" || exit 1
+		for _ in $(seq 600); do [ -e "$TMP/release" ] && break; sleep 0.1; done
+	) &
+	local holder=$!
+	run timeout 180 "$SCRIPTS/bench-writer" -n 5 -d "$TMP/bw"
+	touch "$TMP/release"
+	wait "$holder"
+	echo "$output"
+	[ "$status" -eq 2 ]
+	[ "${lines[-1]}" = "bench-writer: record: cannot unmount $mnt: busy for 5 s" ]
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/strace-compare runs the ETL job four ways with the same result" {
 	needs_fuse
 	run "$SCRIPTS/strace-compare" -r 1 -m 1 -d "$TMP/sc"
