@@ -220,8 +220,8 @@ struct access {
 	atomic_uint_fast64_t bytes_read, bytes_written, read_calls, write_calls;
 	int64_t store_id;        /* writer */
 	int64_t read_version_id; /* writer */
-	uint64_t close_batch;    /* writer: the batch that holds its CLOSE event */
-	uint64_t version_batch;  /* writer: the batch that holds the VERSION it wrote */
+	uint64_t close_batch;    /* the batch that holds its CLOSE event (set as it is queued) */
+	uint64_t version_batch;  /* the batch that holds the VERSION it wrote (likewise) */
 	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
 	bool row_pending;        /* writer: its closed row waits in the multi-row insert */
 };
@@ -299,6 +299,7 @@ struct recorder {
 	struct event *queue_head, *queue_tail;
 	size_t queue_length;
 	size_t queue_capacity;
+	uint64_t queue_batch; /* the batch the queued events go in: close_batch, version_batch */
 	bool stopping;
 	bool flush_now;   /* shutting down: apply what is queued at once */
 	bool writer_busy;
@@ -371,7 +372,8 @@ int writer_record_session(struct recorder *recorder, char *error, size_t error_s
 /* Apply one batch, in one transaction or, when it changes many rows, in
  * several, in order; -1 when the store failed: *unwritten is the first
  * event of the piece that rolled back (it and those after it are lost). */
-int writer_apply_batch(struct recorder *recorder, struct event *batch, struct event **unwritten);
+int writer_apply_batch(struct recorder *recorder, struct event *batch, uint64_t batch_number,
+		       struct event **unwritten);
 void writer_close_session(struct recorder *recorder);
 /* Events from batch on were not written: versions of them will never have rows. */
 void writer_batch_lost(struct event *batch);

@@ -207,7 +207,7 @@ static size_t pending_access_count;
 /* INSERT_CLOSED_ACCESS of n rows at [n], prepared when first needed. */
 static sqlite3_stmt *insert_closed_accesses[ACCESS_ROWS_PER_INSERT + 1];
 
-static uint64_t batch_serial;    /* counts batches: access->close_batch, version_batch */
+static uint64_t batch_serial;    /* the batch applied: access->close_batch, version_batch */
 static sqlite3_int64 rows_per_transaction; /* ROWS_PER_TRANSACTION, unless a test says */
 
 /*
@@ -1745,22 +1745,17 @@ undo:
 }
 
 int
-writer_apply_batch(struct recorder *recorder, struct event *batch, struct event **unwritten)
+writer_apply_batch(struct recorder *recorder, struct event *batch, uint64_t batch_number,
+		   struct event **unwritten)
 {
 	*unwritten = NULL;
 	journal_clear();
-	/* Which accesses close in this batch: their rows are written whole.
-	 * A batch committed in several pieces keeps one serial: an access
+	/* Which accesses close in this batch (their rows are written whole)
+	 * recorder_enqueue said as it queued their CLOSE events, by number.
+	 * A batch committed in several pieces keeps its number: an access
 	 * whose row waits for a later event (its CLOSE, its VERSION) is
 	 * written in that event's piece, as in one transaction. */
-	batch_serial++;
-	for (struct event *event = batch; event; event = event->next) {
-		if (event->kind == EVENT_CLOSE)
-			event->access->close_batch = batch_serial;
-		else if (event->kind == EVENT_VERSION)
-			for (size_t i = 0; i < event->version->writer_count; i++)
-				event->version->writers[i]->version_batch = batch_serial;
-	}
+	batch_serial = batch_number;
 	struct event *piece = batch;
 	do {
 		struct event *rest;
