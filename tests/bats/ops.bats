@@ -313,9 +313,10 @@ tiny_store() {
 	# The recording rows, one a round: opens/s, failed 0, ... lost 0.
 	[ "$(grep -cE '^record +[0-9]+ +0 +[0-9]+ +[0-9.]+ +[0-9]+ +0 ' <<<"$output")" = 2 ]
 	[ "$(grep -cE '^norecord +[0-9]+ +0 ' <<<"$output")" = 2 ]
-	# The daemon's CPU per open, and the writer's share (none without recording).
-	[ "$(grep -cE '^record .* [0-9]+\.[0-9] +[0-9]+\.[0-9]$' <<<"$output")" = 2 ]
-	[ "$(grep -cE '^norecord .* [0-9]+\.[0-9] +0\.0$' <<<"$output")" = 2 ]
+	# The daemon's CPU per open, the writer's share and its write(2) calls
+	# per open (none of either without recording: no writer thread).
+	[ "$(grep -cE '^record .* [0-9]+\.[0-9] +[0-9]+\.[0-9] +[0-9]+\.[0-9]{2}$' <<<"$output")" = 2 ]
+	[ "$(grep -cE '^norecord .* [0-9]+\.[0-9] +0\.0 +0\.00$' <<<"$output")" = 2 ]
 	[[ "${lines[-2]}" =~ ^median\ of\ 2\ rounds:\ record\ [0-9]+\ opens/s,\ norecord\ [0-9]+\ opens/s:\ recorded\ at\ [0-9.]+\ of\ the\ unrecorded\ rate$ ]]
 	# The paired line: the rounds' own ratios (record over norecord of the
 	# same round; the median of two is their mean) and the CPU medians.
