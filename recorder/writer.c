@@ -38,7 +38,6 @@ enum statement_id {
 	SELECT_FILE,
 	INSERT_FILE,
 	INSERT_NEW_FILE,
-	SELECT_LATEST_VERSION,
 	SELECT_CURRENT_NAME,
 	INSERT_NAME,
 	UPDATE_FILE_PATH,
@@ -87,12 +86,22 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[UPDATE_RUN_END] = "UPDATE runs SET ended_ns = ? WHERE id = ? AND root_pid = ? AND "
 			   "root_start_ns = ?",
 	[UPDATE_PROCESS_HASH] = "UPDATE processes SET executable_hash = ? WHERE id = ?",
-	[SELECT_FILE] = "SELECT id FROM files WHERE host = ? AND device = ? AND inode = ? AND "
-			"generation = ?",
+	/* A file the writer does not hold (evicted from the file table, or
+	 * known from an earlier mount): all ensure_file asks of the store in
+	 * one statement, each statement costing a few thousand instructions
+	 * before it reads a page.  With whether the row already says that
+	 * path (?5) is where it is, so that a file opened by its last name
+	 * needs no UPDATE of the row and of its place in files_path (two
+	 * random pages, for nothing); whether path is one of its current
+	 * names; and its newest version. */
+	[SELECT_FILE] = "SELECT f.id, f.path = ?5 AND f.removed_ns IS NULL, EXISTS (SELECT 1 FROM "
+			"file_names n WHERE n.backing_dir = ?6 AND n.path = ?5 AND n.until_ns IS "
+			"NULL AND n.file_id = f.id), v.id, v.number, v.size, v.mtime_ns, "
+			"v.ctime_ns FROM files f LEFT JOIN versions v ON v.id = (SELECT id FROM "
+			"versions WHERE file_id = f.id ORDER BY number DESC LIMIT 1) WHERE "
+			"f.host = ?1 AND f.device = ?2 AND f.inode = ?3 AND f.generation = ?4",
 	[INSERT_FILE] = "INSERT INTO files (host, device, inode, generation, backing_dir, path, "
 			"first_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-	[SELECT_LATEST_VERSION] = "SELECT id, number, size, mtime_ns, ctime_ns FROM versions "
-				  "WHERE file_id = ? ORDER BY number DESC LIMIT 1",
 	[SELECT_CURRENT_NAME] = "SELECT 1 FROM file_names WHERE file_id = ? AND backing_dir = ? "
 				"AND path = ? AND until_ns IS NULL",
 	[INSERT_NAME] = "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how) "
@@ -593,28 +602,19 @@ ensure_process(struct process_info *image, int depth)
 	return rc;
 }
 
+/* The newest version of file, from columns first to first + 4 of s's row:
+ * id, number, size, mtime_ns, ctime_ns. */
 static void
-load_latest_version(struct file_state *file, int *rc)
+set_latest_version(struct file_state *file, sqlite3_stmt *s, int first)
 {
-	sqlite3_stmt *s = statement(SELECT_LATEST_VERSION);
-	int step;
-
-	sqlite3_bind_int64(s, 1, file->store_id);
-	step = sqlite3_step(s);
-	if (step == SQLITE_ROW) {
-		file->latest_version_id = sqlite3_column_int64(s, 0);
-		file->latest_number = sqlite3_column_int64(s, 1);
-		file->latest_stamp = (struct stamp){.size = sqlite3_column_int64(s, 2),
-						    .mtime_ns = sqlite3_column_int64(s, 3),
-						    .ctime_ns = sqlite3_column_int64(s, 4),
-						    .inode = file->inode};
-	} else if (step != SQLITE_DONE) {
-		*rc = step;
-	}
-	sqlite3_reset(s);
+	file->latest_version_id = sqlite3_column_int64(s, first);
+	file->latest_number = sqlite3_column_int64(s, first + 1);
+	file->latest_stamp = (struct stamp){.size = sqlite3_column_int64(s, first + 2),
+					    .mtime_ns = sqlite3_column_int64(s, first + 3),
+					    .ctime_ns = sqlite3_column_int64(s, first + 4),
+					    .inode = file->inode};
 }
 
-/* The file row, and path recorded as one of its current names. */
 /* The values of a new files row, as INSERT_FILE and INSERT_NEW_FILE take them. */
 static void
 bind_file_row(sqlite3_stmt *s, const struct file_state *file, const char *path, int64_t time_ns)
@@ -628,12 +628,15 @@ bind_file_row(sqlite3_stmt *s, const struct file_state *file, const char *path, 
 	sqlite3_bind_int64(s, 7, time_ns);
 }
 
+/* The file row, and path recorded as one of its current names. */
 static int
 ensure_file(struct file_state *file, const char *path, int64_t time_ns, const char *how)
 {
 	sqlite3_stmt *s;
 	int rc = SQLITE_DONE;
 	bool inserted = false;
+	bool row_says_path = false; /* the row's path is path, and it is not removed */
+	bool name_checked = false, name_current = false; /* path among its current names */
 
 	journal_file(file);
 	if (file->store_id == 0 && how && strcmp(how, "create") == 0) {
@@ -652,7 +655,19 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 		sqlite3_bind_int64(s, 2, (int64_t)file->device);
 		sqlite3_bind_int64(s, 3, (int64_t)file->inode);
 		sqlite3_bind_int64(s, 4, (int64_t)file->generation);
-		file->store_id = select_integer(s, &rc);
+		bind_text(s, 5, path ? path : "");
+		bind_text(s, 6, current->backing_dir);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			file->store_id = sqlite3_column_int64(s, 0);
+			row_says_path = path && sqlite3_column_int(s, 1) == 1;
+			name_checked = path != NULL;
+			name_current = sqlite3_column_int(s, 2) == 1;
+			if (sqlite3_column_type(s, 3) != SQLITE_NULL)
+				set_latest_version(file, s, 3);
+			rc = SQLITE_DONE;
+		}
+		sqlite3_reset(s);
 		if (rc != SQLITE_DONE)
 			return rc;
 		if (file->store_id == 0) {
@@ -662,13 +677,11 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 				return rc;
 			file->store_id = sqlite3_last_insert_rowid(db());
 			inserted = true;
-		} else {
-			load_latest_version(file, &rc);
 		}
 	}
 	if (path && (file->recorded_path == NULL || strcmp(file->recorded_path, path) != 0)) {
-		bool known = false;
-		if (!inserted) {
+		bool known = name_current;
+		if (!inserted && !name_checked) {
 			s = statement(SELECT_CURRENT_NAME);
 			sqlite3_bind_int64(s, 1, file->store_id);
 			bind_text(s, 2, current->backing_dir);
@@ -684,7 +697,7 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 			bind_text(s, 5, how);
 			rc = run(s);
 		}
-		if (rc == SQLITE_DONE && !inserted) {
+		if (rc == SQLITE_DONE && !inserted && !row_says_path) {
 			s = statement(UPDATE_FILE_PATH);
 			bind_text(s, 1, path);
 			sqlite3_bind_int64(s, 2, file->store_id);

@@ -622,6 +622,49 @@ accesses_by() {
 	assert_sql "SELECT removed_ns IS NOT NULL FROM files" 1
 }
 
+@test "a file the store knows from an earlier mount, read again: by its name, by a link made outside, by its name back after provfs saw it removed" {
+	# A file the writer does not hold (known from an earlier mount, or
+	# evicted from the daemon's table) is looked up in one statement;
+	# reading it by the name its row already holds changes no row.
+	echo x >"$BACKING/a"
+	mount_provfs
+	cat "$MNT/a" >/dev/null
+	stop_provfs
+	local id
+	id=$(q "SELECT id FROM files")
+	mount_provfs
+	cat "$MNT/a" >/dev/null
+	stop_provfs
+	assert_sql "SELECT count(*) FROM files" 1
+	assert_sql "SELECT path || '|' || (removed_ns IS NULL) FROM files" "a|1"
+	assert_sql "SELECT count(*) || '|' || group_concat(path) FROM file_names" "1|a"
+	assert_sql "SELECT count(*) FROM accesses WHERE file_id = $id" 2
+	# A second name given outside provfs: seen at its first read.
+	ln "$BACKING/a" "$BACKING/b"
+	mount_provfs
+	cat "$MNT/b" >/dev/null
+	stop_provfs
+	assert_sql "SELECT path FROM files" b
+	assert_sql "SELECT group_concat(path || ':' || how, ' ') FROM (SELECT path, how FROM file_names
+	            WHERE until_ns IS NULL ORDER BY path)" "a:seen b:seen"
+	# Both names removed through the mount, one put back outside it (a link
+	# kept elsewhere): the file, marked removed, is read by the name its
+	# row still holds.  It is not removed, and that name is current again.
+	ln "$BACKING/a" "$TMP/kept"
+	mount_provfs
+	rm "$MNT/a" "$MNT/b"
+	stop_provfs
+	assert_sql "SELECT removed_ns IS NOT NULL FROM files" 1
+	assert_sql "SELECT count(*) FROM file_names WHERE until_ns IS NULL" 0
+	ln "$TMP/kept" "$BACKING/b"
+	mount_provfs
+	cat "$MNT/b" >/dev/null
+	stop_provfs
+	assert_sql "SELECT path || '|' || (removed_ns IS NULL) FROM files" "b|1"
+	assert_sql "SELECT group_concat(path || ':' || how) FROM file_names WHERE until_ns IS NULL" "b:seen"
+	assert_sql "SELECT count(*) FROM files" 1
+}
+
 @test "an unlink closes every current name of its path, also the strays lost events left (more than one batch of them)" {
 	echo x >"$BACKING/f"
 	mount_provfs
