@@ -305,6 +305,21 @@ tiny_store() {
 	[[ "$(losetup -a)" != *"$TMP/bench/scratch-ext4.img"* ]]
 }
 
+@test "smoke: scripts/bench-recorder -R opens the files in a random order, every open recorded" {
+	needs_fuse
+	run "$SCRIPTS/bench-recorder" -s 1 -w 2 -n 300 -r 1 -R -d "$TMP/br"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == *"2 workers, 300 files (random), 1s per mode;"* ]]
+	# opens/s, failed 0, rows/s the same as opens/s (each open one row), lost 0.
+	local opens rows
+	read -r _ opens _ rows _ < <(grep -E '^record +[0-9]+ +0 +[0-9]+ +[0-9.]+ +[0-9]+ +0 ' <<<"$output")
+	[ -n "$opens" ] && [ "$opens" -gt 0 ]
+	[ "$rows" = "$opens" ]
+	[ "$(grep -cE '^norecord +[0-9]+ +0 ' <<<"$output")" = 1 ]
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/bench-recorder records every open, loses nothing" {
 	needs_fuse
 	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 50 -r 2 -d "$TMP/br"
@@ -334,6 +349,9 @@ tiny_store() {
 	run "$SCRIPTS/bench-recorder" -r 0 -d "$TMP/br"
 	[ "$status" -eq 2 ]
 	[ "$output" = "bench-recorder: -r needs a positive whole number, not '0'" ]
+	run "$SCRIPTS/bench-recorder" -n 100001 -R -d "$TMP/br"
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-recorder: -n: at most 100000 files, not 100001" ]
 	[ ! -e "$TMP/br" ]
 	# A mount that fails ends the run, whatever the round.
 	PROVFS=/bin/false run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 10 -r 2 -d "$TMP/br"
