@@ -305,9 +305,9 @@ tiny_store() {
 	[[ "$(losetup -a)" != *"$TMP/bench/scratch-ext4.img"* ]]
 }
 
-@test "smoke: scripts/bench-recorder -R opens the files in a random order, every open recorded" {
+@test "smoke: scripts/bench-recorder -R -W opens the files in a random order after a longer warm-up, every open recorded" {
 	needs_fuse
-	run "$SCRIPTS/bench-recorder" -s 1 -w 2 -n 300 -r 1 -R -d "$TMP/br"
+	run "$SCRIPTS/bench-recorder" -s 1 -w 2 -n 300 -r 1 -R -W 0.7 -d "$TMP/br"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "${lines[0]}" == *"2 workers, 300 files (random), 1s per mode;"* ]]
@@ -352,6 +352,9 @@ tiny_store() {
 	run "$SCRIPTS/bench-recorder" -n 100001 -R -d "$TMP/br"
 	[ "$status" -eq 2 ]
 	[ "$output" = "bench-recorder: -n: at most 100000 files, not 100001" ]
+	run "$SCRIPTS/bench-recorder" -W 0 -d "$TMP/br"
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-recorder: -W needs a number of seconds above 0, not '0'" ]
 	[ ! -e "$TMP/br" ]
 	# A mount that fails ends the run, whatever the round.
 	PROVFS=/bin/false run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 10 -r 2 -d "$TMP/br"
