@@ -144,9 +144,31 @@ event_new(enum event_kind kind)
 	return event;
 }
 
+/*
+ * The OPEN or CLOSE event of access, which lives in it: the caller gives it
+ * its reference to the access.
+ */
+static struct event *
+access_event(struct access *access, enum event_kind kind, int64_t time_ns)
+{
+	struct event *event = kind == EVENT_OPEN ? &access->open_event : &access->close_event;
+
+	event->kind = kind;
+	event->time_ns = time_ns;
+	event->embedded = true;
+	event->access = access;
+	return event;
+}
+
 void
 event_free(struct event *event)
 {
+	if (event->embedded) {
+		/* Part of its access, and holding nothing else: this may free
+		 * the access, and the event with it. */
+		access_release(event->access);
+		return;
+	}
 	process_info_release(event->process);
 	access_release(event->access);
 	version_release(event->version);
@@ -1066,10 +1088,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		process_table_note_exec(recorder->processes, caller.process_id, access, open_fd);
 		return access;
 	}
-	struct event *event = event_new(EVENT_OPEN);
-	event->access = access_acquire(access);
-	event->time_ns = access->opened_ns;
-	recorder_enqueue(recorder, event);
+	recorder_enqueue(recorder,
+			 access_event(access_acquire(access), EVENT_OPEN, access->opened_ns));
 	return access;
 }
 
@@ -1913,10 +1933,8 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 	if (version && version->hash[0] == '\0')
 		version->hash_source = hash_source_new(recorder->hashes, fd);
 	if (access->recorded) {
-		struct event *event = event_new(EVENT_CLOSE);
-		event->access = access; /* the handle's reference moves to the event */
-		event->time_ns = access->closed_ns;
-		recorder_enqueue(recorder, event);
+		/* The handle's reference moves to the event. */
+		recorder_enqueue(recorder, access_event(access, EVENT_CLOSE, access->closed_ns));
 	} else {
 		access_release(access);
 	}
@@ -2135,16 +2153,11 @@ on_exec_input(void *context, struct process_info *image, void *cookie)
 	closed = access->released;
 	pthread_mutex_unlock(&recorder->exec_lock);
 	if (image) {
-		struct event *event = event_new(EVENT_OPEN);
-		event->access = access_acquire(access);
-		event->time_ns = access->opened_ns;
-		recorder_enqueue(recorder, event);
-		if (closed) {
-			event = event_new(EVENT_CLOSE);
-			event->access = access_acquire(access);
-			event->time_ns = access->closed_ns;
-			recorder_enqueue(recorder, event);
-		}
+		recorder_enqueue(recorder, access_event(access_acquire(access), EVENT_OPEN,
+							access->opened_ns));
+		if (closed)
+			recorder_enqueue(recorder, access_event(access_acquire(access),
+								EVENT_CLOSE, access->closed_ns));
 	}
 	access_release(access); /* the table's reference */
 }

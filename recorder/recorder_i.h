@@ -168,6 +168,52 @@ struct version {
 	int64_t moved_mtime_ns, moved_ctime_ns;
 };
 
+enum event_kind {
+	EVENT_PROCESS,         /* image */
+	EVENT_PROCESS_EXIT,    /* image, time, status */
+	EVENT_EXECUTABLE_HASH, /* image, hash */
+	EVENT_OPEN,            /* access */
+	EVENT_CLOSE,           /* access */
+	EVENT_VERSION,         /* version: completed when its last writer closed */
+	EVENT_VERSION_HASH,    /* version, hash, hash_state */
+	EVENT_READ_HASH,       /* access (its read version), hash, hash_state */
+	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
+	EVENT_ABANDONED,       /* version: its writers closed without changing the file */
+	EVENT_POLICY,          /* policy_record (label policy audit rows) */
+};
+
+struct event {
+	enum event_kind kind;
+	int64_t time_ns;
+	struct process_info *process; /* referenced */
+	struct access *access;        /* referenced */
+	struct version *version;      /* referenced; namespace (setattr): the file's known
+				       * version, whose row may not be written yet */
+	bool status_known;
+	int status;
+	char hash[33];
+	const char *hash_state; /* static string */
+	int change;             /* enum fs_namespace_change */
+	unsigned int flags;
+	dev_t device;
+	ino_t inode;
+	char *path;     /* owned */
+	char *new_path; /* owned */
+	struct stamp stamp;     /* namespace: the node's attributes after the change */
+	bool before_known;      /* namespace (setattr): before holds the attributes ahead of it */
+	struct stamp before;
+	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
+	/* namespace (truncate_closed): the file state it is queued in turn for
+	 * (referenced) and its turn (recorder.c: queue_in_cut_order) */
+	struct file_state *ordered_file;
+	uint64_t cut_order;
+	bool is_directory;      /* namespace: the node is a directory */
+	uint64_t changes;       /* namespace (truncate): change_mark(file) after it */
+	struct recorder_policy_record *policy_record; /* owned */
+	bool embedded;          /* an access's OPEN or CLOSE, part of it (access_event) */
+	struct event *next;
+};
+
 /* One open handle. */
 struct access {
 	atomic_int references;
@@ -224,51 +270,11 @@ struct access {
 	uint64_t version_batch;  /* the batch that holds the VERSION it wrote (likewise) */
 	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
 	bool row_pending;        /* writer: its closed row waits in the multi-row insert */
-};
-
-enum event_kind {
-	EVENT_PROCESS,         /* image */
-	EVENT_PROCESS_EXIT,    /* image, time, status */
-	EVENT_EXECUTABLE_HASH, /* image, hash */
-	EVENT_OPEN,            /* access */
-	EVENT_CLOSE,           /* access */
-	EVENT_VERSION,         /* version: completed when its last writer closed */
-	EVENT_VERSION_HASH,    /* version, hash, hash_state */
-	EVENT_READ_HASH,       /* access (its read version), hash, hash_state */
-	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
-	EVENT_ABANDONED,       /* version: its writers closed without changing the file */
-	EVENT_POLICY,          /* policy_record (label policy audit rows) */
-};
-
-struct event {
-	enum event_kind kind;
-	int64_t time_ns;
-	struct process_info *process; /* referenced */
-	struct access *access;        /* referenced */
-	struct version *version;      /* referenced; namespace (setattr): the file's known
-				       * version, whose row may not be written yet */
-	bool status_known;
-	int status;
-	char hash[33];
-	const char *hash_state; /* static string */
-	int change;             /* enum fs_namespace_change */
-	unsigned int flags;
-	dev_t device;
-	ino_t inode;
-	char *path;     /* owned */
-	char *new_path; /* owned */
-	struct stamp stamp;     /* namespace: the node's attributes after the change */
-	bool before_known;      /* namespace (setattr): before holds the attributes ahead of it */
-	struct stamp before;
-	bool truncated_closed;  /* namespace: truncate of a file no handle writes */
-	/* namespace (truncate_closed): the file state it is queued in turn for
-	 * (referenced) and its turn (recorder.c: queue_in_cut_order) */
-	struct file_state *ordered_file;
-	uint64_t cut_order;
-	bool is_directory;      /* namespace: the node is a directory */
-	uint64_t changes;       /* namespace (truncate): change_mark(file) after it */
-	struct recorder_policy_record *policy_record; /* owned */
-	struct event *next;
+	/* Its OPEN and CLOSE events (one each at most), queued from here: two
+	 * allocations fewer on the request path for every open, and two frees
+	 * fewer on the writer's, each of memory another thread allocated.
+	 * Each holds a reference to the access while queued. */
+	struct event open_event, close_event;
 };
 
 struct recorder {
