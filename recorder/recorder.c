@@ -246,12 +246,22 @@ recorder_enqueue(struct recorder *recorder, struct event *event)
 	 * in it too (then its row goes in whole).  Said here, where the
 	 * access is in this thread's cache, rather than by a pass of the
 	 * writer over a batch of events queued long ago, one cache miss each
-	 * (a tenth of the writer's time when it was behind). */
-	if (event->kind == EVENT_CLOSE)
-		event->access->close_batch = recorder->queue_batch;
-	else if (event->kind == EVENT_VERSION)
-		for (size_t i = 0; i < event->version->writer_count; i++)
-			event->version->writers[i]->version_batch = recorder->queue_batch;
+	 * (a tenth of the writer's time when it was behind).  A handle that
+	 * wrote two versions keeps the batch of the first: once that batch is
+	 * applied its row exists, and no later batch waits for a version to
+	 * write it; a later number, set while the writer applies the first
+	 * batch, would have it stop waiting half-way. */
+	if (event->kind == EVENT_CLOSE) {
+		atomic_store_explicit(&event->access->close_batch, recorder->queue_batch,
+				      memory_order_relaxed);
+	} else if (event->kind == EVENT_VERSION) {
+		for (size_t i = 0; i < event->version->writer_count; i++) {
+			atomic_uint_fast64_t *batch = &event->version->writers[i]->version_batch;
+			if (atomic_load_explicit(batch, memory_order_relaxed) == 0)
+				atomic_store_explicit(batch, recorder->queue_batch,
+						      memory_order_relaxed);
+		}
+	}
 	if (recorder->queue_length > recorder->queue_high_water)
 		recorder->queue_high_water = recorder->queue_length;
 	recorder->events_queued++;

@@ -266,8 +266,10 @@ struct access {
 	atomic_uint_fast64_t bytes_read, bytes_written, read_calls, write_calls;
 	int64_t store_id;        /* writer */
 	int64_t read_version_id; /* writer */
-	uint64_t close_batch;    /* the batch that holds its CLOSE event (set as it is queued) */
-	uint64_t version_batch;  /* the batch that holds the VERSION it wrote (likewise) */
+	/* The batch that holds its CLOSE event, and the first that holds a
+	 * VERSION it wrote: set as they are queued (under the queue lock),
+	 * read by the writer, maybe while a later batch is being queued. */
+	atomic_uint_fast64_t close_batch, version_batch;
 	bool closed_in_row;      /* writer: its row was inserted closed (no CLOSE update) */
 	bool row_pending;        /* writer: its closed row waits in the multi-row insert */
 	/* Its OPEN and CLOSE events (one each at most), queued from here: two

@@ -984,6 +984,13 @@ bind_opened(sqlite3_stmt *s, const struct access *access, int64_t process_id)
 	bind_opened_at(s, 1, access, process_id);
 }
 
+/* Was the event whose batch number is at batch queued in the batch applied? */
+static bool
+batch_holds(const atomic_uint_fast64_t *batch)
+{
+	return atomic_load_explicit(batch, memory_order_relaxed) == batch_serial;
+}
+
 /*
  * Does access's row wait for the version it wrote?  When its CLOSE and
  * that VERSION are both in this batch and it read nothing (no version
@@ -994,8 +1001,8 @@ bind_opened(sqlite3_stmt *s, const struct access *access, int64_t process_id)
 static bool
 row_waits_for_version(const struct access *access)
 {
-	return access->store_id == 0 && access->close_batch == batch_serial &&
-	       access->version_batch == batch_serial && !access->reads;
+	return access->store_id == 0 && batch_holds(&access->close_batch) &&
+	       batch_holds(&access->version_batch) && !access->reads;
 }
 
 /* INSERT_CLOSED_ACCESS with rows rows; NULL when it cannot be prepared. */
@@ -1682,7 +1689,7 @@ apply_event(struct event *event)
 		sqlite3_bind_int64(s, 2, event->process->store_id);
 		return run(s);
 	case EVENT_OPEN:
-		return insert_access(event->access, event->access->close_batch == batch_serial);
+		return insert_access(event->access, batch_holds(&event->access->close_batch));
 	case EVENT_CLOSE:
 		return apply_close(event);
 	case EVENT_VERSION:
