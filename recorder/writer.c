@@ -1337,7 +1337,6 @@ change_kind(const struct event *event)
 	return "unknown";
 }
 
-/* Move the current name from to to (and every name beneath it, for a directory). */
 /* End the current names of path at time_ns: one, unless records were lost. */
 static int
 close_name(const char *path, int64_t time_ns)
@@ -1371,6 +1370,7 @@ close_name(const char *path, int64_t time_ns)
 	} while (true);
 }
 
+/* Move the current name from to to (and every name beneath it, for a directory). */
 static int
 rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns,
 	     bool directory)
