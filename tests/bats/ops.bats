@@ -317,6 +317,23 @@ tiny_store() {
 	[ -n "$opens" ] && [ "$opens" -gt 0 ]
 	[ "$rows" = "$opens" ]
 	[ "$(grep -cE '^norecord +[0-9]+ +0 ' <<<"$output")" = 1 ]
+	# The warm-up (in file order) opened every file: no first sights timed.
+	[[ "$output" != *"first sights"* ]]
+	assert_nothing_mounted
+}
+
+@test "smoke: scripts/bench-recorder -R says when its warm-up left files unopened" {
+	needs_fuse
+	# 0.01 s: the worker looks at the clock every 256 opens, so it stops
+	# after 256 of the 3,000 files.
+	run "$SCRIPTS/bench-recorder" -s 1 -w 1 -n 3000 -r 1 -R -W 0.01 -d "$TMP/br"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local pattern='^bench-recorder: (record|norecord): the warm-up opened ([0-9]+) of the 3000 files; the timed run includes first sights \(a longer -W opens them all\)$'
+	[ "$(grep -cE "$pattern" <<<"$output")" = 2 ]
+	local opened
+	opened=$(grep -E "$pattern" <<<"$output" | sed -E "s/$pattern/\2/" | head -n 1)
+	[ "$opened" -ge 256 ] && [ "$opened" -lt 3000 ]
 	assert_nothing_mounted
 }
 
