@@ -13,7 +13,10 @@
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -371,10 +374,95 @@ check_store_location(const char *store_path, const char *backing, const char *mo
 /* SIGHUP reloads provfs.conf; the handler only wakes the reload thread. */
 static struct labels *reload_target;
 
+/*
+ * With -o nopolicy there is no policy to reload, but a recording mount's
+ * [record] rules are (otherwise the policy's reload thread takes both from
+ * the file).  The same file, the same all-or-nothing: a file that fails to
+ * load leaves the rules in force.
+ */
+static struct {
+	sem_t requests;
+	atomic_bool armed; /* requests initialised: the handler may post */
+	atomic_bool stopping;
+	bool running;      /* thread started */
+	pthread_t thread;
+	struct recorder *recorder;
+	const char *config_path; /* NULL: the default path */
+} record_reload;
+
 static void
 on_hangup(int signal_number)
 {
-	labels_request_reload(reload_target);
+	(void)signal_number;
+	if (reload_target)
+		labels_request_reload(reload_target);
+	else if (atomic_load(&record_reload.armed))
+		sem_post(&record_reload.requests);
+}
+
+static void *
+record_reload_main(void *argument)
+{
+	(void)argument;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_setname_np(pthread_self(), "provfs-reload");
+	for (;;) {
+		while (sem_wait(&record_reload.requests) < 0 && errno == EINTR)
+			;
+		if (atomic_load(&record_reload.stopping))
+			break;
+		char error[600];
+		const char *path = record_reload.config_path ? record_reload.config_path
+							     : CONFIG_DEFAULT_PATH;
+		struct provfs_config *config =
+			config_load(record_reload.config_path, error, sizeof(error));
+		if (config == NULL) {
+			log_error("reload refused, the [record] rules in force stay: %s", error);
+			continue;
+		}
+		recorder_set_record_rules(record_reload.recorder, config);
+		config_free(config);
+		log_info("reloaded '%s': [record] rules (-o nopolicy: no label policy)", path);
+	}
+	return NULL;
+}
+
+static void
+record_reload_arm(struct recorder *recorder, const char *config_path)
+{
+	record_reload.recorder = recorder;
+	record_reload.config_path = config_path;
+	if (sem_init(&record_reload.requests, 0, 0) == 0)
+		atomic_store(&record_reload.armed, true);
+}
+
+/* After daemonizing: threads do not survive its fork. */
+static int
+record_reload_start(void)
+{
+	if (!atomic_load(&record_reload.armed))
+		return 0;
+	if (pthread_create(&record_reload.thread, NULL, record_reload_main, NULL) != 0)
+		return -1;
+	record_reload.running = true;
+	return 0;
+}
+
+static void
+record_reload_stop(void)
+{
+	if (!atomic_load(&record_reload.armed))
+		return;
+	atomic_store(&record_reload.armed, false); /* the handler posts no more */
+	if (record_reload.running) {
+		atomic_store(&record_reload.stopping, true);
+		sem_post(&record_reload.requests);
+		pthread_join(record_reload.thread, NULL);
+		record_reload.running = false;
+	}
+	sem_destroy(&record_reload.requests);
 }
 
 /*
@@ -620,6 +708,8 @@ main(int argc, char *argv[])
 	if (fuse_set_signal_handlers(session) != 0)
 		goto out;
 	reload_target = labels;
+	if (labels == NULL && recorder)
+		record_reload_arm(recorder, options.config_path);
 	struct sigaction hangup = {.sa_handler = on_hangup};
 	sigemptyset(&hangup.sa_mask);
 	hangup.sa_flags = SA_RESTART;
@@ -650,6 +740,11 @@ main(int argc, char *argv[])
 		status = 1;
 		goto out_unmount;
 	}
+	if (record_reload_start() < 0) {
+		log_error("cannot start the reload thread");
+		status = 1;
+		goto out_unmount;
+	}
 	if (lineage) {
 		lineage_sender = openlineage_sender_start(config, config->store_path, error,
 							  sizeof(error));
@@ -674,6 +769,7 @@ out_signals:
 	fuse_remove_signal_handlers(session);
 out:
 	reload_target = NULL;
+	record_reload_stop();
 	fs_stop_threads(fs); /* the writer watch calls the observers below */
 	labels_stop(labels); /* it writes through the recorder: first */
 	openlineage_sender_stop(lineage_sender); /* what it did not send stays in the store */

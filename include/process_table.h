@@ -343,15 +343,29 @@ struct process_table_hooks {
 	int64_t (*request_received_ns)(void);
 };
 
+/* fnmatch globs for argv words: a matching word is stored as [REDACTED]. */
+struct process_redaction {
+	const char *const *globs;
+	size_t count;
+};
+
 struct process_table_options {
-	const char *const *redact; /* fnmatch globs for argv words */
-	size_t redact_count;
+	const struct process_redaction *redaction; /* borrowed; NULL: none */
 	const char *mount_point;   /* executables inside it are hashed from the backing file */
 	int backing_fd;            /* borrowed */
 	struct process_table_hooks hooks;
 };
 
 struct process_table *process_table_new(const struct process_table_options *options);
+
+/*
+ * Redact with these globs from now on (a reload of provfs.conf): images
+ * read before keep the argv they were recorded with.  Borrowed, like the
+ * options' redaction: the caller keeps every redaction it gave the table
+ * alive until the table is freed, since a reader may still hold the old.
+ */
+void process_table_set_redaction(struct process_table *table,
+				 const struct process_redaction *redaction);
 
 /* Start the exec/exit watcher thread; returns 0, or -1 when it runs degraded. */
 int process_table_start(struct process_table *table);

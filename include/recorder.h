@@ -20,7 +20,7 @@
 struct recorder;
 
 struct recorder_options {
-	const struct provfs_config *config; /* exclude/redact globs, store path, group */
+	const struct provfs_config *config; /* [record] rules (copied), reader group */
 	const char *store_path;
 	const char *backing_dir; /* canonical */
 	const char *mount_point; /* canonical */
@@ -39,6 +39,13 @@ struct recorder *recorder_new(const struct recorder_options *options, char *erro
 
 /* Start the threads (after daemonizing: fork keeps only the caller). */
 int recorder_start(struct recorder *recorder);
+
+/*
+ * A reload of provfs.conf: its [record] rules (exclude, redact) apply from
+ * now on to opens, changes and newly seen processes.  What was recorded
+ * stays as it was.  Call from one thread at a time (the reload thread).
+ */
+void recorder_set_record_rules(struct recorder *recorder, const struct provfs_config *config);
 
 /* The observer to give the filesystem layer; valid while recorder lives. */
 const struct fs_observer *recorder_observer(struct recorder *recorder);

@@ -3419,7 +3419,6 @@ reload(struct labels *labels)
 
 	if (config)
 		policy = compile_file_policy(config, error, sizeof(error));
-	config_free(config);
 	struct policy *old = current_policy(labels);
 	if (policy && !same_levels(policy, old)) {
 		snprintf(error, sizeof(error),
@@ -3428,11 +3427,16 @@ reload(struct labels *labels)
 		policy = NULL;
 	}
 	if (policy == NULL) {
-		log_error("reload refused, the policy in force stays (%.12s): %s",
+		config_free(config);
+		log_error("reload refused, the policy and [record] rules in force stay (%.12s): %s",
 		          policy_revision(old), error);
 		record_reload(labels, NULL, error);
 		return;
 	}
+	/* The file is taken whole or not at all: its [record] rules with it. */
+	if (labels->recorder)
+		recorder_set_record_rules(labels->recorder, config);
+	config_free(config);
 	size_t indexed = index_tree(labels, policy);
 	pthread_mutex_lock(&labels->reload_lock);
 	struct policy **retired =

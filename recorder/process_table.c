@@ -192,6 +192,7 @@ struct process_table {
 	size_t stale_count, stale_capacity;
 
 	struct process_table_options options;
+	_Atomic(const struct process_redaction *) redaction; /* in force; NULL: none */
 	char *mount_point;
 	int64_t boot_ns;
 	long ticks_per_second;
@@ -402,10 +403,10 @@ start_ns_of(const struct process_table *table, unsigned long long ticks)
 }
 
 static bool
-word_is_redacted(const struct process_table *table, const char *word)
+word_is_redacted(const struct process_redaction *redaction, const char *word)
 {
-	for (size_t i = 0; i < table->options.redact_count; i++)
-		if (fnmatch(table->options.redact[i], word, 0) == 0)
+	for (size_t i = 0; redaction && i < redaction->count; i++)
+		if (fnmatch(redaction->globs[i], word, 0) == 0)
 			return true;
 	return false;
 }
@@ -423,13 +424,16 @@ redact_argv(const struct process_table *table, const char *raw, size_t raw_lengt
 	char *out = malloc(raw_length + 1 + sizeof(marker) * 64);
 	size_t used = 0, capacity = raw_length + 1 + sizeof(marker) * 64;
 	bool redact_next = false;
+	/* One set of globs for the whole argv, whatever a reload does meanwhile. */
+	const struct process_redaction *redaction =
+		atomic_load_explicit(&table->redaction, memory_order_acquire);
 
 	if (out == NULL)
 		return NULL;
 	for (size_t offset = 0; offset < raw_length;) {
 		const char *word = raw + offset;
 		size_t word_length = strnlen(word, raw_length - offset);
-		bool redact = redact_next || word_is_redacted(table, word);
+		bool redact = redact_next || word_is_redacted(redaction, word);
 		redact_next = redact && !redact_next && word[0] == '-' && !strchr(word, '=');
 		const char *piece = redact ? marker : word;
 		size_t piece_length = redact ? sizeof(marker) - 1 : word_length;
@@ -2921,6 +2925,13 @@ read_boot_ns(void)
 	return boot * 1000000000LL;
 }
 
+void
+process_table_set_redaction(struct process_table *table,
+			    const struct process_redaction *redaction)
+{
+	atomic_store_explicit(&table->redaction, redaction, memory_order_release);
+}
+
 struct process_table *
 process_table_new(const struct process_table_options *options)
 {
@@ -2939,6 +2950,7 @@ process_table_new(const struct process_table_options *options)
 	pthread_cond_init(&table->jobs_ready, NULL);
 	table->jobs_tail = &table->jobs_head;
 	table->options = *options;
+	atomic_init(&table->redaction, options->redaction);
 	table->mount_point = strdup(options->mount_point ? options->mount_point : "");
 	table->boot_ns = read_boot_ns();
 	table->ticks_per_second = sysconf(_SC_CLK_TCK);

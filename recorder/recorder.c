@@ -752,9 +752,10 @@ join_path(const char *directory, const char *name)
 }
 
 static bool
-path_is_excluded(const struct recorder *recorder, const char *path)
+path_is_excluded(struct recorder *recorder, const char *path)
 {
-	const struct string_list *exclude = &recorder->options.config->exclude;
+	const struct string_list *exclude =
+		&atomic_load_explicit(&recorder->rules, memory_order_acquire)->exclude;
 
 	for (size_t i = 0; i < exclude->count; i++)
 		if (path_glob_match(exclude->items[i], path))
@@ -2410,6 +2411,52 @@ writer_main(void *argument)
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
+/* The [record] rules of config, copied (it may be freed after), or NULL. */
+static struct record_rules *
+record_rules_new(const struct provfs_config *config)
+{
+	struct record_rules *rules = calloc(1, sizeof(*rules));
+
+	if (rules == NULL)
+		return NULL;
+	for (size_t i = 0; i < config->exclude.count; i++)
+		string_list_append(&rules->exclude, config->exclude.items[i]);
+	for (size_t i = 0; i < config->redact.count; i++)
+		string_list_append(&rules->redact, config->redact.items[i]);
+	rules->redaction = (struct process_redaction){
+		.globs = (const char *const *)rules->redact.items, .count = rules->redact.count};
+	return rules;
+}
+
+/* rules and every set it replaced. */
+static void
+record_rules_free(struct record_rules *rules)
+{
+	while (rules) {
+		struct record_rules *replaced = rules->replaced;
+		string_list_release(&rules->exclude);
+		string_list_release(&rules->redact);
+		free(rules);
+		rules = replaced;
+	}
+}
+
+void
+recorder_set_record_rules(struct recorder *recorder, const struct provfs_config *config)
+{
+	struct record_rules *rules = record_rules_new(config);
+
+	if (rules == NULL) {
+		log_error("reload: out of memory; the [record] rules in force stay");
+		return;
+	}
+	/* One reload at a time (the reload thread): no other writer races this. */
+	rules->replaced = atomic_load_explicit(&recorder->rules, memory_order_relaxed);
+	atomic_store_explicit(&recorder->rules, rules, memory_order_release);
+	if (recorder->processes)
+		process_table_set_redaction(recorder->processes, &rules->redaction);
+}
+
 struct recorder *
 recorder_new(const struct recorder_options *options, char *error, size_t error_size)
 {
@@ -2420,6 +2467,12 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 		return NULL;
 	}
 	recorder->options = *options;
+	atomic_init(&recorder->rules, record_rules_new(options->config));
+	if (atomic_load(&recorder->rules) == NULL) {
+		free(recorder);
+		snprintf(error, error_size, "out of memory");
+		return NULL;
+	}
 	recorder->proc_fds = -1;
 	recorder->backing_dir = strdup(options->backing_dir);
 	recorder->mount_point = strdup(options->mount_point);
@@ -2503,6 +2556,7 @@ fail:
 	free(recorder->directories);
 	free(recorder->backing_dir);
 	free(recorder->mount_point);
+	record_rules_free(atomic_load(&recorder->rules));
 	free(recorder);
 	return NULL;
 }
@@ -2510,10 +2564,8 @@ fail:
 int
 recorder_start(struct recorder *recorder)
 {
-	const struct string_list *redact = &recorder->options.config->redact;
 	struct process_table_options table_options = {
-		.redact = (const char *const *)redact->items,
-		.redact_count = redact->count,
+		.redaction = &atomic_load(&recorder->rules)->redaction,
 		.mount_point = recorder->mount_point,
 		.backing_fd = recorder->options.backing_fd,
 		.hooks = {.context = recorder,
@@ -2681,6 +2733,7 @@ recorder_stop(struct recorder *recorder)
 	pthread_mutex_destroy(&recorder->directories_lock);
 	free(recorder->backing_dir);
 	free(recorder->mount_point);
+	record_rules_free(atomic_load(&recorder->rules)); /* after the process table */
 	free(recorder);
 }
 

@@ -279,8 +279,22 @@ struct access {
 	struct event open_event, close_event;
 };
 
+/*
+ * The [record] rules in force.  A reload of provfs.conf replaces them whole
+ * (recorder_set_record_rules) while requests read them without a lock, so
+ * the rules it replaced stay, chained through replaced, until the recorder
+ * is freed: a few globs per reload.
+ */
+struct record_rules {
+	struct string_list exclude;
+	struct string_list redact;
+	struct process_redaction redaction; /* redact's globs, for the process table */
+	struct record_rules *replaced;
+};
+
 struct recorder {
 	struct recorder_options options;
+	_Atomic(struct record_rules *) rules;
 	char *backing_dir;
 	char *mount_point;
 	char host[256];

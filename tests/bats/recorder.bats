@@ -721,6 +721,57 @@ os.close(fd)
 	done
 }
 
+# SIGHUP rereads provfs.conf's [record] rules (../shared/INTERFACES.md:
+# "policy and record rules"), with the mount options $@.
+check_record_rules_reload() {
+	write_conf '[record]' 'exclude = *.tmp' 'redact = *alpha-secret*'
+	echo a >"$BACKING/a.tmp"
+	echo b >"$BACKING/b.swp"
+	echo c >"$BACKING/c.txt"
+	mount_provfs -o "config=$CONF" "$@"
+	local daemon=$MOUNTED_PID
+	cat "$MNT/a.tmp" "$MNT/b.swp" >/dev/null
+	sh -c 'cat "$1" >/dev/null' sh "$MNT/c.txt" alpha-secret-1 bravo-secret-1
+	write_conf '[record]' 'exclude = *.swp' 'redact = *bravo-secret*'
+	kill -HUP "$daemon"
+	# Until the reload is in force: a.tmp's open is recorded.
+	wait_until "cat '$MNT/a.tmp' >/dev/null && [ \"\$(q \"SELECT count(*) FROM accesses WHERE path = 'a.tmp'\")\" != 0 ]"
+	cat "$MNT/b.swp" >/dev/null
+	sh -c 'cat "$1" >/dev/null' sh "$MNT/c.txt" alpha-secret-2 bravo-secret-2
+	# A file that does not load changes nothing.
+	write_conf '[record]' 'exclude = *.txt' 'no_such_key = 1'
+	kill -HUP "$daemon"
+	sleep 1
+	cat "$MNT/b.swp" "$MNT/c.txt" >/dev/null
+	is_mounted "$MNT"
+	stop_provfs
+
+	# b.swp: its read before the reload only; a.tmp: its reads after it only
+	# (the first, excluded then, opened before any of b.swp's).
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'b.swp'" 1
+	assert_sql "SELECT count(*) > 0, min(opened_ns) > (SELECT opened_ns FROM accesses
+	            WHERE path = 'b.swp') FROM accesses WHERE path = 'a.tmp'" "1|1"
+	# c.txt: read by both sh -c runs, and once more after the refused file.
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'c.txt' AND process_id IN
+	            (SELECT id FROM processes WHERE executable = '$(real_exe cat)')" 3
+	local first second
+	first=$(q "SELECT id FROM processes WHERE hex(argv) LIKE '%$(printf 'bravo-secret-1' | xxd -p | tr a-f A-F)%'")
+	second=$(q "SELECT id FROM processes WHERE hex(argv) LIKE '%$(printf 'alpha-secret-2' | xxd -p | tr a-f A-F)%'")
+	[ -n "$first" ] && [ -n "$second" ]
+	assert_process "$first" "$(real_exe sh)" sh -c 'cat "$1" >/dev/null' sh "$MNT/c.txt" \
+		'[REDACTED]' bravo-secret-1
+	assert_process "$second" "$(real_exe sh)" sh -c 'cat "$1" >/dev/null' sh "$MNT/c.txt" \
+		alpha-secret-2 '[REDACTED]'
+}
+
+@test "SIGHUP rereads the [record] rules: exclude and redact apply from then on, a file that does not load changes neither" {
+	check_record_rules_reload
+}
+
+@test "SIGHUP rereads the [record] rules also with -o nopolicy" {
+	check_record_rules_reload -o nopolicy
+}
+
 # ------------------------------------------------------------ bad stores
 
 # The last run_split was a refusal: status 2, one line naming $1 (regex), nothing mounted.

@@ -79,10 +79,8 @@ hash_now(void *context, struct process_info *image, int fd)
 static struct process_table *
 new_table(struct hasher *hasher)
 {
-	static const char *const no_redaction[] = {NULL};
 	struct process_table_options options = {
-		.redact = no_redaction,
-		.redact_count = 0,
+		.redaction = NULL,
 		.mount_point = "/nonexistent/provfs-unit-mount",
 		.backing_fd = -1,
 		.hooks = {.context = hasher, .hash_executable = hash_now},
