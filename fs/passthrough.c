@@ -1893,8 +1893,8 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 {
 	struct fs *fs = fs_of(req);
 	int from_fd, to_fd, replaced_fd = -1, error = 0;
-	struct stat st, replaced;
-	bool known;
+	struct stat st, replaced, exchanged;
+	bool known, exchanged_known;
 
 	if (!name_is_safe(name) || !name_is_safe(new_name)) {
 		fuse_reply_err(req, EINVAL);
@@ -1918,6 +1918,9 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 	    fstatat(to_fd, new_name, &replaced, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    (replaced.st_dev != st.st_dev || replaced.st_ino != st.st_ino))
 		replaced_fd = open_if_linked_elsewhere(to_fd, new_name, &replaced);
+	/* What an exchange moves the other way: its ctime moves too. */
+	exchanged_known = known && (flags & RENAME_EXCHANGE) &&
+			  fstatat(to_fd, new_name, &exchanged, AT_SYMLINK_NOFOLLOW) == 0;
 	/* For an observer that must know what ran while the names changed. */
 	int64_t started_ns = known ? monotonic_ns() : 0;
 	if (renameat2(from_fd, name, to_fd, new_name, flags) < 0) {
@@ -1948,6 +1951,15 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		identify_parent(req, new_parent, &event.new_parent_device, &event.new_parent_inode);
 		report_change(req, &event);
 	}
+	/*
+	 * The rename event names the file that moved to new_name; the one
+	 * that came back to name had its ctime moved by the mount just the
+	 * same, and must not look changed outside provfs at its next open.
+	 */
+	struct stat after;
+	if (exchanged_known && fstatat(from_fd, name, &after, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    after.st_dev == exchanged.st_dev && after.st_ino == exchanged.st_ino)
+		report_attributes_changed(req, FS_CHANGE_TIMES, &exchanged, &after);
 out:
 	if (replaced_fd >= 0)
 		close(replaced_fd);

@@ -345,3 +345,11 @@ assert_match() {
 		return 1
 	fi
 }
+
+# exchange A B: renameat2(A, B, RENAME_EXCHANGE), each name gets the other's object.
+exchange() {
+	"$PYTHON" -c 'import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
+    sys.exit(os.strerror(ctypes.get_errno()))' "$1" "$2"
+}

@@ -89,14 +89,6 @@ projects_tree() {
 	chmod -R a+rX "$BACKING/raw/crm/projects"
 }
 
-# exchange A B: renameat2(A, B, RENAME_EXCHANGE), each name gets the other's object.
-exchange() {
-	"$PYTHON" -c 'import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
-    sys.exit(os.strerror(ctypes.get_errno()))' "$1" "$2"
-}
-
 @test "a user without a grant is refused, a cleared one reads; the denial explains itself" {
 	mount_labels
 	run as_user provfs-u2 cat "$MNT/raw/crm/customers.csv"

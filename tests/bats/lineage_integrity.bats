@@ -1028,6 +1028,35 @@ db.close()
 	[[ "$output" == *" 0 modified"* ]]
 }
 
+@test "renameat2 RENAME_EXCHANGE through the mount: no external version for either file at the next read, nor after a remount" {
+	mount_provfs
+	mkdir "$MNT/d"
+	echo one >"$MNT/x1"
+	echo two >"$MNT/d/x2"
+	echo three >"$MNT/y1"
+	echo four >"$MNT/y2"
+	sleep 0.1 # the closes' releases are in: the versions are complete
+	exchange "$MNT/x1" "$MNT/d/x2"
+	exchange "$MNT/y1" "$MNT/y2"
+	sleep 1.5 # past the attribute timeout: the reads see both files' new ctimes
+	[ "$(cat "$MNT/x1" "$MNT/d/x2" "$MNT/y1" "$MNT/y2")" = "$(printf 'two\none\nfour\nthree')" ]
+	stop_provfs
+	mount_provfs
+	cat "$MNT/x1" "$MNT/d/x2" "$MNT/y1" "$MNT/y2" >/dev/null
+	stop_provfs
+	local path
+	for path in x1 d/x2 y1 y2; do
+		assert_sql "SELECT group_concat(origin || ' ' || hash_state) FROM versions
+		            WHERE file_id = ($(file_id_sql "$path"))" "written hashed"
+	done
+	# Each name now names the other file: its one version is the other's bytes.
+	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql x1))" "$(xxh "$BACKING/x1")"
+	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql y2))" "$(xxh "$BACKING/y2")"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 modified"* ]]
+}
+
 @test "an ACL or extended attribute set through the mount: an 'xattr' event naming who, and no external version at the next read" {
 	mount_provfs
 	echo a >"$MNT/acl.csv"
