@@ -1809,19 +1809,47 @@ open_if_linked_elsewhere(int parent_fd, const char *name, const struct stat *st)
 	return openat(parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/*
+ * A descriptor of a regular file whose last name is about to go, when a
+ * handle of the mount holds it open (it lives on, nameless): a dup of the
+ * handle's, or -1.  Open handles are few; the list is walked only for
+ * files with one link.
+ */
+static int
+open_if_held_open(struct fs *fs, const struct stat *st)
+{
+	int fd = -1;
+
+	if (!S_ISREG(st->st_mode) || st->st_nlink != 1)
+		return -1;
+	pthread_mutex_lock(&fs->handles_lock);
+	for (struct fs_handle *handle = fs->open_handles; handle; handle = handle->next)
+		if (handle->inode->device == st->st_dev && handle->inode->inode == st->st_ino) {
+			fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
+			break;
+		}
+	pthread_mutex_unlock(&fs->handles_lock);
+	return fd;
+}
+
 /* Name (st: the attributes of what it named) is gone; survivor_fd as
- * open_if_linked_elsewhere() gave it, for the attributes after. */
+ * open_if_linked_elsewhere() gave it, for the attributes after, or
+ * held_fd as open_if_held_open() did. */
 static void
 report_unlink(fuse_req_t req, fuse_ino_t parent, int parent_fd, const char *name,
-	      const struct stat *st, int survivor_fd)
+	      const struct stat *st, int survivor_fd, int held_fd)
 {
-	struct stat after;
+	struct stat after, held;
 	bool survives = survivor_fd >= 0 && stat_node(survivor_fd, &after) == 0 &&
 			after.st_dev == st->st_dev && after.st_ino == st->st_ino &&
 			after.st_nlink > 0;
+	bool held_open = !survives && held_fd >= 0 && fstat(held_fd, &held) == 0 &&
+			 held.st_dev == st->st_dev && held.st_ino == st->st_ino &&
+			 held.st_nlink == 0;
 	struct fs_namespace_event event = {.change = FS_CHANGE_UNLINK,
 					   .attributes = survives ? &after : st,
 					   .before = survives ? st : NULL,
+					   .unlinked_open = held_open ? &held : NULL,
 					   .name = name,
 					   .parent_fd = parent_fd,
 					   .new_parent_fd = -1};
@@ -1848,12 +1876,15 @@ remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 	known = observing_changes(req) &&
 		fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	int survivor_fd = known ? open_if_linked_elsewhere(parent_fd, name, &st) : -1;
+	int held_fd = known && survivor_fd < 0 ? open_if_held_open(fs_of(req), &st) : -1;
 	if (unlinkat(parent_fd, name, flags) < 0)
 		error = errno;
 	else if (known)
-		report_unlink(req, parent, parent_fd, name, &st, survivor_fd);
+		report_unlink(req, parent, parent_fd, name, &st, survivor_fd, held_fd);
 	if (survivor_fd >= 0)
 		close(survivor_fd);
+	if (held_fd >= 0)
+		close(held_fd);
 	return_ino(req, parent);
 	fuse_reply_err(req, error);
 }
@@ -1928,7 +1959,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t new_pa
 		goto out;
 	}
 	if (replaced_fd >= 0)
-		report_unlink(req, new_parent, to_fd, new_name, &replaced, replaced_fd);
+		report_unlink(req, new_parent, to_fd, new_name, &replaced, replaced_fd, -1);
 	if (from_fd != to_fd) {
 		renew_moved_handle(fs, to_fd, new_name);
 		if (flags & RENAME_EXCHANGE)

@@ -90,6 +90,10 @@ struct fs_namespace_event {
 					* unlink the file outlives: after it) */
 	const struct stat *before;     /* setattr, xattr, or an unlink the file outlives (it
 					* has another name): its attributes before, if known */
+	/* An unlink of the last name of a file open through the mount: its
+	 * attributes after (st_nlink 0, the ctime the unlink moved), for a
+	 * later open of it through a descriptor (/proc/PID/fd); else NULL. */
+	const struct stat *unlinked_open;
 	const char *name;              /* component in the parent directory */
 	const char *new_name;          /* rename/link target component */
 	unsigned int flags; /* rename flags */

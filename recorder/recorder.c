@@ -959,6 +959,18 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		if (path != kept)
 			free(kept);
 	}
+	/*
+	 * A file without a name (unlinked, reopened through /proc/PID/fd):
+	 * /proc gives the name it last had with " (deleted)" appended.  The
+	 * access keeps that name, which the writer does not take for a
+	 * current one.  (A file truly named so has a link: st_nlink > 0.)
+	 */
+	bool nameless = st.st_nlink == 0 && path && name_unlinked(path);
+	if (nameless) {
+		path[strlen(path) - (sizeof(" (deleted)") - 1)] = '\0';
+		if (!excluded)
+			excluded = path_is_excluded(recorder, path);
+	}
 	bool recorded = path && !is_sqlite_companion(path) && !excluded;
 	/*
 	 * A handle nobody may record (an excluded or companion name, a caller
@@ -980,6 +992,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	access->file = state;
 	access->recorder = recorder;
 	access->path = path;
+	access->nameless = nameless;
 	access->flags = flags;
 	access->opened_ns = wall_clock_ns();
 	access->open_stamp = stamp_of(&st);
@@ -2105,6 +2118,20 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	/* A regular file is created by an open, whose access records it. */
 	if (change->change == FS_CHANGE_CREATE && S_ISREG(change->attributes->st_mode))
 		return;
+	/*
+	 * The last name of a file held open went: it lives on, nameless, and
+	 * the unlink moved its ctime, which must not look like a change made
+	 * outside provfs when it is opened again through a descriptor.  Its
+	 * stamp follows as a survivor's does (the epochs above took it as
+	 * the last name it was).
+	 */
+	struct fs_namespace_event lives_on;
+	if (change->change == FS_CHANGE_UNLINK && change->before == NULL && change->unlinked_open) {
+		lives_on = *change;
+		lives_on.before = change->attributes;
+		lives_on.attributes = change->unlinked_open;
+		change = &lives_on;
+	}
 	if (change->name && change->parent_fd >= 0)
 		directory = directory_path(recorder, change->parent_fd, change->parent_device,
 					   change->parent_inode);

@@ -222,6 +222,9 @@ struct access {
 	struct process_info *last_image; /* a later exec of the same process closed it */
 	struct file_state *file;      /* referenced */
 	char *path;
+	/* The file had no name when opened (unlinked, reopened through
+	 * /proc/PID/fd): path is the name it last had, not a current one. */
+	bool nameless;
 	int flags;
 	bool is_exec;
 	bool reads;   /* opened for reading existing content: an input */

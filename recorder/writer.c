@@ -628,9 +628,14 @@ bind_file_row(sqlite3_stmt *s, const struct file_state *file, const char *path, 
 	sqlite3_bind_int64(s, 7, time_ns);
 }
 
-/* The file row, and path recorded as one of its current names. */
+/*
+ * The file row, and path recorded as one of its current names; with
+ * nameless, path is the name the file last had (it has none now): a new
+ * row takes it, marked removed, and no name is recorded.
+ */
 static int
-ensure_file(struct file_state *file, const char *path, int64_t time_ns, const char *how)
+ensure_file(struct file_state *file, const char *path, int64_t time_ns, const char *how,
+	    bool nameless)
 {
 	sqlite3_stmt *s;
 	int rc = SQLITE_DONE;
@@ -677,8 +682,17 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 				return rc;
 			file->store_id = sqlite3_last_insert_rowid(db());
 			inserted = true;
+			if (nameless) {
+				s = statement(MARK_FILE_REMOVED);
+				sqlite3_bind_int64(s, 1, time_ns);
+				sqlite3_bind_int64(s, 2, file->store_id);
+				if ((rc = run(s)) != SQLITE_DONE)
+					return rc;
+			}
 		}
 	}
+	if (nameless)
+		return rc;
 	if (path && (file->recorded_path == NULL || strcmp(file->recorded_path, path) != 0)) {
 		bool known = name_current;
 		if (!inserted && !name_checked) {
@@ -1093,7 +1107,7 @@ insert_access(struct access *access, bool closed)
 		take_later_read(access);
 	if ((rc = ensure_process(access->process, 0)) != SQLITE_DONE ||
 	    (rc = ensure_file(access->file, access->path, access->opened_ns,
-			      access->created ? "create" : "seen")) != SQLITE_DONE)
+			      access->created ? "create" : "seen", access->nameless)) != SQLITE_DONE)
 		return rc;
 	journal_id(&access->store_id);
 	journal_id(&access->read_version_id);
@@ -1210,7 +1224,7 @@ apply_version(struct event *event)
 		if (version->writers[i]->process &&
 		    (rc = ensure_access(version->writers[i])) != SQLITE_DONE)
 			return rc;
-	if ((rc = ensure_file(version->file, NULL, event->time_ns, "seen")) != SQLITE_DONE)
+	if ((rc = ensure_file(version->file, NULL, event->time_ns, "seen", false)) != SQLITE_DONE)
 		return rc;
 	if (version->times_moved) { /* by a setattr applied before this row */
 		version->stamp.mtime_ns = version->moved_mtime_ns;

@@ -1057,6 +1057,33 @@ db.close()
 	[[ "$output" == *" 0 modified"* ]]
 }
 
+@test "a file removed while open, read again through /proc/self/fd: the read is of its version, under the name it had; no ' (deleted)' name, no external version" {
+	mount_provfs
+	echo x >"$MNT/f3.txt"
+	sleep 0.1 # the close's release is in: the version is complete
+	# Through the mount: the rm; outside it: the rm of gone.txt.
+	bash -c 'exec 7<"$1"; rm "$1"; sleep 1.5; cat /proc/self/fd/7' sh "$MNT/f3.txt" >"$TMP/read3"
+	echo y >"$MNT/gone.txt"
+	sleep 0.1
+	bash -c 'exec 7<"$1"; rm "$2"; cat /proc/self/fd/7' sh "$MNT/gone.txt" "$BACKING/gone.txt" >"$TMP/read4"
+	[ "$(cat "$TMP/read3" "$TMP/read4")" = "$(printf 'x\ny')" ]
+	stop_provfs
+	assert_sql "SELECT count(*) FROM file_names WHERE path LIKE '%(deleted)%'" 0
+	assert_sql "SELECT count(*) FROM files WHERE path LIKE '%(deleted)%'" 0
+	assert_sql "SELECT count(*) FROM accesses WHERE path LIKE '%(deleted)%'" 0
+	# f3.txt: removed through the mount, one version; cat read it by its name.
+	assert_sql "SELECT path, removed_ns IS NOT NULL FROM files WHERE path = 'f3.txt'" "f3.txt|1"
+	assert_sql "SELECT group_concat(origin || ' ' || hash_state) FROM versions WHERE file_id =
+	            (SELECT id FROM files WHERE path = 'f3.txt')" "written hashed"
+	assert_sql "SELECT count(*) FROM accesses a JOIN versions v ON v.id = a.read_version_id
+	            WHERE a.path = 'f3.txt' AND v.number = 1 AND a.process_id IN
+	            (SELECT id FROM processes WHERE executable = '$(real_exe cat)')" 1
+	# f3.txt's name is not current (gone.txt's went outside provfs, unseen).
+	assert_sql "SELECT count(*) FROM file_names WHERE until_ns IS NULL AND path = 'f3.txt'" 0
+	assert_sql "SELECT count(*) FROM accesses WHERE path = 'gone.txt' AND process_id IN
+	            (SELECT id FROM processes WHERE executable = '$(real_exe cat)')" 1
+}
+
 @test "an ACL or extended attribute set through the mount: an 'xattr' event naming who, and no external version at the next read" {
 	mount_provfs
 	echo a >"$MNT/acl.csv"
