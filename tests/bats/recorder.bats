@@ -358,6 +358,26 @@ os.close(fd)
 	assert_sql "SELECT exit_known, exit_status & 127 FROM processes WHERE pid = $(cat "$TMP/pid15")" "1|15"
 }
 
+@test "a process's start time is its own, to the kernel's tick: not up to a second early" {
+	echo x >"$BACKING/f"
+	mount_provfs
+	local i
+	for i in 1 2 3 4 5; do
+		date +%s%N >"$TMP/before$i"
+		sh -c 'echo $$ >"$2"; read -r line <"$1"' sh "$MNT/f" "$TMP/pid$i"
+		date +%s%N >"$TMP/after$i"
+		sleep 0.13 # another fraction of a second for the next
+	done
+	stop_provfs
+	for i in 1 2 3 4 5; do
+		# /proc counts start times in ticks (10 ms at HZ=100): 20 ms of slack.
+		assert_sql "SELECT start_ns >= $(cat "$TMP/before$i") - 20000000,
+		                   start_ns <= $(cat "$TMP/after$i"),
+		                   exited_ns - start_ns < 1000000000
+		            FROM processes WHERE pid = $(cat "$TMP/pid$i")" "1|1|1"
+	done
+}
+
 # ------------------------------------------------------------ executables in the mount
 
 @test "exec of a script that lives in the mount: an is_exec access of the exec'd image" {
