@@ -28,7 +28,10 @@
 struct parse_state {
 	struct provfs_config *config;
 	const char *path;
-	int line;         /* line of the key being handled, found by scanning */
+	int line;         /* line of the key being handled, found by scanning; 0: none */
+	/* Lines of keys checked only once the whole file is read (0: absent). */
+	int levels_line, default_clearance_line;
+	int transport_line, api_key_line, ca_file_line, lineage_path_line;
 	char error[512];  /* first error; empty while all is well */
 	bool levels_seen; /* [classification] levels replaced the defaults */
 };
@@ -104,8 +107,12 @@ fail(struct parse_state *state, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	snprintf(state->error, sizeof(state->error), "%s:%d: %s", state->path,
-		 state->line, message);
+	/* A check of the whole file names no line. */
+	if (state->line > 0)
+		snprintf(state->error, sizeof(state->error), "%s:%d: %s", state->path,
+			 state->line, message);
+	else
+		snprintf(state->error, sizeof(state->error), "%s: %s", state->path, message);
 }
 
 static bool
@@ -261,6 +268,7 @@ handle_classification(struct parse_state *state, const char *name, const char *v
 	struct provfs_config *config = state->config;
 
 	if (strcmp(name, "levels") == 0) {
+		state->levels_line = state->line;
 		if (!state->levels_seen)
 			string_list_release(&config->levels);
 		state->levels_seen = true;
@@ -277,6 +285,7 @@ handle_classification(struct parse_state *state, const char *name, const char *v
 		}
 	} else if (strcmp(name, "default_clearance") == 0) {
 		replace_string(&config->default_clearance, value);
+		state->default_clearance_line = state->line;
 	} else if (strcmp(name, "no_write_down") == 0) {
 		if (!parse_bool(value, &config->no_write_down))
 			fail(state, "no_write_down takes true or false, not '%s'", value);
@@ -320,14 +329,17 @@ handle_openlineage(struct parse_state *state, const char *name, const char *valu
 		if (strcmp(value, "http") && strcmp(value, "file") && strcmp(value, "none"))
 			fail(state, "transport takes http, file or none, not '%s'", value);
 		replace_string(&config->openlineage_transport, value);
+		state->transport_line = state->line;
 	} else if (strcmp(name, "url") == 0) {
 		if (value[0] && strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
 			fail(state, "url '%s' must start with http:// or https://", value);
 		replace_string(&config->openlineage_url, value);
 	} else if (strcmp(name, "api_key") == 0) {
 		replace_string(&config->openlineage_api_key, value);
+		state->api_key_line = state->line;
 	} else if (strcmp(name, "ca_file") == 0) {
 		replace_string(&config->openlineage_ca_file, value);
+		state->ca_file_line = state->line;
 	} else if (strcmp(name, "timeout_ms") == 0) {
 		char *end;
 		errno = 0;
@@ -339,6 +351,7 @@ handle_openlineage(struct parse_state *state, const char *name, const char *valu
 			config->openlineage_timeout_ms = (int)timeout;
 	} else if (strcmp(name, "path") == 0) {
 		replace_string(&config->openlineage_path, value);
+		state->lineage_path_line = state->line;
 	} else if (strcmp(name, "namespace") == 0) {
 		replace_string(&config->openlineage_namespace, value);
 	} else if (strcmp(name, "dataset_namespace") == 0) {
@@ -448,7 +461,7 @@ check_openlineage_transport(struct parse_state *state)
 	if (!config->openlineage_transport || strcmp(config->openlineage_transport, "http") != 0 ||
 	    url == NULL)
 		return;
-	state->line = 0;
+	state->line = state->api_key_line;
 	if (config->openlineage_api_key && strncmp(url, "http://", 7) == 0 &&
 	    !url_host_is_loopback(url)) {
 		fail(state, "[openlineage] api_key would be sent in clear text to '%s': use "
@@ -457,6 +470,7 @@ check_openlineage_transport(struct parse_state *state)
 		return;
 	}
 	if (config->openlineage_ca_file) {
+		state->line = state->ca_file_line;
 		if (stat(config->openlineage_ca_file, &st) < 0)
 			fail(state, "[openlineage] ca_file '%s': %s", config->openlineage_ca_file,
 			     strerror(errno));
@@ -473,12 +487,12 @@ check_levels(struct parse_state *state)
 	struct provfs_config *config = state->config;
 
 	if (config->levels.count == 0) {
-		state->line = 0;
+		state->line = state->levels_line;
 		fail(state, "[classification] levels is empty");
 		return;
 	}
 	if (config_level_index(config, config->default_clearance) < 0) {
-		state->line = 0;
+		state->line = state->default_clearance_line;
 		fail(state, "default_clearance '%s' is not one of the levels",
 		     config->default_clearance ? config->default_clearance : "");
 	}
@@ -494,16 +508,16 @@ check_levels(struct parse_state *state)
 	}
 	if (config->openlineage_transport &&
 	    strcmp(config->openlineage_transport, "http") == 0 && !config->openlineage_url) {
-		state->line = 0;
+		state->line = state->transport_line;
 		fail(state, "[openlineage] transport = http needs a url");
 	}
 	if (config->openlineage_transport &&
 	    strcmp(config->openlineage_transport, "file") == 0 && !config->openlineage_path) {
-		state->line = 0;
+		state->line = state->transport_line;
 		fail(state, "[openlineage] transport = file needs a path");
 	}
 	if (config->openlineage_path && config->openlineage_path[0] != '/') {
-		state->line = 0;
+		state->line = state->lineage_path_line;
 		fail(state, "[openlineage] path '%s' must be absolute", config->openlineage_path);
 	}
 	check_openlineage_transport(state);

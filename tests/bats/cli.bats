@@ -315,6 +315,16 @@ write_conf() {
 	assert_refused "^provfs: $CONF:4: unknown key 'x' in \[store\]$"
 }
 
+@test "config: a default_clearance that is no level names its line; levels without the default one name none" {
+	write_conf '[classification]' 'levels = low high' 'default_clearance = zzz'
+	provfs_run -o "config=$CONF" "$BACKING" "$MNT"
+	assert_refused "^provfs: $CONF:3: default_clearance 'zzz' is not one of the levels$"
+	# The built-in default_clearance (internal), no line of the file.
+	write_conf '[classification]' 'levels = low high'
+	provfs_run -o "config=$CONF" "$BACKING" "$MNT"
+	assert_refused "^provfs: $CONF: default_clearance 'internal' is not one of the levels$"
+}
+
 @test "config: key before any section: refused with its line" {
 	write_conf 'path = /x.db'
 	provfs_run -o "config=$CONF" "$BACKING" "$MNT"
