@@ -3500,6 +3500,10 @@ labels_start(struct labels *labels)
 	}
 	process_table_want_exec_facts(labels->processes,
 	                              policy_has_program_grants(current_policy(labels)));
+	/* The mount session names the provfs.conf in force from its start, so
+	 * that provfs-query, asked without --config after the unmount, knows
+	 * one was (a reload names the next). */
+	record_reload(labels, policy_revision(current_policy(labels)), NULL);
 	/* The threads take no signal: SIGHUP is the main thread's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

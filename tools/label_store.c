@@ -89,17 +89,22 @@ static const char sql_version_id[] =
 	"FROM versions v LEFT JOIN versions w ON w.id = v.label_from_version_id "
 	"LEFT JOIN files f ON f.id = w.file_id "
 	"WHERE v.id = ?2 AND v.file_id = ?1";
-/* ?2: the end of the version's time, or NULL for the current version. */
-static const char sql_explicit[] =
-	"SELECT level, uid, time_ns FROM label_changes WHERE file_id = ?1 AND forced = 0 "
-	"AND (?2 IS NULL OR time_ns < ?2) ORDER BY time_ns DESC, id DESC LIMIT 1";
-static const char sql_forced[] =
-	"SELECT level, reason, uid, time_ns FROM label_changes "
-	"WHERE file_id = ? AND forced = 1 AND version_id = ? ORDER BY time_ns DESC, id DESC LIMIT 1";
+/*
+ * The file's last label change (before ?2, the end of the version's time;
+ * NULL for the current version).  Only the last one counts, as in the
+ * daemon (policy/labels.c, set_label, unset_label and load_persisted):
+ * each set, declassification or unset replaces whatever explicit label or
+ * declassification came before, so a declassification followed by a plain
+ * set, or by an unset, no longer holds.
+ */
+static const char sql_change[] =
+	"SELECT level, forced, version_id, reason, uid, time_ns FROM label_changes "
+	"WHERE file_id = ?1 AND (?2 IS NULL OR time_ns < ?2) "
+	"ORDER BY time_ns DESC, id DESC LIMIT 1";
 
 static struct {
 	sqlite3 *db;
-	sqlite3_stmt *version, *version_id, *explicit_label, *forced;
+	sqlite3_stmt *version, *version_id, *change;
 } cache;
 
 static void
@@ -107,9 +112,8 @@ cache_clear(void)
 {
 	sqlite3_finalize(cache.version);
 	sqlite3_finalize(cache.version_id);
-	sqlite3_finalize(cache.explicit_label);
-	sqlite3_finalize(cache.forced);
-	cache.version = cache.version_id = cache.explicit_label = cache.forced = NULL;
+	sqlite3_finalize(cache.change);
+	cache.version = cache.version_id = cache.change = NULL;
 	cache.db = NULL;
 }
 
@@ -121,8 +125,7 @@ cache_prepare(sqlite3 *db)
 	cache_clear();
 	if (sqlite3_prepare_v2(db, sql_version, -1, &cache.version, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, sql_version_id, -1, &cache.version_id, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, sql_explicit, -1, &cache.explicit_label, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, sql_forced, -1, &cache.forced, NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(db, sql_change, -1, &cache.change, NULL) != SQLITE_OK) {
 		cache_clear();
 		return -1;
 	}
@@ -205,47 +208,46 @@ label_facts_load_version(sqlite3 *db, const struct provfs_config *config, int64_
 	}
 	sqlite3_reset(version);
 
-	sqlite3_reset(cache.explicit_label);
-	sqlite3_bind_int64(cache.explicit_label, 1, file_id);
+	sqlite3_reset(cache.change);
+	sqlite3_bind_int64(cache.change, 1, file_id);
 	if (superseded_ns != LABEL_NONE)
-		sqlite3_bind_int64(cache.explicit_label, 2, superseded_ns);
+		sqlite3_bind_int64(cache.change, 2, superseded_ns);
 	else
-		sqlite3_bind_null(cache.explicit_label, 2);
-	rc = sqlite3_step(cache.explicit_label);
+		sqlite3_bind_null(cache.change, 2);
+	rc = sqlite3_step(cache.change);
 	if (rc == SQLITE_ROW) {
-		f->explicit_level = column_text(cache.explicit_label, 0);
-		if (f->explicit_level) {
-			f->explicit_uid = column_int(cache.explicit_label, 1);
-			f->explicit_ns = column_int(cache.explicit_label, 2);
+		bool forced = sqlite3_column_int(cache.change, 1) != 0;
+		int64_t of_version = column_int(cache.change, 2);
+
+		if (!forced) {
+			/* A set, or an unset (NULL level): no explicit label. */
+			f->explicit_level = column_text(cache.change, 0);
+			if (f->explicit_level) {
+				f->explicit_uid = column_int(cache.change, 4);
+				f->explicit_ns = column_int(cache.change, 5);
+			}
+		} else if (f->version_id != LABEL_NONE && of_version == f->version_id) {
+			f->declassified = column_text(cache.change, 0);
+			f->declassify_reason = column_text(cache.change, 3);
+			f->declassify_uid = column_int(cache.change, 4);
+			f->declassify_ns = column_int(cache.change, 5);
 		}
+		/*
+		 * Else it declassified an older version: that ended when the
+		 * file was written again, and the explicit label it had
+		 * replaced does not come back (the daemon loads neither).
+		 */
 	} else if (rc != SQLITE_DONE) {
 		goto fail;
 	}
-	sqlite3_reset(cache.explicit_label);
-
-	if (f->version_id != LABEL_NONE) {
-		sqlite3_reset(cache.forced);
-		sqlite3_bind_int64(cache.forced, 1, file_id);
-		sqlite3_bind_int64(cache.forced, 2, f->version_id);
-		rc = sqlite3_step(cache.forced);
-		if (rc == SQLITE_ROW) {
-			f->declassified = column_text(cache.forced, 0);
-			f->declassify_reason = column_text(cache.forced, 1);
-			f->declassify_uid = column_int(cache.forced, 2);
-			f->declassify_ns = column_int(cache.forced, 3);
-		} else if (rc != SQLITE_DONE) {
-			goto fail;
-		}
-		sqlite3_reset(cache.forced);
-	}
+	sqlite3_reset(cache.change);
 	decide(config, f);
 	return 0;
 fail:
 	fail(db, error, error_size);
 	sqlite3_reset(cache.version);
 	sqlite3_reset(cache.version_id);
-	sqlite3_reset(cache.explicit_label);
-	sqlite3_reset(cache.forced);
+	sqlite3_reset(cache.change);
 	label_facts_release(f);
 	return -1;
 }

@@ -9,13 +9,18 @@
  * now, so they rebuild the same answer from what the daemon recorded:
  *
  *   effective label = the forced label of a declassification of the file's
- *                     current version, if any; else the highest of
+ *                     current version, if that is the file's last
+ *                     label_changes row; else the highest of
  *                       its path rule ([paths], most specific glob wins,
  *                         ties to the later line),
- *                       its explicit label (the last label_changes row
- *                         that is not forced; a NULL level removed it),
+ *                       its explicit label (the last label_changes row,
+ *                         when it is not forced; a NULL level removed it),
  *                       its propagated label (versions.label of the
  *                         current version, from label_from_version_id).
+ *   Only the last change counts, as in the daemon: a set or an unset after
+ *   a declassification ends it, and a declassification replaces the
+ *   explicit label set before it (which does not return when the file is
+ *   written again and the declassification lapses).
  *   Equal levels name the rule first, then the explicit label, then the
  *   propagation, so a source is shown only when it raised the label.
  *
@@ -83,10 +88,10 @@ int label_facts_load(sqlite3 *db, const struct provfs_config *config, int64_t fi
  * `provfs-label get` shows.
  *   - propagated: versions.label of that version (the daemon records it
  *     per version);
- *   - explicit: the last label_changes row that is not forced, set before
- *     the next version was recorded (labels belong to the file: one set
+ *   - explicit: the last label_changes row set before the next version was
+ *     recorded, when it is not forced (labels belong to the file: one set
  *     before the version was written still held while it was current);
- *   - declassified: a forced row of that version;
+ *   - declassified: that row, when it is forced and of that version;
  *   - rule: the rule of path, the name the caller shows the file by (the
  *     store keeps no policy history: the rules of the configuration given).
  */

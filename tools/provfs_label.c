@@ -1307,14 +1307,11 @@ main(int argc, char **argv)
 		case 'V':
 			printf("provfs-label %s\n", PROVFS_VERSION);
 			return 0;
+		/* One line, as after the command: the usage would bury it. */
 		case ':':
-			fail(NULL, 2, "option '%s' needs a value", argv[optind - 1]);
-			print_usage(stderr);
-			return 2;
+			return fail(NULL, 2, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			fail(NULL, 2, "unknown option '%s'", argv[optind - 1]);
-			print_usage(stderr);
-			return 2;
+			return fail(NULL, 2, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind >= argc) {

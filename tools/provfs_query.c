@@ -531,8 +531,16 @@ main(int argc, char **argv)
 		}
 	}
 
+	/*
+	 * A bad option is one line, wherever it stands: "--store" last took no
+	 * value and left no command, but the usage would bury what went wrong.
+	 */
+	if (optind >= argc && bad_option[0]) {
+		q_error(NULL, 2, "%s", bad_option);
+		goto out;
+	}
 	if (optind >= argc) {
-		q_error(NULL, 2, "%s", bad_option[0] ? bad_option : "no command given");
+		q_error(NULL, 2, "no command given");
 		fputs(usage_text, stderr);
 		goto out;
 	}

@@ -4,6 +4,7 @@
  * indexes (see store/schema.sql) and prints them as text or JSON; lineage
  * and impact, which walk the graph, are in query_graph.c.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -144,14 +145,21 @@ access_list_json(const struct access_list *list, const char *via)
 	return array;
 }
 
-/* Print accesses as an aligned table: version, path, hash, size, when, note. */
+/*
+ * Print accesses [from, to) of list as an aligned table: version, path,
+ * hash, size, when, note.  A range, because producer keeps the process's
+ * own inputs and the rest of its run's in one list (so that none is listed
+ * twice) and prints them under two headings.
+ */
 static void
-access_list_print(struct query *q, const struct access_list *list, size_t from, bool with_process)
+access_list_print(struct query *q, const struct access_list *list, size_t from, size_t to,
+                  bool with_process)
 {
 	struct q_table table;
 
+	assert(from <= to && to <= list->count);
 	q_table_init(&table, 6);
-	for (size_t i = from; i < list->count; i++) {
+	for (size_t i = from; i < to; i++) {
 		const struct access *a = &list->items[i];
 		const struct q_version *v = &a->version;
 		struct qbuf note = QBUF_INIT;
@@ -478,12 +486,12 @@ cmd_producer(struct query *q)
 	}
 	if (have_process) {
 		printf("\ninputs read by the process (%zu):\n", own);
-		access_list_print(q, &inputs, 0, false);
+		access_list_print(q, &inputs, 0, own, false);
 	}
 	if (inputs.count > own) {
 		printf("\ninputs read by other processes of the run before it (%zu):\n",
 		       inputs.count - own);
-		access_list_print(q, &inputs, own, true);
+		access_list_print(q, &inputs, own, inputs.count, true);
 	}
 	status = 0;
 out:
@@ -854,9 +862,9 @@ cmd_process(struct query *q)
 		print_run_detail(q, &run, "  ", true);
 	qbuf_release(&line);
 	printf("\nread (%zu):\n", reads.count);
-	access_list_print(q, &reads, 0, false);
+	access_list_print(q, &reads, 0, reads.count, false);
 	printf("\nwrote (%zu):\n", writes.count);
-	access_list_print(q, &writes, 0, false);
+	access_list_print(q, &writes, 0, writes.count, false);
 	status = 0;
 out:
 	qbuf_release(&candidates);
@@ -1085,9 +1093,9 @@ cmd_run(struct query *q)
 		free(printed);
 	}
 	printf("\nread (%zu):\n", inputs.count);
-	access_list_print(q, &inputs, 0, false);
+	access_list_print(q, &inputs, 0, inputs.count, false);
 	printf("\nwrote (%zu):\n", outputs.count);
-	access_list_print(q, &outputs, 0, false);
+	access_list_print(q, &outputs, 0, outputs.count, false);
 	status = 0;
 out:
 	qbuf_release(&candidates);

@@ -40,24 +40,53 @@
 /* Where the values of a denial's fields start: "  process    ". */
 #define DENIAL_INDENT "             "
 
+/*
+ * Did the store's mounts enforce a provfs.conf?  Without --config and
+ * without /etc/provfs/provfs.conf the tool would answer with the built-in
+ * levels and no path rules: right for mounts that had no provfs.conf
+ * either, wrong (and silently so) for mounts that enforced one.  A mount
+ * session names the revision (XXH3-128) of the provfs.conf in force from
+ * its start and at every reload, and every denial the one that refused;
+ * the built-in policy's is the hash of no bytes.  (Daemons before this one
+ * named it only at reloads: their stores tell only through denials.)
+ */
+#define BUILTIN_POLICY_REVISION "99aa06d3014798d86001c324468d497f"
+
+/* Does sql (?1: the built-in revision) give a row?  False when the store lacks its columns. */
+static bool
+store_has_row(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	bool found = false;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, BUILTIN_POLICY_REVISION, -1, SQLITE_STATIC);
+		found = sqlite3_step(s) == SQLITE_ROW;
+	}
+	sqlite3_finalize(s);
+	return found;
+}
+
+static bool
+store_enforced_a_config(struct query *q)
+{
+	return store_has_row(q->db, "SELECT 1 FROM mount_sessions WHERE policy = 1 "
+	                            "AND policy_revision IS NOT NULL "
+	                            "AND policy_revision <> ?1 LIMIT 1") ||
+	       store_has_row(q->db, "SELECT 1 FROM denials WHERE policy_revision IS NOT "
+	                            "NULL AND policy_revision <> ?1 LIMIT 1");
+}
+
 struct provfs_config *
 q_label_config_load(struct query *q, char *error, size_t error_size)
 {
-	if (q->config_path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) < 0 && errno == ENOENT) {
-		sqlite3_stmt *s = NULL;
-		bool enforced = sqlite3_prepare_v2(q->db,
-						   "SELECT 1 FROM mount_sessions WHERE policy = 1 "
-						   "AND policy_revision IS NOT NULL LIMIT 1",
-						   -1, &s, NULL) == SQLITE_OK &&
-				sqlite3_step(s) == SQLITE_ROW;
-		sqlite3_finalize(s);
-		if (enforced) {
-			snprintf(error, error_size,
-				 "%s does not exist, but the store's mounts enforced a "
-				 "provfs.conf: name the one they used with --config FILE",
-				 CONFIG_DEFAULT_PATH);
-			return NULL;
-		}
+	if (q->config_path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) < 0 && errno == ENOENT &&
+	    store_enforced_a_config(q)) {
+		snprintf(error, error_size,
+		         "%s does not exist, but the store's mounts enforced a "
+		         "provfs.conf: name the one they used with --config FILE",
+		         CONFIG_DEFAULT_PATH);
+		return NULL;
 	}
 	return config_load(q->config_path, error, error_size);
 }

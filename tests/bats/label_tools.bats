@@ -199,6 +199,16 @@ $1"
 	assert_fails 2 "too many arguments"
 }
 
+@test "provfs-label: a global option without its value, or unknown: one line (exit 2)" {
+	local option
+	for option in --store --config; do
+		run_split "$LABEL" "$option"
+		assert_fails 2 "^provfs-label: option '$option' needs a value$"
+	done
+	run_split "$LABEL" --bogus list
+	assert_fails 2 "^provfs-label: unknown option '--bogus'$"
+}
+
 @test "provfs-label set: an unknown level names the configured levels (exit 2)" {
 	pl set "$TMP" secret
 	assert_fails 2 "unknown level 'secret' \(levels: public internal confidential restricted\)"
@@ -388,20 +398,28 @@ assert [r["job"] for r in d["runs"]] == ["report"], d["runs"]'
 	[ ! -e /etc/provfs/provfs.conf ] || skip "this machine has /etc/provfs/provfs.conf"
 	cp "$HSTORE" "$TMP/c.db"
 	sqlite3 -batch "$TMP/c.db" "UPDATE mount_sessions SET policy_revision = 'a1b2c3' WHERE id = 1"
-	local command
-	for command in "exposure $HM/raw/crm/a.csv" "denials"; do
-		# shellcheck disable=SC2086
-		run_split "$QUERY" --store "$TMP/c.db" $command
-		[ "$status" -eq 2 ] && [ -z "$stdout" ]
-		[ "${#stderr_lines[@]}" -eq 1 ]
-		assert_match "$stderr" "/etc/provfs/provfs.conf does not exist, but the store's mounts enforced a provfs.conf: name the one they used with --config FILE"
-	done
+	run_split "$QUERY" --store "$TMP/c.db" exposure "$HM/raw/crm/a.csv"
+	[ "$status" -eq 2 ]
+	[ -z "$stdout" ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	assert_match "$stderr" "/etc/provfs/provfs.conf does not exist, but the store's mounts enforced a provfs.conf: name the one they used with --config FILE"
+	# denials answers from what the daemon recorded, and warns once.
+	run_split "$QUERY" --store "$TMP/c.db" denials
+	[ "$status" -eq 0 ]
+	[[ "$stdout" == *"DENIED read of raw/crm/a.csv"* ]]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	assert_match "$stderr" "^provfs-query: denials: warning: only the propagated labels the store recorded are shown .*name the one they used with --config FILE$"
 	# With the configuration named, the same questions are answered.
 	run_split "$QUERY" --config "$CONF" --store "$TMP/c.db" exposure "$HM/raw/crm/a.csv"
 	assert_ok
 	# A store whose mounts enforced no provfs.conf answers with the built-in levels.
 	run_split "$QUERY" --store "$HSTORE" denials
 	[ "$status" -ne 2 ]
+	# So does one reloaded without a provfs.conf: the built-in policy's
+	# revision is the hash of no bytes.
+	sqlite3 -batch "$TMP/c.db" "UPDATE mount_sessions SET policy_revision = '99aa06d3014798d86001c324468d497f'"
+	run_split "$QUERY" --store "$TMP/c.db" exposure "$HM/raw/crm/a.csv"
+	assert_ok
 }
 
 @test "exposure: a recorded denial's clearance is used; a grant that holds clears a reader" {
@@ -785,6 +803,28 @@ assert len(x) == 1 and x[0]["user"] == "provfs-u2" and x[0]["clearance"] == "int
 assert x[0]["process"]["argv"][0] == "cat", x'
 }
 
+@test "e2e: exposure without --config or the default provfs.conf, on the store of a mount that enforced one: one line, exit 2" {
+	[ ! -e /etc/provfs/provfs.conf ] || skip "this machine has /etc/provfs/provfs.conf"
+	mount_with_labels
+	# The session names the provfs.conf in force from its start, never reloaded.
+	wait_until "[ \"\$(q 'SELECT policy_revision FROM mount_sessions WHERE stopped_ns IS NULL')\" = $(xxhsum -H2 "$MCONF" | cut -d' ' -f1) ]"
+	run_split "$QUERY" --store "$STORE" exposure "$MNT/pub/p.csv"
+	assert_fails 2 "^provfs-query: exposure: /etc/provfs/provfs.conf does not exist, but the store's mounts enforced a provfs.conf: name the one they used with --config FILE$"
+	run as_user provfs-u2 cat "$MNT/raw/crm/a.csv"
+	[ "$status" -ne 0 ]
+	unmount_provfs
+	run_split "$QUERY" --store "$STORE" exposure "$MNT/pub/p.csv"
+	assert_fails 2 "^provfs-query: exposure: /etc/provfs/provfs.conf does not exist, but the store's mounts enforced a provfs.conf: name the one they used with --config FILE$"
+	# A session that names no revision (a daemon that records it at reloads
+	# only, never reloaded): the revision its denial recorded tells.
+	sqlite3 -batch "$STORE" "VACUUM INTO '$E/norev.db'"
+	sqlite3 -batch "$E/norev.db" "UPDATE mount_sessions SET policy_revision = NULL"
+	run_split "$QUERY" --store "$E/norev.db" exposure "$MNT/pub/p.csv"
+	assert_fails 2 "^provfs-query: exposure: /etc/provfs/provfs.conf does not exist, but the store's mounts enforced a provfs.conf: name the one they used with --config FILE$"
+	run_split "$QUERY" --config "$MCONF" --store "$STORE" exposure "$MNT/pub/p.csv"
+	[ "$status" -ne 2 ]
+}
+
 @test "e2e: a cleared copy into a public path raises the copy; gaps lists it; get says where from" {
 	mount_with_labels
 	as_user_sh provfs-u1 "cat '$MNT/raw/crm/a.csv' > '$MNT/pub/out.csv'"
@@ -804,6 +844,45 @@ assert w[0]["propagated_from"]["path"] == "raw/crm/a.csv", w'
 	assert_ok
 	# A row wider than 80 columns: the path, then level and source below it.
 	assert_match "$stdout" "^$MNT/pub/out.csv[[:space:]]+confidential +propagated from raw/crm/a.csv v1"
+}
+
+@test "e2e: list agrees with get after a declassification, a set and an unset" {
+	mount_with_labels
+	as_user_sh provfs-u1 "cat '$MNT/raw/crm/a.csv' > '$MNT/pub/d.csv'"
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/d.csv")" confidential
+	run_split "$LABEL" --config "$MCONF" set "$MNT/pub/d.csv" public --force --reason "header only"
+	assert_ok
+	run_split "$LABEL" --config "$MCONF" set "$MNT/pub/d.csv" restricted
+	assert_ok
+	run_split "$LABEL" --config "$MCONF" unset "$MNT/pub/d.csv"
+	assert_ok
+	# The unset ended both the explicit label and the declassification it replaced.
+	assert_equal "$(getfattr --only-values -n user.provfs.label "$MNT/pub/d.csv")" confidential
+	run_split "$LABEL" --config "$MCONF" get "$MNT/pub/d.csv"
+	assert_ok
+	assert_match "$stdout" "label: +confidential"
+	assert_match "$stdout" "source: +propagated from raw/crm/a.csv"
+	unmount_provfs
+	run_split "$LABEL" --config "$MCONF" --store "$STORE" list --under "$MNT/pub"
+	assert_ok
+	assert_match "$stdout" "^$MNT/pub/d.csv[[:space:]]+confidential +propagated from raw/crm/a.csv v1"
+	if [[ $stdout == *declassified* || $stdout == *public* ]]; then
+		echo "list still shows the declassification: $stdout" >&2
+		return 1
+	fi
+	# A plain set after a declassification: explicit, as get says.
+	mount_provfs -o "config=$MCONF"
+	run_split "$LABEL" --config "$MCONF" set "$MNT/pub/d.csv" public --force --reason "again"
+	assert_ok
+	run_split "$LABEL" --config "$MCONF" set "$MNT/pub/d.csv" restricted
+	assert_ok
+	run_split "$LABEL" --config "$MCONF" get "$MNT/pub/d.csv"
+	assert_match "$stdout" "label: +restricted"
+	assert_match "$stdout" "source: +explicit"
+	unmount_provfs
+	run_split "$LABEL" --config "$MCONF" --store "$STORE" list --under "$MNT/pub"
+	assert_ok
+	assert_match "$stdout" "^$MNT/pub/d.csv[[:space:]]+restricted +explicit \\(root"
 }
 
 @test "e2e: after a label is raised, exposure names who read it or a copy below the new label" {
@@ -838,7 +917,8 @@ assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 	# Read while p.csv is public: the job as it must run, cat given the
 	# script first (as an editor's :e would read), and a user with no grant.
 	run as_user provfs-u3 python3 -I "$job" "$MNT/pub/p.csv"
-	[ "$status" -eq 0 ] && [ "$output" = x ]
+	[ "$status" -eq 0 ]
+	[ "$output" = x ]
 	run as_user provfs-u3 cat "$job" "$MNT/pub/p.csv"
 	[ "$status" -eq 0 ]
 	run as_user provfs-u2 cat "$MNT/pub/p.csv"
@@ -853,9 +933,11 @@ assert all(p["clearance"] == "internal" for p in d["processes"]), d'
 		[ "$status" -eq 0 ] && break
 		sleep 0.1
 	done
-	[ "$status" -eq 0 ] && [ "$output" = x ]
+	[ "$status" -eq 0 ]
+	[ "$output" = x ]
 	run as_user provfs-u3 cat "$job" "$MNT/pub/p.csv"
-	[ "$status" -ne 0 ] && [[ $output == *"Permission denied"* ]]
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
 	unmount_provfs
 	[ "$(q "SELECT count(*) FROM versions WHERE hash = '$hash'")" -ge 1 ]
 	run_split "$QUERY" --config "$MCONF" --store "$STORE" exposure "$MNT/pub/p.csv" --format json

@@ -326,15 +326,19 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	mount_provfs -o "config=$CONF"
 	stop_provfs
 	run_split "$QUERY" --store "$STORE" --config "$CONF" export
-	[ "$status" -eq 2 ] && [ -z "$stdout" ]
+	[ "$status" -eq 2 ]
+	[ -z "$stdout" ]
 	assert_match "$stderr" '^provfs-query: export: export needs --format openlineage, prov-json or prov-o$'
 	run_split "$QUERY" --store "$STORE" --config "$CONF" export --format dot
-	[ "$status" -eq 2 ] && [ -z "$stdout" ]
+	[ "$status" -eq 2 ]
+	[ -z "$stdout" ]
 	[ "$(echo "$stderr" | wc -l)" -eq 1 ]
 	run_split "$QUERY" --store "$STORE" --config "$CONF" export --format openlineage --since yesterday
-	[ "$status" -eq 2 ] && [ -z "$stdout" ]
+	[ "$status" -eq 2 ]
+	[ -z "$stdout" ]
 	run_split "$QUERY" --store "$STORE" --config "$CONF" lineage x --format openlineage
-	[ "$status" -eq 2 ] && [ -z "$stdout" ]
+	[ "$status" -eq 2 ]
+	[ -z "$stdout" ]
 }
 
 @test "transport = file: every spooled event appended once, byte-identical to the outbox" {
@@ -609,7 +613,8 @@ assert all(json.loads(l)['auth'] == 'Bearer t0ken' for l in open(sys.argv[1]))
 		$'transport = file\npath = events.ndjson'; do
 		conf '[openlineage]' "$bad"
 		run_split "$PROVFS" --check-config "$CONF"
-		[ "$status" -eq 2 ] && [ -z "$stdout" ]
+		[ "$status" -eq 2 ]
+		[ -z "$stdout" ]
 		[ "$(echo "$stderr" | wc -l)" -eq 1 ]
 		assert_match "$stderr" "^provfs: $CONF:[0-9]+: "
 		run_split "$PROVFS" -o "config=$CONF,store=$STORE" "$BACKING" "$MNT"
@@ -681,7 +686,8 @@ assert all(json.loads(l)['auth'] == 'Bearer t0ken' for l in open(sys.argv[1]))
 		assert "/data/f.txt" not in paths  # not in copy.csv's lineage
 	EOF
 	run_split "$QUERY" --store "$STORE" --config "$CONF" lineage "$MNT/nowhere" --format prov-json
-	[ "$status" -eq 1 ] && [ -z "$stdout" ]
+	[ "$status" -eq 1 ]
+	[ -z "$stdout" ]
 }
 
 @test "PROV-XML: identifiers are xs:QNames; the export validates with xmllint against W3C's PROV XSD" {

@@ -6,7 +6,9 @@
 # scenario: an ingest job writes a feed three times (good, compromised,
 # good), a features job runs after each, a training job reads the features
 # built from the compromised feed, a shell pipeline (cat | sort) makes a
-# report, a file is renamed, and a program with hostile argv writes a file
+# report, a shell runs one process that reads a file and then another that
+# reads a second one and writes a file, a file is renamed, and a program
+# with hostile argv writes a file
 # with a hostile name.  It then unmounts, so the store is complete, and every
 # test reads it; only the verify test changes a backing file, its own.
 #
@@ -33,7 +35,9 @@ setup_file() {
 	printf '%s\n' '[store]' "reader_group = $TEST_GROUP" >"$CONF"
 	chown root:root "$CONF"
 	chmod 644 "$CONF"
-	mkdir -p "$BACKING/raw" "$BACKING/features" "$BACKING/models" "$BACKING/hostile"
+	mkdir -p "$BACKING/raw" "$BACKING/features" "$BACKING/models" "$BACKING/hostile" "$BACKING/two"
+	echo "read first, by another process of the run" >"$BACKING/two/a.txt"
+	echo "read by the producer" >"$BACKING/two/b.txt"
 	cat >"$BACKING/features.py" <<-'EOF'
 		import sys
 		rows = open("raw/feed.csv").read().splitlines()[1:]
@@ -72,6 +76,7 @@ setup_file() {
 		PROVFS_JOB=ingest sh -c 'printf "id,v\n1,11\n2,21\n" > raw/feed.csv'
 		PROVFS_JOB=features "$PYTHON" features.py
 		PROVFS_JOB=report sh -c 'cat raw/feed.csv | sort > report.csv'
+		PROVFS_JOB=two-step sh -c 'cat two/a.txt >/dev/null; cat two/b.txt >two/out.txt'
 		PROVFS_JOB=copy cp report.csv old-name.csv
 		mv old-name.csv new-name.csv
 		PROVFS_JOB=tamper sh -c 'echo "fine" > tamper.csv'
@@ -92,9 +97,12 @@ setup() {
 	cd "$TMP"
 }
 
-# pq ARGS...: provfs-query on the scenario's store, stdout and stderr apart.
+# pq ARGS...: provfs-query on the scenario's store, stdout and stderr apart,
+# with the provfs.conf the mount used (without it and without
+# /etc/provfs/provfs.conf, the labels shown on versions would lack its rules,
+# and provfs-query says so on stderr).
 pq() {
-	run_split "$QUERY" --store "$STORE" "$@"
+	run_split "$QUERY" --store "$STORE" --config "$CONF" "$@"
 }
 
 # The last pq succeeded with nothing on stderr.
@@ -161,6 +169,28 @@ assert d["disk"] == "matches"'
 	cd "$BACKING/models"
 	pq producer ../features/../models/model.bin
 	assert_ok
+}
+
+@test "producer: the process's own inputs under its heading, the run's earlier ones once under theirs" {
+	pq producer "$MNT/two/out.txt"
+	assert_ok
+	own=$(printf '%s\n' "$stdout" | sed -n '/^inputs read by the process /,/^$/p')
+	others=$(printf '%s\n' "$stdout" | sed -n '/^inputs read by other processes of the run /,/^$/p')
+	assert_match "$own" "^inputs read by the process \(1\):"
+	assert_match "$own" "two/b\.txt +v1 "
+	assert_match "$others" "^inputs read by other processes of the run before it \(1\):"
+	assert_match "$others" "two/a\.txt +v1 .*by [0-9]+@[0-9]+ cat two/a\.txt"
+	# Each input once, under its own heading.
+	[ "$(printf '%s\n' "$stdout" | grep -cE 'two/a\.txt +v1 ')" -eq 1 ]
+	[ "$(printf '%s\n' "$stdout" | grep -cE 'two/b\.txt +v1 ')" -eq 1 ]
+	if [[ $own == *two/a.txt* || $others == *two/b.txt* ]]; then
+		echo "an input under the wrong heading: $stdout" >&2
+		return 1
+	fi
+	pq producer "$MNT/two/out.txt" --format json
+	assert_ok
+	json 'via = {i["version"]["path"]: i["via"] for i in d["inputs"]}
+assert via == {"two/b.txt": "process", "two/a.txt": "run"}, via'
 }
 
 @test "lineage: model <- train <- features v2 <- features job <- compromised feed v2" {
@@ -316,7 +346,7 @@ assert d["run"]["job"] == "train"'
 	assert_ok
 	assert_terminal_safe
 	assert_match "$stdout" 'ev\\nil\\e\[31m"q'"'"'uote\\\\back\\xff\\xfe\.csv'
-	LC_ALL=C.UTF-8 run_split "$QUERY" --store "$STORE" lineage "$MNT/$HOSTILE"
+	LC_ALL=C.UTF-8 run_split "$QUERY" --store "$STORE" --config "$CONF" lineage "$MNT/$HOSTILE"
 	assert_ok
 	assert_terminal_safe
 	pq history "$MNT/$HOSTILE"
@@ -381,4 +411,14 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	assert_fails 2 "newer than this provfs understands"
 	run_split "$QUERY" --config "$TMP/no-such.conf" stats
 	assert_fails 2 "no-such\.conf"
+}
+
+@test "bad input: an option without its value is one line, before the command too" {
+	local option
+	for option in --store --config --format; do
+		run_split "$QUERY" "$option"
+		assert_fails 2 "^provfs-query: option '$option' needs a value$"
+	done
+	pq stats --since
+	assert_fails 2 "^provfs-query: stats: option '--since' needs a value$"
 }

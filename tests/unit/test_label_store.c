@@ -136,6 +136,24 @@ test_effective(sqlite3 *db, struct provfs_config *config)
 	expect_label(db, config, 4, "raw/crm/d.csv", "restricted", "explicit");
 	expect_label(db, config, 5, "pub/e.csv", "public", "declassified");
 	expect_label(db, config, 6, "pub/f.csv", NULL, "default");
+	/*
+	 * Only the last change counts, as in the daemon: k.csv was declassified,
+	 * then set restricted, then unset (its propagated label is back); i.csv
+	 * was declassified, then set restricted (explicit, no declassification).
+	 */
+	exec_sql(db, "INSERT INTO files (id, host, device, inode, generation, backing_dir, path, "
+		     "first_seen_ns) VALUES (7,'h',1,7,0,'/b','pub/k.csv',1), "
+		     "(8,'h',1,8,0,'/b','pub/i.csv',1);"
+		     "INSERT INTO versions (id, file_id, number, size, mtime_ns, ctime_ns, "
+		     "hash_state, origin, recorded_ns, label, label_from_version_id) VALUES "
+		     "(8,7,1,0,0,0,'hashed','written',8,'confidential',1),"
+		     "(9,8,1,0,0,0,'hashed','written',9,'confidential',1);"
+		     "INSERT INTO label_changes (file_id, version_id, level, forced, reason, uid, "
+		     "time_ns) VALUES (7,8,'public',1,'r',0,15),(7,8,'restricted',0,NULL,0,16),"
+		     "(7,8,NULL,0,NULL,0,17),(8,9,'public',1,'r',0,15),"
+		     "(8,9,'restricted',0,NULL,0,16);");
+	expect_label(db, config, 7, "pub/k.csv", "confidential", "propagated");
+	expect_label(db, config, 8, "pub/i.csv", "restricted", "explicit");
 	/* An explicit label equal to the rule: the rule is named. */
 	exec_sql(db, "INSERT INTO label_changes (file_id, version_id, level, forced, uid, "
 		     "time_ns) VALUES (1,1,'confidential',0,0,20)");
