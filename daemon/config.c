@@ -258,7 +258,17 @@ handle_record(struct parse_state *state, const char *name, const char *value)
 		split_words(&state->config->exclude, value);
 	else if (strcmp(name, "redact") == 0)
 		split_words(&state->config->redact, value);
-	else
+	else if (strcmp(name, "remembered_files") == 0) {
+		char *end;
+		errno = 0;
+		unsigned long long files = strtoull(value, &end, 10);
+		if (errno || *end || end == value || value[0] == '-' ||
+		    files < CONFIG_REMEMBERED_FILES_MIN || files > CONFIG_REMEMBERED_FILES_MAX)
+			fail(state, "remembered_files takes a number of files from %d to %d, not '%s'",
+			     CONFIG_REMEMBERED_FILES_MIN, CONFIG_REMEMBERED_FILES_MAX, value);
+		else
+			state->config->remembered_files = (size_t)files;
+	} else
 		fail(state, "unknown key '%s' in [record]", name);
 }
 
@@ -542,6 +552,7 @@ config_defaults(void)
 	if (config == NULL)
 		abort();
 	config->store_path = xstrdup(CONFIG_DEFAULT_STORE);
+	config->remembered_files = CONFIG_REMEMBERED_FILES_DEFAULT;
 	split_words(&config->levels, "public internal confidential restricted");
 	config->default_clearance = xstrdup("internal");
 	config->propagation = xstrdup("process");
@@ -739,6 +750,7 @@ config_print(const struct provfs_config *config, FILE *out)
 	fprintf(out, "\n[record]\n");
 	print_list(out, "exclude", &config->exclude);
 	print_list(out, "redact", &config->redact);
+	fprintf(out, "remembered_files = %zu\n", config->remembered_files);
 	fprintf(out, "\n[classification]\n");
 	print_list(out, "levels", &config->levels);
 	fprintf(out, "default_clearance = %s\nno_write_down = %s\nadmin_group = %s\n"

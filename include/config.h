@@ -51,6 +51,7 @@ struct provfs_config {
 	/* [record] */
 	struct string_list exclude; /* globs relative to the mount root */
 	struct string_list redact;  /* argv/env words stored as [REDACTED] */
+	size_t remembered_files;    /* idle file states the recorder keeps */
 
 	/* [classification] */
 	struct string_list levels; /* lowest first */
@@ -86,6 +87,11 @@ struct provfs_config {
  * message such as "/etc/provfs/provfs.conf:12: unknown key 'x' in [store]"
  * into error (of error_size bytes).
  */
+/* [record] remembered_files: the default, and the range a file may give. */
+#define CONFIG_REMEMBERED_FILES_DEFAULT 65536
+#define CONFIG_REMEMBERED_FILES_MIN 1024
+#define CONFIG_REMEMBERED_FILES_MAX 67108864
+
 struct provfs_config *config_load(const char *path, char *error, size_t error_size);
 
 /* Built-in defaults, as if an empty file had been read. */

@@ -102,7 +102,6 @@
 #define FLUSH_INTERVAL_MS 100
 #define BATCH_WAKE_LENGTH 4096 /* queued events that wake the writer early */
 #define CUT_ORDER_WAIT_LIMIT_S 5 /* queue_in_cut_order */
-#define FILE_TABLE_LIMIT 65536 /* idle file states beyond this are evicted */
 #define OPEN_FOR_EXEC 040      /* __FMODE_EXEC in the open flags of an execve */
 
 struct executable_hash {
@@ -2482,6 +2481,13 @@ recorder_set_record_rules(struct recorder *recorder, const struct provfs_config 
 	atomic_store_explicit(&recorder->rules, rules, memory_order_release);
 	if (recorder->processes)
 		process_table_set_redaction(recorder->processes, &rules->redaction);
+	/* A smaller table evicts at the next new file, a larger one grows. */
+	pthread_mutex_lock(&recorder->files_lock);
+	if (!recorder->file_table_limit_fixed) {
+		recorder->file_table_limit = config->remembered_files;
+		recorder->evict_above = recorder->file_table_limit;
+	}
+	pthread_mutex_unlock(&recorder->files_lock);
 }
 
 struct recorder *
@@ -2520,12 +2526,15 @@ recorder_new(const struct recorder_options *options, char *error, size_t error_s
 	recorder->queue_capacity = QUEUE_CAPACITY;
 	recorder->queue_batch = 1; /* 0: an access's CLOSE not queued yet */
 	recorder->file_slot_count = 16384;
-	recorder->file_table_limit = FILE_TABLE_LIMIT;
+	recorder->file_table_limit = options->config->remembered_files;
 	/* Test only: tests/bats/recorder.bats churns more files than a smaller
-	 * limit to see the table stay bounded, without 65,536 files.  Read once. */
+	 * limit than provfs.conf allows (1,024), to see the table stay
+	 * bounded quickly.  Read once; a reload keeps it. */
 	const char *test_limit = getenv("PROVFS_TEST_FILE_TABLE_LIMIT");
-	if (test_limit && atol(test_limit) >= 16)
+	if (test_limit && atol(test_limit) >= 16) {
 		recorder->file_table_limit = (size_t)atol(test_limit);
+		recorder->file_table_limit_fixed = true;
+	}
 	recorder->evict_above = recorder->file_table_limit;
 	/* Test only: tests/bats/lineage_integrity.bats holds the first release
 	 * of each file that completes or abandons a version back before it

@@ -312,7 +312,8 @@ struct recorder {
 	struct file_state **file_slots;
 	size_t file_slot_count;
 	size_t file_count;
-	size_t file_table_limit; /* FILE_TABLE_LIMIT, or a test's smaller one */
+	size_t file_table_limit; /* [record] remembered_files, or a test's smaller one */
+	bool file_table_limit_fixed; /* the test's: reloads leave it */
 	size_t evict_above;      /* file_count that starts the next eviction pass */
 	uint64_t eviction_passes, files_evicted;
 

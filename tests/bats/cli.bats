@@ -370,6 +370,25 @@ write_conf() {
 	write_conf '[store]' 'path = relative.db'
 	run_split "$PROVFS" --check-config "$CONF"
 	assert_refused "^provfs: $CONF:2: store path 'relative.db' must be absolute"
+	for bad in abc 1023 -5 '' 67108865 99999999999999999999999 '2000 files'; do
+		write_conf '[record]' "remembered_files = $bad"
+		run_split "$PROVFS" --check-config "$CONF"
+		assert_refused "^provfs: $CONF:2: remembered_files takes a number of files from 1024 to 67108864, not '$bad'$"
+	done
+}
+
+@test "config: remembered_files is 65536 unless given; the bounds are accepted" {
+	write_conf '[record]'
+	run_split "$PROVFS" --check-config "$CONF"
+	[ "$status" -eq 0 ]
+	assert_match "$stdout" $'\nremembered_files = 65536\n'
+	local good
+	for good in 1024 67108864; do
+		write_conf '[record]' "remembered_files = $good"
+		run_split "$PROVFS" --check-config "$CONF"
+		[ "$status" -eq 0 ]
+		assert_match "$stdout" $'\nremembered_files = '"$good"$'\n'
+	done
 }
 
 # ------------------------------------------------------------ --check-config
@@ -383,6 +402,7 @@ full_conf() {
 		'[record]' \
 		'exclude = *.tmp build/**' \
 		'redact = password token' \
+		'remembered_files = 300000' \
 		'' \
 		'[classification]' \
 		'levels = low mid high' \
@@ -419,7 +439,7 @@ full_conf() {
 	assert_match "$stdout" "effective configuration from $CONF"
 	local expected
 	for expected in 'path = /var/tmp/provfs-check.db' 'reader_group = adm' \
-		'exclude = \*\.tmp build/\*\*' 'redact = password token' \
+		'exclude = \*\.tmp build/\*\*' 'redact = password token' 'remembered_files = 300000' \
 		'levels = low mid high' 'default_clearance = mid' 'no_write_down = true' \
 		'admin_group = root' 'propagation = run' 'secret/\*\* = high' 'pub/\* = low' \
 		'high = user:nobody exe:/usr/bin/python3@xxh3:0123456789abcdef0123456789abcdef' \

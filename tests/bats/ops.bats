@@ -307,14 +307,15 @@ tiny_store() {
 
 @test "smoke: scripts/bench-recorder -R -W opens the files in a random order after a longer warm-up, every open recorded" {
 	needs_fuse
-	run "$SCRIPTS/bench-recorder" -s 1 -w 2 -n 300 -r 1 -R -W 0.7 -d "$TMP/br"
+	run "$SCRIPTS/bench-recorder" -s 1 -w 2 -n 300 -r 1 -R -W 0.7 -m 1024 -d "$TMP/br"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "${lines[0]}" == *"2 workers, 300 files (random), 1s per mode;"* ]]
 	# opens/s, failed 0, rows/s the same as opens/s (each open one row), lost 0.
 	local opens rows
 	read -r _ opens _ rows _ < <(grep -E '^record +[0-9]+ +0 +[0-9]+ +[0-9.]+ +[0-9]+ +0 ' <<<"$output")
-	[ -n "$opens" ] && [ "$opens" -gt 0 ]
+	[ -n "$opens" ]
+	[ "$opens" -gt 0 ]
 	[ "$rows" = "$opens" ]
 	[ "$(grep -cE '^norecord +[0-9]+ +0 ' <<<"$output")" = 1 ]
 	# The warm-up (in file order) opened every file: no first sights timed.
@@ -333,7 +334,8 @@ tiny_store() {
 	[ "$(grep -cE "$pattern" <<<"$output")" = 2 ]
 	local opened
 	opened=$(grep -E "$pattern" <<<"$output" | sed -E "s/$pattern/\2/" | head -n 1)
-	[ "$opened" -ge 256 ] && [ "$opened" -lt 3000 ]
+	[ "$opened" -ge 256 ]
+	[ "$opened" -lt 3000 ]
 	assert_nothing_mounted
 }
 
@@ -379,6 +381,13 @@ tiny_store() {
 	[[ "${lines[-1]}" == "bench-recorder: mount (record) failed: "* ]]
 	[ "$(grep -c '^median' <<<"$output")" = 0 ]
 	[ ! -e "$TMP/br" ]
+	run "$SCRIPTS/bench-recorder" -m 5 -d "$TMP/br"
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-recorder: -m 5: $TMP/br/provfs.conf:2: remembered_files takes a number of files from 1024 to 67108864, not '5'" ]
+	[ ! -e "$TMP/br" ]
+	run "$SCRIPTS/bench-recorder" -m lots -d "$TMP/br"
+	[ "$status" -eq 2 ]
+	[ "$output" = "bench-recorder: -m needs a positive whole number of files, not 'lots'" ]
 }
 
 @test "smoke: scripts/bench-writer counts the daemon's instructions per operation, the writer's apart" {

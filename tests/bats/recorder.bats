@@ -777,7 +777,8 @@ check_record_rules_reload() {
 	local first second
 	first=$(q "SELECT id FROM processes WHERE hex(argv) LIKE '%$(printf 'bravo-secret-1' | xxd -p | tr a-f A-F)%'")
 	second=$(q "SELECT id FROM processes WHERE hex(argv) LIKE '%$(printf 'alpha-secret-2' | xxd -p | tr a-f A-F)%'")
-	[ -n "$first" ] && [ -n "$second" ]
+	[ -n "$first" ]
+	[ -n "$second" ]
 	assert_process "$first" "$(real_exe sh)" sh -c 'cat "$1" >/dev/null' sh "$MNT/c.txt" \
 		'[REDACTED]' bravo-secret-1
 	assert_process "$second" "$(real_exe sh)" sh -c 'cat "$1" >/dev/null' sh "$MNT/c.txt" \
@@ -1150,23 +1151,22 @@ EOF
 	assert_sql "SELECT count(*) FROM accesses WHERE path = 'in.txt'" 1
 }
 
-@test "the recorder's table of file states stays bounded when more files come and go than it holds" {
-	# tmpfs never reuses an inode number, so every new file is a new state.
-	# Each file's known version (and the accesses that wrote it) hold the
-	# state; such states must still count as idle, or the table grows
-	# without bound and every create scans the whole of it.
-	local backing daemon limit=400
+# Mount (with "$@" before the options) a tmpfs, where every new file is a
+# new state; let 2,100 files come and go in 14 rounds, each waited for
+# until the store has its rows and hashes (a state still in use by a queued
+# event or a hash job stays, and the table may grow to twice their number);
+# unmount.  $TMP/daemon.err has the daemon's -d log, and before the rounds
+# run_before_rounds, if set, runs.
+churn_file_table() {
+	local backing daemon
 	backing=$(mktemp -d /dev/shm/provfs-table.XXXXXX)
 	echo "$backing" >"$TMP/.shm_backing"
-	PROVFS_TEST_FILE_TABLE_LIMIT=$limit "$PROVFS" -d -o "store=$STORE" "$backing" "$MNT" \
+	"$@" "$PROVFS" -d -o "store=$STORE${MOUNT_CONFIG:+,config=$MOUNT_CONFIG}" "$backing" "$MNT" \
 		>/dev/null 2>"$TMP/daemon.err" 3>&- &
 	daemon=$!
 	echo "$daemon" >>"$TMP/.background"
 	wait_mounted "$MNT"
-	# Rounds of 150 files written, read and deleted; after each, wait until
-	# the store has every row and hash, so that no state is still in use
-	# by a queued event or a hash job when the next round's files arrive
-	# (in use, a state stays, and the table may grow to twice their number).
+	[ -z "${run_before_rounds:-}" ] || eval "$run_before_rounds"
 	timeout -s KILL 300 "$PYTHON" - "$MNT" "$STORE" <<-'PY'
 	import os, sqlite3, sys, time
 	mnt, store = sys.argv[1], sys.argv[2]
@@ -1199,16 +1199,43 @@ EOF
 	fusermount3 -u "$MNT"
 	wait_pids_gone "$daemon"
 	rm -rf "$backing"
+}
+
+# The unmount's line "file table: STATES file states at unmount (limit
+# LIMIT); EVICTED evicted": STATES <= LIMIT = $1, EVICTED >= $2.
+assert_file_table() {
 	run grep -o 'file table: [0-9]* file states at unmount (limit [0-9]*); [0-9]* evicted' \
 		"$TMP/daemon.err"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	local states evicted
+	local states limit evicted
 	states=$(echo "$output" | awk '{print $3}')
+	limit=$(echo "$output" | awk '{print $9}' | tr -d ');')
 	evicted=$(echo "$output" | awk '{print $10}')
+	[ "$limit" -eq "$1" ]
+	[ "$states" -le "$1" ]
+	[ "$evicted" -ge "$2" ]
+}
+
+@test "the recorder's table of file states stays bounded when more files come and go than it holds" {
+	# Each file's known version (and the accesses that wrote it) hold the
+	# state; such states must still count as idle, or the table grows
+	# without bound and every create scans the whole of it.
+	churn_file_table env PROVFS_TEST_FILE_TABLE_LIMIT=400
 	# 2,100 files came and went; no more than the limit stay.
-	[ "$states" -le "$limit" ]
-	[ "$evicted" -ge 1600 ]
+	assert_file_table 400 1600
+}
+
+@test "[record] remembered_files sets the recorder's table, and a reload changes it" {
+	write_conf '[record]' 'remembered_files = 8192'
+	MOUNT_CONFIG=$CONF
+	# shellcheck disable=SC2034 # churn_file_table runs it
+	run_before_rounds='write_conf "[record]" "remembered_files = 1024"
+		kill -HUP "$daemon"
+		wait_until "grep -q \"reloaded .*$CONF\" \"$TMP/daemon.err\""'
+	churn_file_table env
+	# 2,100 files through a table of 1,024 (halved by each eviction pass).
+	assert_file_table 1024 1000
 }
 
 @test "changes in a directory name it as it is now: after renames of it and above it, and a directory made again" {
