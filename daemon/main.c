@@ -462,7 +462,7 @@ record_reload_stop(void)
 		pthread_join(record_reload.thread, NULL);
 		record_reload.running = false;
 	}
-	sem_destroy(&record_reload.requests);
+	/* Not destroyed: a SIGHUP that saw it armed may still post it. */
 }
 
 /*
