@@ -546,14 +546,16 @@ os.close(fd)
 		cd /
 	}
 	# What a store says of the run in directory $1, without ids and times.
-	# Hashes of the files' last versions only: whether an earlier one was
-	# hashed before the file changed again is a race with the hash pool.
+	# Hashes of the last versions of files still there only: whether an
+	# earlier one was hashed before the file changed again, or e/f1's
+	# before the rm took it away, is a race with the hash pool.
 	dump() {
-		local last="= (SELECT max(number) FROM versions WHERE file_id = %s.file_id)"
+		local last="= (SELECT max(number) FROM versions WHERE file_id = %s.file_id)
+		            AND (SELECT removed_ns FROM files WHERE id = %s.file_id) IS NULL"
 		# shellcheck disable=SC2059
 		q "SELECT substr(a.path, length('$1') + 2), a.open_flags & 3,
-		          w.number, CASE WHEN w.number $(printf "$last" w) THEN w.hash END,
-		          r.number, CASE WHEN r.number $(printf "$last" r) THEN r.hash END,
+		          w.number, CASE WHEN w.number $(printf "$last" w w) THEN w.hash END,
+		          r.number, CASE WHEN r.number $(printf "$last" r r) THEN r.hash END,
 		          a.closed_ns IS NOT NULL, a.bytes_written
 		   FROM accesses a LEFT JOIN versions w ON w.id = a.written_version_id
 		   LEFT JOIN versions r ON r.id = a.read_version_id
