@@ -1115,11 +1115,13 @@ int
 cmd_runs(struct query *q)
 {
 	sqlite3_stmt *statement =
+	    /* Versions read and written, as `run` lists them: a file a job
+	     * opens twice (python reads its script twice) is one input. */
 	    q_prepare(q, "SELECT r.id, (SELECT COUNT(*) FROM processes p WHERE p.run_id = r.id), "
-	                 "(SELECT COUNT(a.read_version_id) FROM processes p JOIN accesses a ON "
-	                 "a.process_id = p.id WHERE p.run_id = r.id), "
-	                 "(SELECT COUNT(a.written_version_id) FROM processes p JOIN accesses a ON "
-	                 "a.process_id = p.id WHERE p.run_id = r.id) "
+	                 "(SELECT COUNT(DISTINCT a.read_version_id) FROM processes p JOIN "
+	                 "accesses a ON a.process_id = p.id WHERE p.run_id = r.id), "
+	                 "(SELECT COUNT(DISTINCT a.written_version_id) FROM processes p JOIN "
+	                 "accesses a ON a.process_id = p.id WHERE p.run_id = r.id) "
 	                 "FROM runs r WHERE (?1 IS NULL OR r.job_name = ?1) AND "
 	                 "(?2 IS NULL OR r.started_ns >= ?2) ORDER BY r.started_ns, r.id");
 	struct {

@@ -306,6 +306,9 @@ assert d["summary"]["mismatch"] == 1'
 	pq runs --format json
 	assert_ok
 	uuid=$(json 'print([r["uuid"] for r in d["runs"] if r["job"] == "train"][0])')
+	# runs counts what run lists: the versions read and written.
+	local counts
+	counts=$(json 'r = [r for r in d["runs"] if r["job"] == "train"][0]; print(r["reads"], r["writes"])')
 	pq run "$uuid"
 	assert_ok
 	assert_match "$stdout" "models/model\.bin"
@@ -314,6 +317,7 @@ assert d["summary"]["mismatch"] == 1'
 	pq run "${uuid:0:8}" --format json
 	assert_ok
 	json 'assert d["run"]["job"] == "train"'
+	[ "$(json 'print(len(d["inputs"]), len(d["outputs"]))')" = "$counts" ]
 	ref=$(json 'print(d["processes"][0]["ref"])')
 	pq process "$ref"
 	assert_ok
