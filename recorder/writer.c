@@ -61,6 +61,7 @@ enum statement_id {
 	SELECT_LATEST_FOR_FILE,
 	UPDATE_VERSION_TIMES,
 	SELECT_FILE_PATH,
+	SELECT_LOST_WRITER,
 	UPSERT_STATS,
 	STATEMENT_COUNT
 };
@@ -176,6 +177,12 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				   "file_id = ? ORDER BY number DESC LIMIT 1",
 	[UPDATE_VERSION_TIMES] = "UPDATE versions SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
 	[SELECT_FILE_PATH] = "SELECT path FROM files WHERE id = ?",
+	/* A file with no version: was it made through the mount, and who last
+	 * opened it to write?  (resolve_read_version) */
+	[SELECT_LOST_WRITER] = "SELECT EXISTS (SELECT 1 FROM file_names WHERE file_id = ?1 AND "
+			       "how = 'create'), (SELECT process_id FROM accesses WHERE id = "
+			       "(SELECT max(id) FROM accesses WHERE file_id = ?1 AND "
+			       "open_flags & 3 <> 0))",
 	[UPSERT_STATS] = "INSERT OR REPLACE INTO recorder_stats (mount_session_id, events_queued, "
 			 "events_written, events_lost, batches, queue_high_water, queue_capacity, "
 			 "hash_backlog, hashes_done, store_errors, last_error, updated_ns, "
@@ -842,6 +849,33 @@ take_later_read(struct access *access)
 }
 
 /*
+ * A file without a version that was created through the mount: the record
+ * of what its writers wrote was lost (the daemon was killed before their
+ * close, while kernel passthrough still took their writes), so its content
+ * is 'unrecorded', produced as far as the store knows by the process that
+ * last opened it to write; never 'initial', which says it was there before
+ * provfs.  *origin and *producer_id change only then.
+ */
+static int
+lost_writer(const struct file_state *file, const char **origin, int64_t *producer_id)
+{
+	sqlite3_stmt *s = statement(SELECT_LOST_WRITER);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, file->store_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_int(s, 0)) {
+			*origin = "unrecorded";
+			*producer_id = sqlite3_column_int64(s, 1); /* 0 when NULL */
+		}
+		rc = SQLITE_DONE;
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+/*
  * Which version did this read-open see?  The one its stamp names, or a new
  * one when the stamp is new.  A reader that opened while others were
  * writing reads what they complete: it waits in that version's readers
@@ -889,6 +923,9 @@ resolve_read_version(struct access *access)
 			if ((rc = ensure_process(lost->producer, 0)) != SQLITE_DONE)
 				return rc;
 			producer_id = lost->producer->store_id;
+		} else if (!lost && file->latest_version_id == 0 &&
+			   (rc = lost_writer(file, &origin, &producer_id)) != SQLITE_DONE) {
+			return rc;
 		}
 		access->read_version_id = insert_version(file, &access->open_stamp, NULL,
 							 "pending", origin, producer_id, &rc);

@@ -712,6 +712,37 @@ assert all("queue_length" in r for r in d["recorders"])
 ' "$TMP/stats.json"
 }
 
+@test "a file its writer was still writing when the daemon was killed: read after the next mount, its version is 'unrecorded', by that writer, and gaps lists it" {
+	mount_provfs
+	local daemon=$MOUNTED_PID
+	# The writer holds out.txt open to write across the kill.
+	"$PYTHON" -c 'import sys, time
+f = open(sys.argv[1], "w")
+f.write("first\n"); f.flush()
+time.sleep(2)
+try:
+    f.write("second\n"); f.close()
+except OSError:
+    pass' "$MNT/out.txt" &
+	local writer=$!
+	sleep 1 # its open is in the store (the writer flushes every 0.1 s)
+	kill -9 "$daemon"
+	wait_pids_gone "$daemon"
+	wait "$writer" || true
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+	wait_unmounted "$MNT"
+	mount_provfs
+	cat "$MNT/out.txt" >/dev/null
+	stop_provfs
+	# Made through the mount: not 'initial' (there before provfs).
+	assert_sql "SELECT origin, producer_process_id = (SELECT process_id FROM accesses
+	            WHERE path = 'out.txt' AND open_flags & 3 <> 0)
+	            FROM versions WHERE file_id = ($(file_id_sql out.txt))" "unrecorded|1"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" gaps
+	echo "$output"
+	[[ "$output" == *"out.txt"* ]]
+}
+
 # bench_renames_mode MODE RENAMES HEADER LEAST_ROWS: one smoke run of a
 # scripts/bench-renames mode over 500 names; it says HEADER, loses nothing
 # and writes at least LEAST_ROWS rows ($output stays for more checks).
