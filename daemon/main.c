@@ -764,6 +764,7 @@ main(int argc, char *argv[])
 	log_info("unmounting '%s'", mountpoint);
 
 out_unmount:
+	fs_detach_session(fs);
 	fuse_session_unmount(session);
 out_signals:
 	fuse_remove_signal_handlers(session);

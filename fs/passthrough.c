@@ -3455,6 +3455,13 @@ fs_attach_session(struct fs *fs, struct fuse_session *session)
 	return fs_session_use_io(session, fs->passthrough, fs->io_uring);
 }
 
+void
+fs_detach_session(struct fs *fs)
+{
+	(void)fs;
+	fs_session_detach_io();
+}
+
 const struct fuse_lowlevel_ops *
 fs_operations(void)
 {

@@ -430,8 +430,20 @@ fs_session_backing_close(int backing_id)
 {
 	uint32_t id = (uint32_t)backing_id;
 
-	if (ioctl(device_fd, DEV_IOC_BACKING_CLOSE, &id) < 0)
+	/* A connection that is gone (an unmount with files still open: the
+	 * daemon discards their handles after the device is closed) took its
+	 * backing files with it: nothing is left to release. */
+	if (device_fd < 0)
+		return;
+	if (ioctl(device_fd, DEV_IOC_BACKING_CLOSE, &id) < 0 && errno != ENOTCONN &&
+	    errno != ENODEV)
 		log_error("cannot release backing file %d: %s", backing_id, strerror(errno));
+}
+
+void
+fs_session_detach_io(void)
+{
+	device_fd = -1;
 }
 
 void

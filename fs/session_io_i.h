@@ -25,6 +25,10 @@ int fs_session_backing_open(int fd);
 /* Drop a backing id; handles already opened with it keep their file. */
 void fs_session_backing_close(int backing_id);
 
+/* The session's loop has ended and /dev/fuse is about to be closed: the
+ * connection's backing ids go with it, none is released any more. */
+void fs_session_detach_io(void);
+
 /* The OPEN or CREATE reply this thread sends next passes the handle's data
  * through to backing_id. */
 void fs_session_pass_through(int backing_id);

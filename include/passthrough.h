@@ -242,4 +242,11 @@ const struct fuse_lowlevel_ops *fs_operations(void);
  */
 int fs_attach_session(struct fs *fs, struct fuse_session *session);
 
+/*
+ * The session's loop has ended: call before fuse_session_unmount(), which
+ * closes /dev/fuse (handles still open, discarded after it, have nothing
+ * to release in the kernel any more).
+ */
+void fs_detach_session(struct fs *fs);
+
 #endif
