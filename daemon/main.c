@@ -362,10 +362,16 @@ check_store_location(const char *store_path, const char *backing, const char *mo
 		}
 		*slash = '\0';
 	}
-	if (strcmp(resolved, backing) == 0 || is_inside(resolved, backing) ||
-	    strcmp(resolved, mountpoint) == 0 || is_inside(resolved, mountpoint)) {
-		log_error("store '%s' is inside the mounted tree; put it outside '%s'",
-			  store_path, backing);
+	bool in_backing = strcmp(resolved, backing) == 0 || is_inside(resolved, backing);
+	bool in_mount = strcmp(resolved, mountpoint) == 0 || is_inside(resolved, mountpoint);
+	if (in_backing || in_mount) {
+		/* Name the tree it is in (both, when the mount is in place). */
+		if (in_backing && in_mount && strcmp(backing, mountpoint) != 0)
+			log_error("store '%s' is inside the mounted tree; put it outside '%s' and '%s'",
+				  store_path, backing, mountpoint);
+		else
+			log_error("store '%s' is inside the mounted tree; put it outside '%s'",
+				  store_path, in_backing ? backing : mountpoint);
 		return -1;
 	}
 	return 0;
@@ -732,17 +738,17 @@ main(int argc, char *argv[])
 	fs_start_threads(fs); /* after fuse_daemonize: threads do not survive its fork */
 	if (recorder && recorder_start(recorder) < 0) {
 		log_error("cannot start the recorder threads");
-		status = 1;
+		status = 2;
 		goto out_unmount;
 	}
 	if (labels && labels_start(labels) < 0) {
 		log_error("cannot start the label policy");
-		status = 1;
+		status = 2;
 		goto out_unmount;
 	}
 	if (record_reload_start() < 0) {
 		log_error("cannot start the reload thread");
-		status = 1;
+		status = 2;
 		goto out_unmount;
 	}
 	if (lineage) {
@@ -750,7 +756,7 @@ main(int argc, char *argv[])
 							  sizeof(error));
 		if (lineage_sender == NULL) {
 			log_error("%s", error);
-			status = 1;
+			status = 2;
 			goto out_unmount;
 		}
 	}
@@ -760,7 +766,7 @@ main(int argc, char *argv[])
 		goto out_unmount;
 	fuse_loop_cfg_set_clone_fd(loop_config, 1);
 	fuse_loop_cfg_set_max_threads(loop_config, 16);
-	status = fuse_session_loop_mt(session, loop_config) < 0 ? 1 : 0;
+	status = fuse_session_loop_mt(session, loop_config) < 0 ? 2 : 0;
 	log_info("unmounting '%s'", mountpoint);
 
 out_unmount:

@@ -65,7 +65,7 @@ static const char usage_text[] =
     "           markdown (report, its default), prov-json|prov-o (lineage,\n"
     "           export), openlineage (export)\n"
     "  --run    widens lineage and impact from a process to the rest of its run\n"
-    "  --keep-audit  keep denials and declassifications since TIME (default 1y)\n"
+    "  --keep-audit  keep denials and declassifications since TIME (default 52w)\n"
     "  --store PATH, --config FILE  the store (default: [store] path of\n"
     "           /etc/provfs/provfs.conf); --help; --version alone: provfs-query's\n"
     "  TIME     ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z) or relative\n"

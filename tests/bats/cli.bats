@@ -200,7 +200,7 @@ write_conf() {
 
 @test "store inside MOUNTPOINT: refused" {
 	run_split "$PROVFS" -o "store=$MNT/provfs.db" "$BACKING" "$MNT"
-	assert_refused "store '$MNT/provfs.db' is inside the mounted tree"
+	assert_refused "store '$MNT/provfs.db' is inside the mounted tree; put it outside '$MNT'$"
 }
 
 @test "store given as a relative path: refused" {
