@@ -161,6 +161,10 @@ struct fs_inode {
 	 * handles are not connectable: see node_reopen_by_hint().  Protected
 	 * by fs->cache_lock. */
 	struct name_hint *hint; /* owned; NULL: none */
+
+	/* Handles open on it through the mount (the kernel keeps a node with
+	 * open files looked up); protected by fs->handles_lock. */
+	struct fs_handle *handles;
 };
 
 /* A node's directory (its inode, on the node's device) and name in it. */
@@ -185,6 +189,7 @@ struct fs_handle {
 	atomic_bool content_changed; /* a write, fallocate or copy through it changed the
 				      * file (see struct change_attempt) */
 	struct fs_handle *previous, *next; /* fs->open_handles; fs->handles_lock */
+	struct fs_handle *inode_previous, *inode_next; /* inode->handles; likewise */
 };
 
 struct fs_directory {
@@ -1812,23 +1817,26 @@ open_if_linked_elsewhere(int parent_fd, const char *name, const struct stat *st)
 /*
  * A descriptor of a regular file whose last name is about to go, when a
  * handle of the mount holds it open (it lives on, nameless): a dup of the
- * handle's, or -1.  Open handles are few; the list is walked only for
- * files with one link.
+ * handle's, or -1.  Found through the node's own handles, not a walk of
+ * every handle open on the mount: a job holding thousands of files open
+ * while another deletes must not pay for them at each unlink.
  */
 static int
 open_if_held_open(struct fs *fs, const struct stat *st)
 {
+	struct fs_inode *node;
 	int fd = -1;
 
 	if (!S_ISREG(st->st_mode) || st->st_nlink != 1)
 		return -1;
+	node = table_pin(fs, st->st_dev, st->st_ino);
+	if (node == NULL)
+		return -1; /* not looked up through the mount: nothing of ours holds it */
 	pthread_mutex_lock(&fs->handles_lock);
-	for (struct fs_handle *handle = fs->open_handles; handle; handle = handle->next)
-		if (handle->inode->device == st->st_dev && handle->inode->inode == st->st_ino) {
-			fd = fcntl(handle->fd, F_DUPFD_CLOEXEC, 0);
-			break;
-		}
+	if (node->handles)
+		fd = fcntl(node->handles->fd, F_DUPFD_CLOEXEC, 0);
 	pthread_mutex_unlock(&fs->handles_lock);
+	table_release(fs, node, 1);
 	return fd;
 }
 
@@ -2286,6 +2294,11 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	if (handle->next)
 		handle->next->previous = handle;
 	fs->open_handles = handle;
+	handle->inode_previous = NULL;
+	handle->inode_next = node->handles;
+	if (handle->inode_next)
+		handle->inode_next->inode_previous = handle;
+	node->handles = handle;
 	pthread_mutex_unlock(&fs->handles_lock);
 	return 0;
 }
@@ -2302,6 +2315,12 @@ discard(struct fs *fs, struct fs_handle *handle, const struct stat *attributes)
 		fs->open_handles = handle->next;
 	if (handle->next)
 		handle->next->previous = handle->previous;
+	if (handle->inode_previous)
+		handle->inode_previous->inode_next = handle->inode_next;
+	else
+		handle->inode->handles = handle->inode_next;
+	if (handle->inode_next)
+		handle->inode_next->inode_previous = handle->inode_previous;
 	pthread_mutex_unlock(&fs->handles_lock);
 	/* Who wrote through it is known before observers hear it closed. */
 	if (handle->watched)
