@@ -132,6 +132,9 @@ q_when(struct query *q, int64_t ns)
 	return sb->buf;
 }
 
+/* Trailing empty arguments written out before the rest are counted. */
+#define EMPTY_ARGUMENTS_SHOWN 3
+
 /* Words that read unambiguously without quotes. */
 static bool
 plain_word(const char *s)
@@ -150,11 +153,23 @@ const char *
 q_argv_text(struct query *q, char *const *words, size_t count, const char *executable)
 {
 	struct qbuf *sb = ring_next();
+	size_t empty_tail = 0;
 
 	if (count == 0) {
 		escape_text(sb, executable ? executable : "?",
 		            strlen(executable ? executable : "?"), q->utf8);
 	}
+	/*
+	 * A program that writes its title over its arguments (node, npm,
+	 * postgres: setproctitle) leaves the rest of their space zeroed, which
+	 * /proc gives as empty arguments, dozens of them.  A few are said, a
+	 * longer run is counted: the words stay exactly as recorded.
+	 */
+	while (empty_tail < count && words[count - 1 - empty_tail][0] == '\0')
+		empty_tail++;
+	if (empty_tail < EMPTY_ARGUMENTS_SHOWN || empty_tail == count)
+		empty_tail = 0;
+	count -= empty_tail;
 	for (size_t i = 0; i < count; i++) {
 		if (i)
 			qbuf_addc(sb, ' ');
@@ -178,6 +193,8 @@ q_argv_text(struct query *q, char *const *words, size_t count, const char *execu
 			qbuf_addc(sb, '\'');
 		}
 	}
+	if (empty_tail)
+		qbuf_addf(sb, " [and %zu empty arguments]", empty_tail);
 	return sb->buf;
 }
 

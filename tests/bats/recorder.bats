@@ -743,6 +743,53 @@ os.close(fd)
 	done
 }
 
+@test "a program that writes its title over its argv (setproctitle): argv kept as /proc gave it, the text output counts the empty tail" {
+	command -v cc >/dev/null || skip "no C compiler"
+	# As node, npm and postgres do: the title over the first argument, the
+	# rest of the argument space zeroed, which /proc gives as empty words.
+	cat >"$TMP/titled.c" <<-'EOF'
+		#include <fcntl.h>
+		#include <string.h>
+		#include <unistd.h>
+		int main(int argc, char **argv)
+		{
+			char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+			const char *title = "etl-worker: loading";
+			int fd;
+			memset(argv[0], 0, (size_t)(end - argv[0]));
+			memcpy(argv[0], title, strlen(title));
+			fd = open("out.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (fd < 0 || write(fd, "x\n", 2) != 2)
+				return 1;
+			return close(fd);
+		}
+	EOF
+	cc -o "$TMP/titled" "$TMP/titled.c"
+	mount_provfs
+	(cd "$MNT" && "$TMP/titled" --table customers --batch-size 5000 --verbose)
+	stop_provfs
+
+	local producer words
+	producer=$(producer_of out.txt)
+	[ -n "$producer" ]
+	# Nothing dropped from the record: the title, then an empty word for
+	# each zero byte /proc found after it (the words' bytes were zeroed).
+	local argv
+	argv=$(q "SELECT hex(argv) FROM processes WHERE id = $producer" |
+		"$PYTHON" -c 'import sys; w = bytes.fromhex(sys.stdin.read().strip()).split(b"\0")[:-1]; print(len(w), repr(w[0]), sum(1 for x in w if x))')
+	words=${argv%% *}
+	[ "$words" -gt 10 ]
+	[ "$argv" = "$words b'etl-worker: loading' 1" ]
+
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" producer "$MNT/out.txt"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"'etl-worker: loading' [and $((words - 1)) empty arguments]"* ]]
+	[[ "$output" != *"'' ''"* ]]
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" producer "$MNT/out.txt" --format json
+	[ "$status" -eq 0 ]
+	[ "$(printf '%s' "$output" | "$PYTHON" -c 'import json, sys; print(len(json.load(sys.stdin)["process"]["argv"]))')" = "$words" ]
+}
+
 # SIGHUP rereads provfs.conf's [record] rules (../shared/INTERFACES.md:
 # "policy and record rules"), with the mount options $@.
 check_record_rules_reload() {
