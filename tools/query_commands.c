@@ -1134,6 +1134,8 @@ cmd_runs(struct query *q)
 
 	if (statement == NULL)
 		return 2;
+	if ((status = q_check_job(q)) != 0)
+		return status;
 	if (q->job)
 		sqlite3_bind_text(statement, 1, q->job, -1, SQLITE_STATIC);
 	q_bind_int(statement, 2, q->since_ns);

@@ -81,6 +81,9 @@ cmd_export(struct query *q)
 	if (q->format != Q_FORMAT_OPENLINEAGE && q->format != Q_FORMAT_PROV_JSON &&
 	    q->format != Q_FORMAT_PROV_O)
 		return q_error(q, 2, "export needs --format openlineage, prov-json or prov-o");
+	/* A job never recorded is a negative answer, before any document. */
+	if ((status = q_check_job(q)) != 0)
+		return status;
 	config = load_config(q);
 	if (config == NULL)
 		return 2;

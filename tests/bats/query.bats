@@ -383,6 +383,37 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	assert_fails 2 "readable by root and its reader_group only"
 }
 
+@test "an unknown job is a negative answer; a known job with nothing in the window is empty" {
+	local format
+	pq runs --job nosuch
+	assert_fails 1 "^provfs-query: runs: job 'nosuch': no run of this job in the store$"
+	pq runs --job nosuch --format json
+	assert_fails 1 "job 'nosuch'"
+	for format in openlineage prov-json prov-o; do
+		pq export --format "$format" --job nosuch
+		assert_fails 1 "^provfs-query: export: job 'nosuch': no run of this job in the store$"
+	done
+	# The name is data: escaped in the one line like any other.
+	pq runs --job $'no\nsuch'
+	assert_fails 1 "job 'no\\\\nsuch'"
+	# A job the store knows, with no run since TIME: an empty answer.
+	pq runs --job features --since 2100-01-01
+	assert_ok
+	assert_equal "$stdout" "no runs recorded that match"
+	pq runs --job features --since 2100-01-01 --format json
+	assert_ok
+	json 'assert d["runs"] == []'
+	pq export --format openlineage --job features --since 2100-01-01
+	assert_ok
+	assert_equal "$stdout" ""
+	pq export --format prov-json --job features --since 2100-01-01
+	assert_ok
+	json 'assert "activity" not in d or d["activity"] == {}, d'
+	pq export --format openlineage --job features
+	assert_ok
+	[ -n "$stdout" ]
+}
+
 @test "bad input: one line, the right status, never a partial document" {
 	pq producer "$TMP/elsewhere.csv"
 	assert_fails 1 "never seen through provfs"
