@@ -414,6 +414,28 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	[ -n "$stdout" ]
 }
 
+@test "run ID: either case; unknown is a negative answer, malformed a usage error" {
+	local uuid
+	pq runs --job train --format json
+	assert_ok
+	uuid=$(json 'print(d["runs"][0]["uuid"])')
+	# RFC 4122: UUIDs are case insensitive on input.
+	pq run "${uuid^^}" --format json
+	assert_ok
+	json "assert d['run']['uuid'] == '$uuid'"
+	pq run "${uuid:0:8}"
+	assert_ok
+	pq run 00000000-0000-0000-0000-000000000000
+	assert_fails 1 "^provfs-query: run: 00000000-0000-0000-0000-000000000000: no such run was recorded$"
+	pq run 0000
+	assert_fails 1 "no such run was recorded"
+	local bad
+	for bad in abc nosuch abcd-ef "${uuid}0" "${uuid:0:8}x" "${uuid//-/}"; do
+		pq run "$bad"
+		assert_fails 2 "^provfs-query: run: '$bad' is not a run id"
+	done
+}
+
 @test "bad input: one line, the right status, never a partial document" {
 	pq producer "$TMP/elsewhere.csv"
 	assert_fails 1 "never seen through provfs"
