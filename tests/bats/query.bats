@@ -436,6 +436,28 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	done
 }
 
+@test "TIME: a bad one is one line naming the option, the value and why; 30s and now are TIMEs" {
+	pq runs --since 3x
+	assert_fails 2 "^provfs-query: runs: --since: '3x' is not a TIME \(ISO 8601 like 2026-11-27 or 2026-11-27T04:10, or 30s, 30m, 12h, 3d, 2w, now\)$"
+	pq runs --since ''
+	assert_fails 2 "^provfs-query: runs: --since: '' is not a TIME \("
+	pq runs --since -3d
+	assert_fails 2 "^provfs-query: runs: --since: '-3d' is not a TIME \(relative TIMEs count back from now and take no sign: 3d is 3 days ago\)$"
+	pq runs --since 12
+	assert_fails 2 "'12' is not a TIME \(a number needs its unit"
+	pq lineage "$MNT/models/model.bin" --at 2026-13-01
+	assert_fails 2 "^provfs-query: lineage: --at: '2026-13-01' is not a valid date or time of day$"
+	pq export --format openlineage --since 99999999999d
+	assert_fails 2 "^provfs-query: export: --since: '99999999999d' is out of range \(a relative TIME goes back at most 100 years\)$"
+	pq prune --before 1d --keep-audit 1969-07-20 --dry-run
+	assert_fails 2 "^provfs-query: prune: --keep-audit: '1969-07-20' is out of range"
+	pq runs --since 30s
+	assert_ok
+	pq runs --since now --format json
+	assert_ok
+	json 'assert d["runs"] == []'
+}
+
 @test "bad input: one line, the right status, never a partial document" {
 	pq producer "$TMP/elsewhere.csv"
 	assert_fails 1 "never seen through provfs"
