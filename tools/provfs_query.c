@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -325,6 +326,7 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 {
 	struct provfs_config *config = NULL;
 	char error[1024];
+	struct stat st;
 
 	if (store_option) {
 		*store_path = strdup(store_option);
@@ -341,6 +343,9 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 	if (*store_path == NULL)
 		return q_error(q, 2, "out of memory");
 	q->store_path = *store_path;
+	/* SQLite would say "disk I/O error" or "unable to open database file". */
+	if (stat(*store_path, &st) == 0 && S_ISDIR(st.st_mode))
+		return q_error(q, 2, "store '%s' is a directory, not a provfs store", *store_path);
 	q->store = store_open(*store_path, maintain ? STORE_MAINTAIN : STORE_READ_ONLY, NULL, error,
 	                      sizeof(error));
 	if (q->store == NULL)
@@ -606,6 +611,11 @@ main(int argc, char **argv)
 		q.format = i == Q_FORMAT_TEXT && (command->formats & FMT_MARKDOWN)
 		               ? Q_FORMAT_MARKDOWN
 		               : (enum q_format)i;
+	}
+	/* export has no default format: a usage error, before the store is opened. */
+	if (format_option == NULL && !(command->formats & (FMT_TEXT | FMT_MARKDOWN))) {
+		q_error(&q, 2, "--format is required (usage: provfs-query %s)", command->synopsis);
+		goto out;
 	}
 	if ((given & OPT_AT) && (given & OPT_VERSION)) {
 		q_error(&q, 2, "--at and --version are mutually exclusive");

@@ -458,6 +458,25 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	json 'assert d["runs"] == []'
 }
 
+@test "bad input: export's missing --format before the store, a directory as store, a full stdout" {
+	# A usage error is found before the store is opened: it names --format, not the store.
+	run_split "$QUERY" --store "$TMP/no-such.db" export
+	assert_fails 2 "^provfs-query: export: --format is required \(usage: provfs-query export --format openlineage\|prov-json\|prov-o \[--since TIME\] \[--job NAME\]\)$"
+	pq export --job features
+	assert_fails 2 "^provfs-query: export: --format is required"
+	run_split "$QUERY" --store "$TMP" stats
+	assert_fails 2 "^provfs-query: stats: store '$TMP' is a directory, not a provfs store$"
+	run_split "$QUERY" --store "$TMP" prune --before 1d --dry-run
+	assert_fails 2 "^provfs-query: prune: store '$TMP' is a directory, not a provfs store$"
+	local format
+	for format in openlineage prov-json; do
+		status=0
+		"$QUERY" --store "$STORE" --config "$CONF" export --format "$format" >/dev/full 2>"$TMP/err" || status=$?
+		assert_equal "$status" 2
+		assert_equal "$(cat "$TMP/err")" "provfs-query: export: cannot write the output: No space left on device"
+	done
+}
+
 @test "bad input: one line, the right status, never a partial document" {
 	pq producer "$TMP/elsewhere.csv"
 	assert_fails 1 "never seen through provfs"
