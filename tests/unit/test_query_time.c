@@ -202,8 +202,8 @@ test_parse_errors(void)
 	/* Every reason has its own words; the syntax help names every form. */
 	for (int e = QUERY_TIME_EUNIT; e < QUERY_TIME_ESYNTAX; e++)
 		CHECK(strcmp(query_time_strerror(e), syntax) != 0, "error %d has no message", e);
-	CHECK(strstr(syntax, "2026-11-27T04:10") && strstr(syntax, "30s") &&
-	          strstr(syntax, "2w") && strstr(syntax, "now"),
+	CHECK(strstr(syntax, "2026-11-27T04:10") && strstr(syntax, "30s") && strstr(syntax, "2w") &&
+	          strstr(syntax, "now"),
 	      "syntax help: %s", syntax);
 	/* The largest accepted: 36600 days, 100 years of 366 days. */
 	expect("36600d", BASE * S, BASE * S - 36600LL * 86400 * S);
