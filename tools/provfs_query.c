@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -68,8 +69,8 @@ static const char usage_text[] =
     "  --keep-audit  keep denials and declassifications since TIME (default 52w)\n"
     "  --store PATH, --config FILE  the store (default: [store] path of\n"
     "           /etc/provfs/provfs.conf); --help; --version alone: provfs-query's\n"
-    "  TIME     ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z) or relative\n"
-    "           (30m, 12h, 3d, 2w)\n"
+    "  TIME     ISO 8601 (2026-11-27, 2026-11-27T04:10:30Z; local time without\n"
+    "           a zone) or back from now (30s, 30m, 12h, 3d, 2w; now)\n"
     "\n"
     "Exit status: 0 success, 1 negative answer (mismatch, never seen), 2 error.\n";
 
@@ -325,6 +326,7 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 {
 	struct provfs_config *config = NULL;
 	char error[1024];
+	struct stat st;
 
 	if (store_option) {
 		*store_path = strdup(store_option);
@@ -341,6 +343,9 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 	if (*store_path == NULL)
 		return q_error(q, 2, "out of memory");
 	q->store_path = *store_path;
+	/* SQLite would say "disk I/O error" or "unable to open database file". */
+	if (stat(*store_path, &st) == 0 && S_ISDIR(st.st_mode))
+		return q_error(q, 2, "store '%s' is a directory, not a provfs store", *store_path);
 	q->store = store_open(*store_path, maintain ? STORE_MAINTAIN : STORE_READ_ONLY, NULL, error,
 	                      sizeof(error));
 	if (q->store == NULL)
@@ -364,22 +369,33 @@ open_store(struct query *q, const char *store_option, const char *config_option,
 	return 0;
 }
 
+/*
+ * The TIME text of option name into *ns: 0, or 2 after one line naming the
+ * option, the value and what is wrong with it.
+ */
+static int
+time_option(struct query *q, const char *name, const char *text, int64_t *ns)
+{
+	int rc = query_time_parse(text, q->now_ns, ns);
+
+	if (rc < 0)
+		return q_error(q, 2, "%s: '%s' %s", name, text, query_time_strerror(rc));
+	return 0;
+}
+
 /* prune's TIMEs, and who may prune: one line and exit 2 otherwise. */
 static int
 prune_arguments(struct query *q, const char *before, const char *keep_audit)
 {
-	static const char time_help[] =
-	    "is not a TIME (ISO 8601 like 2026-11-27T04:10, or 30m, 12h, 3d, 2w)";
-
 	if (before == NULL)
 		return q_error(q, 2, "--before TIME is required (usage: provfs-query prune "
 		                     "--before TIME [--keep-audit TIME] [--dry-run])");
-	if (query_time_parse(before, q->now_ns, &q->before_ns) < 0)
-		return q_error(q, 2, "--before: '%s' %s", before, time_help);
+	if (time_option(q, "--before", before, &q->before_ns))
+		return 2;
 	if (keep_audit == NULL)
 		q->keep_audit_ns = q->now_ns - 365LL * 86400 * 1000000000;
-	else if (query_time_parse(keep_audit, q->now_ns, &q->keep_audit_ns) < 0)
-		return q_error(q, 2, "--keep-audit: '%s' %s", keep_audit, time_help);
+	else if (time_option(q, "--keep-audit", keep_audit, &q->keep_audit_ns))
+		return 2;
 	if (q->before_ns > q->now_ns)
 		return q_error(q, 2, "--before: '%s' is in the future", before);
 	if (geteuid() != 0)
@@ -596,6 +612,11 @@ main(int argc, char **argv)
 		               ? Q_FORMAT_MARKDOWN
 		               : (enum q_format)i;
 	}
+	/* export has no default format: a usage error, before the store is opened. */
+	if (format_option == NULL && !(command->formats & (FMT_TEXT | FMT_MARKDOWN))) {
+		q_error(&q, 2, "--format is required (usage: provfs-query %s)", command->synopsis);
+		goto out;
+	}
 	if ((given & OPT_AT) && (given & OPT_VERSION)) {
 		q_error(&q, 2, "--at and --version are mutually exclusive");
 		goto out;
@@ -623,20 +644,10 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (at_option && query_time_parse(at_option, q.now_ns, &q.at_ns) < 0) {
-		q_error(&q, 2,
-		        "--at: '%s' is not a TIME (ISO 8601 like 2026-11-27T04:10, or 30m, "
-		        "12h, 3d, 2w)",
-		        at_option);
+	if (at_option && time_option(&q, "--at", at_option, &q.at_ns))
 		goto out;
-	}
-	if (since_option && query_time_parse(since_option, q.now_ns, &q.since_ns) < 0) {
-		q_error(&q, 2,
-		        "--since: '%s' is not a TIME (ISO 8601 like 2026-11-27T04:10, or "
-		        "30m, 12h, 3d, 2w)",
-		        since_option);
+	if (since_option && time_option(&q, "--since", since_option, &q.since_ns))
 		goto out;
-	}
 
 	if (command->fn == cmd_prune && prune_arguments(&q, before_option, keep_audit_option))
 		goto out;

@@ -882,16 +882,32 @@ out:
 
 /* --- run ------------------------------------------------------------------------ */
 
+/*
+ * A run id as the store keeps it: the UUID in text, lowercase and hyphenated
+ * (8-4-4-4-12), or its first 4 or more characters.  UUIDs are read in either
+ * case (RFC 4122: "case insensitive on input"), so text is lowercased into
+ * id.  False when text cannot be the start of a UUID.
+ */
 static bool
-valid_run_id(const char *s)
+run_id_parse(const char *text, char id[37])
 {
-	size_t n = strlen(s);
+	size_t n = strlen(text);
 
 	if (n < 4 || n > 36)
 		return false;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || *s == '-'))
+	for (size_t i = 0; i < n; i++) {
+		char c = text[i];
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return false;
+		} else if (c >= 'A' && c <= 'F') {
+			c = (char)(c - 'A' + 'a');
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
 			return false;
+		}
+		id[i] = c;
+	}
+	id[n] = '\0';
 	return true;
 }
 
@@ -972,20 +988,24 @@ cmd_run(struct query *q)
 	sqlite3_stmt *statement;
 	int status = 2, rc;
 	struct qbuf candidates = QBUF_INIT;
+	char id[37]; /* the run id given, lowercased */
 
 	qbuf_init(&candidates);
-	if (!valid_run_id(q->args[0])) {
-		status =
-		    q_error(q, 2, "'%s' is not a run id (a UUID, or its first digits)", q->args[0]);
+	if (!run_id_parse(q->args[0], id)) {
+		status = q_error(q, 2,
+		                 "'%s' is not a run id (a UUID like "
+		                 "5f2c1a9e-0b7d-4c3e-9a41-2d6f8e0c7b15, or its first 4 or more "
+		                 "characters)",
+		                 q->args[0]);
 		goto out;
 	}
 	statement = q_prepare(q, "SELECT id, uuid FROM runs WHERE substr(uuid, 1, length(?1)) = ?1 "
 	                         "ORDER BY started_ns DESC LIMIT 5");
 	if (statement == NULL)
 		goto out;
-	sqlite3_bind_text(statement, 1, q->args[0], -1, SQLITE_STATIC);
+	sqlite3_bind_text(statement, 1, id, -1, SQLITE_STATIC);
 	while ((rc = q_step(q, statement)) == SQLITE_ROW) {
-		if (strcmp((const char *)sqlite3_column_text(statement, 1), q->args[0]) == 0) {
+		if (strcmp((const char *)sqlite3_column_text(statement, 1), id) == 0) {
 			run_id = sqlite3_column_int64(statement, 0);
 			matches = 1;
 			break;
@@ -1134,6 +1154,8 @@ cmd_runs(struct query *q)
 
 	if (statement == NULL)
 		return 2;
+	if ((status = q_check_job(q)) != 0)
+		return status;
 	if (q->job)
 		sqlite3_bind_text(statement, 1, q->job, -1, SQLITE_STATIC);
 	q_bind_int(statement, 2, q->since_ns);

@@ -8,6 +8,7 @@
  * document is built: it is written to a memory stream first, so an error
  * half-way leaves no half a document behind.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +34,7 @@ static int
 emit(struct query *q, char *text, size_t length)
 {
 	if (length && fwrite(text, 1, length, stdout) != length)
-		return q_error(q, 2, "cannot write the output");
+		return q_error(q, 2, "cannot write the output: %s", strerror(errno));
 	return 0;
 }
 
@@ -80,7 +81,10 @@ cmd_export(struct query *q)
 
 	if (q->format != Q_FORMAT_OPENLINEAGE && q->format != Q_FORMAT_PROV_JSON &&
 	    q->format != Q_FORMAT_PROV_O)
-		return q_error(q, 2, "export needs --format openlineage, prov-json or prov-o");
+		return q_error(q, 2, "--format openlineage, prov-json or prov-o is required");
+	/* A job never recorded is a negative answer, before any document. */
+	if ((status = q_check_job(q)) != 0)
+		return status;
 	config = load_config(q);
 	if (config == NULL)
 		return 2;

@@ -340,6 +340,15 @@ void q_target_release(struct q_target *target);
  */
 int q_resolve_dir(struct query *q, const char *arg, char **backing_dir, char **prefix);
 
+/*
+ * --job NAME (q->job) names a job some run of the store had: 0 (also when no
+ * --job was given); 1 after saying no run of it was ever recorded (a
+ * negative answer, as a path never seen); 2 after a store error.  A known
+ * job with no run in the --since window is not this case: the commands
+ * answer it with an empty list.
+ */
+int q_check_job(struct query *q);
+
 /* --- query_graph.c, for report ------------------------------------- */
 
 /*

@@ -385,7 +385,7 @@ remove_rows(struct prune *p)
 			         " WHERE id > ?1 ORDER BY id LIMIT %d)",
 			         tables[t], BATCH);
 			if (sqlite3_prepare_v2(p->q->db, sql, -1, &bound, NULL) != SQLITE_OK)
-				goto fail;
+				goto rollback;
 			sqlite3_bind_int64(bound, 1, last);
 			if (sqlite3_step(bound) == SQLITE_ROW) {
 				high = q_col_int(bound, 0);
@@ -394,8 +394,9 @@ remove_rows(struct prune *p)
 			sqlite3_finalize(bound);
 			if (count == 0 || high == Q_NONE)
 				break;
+			/* Busy past the store's timeout: stop between batches, and say so. */
 			if (sqlite3_exec(p->q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-				goto fail;
+				goto rollback;
 			snprintf(sql, sizeof(sql),
 			         "DELETE FROM main.%s WHERE %s IN (SELECT id FROM temp.doomed_%s"
 			         " WHERE id > ?1 AND id <= ?2)",
@@ -425,14 +426,17 @@ remove_rows(struct prune *p)
 	q_progress_end(&progress);
 	return 0;
 rollback:
+	/*
+	 * Every batch committed is whole (children before parents), so the
+	 * store is consistent: say how far prune got and that a second run
+	 * removes the rest.
+	 */
 	q_progress_end(&progress);
-	q_error(p->q, 2, "cannot remove rows from store '%s': %s (removed so far: %lld rows)",
-	        p->q->store_path, sqlite3_errmsg(p->q->db), (long long)done);
+	q_error(p->q, 2,
+	        "cannot remove rows from store '%s': %s (removed %lld of %lld rows; the "
+	        "store is consistent, run prune again for the rest)",
+	        p->q->store_path, sqlite3_errmsg(p->q->db), (long long)done, (long long)total);
 	sqlite3_exec(p->q->db, "ROLLBACK", NULL, NULL, NULL);
-	return -1;
-fail:
-	q_progress_end(&progress);
-	q_store_error(p->q);
 	return -1;
 }
 

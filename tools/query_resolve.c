@@ -18,7 +18,8 @@
  *      else the most recent name it had.
  *
  * A path outside every recorded mount, or a name never recorded, is a
- * negative answer (exit 1): "never seen through provfs".
+ * negative answer (exit 1): "never seen through provfs".  So is a --job
+ * NAME no run was ever recorded under (q_check_job).
  */
 #include <errno.h>
 #include <limits.h>
@@ -332,6 +333,27 @@ out:
 	free(list);
 	qbuf_release(&canonical);
 	return status;
+}
+
+int
+q_check_job(struct query *q)
+{
+	sqlite3_stmt *statement;
+	int rc;
+
+	if (q->job == NULL)
+		return 0;
+	/* Index runs_job: one lookup, whatever the --since window. */
+	statement = q_prepare(q, "SELECT 1 FROM runs WHERE job_name = ?1 LIMIT 1");
+	if (statement == NULL)
+		return 2;
+	sqlite3_bind_text(statement, 1, q->job, -1, SQLITE_STATIC);
+	rc = q_step(q, statement);
+	if (rc < 0)
+		return 2;
+	if (rc == SQLITE_DONE)
+		return q_error(q, 1, "job '%s': no run of this job in the store", q->job);
+	return 0;
 }
 
 void

@@ -50,20 +50,30 @@ days_in_month(int year, int month)
 static int
 parse_relative(const char *text, int64_t now_ns, int64_t *result_ns)
 {
-	char *end;
-	long long count;
-	int64_t unit;
+	const char *p = text;
+	int64_t count = 0, unit;
 
 	if (strcmp(text, "now") == 0) {
 		*result_ns = now_ns;
 		return 0;
 	}
-	if (!isdigit((unsigned char)text[0]))
-		return -1;
-	count = strtoll(text, &end, 10);
-	if (end[0] == '\0' || end[1] != '\0')
-		return -1;
-	switch (end[0]) {
+	if ((text[0] == '-' || text[0] == '+') && isdigit((unsigned char)text[1])) {
+		int64_t ignored;
+		int rc = parse_relative(text + 1, now_ns, &ignored);
+		/* "-3d": the user meant a relative TIME; say how to write it. */
+		return rc == 0 || rc == QUERY_TIME_ETOOFAR ? QUERY_TIME_ESIGN : QUERY_TIME_ESYNTAX;
+	}
+	if (!isdigit((unsigned char)*p))
+		return QUERY_TIME_ESYNTAX;
+	/* Digits by hand: no sign, no spaces, and an overflow is "too far". */
+	for (; isdigit((unsigned char)*p); p++)
+		if (count < INT64_MAX / 10)
+			count = count * 10 + (*p - '0');
+	if (*p == '\0')
+		return QUERY_TIME_EUNIT;
+	if (p[1] != '\0')
+		return QUERY_TIME_ESYNTAX;
+	switch (*p) {
 	case 's':
 		unit = NANOSECONDS_PER_SECOND;
 		break;
@@ -80,11 +90,11 @@ parse_relative(const char *text, int64_t now_ns, int64_t *result_ns)
 		unit = 7 * 86400 * NANOSECONDS_PER_SECOND;
 		break;
 	default:
-		return -1;
+		return QUERY_TIME_ESYNTAX;
 	}
 	/* A century back is far enough and keeps the product in range. */
 	if (count > 100LL * 366 * 86400 * NANOSECONDS_PER_SECOND / unit)
-		return -1;
+		return QUERY_TIME_ETOOFAR;
 	*result_ns = now_ns - count * unit;
 	return 0;
 }
@@ -101,36 +111,32 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 	time_t seconds;
 
 	if (text == NULL || text[0] == '\0')
-		return -1;
+		return QUERY_TIME_ESYNTAX;
 	if (strlen(text) < 10 || text[4] != '-')
 		return parse_relative(text, now_ns, result_ns);
 
 	if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
 	    !digits(&p, 2, &day))
-		return -1;
-	if (year < 1970 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))
-		return -1;
+		return QUERY_TIME_ESYNTAX;
 	if (*p == 'T' || *p == 't' || *p == ' ') {
 		p++;
 		if (!digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &minute))
-			return -1;
+			return QUERY_TIME_ESYNTAX;
 		if (*p == ':') {
 			p++;
 			if (!digits(&p, 2, &second))
-				return -1;
+				return QUERY_TIME_ESYNTAX;
 			if (*p == '.' || *p == ',') {
 				int64_t scale = NANOSECONDS_PER_SECOND / 10;
 				p++;
 				if (!isdigit((unsigned char)*p))
-					return -1;
+					return QUERY_TIME_ESYNTAX;
 				for (; isdigit((unsigned char)*p); p++) {
 					fraction_ns += (*p - '0') * scale;
 					scale /= 10;
 				}
 			}
 		}
-		if (hour > 23 || minute > 59 || second > 60)
-			return -1;
 		if (*p == 'Z' || *p == 'z') {
 			has_zone = true;
 			p++;
@@ -138,17 +144,22 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 			has_zone = true;
 			zone_sign = *p++ == '-' ? -1 : 1;
 			if (!digits(&p, 2, &zone_hour))
-				return -1;
+				return QUERY_TIME_ESYNTAX;
 			if (*p == ':')
 				p++;
 			if (isdigit((unsigned char)*p) && !digits(&p, 2, &zone_minute))
-				return -1;
-			if (zone_hour > 14 || zone_minute > 59)
-				return -1;
+				return QUERY_TIME_ESYNTAX;
 		}
 	}
+	/* The form first, then the fields: "2026-13-01x" is not a TIME at all. */
 	if (*p != '\0')
-		return -1;
+		return QUERY_TIME_ESYNTAX;
+	if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))
+		return QUERY_TIME_EFIELD;
+	if (hour > 23 || minute > 59 || second > 60 || zone_hour > 14 || zone_minute > 59)
+		return QUERY_TIME_EFIELD;
+	if (year < 1970)
+		return QUERY_TIME_ERANGE;
 
 	tm.tm_year = year - 1900;
 	tm.tm_mon = month - 1;
@@ -163,13 +174,33 @@ query_time_parse(const char *text, int64_t now_ns, int64_t *result_ns)
 		tm.tm_isdst = -1;
 		seconds = mktime(&tm);
 		if (seconds == (time_t)-1)
-			return -1;
+			return QUERY_TIME_ERANGE;
 	}
 	/* Times are nanoseconds in an int64: nothing after 2262-04-11. */
 	if (seconds < 0 || seconds >= INT64_MAX / NANOSECONDS_PER_SECOND)
-		return -1;
+		return QUERY_TIME_ERANGE;
 	*result_ns = (int64_t)seconds * NANOSECONDS_PER_SECOND + fraction_ns;
 	return 0;
+}
+
+const char *
+query_time_strerror(int error)
+{
+	switch (error) {
+	case QUERY_TIME_EFIELD:
+		return "is not a valid date or time of day";
+	case QUERY_TIME_ERANGE:
+		return "is out of range (a TIME lies between 1970-01-01 and 2262-04-11)";
+	case QUERY_TIME_ETOOFAR:
+		return "is out of range (a relative TIME goes back at most 100 years)";
+	case QUERY_TIME_ESIGN:
+		return "is not a TIME (relative TIMEs count back from now and take no sign: "
+		       "3d is 3 days ago)";
+	case QUERY_TIME_EUNIT:
+		return "is not a TIME (a number needs its unit: s, m, h, d or w, as in 12h)";
+	}
+	return "is not a TIME (ISO 8601 like 2026-11-27 or 2026-11-27T04:10, or 30s, 30m, "
+	       "12h, 3d, 2w, now)";
 }
 
 /* Split ns into whole seconds and the rest, rounding toward the past. */

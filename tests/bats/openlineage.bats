@@ -328,7 +328,7 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	run_split "$QUERY" --store "$STORE" --config "$CONF" export
 	[ "$status" -eq 2 ]
 	[ -z "$stdout" ]
-	assert_match "$stderr" '^provfs-query: export: export needs --format openlineage, prov-json or prov-o$'
+	assert_match "$stderr" '^provfs-query: export: --format is required \(usage: provfs-query export --format openlineage\|prov-json\|prov-o \[--since TIME\] \[--job NAME\]\)$'
 	run_split "$QUERY" --store "$STORE" --config "$CONF" export --format dot
 	[ "$status" -eq 2 ]
 	[ -z "$stdout" ]

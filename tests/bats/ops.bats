@@ -698,6 +698,31 @@ reader.execute("COMMIT")
 	assert_sql "SELECT count(*) FROM files WHERE path LIKE 'burst/f%'" 12000
 }
 
+@test "prune: a store locked past the busy timeout is one line saying how far prune got; a second run finishes" {
+	needs_fuse
+	prune_scenario
+	stop_provfs
+	local held=$TMP/held
+	# Another writer holds the write lock longer than the store's busy timeout (5 s).
+	start_background "$PYTHON" -c 'import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+time.sleep(9)' "$STORE" "$held"
+	wait_for_file "$held"
+	pq prune --before now
+	assert_equal "$status" 2
+	assert_equal "$stdout" ""
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	assert_match "$stderr" "^provfs-query: prune: cannot remove rows from store '.*': database is locked \(removed 0 of [1-9][0-9]* rows; the store is consistent, run prune again for the rest\)$"
+	kill_tree "$LAST_BG"
+	wait "$LAST_BG" 2>/dev/null || true
+	assert_consistent
+	pq prune --before now --format json
+	assert_equal "$status" 0
+	assert_consistent
+}
+
 @test "prune: bad input is one line and exit 2, and changes nothing" {
 	needs_fuse
 	prune_scenario

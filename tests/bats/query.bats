@@ -383,6 +383,100 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	assert_fails 2 "readable by root and its reader_group only"
 }
 
+@test "an unknown job is a negative answer; a known job with nothing in the window is empty" {
+	local format
+	pq runs --job nosuch
+	assert_fails 1 "^provfs-query: runs: job 'nosuch': no run of this job in the store$"
+	pq runs --job nosuch --format json
+	assert_fails 1 "job 'nosuch'"
+	for format in openlineage prov-json prov-o; do
+		pq export --format "$format" --job nosuch
+		assert_fails 1 "^provfs-query: export: job 'nosuch': no run of this job in the store$"
+	done
+	# The name is data: escaped in the one line like any other.
+	pq runs --job $'no\nsuch'
+	assert_fails 1 "job 'no\\\\nsuch'"
+	# A job the store knows, with no run since TIME: an empty answer.
+	pq runs --job features --since 2100-01-01
+	assert_ok
+	assert_equal "$stdout" "no runs recorded that match"
+	pq runs --job features --since 2100-01-01 --format json
+	assert_ok
+	json 'assert d["runs"] == []'
+	pq export --format openlineage --job features --since 2100-01-01
+	assert_ok
+	assert_equal "$stdout" ""
+	pq export --format prov-json --job features --since 2100-01-01
+	assert_ok
+	json 'assert "activity" not in d or d["activity"] == {}, d'
+	pq export --format openlineage --job features
+	assert_ok
+	[ -n "$stdout" ]
+}
+
+@test "run ID: either case; unknown is a negative answer, malformed a usage error" {
+	local uuid
+	pq runs --job train --format json
+	assert_ok
+	uuid=$(json 'print(d["runs"][0]["uuid"])')
+	# RFC 4122: UUIDs are case insensitive on input.
+	pq run "${uuid^^}" --format json
+	assert_ok
+	json "assert d['run']['uuid'] == '$uuid'"
+	pq run "${uuid:0:8}"
+	assert_ok
+	pq run 00000000-0000-0000-0000-000000000000
+	assert_fails 1 "^provfs-query: run: 00000000-0000-0000-0000-000000000000: no such run was recorded$"
+	pq run 0000
+	assert_fails 1 "no such run was recorded"
+	local bad
+	for bad in abc nosuch abcd-ef "${uuid}0" "${uuid:0:8}x" "${uuid//-/}"; do
+		pq run "$bad"
+		assert_fails 2 "^provfs-query: run: '$bad' is not a run id"
+	done
+}
+
+@test "TIME: a bad one is one line naming the option, the value and why; 30s and now are TIMEs" {
+	pq runs --since 3x
+	assert_fails 2 "^provfs-query: runs: --since: '3x' is not a TIME \(ISO 8601 like 2026-11-27 or 2026-11-27T04:10, or 30s, 30m, 12h, 3d, 2w, now\)$"
+	pq runs --since ''
+	assert_fails 2 "^provfs-query: runs: --since: '' is not a TIME \("
+	pq runs --since -3d
+	assert_fails 2 "^provfs-query: runs: --since: '-3d' is not a TIME \(relative TIMEs count back from now and take no sign: 3d is 3 days ago\)$"
+	pq runs --since 12
+	assert_fails 2 "'12' is not a TIME \(a number needs its unit"
+	pq lineage "$MNT/models/model.bin" --at 2026-13-01
+	assert_fails 2 "^provfs-query: lineage: --at: '2026-13-01' is not a valid date or time of day$"
+	pq export --format openlineage --since 99999999999d
+	assert_fails 2 "^provfs-query: export: --since: '99999999999d' is out of range \(a relative TIME goes back at most 100 years\)$"
+	pq prune --before 1d --keep-audit 1969-07-20 --dry-run
+	assert_fails 2 "^provfs-query: prune: --keep-audit: '1969-07-20' is out of range"
+	pq runs --since 30s
+	assert_ok
+	pq runs --since now --format json
+	assert_ok
+	json 'assert d["runs"] == []'
+}
+
+@test "bad input: export's missing --format before the store, a directory as store, a full stdout" {
+	# A usage error is found before the store is opened: it names --format, not the store.
+	run_split "$QUERY" --store "$TMP/no-such.db" export
+	assert_fails 2 "^provfs-query: export: --format is required \(usage: provfs-query export --format openlineage\|prov-json\|prov-o \[--since TIME\] \[--job NAME\]\)$"
+	pq export --job features
+	assert_fails 2 "^provfs-query: export: --format is required"
+	run_split "$QUERY" --store "$TMP" stats
+	assert_fails 2 "^provfs-query: stats: store '$TMP' is a directory, not a provfs store$"
+	run_split "$QUERY" --store "$TMP" prune --before 1d --dry-run
+	assert_fails 2 "^provfs-query: prune: store '$TMP' is a directory, not a provfs store$"
+	local format
+	for format in openlineage prov-json; do
+		status=0
+		"$QUERY" --store "$STORE" --config "$CONF" export --format "$format" >/dev/full 2>"$TMP/err" || status=$?
+		assert_equal "$status" 2
+		assert_equal "$(cat "$TMP/err")" "provfs-query: export: cannot write the output: No space left on device"
+	done
+}
+
 @test "bad input: one line, the right status, never a partial document" {
 	pq producer "$TMP/elsewhere.csv"
 	assert_fails 1 "never seen through provfs"

@@ -138,6 +138,77 @@ test_parse_refused(void)
 		refuse(bad[i]);
 }
 
+/* Each refusal says why: the one-line error names the argument, the value and this. */
+static void
+test_parse_errors(void)
+{
+	static const struct {
+		const char *text;
+		int error;
+	} cases[] = {
+	    {"", QUERY_TIME_ESYNTAX},
+	    {"3x", QUERY_TIME_ESYNTAX},
+	    {"3D", QUERY_TIME_ESYNTAX},
+	    {"2ww", QUERY_TIME_ESYNTAX},
+	    {"1.5h", QUERY_TIME_ESYNTAX},
+	    {"yesterday", QUERY_TIME_ESYNTAX},
+	    {" 2w", QUERY_TIME_ESYNTAX},
+	    {"2w ", QUERY_TIME_ESYNTAX},
+	    {"-", QUERY_TIME_ESYNTAX},
+	    {"-x", QUERY_TIME_ESYNTAX},
+	    {"-3x", QUERY_TIME_ESYNTAX},
+	    {"--3d", QUERY_TIME_ESYNTAX},
+	    {"2026/11/27", QUERY_TIME_ESYNTAX},
+	    {"2026-11-27T", QUERY_TIME_ESYNTAX},
+	    {"2026-11-27T4:10", QUERY_TIME_ESYNTAX},
+	    {"2026-11-27T04:10:30Zx", QUERY_TIME_ESYNTAX},
+	    {"2026-13-01x", QUERY_TIME_ESYNTAX}, /* the form before the fields */
+	    {"-3d", QUERY_TIME_ESIGN},
+	    {"+3d", QUERY_TIME_ESIGN},
+	    {"-99999999999d", QUERY_TIME_ESIGN},
+	    {"12", QUERY_TIME_EUNIT},
+	    {"0", QUERY_TIME_EUNIT},
+	    {"2026-13-01", QUERY_TIME_EFIELD},
+	    {"2026-00-10", QUERY_TIME_EFIELD},
+	    {"2026-02-30", QUERY_TIME_EFIELD},
+	    {"2025-02-29", QUERY_TIME_EFIELD},
+	    {"2026-11-27T24:00", QUERY_TIME_EFIELD},
+	    {"2026-11-27T04:60", QUERY_TIME_EFIELD},
+	    {"2026-11-27T04:10:30+25:00", QUERY_TIME_EFIELD},
+	    {"1969-12-31", QUERY_TIME_ERANGE},
+	    {"1970-01-01T00:30+01:00", QUERY_TIME_ERANGE},
+	    {"2262-04-12", QUERY_TIME_ERANGE},
+	    {"9999-12-31", QUERY_TIME_ERANGE},
+	    {"99999999999d", QUERY_TIME_ETOOFAR},
+	    {"99999999999999999999d", QUERY_TIME_ETOOFAR},
+	    {"999999999999999999999999999999s", QUERY_TIME_ETOOFAR},
+	    {"1000000w", QUERY_TIME_ETOOFAR},
+	    {"36601d", QUERY_TIME_ETOOFAR},
+	};
+	const char *syntax = query_time_strerror(QUERY_TIME_ESYNTAX);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t got = 12345;
+		int rc = query_time_parse(cases[i].text, BASE * S, &got);
+
+		CHECK(rc == cases[i].error, "'%s': error %d, want %d", cases[i].text, rc,
+		      cases[i].error);
+		CHECK(got == 12345, "'%s' stored a value on failure", cases[i].text);
+		CHECK(strncmp(query_time_strerror(rc), "is ", 3) == 0, "'%s': message '%s'",
+		      cases[i].text, query_time_strerror(rc));
+		CHECK(strchr(query_time_strerror(rc), '\n') == NULL, "'%s': two lines",
+		      cases[i].text);
+	}
+	/* Every reason has its own words; the syntax help names every form. */
+	for (int e = QUERY_TIME_EUNIT; e < QUERY_TIME_ESYNTAX; e++)
+		CHECK(strcmp(query_time_strerror(e), syntax) != 0, "error %d has no message", e);
+	CHECK(strstr(syntax, "2026-11-27T04:10") && strstr(syntax, "30s") && strstr(syntax, "2w") &&
+	          strstr(syntax, "now"),
+	      "syntax help: %s", syntax);
+	/* The largest accepted: 36600 days, 100 years of 366 days. */
+	expect("36600d", BASE * S, BASE * S - 36600LL * 86400 * S);
+}
+
 static void
 test_format(void)
 {
@@ -196,6 +267,7 @@ main(void)
 	test_parse_local();
 	test_parse_relative();
 	test_parse_refused();
+	test_parse_errors();
 	test_format();
 	test_round_trip();
 	if (failures)
