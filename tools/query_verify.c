@@ -347,6 +347,15 @@ cmd_verify(struct query *q)
 			abort();
 		for (int i = 0; i < q->nargs; i++) {
 			struct q_target target;
+			struct stat st;
+			/* Files are recorded, directories are not: name the command. */
+			if (stat(q->args[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+				status = q_error(q, 2,
+				                 "%s: a directory; verify --all --under %s checks the "
+				                 "files under it",
+				                 q->args[i], q->args[i]);
+				goto out;
+			}
 			int rc = q_resolve(q, q->args[i], Q_NONE, &target);
 			if (rc) {
 				status = rc;

@@ -492,6 +492,8 @@ assert d["run"]["job"] == "evil\x1b]0;pwned\x07"'
 	assert_fails 2 "mutually exclusive"
 	pq verify --all "$MNT/models/model.bin"
 	assert_fails 2 "not both"
+	pq verify "$BACKING/models"
+	assert_fails 2 "models: a directory; verify --all --under .*/models checks the files under it"
 	pq producer "$MNT/models/model.bin" --depth 2
 	assert_fails 2 "does not apply"
 	pq frobnicate
