@@ -10,6 +10,8 @@
  *                                     its row, or found it made by another mount
  *                                     or an earlier daemon);
  *   openlineage_outbox_complete(run)  it recorded the end of the run's root;
+ *   openlineage_outbox_abandoned(run) it closed a run of an earlier daemon
+ *                                     whose root ended unrecorded (end_unknown);
  *   openlineage_outbox_flush(db)      before COMMIT: the events of the
  *                                     runs noted are built from the rows of
  *                                     this very transaction and inserted;
@@ -50,6 +52,12 @@ void openlineage_outbox_disable(void);
 
 void openlineage_outbox_start(int64_t run_id);
 void openlineage_outbox_complete(int64_t run_id);
+/*
+ * The run's START (unless the outbox has it: the daemon that met the run
+ * may have died before its batch committed) and its terminal event, ABORT,
+ * without waiting for hashes: those its daemon had not taken yet never come.
+ */
+void openlineage_outbox_abandoned(int64_t run_id);
 
 /*
  * SQLITE_DONE, or the SQLite error of an INSERT into the outbox (the store
