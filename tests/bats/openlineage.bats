@@ -450,6 +450,10 @@ start_held_job() {
 	HELD=$LAST_BG
 	wait_until "[ \"\$(q \"SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
 	            WHERE r.job_name = '$1' AND o.event_type = 'START'\")\" = 1 ]" 20
+	# cat's read and write are recorded too, not only the shell's open.
+	wait_until "[ \"\$(q \"SELECT count(a.read_version_id) > 0 AND count(a.written_version_id) > 0
+	            FROM accesses a JOIN processes p ON p.id = a.process_id JOIN runs r ON r.id = p.run_id
+	            WHERE r.job_name = '$1'\")\" = 1 ]" 20
 }
 
 # end_held_job JOB: let the job's root exit, and wait until it has.
