@@ -10,7 +10,11 @@
  *   COMPLETE  the root process exited 0, or its status is unknown (then the
  *             provfs_process facet says "exitStatus": "unknown");
  *   FAIL      the root exited non-zero;
- *   ABORT     the root was killed by a signal.
+ *   ABORT     the root was killed by a signal; or no daemon saw it end (the
+ *             one recording the run stopped first, and a later one found
+ *             the root gone: runs.end_unknown): then eventTime is when that
+ *             daemon noticed, and provfs_process says "exitStatus":
+ *             "unknown", "endUnknown": true.
  * The terminal event repeats every input and output of the run (some
  * consumers read only that one).
  *

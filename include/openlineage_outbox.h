@@ -10,6 +10,8 @@
  *                                     its row, or found it made by another mount
  *                                     or an earlier daemon);
  *   openlineage_outbox_complete(run)  it recorded the end of the run's root;
+ *   openlineage_outbox_abandoned(run) it closed a run of an earlier daemon
+ *                                     whose root ended unrecorded (end_unknown);
  *   openlineage_outbox_flush(db)      before COMMIT: the events of the
  *                                     runs noted are built from the rows of
  *                                     this very transaction and inserted;
@@ -21,7 +23,8 @@
  * A terminal event waits (at most OPENLINEAGE_HASH_WAIT_NS) for the hashes
  * of the versions its run read or wrote that are still pending, so that it
  * carries their version facets; it is then spooled in the transaction that
- * records the last of those hashes.  A terminal event is spooled only after
+ * records the last of those hashes.  That of an abandoned run does not
+ * wait: the daemon that would have taken them is gone.  A terminal event is spooled only after
  * its run's START.  A START waits for its run's first use of the mount (a
  * run recorded only as the ancestor of processes that used it, like a
  * login session or init, has no lineage to report); a run that ends
@@ -50,6 +53,12 @@ void openlineage_outbox_disable(void);
 
 void openlineage_outbox_start(int64_t run_id);
 void openlineage_outbox_complete(int64_t run_id);
+/*
+ * The run's START (unless the outbox has it: the daemon that met the run
+ * may have died before its batch committed) and its terminal event, ABORT,
+ * without waiting for hashes: those its daemon had not taken yet never come.
+ */
+void openlineage_outbox_abandoned(int64_t run_id);
 
 /*
  * SQLITE_DONE, or the SQLite error of an INSERT into the outbox (the store

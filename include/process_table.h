@@ -459,6 +459,29 @@ bool process_table_foreign_code(struct process_table *table, struct process_info
  */
 void process_table_want_exec_facts(struct process_table *table, bool wanted);
 
+/*
+ * Whether pid names a running process now, for a process an earlier daemon
+ * recorded: 0 with its start time (as image->start_ns counts it, boot time
+ * from the clocks read now) and its kernel id (0 when unknown) when it runs;
+ * -1 when no process has that pid or it has ended (a zombie).  Reads /proc,
+ * takes no lock, needs no table.
+ *
+ * The caller compares: a start time from another daemon is the same
+ * process's only within PROCESS_START_SLACK_NS (each daemon reads the boot
+ * time from the wall clock, which NTP slews and steps between them), and
+ * a kernel id known on both sides settles it exactly.
+ */
+int process_running_now(pid_t pid, int64_t *start_ns, uint64_t *kernel_id);
+
+/*
+ * How far apart two daemons' start times of one process may lie: the
+ * boot time each reads moves with every adjustment of the wall clock in
+ * between (chrony slews up to 83 ms a second).  A pid reused within this
+ * much of the first process's start is taken for it, unless kernel ids
+ * (Linux 6.9 and later) tell them apart.
+ */
+#define PROCESS_START_SLACK_NS (10 * 1000000000LL)
+
 struct process_info *process_info_acquire(struct process_info *image);
 void process_info_release(struct process_info *image);
 

@@ -176,6 +176,7 @@ struct run_row {
 	char *root_parent_namespace, *root_parent_job_name, *root_parent_run_id;
 	int64_t root_pid, root_start_ns, started_ns, ended_ns;
 	bool ended;
+	bool end_unknown; /* closed by a later daemon: ended_ns is when it found the root gone */
 };
 
 static void
@@ -211,8 +212,8 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
 	if (prepare(db,
 	            "SELECT uuid, job_name, host, parent_namespace, parent_job_name, "
 	            "parent_run_id, root_pid, root_start_ns, started_ns, ended_ns, "
-	            "root_parent_namespace, root_parent_job_name, root_parent_run_id "
-	            "FROM runs WHERE id = ?",
+	            "root_parent_namespace, root_parent_job_name, root_parent_run_id, "
+	            "end_unknown FROM runs WHERE id = ?",
 	            &s))
 		return -1;
 	sqlite3_bind_int64(s, 1, run_id);
@@ -232,6 +233,7 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
 		run->root_parent_namespace = dup_column(s, 10);
 		run->root_parent_job_name = dup_column(s, 11);
 		run->root_parent_run_id = dup_column(s, 12);
+		run->end_unknown = sqlite3_column_int(s, 13) != 0;
 		rc = 0;
 	} else {
 		rc = rc == SQLITE_DONE ? 1 : -1;
@@ -307,7 +309,15 @@ process_facet(sqlite3 *db, int64_t run_id, const struct run_row *run, bool termi
 		add(session, "mountPoint", lineage_jcol(s, 12));
 		add(f, "mountSession", session);
 	}
-	if (terminal) {
+	if (terminal && run->end_unknown) {
+		/*
+		 * No daemon saw the root end: the one recording the run stopped
+		 * first, and a later one found the root gone at eventTime.
+		 */
+		add(f, "exitStatus", json_object_new_string("unknown"));
+		add(f, "endUnknown", json_object_new_boolean(1));
+		*event_type = "ABORT";
+	} else if (terminal) {
 		bool is_root = sqlite3_column_int(s, 9);
 		bool known =
 		    is_root && sqlite3_column_int(s, 7) && sqlite3_column_type(s, 6) != SQLITE_NULL;
@@ -604,6 +614,8 @@ openlineage_build(const struct openlineage *ol, sqlite3 *db, int64_t run_id,
 	}
 	if ((rc = process_facet(db, run_id, &run, terminal, &process, event_type)) < 0)
 		goto out;
+	if (terminal && run.end_unknown)
+		*event_type = "ABORT"; /* a run without processes too */
 	root = json_object_new_object();
 	add(root, "eventTime", time_string(terminal ? run.ended_ns : run.started_ns));
 	add(root, "producer", json_object_new_string(OPENLINEAGE_PRODUCER));

@@ -18,6 +18,7 @@ struct note {
 	enum openlineage_stage stage;
 	int64_t first_flush_ns; /* 0 until a flush has seen it */
 	bool written;           /* inserted (or settled) in the open transaction */
+	bool no_hash_wait;      /* its daemon is gone: the hashes it waited for never come */
 };
 
 static struct openlineage *context;
@@ -41,26 +42,27 @@ openlineage_outbox_disable(void)
 	note_count = note_alloc = 0;
 }
 
-static void
+static struct note *
 note(int64_t run_id, enum openlineage_stage stage)
 {
 	if (context == NULL || run_id <= 0)
-		return;
+		return NULL;
 	for (size_t i = 0; i < note_count; i++)
 		if (notes[i].run_id == run_id && notes[i].stage == stage)
-			return;
+			return &notes[i];
 	if (note_count == note_alloc) {
 		size_t capacity = note_alloc ? note_alloc * 2 : 64;
 		struct note *grown = realloc(notes, capacity * sizeof(*grown));
 		if (grown == NULL) {
 			log_error("openlineage: out of memory: run %lld loses an event",
 			          (long long)run_id);
-			return;
+			return NULL;
 		}
 		notes = grown;
 		note_alloc = capacity;
 	}
-	notes[note_count++] = (struct note){.run_id = run_id, .stage = stage};
+	notes[note_count] = (struct note){.run_id = run_id, .stage = stage};
+	return &notes[note_count++];
 }
 
 void
@@ -73,6 +75,16 @@ void
 openlineage_outbox_complete(int64_t run_id)
 {
 	note(run_id, OPENLINEAGE_TERMINAL);
+}
+
+void
+openlineage_outbox_abandoned(int64_t run_id)
+{
+	struct note *n;
+
+	note(run_id, OPENLINEAGE_START);
+	if ((n = note(run_id, OPENLINEAGE_TERMINAL)) != NULL)
+		n->no_hash_wait = true;
 }
 
 /* 1: a version the run read or wrote still waits for its hash. */
@@ -237,7 +249,7 @@ openlineage_outbox_flush(sqlite3 *db)
 					continue;
 				}
 			}
-			if (n->stage == OPENLINEAGE_TERMINAL &&
+			if (n->stage == OPENLINEAGE_TERMINAL && !n->no_hash_wait &&
 			    now - n->first_flush_ns < OPENLINEAGE_HASH_WAIT_NS) {
 				int pending = hashes_pending(db, n->run_id);
 				if (pending < 0) {

@@ -687,8 +687,10 @@ load_runs(struct prov_document *doc, sqlite3 *db)
 	sqlite3_stmt *s = NULL;
 	int rc = 0;
 
+	/* A run closed by a later daemon (end_unknown) has no known end: none is written. */
 	if (sqlite3_prepare_v2(db,
-	                       "SELECT uuid, job_name, started_ns, ended_ns FROM runs WHERE id = ?",
+	                       "SELECT uuid, job_name, started_ns, CASE WHEN end_unknown THEN NULL "
+	                       "ELSE ended_ns END FROM runs WHERE id = ?",
 	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	for (size_t i = 0; i < doc->activity_count && rc == 0; i++) {

@@ -395,6 +395,8 @@ read_stat(pid_t pid, struct stat_fields *fields)
 	return result;
 }
 
+static int64_t read_boot_ns(void);
+
 static int64_t
 start_ns_of(const struct process_table *table, unsigned long long ticks)
 {
@@ -1731,6 +1733,37 @@ kernel_id_of(pid_t pid)
 		id = (uint64_t)st.st_ino;
 	close(fd);
 	return id;
+}
+
+int
+process_running_now(pid_t pid, int64_t *start_ns, uint64_t *kernel_id)
+{
+	char *text = pid > 0 ? proc_file_read(pid, "stat", 4096, NULL) : NULL;
+	char *cursor = text ? strrchr(text, ')') : NULL;
+	unsigned long long ticks = 0;
+	long ticks_per_second = sysconf(_SC_CLK_TCK);
+	int result = -1;
+
+	/* After the command name (which may hold ')'): state, then fields 4 to 22. */
+	if (cursor && cursor[1] == ' ' && cursor[2] != '\0' && cursor[2] != 'Z' &&
+	    cursor[2] != 'X') {
+		cursor += 3;
+		for (int field = 3; field < 22 && cursor; field++) {
+			cursor = strchr(cursor, ' ');
+			if (cursor)
+				cursor++;
+		}
+		if (cursor && sscanf(cursor, "%llu", &ticks) == 1) {
+			if (ticks_per_second <= 0)
+				ticks_per_second = 100;
+			*start_ns = read_boot_ns() +
+				    (int64_t)(ticks * (1000000000ULL / (unsigned long long)ticks_per_second));
+			*kernel_id = kernel_id_of(pid);
+			result = 0;
+		}
+	}
+	free(text);
+	return result;
 }
 
 /*

@@ -2350,6 +2350,8 @@ writer_main(void *argument)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "provfs-writer");
 	on_writer_thread = true;
+	/* Runs earlier daemons left open although their root is gone. */
+	abandoned_runs_close(store_db(recorder->store), recorder->host);
 	pthread_mutex_lock(&recorder->queue_lock);
 	if (may_leave_background() && set_writer_background(0, true))
 		recorder->writer_tid = (pid_t)gettid();

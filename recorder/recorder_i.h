@@ -406,6 +406,16 @@ void writer_batch_lost(struct event *batch);
 /* version will never have a row: drop its waiting readers (writer, or after it). */
 void writer_version_forgotten(struct version *version);
 void writer_finish(struct recorder *recorder);
+
+/* abandoned_runs.c */
+/*
+ * Close the open runs of host that no live daemon records and whose root
+ * process is gone (runs.end_unknown, an ABORT in the outbox): the writer
+ * thread, once, before its first batch.  0, or -1 after logging why (the
+ * runs stay open; the next daemon looks again).
+ */
+int abandoned_runs_close(sqlite3 *db, const char *host);
+
 /* The writer's SQL, for tests that check every statement's query plan. */
 size_t writer_statement_count(void);
 const char *writer_statement_sql(size_t index);

@@ -84,8 +84,10 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 			   "start_ns = ? AND exec_index = ? AND kernel_id = ?",
 	[UPDATE_PROCESS_EXIT] = "UPDATE processes SET exited_ns = ?, exit_status = ?, "
 				"exit_known = ? WHERE id = ? AND exited_ns IS NULL",
+	/* A run a later daemon closed as found gone (abandoned_runs.c) keeps
+	 * that end: its ABORT went out. */
 	[UPDATE_RUN_END] = "UPDATE runs SET ended_ns = ? WHERE id = ? AND root_pid = ? AND "
-			   "root_start_ns = ?",
+			   "root_start_ns = ? AND end_unknown = 0",
 	[UPDATE_PROCESS_HASH] = "UPDATE processes SET executable_hash = ? WHERE id = ?",
 	/* A file the writer does not hold (evicted from the file table, or
 	 * known from an earlier mount): all ensure_file asks of the store in

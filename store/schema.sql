@@ -1,4 +1,4 @@
--- provfs provenance store, schema version 6.
+-- provfs provenance store, schema version 7.
 --
 -- One SQLite database (WAL mode) may be shared by several mounts and hosts.
 -- The recorder's single writer thread is the only writer of a daemon;
@@ -53,7 +53,8 @@ CREATE TABLE runs (
 	root_pid INTEGER NOT NULL,
 	root_start_ns INTEGER NOT NULL,
 	started_ns INTEGER NOT NULL,
-	ended_ns INTEGER,                    -- when its root process exited, if seen
+	ended_ns INTEGER,                    -- when its root process exited, if seen; with
+	                                     -- end_unknown, when a later daemon found it gone
 	parent_namespace TEXT,               -- OPENLINEAGE_PARENT_JOB_NAMESPACE (orchestrator run)
 	parent_job_name TEXT,                -- OPENLINEAGE_PARENT_JOB_NAME
 	parent_run_id TEXT,                  -- OPENLINEAGE_PARENT_RUN_ID
@@ -64,10 +65,21 @@ CREATE TABLE runs (
 	-- before version 3).
 	root_parent_namespace TEXT,
 	root_parent_job_name TEXT,
-	root_parent_run_id TEXT
+	root_parent_run_id TEXT,
+	-- (version 7) 1: no daemon saw the root process end.  The daemon that
+	-- recorded the run stopped (killed, crashed, unmounted) while the root
+	-- still ran; a later daemon of the same host found the root gone (its
+	-- pid free, or another process's) and closed the run: ended_ns is when
+	-- it noticed, the end itself came earlier, at a time nobody knows.  Its
+	-- OpenLineage terminal event is ABORT.  0: ended_ns (when set) is the
+	-- root's exit as seen.
+	end_unknown INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX runs_job ON runs(job_name, started_ns);
 CREATE INDEX runs_started ON runs(started_ns);
+-- The runs still open: what a starting daemon looks through for runs whose
+-- root ended while no daemon recorded it (version 7).
+CREATE INDEX runs_open ON runs(host) WHERE ended_ns IS NULL;
 
 -- A process image: (host, pid, start time, kernel_id) tells processes apart
 -- across pid reuse; exec_index counts execve() calls, each of which makes a

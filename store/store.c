@@ -121,6 +121,14 @@ static const char *const migrations[] = {
 	"DROP INDEX accesses_read_version;"
 	"DROP INDEX accesses_file;"
 	"CREATE INDEX accesses_file_read ON accesses(file_id, read_version_id, opened_ns);",
+	/*
+	 * 6 -> 7: runs whose root ended while no daemon recorded it, closed by
+	 * a later daemon with the time it noticed (schema.sql, end_unknown),
+	 * and the open runs it looks through.  Runs ended before keep 0: their
+	 * end was seen.
+	 */
+	"ALTER TABLE runs ADD COLUMN end_unknown INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX runs_open ON runs(host) WHERE ended_ns IS NULL;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
 	       "one migration step per schema version after the first");

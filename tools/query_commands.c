@@ -246,13 +246,17 @@ print_run_detail(struct query *q, const struct q_run *run, const char *indent, b
 	              q_tx(q, run->named_by));
 	if (with_id)
 		q_print_field(indent, "run", "%s", q_tx(q, run->uuid));
-	if (run->ended_ns != Q_NONE) {
+	if (run->ended_ns != Q_NONE && !run->end_unknown) {
 		query_time_duration(run->ended_ns - run->started_ns, duration);
 		q_print_field(indent, "run started", "%s, took %s", q_when(q, run->started_ns),
 		              duration);
 	} else {
 		q_print_field(indent, "run started", "%s", q_when(q, run->started_ns));
 	}
+	if (run->end_unknown)
+		q_print_field(indent, "run ended", "aborted, when unknown: the daemon recording it "
+		              "stopped first; its root was found gone %s",
+		              q_when(q, run->ended_ns));
 	if (run->parent_run_id || run->parent_job_name)
 		q_print_field(indent, "orchestrator", "%s/%s run %s",
 		              q_tx(q, run->parent_namespace), q_tx(q, run->parent_job_name),
@@ -1196,7 +1200,9 @@ cmd_runs(struct query *q)
 			json_object_array_add(array, j);
 		} else {
 			char took[QUERY_TIME_BUFSIZE] = "-", p[24], r[24], w[24];
-			if (run.ended_ns != Q_NONE)
+			if (run.end_unknown)
+				snprintf(took, sizeof(took), "aborted");
+			else if (run.ended_ns != Q_NONE)
 				query_time_duration(run.ended_ns - run.started_ns, took);
 			snprintf(p, sizeof(p), "%lld", (long long)rows[i].processes);
 			snprintf(r, sizeof(r), "%lld", (long long)rows[i].reads);

@@ -279,7 +279,8 @@ struct q_run {
 	int64_t root_pid;
 	int64_t root_start_ns;
 	int64_t started_ns;
-	int64_t ended_ns;
+	int64_t ended_ns; /* the root's exit; with end_unknown, when a later daemon found it gone */
+	bool end_unknown; /* no daemon saw the run end (runs.end_unknown) */
 	char *parent_namespace;
 	char *parent_job_name;
 	char *parent_run_id;

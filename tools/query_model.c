@@ -322,8 +322,8 @@ q_run_load(struct query *q, int64_t id, struct q_run *run)
 {
 	sqlite3_stmt *statement =
 	    q_prepare(q, "SELECT id, uuid, job_name, named_by, host, root_pid, root_start_ns, "
-	                 "started_ns, ended_ns, parent_namespace, parent_job_name, parent_run_id "
-	                 "FROM runs WHERE id = ?");
+	                 "started_ns, ended_ns, parent_namespace, parent_job_name, parent_run_id, "
+	                 "end_unknown FROM runs WHERE id = ?");
 	int rc;
 
 	memset(run, 0, sizeof(*run));
@@ -345,6 +345,7 @@ q_run_load(struct query *q, int64_t id, struct q_run *run)
 	run->parent_namespace = q_col_text(statement, 9);
 	run->parent_job_name = q_col_text(statement, 10);
 	run->parent_run_id = q_col_text(statement, 11);
+	run->end_unknown = sqlite3_column_int(statement, 12) != 0;
 	sqlite3_reset(statement);
 	return 0;
 }
@@ -473,6 +474,7 @@ q_run_json(const struct q_run *run)
 	ADD(o, "root", json_object_new_string(root));
 	ADD(o, "started", q_jtime(run->started_ns));
 	ADD(o, "ended", q_jtime(run->ended_ns));
+	ADD(o, "end_unknown", json_object_new_boolean(run->end_unknown));
 	if (run->parent_run_id || run->parent_job_name || run->parent_namespace) {
 		parent = json_object_new_object();
 		ADD(parent, "namespace", q_jstr(run->parent_namespace));

@@ -792,7 +792,7 @@ bench_renames_mode() {
 	mount_provfs
 	echo new >"$MNT/new.txt"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 6
+	assert_sql "PRAGMA user_version" 7
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT origin || ' ' || hash_method FROM versions WHERE id = 1" "written streamed"
 	assert_sql "SELECT count(*) FROM versions" 2
@@ -813,7 +813,10 @@ bench_renames_mode() {
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 6
+	assert_sql "PRAGMA user_version" 7
+	# Version 7: runs closed after their root ended unrecorded say so; open runs are indexed.
+	assert_sql "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'end_unknown'" 1
+	assert_sql "SELECT count(*) FROM sqlite_master WHERE name = 'runs_open'" 1
 	# Version 6: one index for a file's accesses and a version's readers.
 	assert_sql "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master
 	            WHERE type = 'index' AND tbl_name = 'accesses' ORDER BY name)" \

@@ -312,7 +312,7 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	mount_provfs -o "config=$CONF" -o nopassthrough
 	(cd "$MNT" && PROVFS_JOB=new OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN sh -c 'echo new >new.txt')
 	stop_provfs
-	assert_sql "PRAGMA user_version" 6
+	assert_sql "PRAGMA user_version" 7
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT count(*) FROM versions WHERE id = 1 AND hash_method IS NULL" 1
 	assert_sql "SELECT count(*) FROM runs WHERE id = 1 AND root_parent_run_id IS NULL AND
@@ -435,6 +435,170 @@ received_with() {
 terminal_spooled() {
 	[ "$(q "SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
 	       WHERE r.job_name = '$1' AND o.event_type != 'START'")" = 1 ]
+}
+
+# ---------------------------------------------------------------- runs a killed daemon left open
+
+# start_held_job JOB: a job (PROVFS_JOB=JOB) whose root shell holds in.csv
+# open through the mount, copies it to JOB.out, then waits on $TMP/JOB.fifo
+# (release it to end the job); returns once its START is spooled.  Sets
+# HELD (the root's pid).
+start_held_job() {
+	mkfifo "$TMP/$1.fifo"
+	start_background env PROVFS_JOB="$1" MNT="$MNT" FIFO="$TMP/$1.fifo" \
+		sh -c 'exec 4<"$MNT/in.csv"; cat "$MNT/in.csv" >"$MNT/$PROVFS_JOB.out"; read -r _ <"$FIFO"'
+	HELD=$LAST_BG
+	wait_until "[ \"\$(q \"SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
+	            WHERE r.job_name = '$1' AND o.event_type = 'START'\")\" = 1 ]" 20
+	# cat's read and write are recorded too, not only the shell's open.
+	wait_until "[ \"\$(q \"SELECT count(a.read_version_id) > 0 AND count(a.written_version_id) > 0
+	            FROM accesses a JOIN processes p ON p.id = a.process_id JOIN runs r ON r.id = p.run_id
+	            WHERE r.job_name = '$1'\")\" = 1 ]" 20
+}
+
+# end_held_job JOB: let the job's root exit, and wait until it has.
+end_held_job() {
+	release "$TMP/$1.fifo"
+	wait "$HELD" 2>/dev/null || true
+	wait_pids_gone "$HELD"
+}
+
+# kill_daemon: SIGKILL the daemon serving $MNT and drop its dead mount.
+kill_daemon() {
+	kill -KILL "$MOUNTED_PID"
+	wait_pids_gone "$MOUNTED_PID"
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+}
+
+# The outbox's terminal events of job $1, their types one a line.
+terminals_of() {
+	q "SELECT o.event_type FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
+	   WHERE r.job_name = '$1' AND o.event_type != 'START' ORDER BY o.id"
+}
+
+all_delivered() {
+	[ "$(q "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL")" = 0 ]
+}
+
+@test "daemon killed -9 mid-job: the next daemon closes the run as ABORT, end time unknown, once the root has gone" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	echo 'id,v' >"$MNT/in.csv"
+	start_held_job orphan
+	kill_daemon
+	end_held_job orphan
+	local gone_ns uuid ended_ns
+	gone_ns=$(date +%s%N)
+	# Nobody saw the root end: the run is open, as the killed daemon left it.
+	assert_sql "SELECT count(*) FROM runs WHERE job_name = 'orphan' AND ended_ns IS NULL" 1
+	mount_provfs -o "config=$CONF"
+	wait_until '[ "$(terminals_of orphan)" = ABORT ]' 20
+	wait_until all_delivered 30
+	stop_provfs
+	# Closed with the time the new daemon noticed, marked as such: never an invented exit.
+	assert_sql "SELECT end_unknown, ended_ns >= $gone_ns FROM runs WHERE job_name = 'orphan'" "1|1"
+	assert_sql "SELECT count(*) FROM processes p JOIN runs r ON r.id = p.run_id
+	            WHERE r.job_name = 'orphan' AND p.pid = r.root_pid AND p.exited_ns IS NULL" 1
+	ended_ns=$(q "SELECT ended_ns FROM runs WHERE job_name = 'orphan'")
+	uuid=$(q "SELECT uuid FROM runs WHERE job_name = 'orphan'")
+	ol_check "$TMP/events.ndjson"
+	py "$TMP/events.ndjson" "
+import time
+assert [e['eventType'] for e in of('orphan')] == ['START', 'ABORT'], of('orphan')
+abort = one('orphan', 'ABORT')
+assert abort['run']['runId'] == '$uuid'
+process = abort['run']['facets']['provfs_process']
+assert process['exitStatus'] == 'unknown' and process['endUnknown'] is True, process
+assert 'exitCode' not in process and 'signal' not in process, process
+ns = $ended_ns
+assert abort['eventTime'] == time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ns // 10**9)) + '.%03dZ' % (ns // 10**6 % 1000), abort['eventTime']
+assert ds(abort, 'inputs', '/data/in.csv')
+assert ds(abort, 'outputs', '/data/orphan.out')['facets']['lifecycleStateChange']['lifecycleStateChange'] == 'CREATE'
+"
+	# The export builds the very events the daemon spooled.
+	"$QUERY" --store "$STORE" --config "$CONF" export --format openlineage --job orphan >"$TMP/orphan"
+	[ "$(wc -l <"$TMP/orphan")" -eq 2 ]
+	grep -qxF -- "$(sed -n 1p "$TMP/orphan")" "$TMP/events.ndjson"
+	grep -qxF -- "$(sed -n 2p "$TMP/orphan")" "$TMP/events.ndjson"
+	# provfs-query: ended abnormally, not running.
+	run -0 "$QUERY" --store "$STORE" runs --job orphan
+	[[ "$output" == *aborted* ]]
+	run -0 "$QUERY" --store "$STORE" run "$uuid"
+	[[ "$output" == *"run ended"*"aborted, when unknown"* ]]
+	run -0 "$QUERY" --store "$STORE" runs --job orphan --format json
+	/usr/bin/python3 -c 'import json, sys
+r = json.loads(sys.argv[1])["runs"][0]
+assert r["end_unknown"] is True and r["ended"], r' "$output"
+	# PROV states no end it does not know.
+	"$QUERY" --store "$STORE" --config "$CONF" export --format prov-json --job orphan >"$TMP/orphan.json"
+	/usr/bin/python3 -c 'import json, sys
+runs = [a for a in json.load(open(sys.argv[1]))["activity"].values() if a["prov:type"]["$"] == "provfs:Run"]
+assert len(runs) == 1 and "prov:endTime" not in runs[0], runs' "$TMP/orphan.json"
+}
+
+@test "daemon killed -9 while a job outlives it: the next daemon leaves the run open; one after the job ended closes it" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	echo 'id,v' >"$MNT/in.csv"
+	start_held_job outlives
+	kill_daemon
+	mount_provfs -o "config=$CONF"
+	# The writer looks for abandoned runs before its first batch: once a later
+	# job's events are in, it has looked.  (The job reads nothing the killed
+	# daemon left unhashed: its terminal event would wait for that hash.)
+	(cd "$MNT" && PROVFS_JOB=later sh -c 'echo x >later.out')
+	wait_until 'terminal_spooled later' 20
+	assert_sql "SELECT ended_ns IS NULL FROM runs WHERE job_name = 'outlives'" 1
+	[ -z "$(terminals_of outlives)" ]
+	run -0 "$QUERY" --store "$STORE" runs --job outlives
+	[[ "$output" != *aborted* ]]
+	# The job ends while this daemon runs, which never met its root: still open ...
+	end_held_job outlives
+	stop_provfs
+	assert_sql "SELECT ended_ns IS NULL FROM runs WHERE job_name = 'outlives'" 1
+	# ... until the next daemon finds the root gone.
+	mount_provfs -o "config=$CONF"
+	wait_until '[ "$(terminals_of outlives)" = ABORT ]' 20
+	wait_until all_delivered 30
+	stop_provfs
+	assert_sql "SELECT end_unknown FROM runs WHERE job_name = 'outlives'" 1
+	ol_check "$TMP/events.ndjson"
+	py "$TMP/events.ndjson" "
+assert [e['eventType'] for e in of('outlives')] == ['START', 'ABORT'], of('outlives')
+assert [e['eventType'] for e in of('later')] == ['START', 'COMPLETE'], of('later')
+"
+}
+
+@test "remounts after a daemon killed -9: each run gets exactly one terminal event" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	echo 'id,v' >"$MNT/in.csv"
+	(cd "$MNT" && PROVFS_JOB=done sh -c 'cat in.csv >done.out')
+	wait_until 'terminal_spooled done' 20
+	start_held_job orphan
+	kill_daemon
+	end_held_job orphan
+	local ended_ns
+	for round in 1 2 3; do
+		mount_provfs -o "config=$CONF"
+		(cd "$MNT" && PROVFS_JOB=round$round sh -c 'cat in.csv >/dev/null')
+		wait_until "terminal_spooled round$round" 20
+		wait_until all_delivered 30
+		stop_provfs
+		[ "$(terminals_of orphan)" = ABORT ]
+		[ "$(terminals_of done)" = COMPLETE ]
+		if [ "$round" = 1 ]; then
+			ended_ns=$(q "SELECT ended_ns FROM runs WHERE job_name = 'orphan'")
+		fi
+		# The run keeps the end the first remount gave it.
+		assert_sql "SELECT ended_ns FROM runs WHERE job_name = 'orphan'" "$ended_ns"
+	done
+	[ "$(sort "$TMP/events.ndjson" | uniq -d | wc -l)" -eq 0 ]
+	ol_check "$TMP/events.ndjson"
+	py "$TMP/events.ndjson" "
+assert [e['eventType'] for e in of('orphan')] == ['START', 'ABORT'], of('orphan')
+assert [e['eventType'] for e in of('done')] == ['START', 'COMPLETE'], of('done')
+"
 }
 
 @test "http: 500, then down, then back, daemon killed -9 between: every event arrives once, in order per run" {
