@@ -113,10 +113,15 @@ live_sessions(sqlite3 *db, const char *host)
 		pid_t daemon = (pid_t)sqlite3_column_int(s, 1);
 		int64_t started_ns = sqlite3_column_int64(s, 2), daemon_start_ns;
 		uint64_t kernel_id;
-		/* Its daemon started before it recorded the session; a pid reused since, after. */
-		if (daemon != getpid() &&
-		    (process_running_now(daemon, &daemon_start_ns, &kernel_id) < 0 ||
-		     daemon_start_ns - started_ns > PROCESS_START_SLACK_NS))
+		/*
+		 * Its daemon started before it recorded the session; a pid
+		 * reused since, after.  This daemon's own session has recorded
+		 * nothing yet (the writer looks before its first batch), and a
+		 * session of our pid is an earlier daemon's that died.
+		 */
+		if (daemon == getpid() ||
+		    process_running_now(daemon, &daemon_start_ns, &kernel_id) < 0 ||
+		    daemon_start_ns - started_ns > PROCESS_START_SLACK_NS)
 			continue;
 		if (length + 24 > capacity) {
 			char *grown = realloc(ids, capacity * 2);
@@ -158,6 +163,13 @@ find_abandoned(sqlite3 *db, const char *host, struct open_run **found, size_t *c
 	*count = 0;
 	if (live == NULL)
 		return -1;
+	/*
+	 * With no other daemon recording into the store, nothing can be
+	 * recorded by one: the search of a dead run's accesses (all of them,
+	 * for a run no live session touched) is skipped, as it is on most
+	 * starts.
+	 */
+	bool others_live = strcmp(live, "[]") != 0;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT r.id, r.root_pid, r.root_start_ns, (SELECT p.kernel_id FROM "
 			       "processes p WHERE p.pid = r.root_pid AND p.start_ns = "
@@ -183,14 +195,16 @@ find_abandoned(sqlite3 *db, const char *host, struct open_run **found, size_t *c
 		};
 		if (still_running(run.root_pid, run.root_start_ns, run.root_kernel_id))
 			continue;
-		sqlite3_reset(recorded);
-		sqlite3_bind_int64(recorded, 1, run.id);
-		if (sqlite3_step(recorded) != SQLITE_ROW) {
-			rc = SQLITE_ERROR;
-			break;
+		if (others_live) {
+			sqlite3_reset(recorded);
+			sqlite3_bind_int64(recorded, 1, run.id);
+			if (sqlite3_step(recorded) != SQLITE_ROW) {
+				rc = SQLITE_ERROR;
+				break;
+			}
+			if (sqlite3_column_int(recorded, 0))
+				continue; /* a live daemon records it: its own to end */
 		}
-		if (sqlite3_column_int(recorded, 0))
-			continue; /* a live daemon records it: its own to end */
 		if (used == capacity) {
 			size_t grown_capacity = capacity ? capacity * 2 : 16;
 			struct open_run *grown = realloc(list, grown_capacity * sizeof(*grown));
