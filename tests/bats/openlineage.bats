@@ -536,6 +536,36 @@ runs = [a for a in json.load(open(sys.argv[1]))["activity"].values() if a["prov:
 assert len(runs) == 1 and "prov:endTime" not in runs[0], runs' "$TMP/orphan.json"
 }
 
+@test "daemon killed -9 beside a second mount of the store: the run only it recorded is still closed, the other's runs are not" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	local backing_b=$TMP/backing-b mnt_b=$TMP/mnt-b daemon_a
+	mkdir -p "$backing_b" "$mnt_b"
+	chmod 700 "$backing_b"
+	mount_provfs -o "config=$CONF"
+	daemon_a=$MOUNTED_PID
+	MOUNT_BACKING=$backing_b MOUNT_POINT=$mnt_b mount_provfs -o "config=$CONF"
+	echo 'id,v' >"$MNT/in.csv"
+	start_held_job orphan
+	# A job of the live mount, still running when the killed one restarts.
+	mkfifo "$TMP/beside.fifo"
+	start_background env PROVFS_JOB=beside MNT_B="$mnt_b" FIFO="$TMP/beside.fifo" \
+		sh -c 'echo b >"$MNT_B/beside.out"; read -r _ <"$FIFO"'
+	local beside=$LAST_BG
+	wait_until "[ \"\$(q \"SELECT count(*) FROM runs WHERE job_name = 'beside'\")\" = 1 ]" 20
+	MOUNTED_PID=$daemon_a kill_daemon
+	end_held_job orphan
+	mount_provfs -o "config=$CONF"
+	wait_until '[ "$(terminals_of orphan)" = ABORT ]' 20
+	assert_sql "SELECT end_unknown FROM runs WHERE job_name = 'orphan'" 1
+	assert_sql "SELECT ended_ns IS NULL FROM runs WHERE job_name = 'beside'" 1
+	release "$TMP/beside.fifo"
+	wait "$beside" 2>/dev/null || true
+	wait_until '[ "$(terminals_of beside)" = COMPLETE ]' 20
+	MOUNT_POINT=$mnt_b unmount_provfs
+	stop_provfs
+	assert_sql "SELECT end_unknown FROM runs WHERE job_name = 'beside'" 0
+}
+
 @test "daemon killed -9 while a job outlives it: the next daemon leaves the run open; one after the job ended closes it" {
 	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
 	mount_provfs -o "config=$CONF"
