@@ -2948,7 +2948,14 @@ watcher_main(void *argument)
  * btime is the same difference cut to whole seconds, which made every
  * process start up to a second early (a 16 ms job took 969 ms).  The
  * reading whose two wall-clock looks are closest together wins.
+ *
+ * Rounded to the millisecond: each daemon reads the difference anew, a
+ * few nanoseconds apart from the last one's, and a process's identity
+ * (PID@START, its run's id) must not change when a daemon is restarted
+ * under a job that outlives it.  A millisecond is a tenth of /proc's tick.
  */
+#define BOOT_TIME_GRAIN_NS 1000000LL
+
 static int64_t
 read_boot_ns(void)
 {
@@ -2967,7 +2974,7 @@ read_boot_ns(void)
 				  ((int64_t)boot.tv_sec * 1000000000LL + boot.tv_nsec);
 		}
 	}
-	return boot_ns;
+	return (boot_ns + BOOT_TIME_GRAIN_NS / 2) / BOOT_TIME_GRAIN_NS * BOOT_TIME_GRAIN_NS;
 }
 
 void

@@ -378,6 +378,27 @@ os.close(fd)
 	done
 }
 
+@test "a process that outlives a remount is one process and one run, before and after" {
+	echo a >"$BACKING/a"
+	echo b >"$BACKING/b"
+	mount_provfs
+	mkfifo "$TMP/go"
+	start_background env PROVFS_JOB=outlives MNT="$MNT" FIFO="$TMP/go" \
+		sh -c 'read -r x <"$MNT/a"; read -r _ <"$FIFO"; read -r x <"$MNT/b"'
+	local job=$LAST_BG
+	wait_until "[ \"\$(q \"SELECT count(*) FROM accesses WHERE path = 'a'\")\" = 1 ]" 20
+	stop_provfs
+	# Each daemon reads the boot time from the clocks itself: the same process
+	# must come out with the same start time, or it is two processes and two runs.
+	mount_provfs
+	release "$TMP/go"
+	wait "$job"
+	stop_provfs
+	assert_sql "SELECT count(DISTINCT p.id), count(DISTINCT p.run_id), count(DISTINCT a.mount_session_id)
+	            FROM accesses a JOIN processes p ON p.id = a.process_id WHERE a.path IN ('a', 'b')" "1|1|2"
+	assert_sql "SELECT count(*) FROM runs WHERE job_name = 'outlives'" 1
+}
+
 # ------------------------------------------------------------ executables in the mount
 
 @test "exec of a script that lives in the mount: an is_exec access of the exec'd image" {
