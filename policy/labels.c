@@ -1913,7 +1913,7 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	/* The level it was checked for, at least the default clearance. */
 	cleared = level > policy_default_clearance(policy) ? level : policy_default_clearance(policy);
 	tracked_reader = tracked_reader && cleared < top;
-	if (((reads && level > 0) || writes || tracked_reader) && image == NULL)
+	if (((reads && level > 0) || writes) && image == NULL)
 		image = caller_image(labels, req);
 	if (image && reads && level > 0) {
 		note_read(labels, policy, image, level, node->device, node->inode, node->backing_fd,
@@ -1950,6 +1950,14 @@ wrap:
 	handle->device = node->device;
 	handle->inode = node->inode;
 	handle->raised = -1;
+	/*
+	 * A reader's opener is known when its open looked it up (a label
+	 * above 0, or a handle that writes too); a read-only open of a file
+	 * at level 0 is not looked up (the process table's lookup at such an
+	 * open changed what the recorder records of a later fexecve of the
+	 * same descriptor: hardening.bats), and its reader counts as another
+	 * process's, the safe side.
+	 */
 	if (handle->writes || tracked_reader)
 		handle->opener = image ? process_info_acquire(image) : NULL;
 	if (tracked_reader) {
