@@ -188,6 +188,7 @@ struct fs_handle {
 	bool new_content_counted; /* small_writers_note() */
 	atomic_bool content_changed; /* a write, fallocate or copy through it changed the
 				      * file (see struct change_attempt) */
+	uid_t holder; /* the opener's uid, whose share it counts in (handle_share_take()) */
 	struct fs_handle *previous, *next; /* fs->open_handles; fs->handles_lock */
 	struct fs_handle *inode_previous, *inode_next; /* inode->handles; likewise */
 };
@@ -248,6 +249,9 @@ struct fs {
 	 * stopped while files were open (SIGTERM after a lazy unmount). */
 	pthread_mutex_t handles_lock;
 	struct fs_handle *open_handles;
+	/* Handles each uid holds (handle_share_take()); protected by handles_lock. */
+	struct handle_share *shares;
+	size_t share_limit;
 	struct looked_up_name {
 		pid_t thread; /* 0: free */
 		dev_t device;
@@ -255,6 +259,13 @@ struct fs {
 		uint64_t when; /* ms of CLOCK_MONOTONIC */
 		char *path;    /* absolute, owned */
 	} names[NAME_SLOTS];
+};
+
+/* How many handles one uid holds open (see handle_share_take()). */
+struct handle_share {
+	uid_t uid;
+	size_t count;
+	struct handle_share *next;
 };
 
 static struct fs *
@@ -2236,6 +2247,7 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	handle->inode = node;
 	handle->cookie = NULL;
 	handle->ino = ino;
+	handle->holder = fuse_req_ctx(req)->uid; /* its share, taken by the caller */
 	handle->new_content_thread =
 		fs->backing_files && writers_need_watch(fs) && may_write(fi->flags) &&
 				(created || (fi->flags & O_TRUNC))
@@ -2303,6 +2315,60 @@ attach_handle(fuse_req_t req, fuse_ino_t ino, struct fs_inode *node, int fd,
 	return 0;
 }
 
+/*
+ * Every open file holds one of the daemon's descriptors, and those are
+ * shared by every user of the mount: one user holding them all (a few
+ * processes of 1,000 descriptors each) would leave the others EMFILE on
+ * every open and create.  So a uid other than root holds at most
+ * share_limit handles (a quarter of the daemon's descriptors), and its
+ * next open fails with EMFILE, as its own limit would have it.  0 or
+ * EMFILE; a success is given back by handle_share_give().
+ */
+static int
+handle_share_take(struct fs *fs, uid_t uid)
+{
+	struct handle_share *share;
+	int error = 0;
+
+	if (uid == 0)
+		return 0;
+	pthread_mutex_lock(&fs->handles_lock);
+	for (share = fs->shares; share && share->uid != uid; share = share->next)
+		;
+	if (share == NULL && (share = calloc(1, sizeof(*share))) != NULL) {
+		share->uid = uid;
+		share->next = fs->shares;
+		fs->shares = share;
+	}
+	if (share == NULL)
+		error = ENOMEM;
+	else if (share->count >= fs->share_limit)
+		error = EMFILE;
+	else
+		share->count++;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return error;
+}
+
+static void
+handle_share_give(struct fs *fs, uid_t uid)
+{
+	if (uid == 0)
+		return;
+	pthread_mutex_lock(&fs->handles_lock);
+	for (struct handle_share **link = &fs->shares; *link; link = &(*link)->next) {
+		struct handle_share *share = *link;
+		if (share->uid != uid)
+			continue;
+		if (--share->count == 0) {
+			*link = share->next;
+			free(share);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
 /* Tell the observer a handle is gone (attributes: the file's as the
  * release found it, or NULL), close it and free it. */
 static void
@@ -2332,6 +2398,7 @@ discard(struct fs *fs, struct fs_handle *handle, const struct stat *attributes)
 	if (fs->backing_files && fs_session_passthrough())
 		backing_files_close(fs->backing_files, handle->ino, handle->io_mode);
 	close(handle->fd);
+	handle_share_give(fs, handle->holder);
 	free(handle);
 }
 
@@ -2366,6 +2433,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	error = -check_open(req, node, NULL, fi->flags);
+	if (error == 0)
+		error = handle_share_take(fs, fuse_req_ctx(req)->uid);
 	if (error) {
 		node_return(fs, node);
 		fuse_reply_err(req, error);
@@ -2375,6 +2444,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fd = open_below(fs, fs->proc_fd, name, backing_flags(fs, fi->flags));
 	if (fd < 0) {
 		error = errno;
+		handle_share_give(fs, fuse_req_ctx(req)->uid);
 		node_return(fs, node);
 		fuse_reply_err(req, error);
 		return;
@@ -2383,6 +2453,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		drop_privileges(req, fs, ino, fd, true);
 	error = attach_handle(req, ino, node, fd, fi, NULL, NULL);
 	node_return(fs, node);
+	if (error)
+		handle_share_give(fs, fuse_req_ctx(req)->uid);
 	if (error)
 		fuse_reply_err(req, error);
 	else if (fuse_reply_open(req, fi) == -ENOENT)
@@ -2408,6 +2480,8 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	/* The label policy may refuse a new file (no_write_down). */
 	error = -check_open(req, inode_of(req, parent), name, fi->flags);
+	if (error == 0)
+		error = handle_share_take(fs, fuse_req_ctx(req)->uid);
 	if (error) {
 		return_ino(req, parent);
 		fuse_reply_err(req, error);
@@ -2415,6 +2489,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	error = -caller_become(req);
 	if (error) {
+		handle_share_give(fs, fuse_req_ctx(req)->uid);
 		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
@@ -2451,6 +2526,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	if (error == EEXIST && !(fi->flags & O_EXCL))
 		error = ESTALE;
 	if (error) {
+		handle_share_give(fs, fuse_req_ctx(req)->uid);
 		return_ino(req, parent);
 		fuse_reply_err(req, error);
 		return;
@@ -2458,6 +2534,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	error = lookup_entry(req, parent_fd, name, &entry);
 	if (error) {
 		close(fd);
+		handle_share_give(fs, fuse_req_ctx(req)->uid);
 		undo_create(req, parent_fd, name, false);
 		return_ino(req, parent);
 		fuse_reply_err(req, error);
@@ -2484,6 +2561,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	else
 		close(fd);
 	if (error) {
+		handle_share_give(fs, fuse_req_ctx(req)->uid);
 		table_release(fs, node, 1);
 		undo_create(req, parent_fd, name, false);
 		return_ino(req, parent);
@@ -3639,6 +3717,7 @@ fs_new(const struct fs_options *options)
 	pthread_mutex_init(&fs->names_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->cache_capacity = cache_capacity_for_limit();
+	fs->share_limit = fs->cache_capacity; /* a quarter of the descriptors, as the cache */
 	probe_handles(fs, options->backing_fd);
 	fs->stable_directory_offsets = has_stable_directory_offsets(options->backing_fd);
 	fs->root.fd = options->backing_fd;
@@ -3702,6 +3781,11 @@ fs_free(struct fs *fs)
 	for (size_t i = 0; i < NAME_SLOTS; i++)
 		free(fs->names[i].path);
 	pthread_mutex_destroy(&fs->names_lock);
+	while (fs->shares) {
+		struct handle_share *next = fs->shares->next;
+		free(fs->shares);
+		fs->shares = next;
+	}
 	pthread_mutex_destroy(&fs->handles_lock);
 	pthread_mutex_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->table_lock);

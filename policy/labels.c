@@ -15,6 +15,12 @@
  *                 their ancestors made before they were started.
  *   write handles every open handle that may write, with its opener, so
  *                 that a read can raise the files its process is writing.
+ *   read handles  every open handle of a regular file that reads, by inode,
+ *                 with its opener and the level it was checked for: a
+ *                 descriptor keeps reading whatever is written to its file
+ *                 after its open, so data of a level its opener is not
+ *                 cleared for may not be written there while it is open
+ *                 (reader_not_cleared()).
  *
  * Lock order: handles_lock, then table_lock; marks_lock, scripts_lock and
  * the crossing opener's lock are never held with another.  No lock is held
@@ -80,6 +86,7 @@
 #define OPEN_FOR_EXEC 040 /* __FMODE_EXEC in the open flags of an execve */
 #define TABLE_SLOTS 65536 /* power of two */
 #define MARK_SLOTS 4096   /* power of two */
+#define READER_SLOTS 1024 /* power of two */
 #define CHILD_START_MARGIN_NS 20000000LL
 #define EXECUTABLE_HASH_WAIT_MS 2000
 #define SCRIPT_HASH_LIMIT (16 << 20) /* larger scripts are not trusted */
@@ -170,6 +177,10 @@ struct handle {
 	struct handle *prev, *next; /* write handles list; handles_lock */
 	int64_t cost_ns;            /* the policy's time for this open so far */
 	bool created;
+	bool reads;                 /* in labels->readers */
+	int cleared;                /* a reader's opener is cleared at least this far: the
+	                             * level it was checked for, or the default clearance */
+	struct handle *reader_prev, *reader_next; /* readers bucket; handles_lock */
 };
 
 /* A script's hash by its stamp: known, or being computed by the pool. */
@@ -236,6 +247,7 @@ struct labels {
 
 	pthread_mutex_t handles_lock;
 	struct handle *handles;
+	struct handle *readers[READER_SLOTS]; /* read handles by inode; handles_lock */
 
 	pthread_mutex_t scripts_lock;
 	pthread_cond_t scripts_changed; /* a script's hash became known, or failed */
@@ -977,6 +989,62 @@ shares_handles(const struct policy *policy, const struct process_info *holder,
 	       strcmp(holder->run->uuid, image->run->uuid) == 0;
 }
 
+/* ---- read handles ---------------------------------------------------------------- */
+
+static size_t
+reader_slot(dev_t device, ino_t inode)
+{
+	uint64_t key = (uint64_t)inode * 0x9e3779b97f4a7c15ULL ^ (uint64_t)device;
+
+	return (size_t)(key ^ (key >> 29)) & (READER_SLOTS - 1);
+}
+
+/* Caller holds handles_lock (both). */
+static void
+readers_add(struct labels *labels, struct handle *handle)
+{
+	struct handle **head = &labels->readers[reader_slot(handle->device, handle->inode)];
+
+	handle->reader_prev = NULL;
+	handle->reader_next = *head;
+	if (*head)
+		(*head)->reader_prev = handle;
+	*head = handle;
+}
+
+static void
+readers_remove(struct labels *labels, struct handle *handle)
+{
+	if (handle->reader_prev)
+		handle->reader_prev->reader_next = handle->reader_next;
+	else
+		labels->readers[reader_slot(handle->device, handle->inode)] = handle->reader_next;
+	if (handle->reader_next)
+		handle->reader_next->reader_prev = handle->reader_prev;
+}
+
+/*
+ * A handle reading (device, inode) whose opener is not known to be cleared
+ * for level, or NULL.  image (may be NULL: then every such reader counts)
+ * and the processes it shares handles with are left out: its ancestors
+ * could read what it writes through a pipe as well.  Caller holds
+ * handles_lock.
+ */
+static const struct handle *
+reader_not_cleared(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
+                   int level, const struct process_info *image)
+{
+	for (const struct handle *h = labels->readers[reader_slot(device, inode)]; h;
+	     h = h->reader_next) {
+		if (h->device != device || h->inode != inode || h->cleared >= level)
+			continue;
+		if (image && h->opener && shares_handles(policy, h->opener, image))
+			continue;
+		return h;
+	}
+	return NULL;
+}
+
 /* ---- the subject of a decision ------------------------------------------------------ */
 
 struct subject_context {
@@ -1585,6 +1653,83 @@ write_down_refused(struct labels *labels, const struct policy *policy, struct pr
 	return refused;
 }
 
+/* A raise refused because a reader not cleared for it holds the file open. */
+static void
+exposure_decision(const struct policy *policy, int level, const struct handle *reader,
+                  const char *source, struct policy_decision *decision)
+{
+	decision->allowed = false;
+	decision->clearance = level;
+	if (source)
+		snprintf(decision->explanation, sizeof(decision->explanation),
+		         "the process has read %s (%s): the file is held open for reading by "
+		         "pid %d, not cleared for it",
+		         source[0] ? source : "?", policy_level_name(policy, level),
+		         reader->opener ? (int)reader->opener->pid : 0);
+	else
+		snprintf(decision->explanation, sizeof(decision->explanation),
+		         "it holds open for writing a file held open for reading by pid %d, "
+		         "not cleared for %s",
+		         reader->opener ? (int)reader->opener->pid : 0,
+		         policy_level_name(policy, level));
+}
+
+/*
+ * Would this open raise a file that a process not cleared for the new
+ * level holds open for reading?  An open descriptor reads whatever is
+ * written to its file later (with kernel passthrough the daemon never sees
+ * those reads), so its check at open says nothing of data written after
+ * it.  Such a raise is refused, whatever no_write_down says: a write by a
+ * process that has read above what the reader was checked for, and a read
+ * above it by a process that holds the file open for writing (both would
+ * raise it: on_opened()).  *image is looked up when needed.
+ */
+static bool
+exposes_readers(struct labels *labels, const struct policy *policy, fuse_req_t req,
+                struct process_info **image, bool reads, bool writes,
+                const struct fs_node_info *node, const struct label_view *view,
+                struct policy_decision *decision)
+{
+	const struct handle *reader = NULL;
+	int top = policy_level_count(policy) - 1;
+	char *path = NULL;
+	int level = 0;
+
+	if (writes) {
+		/* The common case, nobody else reading: no process lookup. */
+		pthread_mutex_lock(&labels->handles_lock);
+		bool read = reader_not_cleared(labels, policy, node->device, node->inode, top,
+		                               NULL) != NULL;
+		pthread_mutex_unlock(&labels->handles_lock);
+		if (read && *image == NULL)
+			*image = caller_image(labels, req);
+		if (read && *image) {
+			struct mark source;
+			level = read_level(labels, policy, *image, &source);
+			pthread_mutex_lock(&labels->handles_lock);
+			reader = reader_not_cleared(labels, policy, node->device, node->inode,
+			                            level, *image);
+			pthread_mutex_unlock(&labels->handles_lock);
+			path = source.path;
+		}
+	}
+	if (reader == NULL && reads && *image && view->level > policy_default_clearance(policy)) {
+		level = view->level;
+		pthread_mutex_lock(&labels->handles_lock);
+		for (struct handle *h = labels->handles; h && reader == NULL; h = h->next) {
+			if (h->opener == NULL || !shares_handles(policy, h->opener, *image))
+				continue;
+			reader = reader_not_cleared(labels, policy, h->device, h->inode, level,
+			                            *image);
+		}
+		pthread_mutex_unlock(&labels->handles_lock);
+	}
+	if (reader)
+		exposure_decision(policy, level, reader, writes && path ? path : NULL, decision);
+	free(path);
+	return reader != NULL;
+}
+
 static int
 on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, const char *name,
               int flags)
@@ -1626,6 +1771,15 @@ on_check_open(void *context, fuse_req_t req, const struct fs_node_info *node, co
 			result = -EACCES;
 			goto out;
 		}
+	}
+	if (name == NULL &&
+	    exposes_readers(labels, policy, req, &image, reads, writes, node, &view, &decision)) {
+		if (path == NULL)
+			path = relative_path(labels, node->backing_fd);
+		record_denial(labels, policy, req, image, node->device, node->inode,
+		              node->backing_fd, path, &view, &decision, "write-down");
+		result = -EACCES;
+		goto out;
 	}
 	if (policy_no_write_down(policy)) {
 		if (image == NULL)
@@ -1715,7 +1869,11 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	forget_last_check();
 	if (!checked)
 		regular = created;
-	if (!regular && !created && (writes || !checked || level > 0)) {
+	/* A reader is tracked while its opener may be below another level. */
+	int top = policy_level_count(policy) - 1;
+	bool tracked_reader = reads && policy_default_clearance(policy) < top;
+	int cleared = 0;
+	if (!regular && !created && (writes || tracked_reader || !checked || level > 0)) {
 		struct stat st;
 		regular = fstat(open_fd, &st) == 0 && S_ISREG(st.st_mode);
 		if (regular)
@@ -1752,6 +1910,9 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	/* Its name under a labeled rule goes with the inode from now on. */
 	if (path_rule_level > 0)
 		index_rule(labels, node->device, node->inode, path_rule_level, &path_rule);
+	/* The level it was checked for, at least the default clearance. */
+	cleared = level > policy_default_clearance(policy) ? level : policy_default_clearance(policy);
+	tracked_reader = tracked_reader && cleared < top;
 	if (((reads && level > 0) || writes) && image == NULL)
 		image = caller_image(labels, req);
 	if (image && reads && level > 0) {
@@ -1776,7 +1937,9 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 		pthread_mutex_unlock(&labels->handles_lock);
 	}
 wrap:
-	if (!writes && next_cookie == NULL)
+	if (!regular)
+		tracked_reader = false;
+	if (!writes && !tracked_reader && next_cookie == NULL)
 		goto out;
 	handle = calloc(1, sizeof(*handle));
 	if (handle == NULL)
@@ -1787,12 +1950,28 @@ wrap:
 	handle->device = node->device;
 	handle->inode = node->inode;
 	handle->raised = -1;
+	/*
+	 * A reader's opener is known when its open looked it up (a label
+	 * above 0, or a handle that writes too); a read-only open of a file
+	 * at level 0 is not looked up (the process table's lookup at such an
+	 * open changed what the recorder records of a later fexecve of the
+	 * same descriptor: hardening.bats), and its reader counts as another
+	 * process's, the safe side.
+	 */
+	if (handle->writes || tracked_reader)
+		handle->opener = image ? process_info_acquire(image) : NULL;
+	if (tracked_reader) {
+		handle->reads = true;
+		handle->cleared = cleared;
+		pthread_mutex_lock(&labels->handles_lock);
+		readers_add(labels, handle);
+		pthread_mutex_unlock(&labels->handles_lock);
+	}
 	if (handle->writes) {
 		/* Named in no_write_down refusals only. */
 		if (policy_no_write_down(policy))
 			handle->path =
 			    path ? strdup(path) : relative_path(labels, node->backing_fd);
-		handle->opener = image ? process_info_acquire(image) : NULL;
 		if (image) {
 			struct mark source;
 			int read = read_level(labels, policy, image, &source);
@@ -1934,6 +2113,11 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 	if (handle->next_cookie && labels->next->released)
 		labels->next->released(handle->next_cookie, fd, attributes);
 	int64_t started = monotonic_ns();
+	if (handle->reads) {
+		pthread_mutex_lock(&labels->handles_lock);
+		readers_remove(labels, handle);
+		pthread_mutex_unlock(&labels->handles_lock);
+	}
 	if (handle->writes) {
 		pthread_mutex_lock(&labels->handles_lock);
 		if (handle->prev)

@@ -734,3 +734,46 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 		"1|confidential|raw/crm/customers.csv
 2|confidential|raw/crm/customers.csv"
 }
+
+# hold_open_for_reading USER FILE: USER opens FILE for reading and keeps it
+# open; on "go" in $TMP/shared/go it reads it again through the same
+# descriptor into $TMP/shared/seen.  Waits until the file is open.
+hold_open_for_reading() {
+	mkfifo -m 666 "$TMP/shared/go"
+	start_background as_user "$1" "$PYTHON" -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+open(sys.argv[2] + "/open", "w").close()
+open(sys.argv[2] + "/go").read()
+with open(sys.argv[2] + "/seen", "wb") as seen:
+    seen.write(os.pread(fd, 4096, 0))' "$2" "$TMP/shared"
+	wait_for_file "$TMP/shared/open"
+}
+
+@test "bypass: a descriptor opened for reading before a cleared writer raised the file never reads the new content" {
+	mount_labels
+	as_user_sh provfs-u3 "umask 0; echo public >'$MNT/pub/out.csv'"
+	# provfs-u3 (cleared for nothing) holds the job's output open, public.
+	hold_open_for_reading provfs-u3 "$MNT/pub/out.csv"
+	# The cleared job writes it after reading (cp), or reads while it
+	# holds it open for writing (the shell's redirection): both refused.
+	run as_user provfs-u2 cp "$MNT/raw/crm/customers.csv" "$MNT/pub/out.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	run as_user_sh provfs-u2 "cat '$MNT/raw/crm/customers.csv' >>'$MNT/pub/out.csv'"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	release "$TMP/shared/go"
+	wait_for_file "$TMP/shared/seen"
+	sleep 0.2
+	[ "$(cat "$TMP/shared/seen")" = public ]
+	[ "$(label_of "$MNT/pub/out.csv")" = public ]
+	# Once the reader is gone, the job writes, and the file is raised.
+	wait_until "as_user provfs-u2 cp '$MNT/raw/crm/customers.csv' '$MNT/pub/out.csv'"
+	[ "$(label_of "$MNT/pub/out.csv")" = confidential ]
+	refused provfs-u3 cat "$MNT/pub/out.csv"
+	stop_provfs
+	assert_sql "SELECT path, grants LIKE 'the process has read raw/crm/customers.csv (confidential): the file is held open for reading by pid %, not cleared for it'
+	            FROM denials WHERE operation = 'write-down' AND path = 'pub/out.csv'" 'pub/out.csv|1'
+	assert_sql "SELECT path, grants LIKE 'it holds open for writing a file held open for reading by pid %, not cleared for confidential'
+	            FROM denials WHERE operation = 'write-down' AND path = 'raw/crm/customers.csv'" 'raw/crm/customers.csv|1'
+}

@@ -608,3 +608,42 @@ denials() {
 		$output == *"(environment changed after exec)"* ||
 		$output == *"(code mapped from a file not root's (LD_PRELOAD, LD_LIBRARY_PATH ...))"* ]]
 }
+
+@test "one user holding open files cannot take every descriptor of the daemon from the others" {
+	# Every open file holds a descriptor of the daemon.  With a limit of
+	# 1,024 the daemon gives one uid a quarter of them.
+	unmount_provfs
+	(ulimit -n 1024 && mount_provfs)
+	echo shared >"$MNT/f"
+	chmod 1777 "$MNT"
+	mkdir -m 1777 "$TMP/shared"
+	# provfs-u3 holds the file open as often as it may...
+	start_background as_user provfs-u3 "$PYTHON" -c 'import os, sys, time
+fds = []
+try:
+    while len(fds) < 2000:
+        fds.append(os.open(sys.argv[1], os.O_RDONLY))
+except OSError as e:
+    print(len(fds), e.strerror, file=open(sys.argv[2], "w"))
+time.sleep(60)' "$MNT/f" "$TMP/shared/held"
+	wait_for_file "$TMP/shared/held"
+	sleep 0.2
+	cat "$TMP/shared/held"
+	[[ $(cat "$TMP/shared/held") == "256 Too many open files" ]]
+	# ...and the others still open and create.
+	run as_user provfs-u1 cat "$MNT/f"
+	[ "$status" -eq 0 ]
+	[ "$output" = shared ]
+	run as_user_sh provfs-u1 "echo mine >'$MNT/mine'"
+	[ "$status" -eq 0 ]
+	run cat "$MNT/mine"
+	[ "$output" = mine ]
+	# Its handles closed, provfs-u3 opens again.
+	cleanup_background
+	for _ in $(seq 50); do
+		as_user provfs-u3 cat "$MNT/f" >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	run as_user provfs-u3 cat "$MNT/f"
+	[ "$status" -eq 0 ]
+}
