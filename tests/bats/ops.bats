@@ -243,6 +243,10 @@ tiny_store() {
 	needs_fuse
 	losetup -f >/dev/null 2>&1 || skip "this machine has no free loop device"
 	local event=/sys/kernel/tracing/events/fuse/fuse_request_send buffer_before=""
+	# As bench does: a fresh machine may not have tracefs mounted yet.
+	if [ ! -e /sys/kernel/tracing/events ] && grep -qw tracefs /proc/filesystems; then
+		mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+	fi
 	if [ ! -w "$event/enable" ]; then
 		# A kernel without the trace event: refused in one line, nothing mounted.
 		run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V provfs --requests
