@@ -3153,9 +3153,11 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
  * elsewhere in this file: a caller with capabilities but another uid gets
  * what that uid may do).
  *
- * The names user.provfs.label and user.provfs.lineage belong to the label
- * policy (INTERFACES.md), which answers them through its own observer hook;
- * until it does, they pass through like any user.* name.
+ * The names user.provfs.* belong to the label policy (INTERFACES.md), which
+ * answers them through its own observer hook (virtual_xattr()); without the
+ * hook they are not found.  The observer may refuse a read or a change of
+ * any other user.* name (check_xattr(): the policy decides it like an
+ * access to the file's data); the other namespaces never reach it.
  */
 static int
 xattr_begin(fuse_req_t req, fuse_ino_t ino, char path[static 32], int *node_fd)
@@ -3192,6 +3194,22 @@ reply_xattr_size_or_data(fuse_req_t req, ssize_t result, int error, size_t size,
 		fuse_reply_xattr(req, (size_t)result);
 	else
 		fuse_reply_buf(req, buffer, (size_t)result);
+}
+
+/*
+ * May the caller of req read ('g') or change ('s', 'r') the user.* name of
+ * ino?  The observer decides (check_xattr); 0 or a negative errno.  The
+ * node's descriptor is borrowed by the caller (xattr_begin()).
+ */
+static int
+check_xattr(fuse_req_t req, fuse_ino_t ino, char op, const char *name)
+{
+	const struct fs_observer *observer = fs_of(req)->observer;
+
+	if (observer == NULL || observer->check_xattr == NULL || strncmp(name, "user.", 5) != 0)
+		return 0;
+	struct fs_node_info info = node_info(inode_of(req, ino));
+	return observer->check_xattr(observer->context, req, &info, op, name);
 }
 
 /* user.provfs.* names belong to the observer (labels, lineage); true when handled. */
@@ -3240,6 +3258,11 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		}
 	}
 	error = -xattr_begin(req, ino, path, NULL);
+	if (error == 0) {
+		error = -check_xattr(req, ino, 'g', name);
+		if (error)
+			xattr_end(req, ino);
+	}
 	if (error) {
 		free(buffer);
 		fuse_reply_err(req, error);
@@ -3346,6 +3369,11 @@ change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value
 	int error, result, node_fd;
 
 	error = -xattr_begin(req, ino, path, &node_fd);
+	if (error == 0) {
+		error = -check_xattr(req, ino, value ? 's' : 'r', name);
+		if (error)
+			xattr_end(req, ino);
+	}
 	if (error) {
 		fuse_reply_err(req, error);
 		return;

@@ -31,7 +31,12 @@
  * siblings of one run, nothing catches a descriptor passed to another run.
  *
  * Virtual xattrs (user.provfs.*) are answered here; see ../shared/INTERFACES.md
- * and the README.  They never reach the backing file.
+ * and the README.  They never reach the backing file.  Other user.* xattrs
+ * of a regular file are its data (check_xattr): reading one is decided
+ * like an open for reading ("xattr-read" denials) and propagates like one;
+ * setting or removing one by a process that has read above the file's
+ * label is refused ("write-down"), since no handle raises the file.
+ * system.* (ACLs), security.*, trusted.* and listxattr are not decided.
  *
  * Threads: the observer callbacks run on FUSE request threads and never
  * touch SQLite, hash a file nor walk a directory: labels live in memory;

@@ -158,6 +158,19 @@ struct fs_observer {
 	void (*virtual_xattr)(void *context, fuse_req_t req, const struct fs_node_info *node,
 			      char op, const char *name, const char *value, size_t size);
 	/*
+	 * Any other "user.*" extended attribute is about to be read ('g') or
+	 * set or removed ('s', 'r') on the backing node, for the caller of
+	 * req, after the kernel's own permission checks: 0 lets it go on, a
+	 * negative errno refuses it (policy).  On the request thread, before
+	 * the backing call; node may be of any type (user.* names exist on
+	 * regular files and directories).  Never called for listxattr nor for
+	 * the other namespaces (system.*, with the POSIX ACLs, security.*,
+	 * which the kernel asks about before every write, trusted.*), which
+	 * stay the backing filesystem's alone.
+	 */
+	int (*check_xattr)(void *context, fuse_req_t req, const struct fs_node_info *node,
+			   char op, const char *name);
+	/*
 	 * Writers the kernel passes through (fs/writer_watch.c).  A handle
 	 * whose data the kernel passes through (data_bypass) sends no write
 	 * requests; the layer identifies instead every process that reads or

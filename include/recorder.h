@@ -83,7 +83,7 @@ struct recorder_policy_record {
 	char *label_source;   /* denial: "rule GLOB (line N)", "explicit", "propagated from P" */
 	char *clearance;      /* denial */
 	char *grants;         /* denial: the grant lines considered */
-	char *operation;      /* denial: "read", "exec", "write-down" */
+	char *operation;      /* denial: "read", "exec", "xattr-read", "write-down" */
 	char *revision;       /* denial, reload: hash of the provfs.conf in force */
 	dev_t from_device;    /* propagated: the input file */
 	ino_t from_inode;

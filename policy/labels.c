@@ -1824,6 +1824,36 @@ out:
 	return result;
 }
 
+/*
+ * image read data of level (above 0) from node: mark the read, and raise
+ * what it, or a process it shares handles with (the shell of `cat secret
+ * > out`), holds open for writing: that now holds the data.  *path (NULL:
+ * not known yet) is read when needed, and stays the caller's.
+ */
+static void
+read_propagated(struct labels *labels, const struct policy *policy, struct process_info *image,
+                int level, const struct fs_node_info *node, char **path)
+{
+	note_read(labels, policy, image, level, node->device, node->inode, node->backing_fd,
+	          *path);
+	struct mark from = {1, node->device, node->inode, *path};
+	pthread_mutex_lock(&labels->handles_lock);
+	for (struct handle *h = labels->handles; h; h = h->next) {
+		if (h->opener == NULL || !shares_handles(policy, h->opener, image))
+			continue;
+		if (*path == NULL)
+			from.path = *path = relative_path(labels, node->backing_fd);
+		bool rose = raise_label(labels, h->device, h->inode, level, &from);
+		if (level > h->raised &&
+		    (rose || carry_label(labels, h->device, h->inode, level, &from))) {
+			h->raised = level;
+			h->from_device = node->device;
+			h->from_inode = node->inode;
+		}
+	}
+	pthread_mutex_unlock(&labels->handles_lock);
+}
+
 static void *
 on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int open_fd, int flags,
           bool created)
@@ -1915,27 +1945,8 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	tracked_reader = tracked_reader && cleared < top;
 	if (((reads && level > 0) || writes) && image == NULL)
 		image = caller_image(labels, req);
-	if (image && reads && level > 0) {
-		note_read(labels, policy, image, level, node->device, node->inode, node->backing_fd,
-		          path);
-		/* What it (or the shell before it) writes now holds this data. */
-		struct mark from = {1, node->device, node->inode, path};
-		pthread_mutex_lock(&labels->handles_lock);
-		for (struct handle *h = labels->handles; h; h = h->next) {
-			if (h->opener == NULL || !shares_handles(policy, h->opener, image))
-				continue;
-			if (path == NULL)
-				from.path = path = relative_path(labels, node->backing_fd);
-			bool rose = raise_label(labels, h->device, h->inode, level, &from);
-			if (level > h->raised &&
-			    (rose || carry_label(labels, h->device, h->inode, level, &from))) {
-				h->raised = level;
-				h->from_device = node->device;
-				h->from_inode = node->inode;
-			}
-		}
-		pthread_mutex_unlock(&labels->handles_lock);
-	}
+	if (image && reads && level > 0)
+		read_propagated(labels, policy, image, level, node, &path);
 wrap:
 	if (!regular)
 		tracked_reader = false;
@@ -2301,6 +2312,148 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 		}
 		pthread_rwlock_unlock(&labels->table_lock);
 	}
+}
+
+/* ---- user.* extended attributes ------------------------------------------------------ *
+ *
+ * An extended attribute of a regular file is data of the file kept beside
+ * it: whatever its label keeps from a reader, it keeps from getxattr(2),
+ * and whatever may not be written into it, may not be written into an
+ * attribute either.  The virtual names (user.provfs.*) have their own
+ * rules (on_virtual_xattr()); system.* (POSIX ACLs, which ls and getfacl
+ * read), security.* (asked by the kernel before every write) and trusted.*
+ * (root only) are never asked about (fs/passthrough.c: check_xattr()),
+ * nor is listxattr, which gives names only.  A directory's attributes are
+ * left alone, as its listing is: labels are decided at open(2) of files.
+ *
+ * Reading is an open for reading: refused (EACCES, an "xattr-read"
+ * denial) to a caller not cleared for the label, refused as a write-down
+ * where the open would be, and noted for propagation when allowed.
+ *
+ * Writing (set or remove) by a process whose read level is above the
+ * file's label is refused (EACCES, a "write-down" denial), whatever
+ * no_write_down says: propagation raises a file through the handle that
+ * writes it, before the data arrives, and an attribute is changed with no
+ * handle, by a process that may hold none.  Refusing is the safe rule:
+ * the value would otherwise sit below its label for anyone to read.
+ *
+ * Cost: a read looks at the file's label only (the path cache, the inode
+ * table), and looks up its caller when the label is above 0; a change
+ * looks up its caller only once some process has read a labeled file,
+ * and only for a file below the top level; both use the process table's
+ * cache, never /proc on a warm path, nor the store.
+ */
+
+/* Is node a regular file?  known: the path cache said so; a failed fstat counts as one. */
+static bool
+node_is_regular(struct labels *labels, const struct fs_node_info *node, bool known)
+{
+	struct stat st;
+
+	if (known)
+		return true;
+	if (fstat(node->backing_fd, &st) < 0)
+		return true;
+	if (!S_ISREG(st.st_mode))
+		return false;
+	path_cache_note_regular(labels, node->device, node->inode);
+	return true;
+}
+
+static int
+xattr_read_check(struct labels *labels, const struct policy *policy, fuse_req_t req,
+                 const struct fs_node_info *node)
+{
+	struct process_info *image = NULL;
+	struct policy_decision decision;
+	const char *operation = NULL; /* of the denial; NULL: allowed */
+	struct label_view view;
+	char *path = NULL;
+	bool regular = false;
+
+	effective_label_of_node(labels, policy, node, &view, &path, &regular);
+	if (view.level == 0 || !node_is_regular(labels, node, regular))
+		goto out;
+	image = caller_image(labels, req);
+	if (view.level > policy_default_clearance(policy)) {
+		decide(labels, policy, req, image, view.level, &decision);
+		if (!decision.allowed) {
+			operation = "xattr-read";
+			goto out;
+		}
+	}
+	if (exposes_readers(labels, policy, req, &image, true, false, node, &view, &decision) ||
+	    (policy_no_write_down(policy) && image &&
+	     write_down_refused(labels, policy, image, true, false, &view, &decision))) {
+		operation = "write-down";
+		goto out;
+	}
+	if (image)
+		read_propagated(labels, policy, image, view.level, node, &path);
+out:
+	if (operation) {
+		if (path == NULL)
+			path = relative_path(labels, node->backing_fd);
+		record_denial(labels, policy, req, image, node->device, node->inode,
+		              node->backing_fd, path, &view, &decision, operation);
+	}
+	process_info_release(image);
+	free(path);
+	return operation ? -EACCES : 0;
+}
+
+static int
+xattr_write_check(struct labels *labels, const struct policy *policy, fuse_req_t req,
+                  const struct fs_node_info *node)
+{
+	int top = policy_level_count(policy) - 1;
+	struct process_info *image = NULL;
+	struct policy_decision decision;
+	struct mark source = {0};
+	struct label_view view;
+	char *path = NULL;
+	bool regular = false;
+	int level = 0; /* the caller's read level */
+
+	/* Nobody has read a labeled file yet: nobody can write one down. */
+	if (atomic_load_explicit(&labels->mark_count, memory_order_relaxed) == 0)
+		return 0;
+	effective_label_of_node(labels, policy, node, &view, &path, &regular);
+	if (view.level < top && (image = caller_image(labels, req)) != NULL)
+		level = read_level(labels, policy, image, &source);
+	bool refused = level > view.level && node_is_regular(labels, node, regular);
+	if (refused) {
+		decision.allowed = false;
+		decision.label = view.level;
+		decision.clearance = level;
+		snprintf(decision.explanation, sizeof(decision.explanation),
+		         "the process has read %s (%s): an extended attribute raises no label",
+		         source.path && source.path[0] ? source.path : "?",
+		         policy_level_name(policy, level));
+		if (path == NULL)
+			path = relative_path(labels, node->backing_fd);
+		record_denial(labels, policy, req, image, node->device, node->inode,
+		              node->backing_fd, path, &view, &decision, "write-down");
+	}
+	free(source.path);
+	process_info_release(image);
+	free(path);
+	return refused ? -EACCES : 0;
+}
+
+/* check_xattr: a user.* name other than the virtual ones (see above). */
+static int
+on_check_xattr(void *context, fuse_req_t req, const struct fs_node_info *node, char op,
+               const char *name)
+{
+	struct labels *labels = context;
+	const struct policy *policy = current_policy(labels);
+	int result = op == 'g' ? xattr_read_check(labels, policy, req, node)
+	                       : xattr_write_check(labels, policy, req, node);
+
+	if (result == 0 && labels->next && labels->next->check_xattr)
+		result = labels->next->check_xattr(labels->next->context, req, node, op, name);
+	return result;
 }
 
 /* ---- virtual extended attributes ------------------------------------------------------ */
@@ -3536,6 +3689,7 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	    .setattr_begin = on_setattr_begin,
 	    .setattr_end = on_setattr_end,
 	    .virtual_xattr = on_virtual_xattr,
+	    .check_xattr = on_check_xattr,
 	    .bypass_identify = on_bypass_identify,
 	    .bypass_forget = on_bypass_forget,
 	    .bypass_written = on_bypass_written,

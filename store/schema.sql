@@ -256,7 +256,7 @@ CREATE TABLE denials (
 	clearance TEXT NOT NULL,
 	rule TEXT NOT NULL,                  -- what decided, e.g. "paths: raw/crm/** (line 14)"
 	time_ns INTEGER NOT NULL,
-	operation TEXT NOT NULL DEFAULT 'read', -- 'read', 'exec', 'write-down' (no_write_down)
+	operation TEXT NOT NULL DEFAULT 'read', -- 'read', 'exec', 'xattr-read' (getxattr of user.*), 'write-down'
 	label_source TEXT,                   -- where the label came from: "rule raw/crm/** (line 14)",
 	                                     -- "explicit", "propagated from PATH"
 	grants TEXT,                         -- the grant lines considered and why each did not hold

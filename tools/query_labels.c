@@ -117,7 +117,7 @@ enum denial_column {
 	D_FROM_VERSION, /* optional: the input the label was propagated from */
 	D_GRANTS,       /* optional: grant lines considered */
 	D_REVISION,     /* optional: hash of the provfs.conf in force */
-	D_ACCESS,       /* optional: "read", "exec", "write-down" */
+	D_ACCESS,       /* optional: "read", "exec", "xattr-read", "write-down" */
 	D_COUNT,
 };
 

@@ -511,6 +511,106 @@ public|1|reviewed: synthetic data|$(id -u provfs-u1)"
 	[[ $output != *provfs* ]]
 }
 
+@test "xattrs: a user.* attribute of a labeled file is read like the file: refused without the clearance, with a denial" {
+	setfattr -n user.note -v alice-555-0100 "$BACKING/raw/crm/customers.csv"
+	setfattr -n user.note -v hello "$BACKING/pub/readme"
+	setfacl -m u:provfs-u3:r "$BACKING/raw/crm/customers.csv"
+	mount_labels
+	# Not cleared: refused, the value and its length never reach the caller.
+	refused provfs-u1 getfattr --absolute-names --only-values -n user.note "$MNT/raw/crm/customers.csv"
+	[[ $output != *alice* ]]
+	refused provfs-u1 getfattr --only-values -n user.none "$MNT/raw/crm/customers.csv"
+	# Cleared: read as before.
+	run as_user provfs-u2 getfattr --absolute-names --only-values -n user.note "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = alice-555-0100 ]
+	# A public file's attributes: anyone's.
+	run as_user provfs-u1 getfattr --absolute-names --only-values -n user.note "$MNT/pub/readme"
+	[ "$status" -eq 0 ]
+	[ "$output" = hello ]
+	# ACLs, ls -l, the names (listxattr) and the label stay readable to the uncleared.
+	run as_user provfs-u1 getfacl -p "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	[[ $output == *"user:provfs-u3:r--"* ]]
+	run as_user provfs-u1 ls -l "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	[[ $output == -rw-r--r--+* ]]
+	run as_user provfs-u1 getfattr -m - "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	[[ $output == *user.note* ]]
+	[[ $output == *system.posix_acl_access* ]]
+	[ "$(as_user provfs-u1 getfattr --only-values -n user.provfs.label "$MNT/raw/crm/customers.csv")" = confidential ]
+	# Root without a grant, like its open.
+	run getfattr --absolute-names --only-values -n user.note "$MNT/raw/crm/customers.csv"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	stop_provfs
+	local uid
+	uid=$(id -u provfs-u1)
+	assert_sql "SELECT operation, path, uid, label, clearance FROM denials ORDER BY id" \
+		"xattr-read|raw/crm/customers.csv|$uid|confidential|internal
+xattr-read|raw/crm/customers.csv|$uid|confidential|internal
+xattr-read|raw/crm/customers.csv|0|confidential|internal"
+	run "${PROVFS_BUILD_ROOT:-$PROVFS_SOURCE_ROOT/build}/provfs-query" --store "$STORE" denials --user provfs-u1
+	[ "$status" -eq 0 ]
+	[[ $output == *"DENIED xattr-read of raw/crm/customers.csv"* ]]
+	# -o nopolicy: as before, the mode alone decides.
+	mount_labels -o nopolicy
+	run as_user provfs-u1 getfattr --absolute-names --only-values -n user.note "$MNT/raw/crm/customers.csv"
+	[ "$status" -eq 0 ]
+	[ "$output" = alice-555-0100 ]
+}
+
+@test "xattrs: a cleared reader's output is raised by what it read from a user.* attribute" {
+	setfattr -n user.note -v alice-555-0100 "$BACKING/raw/crm/customers.csv"
+	mount_labels
+	# The shell opens the output, getfattr reads the confidential value into it.
+	as_user_sh provfs-u2 "getfattr --only-values -n user.note '$MNT/raw/crm/customers.csv' >'$MNT/pub/out'"
+	[ "$(cat "$BACKING/pub/out")" = alice-555-0100 ]
+	[ "$(label_of "$MNT/pub/out")" = confidential ]
+	refused provfs-u1 cat "$MNT/pub/out"
+}
+
+@test "xattrs: a process that read a labeled file cannot copy it into a user.* attribute of a lower file" {
+	install -m 666 /dev/null "$BACKING/pub/notes"
+	install -m 666 /dev/null "$BACKING/raw/crm/more.csv"
+	setfattr -n user.old -v kept "$BACKING/pub/notes"
+	mount_labels
+	# The shell reads the secret with a builtin; setfattr, forked after, carries the read.
+	run as_user_sh provfs-u2 "read line <'$MNT/raw/crm/customers.csv'; setfattr -n user.leak -v \"\$line\" '$MNT/pub/notes'"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	run getfattr -n user.leak "$BACKING/pub/notes"
+	[ "$status" -ne 0 ]
+	run as_user_sh provfs-u2 "read line <'$MNT/raw/crm/customers.csv'; setfattr -x user.old '$MNT/pub/notes'"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	[ "$(getfattr --only-values -n user.old "$BACKING/pub/notes")" = kept ]
+	# The xattr path raises no label.
+	[ "$(label_of "$MNT/pub/notes")" = public ]
+	# At the file's own level, or having read only public data: as before.
+	as_user_sh provfs-u2 "read line <'$MNT/raw/crm/customers.csv'; setfattr -n user.copy -v \"\$line\" '$MNT/raw/crm/more.csv'"
+	[ "$(getfattr --only-values -n user.copy "$BACKING/raw/crm/more.csv")" = alice,555-0100 ]
+	as_user_sh provfs-u2 "read line <'$MNT/pub/readme'; setfattr -n user.note -v \"\$line\" '$MNT/pub/notes'"
+	[ "$(getfattr --only-values -n user.note "$BACKING/pub/notes")" = hello ]
+	as_user provfs-u1 setfattr -x user.note "$MNT/pub/notes"
+	# Root is no exception: it reads an internal file, then cannot write it down.
+	setfattr -n user.provfs.label -v internal "$MNT/pub/readme"
+	run bash -c "read line <'$MNT/pub/readme'; setfattr -n user.root -v x '$MNT/pub/notes'"
+	[ "$status" -ne 0 ]
+	[[ $output == *"Permission denied"* ]]
+	stop_provfs
+	local uid
+	uid=$(id -u provfs-u2)
+	assert_sql "SELECT operation, path, uid, label, clearance FROM denials ORDER BY id" \
+		"write-down|pub/notes|$uid|public|confidential
+write-down|pub/notes|$uid|public|confidential
+write-down|pub/notes|0|public|internal"
+	mount_labels -o nopolicy
+	as_user_sh provfs-u2 "read line <'$MNT/raw/crm/customers.csv'; setfattr -n user.leak -v \"\$line\" '$MNT/pub/notes'"
+	[ "$(getfattr --only-values -n user.leak "$BACKING/pub/notes")" = alice,555-0100 ]
+}
+
 @test "bypass: a faked PROVFS_JOB" {
 	mount_labels
 	refused provfs-u1 env PROVFS_JOB=nightly cat "$MNT/raw/crm/customers.csv"
