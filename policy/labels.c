@@ -22,8 +22,9 @@
  *                 cleared for may not be written there while it is open
  *                 (reader_not_cleared()).
  *
- * Lock order: handles_lock, then table_lock; marks_lock, scripts_lock and
- * the crossing opener's lock are never held with another.  No lock is held
+ * Lock order: handles_lock, then table_lock or a reader slot's lock;
+ * marks_lock, scripts_lock and the crossing opener's lock are never held
+ * with another.  No lock is held
  * across I/O but for the inode table during the mount-time walk, before
  * any request.
  *
@@ -87,6 +88,7 @@
 #define TABLE_SLOTS 65536 /* power of two */
 #define MARK_SLOTS 4096   /* power of two */
 #define READER_SLOTS 1024 /* power of two */
+#define READER_LOCKS 64   /* power of two: a lock for every READER_SLOTS / READER_LOCKS slots */
 #define CHILD_START_MARGIN_NS 20000000LL
 #define EXECUTABLE_HASH_WAIT_MS 2000
 #define SCRIPT_HASH_LIMIT (16 << 20) /* larger scripts are not trusted */
@@ -247,7 +249,11 @@ struct labels {
 
 	pthread_mutex_t handles_lock;
 	struct handle *handles;
-	struct handle *readers[READER_SLOTS]; /* read handles by inode; handles_lock */
+	/* Read handles by inode, each slot under reader_locks[slot % READER_LOCKS]:
+	 * every read-only open adds one and its release removes it, so the two
+	 * request threads of a busy mount must not meet on one lock for it. */
+	struct handle *readers[READER_SLOTS];
+	pthread_mutex_t reader_locks[READER_LOCKS];
 
 	pthread_mutex_t scripts_lock;
 	pthread_cond_t scripts_changed; /* a script's hash became known, or failed */
@@ -999,50 +1005,69 @@ reader_slot(dev_t device, ino_t inode)
 	return (size_t)(key ^ (key >> 29)) & (READER_SLOTS - 1);
 }
 
-/* Caller holds handles_lock (both). */
+static pthread_mutex_t *
+reader_lock(struct labels *labels, size_t slot)
+{
+	return &labels->reader_locks[slot & (READER_LOCKS - 1)];
+}
+
 static void
 readers_add(struct labels *labels, struct handle *handle)
 {
-	struct handle **head = &labels->readers[reader_slot(handle->device, handle->inode)];
+	size_t slot = reader_slot(handle->device, handle->inode);
+	struct handle **head = &labels->readers[slot];
 
+	pthread_mutex_lock(reader_lock(labels, slot));
 	handle->reader_prev = NULL;
 	handle->reader_next = *head;
 	if (*head)
 		(*head)->reader_prev = handle;
 	*head = handle;
+	pthread_mutex_unlock(reader_lock(labels, slot));
 }
 
 static void
 readers_remove(struct labels *labels, struct handle *handle)
 {
+	size_t slot = reader_slot(handle->device, handle->inode);
+
+	pthread_mutex_lock(reader_lock(labels, slot));
 	if (handle->reader_prev)
 		handle->reader_prev->reader_next = handle->reader_next;
 	else
-		labels->readers[reader_slot(handle->device, handle->inode)] = handle->reader_next;
+		labels->readers[slot] = handle->reader_next;
 	if (handle->reader_next)
 		handle->reader_next->reader_prev = handle->reader_prev;
+	pthread_mutex_unlock(reader_lock(labels, slot));
 }
 
 /*
- * A handle reading (device, inode) whose opener is not known to be cleared
- * for level, or NULL.  image (may be NULL: then every such reader counts)
- * and the processes it shares handles with are left out: its ancestors
- * could read what it writes through a pipe as well.  Caller holds
- * handles_lock.
+ * Is (device, inode) held open for reading by a process not known to be
+ * cleared for level?  Then true, with its pid (0: not known) in
+ * *reader_pid: the handle itself may be gone once its slot's lock is let
+ * go.  image (may be NULL: then every such reader counts) and the
+ * processes it shares handles with are left out: its ancestors could read
+ * what it writes through a pipe as well.  Takes the slot's lock, after
+ * handles_lock when the caller holds that.
  */
-static const struct handle *
+static bool
 reader_not_cleared(struct labels *labels, const struct policy *policy, dev_t device, ino_t inode,
-                   int level, const struct process_info *image)
+                   int level, const struct process_info *image, pid_t *reader_pid)
 {
-	for (const struct handle *h = labels->readers[reader_slot(device, inode)]; h;
-	     h = h->reader_next) {
+	size_t slot = reader_slot(device, inode);
+	bool found = false;
+
+	pthread_mutex_lock(reader_lock(labels, slot));
+	for (const struct handle *h = labels->readers[slot]; h && !found; h = h->reader_next) {
 		if (h->device != device || h->inode != inode || h->cleared >= level)
 			continue;
 		if (image && h->opener && shares_handles(policy, h->opener, image))
 			continue;
-		return h;
+		*reader_pid = h->opener ? h->opener->pid : 0;
+		found = true;
 	}
-	return NULL;
+	pthread_mutex_unlock(reader_lock(labels, slot));
+	return found;
 }
 
 /* ---- the subject of a decision ------------------------------------------------------ */
@@ -1655,8 +1680,8 @@ write_down_refused(struct labels *labels, const struct policy *policy, struct pr
 
 /* A raise refused because a reader not cleared for it holds the file open. */
 static void
-exposure_decision(const struct policy *policy, int level, const struct handle *reader,
-                  const char *source, struct policy_decision *decision)
+exposure_decision(const struct policy *policy, int level, pid_t reader_pid, const char *source,
+                  struct policy_decision *decision)
 {
 	decision->allowed = false;
 	decision->clearance = level;
@@ -1665,13 +1690,12 @@ exposure_decision(const struct policy *policy, int level, const struct handle *r
 		         "the process has read %s (%s): the file is held open for reading by "
 		         "pid %d, not cleared for it",
 		         source[0] ? source : "?", policy_level_name(policy, level),
-		         reader->opener ? (int)reader->opener->pid : 0);
+		         (int)reader_pid);
 	else
 		snprintf(decision->explanation, sizeof(decision->explanation),
 		         "it holds open for writing a file held open for reading by pid %d, "
 		         "not cleared for %s",
-		         reader->opener ? (int)reader->opener->pid : 0,
-		         policy_level_name(policy, level));
+		         (int)reader_pid, policy_level_name(policy, level));
 }
 
 /*
@@ -1690,44 +1714,42 @@ exposes_readers(struct labels *labels, const struct policy *policy, fuse_req_t r
                 const struct fs_node_info *node, const struct label_view *view,
                 struct policy_decision *decision)
 {
-	const struct handle *reader = NULL;
 	int top = policy_level_count(policy) - 1;
+	bool exposed = false;
+	pid_t reader_pid = 0;
 	char *path = NULL;
 	int level = 0;
 
 	if (writes) {
 		/* The common case, nobody else reading: no process lookup. */
-		pthread_mutex_lock(&labels->handles_lock);
-		bool read = reader_not_cleared(labels, policy, node->device, node->inode, top,
-		                               NULL) != NULL;
-		pthread_mutex_unlock(&labels->handles_lock);
+		bool read = reader_not_cleared(labels, policy, node->device, node->inode, top, NULL,
+		                               &reader_pid);
 		if (read && *image == NULL)
 			*image = caller_image(labels, req);
 		if (read && *image) {
 			struct mark source;
 			level = read_level(labels, policy, *image, &source);
-			pthread_mutex_lock(&labels->handles_lock);
-			reader = reader_not_cleared(labels, policy, node->device, node->inode,
-			                            level, *image);
-			pthread_mutex_unlock(&labels->handles_lock);
+			exposed = reader_not_cleared(labels, policy, node->device, node->inode, level,
+			                             *image, &reader_pid);
 			path = source.path;
 		}
 	}
-	if (reader == NULL && reads && *image && view->level > policy_default_clearance(policy)) {
+	if (!exposed && reads && *image && view->level > policy_default_clearance(policy)) {
 		level = view->level;
 		pthread_mutex_lock(&labels->handles_lock);
-		for (struct handle *h = labels->handles; h && reader == NULL; h = h->next) {
+		for (struct handle *h = labels->handles; h && !exposed; h = h->next) {
 			if (h->opener == NULL || !shares_handles(policy, h->opener, *image))
 				continue;
-			reader = reader_not_cleared(labels, policy, h->device, h->inode, level,
-			                            *image);
+			exposed = reader_not_cleared(labels, policy, h->device, h->inode, level,
+			                             *image, &reader_pid);
 		}
 		pthread_mutex_unlock(&labels->handles_lock);
 	}
-	if (reader)
-		exposure_decision(policy, level, reader, writes && path ? path : NULL, decision);
+	if (exposed)
+		exposure_decision(policy, level, reader_pid, writes && path ? path : NULL,
+		                  decision);
 	free(path);
-	return reader != NULL;
+	return exposed;
 }
 
 static int
@@ -1904,8 +1926,12 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	bool tracked_reader = reads && policy_default_clearance(policy) < top;
 	int cleared = 0;
 	if (!regular && !created && (writes || tracked_reader || !checked || level > 0)) {
+		/* The layer's look at the open file, when it took one: no fstat. */
 		struct stat st;
-		regular = fstat(open_fd, &st) == 0 && S_ISREG(st.st_mode);
+		const struct stat *attributes = node->open_attributes;
+		if (attributes == NULL && fstat(open_fd, &st) == 0)
+			attributes = &st;
+		regular = attributes && S_ISREG(attributes->st_mode);
 		if (regular)
 			path_cache_note_regular(labels, node->device, node->inode);
 	}
@@ -1974,9 +2000,7 @@ wrap:
 	if (tracked_reader) {
 		handle->reads = true;
 		handle->cleared = cleared;
-		pthread_mutex_lock(&labels->handles_lock);
 		readers_add(labels, handle);
-		pthread_mutex_unlock(&labels->handles_lock);
 	}
 	if (handle->writes) {
 		/* Named in no_write_down refusals only. */
@@ -2124,11 +2148,8 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 	if (handle->next_cookie && labels->next->released)
 		labels->next->released(handle->next_cookie, fd, attributes);
 	int64_t started = monotonic_ns();
-	if (handle->reads) {
-		pthread_mutex_lock(&labels->handles_lock);
+	if (handle->reads)
 		readers_remove(labels, handle);
-		pthread_mutex_unlock(&labels->handles_lock);
-	}
 	if (handle->writes) {
 		pthread_mutex_lock(&labels->handles_lock);
 		if (handle->prev)
@@ -3633,6 +3654,8 @@ labels_new(const struct labels_options *options, char *error, size_t error_size)
 	pthread_rwlock_init(&labels->table_lock, NULL);
 	pthread_mutex_init(&labels->marks_lock, NULL);
 	pthread_mutex_init(&labels->handles_lock, NULL);
+	for (size_t i = 0; i < READER_LOCKS; i++)
+		pthread_mutex_init(&labels->reader_locks[i], NULL);
 	pthread_mutex_init(&labels->scripts_lock, NULL);
 	pthread_condattr_t monotonic;
 	pthread_condattr_init(&monotonic);
