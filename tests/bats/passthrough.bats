@@ -669,8 +669,9 @@ EOF
 	run getfattr --absolute-names -d "$MNT/f"
 	[[ $output == *'user.colour="blue"'* ]]
 	[[ $output == *'user.empty'* ]]
-	# Binary value of 64 KiB - 1 bytes... a large value round-trips.
-	head -c 3000 /dev/urandom | base64 -w0 >"$TMP/big"
+	# A large value round-trips.  It starts with a letter: setfattr reads a
+	# value that begins with 0x or 0s as hex or base64 (one run in 2,048).
+	{ printf v; head -c 3000 /dev/urandom | base64 -w0; } >"$TMP/big"
 	setfattr -n user.big -v "$(cat "$TMP/big")" "$MNT/f"
 	[ "$(getfattr --only-values -n user.big "$MNT/f")" = "$(cat "$TMP/big")" ]
 	setfattr -x user.colour "$MNT/f"
