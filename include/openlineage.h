@@ -85,6 +85,14 @@ int openlineage_build(const struct openlineage *ol, sqlite3 *db, int64_t run_id,
 int openlineage_run_touched(sqlite3 *db, int64_t run_id);
 
 /*
+ * The processes row whose image the run's START describes (its root as it
+ * started, or its first recorded process when the root never used the
+ * mount): 1 with *process_id set, 0 for a run with no process yet, -1 on a
+ * store error.
+ */
+int openlineage_start_process(sqlite3 *db, int64_t run_id, int64_t *process_id);
+
+/*
  * Write every run that used the mount, started at or after since_ns (INT64_MIN: all) whose job
  * is job (NULL: any) to out, oldest first: its START, then its terminal
  * event once its root has ended.  0, or -1 on a store error.

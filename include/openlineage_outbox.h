@@ -28,19 +28,43 @@
  * its run's START.  A START waits for its run's first use of the mount (a
  * run recorded only as the ancestor of processes that used it, like a
  * login session or init, has no lineage to report); a run that ends
- * without one sends nothing.  Nothing is spooled unless openlineage_outbox_enable()
- * was called (transport = http or file): a store mounted with transport =
- * none does not grow an outbox nobody reads.
+ * without one sends nothing.  It also waits while the executable of the
+ * image it describes is being hashed (openlineage_outbox_executable_gate),
+ * and a terminal event never goes before its START.  Nothing is spooled
+ * unless openlineage_outbox_enable() was called (transport = http or file):
+ * a store mounted with transport = none does not grow an outbox nobody reads.
  */
 #ifndef PROVFS_OPENLINEAGE_OUTBOX_H
 #define PROVFS_OPENLINEAGE_OUTBOX_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct openlineage;
 
 #define OPENLINEAGE_HASH_WAIT_NS (30 * 1000000000LL)
+#define OPENLINEAGE_EXECUTABLE_WAIT_NS (10 * 1000000000LL)
+
+/*
+ * A START describes an image (openlineage_start_process()) whose hash comes
+ * after its row, from the recorder's hasher.  hashing(process_id), when
+ * set, tells whether that row's executable is still being hashed; the
+ * START then waits for it (at most OPENLINEAGE_EXECUTABLE_WAIT_NS, like the
+ * run's terminal event), so that the catalog receives executableHash and
+ * the bytes provfs-query export builds later.  NULL: no START waits.
+ */
+void openlineage_outbox_executable_gate(bool (*hashing)(int64_t process_id));
+
+/*
+ * True when the last flush held back a START for its executable's hash:
+ * the writer flushes again (an empty batch) soon even when nothing else
+ * comes, so a verdict that brings no event still lets the START go.
+ */
+bool openlineage_outbox_gated(void);
+
+/* The writer stops: later flushes hold nothing back for a hash. */
+void openlineage_outbox_ungate(void);
 
 /*
  * Spool events built with ol (borrowed until openlineage_outbox_disable();

@@ -424,6 +424,13 @@ int process_table_executable_hash(struct process_table *table, struct process_in
 				  int timeout_ms, char hash[33]);
 
 /*
+ * The hasher's verdict on image's executable so far, without waiting: 1
+ * with hash filled, 0 while it is being hashed, -1 when it cannot be known.
+ */
+int process_table_executable_verdict(struct process_table *table, struct process_info *image,
+				     char hash[33]);
+
+/*
  * The hasher's verdict on image's executable (from the hash_executable
  * hook): hash, 32 hex digits, or NULL when it cannot be known.  Wakes the
  * waiters of process_table_executable_hash.

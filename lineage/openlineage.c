@@ -243,6 +243,56 @@ load_run(sqlite3 *db, int64_t run_id, struct run_row *run)
 }
 
 /*
+ * The process row whose image a facet describes: the run's root, as it
+ * started (terminal false) or as it exited; or, when the root never
+ * touched the mount, the run's first recorded process.  1 with *process_id
+ * set, 0 for a run without processes, -1 on a store error.
+ */
+static int
+facet_process(sqlite3 *db, int64_t run_id, int64_t root_pid, int64_t root_start_ns, bool terminal,
+              int64_t *process_id)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (prepare(db,
+	            "SELECT id FROM processes WHERE run_id = ?1 "
+	            "ORDER BY pid = ?2 AND start_ns = ?3 DESC, "
+	            "CASE WHEN pid = ?2 AND start_ns = ?3 THEN exec_index * ?4 ELSE id END LIMIT 1",
+	            &s))
+		return -1;
+	sqlite3_bind_int64(s, 1, run_id);
+	sqlite3_bind_int64(s, 2, root_pid);
+	sqlite3_bind_int64(s, 3, root_start_ns);
+	sqlite3_bind_int(s, 4, terminal ? -1 : 1);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*process_id = sqlite3_column_int64(s, 0);
+	rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int
+openlineage_start_process(sqlite3 *db, int64_t run_id, int64_t *process_id)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (prepare(db, "SELECT root_pid, root_start_ns FROM runs WHERE id = ?1", &s))
+		return -1;
+	sqlite3_bind_int64(s, 1, run_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		rc = facet_process(db, run_id, sqlite3_column_int64(s, 0),
+		                   sqlite3_column_int64(s, 1), false, process_id);
+	else
+		rc = rc == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/*
  * The provfs_process facet of the run's root (the image it started with for
  * START, the image that exited for the terminal event), or of its
  * first recorded process when the root never touched the mount.  Sets
@@ -254,29 +304,26 @@ process_facet(sqlite3 *db, int64_t run_id, const struct run_row *run, bool termi
 {
 	sqlite3_stmt *s = NULL;
 	json_object *f = NULL;
+	int64_t process_id;
 	int rc;
 
 	*out = NULL;
 	*event_type = terminal ? "COMPLETE" : "START";
+	rc = facet_process(db, run_id, run->root_pid, run->root_start_ns, terminal, &process_id);
+	if (rc <= 0)
+		return rc; /* 0: a run without processes has no facet */
 	if (prepare(db,
 	            "SELECT p.pid, p.start_ns, p.executable, p.executable_hash, p.argv, p.uid, "
 	            "p.exit_status, p.exit_known, p.exited_ns, p.pid = ?2 AND p.start_ns = ?3, "
 	            "m.id, m.host, m.mount_point, p.cwd "
 	            "FROM processes p LEFT JOIN mount_sessions m ON m.id = p.mount_session_id "
-	            "WHERE p.run_id = ?1 ORDER BY p.pid = ?2 AND p.start_ns = ?3 DESC, "
-	            "CASE WHEN p.pid = ?2 AND p.start_ns = ?3 THEN p.exec_index * ?4 ELSE p.id END "
-	            "LIMIT 1",
+	            "WHERE p.id = ?1",
 	            &s))
 		return -1;
-	sqlite3_bind_int64(s, 1, run_id);
+	sqlite3_bind_int64(s, 1, process_id);
 	sqlite3_bind_int64(s, 2, run->root_pid);
 	sqlite3_bind_int64(s, 3, run->root_start_ns);
-	sqlite3_bind_int(s, 4, terminal ? -1 : 1); /* the image that started, or that exited */
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		rc = 0; /* a run without processes: no facet */
-		goto out;
-	}
 	if (rc != SQLITE_ROW) {
 		rc = -1;
 		goto out;

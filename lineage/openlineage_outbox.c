@@ -25,12 +25,34 @@ static struct openlineage *context;
 static struct note *notes;
 static size_t note_count, note_alloc;
 static bool recovered;
+static bool (*executable_hashing)(int64_t process_id);
+static bool gated;   /* the last flush held a START back for its hash */
+static bool ungated; /* stopping: nothing is held back any more */
+
+void
+openlineage_outbox_executable_gate(bool (*hashing)(int64_t process_id))
+{
+	executable_hashing = hashing;
+}
+
+bool
+openlineage_outbox_gated(void)
+{
+	return gated;
+}
+
+void
+openlineage_outbox_ungate(void)
+{
+	ungated = true;
+}
 
 void
 openlineage_outbox_enable(struct openlineage *ol)
 {
 	context = ol;
 	recovered = false;
+	gated = ungated = false;
 }
 
 void
@@ -107,6 +129,19 @@ hashes_pending(sqlite3 *db, int64_t run_id)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* 1: the image the run's START describes is still being hashed. */
+static int
+executable_pending(sqlite3 *db, int64_t run_id)
+{
+	int64_t process_id;
+	int rc;
+
+	if (executable_hashing == NULL || ungated)
+		return 0;
+	rc = openlineage_start_process(db, run_id, &process_id);
+	return rc <= 0 ? rc : executable_hashing(process_id);
+}
+
 /* 1: the run's end is recorded (or the run is gone). */
 static int
 run_ended(sqlite3 *db, int64_t run_id)
@@ -122,6 +157,16 @@ run_ended(sqlite3 *db, int64_t run_id)
 	rc = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : rc == SQLITE_DONE ? 1 : -1;
 	sqlite3_finalize(s);
 	return rc;
+}
+
+/* 1: the run has a START note not yet spooled (an untouched run's, or one waiting). */
+static bool
+start_unwritten(int64_t run_id)
+{
+	for (size_t i = 0; i < note_count; i++)
+		if (notes[i].run_id == run_id && notes[i].stage == OPENLINEAGE_START)
+			return !notes[i].written;
+	return false;
 }
 
 /*
@@ -221,6 +266,7 @@ openlineage_outbox_flush(sqlite3 *db)
 	for (size_t i = 0; i < note_count; i++)
 		notes[i].written = false;
 	now = wall_clock_ns();
+	gated = false;
 	/* STARTs first: a run noted twice in one batch spools START, then its end. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < note_count; i++) {
@@ -229,6 +275,8 @@ openlineage_outbox_flush(sqlite3 *db)
 				continue;
 			if (n->first_flush_ns == 0)
 				n->first_flush_ns = now;
+			if (n->stage == OPENLINEAGE_TERMINAL && start_unwritten(n->run_id))
+				continue; /* after its START, which waits */
 			if (n->stage == OPENLINEAGE_START) {
 				/*
 				 * A run seen only as an ancestor has no lineage: its
@@ -247,6 +295,17 @@ openlineage_outbox_flush(sqlite3 *db)
 					else if (ended)
 						n->written = true; /* settled: nothing to send */
 					continue;
+				}
+				if (now - n->first_flush_ns < OPENLINEAGE_EXECUTABLE_WAIT_NS) {
+					int hashing = executable_pending(db, n->run_id);
+					if (hashing < 0) {
+						give_up(db, n, "cannot check");
+						continue;
+					}
+					if (hashing) {
+						gated = true;
+						continue; /* a later flush has its hash */
+					}
 				}
 			}
 			if (n->stage == OPENLINEAGE_TERMINAL && !n->no_hash_wait &&

@@ -1683,6 +1683,20 @@ process_table_executable_hashed(struct process_table *table, struct process_info
 }
 
 int
+process_table_executable_verdict(struct process_table *table, struct process_info *image,
+				 char hash[33])
+{
+	int verdict;
+
+	pthread_mutex_lock(&table->lock);
+	verdict = image->executable_verdict;
+	if (verdict == 1)
+		memcpy(hash, image->executable_verdict_hash, 33);
+	pthread_mutex_unlock(&table->lock);
+	return verdict;
+}
+
+int
 process_table_executable_hash(struct process_table *table, struct process_info *image,
 			      int timeout_ms, char hash[33])
 {

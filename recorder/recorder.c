@@ -94,6 +94,7 @@
 #include "caller.h"
 #include "content_hash.h"
 #include "log.h"
+#include "openlineage_outbox.h"
 #include "path_glob.h"
 #include "recorder_i.h"
 
@@ -2372,6 +2373,23 @@ writer_main(void *argument)
 				;
 		}
 		if (recorder->queue_head == NULL) {
+			if (recorder->stopping)
+				openlineage_outbox_ungate();
+			if (openlineage_outbox_gated() && !failing) {
+				/* A START waits for a hash whose verdict may bring no
+				 * event: look again, and send it once it may go. */
+				struct event *none;
+				pthread_mutex_unlock(&recorder->queue_lock);
+				if (writer_apply_batch(recorder, NULL, 0, &none) < 0) {
+					failing = true; /* the next batch probes first */
+					log_error("store failed (%s): recording suspended, events "
+						  "are counted as lost until it works again",
+						  recorder->last_error);
+				}
+				pthread_mutex_lock(&recorder->queue_lock);
+				if (recorder->queue_head)
+					continue;
+			}
 			if (recorder->stopping)
 				break;
 			recorder->flush_now = false; /* done: wait normally again */

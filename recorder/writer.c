@@ -352,6 +352,48 @@ db(void)
 	return store_db(current->store);
 }
 
+/*
+ * Images whose row was written while their executable was still being
+ * hashed.  The hash comes later (EVENT_EXECUTABLE_HASH); until then a
+ * START that describes one of them waits (openlineage_outbox_executable_gate),
+ * and each batch looks again: a hash known by then is written at once, in
+ * the batch whose flush may spool the START, and an image the hasher gave
+ * up on (no event comes for it) stops holding anything back.
+ */
+struct hashing_image {
+	struct process_info *image; /* referenced */
+	int64_t since_ns;           /* monotonic: given up after the START's wait */
+};
+static struct hashing_image *hashing;
+static size_t hashing_count, hashing_capacity;
+
+static void
+hashing_add(struct process_info *image)
+{
+	for (size_t i = 0; i < hashing_count; i++)
+		if (hashing[i].image == image)
+			return; /* its row written again after a rollback */
+	if (hashing_count == hashing_capacity) {
+		size_t capacity = hashing_capacity ? hashing_capacity * 2 : 16;
+		struct hashing_image *grown = realloc(hashing, capacity * sizeof(*grown));
+		if (grown == NULL)
+			return; /* its START just does not wait */
+		hashing = grown;
+		hashing_capacity = capacity;
+	}
+	hashing[hashing_count++] = (struct hashing_image){
+		.image = process_info_acquire(image), .since_ns = monotonic_ns()};
+}
+
+static bool
+executable_hashing(int64_t process_id)
+{
+	for (size_t i = 0; i < hashing_count; i++)
+		if (hashing[i].image->store_id == process_id)
+			return true;
+	return false;
+}
+
 /* Reset a statement and bind the given values by their C types. */
 static sqlite3_stmt *
 statement(enum statement_id id)
@@ -423,6 +465,7 @@ writer_prepare(struct recorder *recorder, char *error, size_t error_size)
 {
 	current = recorder;
 	rows_per_transaction = ROWS_PER_TRANSACTION;
+	openlineage_outbox_executable_gate(executable_hashing);
 	/* Test only: PROVFS_TEST_ROWS_PER_TRANSACTION=N commits a batch after
 	 * every N rows (1: after every event), so that tests/bats can check
 	 * that a batch split anywhere records what one transaction would. */
@@ -452,6 +495,12 @@ writer_finish(struct recorder *recorder)
 	assigned_ids = NULL;
 	touched_files = NULL;
 	assigned_count = assigned_capacity = touched_count = touched_capacity = 0;
+	openlineage_outbox_executable_gate(NULL);
+	for (size_t i = 0; i < hashing_count; i++)
+		process_info_release(hashing[i].image);
+	free(hashing);
+	hashing = NULL;
+	hashing_count = hashing_capacity = 0;
 	for (int i = 0; i < STATEMENT_COUNT; i++) {
 		sqlite3_finalize(statements[i]);
 		statements[i] = NULL;
@@ -585,8 +634,14 @@ ensure_process(struct process_info *image, int depth)
 	bind_id(s, 6, image->previous ? image->previous->store_id : 0);
 	bind_id(s, 7, image->run ? image->run->store_id : 0);
 	sqlite3_bind_int64(s, 8, current->mount_session_id);
+	char hash[33] = "";
+	int verdict = current->processes
+			  ? process_table_executable_verdict(current->processes, image, hash)
+			  : -1;
 	bind_text(s, 9, image->executable);
-	bind_text(s, 10, image->executable_hash[0] ? image->executable_hash : NULL);
+	bind_text(s, 10, image->executable_hash[0] ? image->executable_hash
+			 : verdict == 1		  ? hash
+						  : NULL);
 	if (image->argv)
 		sqlite3_bind_blob(s, 11, image->argv, (int)image->argv_length, SQLITE_TRANSIENT);
 	else
@@ -608,6 +663,37 @@ ensure_process(struct process_info *image, int depth)
 	sqlite3_bind_int64(s, 5, (int64_t)image->kernel_id);
 	image->store_id = select_integer(s, &rc);
 	journal_id(&image->store_id);
+	if (rc == SQLITE_DONE && verdict == 0 && !image->executable_hash[0])
+		hashing_add(image);
+	return rc;
+}
+
+/* Before a flush: the images whose hash is now known, or never will be, go. */
+static int
+hashing_settle(void)
+{
+	int64_t now = monotonic_ns();
+	size_t kept = 0;
+	int rc = SQLITE_DONE;
+
+	for (size_t i = 0; i < hashing_count; i++) {
+		struct hashing_image *entry = &hashing[i];
+		char hash[33];
+		int verdict = process_table_executable_verdict(current->processes, entry->image, hash);
+		if (verdict == 1 && entry->image->store_id && rc == SQLITE_DONE) {
+			/* The event that will say so may still be queued. */
+			sqlite3_stmt *s = statement(UPDATE_PROCESS_HASH);
+			bind_text(s, 1, hash);
+			sqlite3_bind_int64(s, 2, entry->image->store_id);
+			rc = run(s);
+		}
+		if (verdict != 0 || now - entry->since_ns >= OPENLINEAGE_EXECUTABLE_WAIT_NS) {
+			process_info_release(entry->image);
+			continue;
+		}
+		hashing[kept++] = *entry;
+	}
+	hashing_count = kept;
 	return rc;
 }
 
@@ -1795,7 +1881,7 @@ apply_piece(struct recorder *recorder, struct event *piece, struct event **rest)
 	if (rc != SQLITE_DONE)
 		goto failed_rollback;
 	/* OpenLineage events of this piece's runs, in its transaction. */
-	if (openlineage_outbox_flush(db()) != SQLITE_DONE)
+	if (hashing_settle() != SQLITE_DONE || openlineage_outbox_flush(db()) != SQLITE_DONE)
 		goto failed_rollback;
 	if (sqlite3_exec(db(), "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto failed_rollback;

@@ -536,6 +536,72 @@ runs = [a for a in json.load(open(sys.argv[1]))["activity"].values() if a["prov:
 assert len(runs) == 1 and "prov:endTime" not in runs[0], runs' "$TMP/orphan.json"
 }
 
+@test "a START waits for its executable's hash: the catalog gets executableHash, the bytes export builds" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	echo 'id,v' >"$MNT/in.csv"
+	# Executables large enough that hashing them takes longer than the
+	# batch that records their first read: each is a new inode, so no
+	# hash the daemon remembers serves it.
+	local i
+	for i in 1 2 3 4; do
+		cp /bin/cat "$TMP/cat$i"
+		head -c 256M /dev/zero >>"$TMP/cat$i"
+		PROVFS_JOB=big$i "$TMP/cat$i" "$MNT/in.csv" >/dev/null
+		xxh "$TMP/cat$i" >"$TMP/cat$i.hash"
+		# Removed (its ctime moves) only once the daemon has taken its hash.
+		wait_until "[ \"\$(q \"SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
+		            WHERE r.job_name = 'big$i' AND o.event_type = 'START'\")\" = 1 ]" 30
+		rm "$TMP/cat$i"
+	done
+	for i in 1 2 3 4; do
+		wait_until "[ \"\$(terminals_of big$i)\" = COMPLETE ]" 30
+	done
+	wait_until all_delivered 30
+	stop_provfs
+	ol_check "$TMP/events.ndjson"
+	for i in 1 2 3 4; do
+		py "$TMP/events.ndjson" "
+start = one('big$i', 'START')
+assert start['run']['facets']['provfs_process'].get('executableHash') == 'xxh3-128:$(cat "$TMP/cat$i.hash")', start['run']['facets']['provfs_process']
+"
+		"$QUERY" --store "$STORE" --config "$CONF" export --format openlineage --job "big$i" >"$TMP/big$i"
+		[ "$(wc -l <"$TMP/big$i")" -eq 2 ]
+		grep -qxF -- "$(sed -n 1p "$TMP/big$i")" "$TMP/events.ndjson"
+		grep -qxF -- "$(sed -n 2p "$TMP/big$i")" "$TMP/events.ndjson"
+	done
+}
+
+@test "a START whose executable cannot be hashed (it runs from another FUSE mount) is not held back" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	local backing_b=$TMP/backing-b mnt_b=$TMP/mnt-b
+	mkdir -p "$backing_b" "$mnt_b"
+	chmod 700 "$backing_b"
+	mount_provfs -o "config=$CONF"
+	STORE=$TMP/store-b.db MOUNT_BACKING=$backing_b MOUNT_POINT=$mnt_b mount_provfs
+	cp /bin/cat "$mnt_b/cat"
+	echo 'id,v' >"$MNT/in.csv"
+	mkfifo "$TMP/held.fifo"
+	# The job holds on after its read (cat then waits on the fifo), so its
+	# START cannot ride on its end.
+	start_background env PROVFS_JOB=foreign "$mnt_b/cat" "$MNT/in.csv" "$TMP/held.fifo" >/dev/null
+	local started=$SECONDS
+	wait_until "[ \"\$(q \"SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
+	            WHERE r.job_name = 'foreign' AND o.event_type = 'START'\")\" = 1 ]" 20
+	# Well inside the 10 s a START may wait for a hash that is coming.
+	[ $((SECONDS - started)) -lt 6 ]
+	release "$TMP/held.fifo"
+	wait "$LAST_BG" || true
+	wait_until "[ \"\$(terminals_of foreign)\" = COMPLETE ]" 20
+	wait_until all_delivered 30
+	assert_sql "SELECT count(*) FROM processes p JOIN runs r ON r.id = p.run_id
+	            WHERE r.job_name = 'foreign' AND p.executable_hash IS NOT NULL" 0
+	py "$TMP/events.ndjson" "
+start = one('foreign', 'START')
+assert 'executableHash' not in start['run']['facets']['provfs_process'], start
+"
+}
+
 @test "daemon killed -9 beside a second mount of the store: the run only it recorded is still closed, the other's runs are not" {
 	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
 	local backing_b=$TMP/backing-b mnt_b=$TMP/mnt-b daemon_a
