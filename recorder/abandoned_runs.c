@@ -88,12 +88,8 @@ still_running(pid_t pid, int64_t start_ns, uint64_t kernel_id)
 	return within_slack(now_start_ns, start_ns);
 }
 
-/*
- * The mount sessions of host whose daemon still runs, as a JSON array of
- * ids (for json_each); malloc'd, NULL on a store error or out of memory.
- */
-static char *
-live_sessions(sqlite3 *db, const char *host)
+char *
+live_mount_sessions(sqlite3 *db, const char *host)
 {
 	sqlite3_stmt *s = NULL;
 	size_t length = 0, capacity = 64;
@@ -156,7 +152,7 @@ find_abandoned(sqlite3 *db, const char *host, struct open_run **found, size_t *c
 	sqlite3_stmt *runs = NULL, *recorded = NULL;
 	struct open_run *list = NULL;
 	size_t used = 0, capacity = 0;
-	char *live = live_sessions(db, host);
+	char *live = live_mount_sessions(db, host);
 	int rc = SQLITE_ERROR;
 
 	*found = NULL;

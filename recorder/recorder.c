@@ -2353,6 +2353,8 @@ writer_main(void *argument)
 	on_writer_thread = true;
 	/* Runs earlier daemons left open although their root is gone. */
 	abandoned_runs_close(store_db(recorder->store), recorder->host);
+	/* Versions they left unhashed. */
+	pending_hashes_resume(recorder);
 	pthread_mutex_lock(&recorder->queue_lock);
 	if (may_leave_background() && set_writer_background(0, true))
 		recorder->writer_tid = (pid_t)gettid();
@@ -2643,8 +2645,10 @@ recorder_start(struct recorder *recorder)
 	/* Opened here, in the daemon: /proc/self is the process that opens it. */
 	recorder->proc_fds = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	recorder->hashes = hash_pool_new(2, HASH_QUEUE_CAPACITY, recorder->options.backing_fd);
+	recorder->pending_hashes = pending_hashes_new();
 	recorder->processes = process_table_new(&table_options);
-	if (recorder->hashes == NULL || recorder->processes == NULL)
+	if (recorder->hashes == NULL || recorder->pending_hashes == NULL ||
+	    recorder->processes == NULL)
 		return -1;
 	if (pthread_create(&recorder->writer, NULL, writer_main, recorder) != 0)
 		return -1;
@@ -2692,6 +2696,8 @@ recorder_stop(struct recorder *recorder)
 		return;
 	if (recorder->processes)
 		process_table_stop(recorder->processes);
+	/* Earlier daemons' leftovers wait for the next one, not the unmount. */
+	pending_hashes_stop(recorder->pending_hashes);
 	/*
 	 * No request comes any more.  The writer commits what is queued, which
 	 * hands the last versions to the hash pool, and the pool gets a few
@@ -2726,6 +2732,8 @@ recorder_stop(struct recorder *recorder)
 		hash_pool_free(recorder->hashes);
 		recorder->hashes = NULL;
 	}
+	pending_hashes_free(recorder->pending_hashes);
+	recorder->pending_hashes = NULL;
 	if (recorder->store) {
 		writer_close_session(recorder);
 		writer_finish(recorder);

@@ -180,6 +180,8 @@ enum event_kind {
 	EVENT_NAMESPACE,       /* change, image, paths, device/inode */
 	EVENT_ABANDONED,       /* version: its writers closed without changing the file */
 	EVENT_POLICY,          /* policy_record (label policy audit rows) */
+	EVENT_RESUMED_HASH,    /* version_id, hash, hash_state: a version an earlier
+				* daemon left pending (pending_hashes.c) */
 };
 
 struct event {
@@ -211,6 +213,7 @@ struct event {
 	uint64_t changes;       /* namespace (truncate): change_mark(file) after it */
 	struct recorder_policy_record *policy_record; /* owned */
 	bool embedded;          /* an access's OPEN or CLOSE, part of it (access_event) */
+	int64_t version_id;     /* resumed hash: the versions row */
 	struct event *next;
 };
 
@@ -306,6 +309,7 @@ struct recorder {
 	struct fs_observer observer;
 	struct process_table *processes;
 	struct hash_pool *hashes;
+	struct pending_hashes *pending_hashes; /* what earlier daemons left unhashed */
 
 	/* file table; protected by files_lock */
 	pthread_mutex_t files_lock;
@@ -415,6 +419,28 @@ void writer_finish(struct recorder *recorder);
  * runs stay open; the next daemon looks again).
  */
 int abandoned_runs_close(sqlite3 *db, const char *host);
+
+/*
+ * The mount sessions of host whose daemon still runs, other than this
+ * daemon's, as a JSON array of ids (for json_each); malloc'd, NULL on a
+ * store error or out of memory.
+ */
+char *live_mount_sessions(sqlite3 *db, const char *host);
+
+/* pending_hashes.c */
+struct pending_hashes;
+struct pending_hashes *pending_hashes_new(void);
+/*
+ * Settle the versions earlier daemons left 'pending' in this backing
+ * directory, and hash those whose file is unchanged in the background:
+ * the writer thread, once, before its first batch.  0, or -1 after
+ * logging why (they stay pending; the next daemon looks again).
+ */
+int pending_hashes_resume(struct recorder *recorder);
+/* No more of them go to the pool (the mount stops). */
+void pending_hashes_stop(struct pending_hashes *lane);
+/* After the pool is freed: those never submitted. */
+void pending_hashes_free(struct pending_hashes *lane);
 
 /* The writer's SQL, for tests that check every statement's query plan. */
 size_t writer_statement_count(void);

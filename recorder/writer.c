@@ -1459,6 +1459,27 @@ update_version_hash(int64_t version_id, const char *hash, const char *state)
 	return run(s);
 }
 
+/* A version an earlier daemon left pending, unless settled meanwhile. */
+static int
+apply_resumed_hash(const struct event *event)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db(),
+			       "UPDATE versions SET hash = ?1, hash_state = ?2, hash_method = CASE "
+			       "WHEN ?1 IS NULL THEN NULL ELSE 'reread' END WHERE id = ?3 AND "
+			       "hash_state = 'pending'",
+			       -1, &s, NULL) != SQLITE_OK)
+		return sqlite3_errcode(db());
+	bind_text(s, 1, event->hash[0] ? event->hash : NULL);
+	bind_text(s, 2, event->hash_state);
+	sqlite3_bind_int64(s, 3, event->version_id);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc;
+}
+
 static const char *
 change_kind(const struct event *event)
 {
@@ -1845,6 +1866,8 @@ apply_event(struct event *event)
 		return apply_namespace(event);
 	case EVENT_POLICY:
 		return writer_apply_policy(event);
+	case EVENT_RESUMED_HASH:
+		return apply_resumed_hash(event);
 	}
 	return SQLITE_DONE;
 }

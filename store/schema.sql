@@ -1,4 +1,4 @@
--- provfs provenance store, schema version 7.
+-- provfs provenance store, schema version 8.
 --
 -- One SQLite database (WAL mode) may be shared by several mounts and hosts.
 -- The recorder's single writer thread is the only writer of a daemon;
@@ -199,6 +199,9 @@ CREATE INDEX versions_hash ON versions(hash);
 CREATE INDEX versions_producer ON versions(producer_process_id);
 CREATE INDEX versions_origin ON versions(origin) WHERE origin = 'external';
 CREATE INDEX versions_unrecorded ON versions(origin) WHERE origin = 'unrecorded'; -- version 4
+-- Versions whose hash is still to be taken: a daemon finishes those an
+-- earlier one left (recorder/pending_hashes.c).  Version 8.
+CREATE INDEX versions_pending ON versions(file_id) WHERE hash_state = 'pending';
 
 -- An access: one open handle, aggregated at close.
 CREATE TABLE accesses (

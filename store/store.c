@@ -129,6 +129,12 @@ static const char *const migrations[] = {
 	 */
 	"ALTER TABLE runs ADD COLUMN end_unknown INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX runs_open ON runs(host) WHERE ended_ns IS NULL;",
+	/*
+	 * 7 -> 8: the versions whose hash is still to be taken, which a
+	 * daemon finishes when an earlier one left them (schema.sql,
+	 * versions_pending).
+	 */
+	"CREATE INDEX versions_pending ON versions(file_id) WHERE hash_state = 'pending';",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
 	       "one migration step per schema version after the first");

@@ -133,6 +133,61 @@ EOF
 	grep -q "unhashed" "$TMP/gaps"
 }
 
+# state_of PATH: hash_state and hash_method of the newest version of PATH.
+state_of() {
+	q "SELECT hash_state || ' ' || coalesce(hash_method, '-') FROM versions
+	   WHERE id = ($(latest_version_sql "$1"))"
+}
+
+@test "hash jobs an unmount left pending: the next mount hashes a file unchanged since, and says 'changed' or 'failed' of one changed or removed outside" {
+	mount_provfs
+	occupy_hash_pool
+	# Behind the two large files, these wait for a hash thread.
+	echo kept >"$MNT/kept"
+	echo edited >"$MNT/edited"
+	echo gone >"$MNT/gone"
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 5 ]"
+	stop_provfs
+	local path
+	for path in big1 big2 kept edited gone; do
+		[ "$(state_of "$path")" = "pending -" ]
+	done
+	# Outside any mount: one file changed, three removed.
+	echo more >>"$BACKING/edited"
+	rm "$BACKING/gone" "$BACKING/big1" "$BACKING/big2"
+	mount_provfs
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 0 ]"
+	[ "$(state_of kept)" = "hashed reread" ]
+	assert_sql "SELECT hash FROM versions WHERE id = ($(latest_version_sql kept))" "$(xxh "$BACKING/kept")"
+	[ "$(state_of edited)" = "changed -" ]
+	[ "$(state_of gone)" = "failed -" ]
+	[ "$(state_of big1)" = "failed -" ]
+	# What an auditor runs: the file is what provfs recorded.
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify "$MNT/kept"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *ok*kept* ]]
+	# Read now, it is the version recorded, not a change made outside provfs.
+	cat "$MNT/kept" >/dev/null
+	stop_provfs
+	assert_sql "SELECT count(*) FROM versions WHERE file_id = ($(file_id_sql kept))" 1
+}
+
+@test "hash jobs left pending while another daemon serves the same directory: left to it" {
+	mount_provfs
+	occupy_hash_pool
+	echo kept >"$MNT/kept"
+	wait_until "[ \"\$(q \"SELECT count(*) FROM versions WHERE hash_state = 'pending'\")\" = 3 ]"
+	# A second mount of the same directory while the first still serves it.
+	local second=$TMP/second
+	mkdir "$second"
+	MOUNT_POINT=$second mount_provfs
+	sleep 1
+	[ "$(state_of kept)" = "pending -" ]
+	fusermount3 -u "$second"
+	wait_unmounted "$second"
+}
+
 @test "hash jobs: one pending job per file: superseded versions are 'changed', the newest is hashed" {
 	mount_provfs
 	occupy_hash_pool 24
@@ -792,7 +847,7 @@ bench_renames_mode() {
 	mount_provfs
 	echo new >"$MNT/new.txt"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 7
+	assert_sql "PRAGMA user_version" 8
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT origin || ' ' || hash_method FROM versions WHERE id = 1" "written streamed"
 	assert_sql "SELECT count(*) FROM versions" 2
@@ -813,7 +868,7 @@ bench_renames_mode() {
 	echo a >"$MNT/a"
 	mv "$MNT/a" "$MNT/b"
 	stop_provfs
-	assert_sql "PRAGMA user_version" 7
+	assert_sql "PRAGMA user_version" 8
 	# Version 7: runs closed after their root ended unrecorded say so; open runs are indexed.
 	assert_sql "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'end_unknown'" 1
 	assert_sql "SELECT count(*) FROM sqlite_master WHERE name = 'runs_open'" 1

@@ -312,7 +312,7 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	mount_provfs -o "config=$CONF" -o nopassthrough
 	(cd "$MNT" && PROVFS_JOB=new OPENLINEAGE_PARENT_ID=airflow/dag.task/$PARENT_RUN sh -c 'echo new >new.txt')
 	stop_provfs
-	assert_sql "PRAGMA user_version" 7
+	assert_sql "PRAGMA user_version" 8
 	assert_sql "PRAGMA integrity_check" ok
 	assert_sql "SELECT count(*) FROM versions WHERE id = 1 AND hash_method IS NULL" 1
 	assert_sql "SELECT count(*) FROM runs WHERE id = 1 AND root_parent_run_id IS NULL AND

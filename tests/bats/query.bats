@@ -324,7 +324,7 @@ assert d["summary"]["mismatch"] == 1'
 	assert_match "$stdout" "train\.py"
 	pq stats --format json
 	assert_ok
-	json 'assert d["counts"]["runs"] >= 8 and d["schema_version"] == 7'
+	json 'assert d["counts"]["runs"] >= 8 and d["schema_version"] == 8'
 	# A run starts with its root process (a login shell may be hours old):
 	# the text says so rather than "last run", which reads as last activity.
 	pq stats
