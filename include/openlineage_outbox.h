@@ -66,6 +66,9 @@ bool openlineage_outbox_gated(void);
 /* The writer stops: later flushes hold nothing back for a hash. */
 void openlineage_outbox_ungate(void);
 
+/* Are events spooled at all (transport = http or file)? */
+bool openlineage_outbox_enabled(void);
+
 /*
  * Spool events built with ol (borrowed until openlineage_outbox_disable();
  * NULL disables).  Call before the writer thread starts.  The first flush

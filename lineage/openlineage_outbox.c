@@ -47,6 +47,12 @@ openlineage_outbox_ungate(void)
 	ungated = true;
 }
 
+bool
+openlineage_outbox_enabled(void)
+{
+	return context != NULL;
+}
+
 void
 openlineage_outbox_enable(struct openlineage *ol)
 {

@@ -663,7 +663,9 @@ ensure_process(struct process_info *image, int depth)
 	sqlite3_bind_int64(s, 5, (int64_t)image->kernel_id);
 	image->store_id = select_integer(s, &rc);
 	journal_id(&image->store_id);
-	if (rc == SQLITE_DONE && verdict == 0 && !image->executable_hash[0])
+	/* Only a START waits for it: without one, the hash's event will do. */
+	if (rc == SQLITE_DONE && verdict == 0 && !image->executable_hash[0] &&
+	    openlineage_outbox_enabled())
 		hashing_add(image);
 	return rc;
 }
