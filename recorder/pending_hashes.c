@@ -44,15 +44,12 @@
  * the next daemon.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -246,8 +243,6 @@ find_pending(sqlite3 *db, const char *host, const char *backing_dir,
 static void
 look_at_file(struct recorder *recorder, struct pending_version *v)
 {
-	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
-			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
 	struct stat st;
 	int fd;
 
@@ -258,11 +253,10 @@ look_at_file(struct recorder *recorder, struct pending_version *v)
 	v->state = "failed";
 	if (v->removed || v->path[0] == '\0')
 		return;
-	fd = (int)syscall(SYS_openat2, recorder->options.backing_fd, v->path, &how, sizeof(how));
+	fd = recorder_open_beneath(recorder, v->path, v->expected.inode, &st);
 	if (fd < 0)
 		return;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != v->expected.inode ||
-	    st.st_dev != v->device)
+	if (st.st_dev != v->device)
 		goto out;
 	if (st.st_size != v->expected.size || timespec_ns(st.st_mtim) != v->expected.mtime_ns ||
 	    timespec_ns(st.st_ctim) != v->expected.ctime_ns) {

@@ -405,6 +405,14 @@ int writer_record_session(struct recorder *recorder, char *error, size_t error_s
 int writer_apply_batch(struct recorder *recorder, struct event *batch, uint64_t batch_number,
 		       struct event **unwritten);
 void writer_close_session(struct recorder *recorder);
+/*
+ * Open the regular file at path in the backing tree for hashing, never
+ * leaving the tree, never following a symlink, never blocking (a FIFO may
+ * stand there now), and only when it is still the inode expected (inode 0:
+ * any); *st is its fstat.  -1 otherwise.
+ */
+int recorder_open_beneath(const struct recorder *recorder, const char *path, ino_t inode,
+			  struct stat *st);
 /* Events from batch on were not written: versions of them will never have rows. */
 void writer_batch_lost(struct event *batch);
 /* version will never have a row: drop its waiting readers (writer, or after it). */

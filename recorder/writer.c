@@ -883,26 +883,29 @@ read_hash_done(void *argument, int result, const char *hex, const struct stat *b
 	recorder_enqueue(access->recorder, event);
 }
 
-/*
- * Open the regular file at path in the backing tree for hashing, never
- * leaving the tree, never blocking (a FIFO may stand there now), and only
- * when it is still the inode expected (inode 0: any).  -1 otherwise.
- */
-static int
-open_beneath(const char *path, ino_t inode)
+int
+recorder_open_beneath(const struct recorder *recorder, const char *path, ino_t inode,
+		      struct stat *st)
 {
 	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
 			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
-	struct stat st;
-	int fd = (int)syscall(SYS_openat2, current->options.backing_fd, path, &how, sizeof(how));
+	int fd = (int)syscall(SYS_openat2, recorder->options.backing_fd, path, &how, sizeof(how));
 
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (inode && st.st_ino != inode)) {
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || (inode && st->st_ino != inode)) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+static int
+open_beneath(const char *path, ino_t inode)
+{
+	struct stat st;
+
+	return recorder_open_beneath(current, path, inode, &st);
 }
 
 /* A pool source for the file at path (inode), or NULL. */
