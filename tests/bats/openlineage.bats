@@ -541,12 +541,13 @@ assert len(runs) == 1 and "prov:endTime" not in runs[0], runs' "$TMP/orphan.json
 	mount_provfs -o "config=$CONF"
 	echo 'id,v' >"$MNT/in.csv"
 	# Executables large enough that hashing them takes longer than the
-	# batch that records their first read: each is a new inode, so no
-	# hash the daemon remembers serves it.
+	# batch that records their first read (a hole of a GiB after the
+	# program: nothing to write, a second to hash): each is a new inode,
+	# so no hash the daemon remembers serves it.
 	local i
 	for i in 1 2 3 4; do
 		cp /bin/cat "$TMP/cat$i"
-		head -c 256M /dev/zero >>"$TMP/cat$i"
+		truncate -s +1G "$TMP/cat$i"
 		PROVFS_JOB=big$i "$TMP/cat$i" "$MNT/in.csv" >/dev/null
 		xxh "$TMP/cat$i" >"$TMP/cat$i.hash"
 		# Removed (its ctime moves) only once the daemon has taken its hash.
