@@ -76,6 +76,10 @@ struct process_info {
 	struct process_info *previous; /* image before execve, as a detached copy
 					* whose own previous is NULL; referenced */
 	struct run_info *run;          /* referenced */
+	/* The image its process exec'd next, once the table has built it
+	 * (set once; referenced): what a descriptor it opened and the
+	 * process kept across the exec was handed to. */
+	_Atomic(struct process_info *) successor;
 	char executable_hash[33];      /* "" (the hash comes as a later event) */
 	int64_t store_id;              /* writer thread only */
 	/*

@@ -277,7 +277,8 @@ process_info_release(struct process_info *image)
 	dying = image;
 	while (dying) {
 		struct process_info *gone = dying;
-		struct process_info *links[2] = {gone->parent, gone->previous};
+		struct process_info *links[3] = {gone->parent, gone->previous,
+						 atomic_load(&gone->successor)};
 		dying = gone->release_next;
 		run_release(gone->run);
 		free(gone->executable);
@@ -286,7 +287,7 @@ process_info_release(struct process_info *image)
 		free(gone->cgroup);
 		free(gone->job);
 		free(gone);
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 3; i++)
 			if (links[i] && atomic_fetch_sub(&links[i]->references, 1) == 1) {
 				links[i]->release_next = dying;
 				dying = links[i];
@@ -1783,15 +1784,15 @@ process_running_now(pid_t pid, int64_t *start_ns, uint64_t *kernel_id)
 /*
  * image, detached from its history, to be a new image's previous: the same
  * facts (so the store finds or makes the same row), but no previous of its
- * own, so exec chains never grow.  The image itself when it has none.
+ * own, so exec chains never grow.  Always a copy, even of an image without
+ * a previous: the image itself links to the new one (successor), and the
+ * new one back to it would be a cycle that no release ever ends.
  */
 static struct process_info *
 detached_copy(struct process_info *image)
 {
 	struct process_info *copy;
 
-	if (image->previous == NULL)
-		return process_info_acquire(image);
 	copy = calloc(1, sizeof(*copy));
 	if (copy == NULL)
 		return NULL;
@@ -2234,6 +2235,9 @@ publish(struct process_table *table, struct build_plan *plan, struct process_inf
 	} else if (image && entry->generation == plan->generation) {
 		replaced = entry->image;
 		entry->image = process_info_acquire(image);
+		if (replaced && image->exec_index > replaced->exec_index &&
+		    atomic_load(&replaced->successor) == NULL)
+			atomic_store(&replaced->successor, process_info_acquire(image));
 		entry->generation++;
 		entry->execs_pending -= plan->execs;
 		entry->rechecked = plan->rechecks;

@@ -173,6 +173,7 @@ event_free(struct event *event)
 	access_release(event->access);
 	version_release(event->version);
 	file_state_release(event->ordered_file);
+	file_state_release(event->file);
 	free(event->path);
 	free(event->new_path);
 	recorder_policy_record_free(event->policy_record);
@@ -409,7 +410,7 @@ access_acquire(struct access *access)
 	return access;
 }
 
-static struct file_state *
+struct file_state *
 file_state_acquire(struct file_state *file)
 {
 	atomic_fetch_add(&file->references, 1);
@@ -1827,6 +1828,43 @@ on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 	process_info_release(image);
 }
 
+/*
+ * A read handle a shell's forked child opened and kept across the exec
+ * that started a job: "PROVFS_JOB=etl sqlite3 db <etl.sql" opens etl.sql
+ * before the exec, in the child, which belongs to the shell's run; it is
+ * sqlite3 that reads it, in the run the exec started.  Read handles send
+ * no FLUSH (FOPEN_NOFLUSH) and the kernel passes their reads through, so
+ * what is known is that the handle outlived the exec: the input goes to
+ * the image the process ran last, when that image began a run of its own.
+ * Only for the first image of a forked process (no shell's own handles,
+ * "exec 3<conf", move), and only when the table built the later image
+ * before the release (a program that ends at once may be missed: the read
+ * then stays with the child, as before).  Called at release, before the
+ * CLOSE event is queued.
+ */
+static void
+give_read_to_exec_successor(struct access *access)
+{
+	struct process_info *opener = access->process, *latest = NULL, *next;
+
+	if (!access->reads || access->writes || access->is_exec || opener == NULL ||
+	    opener->exec_index != 0 || !access->recorded)
+		return;
+	next = atomic_load(&opener->successor);
+	for (int depth = 0; next && depth < 16; depth++) {
+		latest = next;
+		next = atomic_load(&latest->successor);
+	}
+	if (latest == NULL || latest->run == NULL || latest->run == opener->run ||
+	    latest->run->root_pid != latest->pid || latest->run->root_start_ns != latest->start_ns)
+		return;
+	pthread_mutex_lock(&access->file->lock);
+	struct process_info *previous = access->last_image;
+	access->last_image = process_info_acquire(latest);
+	pthread_mutex_unlock(&access->file->lock);
+	process_info_release(previous);
+}
+
 static void
 on_released(void *cookie, int fd, const struct stat *attributes)
 {
@@ -1847,6 +1885,7 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 			return;
 		}
 	}
+	give_read_to_exec_successor(access);
 	if (access->read_known_version) {
 		/* The file changed while it was open (writers it opened beside,
 		 * or one that opened later): it may have read their bytes, so it
@@ -2151,6 +2190,9 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	free(new_directory);
 	event->stamp = stamp_of(change->attributes);
 	event->is_directory = S_ISDIR(change->attributes->st_mode);
+	event->is_regular = S_ISREG(change->attributes->st_mode);
+	if (event->is_regular)
+		event->file = recorder_find_file(recorder, event->device, event->inode);
 	if (change->before) {
 		event->before_known = true;
 		event->before = stamp_of(change->before);

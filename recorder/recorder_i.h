@@ -210,6 +210,11 @@ struct event {
 	struct file_state *ordered_file;
 	uint64_t cut_order;
 	bool is_directory;      /* namespace: the node is a directory */
+	bool is_regular;        /* namespace: the node is a regular file */
+	/* namespace: the state of the regular file the change is about, as the
+	 * table held it at the request (referenced), or NULL.  By the time the
+	 * writer applies the event, a new file may have the inode's number. */
+	struct file_state *file;
 	uint64_t changes;       /* namespace (truncate): change_mark(file) after it */
 	struct recorder_policy_record *policy_record; /* owned */
 	bool embedded;          /* an access's OPEN or CLOSE, part of it (access_event) */
@@ -394,6 +399,7 @@ const char *hash_outcome(int result, const struct stamp *expected, const struct 
 struct file_state *recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode);
 void access_release(struct access *access);
 void version_release(struct version *version);
+struct file_state *file_state_acquire(struct file_state *file);
 void file_state_release(struct file_state *file);
 
 /* writer.c */

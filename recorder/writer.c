@@ -56,6 +56,7 @@ enum statement_id {
 	CLOSE_NAMES_UNDER,
 	COPY_NAMES_UNDER,
 	UPDATE_PATHS_UNDER,
+	SELECT_CURRENT_NAME_FILES,
 	MARK_FILE_REMOVED,
 	MARK_REPLACED_REMOVED,
 	SELECT_LATEST_FOR_FILE,
@@ -144,7 +145,7 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	/* The newest row of an inode: the last entry of files_inode for it, one
 	 * seek (a miss, as for every directory, reads nothing). */
 	[SELECT_FILE_BY_INODE] = "SELECT max(id) FROM files WHERE host = ? AND device = ? AND "
-				 "inode = ?",
+				 "inode = ? AND removed_ns IS NULL",
 	/* The current names of a path (one, unless records were lost), then
 	 * each ended by row id.  An UPDATE whose own WHERE searched the index
 	 * of current names would change that index's column, which SQLite does
@@ -160,12 +161,18 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 	[CLOSE_NAMES_UNDER] = "UPDATE file_names SET until_ns = ?1 WHERE backing_dir = ?2 AND "
 			      "until_ns IS NULL AND since_ns < ?1 AND "
 			      "path >= ?3 || '/' AND path < ?3 || '0'",
+	/* Only names older than the rename: an exchange copies both ways at
+	 * one time, and the names it has just made must not go round again. */
 	[COPY_NAMES_UNDER] = "INSERT INTO file_names (file_id, backing_dir, path, since_ns, how) "
 			     "SELECT file_id, backing_dir, ?4 || substr(path, length(?3) + 1), "
 			     "?1, 'rename' FROM file_names WHERE backing_dir = ?2 AND "
-			     "until_ns IS NULL AND path >= ?3 || '/' AND path < ?3 || '0'",
+			     "until_ns IS NULL AND since_ns < ?1 AND "
+			     "path >= ?3 || '/' AND path < ?3 || '0'",
 	[UPDATE_PATHS_UNDER] = "UPDATE files SET path = ?3 || substr(path, length(?2) + 1) "
 			       "WHERE backing_dir = ?1 AND path >= ?2 || '/' AND path < ?2 || '0'",
+	/* The current names of a path and their files (exchange_names). */
+	[SELECT_CURRENT_NAME_FILES] = "SELECT id, file_id FROM file_names WHERE backing_dir = ? AND "
+				      "path = ? AND until_ns IS NULL",
 	/* The file's last name went: removed, in one statement with the check. */
 	[MARK_FILE_REMOVED] = "UPDATE files SET removed_ns = ?1 WHERE id = ?2 AND NOT EXISTS "
 			      "(SELECT 1 FROM file_names WHERE file_id = ?2 AND until_ns IS NULL)",
@@ -1585,6 +1592,93 @@ rename_names(int64_t file_id, const char *from, const char *to, int64_t time_ns,
 }
 
 /*
+ * renameat2(RENAME_EXCHANGE): first and second trade what they name, a file
+ * or a directory and every name beneath it, at time_ns.  Neither name is
+ * ever free, so each file keeps a current name throughout.
+ */
+static int
+exchange_names(const char *first, const char *second, int64_t time_ns)
+{
+	const char *names[2] = {first, second};
+	struct {
+		int64_t name_id, file_id;
+	} held[2][8]; /* what each name names: one file, unless records were lost */
+	size_t count[2] = {0, 0};
+	char temporary[64];
+	sqlite3_stmt *s;
+	int rc = SQLITE_DONE;
+
+	/* Both names' files first: neither is ever free, so each file keeps
+	 * a current name throughout. */
+	for (int way = 0; way < 2; way++) {
+		s = statement(SELECT_CURRENT_NAME_FILES);
+		bind_text(s, 1, current->backing_dir);
+		bind_text(s, 2, names[way]);
+		while (count[way] < 8 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+			held[way][count[way]].name_id = sqlite3_column_int64(s, 0);
+			held[way][count[way]].file_id = sqlite3_column_int64(s, 1);
+			count[way]++;
+		}
+		sqlite3_reset(s);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return rc;
+	}
+	for (int way = 0; way < 2; way++) {
+		for (size_t i = 0; i < count[way]; i++) {
+			s = statement(CLOSE_NAME);
+			sqlite3_bind_int64(s, 1, time_ns);
+			sqlite3_bind_int64(s, 2, held[way][i].name_id);
+			if ((rc = run(s)) != SQLITE_DONE)
+				return rc;
+			s = statement(INSERT_NAME);
+			sqlite3_bind_int64(s, 1, held[way][i].file_id);
+			bind_text(s, 2, current->backing_dir);
+			bind_text(s, 3, names[!way]);
+			sqlite3_bind_int64(s, 4, time_ns);
+			bind_text(s, 5, "rename");
+			if ((rc = run(s)) != SQLITE_DONE)
+				return rc;
+			s = statement(UPDATE_FILE_PATH);
+			bind_text(s, 1, names[!way]);
+			sqlite3_bind_int64(s, 2, held[way][i].file_id);
+			if ((rc = run(s)) != SQLITE_DONE)
+				return rc;
+		}
+	}
+	/* Beneath them, when they are directories: each way (names older
+	 * than the exchange only), then the old ones closed. */
+	for (int way = 0; way < 2; way++) {
+		s = statement(COPY_NAMES_UNDER);
+		sqlite3_bind_int64(s, 1, time_ns);
+		bind_text(s, 2, current->backing_dir);
+		bind_text(s, 3, names[way]);
+		bind_text(s, 4, names[!way]);
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+	}
+	for (int way = 0; way < 2; way++) {
+		s = statement(CLOSE_NAMES_UNDER);
+		sqlite3_bind_int64(s, 1, time_ns);
+		bind_text(s, 2, current->backing_dir);
+		bind_text(s, 3, names[way]);
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+	}
+	/* Their files' last known paths, through a name no file has. */
+	snprintf(temporary, sizeof(temporary), "\x01provfs-exchange-%lld", (long long)time_ns);
+	const char *moves[3][2] = {{first, temporary}, {second, first}, {temporary, second}};
+	for (int i = 0; i < 3; i++) {
+		s = statement(UPDATE_PATHS_UNDER);
+		bind_text(s, 1, current->backing_dir);
+		bind_text(s, 2, moves[i][0]);
+		bind_text(s, 3, moves[i][1]);
+		if ((rc = run(s)) != SQLITE_DONE)
+			return rc;
+	}
+	return SQLITE_DONE;
+}
+
+/*
  * After a change made through provfs: a metadata change moves the latest
  * version's ctime along; a truncate that no open handle covers is a new
  * version, produced by the process that truncated.
@@ -1602,7 +1696,7 @@ follow_content(struct event *event, int64_t file_id)
 		return SQLITE_DONE;
 
 	/* The writer's cached view of the file must move along with the rows. */
-	struct file_state *cached = recorder_find_file(current, event->device, event->inode);
+	struct file_state *cached = event->file ? file_state_acquire(event->file) : NULL;
 	if (cached && cached->store_id != file_id) {
 		file_state_release(cached);
 		cached = NULL;
@@ -1736,11 +1830,15 @@ apply_namespace(struct event *event)
 
 	if (event->process && (rc = ensure_process(event->process, 0)) != SQLITE_DONE)
 		return rc;
-	/* The file table usually knows the row already. */
-	struct file_state *known_file = recorder_find_file(current, event->device, event->inode);
-	file_id = known_file ? known_file->store_id : 0;
-	file_state_release(known_file);
-	if (file_id == 0) {
+	/*
+	 * The file the change was about: the table's state at the request
+	 * (its row, or none when nothing of it was recorded), else the newest
+	 * row of the inode's number that still has a name.  Never the table's
+	 * state now, nor a removed file's row: the number may belong to a new
+	 * file by now.  Only regular files have rows.
+	 */
+	file_id = event->file ? event->file->store_id : 0;
+	if (event->file == NULL && event->is_regular) {
 		s = statement(SELECT_FILE_BY_INODE);
 		bind_text(s, 1, current->host);
 		sqlite3_bind_int64(s, 2, (int64_t)event->device);
@@ -1754,18 +1852,7 @@ apply_namespace(struct event *event)
 
 	if (event->change == FS_CHANGE_RENAME && event->path && event->new_path) {
 		if (event->flags & RENAME_EXCHANGE) {
-			/* Swap the two names through a temporary one. */
-			char temporary[64];
-			snprintf(temporary, sizeof(temporary), "\x01provfs-exchange-%lld",
-				 (long long)event->time_ns);
-			/* The other node's type is not known: both may be directories. */
-			if ((rc = rename_names(0, event->new_path, temporary, event->time_ns,
-					       true)) != SQLITE_DONE ||
-			    (rc = rename_names(file_id, event->path, event->new_path,
-					       event->time_ns, true)) != SQLITE_DONE)
-				return rc;
-			/* the other file: whoever held the temporary name */
-			rc = rename_names(0, temporary, event->path, event->time_ns, true);
+			rc = exchange_names(event->path, event->new_path, event->time_ns);
 		} else {
 			/* A rename over a name unlinks the file it named (git's
 			 * config.lock over config): no longer in the tree, unless

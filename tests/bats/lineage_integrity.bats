@@ -1146,6 +1146,88 @@ db.close()
 	[[ "$output" == *" 0 modified"* ]]
 }
 
+# current_names PATH...: the current names of the files now at each PATH, one line each.
+current_names() {
+	local path
+	for path in "$@"; do
+		q "SELECT group_concat(path, ',') FROM (SELECT path FROM file_names
+		   WHERE file_id = ($(file_id_sql "$path")) AND until_ns IS NULL ORDER BY path)"
+	done
+}
+
+@test "RENAME_EXCHANGE of two files and of two directories: every file keeps exactly its new name, none read since" {
+	mount_provfs
+	mkdir -p "$MNT/A/sub" "$MNT/B"
+	echo a >"$MNT/A/x"
+	echo deep >"$MNT/A/sub/z"
+	echo b >"$MNT/B/y"
+	echo one >"$MNT/f1"
+	echo two >"$MNT/f2"
+	sleep 0.1 # the closes' releases are in
+	exchange "$MNT/A" "$MNT/B"
+	exchange "$MNT/f1" "$MNT/f2"
+	stop_provfs
+	# Nothing read them since: the names come from the exchanges alone.
+	[ "$(current_names B/x B/sub/z A/y f1 f2 | tr '\n' ' ')" = "B/x B/sub/z A/y f1 f2 " ]
+	assert_sql "SELECT count(*) FROM file_names WHERE until_ns IS NULL AND path LIKE '%provfs-exchange%'" 0
+	assert_sql "SELECT group_concat(path, ' ') FROM (SELECT path FROM files ORDER BY path)" \
+		"A/y B/sub/z B/x f1 f2"
+	# f1 names the file made as f2, and the other way round.
+	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f1))" "$(xxh "$BACKING/f1")"
+	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f2))" "$(xxh "$BACKING/f2")"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"5 files"*"5 ok, 0 modified, 0 missing"* ]]
+}
+
+@test "an inode number a removed file had, taken by a directory or a device node: their renames are not the file's" {
+	mount_provfs
+	mkdir "$MNT/r"
+	echo data >"$MNT/r/f"
+	local inode
+	inode=$(stat -c %i "$BACKING/r/f")
+	rm "$MNT/r/f"
+	# ext4 gives the number freed last to the next inode it makes.
+	mkdir "$MNT/r/d"
+	[ "$(stat -c %i "$BACKING/r/d")" = "$inode" ] || skip "the backing filesystem did not reuse the inode number"
+	mv "$MNT/r/d" "$MNT/r/d2"
+	rmdir "$MNT/r/d2"
+	mknod "$MNT/r/c" c 1 3
+	[ "$(stat -c %i "$BACKING/r/c")" = "$inode" ] || skip "the backing filesystem did not reuse the inode number"
+	mv "$MNT/r/c" "$MNT/r/c2"
+	stop_provfs
+	# The file keeps the one name it had, ended by its removal.
+	assert_sql "SELECT group_concat(path || ' ' || how || ' ' || (until_ns IS NOT NULL), ',')
+	            FROM file_names WHERE file_id = (SELECT id FROM files WHERE inode = $inode)" "r/f create 1"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "files truncated, removed and their inode numbers taken by new files faster than the writer's batches (-o nopassthrough): no store failure, nothing lost" {
+	mount_provfs -o nopassthrough
+	"$PYTHON" - "$MNT" <<'EOF'
+import os, sys
+for r in range(300):
+    for i in range(4):
+        path = os.path.join(sys.argv[1], "f%d" % i)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+        os.pwrite(fd, b"x" * (100 + r), r)
+        os.close(fd)
+        os.truncate(path, r % 7)
+        if (r + i) % 3 == 0:
+            os.unlink(path)
+EOF
+	stop_provfs
+	assert_sql "SELECT sum(store_errors), sum(events_lost) FROM recorder_stats" "0|0"
+	assert_sql "SELECT count(*) FROM versions WHERE origin = 'external'" 0
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 modified, 0 missing"* ]]
+}
+
 @test "a file removed while open, read again through /proc/self/fd: the read is of its version, under the name it had; no ' (deleted)' name, no external version" {
 	mount_provfs
 	echo x >"$MNT/f3.txt"

@@ -174,6 +174,42 @@ EOF
 	assert_process "$producer" "$(real_exe sort)" sort in.txt
 }
 
+@test "input of a shell redirect ('PROVFS_JOB=j prog <in'): the job's run read it, not the shell's" {
+	printf 'create table t(x);\ninsert into t values (1);\n' >"$BACKING/etl.sql"
+	echo hello >"$BACKING/in.txt"
+	echo conf >"$BACKING/conf"
+	mount_provfs
+	(
+		cd "$MNT" || exit 1
+		PROVFS_JOB=redirected cat <in.txt >out.txt
+		PROVFS_JOB=etl sqlite3 db.sqlite <etl.sql
+		# A descriptor the shell itself holds is not handed to the jobs it runs.
+		exec 3<conf
+		PROVFS_JOB=beside cat in.txt >/dev/null
+		exec 3<&-
+	)
+	stop_provfs
+	# The run's inputs are what its processes read.
+	local job path program
+	for job in redirected:in.txt:cat etl:etl.sql:sqlite3; do
+		IFS=: read -r job path program <<<"$job"
+		# Read by the program, in its run.
+		assert_sql "SELECT count(*), p.executable FROM accesses a
+		            JOIN processes p ON p.id = a.process_id JOIN runs r ON r.id = p.run_id
+		            WHERE r.job_name = '$job' AND a.path = '$path' AND a.read_version_id IS NOT NULL" \
+			"1|$(real_exe "$program")"
+	done
+	assert_sql "SELECT count(*) FROM accesses a JOIN processes p ON p.id = a.process_id
+	            JOIN runs r ON r.id = p.run_id WHERE r.job_name = 'beside' AND a.path = 'conf'" 0
+	run -0 "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" export --format openlineage --job etl
+	[[ "$output" == *'"eventType":"COMPLETE"'* ]]
+	/usr/bin/python3 -c 'import json, sys
+events = [json.loads(l) for l in sys.argv[1].splitlines()]
+complete = [e for e in events if e["eventType"] == "COMPLETE"][0]
+names = sorted(d["name"].rsplit("/", 1)[-1] for d in complete["inputs"])
+assert names == ["etl.sql"], names' "$output"
+}
+
 # ------------------------------------------------------------ writers and readers
 
 @test "two processes appending to one file: both accesses are writers of the final version" {
