@@ -23,9 +23,10 @@
  * A terminal event waits (at most OPENLINEAGE_HASH_WAIT_NS) for the hashes
  * of the versions its run read or wrote that are still pending, so that it
  * carries their version facets; it is then spooled in the transaction that
- * records the last of those hashes.  That of an abandoned run does not
- * wait: the daemon that would have taken them is gone.  A terminal event is spooled only after
- * its run's START.  A START waits for its run's first use of the mount (a
+ * records the last of those hashes.  That of an abandoned run waits too:
+ * the daemon that closes it also takes the hashes the dead one left
+ * (recorder/pending_hashes.c).  A terminal event is spooled only after its
+ * run's START.  A START waits for its run's first use of the mount (a
  * run recorded only as the ancestor of processes that used it, like a
  * login session or init, has no lineage to report); a run that ends
  * without one sends nothing.  It also waits while the executable of the

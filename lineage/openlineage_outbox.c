@@ -18,7 +18,6 @@ struct note {
 	enum openlineage_stage stage;
 	int64_t first_flush_ns; /* 0 until a flush has seen it */
 	bool written;           /* inserted (or settled) in the open transaction */
-	bool no_hash_wait;      /* its daemon is gone: the hashes it waited for never come */
 };
 
 static struct openlineage *context;
@@ -108,11 +107,8 @@ openlineage_outbox_complete(int64_t run_id)
 void
 openlineage_outbox_abandoned(int64_t run_id)
 {
-	struct note *n;
-
 	note(run_id, OPENLINEAGE_START);
-	if ((n = note(run_id, OPENLINEAGE_TERMINAL)) != NULL)
-		n->no_hash_wait = true;
+	note(run_id, OPENLINEAGE_TERMINAL);
 }
 
 /* 1: a version the run read or wrote still waits for its hash. */
@@ -314,7 +310,7 @@ openlineage_outbox_flush(sqlite3 *db)
 					}
 				}
 			}
-			if (n->stage == OPENLINEAGE_TERMINAL && !n->no_hash_wait &&
+			if (n->stage == OPENLINEAGE_TERMINAL &&
 			    now - n->first_flush_ns < OPENLINEAGE_HASH_WAIT_NS) {
 				int pending = hashes_pending(db, n->run_id);
 				if (pending < 0) {

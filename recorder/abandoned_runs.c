@@ -31,8 +31,9 @@
  * some time after the run's last record.  The run's terminal OpenLineage
  * event, ABORT (openlineage.h), goes into the outbox in the same
  * transaction, after its START if the outbox lacks that (the dead daemon's
- * last batch may not have committed), and without waiting for hashes the
- * dead daemon never took.  The run's processes keep exited_ns NULL: their
+ * last batch may not have committed), once the hashes the dead daemon
+ * never took are in: this daemon takes them (pending_hashes.c), and the
+ * event waits for them as any run's end does.  The run's processes keep exited_ns NULL: their
  * exit is not known either, and nothing here looks at them.
  *
  * COST AND LOCKS

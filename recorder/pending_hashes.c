@@ -364,7 +364,7 @@ pending_hashes_resume(struct recorder *recorder)
 			 "%zu changed since, %zu gone",
 			 to_hash, changed, failed);
 	submit_more(lane);
-	return rc;
+	return rc < 0 ? -1 : (int)(changed + failed > 0);
 }
 
 struct pending_hashes *

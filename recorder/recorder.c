@@ -2395,8 +2395,12 @@ writer_main(void *argument)
 	on_writer_thread = true;
 	/* Runs earlier daemons left open although their root is gone. */
 	abandoned_runs_close(store_db(recorder->store), recorder->host);
-	/* Versions they left unhashed. */
-	pending_hashes_resume(recorder);
+	/* Versions they left unhashed; the runs' ends wait for those hashes,
+	 * and a flush now sends those settled at once. */
+	if (pending_hashes_resume(recorder) > 0 && openlineage_outbox_enabled()) {
+		struct event *none;
+		writer_apply_batch(recorder, NULL, 0, &none);
+	}
 	pthread_mutex_lock(&recorder->queue_lock);
 	if (may_leave_background() && set_writer_background(0, true))
 		recorder->writer_tid = (pid_t)gettid();

@@ -447,8 +447,10 @@ struct pending_hashes *pending_hashes_new(void);
 /*
  * Settle the versions earlier daemons left 'pending' in this backing
  * directory, and hash those whose file is unchanged in the background:
- * the writer thread, once, before its first batch.  0, or -1 after
- * logging why (they stay pending; the next daemon looks again).
+ * the writer thread, once, before its first batch.  1 when it settled
+ * some in the store at once (an event waiting for their hashes may go),
+ * 0, or -1 after logging why (they stay pending; the next daemon looks
+ * again).
  */
 int pending_hashes_resume(struct recorder *recorder);
 /* No more of them go to the pool (the mount stops). */
