@@ -1147,7 +1147,14 @@ cmd_runs(struct query *q)
 	                 "(SELECT COUNT(DISTINCT a.written_version_id) FROM processes p JOIN "
 	                 "accesses a ON a.process_id = p.id WHERE p.run_id = r.id) "
 	                 "FROM runs r WHERE (?1 IS NULL OR r.job_name = ?1) AND "
-	                 "(?2 IS NULL OR r.started_ns >= ?2) ORDER BY r.started_ns, r.id");
+	                 "(?2 IS NULL OR r.started_ns >= ?2) AND "
+	                 /* Runs that used the mount, as OpenLineage sends them: not
+	                  * one made only of the ancestors of those that did (init,
+	                  * a login session). */
+	                 "(EXISTS (SELECT 1 FROM processes p JOIN accesses a ON "
+	                 "a.process_id = p.id WHERE p.run_id = r.id) OR EXISTS (SELECT 1 FROM "
+	                 "processes p JOIN namespace_events e ON e.process_id = p.id WHERE "
+	                 "p.run_id = r.id)) ORDER BY r.started_ns, r.id");
 	struct {
 		int64_t id, processes, reads, writes;
 	} *rows = NULL;

@@ -210,6 +210,22 @@ names = sorted(d["name"].rsplit("/", 1)[-1] for d in complete["inputs"])
 assert names == ["etl.sql"], names' "$output"
 }
 
+@test "provfs-query runs lists the runs that used the mount, not a run of their ancestors only" {
+	echo hello >"$BACKING/in.txt"
+	mount_provfs
+	# A new session whose shell only starts a job: its run has no access.
+	setsid sh -c 'PROVFS_JOB=child cat "$1" >/dev/null' sh "$MNT/in.txt"
+	stop_provfs
+	# The store holds such runs (that shell's session, and those above it).
+	[ "$(q "SELECT count(*) FROM runs r WHERE r.job_name != 'child' AND NOT EXISTS
+	        (SELECT 1 FROM processes p JOIN accesses a ON a.process_id = p.id
+	         WHERE p.run_id = r.id)")" -ge 1 ]
+	run -0 "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" runs --format json
+	/usr/bin/python3 -c 'import json, sys
+runs = json.loads(sys.argv[1])["runs"]
+assert [r["job"] for r in runs] == ["child"], runs' "$output"
+}
+
 # ------------------------------------------------------------ writers and readers
 
 @test "two processes appending to one file: both accesses are writers of the final version" {
