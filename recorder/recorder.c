@@ -2427,6 +2427,7 @@ writer_main(void *argument)
 				/* A START waits for a hash whose verdict may bring no
 				 * event: look again, and send it once it may go. */
 				struct event *none;
+				recorder->writer_busy = true; /* writer_flush() waits for it */
 				pthread_mutex_unlock(&recorder->queue_lock);
 				if (writer_apply_batch(recorder, NULL, 0, &none) < 0) {
 					failing = true; /* the next batch probes first */
@@ -2435,6 +2436,7 @@ writer_main(void *argument)
 						  recorder->last_error);
 				}
 				pthread_mutex_lock(&recorder->queue_lock);
+				recorder->writer_busy = false;
 				if (recorder->queue_head)
 					continue;
 			}
