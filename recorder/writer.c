@@ -1867,6 +1867,15 @@ apply_namespace(struct event *event)
 					  event->is_directory);
 		}
 	} else if (event->change == FS_CHANGE_LINK && file_id && event->new_path) {
+		/* The request names the inode, not a path: the event says the
+		 * name the file was last known by. */
+		if (event->path == NULL) {
+			s = statement(SELECT_FILE_PATH);
+			sqlite3_bind_int64(s, 1, file_id);
+			if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+				event->path = strdup((const char *)sqlite3_column_text(s, 0));
+			sqlite3_reset(s);
+		}
 		s = statement(INSERT_NAME);
 		sqlite3_bind_int64(s, 1, file_id);
 		bind_text(s, 2, current->backing_dir);

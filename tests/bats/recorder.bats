@@ -586,9 +586,10 @@ os.close(fd)
 	assert_sql "SELECT count(*) FROM accesses WHERE file_id = ($(file_id_sql h)) AND path = 'f'
 	            AND open_flags & 64 AND written_version_id IS NOT NULL" 1
 	# The link and the renames are namespace events naming the file and who did it.
-	assert_sql "SELECT kind, new_path FROM namespace_events
+	# A link's request names the inode: its event names the file's last known path.
+	assert_sql "SELECT kind, path, new_path FROM namespace_events
 	            WHERE file_id = ($(file_id_sql h)) AND kind IN ('link', 'rename') ORDER BY time_ns, id" \
-		"$(printf 'link|g\nrename|h')"
+		"$(printf 'link|f|g\nrename|f|h')"
 	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
 	            WHERE e.file_id = ($(file_id_sql h)) AND e.kind = 'link'" "$(real_exe ln)"
 	assert_sql "SELECT p.executable FROM namespace_events e JOIN processes p ON p.id = e.process_id
