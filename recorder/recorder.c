@@ -78,6 +78,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -791,6 +792,29 @@ name_unlinked(const char *path)
 	       strcmp(path + length - (sizeof(suffix) - 1), suffix) == 0;
 }
 
+/*
+ * Does path, beneath the backing directory, name the inode st describes?
+ * For a path that ends in " (deleted)" while the file still has links: a
+ * link of it that was removed (the daemon's descriptor was opened through
+ * it), or a name that truly ends so.  Never follows a symlink.
+ */
+static bool
+path_names_inode(const struct recorder *recorder, const char *path, const struct stat *st)
+{
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+	struct stat found;
+	int fd = (int)syscall(SYS_openat2, recorder->options.backing_fd, path, &how, sizeof(how));
+	bool names = false;
+
+	if (fd >= 0) {
+		names = fstat(fd, &found) == 0 && found.st_dev == st->st_dev &&
+			found.st_ino == st->st_ino;
+		close(fd);
+	}
+	return names;
+}
+
 /* Keep path as file's for the next open (node_path()); epoch: the path
  * epoch read before the path was. */
 static void
@@ -964,9 +988,12 @@ on_opened(void *context, fuse_req_t req, const struct fs_node_info *node, int op
 	 * A file without a name (unlinked, reopened through /proc/PID/fd):
 	 * /proc gives the name it last had with " (deleted)" appended.  The
 	 * access keeps that name, which the writer does not take for a
-	 * current one.  (A file truly named so has a link: st_nlink > 0.)
+	 * current one.  So for a link of it that was removed while it keeps
+	 * others (opened again through a descriptor of that link): unless
+	 * the name truly ends so, the file has no such name.
 	 */
-	bool nameless = st.st_nlink == 0 && path && name_unlinked(path);
+	bool nameless = path && name_unlinked(path) &&
+			(st.st_nlink == 0 || !path_names_inode(recorder, path, &st));
 	if (nameless) {
 		path[strlen(path) - (sizeof(" (deleted)") - 1)] = '\0';
 		if (!excluded)

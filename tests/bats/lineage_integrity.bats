@@ -1228,6 +1228,28 @@ EOF
 	[[ "$output" == *" 0 modified, 0 missing"* ]]
 }
 
+@test "a link removed while the file keeps another, read again through a descriptor of it: no ' (deleted)' name; a name that truly ends so is kept" {
+	mount_provfs
+	echo x >"$MNT/a"
+	(
+		exec 3<"$MNT/a"
+		ln "$MNT/a" "$MNT/b"
+		rm "$MNT/a"
+		cat /proc/self/fd/3 >/dev/null
+	)
+	echo y >"$MNT/c (deleted)"
+	cat "$MNT/c (deleted)" >/dev/null
+	stop_provfs
+	assert_sql "SELECT count(*) FROM file_names WHERE path = 'a (deleted)'" 0
+	assert_sql "SELECT group_concat(path, ',') FROM file_names WHERE file_id = ($(file_id_sql b))
+	            AND until_ns IS NULL" b
+	assert_sql "SELECT count(*) FROM file_names WHERE path = 'c (deleted)' AND until_ns IS NULL" 1
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 files"*"2 ok, 0 modified, 0 missing"* ]]
+}
+
 @test "a file removed while open, read again through /proc/self/fd: the read is of its version, under the name it had; no ' (deleted)' name, no external version" {
 	mount_provfs
 	echo x >"$MNT/f3.txt"
