@@ -2422,6 +2422,8 @@ writer_main(void *argument)
 	on_writer_thread = true;
 	/* Runs earlier daemons left open although their root is gone. */
 	abandoned_runs_close(store_db(recorder->store), recorder->host);
+	/* Files recorded under this directory's path before it was moved. */
+	moved_backing_follow(recorder);
 	/* Versions they left unhashed; the runs' ends wait for those hashes,
 	 * and a flush now sends those settled at once. */
 	if (pending_hashes_resume(recorder) > 0 && openlineage_outbox_enabled()) {

@@ -441,6 +441,21 @@ int abandoned_runs_close(sqlite3 *db, const char *host);
  */
 char *live_mount_sessions(sqlite3 *db, const char *host);
 
+/* moved_backing.c */
+struct backing_identity {
+	dev_t device;
+	ino_t inode;
+	uint64_t generation; /* 0 when the filesystem has none */
+};
+/* The backing directory's own device, inode and generation.  0, or -1. */
+int backing_identity_of(int backing_fd, struct backing_identity *identity);
+/*
+ * Carry the files recorded under an earlier path of this very backing
+ * directory (it was moved) over to its path now: the writer thread, once,
+ * before its first batch.  0, or -1 after logging why.
+ */
+int moved_backing_follow(struct recorder *recorder);
+
 /* pending_hashes.c */
 struct pending_hashes;
 struct pending_hashes *pending_hashes_new(void);

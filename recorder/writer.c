@@ -70,7 +70,8 @@ enum statement_id {
 static const char *const statement_sql[STATEMENT_COUNT] = {
 	[INSERT_SESSION] = "INSERT INTO mount_sessions (host, backing_dir, mount_point, "
 			   "provfs_version, daemon_pid, started_ns, backing_exposed, recording, "
-			   "policy) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+			   "policy, backing_device, backing_inode, backing_generation) "
+			   "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
 	[CLOSE_SESSION] = "UPDATE mount_sessions SET stopped_ns = ? WHERE id = ?",
 	[INSERT_RUN] = "INSERT OR IGNORE INTO runs (uuid, job_name, named_by, host, root_pid, "
 		       "root_start_ns, started_ns, parent_namespace, parent_job_name, "
@@ -533,6 +534,12 @@ writer_record_session(struct recorder *recorder, char *error, size_t error_size)
 	sqlite3_bind_int64(s, 6, wall_clock_ns());
 	sqlite3_bind_int(s, 7, recorder->options.backing_exposed);
 	sqlite3_bind_int(s, 8, recorder->options.policy);
+	struct backing_identity identity;
+	if (backing_identity_of(recorder->options.backing_fd, &identity) == 0) {
+		sqlite3_bind_int64(s, 9, (int64_t)identity.device);
+		sqlite3_bind_int64(s, 10, (int64_t)identity.inode);
+		sqlite3_bind_int64(s, 11, (int64_t)identity.generation);
+	}
 	if (run(s) != SQLITE_DONE) {
 		snprintf(error, error_size, "cannot write to store '%s': %s",
 			 recorder->options.store_path, sqlite3_errmsg(db()));

@@ -37,8 +37,16 @@ CREATE TABLE mount_sessions (
 	policy INTEGER NOT NULL,             -- 0 when mounted with -o nopolicy
 	policy_revision TEXT,                -- XXH3-128 of the provfs.conf in force (labels issue)
 	config_reload_failures INTEGER NOT NULL DEFAULT 0, -- SIGHUP reloads refused
-	last_config_error TEXT               -- why the last refused reload failed
+	last_config_error TEXT,              -- why the last refused reload failed
+	-- (version 8) the backing directory itself: device, inode and generation
+	-- (NULL when unknown).  A later mount of the same directory under another
+	-- path (it was moved) carries its files' rows over
+	-- (recorder/moved_backing.c).
+	backing_device INTEGER,
+	backing_inode INTEGER,
+	backing_generation INTEGER
 );
+CREATE INDEX mount_sessions_backing ON mount_sessions(backing_device, backing_inode); -- version 8
 
 -- A run: one execution of a job; groups the processes of a pipeline.
 -- Its root is the session leader, or the topmost process carrying the same

@@ -132,9 +132,15 @@ static const char *const migrations[] = {
 	/*
 	 * 7 -> 8: the versions whose hash is still to be taken, which a
 	 * daemon finishes when an earlier one left them (schema.sql,
-	 * versions_pending).
+	 * versions_pending); the backing directory's own identity, by which a
+	 * mount of it moved elsewhere finds its files.  Sessions before keep
+	 * NULL: unknown.
 	 */
-	"CREATE INDEX versions_pending ON versions(file_id) WHERE hash_state = 'pending';",
+	"CREATE INDEX versions_pending ON versions(file_id) WHERE hash_state = 'pending';"
+	"ALTER TABLE mount_sessions ADD COLUMN backing_device INTEGER;"
+	"ALTER TABLE mount_sessions ADD COLUMN backing_inode INTEGER;"
+	"ALTER TABLE mount_sessions ADD COLUMN backing_generation INTEGER;"
+	"CREATE INDEX mount_sessions_backing ON mount_sessions(backing_device, backing_inode);",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION - 1,
 	       "one migration step per schema version after the first");

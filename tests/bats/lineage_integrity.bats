@@ -1250,6 +1250,42 @@ EOF
 	[[ "$output" == *"2 files"*"2 ok, 0 modified, 0 missing"* ]]
 }
 
+@test "a backing directory moved, then mounted from its new place: its files are where they were recorded, verify finds them all" {
+	mount_provfs
+	mkdir "$MNT/etl"
+	echo report >"$MNT/etl/report.csv"
+	echo kept >"$MNT/kept"
+	stop_provfs
+	mv "$BACKING" "$TMP/moved"
+	MOUNT_BACKING=$TMP/moved mount_provfs
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all --under "$MNT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 files"*"2 ok, 0 modified, 0 missing"* ]]
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify "$MNT/etl/report.csv"
+	[ "$status" -eq 0 ]
+	# Written again from the new place: the same file, its second version.
+	echo more >>"$MNT/etl/report.csv"
+	stop_provfs
+	assert_sql "SELECT count(DISTINCT backing_dir) FROM files" 1
+	assert_sql "SELECT backing_dir FROM files WHERE path = 'etl/report.csv'" "$(realpath "$TMP/moved")"
+	assert_sql "SELECT count(*), max(number) FROM versions WHERE file_id = ($(file_id_sql etl/report.csv))" "2|2"
+	assert_sql "SELECT count(*) FROM file_names WHERE backing_dir != '$(realpath "$TMP/moved")'" 0
+}
+
+@test "a backing directory reached by a second name (a symlink at its old path): its files keep the path they were recorded under" {
+	mount_provfs
+	echo kept >"$MNT/kept"
+	stop_provfs
+	local old
+	old=$(realpath "$BACKING")
+	mv "$BACKING" "$TMP/moved"
+	ln -s "$TMP/moved" "$BACKING"
+	MOUNT_BACKING=$TMP/moved mount_provfs
+	stop_provfs
+	assert_sql "SELECT backing_dir FROM files WHERE path = 'kept'" "$old"
+}
+
 @test "a file removed while open, read again through /proc/self/fd: the read is of its version, under the name it had; no ' (deleted)' name, no external version" {
 	mount_provfs
 	echo x >"$MNT/f3.txt"
