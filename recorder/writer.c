@@ -144,9 +144,10 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				   "mount_session_id, path, new_path, time_ns) "
 				   "VALUES (?, ?, ?, ?, ?, ?, ?)",
 	/* The newest row of an inode: the last entry of files_inode for it, one
-	 * seek (a miss, as for every directory, reads nothing). */
-	[SELECT_FILE_BY_INODE] = "SELECT max(id) FROM files WHERE host = ? AND device = ? AND "
-				 "inode = ? AND removed_ns IS NULL",
+	 * seek (a miss, as for every directory, reads nothing); none when that
+	 * file was removed (the number may be a new file's by now). */
+	[SELECT_FILE_BY_INODE] = "SELECT id FROM files WHERE id = (SELECT max(id) FROM files "
+				 "WHERE host = ? AND device = ? AND inode = ?) AND removed_ns IS NULL",
 	/* The current names of a path (one, unless records were lost), then
 	 * each ended by row id.  An UPDATE whose own WHERE searched the index
 	 * of current names would change that index's column, which SQLite does
