@@ -1616,8 +1616,7 @@ exchange_names(const char *first, const char *second, int64_t time_ns)
 	sqlite3_stmt *s;
 	int rc = SQLITE_DONE;
 
-	/* Both names' files first: neither is ever free, so each file keeps
-	 * a current name throughout. */
+	/* Both names' files first, before either name changes. */
 	for (int way = 0; way < 2; way++) {
 		s = statement(SELECT_CURRENT_NAME_FILES);
 		bind_text(s, 1, current->backing_dir);
