@@ -656,18 +656,25 @@ db.close()
 	write_stop_thread
 	# The writer waits for the stopped watch thread; the daemon is killed:
 	# the kernel lets it go (well before the guard's 2 s) as the group closes.
+	# (The thread's stopper, which would hold it 30 s, is ended with the
+	# check: its output would keep run waiting for it.)
 	run bash -c '
 		exec 5>"$1"
-		"$3" "$4" "$2" 30 "$5" 5>&- 2>/dev/null &
+		"$3" "$4" "$2" 30 "$5" 5>&- >/dev/null 2>&1 &
+		stopper=$!
 		until [ -e "$5" ]; do sleep 0.01 5>&-; done
 		"$3" -c "import os; os.write(5, b\"x\")" 2>/dev/null &
 		writer=$!
 		sleep 0.3 5>&-
 		kill -KILL "$6"
 		for i in $(seq 10); do
-			kill -0 "$writer" 2>/dev/null || exit 0
+			if ! kill -0 "$writer" 2>/dev/null; then
+				kill "$stopper"
+				exit 0
+			fi
 			sleep 0.1 5>&-
 		done
+		kill "$stopper"
 		echo "the writer still waits 1 s after the daemon died" >&2
 		exit 1' bash "$MNT/dies.txt" "$watch" "$PYTHON" "$TMP/stop_thread.py" "$TMP/stopped" \
 		"$daemon"
