@@ -143,6 +143,29 @@ fail:
 	return NULL;
 }
 
+int
+backing_dir_served(sqlite3 *db, const char *host, const char *backing_dir)
+{
+	sqlite3_stmt *s = NULL;
+	char *live = live_mount_sessions(db, host);
+	int rc = -1;
+
+	if (live == NULL)
+		return -1;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT EXISTS (SELECT 1 FROM mount_sessions WHERE backing_dir = ?1 "
+			       "AND id IN (SELECT value FROM json_each(?2)))",
+			       -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, backing_dir, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, live, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			rc = sqlite3_column_int(s, 0);
+	}
+	sqlite3_finalize(s);
+	free(live);
+	return rc;
+}
+
 /*
  * The open runs of host whose root is gone and that no live session
  * records, in *found (malloc'd).  0, or -1 on a store error.

@@ -102,27 +102,6 @@ earlier_paths(sqlite3 *db, const struct recorder *recorder,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Is a live daemon (not this one) serving path on this host? */
-static int
-served_now(sqlite3 *db, const struct recorder *recorder, const char *live, const char *path)
-{
-	sqlite3_stmt *s = NULL;
-	int rc = -1;
-
-	if (sqlite3_prepare_v2(db,
-			       "SELECT EXISTS (SELECT 1 FROM mount_sessions WHERE backing_dir = ?1 "
-			       "AND host = ?2 AND id IN (SELECT value FROM json_each(?3)))",
-			       -1, &s, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, recorder->host, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 3, live, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW)
-			rc = sqlite3_column_int(s, 0);
-	}
-	sqlite3_finalize(s);
-	return rc;
-}
-
 /* The rows recorded under from take to, in one transaction; the files moved or -1. */
 static int64_t
 carry_over(sqlite3 *db, const struct recorder *recorder, const char *from)
@@ -166,7 +145,6 @@ moved_backing_follow(struct recorder *recorder)
 	sqlite3 *db = store_db(recorder->store);
 	struct backing_identity identity;
 	struct string_list paths = {0};
-	char *live = NULL;
 	int rc = 0;
 
 	if (backing_identity_of(recorder->options.backing_fd, &identity) < 0)
@@ -175,15 +153,9 @@ moved_backing_follow(struct recorder *recorder)
 		rc = -1;
 		goto out;
 	}
-	if (paths.count == 0)
-		goto out;
-	if ((live = live_mount_sessions(db, recorder->host)) == NULL) {
-		rc = -1;
-		goto out;
-	}
 	for (size_t i = 0; i < paths.count; i++) {
 		const char *from = paths.items[i];
-		int served = served_now(db, recorder, live, from);
+		int served = backing_dir_served(db, recorder->host, from);
 		if (served < 0) {
 			rc = -1;
 			break;
@@ -202,7 +174,6 @@ out:
 	if (rc < 0)
 		log_warning("cannot carry over the files of a moved backing directory: %s",
 			    sqlite3_errmsg(db));
-	free(live);
 	string_list_release(&paths);
 	return rc;
 }

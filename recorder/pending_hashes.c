@@ -141,33 +141,6 @@ submit_more(struct pending_hashes *lane)
 	}
 }
 
-/*
- * Is a daemon other than this one serving backing_dir on host now?  -1 on
- * a store error.
- */
-static int
-served_by_another(sqlite3 *db, const char *host, const char *backing_dir)
-{
-	sqlite3_stmt *s = NULL;
-	char *live = live_mount_sessions(db, host);
-	int rc = -1;
-
-	if (live == NULL)
-		return -1;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT EXISTS (SELECT 1 FROM mount_sessions WHERE backing_dir = ?1 "
-			       "AND id IN (SELECT value FROM json_each(?2)))",
-			       -1, &s, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, backing_dir, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, live, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW)
-			rc = sqlite3_column_int(s, 0);
-	}
-	sqlite3_finalize(s);
-	free(live);
-	return rc;
-}
-
 /* The pending versions of the files of host and backing_dir, in *found (malloc'd). */
 static int
 find_pending(sqlite3 *db, const char *host, const char *backing_dir,
@@ -310,7 +283,7 @@ pending_hashes_resume(struct recorder *recorder)
 
 	if (recorder->hashes == NULL || recorder->pending_hashes == NULL)
 		return 0;
-	another = served_by_another(db, recorder->host, recorder->backing_dir);
+	another = backing_dir_served(db, recorder->host, recorder->backing_dir);
 	if (another != 0) {
 		if (another < 0)
 			log_warning("cannot look for versions earlier daemons left unhashed: %s",

@@ -440,6 +440,8 @@ int abandoned_runs_close(sqlite3 *db, const char *host);
  * store error or out of memory.
  */
 char *live_mount_sessions(sqlite3 *db, const char *host);
+/* Does a live daemon of host other than this one serve backing_dir?  1, 0, or -1. */
+int backing_dir_served(sqlite3 *db, const char *host, const char *backing_dir);
 
 /* moved_backing.c */
 struct backing_identity {
