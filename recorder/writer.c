@@ -144,10 +144,9 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
 				   "mount_session_id, path, new_path, time_ns) "
 				   "VALUES (?, ?, ?, ?, ?, ?, ?)",
 	/* The newest row of an inode: the last entry of files_inode for it, one
-	 * seek (a miss, as for every directory, reads nothing); none when that
-	 * file was removed (the number may be a new file's by now). */
-	[SELECT_FILE_BY_INODE] = "SELECT id FROM files WHERE id = (SELECT max(id) FROM files "
-				 "WHERE host = ? AND device = ? AND inode = ?) AND removed_ns IS NULL",
+	 * seek (a miss, as for every directory, reads nothing). */
+	[SELECT_FILE_BY_INODE] = "SELECT max(id) FROM files WHERE host = ? AND device = ? AND "
+				 "inode = ?",
 	/* The current names of a path (one, unless records were lost), then
 	 * each ended by row id.  An UPDATE whose own WHERE searched the index
 	 * of current names would change that index's column, which SQLite does
@@ -1840,9 +1839,8 @@ apply_namespace(struct event *event)
 	/*
 	 * The file the change was about: the table's state at the request
 	 * (its row, or none when nothing of it was recorded), else the newest
-	 * row of the inode's number that still has a name.  Never the table's
-	 * state now, nor a removed file's row: the number may belong to a new
-	 * file by now.  Only regular files have rows.
+	 * row of the inode's number.  Never the table's state now: the number
+	 * may belong to a new file by then.  Only regular files have rows.
 	 */
 	file_id = event->file ? event->file->store_id : 0;
 	if (event->file == NULL && event->is_regular) {
