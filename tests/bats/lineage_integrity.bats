@@ -1146,6 +1146,16 @@ db.close()
 	[[ "$output" == *" 0 modified"* ]]
 }
 
+# verify_all_ok N [ARG...]: provfs-query verify --all ARG... finds N files, all of them ok.
+verify_all_ok() {
+	local count=$1
+	shift
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all "$@"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$count file"*"$count ok, 0 modified, 0 missing"* ]]
+}
+
 # current_names PATH...: the current names of the files now at each PATH, one line each.
 current_names() {
 	local path
@@ -1175,10 +1185,7 @@ current_names() {
 	# f1 names the file made as f2, and the other way round.
 	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f1))" "$(xxh "$BACKING/f1")"
 	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f2))" "$(xxh "$BACKING/f2")"
-	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ "$output" == *"5 files"*"5 ok, 0 modified, 0 missing"* ]]
+	verify_all_ok 5
 }
 
 @test "an inode number a removed file had, taken by a directory or a device node: their renames are not the file's" {
@@ -1244,10 +1251,7 @@ EOF
 	assert_sql "SELECT group_concat(path, ',') FROM file_names WHERE file_id = ($(file_id_sql b))
 	            AND until_ns IS NULL" b
 	assert_sql "SELECT count(*) FROM file_names WHERE path = 'c (deleted)' AND until_ns IS NULL" 1
-	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ "$output" == *"2 files"*"2 ok, 0 modified, 0 missing"* ]]
+	verify_all_ok 2
 }
 
 @test "a backing directory moved, then mounted from its new place: its files are where they were recorded, verify finds them all" {
@@ -1258,10 +1262,7 @@ EOF
 	stop_provfs
 	mv "$BACKING" "$TMP/moved"
 	MOUNT_BACKING=$TMP/moved mount_provfs
-	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify --all --under "$MNT"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ "$output" == *"2 files"*"2 ok, 0 modified, 0 missing"* ]]
+	verify_all_ok 2 --under "$MNT"
 	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" verify "$MNT/etl/report.csv"
 	[ "$status" -eq 0 ]
 	# Written again from the new place: the same file, its second version.
