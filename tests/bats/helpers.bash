@@ -271,7 +271,11 @@ wait_for_file() {
 # ---------------------------------------------------------------- users
 
 ensure_test_users() {
-	local user
+	# Suites run two at a time: useradd refuses while another holds the
+	# lock of /etc/passwd, so the first suite here creates the users alone.
+	local user users_lock
+	exec {users_lock}>/run/provfs-test-users.lock
+	flock "$users_lock"
 	getent group "$TEST_GROUP" >/dev/null || groupadd "$TEST_GROUP" 2>/dev/null ||
 		getent group "$TEST_GROUP" >/dev/null
 	for user in "${TEST_USERS[@]}"; do
@@ -281,6 +285,7 @@ ensure_test_users() {
 		fi
 	done
 	id -nG provfs-u1 | grep -qw "$TEST_GROUP" || usermod -a -G "$TEST_GROUP" provfs-u1
+	exec {users_lock}>&-
 	U1=provfs-u1 U2=provfs-u2 U3=provfs-u3
 }
 
