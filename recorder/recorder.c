@@ -340,7 +340,7 @@ queue_version(struct recorder *recorder, struct version *version, int64_t time_n
 	struct event *event = event_new(EVENT_VERSION);
 
 	event->version = version;
-	event->time_ns = time_ns;
+	event->time_ns = version->completed_ns ? version->completed_ns : time_ns;
 	queue_in_cut_order(recorder, version->file, version->cut_order, event);
 }
 
@@ -1700,6 +1700,7 @@ cut_version(struct recorder *recorder, struct file_state *file, const struct sta
 	    bool truncated, struct version **version)
 {
 	const struct access *latest = NULL;
+	int64_t last_close_ns = 0;
 
 	*version = NULL;
 	if (file->open_writer_count == 0 || file->open_writer_count != (size_t)file->writers)
@@ -1710,6 +1711,8 @@ cut_version(struct recorder *recorder, struct file_state *file, const struct sta
 			return false;
 		if (latest == NULL || writer->flushed_stamp.ctime_ns > latest->flushed_stamp.ctime_ns)
 			latest = writer;
+		if (writer->flushed_ns > last_close_ns)
+			last_close_ns = writer->flushed_ns;
 	}
 	struct stamp stamp = truncated ? latest->flushed_stamp : *baseline;
 	for (size_t i = 0; i < file->open_writer_count; i++) {
@@ -1738,6 +1741,8 @@ cut_version(struct recorder *recorder, struct file_state *file, const struct sta
 	}
 	if (file->pending_count > 0)
 		*version = complete_version_as(recorder, file, &file->upcoming, &stamp);
+	if (*version)
+		(*version)->completed_ns = last_close_ns;
 	/* From here on each counts afresh, against this open's stamp, which
 	 * the changes the daemon made or saw explain. */
 	if (!stamps_equal(&file->explained_stamp, baseline)) {
@@ -1816,6 +1821,7 @@ on_flushed(void *cookie, fuse_req_t req, const struct stat *attributes)
 	 * later open may cut a version at (cut_version()). */
 	pthread_mutex_lock(&access->file->lock);
 	access->flushed = attributes != NULL;
+	access->flushed_ns = wall_clock_ns();
 	access->flushed_changes = access->file->changes;
 	access->flushed_write_calls = atomic_load(&access->write_calls);
 	if (attributes)
@@ -1947,6 +1953,14 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 					!stamps_equal(&access->open_stamp, &stamp_now));
 		}
 		pthread_mutex_lock(&file->lock);
+		/* The kernel sends RELEASE after close(2) returned, as late as a
+		 * loaded machine makes it: a handle that wrote nothing since its
+		 * last close was closed then ('job; date' must find the job's
+		 * version current at that date).  Before this release's own
+		 * changes are counted. */
+		if (quiescent(file, access) &&
+		    (!access->bypass || stamps_equal(&access->flushed_stamp, &stamp_now)))
+			access->closed_ns = access->flushed_ns;
 		remove_open_writer(file, access);
 		if (access->writers_reported)
 			bypass_wrote = bypass_reported_wrote(file, access, bypass_wrote, &stamp_now);
@@ -1978,6 +1992,11 @@ on_released(void *cookie, int fd, const struct stat *attributes)
 			}
 			if (file->pending_count > 0)
 				version = complete_version(recorder, file, &file->upcoming, fd);
+			/* Complete at its writers' latest close: each has been
+			 * released (this one last), its close time set. */
+			for (size_t i = 0; version && i < version->writer_count; i++)
+				if (version->writers[i]->closed_ns > version->completed_ns)
+					version->completed_ns = version->writers[i]->closed_ns;
 			if (version == NULL && file->dirty) {
 				/* Changed only by handles nobody records: the
 				 * content is unknown until read again. */

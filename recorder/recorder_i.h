@@ -150,6 +150,7 @@ struct version {
 	struct process_info *producer; /* referenced */
 	uint64_t changes;           /* change_mark(file) when it was completed */
 	uint64_t cut_order;         /* file->versions_cut when it was completed or abandoned */
+	int64_t completed_ns;       /* its writers' latest close(2) (0: unknown) */
 	struct hash_source *hash_source; /* to hash in the pool once its row is committed */
 	struct access **writers;    /* referenced */
 	size_t writer_count;
@@ -252,6 +253,7 @@ struct access {
 	 * close(2) of the handle (its FLUSH; its writes were all made and
 	 * reported by then), and the file's stamp then. */
 	bool flushed;
+	int64_t flushed_ns; /* wall clock then */
 	uint64_t flushed_changes;
 	uint64_t flushed_write_calls; /* write_calls then */
 	struct stamp flushed_stamp;

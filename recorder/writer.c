@@ -836,7 +836,8 @@ ensure_file(struct file_state *file, const char *path, int64_t time_ns, const ch
 
 static int64_t
 insert_version(struct file_state *file, const struct stamp *stamp, const char *hash,
-	       const char *hash_state, const char *origin, int64_t producer_id, int *rc)
+	       const char *hash_state, const char *origin, int64_t producer_id, int64_t time_ns,
+	       int *rc)
 {
 	sqlite3_stmt *s = statement(INSERT_VERSION);
 
@@ -853,7 +854,7 @@ insert_version(struct file_state *file, const struct stamp *stamp, const char *h
 	bind_text(s, 7, hash_state);
 	bind_text(s, 8, origin);
 	bind_id(s, 9, producer_id);
-	sqlite3_bind_int64(s, 10, wall_clock_ns());
+	sqlite3_bind_int64(s, 10, time_ns);
 	/* A hash known at insert was streamed: taken from the writes as they passed. */
 	bind_text(s, 11, hash && hash[0] ? "streamed" : NULL);
 	if ((*rc = run(s)) != SQLITE_DONE)
@@ -1035,7 +1036,8 @@ resolve_read_version(struct access *access)
 			return rc;
 		}
 		access->read_version_id = insert_version(file, &access->open_stamp, NULL,
-							 "pending", origin, producer_id, &rc);
+							 "pending", origin, producer_id,
+							 access->opened_ns, &rc);
 		if (rc != SQLITE_DONE)
 			return rc;
 		struct hash_source *source = access->hash_source;
@@ -1376,7 +1378,8 @@ apply_version(struct event *event)
 	}
 	version->store_id = insert_version(version->file, &version->stamp, version->hash,
 					   version->hash[0] ? "hashed" : "pending", "written",
-					   version->producer ? version->producer->store_id : 0, &rc);
+					   version->producer ? version->producer->store_id : 0,
+					   event->time_ns, &rc);
 	if (rc != SQLITE_DONE)
 		return rc;
 	journal_id(&version->store_id);
@@ -1749,7 +1752,8 @@ follow_content(struct event *event, int64_t file_id)
 		int64_t id = insert_version(file, &event->stamp,
 					    event->stamp.size == 0 ? empty_hash : NULL,
 					    event->stamp.size == 0 ? "hashed" : "pending", "written",
-					    event->process ? event->process->store_id : 0, &rc);
+					    event->process ? event->process->store_id : 0,
+					    event->time_ns, &rc);
 		if (rc != SQLITE_DONE || event->stamp.size == 0) {
 			file_state_release(cached);
 			return rc;

@@ -191,7 +191,11 @@ CREATE TABLE versions (
 	                                     -- next read, with its producer when known
 	producer_process_id INTEGER REFERENCES processes(id), -- last writer to close ('written',
 	                                     -- 'unrecorded')
-	recorded_ns INTEGER NOT NULL,
+	recorded_ns INTEGER NOT NULL,        -- when it came to be: its last writer's close(2) (a
+	                                     -- truncate's time; for 'initial', 'external' and
+	                                     -- 'unrecorded', the open that found it); what --at
+	                                     -- compares.  Stores before 2026-12-07 hold the time
+	                                     -- the daemon wrote the row, up to its queue later
 	label TEXT,                          -- propagated label of this version (labels issue)
 	label_from_version_id INTEGER REFERENCES versions(id), -- the input it was propagated from
 	hash_method TEXT,                    -- (version 3) how the hash was taken: 'streamed' (from

@@ -1500,3 +1500,38 @@ with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as out:
 	assert_sql "SELECT hash FROM versions WHERE file_id = ($(file_id_sql f)) AND number = 2" \
 		"$(xxh "$TMP/copy")"
 }
+
+@test "a version is current from its writer's close(2), not from when the store took its row: 'job; date', then lineage --at that date finds it" {
+	mount_provfs
+	echo one >"$MNT/f"
+	wait_until "[ \"\$(q 'SELECT count(*) FROM versions')\" = 1 ]"
+	# Another process holds the store's write lock for 2 s (the daemon's
+	# busy timeout is 5 s): the rows of the job wait for it.
+	"$PYTHON" -c '
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+time.sleep(2)
+db.execute("COMMIT")' "$STORE" "$TMP/locked" &
+	local holder=$!
+	wait_for_file "$TMP/locked"
+	PROVFS_JOB=job sh -c 'echo two >"$1"' sh "$MNT/f"
+	local after_ns after
+	after_ns=$(date +%s%N)
+	after=$(date -u -d "@${after_ns:0:-9}.${after_ns: -9}" +%Y-%m-%dT%H:%M:%S.%3NZ)
+	wait "$holder"
+	wait_until "[ \"\$(q 'SELECT count(*) FROM versions')\" = 2 ]"
+	run "$PROVFS_BUILD_ROOT/provfs-query" --store "$STORE" lineage "$MNT/f" --at "$after" --format json
+	echo "$output"
+	[ "$status" -eq 0 ]
+	"$PYTHON" -c '
+import json, sys
+d = json.loads(sys.argv[1])
+start = [n for n in d["nodes"] if n["key"] == d["start"]][0]
+assert start["version"] == 2, start' "$output"
+	# The job's access closed then too, and the row says when.
+	assert_sql "SELECT count(*) FROM versions v JOIN accesses a ON a.written_version_id = v.id
+	            WHERE v.number = 2 AND a.closed_ns <= $after_ns AND v.recorded_ns <= $after_ns" 1
+	stop_provfs
+}
