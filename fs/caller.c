@@ -296,7 +296,10 @@ caller_become_daemon(void)
 	if (credentials_of_thread() != CREDENTIALS_REGISTRAR)
 		return;
 	setfsgid(0);
-	if (syscall(SYS_setgroups, (size_t)registrar_saved_group_count, registrar_saved_groups) < 0)
+	/* Groups found empty were left alone (caller_become_registrar()): a
+	 * setgroups() would only commit a copy of the same credentials. */
+	if (registrar_saved_group_count > 0 &&
+	    syscall(SYS_setgroups, (size_t)registrar_saved_group_count, registrar_saved_groups) < 0)
 		log_error("cannot restore supplementary groups: %s", strerror(errno));
 	if (set_effective_fsetid(true) < 0)
 		log_error("cannot restore CAP_FSETID: %s", strerror(errno));
