@@ -183,6 +183,34 @@ tiny_store() {
 	[ "$output" = "bench: error: bad provfs binary 'other' (want NAME=BINARY, e.g. main=/tmp/main/provfs)" ]
 }
 
+@test "smoke: scripts/bench --cpu gives each phase's daemon CPU by kind of thread: the writer's only where there is one" {
+	needs_fuse
+	run "$SCRIPTS/bench" --quick -w smallfiles -d "$TMP/bench" -V native,provfs,provfs-norecord \
+		-x norecord='-o norecord' --cpu
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"| phase | variant | daemon CPU ms: all | requests | writer | hash | watch | other | rounds |"* ]]
+	local csv
+	csv=$(dirname "$(sed -n 's/.*raw timings: //p' <<<"$output")")/cpu.csv
+	# Every phase of both daemons, none of native (no daemon).
+	[ "$(awk -F, '$5 == "all"' "$csv" | wc -l)" -eq 8 ]
+	[ "$(grep -c ',native,' "$csv")" -eq 0 ]
+	# A daemon that created 500 files used some CPU to do it, on its request threads.
+	awk -F, '$3 == "provfs" && $4 == "smallfiles/create" && $5 == "requests" { ok = $6 > 0 } END { exit !ok }' "$csv"
+	# "all" is the sum of the kinds; the table shows the (single) round's figures.
+	awk -F, 'NR > 1 { if ($5 == "all") all[$3, $4] = $6; else sum[$3, $4] += $6 }
+		END { for (k in all) if (all[k] - sum[k] > 0.1 * 6 || sum[k] - all[k] > 0.1 * 6) exit 1 }' "$csv"
+	local row
+	row=$(awk -F, '$3 == "provfs" && $4 == "smallfiles/delete" { v[$5] = $6 }
+		END { printf "| smallfiles/delete | provfs | %s | %s | %s | %s | %s | %s | 1 |",
+		      v["all"], v["requests"], v["writer"], v["hash"], v["watch"], v["other"] }' "$csv")
+	grep -qxF -- "$row" <<<"$output"
+	# Without recording there is no writer: its column says so.
+	grep -qE '^\| smallfiles/create \| provfs-norecord \| [0-9.]+ \| [0-9.]+ \| - \|' <<<"$output"
+	grep -qE '^\| smallfiles/create \| provfs \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' <<<"$output"
+	assert_nothing_mounted
+}
+
 @test "smoke: scripts/bench --cpus confines every daemon and workload to the CPUs given; a bad list is refused" {
 	needs_fuse
 	# A provfs that notes which CPUs it may run on, then is provfs.
