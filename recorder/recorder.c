@@ -578,8 +578,10 @@ recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode)
  * state was made for.  Reading it costs an ioctl, so it is read again only
  * when the inode may have been freed since it was last read: its ctime
  * moved (the last unlink moves it, and a new file's is its creation), a
- * rename, link or unlink went through the mount (the namespace epoch), or
- * the backing tree is exposed to others, whose changes are never seen.
+ * rename went through the mount or a name of a file not known was removed
+ * (the namespace epoch), this file's last name was removed
+ * (generation_in_doubt()), or the backing tree is exposed to others, whose
+ * changes are never seen.
  */
 static struct file_state *
 file_state_get(struct recorder *recorder, const struct stat *st, int fd)
@@ -587,6 +589,7 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 	struct file_state *file, *evicted = NULL;
 	int64_t ctime_ns = timespec_ns(st->st_ctim);
 	uint64_t epoch = atomic_load(&recorder->namespace_epoch);
+	uint64_t removals = atomic_load(&recorder->last_name_removals);
 
 	if (!recorder->options.backing_exposed) {
 		pthread_mutex_lock(&recorder->files_lock);
@@ -643,10 +646,32 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 		file_state_acquire(file);
 	}
 	file->generation_ctime_ns = ctime_ns;
-	file->generation_epoch = epoch;
+	/* A last name removed while the generation was read may have been
+	 * this file's, its doubt set before this: leave it in doubt. */
+	file->generation_epoch = atomic_load(&recorder->last_name_removals) == removals
+					 ? epoch
+					 : GENERATION_IN_DOUBT;
 	pthread_mutex_unlock(&recorder->files_lock);
 	release_evicted_files(evicted);
 	return file;
+}
+
+/*
+ * The last name of file went through the mount: its inode number may be
+ * freed and handed to a new file, so the next open of that number reads
+ * the generation again.  Other files' generations still hold: an unlink
+ * frees no inode but its own (GNU tar removes one placeholder at the end of
+ * an extraction; a pipeline deletes its temporary files while it reads).
+ */
+static void
+generation_in_doubt(struct recorder *recorder, struct file_state *file)
+{
+	atomic_fetch_add(&recorder->last_name_removals, 1);
+	if (file == NULL)
+		return; /* no state: the next open of the number reads it anyway */
+	pthread_mutex_lock(&recorder->files_lock);
+	file->generation_epoch = GENERATION_IN_DOUBT;
+	pthread_mutex_unlock(&recorder->files_lock);
 }
 
 /*
@@ -2183,13 +2208,16 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	/* Generations and paths read before may be wrong now (file_state_get,
 	 * node_path).  The unlink of a regular file's last name frees its
 	 * inode for reuse, but moves no path: the file is gone, and a new one
-	 * made with its number is told by its generation. */
+	 * made with its number is told by its generation, which only that
+	 * file's state doubts (below).  A link frees nothing; a rename may
+	 * free what it replaces, and an unlink of something unknown anything. */
 	bool names_changed = change->change == FS_CHANGE_RENAME ||
 			     change->change == FS_CHANGE_LINK || change->change == FS_CHANGE_UNLINK;
 	bool last_name_of_file = change->change == FS_CHANGE_UNLINK && change->before == NULL &&
 				 change->attributes && S_ISREG(change->attributes->st_mode) &&
 				 change->attributes->st_nlink <= 1;
-	if (names_changed)
+	if (change->change == FS_CHANGE_RENAME ||
+	    (change->change == FS_CHANGE_UNLINK && change->attributes == NULL))
 		atomic_fetch_add(&recorder->namespace_epoch, 1);
 	if (names_changed && !last_name_of_file)
 		atomic_fetch_add(&recorder->path_epoch, 1);
@@ -2239,6 +2267,8 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	event->is_regular = S_ISREG(change->attributes->st_mode);
 	if (event->is_regular)
 		event->file = recorder_find_file(recorder, event->device, event->inode);
+	if (last_name_of_file)
+		generation_in_doubt(recorder, event->file);
 	if (change->before) {
 		event->before_known = true;
 		event->before = stamp_of(change->before);

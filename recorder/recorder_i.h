@@ -48,6 +48,10 @@ stamp_before_change(off_t size, int64_t mtime_ns, int64_t ctime_ns, const struct
 	       ctime_ns == before->ctime_ns;
 }
 
+/* A file_state's generation_epoch after its last name went: no namespace
+ * epoch is ever equal to it, so the next open reads the generation again. */
+#define GENERATION_IN_DOUBT UINT64_MAX
+
 /*
  * Per-inode state.  Reference counted: the file table holds one, and so
  * does every access or version naming it.  Fields under `lock` are for the
@@ -61,6 +65,7 @@ struct file_state {
 	struct file_state *next; /* file table chain; protected by the table lock */
 	int64_t generation_ctime_ns; /* the file's ctime and the namespace epoch when */
 	uint64_t generation_epoch;   /* generation was last read; under the table lock */
+				     /* (GENERATION_IN_DOUBT: its last name went since) */
 
 	pthread_mutex_t lock;
 	int writers;                    /* open handles that may write */
@@ -369,7 +374,13 @@ struct recorder {
 	pthread_t writer;
 	bool writer_running;
 	int proc_fds; /* /proc/self/fd of the daemon (after it daemonized), or -1 */
-	atomic_uint_fast64_t namespace_epoch; /* renames, links, unlinks through the mount */
+	/* Renames through the mount, and removals of names whose file is not
+	 * known (file_state_get: a generation read before may be another
+	 * file's now).  The removal of a regular file's last name puts that
+	 * file's generation alone in doubt (GENERATION_IN_DOUBT) and counts
+	 * in last_name_removals. */
+	atomic_uint_fast64_t namespace_epoch;
+	atomic_uint_fast64_t last_name_removals;
 	/* The same but for the unlink of a file's last name (GNU tar makes one
 	 * at the end of every extraction), which moves no other file's path. */
 	atomic_uint_fast64_t path_epoch;

@@ -1167,6 +1167,53 @@ assert_store_refused() {
 	            WHERE file_id = ($(file_id_sql g)) ORDER BY opened_ns, id)" "d/f2,d/f2,d/f2,g"
 }
 
+@test "another file's unlink leaves the generations read before: the next opens read none (FS_IOC_GETVERSION), a rename does" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	mount_provfs
+	local i
+	for i in $(seq 10); do
+		echo x >"$MNT/f$i"
+		cat "$MNT/f$i" >/dev/null
+	done
+	# Removed last names (tar's placeholder), a link and its removal.
+	echo y >"$MNT/placeholder"
+	rm "$MNT/placeholder"
+	echo o >"$MNT/other"
+	ln "$MNT/other" "$MNT/other.link"
+	rm "$MNT/other.link" "$MNT/other"
+	strace -f -qq -p "$MOUNTED_PID" -e trace=ioctl -o "$TMP/trace" &
+	local tracer=$! tid attached=
+	for _ in $(seq 100); do
+		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
+		if [ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ]; then
+			attached=1
+			break
+		fi
+		sleep 0.1
+	done
+	[ -n "$attached" ]
+	for i in $(seq 10); do
+		cat "$MNT/f$i" >/dev/null
+	done
+	sleep 0.2
+	local read_before
+	read_before=$(grep -c FS_IOC_GETVERSION "$TMP/trace") || true
+	# A rename may free what it replaces: every generation is read again.
+	echo z >"$MNT/tmp"
+	mv "$MNT/tmp" "$MNT/renamed"
+	for i in $(seq 10); do
+		cat "$MNT/f$i" >/dev/null
+	done
+	sleep 0.2
+	kill "$tracer"
+	wait "$tracer" || true
+	cat "$TMP/trace"
+	[ "$read_before" = 0 ]
+	[ "$(grep -c FS_IOC_GETVERSION "$TMP/trace")" -ge 10 ]
+	stop_provfs
+	assert_sql "SELECT count(*) FROM accesses WHERE file_id = ($(file_id_sql f3))" 4
+}
+
 @test "an inode number reused by a new file: a new file row, not a version of the old file" {
 	mount_provfs
 	local inode i reused=
