@@ -579,8 +579,8 @@ recorder_find_file(struct recorder *recorder, dev_t device, ino_t inode)
  * when the inode may have been freed since it was last read: its ctime
  * moved (the last unlink moves it, and a new file's is its creation), a
  * rename went through the mount or a name of a file not known was removed
- * (the namespace epoch), this file's last name was removed
- * (generation_in_doubt()), or the backing tree is exposed to others, whose
+ * (the namespace epoch), a name of this file was removed that it may not
+ * survive (generation_in_doubt()), or the backing tree is exposed to others, whose
  * changes are never seen.
  */
 static struct file_state *
@@ -657,9 +657,11 @@ file_state_get(struct recorder *recorder, const struct stat *st, int fd)
 }
 
 /*
- * The last name of file went through the mount: its inode number may be
- * freed and handed to a new file, so the next open of that number reads
- * the generation again.  Other files' generations still hold: an unlink
+ * A name of file went through the mount and nothing showed the file
+ * survives it (its last name, or one of two removed at once, each unlink
+ * seeing the other name still there): its inode number may be freed and
+ * handed to a new file, so the next open of that number reads the
+ * generation again.  Other files' generations still hold: an unlink
  * frees no inode but its own (GNU tar removes one placeholder at the end of
  * an extraction; a pipeline deletes its temporary files while it reads).
  */
@@ -2219,6 +2221,9 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	if (change->change == FS_CHANGE_RENAME ||
 	    (change->change == FS_CHANGE_UNLINK && change->attributes == NULL))
 		atomic_fetch_add(&recorder->namespace_epoch, 1);
+	/* Not known to survive: two links removed at once each saw the other. */
+	bool may_free_file = change->change == FS_CHANGE_UNLINK && change->before == NULL &&
+			     change->attributes && S_ISREG(change->attributes->st_mode);
 	if (names_changed && !last_name_of_file)
 		atomic_fetch_add(&recorder->path_epoch, 1);
 	/* Directory paths read before may be wrong now (directory_path). */
@@ -2267,7 +2272,7 @@ on_namespace_changed(void *context, const struct fs_namespace_event *change)
 	event->is_regular = S_ISREG(change->attributes->st_mode);
 	if (event->is_regular)
 		event->file = recorder_find_file(recorder, event->device, event->inode);
-	if (last_name_of_file)
+	if (may_free_file)
 		generation_in_doubt(recorder, event->file);
 	if (change->before) {
 		event->before_known = true;

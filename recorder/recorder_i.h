@@ -48,8 +48,9 @@ stamp_before_change(off_t size, int64_t mtime_ns, int64_t ctime_ns, const struct
 	       ctime_ns == before->ctime_ns;
 }
 
-/* A file_state's generation_epoch after its last name went: no namespace
- * epoch is ever equal to it, so the next open reads the generation again. */
+/* A file_state's generation_epoch after a name of it went that it may not
+ * survive: no namespace epoch is ever equal to it, so the next open reads
+ * the generation again. */
 #define GENERATION_IN_DOUBT UINT64_MAX
 
 /*
@@ -65,7 +66,7 @@ struct file_state {
 	struct file_state *next; /* file table chain; protected by the table lock */
 	int64_t generation_ctime_ns; /* the file's ctime and the namespace epoch when */
 	uint64_t generation_epoch;   /* generation was last read; under the table lock */
-				     /* (GENERATION_IN_DOUBT: its last name went since) */
+				     /* (GENERATION_IN_DOUBT: maybe freed since) */
 
 	pthread_mutex_t lock;
 	int writers;                    /* open handles that may write */
@@ -376,9 +377,9 @@ struct recorder {
 	int proc_fds; /* /proc/self/fd of the daemon (after it daemonized), or -1 */
 	/* Renames through the mount, and removals of names whose file is not
 	 * known (file_state_get: a generation read before may be another
-	 * file's now).  The removal of a regular file's last name puts that
-	 * file's generation alone in doubt (GENERATION_IN_DOUBT) and counts
-	 * in last_name_removals. */
+	 * file's now).  The removal of a name a regular file may not survive
+	 * puts that file's generation alone in doubt (GENERATION_IN_DOUBT)
+	 * and counts in last_name_removals. */
 	atomic_uint_fast64_t namespace_epoch;
 	atomic_uint_fast64_t last_name_removals;
 	/* The same but for the unlink of a file's last name (GNU tar makes one

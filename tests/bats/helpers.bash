@@ -358,3 +358,24 @@ libc = ctypes.CDLL(None, use_errno=True)
 if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
     sys.exit(os.strerror(ctypes.get_errno()))' "$1" "$2"
 }
+
+# trace_daemon CALLS: strace of the mounted daemon's system calls CALLS
+# (strace's -e trace= list) into $TMP/trace, TRACER its pid.  Returns once
+# strace has attached (the daemon's threads show a tracer), 1 if it has not
+# within 10 s.  untrace_daemon stops it.
+trace_daemon() {
+	strace -f -qq -p "$MOUNTED_PID" -e trace="$1" -o "$TMP/trace" &
+	TRACER=$!
+	local tid
+	for _ in $(seq 100); do
+		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
+		[ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+untrace_daemon() {
+	kill "$TRACER"
+	wait "$TRACER" || true
+}

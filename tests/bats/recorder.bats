@@ -1133,22 +1133,11 @@ assert_store_refused() {
 	# tar unlinks the placeholder of each symlink once, at the end.
 	echo y >"$MNT/placeholder"
 	rm "$MNT/placeholder"
-	strace -f -qq -p "$MOUNTED_PID" -e trace=readlinkat -o "$TMP/trace" &
-	local tracer=$! tid attached=
-	for _ in $(seq 100); do
-		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
-		if [ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ]; then
-			attached=1
-			break
-		fi
-		sleep 0.1
-	done
-	[ -n "$attached" ]
+	trace_daemon readlinkat
 	for i in $(seq 10); do
 		cat "$MNT/d/f$i" >/dev/null
 	done
-	kill "$tracer"
-	wait "$tracer" || true
+	untrace_daemon
 	[ "$(grep -c readlinkat "$TMP/trace")" = 0 ]
 	# The paths it kept are still dropped when a directory moves, or the
 	# file itself (a link, then an unlink of its old name).
@@ -1181,17 +1170,7 @@ assert_store_refused() {
 	echo o >"$MNT/other"
 	ln "$MNT/other" "$MNT/other.link"
 	rm "$MNT/other.link" "$MNT/other"
-	strace -f -qq -p "$MOUNTED_PID" -e trace=ioctl -o "$TMP/trace" &
-	local tracer=$! tid attached=
-	for _ in $(seq 100); do
-		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
-		if [ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ]; then
-			attached=1
-			break
-		fi
-		sleep 0.1
-	done
-	[ -n "$attached" ]
+	trace_daemon ioctl
 	for i in $(seq 10); do
 		cat "$MNT/f$i" >/dev/null
 	done
@@ -1205,8 +1184,7 @@ assert_store_refused() {
 		cat "$MNT/f$i" >/dev/null
 	done
 	sleep 0.2
-	kill "$tracer"
-	wait "$tracer" || true
+	untrace_daemon
 	cat "$TMP/trace"
 	[ "$read_before" = 0 ]
 	[ "$(grep -c FS_IOC_GETVERSION "$TMP/trace")" -ge 10 ]

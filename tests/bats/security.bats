@@ -159,27 +159,6 @@ teardown() {
 	done
 }
 
-# The daemon threads' system calls on xattrs, with the setfsuid and capset
-# calls before them (strace of the running daemon).
-trace_daemon() {
-	strace -f -qq -p "$MOUNTED_PID" -e trace=setfsuid,capset,setxattr,removexattr \
-		-o "$TMP/trace" &
-	TRACER=$!
-	# strace has attached when the daemon's threads show a tracer.
-	local tid
-	for _ in $(seq 100); do
-		tid=$(ls "/proc/$MOUNTED_PID/task" | head -n 1)
-		[ "$(awk '/^TracerPid/ {print $2}' "/proc/$MOUNTED_PID/task/$tid/status")" != 0 ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-untrace_daemon() {
-	kill "$TRACER"
-	wait "$TRACER" || true
-}
-
 # For every setxattr/removexattr of NAME in the trace: the last setfsuid
 # (other than the -1 query) of its thread before it, and the last capset.
 credentials_of_xattr_calls() {
@@ -198,7 +177,9 @@ credentials_of_xattr_calls() {
 	uid=$(id -u provfs-u1)
 	echo x >"$MNT/owned"
 	chown provfs-u1 "$MNT/owned"
-	trace_daemon
+	# The daemon threads' system calls on xattrs, with the setfsuid and capset
+	# calls before them.
+	trace_daemon setfsuid,capset,setxattr,removexattr
 	as_user provfs-u1 setfattr -n user.note -v 1 "$MNT/owned"
 	as_user provfs-u1 setfattr -x user.note "$MNT/owned"
 	# Names the kernel does not check for a FUSE filesystem (system.*)
