@@ -23,6 +23,13 @@
  * (released by the kernel when its daemon dies, kill -9 included); the
  * others wait for it, so no two daemons send the same event at once.
  *
+ * A sender killed between step 2 and step 3 leaves its event delivered but
+ * not recorded.  Over http the next sender posts it again (identical bytes:
+ * a receiver can drop it).  A file says what it got: the event in doubt is
+ * the oldest undelivered one, and if it was appended it ends the file (one
+ * sender at a time appends, in order), so the first event after taking the
+ * lock that is already the file's last line is recorded, not appended again.
+ *
  * Stopping: openlineage_sender_stop() sets `stop`, which the curl progress
  * callback and the waits observe, so an attempt in flight (a receiver that
  * never answers) is abandoned at once; its event stays undelivered.
@@ -43,6 +50,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +95,7 @@ struct openlineage_sender {
 	char *path;
 	int lock_fd;    /* STORE.ol-sender */
 	bool have_lock; /* this daemon is the store's sender */
+	bool check_tail; /* file: the next event may end the file already */
 
 	unsigned failures; /* consecutive retryable failures */
 	unsigned int seed;
@@ -257,11 +266,36 @@ post(struct openlineage_sender *sender, const char *event, size_t length, char *
 
 /* ---- file ------------------------------------------------------------------------- */
 
+/* Is event (and its newline) the last line of the file? */
+static bool
+file_ends_with(int fd, const char *event, size_t length)
+{
+	struct stat st;
+	bool same = false;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size < length + 1)
+		return false;
+	char *tail = malloc(length + 1);
+	if (tail == NULL)
+		return false;
+	same = pread(fd, tail, length + 1, st.st_size - (off_t)(length + 1)) ==
+		       (ssize_t)(length + 1) &&
+	       tail[length] == '\n' && memcmp(tail, event, length) == 0;
+	free(tail);
+	return same;
+}
+
 static enum outcome
 append(struct openlineage_sender *sender, const char *event, size_t length, char *error,
        size_t error_size)
 {
 	struct iovec line[2] = {{(void *)event, length}, {"\n", 1}};
+
+	if (sender->check_tail) {
+		sender->check_tail = false;
+		if (file_ends_with(sender->fd, event, length))
+			return DELIVERED; /* by a sender that died before it said so */
+	}
 	ssize_t written = writev(sender->fd, line, 2);
 
 	if (written != (ssize_t)length + 1) {
@@ -358,6 +392,7 @@ sender_main(void *argument)
 				continue; /* another daemon sends this store's events */
 			}
 			sender->have_lock = true;
+			sender->check_tail = true;
 		}
 		found = next_event(db, &id, &event, &length);
 
@@ -536,7 +571,7 @@ openlineage_sender_start(const struct provfs_config *config, const char *store_p
 	} else {
 		sender->path = strdup(config->openlineage_path);
 		sender->fd = open(config->openlineage_path,
-		                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+		                  O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 		if (sender->fd < 0) {
 			snprintf(error, error_size, "openlineage: cannot open '%s': %s",
 			         config->openlineage_path, strerror(errno));

@@ -369,6 +369,34 @@ assert ds(one('etl', 'COMPLETE'), 'inputs', '/data/raw.csv')['facets']['version'
 	[ "$(sort "$TMP/events.ndjson" | uniq -d | wc -l)" -eq 0 ]
 }
 
+@test "transport = file: an event a killed daemon appended but had not yet recorded is recorded, not appended again; one it had not appended is" {
+	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
+	mount_provfs -o "config=$CONF"
+	run_jobs
+	wait_until "[ \"\$(q \"SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
+	            WHERE r.job_name = 'killed' AND o.delivered_ns IS NOT NULL\")\" = 2 ]" 30
+	stop_provfs
+	assert_sql "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL" 0
+	cp "$TMP/events.ndjson" "$TMP/complete"
+	[ "$(wc -l <"$TMP/complete")" -eq 8 ]
+	local last
+	last=$(q "SELECT max(id) FROM openlineage_outbox")
+	# Killed after the append and its fsync, before the UPDATE that records it.
+	sqlite3 "$STORE" "UPDATE openlineage_outbox SET delivered_ns = NULL WHERE id = $last"
+	mount_provfs -o "config=$CONF"
+	wait_until all_delivered 30
+	stop_provfs
+	cmp "$TMP/complete" "$TMP/events.ndjson"
+	# Killed before the append: the line is not there, so it is sent.
+	sqlite3 "$STORE" "UPDATE openlineage_outbox SET delivered_ns = NULL WHERE id = $last"
+	sed -i '$d' "$TMP/events.ndjson"
+	mount_provfs -o "config=$CONF"
+	wait_until all_delivered 30
+	stop_provfs
+	cmp "$TMP/complete" "$TMP/events.ndjson"
+	ol_check "$TMP/events.ndjson"
+}
+
 # ---------------------------------------------------------------- http
 
 # The receiver: answers POSTs as $TMP/mode says (ok, 500, 400, hang) and
