@@ -341,7 +341,9 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	[ -z "$stdout" ]
 }
 
-@test "transport = file: every spooled event appended once, byte-identical to the outbox" {
+# run_jobs through a mount whose events go to $TMP/events.ndjson, until the
+# last of them is appended; the mount is stopped after.
+spool_jobs_to_file() {
 	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
 	mount_provfs -o "config=$CONF"
 	run_jobs
@@ -349,6 +351,10 @@ assert fv('inputs', '/data/initial.txt').get('hashMethod') == 'reread', fv('inpu
 	            WHERE r.job_name = 'killed' AND o.delivered_ns IS NOT NULL\")\" = 2 ]" 30
 	stop_provfs
 	assert_sql "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL" 0
+}
+
+@test "transport = file: every spooled event appended once, byte-identical to the outbox" {
+	spool_jobs_to_file
 	q "SELECT event FROM openlineage_outbox ORDER BY id" >"$TMP/outbox"
 	cmp "$TMP/outbox" "$TMP/events.ndjson"
 	ol_check "$TMP/events.ndjson"
@@ -370,13 +376,7 @@ assert ds(one('etl', 'COMPLETE'), 'inputs', '/data/raw.csv')['facets']['version'
 }
 
 @test "transport = file: an event a killed daemon appended but had not yet recorded is recorded, not appended again; one it had not appended is" {
-	conf '[openlineage]' 'transport = file' "path = $TMP/events.ndjson" "path_map = $MNT=/data"
-	mount_provfs -o "config=$CONF"
-	run_jobs
-	wait_until "[ \"\$(q \"SELECT count(*) FROM openlineage_outbox o JOIN runs r ON r.id = o.run_id
-	            WHERE r.job_name = 'killed' AND o.delivered_ns IS NOT NULL\")\" = 2 ]" 30
-	stop_provfs
-	assert_sql "SELECT count(*) FROM openlineage_outbox WHERE delivered_ns IS NULL" 0
+	spool_jobs_to_file
 	cp "$TMP/events.ndjson" "$TMP/complete"
 	[ "$(wc -l <"$TMP/complete")" -eq 8 ]
 	local last
